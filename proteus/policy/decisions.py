@@ -1,0 +1,92 @@
+"""Typed decisions: what every decision node of the research graph asks a policy for.
+
+The same pydantic models are the structured-output schemas an LLM must fill and the return types
+of the offline :class:`~proteus.policy.heuristic.HeuristicPolicy`, so both policies drive the same
+graph. Every model forbids extra keys so a model's answer is validated strictly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ObjectiveSpec",
+    "ObjectivePlan",
+    "StepSpec",
+    "WorkflowPlan",
+    "Interpretation",
+    "WorkflowUpdate",
+    "ObjectiveUpdate",
+    "HypothesisDraft",
+    "HypothesisDrafts",
+    "MetricScore",
+    "Judgement",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ObjectiveSpec(_Strict):
+    title: str = Field(description="short title of the research objective", max_length=200)
+    question: str = Field(description="the scientific question, answerable with the registered tools", max_length=600)
+    family: str = Field(description="main analysis family: differential, correlation, cross_omics, survival, mutation, enrichment, subtypes, network, cytometry, qc")
+    rationale: str = Field(description="why this objective fits the data profile", max_length=600)
+
+
+class ObjectivePlan(_Strict):
+    objectives: list[ObjectiveSpec] = Field(description="research objectives, most important first", min_length=1, max_length=12)
+
+
+class StepSpec(_Strict):
+    tool: str = Field(description="name of a registered tool")
+    params: dict[str, Any] = Field(description="parameters for the tool, matching its schema")
+    rationale: str = Field("", description="why this step", max_length=400)
+
+
+class WorkflowPlan(_Strict):
+    steps: list[StepSpec] = Field(description="ordered analysis steps for the objective", min_length=1, max_length=8)
+
+
+class Interpretation(_Strict):
+    summary: str = Field(description="what the result means biologically, citing numbers", max_length=1200)
+    keep: bool = Field(True, description="whether the result is worth recording in the knowledge graph")
+
+
+class WorkflowUpdate(_Strict):
+    steps: list[StepSpec] = Field(description="the revised remaining steps (may be empty)", max_length=6)
+    reason: str = Field("", description="why the plan changed (or not)", max_length=400)
+
+
+class ObjectiveUpdate(_Strict):
+    drop: list[str] = Field(default_factory=list, description="ids of remaining objectives to drop")
+    add: list[ObjectiveSpec] = Field(default_factory=list, description="new objectives suggested by the findings", max_length=3)
+    reason: str = Field("", description="why", max_length=400)
+
+
+class HypothesisDraft(_Strict):
+    statement: str = Field(description="one falsifiable sentence", max_length=500)
+    rationale: str = Field(description="how the evidence supports it", max_length=1200)
+    evidence: list[str] = Field(description="knowledge-graph edge ids that support it", min_length=1, max_length=12)
+    entities: list[str] = Field(description="entity ids involved (type:label)", max_length=20)
+    test: str = Field(description="a concrete experiment or analysis that would test it", max_length=600)
+
+
+class HypothesisDrafts(_Strict):
+    hypotheses: list[HypothesisDraft] = Field(max_length=40)
+
+
+class MetricScore(_Strict):
+    score: int = Field(ge=1, le=5)
+    reason: str = Field(max_length=500)
+
+
+class Judgement(_Strict):
+    reliability: MetricScore
+    logical_coherence: MetricScore
+    biological_plausibility: MetricScore
+    novelty: MetricScore
+    evaluability: MetricScore

@@ -1,0 +1,241 @@
+"""Core records shared by tools, policies, the knowledge graph and the run directory.
+
+A tool returns a :class:`ToolResult` (tables, figures, relations). A :class:`Relation` is one
+knowledge-graph edge between two typed :class:`Entity` objects, with statistics and provenance.
+The research process itself (objectives, workflows, steps, hypotheses) is recorded with the
+models below and also lands in the knowledge graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ENTITY_TYPES",
+    "METRICS",
+    "Entity",
+    "Stats",
+    "Provenance",
+    "Relation",
+    "ToolResult",
+    "Objective",
+    "Step",
+    "Hypothesis",
+    "Score",
+    "stable_id",
+    "PREDICATES",
+    "MODALITY_ENTITY",
+    "feature_entity",
+    "contrast_entity",
+]
+
+ENTITY_TYPES = (
+    "protein",
+    "gene",
+    "phosphosite",
+    "acetylsite",
+    "mirna",
+    "pathway",
+    "clinical_variable",
+    "sample_group",
+    "mutation",
+    "cell_population",
+    "marker",
+    "module",
+    "feature",
+)
+"""Biological entity types. Research-process node types are objective, workflow, step, hypothesis."""
+
+EntityType = Literal[
+    "protein",
+    "gene",
+    "phosphosite",
+    "acetylsite",
+    "mirna",
+    "pathway",
+    "clinical_variable",
+    "sample_group",
+    "mutation",
+    "cell_population",
+    "marker",
+    "module",
+    "feature",
+]
+
+METRICS = ("reliability", "logical_coherence", "biological_plausibility", "novelty", "evaluability")
+"""The five judge metrics, each scored 1-5."""
+
+
+PREDICATES = {
+    "higher_in": "feature (or cell population) is higher in the case group of a contrast (object: sample_group)",
+    "lower_in": "feature (or cell population) is lower in the case group of a contrast (object: sample_group)",
+    "correlates_with": "feature correlates with a clinical variable or another feature (direction positive/negative)",
+    "concordant_with": "protein and its own mRNA correlate across samples (object: gene)",
+    "cis_effect_on": "copy number or mutation of a gene changes its own RNA/protein (subject gene/mutation, object protein/gene)",
+    "enriched_in": "pathway over-represented / enriched among features changed in a contrast or correlated with a variable",
+    "associated_with_survival": "feature associated with hazard (effect: hazard ratio; direction positive = higher abundance, higher hazard)",
+    "associated_with": "sample clusters or groups associated with a clinical variable",
+    "marker_of": "feature marks a sample cluster or a cell population",
+    "interacts_with": "protein-protein interaction (BioPlex) between two hits",
+    "member_of": "feature belongs to a co-abundance module or network module",
+}
+"""Predicates used in the knowledge graph; tools use these names so hypotheses can compose them."""
+
+MODALITY_ENTITY = {
+    "proteomics": "protein",
+    "phosphoproteomics": "phosphosite",
+    "acetylproteomics": "acetylsite",
+    "transcriptomics": "gene",
+    "cna": "gene",
+    "mirna": "mirna",
+    "cytometry": "marker",
+    "single_cell": "gene",
+}
+"""Entity type of a feature of each modality kind (unknown kinds map to ``feature``)."""
+
+
+def feature_entity(modality_kind: str, label: str) -> "Entity":
+    """Entity of a feature: proteins by gene symbol, sites as ``GENE-S123``, RNA/CNA as ``gene``."""
+    return Entity(type=MODALITY_ENTITY.get(modality_kind, "feature"), label=str(label))
+
+
+def contrast_entity(group: str, case: str, control: str | None = None) -> "Entity":
+    """Sample-group entity of a contrast: ``"MSI_status: MSI-H vs MSS"`` (``vs rest`` without control)."""
+    return Entity(type="sample_group", label=f"{group}: {case} vs {control if control is not None else 'rest'}")
+
+
+def stable_id(prefix: str, *parts: Any, length: int = 10) -> str:
+    """Deterministic short id: ``prefix`` + the first ``length`` hex digits of a SHA-1 of ``parts``."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return f"{prefix}{hashlib.sha1(text.encode()).hexdigest()[:length]}"
+
+
+class Entity(BaseModel):
+    """A typed biological entity; ``id`` is ``"{type}:{label}"`` so equal entities merge in the graph."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: EntityType
+    label: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.type}:{self.label}"
+
+    @classmethod
+    def of(cls, type: str, label: Any) -> Entity:
+        return cls(type=type, label=str(label))
+
+
+class Stats(BaseModel):
+    """Statistics of a relation. ``effect`` is the effect size in the unit named by ``effect_type``."""
+
+    effect: float | None = None
+    effect_type: str | None = Field(None, description="e.g. log2FC, spearman_rho, hazard_ratio, NES")
+    p: float | None = None
+    q: float | None = None
+    n: int | None = None
+    direction: Literal["up", "down", "positive", "negative", "none"] | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Provenance(BaseModel):
+    """Where a relation came from: the research-process node ids and the exact tool call."""
+
+    objective: str | None = None
+    workflow: str | None = None
+    step: str | None = None
+    tool: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Relation(BaseModel):
+    """One knowledge-graph edge: ``subject --predicate--> object`` with statistics and provenance."""
+
+    id: str = ""
+    subject: Entity
+    predicate: str
+    object: Entity
+    stats: Stats = Field(default_factory=Stats)
+    modality: str | None = None
+    provenance: Provenance
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.id:
+            self.id = stable_id(
+                "e_",
+                self.subject.id,
+                self.predicate,
+                self.object.id,
+                self.modality,
+                self.provenance.tool,
+                self.provenance.step,
+                self.provenance.params,
+            )
+
+
+@dataclass
+class ToolResult:
+    """What a tool returns: a one-paragraph summary, named tables, figure files, KG relations.
+
+    ``metrics`` holds small numbers a planner may read (n_tested, n_significant, n_skipped, ...).
+    """
+
+    summary: str
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: list[Path] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class Objective(BaseModel):
+    """A top-level research objective."""
+
+    id: str
+    title: str
+    question: str
+    family: str = Field(description="analysis family, e.g. differential, correlation, survival")
+    rationale: str = ""
+    status: Literal["pending", "done", "dropped"] = "pending"
+    findings: str = ""
+
+
+class Step(BaseModel):
+    """One planned or executed tool call within a workflow."""
+
+    id: str
+    tool: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    rationale: str = ""
+    status: Literal["pending", "done", "failed", "skipped"] = "pending"
+    summary: str = ""
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    tables: list[str] = Field(default_factory=list)
+    figures: list[str] = Field(default_factory=list)
+    relation_ids: list[str] = Field(default_factory=list)
+
+
+class Score(BaseModel):
+    score: int = Field(ge=1, le=5)
+    reason: str
+
+
+class Hypothesis(BaseModel):
+    """A hypothesis grounded in knowledge-graph evidence (edge ids)."""
+
+    id: str
+    statement: str
+    rationale: str
+    evidence: list[str]
+    entities: list[str]
+    test: str
+    scores: dict[str, Score] = Field(default_factory=dict)
+    judge: str = ""
+    validation: dict[str, Any] | None = None

@@ -1,0 +1,89 @@
+"""The in-memory study: every omics layer as AnnData, plus clinical table and mutations.
+
+Conventions (every tool relies on them):
+
+- ``Study.modalities[name]`` is an AnnData with ``obs`` = samples and ``var`` = features for bulk
+  layers (proteomics, phosphoproteomics, acetylproteomics, transcriptomics, cna, mirna, ...), or
+  ``obs`` = cells with ``obs["sample_id"]`` for cell-level layers (cytometry, single_cell).
+  ``adata.uns["modality"]`` is the modality kind, ``adata.uns["level"]`` is ``"sample"`` or ``"cell"``,
+  ``adata.uns["source"]`` the file it came from. ``var["gene"]`` holds the gene symbol where one is
+  known (also for sites: ``TP53-S15`` -> ``TP53``).
+- ``Study.clinical`` is indexed by the harmonised sample id; each bulk ``obs_names`` uses the same ids.
+- ``Study.mutations`` is long format: columns ``sample``, ``gene``, ``variant_class``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+
+__all__ = ["FileReport", "Study", "NoUsableDataError"]
+
+
+class NoUsableDataError(RuntimeError):
+    """Raised when a data folder holds nothing PROTEUS can analyse."""
+
+
+@dataclass
+class FileReport:
+    """What happened to one input file: read as ``kind`` (and ``modality``), or skipped with ``problem``."""
+
+    path: str
+    kind: str | None = None
+    modality: str | None = None
+    shape: tuple[int, int] | None = None
+    problem: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+@dataclass
+class Study:
+    """All data of one study. See the module docstring for the conventions."""
+
+    root: Path
+    modalities: dict[str, ad.AnnData] = field(default_factory=dict)
+    clinical: pd.DataFrame = field(default_factory=pd.DataFrame)
+    mutations: pd.DataFrame | None = None
+    reports: list[FileReport] = field(default_factory=list)
+
+    def bulk(self) -> dict[str, ad.AnnData]:
+        """Sample-level layers."""
+        return {k: a for k, a in self.modalities.items() if a.uns.get("level", "sample") == "sample"}
+
+    def cell_level(self) -> dict[str, ad.AnnData]:
+        """Cell-level layers (cytometry, single-cell)."""
+        return {k: a for k, a in self.modalities.items() if a.uns.get("level") == "cell"}
+
+    def samples(self) -> list[str]:
+        """Union of sample ids over clinical and all bulk layers, in first-seen order."""
+        seen: dict[str, None] = dict.fromkeys(map(str, self.clinical.index))
+        for a in self.bulk().values():
+            seen.update(dict.fromkeys(map(str, a.obs_names)))
+        return list(seen)
+
+    def subset_samples(self, samples: list[str]) -> Study:
+        """A copy restricted to ``samples`` (used for held-out validation and permutation nulls)."""
+        keep = set(map(str, samples))
+        mods = {}
+        for name, a in self.modalities.items():
+            if a.uns.get("level") == "cell":
+                mods[name] = a[a.obs["sample_id"].astype(str).isin(keep)].copy()
+            else:
+                mods[name] = a[[s in keep for s in a.obs_names]].copy()
+        clin = self.clinical.loc[[s for s in self.clinical.index if str(s) in keep]]
+        muts = None
+        if self.mutations is not None:
+            muts = self.mutations[self.mutations["sample"].astype(str).isin(keep)]
+        return Study(self.root, mods, clin, muts, list(self.reports))
+
+    def sample_table(self, modality: str) -> pd.DataFrame:
+        """Clinical rows aligned to the samples of a bulk modality (missing rows are all-NaN)."""
+        a = self.modalities[modality]
+        return self.clinical.reindex(a.obs_names.astype(str))
