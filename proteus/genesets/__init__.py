@@ -1,0 +1,192 @@
+"""Gene-set libraries, an identifier map and the BioPlex network, shipped with PROTEUS.
+
+Everything here is read from small gzip files next to this module (rebuilt by
+``scripts/build_genesets.py``; sources, versions and licences in ``SOURCES.json``):
+
+- ``load(library)`` -> ``{set_id: [gene symbols]}`` for ``"reactome"`` (CC0), ``"wikipathways"``
+  (CC0) and ``"go_bp"`` (GO biological process, CC BY 4.0).
+- ``set_names(library)`` -> ``{set_id: name}``.
+- ``to_symbols(ids)`` -> gene symbol (or ``None``) for UniProt accessions (isoform suffixes,
+  ``sp|P12345|NAME_HUMAN`` and MaxQuant ``;``-joined protein groups accepted), Entrez ids,
+  Ensembl gene / protein ids (with or without version), current and (unambiguous) alias symbols,
+  and site ids such as ``TP53-S15``.
+- ``ppi_edges()`` -> BioPlex 3.0 HEK293T edges as a DataFrame ``a, b, pInt``.
+
+All loaders are cached; the returned objects are shared, so copy before mutating.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from functools import lru_cache
+from importlib import resources
+
+import pandas as pd
+
+__all__ = ["LIBRARIES", "load", "set_names", "set_sources", "to_symbols", "known_symbols", "ppi_edges", "sources"]
+
+LIBRARIES = ("reactome", "wikipathways", "go_bp")
+"""Names accepted by :func:`load`."""
+
+
+def _open(name: str):
+    return resources.files(__name__).joinpath(name).open("rb")
+
+
+def _check(library: str) -> str:
+    lib = str(library).lower()
+    if lib not in LIBRARIES:
+        msg = f"unknown gene-set library {library!r}; shipped libraries: {', '.join(LIBRARIES)}"
+        raise ValueError(msg)
+    return lib
+
+
+@lru_cache(maxsize=None)
+def _raw(library: str) -> dict:
+    with _open(f"{library}.json.gz") as fh:
+        return json.loads(gzip.decompress(fh.read()))
+
+
+def load(library: str) -> dict[str, list[str]]:
+    """Gene sets of ``library`` as ``{set_id: sorted gene symbols}``.
+
+    Parameters
+    ----------
+    library
+        ``"reactome"``, ``"wikipathways"`` or ``"go_bp"``.
+    """
+    return _sets(_check(library))
+
+
+@lru_cache(maxsize=None)
+def _sets(library: str) -> dict[str, list[str]]:
+    return {k: v["genes"] for k, v in _raw(library)["sets"].items()}
+
+
+@lru_cache(maxsize=None)
+def set_names(library: str) -> dict[str, str]:
+    """``{set_id: human-readable name}`` of ``library``."""
+    return {k: v["name"] for k, v in _raw(_check(library))["sets"].items()}
+
+
+def set_sources(library: str) -> dict[str, str]:
+    """``{set_id: source database}`` (``Reactome``, ``WikiPathways``, ``GO_BP``)."""
+    return {k: v["source"] for k, v in _raw(_check(library))["sets"].items()}
+
+
+@lru_cache(maxsize=None)
+def sources() -> dict:
+    """Provenance and licence of every shipped file (``SOURCES.json``)."""
+    with _open("SOURCES.json") as fh:
+        return json.load(fh)
+
+
+# --- identifiers ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _idmap() -> dict[str, dict[str, str]]:
+    with _open("idmap.tsv.gz") as fh:
+        df = pd.read_csv(fh, sep="\t", compression="gzip", dtype=str, keep_default_na=False)
+    return {kind: dict(zip(g["id"], g["symbol"])) for kind, g in df.groupby("kind")}
+
+
+@lru_cache(maxsize=None)
+def known_symbols() -> frozenset[str]:
+    """Every symbol the identifier map, the libraries or BioPlex know (upper case)."""
+    m = _idmap()
+    out = set(m["entrez"].values())
+    for lib in LIBRARIES:
+        for genes in _sets(lib).values():
+            out.update(genes)
+    e = ppi_edges()
+    out.update(e["a"])
+    out.update(e["b"])
+    return frozenset(s.upper() for s in out)
+
+
+@lru_cache(maxsize=None)
+def _official() -> dict[str, str]:
+    return {s.upper(): s for s in _idmap()["entrez"].values()}
+
+
+@lru_cache(maxsize=None)
+def _other_names() -> dict[str, str]:
+    """Names used by a library or BioPlex that are not current official symbols."""
+    out: dict[str, str] = {}
+    for lib in LIBRARIES:
+        for genes in _sets(lib).values():
+            out.update((g.upper(), g) for g in genes)
+    e = ppi_edges()
+    out.update((g.upper(), g) for g in e["a"])
+    out.update((g.upper(), g) for g in e["b"])
+    return out
+
+
+_UNIPROT = re.compile(r"^(?:[OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9](?:[A-Z][A-Z0-9]{2}[0-9]){1,2})$")
+_ENSG = re.compile(r"^ENSG\d{11}$")
+_ENSP = re.compile(r"^ENSP\d{11}$")
+_SITE = re.compile(r"^(.+?)[-_:]([STYK]\d+[a-z]?)+(?:[-_:;].*)?$")
+
+
+def _one(token: str) -> str | None:
+    t = token.strip()
+    if not t:
+        return None
+    if "|" in t:  # sp|P12345|NAME_HUMAN, tr|..., or pipes from FASTA headers
+        parts = t.split("|")
+        t = parts[1] if len(parts) >= 2 and parts[0].lower() in ("sp", "tr") else parts[0]
+    m = _idmap()
+    head = t.split(".")[0] if t.upper().startswith("ENS") else t
+    head_u = head.upper()
+    if _ENSG.match(head_u):
+        return m["ensembl_gene"].get(head_u)
+    if _ENSP.match(head_u):
+        return m["ensembl_protein"].get(head_u)
+    if head.isdigit():
+        return m["entrez"].get(head)
+    base = head_u.split("-")[0]
+    if _UNIPROT.match(base) and base in m["uniprot"]:
+        return m["uniprot"][base]
+    for table in (_official(), m["alias"], _other_names()):
+        if head_u in table:
+            return table[head_u]
+    site = _SITE.match(head)
+    if site:  # TP53-S15, GENE_S123, AKT1-S473s
+        return _one(site.group(1))
+    return None
+
+
+def to_symbols(ids: list[str] | pd.Index | pd.Series) -> list[str | None]:
+    """Map identifiers of any common kind to HGNC gene symbols; ``None`` where unknown.
+
+    The kind is detected per identifier: ``ENSG…``/``ENSP…`` (version suffix dropped), digits
+    (Entrez), UniProt accessions (isoform suffix ``-2`` dropped; ``sp|P04637|P53_HUMAN`` and
+    ``tr|…`` headers read), official symbols (case-insensitive), unambiguous alias symbols, and
+    site ids (``TP53-S15``). A MaxQuant protein group ``"P04637;P04637-2;Q9XXX1"`` maps to the
+    first member that maps.
+    """
+    out: list[str | None] = []
+    for x in ids:
+        if x is None or (isinstance(x, float) and x != x):
+            out.append(None)
+            continue
+        sym = None
+        for tok in str(x).split(";"):
+            sym = _one(tok)
+            if sym is not None:
+                break
+        out.append(sym)
+    return out
+
+
+# --- network ----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def ppi_edges() -> pd.DataFrame:
+    """BioPlex 3.0 (HEK293T) interactions as undirected symbol pairs ``a < b`` with ``pInt``."""
+    with _open("bioplex.tsv.gz") as fh:
+        return pd.read_csv(fh, sep="\t", compression="gzip", dtype={"a": str, "b": str, "pInt": float})

@@ -1,0 +1,104 @@
+"""Build one bulk AnnData layer from a samples x features table (shared by every matrix reader)."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from proteus.io._text import ReadProblem
+from proteus.io.modality import site_gene
+from proteus.io.values import coerce_numeric, to_log_scale
+
+__all__ = ["build_layer", "unique_ids", "first_token"]
+
+
+def first_token(s: object, sep: str = ";") -> str | None:
+    """First entry of a ``;``-separated list (MaxQuant/DIA-NN gene and protein columns); None if empty."""
+    if s is None or (isinstance(s, float) and np.isnan(s)):
+        return None
+    t = str(s).split(sep)[0].strip()
+    return t or None
+
+
+def unique_ids(ids: list[str], notes: list[str], what: str = "feature") -> list[str]:
+    """Make ids unique by suffixing repeats ``_dup2``, ``_dup3`` (noted)."""
+    seen: dict[str, int] = {}
+    out = []
+    for i in ids:
+        n = seen.get(i, 0) + 1
+        seen[i] = n
+        out.append(i if n == 1 else f"{i}_dup{n}")
+    n_dup = sum(v - 1 for v in seen.values())
+    if n_dup:
+        examples = [k for k, v in seen.items() if v > 1][:3]
+        notes.append(f"{n_dup} duplicated {what} id(s) made unique with _dupN suffixes (e.g. {', '.join(examples)})")
+    return out
+
+
+def build_layer(
+    values: pd.DataFrame,
+    var: pd.DataFrame,
+    *,
+    kind: str,
+    source: str,
+    notes: list[str],
+    intensities: bool = False,
+    obs: pd.DataFrame | None = None,
+) -> ad.AnnData:
+    """samples x features values -> AnnData following the :mod:`proteus.study` conventions.
+
+    Parameters
+    ----------
+    values
+        samples x features; index = sample ids, columns = feature ids (unique).
+    var
+        Feature annotation indexed like ``values.columns``; ``gene`` is filled from the feature
+        id (site suffix removed) where missing.
+    kind
+        Modality kind (``uns["modality"]``).
+    source
+        File name relative to the data root (``uns["source"]``).
+    notes
+        Receives messages about coercion, dropped rows/columns and the log transform.
+    intensities
+        Values are linear MS intensities (zeros -> NaN, log2) regardless of the heuristic.
+    obs
+        Optional sample annotation indexed like ``values.index``.
+
+    Raises
+    ------
+    ReadProblem
+        No numeric value at all.
+    """
+    num = coerce_numeric(values, notes)
+    num.index = num.index.astype(str)
+    num.columns = num.columns.astype(str)
+    all_na_s = num.isna().all(axis=1)
+    if all_na_s.all():
+        raise ReadProblem("no numeric values (every cell is missing or non-numeric)")
+    if all_na_s.any():
+        notes.append(f"{int(all_na_s.sum())} sample(s) with no values dropped: {', '.join(num.index[all_na_s][:5])}")
+        num = num.loc[~all_na_s]
+    all_na_f = num.isna().all(axis=0)
+    if all_na_f.any():
+        notes.append(f"{int(all_na_f.sum())} feature(s) with no values dropped")
+        num = num.loc[:, ~all_na_f]
+    x, scale, transform = to_log_scale(num.to_numpy(dtype="float64"), kind, notes, intensities=intensities)
+    var = var.reindex(num.columns).copy()
+    var.index = var.index.astype(str)
+    if "gene" not in var:
+        var["gene"] = np.nan
+    genes = var["gene"].astype(object)
+    missing = genes.isna() | (genes.astype(str).str.strip() == "")
+    var["gene"] = np.where(missing, [site_gene(f) for f in var.index], genes.astype(str))
+    if "uniprot" in var:
+        var["uniprot"] = var["uniprot"].astype(object).where(var["uniprot"].notna(), None)
+    var = var.astype({c: str for c in var.columns if var[c].dtype == object and var[c].notna().all()})
+    obs_df = pd.DataFrame(index=num.index) if obs is None else obs.reindex(num.index).copy()
+    obs_df.index = obs_df.index.astype(str)
+    a = ad.AnnData(X=x, obs=obs_df, var=var)
+    a.uns.update({"modality": kind, "level": "sample", "source": source, "scale": scale, "transform": transform})
+    if a.n_obs == 1:
+        notes.append("only 1 sample")
+    return a

@@ -1,0 +1,198 @@
+"""Raw table reading: bytes (plain or gzip) -> decoded text -> delimiter -> DataFrame; Excel sheets.
+
+Every function raises :class:`ReadProblem` with a short, human message when a file cannot be read;
+the loader turns it into a one-line ``FileReport.problem``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["ReadProblem", "RawTable", "read_bytes", "decode", "read_text_table", "read_excel_tables"]
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"
+DELIMITERS = ("\t", ",", ";", "|")
+_DELIM_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
+
+
+class ReadProblem(Exception):
+    """A file that cannot be read; the message is one line for the user."""
+
+
+@dataclass
+class RawTable:
+    """A table as read from disk, before interpretation.
+
+    ``df`` has string column labels and a default RangeIndex; ``header`` is the header row as
+    written (duplicates kept, unlike pandas' mangled ``df.columns``); ``source`` names the file
+    (and sheet) relative to the data root.
+    """
+
+    source: str
+    df: pd.DataFrame
+    header: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def read_bytes(path: Path, max_bytes: int) -> bytes:
+    """Whole file content, gunzipped when it starts with the gzip magic number.
+
+    Raises
+    ------
+    ReadProblem
+        Corrupt gzip, or decompressed content larger than ``max_bytes``.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head != GZIP_MAGIC:
+        return path.read_bytes()
+    try:
+        with gzip.open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        msg = f"corrupt gzip file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'truncated'})"
+        raise ReadProblem(msg) from None
+    if len(data) > max_bytes:
+        msg = f"decompresses to more than {max_bytes / 1e9:.2f} GB (size limit); not read"
+        raise ReadProblem(msg)
+    return data
+
+
+def decode(data: bytes, notes: list[str]) -> str:
+    """Decode text: UTF-8 (with or without BOM), else cp1252, else latin-1 (noted)."""
+    if b"\x00" in data[:8192]:
+        raise ReadProblem("binary content (NUL bytes), not a text table")
+    try:
+        text = data.decode("utf-8-sig")
+        if data.startswith(b"\xef\xbb\xbf"):
+            notes.append("UTF-8 byte-order mark removed")
+        return text
+    except UnicodeDecodeError:
+        pass
+    for enc in ("cp1252", "latin-1"):
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        notes.append(f"not UTF-8; decoded as {enc}")
+        return text
+    raise ReadProblem("undecodable text")  # pragma: no cover  (latin-1 decodes any byte)
+
+
+def _sniff(lines: list[str]) -> str | None:
+    """The delimiter whose count in the header is > 0 and most consistent over the first lines."""
+    best, best_score = None, 0.0
+    for d in DELIMITERS:
+        n_head = lines[0].count(d)
+        if n_head == 0:
+            continue
+        same = sum(line.count(d) == n_head for line in lines[1:]) if len(lines) > 1 else 1
+        score = same + 0.001 * n_head
+        if score > best_score:
+            best, best_score = d, score
+    return best
+
+
+def read_text_table(
+    path: Path, source: str, max_bytes: int, *, comment: str | None = None
+) -> RawTable:
+    """Read a delimited text table (TSV/CSV/TXT, gzip or not) with the delimiter sniffed from content.
+
+    Parameters
+    ----------
+    path
+        File to read.
+    source
+        Name used in messages (path relative to the data root).
+    max_bytes
+        Largest decompressed content accepted.
+    comment
+        Lines starting with this prefix before the header are skipped (MAF ``#version``).
+
+    Returns
+    -------
+    RawTable
+        Every cell parsed by pandas' default inference except the first column (kept as strings).
+    """
+    notes: list[str] = []
+    data = read_bytes(path, max_bytes)
+    if not data.strip():
+        raise ReadProblem("empty file")
+    text = decode(data, notes)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    skip = 0
+    while skip < len(lines) and (not lines[skip].strip() or (comment and lines[skip].startswith(comment))):
+        skip += 1
+    body = [ln for ln in lines[skip : skip + 50] if ln.strip()]
+    if not body:
+        raise ReadProblem("no table content (only comments or blank lines)")
+    delim = _sniff(body)
+    if delim is None:
+        msg = "only one column: no tab, comma, semicolon or pipe delimiter found in the header"
+        raise ReadProblem(msg)
+    ext = "".join(path.suffixes).lower()
+    if (delim == "\t" and ".csv" in ext) or (delim != "\t" and ".tsv" in ext):
+        notes.append(f"named {ext} but {_DELIM_NAMES[delim]}-delimited; read as {_DELIM_NAMES[delim]}-delimited")
+    header = next(csv.reader([body[0]], delimiter=delim))
+    header = [h.strip() for h in header]
+    if len(body) < 2:
+        raise ReadProblem("header only, no data rows")
+    decimal = "."
+    if delim == ";":
+        cells = [c for ln in body[1:20] for c in ln.split(";")]
+        if sum(bool(_DECIMAL_COMMA.match(c.strip())) for c in cells) > len(cells) / 4:
+            decimal = ","
+            notes.append("decimal commas")
+    kw = dict(sep=delim, skiprows=skip, decimal=decimal, dtype={0: str}, low_memory=False)
+    try:
+        df = pd.read_csv(io.StringIO(text), **kw)
+    except pd.errors.ParserError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            df = pd.read_csv(io.StringIO(text), on_bad_lines="skip", **kw)
+        n_rows = sum(1 for ln in lines[skip + 1 :] if ln.strip())
+        notes.append(f"{n_rows - len(df)} ragged row(s) with too many fields skipped")
+    except (ValueError, UnicodeError) as e:
+        raise ReadProblem(f"not a readable table ({str(e).splitlines()[0][:120]})") from None
+    if df.shape[0] == 0:
+        raise ReadProblem("header only, no data rows")
+    df.columns = [str(c).strip() for c in df.columns]
+    return RawTable(source, df, header, notes)
+
+
+def read_excel_tables(path: Path, source: str) -> tuple[list[RawTable], list[str]]:
+    """Every non-empty sheet of an ``.xlsx`` workbook as a :class:`RawTable` named ``file:sheet``.
+
+    Returns the tables and notes about sheets that were skipped (empty or header-only).
+    """
+    with open(path, "rb") as fh:
+        if fh.read(4) != ZIP_MAGIC:
+            raise ReadProblem("not an Excel workbook (no zip signature)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sheets = pd.read_excel(path, sheet_name=None, engine="openpyxl", dtype={0: str})
+    except Exception as e:  # openpyxl raises many types for a damaged workbook
+        msg = f"unreadable Excel workbook ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+        raise ReadProblem(msg) from None
+    tables, skipped = [], []
+    for name, df in sheets.items():
+        df = df.dropna(how="all").dropna(axis=1, how="all")
+        if df.shape[0] == 0 or df.shape[1] == 0:
+            skipped.append(f"sheet {name!r} is empty or header-only; skipped")
+            continue
+        df.columns = [str(c).strip() for c in df.columns]
+        tables.append(RawTable(f"{source}:{name}", df.reset_index(drop=True), list(df.columns), []))
+    return tables, skipped
