@@ -74,9 +74,13 @@ def build_layer(
     num = coerce_numeric(values, notes)
     num.index = num.index.astype(str)
     num.columns = num.columns.astype(str)
+    if num.isna().all(axis=None):
+        raise ReadProblem("no numeric values (every cell is missing or non-numeric)")
+    x, scale, transform = to_log_scale(num.to_numpy(dtype="float64"), kind, notes, intensities=intensities)
+    num = pd.DataFrame(x, index=num.index, columns=num.columns)
     all_na_s = num.isna().all(axis=1)
     if all_na_s.all():
-        raise ReadProblem("no numeric values (every cell is missing or non-numeric)")
+        raise ReadProblem("no usable values (every value is missing, zero or negative)")
     if all_na_s.any():
         notes.append(f"{int(all_na_s.sum())} sample(s) with no values dropped: {', '.join(num.index[all_na_s][:5])}")
         num = num.loc[~all_na_s]
@@ -84,14 +88,16 @@ def build_layer(
     if all_na_f.any():
         notes.append(f"{int(all_na_f.sum())} feature(s) with no values dropped")
         num = num.loc[:, ~all_na_f]
-    x, scale, transform = to_log_scale(num.to_numpy(dtype="float64"), kind, notes, intensities=intensities)
+    x = num.to_numpy(dtype="float64")
     var = var.reindex(num.columns).copy()
     var.index = var.index.astype(str)
     if "gene" not in var:
         var["gene"] = np.nan
     genes = var["gene"].astype(object)
     missing = genes.isna() | (genes.astype(str).str.strip() == "")
-    var["gene"] = np.where(missing, [site_gene(f) for f in var.index], genes.astype(str))
+    sites = kind in ("phosphoproteomics", "acetylproteomics")
+    fallback = [site_gene(f) if sites else f for f in var.index]
+    var["gene"] = np.where(missing, fallback, genes.astype(str))
     if "uniprot" in var:
         var["uniprot"] = var["uniprot"].astype(object).where(var["uniprot"].notna(), None)
     var = var.astype({c: str for c in var.columns if var[c].dtype == object and var[c].notna().all()})

@@ -22,8 +22,10 @@ _NAME_RULES = (
     ("acetylproteomics", re.compile(r"acetyl|kac\b|_ac_", re.I)),
     ("mirna", re.compile(r"mirna|microrna|mir_?seq", re.I)),
     ("cna", re.compile(r"\bcn[av]\b|cna|cnv|copy.?number|gistic", re.I)),
-    ("transcriptomics", re.compile(r"rna|transcript|expression|\bexpr|microarray|affy|fpkm|tpm\b|counts", re.I)),
-    ("proteomics", re.compile(r"prot|pg_matrix|proteingroups|olink|somascan", re.I)),
+    ("transcriptomics", re.compile(
+        r"(?<![a-z])[mt]?rna|rna_?seq|transcript|expression|(?<![a-z])expr|microarray|affy|fpkm|(?<![a-z])tpm(?![a-z])|counts",
+        re.I)),
+    ("proteomics", re.compile(r"(?<![a-z])prot|pg_matrix|proteingroups|olink|somascan", re.I)),
 )
 
 

@@ -60,9 +60,10 @@ def build_mapping(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str,
     best: tuple[dict[str, str], str] = (direct, "index" if direct else "")
     candidates = [("__index__", pd.Series(clinical.index, index=clinical.index))]
     candidates += [(c, clinical[c]) for c in clinical.columns if clinical[c].dtype == object or clinical[c].dtype.kind in "iu"]
-    for norm in (False, True):
-        f = normalise_id if norm else (lambda s: str(s).strip())
-        want = {f(i): i for i in ids}
+    strip = lambda v: str(v).strip()  # noqa: E731
+    passes = ((strip, strip, ""), (normalise_id, strip, " after suffix stripping"), (normalise_id, normalise_id, " after suffix stripping"))
+    for f_file, f_clin, label_extra in passes:
+        want = {f_file(i): i for i in ids}
         if len(want) < len(set(ids)):
             continue  # normalising would merge distinct file ids
         for name, col in candidates:
@@ -73,7 +74,7 @@ def build_mapping(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str,
             for idx, v in zip(col.index, col.to_numpy()):
                 if pd.isna(v):
                     continue
-                k = f(v)
+                k = f_clin(v)
                 if raw.setdefault(k, str(v)) != str(v):
                     ambiguous.add(k)  # distinct values that look alike after normalising
                 lookup.setdefault(k, str(idx))
@@ -82,7 +83,7 @@ def build_mapping(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str,
             m = {orig: lookup[k] for k, orig in want.items() if k in lookup}
             if len(m) > len(best[0]):
                 label = "index" if name == "__index__" else f"column {name!r}"
-                best = (m, label + (" after suffix stripping" if norm else ""))
+                best = (m, label + label_extra)
         if len(best[0]) == len(ids):
             break
     return best

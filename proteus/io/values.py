@@ -24,9 +24,16 @@ INTENSITY_KINDS = ("proteomics", "phosphoproteomics", "acetylproteomics")
 
 def coerce_numeric(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     """All cells as float64; non-numeric cells and infinities become NaN (counted in ``notes``)."""
+    if all(k in "fiub" for k in df.dtypes.map(lambda d: d.kind)):
+        res = df.astype("float64")
+        bad = 0
+        cols = []
+    else:
+        res = None
+        cols = df.columns
     out = {}
     bad = 0
-    for c in df.columns:
+    for c in cols:
         col = df[c]
         if col.dtype.kind in "fiub":
             out[c] = col.astype("float64")
@@ -34,8 +41,9 @@ def coerce_numeric(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
         num = pd.to_numeric(col, errors="coerce")
         bad += int((num.isna() & col.notna()).sum())
         out[c] = num.astype("float64")
-    res = pd.DataFrame(out, index=df.index)
-    res.columns = df.columns
+    if res is None:
+        res = pd.DataFrame(out, index=df.index)
+        res.columns = df.columns
     if bad:
         notes.append(f"{bad} non-numeric cell(s) set to NaN")
     arr = res.to_numpy()
@@ -66,6 +74,8 @@ def to_log_scale(x: np.ndarray, kind: str, notes: list[str], *, intensities: boo
     """
     x = np.array(x, dtype="float64", copy=True)
     v = x[np.isfinite(x)]
+    if v.size > 1_000_000:  # the heuristics need only a summary of the values
+        v = v[:: v.size // 1_000_000]
     if v.size == 0:
         return x, "linear", "none"
     med = float(np.median(v))
@@ -89,6 +99,7 @@ def to_log_scale(x: np.ndarray, kind: str, notes: list[str], *, intensities: boo
     if neg.any():
         x[neg] = np.nan
         notes.append(f"{int(neg.sum())} negative intensities set to NaN")
-    notes.append(f"linear intensities (median {med:.3g}): log2 applied")
+    pos = v[v > 0]
+    notes.append(f"linear intensities (median of positive values {np.median(pos) if pos.size else 0:.3g}): log2 applied")
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log2(x), "log2", "log2"

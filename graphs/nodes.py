@@ -1,0 +1,295 @@
+"""Node functions of the research graph: small, module-level, each returning a partial state update.
+
+Every decision is delegated to the run's :class:`~proteus.policy.base.Policy` and traced; every
+tool call goes through the registry with validated parameters (no other code ever runs).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from proteus.graphs.state import ResearchState, RunContext
+from proteus.policy.base import ResearchView
+from proteus.policy.decisions import StepSpec
+from proteus.records import Hypothesis, Objective, Provenance, Score, Step, stable_id
+from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, get_tool, list_tools, validate_call
+
+__all__ = [
+    "plan_objectives",
+    "plan_workflow",
+    "choose_step",
+    "run_tool",
+    "interpret",
+    "update_workflow",
+    "finish_workflow",
+    "update_objectives",
+    "propose_hypotheses",
+    "judge",
+    "validate",
+    "next_after_choose",
+    "next_after_update_workflow",
+    "next_after_update_objectives",
+]
+
+_STRICT = os.environ.get("PROTEUS_STRICT") == "1"
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def check_step(ctx: RunContext, spec: StepSpec) -> str | None:
+    """Why ``spec`` cannot run on this study (``None`` when it can)."""
+    try:
+        tool = get_tool(spec.tool)
+    except ToolInputError as e:
+        return str(e)
+    if not tool.applicable(ctx.study):
+        return f"tool {tool.name!r} needs {', '.join(tool.requires)}, which this study lacks"
+    try:
+        validate_call(tool, ctx.study, spec.params)
+    except ToolInputError as e:
+        return str(e)
+    return None
+
+
+def _view(state: ResearchState, ctx: RunContext) -> ResearchView:
+    return ResearchView(
+        profile=ctx.profile,
+        kg=ctx.kg(state),
+        tools=[t for t in list_tools() if t.applicable(ctx.study)],
+        objectives=[Objective.model_validate(o) for o in state.get("objectives", [])],
+        check_step=lambda spec: check_step(ctx, spec),
+        trace=ctx.rundir.append_trace,
+        seed=ctx.seed,
+        max_objectives=ctx.max_objectives,
+    )
+
+
+def _decide(ctx: RunContext, decision: str, fn, *args, **info):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    ctx.rundir.append_trace(
+        {
+            "kind": "decision",
+            "decision": decision,
+            "policy": ctx.policy.name,
+            "seconds": round(time.perf_counter() - t0, 4),
+            "output": out.model_dump(mode="json"),
+            **info,
+        }
+    )
+    return out
+
+
+def _objectives(state: ResearchState) -> list[Objective]:
+    return [Objective.model_validate(o) for o in state.get("objectives", [])]
+
+
+def _current(state: ResearchState) -> Objective:
+    return _objectives(state)[state["current"]]
+
+
+def _next_pending(objectives: list[Objective], start: int) -> int:
+    for i in range(start, len(objectives)):
+        if objectives[i].status == "pending":
+            return i
+    return len(objectives)
+
+
+# --- objective level ------------------------------------------------------------------------------
+def plan_objectives(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    plan = _decide(ctx, "plan_objectives", ctx.policy.plan_objectives, _view(state, ctx))
+    objectives = [
+        Objective(id=f"O{i + 1}", title=o.title, question=o.question, family=o.family, rationale=o.rationale)
+        for i, o in enumerate(plan.objectives[: ctx.max_objectives])
+    ]
+    ctx.progress(f"planned {len(objectives)} objectives")
+    return {"objectives": [o.model_dump() for o in objectives], "current": 0, "workflow": None}
+
+
+def plan_workflow(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    obj = _current(state)
+    plan = _decide(ctx, "plan_workflow", ctx.policy.plan_workflow, _view(state, ctx), obj, objective=obj.id)
+    wf_id = f"{obj.id}.W1"
+    ctx.progress(f"[{obj.id}] {obj.title}: {len(plan.steps)} steps planned")
+    return {
+        "workflow": {
+            "id": wf_id,
+            "objective": obj.id,
+            "title": obj.title,
+            "steps": [],
+            "planned": [s.model_dump() for s in plan.steps],
+            "log": [],
+        }
+    }
+
+
+# --- step loop ----------------------------------------------------------------------------------
+def choose_step(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    wf = dict(state["workflow"])
+    if not wf["planned"] or len(wf["steps"]) >= ctx.max_steps_per_workflow:
+        return {}
+    spec = StepSpec.model_validate(wf["planned"][0])
+    step = Step(id=f"{wf['id']}.S{len(wf['steps']) + 1}", tool=spec.tool, params=spec.params, rationale=spec.rationale)
+    wf["planned"] = wf["planned"][1:]
+    wf["steps"] = wf["steps"] + [step.model_dump()]
+    return {"workflow": wf}
+
+
+def next_after_choose(state: ResearchState) -> str:
+    wf = state["workflow"]
+    return "run_tool" if wf["steps"] and wf["steps"][-1]["status"] == "pending" else "finish"
+
+
+def run_tool(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    wf = dict(state["workflow"])
+    step = Step.model_validate(wf["steps"][-1])
+    prov = Provenance(objective=wf["objective"], workflow=wf["id"], step=step.id, tool=step.tool, params=step.params)
+    tctx = ToolContext(out_dir=ctx.rundir.path, seed=ctx.seed, provenance=prov, figure_prefix=f"{step.id}_")
+    ctx.progress(f"[{step.id}] running {step.tool}")
+    t0 = time.perf_counter()
+    relations: list[dict[str, Any]] = []
+    error_kind = None
+    try:
+        tool = get_tool(step.tool)
+        result = tool(ctx.study, step.params, tctx)
+    except ToolInputError as e:
+        step.status, step.summary, error_kind = "failed", f"invalid call: {e}", "input"
+    except ToolFailed as e:
+        step.status, step.summary, error_kind = "failed", str(e), "failed"
+    except Exception as e:  # a bug in a tool: recorded with its traceback so one tool cannot sink the run
+        if _STRICT:
+            raise
+        step.status, step.summary, error_kind = "failed", f"internal error in {step.tool}: {type(e).__name__}: {e}", "bug"
+        ctx.rundir.append_trace({"kind": "tool_bug", "step": step.id, "traceback": traceback.format_exc()[-4000:]})
+    else:
+        step.status = "done"
+        step.summary = result.summary
+        step.metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool, type(None)))}
+        for name, table in result.tables.items():
+            rel = f"tables/{step.id}_{name}.tsv"
+            ctx.rundir.write_text(rel, table.to_csv(sep="\t", index=False))
+            step.tables.append(rel)
+        step.figures = [str(p.relative_to(ctx.rundir.path)) if p.is_absolute() and ctx.rundir.path in p.parents else str(p) for p in result.figures]
+        relations = [r.model_dump(mode="json") for r in result.relations]
+        step.relation_ids = [r["id"] for r in relations]
+    seconds = round(time.perf_counter() - t0, 3)
+    ctx.rundir.append_trace(
+        {
+            "kind": "tool_call",
+            "step": step.id,
+            "tool": step.tool,
+            "params": step.params,
+            "status": step.status,
+            "error": error_kind,
+            "summary": step.summary[:500],
+            "metrics": step.metrics,
+            "n_relations": len(relations),
+            "tables": step.tables,
+            "figures": step.figures,
+            "seconds": seconds,
+        }
+    )
+    wf["steps"] = wf["steps"][:-1] + [step.model_dump()]
+    return {"workflow": wf, "relations": list(state.get("relations", [])) + relations}
+
+
+def interpret(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    wf = dict(state["workflow"])
+    step = Step.model_validate(wf["steps"][-1])
+    out = _decide(ctx, "interpret", ctx.policy.interpret, _view(state, ctx), _current(state), step, step=step.id)
+    wf["log"] = wf.get("log", []) + [{"step": step.id, "interpretation": out.summary}]
+    return {"workflow": wf}
+
+
+def update_workflow(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    wf = dict(state["workflow"])
+    done = [Step.model_validate(s) for s in wf["steps"]]
+    remaining = [StepSpec.model_validate(s) for s in wf["planned"]]
+    upd = _decide(ctx, "update_workflow", ctx.policy.update_workflow, _view(state, ctx), _current(state), done, remaining, workflow=wf["id"])
+    wf["planned"] = [s.model_dump() for s in upd.steps]
+    wf["log"] = wf.get("log", []) + [{"update": upd.reason}]
+    return {"workflow": wf}
+
+
+def next_after_update_workflow(state: ResearchState) -> str:
+    return "choose_step"
+
+
+def finish_workflow(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    wf = dict(state["workflow"])
+    objectives = _objectives(state)
+    obj = objectives[state["current"]]
+    findings = [e["interpretation"] for e in wf.get("log", []) if "interpretation" in e]
+    obj.status = "done"
+    obj.findings = " ".join(findings)[:2000]
+    objectives[state["current"]] = obj
+    n_done = sum(s["status"] == "done" for s in wf["steps"])
+    ctx.progress(f"[{obj.id}] done: {n_done}/{len(wf['steps'])} steps succeeded")
+    return {"workflows": list(state.get("workflows", [])) + [wf], "workflow": None, "objectives": [o.model_dump() for o in objectives]}
+
+
+def update_objectives(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    objectives = _objectives(state)
+    done = [o for o in objectives if o.status == "done"]
+    remaining = [o for o in objectives if o.status == "pending"]
+    upd = _decide(ctx, "update_objectives", ctx.policy.update_objectives, _view(state, ctx), done, remaining)
+    for o in objectives:
+        if o.id in upd.drop and o.status == "pending":
+            o.status = "dropped"
+    n_total = len(objectives)
+    room = max(0, ctx.max_objectives + 2 - n_total)
+    for i, spec in enumerate(upd.add[:room]):
+        objectives.append(Objective(id=f"O{n_total + i + 1}", title=spec.title, question=spec.question, family=spec.family, rationale=spec.rationale))
+    return {"objectives": [o.model_dump() for o in objectives], "current": _next_pending(objectives, state["current"] + 1)}
+
+
+def next_after_update_objectives(state: ResearchState) -> str:
+    return "objective" if state["current"] < len(state["objectives"]) else "propose_hypotheses"
+
+
+# --- hypotheses -----------------------------------------------------------------------------------
+def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    view = _view(state, ctx)
+    drafts = _decide(ctx, "propose_hypotheses", ctx.policy.propose_hypotheses, view)
+    hyps = []
+    for d in drafts.hypotheses:
+        evidence = [e for e in d.evidence if view.kg.relation(e) is not None]
+        if not evidence:
+            ctx.rundir.append_trace({"kind": "hypothesis_rejected", "statement": d.statement[:200], "reason": "no cited evidence edge exists in the knowledge graph"})
+            continue
+        hid = stable_id("H_", d.statement, sorted(evidence), length=8)
+        hyps.append(Hypothesis(id=hid, statement=d.statement, rationale=d.rationale, evidence=evidence, entities=d.entities, test=d.test).model_dump())
+    ctx.progress(f"proposed {len(hyps)} hypotheses")
+    return {"hypotheses": hyps}
+
+
+def judge(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    view = _view(state, ctx)
+    out = []
+    for h in state.get("hypotheses", []):
+        hyp = Hypothesis.model_validate(h)
+        j = _decide(ctx, "judge", ctx.policy.judge, view, hyp, hypothesis=hyp.id)
+        hyp.scores = {k: Score(**v) for k, v in j.model_dump().items()}
+        hyp.judge = ctx.policy.judge_name
+        out.append(hyp.model_dump())
+    ctx.progress(f"judged {len(out)} hypotheses ({ctx.policy.judge_name} judge)")
+    return {"hypotheses": out}
+
+
+def validate(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Validation against held-out data is filled by ``proteus eval``; a plain run leaves it ``None``."""
+    return {}

@@ -1,0 +1,80 @@
+"""Typed state of the research graph and the run-scoped context its nodes receive.
+
+State holds only JSON-serialisable records (checkpointed after every node); large things — the
+study's matrices, the policy, the run directory — live in :class:`RunContext`, passed through
+LangGraph's runtime context and never checkpointed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypedDict
+
+from proteus.kg import KnowledgeGraph
+from proteus.policy.base import Policy
+from proteus.profile import DataProfile
+from proteus.rundir import RunDir
+from proteus.study import Study
+
+__all__ = ["ResearchState", "RunContext"]
+
+
+class ResearchState(TypedDict, total=False):
+    """Checkpointed state.
+
+    objectives: every objective (dicts of :class:`~proteus.records.Objective`), in order.
+    current: index of the objective being worked on.
+    workflow: the workflow in progress: ``{"id", "objective", "title", "steps": [Step dicts], "planned": [StepSpec dicts]}``.
+    workflows: finished workflows.
+    relations: every knowledge-graph relation found (Relation dicts).
+
+    No reducers: every node returns whole values, so a compiled subgraph used as a node hands
+    back its state without double-appending (a reducer would add the parent's list twice).
+    hypotheses: final hypotheses (Hypothesis dicts).
+    """
+
+    objectives: list[dict[str, Any]]
+    current: int
+    workflow: dict[str, Any] | None
+    workflows: list[dict[str, Any]]
+    relations: list[dict[str, Any]]
+    hypotheses: list[dict[str, Any]]
+
+
+@dataclass
+class RunContext:
+    """Run-scoped dependencies (LangGraph runtime context)."""
+
+    study: Study
+    profile: DataProfile
+    policy: Policy
+    rundir: RunDir
+    seed: int = 0
+    max_objectives: int = 8
+    max_steps_per_workflow: int = 8
+    progress: Callable[[str], None] = lambda msg: None
+    _kg_cache: dict[str, Any] = field(default_factory=dict)
+
+    def kg(self, state: ResearchState) -> KnowledgeGraph:
+        """Knowledge graph rebuilt from the checkpointed state (cached by content size)."""
+        from proteus.records import Hypothesis, Objective, Relation, Step
+
+        rels = state.get("relations", []) or []
+        key = (len(rels), len(state.get("objectives", []) or []), len(state.get("workflows", []) or []), len(state.get("hypotheses", []) or []))
+        if self._kg_cache.get("key") == key:
+            return self._kg_cache["kg"]
+        kg = KnowledgeGraph()
+        kg.add_relations(Relation.model_validate(r) for r in rels)
+        for o in state.get("objectives", []) or []:
+            kg.add_objective(Objective.model_validate(o))
+        wfs = list(state.get("workflows", []) or [])
+        if state.get("workflow"):
+            wfs.append(state["workflow"])
+        for wf in wfs:
+            kg.add_workflow(wf["id"], wf["objective"], wf["title"])
+            for s in wf["steps"]:
+                kg.add_step(Step.model_validate(s), wf["id"])
+        for h in state.get("hypotheses", []) or []:
+            kg.add_hypothesis(Hypothesis.model_validate(h))
+        self._kg_cache = {"key": key, "kg": kg}
+        return kg

@@ -1,0 +1,175 @@
+"""The ``proteus`` command line (typer): run, resume, tools, datasets, report, serve, export-rl, eval.
+
+Errors a user can act on (no usable data, a locked or changed run directory, a bad tool call)
+print one line and exit non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="PROTEUS: autonomous discovery for proteomics and multi-omics.")
+tools_app = typer.Typer(no_args_is_help=True, help="List registered tools or run one by hand.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Published datasets, written as the raw files a user would have.")
+app.add_typer(tools_app, name="tools")
+app.add_typer(datasets_app, name="datasets")
+
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _user_errors():
+    from proteus.runner import InputsChangedError
+    from proteus.rundir import RunLockedError
+    from proteus.study import NoUsableDataError
+    from proteus.tools.registry import ToolFailed, ToolInputError
+
+    return (NoUsableDataError, RunLockedError, InputsChangedError, FileExistsError, FileNotFoundError, ToolInputError, ToolFailed, NotADirectoryError)
+
+
+def _progress(quiet: bool):
+    if quiet:
+        return lambda msg: None
+    console = Console(stderr=True)
+    return lambda msg: console.print(f"[cyan]proteus[/] {msg}", highlight=False)
+
+
+@app.command()
+def run(
+    data: Path = typer.Argument(..., help="folder of raw data files (or one file)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<data-name>)"),
+    model: Optional[str] = typer.Option(None, "--model", help="offline | openai:NAME | anthropic:NAME | vllm:NAME | llamacpp:NAME"),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (vllm, llamacpp)"),
+    seed: int = typer.Option(0, "--seed", help="random seed: same data and seed give the same hypotheses"),
+    max_objectives: int = typer.Option(8, "--max-objectives", help="cap on planned research objectives"),
+    resume: bool = typer.Option(False, "--resume", help="continue a run from its checkpoint"),
+    force: bool = typer.Option(False, "--force", help="resume even if the input files changed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+) -> None:
+    """Run the autonomous research loop on DATA and write a run directory."""
+    out = out or Path("runs") / Path(data).resolve().name
+    try:
+        if not Path(data).exists():
+            _fail(f"data folder {data} does not exist")
+        from proteus.llm import make_policy
+        from proteus.runner import run_research
+
+        policy = make_policy(model, base_url)
+        info = run_research(data, out, policy=policy, seed=seed, resume=resume, force=force, max_objectives=max_objectives, progress=_progress(quiet), model_label=model or "offline")
+    except _user_errors() as e:
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    if not quiet:
+        c = info["counts"]
+        Console().print(
+            f"[green]done[/] in {info['wall_seconds']:.0f} s: {c['objectives']} objectives, {c['steps']} steps, "
+            f"{c['relations']} relations, {c['hypotheses']} hypotheses -> {out}/report.html",
+            highlight=False,
+        )
+
+
+@app.command()
+def resume(
+    run_dir: Path = typer.Argument(..., help="run directory to continue"),
+    force: bool = typer.Option(False, "--force", help="resume even if the input files changed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Continue a killed or interrupted run from its checkpoint."""
+    p = run_dir / "run.json"
+    if not p.exists():
+        _fail(f"{run_dir} is not a PROTEUS run directory (no run.json)")
+    info = json.loads(p.read_text())
+    run(Path(info["data"]), run_dir, info.get("model") if info.get("model") != "offline" else None, None, info.get("seed", 0), info.get("config", {}).get("max_objectives", 8), True, force, quiet)
+
+
+@tools_app.command("list")
+def tools_list() -> None:
+    """Print the registered tools with their family and description."""
+    from rich.table import Table
+
+    from proteus.tools import list_tools
+
+    t = Table("tool", "family", "needs", "description", show_lines=False)
+    for tool in list_tools():
+        t.add_row(tool.name, tool.family, ",".join(tool.requires) or "-", tool.description)
+    Console(width=200).print(t)
+
+
+@tools_app.command("run")
+def tools_run(
+    name: str = typer.Argument(..., help="tool name (see proteus tools list)"),
+    data: Path = typer.Option(..., "--data", help="data folder"),
+    params: str = typer.Option("{}", "--params", help="tool parameters as JSON"),
+    out: Path = typer.Option(Path("out"), "--out", help="output folder for TSV tables and figures"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Run one tool by hand and write its tables (TSV) and figures."""
+    from proteus.io import load_study
+    from proteus.tools import ToolContext, get_tool
+
+    try:
+        p = json.loads(params)
+    except json.JSONDecodeError as e:
+        _fail(f"--params is not valid JSON: {e}")
+    try:
+        tool = get_tool(name)
+        study = load_study(data)
+        out.mkdir(parents=True, exist_ok=True)
+        result = tool(study, p, ToolContext(out_dir=out, seed=seed))
+    except _user_errors() as e:
+        _fail(str(e).splitlines()[0])
+    for tname, table in result.tables.items():
+        table.to_csv(out / f"{name}_{tname}.tsv", sep="\t", index=False)
+    Console().print(result.summary, highlight=False)
+    Console().print(f"{len(result.tables)} table(s), {len(result.figures)} figure(s), {len(result.relations)} relation(s) -> {out}", highlight=False)
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """Published datasets PROTEUS can write offline."""
+    from rich.table import Table
+
+    from proteus.datasets import list_datasets
+
+    t = Table("name", "description", "licence", "source")
+    for d in list_datasets():
+        t.add_row(d.name, d.description, d.licence, d.citation)
+    Console(width=200).print(t)
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(name: str = typer.Argument(...), dest: Path = typer.Argument(...)) -> None:
+    """Write dataset NAME into DEST as raw files."""
+    from proteus.datasets import fetch
+
+    try:
+        path = fetch(name, dest)
+    except (KeyError, ImportError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    Console().print(f"wrote {name} to {path}", highlight=False)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
+    """Re-render report.html from a run directory (including reviews)."""
+    from proteus.report import write_report
+
+    if not (run_dir / "run.json").exists():
+        _fail(f"{run_dir} is not a PROTEUS run directory (no run.json)")
+    Console().print(f"wrote {write_report(run_dir)}", highlight=False)
+
+
+def main() -> None:  # pragma: no cover
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

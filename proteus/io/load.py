@@ -1,0 +1,332 @@
+"""``load_study``: read a data folder (or one file) into a :class:`~proteus.study.Study`.
+
+Steps: discover files -> read raw tables -> classify each (MAF, MaxQuant, DIA-NN, FragPipe,
+cytometry panel / sample sheet, clinical, plain matrix) -> index the clinical table by the column
+that matches the data's sample ids -> read every layer, oriented by those ids -> map each layer's
+and the MAF's sample ids onto the clinical index. Every file gets a :class:`FileReport`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+
+from proteus.io._text import RawTable, ReadProblem, read_excel_tables, read_text_table
+from proteus.io.clinical import index_clinical, is_panel, is_sample_sheet, looks_clinical
+from proteus.io.diann import is_diann, read_diann, run_stem
+from proteus.io.discover import DEFAULT_MAX_BYTES, Candidate, discover
+from proteus.io.fragpipe import is_fragpipe, read_fragpipe
+from proteus.io.h5ad import read_h5ad
+from proteus.io.maf import is_maf, read_maf
+from proteus.io.matrix import read_matrix
+from proteus.io.maxquant import is_maxquant, read_maxquant
+from proteus.io.samples import build_mapping
+from proteus.study import FileReport, NoUsableDataError, Study
+
+__all__ = ["load_study"]
+
+log = logging.getLogger("proteus.io")
+
+_VENDORS = (
+    ("maxquant", is_maxquant, read_maxquant),
+    ("diann", is_diann, read_diann),
+    ("fragpipe", is_fragpipe, read_fragpipe),
+)
+
+
+def _problem(rep: FileReport, exc: Exception) -> None:
+    rep.problem = f"{rep.path}: {exc}"
+
+
+def _read_tables(cands: list[Candidate], max_bytes: int, reports: list[FileReport]) -> list[tuple[RawTable, FileReport]]:
+    out = []
+    for c in cands:
+        if c.reader not in ("table", "excel"):
+            continue
+        rep = FileReport(c.rel)
+        reports.append(rep)
+        try:
+            if c.reader == "excel":
+                try:
+                    tables, skipped = read_excel_tables(c.path, c.rel)
+                except ReadProblem as e:
+                    if "zip signature" not in str(e):
+                        raise
+                    rep.notes.append("not an Excel workbook (no zip signature); read as a text table")
+                    tables, skipped = [read_text_table(c.path, c.rel, max_bytes)], []
+                rep.notes += skipped
+                if not tables:
+                    raise ReadProblem("workbook without usable sheets")
+                if len(tables) == 1:
+                    tables[0].source = c.rel
+                    out.append((tables[0], rep))
+                    continue
+                rep.kind = "workbook"
+                for t in tables:
+                    r = FileReport(t.source)
+                    reports.append(r)
+                    rep.notes.append(f"sheet read as {t.source}")
+                    out.append((t, r))
+            else:
+                comment = "#" if ".maf" in c.rel.lower() else None
+                out.append((read_text_table(c.path, c.rel, max_bytes, comment=comment), rep))
+        except ReadProblem as e:
+            _problem(rep, e)
+        except MemoryError:
+            _problem(rep, ReadProblem("out of memory while reading"))
+    return out
+
+
+def _data_ids(tables: list[tuple[RawTable, str]]) -> set[str]:
+    """Every id that could name a sample: headers and first columns of data tables, MAF barcodes."""
+    ids: set[str] = set()
+    for t, kind in tables:
+        if kind == "maf":
+            ids |= set(t.df["Tumor_Sample_Barcode"].dropna().astype(str))
+        elif kind in ("matrix", "maxquant", "diann", "fragpipe"):
+            ids |= {run_stem(h) for h in t.df.columns[1:]} | set(map(str, t.df.columns))
+            if kind == "matrix" and len(t.df) <= 5000:  # long first columns hold features, not samples
+                ids |= set(t.df.iloc[:, 0].dropna().astype(str).str.strip())
+    for prefix in ("LFQ intensity ", "Intensity "):
+        ids |= {i[len(prefix):] for i in ids if i.startswith(prefix)}
+    for suffix in (" MaxLFQ Intensity", " Intensity"):
+        ids |= {i[: -len(suffix)] for i in ids if i.endswith(suffix)}
+    return ids
+
+
+def _merge_clinical(primary: pd.DataFrame, other: pd.DataFrame, rep: FileReport) -> pd.DataFrame:
+    mapping, how = build_mapping(other.index, primary)
+    rep.notes.append(f"merged into the clinical table: {len(mapping)}/{len(other)} rows matched ({how or 'no match'})")
+    if not mapping:
+        return primary
+    sub = other.loc[[i for i in other.index if i in mapping]]
+    sub.index = [mapping[i] for i in sub.index]
+    sub = sub[~sub.index.duplicated()]
+    new = [c for c in sub.columns if c not in primary.columns]
+    return primary.join(sub[new], how="left") if new else primary
+
+
+def _harmonise(a: ad.AnnData, clinical: pd.DataFrame, rep: FileReport) -> ad.AnnData:
+    if clinical.empty and clinical.shape[0] == 0:
+        return a
+    ids = list(a.obs_names)
+    mapping, how = build_mapping(ids, clinical)
+    if how and how != "index":
+        new = [mapping.get(i, i) for i in ids]
+        a.obs["original_id"] = ids
+        a.obs_names = new
+        rep.notes.append(f"sample ids mapped to clinical ids via {how}")
+    if a.obs_names.has_duplicates:
+        dup = a.obs_names.duplicated()
+        rep.notes.append(f"{int(dup.sum())} sample(s) mapping to an already used clinical id dropped")
+        a = a[~dup].copy()
+    rep.notes.append(f"{len(mapping)}/{len(ids)} samples match clinical rows")
+    return a
+
+
+def load_study(
+    path: str | Path,
+    *,
+    on_problem: Callable[[FileReport], None] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Study:
+    """Read every usable file under ``path`` into a :class:`~proteus.study.Study`.
+
+    Parameters
+    ----------
+    path
+        A data folder (searched recursively; reading is confined to it) or a single file.
+    on_problem
+        Called with each :class:`FileReport` that has a problem (default: a logged warning).
+    max_bytes
+        Files, and decompressed contents, larger than this are refused (default 1.5 GB).
+
+    Returns
+    -------
+    Study
+        Layers in ``modalities`` (``proteomics``, ``phosphoproteomics``, ... ; a second layer of a
+        kind is ``proteomics_2``), ``clinical`` indexed by the harmonised sample id, ``mutations``
+        from MAF files, and one report per file in ``reports``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    NoUsableDataError
+        Nothing analysable was found (no omics layer and no mutations).
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        msg = f"data path {str(path)!r} does not exist"
+        raise FileNotFoundError(msg)
+    root, cands, reports = discover(path, max_bytes)
+    tables = _read_tables(cands, max_bytes, reports)
+    fcs = [c for c in cands if c.reader == "fcs"]
+    fcs_names = {c.path.name for c in fcs}
+
+    classified: list[tuple[RawTable, FileReport, str]] = []
+    for t, rep in tables:
+        cols = list(t.df.columns)
+        kind = next((name for name, test, _ in _VENDORS if test(cols)), None)
+        if kind is None:
+            if is_maf(cols):
+                kind = "maf"
+            elif fcs and is_panel(t):
+                kind = "panel"
+            elif fcs and is_sample_sheet(t, fcs_names):
+                kind = "sample_sheet"
+            elif looks_clinical(t):
+                kind = "clinical"
+            else:
+                kind = "matrix"
+        classified.append((t, rep, kind))
+    data_ids = _data_ids([(t, k) for t, _, k in classified])
+
+    # clinical tables: the largest is the reference, others merge into it
+    clinical = pd.DataFrame()
+    clin = [(t, r) for t, r, k in classified if k == "clinical"]
+    clin.sort(key=lambda tr: -tr[0].df.shape[0])
+    for t, rep in clin:
+        rep.kind = "clinical"
+        try:
+            table, col = index_clinical(t, data_ids)
+        except ReadProblem as e:
+            _problem(rep, e)
+            continue
+        rep.notes += t.notes + [f"sample id column {col!r}"]
+        rep.shape = table.shape
+        if table.index.has_duplicates:
+            rep.notes.append("duplicated sample ids; first row kept")
+            table = table[~table.index.duplicated()]
+        clinical = table if clinical.empty and clinical.shape[1] == 0 else _merge_clinical(clinical, table, rep)
+
+    modalities: dict[str, ad.AnnData] = {}
+
+    def add(a: ad.AnnData, rep: FileReport) -> None:
+        kind = a.uns["modality"]
+        name, n = kind, 1
+        while name in modalities:
+            n += 1
+            name = f"{kind}_{n}"
+        modalities[name] = a
+        rep.modality = name
+        rep.shape = (a.n_obs, a.n_vars)
+
+    known = set(map(str, clinical.index))
+    for c in clinical.columns:
+        if clinical[c].dtype == object:
+            known |= set(clinical[c].dropna().astype(str))
+    mutations = []
+    for t, rep, kind in classified:
+        if kind == "clinical":
+            continue
+        rep.kind = rep.kind or kind
+        rep.notes = t.notes + rep.notes
+        notes = rep.notes
+        try:
+            if kind == "maf":
+                m = read_maf(t, notes)
+                mapping, how = build_mapping(m["sample"].unique(), clinical) if not clinical.empty else ({}, "")
+                n_ids = m["sample"].nunique()
+                if mapping:
+                    m["sample_barcode"] = m["sample"]
+                    m["sample"] = m["sample"].map(lambda s: mapping.get(s, s))
+                    notes.append(f"{len(mapping)}/{n_ids} tumour sample barcodes mapped to clinical ids via {how}")
+                elif not clinical.empty:
+                    notes.append(f"0/{n_ids} tumour sample barcodes match the clinical table")
+                rep.shape = m.shape
+                mutations.append(m)
+            elif kind in ("panel", "sample_sheet"):
+                rep.shape = t.df.shape
+            else:
+                reader = {n: r for n, _, r in _VENDORS}.get(kind)
+                a = reader(t, notes) if reader else read_matrix(t, known, notes)
+                add(_harmonise(a, clinical, rep), rep)
+        except ReadProblem as e:
+            _problem(rep, e)
+        except (ValueError, KeyError, TypeError) as e:
+            _problem(rep, ReadProblem(f"could not interpret the table as {kind} ({type(e).__name__}: {str(e)[:120]})"))
+
+    for c in cands:
+        if c.reader != "h5ad":
+            continue
+        rep = FileReport(c.rel, kind="h5ad")
+        reports.append(rep)
+        try:
+            a = read_h5ad(c.path, c.rel, rep.notes)
+            if a.uns["level"] == "sample":
+                a = _harmonise(a, clinical, rep)
+            add(a, rep)
+        except ReadProblem as e:
+            _problem(rep, e)
+
+    if fcs:
+        clinical = _read_fcs(fcs, classified, clinical, reports, add)
+
+    if clinical.shape[1] == 0:
+        ids: dict[str, None] = dict.fromkeys(map(str, clinical.index))
+        for a in modalities.values():
+            if a.uns.get("level") == "sample":
+                ids.update(dict.fromkeys(map(str, a.obs_names)))
+        clinical = pd.DataFrame(index=pd.Index(list(ids), name="sample"))
+    clinical.index = clinical.index.astype(str)
+    muts = pd.concat(mutations, ignore_index=True) if mutations else None
+
+    reports.sort(key=lambda r: r.path)
+    for rep in reports:
+        if rep.problem:
+            (on_problem or (lambda r: log.warning("%s", r.problem)))(rep)
+    if not modalities and muts is None:
+        bad = [r for r in reports if r.problem]
+        if bad:
+            reason = f"no usable data in {path}: {len(bad)} file(s) unreadable (first: {bad[0].problem})"
+        elif any(r.kind == "clinical" for r in reports):
+            reason = f"no usable data in {path}: only a clinical/sample table, no omics layer or mutations"
+        else:
+            reason = f"no usable data in {path}: no data files found"
+        raise NoUsableDataError(reason)
+    return Study(root=root, modalities=modalities, clinical=clinical, mutations=muts, reports=reports)
+
+
+def _read_fcs(fcs, classified, clinical, reports, add) -> pd.DataFrame:
+    """Hand FCS files, the sample sheet and the panel to ``proteus.io.cytometry.read_cytometry``."""
+    sheet = next((t.df for t, _, k in classified if k == "sample_sheet"), None)
+    panel = next((t.df for t, _, k in classified if k == "panel"), None)
+    try:
+        from proteus.io.cytometry import read_cytometry
+    except ImportError as e:
+        for c in fcs:
+            msg = f"{c.rel}: skipped, the cytometry reader (proteus.io.cytometry) is not available ({e})"
+            reports.append(FileReport(c.rel, kind="fcs", problem=msg))
+        return clinical
+    reps = [FileReport(c.rel, kind="fcs") for c in fcs]
+    reports.extend(reps)
+    try:
+        a, samples = read_cytometry([c.path for c in fcs], sheet, panel)
+    except Exception as e:  # a foreign reader: report its failure as a file problem, keep the study
+        for r in reps:
+            r.problem = f"{r.path}: cytometry reader failed ({type(e).__name__}: {str(e)[:150]})"
+        return clinical
+    a.uns.setdefault("modality", "cytometry")
+    a.uns.setdefault("level", "cell")
+    a.uns.setdefault("source", fcs[0].rel if len(fcs) == 1 else f"{len(fcs)} FCS files")
+    a.uns.setdefault("scale", "linear")
+    a.uns.setdefault("transform", "none")
+    add(a, reps[0])
+    per_file = a.obs["file"].astype(str).value_counts() if "file" in a.obs else pd.Series(dtype=int)
+    summary = f"layer of {a.n_obs} cells x {a.n_vars} markers from {len(fcs)} file(s), {a.obs['sample_id'].nunique()} samples"
+    for c, r in zip(fcs, reps):
+        r.modality = reps[0].modality
+        r.shape = (int(per_file[c.path.name]), a.n_vars) if c.path.name in per_file else None
+        r.notes.append(summary)
+    if samples is None or samples.empty:
+        return clinical
+    samples = samples.copy()
+    samples.index = samples.index.astype(str)
+    if clinical.empty and clinical.shape[1] == 0:
+        return samples
+    return _merge_clinical(clinical, samples, reps[0])

@@ -1,0 +1,60 @@
+"""MaxQuant ``proteinGroups.txt`` -> proteomics layer.
+
+LFQ intensity columns are preferred, else ``Intensity <sample>`` columns. Rows flagged ``+`` in
+``Reverse``, ``Potential contaminant`` (older versions: ``Contaminant``) or ``Only identified by
+site`` are removed first (Perseus / AlphaPeptStats order), then zeros -> NaN and log2.
+Feature ids are the first gene of ``Gene names``, else the first ``Majority protein IDs`` entry.
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import pandas as pd
+
+from proteus.io._layer import build_layer, first_token, unique_ids
+from proteus.io._text import RawTable, ReadProblem
+
+__all__ = ["is_maxquant", "read_maxquant", "FILTER_COLUMNS"]
+
+FILTER_COLUMNS = ("Reverse", "Potential contaminant", "Contaminant", "Only identified by site")
+
+
+def is_maxquant(columns: list[str]) -> bool:
+    """A proteinGroups-like header: protein id column plus ``LFQ intensity`` / ``Intensity`` columns."""
+    cols = set(columns)
+    has_ids = bool(cols & {"Protein IDs", "Majority protein IDs"})
+    return has_ids and any(c.startswith(("LFQ intensity ", "Intensity ")) for c in columns)
+
+
+def _intensity_columns(columns: list[str]) -> tuple[list[str], str]:
+    lfq = [c for c in columns if c.startswith("LFQ intensity ")]
+    if lfq:
+        return lfq, "LFQ intensity "
+    return [c for c in columns if c.startswith("Intensity ")], "Intensity "
+
+
+def read_maxquant(table: RawTable, notes: list[str], kind: str = "proteomics") -> ad.AnnData:
+    """Read a proteinGroups table (see module docstring); removed rows are counted in ``notes``."""
+    df = table.df
+    keep = pd.Series(True, index=df.index)
+    for col in FILTER_COLUMNS:
+        if col in df:
+            flagged = df[col].astype(str).str.strip() == "+"
+            if flagged.any():
+                notes.append(f"{int((flagged & keep).sum())} '{col}' row(s) removed")
+            keep &= ~flagged
+    df = df.loc[keep]
+    if df.empty:
+        raise ReadProblem("no protein groups left after removing reverse/contaminant/site-only rows")
+    cols, prefix = _intensity_columns(list(df.columns))
+    notes.append(f"{prefix.strip()} columns used ({len(cols)} samples)")
+    id_col = "Majority protein IDs" if "Majority protein IDs" in df else "Protein IDs"
+    prot = [first_token(p) for p in df[id_col]]
+    genes = [first_token(g) for g in df["Gene names"]] if "Gene names" in df else [None] * len(df)
+    ids = [g or p or f"row{i}" for i, (g, p) in enumerate(zip(genes, prot))]
+    ids = unique_ids(ids, notes)
+    values = df[cols].copy()
+    values.columns = [c[len(prefix):].strip() for c in cols]
+    values.index = ids
+    var = pd.DataFrame({"gene": genes, "uniprot": prot, "protein_ids": df[id_col].astype(str).to_numpy()}, index=ids)
+    return build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True)

@@ -1,0 +1,151 @@
+"""Run the research graph on a data folder, durably: lock, fingerprint, checkpoint, atomic artifacts.
+
+:func:`run_research` is what ``proteus run`` and ``proteus resume`` call. A run killed at any point
+continues from its last LangGraph checkpoint (``checkpoint.sqlite``); finished tool calls are not
+repeated. A run whose inputs changed since it started refuses to resume unless ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from proteus.graphs.research import build_research_graph
+from proteus.graphs.state import RunContext
+from proteus.kg import KnowledgeGraph
+from proteus.policy.base import Policy
+from proteus.profile import profile_study
+from proteus.rundir import RunDir, fingerprint, package_versions
+
+__all__ = ["run_research", "InputsChangedError", "input_files"]
+
+
+class InputsChangedError(RuntimeError):
+    """The data folder changed since the run started."""
+
+
+def input_files(data: Path) -> list[Path]:
+    """Every regular file under ``data`` (symlinks pointing outside it excluded)."""
+    data = Path(data)
+    if data.is_file():
+        return [data]
+    root = data.resolve()
+    out = []
+    for p in sorted(data.rglob("*")):
+        try:
+            if p.is_file() and (root == p.resolve() or root in p.resolve().parents):
+                out.append(p)
+        except OSError:
+            continue
+    return out
+
+
+def run_research(
+    data: str | Path,
+    out: str | Path,
+    *,
+    policy: Policy,
+    seed: int = 0,
+    resume: bool = False,
+    force: bool = False,
+    max_objectives: int = 8,
+    progress: Callable[[str], None] = lambda msg: None,
+    model_label: str = "offline",
+    study=None,
+) -> dict[str, Any]:
+    """Run (or resume) PROTEUS on ``data`` writing to ``out``; returns the final ``run.json`` dict.
+
+    ``study`` may be passed pre-loaded (evaluation harness: held-out splits, permuted labels).
+    """
+    from proteus.io import load_study
+
+    data, rundir = Path(data), RunDir(out)
+    rundir.lock()
+    try:
+        fp = fingerprint(input_files(data), data) if study is None or data.exists() else {}
+        run_json_path = rundir.path / "run.json"
+        previous = json.loads(run_json_path.read_text()) if run_json_path.exists() else None
+        if previous and not resume and (rundir.path / "checkpoint.sqlite").exists():
+            msg = f"{rundir.path} already holds a run; use --resume to continue it or choose another --out"
+            raise FileExistsError(msg)
+        if resume and previous and previous.get("fingerprint") != fp and not force:
+            changed = sorted(set(previous.get("fingerprint", {}).items()) ^ set(fp.items()))
+            names = sorted({k for k, _ in changed})
+            msg = f"input files changed since the run started ({', '.join(names[:5])}); pass --force to resume anyway"
+            raise InputsChangedError(msg)
+        t0 = time.time()
+        if study is None:
+            progress(f"reading {data}")
+            study = load_study(data)
+        for r in study.reports:
+            if r.problem:
+                progress(f"skipped {r.path}: {r.problem}")
+        profile = profile_study(study)
+        rundir.write_json("profile.json", profile.model_dump(mode="json"))
+        run_info: dict[str, Any] = {
+            "run_id": rundir.path.name,
+            "data": str(data.resolve()),
+            "config": {"seed": seed, "max_objectives": max_objectives, "resume": resume},
+            "policy": policy.name,
+            "model": model_label,
+            "judge": policy.judge_name,
+            "seed": seed,
+            "fingerprint": fp if not previous or not resume else previous.get("fingerprint", fp),
+            "versions": {"python": sys.version.split()[0], "platform": platform.platform(), **package_versions()},
+            "started": previous.get("started") if (previous and resume) else time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "status": "running",
+            "inputs": [f"{r.path}: {r.kind or 'skipped'}" + (f" ({r.problem})" if r.problem else "") for r in study.reports],
+        }
+        rundir.write_json("run.json", run_info)
+        rundir.append_trace({"kind": "run_start", "resume": resume, "policy": policy.name, "model": model_label, "seed": seed})
+
+        ctx = RunContext(study=study, profile=profile, policy=policy, rundir=rundir, seed=seed, max_objectives=max_objectives, progress=progress)
+        conn = sqlite3.connect(rundir.checkpoint_path, check_same_thread=False)
+        try:
+            graph = build_research_graph().compile(checkpointer=SqliteSaver(conn))
+            config = {"configurable": {"thread_id": "research"}, "recursion_limit": 2000}
+            has_checkpoint = graph.get_state(config).values if resume else None
+            final = graph.invoke(None if has_checkpoint else {}, config, context=ctx)
+        finally:
+            conn.close()
+
+        kg = ctx.kg(final)
+        write_artifacts(rundir, final, kg)
+        usage = policy.usage()
+        run_info.update(
+            status="finished",
+            finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            wall_seconds=round(time.time() - t0 + (previous.get("wall_seconds", 0) if previous and resume else 0), 2),
+            usage=usage,
+            counts={
+                "objectives": sum(o["status"] == "done" for o in final.get("objectives", [])),
+                "steps": sum(len(w["steps"]) for w in final.get("workflows", [])),
+                "relations": len(final.get("relations", [])),
+                "hypotheses": len(final.get("hypotheses", [])),
+            },
+        )
+        rundir.write_json("run.json", run_info)
+        rundir.append_trace({"kind": "run_end", "counts": run_info["counts"], "usage": usage})
+        from proteus.report import write_report
+
+        write_report(rundir.path)
+        return run_info
+    finally:
+        rundir.unlock()
+
+
+def write_artifacts(rundir: RunDir, state: dict[str, Any], kg: KnowledgeGraph) -> None:
+    """kg.json, hypotheses.jsonl and state.json, each written atomically."""
+    rundir.write_json("kg.json", kg.to_node_link())
+    rundir.write_jsonl("hypotheses.jsonl", state.get("hypotheses", []))
+    rundir.write_json(
+        "state.json",
+        {"objectives": state.get("objectives", []), "workflows": state.get("workflows", [])},
+    )
