@@ -89,22 +89,18 @@ def sources() -> dict:
 @lru_cache(maxsize=None)
 def _idmap() -> dict[str, dict[str, str]]:
     with _open("idmap.tsv.gz") as fh:
-        df = pd.read_csv(fh, sep="\t", compression="gzip", dtype=str, keep_default_na=False)
-    return {kind: dict(zip(g["id"], g["symbol"])) for kind, g in df.groupby("kind")}
+        lines = gzip.decompress(fh.read()).decode().splitlines()
+    out: dict[str, dict[str, str]] = {}
+    for line in lines[1:]:  # header: id, kind, symbol
+        i, kind, sym = line.split("\t")
+        out.setdefault(kind, {})[i] = sym
+    return out
 
 
 @lru_cache(maxsize=None)
 def known_symbols() -> frozenset[str]:
     """Every symbol the identifier map, the libraries or BioPlex know (upper case)."""
-    m = _idmap()
-    out = set(m["entrez"].values())
-    for lib in LIBRARIES:
-        for genes in _sets(lib).values():
-            out.update(genes)
-    e = ppi_edges()
-    out.update(e["a"])
-    out.update(e["b"])
-    return frozenset(s.upper() for s in out)
+    return frozenset(_official()) | frozenset(_other_names())
 
 
 @lru_cache(maxsize=None)
@@ -115,14 +111,14 @@ def _official() -> dict[str, str]:
 @lru_cache(maxsize=None)
 def _other_names() -> dict[str, str]:
     """Names used by a library or BioPlex that are not current official symbols."""
-    out: dict[str, str] = {}
+    names: set[str] = set()
     for lib in LIBRARIES:
         for genes in _sets(lib).values():
-            out.update((g.upper(), g) for g in genes)
+            names.update(genes)
     e = ppi_edges()
-    out.update((g.upper(), g) for g in e["a"])
-    out.update((g.upper(), g) for g in e["b"])
-    return out
+    names.update(e["a"])
+    names.update(e["b"])
+    return {g.upper(): g for g in sorted(names)}
 
 
 _UNIPROT = re.compile(r"^(?:[OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9](?:[A-Z][A-Z0-9]{2}[0-9]){1,2})$")
@@ -150,9 +146,10 @@ def _one(token: str) -> str | None:
     base = head_u.split("-")[0]
     if _UNIPROT.match(base) and base in m["uniprot"]:
         return m["uniprot"][base]
-    for table in (_official(), m["alias"], _other_names()):
-        if head_u in table:
-            return table[head_u]
+    for table in (_official, lambda: m["alias"], _other_names):  # lazily: the last one loads every library
+        hit = table().get(head_u)
+        if hit is not None:
+            return hit
     site = _SITE.match(head)
     if site:  # TP53-S15, GENE_S123, AKT1-S473s
         return _one(site.group(1))
@@ -189,4 +186,7 @@ def to_symbols(ids: list[str] | pd.Index | pd.Series) -> list[str | None]:
 def ppi_edges() -> pd.DataFrame:
     """BioPlex 3.0 (HEK293T) interactions as undirected symbol pairs ``a < b`` with ``pInt``."""
     with _open("bioplex.tsv.gz") as fh:
-        return pd.read_csv(fh, sep="\t", compression="gzip", dtype={"a": str, "b": str, "pInt": float})
+        rows = [line.split("\t") for line in gzip.decompress(fh.read()).decode().splitlines()]
+    df = pd.DataFrame(rows[1:], columns=rows[0])
+    df["pInt"] = df["pInt"].astype(float)
+    return df

@@ -1,0 +1,167 @@
+"""Pathway enrichment (ORA, preranked GSEA) on CPTAC UCEC tumour vs adjacent normal proteomics.
+
+Expected biology (Dou et al. 2020, Cell 180:729; CPTAC pan-cancer): tumours gain translation /
+ribosome biogenesis and proliferation (DNA replication, APC/C mitotic) proteins, and lose
+stromal / vascular / haemostasis proteins of the normal endometrium.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from proteus import genesets
+from proteus.study import Study
+from proteus.tools.enrichment import contrast_table, enrich_hits, gene_level, ora, prerank_gsea
+from proteus.tools.registry import ToolContext, ToolInputError, get_tool
+
+cptac = pytest.importorskip("cptac")
+UCEC = Path(cptac.__file__).parent / "endometrial" / "data"
+CONTRAST = {"group": "Proteomics_Tumor_Normal", "case": "Tumor", "control": "Adjacent_normal"}
+
+
+def _layer(path: Path, kind: str) -> ad.AnnData:
+    df = pd.read_csv(path, sep="\t", index_col=0)
+    a = ad.AnnData(df.T.astype(float))
+    a.var["gene"] = [str(i).split("-")[0] for i in df.index]
+    a.uns.update(modality=kind, level="sample", source=str(path))
+    return a
+
+
+@pytest.fixture(scope="module")
+def ucec() -> Study:
+    clin = pd.read_csv(UCEC / "clinical.txt", sep="\t", encoding="cp1252", index_col=0)
+    mods = {"proteomics": _layer(UCEC / "proteomics.cct.gz", "proteomics"),
+            "acetylproteomics": _layer(UCEC / "acetylproteomics.cct.gz", "acetylproteomics")}
+    return Study(root=UCEC, modalities=mods, clinical=clin)
+
+
+@pytest.fixture(scope="module")
+def ora_up(ucec, tmp_path_factory):
+    ctx = ToolContext(out_dir=tmp_path_factory.mktemp("ora"))
+    return get_tool("enrichment_ora")(ucec, {"modality": "proteomics", "library": "reactome", **CONTRAST}, ctx)
+
+
+def test_ora_finds_translation_and_proliferation_up_and_stroma_down(ora_up):
+    t = ora_up.tables["enrichment"]
+    up = t[t["direction"] == "up"].reset_index(drop=True)
+    down = t[t["direction"] == "down"].reset_index(drop=True)
+    assert "Translation" in set(up["name"].head(5))
+    cc = up.head(30)
+    cc = cc[cc["name"].str.contains("cell cycle|mitotic|DNA Replication", case=False) & (cc["q"] < 0.05)]
+    assert len(cc) >= 3, up.head(30)[["name", "q"]]
+    dna = up.set_index("set_id").loc["R-HSA-69306"]
+    assert dna["q"] < 1e-6 and dna["odds_ratio"] > 2
+    assert down.set_index("set_id").loc["R-HSA-69306", "q"] > 0.05  # not also "down": the test can fail
+    assert {"Hemostasis", "Extracellular matrix organization"} <= set(down[down["q"] < 1e-4]["name"])
+    assert ora_up.figures[0].exists()
+
+
+def test_ora_p_value_recomputed_independently(ucec, ora_up):
+    """One set's p from scratch: hits = q<0.05 & logFC>0 genes, background = measured ∩ annotated."""
+    tab, _ = contrast_table(ucec, modality="proteomics", **CONTRAST)
+    tab["symbol"] = genesets.to_symbols(tab["gene"].tolist())  # current symbols, as the sets use
+    sets = genesets.load("reactome")
+    annotated = set().union(*map(set, sets.values()))
+    bg = set(tab["symbol"]) & annotated
+    hits = set(tab.loc[(tab["q"] < 0.05) & (tab["logFC"] > 0), "symbol"]) & bg
+    s = set(sets["R-HSA-69306"]) & bg
+    a = len(hits & s)
+    table = [[a, len(s) - a], [len(hits) - a, len(bg) - len(s) - len(hits) + a]]
+    p_fisher = stats.fisher_exact(table, alternative="greater")[1]
+    row = ora_up.tables["enrichment"].query("direction == 'up' and set_id == 'R-HSA-69306'").iloc[0]
+    assert row["overlap"] == a and row["set_size"] == len(s) and row["n_background"] == len(bg)
+    assert row["p"] == pytest.approx(p_fisher, rel=1e-6)
+
+
+def test_ora_matches_gseapy_enrichr_p_values():
+    gseapy = pytest.importorskip("gseapy")
+    sets = {k: v for k, v in list(genesets.load("wikipathways").items())[:60]}
+    bg = sorted(set().union(*map(set, sets.values())))
+    rng = np.random.default_rng(1)
+    hits = sorted(set(rng.choice(bg, 150, replace=False)) | set(sets[next(iter(sets))][:15]))
+    ours = ora(hits, bg, sets, min_size=1, max_size=10_000).set_index("set_id")
+    enr = gseapy.enrichr(gene_list=hits, gene_sets=sets, background=bg, outdir=None, no_plot=True).results
+    enr = enr.set_index("Term")
+    common = enr.index.intersection(ours.index)
+    assert len(common) > 20
+    np.testing.assert_allclose(ours.loc[common, "p"], enr.loc[common, "P-value"], rtol=1e-9)
+    np.testing.assert_allclose(ours.loc[common, "odds_ratio"], enr.loc[common, "Odds Ratio"], rtol=1e-9)
+
+
+def test_ora_relations(ora_up):
+    rels = ora_up.relations
+    assert rels and all(r.predicate == "enriched_in" for r in rels)
+    r = next(r for r in rels if r.subject.label == "Translation")
+    assert r.subject.type == "pathway" and r.object.label == "Proteomics_Tumor_Normal: Tumor vs Adjacent_normal"
+    assert r.stats.effect_type == "odds_ratio" and r.stats.direction == "up" and r.stats.q < 0.05
+    assert r.stats.extra["set_id"] == "R-HSA-72766" and len(r.stats.extra["genes"]) == r.stats.n
+
+
+def test_ora_site_level_counts_each_protein_once(ucec, tmp_path):
+    res = get_tool("enrichment_ora")(ucec, {"modality": "acetylproteomics", "library": "go_bp", "direction": "up",
+                                            **CONTRAST}, ToolContext(out_dir=tmp_path))
+    n_genes = ucec.modalities["acetylproteomics"].var["gene"].nunique()
+    assert ucec.modalities["acetylproteomics"].n_vars > 1.5 * n_genes  # many sites per protein
+    t = res.tables["enrichment"]
+    assert res.metrics["n_background"] <= n_genes
+    assert (t["n_hits"] <= t["n_background"]).all()
+    assert all(len(g) == len(set(g)) for g in t["genes"])
+
+
+def test_enrich_hits_accepts_uniprot_ids():
+    sets = genesets.load("reactome")
+    mcm = ["P49736", "P25205", "P33991", "P33992", "Q14566", "P33993"]  # MCM2-7 UniProt
+    bg = mcm + sorted(set().union(*map(set, list(sets.values())[:200])))[:3000]
+    res = enrich_hits(mcm, bg, "reactome", min_size=5)
+    top = res.iloc[0]
+    assert top["overlap"] == 6 and top["q"] < 0.05
+    assert "MCM" in " ".join(top["genes"])
+
+
+def test_bad_level_is_a_correctable_input_error(ucec, tmp_path):
+    with pytest.raises(ToolInputError, match="levels"):
+        get_tool("enrichment_ora")(ucec, {"modality": "proteomics", "group": "Proteomics_Tumor_Normal",
+                                          "case": "Tumour"}, ToolContext(out_dir=tmp_path))
+
+
+def test_gsea_is_reproducible_and_its_es_equals_gseapy(ucec, tmp_path):
+    params = {"modality": "proteomics", "library": "wikipathways", "permutations": 100, **CONTRAST}
+    r1 = get_tool("enrichment_gsea")(ucec, params, ToolContext(out_dir=tmp_path, seed=7))
+    r2 = get_tool("enrichment_gsea")(ucec, params, ToolContext(out_dir=tmp_path, seed=7))
+    pd.testing.assert_frame_equal(r1.tables["gsea"], r2.tables["gsea"])
+    g = r1.tables["gsea"].set_index("name")
+    assert g.loc["DNA Replication", "NES"] > 1.5 and g.loc["DNA Replication", "q"] < 0.05
+    assert r1.relations and {r.stats.effect_type for r in r1.relations} == {"NES"}
+
+    gseapy = pytest.importorskip("gseapy")
+    tab, _ = contrast_table(ucec, modality="proteomics", **CONTRAST)
+    genes = gene_level(tab)
+    rnk = pd.Series(genes["t"].to_numpy(), index=genes["symbol"]).sort_values(ascending=False)
+    wp = genesets.load("wikipathways")
+    sub = {k: wp[k] for k in sorted(wp)[:12]}
+    ours = prerank_gsea(rnk, sub, permutations=50, seed=1).set_index("set_id")
+    ref = gseapy.prerank(rnk=rnk, gene_sets=sub, outdir=None, permutation_num=50, seed=1, threads=1,
+                         min_size=15, max_size=500, no_plot=True).res2d.set_index("Term")
+    common = ours.index.intersection(ref.index)
+    assert len(common) >= 5
+    np.testing.assert_allclose(ours.loc[common, "ES"], ref.loc[common, "ES"].astype(float), atol=1e-12)
+    assert (np.sign(ours.loc[common, "NES"]) == np.sign(ref.loc[common, "NES"].astype(float))).all()
+
+
+def test_gsea_significance_matches_gseapy_reference_code():
+    algorithm = pytest.importorskip("gseapy.algorithm")
+    from proteus.tools.enrichment import _gsea_significance
+
+    rng = np.random.default_rng(0)
+    null, es = rng.normal(0, 0.3, (40, 100)), rng.normal(0, 0.5, 40)
+    ref = np.array(list(algorithm.gsea_significance(es, null)))
+    nes, p, q = _gsea_significance(es, null)
+    np.testing.assert_allclose(nes, ref[:, 1], rtol=1e-12)
+    np.testing.assert_allclose(p, ref[:, 2], rtol=1e-12)
+    np.testing.assert_allclose(q, np.minimum(ref[:, 3], 1), rtol=1e-12)
