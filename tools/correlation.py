@@ -17,6 +17,7 @@ variables).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -198,13 +199,14 @@ def paired_correlation(
             x = stats.rankdata(x, axis=0, nan_policy="omit")
             y = stats.rankdata(y, axis=0, nan_policy="omit")
         nn = m.sum(0)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns: handled below
             xc = np.where(m, x - np.nanmean(x, axis=0), 0.0)
             yc = np.where(m, y - np.nanmean(y, axis=0), 0.0)
             sxx = (xc**2).sum(0)
             syy = (yc**2).sum(0)
             rr = (xc * yc).sum(0) / np.sqrt(sxx * syy)
-        tiny = 1e-12 * np.maximum(1.0, np.nanmax(np.abs(np.where(m, x, 0)), axis=0)) ** 2
+            tiny = 1e-12 * np.maximum(1.0, np.abs(np.where(m, x, 0)).max(axis=0)) ** 2
         rr = np.where((nn >= min_n) & (sxx > tiny) & (syy > tiny), np.clip(rr, -1, 1), np.nan)
         r[lo:hi] = rr
         n[lo:hi] = nn
@@ -309,16 +311,18 @@ def associate_grouping(
             rows.append(dict(variable=c, kind=kind, test="kruskal_wallis", statistic=h, p=p, n=n,
                              effect=_kw_epsilon2(h, n), effect_type="epsilon_squared", note=""))
         else:
-            tab = pd.crosstab(g, s[ok].astype(str))
-            tab = tab.loc[tab.sum(1) > 0, tab.sum(0) > 0]
+            gi, _ = pd.factorize(g)
+            vi, _ = pd.factorize(s[ok].astype(str))
+            tab = np.zeros((gi.max() + 1, vi.max() + 1))
+            np.add.at(tab, (gi, vi), 1)
             if tab.shape[0] < 2 or tab.shape[1] < 2:
                 skipped.append(f"{c} (one level among samples with a value)")
                 continue
-            n = int(tab.to_numpy().sum())
-            chi2, p, dof, exp = stats.chi2_contingency(tab.to_numpy(), correction=False)
+            n = int(tab.sum())
+            chi2, p, dof, exp = stats.chi2_contingency(tab, correction=False)
             test, note = "chi_square", ""
             if tab.shape == (2, 2):
-                _, p = stats.fisher_exact(tab.to_numpy())
+                _, p = stats.fisher_exact(tab)
                 test = "fisher_exact"
             elif (exp < 5).mean() > 0.2:
                 note = "over 20% of expected counts < 5: chi-square approximate"
@@ -435,8 +439,10 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
 
     fig = Figure(figsize=(5, 4))
     ax = fig.subplots()
-    with np.errstate(divide="ignore"):
-        ax.scatter(tested["r"], -np.log10(tested["p"].clip(lower=1e-300)), s=4, c=np.where(tested["q"] < p.fdr, "crimson", "grey"))
+    nlp = -np.log10(tested["p"].clip(lower=1e-300))
+    is_sig = (tested["q"] < p.fdr).to_numpy()
+    ax.plot(tested["r"][~is_sig], nlp[~is_sig], ".", ms=2, color="grey")
+    ax.plot(tested["r"][is_sig], nlp[is_sig], ".", ms=2, color="crimson")
     for row in sig.head(8).itertuples():
         ax.annotate(str(row.feature), (row.r, -np.log10(max(row.p, 1e-300))), fontsize=6)
     ax.set_xlabel(effect_type)

@@ -1,0 +1,324 @@
+"""Mutation tools: features that differ by a gene's mutation status, and cis effects of a mutation
+on the gene's own RNA / protein.
+
+Conventions (CPTAC practice, e.g. Dou et al. 2020 Cell, doi:10.1016/j.cell.2020.01.026):
+
+- only samples present in the mutation table are genotyped; samples of a layer with no mutation
+  rows at all are left out (not counted as wild type);
+- a gene is tested when at least ``min_mutated`` (default 3) genotyped samples carry a mutation of
+  the chosen classes ("nonsilent" by default: missense, nonsense, frameshift, in-frame indel,
+  splice site, nonstop, start lost);
+- comparisons are usually made within tumours (``restrict``).
+
+``mutation_association`` uses limma's moderated t (Smyth 2004, doi:10.2202/1544-6115.1027) on
+``~ mutated (+ covariates)``; ``mutation_cis_effect`` uses the Wilcoxon rank-sum (Mann-Whitney U)
+test of the gene's own features, mutated vs wild type. BH across tests.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats
+
+from proteus.records import Entity, Stats, ToolResult, contrast_entity, feature_entity
+from proteus.stats.limma import moderated_test
+from proteus.study import Study
+from proteus.tools.correlation import (
+    _rel,
+    bh_adjust,
+    covariate_matrix,
+    feature_genes,
+    modality_frame,
+    modality_kind,
+    restricted_samples,
+)
+from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
+
+__all__ = ["mutation_association", "mutation_cis_effect", "mutation_matrix", "VARIANT_CLASSES", "two_group_moderated"]
+
+_TRUNC = {
+    "nonsense_mutation", "frame_shift_del", "frame_shift_ins", "splice_site", "nonstop_mutation",
+    "translation_start_site", "stop_gained", "frameshift_variant", "splice_acceptor_variant",
+    "splice_donor_variant", "start_lost", "stop_lost", "truncating",
+}
+_MISSENSE = {"missense_mutation", "in_frame_del", "in_frame_ins", "missense_variant", "inframe_deletion",
+             "inframe_insertion", "missense", "protein_altering_variant"}
+VARIANT_CLASSES = {"truncating": _TRUNC, "missense": _MISSENSE, "nonsilent": _TRUNC | _MISSENSE}
+"""Variant classes (MAF ``Variant_Classification`` or VEP terms, lower case) of each selection."""
+
+
+def mutation_matrix(
+    study: Study, samples: list[str], variant_classes: str = "nonsilent"
+) -> tuple[pd.DataFrame, list[str]]:
+    """Boolean samples x genes matrix of mutations of the chosen classes over the genotyped samples.
+
+    Genotyped = among ``samples`` and present in the mutation table with any variant.
+    Returns the matrix and the list of genotyped samples (its index).
+    """
+    muts = study.mutations
+    if muts is None or muts.empty:
+        msg = "the study has no mutation table"
+        raise ToolInputError(msg)
+    m = muts.assign(sample=muts["sample"].astype(str), gene=muts["gene"].astype(str))
+    wanted = set(samples)
+    geno = [s for s in dict.fromkeys(m["sample"]) if s in wanted]
+    m = m[m["sample"].isin(geno)]
+    if variant_classes != "all":
+        cls = m["variant_class"].astype(str).str.strip().str.lower().str.replace(" ", "_")
+        m = m[cls.isin(VARIANT_CLASSES[variant_classes])]
+    gcodes, gnames = pd.factorize(m["gene"], sort=True)
+    pos = {s: i for i, s in enumerate(geno)}
+    arr = np.zeros((len(geno), len(gnames)), dtype=bool)
+    arr[m["sample"].map(pos).to_numpy(int), gcodes] = True
+    return pd.DataFrame(arr, index=pd.Index(geno, name="sample"), columns=pd.Index(gnames, name="gene")), geno
+
+
+def two_group_moderated(Y: pd.DataFrame, is_case: pd.Series, Z: pd.DataFrame | None = None,
+                        min_per_group: int = 2) -> pd.DataFrame:
+    """limma moderated t of ``Y`` (features x samples) on ``~ case (+ Z)``; returns the top table
+    (logFC = case - control) with ``n_case``/``n_control`` observed per feature; features with fewer
+    than ``min_per_group`` observed values in either group are left out."""
+    case = is_case.reindex(Y.columns).astype(bool).to_numpy()
+    obs = Y.notna().to_numpy()
+    n1, n0 = obs[:, case].sum(1), obs[:, ~case].sum(1)
+    keep = (n1 >= min_per_group) & (n0 >= min_per_group)
+    Yk = Y[keep]
+    if Yk.empty:
+        return pd.DataFrame(columns=["logFC", "AveExpr", "t", "P.Value", "adj.P.Val", "B", "df_total"])
+    cols = [np.ones(Y.shape[1]), case.astype(float)]
+    if Z is not None and Z.shape[1]:
+        cols += [Z.reindex(Y.columns)[c].to_numpy(float) for c in Z.columns]
+    design = np.column_stack(cols)
+    tab = moderated_test(Yk, design, coef=1)
+    tab["n_case"] = n1[keep]
+    tab["n_control"] = n0[keep]
+    return tab
+
+
+def _recurrent(mat: pd.DataFrame, min_mutated: int, max_fraction: float = 1.0) -> pd.Series:
+    counts = mat.sum(0)
+    counts = counts[(counts >= min_mutated) & (counts <= max_fraction * len(mat))]
+    return counts.sort_values(ascending=False, kind="stable")
+
+
+# --------------------------------------------------------------------------------------------
+# mutation_association
+# --------------------------------------------------------------------------------------------
+
+
+class MutationAssociationParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    modality: str = Field(description="bulk modality whose features are compared, e.g. 'proteomics'")
+    gene: str | None = Field(None, description="test this mutated gene only (e.g. 'PTEN'); None: the top_n recurrent genes")
+    top_n: int = Field(5, ge=1, le=50, description="number of most recurrently mutated genes tested when gene is None")
+    variant_classes: Literal["nonsilent", "truncating", "missense", "all"] = Field(
+        "nonsilent", description="which variants count as 'mutated'"
+    )
+    min_mutated: int = Field(3, ge=2, description="minimum mutated (and wild-type) genotyped samples for a gene to be tested")
+    covariates: list[str] = Field(default_factory=list, description="clinical columns added to the linear model (e.g. MSI status)")
+    restrict: dict[str, str | list[str]] | None = Field(
+        None, description="keep only samples whose clinical column equals the value, e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+    )
+    fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold (per gene, over features)")
+    max_relations: int = Field(120, ge=0, le=500, description="at most this many significant features become relations (split over genes)")
+
+
+@register("mutation_association", family="mutation", params=MutationAssociationParams, requires=("bulk", "mutations"))
+def mutation_association(study: Study, params: MutationAssociationParams, ctx: ToolContext) -> ToolResult:
+    """Find features of a modality that differ between samples with and without a mutation in a gene (one chosen gene, or each of the top-N recurrently mutated genes), by limma moderated t, mutated vs wild type.
+
+    Only genotyped samples (present in the mutation table) are used, usually within tumours
+    (restrict). Relations: ``feature --higher_in/lower_in--> sample_group "<GENE> mutation: mutated vs wild-type"``
+    with the ``mutation:<GENE>`` entity in the statistics.
+    """
+    name = "mutation_association"
+    p = params
+    samples = restricted_samples(study, list(study.modalities[p.modality].obs_names.astype(str)), p.restrict)
+    mat, geno = mutation_matrix(study, samples, p.variant_classes)
+    if len(geno) < 2 * p.min_mutated:
+        msg = f"only {len(geno)} samples of {p.modality!r} are genotyped (in the mutation table); need {2 * p.min_mutated}"
+        raise ToolFailed(msg)
+    Zdf = covariate_matrix(study.clinical.reindex(geno), p.covariates)
+    okz = Zdf.notna().all(axis=1)
+    geno = [s for s in geno if okz[s]]
+    mat = mat.loc[geno]
+    rec = _recurrent(mat, p.min_mutated)
+    rec = rec[(len(geno) - rec) >= p.min_mutated]
+    if p.gene is not None:
+        if p.gene not in rec.index:
+            n = int(mat[p.gene].sum()) if p.gene in mat.columns else 0
+            msg = (f"{p.gene} is mutated ({p.variant_classes}) in {n} of {len(geno)} genotyped samples; need {p.min_mutated} "
+                   f"mutated and {p.min_mutated} wild type. Most recurrent: {', '.join(f'{g} ({c})' for g, c in rec.head(10).items())}")
+            raise ToolFailed(msg)
+        genes = [p.gene]
+    else:
+        genes = list(rec.index[: p.top_n])
+    if not genes:
+        msg = f"no gene is mutated in at least {p.min_mutated} of {len(geno)} genotyped samples"
+        raise ToolFailed(msg)
+    X = modality_frame(study, p.modality, geno).T  # features x samples
+    gmap = feature_genes(study, p.modality)
+    kind = modality_kind(study, p.modality)
+    tables, rels, lines = [], [], []
+    cap = max(1, p.max_relations // len(genes)) if p.max_relations else 0
+    for g in genes:
+        tab = two_group_moderated(X, mat[g], Zdf.loc[geno] if p.covariates else None)
+        tab = tab.rename(columns={"P.Value": "p", "adj.P.Val": "q"})
+        tab.insert(0, "feature", tab.index.astype(str))
+        tab.insert(1, "gene", gmap.reindex(tab.index).to_numpy())
+        tab.insert(0, "mutated_gene", g)
+        tab = tab.sort_values("p").reset_index(drop=True)
+        tables.append(tab)
+        sig = tab[tab["q"] < p.fdr]
+        obj = contrast_entity(f"{g} mutation", "mutated", "wild-type")
+        for r in sig.head(cap).itertuples():
+            up = r.logFC > 0
+            rels.append(_rel(ctx, name, p, feature_entity(kind, r.feature), "higher_in" if up else "lower_in", obj,
+                             Stats(effect=float(r.logFC), effect_type="log2FC", p=float(r.p), q=float(r.q),
+                                   n=int(r.n_case + r.n_control), direction="up" if up else "down",
+                                   extra={"mutation": f"mutation:{g}", "t": float(r.t), "n_mutated": int(r.n_case),
+                                          "n_wildtype": int(r.n_control), "variant_classes": p.variant_classes,
+                                          "test": "limma moderated t"}),
+                             p.modality))
+        top = ", ".join(f"{r.feature} ({r.logFC:+.2f})" for r in sig.head(4).itertuples())
+        lines.append(f"{g} ({int(mat[g].sum())} mutated): {len(sig)} features at q<{p.fdr}"
+                     + (f" [{top}]" if top else ""))
+    table = pd.concat(tables, ignore_index=True)
+    fig = Figure(figsize=(3.2 * min(len(genes), 3), 3.0 * ((len(genes) + 2) // 3)))
+    axes = np.atleast_1d(fig.subplots((len(genes) + 2) // 3, min(len(genes), 3))).ravel()
+    for ax, tab, g in zip(axes, tables, genes):
+        s = (tab["q"] < p.fdr).to_numpy()
+        nlp = -np.log10(tab["p"].clip(lower=1e-300))
+        ax.plot(tab["logFC"][~s], nlp[~s], ".", ms=2, color="grey")
+        ax.plot(tab["logFC"][s], nlp[s], ".", ms=3, color="crimson")
+        ax.set_title(f"{g} mutated vs WT", fontsize=8)
+        ax.set_xlabel("log2FC", fontsize=7)
+    for ax in axes[len(genes):]:
+        ax.set_visible(False)
+    path = ctx.figure_path(f"mutation_association_{p.modality}")
+    fig.savefig(path, dpi=110)
+    n_sig = int((table["q"] < p.fdr).sum())
+    summary = (f"limma moderated t, mutated ({p.variant_classes}) vs wild type, on {p.modality} over {len(geno)} genotyped samples"
+               f"{', adjusted for ' + ', '.join(p.covariates) if p.covariates else ''}: " + "; ".join(lines) + ".")
+    return ToolResult(summary=summary, tables={"mutation_association": table}, figures=[path], relations=rels,
+                      metrics={"n_tested": len(table), "n_significant": n_sig, "n_genes": len(genes),
+                               "n_skipped": int(X.shape[0] * len(genes) - len(table)), "n_genotyped": len(geno),
+                               "genes": genes})
+
+
+# --------------------------------------------------------------------------------------------
+# mutation_cis_effect
+# --------------------------------------------------------------------------------------------
+
+
+class MutationCisParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    modalities: list[str] | None = Field(
+        None, description="layers in which each gene's own features are compared (default: every bulk layer of kind "
+        "proteomics, transcriptomics, phosphoproteomics)"
+    )
+    genes: list[str] | None = Field(None, description="genes to test; None: every gene mutated in at least min_mutated samples (top_n most recurrent)")
+    top_n: int = Field(50, ge=1, le=1000, description="at most this many most recurrent genes when genes is None")
+    variant_classes: Literal["nonsilent", "truncating", "missense", "all"] = Field(
+        "nonsilent", description="which variants count as 'mutated'"
+    )
+    min_mutated: int = Field(3, ge=2, description="minimum mutated (and wild-type) samples with a value")
+    restrict: dict[str, str | list[str]] | None = Field(
+        None, description="keep only samples whose clinical column equals the value, e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+    )
+    fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold (over all gene x feature tests)")
+    max_relations: int = Field(150, ge=0, le=500, description="at most this many significant cis effects become relations")
+
+
+@register("mutation_cis_effect", family="mutation", params=MutationCisParams, requires=("bulk", "mutations"))
+def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContext) -> ToolResult:
+    """Test whether a gene's mutation changes its own abundance (cis effect): for recurrently mutated genes, compare the gene's own protein / RNA / phosphosites between mutated and wild-type samples (Wilcoxon rank-sum, BH).
+
+    Truncating mutations of tumour suppressors typically lower their own protein (e.g. PTEN,
+    ARID1A in endometrial cancer). Relations: ``mutation:<GENE> --cis_effect_on--> protein:<GENE>``
+    (or gene / phosphosite), modality-tagged, with the log2 mean difference as effect.
+    """
+    name = "mutation_cis_effect"
+    p = params
+    mods = p.modalities
+    if mods is None:
+        mods = [m for m in study.bulk() if modality_kind(study, m) in ("proteomics", "transcriptomics", "phosphoproteomics")]
+    if not mods:
+        msg = f"no proteomics/transcriptomics layer to test; loaded modalities: {list(study.modalities)}"
+        raise ToolInputError(msg)
+    rows = []
+    n_geno = {}
+    for mod in mods:
+        samples = restricted_samples(study, list(study.modalities[mod].obs_names.astype(str)), p.restrict)
+        mat, geno = mutation_matrix(study, samples, p.variant_classes)
+        n_geno[mod] = len(geno)
+        if len(geno) < 2 * p.min_mutated:
+            continue
+        X = modality_frame(study, mod, geno)
+        gmap = feature_genes(study, mod)
+        rec = _recurrent(mat, p.min_mutated)
+        genes = [g for g in p.genes if g in mat.columns] if p.genes is not None else list(rec.index)
+        own = gmap[gmap.isin(genes)]
+        if p.genes is None:
+            measured = set(own)
+            genes = [g for g in genes if g in measured][: p.top_n]
+            own = own[own.isin(genes)]
+        for feat, g in own.items():
+            v = X[feat]
+            mut = mat[g].reindex(v.index).to_numpy(bool)
+            ok = v.notna().to_numpy()
+            a, b = v.to_numpy()[ok & mut], v.to_numpy()[ok & ~mut]
+            if len(a) < p.min_mutated or len(b) < p.min_mutated or np.ptp(np.concatenate([a, b])) == 0:
+                continue
+            u, pv = stats.mannwhitneyu(a, b, alternative="two-sided")
+            rows.append(dict(modality=mod, gene=g, feature=feat, n_mutated=len(a), n_wildtype=len(b),
+                             mean_diff=float(a.mean() - b.mean()), median_diff=float(np.median(a) - np.median(b)),
+                             auc=float(u / (len(a) * len(b))), p=float(pv)))
+    table = pd.DataFrame(rows, columns=["modality", "gene", "feature", "n_mutated", "n_wildtype", "mean_diff",
+                                        "median_diff", "auc", "p"])
+    if table.empty:
+        msg = (f"no gene had {p.min_mutated} mutated and {p.min_mutated} wild-type samples with its own feature measured "
+               f"(genotyped samples per layer: {n_geno})")
+        raise ToolFailed(msg)
+    table["q"] = bh_adjust(table["p"].to_numpy())
+    table = table.sort_values("p").reset_index(drop=True)
+    sig = table[table["q"] < p.fdr]
+    rels = []
+    for r in sig.head(p.max_relations).itertuples():
+        kind = modality_kind(study, r.modality)
+        down = r.mean_diff < 0
+        rels.append(_rel(ctx, name, p, Entity(type="mutation", label=r.gene), "cis_effect_on", feature_entity(kind, r.feature),
+                         Stats(effect=float(r.mean_diff), effect_type="mean_difference_mutated_minus_wildtype", p=float(r.p),
+                               q=float(r.q), n=int(r.n_mutated + r.n_wildtype), direction="down" if down else "up",
+                               extra={"test": "wilcoxon rank-sum", "n_mutated": int(r.n_mutated), "n_wildtype": int(r.n_wildtype),
+                                      "auc": float(r.auc), "variant_classes": p.variant_classes}),
+                         r.modality))
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
+    for mod in table["modality"].unique():
+        t = table[table["modality"] == mod]
+        ax.plot(t["mean_diff"], -np.log10(t["p"].clip(lower=1e-300)), ".", ms=4, label=mod)
+    for r in sig.head(10).itertuples():
+        ax.annotate(f"{r.feature}", (r.mean_diff, -np.log10(max(r.p, 1e-300))), fontsize=6)
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set_xlabel("mean difference, mutated - wild type")
+    ax.set_ylabel("-log10 p")
+    ax.legend(fontsize=7)
+    ax.set_title("mutation cis effects", fontsize=9)
+    path = ctx.figure_path("mutation_cis_effect")
+    fig.savefig(path, dpi=120)
+    n_down = int((sig["mean_diff"] < 0).sum())
+    top = ", ".join(f"{r.gene} {r.modality} ({r.mean_diff:+.2f}, q={r.q:.2g})" for r in sig.head(6).itertuples())
+    summary = (f"Mutation ({p.variant_classes}) cis effects: {len(table)} gene x layer tests over "
+               f"{table['gene'].nunique()} recurrently mutated genes; {len(sig)} significant at BH q<{p.fdr} "
+               f"({n_down} lower, {len(sig) - n_down} higher when mutated)" + (f": {top}." if top else "."))
+    return ToolResult(summary=summary, tables={"cis_effects": table}, figures=[path], relations=rels,
+                      metrics={"n_tested": len(table), "n_significant": len(sig), "n_lower": n_down,
+                               "n_genes": int(table["gene"].nunique()), "n_skipped": 0, "n_genotyped": n_geno})
