@@ -158,14 +158,14 @@ def datasets_fetch(name: str = typer.Argument(...), dest: Path = typer.Argument(
     Console().print(f"wrote {name} to {path}", highlight=False)
 
 
-@app.command()
-def report(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
-    """Re-render report.html from a run directory (including reviews)."""
-    from proteus.report import write_report
+def _wire_optional_commands() -> None:
+    """Commands whose implementation lives next to what they drive."""
+    from proteus.report import report_cli
 
-    if not (run_dir / "run.json").exists():
-        _fail(f"{run_dir} is not a PROTEUS run directory (no run.json)")
-    Console().print(f"wrote {write_report(run_dir)}", highlight=False)
+    app.command("report", help="Re-render report.html from a run directory (including reviews).")(report_cli)
+
+
+_wire_optional_commands()
 
 
 def main() -> None:  # pragma: no cover

@@ -28,7 +28,8 @@ VariableKind = Literal[
 _TIME = re.compile(r"(surv|os|pfs|dfs|rfs|time|days|months|follow|t\.?rfs|t\.?dmfs|duration)", re.I)
 _EVENT = re.compile(r"(event|status|death|dead|vital|relapse|recur|e\.?rfs|e\.?dmfs|censor|metast)", re.I)
 _BATCH = re.compile(r"(batch|plex|tmt|run|plate|lane|channel|center|centre|site|instrument|fraction)", re.I)
-_STRONG_HINT = re.compile(r"(status|subtype|condition|group|class|diagnos|disease|treat|arm|cohort|msi|histolog|genotype|phenotype|response)", re.I)
+_STRONG_HINT = re.compile(r"(status|subtype|condition|group|diagnos|disease|treat|arm|msi|genotype|response)", re.I)
+_MEDIUM_HINT = re.compile(r"(class|histolog|phenotype|cohort)", re.I)
 _WEAK_HINT = re.compile(r"(type|grade|stage|tumou?r|normal|sex|gender)", re.I)
 _UNKNOWN = re.compile(r"^(unknown|na|n/a|nan|none|not reported|not available|cannot be determined|staging incomplete|other.*|p?[ntm]x|missing|\?)$", re.I)
 
@@ -210,13 +211,34 @@ def _contrasts(variables: list[ClinicalVariable], min_n: int = 3) -> list[Contra
             hint = 0
         elif _STRONG_HINT.search(c.group):
             hint = 1
-        elif _WEAK_HINT.search(c.group):
+        elif _MEDIUM_HINT.search(c.group):
             hint = 2
-        else:
+        elif _WEAK_HINT.search(c.group):
             hint = 3
+        else:
+            hint = 4
         return (hint, -min(c.n_case, c.n_control))
 
     return sorted(out, key=priority)
+
+
+def _distinct(contrasts: list[Contrast], clin: pd.DataFrame) -> list[Contrast]:
+    """Drop contrasts that split (almost) the same samples as an earlier one (e.g. two sample-type columns)."""
+
+    def members(c: Contrast) -> tuple[frozenset, frozenset]:
+        col = clin[c.group].astype(str)
+        return frozenset(col.index[col == c.case]), frozenset(col.index[col == c.control])
+
+    def overlap(a: frozenset, b: frozenset) -> float:
+        return len(a & b) / max(1, min(len(a), len(b)))
+
+    kept: list[tuple[Contrast, tuple[frozenset, frozenset]]] = []
+    for c in contrasts:
+        m = members(c)
+        if any(overlap(m[0], k[0]) >= 0.9 and overlap(m[1], k[1]) >= 0.9 for _, k in kept):
+            continue
+        kept.append((c, m))
+    return [c for c, _ in kept]
 
 
 def profile_study(study: Study) -> DataProfile:
@@ -254,7 +276,7 @@ def profile_study(study: Study) -> DataProfile:
             return len(tok(t) & tok(e))
         if events:
             survival.append((t, max(events, key=overlap)))
-    contrasts = _contrasts(variables)
+    contrasts = _distinct(_contrasts(variables), clin)
     sample_type = None
     tumour_level = None
     for c in contrasts:

@@ -20,3 +20,23 @@ def ucec_study(ucec_dir):
     from proteus.io import load_study
 
     return load_study(ucec_dir)
+
+
+@pytest.fixture(scope="session")
+def ucec_run(ucec_dir, tmp_path_factory):
+    """One offline run of the whole pipeline on the UCEC folder, shared by the tests that read its artifacts."""
+    from proteus.policy.heuristic import HeuristicPolicy
+    from proteus.runner import run_research
+
+    out = tmp_path_factory.mktemp("runs") / "ucec"
+    run_research(ucec_dir, out, policy=HeuristicPolicy(), seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def nafld_dir(tmp_path_factory):
+    """The alphastats MaxQuant plasma dataset (48 samples) as raw files."""
+    pytest.importorskip("alphastats", reason="pip install --no-deps alphastats")
+    from proteus import datasets
+
+    return datasets.fetch("nafld-plasma", tmp_path_factory.mktemp("nafld"))

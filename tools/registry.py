@@ -144,7 +144,7 @@ def list_tools() -> list[Tool]:
 
 # --- validation of a call against the data ---------------------------------------------------
 
-_COLUMN_FIELDS = ("group", "variable", "time", "event", "block", "pair_by", "condition")
+_COLUMN_FIELDS = ("group", "variable", "time", "event", "block", "batch")
 _COLUMN_LIST_FIELDS = ("covariates",)
 
 
@@ -190,6 +190,10 @@ def validate_call(tool: Tool, study: Study, params: BaseModel | dict) -> BaseMod
             if v not in cols:
                 msg = f"covariate {v!r} is not a clinical column; columns include: {cols[:40]}"
                 raise ToolInputError(msg)
+    for v in (d.get("restrict") or {}) if isinstance(d.get("restrict"), dict) else []:
+        if v not in cols:
+            msg = f"restrict column {v!r} is not a clinical column; columns include: {cols[:40]}"
+            raise ToolInputError(msg)
     group = d.get("group")
     if group is not None and group in cols:
         levels = _levels(study, group)

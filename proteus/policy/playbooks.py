@@ -19,7 +19,8 @@ from proteus.profile import Contrast, DataProfile
 __all__ = ["Play", "bulk_plays", "primary_modality"]
 
 _PREFERRED = ("proteomics", "transcriptomics", "phosphoproteomics", "acetylproteomics", "mirna", "cna")
-_CLINICAL_SCORE = re.compile(r"(immune|stromal|estimate|purity|stemness|score|bmi|age|size)", re.I)
+_CLINICAL_SCORES = [re.compile(p, re.I) for p in (r"immune", r"stromal|purity|estimate", r"score|index|stemness", r"bmi|age|size|grade")]
+_STRONG_GROUP = re.compile(r"(subtype|histolog|status|class|type|stage|grade)", re.I)
 
 
 @dataclass
@@ -47,6 +48,26 @@ def _layer(profile: DataProfile, kind: str) -> str | None:
 
 def _step(tool: str, rationale: str, **params) -> StepSpec:
     return StepSpec(tool=tool, params=params, rationale=rationale)
+
+
+def _restrict(profile: DataProfile) -> dict | None:
+    """Restrict within-tumour analyses to tumours when the study also holds normal samples."""
+    if profile.sample_type_column and profile.tumour_level:
+        return {profile.sample_type_column: profile.tumour_level}
+    return None
+
+
+def _tumour_params(profile: DataProfile) -> dict:
+    r = _restrict(profile)
+    return {"restrict": r} if r else {}
+
+
+def _pick_continuous(profile: DataProfile) -> str | None:
+    for pattern in _CLINICAL_SCORES:
+        hit = next((v for v in profile.continuous if pattern.search(v)), None)
+        if hit:
+            return hit
+    return profile.continuous[0] if profile.continuous else None
 
 
 def _contrast_params(c: Contrast) -> dict:
@@ -117,16 +138,16 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                     rationale=f"{len(profile.recurrent_mutations)} genes mutated in >= 3 samples",
                 ),
                 [
-                    _step("mutation_cis_effect", "own-protein change in mutated vs wild-type samples", modality=primary),
-                    _step("mutation_association", f"trans effects of {top[0]} mutation", modality=primary, gene=top[0]),
+                    _step("mutation_cis_effect", "own-protein change in mutated vs wild-type samples", modalities=[primary], **_tumour_params(profile)),
+                    _step("mutation_association", f"trans effects of {top[0]} mutation", modality=primary, gene=top[0], **_tumour_params(profile)),
                 ],
             )
         )
     rna, cna = _layer(profile, "transcriptomics"), _layer(profile, "cna")
     if rna and primary != rna:
-        steps = [_step("mrna_protein_concordance", "per-gene mRNA-protein correlation", modality=primary, other_modality=rna)]
+        steps = [_step("mrna_protein_concordance", "per-gene mRNA-protein correlation", modality=primary, other_modality=rna, **_tumour_params(profile))]
         if cna:
-            steps.append(_step("cna_cis_effect", "copy-number cis effects on RNA and protein (buffering)", modality=primary, other_modality=cna))
+            steps.append(_step("cna_cis_effect", "copy-number cis effects on RNA and protein (buffering)", modality=cna, modalities=[rna, primary], **_tumour_params(profile)))
         plays.append(
             Play(
                 ObjectiveSpec(
@@ -138,9 +159,8 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                 steps,
             )
         )
-    scores = [v for v in profile.continuous if _CLINICAL_SCORE.search(v)] or profile.continuous
-    if scores:
-        var = scores[0]
+    var = _pick_continuous(profile)
+    if var:
         plays.append(
             Play(
                 ObjectiveSpec(
@@ -149,7 +169,7 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                     family="correlation",
                     rationale="continuous clinical variables are underused by group comparisons",
                 ),
-                [_step("clinical_correlation", f"Spearman correlation with {var}", modality=primary, variable=var)],
+                [_step("clinical_correlation", f"Spearman correlation with {var}", modality=primary, variable=var, **_tumour_params(profile))],
             )
         )
     for time, event in profile.survival[:1]:
@@ -161,7 +181,7 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                     family="survival",
                     rationale="time-to-event data are available",
                 ),
-                [_step("cox_per_feature", "Cox proportional hazards per feature", modality=primary, time=time, event=event)],
+                [_step("cox_per_feature", "Cox proportional hazards per feature", modality=primary, time=time, event=event, **_tumour_params(profile))],
             )
         )
     plays.append(
@@ -172,10 +192,11 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                 family="subtypes",
                 rationale="consensus clustering finds structure no single contrast names",
             ),
-            [_step("consensus_clustering", "consensus clustering on the most variable features", modality=primary)],
+            [_step("consensus_clustering", "consensus clustering on the most variable features", modality=primary, **_tumour_params(profile))],
         )
     )
-    for g in profile.multi_groups[:1]:
+    groups = [g for g in profile.multi_groups if g != profile.sample_type_column and g not in {c.group for c in contrasts[:3]}]
+    for g in sorted(groups, key=lambda g: (not _STRONG_GROUP.search(g), profile.multi_groups.index(g)))[:1]:
         plays.append(
             Play(
                 ObjectiveSpec(
