@@ -1,0 +1,314 @@
+"""The offline playbook for cell-level studies (cytometry, single-cell RNA).
+
+Used by :class:`~proteus.policy.heuristic.HeuristicPolicy`:
+
+- :func:`objectives` — from the data profile: which populations exist (every cell-level layer);
+  which change in abundance between conditions, and which signalling states change within which
+  populations (cytometry layers, for the best two-group contrasts of the sample table).
+- :func:`workflow` — the tool steps for one of those objectives (matched by title), with the
+  donor column as ``block`` when the profile shows a paired design.
+- :func:`hypotheses` — drafts composed from the cytometry relations in the knowledge graph:
+  signalling-pathway activation in a population (two or more state markers of one pathway moving
+  together), cell-type specificity of a state change (significant in one population, not in the
+  others tested), and abundance shifts of named populations. Evidence = knowledge-graph edge ids.
+
+The relations it reads are those written by :mod:`proteus.tools.cytometry` /
+:mod:`proteus.tools.singlecell` (see their module docstrings for the representation).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from proteus.kg import KnowledgeGraph
+from proteus.policy.decisions import HypothesisDraft, ObjectiveSpec, StepSpec
+from proteus.profile import Contrast, DataProfile, ModalityProfile
+from proteus.records import Objective, Relation
+
+__all__ = ["objectives", "workflow", "hypotheses", "block_column", "PATHWAYS"]
+
+_BLOCK = re.compile(r"(patient|donor|subject|individual|pair|person|animal|mouse|participant)", re.I)
+_MAX_CONTRASTS = 2
+
+PATHWAYS: dict[str, set[str]] = {
+    "B-cell receptor signalling": {"btk", "plcg2", "syk", "blnk", "cd79a", "lyn", "erk", "s6", "akt"},
+    "T-cell receptor signalling": {"zap70", "lat", "slp76", "lck", "plcg1", "cd3z", "erk", "itk"},
+    "MAPK signalling": {"erk", "erk12", "p38", "jnk", "mapkapk2", "mek", "mek12", "creb"},
+    "PI3K-AKT-mTOR signalling": {"akt", "s6", "4ebp1", "mtor", "s6k", "gsk3b"},
+    "JAK-STAT signalling": {"stat1", "stat3", "stat4", "stat5", "stat6"},
+    "NF-kB signalling": {"nfkb", "ikba", "ikk", "nfkbp65"},
+}
+"""Signalling pathways by phospho-epitope (marker name without the leading ``p``, lower case)."""
+
+_LINEAGE_PATHWAY = {"B cells": "B-cell receptor signalling", "CD4 T cells": "T-cell receptor signalling",
+                    "CD8 T cells": "T-cell receptor signalling", "T cells": "T-cell receptor signalling"}
+_INHIBITORS = {
+    "B-cell receptor signalling": "a BTK inhibitor (ibrutinib) or SYK inhibitor",
+    "T-cell receptor signalling": "a LCK/ZAP70 inhibitor",
+    "MAPK signalling": "a MEK inhibitor (trametinib)",
+    "PI3K-AKT-mTOR signalling": "a PI3K-delta inhibitor (idelalisib) or mTOR inhibitor (rapamycin)",
+    "JAK-STAT signalling": "a JAK inhibitor (tofacitinib)",
+    "NF-kB signalling": "an IKK inhibitor",
+}
+
+
+# ============================================================================================
+# objectives and workflows
+# ============================================================================================
+
+
+def block_column(profile: DataProfile, group: str) -> str | None:
+    """The donor/patient column of a paired design, or None.
+
+    A categorical/id/batch column named like patient/donor/subject whose every level holds at least
+    two samples (each donor measured in more than one condition) and that is not ``group``.
+    """
+    best = None
+    for v in profile.variables:
+        if v.name == group or not _BLOCK.search(v.name) or v.kind not in ("categorical", "id", "batch", "text"):
+            continue
+        if v.levels and len(v.levels) >= 2 and min(v.levels.values()) >= 2 and v.n_missing == 0:
+            if best is None or len(v.levels) > len(best.levels):
+                best = v
+    return best.name if best is not None else None
+
+
+def _cell_layers(profile: DataProfile) -> list[ModalityProfile]:
+    return [m for m in profile.modalities if m.level == "cell"]
+
+
+def _contrasts(profile: DataProfile) -> list[Contrast]:
+    return [c for c in profile.contrasts if min(c.n_case, c.n_control) >= 2][:_MAX_CONTRASTS]
+
+
+def _pop_title(m: ModalityProfile) -> str:
+    return f"Cell populations in {m.name}"
+
+
+def _da_title(m: ModalityProfile, c: Contrast) -> str:
+    return f"Abundance shifts of cell populations in {m.name}: {c.group} {c.case} vs {c.control}"
+
+
+def _ds_title(m: ModalityProfile, c: Contrast) -> str:
+    return f"Signalling states within populations in {m.name}: {c.group} {c.case} vs {c.control}"
+
+
+def objectives(profile: DataProfile) -> list[ObjectiveSpec]:
+    """Research objectives for the cell-level layers of a study, most important first."""
+    out: list[ObjectiveSpec] = []
+    contrasts = _contrasts(profile)
+    for m in _cell_layers(profile):
+        cyto = m.kind == "cytometry"
+        n_samples = m.n_conditions or 0
+        out.append(ObjectiveSpec(
+            title=_pop_title(m),
+            question=f"Which cell populations does {m.name} hold, which markers define them, and in what proportions per sample?",
+            family="cytometry",
+            rationale=(f"{m.n_samples} cells x {m.n_features} {'markers' if cyto else 'genes'} from {n_samples} sample(s); "
+                       "populations are the units every later comparison uses"),
+        ))
+        if n_samples < 4:
+            continue
+        for c in contrasts:
+            block = block_column(profile, c.group)
+            paired = f"; paired by {block}" if block else ""
+            out.append(ObjectiveSpec(
+                title=_da_title(m, c),
+                question=f"Which cell populations expand or contract in {c.case} compared with {c.control} ({c.group})?",
+                family="cytometry",
+                rationale=f"{c.n_case} vs {c.n_control} samples{paired}; the sample is the statistical unit (counts per population)",
+            ))
+            if cyto:
+                out.append(ObjectiveSpec(
+                    title=_ds_title(m, c),
+                    question=(f"Which signalling (state) markers change within which populations in {c.case} compared with "
+                              f"{c.control} ({c.group}), and which changes are specific to one cell type?"),
+                    family="cytometry",
+                    rationale=f"{c.n_case} vs {c.n_control} samples{paired}; sample x population medians of the state markers",
+                ))
+    return out
+
+
+def _layer_and_contrast(title: str, profile: DataProfile) -> tuple[ModalityProfile | None, Contrast | None, str]:
+    for m in _cell_layers(profile):
+        if title == _pop_title(m):
+            return m, None, "populations"
+        for c in profile.contrasts:
+            if title == _da_title(m, c):
+                return m, c, "abundance"
+            if title == _ds_title(m, c):
+                return m, c, "state"
+    return None, None, ""
+
+
+def _route_free_text(objective: ObjectiveSpec | Objective, profile: DataProfile) -> tuple[ModalityProfile | None, Contrast | None, str]:
+    """An objective written by someone else (an LLM): pick layer, contrast and kind from its words."""
+    text = f"{objective.title} {objective.question}".lower()
+    layers = _cell_layers(profile)
+    m = next((x for x in layers if x.name.lower() in text), layers[0] if layers else None)
+    c = next((x for x in profile.contrasts if x.group.lower() in text and x.case.lower() in text), None)
+    c = c or (profile.contrasts[0] if profile.contrasts else None)
+    if re.search(r"signal|state|phospho|activation", text):
+        kind = "state"
+    elif re.search(r"abundan|proportion|frequenc|expand|contract|shift", text):
+        kind = "abundance"
+    else:
+        kind = "populations"
+    return m, (c if kind != "populations" else None), kind
+
+
+def workflow(objective: ObjectiveSpec | Objective, profile: DataProfile) -> list[StepSpec]:
+    """Tool steps answering ``objective`` (one made by :func:`objectives`, or a free-text one)."""
+    m, c, kind = _layer_and_contrast(objective.title, profile)
+    if m is None:
+        m, c, kind = _route_free_text(objective, profile)
+    if m is None:
+        return []
+    cyto = m.kind == "cytometry"
+    if kind == "populations" or c is None:
+        if cyto:
+            return [StepSpec(tool="cytometry_clustering", params={"modality": m.name},
+                             rationale="arcsinh transform, FlowSOM 10x10 + consensus metaclustering on lineage markers, "
+                                       "populations named from canonical markers")]
+        return [StepSpec(tool="singlecell_clustering", params={"modality": m.name},
+                         rationale="Leiden clusters, marker genes, populations named from canonical marker genes")]
+    params = {"modality": m.name, "group": c.group, "case": c.case, "control": c.control}
+    block = block_column(profile, c.group)
+    if block:
+        params["block"] = block
+    pair = f", {block} as a blocking factor (paired design)" if block else ""
+    if kind == "state" and cyto:
+        return [StepSpec(tool="cytometry_differential_state", params=params,
+                         rationale=f"limma on sample x population medians of state markers{pair}")]
+    return [StepSpec(tool="cytometry_differential_abundance", params=params,
+                     rationale=f"negative binomial GLM on sample x population counts{pair}")]
+
+
+# ============================================================================================
+# hypotheses
+# ============================================================================================
+
+
+def _epitope(marker: str) -> str:
+    m = re.sub(r"[^a-z0-9]", "", marker.lower())
+    return m[1:] if m.startswith("p") and len(m) > 2 else m
+
+
+def _q(r: Relation) -> float:
+    return r.stats.q if r.stats.q is not None else (r.stats.p if r.stats.p is not None else 1.0)
+
+
+def _markers_of(kg: KnowledgeGraph, population: str, limit: int = 3) -> list[Relation]:
+    rels = [r for r in kg.by_predicate("marker_of") if r.object.type == "cell_population" and r.object.label == population]
+    return sorted(rels, key=lambda r: -(r.stats.effect or 0))[:limit]
+
+
+def _fmt(x: float | None) -> str:
+    return "nan" if x is None else f"{x:.2g}"
+
+
+def _ds_relations(kg: KnowledgeGraph) -> list[Relation]:
+    return [r for r in kg.relations.values()
+            if r.predicate in ("higher_in", "lower_in") and r.subject.type == "marker"
+            and "population" in r.stats.extra and "marker" in r.stats.extra]
+
+
+def _da_relations(kg: KnowledgeGraph) -> list[Relation]:
+    return [r for r in kg.relations.values()
+            if r.predicate in ("higher_in", "lower_in") and r.subject.type == "cell_population"]
+
+
+def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]:
+    """Hypothesis drafts from cytometry relations, strongest first (see the module docstring)."""
+    drafts: list[tuple[float, HypothesisDraft]] = []
+    ds = _ds_relations(kg)
+
+    # 1. pathway activation: >= 2 state markers of one pathway move together in one population
+    groups: dict[tuple[str, str, str], list[Relation]] = defaultdict(list)
+    for r in ds:
+        groups[(r.stats.extra["population"], r.object.id, r.predicate)].append(r)
+    for (pop, _, pred), rels in groups.items():
+        if pop.startswith("unassigned"):
+            continue
+        contrast = rels[0].object.label
+        for pathway, members in PATHWAYS.items():
+            hits = sorted([r for r in rels if _epitope(r.stats.extra["marker"]) in members], key=_q)
+            if len(hits) < 2:
+                continue
+            verb = "activated" if pred == "higher_in" else "attenuated"
+            names = [h.stats.extra["marker"] for h in hits]
+            lineage = _LINEAGE_PATHWAY.get(pop) == pathway
+            mk = _markers_of(kg, pop)
+            ev = [h.id for h in hits[:9]] + [x.id for x in mk[:3]]
+            stats_txt = "; ".join(f"{h.stats.extra['marker']} {h.stats.effect:+.2f} arcsinh (q={_fmt(h.stats.q)}, n={h.stats.n} samples)" for h in hits[:6])
+            statement = (f"{pathway} is {verb} in {pop} under {contrast}: {', '.join(names[:6])} "
+                         f"{'rise' if pred == 'higher_in' else 'fall'} together in these cells.")
+            rationale = (f"Differential state (sample medians, limma, paired by donor where available): {stats_txt}. "
+                         f"{len(hits)} phospho-epitopes of {pathway} move in the same direction within {pop}"
+                         + (f", defined by {', '.join(x.subject.label for x in mk)}" if mk else "")
+                         + (". This is the receptor pathway of this lineage, so the change is expected if the stimulus engages it."
+                            if lineage else "."))
+            test = (f"Pre-treat the cells with {_INHIBITORS.get(pathway, 'a pathway inhibitor')} before {contrast.split(': ')[-1].split(' vs ')[0]} "
+                    f"stimulation and measure {', '.join(names[:4])} in gated {pop} by phospho-flow/CyTOF; the rise should be "
+                    f"abolished. Replicate in held-out donors.")
+            entities = [f"cell_population:{pop}", rels[0].object.id] + [f"marker:{n}" for n in names[:6]]
+            score = min(_q(h) for h in hits) / (len(hits) * (2 if lineage else 1))
+            drafts.append((score, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200], evidence=ev[:12],
+                                                  entities=entities[:20], test=test[:600])))
+
+    # 2. cell-type specificity: significant in one population, not in the others tested
+    for r in sorted(ds, key=_q):
+        pop, marker = r.stats.extra["population"], r.stats.extra["marker"]
+        if pop.startswith("unassigned"):
+            continue
+        others = {k: v for k, v in (r.stats.extra.get("other_populations") or {}).items() if not str(k).startswith("unassigned")}
+        if len(others) < 2:
+            continue
+        flat = {k: v for k, v in others.items() if (v.get("q") is None or v["q"] >= 0.1 or v["q"] != v["q"])}
+        same = [k for k, v in others.items() if k not in flat and (v.get("logFC") or 0) * (r.stats.effect or 0) > 0]
+        if same or len(flat) < len(others) * 0.75:
+            continue
+        up = r.predicate == "higher_in"
+        mk = _markers_of(kg, pop)
+        statement = (f"The {'increase' if up else 'decrease'} of {marker} under {r.object.label} is specific to {pop}: "
+                     f"it does not change in {', '.join(sorted(flat)[:5])}.")
+        rationale = (f"{marker} in {pop}: {r.stats.effect:+.2f} arcsinh, q={_fmt(r.stats.q)} over {r.stats.n} samples; "
+                     "in the other populations: " + "; ".join(f"{k} {v['logFC']:+.2f} (q={_fmt(v['q'])})" for k, v in sorted(flat.items())[:6])
+                     + ". A cell-type restricted response points to a receptor or adaptor expressed only in that lineage"
+                     + (f" (marked by {', '.join(x.subject.label for x in mk)})." if mk else "."))
+        test = (f"Sort {pop} and the other populations, stimulate each separately and measure {marker}; "
+                f"only {pop} should respond. Check the receptor's expression across populations.")
+        drafts.append((_q(r) * 2, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200],
+                                                   evidence=[r.id] + [x.id for x in mk[:3]],
+                                                   entities=[r.subject.id, f"cell_population:{pop}", f"marker:{marker}", r.object.id],
+                                                   test=test[:600])))
+
+    # 3. abundance shifts of named populations
+    for r in sorted(_da_relations(kg), key=_q):
+        pop = r.subject.label
+        if pop.startswith("unassigned"):
+            continue
+        up = r.predicate == "higher_in"
+        mk = _markers_of(kg, pop)
+        ex = r.stats.extra
+        statement = f"{pop} are {'expanded' if up else 'depleted'} in {r.object.label} (fraction of all cells)."
+        rationale = (f"Negative binomial GLM on per-sample counts: log2FC {r.stats.effect:+.2f}, q={_fmt(r.stats.q)}, "
+                     f"n={r.stats.n} samples{' (paired by donor)' if ex.get('paired') else ''}; mean fraction "
+                     f"{ex.get('prop_control', float('nan')):.3f} -> {ex.get('prop_case', float('nan')):.3f}"
+                     + (f"; population defined by {', '.join(x.subject.label for x in mk)}" if mk else "")
+                     + ". A shift over a short stimulation can also reflect changed marker expression moving cells between gates.")
+        test = (f"Count {pop} by a fixed manual gate on {', '.join(x.subject.label for x in mk) or 'its lineage markers'} in new samples "
+                f"of both conditions (or held-out donors) and compare fractions with a paired test.")
+        drafts.append((_q(r) * 3, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200],
+                                                   evidence=[r.id] + [x.id for x in mk[:3]],
+                                                   entities=[r.subject.id, r.object.id] + [x.subject.id for x in mk[:3]],
+                                                   test=test[:600])))
+
+    drafts.sort(key=lambda t: t[0])
+    seen, out = set(), []
+    for _, d in drafts:
+        if d.statement not in seen:
+            seen.add(d.statement)
+            out.append(d)
+    return out[:max_items]

@@ -1,0 +1,286 @@
+"""Cytometry on real data: the Bodenmiller BCR-XL CyTOF subsample (8 FCS, 4 donors x Ref/BCRXL),
+fcsparser's BD FACSDiva test file, and scanpy's pbmc68k_reduced for the single-cell tool.
+
+Known biology of the BCR-XL data (Bodenmiller 2012; Nowicka 2017 CATALYST workflow): B-cell
+receptor cross-linking raises pS6, pPlcg2 and pErk in B cells, not in T or NK cells.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from proteus.io.cytometry import guess_instrument, is_panel, is_sample_sheet, read_cytometry
+from proteus.kg import KnowledgeGraph
+from proteus.study import Study
+from proteus.tools import ToolContext, ToolInputError, get_tool
+from proteus.tools.cytometry import _nb_fit, consensus_metaclustering, flowsom_codes
+
+DATA = Path("/work/shared/datasets/bodenmiller-bcrxl")
+CONTRAST = {"modality": "cytometry", "group": "condition", "case": "BCRXL", "control": "Ref", "block": "patient_id"}
+
+pytestmark = pytest.mark.skipif(not DATA.exists(), reason="Bodenmiller BCR-XL data not present")
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _read() -> tuple[ad.AnnData, pd.DataFrame]:
+    return read_cytometry(sorted(DATA.glob("*.fcs")), pd.read_csv(DATA / "metadata.tsv", sep="\t"),
+                          pd.read_csv(DATA / "panel.tsv", sep="\t"))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Read, cluster, DA and DS once for the module."""
+    a, samples = _read()
+    study = Study(DATA, {"cytometry": a}, samples)
+    ctx = ToolContext(out_dir=tmp_path_factory.mktemp("cyto"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cl = get_tool("cytometry_clustering")(study, {"modality": "cytometry"}, ctx)
+        da = get_tool("cytometry_differential_abundance")(study, CONTRAST, ctx)
+        ds = get_tool("cytometry_differential_state")(study, CONTRAST, ctx)
+    return {"study": study, "ctx": ctx, "cl": cl, "da": da, "ds": ds}
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def test_read_bodenmiller_matches_fcs_headers():
+    import flowio
+
+    a, samples = _read()
+    meta = pd.read_csv(DATA / "metadata.tsv", sep="\t")
+    panel = pd.read_csv(DATA / "panel.tsv", sep="\t")
+    assert a.uns["modality"] == "cytometry" and a.uns["level"] == "cell"
+    assert a.uns["instrument"] == "mass" and a.uns["cofactor"] == 5.0
+    assert a.obs["sample_id"].nunique() == 8
+    for row in meta.itertuples():
+        tot = int(flowio.FlowData(str(DATA / row.file_name), only_text=True).text["tot"])
+        assert (a.obs["sample_id"] == row.sample_id).sum() == tot
+        assert samples.loc[row.sample_id, "n_cells"] == tot
+        assert samples.loc[row.sample_id, "condition"] == row.condition
+        assert samples.loc[row.sample_id, "patient_id"] == row.patient_id
+    assert list(a.var_names) == list(panel["antigen"])
+    assert list(a.var["marker_class"]) == list(panel["marker_class"])
+    assert set(a.obs["condition"]) == {"BCRXL", "Ref"} and a.obs["patient_id"].nunique() == 4
+    np.testing.assert_array_equal(a.X, a.layers["raw"])
+    # raw values unchanged: first event of the first file
+    f = flowio.FlowData(str(DATA / "PBMC_patient1_BCRXL.fcs"))
+    first = np.asarray(f.as_array(preprocess=False))[0]
+    np.testing.assert_allclose(a[a.obs["sample_id"] == "BCRXL1"].layers["raw"][0], first, rtol=1e-6)
+
+
+def test_read_without_sheet_or_panel_uses_pns_and_file_stems():
+    a, samples = read_cytometry(sorted(DATA.glob("*.fcs")), None, None)
+    assert "pS6" in a.var_names and "CD20" in a.var_names
+    assert a.var.loc["pS6", "marker_class"] == "state" and a.var.loc["CD3", "marker_class"] == "type"
+    assert "PBMC_patient1_BCRXL" in samples.index and a.uns["cofactor"] == 5.0
+
+
+def test_panel_and_sheet_detection():
+    panel = pd.read_csv(DATA / "panel.tsv", sep="\t")
+    meta = pd.read_csv(DATA / "metadata.tsv", sep="\t")
+    names = [p.name for p in DATA.glob("*.fcs")]
+    assert is_panel(panel) and not is_panel(meta)
+    assert is_sample_sheet(meta, names) == "file_name" and is_sample_sheet(panel, names) is None
+    assert guess_instrument(list(panel["fcs_colname"])) == "mass"
+    assert guess_instrument(["FSC-A", "SSC-A", "FITC-A", "PE-A", "APC-A"]) == "fluorescence"
+
+
+def test_facs_diva_file_is_fluorescence_cofactor_150():
+    fcsparser = pytest.importorskip("fcsparser")
+    a, samples = read_cytometry([fcsparser.test_sample_path], None, None)
+    assert a.uns["instrument"] == "fluorescence" and a.uns["cofactor"] == 150.0
+    assert a.n_obs == 14945 and len(samples) == 1
+    assert {"FITC-A", "PerCP-Cy5-5-A", "AmCyan-A", "PE-TxRed YG-A"} == set(a.var_names)
+    assert (a.var["marker_class"] == "type").all()  # "PE-..." is not a phospho-epitope
+    assert {"FSC-A", "SSC-A", "Time"} <= set(a.obsm["non_marker"].columns)
+
+
+# --- clustering ------------------------------------------------------------------------------
+
+
+def test_clustering_finds_pbmc_populations(run):
+    cl, a = run["cl"], run["study"].modalities["cytometry"]
+    pops = set(cl.metrics["populations"])
+    assert {"B cells", "CD4 T cells", "CD8 T cells", "monocytes", "NK cells"} <= pops
+    assert cl.metrics["unassigned_fraction"] < 0.25
+    # the layer records the clustering so DA/DS reuse it
+    assert {"cluster", "population"} <= set(a.obs.columns) and "arcsinh" in a.layers
+    assert a.uns["proteus_clustering"]["key"] == cl.metrics["clustering_key"]
+    # B cells are CD20+ (marker_of relation), CD4 T cells CD4+
+    edges = {(r.subject.label, r.object.label) for r in cl.relations if r.predicate == "marker_of"}
+    assert ("CD20", "B cells") in edges and ("CD4", "CD4 T cells") in edges
+    b = a.obs["population"] == "B cells"
+    assert 0.03 < b.mean() < 0.15  # PBMC B-cell fraction
+    assert len(cl.figures) == 3 and all(Path(f).exists() for f in cl.figures)
+
+
+def test_clustering_is_cached_and_deterministic(run):
+    study, ctx = run["study"], run["ctx"]
+    again = get_tool("cytometry_clustering")(study, {"modality": "cytometry", "embedding": "none"}, ctx)
+    assert again.metrics["reused"] and again.metrics["clustering_key"] == run["cl"].metrics["clustering_key"]
+    assert "Reused" in again.summary
+
+
+def test_som_and_consensus_recover_separated_groups():
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(m, 0.3, size=(300, 3)) for m in (0, 4, 8)])
+    codes, mapping = flowsom_codes(X, xdim=5, ydim=5, seed=0)
+    lab, _ = consensus_metaclustering(codes, 3, reps=30, seed=0)
+    cell = lab[mapping]
+    truth = np.repeat([0, 1, 2], 300)
+    assert pd.crosstab(truth, cell).gt(0).sum(1).eq(1).all()  # each true group in one metacluster
+
+
+# --- differential abundance ------------------------------------------------------------------
+
+
+def test_da_uses_samples_as_units(run):
+    da = run["da"]
+    tab = da.tables["differential_abundance"]
+    assert da.metrics["n_samples"] == 8 and da.metrics["paired"] and da.metrics["n_blocks"] == 4
+    assert {"B cells", "CD4 T cells", "CD8 T cells"} <= set(tab["population"])
+    assert tab["p"].between(0, 1).all() and (tab["q"] >= tab["p"]).all()
+    for r in da.relations:
+        assert r.stats.n == 8 and r.subject.type == "cell_population"
+        assert r.object.id == "sample_group:condition: BCRXL vs Ref"
+        assert r.predicate == ("higher_in" if r.stats.effect > 0 else "lower_in")
+
+
+def test_nb_glm_matches_statsmodels():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([np.ones(8), np.repeat([0.0, 1.0], 4), np.tile([0, 1, 0, 0], 2), np.tile([0, 0, 1, 0], 2)])
+    lib = np.log(rng.integers(400, 900, 8).astype(float))
+    y = rng.negative_binomial(10, 0.5, 8).astype(float)
+    ll, beta, _ = _nb_fit(y, X, lib, 0.1)
+    ref = sm.GLM(y, X, family=sm.families.NegativeBinomial(alpha=0.1), offset=lib).fit(tol=1e-12)
+    np.testing.assert_allclose(beta, ref.params, rtol=1e-5, atol=1e-7)
+    assert ll == pytest.approx(ref.llf, rel=1e-8)
+
+
+# --- differential state ----------------------------------------------------------------------
+
+
+def test_ds_finds_bcr_signalling_in_b_cells(run):
+    ds = run["ds"]
+    tab = ds.tables["differential_state"].set_index(["population", "marker"])
+    for m in ("pS6", "pPlcg2", "pErk"):
+        assert tab.loc[("B cells", m), "q"] < 0.05 and tab.loc[("B cells", m), "logFC"] > 0.5
+        # not in T cells
+        assert not (tab.loc[("CD4 T cells", m), "q"] < 0.05 and tab.loc[("CD4 T cells", m), "logFC"] > 0)
+    assert tab.index[0] == ("B cells", "pS6")  # the strongest hit
+    rel = next(r for r in ds.relations if r.subject.label == "pS6 | B cells")
+    assert rel.predicate == "higher_in" and rel.stats.n == 8 and rel.stats.extra["population"] == "B cells"
+    assert rel.stats.extra["marker"] == "pS6" and "CD4 T cells" in rel.stats.extra["other_populations"]
+    assert ds.metrics["paired"] and ds.metrics["n_tested"] == 14 * len(set(tab.index.get_level_values(0)))
+
+
+def test_sample_not_cell_is_the_unit(run):
+    """Duplicating every cell leaves sample-level DS p-values and DA fold-changes unchanged, and DA
+    relations keep n = 8 samples, whereas
+    a cell-level test (Mann-Whitney over cells) becomes far more 'significant'."""
+    study, ctx = run["study"], run["ctx"]
+    a = study.modalities["cytometry"]
+    dup = ad.concat([a, a], merge="same")
+    dup.obs_names_make_unique()
+    dup.uns.update(modality="cytometry", level="cell", cofactor=5.0)
+    s2 = Study(DATA, {"cytometry": dup}, study.clinical)
+    # min_cells=1 so that no (sample, population) median is dropped in one run and kept in the other
+    ds1 = get_tool("cytometry_differential_state")(study, {**CONTRAST, "min_cells": 1}, ctx).tables["differential_state"]
+    ds2 = get_tool("cytometry_differential_state")(s2, {**CONTRAST, "min_cells": 1}, ctx).tables["differential_state"]
+    m = ds1.merge(ds2, on=["population", "marker"])
+    np.testing.assert_allclose(m["p_x"], m["p_y"], rtol=1e-10)
+    # DA: proportions are unchanged; the NB weights shift a little with depth, the unit stays the sample
+    da2 = get_tool("cytometry_differential_abundance")(s2, CONTRAST, ctx)
+    m = run["da"].tables["differential_abundance"].merge(da2.tables["differential_abundance"], on="population")
+    np.testing.assert_allclose(m["logFC_x"], m["logFC_y"], atol=0.1)
+    big = m["mean_count_x"] > 50
+    assert (np.abs(np.log10(m.loc[big, "p_y"]) - np.log10(m.loc[big, "p_x"])) < 1).all()
+    assert all(r.stats.n == 8 for r in da2.relations)
+
+    def cell_level_p(adata):
+        b = (adata.obs["population"] == "B cells").to_numpy()
+        x = adata.layers["arcsinh"][:, list(adata.var_names).index("pAkt")]
+        cond = adata.obs["condition"].to_numpy()
+        return stats.mannwhitneyu(x[b & (cond == "BCRXL")], x[b & (cond == "Ref")]).pvalue
+
+    assert cell_level_p(dup) < cell_level_p(a) / 100
+
+
+def test_bad_arguments_are_input_errors(run):
+    study, ctx = run["study"], run["ctx"]
+    tool = get_tool("cytometry_differential_state")
+    with pytest.raises(ToolInputError):
+        tool(study, {**CONTRAST, "group": "treatment"}, ctx)
+    with pytest.raises(ToolInputError):
+        tool(study, {**CONTRAST, "case": "Stim"}, ctx)
+    with pytest.raises(ToolInputError):
+        tool(study, {**CONTRAST, "markers": ["pFOO"]}, ctx)
+
+
+# --- playbook --------------------------------------------------------------------------------
+
+
+def test_playbook_plans_valid_steps_and_composes_hypotheses(run):
+    from proteus.policy import cytometry as playbook
+    from proteus.profile import profile_study
+    from proteus.tools.registry import validate_call
+
+    study = run["study"]
+    prof = profile_study(study)
+    objs = playbook.objectives(prof)
+    assert [o.title.split(" in ")[0] for o in objs][:1] == ["Cell populations"] and len(objs) == 3
+    tools = []
+    for o in objs:
+        for s in playbook.workflow(o, prof):
+            validate_call(get_tool(s.tool), study, s.params)
+            tools.append(s.tool)
+            if s.tool != "cytometry_clustering":
+                assert s.params["block"] == "patient_id"
+    assert tools == ["cytometry_clustering", "cytometry_differential_abundance", "cytometry_differential_state"]
+    kg = KnowledgeGraph()
+    for k in ("cl", "da", "ds"):
+        kg.add_relations(run[k].relations)
+    drafts = playbook.hypotheses(kg)
+    assert drafts and all(e in kg.relations for d in drafts for e in d.evidence)
+    bcr = [d for d in drafts if d.statement.startswith("B-cell receptor signalling is activated in B cells")]
+    assert bcr and "pS6" in bcr[0].statement
+    assert any("specific to B cells" in d.statement for d in drafts)
+
+
+# --- single cell -----------------------------------------------------------------------------
+
+
+def test_singlecell_clustering_pbmc68k(tmp_path):
+    sc = pytest.importorskip("scanpy")
+    try:
+        a = sc.datasets.pbmc68k_reduced()
+    except Exception as e:  # pragma: no cover - dataset ships with scanpy
+        pytest.skip(f"pbmc68k_reduced unavailable: {e}")
+    a.uns.update(modality="single_cell", level="cell")
+    study = Study(tmp_path, {"single_cell": a})
+    res = get_tool("singlecell_clustering")(study, {"modality": "single_cell"}, ToolContext(out_dir=tmp_path))
+    pops = set(res.metrics["populations"])
+    assert {"B cells", "NK cells", "monocytes", "CD4 T cells"} <= pops
+    assert not res.metrics["has_samples"] and "can only be described" in res.summary
+    # populations agree with the sorted-population labels shipped with the data
+    ct = pd.crosstab(a.obs["population"], a.obs["bulk_labels"])
+    assert ct.loc["B cells", "CD19+ B"] > 0.5 * ct.loc["B cells"].sum()
+    assert ct.loc["NK cells"].idxmax() in ("CD56+ NK", "CD8+ Cytotoxic T")
+    edges = {(r.subject.label, r.object.label) for r in res.relations}
+    assert any(o == "B cells" and g in {"CD79A", "CD79B", "MS4A1"} for g, o in edges)
