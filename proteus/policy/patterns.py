@@ -301,26 +301,31 @@ def _single_changes(kg: KnowledgeGraph, changes, already: set[str]) -> list[Hypo
 
 
 def compose_hypotheses(kg: KnowledgeGraph, *, limit: int = 30) -> list[HypothesisDraft]:
-    """All pattern-based hypotheses, most composite first, de-duplicated by evidence set."""
+    """Pattern-based hypotheses, taken round-robin over pattern families so that every kind of
+    finding is represented, most composite families first; de-duplicated by evidence set."""
     changes = _changes(kg)
     pathway_genes = _pathway_genes(kg)
-    drafts: list[HypothesisDraft] = []
-    drafts += _multi_layer(kg, changes, pathway_genes)
-    drafts += _pathway_programs(kg, changes, pathway_genes)
-    drafts += _mutations(kg, changes)
-    drafts += _cna(kg)
-    drafts += _phospho_specific(kg, changes)
-    drafts += _modules(kg)
-    drafts += _correlates(kg, pathway_genes)
-    drafts += _survival(kg)
-    drafts += _clusters(kg)
-    used = {e for d in drafts for e in d.evidence}
-    drafts += _single_changes(kg, changes, used)
-    seen, out = set(), []
-    for d in drafts:
-        key = frozenset(d.evidence)
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(d)
-    return out[:limit]
+    families = [
+        _multi_layer(kg, changes, pathway_genes),
+        _pathway_programs(kg, changes, pathway_genes),
+        _mutations(kg, changes),
+        _cna(kg),
+        _phospho_specific(kg, changes),
+        _modules(kg),
+        _correlates(kg, pathway_genes),
+        _survival(kg),
+        _clusters(kg),
+    ]
+    used = {e for fam in families for d in fam for e in d.evidence}
+    families.append(_single_changes(kg, changes, used))
+    seen: set[frozenset] = set()
+    out: list[HypothesisDraft] = []
+    depth = max((len(f) for f in families), default=0)
+    for i in range(depth):
+        for fam in families:
+            if i < len(fam) and len(out) < limit:
+                key = frozenset(fam[i].evidence)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(fam[i])
+    return out
