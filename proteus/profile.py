@@ -25,9 +25,29 @@ VariableKind = Literal[
     "binary", "categorical", "continuous", "survival_time", "survival_event", "batch", "id", "text", "constant"
 ]
 
-_TIME = re.compile(r"(surv|os|pfs|dfs|rfs|time|days|months|follow|t\.?rfs|t\.?dmfs|duration)", re.I)
-_EVENT = re.compile(r"(event|status|death|dead|vital|relapse|recur|e\.?rfs|e\.?dmfs|censor|metast)", re.I)
-_BATCH = re.compile(r"(batch|plex|tmt|run|plate|lane|channel|center|centre|site|instrument|fraction)", re.I)
+_TIME_WORDS = ("surviv", "time", "days", "months", "years", "follow", "duration")
+_TIME_TOKENS = {"os", "pfs", "dfs", "rfs", "dss", "efs", "ttp", "dmfs", "tdm", "t"}
+_EVENT_WORDS = ("event", "death", "dead", "vital", "relaps", "recur", "censor", "metast", "progress")
+_EVENT_TOKENS = {"status", "e", "os", "pfs", "dfs", "rfs", "dss", "efs", "edm", "dmfs"}
+_BATCH_TOKENS = {"batch", "plex", "tmt", "run", "plate", "lane", "channel", "center", "centre", "instrument", "fraction", "operator"}
+
+
+def _tokens(name: str) -> list[str]:
+    return [t for t in re.split(r"[^a-z0-9]+", name.lower()) if t]
+
+
+def _is_time(name: str) -> bool:
+    low = name.lower()
+    return any(w in low for w in _TIME_WORDS) or bool(set(_tokens(name)) & _TIME_TOKENS)
+
+
+def _is_event(name: str) -> bool:
+    low = name.lower()
+    return any(w in low for w in _EVENT_WORDS) or bool(set(_tokens(name)) & _EVENT_TOKENS)
+
+
+def _is_batch(name: str) -> bool:
+    return bool(set(_tokens(name)) & _BATCH_TOKENS)
 _STRONG_HINT = re.compile(r"(status|subtype|condition|group|diagnos|disease|treat|arm|msi|genotype|response)", re.I)
 _MEDIUM_HINT = re.compile(r"(class|histolog|phenotype|cohort)", re.I)
 _WEAK_HINT = re.compile(r"(type|grade|stage|tumou?r|normal|sex|gender)", re.I)
@@ -149,12 +169,12 @@ def _type_variable(name: str, s: pd.Series) -> ClinicalVariable:
     is_numeric = numeric.notna().mean() > 0.95
     counts = nonmissing.astype(str).value_counts()
     levels = {str(k): int(v) for k, v in counts.head(20).items()}
-    if _BATCH.search(name) and nunique <= max(40, n // 2) and not (is_numeric and nunique > 40):
+    if _is_batch(name) and nunique <= max(40, n // 2) and not (is_numeric and nunique > 40):
         return ClinicalVariable(kind="batch", levels=levels, **base)
-    if is_numeric and nunique > 2 and _TIME.search(name) and (numeric >= 0).all():
+    if is_numeric and nunique > 2 and _is_time(name) and (numeric >= 0).all():
         return ClinicalVariable(kind="survival_time", summary=_num_summary(numeric), **base)
     if nunique == 2:
-        kind = "survival_event" if _EVENT.search(name) and is_numeric else "binary"
+        kind = "survival_event" if _is_event(name) and is_numeric else "binary"
         return ClinicalVariable(kind=kind, levels=levels, **base)
     if is_numeric and nunique > 10:
         return ClinicalVariable(kind="continuous", summary=_num_summary(numeric), **base)
@@ -196,15 +216,18 @@ def _contrasts(variables: list[ClinicalVariable], min_n: int = 3) -> list[Contra
             continue
         ranked = sorted(lv, key=lambda k: -lv[k])
         if len(ranked) == 2:
-            case, control = _control_first(ranked)
+            pairs = [_control_first(ranked)]
         else:
             normal = [k for k in ranked if _NORMAL.search(k)]
             tumour = [k for k in ranked if _TUMOUR.search(k)]
             if normal and tumour:
-                case, control = tumour[0], normal[0]
+                pairs = [(tumour[0], normal[0])]
+            elif normal:  # every other level against the reference level (e.g. each disease vs healthy)
+                pairs = [(k, normal[0]) for k in ranked if k not in normal][:4]
             else:
-                case, control = _control_first(ranked[:2])
-        out.append(Contrast(group=v.name, case=case, control=control, n_case=lv[case], n_control=lv[control]))
+                pairs = [_control_first(ranked[:2])]
+        for case, control in pairs:
+            out.append(Contrast(group=v.name, case=case, control=control, n_case=lv[case], n_control=lv[control]))
 
     def priority(c: Contrast) -> tuple:
         if _TUMOUR.search(c.case) and _NORMAL.search(c.control):

@@ -16,6 +16,7 @@ Three kinds of failure (as LangGraph's ToolNode and pydantic-ai distinguish them
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -57,10 +58,11 @@ class ToolContext:
     figure_prefix: str = ""
 
     def figure_path(self, name: str) -> Path:
+        """A PNG path under ``out_dir/figures``; data-derived names are made file-safe (no ``/``, bounded)."""
         d = Path(self.out_dir) / "figures"
         d.mkdir(parents=True, exist_ok=True)
-        stem = f"{self.figure_prefix}{name}" if self.figure_prefix else name
-        return d / f"{stem}.png"
+        safe = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", name).strip("._")[:120] or "figure"
+        return d / f"{self.figure_prefix}{safe}.png"
 
     def provenance_for(self, name: str, params: BaseModel) -> Provenance:
         base = self.provenance or Provenance(tool=name)

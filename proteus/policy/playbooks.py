@@ -195,7 +195,7 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
             [_step("consensus_clustering", "consensus clustering on the most variable features", modality=primary, **_tumour_params(profile))],
         )
     )
-    groups = [g for g in profile.multi_groups if g != profile.sample_type_column and g not in {c.group for c in contrasts[:3]}]
+    groups = [g for g in profile.multi_groups if g != profile.sample_type_column]
     for g in sorted(groups, key=lambda g: (not _STRONG_GROUP.search(g), profile.multi_groups.index(g)))[:1]:
         plays.append(
             Play(
