@@ -143,8 +143,9 @@ def test_tumour_vs_normal_matches_r_limma(tumour_normal, tmp_path):
 
 @needs_r
 def test_trend_matches_r_limma(tumour_normal, tmp_path):
-    """limma-trend. R: ``eBayes(lmFit(y, design)[, 2], trend = TRUE)``."""
+    """limma-trend on features with any value. R: ``eBayes(lmFit(y, design)[, 2], trend = TRUE)``."""
     clin, Y = tumour_normal
+    Y = Y[Y.notna().any(axis=1)]
     design = pd.DataFrame({"Intercept": 1.0, "Tumor": (clin["Proteomics_Tumor_Normal"] == "Tumor").astype(float)},
                           index=Y.columns)
     ours = ebayes(lm_fit(Y.to_numpy(), design.to_numpy()).subset([1]), trend=True)
@@ -245,12 +246,27 @@ def test_bh_matches_statsmodels_and_keeps_nan():
 
 
 def _null_tests(Y: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """p-values of the three methods of ``differential_abundance`` (their own implementations)."""
+    from proteus.tools.differential import _mann_whitney, _welch
+
     a, b = Y[:, labels], Y[:, ~labels]
     X = np.column_stack([np.ones(labels.size), labels.astype(float)])
     lim = ebayes(lm_fit(Y, X).subset([1])).p_value[:, 0]
-    welch = stats.ttest_ind(a, b, axis=1, equal_var=False, nan_policy="omit").pvalue
-    mw = stats.mannwhitneyu(a, b, axis=1, nan_policy="omit").pvalue
-    return {"limma": lim, "welch": np.asarray(welch, float), "mann_whitney": np.asarray(mw, float)}
+    return {"limma": lim, "welch": _welch(a, b, 0.0, None)[1], "mann_whitney": _mann_whitney(a, b)[1]}
+
+
+def test_welch_and_mann_whitney_match_scipy(tumour_normal):
+    from proteus.tools.differential import _mann_whitney, _welch
+
+    clin, Y = tumour_normal
+    g = (clin["Proteomics_Tumor_Normal"] == "Tumor").to_numpy()
+    Y = Y.to_numpy()[:300]
+    Y = Y[(np.isfinite(Y[:, g]).sum(1) >= 3) & (np.isfinite(Y[:, ~g]).sum(1) >= 3)]
+    a, b = Y[:, g], Y[:, ~g]
+    ref = stats.ttest_ind(a, b, axis=1, equal_var=False, nan_policy="omit")
+    np.testing.assert_allclose(_welch(a, b, 0.0, None)[1], np.asarray(ref.pvalue), rtol=1e-10)
+    ref = stats.mannwhitneyu(a, b, axis=1, nan_policy="omit", method="asymptotic")
+    np.testing.assert_allclose(_mann_whitney(a, b)[1], ref.pvalue, rtol=1e-10)
 
 
 def test_false_positives_on_permuted_tumour_labels(ucec):

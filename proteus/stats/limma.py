@@ -225,13 +225,16 @@ def lm_fit(Y: np.ndarray, design: np.ndarray, coef_names: list[str] | None = Non
 
     obs = np.isfinite(Y)
     Y0 = np.where(obs, Y, 0.0)
-    W = obs.astype(float)
     n_obs = obs.sum(axis=1)
+    W = obs.astype(float)
 
     # Column equilibration keeps the normal equations well conditioned; it does not change the fit.
     d = np.linalg.norm(X, axis=0)
     Xs = X / d
-    XtX = (W @ (Xs[:, :, None] * Xs[:, None, :]).reshape(n, p * p)).reshape(G, p, p)
+    XtX = np.broadcast_to(Xs.T @ Xs, (G, p, p)).copy()  # complete features share one X'X
+    inc = np.flatnonzero(n_obs < n)
+    if inc.size:
+        XtX[inc] = (W[inc] @ (Xs[:, :, None] * Xs[:, None, :]).reshape(n, p * p)).reshape(inc.size, p, p)
     XtY = Y0 @ Xs
 
     beta = np.full((G, p), np.nan)
@@ -422,6 +425,9 @@ def fit_f_dist(x: np.ndarray, df1: np.ndarray, covariate: np.ndarray | None = No
     nok = int(ok.sum())
     cov_all = None if covariate is None else np.asarray(covariate, dtype=float).copy()
     if cov_all is not None:
+        if np.isnan(cov_all).any():
+            msg = "NaN covariate values not allowed (drop all-missing features before a trend fit)"
+            raise ValueError(msg)
         fin = np.isfinite(cov_all)
         if not fin.all():
             lo, hi = cov_all[fin].min(), cov_all[fin].max()

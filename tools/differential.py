@@ -1,0 +1,508 @@
+"""Differential abundance between sample groups: limma moderated t / F, Welch (SAM s0), Mann-Whitney.
+
+Conventions followed (say so in a methods section):
+
+- **limma** (default): ``lmFit`` + ``eBayes`` as in R limma (:mod:`proteus.stats.limma`, Smyth 2004),
+  per-feature fits on observed values (no imputation), optional covariates in the design.
+- **welch**: two-sided Welch t on observed values; with ``s0 > 0`` the SAM / Perseus statistic
+  :math:`d = \\Delta / (s + s_0)` with p-values from 250 label permutations pooled over features
+  (Tusher et al. 2001, doi:10.1073/pnas.091062498), seeded by the run seed.
+- **mann_whitney**: two-sided Wilcoxon rank-sum, normal approximation with tie and continuity
+  correction (as ``scipy.stats.mannwhitneyu(method="asymptotic")``).
+- Features with fewer than ``min_valid`` values in either group (or constant) are skipped and
+  listed in the ``skipped`` table; q-values are Benjamini-Hochberg over tested features.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from proteus.records import Relation, Stats, ToolResult, contrast_entity, feature_entity  # noqa: E402
+from proteus.stats.limma import ebayes, lm_fit  # noqa: E402
+from proteus.stats.multitest import bh  # noqa: E402
+from proteus.study import Study  # noqa: E402
+from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register  # noqa: E402
+
+__all__ = [
+    "DifferentialParams",
+    "AnovaParams",
+    "differential_abundance",
+    "differential_anova",
+    "build_design",
+    "feature_labels",
+]
+
+MAX_RELATIONS = 150
+SITE_KINDS = ("phosphoproteomics", "acetylproteomics")
+
+
+class DifferentialParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    modality: str = Field(description="name of the bulk layer to test, e.g. 'proteomics'")
+    group: str = Field(description="clinical column holding the sample groups")
+    case: str = Field(description="level of `group` tested (numerator of the fold change)")
+    control: str = Field(description="reference level of `group` (denominator of the fold change)")
+    covariates: list[str] = Field(
+        default_factory=list,
+        description="clinical columns adjusted for in the limma design (numeric as is, others as factors); "
+        "samples with a missing covariate are dropped",
+    )
+    method: Literal["limma", "welch", "mann_whitney"] = Field(
+        "limma", description="limma moderated t (default), Welch t (SAM-style with s0 > 0), or Mann-Whitney"
+    )
+    min_valid: int = Field(
+        2, ge=1, description="minimum non-missing values per group for a feature to be tested "
+        "(2 = limma as is; 3 = Perseus 'in each group')"
+    )
+    fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg q-value threshold for significance")
+    s0: float = Field(0.0, ge=0, description="SAM fudge factor added to the Welch standard error (welch only; "
+                      "Perseus default 0, 0.1 common)")
+
+
+class AnovaParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    modality: str = Field(description="name of the bulk layer to test, e.g. 'proteomics'")
+    group: str = Field(description="clinical column with three or more levels to compare")
+    levels: list[str] = Field(
+        default_factory=list, description="levels of `group` to include (default: every level with enough samples)"
+    )
+    covariates: list[str] = Field(default_factory=list, description="clinical columns adjusted for in the design")
+    min_valid: int = Field(2, ge=1, description="minimum non-missing values in every level for a feature to be tested")
+    fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg q-value threshold for significance")
+
+
+# --- shared helpers ---------------------------------------------------------------------------
+
+
+def feature_labels(adata, kind: str) -> np.ndarray:
+    """Entity labels: the feature id for sites, the gene symbol (else the id) for proteins / RNA."""
+    ids = np.asarray(adata.var_names.astype(str))
+    if kind in SITE_KINDS or "gene" not in adata.var:
+        return ids
+    gene = adata.var["gene"].astype(object).to_numpy()
+    ok = pd.notna(gene) & (pd.Series(gene).astype(str).str.len().to_numpy() > 0)
+    return np.where(ok, gene.astype(str), ids)
+
+
+def _genes(adata) -> np.ndarray:
+    if "gene" in adata.var:
+        return adata.var["gene"].astype(object).where(adata.var["gene"].notna(), "").astype(str).to_numpy()
+    return np.asarray(adata.var_names.astype(str))
+
+
+def build_design(table: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Design columns for ``covariates``: numeric columns as is, others as treatment dummies.
+
+    Returns the covariate block of the design (no intercept) and notes on what was done.
+    """
+    blocks, notes = [], []
+    for c in covariates:
+        col = table[c]
+        num = pd.to_numeric(col, errors="coerce")
+        if num.notna().sum() == col.notna().sum() and col.nunique() > 2 and pd.api.types.is_numeric_dtype(col) \
+                and not c.lower().endswith(("batch", "plex")):
+            blocks.append(pd.DataFrame({c: num.astype(float)}, index=table.index))
+            notes.append(f"{c}: numeric")
+        else:
+            d = pd.get_dummies(col.astype(str), prefix=c, drop_first=True, dtype=float)
+            d = d.loc[:, d.sum() > 0]
+            blocks.append(d)
+            notes.append(f"{c}: factor with {col.nunique()} levels")
+    if not blocks:
+        return pd.DataFrame(index=table.index), notes
+    return pd.concat(blocks, axis=1), notes
+
+
+def _samples(study: Study, modality: str, group: str, levels: list[str], covariates: list[str]):
+    """Sample table restricted to ``levels`` of ``group`` and complete covariates."""
+    tab = study.sample_table(modality)
+    g = tab[group]
+    in_levels = g.notna() & g.astype(str).isin(levels)
+    n_group_na = int(g.isna().sum())
+    tab = tab.loc[in_levels]
+    n_cov_na = 0
+    if covariates:
+        complete = tab[covariates].notna().all(axis=1)
+        n_cov_na = int((~complete).sum())
+        tab = tab.loc[complete]
+    return tab, tab[group].astype(str), n_group_na, n_cov_na
+
+
+def _nansd(Y: np.ndarray) -> np.ndarray:
+    """Standard deviation of the observed values of each row (NaN for all-missing rows), quietly."""
+    n = np.isfinite(Y).sum(1)
+    m = np.nansum(Y, 1) / np.maximum(n, 1)
+    return np.where(n > 0, np.sqrt(np.nansum((Y - m[:, None]) ** 2, 1) / np.maximum(n, 1)), np.nan)
+
+
+def _full_rank(X: np.ndarray) -> bool:
+    return np.linalg.matrix_rank(X) == X.shape[1]
+
+
+def _welch(a: np.ndarray, b: np.ndarray, s0: float, rng: np.random.Generator | None, n_perm: int = 250):
+    """Welch t per row (NaN ignored); with ``s0`` > 0 the SAM d and pooled permutation p-values.
+
+    .. math:: d = \\frac{\\bar x_a - \\bar x_b}{\\sqrt{s_a^2/n_a + s_b^2/n_b} + s_0}
+
+    With ``s0 == 0`` the p-value is Welch's (Satterthwaite df). With ``s0 > 0`` the statistic has no
+    reference distribution, so p-values come from ``n_perm`` random relabellings of the samples,
+    the null statistics pooled over all features (Tusher et al. 2001).
+    """
+    both = np.concatenate([a, b], axis=1)
+    obs = np.isfinite(both)
+    Y0 = np.where(obs, both, 0.0)
+    na = a.shape[1]
+
+    def stat(W: np.ndarray):
+        """Statistics for the case indicator columns of ``W`` (samples x k), by matrix products."""
+        V = 1.0 - W
+        nx, ny = obs @ W, obs @ V
+        sx, sy = Y0 @ W, Y0 @ V
+        qx, qy = (Y0**2) @ W, (Y0**2) @ V
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mx, my = sx / nx, sy / ny
+            vx = np.where(nx > 1, (qx - nx * mx**2) / (nx - 1), np.nan)
+            vy = np.where(ny > 1, (qy - ny * my**2) / (ny - 1), np.nan)
+            se = np.sqrt(vx / nx + vy / ny)
+        return mx - my, se, vx, vy, nx, ny
+
+    w = np.zeros((both.shape[1], 1))
+    w[:na] = 1.0
+    diff, se, vx, vy, nx, ny = (z[:, 0] for z in stat(w))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if s0 == 0:
+            t = diff / se
+            df = (vx / nx + vy / ny) ** 2 / ((vx / nx) ** 2 / (nx - 1) + (vy / ny) ** 2 / (ny - 1))
+            return t, 2 * stats.t.sf(np.abs(t), df)
+        d = diff / (se + s0)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    null = []
+    for start in range(0, n_perm, 50):
+        k = min(50, n_perm - start)
+        W = np.zeros((both.shape[1], k))
+        for j in range(k):
+            W[rng.permutation(both.shape[1])[:na], j] = 1.0
+        dd, ss, *_ = stat(W)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = np.abs(dd / (ss + s0)).ravel()
+        null.append(z[np.isfinite(z)])
+    null = np.sort(np.concatenate(null))
+    exceed = null.size - np.searchsorted(null, np.abs(d), side="left")
+    return d, (exceed + 1) / (null.size + 1)
+
+
+def _mann_whitney(a: np.ndarray, b: np.ndarray):
+    """Rank-sum U per row on observed values; normal approximation with tie + continuity correction."""
+    both = np.concatenate([a, b], axis=1)
+    ranks = stats.rankdata(both, axis=1, nan_policy="omit")
+    n1, n2 = np.isfinite(a).sum(1), np.isfinite(b).sum(1)
+    n = n1 + n2
+    r1 = np.nansum(ranks[:, : a.shape[1]], axis=1)
+    u1 = r1 - n1 * (n1 + 1) / 2
+    mu = n1 * n2 / 2
+    # tie term: sum(t^3 - t) over tie groups, per row
+    srt = np.sort(ranks, axis=1)  # NaN last; equal ranks are adjacent
+    start = np.ones(srt.shape, dtype=bool)
+    start[:, 1:] = ~(srt[:, 1:] == srt[:, :-1])
+    run = np.cumsum(start.ravel()) - 1
+    cnt = np.bincount(run, weights=np.isfinite(srt).ravel())
+    run_row = np.repeat(np.arange(srt.shape[0]), start.sum(1))
+    tie = np.bincount(run_row, weights=cnt**3 - cnt, minlength=srt.shape[0])
+    sigma = np.sqrt(n1 * n2 / 12 * ((n + 1) - tie / (n * (n - 1))))
+    z = (np.abs(u1 - mu) - 0.5) / sigma
+    p = np.minimum(2 * stats.norm.sf(z), 1.0)
+    return np.sign(u1 - mu) * np.maximum(z, 0), p
+
+
+def _volcano(ctx: ToolContext, name: str, table: pd.DataFrame, fdr: float, title: str):
+    fig, ax = plt.subplots(figsize=(6, 5))
+    x, y = table["logFC"].to_numpy(), -np.log10(np.clip(table["p"].to_numpy(), 1e-300, 1))
+    sig = (table["q"] < fdr).to_numpy()
+    ax.scatter(x[~sig], y[~sig], s=6, c="0.7", lw=0, label="not significant")
+    ax.scatter(x[sig & (x > 0)], y[sig & (x > 0)], s=8, c="tab:red", lw=0, label=f"up (q < {fdr})")
+    ax.scatter(x[sig & (x < 0)], y[sig & (x < 0)], s=8, c="tab:blue", lw=0, label=f"down (q < {fdr})")
+    for _, r in table.head(10).iterrows():
+        ax.annotate(str(r["label"]), (r["logFC"], -np.log10(max(r["p"], 1e-300))), fontsize=7)
+    ax.set_xlabel("log2 fold change")
+    ax.set_ylabel("-log10 p")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path = ctx.figure_path(name)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _heatmap(ctx: ToolContext, name: str, Y: np.ndarray, labels: list[str], groups: pd.Series, title: str):
+    """Rows z-scored over samples, samples ordered by group; NaN drawn grey."""
+    order = np.argsort(groups.to_numpy(), kind="stable")
+    Z = Y[:, order]
+    Z = (Z - np.nanmean(Z, 1, keepdims=True)) / np.nanstd(Z, 1, keepdims=True)
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.18 * len(labels) + 1.5)))
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
+    im = ax.imshow(np.ma.masked_invalid(Z), aspect="auto", cmap=cmap, vmin=-2.5, vmax=2.5, interpolation="nearest")
+    ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    g = groups.to_numpy()[order]
+    bounds = [i for i in range(1, len(g)) if g[i] != g[i - 1]]
+    for b in bounds:
+        ax.axvline(b - 0.5, c="k", lw=1)
+    starts = [0, *bounds]
+    ends = [*bounds, len(g)]
+    ax.set_xticks([(s + e - 1) / 2 for s, e in zip(starts, ends)], [g[s] for s in starts], fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="z-score", fraction=0.03)
+    fig.tight_layout()
+    path = ctx.figure_path(name)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --- differential_abundance -------------------------------------------------------------------
+
+
+@register("differential_abundance", family="differential", params=DifferentialParams, requires=("bulk", "clinical"))
+def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolContext) -> ToolResult:
+    """Find features (proteins, sites, genes) whose abundance differs between two sample groups (case vs control) with limma moderated t (default), Welch t or Mann-Whitney, optionally adjusting for covariates; returns a ranked table, volcano plot, heatmap and higher_in / lower_in relations for features with q < fdr.
+
+    Missing values are not imputed: each feature is tested on its observed values and features
+    with fewer than ``min_valid`` values in either group are skipped (counted in ``n_skipped``).
+    """
+    name = "differential_abundance"
+    p = params
+    if p.case == p.control:
+        msg = f"case and control are both {p.case!r}; choose two different levels of {p.group!r}"
+        raise ToolInputError(msg)
+    if p.covariates and p.method != "limma":
+        msg = f"covariates need method='limma' ({p.method} cannot adjust for {p.covariates})"
+        raise ToolInputError(msg)
+    if p.group in p.covariates:
+        msg = f"group {p.group!r} cannot also be a covariate"
+        raise ToolInputError(msg)
+    adata = study.modalities[p.modality]
+    if adata.uns.get("level", "sample") != "sample":
+        msg = f"{p.modality!r} is a cell-level layer; aggregate to samples first (pseudobulk)"
+        raise ToolInputError(msg)
+    kind = adata.uns.get("modality", p.modality)
+
+    tab, g, n_group_na, n_cov_na = _samples(study, p.modality, p.group, [p.case, p.control], p.covariates)
+    is_case = (g == p.case).to_numpy()
+    n_case, n_control = int(is_case.sum()), int((~is_case).sum())
+    if n_case < 2 or n_control < 2:
+        msg = (f"too few samples with {p.modality} data: {n_case} {p.case!r} and {n_control} {p.control!r} "
+               f"(need >= 2 each; {n_cov_na} dropped for missing covariates)")
+        raise ToolFailed(msg)
+
+    idx = adata.obs_names.get_indexer(tab.index)
+    Y = np.asarray(adata.X[idx], dtype=float).T  # features x samples
+    Y[~np.isfinite(Y)] = np.nan
+    obs = np.isfinite(Y)
+    nc, nn = obs[:, is_case].sum(1), obs[:, ~is_case].sum(1)
+    sd = _nansd(Y)
+    reason = np.full(Y.shape[0], "", dtype=object)
+    reason[(nc < p.min_valid) | (nn < p.min_valid)] = f"fewer than {p.min_valid} values in a group"
+    reason[(reason == "") & ~(sd > 0)] = "constant"
+    tested = reason == ""
+    ids = np.asarray(adata.var_names.astype(str))
+    skipped = pd.DataFrame({"feature": ids[~tested], "reason": reason[~tested].astype(str),
+                            "n_case": nc[~tested], "n_control": nn[~tested]})
+    if tested.sum() == 0:
+        msg = f"no feature of {p.modality!r} has >= {p.min_valid} values in both groups and non-zero variance"
+        raise ToolFailed(msg)
+    Yt = Y[tested]
+
+    s2_prior = df_prior = None
+    extra_cols: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    if p.method == "limma":
+        cov_block, notes = build_design(tab, p.covariates)
+        X = np.column_stack([np.ones(len(g)), is_case.astype(float), cov_block.to_numpy()])
+        if not _full_rank(X):
+            msg = f"covariates {p.covariates} are confounded with {p.group!r} (design not of full rank)"
+            raise ToolFailed(msg)
+        if X.shape[0] - X.shape[1] < 1:
+            msg = f"no residual degrees of freedom: {X.shape[0]} samples for {X.shape[1]} coefficients"
+            raise ToolFailed(msg)
+        eb = ebayes(lm_fit(Yt, X).subset([1]))
+        logfc, stat, pval = eb.coefficients[:, 0], eb.t[:, 0], eb.p_value[:, 0]
+        extra_cols["B"] = eb.lods[:, 0]
+        s2_prior, df_prior = float(np.median(eb.s2_prior)), float(eb.df_prior)
+    elif p.method == "welch":
+        stat, pval = _welch(Yt[:, is_case], Yt[:, ~is_case], p.s0, ctx.rng())
+        logfc = np.nanmean(Yt[:, is_case], 1) - np.nanmean(Yt[:, ~is_case], 1)
+    else:
+        stat, pval = _mann_whitney(Yt[:, is_case], Yt[:, ~is_case])
+        logfc = np.nanmean(Yt[:, is_case], 1) - np.nanmean(Yt[:, ~is_case], 1)
+
+    labels = feature_labels(adata, kind)[tested]
+    table = pd.DataFrame({
+        "feature": ids[tested], "gene": _genes(adata)[tested], "label": labels,
+        "logFC": logfc, "AveExpr": np.nanmean(Yt, 1), "t": stat, "p": pval, "q": bh(pval),
+        "n_case": nc[tested], "n_control": nn[tested], **extra_cols,
+    })
+    bad = ~np.isfinite(table["p"].to_numpy())
+    if bad.any():  # never hand back NaN statistics silently
+        skipped = pd.concat([skipped, pd.DataFrame({"feature": table.loc[bad, "feature"], "reason": "not estimable",
+                                                    "n_case": table.loc[bad, "n_case"],
+                                                    "n_control": table.loc[bad, "n_control"]})])
+        table = table.loc[~bad].copy()
+        table["q"] = bh(table["p"].to_numpy())
+    table = table.sort_values("p", kind="stable").reset_index(drop=True)
+    sig = table["q"] < p.fdr
+    n_up, n_down = int((sig & (table["logFC"] > 0)).sum()), int((sig & (table["logFC"] < 0)).sum())
+
+    contrast = contrast_entity(p.group, p.case, p.control)
+    prov = ctx.provenance_for(name, p)
+    relations = []
+    for _, r in table.loc[sig].head(MAX_RELATIONS).iterrows():
+        up = r["logFC"] > 0
+        relations.append(Relation(
+            subject=feature_entity(kind, r["label"]), predicate="higher_in" if up else "lower_in", object=contrast,
+            stats=Stats(effect=float(r["logFC"]), effect_type="log2FC", p=float(r["p"]), q=float(r["q"]),
+                        n=int(r["n_case"] + r["n_control"]), direction="up" if up else "down",
+                        extra={"t": float(r["t"]), "feature_id": str(r["feature"]), "method": p.method}),
+            modality=p.modality, provenance=prov,
+        ))
+
+    title = f"{p.modality}: {p.case} vs {p.control} ({p.method}); {int(sig.sum())} with q < {p.fdr}"
+    slug = f"{p.modality}_{p.group}_{p.case}_vs_{p.control}".replace(" ", "_").replace("/", "-")
+    figures = [_volcano(ctx, f"volcano_{slug}", table, p.fdr, title)]
+    top = table.head(40)
+    rows = pd.Index(ids).get_indexer(top["feature"])
+    figures.append(_heatmap(ctx, f"heatmap_{slug}", Y[rows], list(top["label"]), g.reset_index(drop=True),
+                            f"top {len(top)} features by p ({p.method})"))
+
+    metrics = {
+        "n_tested": int(len(table)), "n_significant": int(sig.sum()), "n_up": n_up, "n_down": n_down,
+        "n_skipped": int(len(skipped)), "n_case": n_case, "n_control": n_control,
+        "n_samples_dropped_missing_covariate": n_cov_na, "n_samples_missing_group": n_group_na,
+        "s2_prior": s2_prior, "df_prior": df_prior, "method": p.method, "s0": p.s0, "fdr": p.fdr,
+        "covariates": notes,
+    }
+    head = ", ".join(f"{lab} ({fc:+.2f})" for lab, fc in zip(table.loc[sig, "label"].head(5), table.loc[sig, "logFC"]))
+    summary = (
+        f"{p.method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
+        + (f" adjusting for {', '.join(p.covariates)}" if p.covariates else "")
+        + f": {len(table)} features tested, {len(skipped)} skipped; {int(sig.sum())} with q < {p.fdr} "
+        f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "") + "."
+    )
+    return ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
+                      relations=relations, metrics=metrics)
+
+
+# --- differential_anova -----------------------------------------------------------------------
+
+
+@register("differential_anova", family="differential", params=AnovaParams, requires=("bulk", "clinical"))
+def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> ToolResult:
+    """Find features whose abundance differs across the levels of a multi-level group (e.g. molecular subtype) with a limma moderated F test, optionally adjusting for covariates; relations name, for each significant feature, the level where it is highest.
+
+    Features with fewer than ``min_valid`` values in any level are skipped (counted).
+    """
+    name = "differential_anova"
+    p = params
+    adata = study.modalities[p.modality]
+    kind = adata.uns.get("modality", p.modality)
+    col = study.sample_table(p.modality)[p.group]
+    present = col.dropna().astype(str)
+    all_levels = sorted(present.unique())
+    if p.levels:
+        unknown = [lv for lv in p.levels if lv not in all_levels]
+        if unknown:
+            msg = f"levels {unknown} not found in {p.group!r}; levels: {all_levels}"
+            raise ToolInputError(msg)
+        levels = list(p.levels)
+    else:
+        counts = present.value_counts()
+        levels = sorted(counts.index[counts >= 2])
+    if len(levels) < 2:
+        msg = f"{p.group!r} has {len(levels)} level(s) with >= 2 samples in {p.modality}: need at least 2"
+        raise ToolFailed(msg)
+    tab, g, n_group_na, n_cov_na = _samples(study, p.modality, p.group, levels, p.covariates)
+    counts = g.value_counts()
+    small = [lv for lv in levels if counts.get(lv, 0) < 2]
+    if small:
+        msg = f"levels {small} of {p.group!r} have fewer than 2 samples after dropping missing covariates"
+        raise ToolFailed(msg)
+
+    idx = adata.obs_names.get_indexer(tab.index)
+    Y = np.asarray(adata.X[idx], dtype=float).T
+    Y[~np.isfinite(Y)] = np.nan
+    gv = g.to_numpy()
+    n_per = np.column_stack([np.isfinite(Y[:, gv == lv]).sum(1) for lv in levels])
+    sd = _nansd(Y)
+    tested = (n_per.min(1) >= p.min_valid) & (sd > 0)
+    ids = np.asarray(adata.var_names.astype(str))
+    skipped = pd.DataFrame({"feature": ids[~tested], "reason": np.where(
+        n_per[~tested].min(1) < p.min_valid, f"fewer than {p.min_valid} values in a level", "constant")})
+    if not tested.any():
+        msg = f"no feature of {p.modality!r} has >= {p.min_valid} values in every level of {p.group!r}"
+        raise ToolFailed(msg)
+    cov_block, notes = build_design(tab, p.covariates)
+    dummies = np.column_stack([(gv == lv).astype(float) for lv in levels[1:]])
+    X = np.column_stack([np.ones(len(gv)), dummies, cov_block.to_numpy()])
+    if not _full_rank(X) or X.shape[0] <= X.shape[1]:
+        msg = f"design ~ {p.group} + {p.covariates} is not estimable ({X.shape[0]} samples, {X.shape[1]} columns)"
+        raise ToolFailed(msg)
+    Yt = Y[tested]
+    eb = ebayes(lm_fit(Yt, X).subset(list(range(1, len(levels)))))
+    means = np.column_stack([np.nanmean(Yt[:, gv == lv], 1) for lv in levels])
+    top_i = np.nanargmax(means, axis=1)
+    top_level = np.asarray(levels)[top_i]
+    rest = np.array([np.nanmean(Yt[i, gv != top_level[i]]) for i in range(Yt.shape[0])])
+    effect = means[np.arange(len(top_i)), top_i] - rest
+    table = pd.DataFrame({
+        "feature": ids[tested], "gene": _genes(adata)[tested], "label": feature_labels(adata, kind)[tested],
+        "F": eb.F, "p": eb.F_p_value, "q": bh(eb.F_p_value), "AveExpr": eb.amean,
+        "top_level": top_level, "top_vs_rest": effect,
+        **{f"mean_{lv}": means[:, k] for k, lv in enumerate(levels)},
+    })
+    table = table.loc[np.isfinite(table["p"])].sort_values("p", kind="stable").reset_index(drop=True)
+    table["q"] = bh(table["p"].to_numpy())
+    sig = table["q"] < p.fdr
+    prov = ctx.provenance_for(name, p)
+    n_total = int(len(gv))
+    relations = [
+        Relation(
+            subject=feature_entity(kind, r["label"]), predicate="higher_in",
+            object=contrast_entity(p.group, r["top_level"], None),
+            stats=Stats(effect=float(r["top_vs_rest"]), effect_type="log2FC", p=float(r["p"]), q=float(r["q"]),
+                        n=n_total, direction="up",
+                        extra={"F": float(r["F"]), "feature_id": str(r["feature"]), "df1": int(eb.F_df1)}),
+            modality=p.modality, provenance=prov,
+        )
+        for _, r in table.loc[sig].head(MAX_RELATIONS).iterrows()
+    ]
+    top = table.head(40)
+    rows = pd.Index(ids).get_indexer(top["feature"])
+    slug = f"{p.modality}_{p.group}".replace(" ", "_").replace("/", "-")
+    figures = [_heatmap(ctx, f"anova_heatmap_{slug}", Y[rows], list(top["label"]), g.reset_index(drop=True),
+                        f"{p.modality}: top {len(top)} features by moderated F across {p.group}")]
+    by_level = table.loc[sig, "top_level"].value_counts().to_dict()
+    metrics = {
+        "n_tested": int(len(table)), "n_significant": int(sig.sum()), "n_skipped": int(len(skipped)),
+        "levels": levels, "n_per_level": {lv: int(counts.get(lv, 0)) for lv in levels},
+        "n_significant_by_top_level": {str(k): int(v) for k, v in by_level.items()},
+        "s2_prior": float(np.median(eb.s2_prior)), "df_prior": float(eb.df_prior), "fdr": p.fdr,
+        "n_samples_dropped_missing_covariate": n_cov_na, "covariates": notes,
+    }
+    summary = (
+        f"Moderated F test of {p.modality} across {len(levels)} levels of {p.group} ({', '.join(levels)})"
+        + (f" adjusting for {', '.join(p.covariates)}" if p.covariates else "")
+        + f": {len(table)} features tested, {len(skipped)} skipped, {int(sig.sum())} with q < {p.fdr}; "
+        f"highest level among them: {by_level}."
+    )
+    return ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
+                      relations=relations, metrics=metrics)
