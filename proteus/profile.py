@@ -80,6 +80,7 @@ class ModalityProfile(BaseModel):
     missing_fraction: float
     id_type: str
     source: str = ""
+    scale: str = Field("", description="log2 (intensities, log-transformed on reading), centred (log ratios), linear")
     n_conditions: int | None = None
 
 
@@ -284,6 +285,7 @@ def profile_study(study: Study) -> DataProfile:
                 missing_fraction=miss,
                 id_type=_id_type(a.var_names),
                 source=str(a.uns.get("source", "")),
+                scale=str(a.uns.get("scale", "")),
                 n_conditions=n_cond,
             )
         )

@@ -67,6 +67,11 @@ class DifferentialParams(BaseModel):
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg q-value threshold for significance")
     s0: float = Field(0.0, ge=0, description="SAM fudge factor added to the Welch standard error (welch only; "
                       "Perseus default 0, 0.1 common)")
+    impute: Literal["none", "downshift"] = Field(
+        "none", description="'none' tests observed values (limma as is); 'downshift' (Perseus, for label-free data with "
+        "abundance-dependent missingness) keeps features with >= min_valid values in at least one group and fills the "
+        "rest from N(mean - 1.8 sd, (0.3 sd)^2) per sample, so proteins detected in one group only are tested too"
+    )
 
 
 class AnovaParams(BaseModel):
@@ -277,8 +282,11 @@ def _heatmap(ctx: ToolContext, name: str, Y: np.ndarray, labels: list[str], grou
 def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolContext) -> ToolResult:
     """Find features (proteins, sites, genes) whose abundance differs between two sample groups (case vs control) with limma moderated t (default), Welch t or Mann-Whitney, optionally adjusting for covariates; returns a ranked table, volcano plot, heatmap and higher_in / lower_in relations for features with q < fdr.
 
-    Missing values are not imputed: each feature is tested on its observed values and features
-    with fewer than ``min_valid`` values in either group are skipped (counted in ``n_skipped``).
+    By default missing values are not imputed: each feature is tested on its observed values and
+    features with fewer than ``min_valid`` values in either group are skipped (counted in
+    ``n_skipped``). With ``impute='downshift'`` features need ``min_valid`` values in at least one
+    group, the rest is imputed (Perseus; Tyanova et al. 2016) with ``ctx.seed``, and the table
+    reports imputed counts per group (``n_imputed_case``, ``n_imputed_control``).
     """
     name = "differential_abundance"
     p = params
@@ -312,7 +320,17 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     nc, nn = obs[:, is_case].sum(1), obs[:, ~is_case].sum(1)
     sd = _nansd(Y)
     reason = np.full(Y.shape[0], "", dtype=object)
-    reason[(nc < p.min_valid) | (nn < p.min_valid)] = f"fewer than {p.min_valid} values in a group"
+    imputed = np.zeros_like(obs)
+    if p.impute == "downshift":
+        from proteus.tools.qc import impute_layer
+
+        reason[(nc < p.min_valid) & (nn < p.min_valid)] = f"fewer than {p.min_valid} values in both groups"
+        layer = impute_layer(adata[adata.obs_names[idx]], method="downshift", seed=ctx.seed)
+        Y = np.asarray(layer.X, dtype=float).T
+        imputed = ~obs & np.isfinite(Y)
+        sd = _nansd(Y)
+    else:
+        reason[(nc < p.min_valid) | (nn < p.min_valid)] = f"fewer than {p.min_valid} values in a group"
     reason[(reason == "") & ~(sd > 0)] = "constant"
     tested = reason == ""
     ids = np.asarray(adata.var_names.astype(str))
@@ -352,6 +370,9 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         "logFC": logfc, "AveExpr": np.nanmean(Yt, 1), "t": stat, "p": pval, "q": bh(pval),
         "n_case": nc[tested], "n_control": nn[tested], **extra_cols,
     })
+    if p.impute != "none":
+        table["n_imputed_case"] = imputed[tested][:, is_case].sum(1)
+        table["n_imputed_control"] = imputed[tested][:, ~is_case].sum(1)
     bad = ~np.isfinite(table["p"].to_numpy())
     if bad.any():  # never hand back NaN statistics silently
         skipped = pd.concat([skipped, pd.DataFrame({"feature": table.loc[bad, "feature"], "reason": "not estimable",
@@ -388,13 +409,15 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         "n_tested": int(len(table)), "n_significant": int(sig.sum()), "n_up": n_up, "n_down": n_down,
         "n_skipped": int(len(skipped)), "n_case": n_case, "n_control": n_control,
         "n_samples_dropped_missing_covariate": n_cov_na, "n_samples_missing_group": n_group_na,
-        "s2_prior": s2_prior, "df_prior": df_prior, "method": p.method, "s0": p.s0, "fdr": p.fdr,
+        "s2_prior": s2_prior, "df_prior": df_prior, "method": p.method, "s0": p.s0, "fdr": p.fdr, "impute": p.impute,
+        "n_imputed": int(imputed[tested].sum()),
         "covariates": notes,
     }
     head = ", ".join(f"{lab} ({fc:+.2f})" for lab, fc in zip(table.loc[sig, "label"].head(5), table.loc[sig, "logFC"]))
     summary = (
         f"{p.method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
         + (f" adjusting for {', '.join(p.covariates)}" if p.covariates else "")
+        + (f" after down-shift imputation of {int(imputed[tested].sum())} missing values" if p.impute != "none" else "")
         + f": {len(table)} features tested, {len(skipped)} skipped; {int(sig.sum())} with q < {p.fdr} "
         f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "") + "."
     )

@@ -174,12 +174,13 @@ def consensus_clustering(study: Study, params: ConsensusParams, ctx: ToolContext
         raise ToolInputError(msg)
     samples = restricted_samples(study, list(study.modalities[p.modality].obs_names.astype(str)), p.restrict)
     X = modality_frame(study, p.modality, samples)
-    X = X.loc[X.notna().mean(axis=1) >= 0.5]  # samples with at least half the features
+    X = X.loc[:, (X.isna().mean() <= p.max_missing) & (X.std() > 0)]  # well-measured, variable features first
+    X = X.loc[X.notna().mean(axis=1) >= 0.5]  # then samples with at least half of those features
     ks = [p.k] if p.k is not None else list(range(p.k_min, p.k_max + 1))
     if len(X) < max(10, 3 * max(ks)):
         msg = f"{len(X)} samples; consensus clustering with k up to {max(ks)} needs at least {max(10, 3 * max(ks))}"
         raise ToolFailed(msg)
-    Xf = X.loc[:, (X.isna().mean() <= p.max_missing) & (X.std() > 0)]
+    Xf = X.loc[:, X.std() > 0]
     if Xf.shape[1] < 10:
         msg = f"only {Xf.shape[1]} features pass the missingness/variance filters"
         raise ToolFailed(msg)

@@ -70,6 +70,17 @@ def _pick_continuous(profile: DataProfile) -> str | None:
     return profile.continuous[0] if profile.continuous else None
 
 
+def _missing_handling(profile: DataProfile, modality: str) -> dict:
+    """Label-free intensities with much missingness: Perseus down-shift imputation (missing ~ low abundance).
+
+    Log-ratio (TMT, CPTAC-style) layers are tested on observed values, as limma does.
+    """
+    m = next((m for m in profile.modalities if m.name == modality), None)
+    if m is not None and m.scale == "log2" and m.missing_fraction > 0.3:
+        return {"impute": "downshift", "min_valid": 3}
+    return {}
+
+
 def _contrast_params(c: Contrast) -> dict:
     return {"group": c.group, "case": c.case, "control": c.control}
 
@@ -77,7 +88,7 @@ def _contrast_params(c: Contrast) -> dict:
 def _contrast_play(profile: DataProfile, c: Contrast, primary: str, deep: bool) -> Play:
     cp = _contrast_params(c)
     steps = [
-        _step("differential_abundance", f"moderated t (limma) {c.case} vs {c.control} in {primary}", modality=primary, **cp),
+        _step("differential_abundance", f"moderated t (limma) {c.case} vs {c.control} in {primary}", modality=primary, **cp, **_missing_handling(profile, primary)),
         _step("enrichment_ora", "pathways over-represented among increased features", modality=primary, direction="up", library="reactome", **cp),
         _step("enrichment_ora", "pathways over-represented among decreased features", modality=primary, direction="down", library="reactome", **cp),
     ]
