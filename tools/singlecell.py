@@ -85,7 +85,7 @@ class SingleCellClusteringParams(BaseModel):
     fdr: float = Field(0.05, gt=0, lt=1, description="BH q threshold for a marker gene")
 
 
-@register("singlecell_clustering", family="cytometry", params=SingleCellClusteringParams, requires=("cells",))
+@register("singlecell_clustering", family="singlecell", params=SingleCellClusteringParams, requires=("cells",))
 def singlecell_clustering(study: Study, params: SingleCellClusteringParams, ctx: ToolContext) -> ToolResult:
     """Cluster the cells of a single-cell RNA layer with Leiden, find marker genes per cluster (Wilcoxon, BH) and name clusters as cell populations from canonical marker genes.
 

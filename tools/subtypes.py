@@ -159,7 +159,7 @@ class ConsensusParams(BaseModel):
     fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold for markers and clinical associations")
 
 
-@register("consensus_clustering", family="clustering", params=ConsensusParams, requires=("bulk",))
+@register("consensus_clustering", family="subtypes", params=ConsensusParams, requires=("bulk",))
 def consensus_clustering(study: Study, params: ConsensusParams, ctx: ToolContext) -> ToolResult:
     """Discover sample subtypes by consensus clustering of the most variable features (k chosen from k_min..k_max by PAC, silhouette or CDF area), then find each cluster's marker features (limma, cluster vs rest) and test the clusters against clinical variables.
 
