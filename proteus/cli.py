@@ -158,14 +158,20 @@ def datasets_fetch(name: str = typer.Argument(...), dest: Path = typer.Argument(
     Console().print(f"wrote {name} to {path}", highlight=False)
 
 
-def _wire_optional_commands() -> None:
+def _wire_commands() -> None:
     """Commands whose implementation lives next to what they drive."""
+    from proteus.evals.harness import eval_cli
     from proteus.report import report_cli
+    from proteus.rl_export import export_rl_cli
+    from proteus.serve import serve_cli
 
     app.command("report", help="Re-render report.html from a run directory (including reviews).")(report_cli)
+    app.command("serve", help="Serve a local model (vLLM on GPU, llama.cpp on CPU) for --model/--base-url.")(serve_cli)
+    app.command("export-rl", help="Export model decisions with rewards as RL trajectories (TRL GRPO / verl).")(export_rl_cli)
+    app.command("eval", help="Batch evaluation on published datasets with held-out validation and null controls.")(eval_cli)
 
 
-_wire_optional_commands()
+_wire_commands()
 
 
 def main() -> None:  # pragma: no cover
