@@ -120,6 +120,7 @@ class RunDir:
                 f.write(redact(text))
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are meant to be shared
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
