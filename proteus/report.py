@@ -36,9 +36,7 @@ import html
 import io
 import json
 import math
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -878,24 +876,13 @@ def write_report(run_dir: str | Path) -> Path:
     -------
     Path of ``report.html``.
     """
-    from proteus.rundir import redact
+    from proteus.rundir import RunDir
 
     path = Path(run_dir)
     if not path.is_dir():
         msg = f"{path} is not a run directory"
         raise FileNotFoundError(msg)
-    text = redact(render_report(path))
-    target = path / "report.html"
-    fd, tmp = tempfile.mkstemp(dir=path, prefix=".report.html.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    target = RunDir(path).write_text("report.html", render_report(path))  # atomic, secrets redacted
     return target
 
 

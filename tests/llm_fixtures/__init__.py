@@ -1,0 +1,1 @@
+"""Test fixtures for the model backends (a tiny GGUF writer)."""

@@ -1,0 +1,77 @@
+"""RL export: traced model attempts become TRL/verl records with rewards attributed downstream."""
+
+from __future__ import annotations
+
+import json
+
+from llm_fixtures.hosted import scripted_openai
+from llm_fixtures.study import make_view, small_kg
+
+from proteus.policy.llm import LLMPolicy
+from proteus.records import Objective
+from proteus.rl_export import export_rl, export_rl_cli
+from proteus.rundir import RunDir
+
+OBJ = Objective(id="obj_1", title="Age", question="Which proteins track Age?", family="correlation")
+STEP = {"tool": "clinical_correlation", "params": {"modality": "proteomics", "variable": "Age"}, "rationale": "main"}
+
+
+def _run(tmp_path):
+    rd = RunDir(tmp_path / "run1")
+    rd.write_json("run.json", {"model": "openai:gpt-4o-mini", "seed": 0})
+    kg = small_kg()
+    view = make_view(kg=kg)
+    view.trace = rd.append_trace
+    bad = json.dumps({"steps": [{"tool": "clinical_correlation", "params": {"modality": "proteomics", "variable": "BMI"}}]})
+    backend, _ = scripted_openai([bad, json.dumps({"steps": [STEP]})])
+    LLMPolicy(backend).plan_workflow(view, OBJ)
+    # what the graph does next: the step runs and its relations land in the KG
+    rd.append_trace({"kind": "tool_call", "step": "s_1", "tool": STEP["tool"], "params": STEP["params"], "status": "done"})
+    data = kg.to_node_link()
+    rids = []
+    for e in data["edges"]:
+        if "provenance" in e:
+            e["provenance"]["step"] = "s_1"
+            rids.append(e["id"])
+    rd.write_json("kg.json", data)
+    scores = {m: {"score": s, "reason": "r"} for m, s in zip(("reliability", "logical_coherence", "biological_plausibility", "novelty", "evaluability"), (5, 4, 4, 2, 5))}
+    rd.write_jsonl(
+        "hypotheses.jsonl",
+        [
+            {"id": "h1", "statement": "G0 up", "rationale": "", "evidence": rids[:1], "entities": [], "test": "", "scores": scores, "validation": {"supported": True}},
+            {"id": "h2", "statement": "unrelated", "rationale": "", "evidence": ["e_other"], "entities": [], "test": "", "scores": scores},
+        ],
+    )
+    rd.write_jsonl("reviews.jsonl", [{"hypothesis": "h1", "verdict": "plausible", "reviewer": "pi"}])
+    return rd.path
+
+
+def test_export_records_every_attempt_with_rewards(tmp_path):
+    run = _run(tmp_path)
+    out = tmp_path / "rl.jsonl"
+    assert export_rl([run], out) == 2
+    rej, rep = [json.loads(x) for x in out.read_text().splitlines()]
+    for rec in (rej, rep):
+        assert isinstance(rec["prompt"], list) and {m["role"] for m in rec["prompt"]} <= {"system", "user", "assistant"}
+        assert rec["data_source"] == "proteus/plan_workflow"
+        assert json.loads(rec["reward_model"]["ground_truth"]) == rec["rewards"]
+    assert rej["meta"]["outcome"] == "rejected" and "BMI" in rej["meta"]["reason"]
+    assert rej["rewards"]["schema_valid"] is True and rej["rewards"]["accepted"] is False
+    assert rej["rewards"]["judge_scores"] is None and rej["rewards"]["tool_success"] is None
+    assert rep["meta"]["outcome"] == "repaired" and rep["prompt"][-2]["role"] == "assistant"
+    r = rep["rewards"]
+    assert r["accepted"] and r["tool_success"] == 1.0
+    assert r["judge_scores"]["n_hypotheses"] == 1 and r["judge_scores"]["mean"] == 4.0
+    assert r["validation_outcome"]["supported"] == 1
+    assert r["human_review"] == [{"hypothesis": "h1", "verdict": "plausible", "reviewer": "pi"}]
+    assert rep["meta"]["objective"] == "obj_1" and rep["meta"]["backend"] == "openai:gpt-4o-mini"
+
+
+def test_export_cli_searches_folders(tmp_path):
+    _run(tmp_path)
+    out = tmp_path / "all.jsonl"
+    export_rl_cli([tmp_path], out)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 2
+    # TRL conversational prompt: every message is exactly {"role", "content"} strings
+    assert all(set(m) == {"role", "content"} and isinstance(m["content"], str) for r in rows for m in r["prompt"])
