@@ -120,7 +120,7 @@ def make_synthetic_run(root: Path, *, hostile: bool = True) -> Path:
         "run_id": root.name, "data": f"/data/{bad}", "policy": "heuristic", "model": "offline", "judge": "heuristic", "seed": 7,
         "fingerprint": {"proteomics.tsv": "ab" * 32, "clinical.tsv": "cd" * 32}, "status": "finished",
         "versions": {"python": "3.11", "pandas": "2.2"}, "started": "2025-01-01T00:00:00", "finished": "2025-01-01T00:01:00", "wall_seconds": 60.0,
-        "inputs": [f"proteomics.tsv: proteomics", f"{bad}.txt: skipped (unreadable)"],
+        "inputs": ["proteomics.tsv: proteomics", f"{bad}.txt: skipped (unreadable)"],
         "counts": {"objectives": 2, "steps": 4, "relations": 4, "hypotheses": 3},
     }))
     (root / "profile.json").write_text(json.dumps({
