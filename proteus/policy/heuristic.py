@@ -25,7 +25,7 @@ from proteus.policy.decisions import (
 )
 from proteus.policy.heuristic_judge import judge_heuristically
 from proteus.policy.patterns import compose_hypotheses
-from proteus.policy.playbooks import Play, bulk_plays
+from proteus.policy.playbooks import Play, bulk_plays, followup_plays
 from proteus.records import Hypothesis, Objective, Step
 
 __all__ = ["HeuristicPolicy"]
@@ -86,19 +86,11 @@ class HeuristicPolicy(Policy):
         return ObjectivePlan(objectives=[p.objective for p in plays[: view.max_objectives]])
 
     def plan_workflow(self, view: ResearchView, objective: Objective) -> WorkflowPlan:
-        for p in self._plays(view):
+        for p in self._plays(view) + followup_plays(view.profile, view.kg):
             if p.objective.title == objective.title:
                 steps = self._valid_steps(view, p.steps)
                 if steps:
                     return WorkflowPlan(steps=steps)
-        if objective.title.startswith("Downstream effects of ") and objective.title.endswith(" mutation"):
-            gene = objective.title[len("Downstream effects of ") : -len(" mutation")]
-            from proteus.policy.playbooks import primary_modality
-
-            mod = primary_modality(view.profile)
-            steps = self._valid_steps(view, [StepSpec(tool="mutation_association", params={"modality": mod, "gene": gene}, rationale=f"proteins that differ with {gene} mutation status")])
-            if steps:
-                return WorkflowPlan(steps=steps)
         fallback = [StepSpec(tool="missingness_report", params={"modality": m.name}, rationale="describe completeness") for m in view.profile.modalities if m.level == "sample"][:1]
         steps = self._valid_steps(view, fallback)
         return WorkflowPlan(steps=steps or [StepSpec(tool="missingness_report", params={}, rationale="describe the data")])
@@ -138,20 +130,13 @@ class HeuristicPolicy(Policy):
     def update_objectives(self, view: ResearchView, done: list[Objective], remaining: list[Objective]) -> ObjectiveUpdate:
         drop, add = [], []
         titles = {o.title for o in done} | {o.title for o in remaining}
-        last = done[-1] if done else None
-        kg = view.kg
-        if last is not None and last.family == "mutation":
-            cis = sorted((r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "mutation"), key=lambda r: r.stats.q if r.stats.q is not None else 1)
-            planned = {s for s in view.extra.get("mutation_genes_done", [])}
-            for r in cis[:1]:
-                gene = r.subject.label
-                title = f"Downstream effects of {gene} mutation"
-                if title not in titles and gene not in planned:
-                    add.append(ObjectiveSpec(title=title, question=f"Which proteins and pathways change with {gene} mutation status?", family="mutation", rationale=f"{gene} mutation changes its own protein ({r.stats.effect_type} {r.stats.effect:+.2f}, q={r.stats.q:.1e}); follow the consequences"))
+        for p in followup_plays(view.profile, view.kg):
+            if p.objective.title not in titles and self._valid_steps(view, p.steps) and len(add) < 2:
+                add.append(p.objective)
         for o in remaining:
             if o.family == "survival" and not view.profile.survival:
                 drop.append(o.id)
-        return ObjectiveUpdate(drop=drop, add=add, reason=("added follow-up " + add[0].title) if add else "no change")
+        return ObjectiveUpdate(drop=drop, add=add, reason=("follow-up: " + "; ".join(a.title for a in add)) if add else "no change")
 
     def propose_hypotheses(self, view: ResearchView) -> HypothesisDrafts:
         drafts = compose_hypotheses(view.kg)

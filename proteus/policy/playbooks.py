@@ -10,11 +10,12 @@ the UCEC discovery cohort's analysis plan). Cell-level studies use
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
 from proteus.policy.decisions import ObjectiveSpec, StepSpec
-from proteus.profile import Contrast, DataProfile
+from proteus.profile import _UNKNOWN, Contrast, DataProfile
 
 __all__ = ["Play", "bulk_plays", "primary_modality"]
 
@@ -81,18 +82,32 @@ def _missing_handling(profile: DataProfile, modality: str) -> dict:
     return {}
 
 
+def _valid_values(c: Contrast, fraction: float = 0.7) -> int:
+    """Perseus' usual valid-value filter before imputation: 70% valid values in at least one group (>= 3)."""
+    return max(3, math.ceil(fraction * min(c.n_case, c.n_control)))
+
+
+def _mappable(profile: DataProfile, modality: str) -> bool:
+    """Whether the layer's feature ids can be mapped to gene symbols (pathway and network steps need that)."""
+    m = next((m for m in profile.modalities if m.name == modality), None)
+    return m is None or m.id_type not in ("probe", "mirna")
+
+
 def _contrast_params(c: Contrast) -> dict:
     return {"group": c.group, "case": c.case, "control": c.control}
 
 
 def _contrast_play(profile: DataProfile, c: Contrast, primary: str, deep: bool) -> Play:
     cp = _contrast_params(c)
-    steps = [
-        _step("differential_abundance", f"moderated t (limma) {c.case} vs {c.control} in {primary}", modality=primary, **cp, **_missing_handling(profile, primary)),
-        _step("enrichment_ora", "pathways over-represented among increased features", modality=primary, direction="up", library="reactome", **cp),
-        _step("enrichment_ora", "pathways over-represented among decreased features", modality=primary, direction="down", library="reactome", **cp),
-    ]
-    if deep:
+    missing = _missing_handling(profile, primary)
+    if missing:
+        missing["min_valid"] = _valid_values(c)
+    steps = [_step("differential_abundance", f"moderated t (limma) {c.case} vs {c.control} in {primary}", modality=primary, **cp, **missing)]
+    genes = _mappable(profile, primary)
+    if genes:
+        steps.append(_step("enrichment_ora", "pathways over-represented among increased features", modality=primary, direction="up", library="reactome", **cp))
+        steps.append(_step("enrichment_ora", "pathways over-represented among decreased features", modality=primary, direction="down", library="reactome", **cp))
+    if deep and genes:
         steps.append(_step("enrichment_gsea", "rank-based enrichment on the moderated t (no hit threshold)", modality=primary, library="reactome", **cp))
         steps.append(_step("ppi_network", "interaction modules among the hits (BioPlex)", modality=primary, **cp))
     rna = _layer(profile, "transcriptomics")
@@ -110,6 +125,46 @@ def _contrast_play(profile: DataProfile, c: Contrast, primary: str, deep: bool) 
         ),
         steps,
     )
+
+
+def _anova_levels(profile: DataProfile, group: str, min_n: int = 3) -> dict:
+    """Levels of ``group`` worth comparing: known values (not 'unknown', 'NA', ...) with >= ``min_n`` samples.
+
+    Returns ``{"levels": [...]}`` when some levels are left out, else ``{}`` (the tool's default: all).
+    """
+    v = profile.variable(group)
+    if v is None or not v.levels:
+        return {}
+    keep = [k for k, n in v.levels.items() if n >= min_n and not _UNKNOWN.match(k.strip())]
+    if len(keep) == len(v.levels) or len(keep) < 3:
+        return {}
+    return {"levels": sorted(keep)}
+
+
+def _survival_plays(profile: DataProfile, primary: str) -> list[Play]:
+    """Outcome: Cox per feature, and Kaplan-Meier by the clinical groups the contrasts use (context for the features)."""
+    plays = []
+    restrict = _tumour_params(profile)
+    for time, event in profile.survival[:1]:
+        steps = [_step("cox_per_feature", "Cox proportional hazards per feature", modality=primary, time=time, event=event, **restrict)]
+        groups: list[str] = []
+        for c in profile.contrasts:
+            if c.group not in groups and c.group != profile.sample_type_column:
+                groups.append(c.group)
+        for g in groups[:2]:
+            steps.append(_step("kaplan_meier", f"Kaplan-Meier by {g} with log-rank test: is the grouping itself prognostic?", time=time, event=event, group=g, **restrict))
+        plays.append(
+            Play(
+                ObjectiveSpec(
+                    title="Features associated with outcome",
+                    question=f"Which features are associated with {time} ({event}), and which clinical groups differ in outcome?",
+                    family="survival",
+                    rationale="time-to-event data are available; outcome is what a clinical cohort is collected for",
+                ),
+                steps,
+            )
+        )
+    return plays
 
 
 def bulk_plays(profile: DataProfile) -> list[Play]:
@@ -136,7 +191,12 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
     contrasts = list(profile.contrasts)
     if contrasts:
         plays.append(_contrast_play(profile, contrasts[0], primary, deep=True))
-    for c in contrasts[1:3]:
+    plays += _survival_plays(profile, primary)
+    # the next clinical contrasts, and every further level of the first group against the same
+    # reference (e.g. each disease stage vs healthy), as an analyst reports them side by side
+    first = contrasts[0] if contrasts else None
+    extra = contrasts[1:3] + [c for c in contrasts[3:] if first and (c.group, c.control) == (first.group, first.control)][:2]
+    for c in extra:
         plays.append(_contrast_play(profile, c, primary, deep=False))
     if profile.recurrent_mutations:
         top = list(profile.recurrent_mutations)[:1]
@@ -183,18 +243,6 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                 [_step("clinical_correlation", f"Spearman correlation with {var}", modality=primary, variable=var, **_tumour_params(profile))],
             )
         )
-    for time, event in profile.survival[:1]:
-        plays.append(
-            Play(
-                ObjectiveSpec(
-                    title="Features associated with outcome",
-                    question=f"Which features are associated with {time} ({event})?",
-                    family="survival",
-                    rationale="time-to-event data are available",
-                ),
-                [_step("cox_per_feature", "Cox proportional hazards per feature", modality=primary, time=time, event=event, **_tumour_params(profile))],
-            )
-        )
     plays.append(
         Play(
             ObjectiveSpec(
@@ -216,7 +264,68 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                     family="differential",
                     rationale="a multi-level clinical variable",
                 ),
-                [_step("differential_anova", "moderated F across all levels", modality=primary, group=g)],
+                [_step("differential_anova", "moderated F across all levels", modality=primary, group=g, **_anova_levels(profile, g))],
             )
         )
+    return plays
+
+
+def followup_plays(profile: DataProfile, kg) -> list[Play]:
+    """Objectives suggested by findings so far (derived from the knowledge graph, so deterministic).
+
+    - a mutation that changes its own protein: follow its trans consequences;
+    - a contrast with many protein changes but no phosphosite analysis: look at signalling.
+    """
+    primary = primary_modality(profile)
+    plays: list[Play] = []
+    if primary is None:
+        return plays
+    cis = sorted(
+        (r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "mutation"),
+        key=lambda r: r.stats.q if r.stats.q is not None else 1.0,
+    )
+    for r in cis[:3]:
+        gene = r.subject.label
+        plays.append(
+            Play(
+                ObjectiveSpec(
+                    title=f"Downstream effects of {gene} mutation",
+                    question=f"Which proteins and pathways change with {gene} mutation status?",
+                    family="mutation",
+                    rationale=f"{gene} mutation changes its own protein ({r.stats.effect_type} {r.stats.effect:+.2f}, q={r.stats.q:.1e}); follow the consequences",
+                ),
+                [_step("mutation_association", f"proteins that differ with {gene} mutation status", modality=primary, gene=gene, **_tumour_params(profile))],
+            )
+        )
+    phospho = _layer(profile, "phosphoproteomics")
+    if phospho:
+        by_contrast: dict[tuple, int] = {}
+        studied = set()
+        for r in kg.relations.values():
+            prov = r.provenance.params
+            key = (prov.get("group"), prov.get("case"), prov.get("control"))
+            if r.provenance.tool != "differential_abundance" or None in key:
+                continue
+            if prov.get("modality") == phospho:
+                studied.add(key)
+            elif prov.get("modality") == primary:
+                by_contrast[key] = by_contrast.get(key, 0) + 1
+        for (group, case, control), n in sorted(by_contrast.items(), key=lambda kv: -kv[1]):
+            if n < 20 or (group, case, control) in studied:
+                continue
+            cp = {"group": group, "case": case, "control": control}
+            plays.append(
+                Play(
+                    ObjectiveSpec(
+                        title=f"Phosphosignalling in {group}: {case} vs {control}",
+                        question=f"Which phosphosites change between {case} and {control} beyond protein abundance, and which pathways do their proteins belong to?",
+                        family="differential",
+                        rationale=f"{n} protein changes in this contrast; signalling is read from phosphosites",
+                    ),
+                    [
+                        _step("differential_abundance", "phosphosite changes", modality=phospho, **cp),
+                        _step("enrichment_ora", "pathways of proteins with increased phosphorylation (each protein counted once)", modality=phospho, direction="up", library="reactome", **cp),
+                    ],
+                )
+            )
     return plays
