@@ -145,3 +145,20 @@ def test_same_seed_same_hypotheses_on_maxquant_plasma(nafld_dir: Path, tmp_path:
         outs.append([(h["statement"], h["evidence"]) for h in _jsonl(tmp_path / name / "hypotheses.jsonl")])
     assert outs[0] == outs[1]
     assert outs[0], "the plasma cohort should yield hypotheses (cirrhosis vs healthy differences)"
+
+
+def test_hypotheses_do_not_depend_on_hash_seed(ucec_run: Path):
+    """Same knowledge graph -> same hypotheses, whatever PYTHONHASHSEED (set iteration must not leak)."""
+    import os
+
+    code = (
+        "import json,sys; from proteus.kg import KnowledgeGraph; from proteus.policy.patterns import compose_hypotheses;"
+        f"kg=KnowledgeGraph.from_node_link(json.load(open({str(ucec_run / 'kg.json')!r})));"
+        "print(json.dumps([[d.statement, d.evidence] for d in compose_hypotheses(kg)]))"
+    )
+    outs = set()
+    for seed in ("1", "3", "11"):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed}, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs.add(r.stdout)
+    assert len(outs) == 1

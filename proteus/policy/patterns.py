@@ -27,6 +27,11 @@ def _q(r: Relation) -> float:
     return r.stats.q if r.stats.q is not None else (r.stats.p if r.stats.p is not None else 1.0)
 
 
+def _rank(r: Relation) -> tuple:
+    """Sort key: strongest first, ties broken by label and id so the order never depends on hashing."""
+    return (_q(r), r.subject.label, r.id)
+
+
 def _fmt(r: Relation) -> str:
     parts = []
     if r.stats.effect is not None:
@@ -69,7 +74,7 @@ def _multi_layer(kg: KnowledgeGraph, changes, pathway_genes) -> list[HypothesisD
         rna = {r.subject.label: r for r in changes.get((contrast, "gene"), [])}
         group, case, control = _contrast_words(contrast)
         hits = [(p, rna[p.subject.label]) for p in prots if p.subject.label in rna and p.predicate == rna[p.subject.label].predicate]
-        for p, g in sorted(hits, key=lambda t: _q(t[0]))[:6]:
+        for p, g in sorted(hits, key=lambda t: _rank(t[0]))[:6]:
             gene = p.subject.label
             evidence = [p.id, g.id]
             pw = next(((pr, pname) for pname, (pr, genes) in pathway_genes.get((contrast, p.predicate), {}).items() if gene in genes), None)
@@ -107,9 +112,9 @@ def _pathway_programs(kg: KnowledgeGraph, changes, pathway_genes) -> list[Hypoth
     for (contrast, pred), pws in pathway_genes.items():
         group, case, control = _contrast_words(contrast)
         members = {r.subject.label: r for r in changes.get((contrast, "protein"), []) + changes.get((contrast, "gene"), []) if r.predicate == pred}
-        ranked = sorted(pws.items(), key=lambda kv: _q(kv[1][0]))
+        ranked = sorted(pws.items(), key=lambda kv: _rank(kv[1][0]))
         for name, (pr, genes) in ranked[:4]:
-            drivers = sorted((members[g] for g in genes if g in members), key=_q)[:4]
+            drivers = sorted((members[g] for g in genes if g in members), key=_rank)[:4]
             if len(drivers) < 2:
                 continue
             dnames = ", ".join(d.subject.label for d in drivers)
@@ -133,7 +138,7 @@ def _phospho_specific(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
             continue
         prot = {r.subject.label: r for r in changes.get((contrast, "protein"), [])}
         group, case, control = _contrast_words(contrast)
-        for s in sorted(sites, key=_q)[:20]:
+        for s in sorted(sites, key=_rank)[:20]:
             gene = _gene(s)
             if gene in prot:
                 continue
@@ -153,13 +158,13 @@ def _phospho_specific(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
 
 def _mutations(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
     out = []
-    for r in sorted((r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "mutation"), key=_q)[:5]:
+    for r in sorted((r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "mutation"), key=_rank)[:5]:
         gene = r.subject.label
         trans = []
         for (contrast, stype), rels in changes.items():
             if contrast.startswith(f"{gene} mutation"):
                 trans.extend(rels)
-        trans = sorted(trans, key=_q)[:3]
+        trans = sorted(trans, key=_rank)[:3]
         down = (r.stats.effect or 0) < 0
         tail = ""
         if trans:
@@ -182,7 +187,7 @@ def _cna(kg: KnowledgeGraph) -> list[HypothesisDraft]:
     for r in rels:
         by_gene[r.subject.label][r.object.type] = r
     out = []
-    for gene, d in sorted(by_gene.items(), key=lambda kv: min(_q(r) for r in kv[1].values())):
+    for gene, d in sorted(by_gene.items(), key=lambda kv: (min(_q(r) for r in kv[1].values()), kv[0])):
         if "protein" in d and "gene" in d:
             p, g = d["protein"], d["gene"]
             out.append(
@@ -206,7 +211,7 @@ def _correlates(kg: KnowledgeGraph, pathway_genes) -> list[HypothesisDraft]:
     for r in corr:
         by_var[r.object.label].append(r)
     for var, rels in by_var.items():
-        top = sorted(rels, key=_q)[:3]
+        top = sorted(rels, key=_rank)[:3]
         if not top:
             continue
         names = ", ".join(t.subject.label for t in top)
@@ -224,17 +229,37 @@ def _correlates(kg: KnowledgeGraph, pathway_genes) -> list[HypothesisDraft]:
 
 
 def _survival(kg: KnowledgeGraph) -> list[HypothesisDraft]:
+    """Outcome associations: a feature (Cox per feature, or a high/low split) or a clinical grouping
+    (Kaplan-Meier strata), with the feature's other relations as support."""
     out = []
-    for r in sorted(kg.by_predicate("associated_with_survival"), key=_q)[:3]:
-        worse = (r.stats.effect or 1) > 1
-        support = [x for x in kg.about(r.subject.id) if x.id != r.id][:2]
+    for r in sorted(kg.by_predicate("associated_with_survival"), key=_rank)[:3]:
+        hr = r.stats.effect
+        worse = hr is None or hr > 1
+        support = [x for x in kg.about(r.subject.id) if x.id != r.id and x.predicate != "associated_with_survival"][:2]
+        etype = r.stats.effect_type or ""
+        also = (" Also: " + "; ".join(f"{s.subject.label} {s.predicate} {s.object.label}" for s in support)) if support else ""
+        method = "Log-rank test" if r.stats.extra.get("test") == "log-rank" else "Cox model"
+        if r.subject.type == "clinical_variable" and etype.startswith("hazard_ratio_") and "_vs_" in etype:
+            case, control = etype[len("hazard_ratio_"):].split("_vs_", 1)
+            subject = f"{r.subject.label} = {case} (vs {control})"
+            statement = (f"Patients with {subject} have {'worse' if worse else 'better'} outcome ({r.object.label}); "
+                         f"the molecular differences between these groups are candidate mediators.")
+            test = (f"Validate the outcome difference by {r.subject.label} in an independent cohort (Cox model with stage and age), "
+                    f"and test whether the features that separate {case} from {control} carry the prognostic signal.")
+        elif r.subject.type == "clinical_variable":
+            statement = f"{r.subject.label} is associated with outcome ({r.object.label})."
+            test = f"Validate the association of {r.subject.label} with {r.object.label} in an independent cohort (log-rank / Cox)."
+        else:
+            statement = (f"High {r.subject.label} is associated with {'worse' if worse else 'better'} outcome ({r.object.label}), "
+                         "independent of the cohort's other differences.")
+            test = f"Validate {r.subject.label} as a prognostic marker in an independent cohort (Cox model with stage and age as covariates)."
         out.append(
             HypothesisDraft(
-                statement=f"High {r.subject.label} is associated with {'worse' if worse else 'better'} outcome ({r.object.label}), independent of the cohort's other differences.",
-                rationale=f"Cox model: {_fmt(r)}." + (" Also: " + "; ".join(f"{s.predicate} {s.object.label}" for s in support) if support else ""),
+                statement=statement,
+                rationale=f"{method}: {_fmt(r)}." + also,
                 evidence=[r.id] + [s.id for s in support],
                 entities=[r.subject.id, r.object.id],
-                test=f"Validate {r.subject.label} as a prognostic marker in an independent cohort (Cox model with stage and age as covariates).",
+                test=test,
             )
         )
     return out
@@ -265,9 +290,11 @@ def _modules(kg: KnowledgeGraph) -> list[HypothesisDraft]:
 
 def _clusters(kg: KnowledgeGraph) -> list[HypothesisDraft]:
     out = []
-    for r in sorted((r for r in kg.by_predicate("associated_with") if r.subject.type == "sample_group"), key=_q)[:2]:
-        markers = [m for m in kg.relations.values() if m.object.id == r.subject.id and m.predicate in ("higher_in", "marker_of")]
-        markers = sorted(markers, key=_q)[:3]
+    for r in sorted((r for r in kg.by_predicate("associated_with") if r.subject.type == "sample_group"), key=_rank)[:2]:
+        # cluster markers point at the cluster itself or at its one-vs-rest groups ("<grouping>: Ck vs rest")
+        markers = [m for m in kg.relations.values() if m.predicate in ("higher_in", "marker_of")
+                   and (m.object.id == r.subject.id or (m.object.type == r.subject.type and m.object.label.startswith(r.subject.label + ": ")))]
+        markers = sorted(markers, key=_rank)[:3]
         out.append(
             HypothesisDraft(
                 statement=f"The data-driven subtype {r.subject.label} corresponds to {r.object.label}, defined by {', '.join(m.subject.label for m in markers) or 'its marker features'}.",
@@ -280,12 +307,22 @@ def _clusters(kg: KnowledgeGraph) -> list[HypothesisDraft]:
     return out
 
 
+_UNSUPERVISED = {"consensus_clustering"}
+"""Tools whose groups are defined from the same features they then test: their markers are descriptive
+(circular as a contrast), so they feed subtype hypotheses only with a clinical association."""
+_CELL_TYPES = {"cell_population", "marker"}
+"""Subjects of cell-level relations: :mod:`proteus.policy.cytometry` composes those."""
+
+
 def _single_changes(kg: KnowledgeGraph, changes, already: set[str]) -> list[HypothesisDraft]:
     """Strong single-layer changes not yet used, so every contrast gets at least one hypothesis."""
     out = []
     for (contrast, stype), rels in sorted(changes.items()):
+        if stype in _CELL_TYPES:
+            continue
         group, case, control = _contrast_words(contrast)
-        for r in sorted(rels, key=_q)[:3]:
+        rels = [r for r in rels if r.provenance.tool not in _UNSUPERVISED]
+        for r in sorted(rels, key=_rank)[:3]:
             if r.id in already:
                 continue
             out.append(
@@ -297,6 +334,41 @@ def _single_changes(kg: KnowledgeGraph, changes, already: set[str]) -> list[Hypo
                     test=f"Quantify {r.subject.label} in independent {case} and {control} samples (targeted assay); predict the same direction.",
                 )
             )
+    return out
+
+
+def _populations(kg: KnowledgeGraph, max_items: int = 3) -> list[HypothesisDraft]:
+    """Cell populations and their defining markers, for descriptive cell-level studies (no contrasts).
+
+    Only populations with at least two significant ``marker_of`` relations; skipped when the graph
+    already holds condition effects on cells (those hypotheses say more).
+    """
+    if any(r.subject.type in _CELL_TYPES for r in kg.relations.values() if r.predicate in ("higher_in", "lower_in")):
+        return []
+    by_pop: dict[str, list[Relation]] = defaultdict(list)
+    for r in kg.by_predicate("marker_of"):
+        if r.object.type == "cell_population" and _q(r) < 0.05 and (r.stats.effect is None or r.stats.effect > 0):
+            by_pop[r.object.label].append(r)
+    ranked = sorted(((p, sorted(rs, key=lambda r: (_q(r), -(r.stats.effect or 0), r.id))) for p, rs in by_pop.items() if len(rs) >= 2),
+                    key=lambda t: (t[0].startswith("unassigned"), _q(t[1][1]), t[0]))
+    out = []
+    for pop, rels in ranked[:max_items]:
+        top = rels[:4]
+        names = ", ".join(r.subject.label for r in top)
+        kind = top[0].subject.type
+        unnamed = pop.startswith("unassigned")
+        statement = (f"The cluster '{pop}' is a distinct cell population not matched by canonical markers, defined by high {names}."
+                     if unnamed else f"{pop} in this sample are defined by high {names}, which together discriminate them from all other populations.")
+        out.append(
+            HypothesisDraft(
+                statement=statement,
+                rationale=f"{kind} markers of {pop} against all other cells: " + "; ".join(f"{r.subject.label} {_fmt(r)}" for r in top[:3]) + ".",
+                evidence=[r.id for r in top],
+                entities=[f"cell_population:{pop}"] + [r.subject.id for r in top],
+                test=(f"Stain or sort cells on {names} (flow cytometry, or RNA FISH for genes) in an independent sample; "
+                      f"the {names.split(', ')[0]}-high cells should co-express the others and match {pop} in frequency."),
+            )
+        )
     return out
 
 
@@ -315,6 +387,7 @@ def compose_hypotheses(kg: KnowledgeGraph, *, limit: int = 30) -> list[Hypothesi
         _correlates(kg, pathway_genes),
         _survival(kg),
         _clusters(kg),
+        _populations(kg),
     ]
     used = {e for fam in families for d in fam for e in d.evidence}
     families.append(_single_changes(kg, changes, used))

@@ -1,0 +1,91 @@
+"""Benchmark of one offline run (issue 2): wall time, peak memory and what the run produced, against targets.
+
+Runs the offline (heuristic) pipeline on a published dataset (default ``cptac-ucec``) in this
+process and prints one table::
+
+    python -m proteus.evals.bench_run [--dataset cptac-ucec] [--out DIR] [--seed 0] [--json]
+
+Targets: wall time <= 120 s, peak memory (resident set size, ``getrusage``) <= 4 GiB,
+>= 5 objectives over >= 3 analysis families, >= 15 hypotheses. Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["TARGETS", "bench_run", "main"]
+
+TARGETS = {"wall_seconds": 120.0, "peak_gib": 4.0, "objectives": 5, "families": 3, "hypotheses": 15}
+
+
+def _peak_gib() -> float:
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kib / 1024**2
+
+
+def bench_run(dataset: str = "cptac-ucec", out: str | Path | None = None, *, seed: int = 0, max_objectives: int = 8) -> dict:
+    """Fetch ``dataset``, run the offline pipeline on it, return measurements and pass/fail per target."""
+    from proteus.datasets import fetch
+    from proteus.policy.heuristic import HeuristicPolicy
+    from proteus.runner import run_research
+
+    tmp = tempfile.mkdtemp(prefix="proteus-bench-") if out is None else None
+    root = Path(tmp or out)
+    try:
+        data = fetch(dataset, root / "data" / dataset)
+        run_dir = root / "run"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        t0 = time.perf_counter()
+        info = run_research(data, run_dir, policy=HeuristicPolicy(), seed=seed, max_objectives=max_objectives)
+        wall = time.perf_counter() - t0
+        state = json.loads((run_dir / "state.json").read_text())
+        families = sorted({o["family"] for o in state["objectives"] if o["status"] == "done"})
+        got = {
+            "wall_seconds": round(wall, 1),
+            "peak_gib": round(_peak_gib(), 2),
+            "objectives": info["counts"]["objectives"],
+            "families": len(families),
+            "hypotheses": info["counts"]["hypotheses"],
+        }
+        ok = {
+            "wall_seconds": got["wall_seconds"] <= TARGETS["wall_seconds"],
+            "peak_gib": got["peak_gib"] <= TARGETS["peak_gib"],
+            "objectives": got["objectives"] >= TARGETS["objectives"],
+            "families": got["families"] >= TARGETS["families"],
+            "hypotheses": got["hypotheses"] >= TARGETS["hypotheses"],
+        }
+        return {"dataset": dataset, "measured": got, "targets": TARGETS, "passed": ok, "family_names": families,
+                "relations": info["counts"]["relations"], "steps": info["counts"]["steps"]}
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", default="cptac-ucec")
+    ap.add_argument("--out", default=None, help="keep the data and run here (default: a temporary folder)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    a = ap.parse_args(argv)
+    res = bench_run(a.dataset, a.out, seed=a.seed)
+    if a.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"bench_run on {res['dataset']} (offline policy)")
+        ops = {"wall_seconds": "<=", "peak_gib": "<=", "objectives": ">=", "families": ">=", "hypotheses": ">="}
+        for k, v in res["measured"].items():
+            print(f"  {k:<13} {v:>8}   target {ops[k]} {TARGETS[k]:<6} {'ok' if res['passed'][k] else 'MISSED'}")
+        print(f"  families: {', '.join(res['family_names'])}; {res['steps']} steps, {res['relations']} relations")
+    return 0 if all(res["passed"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
