@@ -52,6 +52,9 @@ class Study:
     clinical: pd.DataFrame = field(default_factory=pd.DataFrame)
     mutations: pd.DataFrame | None = None
     reports: list[FileReport] = field(default_factory=list)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+    """Derived results shared between tools within one process (e.g. a contrast's differential
+    table, computed once and reused by enrichment and network tools). Never checkpointed."""
 
     def bulk(self) -> dict[str, ad.AnnData]:
         """Sample-level layers."""

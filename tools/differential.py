@@ -421,8 +421,10 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         + f": {len(table)} features tested, {len(skipped)} skipped; {int(sig.sum())} with q < {p.fdr} "
         f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "") + "."
     )
-    return ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
-                      relations=relations, metrics=metrics)
+    result = ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
+                        relations=relations, metrics=metrics)
+    study.cache[(name, p.model_dump_json())] = result  # reused by enrichment / network on the same contrast
+    return result
 
 
 # --- differential_anova -----------------------------------------------------------------------

@@ -45,6 +45,7 @@ doi:10.1186/1471-2105-13-S16-S12
 
 from __future__ import annotations
 
+
 import logging
 from typing import Literal
 
@@ -164,9 +165,12 @@ def contrast_table(study: Study, *, modality: str, group: str, case: str, contro
         fields = tool.params.model_fields
         want = {"modality": modality, "group": group, "case": case, "control": control, "covariates": covariates}
         call = {k: v for k, v in want.items() if k in fields and v is not None and v != []}
-        sub = ToolContext(out_dir=ctx.out_dir, seed=ctx.seed, provenance=ctx.provenance,
-                          figure_prefix=f"{ctx.figure_prefix}de_") if ctx is not None else ToolContext(out_dir=".")
-        res = tool(study, call, sub)
+        key = ("differential_abundance", tool.params.model_validate(call).model_dump_json())
+        res = study.cache.get(key)
+        if res is None:
+            sub = ToolContext(out_dir=ctx.out_dir, seed=ctx.seed, provenance=ctx.provenance,
+                              figure_prefix=f"{ctx.figure_prefix}de_") if ctx is not None else ToolContext(out_dir=".")
+            res = tool(study, call, sub)
         tab = next((t for t in res.tables.values() if {"logFC", "p"} <= set(map(str, t.columns))), None)
         if tab is None:
             msg = f"differential_abundance returned no table with logFC and p (tables: {list(res.tables)})"
