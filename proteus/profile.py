@@ -26,7 +26,7 @@ VariableKind = Literal[
 ]
 
 _TIME_WORDS = ("surviv", "time", "days", "months", "years", "follow", "duration")
-_TIME_TOKENS = {"os", "pfs", "dfs", "rfs", "dss", "efs", "ttp", "dmfs", "tdm", "t"}
+_TIME_TOKENS = {"os", "pfs", "dfs", "rfs", "dss", "efs", "ttp", "dmfs", "tdm"}
 _EVENT_WORDS = ("event", "death", "dead", "vital", "relaps", "recur", "censor", "metast", "progress")
 _EVENT_TOKENS = {"status", "e", "os", "pfs", "dfs", "rfs", "dss", "efs", "edm", "dmfs"}
 _BATCH_TOKENS = {"batch", "plex", "tmt", "run", "plate", "lane", "channel", "center", "centre", "instrument", "fraction", "operator"}
@@ -37,8 +37,11 @@ def _tokens(name: str) -> list[str]:
 
 
 def _is_time(name: str) -> bool:
+    """Follow-up time: a time word or endpoint token; a bare ``t`` only as the whole name or beside an
+    endpoint (``t.os``), never in names like ``T cells CD8``."""
     low = name.lower()
-    return any(w in low for w in _TIME_WORDS) or bool(set(_tokens(name)) & _TIME_TOKENS)
+    toks = set(_tokens(name))
+    return any(w in low for w in _TIME_WORDS) or bool(toks & _TIME_TOKENS) or toks == {"t"}
 
 
 def _is_event(name: str) -> bool:
@@ -51,7 +54,11 @@ def _is_batch(name: str) -> bool:
 _STRONG_HINT = re.compile(r"(status|subtype|condition|group|diagnos|disease|treat|arm|msi|genotype|response)", re.I)
 _MEDIUM_HINT = re.compile(r"(class|histolog|phenotype|cohort)", re.I)
 _WEAK_HINT = re.compile(r"(type|grade|stage|tumou?r|normal|sex|gender)", re.I)
-_UNKNOWN = re.compile(r"^(unknown|na|n/a|nan|none|not reported|not available|cannot be determined|staging incomplete|other.*|p?[ntm]x|missing|\?)$", re.I)
+_UNKNOWN = re.compile(
+    r"^(unknown|unk|unkn?own|unknow|na|n/a|nan|none|not reported|not available|not known|not applicable|not evaluated|"
+    r"cannot be determined|staging incomplete|other.*|p?[ntm]x|missing|\?|-)$",
+    re.I,
+)
 
 
 def quote(name: object, limit: int = 60) -> str:
@@ -143,6 +150,11 @@ class DataProfile(BaseModel):
         return text if len(text) <= max_chars else text[: max_chars - 20] + "\n[... truncated]"
 
 
+_PROBE = re.compile(r"^(\d+(_[a-z])?_at|AFFX-.+|ILMN_\d+|A_\d+_P\d+)$", re.I)
+"""Microarray probe ids (Affymetrix ``211762_s_at``, Illumina ``ILMN_123``, Agilent ``A_23_P123``)."""
+_ID_TOKENS = {"id", "ids", "identifier", "barcode", "accession", "uuid"}
+
+
 def _id_type(names: pd.Index) -> str:
     sample = [str(x) for x in names[:200]]
     if not sample:
@@ -155,6 +167,8 @@ def _id_type(names: pd.Index) -> str:
         return "ensembl"
     if sum(s.lower().startswith("hsa-") for s in sample) > len(sample) / 2:
         return "mirna"
+    if sum(bool(_PROBE.match(s)) for s in sample) > len(sample) / 2:
+        return "probe"
     return "symbol"
 
 
@@ -177,6 +191,8 @@ def _type_variable(name: str, s: pd.Series) -> ClinicalVariable:
     if nunique == 2:
         kind = "survival_event" if _is_event(name) and is_numeric else "binary"
         return ClinicalVariable(kind=kind, levels=levels, **base)
+    if nunique >= 0.9 * n and n > 10 and set(_tokens(name)) & _ID_TOKENS:
+        return ClinicalVariable(kind="id", **base)  # numeric identifiers are not measurements
     if is_numeric and nunique > 10:
         return ClinicalVariable(kind="continuous", summary=_num_summary(numeric), **base)
     if nunique >= 0.9 * n and n > 10:

@@ -36,7 +36,7 @@ def test_ucec_run_writes_every_artifact(ucec_run: Path):
     g = nx.node_link_graph(kg_data, directed=True, multigraph=True, edges="edges")
     types = {d["type"] for _, d in g.nodes(data=True)}
     assert {"objective", "workflow", "step", "hypothesis", "protein", "gene", "pathway", "sample_group", "mutation"} <= types
-    assert all("id" in d and "type" in d for _, d in g.nodes(data=True))
+    assert all("id" in d and "type" in d for d in kg_data["nodes"])  # node-link JSON: the id is the node key
     relation_edges = {d["id"]: d for _, _, d in g.edges(data=True) if "stats" in d}
     assert len(relation_edges) > 200
     for d in relation_edges.values():

@@ -46,7 +46,7 @@ from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import optimize, stats
 from scipy.cluster import hierarchy
-from scipy.spatial.distance import pdist, squareform
+from scipy.spatial.distance import squareform
 
 from proteus.records import Entity, Relation, Stats, ToolResult, contrast_entity, stable_id
 from proteus.study import Study

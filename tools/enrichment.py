@@ -45,6 +45,8 @@ doi:10.1186/1471-2105-13-S16-S12
 
 from __future__ import annotations
 
+import tempfile
+
 
 import logging
 from typing import Literal
@@ -169,7 +171,7 @@ def contrast_table(study: Study, *, modality: str, group: str, case: str, contro
         res = study.cache.get(key)
         if res is None:
             sub = ToolContext(out_dir=ctx.out_dir, seed=ctx.seed, provenance=ctx.provenance,
-                              figure_prefix=f"{ctx.figure_prefix}de_") if ctx is not None else ToolContext(out_dir=".")
+                              figure_prefix=f"{ctx.figure_prefix}de_") if ctx is not None else ToolContext(out_dir=tempfile.mkdtemp(prefix="proteus_de_"))
             res = tool(study, call, sub)
         tab = next((t for t in res.tables.values() if {"logFC", "p"} <= set(map(str, t.columns))), None)
         if tab is None:

@@ -305,6 +305,24 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]
                                                    entities=[r.subject.id, r.object.id] + [x.subject.id for x in mk[:3]],
                                                    test=test[:600])))
 
+    # 4. single state changes in named populations not used above (strongest few)
+    used = {e for _, d in drafts for e in d.evidence}
+    singles = [r for r in sorted(ds, key=_q) if r.id not in used and not r.stats.extra["population"].startswith("unassigned")]
+    for r in singles[:3]:
+        pop, marker = r.stats.extra["population"], r.stats.extra["marker"]
+        up = r.predicate == "higher_in"
+        mk = _markers_of(kg, pop)
+        contrast = r.object.label
+        statement = f"{marker} is {'increased' if up else 'decreased'} in {pop} under {contrast}."
+        rationale = (f"Differential state (sample medians, limma): {marker} in {pop} {r.stats.effect:+.2f} arcsinh, "
+                     f"q={_fmt(r.stats.q)}, n={r.stats.n} samples" + (f"; {pop} defined by {', '.join(x.subject.label for x in mk)}" if mk else "") + ".")
+        test = (f"Measure {marker} in gated {pop} of held-out donors in both conditions (phospho-flow/CyTOF) and test the paired difference; "
+                f"predict the same direction.")
+        drafts.append((_q(r) * 5, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200],
+                                                   evidence=[r.id] + [x.id for x in mk[:2]],
+                                                   entities=[r.subject.id, f"cell_population:{pop}", f"marker:{marker}", r.object.id],
+                                                   test=test[:600])))
+
     drafts.sort(key=lambda t: t[0])
     seen, out = set(), []
     for _, d in drafts:
