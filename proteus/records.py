@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,23 +36,6 @@ __all__ = [
     "contrast_entity",
 ]
 
-ENTITY_TYPES = (
-    "protein",
-    "gene",
-    "phosphosite",
-    "acetylsite",
-    "mirna",
-    "pathway",
-    "clinical_variable",
-    "sample_group",
-    "mutation",
-    "cell_population",
-    "marker",
-    "module",
-    "feature",
-)
-"""Biological entity types. Research-process node types are objective, workflow, step, hypothesis."""
-
 EntityType = Literal[
     "protein",
     "gene",
@@ -68,6 +51,9 @@ EntityType = Literal[
     "module",
     "feature",
 ]
+
+ENTITY_TYPES: tuple[str, ...] = get_args(EntityType)
+"""Biological entity types. Research-process node types are objective, workflow, step, hypothesis."""
 
 METRICS = ("reliability", "logical_coherence", "biological_plausibility", "novelty", "evaluability")
 """The five judge metrics, each scored 1-5."""
