@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="PROTEUS: autonomous discovery for proteomics and multi-omics.")
 tools_app = typer.Typer(no_args_is_help=True, help="List registered tools or run one by hand.")
@@ -24,7 +25,8 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # one line however long (soft_wrap), and text from the data (file names, columns) is not markup
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -41,7 +43,7 @@ def _progress(quiet: bool):
     if quiet:
         return lambda msg: None
     console = Console(stderr=True)
-    return lambda msg: console.print(f"[cyan]proteus[/] {msg}", highlight=False)
+    return lambda msg: console.print(f"[cyan]proteus[/] {escape(msg)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -61,19 +63,24 @@ def run(
     try:
         if not Path(data).exists():
             _fail(f"data folder {data} does not exist")
-        from proteus.llm import make_policy
+        from proteus.llm import make_policy, resolve_model
         from proteus.runner import run_research
 
+        resolved = resolve_model(model, base_url)  # the model actually used (argument, PROTEUS_MODEL or proteus.toml)
         policy = make_policy(model, base_url)
-        info = run_research(data, out, policy=policy, seed=seed, resume=resume, force=force, max_objectives=max_objectives, progress=_progress(quiet), model_label=model or "offline")
+        info = run_research(
+            data, out, policy=policy, seed=seed, resume=resume, force=force, max_objectives=max_objectives, progress=_progress(quiet),
+            model_label=resolved["name"], base_url=resolved["base_url"],
+        )
     except _user_errors() as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     if not quiet:
         c = info["counts"]
         Console().print(
             f"[green]done[/] in {info['wall_seconds']:.0f} s: {c['objectives']} objectives, {c['steps']} steps, "
-            f"{c['relations']} relations, {c['hypotheses']} hypotheses -> {out}/report.html",
+            f"{c['relations']} relations, {c['hypotheses']} hypotheses -> {escape(str(out))}/report.html",
             highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -88,7 +95,9 @@ def resume(
     if not p.exists():
         _fail(f"{run_dir} is not a PROTEUS run directory (no run.json)")
     info = json.loads(p.read_text())
-    run(Path(info["data"]), run_dir, info.get("model") if info.get("model") != "offline" else None, None, info.get("seed", 0), info.get("config", {}).get("max_objectives", 8), True, force, quiet)
+    config = info.get("config", {})
+    # the run's own model and server (an offline run stays offline whatever PROTEUS_MODEL says)
+    run(Path(info["data"]), run_dir, info.get("model") or "offline", config.get("base_url"), info.get("seed", 0), config.get("max_objectives", 8), True, force, quiet)
 
 
 @tools_app.command("list")
@@ -129,7 +138,7 @@ def tools_run(
         _fail(str(e).splitlines()[0])
     for tname, table in result.tables.items():
         table.to_csv(out / f"{name}_{tname}.tsv", sep="\t", index=False)
-    Console().print(result.summary, highlight=False)
+    Console().print(result.summary, highlight=False, markup=False, soft_wrap=True)
     Console().print(f"{len(result.tables)} table(s), {len(result.figures)} figure(s), {len(result.relations)} relation(s) -> {out}", highlight=False)
 
 

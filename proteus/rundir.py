@@ -102,6 +102,36 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        self._recover()
+
+    def _recover(self) -> None:
+        """Clean up after a process killed mid-write (called once the lock is held).
+
+        Removes leftover temporary files of :meth:`write_text` and cuts a torn last line off
+        ``trace.jsonl`` so that the next event starts on a line of its own.
+        """
+        for folder in (self.path, self.path / "tables", self.path / "figures"):
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+        trace = self.path / "trace.jsonl"
+        if not trace.exists():
+            return
+        with open(trace, "rb+") as f:
+            end = f.seek(0, os.SEEK_END)
+            if end == 0 or (f.seek(end - 1), f.read(1))[1] == b"\n":
+                return
+            pos = end  # scan back (in chunks) to the last complete line
+            while pos > 0:
+                start = max(0, pos - (1 << 16))
+                f.seek(start)
+                i = f.read(pos - start).rfind(b"\n")
+                if i >= 0:
+                    pos = start + i + 1
+                    break
+                pos = start
+            f.truncate(pos)
+            f.flush()
+            os.fsync(f.fileno())
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -146,10 +176,18 @@ class RunDir:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
 
     def read_jsonl(self, name: str) -> list[Any]:
+        """Rows of a JSON-lines file; a torn last line (a process killed mid-append) is skipped."""
         p = self.path / name
         if not p.exists():
             return []
-        return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in lines[:-1]]
+        if lines:
+            try:
+                rows.append(json.loads(lines[-1]))
+            except json.JSONDecodeError:
+                pass
+        return rows
 
     @property
     def checkpoint_path(self) -> Path:

@@ -58,11 +58,14 @@ def run_research(
     max_objectives: int = 8,
     progress: Callable[[str], None] = lambda msg: None,
     model_label: str = "offline",
+    base_url: str | None = None,
     study=None,
 ) -> dict[str, Any]:
     """Run (or resume) PROTEUS on ``data`` writing to ``out``; returns the final ``run.json`` dict.
 
-    ``study`` may be passed pre-loaded (evaluation harness: held-out splits, permuted labels).
+    ``model_label`` and ``base_url`` (credentials stripped) are recorded so that ``proteus resume``
+    continues with the same model. ``study`` may be passed pre-loaded (evaluation harness:
+    held-out splits, permuted labels).
     """
     from proteus.io import load_study
 
@@ -75,11 +78,21 @@ def run_research(
         if previous and not resume and (rundir.path / "checkpoint.sqlite").exists():
             msg = f"{rundir.path} already holds a run; use --resume to continue it or choose another --out"
             raise FileExistsError(msg)
-        if resume and previous and previous.get("fingerprint") != fp and not force:
+        changed_inputs: list[str] = []
+        if resume and previous and previous.get("fingerprint") != fp:
             changed = sorted(set(previous.get("fingerprint", {}).items()) ^ set(fp.items()))
-            names = sorted({k for k, _ in changed})
-            msg = f"input files changed since the run started ({', '.join(names[:5])}); pass --force to resume anyway"
-            raise InputsChangedError(msg)
+            changed_inputs = sorted({k for k, _ in changed})
+            if not force:
+                msg = f"input files changed since the run started ({', '.join(changed_inputs[:5])}); pass --force to resume anyway"
+                raise InputsChangedError(msg)
+        if resume and previous:
+            # a resumed run continues with the settings it started with (its checkpoint was made with them)
+            config = previous.get("config", {})
+            kept = int(config.get("seed", seed)), int(config.get("max_objectives", max_objectives))
+            if kept != (seed, max_objectives):
+                progress(f"resuming with the run's own seed {kept[0]} and max objectives {kept[1]}")
+            seed, max_objectives = kept
+        elapsed_before = _elapsed_before(rundir) if resume else 0.0
         t0 = time.time()
         if study is None:
             progress(f"reading {data}")
@@ -92,19 +105,32 @@ def run_research(
         run_info: dict[str, Any] = {
             "run_id": rundir.path.name,
             "data": str(data.resolve()),
-            "config": {"seed": seed, "max_objectives": max_objectives, "resume": resume},
+            "config": {"seed": seed, "max_objectives": max_objectives, "resume": resume, "base_url": _public_url(base_url)},
             "policy": policy.name,
             "model": model_label,
             "judge": policy.judge_name,
             "seed": seed,
-            "fingerprint": fp if not previous or not resume else previous.get("fingerprint", fp),
+            "fingerprint": fp,
             "versions": {"python": sys.version.split()[0], "platform": platform.platform(), **package_versions()},
             "started": previous.get("started") if (previous and resume) else time.strftime("%Y-%m-%dT%H:%M:%S"),
             "status": "running",
             "inputs": [f"{r.path}: {r.kind or 'skipped'}" + (f" ({r.problem})" if r.problem else "") for r in study.reports],
         }
+        changed_before = previous.get("inputs_changed_on_resume", []) if (previous and resume) else []
+        if changed_before or changed_inputs:
+            run_info["inputs_changed_on_resume"] = sorted(set(changed_before) | set(changed_inputs))
         rundir.write_json("run.json", run_info)
-        rundir.append_trace({"kind": "run_start", "resume": resume, "policy": policy.name, "model": model_label, "seed": seed})
+        rundir.append_trace(
+            {
+                "kind": "run_start",
+                "resume": resume,
+                "policy": policy.name,
+                "model": model_label,
+                "seed": seed,
+                "setup_seconds": round(time.time() - t0, 3),
+                **({"inputs_changed": changed_inputs} if changed_inputs else {}),
+            }
+        )
 
         ctx = RunContext(study=study, profile=profile, policy=policy, rundir=rundir, seed=seed, max_objectives=max_objectives, progress=progress)
         conn = sqlite3.connect(rundir.checkpoint_path, check_same_thread=False)
@@ -122,7 +148,7 @@ def run_research(
         run_info.update(
             status="finished",
             finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            wall_seconds=round(time.time() - t0 + (previous.get("wall_seconds", 0) if previous and resume else 0), 2),
+            wall_seconds=round(elapsed_before + time.time() - t0, 2),
             usage=usage,
             counts={
                 "objectives": sum(o["status"] == "done" for o in final.get("objectives", [])),
@@ -139,6 +165,40 @@ def run_research(
         return run_info
     finally:
         rundir.unlock()
+
+
+def _public_url(url: str | None) -> str | None:
+    """``url`` without user:password (never written to the run directory)."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _elapsed_before(rundir: RunDir) -> float:
+    """Wall seconds of the earlier sessions of this run, from ``trace.jsonl``.
+
+    A session runs from its ``run_start`` event (less its ``setup_seconds``, the reading before
+    it) to its last event; a killed session leaves no ``run_end``, so its time is counted up to its
+    last traced event. A fresh (non-resume) ``run_start`` starts the count again.
+    """
+    total, start, last = 0.0, None, None
+    for e in rundir.read_jsonl("trace.jsonl"):
+        t = e.get("t")
+        if not isinstance(t, (int, float)):
+            continue
+        if e.get("kind") == "run_start":
+            if start is not None and last is not None:
+                total += max(0.0, last - start)
+            if not e.get("resume"):
+                total = 0.0
+            start = t - float(e.get("setup_seconds") or 0.0)
+        last = t
+    if start is not None and last is not None:
+        total += max(0.0, last - start)
+    return total
 
 
 def write_artifacts(rundir: RunDir, state: dict[str, Any], kg: KnowledgeGraph) -> None:
