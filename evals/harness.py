@@ -34,8 +34,6 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from proteus.evals.judge import rejudge, score_summary
-from proteus.evals.validation import permute_labels, stratified_split, validate_run, wilson_ci
 
 __all__ = ["evaluate", "prepare_dataset", "run_arm", "validate_dataset", "summarise", "eval_cli", "MIN_SAMPLES"]
 
@@ -84,6 +82,8 @@ def prepare_dataset(name: str, out: str, *, seed: int = 1, fraction: float = 0.6
         if not (folder.is_dir() and any(folder.iterdir())):
             fetch(name, folder)
     study = _load(str(folder))
+    from proteus.evals.validation import stratified_split
+
     split = stratified_split(study, seed=seed, fraction=fraction)
     n = len(split.discovery) + len(split.held_out)
     if n < MIN_SAMPLES:
@@ -137,6 +137,8 @@ def run_arm(
     if not (info and info.get("status") == "finished"):
         study = _load(prep["folder"]).subset_samples(prep["split"]["discovery"])
         if arm == "null":
+            from proteus.evals.validation import permute_labels
+
             study = permute_labels(study, seed=seed)
         resume = (run_dir / "checkpoint.sqlite").exists()
         info = run_research(
@@ -158,6 +160,8 @@ def run_arm(
 
 
 def _rate(k: int, n: int) -> dict[str, Any]:
+    from proteus.evals.validation import wilson_ci
+
     lo, hi = wilson_ci(k, n)
     return {"k": k, "n": n, "rate": round(k / n, 4) if n else None, "ci95": [lo, hi]}
 
@@ -182,6 +186,9 @@ def validate_dataset(
     held = full.subset_samples(prep["split"]["held_out"])
     disc_study = full.subset_samples(prep["split"]["discovery"])
     scratch = Path(prep["dir"]) / "scratch"
+    from proteus.evals.judge import rejudge, score_summary
+    from proteus.evals.validation import validate_run
+
     hyps = validate_run(discovery["dir"], held, cross_study=disc_study, seed=seed, scratch=scratch / "discovery")
     null_hyps = validate_run(null["dir"], held, cross_study=None, seed=seed, scratch=scratch / "null")
     shutil.rmtree(scratch, ignore_errors=True)
