@@ -24,7 +24,7 @@ from proteus.io.h5ad import read_h5ad
 from proteus.io.maf import is_maf, read_maf
 from proteus.io.matrix import read_matrix
 from proteus.io.maxquant import is_maxquant, read_maxquant
-from proteus.io.samples import build_mapping
+from proteus.io.samples import build_mapping, groups_from_names
 from proteus.study import FileReport, NoUsableDataError, Study
 
 __all__ = ["load_study"]
@@ -273,6 +273,11 @@ def load_study(
             if a.uns.get("level") == "sample":
                 ids.update(dict.fromkeys(map(str, a.obs_names)))
         clinical = pd.DataFrame(index=pd.Index(list(ids), name="sample"))
+        groups = groups_from_names(list(ids))
+        if groups is not None:
+            clinical["group"] = groups
+            levels = ", ".join(f"{k} ({v})" for k, v in groups.value_counts().items())
+            reports.append(FileReport("(sample names)", kind="sample_groups", notes=[f"no sample table: groups read from sample names: {levels}"]))
     clinical.index = clinical.index.astype(str)
     muts = pd.concat(mutations, ignore_index=True) if mutations else None
 

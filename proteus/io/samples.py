@@ -87,3 +87,23 @@ def build_mapping(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str,
         if len(best[0]) == len(ids):
             break
     return best
+
+
+_REPLICATE_SUFFIX = re.compile(r"(?:[\s_.\-]+(?:rep(?:licate)?|bio|tech|br|tr|r|s))?[\s_.\-]*\d{1,3}[a-z]?$", re.I)
+
+
+def groups_from_names(samples: list[str]) -> pd.Series | None:
+    """Replicate groups read from sample names (``Ctrl_1, Ctrl_2, KO_rep1 ...`` -> ``Ctrl, KO``).
+
+    Used only when no sample table exists. The trailing replicate number (with an optional
+    ``rep``/``r``/``bio``/``tech`` tag) is removed; the result counts when it gives 2 or more groups
+    of at least 2 samples and fewer groups than half the samples. Singletons become missing.
+    """
+    if len(samples) < 4:
+        return None
+    stems = pd.Series([_REPLICATE_SUFFIX.sub("", s) or s for s in samples], index=samples, dtype=object)
+    counts = stems.value_counts()
+    real = counts[counts >= 2]
+    if len(real) < 2 or len(real) > len(samples) / 2:
+        return None
+    return stems.where(stems.isin(real.index))
