@@ -37,6 +37,7 @@ from proteus.records import (
     feature_entity,
 )
 from proteus.study import Study
+from proteus.tools._plots import volcano
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
 __all__ = [
@@ -437,19 +438,9 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
         for row in sig.head(p.max_relations).itertuples()
     ]
 
-    fig = Figure(figsize=(5, 4))
-    ax = fig.subplots()
-    nlp = -np.log10(tested["p"].clip(lower=1e-300))
-    is_sig = (tested["q"] < p.fdr).to_numpy()
-    ax.plot(tested["r"][~is_sig], nlp[~is_sig], ".", ms=2, color="grey")
-    ax.plot(tested["r"][is_sig], nlp[is_sig], ".", ms=2, color="crimson")
-    for row in sig.head(8).itertuples():
-        ax.annotate(str(row.feature), (row.r, -np.log10(max(row.p, 1e-300))), fontsize=6)
-    ax.set_xlabel(effect_type)
-    ax.set_ylabel("-log10 p")
-    ax.set_title(f"{p.modality} vs {p.variable} (n={len(use)})", fontsize=9)
-    path = ctx.figure_path(f"clinical_correlation_{p.modality}_{p.variable}")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    ranked = tested.sort_values("p", kind="stable")
+    path = volcano(ctx, f"clinical_correlation_{p.modality}_{p.variable}", ranked["r"], ranked["p"], ranked["q"], p.fdr,
+                   labels=ranked["feature"].to_numpy(), xlabel=effect_type, title=f"{p.modality} vs {p.variable} (n={len(use)})")
 
     npos = int((sig["r"] > 0).sum())
     top = ", ".join(f"{r.feature} ({_fmt(r.r)}, q={_fmt(r.q)})" for r in sig.head(5).itertuples())

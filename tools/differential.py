@@ -30,6 +30,7 @@ from proteus.records import Relation, Stats, ToolResult, contrast_entity, featur
 from proteus.stats.limma import ebayes, lm_fit  # noqa: E402
 from proteus.stats.multitest import bh  # noqa: E402
 from proteus.study import Study  # noqa: E402
+from proteus.tools._plots import volcano
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register  # noqa: E402
 
 __all__ = [
@@ -230,26 +231,6 @@ def _mann_whitney(a: np.ndarray, b: np.ndarray):
     return np.sign(u1 - mu) * np.maximum(z, 0), p
 
 
-def _volcano(ctx: ToolContext, name: str, table: pd.DataFrame, fdr: float, title: str):
-    fig, ax = plt.subplots(figsize=(6, 5))
-    x, y = table["logFC"].to_numpy(), -np.log10(np.clip(table["p"].to_numpy(), 1e-300, 1))
-    sig = (table["q"] < fdr).to_numpy()
-    ax.scatter(x[~sig], y[~sig], s=6, c="0.7", lw=0, label="not significant")
-    ax.scatter(x[sig & (x > 0)], y[sig & (x > 0)], s=8, c="tab:red", lw=0, label=f"up (q < {fdr})")
-    ax.scatter(x[sig & (x < 0)], y[sig & (x < 0)], s=8, c="tab:blue", lw=0, label=f"down (q < {fdr})")
-    for _, r in table.head(10).iterrows():
-        ax.annotate(str(r["label"]), (r["logFC"], -np.log10(max(r["p"], 1e-300))), fontsize=7)
-    ax.set_xlabel("log2 fold change")
-    ax.set_ylabel("-log10 p")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    path = ctx.figure_path(name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def _heatmap(ctx: ToolContext, name: str, Y: np.ndarray, labels: list[str], groups: pd.Series, title: str):
     """Rows z-scored over samples, samples ordered by group; NaN drawn grey."""
     order = np.argsort(groups.to_numpy(), kind="stable")
@@ -399,7 +380,8 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
 
     title = f"{p.modality}: {p.case} vs {p.control} ({p.method}); {int(sig.sum())} with q < {p.fdr}"
     slug = f"{p.modality}_{p.group}_{p.case}_vs_{p.control}".replace(" ", "_").replace("/", "-")
-    figures = [_volcano(ctx, f"volcano_{slug}", table, p.fdr, title)]
+    figures = [volcano(ctx, f"volcano_{slug}", table["logFC"], table["p"], table["q"], p.fdr, labels=table["label"].to_numpy(),
+                       xlabel="log2 fold change", title=title)]
     top = table.head(40)
     rows = pd.Index(ids).get_indexer(top["feature"])
     figures.append(_heatmap(ctx, f"heatmap_{slug}", Y[rows], list(top["label"]), g.reset_index(drop=True),

@@ -37,6 +37,7 @@ from proteus.tools.correlation import (
     modality_kind,
     restricted_samples,
 )
+from proteus.tools._plots import draw_volcano
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
 __all__ = ["mutation_association", "mutation_cis_effect", "mutation_matrix", "VARIANT_CLASSES", "two_group_moderated"]
@@ -193,12 +194,8 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
     fig = Figure(figsize=(3.2 * min(len(genes), 3), 3.0 * ((len(genes) + 2) // 3)))
     axes = np.atleast_1d(fig.subplots((len(genes) + 2) // 3, min(len(genes), 3))).ravel()
     for ax, tab, g in zip(axes, tables, genes):
-        s = (tab["q"] < p.fdr).to_numpy()
-        nlp = -np.log10(tab["p"].clip(lower=1e-300))
-        ax.plot(tab["logFC"][~s], nlp[~s], ".", ms=2, color="grey")
-        ax.plot(tab["logFC"][s], nlp[s], ".", ms=3, color="crimson")
+        draw_volcano(ax, tab["logFC"], tab["p"], tab["q"], p.fdr, xlabel="log2FC")
         ax.set_title(f"{g} mutated vs WT", fontsize=8)
-        ax.set_xlabel("log2FC", fontsize=7)
     for ax in axes[len(genes):]:
         ax.set_visible(False)
     path = ctx.figure_path(f"mutation_association_{p.modality}")

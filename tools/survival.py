@@ -34,6 +34,7 @@ from proteus.tools.correlation import (
     modality_kind,
     restricted_samples,
 )
+from proteus.tools._plots import volcano
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
 __all__ = ["cox_per_feature", "kaplan_meier", "cluster_clinical_association", "cox_efron", "event_indicator"]
@@ -292,19 +293,10 @@ def cox_per_feature(study: Study, params: CoxParams, ctx: ToolContext) -> ToolRe
              p.modality)
         for r in sig.head(p.max_relations).itertuples()
     ]
-    fig = Figure(figsize=(5, 4))
-    ax = fig.subplots()
-    nlp = -np.log10(table["p"].clip(lower=1e-300))
-    s = (table["q"] < p.fdr).to_numpy()
-    ax.plot(table["coef"][~s], nlp[~s], ".", ms=2, color="grey")
-    ax.plot(table["coef"][s], nlp[s], ".", ms=3, color="crimson")
-    for r in sig.head(8).itertuples():
-        ax.annotate(str(r.feature), (r.coef, -np.log10(max(r.p, 1e-300))), fontsize=6)
-    ax.set_xlabel("log hazard ratio" + (" per SD" if p.scale == "zscore" else ""))
-    ax.set_ylabel("-log10 p")
-    ax.set_title(f"Cox per feature, {p.modality} ({len(surv)} samples, {int(surv['event'].sum())} events)", fontsize=9)
-    path = ctx.figure_path(f"cox_per_feature_{p.modality}")
-    fig.savefig(path, dpi=120)
+    ranked = table.sort_values("p", kind="stable")
+    path = volcano(ctx, f"cox_per_feature_{p.modality}", ranked["coef"], ranked["p"], ranked["q"], p.fdr,
+                   labels=ranked["feature"].to_numpy(), xlabel="log hazard ratio" + (" per SD" if p.scale == "zscore" else ""),
+                   title=f"Cox per feature, {p.modality} ({len(surv)} samples, {int(surv['event'].sum())} events)")
     n_harm = int((sig["coef"] > 0).sum())
     top = ", ".join(f"{r.feature} (HR {r.hazard_ratio:.2f}, q={r.q:.2g})" for r in sig.head(5).itertuples())
     summary = (f"Cox PH (Efron ties) per feature on {len(table)} {p.modality} features, {len(surv)} samples, "
