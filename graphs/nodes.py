@@ -65,6 +65,7 @@ def _view(state: ResearchState, ctx: RunContext) -> ResearchView:
         trace=ctx.rundir.append_trace,
         seed=ctx.seed,
         max_objectives=ctx.max_objectives,
+        max_steps_per_workflow=ctx.max_steps_per_workflow,
     )
 
 

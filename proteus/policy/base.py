@@ -9,7 +9,7 @@ tools, the objectives so far) — never raw matrices — and returns the typed d
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from proteus.kg import KnowledgeGraph
@@ -46,7 +46,7 @@ class ResearchView:
     trace: Callable[[dict[str, Any]], None] = lambda event: None
     seed: int = 0
     max_objectives: int = 8
-    extra: dict[str, Any] = field(default_factory=dict)
+    max_steps_per_workflow: int = 8
 
     def tool(self, name: str) -> Tool | None:
         return next((t for t in self.tools if t.name == name), None)

@@ -102,7 +102,7 @@ class HeuristicPolicy(Policy):
         parts = [step.summary]
         if "n_significant" in m and "n_tested" in m:
             parts.append(f"{m['n_significant']} of {m['n_tested']} tests significant.")
-        return Interpretation(summary=" ".join(p for p in parts if p)[:1200], keep=bool(step.relation_ids) or True)
+        return Interpretation(summary=" ".join(p for p in parts if p)[:1200], keep=True)
 
     def update_workflow(self, view: ResearchView, objective: Objective, done: list[Step], remaining: list[StepSpec]) -> WorkflowUpdate:
         last = done[-1] if done else None

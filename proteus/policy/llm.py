@@ -311,7 +311,7 @@ class LLMPolicy(Policy):
         return plan
 
     def plan_workflow(self, view: ResearchView, objective: Objective) -> WorkflowPlan:
-        max_steps = int(view.extra.get("max_steps_per_workflow", 8))
+        max_steps = view.max_steps_per_workflow
         fixed = {"objective": _objective_text(objective), "max_steps": str(max_steps), "schema": compact_schema(WorkflowPlan), "tools": self._catalogue(view)}
         shrink = {"profile": self._profile(view), "kg": self._kg(view.kg)}
         messages = self.render("plan_workflow", fixed, shrink)
