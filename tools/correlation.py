@@ -366,7 +366,7 @@ class ClinicalCorrelationParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modality: str = Field(description="bulk modality whose features are correlated, e.g. 'proteomics'")
-    variable: str = Field(description="continuous clinical column, e.g. 'Age', 'BMI', 'ESTIMATE_ImmuneScore'")
+    variable: str = Field(description="continuous clinical column of the sample table")
     method: Literal["spearman", "pearson"] = Field("spearman", description="correlation coefficient")
     covariates: list[str] = Field(
         default_factory=list,
@@ -375,7 +375,7 @@ class ClinicalCorrelationParams(BaseModel):
     )
     restrict: dict[str, str | list[str]] | None = Field(
         None, description="keep only samples whose clinical column equals the value, "
-        "e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+        "as {column: level}"
     )
     min_samples: int = Field(10, ge=4, description="minimum complete pairs per feature; features with fewer are skipped")
     fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold for a significant correlation")
@@ -473,7 +473,7 @@ class ConcordanceParams(BaseModel):
     other_modality: str = Field(description="RNA modality matched by gene symbol, e.g. 'transcriptomics'")
     method: Literal["spearman", "pearson"] = Field("spearman", description="correlation coefficient")
     restrict: dict[str, str | list[str]] | None = Field(
-        None, description="keep only samples whose clinical column equals the value, e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+        None, description="keep only samples whose clinical column equals the value, as {column: level}"
     )
     min_samples: int = Field(10, ge=4, description="minimum samples with both values per gene")
     fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold")
@@ -593,7 +593,7 @@ class CnaCisParams(BaseModel):
     )
     method: Literal["spearman", "pearson"] = Field("spearman", description="correlation coefficient")
     restrict: dict[str, str | list[str]] | None = Field(
-        None, description="keep only samples whose clinical column equals the value, e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+        None, description="keep only samples whose clinical column equals the value, as {column: level}"
     )
     min_samples: int = Field(10, ge=4, description="minimum samples with both values per gene")
     fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold for a significant cis effect")
@@ -714,7 +714,7 @@ class ModulesParams(BaseModel):
         None, description="clinical columns to relate module eigengenes to; None tests every usable column"
     )
     restrict: dict[str, str | list[str]] | None = Field(
-        None, description="keep only samples whose clinical column equals the value, e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+        None, description="keep only samples whose clinical column equals the value, as {column: level}"
     )
     n_hubs: int = Field(10, ge=1, le=50, description="hub features per module (highest correlation with the eigengene) that become relations")
     fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold for eigengene-clinical associations")

@@ -25,8 +25,8 @@ themselves when the layer has none, and record the clustering key they used.
 Knowledge-graph representation (how hypotheses compose):
 
 - ``marker:CD20 --marker_of--> cell_population:B cells`` (top lineage markers of a population).
-- ``cell_population:B cells --higher_in/lower_in--> sample_group:condition: BCRXL vs Ref`` (DA).
-- ``marker:pS6 | B cells --higher_in/lower_in--> sample_group:condition: BCRXL vs Ref`` (DS): the
+- ``cell_population:B cells --higher_in/lower_in--> sample_group:<group>: <case> vs <control>`` (DA).
+- ``marker:pS6 | B cells --higher_in/lower_in--> sample_group:<group>: <case> vs <control>`` (DS): the
   subject is the state marker *within* a population (label ``"<marker> | <population>"``), so one
   edge per marker x population; ``stats.extra`` holds ``marker``, ``population`` and
   ``other_populations`` (the same marker's logFC and q in every other population tested), which
@@ -772,11 +772,11 @@ class _ContrastParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modality: str = Field(description="cell-level cytometry layer, e.g. 'cytometry'")
-    group: str = Field(description="condition column of the sample table (clinical), e.g. 'condition'")
-    case: str = Field(description="level of group tested, e.g. 'BCRXL' (stimulated)")
-    control: str | None = Field(None, description="reference level, e.g. 'Ref'; null compares case with all other samples")
+    group: str = Field(description="condition column of the sample table (clinical)")
+    case: str = Field(description="level of group tested (numerator of the fold change)")
+    control: str | None = Field(None, description="reference level; null compares case with all other samples")
     block: str | None = Field(
-        None, description="donor/patient column for paired designs (each donor in both conditions), e.g. 'patient_id'; "
+        None, description="donor/patient column for paired designs (each donor in both conditions); "
         "added to the design as a factor")
     populations: Literal["population", "cluster"] = Field(
         "population", description="test annotated populations (merged clusters) or the raw metaclusters")

@@ -311,8 +311,8 @@ class _ContrastParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modality: str = Field(description="bulk modality whose contrast is tested, e.g. 'proteomics' or 'phosphoproteomics'")
-    group: str = Field(description="clinical column defining the groups, e.g. 'Proteomics_Tumor_Normal'")
-    case: str = Field(description="level of `group` that is the case, e.g. 'Tumor'")
+    group: str = Field(description="clinical column defining the groups")
+    case: str = Field(description="level of `group` that is the case (numerator of the fold change)")
     control: str | None = Field(None, description="level of `group` that is the control; None = all other samples")
     covariates: list[str] = Field(default_factory=list, description="clinical columns adjusted for in the differential model")
     library: Library = Field("reactome", description="gene-set library: reactome, wikipathways or go_bp (GO biological process)")

@@ -116,15 +116,15 @@ class MutationAssociationParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modality: str = Field(description="bulk modality whose features are compared, e.g. 'proteomics'")
-    gene: str | None = Field(None, description="test this mutated gene only (e.g. 'PTEN'); None: the top_n recurrent genes")
+    gene: str | None = Field(None, description="test this mutated gene only (a gene symbol of the mutation table); None: the top_n recurrent genes")
     top_n: int = Field(5, ge=1, le=50, description="number of most recurrently mutated genes tested when gene is None")
     variant_classes: Literal["nonsilent", "truncating", "missense", "all"] = Field(
         "nonsilent", description="which variants count as 'mutated'"
     )
     min_mutated: int = Field(3, ge=2, description="minimum mutated (and wild-type) genotyped samples for a gene to be tested")
-    covariates: list[str] = Field(default_factory=list, description="clinical columns added to the linear model (e.g. MSI status)")
+    covariates: list[str] = Field(default_factory=list, description="clinical columns added to the linear model")
     restrict: dict[str, str | list[str]] | None = Field(
-        None, description="keep only samples whose clinical column equals the value, e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+        None, description="keep only samples whose clinical column equals the value, as {column: level}"
     )
     fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold (per gene, over features)")
     max_relations: int = Field(120, ge=0, le=500, description="at most this many significant features become relations (split over genes)")
@@ -228,7 +228,7 @@ class MutationCisParams(BaseModel):
     )
     min_mutated: int = Field(3, ge=2, description="minimum mutated (and wild-type) samples with a value")
     restrict: dict[str, str | list[str]] | None = Field(
-        None, description="keep only samples whose clinical column equals the value, e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+        None, description="keep only samples whose clinical column equals the value, as {column: level}"
     )
     fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold (over all gene x feature tests)")
     max_relations: int = Field(150, ge=0, le=500, description="at most this many significant cis effects become relations")
@@ -238,8 +238,8 @@ class MutationCisParams(BaseModel):
 def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContext) -> ToolResult:
     """Test whether a gene's mutation changes its own abundance (cis effect): for recurrently mutated genes, compare the gene's own protein / RNA / phosphosites between mutated and wild-type samples (Wilcoxon rank-sum, BH).
 
-    Truncating mutations of tumour suppressors typically lower their own protein (e.g. PTEN,
-    ARID1A in endometrial cancer). Relations: ``mutation:<GENE> --cis_effect_on--> protein:<GENE>``
+    Truncating mutations of tumour suppressors typically lower their own protein (nonsense-mediated
+    decay, unstable products). Relations: ``mutation:<GENE> --cis_effect_on--> protein:<GENE>``
     (or gene / phosphosite), modality-tagged, with the log2 mean difference as effect.
     """
     name = "mutation_cis_effect"

@@ -42,8 +42,8 @@ class PpiParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modality: str = Field(description="bulk protein-level modality, e.g. 'proteomics' (sites are collapsed to proteins)")
-    group: str = Field(description="clinical column defining the groups, e.g. 'Proteomics_Tumor_Normal'")
-    case: str = Field(description="level of `group` that is the case, e.g. 'Tumor'")
+    group: str = Field(description="clinical column defining the groups")
+    case: str = Field(description="level of `group` that is the case (numerator of the fold change)")
     control: str | None = Field(None, description="level of `group` that is the control; None = all other samples")
     covariates: list[str] = Field(default_factory=list, description="clinical columns adjusted for in the differential model")
     direction: Literal["up", "down", "both"] = Field("both", description="hits higher in case (up), lower (down), or either")

@@ -150,7 +150,7 @@ class ConsensusParams(BaseModel):
         5, ge=1, description="a k whose final clustering has a smaller cluster is not eligible (outlier singletons)"
     )
     restrict: dict[str, str | list[str]] | None = Field(
-        None, description="keep only samples whose clinical column equals the value, e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+        None, description="keep only samples whose clinical column equals the value, as {column: level}"
     )
     variables: list[str] | None = Field(
         None, description="clinical columns tested against the clusters; None tests every usable column"

@@ -216,7 +216,7 @@ class CoxParams(BaseModel):
         "zscore", description="'zscore': hazard ratio per standard deviation of the feature; 'none': per unit (e.g. per log2 unit)"
     )
     restrict: dict[str, str | list[str]] | None = Field(
-        None, description="keep only samples whose clinical column equals the value, e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+        None, description="keep only samples whose clinical column equals the value, as {column: level}"
     )
     min_samples: int = Field(20, ge=5, description="features observed in fewer samples are skipped")
     min_events: int = Field(5, ge=1, description="features with fewer observed events are skipped")
@@ -326,7 +326,7 @@ class KMParams(BaseModel):
         "median", description="'median': high vs low halves; 'tertiles': top vs bottom third (middle dropped)"
     )
     restrict: dict[str, str | list[str]] | None = Field(
-        None, description="keep only samples whose clinical column equals the value, e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+        None, description="keep only samples whose clinical column equals the value, as {column: level}"
     )
     min_group_size: int = Field(5, ge=2, description="strata smaller than this are dropped")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the log-rank test for a relation")
@@ -452,7 +452,7 @@ class AssociationParams(BaseModel):
         "(continuous, or 2-10 levels; ids and constants skipped)"
     )
     restrict: dict[str, str | list[str]] | None = Field(
-        None, description="keep only samples whose clinical column equals the value, e.g. {'Proteomics_Tumor_Normal': 'Tumor'}"
+        None, description="keep only samples whose clinical column equals the value, as {column: level}"
     )
     min_samples: int = Field(6, ge=3, description="columns with fewer samples holding a value are skipped")
     fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold")
