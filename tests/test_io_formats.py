@@ -86,6 +86,7 @@ def test_fragpipe_combined_protein_prefers_maxlfq(tmp_path):
     assert list(a.obs_names) == ["A_1", "B_1"]
     assert list(a.var_names) == ["ALB", "C3"]
     assert a["A_1", "ALB"].X[0, 0] == pytest.approx(np.log2(1.9e9))
+    assert a.var["n_peptides"].tolist() == [50, 40]  # Combined Total Peptides
     assert np.isnan(a["B_1", "C3"].X[0, 0])
 
 

@@ -10,7 +10,10 @@ from proteus.io._text import ReadProblem
 from proteus.io.modality import site_gene
 from proteus.io.values import coerce_numeric, to_log_scale
 
-__all__ = ["build_layer", "unique_ids", "first_token"]
+__all__ = ["build_layer", "unique_ids", "first_token", "peptide_counts", "PEPTIDE_COUNT_COLUMNS"]
+
+# Per-feature evidence counts, first match wins: MaxQuant, FragPipe, DIA-NN (>= 1.9 pg_matrix).
+PEPTIDE_COUNT_COLUMNS = ("Razor + unique peptides", "Peptides", "Combined Total Peptides", "N.Sequences")
 
 
 def first_token(s: object, sep: str = ";") -> str | None:
@@ -19,6 +22,20 @@ def first_token(s: object, sep: str = ";") -> str | None:
         return None
     t = str(s).split(sep)[0].strip()
     return t or None
+
+
+def peptide_counts(df: pd.DataFrame, notes: list[str]) -> np.ndarray | None:
+    """Peptides (or precursors) per feature from the first of :data:`PEPTIDE_COUNT_COLUMNS` present.
+
+    Kept in ``var["n_peptides"]`` so that differential tests can make the variance prior depend on
+    the evidence behind each value (DEqMS; Zhu et al. 2020, doi:10.1074/mcp.TIR119.001646).
+    """
+    col = next((c for c in PEPTIDE_COUNT_COLUMNS if c in df), None)
+    if col is None:
+        return None
+    counts = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    notes.append(f"peptide counts from {col!r} kept as var['n_peptides']")
+    return counts
 
 
 def unique_ids(ids: list[str], notes: list[str], what: str = "feature") -> list[str]:

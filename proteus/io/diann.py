@@ -12,7 +12,7 @@ import re
 import anndata as ad
 import pandas as pd
 
-from proteus.io._layer import build_layer, first_token, unique_ids
+from proteus.io._layer import build_layer, first_token, peptide_counts, unique_ids
 from proteus.io._text import RawTable, ReadProblem
 
 __all__ = ["is_diann", "read_diann", "run_stem"]
@@ -59,4 +59,7 @@ def read_diann(table: RawTable, notes: list[str], kind: str = "proteomics") -> a
     var = pd.DataFrame({"gene": genes, "uniprot": prot}, index=ids)
     if "Protein.Names" in df:
         var["protein_name"] = df["Protein.Names"].astype(str).to_numpy()
+    counts = peptide_counts(df, notes)
+    if counts is not None:
+        var["n_peptides"] = counts
     return build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import anndata as ad
 import pandas as pd
 
-from proteus.io._layer import build_layer, first_token, unique_ids
+from proteus.io._layer import build_layer, first_token, peptide_counts, unique_ids
 from proteus.io._text import RawTable, ReadProblem
 
 __all__ = ["is_fragpipe", "read_fragpipe"]
@@ -48,4 +48,7 @@ def read_fragpipe(table: RawTable, notes: list[str], kind: str = "proteomics") -
     var = pd.DataFrame({"gene": genes, "uniprot": prot}, index=ids)
     if "Description" in df:
         var["description"] = df["Description"].astype(str).to_numpy()
+    counts = peptide_counts(df, notes)
+    if counts is not None:
+        var["n_peptides"] = counts
     return build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True)

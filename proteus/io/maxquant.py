@@ -3,7 +3,8 @@
 LFQ intensity columns are preferred, else ``Intensity <sample>`` columns. Rows flagged ``+`` in
 ``Reverse``, ``Potential contaminant`` (older versions: ``Contaminant``) or ``Only identified by
 site`` are removed first (Perseus / AlphaPeptStats order), then zeros -> NaN and log2.
-Feature ids are the first gene of ``Gene names``, else the first ``Majority protein IDs`` entry.
+Feature ids are the first gene of ``Gene names``, else the first ``Majority protein IDs`` entry;
+``Razor + unique peptides`` (else ``Peptides``) is kept as ``var["n_peptides"]``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import anndata as ad
 import pandas as pd
 
-from proteus.io._layer import build_layer, first_token, unique_ids
+from proteus.io._layer import build_layer, first_token, peptide_counts, unique_ids
 from proteus.io._text import RawTable, ReadProblem
 
 __all__ = ["is_maxquant", "read_maxquant", "FILTER_COLUMNS"]
@@ -57,4 +58,7 @@ def read_maxquant(table: RawTable, notes: list[str], kind: str = "proteomics") -
     values.columns = [c[len(prefix):].strip() for c in cols]
     values.index = ids
     var = pd.DataFrame({"gene": genes, "uniprot": prot, "protein_ids": df[id_col].astype(str).to_numpy()}, index=ids)
+    counts = peptide_counts(df, notes)
+    if counts is not None:
+        var["n_peptides"] = counts
     return build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True)
