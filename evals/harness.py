@@ -56,12 +56,8 @@ def _load(folder: str):
 
 
 def _policy(model: str | None, base_url: str | None):
-    try:
-        from proteus.llm import make_policy
-    except ImportError:  # pragma: no cover - proteus.llm ships with the package
-        from proteus.policy.heuristic import HeuristicPolicy
+    from proteus.policy import make_policy
 
-        return HeuristicPolicy()
     return make_policy(model, base_url)
 
 
@@ -335,7 +331,7 @@ def evaluate(
     seed
         Seed of the split, the permutation and the runs.
     model, base_url
-        The policy (:func:`proteus.llm.make_policy`); ``None`` is the offline heuristic policy.
+        The policy (:func:`proteus.policy.make_policy`); ``None`` is the offline heuristic policy.
     judge_model
         A second judge that re-scores the discovery hypotheses (reported per judge).
     scheduler

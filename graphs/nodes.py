@@ -32,7 +32,6 @@ __all__ = [
     "judge",
     "validate",
     "next_after_choose",
-    "next_after_update_workflow",
     "next_after_update_objectives",
 ]
 
@@ -220,10 +219,6 @@ def update_workflow(state: ResearchState, runtime: Runtime[RunContext]) -> dict[
     wf["planned"] = [s.model_dump() for s in upd.steps]
     wf["log"] = wf.get("log", []) + [{"update": upd.reason}]
     return {"workflow": wf}
-
-
-def next_after_update_workflow(state: ResearchState) -> str:
-    return "choose_step"
 
 
 def finish_workflow(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:

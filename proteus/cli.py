@@ -63,7 +63,8 @@ def run(
     try:
         if not Path(data).exists():
             _fail(f"data folder {data} does not exist")
-        from proteus.llm import make_policy, resolve_model
+        from proteus.llm import resolve_model
+        from proteus.policy import make_policy
         from proteus.runner import run_research
 
         resolved = resolve_model(model, base_url)  # the model actually used (argument, PROTEUS_MODEL or proteus.toml)

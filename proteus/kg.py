@@ -112,8 +112,7 @@ class KnowledgeGraph:
         lines = [f"{len(rels)} relations, {self.g.number_of_nodes()} nodes. By predicate: " + ", ".join(f"{k} {v}" for k, v in counts.most_common())]
 
         def strength(r: Relation) -> float:
-            q = r.stats.q if r.stats.q is not None else (r.stats.p if r.stats.p is not None else 1.0)
-            return q
+            return r.stats.q_else_p()
 
         lines.append("Strongest relations (edge id | subject | predicate | object | effect | q):")
         for r in sorted(rels, key=strength)[:max_items]:

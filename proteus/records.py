@@ -131,6 +131,12 @@ class Stats(BaseModel):
     direction: Literal["up", "down", "positive", "negative", "none"] | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    def q_else_p(self) -> float:
+        """The relation's strength for ranking: q if known, else p, else 1 (no evidence)."""
+        if self.q is not None:
+            return self.q
+        return self.p if self.p is not None else 1.0
+
 
 class Provenance(BaseModel):
     """Where a relation came from: the research-process node ids and the exact tool call."""

@@ -15,7 +15,7 @@ Sections, in reading order:
    parameters, status, summary and interpretation, the workflow updater's notes) and found (the
    top rows of its result tables, its figures).
 3. **Hypotheses**: statement, rationale, the five judge scores with reasons, the judge's label,
-   validation, reviewer status (from ``reviews.jsonl``, see :mod:`proteus.review`) and a picture
+   validation, reviewer status (from ``reviews.jsonl``, see :mod:`proteus.reviews`) and a picture
    of the evidence subgraph drawn from ``kg.json``.
 4. **Methods and conventions**: the statistics each tool used, the policy/model label, package
    versions, seed, the number of fingerprinted input files.
@@ -47,6 +47,8 @@ import pandas as pd
 import typer
 
 from proteus.records import METRICS
+from proteus.reviews import replay
+from proteus.rundir import read_jsonl
 
 __all__ = [
     "RunData",
@@ -126,28 +128,6 @@ def _read_json(path: Path, problems: list[str]) -> Any:
         return None
 
 
-def _read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        problems.append(f"{path.name}: unreadable ({type(e).__name__})")
-        return []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            problems.append(f"{path.name}: line {i} is not JSON (skipped)")
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run directory tolerantly: absent or unreadable artifacts become empty values."""
     path = Path(run_dir)
@@ -157,8 +137,8 @@ def load_run(run_dir: str | Path) -> RunData:
     d.state = _read_json(path / "state.json", d.problems) or {}
     kg = _read_json(path / "kg.json", d.problems)
     d.kg = kg if isinstance(kg, dict) else None
-    d.hypotheses = _read_jsonl(path / "hypotheses.jsonl", d.problems)
-    d.reviews = _read_jsonl(path / "reviews.jsonl", d.problems)
+    d.hypotheses = read_jsonl(path / "hypotheses.jsonl", d.problems)
+    d.reviews = read_jsonl(path / "reviews.jsonl", d.problems)
     for name in ("run", "profile", "state"):
         if not isinstance(getattr(d, name), dict):
             d.problems.append(f"{name}.json: not a JSON object")
@@ -817,8 +797,6 @@ def _review_states(rd: RunData) -> dict[str, Any]:
     if not rd.reviews:
         return {}
     try:
-        from proteus.review import replay
-
         return replay(rd.reviews)
     except Exception:  # a malformed review log must not cost the report
         rd.problems.append("reviews.jsonl: could not be replayed")

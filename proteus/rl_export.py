@@ -45,22 +45,9 @@ from typing import Any, Iterable
 import typer
 
 from proteus.records import METRICS
+from proteus.rundir import read_jsonl
 
 __all__ = ["export_rl", "trajectories", "export_rl_cli"]
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line of an interrupted run
-    return out
 
 
 def _canon(params: Any) -> str:
@@ -72,9 +59,9 @@ class _Run:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.trace = _read_jsonl(path / "trace.jsonl")
-        self.hypotheses = _read_jsonl(path / "hypotheses.jsonl")
-        self.reviews = _read_jsonl(path / "reviews.jsonl")
+        self.trace = read_jsonl(path / "trace.jsonl")
+        self.hypotheses = read_jsonl(path / "hypotheses.jsonl")
+        self.reviews = read_jsonl(path / "reviews.jsonl")
         self.info = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
         self.rel_step: dict[str, str | None] = {}
         self.rel_objective: dict[str, str | None] = {}

@@ -29,7 +29,37 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["RunDir", "RunLockedError", "fingerprint", "package_versions", "redact"]
+__all__ = ["RunDir", "RunLockedError", "fingerprint", "package_versions", "read_jsonl", "redact"]
+
+
+def read_jsonl(path: str | Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, read tolerantly.
+
+    A missing file gives ``[]``. Blank lines are ignored; a line that is not a JSON object (a line
+    torn by a killed process, a hand edit) is skipped and, when ``problems`` is given, noted there.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        if problems is not None:
+            problems.append(f"{path.name}: unreadable ({type(e).__name__})")
+        return []
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        elif problems is not None:
+            problems.append(f"{path.name}: line {i} is not JSON (skipped)")
+    return rows
 
 
 class RunLockedError(RuntimeError):
@@ -175,19 +205,9 @@ class RunDir:
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
 
-    def read_jsonl(self, name: str) -> list[Any]:
-        """Rows of a JSON-lines file; a torn last line (a process killed mid-append) is skipped."""
-        p = self.path / name
-        if not p.exists():
-            return []
-        lines = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-        rows = [json.loads(line) for line in lines[:-1]]
-        if lines:
-            try:
-                rows.append(json.loads(lines[-1]))
-            except json.JSONDecodeError:
-                pass
-        return rows
+    def read_jsonl(self, name: str) -> list[dict[str, Any]]:
+        """Rows of a JSON-lines file of this run (see :func:`read_jsonl`)."""
+        return read_jsonl(self.path / name)
 
     @property
     def checkpoint_path(self) -> Path:

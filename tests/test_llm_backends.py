@@ -9,12 +9,13 @@ import httpx2
 import pytest
 from llm_fixtures.hosted import chat_completion, scripted_anthropic, scripted_openai
 
-from proteus.llm import BackendError, Budget, BudgetExhausted, make_backend, make_policy, parse_model, price_per_token, resolve_model
+from proteus.llm import BackendError, Budget, BudgetExhausted, make_backend, parse_model, price_per_token, resolve_model
+from proteus.policy import make_policy
 from proteus.llm.base import inline_refs, parse_json
 from proteus.policy.decisions import Interpretation, Judgement, WorkflowPlan
 
 MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "interpret"}]
-GOOD = json.dumps({"summary": "G0 is 2-fold higher in MSI-H (q=1e-5)", "keep": True})
+GOOD = json.dumps({"summary": "G0 is 2-fold higher in MSI-H (q=1e-5)"})
 
 
 def test_openai_request_uses_json_schema_and_parses_usage():
@@ -28,7 +29,7 @@ def test_openai_request_uses_json_schema_and_parses_usage():
     assert rf["type"] == "json_schema" and rf["json_schema"]["name"] == "interpret"
     assert rf["json_schema"]["schema"] == Interpretation.model_json_schema()
     assert body["max_completion_tokens"] == 2048
-    assert isinstance(c.parsed, Interpretation) and c.parsed.keep
+    assert isinstance(c.parsed, Interpretation) and c.parsed.summary.startswith("G0 is 2-fold")
     assert (c.prompt_tokens, c.completion_tokens) == (1000, 100)
     assert c.cost_usd == pytest.approx(1000 * 0.15e-6 + 100 * 0.60e-6)
     assert c.raw_request_summary["response_format"] == "json_schema"
@@ -36,7 +37,7 @@ def test_openai_request_uses_json_schema_and_parses_usage():
 
 
 def test_anthropic_forced_tool_use():
-    answer = {"summary": "nothing passed FDR", "keep": False}
+    answer = {"summary": "nothing passed FDR"}
     backend, seen = scripted_anthropic([answer])
     c = backend.complete(MSGS, Interpretation, name="interpret")
     body = seen[0]["body"]
@@ -115,7 +116,7 @@ def test_invalid_answer_is_returned_with_error():
     assert c.parsed is None and c.error.startswith("invalid JSON")
     parsed, err = parse_json('{"reliability": {"score": 9, "reason": "x"}}', Judgement)
     assert parsed is None and "reliability.score" in err and "logical_coherence" in err
-    parsed, err = parse_json('```json\n{"summary": "a", "keep": true}\n```', Interpretation)
+    parsed, err = parse_json('```json\n{"summary": "a"}\n```', Interpretation)
     assert parsed is not None
 
 

@@ -41,3 +41,47 @@ def test_wheel_install_runs_from_another_folder(tmp_path: Path):
     assert r.returncode == 0, r.stderr[-3000:]
     r = subprocess.run([str(env_dir / "bin" / "proteus"), "tools", "list"], capture_output=True, text=True, cwd=elsewhere, timeout=600)
     assert r.returncode == 0 and "differential_abundance" in r.stdout, r.stderr[-2000:]
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """Every shipped module and the shipped modules it imports anywhere in its file (lazy imports too).
+
+    Importing ``a.b.c`` also runs the packages ``a.b``; a module's own ancestor packages are skipped
+    (they are already being imported when it runs). Folders map to packages as in pyproject.toml.
+    """
+    import ast
+    import tomllib
+
+    dirs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    files: dict[str, Path] = {}
+    for prefix, folder in dirs.items():
+        for f in (REPO / folder).rglob("*.py"):
+            parts = [p for p in f.relative_to(REPO / folder).with_suffix("").parts if p != "__init__"]
+            files[".".join([prefix, *parts])] = f
+    deps: dict[str, set[str]] = {m: set() for m in files}
+    for name, f in files.items():
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [next((t for t in [f"{node.module}.{a.name}" for a in node.names] if t in files), node.module)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            for t in targets:
+                parts = t.split(".")
+                for k in range(2, len(parts) + 1):
+                    dep = ".".join(parts[:k])
+                    if dep in files and dep != name and not name.startswith(dep + "."):
+                        deps[name].add(dep)
+    return deps
+
+
+def test_no_import_cycles():
+    """No two shipped modules import each other, directly or around a loop (lazy imports count)."""
+    import networkx as nx
+
+    deps = _module_imports()
+    assert "proteus.report" in deps["proteus.review"]  # the walk sees real imports
+    g = nx.DiGraph([(a, b) for a, bs in deps.items() for b in bs])
+    cycles = sorted(sorted(c) for c in nx.simple_cycles(g))
+    assert cycles == [], cycles

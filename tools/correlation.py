@@ -36,6 +36,7 @@ from proteus.records import (
     ToolResult,
     feature_entity,
 )
+from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools._plots import volcano
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
@@ -45,37 +46,15 @@ __all__ = [
     "mrna_protein_concordance",
     "cna_cis_effect",
     "coabundance_modules",
-    "bh_adjust",
     "paired_correlation",
     "partial_correlation",
     "clinical_kind",
     "associate_grouping",
 ]
 
-try:  # the project's BH once it lands; the fallback is statsmodels' identical procedure
-    from proteus.stats.multitest import bh as _bh
-except ImportError:  # pragma: no cover - depends on build order
-    _bh = None
-
-
 # --------------------------------------------------------------------------------------------
 # shared helpers
 # --------------------------------------------------------------------------------------------
-
-
-def bh_adjust(p: np.ndarray | pd.Series) -> np.ndarray:
-    """Benjamini-Hochberg q-values; NaN p-values stay NaN and do not count as tests."""
-    p = np.asarray(p, dtype=float)
-    q = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        if _bh is not None:
-            q[ok] = np.asarray(_bh(p[ok]), dtype=float)
-        else:
-            from statsmodels.stats.multitest import multipletests
-
-            q[ok] = multipletests(p[ok], method="fdr_bh")[1]
-    return q
 
 
 def modality_kind(study: Study, modality: str) -> str:
@@ -332,7 +311,7 @@ def associate_grouping(
                              effect=v, effect_type="cramers_v", note=note))
     table = pd.DataFrame(rows, columns=["variable", "kind", "test", "statistic", "p", "n", "effect",
                                         "effect_type", "note"])
-    table["q"] = bh_adjust(table["p"].to_numpy()) if len(table) else []
+    table["q"] = bh(table["p"].to_numpy()) if len(table) else []
     return table.sort_values("p", kind="stable").reset_index(drop=True), skipped
 
 
@@ -414,7 +393,7 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
         r, pv, n = paired_correlation(X.to_numpy(), yv, p.method, p.min_samples)
     r = np.where(n >= p.min_samples, r, np.nan)
     pv = np.where(np.isfinite(r), pv, np.nan)
-    q = bh_adjust(pv)
+    q = bh(pv)
     genes = feature_genes(study, p.modality).reindex(X.columns)
     table = pd.DataFrame({"feature": X.columns, "gene": genes.to_numpy(), "r": r, "p": pv, "q": q, "n": n})
     tested = table[np.isfinite(table["r"])].copy()
@@ -529,7 +508,7 @@ def mrna_protein_concordance(study: Study, params: ConcordanceParams, ctx: ToolC
         msg = f"no gene symbol is shared by {p.modality} and {p.other_modality}"
         raise ToolFailed(msg)
     r, pv, n = paired_correlation(A.to_numpy(), B.to_numpy(), p.method, p.min_samples)
-    q = bh_adjust(pv)
+    q = bh(pv)
     table = pd.DataFrame({"gene": A.columns, "r": r, "p": pv, "q": q, "n": n})
     tested = table[np.isfinite(table["r"])].sort_values("r", ascending=False).reset_index(drop=True)
     if tested.empty:
@@ -637,7 +616,7 @@ def cna_cis_effect(study: Study, params: CnaCisParams, ctx: ToolContext) -> Tool
         d = d.loc[common]
         table[f"r_{t}"] = d["r"]
         table[f"p_{t}"] = d["p"]
-        table[f"q_{t}"] = bh_adjust(d["p"].to_numpy())
+        table[f"q_{t}"] = bh(d["p"].to_numpy())
         table[f"n_{t}"] = d["n"]
         table[f"sig_{t}"] = (table[f"q_{t}"] < p.fdr) & (table[f"r_{t}"] > 0)
     frac = {t: float(table[f"sig_{t}"].mean()) for t in targets}
@@ -814,7 +793,7 @@ def coabundance_modules(study: Study, params: ModulesParams, ctx: ToolContext) -
                 rows.append(dict(module=m, variable=c, kind=k, test="kruskal_wallis", effect=_kw_epsilon2(h, int(ok.sum())),
                                  effect_type="epsilon_squared", p=pv, n=int(ok.sum())))
     assoc = pd.DataFrame(rows, columns=["module", "variable", "kind", "test", "effect", "effect_type", "p", "n"])
-    assoc["q"] = bh_adjust(assoc["p"].to_numpy()) if len(assoc) else []
+    assoc["q"] = bh(assoc["p"].to_numpy()) if len(assoc) else []
     assoc = assoc.sort_values("p").reset_index(drop=True)
     sig = assoc[assoc["q"] < p.fdr]
 

@@ -49,6 +49,7 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
 from proteus.records import Entity, Relation, Stats, ToolResult, contrast_entity, stable_id
+from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
@@ -66,26 +67,6 @@ __all__ = [
     "cytometry_differential_state",
     "POPULATION_RULES",
 ]
-
-try:
-    from proteus.stats.multitest import bh as _bh
-except ImportError:  # pragma: no cover - depends on build order
-    _bh = None
-
-
-def _bh_q(p: np.ndarray) -> np.ndarray:
-    p = np.asarray(p, dtype=float)
-    q = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        if _bh is not None:
-            q[ok] = _bh(p[ok])
-        else:  # pragma: no cover
-            from statsmodels.stats.multitest import multipletests
-
-            q[ok] = multipletests(p[ok], method="fdr_bh")[1]
-    return q
-
 
 # ============================================================================================
 # transformation and clustering (AnnData in, arrays out)
@@ -519,7 +500,7 @@ def nb_glm_da(
         rows.append({"population": name, "logFC": beta[j] / np.log(2.0), "LR": lr, "p": float(stats.chi2.sf(lr, 1)),
                      "mean_count": float(y.mean())})
     tab = pd.DataFrame(rows)
-    tab["q"] = _bh_q(tab["p"].to_numpy())
+    tab["q"] = bh(tab["p"].to_numpy())
     return tab, phi
 
 
@@ -987,7 +968,7 @@ def cytometry_differential_state(study: Study, params: DSParams, ctx: ToolContex
     tab = moderated_test(wide, X.to_numpy(float), coef=1, coef_names=list(X.columns))
     tab = tab.reset_index()
     tab = tab.rename(columns={"P.Value": "p", "adj.P.Val": "q"})
-    tab["q"] = _bh_q(tab["p"].to_numpy())  # BH over all marker x population tests
+    tab["q"] = bh(tab["p"].to_numpy())  # BH over all marker x population tests
     is_case = X["case"].to_numpy() == 1
     tab["mean_case"] = wide.loc[:, is_case].mean(1).to_numpy()
     tab["mean_control"] = wide.loc[:, ~is_case].mean(1).to_numpy()

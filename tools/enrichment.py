@@ -104,8 +104,7 @@ def _feature_genes(study: Study, modality: str) -> pd.Series:
     return pd.Series(g, index=names, dtype=object)
 
 
-def _fallback_moderated_t(study: Study, modality: str, group: str, case: str, control: str | None,
-                          covariates: list[str]) -> pd.DataFrame:
+def _case_vs_rest_moderated_t(study: Study, modality: str, group: str, case: str, covariates: list[str]) -> pd.DataFrame:
     from proteus.stats.limma import moderated_test
 
     a = study.modalities[modality]
@@ -116,7 +115,7 @@ def _fallback_moderated_t(study: Study, modality: str, group: str, case: str, co
     clin = study.clinical.reindex(samples)
     g = clin[group].astype(object).where(clin[group].notna(), None).map(lambda v: None if v is None else str(v))
     is_case = g == str(case)
-    is_ctrl = (g == str(control)) if control is not None else (g.notna() & ~is_case)
+    is_ctrl = g.notna() & ~is_case
     use = is_case | is_ctrl
     Z = pd.DataFrame(index=clin.index)
     for c in covariates:
@@ -130,7 +129,7 @@ def _fallback_moderated_t(study: Study, modality: str, group: str, case: str, co
     use &= Z.notna().all(axis=1)
     n_case, n_ctrl = int((use & is_case).sum()), int((use & is_ctrl).sum())
     if n_case < 2 or n_ctrl < 2:
-        msg = f"{group}: {case} has {n_case} and the control {n_ctrl} usable samples in {modality}; need at least 2 each"
+        msg = f"{group}: {case} has {n_case} and the other levels {n_ctrl} usable samples in {modality}; need at least 2 each"
         raise ToolFailed(msg)
     keep = use[use].index
     x = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
@@ -151,19 +150,13 @@ def contrast_table(study: Study, *, modality: str, group: str, case: str, contro
                    covariates: list[str] | None = None, ctx: ToolContext | None = None) -> tuple[pd.DataFrame, str]:
     """Differential table of ``group: case vs control`` with columns feature, gene, logFC, t, p, q.
 
-    Calls the registered ``differential_abundance`` tool when one is registered (its table with
-    ``logFC`` and ``p`` columns), else limma's moderated t (``case`` vs ``control``, or vs all other
-    samples with a value when ``control`` is None). Returns the table and a one-line method note.
+    Calls the registered ``differential_abundance`` tool (its table with ``logFC`` and ``p``
+    columns); with no ``control`` (case vs all other samples with a value), which that tool does not
+    take, limma's moderated t. Returns the table and a one-line method note.
     """
     covariates = list(covariates or [])
-    try:
+    if control is not None:
         tool = get_tool("differential_abundance")
-    except ToolInputError:
-        tool = None
-    if tool is not None and control is None and tool.params.model_fields.get("control") is not None \
-            and tool.params.model_fields["control"].is_required():
-        tool = None  # case vs rest: the registered tool needs a control level, the fallback does not
-    if tool is not None:
         fields = tool.params.model_fields
         want = {"modality": modality, "group": group, "case": case, "control": control, "covariates": covariates}
         call = {k: v for k, v in want.items() if k in fields and v is not None and v != []}
@@ -189,8 +182,8 @@ def contrast_table(study: Study, *, modality: str, group: str, case: str, contro
             tab["q"] = bh(tab["p"].to_numpy(float))
         method = "differential_abundance"
     else:
-        tab = _fallback_moderated_t(study, modality, group, case, control, covariates)
-        method = "limma moderated t (proteus.stats.limma; differential_abundance not registered)"
+        tab = _case_vs_rest_moderated_t(study, modality, group, case, covariates)
+        method = f"limma moderated t (proteus.stats.limma), {case} vs all other samples"
     tab["feature"] = tab["feature"].astype(str)
     genes = _feature_genes(study, modality)
     if "gene" not in tab.columns or tab["gene"].isna().all():

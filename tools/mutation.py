@@ -27,10 +27,10 @@ from scipy import stats
 
 from proteus.records import Entity, Stats, ToolResult, contrast_entity, feature_entity
 from proteus.stats.limma import moderated_test
+from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools.correlation import (
     _rel,
-    bh_adjust,
     covariate_matrix,
     feature_genes,
     modality_frame,
@@ -284,7 +284,7 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
         msg = (f"no gene had {p.min_mutated} mutated and {p.min_mutated} wild-type samples with its own feature measured "
                f"(genotyped samples per layer: {n_geno})")
         raise ToolFailed(msg)
-    table["q"] = bh_adjust(table["p"].to_numpy())
+    table["q"] = bh(table["p"].to_numpy())
     table = table.sort_values("p").reset_index(drop=True)
     sig = table[table["q"] < p.fdr]
     rels = []

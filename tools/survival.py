@@ -23,11 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from proteus.records import Entity, Stats, ToolResult, feature_entity
+from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools.correlation import (
     _rel,
     associate_grouping,
-    bh_adjust,
     covariate_matrix,
     feature_genes,
     modality_frame,
@@ -279,7 +279,7 @@ def cox_per_feature(study: Study, params: CoxParams, ctx: ToolContext) -> ToolRe
         "events": fit["events"].to_numpy(),
     })
     table = table[~bad.to_numpy()].copy()
-    table["q"] = bh_adjust(table["p"].to_numpy())
+    table["q"] = bh(table["p"].to_numpy())
     table = table.sort_values(["p", "feature"]).reset_index(drop=True)
     sig = table[table["q"] < p.fdr]
     kind = modality_kind(study, p.modality)

@@ -1,4 +1,4 @@
-"""Model backends behind one small interface, and the factory the CLI calls.
+"""Model backends behind one small interface, and the factory that makes them.
 
 ``--model`` takes ``PROVIDER:NAME``:
 
@@ -13,9 +13,10 @@ ollama        ``--base-url``, default 127.0.0.1:11434/v1  json_schema
 offline       none                                        the heuristic policy
 ============  ==========================================  =====================================
 
->>> from proteus.llm import make_policy
->>> make_policy("offline").name
-'heuristic'
+>>> parse_model("llamacpp:tiny")
+('llamacpp', 'tiny')
+
+The policy a ``--model`` names comes from :func:`proteus.policy.make_policy`.
 
 Without ``--model`` the model comes from ``PROTEUS_MODEL`` (and ``PROTEUS_BASE_URL``), else from
 ``proteus.toml`` in the working directory::
@@ -66,7 +67,6 @@ __all__ = [
     "parse_model",
     "resolve_model",
     "make_backend",
-    "make_policy",
 ]
 
 PROVIDERS = ("openai", "anthropic", "vllm", "llamacpp", "ollama", "offline")
@@ -116,7 +116,7 @@ def make_backend(model: str, base_url: str | None = None, *, budget: Budget | No
     ``retry``, ``max_completion_tokens``, ``temperature``, ``timeout_s``, ``seed``, ``http_client``)."""
     provider, name = parse_model(model)
     if provider == "offline":
-        msg = "the offline policy has no chat backend; use make_policy('offline')"
+        msg = "the offline policy has no chat backend; use proteus.policy.make_policy('offline')"
         raise ValueError(msg)
     if provider == "openai":
         from proteus.llm.openai_backend import OpenAIBackend
@@ -129,40 +129,3 @@ def make_backend(model: str, base_url: str | None = None, *, budget: Budget | No
     from proteus.llm.openai_backend import OpenAICompatBackend
 
     return OpenAICompatBackend(provider, name, base_url=base_url, budget=budget, **kw)
-
-
-def make_policy(
-    model: str | None = None,
-    base_url: str | None = None,
-    *,
-    budget: Budget | dict[str, Any] | None = None,
-    judge_model: str | None = None,
-    context_tokens: int | None = None,
-    **backend_options: Any,
-) -> Any:
-    """The :class:`~proteus.policy.base.Policy` for ``--model`` (see the module docstring).
-
-    ``offline`` gives the :class:`~proteus.policy.heuristic.HeuristicPolicy`; any other model an
-    :class:`~proteus.policy.llm.LLMPolicy` whose backends (planner and judge) share one
-    :class:`Budget`. ``judge_model`` defaults to ``model``.
-    """
-    conf = resolve_model(model, base_url)
-    provider, _ = parse_model(conf["name"])
-    if provider == "offline":
-        from proteus.policy.heuristic import HeuristicPolicy
-
-        return HeuristicPolicy()
-    from proteus.policy.llm import LLMPolicy
-
-    shared = Budget.of(budget if budget is not None else conf.get("budget"))
-    for key in ("max_completion_tokens", "timeout_s", "temperature"):
-        if key in conf:
-            backend_options.setdefault(key, conf[key])
-    backend = make_backend(conf["name"], conf["base_url"], budget=shared, **backend_options)
-    judge = conf.get("judge") if judge_model is None else judge_model
-    judge_backend = None
-    offline_judge = bool(judge) and parse_model(judge)[0] == "offline"
-    if judge and not offline_judge and judge != conf["name"]:
-        judge_backend = make_backend(judge, conf.get("judge_base_url"), budget=shared, **backend_options)
-    tokens = context_tokens or int(conf.get("context_tokens", 8000))
-    return LLMPolicy(backend, judge_backend=judge_backend, context_tokens=tokens, offline_judge=offline_judge)

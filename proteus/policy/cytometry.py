@@ -195,10 +195,6 @@ def _epitope(marker: str) -> str:
     return m[1:] if m.startswith("p") and len(m) > 2 else m
 
 
-def _q(r: Relation) -> float:
-    return r.stats.q if r.stats.q is not None else (r.stats.p if r.stats.p is not None else 1.0)
-
-
 def _markers_of(kg: KnowledgeGraph, population: str, limit: int = 3) -> list[Relation]:
     rels = [r for r in kg.by_predicate("marker_of") if r.object.type == "cell_population" and r.object.label == population]
     return sorted(rels, key=lambda r: -(r.stats.effect or 0))[:limit]
@@ -233,7 +229,7 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]
             continue
         contrast = rels[0].object.label
         for pathway, members in PATHWAYS.items():
-            hits = sorted([r for r in rels if _epitope(r.stats.extra["marker"]) in members], key=_q)
+            hits = sorted([r for r in rels if _epitope(r.stats.extra["marker"]) in members], key=lambda r: r.stats.q_else_p())
             if len(hits) < 2:
                 continue
             verb = "activated" if pred == "higher_in" else "attenuated"
@@ -253,12 +249,12 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]
                     f"stimulation and measure {', '.join(names[:4])} in gated {pop} by phospho-flow/CyTOF; the rise should be "
                     f"abolished. Replicate in held-out donors.")
             entities = [f"cell_population:{pop}", rels[0].object.id] + [f"marker:{n}" for n in names[:6]]
-            score = min(_q(h) for h in hits) / (len(hits) * (2 if lineage else 1))
+            score = min(h.stats.q_else_p() for h in hits) / (len(hits) * (2 if lineage else 1))
             drafts.append((score, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200], evidence=ev[:12],
                                                   entities=entities[:20], test=test[:600])))
 
     # 2. cell-type specificity: significant in one population, not in the others tested
-    for r in sorted(ds, key=_q):
+    for r in sorted(ds, key=lambda r: r.stats.q_else_p()):
         pop, marker = r.stats.extra["population"], r.stats.extra["marker"]
         if pop.startswith("unassigned"):
             continue
@@ -279,13 +275,13 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]
                      + (f" (marked by {', '.join(x.subject.label for x in mk)})." if mk else "."))
         test = (f"Sort {pop} and the other populations, stimulate each separately and measure {marker}; "
                 f"only {pop} should respond. Check the receptor's expression across populations.")
-        drafts.append((_q(r) * 2, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200],
+        drafts.append((r.stats.q_else_p() * 2, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200],
                                                    evidence=[r.id] + [x.id for x in mk[:3]],
                                                    entities=[r.subject.id, f"cell_population:{pop}", f"marker:{marker}", r.object.id],
                                                    test=test[:600])))
 
     # 3. abundance shifts of named populations
-    for r in sorted(_da_relations(kg), key=_q):
+    for r in sorted(_da_relations(kg), key=lambda r: r.stats.q_else_p()):
         pop = r.subject.label
         if pop.startswith("unassigned"):
             continue
@@ -300,14 +296,14 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]
                      + ". A shift over a short stimulation can also reflect changed marker expression moving cells between gates.")
         test = (f"Count {pop} by a fixed manual gate on {', '.join(x.subject.label for x in mk) or 'its lineage markers'} in new samples "
                 f"of both conditions (or held-out donors) and compare fractions with a paired test.")
-        drafts.append((_q(r) * 3, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200],
+        drafts.append((r.stats.q_else_p() * 3, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200],
                                                    evidence=[r.id] + [x.id for x in mk[:3]],
                                                    entities=[r.subject.id, r.object.id] + [x.subject.id for x in mk[:3]],
                                                    test=test[:600])))
 
     # 4. single state changes in named populations not used above (strongest few)
     used = {e for _, d in drafts for e in d.evidence}
-    singles = [r for r in sorted(ds, key=_q) if r.id not in used and not r.stats.extra["population"].startswith("unassigned")]
+    singles = [r for r in sorted(ds, key=lambda r: r.stats.q_else_p()) if r.id not in used and not r.stats.extra["population"].startswith("unassigned")]
     for r in singles[:3]:
         pop, marker = r.stats.extra["population"], r.stats.extra["marker"]
         up = r.predicate == "higher_in"
@@ -318,7 +314,7 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]
                      f"q={_fmt(r.stats.q)}, n={r.stats.n} samples" + (f"; {pop} defined by {', '.join(x.subject.label for x in mk)}" if mk else "") + ".")
         test = (f"Measure {marker} in gated {pop} of held-out donors in both conditions (phospho-flow/CyTOF) and test the paired difference; "
                 f"predict the same direction.")
-        drafts.append((_q(r) * 5, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200],
+        drafts.append((r.stats.q_else_p() * 5, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200],
                                                    evidence=[r.id] + [x.id for x in mk[:2]],
                                                    entities=[r.subject.id, f"cell_population:{pop}", f"marker:{marker}", r.object.id],
                                                    test=test[:600])))

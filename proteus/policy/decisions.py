@@ -53,7 +53,6 @@ class WorkflowPlan(_Strict):
 
 class Interpretation(_Strict):
     summary: str = Field(description="what the result means biologically, citing numbers", max_length=1200)
-    keep: bool = Field(True, description="whether the result is worth recording in the knowledge graph")
 
 
 class WorkflowUpdate(_Strict):

@@ -97,12 +97,12 @@ class HeuristicPolicy(Policy):
 
     def interpret(self, view: ResearchView, objective: Objective, step: Step) -> Interpretation:
         if step.status != "done":
-            return Interpretation(summary=f"{step.tool} did not run: {step.summary}", keep=False)
+            return Interpretation(summary=f"{step.tool} did not run: {step.summary}")
         m = step.metrics
         parts = [step.summary]
         if "n_significant" in m and "n_tested" in m:
             parts.append(f"{m['n_significant']} of {m['n_tested']} tests significant.")
-        return Interpretation(summary=" ".join(p for p in parts if p)[:1200], keep=True)
+        return Interpretation(summary=" ".join(p for p in parts if p)[:1200])
 
     def update_workflow(self, view: ResearchView, objective: Objective, done: list[Step], remaining: list[StepSpec]) -> WorkflowUpdate:
         last = done[-1] if done else None

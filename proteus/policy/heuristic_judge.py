@@ -30,7 +30,7 @@ def judge_heuristically(kg: KnowledgeGraph, h: Hypothesis) -> Judgement:
     if not found:
         low = MetricScore(score=1, reason="none of the cited evidence edges exist in the knowledge graph")
         return Judgement(reliability=low, logical_coherence=low, biological_plausibility=low, novelty=low, evaluability=low)
-    qs = [r.stats.q if r.stats.q is not None else (r.stats.p if r.stats.p is not None else 1.0) for r in found]
+    qs = [r.stats.q_else_p() for r in found]
     best_q = min(qs)
     ns = [r.stats.n for r in found if r.stats.n]
     n = max(ns) if ns else 0

@@ -23,13 +23,9 @@ from proteus.records import Relation
 __all__ = ["compose_hypotheses"]
 
 
-def _q(r: Relation) -> float:
-    return r.stats.q if r.stats.q is not None else (r.stats.p if r.stats.p is not None else 1.0)
-
-
 def _rank(r: Relation) -> tuple:
     """Sort key: strongest first, ties broken by label and id so the order never depends on hashing."""
-    return (_q(r), r.subject.label, r.id)
+    return (r.stats.q_else_p(), r.subject.label, r.id)
 
 
 def _fmt(r: Relation) -> str:
@@ -102,7 +98,7 @@ def _pathway_genes(kg: KnowledgeGraph) -> dict[tuple[str, str], dict[str, tuple[
         genes = set(map(str, r.stats.extra.get("genes", []) or []))
         name = r.subject.label
         cur = out[(r.object.label, pred)].get(name)
-        if cur is None or _q(r) < _q(cur[0]):
+        if cur is None or r.stats.q_else_p() < cur[0].stats.q_else_p():
             out[(r.object.label, pred)][name] = (r, genes)
     return out
 
@@ -187,7 +183,7 @@ def _cna(kg: KnowledgeGraph) -> list[HypothesisDraft]:
     for r in rels:
         by_gene[r.subject.label][r.object.type] = r
     out = []
-    for gene, d in sorted(by_gene.items(), key=lambda kv: (min(_q(r) for r in kv[1].values()), kv[0])):
+    for gene, d in sorted(by_gene.items(), key=lambda kv: (min(r.stats.q_else_p() for r in kv[1].values()), kv[0])):
         if "protein" in d and "gene" in d:
             p, g = d["protein"], d["gene"]
             out.append(
@@ -219,7 +215,7 @@ def _correlates(kg: KnowledgeGraph, pathway_genes) -> list[HypothesisDraft]:
         out.append(
             HypothesisDraft(
                 statement=f"{names} {'rise' if sign == {'positive'} else 'change'} with {var}, marking a biological process that tracks {var} across samples.",
-                rationale="; ".join(f"{t.subject.label}: rho {t.stats.effect:+.2f}, q={_q(t):.1e}" for t in top if t.stats.effect is not None),
+                rationale="; ".join(f"{t.subject.label}: rho {t.stats.effect:+.2f}, q={t.stats.q_else_p():.1e}" for t in top if t.stats.effect is not None),
                 evidence=[t.id for t in top],
                 entities=[t.subject.id for t in top] + [f"clinical_variable:{var}"],
                 test=f"Measure {names} in an independent cohort with {var} recorded and test the correlation (Spearman, pre-registered direction).",
@@ -347,10 +343,10 @@ def _populations(kg: KnowledgeGraph, max_items: int = 3) -> list[HypothesisDraft
         return []
     by_pop: dict[str, list[Relation]] = defaultdict(list)
     for r in kg.by_predicate("marker_of"):
-        if r.object.type == "cell_population" and _q(r) < 0.05 and (r.stats.effect is None or r.stats.effect > 0):
+        if r.object.type == "cell_population" and r.stats.q_else_p() < 0.05 and (r.stats.effect is None or r.stats.effect > 0):
             by_pop[r.object.label].append(r)
-    ranked = sorted(((p, sorted(rs, key=lambda r: (_q(r), -(r.stats.effect or 0), r.id))) for p, rs in by_pop.items() if len(rs) >= 2),
-                    key=lambda t: (t[0].startswith("unassigned"), _q(t[1][1]), t[0]))
+    ranked = sorted(((p, sorted(rs, key=lambda r: (r.stats.q_else_p(), -(r.stats.effect or 0), r.id))) for p, rs in by_pop.items() if len(rs) >= 2),
+                    key=lambda t: (t[0].startswith("unassigned"), t[1][1].stats.q_else_p(), t[0]))
     out = []
     for pop, rels in ranked[:max_items]:
         top = rels[:4]

@@ -21,7 +21,8 @@ def bh(p) -> np.ndarray:
     Parameters
     ----------
     p : array-like
-        p-values; NaN entries stay NaN and are not counted in :math:`m`.
+        p-values; non-finite entries (NaN, +-inf) are not tests: they come back NaN and are not
+        counted in :math:`m`.
 
     Returns
     -------
@@ -31,7 +32,7 @@ def bh(p) -> np.ndarray:
     p = np.asarray(p, dtype=float)
     out = np.full(p.shape, np.nan)
     flat = p.ravel()
-    ok = ~np.isnan(flat)
+    ok = np.isfinite(flat)
     m = int(ok.sum())
     if m == 0:
         return out
