@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from proteus.datasets._loaders import LOADERS, MissingSourceError
+from proteus.datasets._loaders import LOADERS, MissingSourceError, shared_dataset_dir
 
-__all__ = ["DatasetInfo", "list_datasets", "fetch", "MissingSourceError"]
+__all__ = ["DatasetInfo", "list_datasets", "fetch", "MissingSourceError", "shared_dataset_dir"]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["LOADERS", "MissingSourceError"]
+__all__ = ["LOADERS", "MissingSourceError", "shared_dataset_dir"]
 
 
 class MissingSourceError(RuntimeError):
@@ -101,13 +101,12 @@ def write_facs_diva(dest: Path) -> None:
 
 
 def shared_dataset_dir(name: str) -> Path | None:
-    """``<shared>/datasets/<name>``: $PROTEUS_SHARED, ../shared next to the repository, or /work/shared."""
-    repo = Path(__file__).resolve().parent.parent
-    roots = [os.environ.get("PROTEUS_SHARED"), repo.parent / "shared", Path("/work/shared")]
-    for r in roots:
-        if r and (Path(r) / "datasets" / name).is_dir():
-            return Path(r) / "datasets" / name
-    return None
+    """``shared/datasets/<name>`` from ``$PROTEUS_SHARED``, else the nearest ``shared/`` folder beside the
+    package's folder or any folder above it (``../shared`` next to a checkout or a worktree); ``None`` if absent."""
+    here = Path(__file__).resolve().parent
+    roots = [Path(os.environ["PROTEUS_SHARED"])] if os.environ.get("PROTEUS_SHARED") else []
+    roots += [d / "shared" for d in here.parents]
+    return next((r / "datasets" / name for r in roots if (r / "datasets" / name).is_dir()), None)
 
 
 def write_bodenmiller_bcrxl(dest: Path) -> None:
@@ -115,8 +114,8 @@ def write_bodenmiller_bcrxl(dest: Path) -> None:
     src = shared_dataset_dir("bodenmiller-bcrxl")
     if src is None:
         msg = (
-            "bodenmiller-bcrxl is not available offline: no datasets/bodenmiller-bcrxl under $PROTEUS_SHARED, "
-            "../shared next to the repository, or /work/shared"
+            "bodenmiller-bcrxl is not available offline: no shared/datasets/bodenmiller-bcrxl beside the "
+            "package's folders; set PROTEUS_SHARED to the folder that holds datasets/"
         )
         raise MissingSourceError(msg)
     for p in sorted(src.iterdir()):

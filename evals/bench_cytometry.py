@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-DEFAULT = Path("/work/shared/datasets/bodenmiller-bcrxl")
+from proteus.datasets import shared_dataset_dir
+
+DEFAULT = shared_dataset_dir("bodenmiller-bcrxl")
 
 
 def run(data: Path = DEFAULT, umap: bool = False) -> dict:

@@ -20,14 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from proteus.datasets import shared_dataset_dir
+
 TARGET_S = 60.0
-DEFAULT = Path("/work/shared/datasets/bodenmiller-bcrxl")
+DEFAULT = shared_dataset_dir("bodenmiller-bcrxl")
 
 
 def _data_dir(arg: str | None) -> Path:
     if arg:
         return Path(arg)
-    if DEFAULT.is_dir():
+    if DEFAULT is not None:
         return DEFAULT
     from proteus import datasets
 

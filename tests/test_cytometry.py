@@ -16,16 +16,17 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from proteus.datasets import shared_dataset_dir
 from proteus.io.cytometry import guess_instrument, is_panel, is_sample_sheet, read_cytometry
 from proteus.kg import KnowledgeGraph
 from proteus.study import Study
 from proteus.tools import ToolContext, ToolInputError, get_tool
 from proteus.tools.cytometry import _nb_fit, consensus_metaclustering, flowsom_codes
 
-DATA = Path("/work/shared/datasets/bodenmiller-bcrxl")
+DATA = shared_dataset_dir("bodenmiller-bcrxl")
 CONTRAST = {"modality": "cytometry", "group": "condition", "case": "BCRXL", "control": "Ref", "block": "patient_id"}
 
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason="Bodenmiller BCR-XL data not present")
+pytestmark = pytest.mark.skipif(DATA is None, reason="Bodenmiller BCR-XL data not in shared/datasets (set PROTEUS_SHARED)")
 
 
 @pytest.fixture(autouse=True)
