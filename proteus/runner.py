@@ -100,6 +100,10 @@ def run_research(
         for r in study.reports:
             if r.problem:
                 progress(f"skipped {r.path}: {r.problem}")
+        for m in study.sample_matching:
+            progress(m.summary())
+        for note in study.sample_notes:
+            progress(note)
         profile = profile_study(study)
         rundir.write_json("profile.json", profile.model_dump(mode="json"))
         run_info: dict[str, Any] = {

@@ -20,11 +20,16 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
-__all__ = ["FileReport", "Study", "NoUsableDataError"]
+__all__ = ["FileReport", "SampleMatching", "Study", "NoUsableDataError", "LayoutError"]
 
 
 class NoUsableDataError(RuntimeError):
     """Raised when a data folder holds nothing PROTEUS can analyse."""
+
+
+class LayoutError(NoUsableDataError):
+    """Raised when a data folder has a recognised layout that cannot be read without guessing
+    (e.g. two runs of one tool whose sample names overlap)."""
 
 
 @dataclass
@@ -44,6 +49,36 @@ class FileReport:
 
 
 @dataclass
+class SampleMatching:
+    """How one layer's samples were matched to the sample table's rows.
+
+    ``rules`` counts matched samples per rule (``exact id``, ``file name``, ``tumour/normal
+    suffix``, optionally ``via column 'X'``); ``left_out`` gives each unmatched sample and why.
+    """
+
+    layer: str
+    source: str
+    n_samples: int
+    n_rows: int
+    rules: dict[str, int] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_matched(self) -> int:
+        return sum(self.rules.values())
+
+    def summary(self) -> str:
+        """One line: ``proteomics (report.pg_matrix.tsv): 6/6 samples matched to the sample table (file name 6)``."""
+        how = ", ".join(f"{k} {n}" for k, n in self.rules.items()) or "no rule matched"
+        line = f"{self.layer} ({self.source}): {self.n_matched}/{self.n_samples} samples matched to the {self.n_rows}-row sample table ({how})"
+        if self.left_out:
+            shown = "; ".join(f"{k}: {v}" for k, v in list(self.left_out.items())[:5])
+            more = f" and {len(self.left_out) - 5} more" if len(self.left_out) > 5 else ""
+            line += f"; left out {shown}{more}"
+        return line
+
+
+@dataclass
 class Study:
     """All data of one study. See the module docstring for the conventions."""
 
@@ -52,6 +87,11 @@ class Study:
     clinical: pd.DataFrame = field(default_factory=pd.DataFrame)
     mutations: pd.DataFrame | None = None
     reports: list[FileReport] = field(default_factory=list)
+    sample_matching: list[SampleMatching] = field(default_factory=list)
+    """One record per sample-level layer: how its samples were matched to the sample table."""
+    sample_notes: list[str] = field(default_factory=list)
+    """Changes made to the sample table (level spellings trimmed and merged, annotation taken from
+    the data such as TMT plex or run folder) for the report to state."""
     cache: dict = field(default_factory=dict, repr=False, compare=False)
     """Derived results shared between tools within one process (e.g. a contrast's differential
     table, computed once and reused by enrichment and network tools). Never checkpointed."""
@@ -84,7 +124,7 @@ class Study:
         muts = None
         if self.mutations is not None:
             muts = self.mutations[self.mutations["sample"].astype(str).isin(keep)]
-        return Study(self.root, mods, clin, muts, list(self.reports))
+        return Study(self.root, mods, clin, muts, list(self.reports), list(self.sample_matching), list(self.sample_notes))
 
     def sample_table(self, modality: str) -> pd.DataFrame:
         """Clinical rows aligned to the samples of a bulk modality (missing rows are all-NaN)."""

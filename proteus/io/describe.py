@@ -28,6 +28,8 @@ def describe(study: Study) -> str:
         lines.append(f"  clinical: {c.shape[0]} samples x {c.shape[1]} variables")
     else:
         lines.append("  clinical: none (sample ids only)")
+    lines += [f"  samples: {m.summary()}" for m in study.sample_matching]
+    lines += [f"  sample table: {n}" for n in study.sample_notes]
     if study.mutations is not None:
         m = study.mutations
         lines.append(f"  mutations: {len(m)} in {m['sample'].nunique()} samples, {m['gene'].nunique()} genes")

@@ -16,16 +16,17 @@ import anndata as ad
 import pandas as pd
 
 from proteus.io._text import RawTable, ReadProblem, read_excel_tables, read_text_table
-from proteus.io.clinical import index_clinical, is_panel, is_sample_sheet, looks_clinical
-from proteus.io.diann import is_diann, read_diann, run_stem
+from proteus.io.clinical import index_clinical, is_panel, is_sample_sheet, looks_clinical, tidy_levels
+from proteus.io.diann import is_diann, is_diann_report, read_diann, read_diann_report
 from proteus.io.discover import DEFAULT_MAX_BYTES, Candidate, discover
 from proteus.io.fragpipe import is_fragpipe, read_fragpipe
 from proteus.io.h5ad import read_h5ad
 from proteus.io.maf import is_maf, read_maf
 from proteus.io.matrix import read_matrix
 from proteus.io.maxquant import is_maxquant, read_maxquant
-from proteus.io.samples import build_mapping, groups_from_names
-from proteus.study import FileReport, NoUsableDataError, Study
+from proteus.io.runs import merge_runs
+from proteus.io.samples import build_mapping, file_key, groups_from_names, match_samples, run_stem
+from proteus.study import FileReport, NoUsableDataError, SampleMatching, Study
 
 __all__ = ["load_study"]
 
@@ -33,6 +34,7 @@ log = logging.getLogger("proteus.io")
 
 _VENDORS = (
     ("maxquant", is_maxquant, read_maxquant),
+    ("diann_report", is_diann_report, read_diann_report),
     ("diann", is_diann, read_diann),
     ("fragpipe", is_fragpipe, read_fragpipe),
 )
@@ -81,13 +83,19 @@ def _read_tables(cands: list[Candidate], max_bytes: int, reports: list[FileRepor
     return out
 
 
+_DATA_KINDS = ("matrix", "maxquant", "diann", "diann_report", "fragpipe")
+_MAX_SAMPLE_TABLE_COLUMNS = 30
+
+
 def _data_ids(tables: list[tuple[RawTable, str]]) -> set[str]:
     """Every id that could name a sample: headers and first columns of data tables, MAF barcodes."""
     ids: set[str] = set()
     for t, kind in tables:
         if kind == "maf":
             ids |= set(t.df["Tumor_Sample_Barcode"].dropna().astype(str))
-        elif kind in ("matrix", "maxquant", "diann", "fragpipe"):
+        elif kind == "diann_report":
+            ids |= {run_stem(r) for c in ("Run", "File.Name") if c in t.df for r in t.df[c].dropna().unique()}
+        elif kind in _DATA_KINDS:
             ids |= {run_stem(h) for h in t.df.columns[1:]} | set(map(str, t.df.columns))
             if kind == "matrix" and len(t.df) <= 5000:  # long first columns hold features, not samples
                 ids |= set(t.df.iloc[:, 0].dropna().astype(str).str.strip())
@@ -99,33 +107,114 @@ def _data_ids(tables: list[tuple[RawTable, str]]) -> set[str]:
 
 
 def _merge_clinical(primary: pd.DataFrame, other: pd.DataFrame, rep: FileReport) -> pd.DataFrame:
+    """Join ``other``'s new columns onto matching rows; rows of a table with the same columns
+    that match no row (a second run's sample table) are appended."""
     mapping, how = build_mapping(other.index, primary)
     rep.notes.append(f"merged into the clinical table: {len(mapping)}/{len(other)} rows matched ({how or 'no match'})")
-    if not mapping:
-        return primary
-    sub = other.loc[[i for i in other.index if i in mapping]]
-    sub.index = [mapping[i] for i in sub.index]
-    sub = sub[~sub.index.duplicated()]
-    new = [c for c in sub.columns if c not in primary.columns]
-    return primary.join(sub[new], how="left") if new else primary
+    out = primary
+    if mapping:
+        sub = other.loc[[i for i in other.index if i in mapping]]
+        sub.index = [mapping[i] for i in sub.index]
+        sub = sub[~sub.index.duplicated()]
+        new = [c for c in sub.columns if c not in primary.columns]
+        out = primary.join(sub[new], how="left") if new else primary
+    rest = other.loc[[i for i in other.index if i not in mapping and i not in out.index]]
+    if len(rest) and len(set(other.columns) & set(primary.columns)) >= max(1, len(other.columns) / 2):
+        out = pd.concat([out, rest])
+        rep.notes.append(f"{len(rest)} row(s) with the same columns appended to the sample table")
+    return out
 
 
-def _harmonise(a: ad.AnnData, clinical: pd.DataFrame, rep: FileReport) -> ad.AnnData:
+def _harmonise(a: ad.AnnData, clinical: pd.DataFrame, rep: FileReport) -> tuple[ad.AnnData, SampleMatching | None]:
+    """Rename a layer's samples to the sample table's ids; the record says how each was matched."""
     if clinical.empty and clinical.shape[0] == 0:
-        return a
-    ids = list(a.obs_names)
-    mapping, how = build_mapping(ids, clinical)
-    if how and how != "index":
-        new = [mapping.get(i, i) for i in ids]
+        return a, None
+    ids = list(map(str, a.obs_names))
+    mapping, rule = match_samples(ids, clinical)
+    record = SampleMatching(layer="", source=str(a.uns.get("source", rep.path)), n_samples=len(ids), n_rows=clinical.shape[0])
+    new = [mapping.get(i, i) for i in ids]
+    if new != ids:
         a.obs["original_id"] = ids
         a.obs_names = new
-        rep.notes.append(f"sample ids mapped to clinical ids via {how}")
-    if a.obs_names.has_duplicates:
-        dup = a.obs_names.duplicated()
-        rep.notes.append(f"{int(dup.sum())} sample(s) mapping to an already used clinical id dropped")
-        a = a[~dup].copy()
-    rep.notes.append(f"{len(mapping)}/{len(ids)} samples match clinical rows")
-    return a
+    kept = ~pd.Index(new).duplicated()
+    for i, k in zip(ids, kept):
+        if i not in mapping:
+            record.left_out[i] = "no sample-table row with this id or file name"
+        elif not k:
+            first = ids[new.index(mapping[i])]
+            record.left_out[i] = f"matches the row {mapping[i]!r} already used by {first!r}; dropped"
+    for i, k in zip(ids, kept):
+        if i in mapping and k:
+            record.rules[rule[i]] = record.rules.get(rule[i], 0) + 1
+    if not kept.all():
+        rep.notes.append(f"{int((~kept).sum())} sample(s) mapping to an already used clinical id dropped")
+        a = a[kept].copy()
+    rep.notes.append(f"{record.n_matched}/{len(ids)} samples match clinical rows")
+    return a, record
+
+
+def _annotate_from_layers(clinical: pd.DataFrame, layers: dict[str, ad.AnnData], notes: list[str]) -> pd.DataFrame:
+    """Add the sample annotation a reader found in the data (TMT plex, tool run) as sample-table columns."""
+    for name, a in layers.items():
+        for col in a.uns.get("sample_annotation", []):
+            target = col if col not in clinical.columns else f"{col}_{name}"
+            values = a.obs[col].astype(str)
+            new_rows = [i for i in values.index if i not in clinical.index]
+            if new_rows:
+                clinical = pd.concat([clinical, pd.DataFrame(index=pd.Index(new_rows, name=clinical.index.name))])
+            clinical[target] = values.reindex(clinical.index)
+            levels = ", ".join(f"{k} ({v})" for k, v in values.value_counts(sort=False).items())
+            notes.append(f"column {target!r} added to the sample table from {a.uns.get('source')}: {levels}")
+    return clinical
+
+
+def _sample_tables_among_matrices(classified: list[tuple[RawTable, FileReport, str]]) -> list[tuple[RawTable, FileReport, str]]:
+    """A narrow table read as a matrix is a sample table when one of its columns names the samples
+    of another data table (its column headers, by file name), e.g. a numeric-only sheet of raw files."""
+    headers = {id(t): {file_key(h) for h in t.df.columns} for t, _, k in classified if k in _DATA_KINDS}
+    out = []
+    for t, rep, kind in classified:
+        if kind == "matrix" and t.df.shape[1] <= _MAX_SAMPLE_TABLE_COLUMNS:
+            others = set().union(*[h for i, h in headers.items() if i != id(t)])
+            for c in t.df.columns:
+                vals = t.df[c].dropna().astype(str).str.strip()
+                if len(vals) >= 2 and vals.is_unique and vals.map(file_key).isin(others).mean() >= 0.5:
+                    t.notes.append(f"column {c!r} names the samples of another data table: read as a sample table")
+                    kind = "clinical"
+                    break
+        out.append((t, rep, kind))
+    return out
+
+
+def _sample_table(tables: list[tuple[RawTable, FileReport]], data_ids: set[str]) -> pd.DataFrame:
+    """The sample table: the table whose ids match the data's sample ids best (not the largest) is
+    the reference; the others merge into it or, matching nothing, are not used."""
+    indexed = []
+    for t, rep in tables:
+        rep.kind = "clinical"
+        try:
+            table, col, n_match = index_clinical(t, data_ids)
+        except ReadProblem as e:
+            _problem(rep, e)
+            continue
+        rep.notes += t.notes + [f"sample id column {col!r} ({n_match} id(s) match the data)"]
+        rep.shape = table.shape
+        if table.index.has_duplicates:
+            rep.notes.append("duplicated sample ids; first row kept")
+            table = table[~table.index.duplicated()]
+        indexed.append((n_match, table.shape[0], table, rep))
+    indexed.sort(key=lambda x: (-x[0], -x[1]))
+    clinical = pd.DataFrame()
+    for n_match, _, table, rep in indexed:
+        if clinical.empty and clinical.shape[1] == 0:
+            clinical = table
+            continue
+        before = clinical.shape
+        clinical = _merge_clinical(clinical, table, rep)
+        if clinical.shape == before and n_match == 0:
+            rep.kind = "ignored"
+            rep.notes.append("no column matches the data's sample ids or the sample table: not used as a sample table")
+    return clinical
 
 
 def load_study(
@@ -184,29 +273,14 @@ def load_study(
             else:
                 kind = "matrix"
         classified.append((t, rep, kind))
+    classified = _sample_tables_among_matrices(classified)
     data_ids = _data_ids([(t, k) for t, _, k in classified])
-
-    # clinical tables: the largest is the reference, others merge into it
-    clinical = pd.DataFrame()
-    clin = [(t, r) for t, r, k in classified if k == "clinical"]
-    clin.sort(key=lambda tr: -tr[0].df.shape[0])
-    for t, rep in clin:
-        rep.kind = "clinical"
-        try:
-            table, col = index_clinical(t, data_ids)
-        except ReadProblem as e:
-            _problem(rep, e)
-            continue
-        rep.notes += t.notes + [f"sample id column {col!r}"]
-        rep.shape = table.shape
-        if table.index.has_duplicates:
-            rep.notes.append("duplicated sample ids; first row kept")
-            table = table[~table.index.duplicated()]
-        clinical = table if clinical.empty and clinical.shape[1] == 0 else _merge_clinical(clinical, table, rep)
+    clinical = _sample_table([(t, r) for t, r, k in classified if k == "clinical"], data_ids)
 
     modalities: dict[str, ad.AnnData] = {}
+    matching: list[SampleMatching] = []
 
-    def add(a: ad.AnnData, rep: FileReport) -> None:
+    def add(a: ad.AnnData, rep: FileReport, record: SampleMatching | None = None) -> str:
         kind = a.uns["modality"]
         name, n = kind, 1
         while name in modalities:
@@ -215,12 +289,17 @@ def load_study(
         modalities[name] = a
         rep.modality = name
         rep.shape = (a.n_obs, a.n_vars)
+        if record is not None:
+            record.layer = name
+            matching.append(record)
+        return name
 
     known = set(map(str, clinical.index))
     for c in clinical.columns:
         if clinical[c].dtype == object:
             known |= set(clinical[c].dropna().astype(str))
     mutations = []
+    read: list[tuple[ad.AnnData, FileReport, str]] = []
     for t, rep, kind in classified:
         if kind == "clinical":
             continue
@@ -244,12 +323,17 @@ def load_study(
                 rep.shape = t.df.shape
             else:
                 reader = {n: r for n, _, r in _VENDORS}.get(kind)
-                a = reader(t, notes) if reader else read_matrix(t, known, notes)
-                add(_harmonise(a, clinical, rep), rep)
+                read.append((reader(t, notes) if reader else read_matrix(t, known, notes), rep, kind))
         except ReadProblem as e:
             _problem(rep, e)
         except (ValueError, KeyError, TypeError) as e:
             _problem(rep, ReadProblem(f"could not interpret the table as {kind} ({type(e).__name__}: {str(e)[:120]})"))
+
+    for a, rep, merged in merge_runs(read):
+        a, record = _harmonise(a, clinical, rep)
+        name = add(a, rep, record)
+        for r in merged:
+            r.modality, r.shape = name, None
 
     for c in cands:
         if c.reader != "h5ad":
@@ -258,9 +342,10 @@ def load_study(
         reports.append(rep)
         try:
             a = read_h5ad(c.path, c.rel, rep.notes)
+            record = None
             if a.uns["level"] == "sample":
-                a = _harmonise(a, clinical, rep)
-            add(a, rep)
+                a, record = _harmonise(a, clinical, rep)
+            add(a, rep, record)
         except ReadProblem as e:
             _problem(rep, e)
 
@@ -278,6 +363,10 @@ def load_study(
             clinical["group"] = groups
             levels = ", ".join(f"{k} ({v})" for k, v in groups.value_counts().items())
             reports.append(FileReport("(sample names)", kind="sample_groups", notes=[f"no sample table: groups read from sample names: {levels}"]))
+    sample_notes: list[str] = []
+    clinical = _annotate_from_layers(clinical, modalities, sample_notes)
+    clinical, tidied = tidy_levels(clinical)
+    sample_notes += tidied
     clinical.index = clinical.index.astype(str)
     muts = pd.concat(mutations, ignore_index=True) if mutations else None
 
@@ -294,7 +383,8 @@ def load_study(
         else:
             reason = f"no usable data in {path}: no data files found"
         raise NoUsableDataError(reason)
-    return Study(root=root, modalities=modalities, clinical=clinical, mutations=muts, reports=reports)
+    return Study(root=root, modalities=modalities, clinical=clinical, mutations=muts, reports=reports,
+                 sample_matching=matching, sample_notes=sample_notes)
 
 
 def _read_fcs(fcs, classified, clinical, reports, add) -> pd.DataFrame:

@@ -1,20 +1,33 @@
-"""Sample-id harmonisation: map a file's sample ids onto the clinical table's index.
+"""Sample-id harmonisation: map a file's sample ids onto the sample table's index.
 
-The clinical index is the reference. A file whose ids do not match it directly is matched against
-every clinical column, first as written and then after stripping common tumour/normal suffixes
-(``C3L-00006_T`` -> ``C3L-00006``; ``TCGA-AB-1234-01`` -> ``TCGA-AB-1234``).
+The sample (clinical) table's index is the reference. Ids are matched rule by rule, each rule only
+for the ids still unmatched and against the table column that matches most of them:
+
+1. ``exact id`` -- the id as written (trimmed);
+2. ``file name`` -- the file stem on both sides: vendor column prefixes (``LFQ intensity``,
+   ``Intensity``, ``Reporter intensity corrected``, ``MaxLFQ Intensity``) removed, the last
+   Windows or POSIX path component kept, raw-file extensions (``.raw``, ``.d``, ``.wiff``, ``.mzML``,
+   ``.dia`` ...) dropped, case ignored (``D:\\runs\\S1.raw`` = ``S1``);
+3. ``tumour/normal suffix`` -- a trailing tumour/normal/aliquot suffix stripped
+   (``C3L-00006_T`` -> ``C3L-00006``; ``TCGA-AB-1234-01`` -> ``TCGA-AB-1234``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pandas as pd
 
-__all__ = ["normalise_id", "build_mapping"]
+__all__ = ["normalise_id", "file_key", "run_stem", "build_mapping", "match_samples", "groups_from_names"]
 
 _SUFFIX = re.compile(r"([_.\-](T|N|tumou?r|normal|primary|[0-9]{2}[A-Z]?))$", re.IGNORECASE)
+_RAW_EXT = re.compile(r"(\.(raw|mzml|wiff|wiff2|dia|d|mgf|mzxml|gz|zip))+$", re.IGNORECASE)
+_VENDOR_PREFIX = re.compile(r"^(?:lfq intensity|reporter intensity corrected|reporter intensity|maxlfq intensity|intensity)[ _]+", re.I)
+_VENDOR_SUFFIX = re.compile(r"[ _]+(?:maxlfq intensity|intensity)$", re.I)
+
+RULES = ("exact id", "file name", "tumour/normal suffix")
+"""The matching rules, in the order they are tried."""
 
 
 def normalise_id(s: object) -> str:
@@ -22,6 +35,19 @@ def normalise_id(s: object) -> str:
     t = str(s).strip()
     t = _SUFFIX.sub("", t)
     return t.upper()
+
+
+def run_stem(name: object) -> str:
+    """Last Windows or POSIX path component without raw-file extensions (``D:\\x\\S1.raw`` -> ``S1``)."""
+    base = re.split(r"[\\/]", str(name).strip().rstrip("\\/"))[-1]
+    return _RAW_EXT.sub("", base) or base
+
+
+def file_key(name: object) -> str:
+    """Case-folded file stem of a sample id, without vendor intensity prefixes or suffixes."""
+    t = str(name).strip()
+    t = _VENDOR_SUFFIX.sub("", _VENDOR_PREFIX.sub("", t))
+    return run_stem(t).casefold()
 
 
 def _tumour_first(clinical: pd.DataFrame) -> pd.Series:
@@ -34,59 +60,98 @@ def _tumour_first(clinical: pd.DataFrame) -> pd.Series:
     return pref
 
 
-def build_mapping(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str, str], str]:
-    """Map file ids to clinical index values.
+def _strip(v: object) -> str:
+    return str(v).strip()
+
+
+_PASSES: tuple[tuple[str, Callable[[object], str], Callable[[object], str]], ...] = (
+    ("exact id", _strip, _strip),
+    ("file name", file_key, file_key),
+    ("tumour/normal suffix", normalise_id, _strip),
+    ("tumour/normal suffix", normalise_id, normalise_id),
+)
+
+
+def match_samples(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str, str], dict[str, str]]:
+    """Match file sample ids to sample-table rows, rule by rule (see the module docstring).
 
     Parameters
     ----------
     ids
         Sample ids as written in a file.
     clinical
-        The clinical table, indexed by the reference sample id.
+        The sample table, indexed by the reference sample id; its text and integer columns are
+        also searched (the index is preferred on ties).
 
     Returns
     -------
-    (mapping, how)
-        ``mapping`` holds only the ids that were matched (id -> clinical index); ``how`` is a short
-        description ("index", "column 'X'", "column 'X' after suffix stripping", or "").
+    (mapping, rule)
+        ``mapping``: matched id -> sample-table index value (each row used at most once);
+        ``rule``: matched id -> ``"<rule>"`` or ``"<rule> via column 'X'"``.
     """
-    ids = [str(i) for i in ids]
-    index = [str(i) for i in clinical.index]
-    direct = {i: i for i in ids if i in set(index)}
-    if len(direct) == len(ids) or clinical.shape[1] == 0:
-        return direct, "index" if direct else ""
+    ids = list(dict.fromkeys(str(i) for i in ids))
     pref = _tumour_first(clinical)
     order = list(clinical.index[pref]) + list(clinical.index[~pref])
-    best: tuple[dict[str, str], str] = (direct, "index" if direct else "")
     candidates = [("__index__", pd.Series(clinical.index, index=clinical.index))]
     candidates += [(c, clinical[c]) for c in clinical.columns if clinical[c].dtype == object or clinical[c].dtype.kind in "iu"]
-    strip = lambda v: str(v).strip()  # noqa: E731
-    passes = ((strip, strip, ""), (normalise_id, strip, " after suffix stripping"), (normalise_id, normalise_id, " after suffix stripping"))
-    for f_file, f_clin, label_extra in passes:
-        want = {f_file(i): i for i in ids}
-        if len(want) < len(set(ids)):
-            continue  # normalising would merge distinct file ids
+    mapping: dict[str, str] = {}
+    rule: dict[str, str] = {}
+    used: set[str] = set()
+    for label, f_file, f_clin in _PASSES:
+        todo = [i for i in ids if i not in mapping]
+        if not todo:
+            break
+        want: dict[str, str] = {}
+        taken = {f_file(m) for m in mapping}
+        clash = False
+        for i in todo:
+            k = f_file(i)
+            if k in want or k in taken:
+                clash = True  # the rule would merge distinct file ids
+                break
+            want[k] = i
+        if clash:
+            continue
+        best: dict[str, str] = {}
+        best_name = ""
         for name, col in candidates:
             col = col.reindex(order)
             lookup: dict[str, str] = {}
             raw: dict[str, str] = {}
             ambiguous: set[str] = set()
             for idx, v in zip(col.index, col.to_numpy()):
-                if pd.isna(v):
+                if pd.isna(v) or str(idx) in used:
                     continue
                 k = f_clin(v)
                 if raw.setdefault(k, str(v)) != str(v):
                     ambiguous.add(k)  # distinct values that look alike after normalising
                 lookup.setdefault(k, str(idx))
-            for k in ambiguous:
-                del lookup[k]
-            m = {orig: lookup[k] for k, orig in want.items() if k in lookup}
-            if len(m) > len(best[0]):
-                label = "index" if name == "__index__" else f"column {name!r}"
-                best = (m, label + label_extra)
-        if len(best[0]) == len(ids):
-            break
-    return best
+            m = {orig: lookup[k] for k, orig in want.items() if k in lookup and k not in ambiguous}
+            if len(set(m.values())) < len(m):
+                continue
+            if len(m) > len(best):
+                best, best_name = m, name
+        for i, target in best.items():
+            mapping[i] = target
+            used.add(target)
+            rule[i] = label if best_name == "__index__" else f"{label} via column {best_name!r}"
+    return mapping, rule
+
+
+def build_mapping(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str, str], str]:
+    """:func:`match_samples` with the rules summarised in one phrase.
+
+    Returns
+    -------
+    (mapping, how)
+        ``mapping`` holds only the matched ids; ``how`` is e.g. ``"exact id"``,
+        ``"file name via column 'raw_file'"`` or several such phrases with counts ("" if none).
+    """
+    mapping, rule = match_samples(ids, clinical)
+    counts = pd.Series(list(rule.values()), dtype=object).value_counts()
+    if len(counts) == 1:
+        return mapping, str(counts.index[0])
+    return mapping, ", ".join(f"{k} ({n})" for k, n in counts.items())
 
 
 _REPLICATE_SUFFIX = re.compile(r"(?:[\s_.\-]+(?:rep(?:licate)?|bio|tech|br|tr|r|s))?[\s_.\-]*\d{1,3}[a-z]?$", re.I)

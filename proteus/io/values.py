@@ -1,7 +1,8 @@
 """Numeric clean-up of a samples x features table: coercion, infinities, zeros, log2.
 
 The order follows Perseus / AlphaPeptStats: non-numeric -> NaN, +-inf -> NaN, then for linear
-intensities zeros (and negatives) -> NaN, then log2.
+intensities zeros (and negatives) -> NaN, then log2. In MS abundances already on a log scale, an
+exact 0 is a missing value too (a log2 abundance of 0 is an intensity of 1).
 
 ``uns["scale"]`` after :func:`to_log_scale`:
 
@@ -83,6 +84,10 @@ def to_log_scale(x: np.ndarray, kind: str, notes: list[str], *, intensities: boo
     linear = intensities or (med > 100 and frac_nonneg >= 0.99)
     if not linear:
         scale = "centred" if (abs(med) < 1 and v.min() < 0) else ("log2" if v.max() < 64 else "linear")
+        zero = x == 0
+        if scale == "log2" and kind in INTENSITY_KINDS and zero.any():
+            x[zero] = np.nan  # a log abundance of exactly 0 is a missing value written as 0
+            notes.append(f"{int(zero.sum())} zero(s) in log-scale abundances set to NaN (missing)")
         return x, scale, "none"
     if kind == "transcriptomics" and not intensities:
         neg = x < 0

@@ -1,0 +1,260 @@
+"""Layouts from other labs, written by the tests from the real Ramus 2016 UPS1-in-yeast MaxQuant set.
+
+Each test writes the same measurements the way another lab or tool would send them (DIA-NN with
+Windows raw-file paths, a DIA-NN long report, TMT reporter columns over two plexes, a workbook
+with a notes sheet first, messy level spellings, 0 for missing in log data, two MaxQuant runs in
+one folder, a sample table in a subfolder) and checks that every sample is matched to its row
+and that the profile sees the right groups.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from proteus.io import load_study
+from proteus.profile import profile_study
+from proteus.study import LayoutError
+
+RAMUS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ramus2016-ups1-maxquant"
+if not RAMUS.exists():
+    RAMUS = Path("/work/shared/datasets/ramus2016-ups1-maxquant")
+pytestmark = pytest.mark.skipif(not RAMUS.exists(), reason="ramus2016 UPS1 MaxQuant set not available")
+
+LFQ = "LFQ intensity "
+
+
+@pytest.fixture(scope="module")
+def ramus():
+    """(proteinGroups table, sample table, LFQ matrix proteins x samples) of the primary comparison."""
+    pg = pd.read_csv(RAMUS / "proteinGroups.txt", sep="\t", dtype={"Gene names": str})
+    samples = pd.read_csv(RAMUS / "samples.tsv", sep="\t")
+    lfq = pg[[LFQ + s for s in samples["sample"]]]
+    lfq.columns = list(samples["sample"])
+    return pg, samples, lfq
+
+
+def _conditions(study) -> dict[str, int]:
+    return profile_study(study).variable("condition").levels
+
+
+def _expected(samples: pd.DataFrame) -> dict[str, int]:
+    return samples["condition"].value_counts().to_dict()
+
+
+def _diann_matrix(pg: pd.DataFrame, lfq: pd.DataFrame, run_names: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame({
+        "Protein.Group": pg["Protein IDs"],
+        "Protein.Ids": pg["Protein IDs"],
+        "Protein.Names": pg["Fasta headers"].str.extract(r"^>\w+\|[^|]+\|(\S+)")[0],
+        "Genes": pg["Gene names"],
+        "First.Protein.Description": "",
+    })
+    vals = lfq.replace(0, np.nan)
+    vals.columns = run_names
+    return pd.concat([out, vals], axis=1)
+
+
+def test_diann_windows_paths_with_a_sheet_keyed_on_them(ramus, tmp_path):
+    pg, samples, lfq = ramus
+    paths = [f"D:\\Data\\ramus\\{s}.raw" for s in samples["sample"]]
+    _diann_matrix(pg, lfq, paths).to_csv(tmp_path / "report.pg_matrix.tsv", sep="\t", index=False)
+    sheet = samples.drop(columns="sample").assign(**{"File.Name": paths})[["File.Name", "condition", "replicate"]]
+    sheet.to_csv(tmp_path / "sample_sheet.tsv", sep="\t", index=False)
+
+    study = load_study(tmp_path)
+    a = study.modalities["proteomics"]
+    assert sorted(a.obs_names) == sorted(samples["sample"])
+    (rec,) = study.sample_matching
+    assert (rec.n_matched, rec.n_samples, rec.left_out) == (6, 6, {})
+    assert _conditions(study) == _expected(samples)
+
+
+def test_sheet_with_raw_file_names_and_other_ids(ramus, tmp_path):
+    """Sheet with its own ids and a column of raw-file names: the raw files name the samples (by stem)."""
+    pg, samples, lfq = ramus
+    paths = [f"/mnt/data/{s}.mzML" for s in samples["sample"]]
+    _diann_matrix(pg, lfq, paths).to_csv(tmp_path / "report.pg_matrix.tsv", sep="\t", index=False)
+    sheet = pd.DataFrame({"sample_id": [f"S{i:02d}" for i in range(6)], "raw_file": [f"{s}.RAW" for s in samples["sample"]],
+                          "condition": samples["condition"]})
+    sheet.loc[6] = ["S06", "blank_01.RAW", "blank"]  # a row without data
+    sheet.to_csv(tmp_path / "samples.csv", index=False)
+
+    study = load_study(tmp_path)
+    (rec,) = study.sample_matching
+    assert rec.n_matched == 6
+    assert sorted(study.modalities["proteomics"].obs_names) == sorted(samples["sample"])
+    assert study.clinical.loc[samples["sample"], "sample_id"].tolist() == [f"S{i:02d}" for i in range(6)]
+    assert "6/6 samples matched" in rec.summary()
+
+
+def test_unmatched_samples_are_listed_with_a_reason(ramus, tmp_path):
+    pg, samples, lfq = ramus
+    _diann_matrix(pg, lfq, list(samples["sample"])).to_csv(tmp_path / "report.pg_matrix.tsv", sep="\t", index=False)
+    samples.iloc[:4].to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    (rec,) = load_study(tmp_path).sample_matching
+    assert rec.n_matched == 4
+    assert set(rec.left_out) == set(samples["sample"].iloc[4:])
+    assert "left out" in rec.summary()
+
+
+def test_diann_long_report_is_pivoted(ramus, tmp_path):
+    pg, samples, lfq = ramus
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, r in pg.iterrows():
+        for run in samples["sample"]:
+            if lfq.loc[i, run] == 0:
+                continue
+            for p in range(2):
+                rows.append({"File.Name": f"C:\\runs\\{run}.raw", "Run": run, "Protein.Group": r["Protein IDs"],
+                             "Protein.Ids": r["Protein IDs"], "Protein.Names": "", "Genes": r["Gene names"],
+                             "PG.MaxLFQ": lfq.loc[i, run], "Precursor.Id": f"PEP{i}_{p}2", "Precursor.Normalised": rng.lognormal(15),
+                             "Q.Value": 0.001, "PG.Q.Value": 0.002})
+    report = pd.DataFrame(rows)
+    # one group fails the precursor q-value in every run, another the protein-group q-value in one run
+    failed = pg["Protein IDs"].iloc[0]
+    report.loc[report["Protein.Group"] == failed, "Q.Value"] = 0.05
+    half = pg["Protein IDs"].iloc[5]
+    one_run = (report["Protein.Group"] == half) & (report["Run"] == samples["sample"].iloc[0])
+    report.loc[one_run, "PG.Q.Value"] = 0.02
+    report.to_csv(tmp_path / "report.tsv", sep="\t", index=False)
+    samples.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+
+    study = load_study(tmp_path)
+    a = study.modalities["proteomics"]
+    assert a.n_obs == 6 and set(a.obs_names) == set(samples["sample"])
+    assert "PG.MaxLFQ" not in a.obs_names and "Q.Value" not in a.obs_names
+    assert a.n_vars == len(pg) - 1
+    gene = pg["Gene names"].iloc[2]
+    col = list(a.var["gene"]).index(gene)
+    np.testing.assert_allclose(a[samples["sample"].iloc[1]].X[0, col], np.log2(lfq.iloc[2, 1]))
+    half_col = list(a.var["uniprot"]).index(half.split(";")[0])
+    assert np.isnan(a[samples["sample"].iloc[0]].X[0, half_col])
+    assert _conditions(study) == _expected(samples)
+
+
+def test_maxquant_tmt_reporter_columns_over_two_plexes(ramus, tmp_path):
+    pg, samples, lfq = ramus
+    rng = np.random.default_rng(1)
+    table = pg[["Protein IDs", "Majority protein IDs", "Gene names", "Fasta headers", "Reverse", "Potential contaminant"]].copy()
+    sheet = []
+    for plex in ("Plex1", "Plex2"):
+        shift = rng.normal(0, 0.3, size=len(pg))  # plex effect
+        for ch, s in enumerate(samples["sample"], start=1):
+            table[f"Reporter intensity {ch} {plex}"] = lfq[s] * 1.1
+            table[f"Reporter intensity corrected {ch} {plex}"] = lfq[s] * 2.0 ** shift
+            table[f"Reporter intensity count {ch} {plex}"] = 3
+            sheet.append({"sample": f"Reporter intensity corrected {ch} {plex}", "condition": samples["condition"].iloc[ch - 1]})
+        table[f"Intensity {plex}"] = lfq.sum(axis=1)
+    table.to_csv(tmp_path / "proteinGroups.txt", sep="\t", index=False)
+    pd.DataFrame(sheet).to_csv(tmp_path / "experimental_design.tsv", sep="\t", index=False)
+
+    study = load_study(tmp_path)
+    a = study.modalities["proteomics"]
+    assert a.n_obs == 12
+    assert not {"Plex1", "Plex2"} & set(a.obs_names)  # per-plex sums are not samples
+    (rec,) = study.sample_matching
+    assert rec.n_matched == 12 and list(rec.rules) == ["file name"]  # "Reporter intensity corrected 1 Plex1" = "1 Plex1"
+    assert study.clinical["plex"].value_counts().to_dict() == {"Plex1": 6, "Plex2": 6}
+    assert {k: v // 2 for k, v in _conditions(study).items()} == _expected(samples)
+
+
+def test_workbook_with_a_notes_sheet_first(ramus, tmp_path):
+    pg, samples, _ = ramus
+    notes = pd.DataFrame({"item": [f"note {i}" for i in range(12)], "text": ["instrument settings, see methods"] * 12})
+    with pd.ExcelWriter(tmp_path / "results.xlsx") as w:
+        notes.to_excel(w, sheet_name="README", index=False)
+        pg.drop(columns=["Fasta headers"]).to_excel(w, sheet_name="proteins", index=False)
+        samples.to_excel(w, sheet_name="design", index=False)
+    study = load_study(tmp_path)
+    (rec,) = study.sample_matching
+    assert (rec.n_matched, rec.n_samples) == (6, 6)
+    assert _conditions(study) == _expected(samples)
+    readme = next(r for r in study.reports if r.path.endswith(":README"))
+    assert readme.kind == "ignored"
+
+
+def test_messy_level_spellings_are_merged(ramus, tmp_path):
+    pg, samples, _ = ramus
+    shutil.copy(RAMUS / "proteinGroups.txt", tmp_path)
+    messy = samples.copy()
+    top = messy["condition"].iloc[0]
+    messy.loc[[1, 2], "condition"] = [top.upper(), f" {top.capitalize()} "]
+    messy.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    study = load_study(tmp_path)
+    assert _conditions(study) == _expected(samples)
+    assert any("spellings merged" in n and "condition" in n for n in study.sample_notes)
+
+
+def test_zero_in_log_scale_data_is_missing(ramus, tmp_path):
+    pg, samples, lfq = ramus
+    with np.errstate(divide="ignore"):
+        logged = np.log2(lfq.where(lfq > 0)).fillna(0.0)
+    logged.index = pg["Protein IDs"]
+    logged.rename_axis("protein").to_csv(tmp_path / "protein_log2.tsv", sep="\t")
+    samples.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    study = load_study(tmp_path)
+    a = study.modalities["proteomics"]
+    assert a.uns["transform"] == "none"
+    assert np.nanmin(a.X) > 5
+    assert int(np.isnan(a.X).sum()) == int((lfq == 0).to_numpy().sum())
+    assert _conditions(study) == _expected(samples)
+
+
+def test_two_maxquant_runs_with_distinct_samples_are_merged_with_run_as_batch(tmp_path):
+    shutil.copytree(RAMUS / "50vs5", tmp_path / "run_b")
+    (tmp_path / "run_a").mkdir()
+    for f in ("proteinGroups.txt", "samples.tsv"):
+        shutil.copy(RAMUS / f, tmp_path / "run_a")
+    study = load_study(tmp_path)
+    assert list(study.modalities) == ["proteomics"]
+    a = study.modalities["proteomics"]
+    assert a.n_obs == 12
+    assert study.clinical["run"].value_counts().to_dict() == {"run_a": 6, "run_b": 6}
+    levels = _conditions(study)
+    assert len(levels) == 4 and set(levels.values()) == {3}
+    assert study.sample_matching[0].n_matched == 12
+
+
+def test_runs_sharing_sample_names_are_refused(tmp_path):
+    shutil.copytree(RAMUS / "50vs5", tmp_path / "50vs5")
+    shutil.copytree(RAMUS / "50vs0.5", tmp_path / "50vs0.5")
+    with pytest.raises(LayoutError, match="share sample names"):
+        load_study(tmp_path)
+
+
+def test_sample_table_in_a_subfolder_is_a_sample_table(ramus, tmp_path):
+    _, samples, _ = ramus
+    shutil.copy(RAMUS / "proteinGroups.txt", tmp_path)
+    (tmp_path / "annotation").mkdir()
+    numeric = pd.DataFrame({"Raw file": [f"{s}.raw" for s in samples["sample"]], "fmol": samples["ups1_fmol_per_ug"],
+                            "replicate": samples["replicate"], "injection": range(1, 7)})
+    numeric.to_csv(tmp_path / "annotation" / "runs.txt", sep="\t", index=False)
+    study = load_study(tmp_path)
+    assert list(study.modalities) == ["proteomics"]
+    assert study.modalities["proteomics"].n_obs == 6
+    assert study.sample_matching[0].n_matched == 6
+    assert study.clinical["fmol"].value_counts().to_dict() == samples["ups1_fmol_per_ug"].value_counts().to_dict()
+
+
+def test_yeast_features_are_labelled_by_gene_names(ramus, tmp_path):
+    pg, samples, lfq = ramus
+    # MaxQuant without a Gene names column: genes come from the GN= tags of the Fasta headers
+    pg.drop(columns=["Gene names"]).to_csv(tmp_path / "proteinGroups.txt", sep="\t", index=False)
+    a = load_study(tmp_path).modalities["proteomics"]
+    has_gene = pg["Gene names"].notna() & (pg["Potential contaminant"] != "+")
+    expected = {g.split(";")[0] for g in pg.loc[has_gene, "Gene names"]}
+    assert len(expected) > 700
+    assert expected <= set(a.var["gene"])
+    assert "ATG8" in a.var_names
+
+    d2 = tmp_path / "diann"
+    d2.mkdir()
+    _diann_matrix(pg, lfq, list(samples["sample"])).to_csv(d2 / "report.pg_matrix.tsv", sep="\t", index=False)
+    b = load_study(d2).modalities["proteomics"]
+    assert expected <= set(b.var["gene"])
