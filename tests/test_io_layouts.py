@@ -16,14 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from proteus.datasets._loaders import shared_dataset_dir
 from proteus.io import load_study
 from proteus.profile import profile_study
 from proteus.study import LayoutError
 
-RAMUS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ramus2016-ups1-maxquant"
-if not RAMUS.exists():
-    RAMUS = Path("/work/shared/datasets/ramus2016-ups1-maxquant")
-pytestmark = pytest.mark.skipif(not RAMUS.exists(), reason="ramus2016 UPS1 MaxQuant set not available")
+RAMUS = shared_dataset_dir("ramus2016-ups1-maxquant") or Path("absent")
+pytestmark = pytest.mark.skipif(not RAMUS.exists(), reason="shared dataset ramus2016-ups1-maxquant absent")
 
 LFQ = "LFQ intensity "
 
