@@ -1,20 +1,33 @@
-"""Differential abundance between sample groups: limma moderated t / F, Welch (SAM s0), Mann-Whitney.
+"""Differential abundance between sample groups: limma moderated t / F, a missing-value (dropout)
+model, Welch (SAM s0), Mann-Whitney.
 
 Conventions followed (say so in a methods section):
 
-- **limma** (default): ``lmFit`` + ``eBayes`` as in R limma (:mod:`proteus.stats.limma`, Smyth 2004),
+- **auto** (default): the method, normalisation and variance prior are chosen from the data and the
+  reasons returned in ``metrics["choices"]``: log-intensity layers (raw MS intensities logged by the
+  reader) are median-normalised, processed layers (log ratios) are used as delivered; with
+  missing values on a log-intensity layer whose missingness depends on abundance (probit slope
+  z < -3) the **censored** model is used, else **limma**; a ``var["n_peptides"]`` column gives
+  the DEqMS count-dependent variance prior.
+- **limma**: ``lmFit`` + ``eBayes`` as in R limma (:mod:`proteus.stats.limma`, Smyth 2004),
   per-feature fits on observed values (no imputation), optional covariates in the design.
+- **censored**: missing values enter the likelihood as dropouts below a per-sample detection
+  curve (:mod:`proteus.stats.censored`, proDA-style); a feature needs ``min_valid`` values in at
+  least one group, features detected in one group only are tested and marked in ``detection``.
+  Without missing values it is limma, number for number.
 - **welch**: two-sided Welch t on observed values; with ``s0 > 0`` the SAM / Perseus statistic
   :math:`d = \\Delta / (s + s_0)` with p-values from 250 label permutations pooled over features
   (Tusher et al. 2001, doi:10.1073/pnas.091062498), seeded by the run seed.
 - **mann_whitney**: two-sided Wilcoxon rank-sum, normal approximation with tie and continuity
   correction (as ``scipy.stats.mannwhitneyu(method="asymptotic")``).
-- Features with fewer than ``min_valid`` values in either group (or constant) are skipped and
-  listed in the ``skipped`` table; q-values are Benjamini-Hochberg over tested features.
+- Features with fewer than ``min_valid`` values in either group (censored: in both groups), or
+  constant, are skipped and listed in the ``skipped`` table; q-values are Benjamini-Hochberg over
+  tested features.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import matplotlib
@@ -27,6 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from proteus.records import Relation, Stats, ToolResult, contrast_entity, feature_entity  # noqa: E402
+from proteus.stats.censored import DropoutCurves, censored_test, fit_dropout_curves  # noqa: E402
+from proteus.stats.deqms import count_variance_prior  # noqa: E402
 from proteus.stats.limma import ebayes, lm_fit  # noqa: E402
 from proteus.stats.multitest import bh  # noqa: E402
 from proteus.study import Study  # noqa: E402
@@ -39,6 +54,7 @@ __all__ = [
     "differential_abundance",
     "differential_anova",
     "build_design",
+    "choose_defaults",
     "feature_labels",
 ]
 
@@ -58,12 +74,23 @@ class DifferentialParams(BaseModel):
         description="clinical columns adjusted for in the limma design (numeric as is, others as factors); "
         "samples with a missing covariate are dropped",
     )
-    method: Literal["limma", "welch", "mann_whitney"] = Field(
-        "limma", description="limma moderated t (default), Welch t (SAM-style with s0 > 0), or Mann-Whitney"
+    method: Literal["auto", "limma", "censored", "welch", "mann_whitney"] = Field(
+        "auto", description="'auto' (default) picks 'censored' for log intensities whose missing values depend on "
+        "abundance, else 'limma'; 'limma' moderated t on observed values; 'censored' moderated test that models "
+        "missing values as dropouts below a detection curve (tests proteins detected in one group only); Welch t "
+        "(SAM-style with s0 > 0); Mann-Whitney"
+    )
+    normalize: Literal["auto", "none", "median", "quantile"] = Field(
+        "auto", description="sample normalisation on the log scale before testing: 'auto' = 'median' for raw MS "
+        "intensities logged on reading, 'none' for processed values (log ratios); 'quantile' as limma"
+    )
+    variance_prior: Literal["auto", "constant", "peptide_count"] = Field(
+        "auto", description="limma/censored prior variance: 'constant' (limma), 'peptide_count' (DEqMS: prior "
+        "variance a loess function of the peptides per protein); 'auto' uses counts when the layer has them"
     )
     min_valid: int = Field(
-        2, ge=1, description="minimum non-missing values per group for a feature to be tested "
-        "(2 = limma as is; 3 = Perseus 'in each group')"
+        2, ge=1, description="minimum non-missing values per group for a feature to be tested (censored: in at least "
+        "one group) (2 = limma as is; 3 = Perseus 'in each group')"
     )
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg q-value threshold for significance")
     s0: float = Field(0.0, ge=0, description="SAM fudge factor added to the Welch standard error (welch only; "
@@ -256,25 +283,97 @@ def _heatmap(ctx: ToolContext, name: str, Y: np.ndarray, labels: list[str], grou
     return path
 
 
+# --- choosing method, normalisation and variance prior from the data ----------------------------
+
+DROPOUT_Z = -3.0  # probit slope of missingness on abundance below which missing values count as MNAR
+
+
+@dataclass
+class Choice:
+    """What ``auto`` resolved to, and why (reasons go to ``metrics["choices"]``)."""
+
+    method: str
+    normalize: str
+    variance_prior: str
+    reasons: list[str]
+    curves: DropoutCurves | None = None
+
+
+def _log_intensities(uns, Y: np.ndarray) -> bool:
+    """Raw MS intensities logged on reading, or log2 values on an intensity scale (median > 5), not ratios."""
+    return uns.get("transform") == "log2" or bool(np.nanmedian(Y) > 5)
+
+
+def choose_defaults(p: DifferentialParams, Y: np.ndarray, uns, counts: np.ndarray | None) -> Choice:
+    """Resolve ``auto`` parameters from the values (features x samples) and the layer's annotation."""
+    reasons: list[str] = []
+    intensities = _log_intensities(uns, Y)
+    normalize = p.normalize
+    if normalize == "auto":
+        normalize = "median" if uns.get("transform") == "log2" else "none"
+        reasons.append("median normalisation: raw MS intensities logged on reading" if normalize == "median"
+                       else "no normalisation: values were processed before reading")
+    method, curves = p.method, None
+    missing = bool(np.isnan(Y).any())
+    if method in ("auto", "censored") and missing and p.impute == "none":
+        curves = fit_dropout_curves(Y)
+    if method == "auto":
+        if p.impute != "none":
+            method = "limma"
+            reasons.append(f"limma on {p.impute}-imputed values (imputation requested)")
+        elif not missing:
+            method = "limma"
+            reasons.append("limma: no missing values")
+        elif not intensities:
+            method = "limma"
+            reasons.append("limma on observed values: values are not log intensities, missingness not modelled")
+        elif curves.slope_z < DROPOUT_Z:
+            method = "censored"
+            reasons.append(f"censored model: missing values depend on abundance (probit slope z = {curves.slope_z:.1f})")
+        else:
+            method = "limma"
+            reasons.append(f"limma on observed values: missingness does not depend on abundance "
+                           f"(probit slope z = {curves.slope_z:.1f})")
+    elif method == "censored" and curves is None:
+        method = "limma"
+        reasons.append("limma: nothing missing, the censored model reduces to it")
+    prior = p.variance_prior
+    has_counts = counts is not None and np.unique(counts[np.isfinite(counts)]).size > 1
+    if prior == "auto":
+        prior = "peptide_count" if has_counts and method in ("limma", "censored") else "constant"
+        if prior == "peptide_count":
+            reasons.append("DEqMS prior: variance depends on the peptides per protein (var['n_peptides'])")
+    elif prior == "peptide_count" and not has_counts:
+        msg = "variance_prior='peptide_count' needs var['n_peptides'] with peptide counts in the layer"
+        raise ToolInputError(msg)
+    elif prior == "peptide_count" and method not in ("limma", "censored"):
+        msg = f"variance_prior='peptide_count' applies to limma or censored, not {method}"
+        raise ToolInputError(msg)
+    return Choice(method, normalize, prior, reasons, curves)
+
+
 # --- differential_abundance -------------------------------------------------------------------
 
 
 @register("differential_abundance", family="differential", params=DifferentialParams, requires=("bulk", "clinical"))
 def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolContext) -> ToolResult:
-    """Find features (proteins, sites, genes) whose abundance differs between two sample groups (case vs control) with limma moderated t (default), Welch t or Mann-Whitney, optionally adjusting for covariates; returns a ranked table, volcano plot, heatmap and higher_in / lower_in relations for features with q < fdr.
+    """Find features (proteins, sites, genes) whose abundance differs between two sample groups (case vs control), optionally adjusting for covariates; by default the method, normalisation and variance prior are chosen from the data (reasons in metrics 'choices'); returns a ranked table, volcano plot, heatmap and higher_in / lower_in relations for features with q < fdr.
 
-    By default missing values are not imputed: each feature is tested on its observed values and
-    features with fewer than ``min_valid`` values in either group are skipped (counted in
-    ``n_skipped``). With ``impute='downshift'`` features need ``min_valid`` values in at least one
-    group, the rest is imputed (Perseus; Tyanova et al. 2016) with ``ctx.seed``, and the table
-    reports imputed counts per group (``n_imputed_case``, ``n_imputed_control``).
+    Defaults (``method='auto'``): raw MS intensities are median-normalised; label-free intensities
+    whose missing values depend on abundance get the censored (dropout) model, which also tests
+    features detected in one group only (``detection`` column, counts in metrics); otherwise limma
+    on observed values (identical to R limma when nothing is missing). Peptide counts in the layer
+    give the DEqMS variance prior. Pre-filter: ``min_valid`` values in each group (limma) or in at
+    least one group (censored, imputation); skipped features are listed with the reason. Missing
+    values are never imputed unless ``impute='downshift'`` (Perseus; Tyanova et al. 2016) is asked
+    for, seeded by ``ctx.seed``, with imputed counts per group in the table.
     """
     name = "differential_abundance"
     p = params
     if p.case == p.control:
         msg = f"case and control are both {p.case!r}; choose two different levels of {p.group!r}"
         raise ToolInputError(msg)
-    if p.covariates and p.method != "limma":
+    if p.covariates and p.method not in ("auto", "limma", "censored"):
         msg = f"covariates need method='limma' ({p.method} cannot adjust for {p.covariates})"
         raise ToolInputError(msg)
     if p.group in p.covariates:
@@ -295,8 +394,18 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         raise ToolFailed(msg)
 
     idx = adata.obs_names.get_indexer(tab.index)
-    Y = np.asarray(adata.X[idx], dtype=float).T  # features x samples
+    raw = np.asarray(adata.X[idx], dtype=float).T  # features x samples
+    raw[~np.isfinite(raw)] = np.nan
+    counts = adata.var["n_peptides"].to_numpy(dtype=float) if "n_peptides" in adata.var else None
+    choice = choose_defaults(p, raw, adata.uns, counts)
+    sub = adata[adata.obs_names[idx]]
+    if choice.normalize != "none":
+        from proteus.tools.qc import normalize_layer
+
+        sub = normalize_layer(sub, method=choice.normalize)
+    Y = np.asarray(sub.X, dtype=float).T
     Y[~np.isfinite(Y)] = np.nan
+    method = choice.method
     obs = np.isfinite(Y)
     nc, nn = obs[:, is_case].sum(1), obs[:, ~is_case].sum(1)
     sd = _nansd(Y)
@@ -306,10 +415,12 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         from proteus.tools.qc import impute_layer
 
         reason[(nc < p.min_valid) & (nn < p.min_valid)] = f"fewer than {p.min_valid} values in both groups"
-        layer = impute_layer(adata[adata.obs_names[idx]], method="downshift", seed=ctx.seed)
+        layer = impute_layer(sub, method="downshift", seed=ctx.seed)
         Y = np.asarray(layer.X, dtype=float).T
         imputed = ~obs & np.isfinite(Y)
         sd = _nansd(Y)
+    elif method == "censored":
+        reason[(nc < p.min_valid) & (nn < p.min_valid)] = f"fewer than {p.min_valid} values in both groups"
     else:
         reason[(nc < p.min_valid) | (nn < p.min_valid)] = f"fewer than {p.min_valid} values in a group"
     reason[(reason == "") & ~(sd > 0)] = "constant"
@@ -325,7 +436,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     s2_prior = df_prior = None
     extra_cols: dict[str, np.ndarray] = {}
     notes: list[str] = []
-    if p.method == "limma":
+    if method in ("limma", "censored"):
         cov_block, notes = build_design(tab, p.covariates)
         X = np.column_stack([np.ones(len(g)), is_case.astype(float), cov_block.to_numpy()])
         if not _full_rank(X):
@@ -334,11 +445,35 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         if X.shape[0] - X.shape[1] < 1:
             msg = f"no residual degrees of freedom: {X.shape[0]} samples for {X.shape[1]} coefficients"
             raise ToolFailed(msg)
-        eb = ebayes(lm_fit(Yt, X).subset([1]))
-        logfc, stat, pval = eb.coefficients[:, 0], eb.t[:, 0], eb.p_value[:, 0]
-        extra_cols["B"] = eb.lods[:, 0]
+        fit = lm_fit(Yt, X)
+        eb = ebayes(fit.subset([1]))
+        logfc, stat, pval = eb.coefficients[:, 0].copy(), eb.t[:, 0].copy(), eb.p_value[:, 0].copy()
+        s2_post, df_total = eb.s2_post, eb.df_total
         s2_prior, df_prior = float(np.median(eb.s2_prior)), float(eb.df_prior)
-    elif p.method == "welch":
+        if choice.variance_prior == "peptide_count":
+            s2_post, s2_vec, df_prior = count_variance_prior(fit.sigma**2, fit.df_residual, counts[tested])
+            df_total = fit.df_residual + df_prior
+            with np.errstate(invalid="ignore", divide="ignore"):
+                stat = logfc / eb.stdev_unscaled[:, 0] / np.sqrt(s2_post)
+            pval = 2 * stats.t.sf(np.abs(stat), df_total)
+            s2_prior = float(np.median(s2_vec))
+            extra_cols["n_peptides"] = counts[tested]
+        else:
+            extra_cols["B"] = eb.lods[:, 0]
+        if method == "censored":
+            inc = ~np.isfinite(Yt).all(1)
+            if inc.any():
+                extra_cols.pop("B", None)
+                ct, cp, cb = censored_test(Yt[inc], X, 1, s2_post[inc], df_total[inc], choice.curves)
+                stat[inc], pval[inc], logfc[inc] = ct, cp, cb
+            only_case, only_control = nn[tested] == 0, nc[tested] == 0
+            limit = choice.curves.rho
+            with np.errstate(invalid="ignore"):  # one group undetected: difference to its detection limit
+                logfc[only_case] = np.nanmean(Yt[only_case][:, is_case], 1) - limit[~is_case].mean()
+                logfc[only_control] = limit[is_case].mean() - np.nanmean(Yt[only_control][:, ~is_case], 1)
+            extra_cols["detection"] = np.where(only_case, f"only in {p.case}",
+                                               np.where(only_control, f"only in {p.control}", "both"))
+    elif method == "welch":
         stat, pval = _welch(Yt[:, is_case], Yt[:, ~is_case], p.s0, ctx.rng())
         logfc = np.nanmean(Yt[:, is_case], 1) - np.nanmean(Yt[:, ~is_case], 1)
     else:
@@ -374,34 +509,40 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
             subject=feature_entity(kind, r["label"]), predicate="higher_in" if up else "lower_in", object=contrast,
             stats=Stats(effect=float(r["logFC"]), effect_type="log2FC", p=float(r["p"]), q=float(r["q"]),
                         n=int(r["n_case"] + r["n_control"]), direction="up" if up else "down",
-                        extra={"t": float(r["t"]), "feature_id": str(r["feature"]), "method": p.method}),
+                        extra={"t": float(r["t"]), "feature_id": str(r["feature"]), "method": method}),
             modality=p.modality, provenance=prov,
         ))
 
-    title = f"{p.modality}: {p.case} vs {p.control} ({p.method}); {int(sig.sum())} with q < {p.fdr}"
+    title = f"{p.modality}: {p.case} vs {p.control} ({method}); {int(sig.sum())} with q < {p.fdr}"
     slug = f"{p.modality}_{p.group}_{p.case}_vs_{p.control}".replace(" ", "_").replace("/", "-")
     figures = [volcano(ctx, f"volcano_{slug}", table["logFC"], table["p"], table["q"], p.fdr, labels=table["label"].to_numpy(),
                        xlabel="log2 fold change", title=title)]
     top = table.head(40)
     rows = pd.Index(ids).get_indexer(top["feature"])
     figures.append(_heatmap(ctx, f"heatmap_{slug}", Y[rows], list(top["label"]), g.reset_index(drop=True),
-                            f"top {len(top)} features by p ({p.method})"))
+                            f"top {len(top)} features by p ({method})"))
 
     metrics = {
         "n_tested": int(len(table)), "n_significant": int(sig.sum()), "n_up": n_up, "n_down": n_down,
         "n_skipped": int(len(skipped)), "n_case": n_case, "n_control": n_control,
         "n_samples_dropped_missing_covariate": n_cov_na, "n_samples_missing_group": n_group_na,
-        "s2_prior": s2_prior, "df_prior": df_prior, "method": p.method, "s0": p.s0, "fdr": p.fdr, "impute": p.impute,
-        "n_imputed": int(imputed[tested].sum()),
+        "s2_prior": s2_prior, "df_prior": df_prior, "method": method, "s0": p.s0, "fdr": p.fdr, "impute": p.impute,
+        "n_imputed": int(imputed[tested].sum()), "normalize": choice.normalize,
+        "variance_prior": choice.variance_prior, "choices": choice.reasons,
+        "n_detected_only_case": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.case}").sum()),
+        "n_detected_only_control": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.control}").sum()),
         "covariates": notes,
     }
     head = ", ".join(f"{lab} ({fc:+.2f})" for lab, fc in zip(table.loc[sig, "label"].head(5), table.loc[sig, "logFC"]))
     summary = (
-        f"{p.method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
+        f"{method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
         + (f" adjusting for {', '.join(p.covariates)}" if p.covariates else "")
         + (f" after down-shift imputation of {int(imputed[tested].sum())} missing values" if p.impute != "none" else "")
         + f": {len(table)} features tested, {len(skipped)} skipped; {int(sig.sum())} with q < {p.fdr} "
-        f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "") + "."
+        f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "")
+        + (f". Detected in one group only: {metrics['n_detected_only_case']} in {p.case}, "
+           f"{metrics['n_detected_only_control']} in {p.control}" if method == "censored" else "")
+        + (f". Choices: {'; '.join(choice.reasons)}" if choice.reasons else "") + "."
     )
     result = ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
                         relations=relations, metrics=metrics)
