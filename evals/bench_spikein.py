@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from proteus.datasets._loaders import shared_dataset_dir
+from proteus.datasets import shared_dataset_dir
 from proteus.io import load_study
 from proteus.tools.registry import ToolContext, get_tool
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proteus.datasets._loaders import shared_dataset_dir
+from proteus.datasets import shared_dataset_dir
 from proteus.io import load_study
 
 UPS1 = "ramus2016-ups1-maxquant"
