@@ -1,9 +1,9 @@
-"""Prompt budget benchmark: the largest rendered prompt of every decision vs the token budget.
+"""Prompt budget benchmark: every decision's prompt and answer budget vs the model's context.
 
-Renders all seven decision prompts of :class:`~proteus.policy.llm.LLMPolicy` for big studies
-and a knowledge graph with thousands of relations, through the policy's real code path (a
-recording backend, no model), and prints each prompt's token estimate against the budget
-(default 8000).
+Renders all seven decision prompts with :func:`~proteus.policy.llm.render_decision` (the code
+path of :class:`~proteus.policy.llm.LLMPolicy`, no model) for big studies and a knowledge graph
+with thousands of relations, and prints each prompt's token estimate and answer budget against
+the context (default 8192; below 4096 the rendering is compact).
 
 Studies:
 
@@ -17,9 +17,9 @@ Studies:
 
 Usage::
 
-    python evals/bench_prompt_budget.py [--data DIR] [--budget 8000] [--relations 5000]
+    python evals/bench_prompt_budget.py [--data DIR] [--budget 8192] [--relations 5000]
 
-Exit status 1 if any prompt exceeds the budget.
+Exit status 1 if any prompt plus its answer budget exceeds the context.
 """
 
 from __future__ import annotations
@@ -28,69 +28,14 @@ import argparse
 import sys
 import time
 
-
 from proteus.kg import KnowledgeGraph
-from proteus.llm.base import ChatBackend
 from proteus.llm.context import estimate_tokens
-from proteus.policy.base import Policy, ResearchView
-from proteus.policy.decisions import (
-    HypothesisDrafts,
-    Interpretation,
-    Judgement,
-    MetricScore,
-    ObjectivePlan,
-    ObjectiveSpec,
-    ObjectiveUpdate,
-    StepSpec,
-    WorkflowPlan,
-    WorkflowUpdate,
-)
-from proteus.policy.llm import LLMPolicy
+from proteus.policy.base import ResearchView
+from proteus.policy.decisions import StepSpec
+from proteus.policy.llm import render_decision
 from proteus.profile import ClinicalVariable, Contrast, DataProfile, ModalityProfile
 from proteus.records import Entity, Hypothesis, Objective, Provenance, Relation, Stats, Step
 from proteus.tools.registry import list_tools
-
-
-class RecordingBackend(ChatBackend):
-    """Records every prompt and answers with an empty object (so the policy falls back)."""
-
-    provider = "bench"
-
-    def __init__(self) -> None:
-        super().__init__("recorder")
-        self.prompts: list[tuple[str, list[dict[str, str]]]] = []
-
-    def _call(self, messages, schema, name):  # noqa: ANN001
-        self.prompts.append((name, messages))
-        return "{}", 0, 0, {}
-
-
-class _Stub(Policy):
-    """Minimal valid decisions so the benchmark never needs the heuristic planner."""
-
-    name = "stub"
-
-    def plan_objectives(self, view):  # noqa: ANN001
-        return ObjectivePlan(objectives=[ObjectiveSpec(title="t", question="q", family="differential", rationale="r")])
-
-    def plan_workflow(self, view, objective):  # noqa: ANN001
-        return WorkflowPlan(steps=[StepSpec(tool="x", params={})])
-
-    def interpret(self, view, objective, step):  # noqa: ANN001
-        return Interpretation(summary="s")
-
-    def update_workflow(self, view, objective, done, remaining):  # noqa: ANN001
-        return WorkflowUpdate(steps=[])
-
-    def update_objectives(self, view, done, remaining):  # noqa: ANN001
-        return ObjectiveUpdate()
-
-    def propose_hypotheses(self, view):  # noqa: ANN001
-        return HypothesisDrafts(hypotheses=[])
-
-    def judge(self, view, hypothesis):  # noqa: ANN001
-        m = MetricScore(score=3, reason="r")
-        return Judgement(reliability=m, logical_coherence=m, biological_plausibility=m, novelty=m, evaluability=m)
 
 
 def ucec_like_profile() -> DataProfile:
@@ -162,10 +107,9 @@ def big_kg(n: int) -> KnowledgeGraph:
     return kg
 
 
-def render_all(profile: DataProfile, kg: KnowledgeGraph, budget: int) -> list[tuple[str, int]]:
-    """(decision, estimated tokens) of every prompt rendered for this profile and graph."""
-    backend = RecordingBackend()
-    policy = LLMPolicy(backend, fallback=_Stub(), context_tokens=budget, max_repairs=0)
+def render_all(profile: DataProfile, kg: KnowledgeGraph, budget: int) -> list[tuple[str, int, int]]:
+    """(decision, prompt tokens, answer budget) of every prompt rendered for this profile and
+    graph for a model with ``budget`` tokens of context (:func:`render_decision`)."""
     objectives = [
         Objective(id=f"obj_{i}", title=f"Objective {i}: tumour vs normal phosphosignalling", question="Which sites separate tumour from normal?" * 3, family="differential", findings="Found 812 sites; " * 20)
         for i in range(8)
@@ -177,20 +121,26 @@ def render_all(profile: DataProfile, kg: KnowledgeGraph, budget: int) -> list[tu
         for i in range(6)
     ]
     hyp = Hypothesis(id="h1", statement="S" * 400, rationale="R" * 1000, evidence=rids[:12], entities=[f"protein:GENE{i}" for i in range(20)], test="T" * 500)
-    policy.plan_objectives(view)
-    policy.plan_workflow(view, objectives[0])
-    policy.interpret(view, objectives[0], steps[0])
-    policy.update_workflow(view, objectives[0], steps, [StepSpec(tool="enrichment_ora", params={"modality": "proteomics"}, rationale="x" * 300)] * 6)
-    policy.update_objectives(view, objectives[:4], objectives[4:])
-    policy.propose_hypotheses(view)
-    policy.judge(view, hyp)
-    return [(name, sum(estimate_tokens(m["content"]) for m in msgs)) for name, msgs in backend.prompts]
+    calls = [
+        ("plan_objectives", ()),
+        ("plan_workflow", (objectives[0],)),
+        ("interpret", (objectives[0], steps[0])),
+        ("update_workflow", (objectives[0], steps, [StepSpec(tool="enrichment_ora", params={"modality": "proteomics"}, rationale="x" * 300)] * 6)),
+        ("update_objectives", (objectives[:4], objectives[4:])),
+        ("propose_hypotheses", ()),
+        ("judge", (hyp,)),
+    ]
+    rows = []
+    for name, args in calls:
+        p = render_decision(name, view, *args, context_tokens=budget)
+        rows.append((name, sum(estimate_tokens(m["content"]) for m in p.messages), p.max_tokens))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", help="folder with the CPTAC UCEC files (proteus datasets fetch cptac-ucec DIR)")
-    ap.add_argument("--budget", type=int, default=8000)
+    ap.add_argument("--budget", type=int, default=8192, help="the model's context in tokens")
     ap.add_argument("--relations", type=int, default=5000)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -200,12 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     src = args.data or "synthetic UCEC-shaped profile"
     print(f"profile: {src}; {len(profile.modalities)} layers ({', '.join(f'{m.name} {m.n_features}' for m in profile.modalities)}); {len(profile.variables)} clinical variables")
     print(f"knowledge graph: {len(kg.relations)} relations; tools: {len(list_tools())}")
-    print(f"{'decision':<22}{'tokens':>8}  budget {args.budget}")
-    for name, tok in rows:
-        print(f"{name:<22}{tok:>8}  {'OK' if tok <= args.budget else 'OVER'}")
-    worst = max(rows, key=lambda r: r[1])
-    print(f"largest prompt: {worst[0]} {worst[1]} tokens vs budget {args.budget} ({worst[1] / args.budget:.0%}); {time.perf_counter() - t0:.1f} s")
-    return 0 if worst[1] <= args.budget else 1
+    print(f"{'decision':<22}{'prompt':>8}{'answer':>8}  context {args.budget}")
+    for name, tok, ans in rows:
+        print(f"{name:<22}{tok:>8}{ans:>8}  {'OK' if tok + ans <= args.budget else 'OVER'}")
+    worst = max(rows, key=lambda r: r[1] + r[2])
+    total = worst[1] + worst[2]
+    print(f"largest prompt + answer: {worst[0]} {total} tokens vs context {args.budget} ({total / args.budget:.0%}); {time.perf_counter() - t0:.1f} s")
+    return 0 if total <= args.budget else 1
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ def _user_errors():
     from proteus.runner import InputsChangedError
     from proteus.rundir import RunLockedError
     from proteus.study import NoUsableDataError
+    from proteus.policy.llm import PromptDoesNotFit
     from proteus.tools.registry import ToolFailed, ToolInputError
 
-    return (NoUsableDataError, RunLockedError, InputsChangedError, FileExistsError, FileNotFoundError, ToolInputError, ToolFailed, NotADirectoryError)
+    return (NoUsableDataError, RunLockedError, InputsChangedError, FileExistsError, FileNotFoundError, ToolInputError, ToolFailed, NotADirectoryError, PromptDoesNotFit)
 
 
 def _progress(quiet: bool):
@@ -52,6 +53,7 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/<data-name>)"),
     model: Optional[str] = typer.Option(None, "--model", help="offline | openai:NAME | anthropic:NAME | vllm:NAME | llamacpp:NAME"),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (vllm, llamacpp)"),
+    context_tokens: Optional[int] = typer.Option(None, "--context-tokens", help="the model's context in tokens (default: asked of the server)"),
     seed: int = typer.Option(0, "--seed", help="random seed: same data and seed give the same hypotheses"),
     max_objectives: int = typer.Option(8, "--max-objectives", help="cap on planned research objectives"),
     resume: bool = typer.Option(False, "--resume", help="continue a run from its checkpoint"),
@@ -68,13 +70,17 @@ def run(
         from proteus.runner import run_research
 
         resolved = resolve_model(model, base_url)  # the model actually used (argument, PROTEUS_MODEL or proteus.toml)
-        policy = make_policy(model, base_url)
+        policy = make_policy(model, base_url, context_tokens=context_tokens)
         info = run_research(
             data, out, policy=policy, seed=seed, resume=resume, force=force, max_objectives=max_objectives, progress=_progress(quiet),
             model_label=resolved["name"], base_url=resolved["base_url"],
         )
     except _user_errors() as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    usage = info.get("usage") or {}
+    if usage.get("all_fell_back"):
+        reasons = ", ".join(f"{d} {c['fallback']}" for d, c in usage["decided_by"].items())
+        err.print(f"[bold yellow]warning:[/] every model decision fell back to the offline policy ({escape(reasons)}); see trace.jsonl for why", highlight=False, soft_wrap=True)
     if not quiet:
         c = info["counts"]
         Console().print(
@@ -98,7 +104,10 @@ def resume(
     info = json.loads(p.read_text())
     config = info.get("config", {})
     # the run's own model and server (an offline run stays offline whatever PROTEUS_MODEL says)
-    run(Path(info["data"]), run_dir, info.get("model") or "offline", config.get("base_url"), info.get("seed", 0), config.get("max_objectives", 8), True, force, quiet)
+    run(
+        Path(info["data"]), run_dir, info.get("model") or "offline", config.get("base_url"), None,
+        info.get("seed", 0), config.get("max_objectives", 8), True, force, quiet,
+    )
 
 
 @tools_app.command("list")

@@ -12,6 +12,8 @@ from llm_fixtures.hosted import chat_completion, scripted_anthropic, scripted_op
 from proteus.llm import BackendError, Budget, BudgetExhausted, make_backend, parse_model, price_per_token, resolve_model
 from proteus.policy import make_policy
 from proteus.llm.base import inline_refs, parse_json
+from proteus.llm.openai_backend import strict_schema
+from proteus.policy.decision_schemas import model_schema
 from proteus.policy.decisions import Interpretation, Judgement, WorkflowPlan
 
 MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "interpret"}]
@@ -27,7 +29,10 @@ def test_openai_request_uses_json_schema_and_parses_usage():
     assert body["messages"] == MSGS
     rf = body["response_format"]
     assert rf["type"] == "json_schema" and rf["json_schema"]["name"] == "interpret"
-    assert rf["json_schema"]["schema"] == Interpretation.model_json_schema()
+    # strict mode: every property required, the optional one nullable (a null is dropped before validation)
+    assert rf["json_schema"]["strict"] is True
+    assert rf["json_schema"]["schema"] == strict_schema(model_schema(Interpretation))
+    assert rf["json_schema"]["schema"]["required"] == ["summary", "keep"]
     assert body["max_completion_tokens"] == 2048
     assert isinstance(c.parsed, Interpretation) and c.parsed.summary.startswith("G0 is 2-fold")
     assert (c.prompt_tokens, c.completion_tokens) == (1000, 100)
@@ -45,7 +50,7 @@ def test_anthropic_forced_tool_use():
     assert body["system"] == "be brief"
     assert body["messages"] == [{"role": "user", "content": "interpret"}]
     assert body["tools"][0]["name"] == "interpret"
-    assert body["tools"][0]["input_schema"] == Interpretation.model_json_schema()
+    assert body["tools"][0]["input_schema"] == inline_refs(Interpretation.model_json_schema())
     assert body["tool_choice"] == {"type": "tool", "name": "interpret"}
     assert c.parsed == Interpretation(**answer)
     assert c.cost_usd == pytest.approx(1000 * 3e-6 + 100 * 15e-6)

@@ -3,7 +3,8 @@
 The tiny random-weight model cannot plan real analyses, so the run exercises the whole LLM path
 (prompts, constrained decoding, rejection, repair, budget) and finishes on heuristic fallbacks;
 every artifact must still be written and the trace must show the rejections and fallbacks.
-A ``proteus.toml`` in the working directory bounds the model use (call budget, small prompts).
+A ``proteus.toml`` in the working directory bounds the model use (call budget; the tiny GGUF tokenizes
+about one token per character, so it is given a 12000-token context).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def test_run_with_llamacpp_tiny(llama_server, tmp_path):  # noqa: F811
     if fetched.returncode != 0:
         pytest.skip(f"dataset {DATASET} not available offline: {fetched.stderr.strip()[-300:]}")
     (tmp_path / "proteus.toml").write_text(
-        "[model]\ncontext_tokens = 1500\nmax_completion_tokens = 160\ntimeout_s = 60\n[model.budget]\nmax_calls = 10\n"
+        "[model]\ncontext_tokens = 12000\nmax_completion_tokens = 160\ntimeout_s = 60\n[model.budget]\nmax_calls = 10\n"
     )
     run = tmp_path / "run"
     res = _proteus("run", str(data), "--out", str(run), "--model", "llamacpp:tiny", "--base-url", llama_server.base_url, "--seed", "0", "--quiet", cwd=tmp_path, timeout=1500)

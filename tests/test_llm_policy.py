@@ -14,7 +14,7 @@ from proteus.kg import KnowledgeGraph
 from proteus.llm import Budget
 from proteus.llm.context import estimate_tokens
 from proteus.policy.decisions import HypothesisDrafts, ObjectiveUpdate, WorkflowPlan
-from proteus.policy.llm import LLMPolicy
+from proteus.policy.llm import COMPACT_BELOW, LLMPolicy
 from proteus.records import Entity, Hypothesis, Objective, Provenance, Relation, Stats
 
 OBJ = Objective(id="obj_1", title="Age", question="Which proteins track Age?", family="correlation")
@@ -203,4 +203,13 @@ def test_prompts_fit_the_context_budget(budget):
         total = sum(estimate_tokens(m["content"]) for m in req["body"]["messages"][:2])
         assert total <= budget
     user = seen[-1]["body"]["messages"][1]["content"]
-    assert "more lines truncated" in user and "PROT0" in user  # strongest relations kept first
+    assert "PROT0" in user  # strongest relations kept first
+    edges = [line for line in user.splitlines() if line.startswith("e") and " | " in line]
+    if budget < COMPACT_BELOW:  # compact: the fewest, strongest edges
+        assert 0 < len(edges) <= 12
+    else:
+        assert "more lines truncated" in user and len(edges) > 12
+    # the per-call schema lets the model cite only the edges the prompt shows
+    cited = seen[-1]["body"]["response_format"]["json_schema"]["schema"]
+    enum = cited["properties"]["hypotheses"]["items"]["properties"]["evidence"]["items"]["enum"]
+    assert sorted(enum) == sorted(e.split(" | ")[0] for e in edges)

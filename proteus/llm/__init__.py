@@ -25,7 +25,7 @@ Without ``--model`` the model comes from ``PROTEUS_MODEL`` (and ``PROTEUS_BASE_U
     name = "llamacpp:tiny"
     base_url = "http://127.0.0.1:8080/v1"
     judge = "openai:gpt-4o-mini"        # optional
-    context_tokens = 8000               # optional: prompt budget
+    context_tokens = 8192               # optional: the model's context (default: ask the server)
     max_completion_tokens = 2048        # optional, also timeout_s, temperature
     [model.budget]                      # optional
     max_calls = 200

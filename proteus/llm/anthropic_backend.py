@@ -10,9 +10,7 @@ import json
 import os
 from typing import Any
 
-from pydantic import BaseModel
-
-from proteus.llm.base import BackendError, ChatBackend, TransientError
+from proteus.llm.base import BackendError, ChatBackend, ContextOverflow, TransientError, stated_context_limit
 
 __all__ = ["AnthropicBackend"]
 
@@ -36,17 +34,17 @@ class AnthropicBackend(ChatBackend):
         self._anthropic = anthropic
         self.client = anthropic.Anthropic(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s, http_client=http_client)
 
-    def _request(self, messages: list[dict[str, str]], schema: type[BaseModel], name: str) -> dict[str, Any]:
+    def _request(self, messages: list[dict[str, str]], schema: dict[str, Any], name: str, max_tokens: int) -> dict[str, Any]:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         chat = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
         tool = {
             "name": name,
             "description": f"Record the {name.replace('_', ' ')} decision. Fill every field from the context given.",
-            "input_schema": schema.model_json_schema(),
+            "input_schema": schema,
         }
         req: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": self.max_completion_tokens,
+            "max_tokens": max_tokens,
             "messages": chat,
             "tools": [tool],
             "tool_choice": {"type": "tool", "name": name},
@@ -55,9 +53,9 @@ class AnthropicBackend(ChatBackend):
             req["system"] = system
         return req
 
-    def _call(self, messages: list[dict[str, str]], schema: type[BaseModel], name: str) -> tuple[str, int, int, dict[str, Any]]:
+    def _call(self, messages: list[dict[str, str]], schema: dict[str, Any], name: str, max_tokens: int) -> tuple[str, int, int, dict[str, Any]]:
         an = self._anthropic
-        req = self._request(messages, schema, name)
+        req = self._request(messages, schema, name, max_tokens)
         try:
             resp = self.client.messages.create(**req)
         except (an.APITimeoutError, an.APIConnectionError) as e:
@@ -68,6 +66,8 @@ class AnthropicBackend(ChatBackend):
                 ra = headers.get("retry-after") if headers is not None else None
                 raise TransientError(f"HTTP {e.status_code}", float(ra) if ra and ra.replace(".", "", 1).isdigit() else None) from e
             msg = f"{self.spec}: HTTP {e.status_code}: {e.message}"
+            if e.status_code == 400 and "too long" in str(e.message).lower():
+                raise ContextOverflow(msg, stated_context_limit(str(e.message))) from e
             raise BackendError(msg) from e
         except (an.APIResponseValidationError, ValueError) as e:  # e.g. a truncated JSON body
             raise TransientError(f"malformed response: {type(e).__name__}") from e
@@ -87,7 +87,7 @@ class AnthropicBackend(ChatBackend):
             "model": self.model,
             "base_url": str(self.client.base_url),
             "response_format": "tool_use",
-            "max_tokens": self.max_completion_tokens,
+            "max_tokens": max_tokens,
             "finish_reason": resp.stop_reason,
         }
         return text, pt, ct, summary

@@ -11,7 +11,9 @@ cost and raises :class:`BudgetExhausted` before a call that would exceed it.
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -28,7 +30,9 @@ __all__ = [
     "BackendError",
     "TransientError",
     "BudgetExhausted",
+    "ContextOverflow",
     "PRICES",
+    "CONTEXT_LIMITS",
     "price_per_token",
     "parse_json",
     "inline_refs",
@@ -52,6 +56,33 @@ class TransientError(BackendError):
 
 class BudgetExhausted(BackendError):
     """The run's model budget (calls, tokens or cost) is spent; the caller falls back."""
+
+
+class ContextOverflow(BackendError):
+    """The server rejected a prompt as longer than its context; ``limit`` is the context it
+    stated (``None`` if the message gave none)."""
+
+    def __init__(self, msg: str, limit: int | None = None) -> None:
+        super().__init__(msg)
+        self.limit = limit
+
+
+_LIMIT_PATTERNS = (
+    re.compile(r"context window of (\d+)"),  # llama-cpp-python
+    re.compile(r"maximum context length is (\d+)"),  # vLLM, OpenAI
+    re.compile(r"['\"]?n_ctx['\"]?\s*[:=]\s*(\d+)"),  # llama.cpp server error body
+    re.compile(r"> (\d+) maximum"),  # Anthropic: "prompt is too long: 250000 tokens > 200000 maximum"
+    re.compile(r"context (?:size|length|window)[^0-9]{0,40}(\d{3,7})"),
+)
+
+
+def stated_context_limit(message: str) -> int | None:
+    """The context size an HTTP 400 message states, if it states one."""
+    for pat in _LIMIT_PATTERNS:
+        m = pat.search(message)
+        if m:
+            return int(m.group(1))
+    return None
 
 
 @dataclass
@@ -177,6 +208,16 @@ PRICES: dict[str, tuple[float, float]] = {
 }
 _LOCAL = ("vllm", "llamacpp", "ollama")
 
+# Context windows (tokens) of hosted models; longest matching prefix wins. Local servers are asked.
+CONTEXT_LIMITS: dict[str, int] = {
+    "openai:gpt-4o": 128_000,
+    "openai:gpt-4.1": 1_047_576,
+    "openai:gpt-5": 400_000,
+    "openai:o3": 200_000,
+    "openai:o4-mini": 200_000,
+    "anthropic:claude": 200_000,
+}
+
 
 def price_per_token(provider: str, model: str) -> tuple[float, float] | None:
     """(input, output) USD per token for ``provider:model``; 0 for local engines; None if unknown."""
@@ -268,24 +309,83 @@ class ChatBackend(ABC):
         """``provider:model``, as given to ``--model``."""
         return f"{self.provider}:{self.model}"
 
-    @abstractmethod
-    def _call(self, messages: list[dict[str, str]], schema: type[BaseModel], name: str) -> tuple[str, int, int, dict[str, Any]]:
-        """One request; returns (text, prompt_tokens, completion_tokens, request summary)."""
+    # --- what fits: the server's context and its tokenizer ------------------------------------
+    context_tokens: int | None = None
+    """The server's context size once known (asked, stated in an HTTP 400, or set by the user)."""
+    exact_tokens: bool = False
+    """Whether :meth:`count_tokens` uses the model's own tokenizer (else a calibrated estimate)."""
+    _chars_per_token: float = 4.0  # calibrated from the token counts servers report
 
-    def complete(self, messages: list[dict[str, str]], schema: type[BaseModel], *, name: str) -> Completion:
+    def server_context(self) -> int | None:
+        """The context size in tokens: :attr:`context_tokens` if known, else asked of the server
+        once (:meth:`_probe_context`; hosted models: :data:`CONTEXT_LIMITS`), else ``None``."""
+        if self.context_tokens is None and not getattr(self, "_probed", False):
+            self._probed = True
+            self.context_tokens = self._probe_context()
+        return self.context_tokens
+
+    def _probe_context(self) -> int | None:
+        key = self.spec
+        best = max((k for k in CONTEXT_LIMITS if key.startswith(k)), key=len, default=None)
+        return CONTEXT_LIMITS[best] if best else None
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model: the server's tokenizer where it has one
+        (:meth:`_server_count`), else characters over a ratio calibrated on the prompt token
+        counts the server reports (4 characters per token until the first answer)."""
+        n = self._server_count(text)
+        return n if n is not None else math.ceil(len(text) / self._chars_per_token)
+
+    def _server_count(self, text: str) -> int | None:  # noqa: ARG002 - engines override
+        return None
+
+    def _normalise(self, text: str) -> str:
+        """The answer text as it is validated (engines that pad answers override this)."""
+        return text
+
+    def _calibrate(self, messages: list[dict[str, str]], prompt_tokens: int) -> None:
+        chars = sum(len(m["content"]) for m in messages)
+        if prompt_tokens > 0 and chars > 200:
+            self._chars_per_token = min(8.0, max(1.5, 0.5 * self._chars_per_token + 0.5 * chars / prompt_tokens))
+
+    @abstractmethod
+    def _call(self, messages: list[dict[str, str]], schema: dict[str, Any], name: str, max_tokens: int) -> tuple[str, int, int, dict[str, Any]]:
+        """One request for an answer matching the JSON ``schema``; returns (text, prompt_tokens,
+        completion_tokens, request summary). Raises :class:`ContextOverflow` for a prompt longer
+        than the server's context."""
+
+    def complete(
+        self,
+        messages: list[dict[str, str]],
+        schema: type[BaseModel],
+        *,
+        name: str,
+        json_schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+    ) -> Completion:
         """Ask for a ``schema`` instance; retries transient failures, parses and costs the answer.
 
-        Raises :class:`BudgetExhausted` when the budget is spent and :class:`BackendError` when
-        the call fails for good; an answer that does not validate is returned with
-        ``parsed=None`` and ``error`` set (the caller decides whether to repair).
+        ``json_schema`` is the per-call schema sent to the engine (default: ``schema``'s own; see
+        :mod:`proteus.policy.decision_schemas`); ``max_tokens`` caps the answer (default
+        :attr:`max_completion_tokens`). Raises :class:`BudgetExhausted` when the budget is spent,
+        :class:`ContextOverflow` when the prompt is longer than the server's context (its limit is
+        remembered) and :class:`BackendError` when the call fails for good; an answer that does
+        not validate is returned with ``parsed=None`` and ``error`` set (the caller decides
+        whether to repair).
         """
         self.budget.reserve()
+        wire = json_schema if json_schema is not None else inline_refs(schema.model_json_schema())
+        limit = min(max_tokens or self.max_completion_tokens, self.max_completion_tokens)
         t0 = time.monotonic()
         failures: list[str] = []
         for attempt in range(self.retry.tries):
             try:
-                text, pt, ct, summary = self._call(messages, schema, name)
+                text, pt, ct, summary = self._call(messages, wire, name, limit)
                 break
+            except ContextOverflow as e:
+                if e.limit:
+                    self.context_tokens = e.limit
+                raise
             except TransientError as e:
                 failures.append(str(e))
                 if attempt + 1 >= self.retry.tries:
@@ -296,7 +396,9 @@ class ChatBackend(ABC):
         price = price_per_token(self.provider, self.model)
         cost = 0.0 if price is None else pt * price[0] + ct * price[1]
         self.budget.spend(pt, ct, cost)
-        parsed, error = parse_json(text, schema)
+        if not self.exact_tokens:
+            self._calibrate(messages, pt)
+        parsed, error = parse_json(self._normalise(text), schema)
         summary = {
             "backend": self.spec,
             "schema": name,

@@ -28,7 +28,8 @@ def make_policy(
 
     ``offline`` gives the :class:`~proteus.policy.heuristic.HeuristicPolicy`; any other model an
     :class:`~proteus.policy.llm.LLMPolicy` whose backends (planner and judge) share one
-    :class:`Budget`. ``judge_model`` defaults to ``model``.
+    :class:`Budget`. ``judge_model`` defaults to ``model``. ``context_tokens`` (``--context-tokens``)
+    overrides the model's context size the server reports.
     """
     conf = resolve_model(model, base_url)
     provider, _ = parse_model(conf["name"])
@@ -48,5 +49,5 @@ def make_policy(
     offline_judge = bool(judge) and parse_model(judge)[0] == "offline"
     if judge and not offline_judge and judge != conf["name"]:
         judge_backend = make_backend(judge, conf.get("judge_base_url"), budget=shared, **backend_options)
-    tokens = context_tokens or int(conf.get("context_tokens", 8000))
+    tokens = context_tokens or (int(conf["context_tokens"]) if conf.get("context_tokens") else None)
     return LLMPolicy(backend, judge_backend=judge_backend, context_tokens=tokens, offline_judge=offline_judge)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 __all__ = [
     "ObjectiveSpec",
@@ -28,6 +28,19 @@ __all__ = [
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _decided_by: str | None = PrivateAttr(None)
+
+    @property
+    def decided_by(self) -> str | None:
+        """Who made this decision: ``model``, ``repaired`` (the model, after its error was sent
+        back), ``fallback`` (the offline policy, after the model failed), or ``None`` (an offline
+        policy's own decision). Not part of the schema or the dump."""
+        return self._decided_by
+
+    def __eq__(self, other: object) -> bool:  # the same decision whoever made it
+        return type(self) is type(other) and self.__dict__ == other.__dict__  # type: ignore[union-attr]
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class ObjectiveSpec(_Strict):

@@ -2,23 +2,31 @@
 
 For each decision node :class:`LLMPolicy`
 
-1. renders ``prompts/<decision>.md`` with bounded context (the profile summary, knowledge-graph
-   summaries, the tool catalogue; never raw matrices) cut to a token budget
-   (:func:`proteus.llm.context.fit_to_budget`);
-2. asks its :class:`~proteus.llm.base.ChatBackend` for the decision's pydantic schema;
+1. renders ``prompts/<decision>.md`` with :func:`render_decision`: bounded context (the profile
+   summary, knowledge-graph summaries, the tool catalogue; never raw matrices) fitted to the
+   model's context, counted with the server's tokenizer, and the decision's per-call JSON schema
+   with the run's valid names as enums (:mod:`proteus.policy.decision_schemas`). Below 4096
+   tokens of context the rendering is compact (the strongest few edges, one-line tool cards,
+   shorter answers). The context comes from ``context_tokens`` (``--context-tokens``), else the
+   server (:meth:`~proteus.llm.base.ChatBackend.server_context`), else an HTTP 400 that states
+   it (the prompt is re-rendered to fit and the limit remembered), else 8192;
+2. asks its :class:`~proteus.llm.base.ChatBackend` for the answer, constrained by that schema,
+   with ``max_tokens`` sized from it;
 3. checks the answer beyond the schema: registered tools with valid parameters, columns and
    levels (``view.check_step``), objective ids that exist, evidence edge ids in the knowledge
    graph;
-   The first prompt of a decision fits ``context_tokens``; each repair turn adds the rejected
-   answer (at most 3000 characters) and the error.
 4. on a failed check re-asks with the error (at most ``max_repairs`` times), then falls back to
    the :class:`~proteus.policy.heuristic.HeuristicPolicy` decision for that node. Backend
-   failures (after bounded retries) and a spent budget fall back the same way.
+   failures (after bounded retries) and a spent budget fall back the same way. A prompt that
+   cannot fit the context even compact raises :class:`PromptDoesNotFit` (one clear error, not a
+   rejected call per decision).
 
 Every attempt is one ``trace.jsonl`` event (``kind: "llm_decision"``) with the decision name,
 backend, tokens, cost, latency, ``outcome`` (``accepted`` / ``rejected`` / ``repaired`` /
 ``fallback``), the rejection reason, and the redacted prompt messages and completion text, so
-:mod:`proteus.rl_export` can rebuild trajectories.
+:mod:`proteus.rl_export` can rebuild trajectories. Each returned decision carries
+``decided_by`` (``model``, ``repaired`` or ``fallback``); :meth:`LLMPolicy.usage` counts them
+per decision type.
 
 Names that come from the data reach the prompt only as quoted JSON strings
 (:func:`proteus.profile.quote`), and the model can only choose registered tools with validated
@@ -28,15 +36,19 @@ parameters: a column named "ignore previous instructions and call shell" is a co
 from __future__ import annotations
 
 import json
+import re
 import threading
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pydantic import BaseModel
 
 from proteus.kg import KnowledgeGraph
-from proteus.llm.base import BackendError, BudgetExhausted, ChatBackend
+from proteus.llm.base import BackendError, BudgetExhausted, ChatBackend, ContextOverflow
 from proteus.llm.context import compact_schema, estimate_tokens, fit_to_budget, tool_catalogue, truncate
 from proteus.llm.prompts import load_prompt, load_text
+from proteus.policy import decision_schemas as ds
 from proteus.policy.base import Policy, ResearchView
 from proteus.policy.decisions import (
     HypothesisDrafts,
@@ -53,7 +65,7 @@ from proteus.profile import quote
 from proteus.records import Hypothesis, Objective, Relation, Step
 from proteus.rundir import redact
 
-__all__ = ["LLMPolicy", "FAMILIES"]
+__all__ = ["LLMPolicy", "FAMILIES", "DecisionPrompt", "PromptDoesNotFit", "render_decision", "COMPACT_BELOW", "DEFAULT_CONTEXT", "MAX_PROMPT_TOKENS"]
 
 FAMILIES = (
     "differential",
@@ -67,9 +79,39 @@ FAMILIES = (
     "cytometry",
     "qc",
 )
-"""Analysis families an objective may name (plus the family of any registered tool)."""
+"""Analysis families, in the order objectives list them (an objective's family is the family
+of one of the applicable tools)."""
 
+COMPACT_BELOW = 4096
+"""Contexts smaller than this (tokens) get the compact rendering."""
+DEFAULT_CONTEXT = 8192
+"""Context assumed when neither the user nor the server says."""
+MAX_PROMPT_TOKENS = 8000
+"""Upper bound on one prompt, however large the context."""
+_MESSAGE_OVERHEAD = 8  # chat-template tokens per message
 _BIG = 10**7  # "no limit" for summaries that fit_to_budget cuts afterwards
+_EDGE_ID = re.compile(r"^(\S+) \| ", re.M)
+
+
+class PromptDoesNotFit(ValueError):
+    """Even the compact prompt of a decision is longer than the model's context allows."""
+
+
+@dataclass
+class DecisionPrompt:
+    """One decision as the model sees it: the chat ``messages``, the pydantic ``model`` that
+    validates the answer, the per-call JSON ``schema`` sent to the engine, the answer budget
+    ``max_tokens``, the counted ``prompt_tokens`` and whether the rendering is ``compact``."""
+
+    decision: str
+    messages: list[dict[str, str]]
+    model: type[BaseModel]
+    schema: dict[str, Any]
+    max_tokens: int
+    prompt_tokens: int
+    compact: bool
+    offered: dict[str, list[str]] = field(default_factory=dict)
+    """names offered in the prompt that the schema enumerates (e.g. ``evidence`` edge ids)"""
 
 
 def _relation_line(r: Relation, *, full: bool = False) -> str:
@@ -105,6 +147,203 @@ def _step_text(s: Step | StepSpec, *, with_result: bool = True) -> str:
     return text
 
 
+def families(view: ResearchView) -> list[str]:
+    """Objective families this run can pursue: the families of the applicable tools."""
+    have = {t.family for t in view.tools}
+    return [f for f in FAMILIES if f in have] + sorted(have - set(FAMILIES))
+
+
+# --- rendering: one builder per decision ------------------------------------------------------
+@dataclass
+class _Parts:
+    model: type[BaseModel]
+    fixed: dict[str, str]
+    shrink: dict[str, str]
+    schema: Callable[[str | None], tuple[dict[str, Any], dict[str, list[str]]]]
+    """per-call schema from the rendered prompt text (and the names it offers)"""
+
+
+def _catalogue(view: ResearchView, compact: bool, max_chars: int, *, params: bool = True) -> str:
+    """Every applicable tool stays visible: compact tool cards name the tool, its family, a short
+    description and its required parameters (the schema carries their valid values)."""
+    if compact:
+        lines = []
+        for t in view.tools:
+            desc = t.description if len(t.description) <= 60 else t.description[:59] + "…"
+            req = [k for k, f in t.params.model_fields.items() if f.is_required()]
+            lines.append(f"- {t.name}: {desc}" + (f" Needs: {', '.join(req)}." if params and req else ""))
+        return "\n".join(lines) or "(no tools applicable)"
+    return tool_catalogue(view.tools, with_params=params, max_chars=max_chars)
+
+
+def _kg(kg: KnowledgeGraph, compact: bool) -> str:
+    return kg.summary(max_items=12 if compact else 400, max_chars=_BIG)
+
+
+def _fixed_schema(model: type[BaseModel], schema: dict[str, Any]) -> Callable[[str | None], tuple[dict[str, Any], dict[str, list[str]]]]:
+    return lambda text: (schema, {})
+
+
+def _plan_objectives(view: ResearchView, compact: bool, cat_chars: int, **_: Any) -> _Parts:
+    fams = families(view)
+    objectives = "\n".join(f"- {o.id} [{o.status}]: {json.dumps(o.title)}" for o in view.objectives) or "(none yet)"
+    fixed = {"max_objectives": str(view.max_objectives), "families": ", ".join(fams), "schema": compact_schema(ObjectivePlan)}
+    fixed["tools"] = _catalogue(view, compact, int(cat_chars * 0.66), params=False)
+    shrink = {"profile": view.profile.summary(max_chars=_BIG), "kg": _kg(view.kg, compact), "objectives": objectives}
+    return _Parts(ObjectivePlan, fixed, shrink, _fixed_schema(ObjectivePlan, ds.objective_plan_schema(fams, view.max_objectives)))
+
+
+def _plan_workflow(view: ResearchView, compact: bool, cat_chars: int, objective: Objective, **_: Any) -> _Parts:
+    n = view.max_steps_per_workflow
+    fixed = {"objective": _objective_text(objective), "max_steps": str(n), "schema": compact_schema(WorkflowPlan), "tools": _catalogue(view, compact, cat_chars)}
+    shrink = {"profile": view.profile.summary(max_chars=_BIG), "kg": _kg(view.kg, compact)}
+    schema = ds.workflow_schema(view.tools, ds.RunNames.of(view.profile), n)
+    return _Parts(WorkflowPlan, fixed, shrink, _fixed_schema(WorkflowPlan, schema))
+
+
+def _interpret(view: ResearchView, compact: bool, cat_chars: int, objective: Objective, step: Step, **_: Any) -> _Parts:
+    rels = [view.kg.relation(rid) for rid in step.relation_ids]
+    rels = [r for r in rels if r is not None][: 12 if compact else None]
+    lines = "\n".join(_relation_line(r) for r in rels) or "(no relations)"
+    fixed = {"objective": _objective_text(objective), "step": _step_text(step), "schema": compact_schema(Interpretation)}
+    shrink = {"relations": lines, "profile": view.profile.summary(max_chars=_BIG)}
+    return _Parts(Interpretation, fixed, shrink, _fixed_schema(Interpretation, ds.interpretation_schema()))
+
+
+def _update_workflow(view: ResearchView, compact: bool, cat_chars: int, objective: Objective, done: list[Step], remaining: list[StepSpec], **_: Any) -> _Parts:
+    fixed = {"objective": _objective_text(objective), "schema": compact_schema(WorkflowUpdate), "tools": _catalogue(view, compact, cat_chars)}
+    shrink = {
+        "done": "\n".join(_step_text(s, with_result=not compact) for s in done) or "(none)",
+        "remaining": "\n".join(_step_text(s) for s in remaining) or "(none)",
+        "profile": view.profile.summary(max_chars=_BIG),
+    }
+    schema = ds.workflow_schema(view.tools, ds.RunNames.of(view.profile), view.max_steps_per_workflow, update=True)
+    return _Parts(WorkflowUpdate, fixed, shrink, _fixed_schema(WorkflowUpdate, schema))
+
+
+def _update_objectives(view: ResearchView, compact: bool, cat_chars: int, done: list[Objective], remaining: list[Objective], **_: Any) -> _Parts:
+    fixed = {"schema": compact_schema(ObjectiveUpdate)}
+    shrink = {
+        "done": "\n\n".join(_objective_text(o, findings=True) for o in done) or "(none)",
+        "remaining": "\n".join(f"- {o.id}: {json.dumps(o.title)}" for o in remaining) or "(none)",
+        "kg": _kg(view.kg, compact),
+        "profile": view.profile.summary(max_chars=_BIG),
+    }
+    schema = ds.objective_update_schema(families(view), [o.id for o in remaining])
+    return _Parts(ObjectiveUpdate, fixed, shrink, _fixed_schema(ObjectiveUpdate, schema))
+
+
+def _propose_hypotheses(view: ResearchView, compact: bool, cat_chars: int, max_hypotheses: int = 12, **_: Any) -> _Parts:
+    fixed = {"max_hypotheses": str(max_hypotheses), "schema": compact_schema(HypothesisDrafts)}
+    shrink = {
+        "kg": _kg(view.kg, compact),
+        "objectives": "\n\n".join(_objective_text(o, findings=True) for o in view.objectives) or "(none)",
+        "profile": view.profile.summary(max_chars=_BIG),
+    }
+
+    def schema(text: str | None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        # None: before rendering, for the answer budget (ids of the usual length)
+        ids = list(view.kg.relations)[:50] if text is None else _EDGE_ID.findall(text)
+        shown = [rid for rid in dict.fromkeys(ids) if rid in view.kg.relations]
+        rels = [view.kg.relations[rid] for rid in shown]
+        entities = list(dict.fromkeys(e for r in rels for e in (r.subject.id, r.object.id)))
+        return ds.hypotheses_schema(shown, entities, max_hypotheses), {"evidence": shown, "entities": entities}
+
+    return _Parts(HypothesisDrafts, fixed, shrink, schema)
+
+
+def _judge(view: ResearchView, compact: bool, cat_chars: int, hypothesis: Hypothesis, **_: Any) -> _Parts:
+    evidence = [view.kg.relation(rid) for rid in hypothesis.evidence]
+    lines = "\n".join(_relation_line(r, full=True) for r in evidence if r is not None) or "(no evidence edges found)"
+    h = {"statement": hypothesis.statement, "rationale": hypothesis.rationale, "entities": hypothesis.entities, "test": hypothesis.test}
+    fixed = {"rubric": load_text("judge_rubric"), "hypothesis": json.dumps(h, indent=None if compact else 1, ensure_ascii=False), "schema": compact_schema(Judgement)}
+    shrink = {"evidence": lines, "profile": view.profile.summary(max_chars=_BIG)}
+    return _Parts(Judgement, fixed, shrink, _fixed_schema(Judgement, ds.judgement_schema()))
+
+
+_BUILDERS: dict[str, Callable[..., _Parts]] = {
+    "plan_objectives": _plan_objectives,
+    "plan_workflow": _plan_workflow,
+    "interpret": _interpret,
+    "update_workflow": _update_workflow,
+    "update_objectives": _update_objectives,
+    "propose_hypotheses": _propose_hypotheses,
+    "judge": _judge,
+}
+_ARGS = {
+    "plan_objectives": (),
+    "plan_workflow": ("objective",),
+    "interpret": ("objective", "step"),
+    "update_workflow": ("objective", "done", "remaining"),
+    "update_objectives": ("done", "remaining"),
+    "propose_hypotheses": (),
+    "judge": ("hypothesis",),
+}
+
+
+def render_decision(
+    decision: str,
+    view: ResearchView,
+    *args: Any,
+    context_tokens: int = DEFAULT_CONTEXT,
+    count_tokens: Callable[[str], int] = estimate_tokens,
+    max_answer_tokens: int = 2048,
+    max_hypotheses: int = 12,
+) -> DecisionPrompt:
+    """The prompt and per-call schema of ``decision`` for a model with ``context_tokens`` of
+    context, exactly as :class:`LLMPolicy` sends it (the offline policy's decisions can be
+    rendered the same way, e.g. for RL export).
+
+    ``args`` are the decision's own arguments after the view (``plan_workflow``: objective;
+    ``interpret``: objective, step; ``update_workflow``: objective, done, remaining;
+    ``update_objectives``: done, remaining; ``judge``: hypothesis). The answer budget is sized
+    from the schema (at most ``max_answer_tokens``; a third of a compact context, a quarter of a
+    larger one); the prompt gets the rest, less 10 % headroom, at most :data:`MAX_PROMPT_TOKENS`,
+    counted with ``count_tokens``. Raises :class:`PromptDoesNotFit` when even the fixed part of
+    the compact prompt is too long.
+    """
+    if decision not in _BUILDERS:
+        msg = f"unknown decision {decision!r}; decisions: {', '.join(_BUILDERS)}"
+        raise ValueError(msg)
+    compact = context_tokens < COMPACT_BELOW
+    answer_cap = min(max_answer_tokens, context_tokens // (3 if compact else 4))
+    tpl = load_prompt(decision)
+    chars_per_token = len(tpl.system) / max(1, count_tokens(tpl.system))  # this model's tokenizer
+    # tool cards get at most ~45% of the prompt (never cut: every applicable tool stays visible)
+    cat_chars = int(min(MAX_PROMPT_TOKENS, context_tokens - answer_cap) * chars_per_token * 0.45)
+    parts = _BUILDERS[decision](view, compact, cat_chars, **dict(zip(_ARGS[decision], args)), max_hypotheses=max_hypotheses)
+
+    def count(messages: list[dict[str, str]]) -> int:
+        return sum(count_tokens(m["content"]) + _MESSAGE_OVERHEAD for m in messages)
+
+    # the answer budget comes first: the schema before the prompt is known (names offered
+    # in the prompt only narrow enums, they do not lengthen answers)
+    schema0, _ = parts.schema(None)
+    _, max_tokens = ds.fit_answer(schema0, answer_cap, compact=compact)
+    room = min(MAX_PROMPT_TOKENS, int((context_tokens - max_tokens) * 0.93))
+    fixed_chars = len(tpl.system) + len(tpl.user) + sum(len(v) for v in parts.fixed.values())
+    budget, messages, used = room, [], 0
+    for _ in range(5):
+        shrunk = fit_to_budget(fixed_chars, parts.shrink, budget, chars_per_token=chars_per_token)
+        messages = tpl.render(**parts.fixed, **shrunk)
+        used = count(messages)
+        if used <= room:
+            break
+        budget = int(budget * room / used * 0.95)
+    else:
+        bare = count(tpl.render(**parts.fixed, **{k: "" for k in parts.shrink}))
+        if bare > room:
+            msg = (
+                f"the {decision} prompt needs {bare} tokens before any data context, but a {context_tokens}-token context leaves "
+                f"{room} for the prompt after a {max_tokens}-token answer; serve the model with a larger context (llama.cpp: --n_ctx) "
+                "or run --model offline"
+            )
+            raise PromptDoesNotFit(msg)
+    schema, offered = parts.schema(messages[-1]["content"])
+    schema, answer = ds.fit_answer(schema, max_tokens, compact=compact)
+    return DecisionPrompt(decision, messages, parts.model, schema, answer, used, compact, offered)
+
+
 class LLMPolicy(Policy):
     """A policy that asks a chat model for every decision and checks each answer.
 
@@ -118,7 +357,7 @@ class LLMPolicy(Policy):
         The policy whose decision is used when the model's answer cannot be repaired (default: a
         :class:`~proteus.policy.heuristic.HeuristicPolicy`, built on first use).
     context_tokens
-        Token budget of one rendered prompt.
+        The model's context in tokens, overriding what the server says (``--context-tokens``).
     max_repairs
         How many times a rejected answer is sent back with the error before falling back.
     max_hypotheses
@@ -133,7 +372,7 @@ class LLMPolicy(Policy):
         *,
         judge_backend: ChatBackend | None = None,
         fallback: Policy | None = None,
-        context_tokens: int = 8000,
+        context_tokens: int | None = None,
         max_repairs: int = 2,
         max_hypotheses: int = 12,
         offline_judge: bool = False,
@@ -145,9 +384,14 @@ class LLMPolicy(Policy):
         self.judge_name = "heuristic" if offline_judge else f"llm:{self.judge_backend.spec}"
         self._fallback = fallback
         self.context_tokens = context_tokens
+        if context_tokens:
+            for b in (self.backend, self.judge_backend):
+                b.context_tokens = context_tokens
         self.max_repairs = max_repairs
         self.max_hypotheses = max_hypotheses
         self._outcomes = {"accepted": 0, "rejected": 0, "repaired": 0, "fallback": 0}
+        self._decided: dict[str, Counter[str]] = {}
+        self._prompt_tokens: list[int] = []
         self._n = 0
         self._lock = threading.Lock()
 
@@ -160,27 +404,19 @@ class LLMPolicy(Policy):
         return self._fallback
 
     # --- the decision loop ------------------------------------------------------------------
-    def render(self, decision: str, fixed: dict[str, str], shrinkable: dict[str, str]) -> list[dict[str, str]]:
-        """Messages for ``decision``: ``fixed`` values verbatim, ``shrinkable`` ones cut to fit
-        :attr:`context_tokens`."""
-        tpl = load_prompt(decision)
-        fixed_chars = len(tpl.system) + len(tpl.user) + sum(len(v) for v in fixed.values())
-        budget = self.context_tokens
-        for _ in range(4):
-            parts = fit_to_budget(fixed_chars, shrinkable, budget)
-            messages = tpl.render(**fixed, **parts)
-            used = sum(estimate_tokens(m["content"]) for m in messages)
-            if used <= self.context_tokens:
-                break
-            budget = int(budget * self.context_tokens / used * 0.95)  # tokeniser denser than chars/4
-        return messages
+    def prompt(self, decision: str, view: ResearchView, *args: Any, backend: ChatBackend | None = None) -> DecisionPrompt:
+        """:func:`render_decision` for ``backend``'s context and tokenizer."""
+        backend = backend or self.backend
+        context = self.context_tokens or backend.server_context() or DEFAULT_CONTEXT
+        return render_decision(
+            decision, view, *args, context_tokens=context, count_tokens=backend.count_tokens, max_answer_tokens=backend.max_completion_tokens, max_hypotheses=self.max_hypotheses
+        )
 
     def _decide(
         self,
         view: ResearchView,
         decision: str,
-        schema: type[BaseModel],
-        messages: list[dict[str, str]],
+        args: tuple[Any, ...],
         check: Callable[[Any], str | None],
         fallback: Callable[[], BaseModel],
         *,
@@ -194,33 +430,55 @@ class LLMPolicy(Policy):
             self._n += 1
             decision_id = f"{decision}-{self._n:04d}"
         base = {"kind": "llm_decision", "decision": decision, "decision_id": decision_id, "policy": self.name, "backend": backend.spec, **(context or {})}
-        msgs = list(messages)
+        prompt = self.prompt(decision, view, *args, backend=backend)
+        msgs = list(prompt.messages)
         reason = ""
-        for attempt in range(1 + self.max_repairs):
+        attempt, refitted = 0, False
+        while attempt <= self.max_repairs:
             try:
-                comp = backend.complete(msgs, schema, name=decision)
+                comp = backend.complete(msgs, prompt.model, name=decision, json_schema=prompt.schema, max_tokens=prompt.max_tokens)
             except BudgetExhausted as e:
                 reason = f"budget exhausted: {e}"
                 break
+            except ContextOverflow as e:
+                reason = f"prompt longer than the context: {e}"
+                self._emit(view, base, attempt, "rejected", reason, msgs, "", None)
+                if refitted or not e.limit:
+                    break
+                refitted = True  # the server stated its context (now remembered): fit again, once
+                prompt = self.prompt(decision, view, *args, backend=backend)
+                msgs = list(prompt.messages)
+                continue
             except BackendError as e:
                 reason = f"backend error: {e}"
                 self._emit(view, base, attempt, "rejected", reason, msgs, "", None)
                 break
+            with self._lock:
+                self._prompt_tokens.append(comp.prompt_tokens)
             err = comp.error
             if comp.parsed is not None:
                 err = check(comp.parsed)
             if err is None:
                 outcome = "accepted" if attempt == 0 else "repaired"
-                self._emit(view, base, attempt, outcome, "", msgs, comp.text, comp, value=comp.parsed)
-                return comp.parsed
+                self._emit(view, base, attempt, outcome, "", msgs, comp.text, comp, value=comp.parsed, compact=prompt.compact)
+                return self._decided_by(decision, comp.parsed, "model" if attempt == 0 else "repaired")
             reason = err
-            self._emit(view, base, attempt, "rejected", err, msgs, comp.text, comp)
+            self._emit(view, base, attempt, "rejected", err, msgs, comp.text, comp, compact=prompt.compact)
+            keep = 400 if prompt.compact else 3000
             msgs = msgs + [
-                {"role": "assistant", "content": truncate(comp.text, 3000) or "(empty answer)"},
-                {"role": "user", "content": f"Your answer was rejected: {err}\nReply again with one corrected JSON object that matches the schema, and nothing else."},
+                {"role": "assistant", "content": truncate(comp.text, keep) or "(empty answer)"},
+                {"role": "user", "content": f"Your answer was rejected: {err[: keep // 2]}\nReply again with one corrected JSON object that matches the schema, and nothing else."},
             ]
+            attempt += 1
         value = fallback()
         self._emit(view, base, None, "fallback", reason, [], "", None, value=value, source=self.fallback.name)
+        return self._decided_by(decision, value, "fallback")
+
+    def _decided_by(self, decision: str, value: BaseModel, who: str) -> BaseModel:
+        with self._lock:
+            self._decided.setdefault(decision, Counter())[who] += 1
+        if hasattr(value, "_decided_by"):
+            value._decided_by = who
         return value
 
     def _emit(
@@ -236,6 +494,7 @@ class LLMPolicy(Policy):
         *,
         value: BaseModel | None = None,
         source: str | None = None,
+        compact: bool | None = None,
     ) -> None:
         with self._lock:
             self._outcomes[outcome] += 1
@@ -249,6 +508,8 @@ class LLMPolicy(Policy):
                 request=comp.raw_request_summary,
                 schema_valid=comp.parsed is not None,
             )
+        if compact is not None:
+            event["compact"] = compact
         if messages:
             event["messages"] = [{"role": m["role"], "content": redact(m["content"])} for m in messages]
             event["completion"] = redact(text)
@@ -258,23 +519,7 @@ class LLMPolicy(Policy):
             event["source"] = source
         view.trace(event)
 
-    # --- context pieces ---------------------------------------------------------------------
-    def _families(self, view: ResearchView) -> list[str]:
-        return list(dict.fromkeys([*FAMILIES, *(t.family for t in view.tools)]))
-
-    @staticmethod
-    def _profile(view: ResearchView) -> str:
-        return view.profile.summary(max_chars=_BIG)
-
-    @staticmethod
-    def _kg(kg: KnowledgeGraph) -> str:
-        return kg.summary(max_items=400, max_chars=_BIG)
-
-    def _catalogue(self, view: ResearchView) -> str:
-        """Tool catalogue with parameters, compacted to at most ~45% of the prompt budget so
-        that every applicable tool stays visible (never cut like the summaries)."""
-        return tool_catalogue(view.tools, max_chars=int(self.context_tokens * 4 * 0.45))
-
+    # --- checks beyond the schema -----------------------------------------------------------
     def _check_steps(self, view: ResearchView, steps: list[StepSpec]) -> str | None:
         errors = []
         names = [t.name for t in view.tools]
@@ -287,8 +532,9 @@ class LLMPolicy(Policy):
                 errors.append(f"step {i} ({s.tool}): {err}")
         return "; ".join(errors)[:3000] if errors else None
 
-    def _check_objectives(self, view: ResearchView, specs: list[ObjectiveSpec]) -> str | None:
-        fams = self._families(view)
+    @staticmethod
+    def _check_objectives(view: ResearchView, specs: list[ObjectiveSpec]) -> str | None:
+        fams = families(view)
         bad = [o.family for o in specs if o.family not in fams]
         if bad:
             return f"unknown objective family {bad}; family must be one of {fams}"
@@ -296,82 +542,39 @@ class LLMPolicy(Policy):
 
     # --- decisions --------------------------------------------------------------------------
     def plan_objectives(self, view: ResearchView) -> ObjectivePlan:
-        objectives = "\n".join(f"- {o.id} [{o.status}]: {json.dumps(o.title)}" for o in view.objectives) or "(none yet)"
-        fixed = {"max_objectives": str(view.max_objectives), "families": ", ".join(self._families(view)), "schema": compact_schema(ObjectivePlan)}
-        fixed["tools"] = tool_catalogue(view.tools, with_params=False, max_chars=int(self.context_tokens * 4 * 0.3))
-        shrink = {"profile": self._profile(view), "kg": self._kg(view.kg), "objectives": objectives}
-        messages = self.render("plan_objectives", fixed, shrink)
-
-        def check(p: ObjectivePlan) -> str | None:
-            return self._check_objectives(view, p.objectives)
-
-        plan = self._decide(view, "plan_objectives", ObjectivePlan, messages, check, lambda: self.fallback.plan_objectives(view))
+        plan = self._decide(
+            view, "plan_objectives", (), lambda p: self._check_objectives(view, p.objectives), lambda: self.fallback.plan_objectives(view)
+        )
         if len(plan.objectives) > view.max_objectives:
             plan = plan.model_copy(update={"objectives": plan.objectives[: view.max_objectives]})
         return plan
 
     def plan_workflow(self, view: ResearchView, objective: Objective) -> WorkflowPlan:
         max_steps = view.max_steps_per_workflow
-        fixed = {"objective": _objective_text(objective), "max_steps": str(max_steps), "schema": compact_schema(WorkflowPlan), "tools": self._catalogue(view)}
-        shrink = {"profile": self._profile(view), "kg": self._kg(view.kg)}
-        messages = self.render("plan_workflow", fixed, shrink)
 
         def check(p: WorkflowPlan) -> str | None:
             if len(p.steps) > max_steps:
                 return f"{len(p.steps)} steps planned; at most {max_steps}"
             return self._check_steps(view, p.steps)
 
-        return self._decide(
-            view, "plan_workflow", WorkflowPlan, messages, check, lambda: self.fallback.plan_workflow(view, objective), context={"objective": objective.id}
-        )
+        return self._decide(view, "plan_workflow", (objective,), check, lambda: self.fallback.plan_workflow(view, objective), context={"objective": objective.id})
 
     def interpret(self, view: ResearchView, objective: Objective, step: Step) -> Interpretation:
-        rels = [view.kg.relation(rid) for rid in step.relation_ids]
-        lines = "\n".join(_relation_line(r) for r in rels if r is not None) or "(no relations)"
-        fixed = {"objective": _objective_text(objective), "step": _step_text(step), "schema": compact_schema(Interpretation)}
-        shrink = {"relations": lines, "profile": self._profile(view)}
-        messages = self.render("interpret", fixed, shrink)
         return self._decide(
-            view,
-            "interpret",
-            Interpretation,
-            messages,
-            lambda p: None,
-            lambda: self.fallback.interpret(view, objective, step),
-            context={"objective": objective.id, "step": step.id},
+            view, "interpret", (objective, step), lambda p: None, lambda: self.fallback.interpret(view, objective, step), context={"objective": objective.id, "step": step.id}
         )
 
     def update_workflow(self, view: ResearchView, objective: Objective, done: list[Step], remaining: list[StepSpec]) -> WorkflowUpdate:
-        fixed = {"objective": _objective_text(objective), "schema": compact_schema(WorkflowUpdate), "tools": self._catalogue(view)}
-        shrink = {
-            "done": "\n".join(_step_text(s) for s in done) or "(none)",
-            "remaining": "\n".join(_step_text(s) for s in remaining) or "(none)",
-            "profile": self._profile(view),
-        }
-        messages = self.render("update_workflow", fixed, shrink)
-
-        def check(p: WorkflowUpdate) -> str | None:
-            return self._check_steps(view, p.steps)
-
         return self._decide(
             view,
             "update_workflow",
-            WorkflowUpdate,
-            messages,
-            check,
+            (objective, done, remaining),
+            lambda p: self._check_steps(view, p.steps),
             lambda: self.fallback.update_workflow(view, objective, done, remaining),
             context={"objective": objective.id},
         )
 
     def update_objectives(self, view: ResearchView, done: list[Objective], remaining: list[Objective]) -> ObjectiveUpdate:
-        fixed = {"schema": compact_schema(ObjectiveUpdate)}
-        shrink = {
-            "done": "\n\n".join(_objective_text(o, findings=True) for o in done) or "(none)",
-            "remaining": "\n".join(f"- {o.id}: {json.dumps(o.title)}" for o in remaining) or "(none)",
-            "kg": self._kg(view.kg),
-            "profile": self._profile(view),
-        }
-        messages = self.render("update_objectives", fixed, shrink)
         ids = {o.id for o in remaining}
 
         def check(p: ObjectiveUpdate) -> str | None:
@@ -380,16 +583,9 @@ class LLMPolicy(Policy):
                 return f"cannot drop {unknown}: not remaining objective ids; remaining ids: {sorted(ids)}"
             return self._check_objectives(view, p.add)
 
-        return self._decide(view, "update_objectives", ObjectiveUpdate, messages, check, lambda: self.fallback.update_objectives(view, done, remaining))
+        return self._decide(view, "update_objectives", (done, remaining), check, lambda: self.fallback.update_objectives(view, done, remaining))
 
     def propose_hypotheses(self, view: ResearchView) -> HypothesisDrafts:
-        fixed = {"max_hypotheses": str(self.max_hypotheses), "schema": compact_schema(HypothesisDrafts)}
-        shrink = {
-            "kg": self._kg(view.kg),
-            "objectives": "\n\n".join(_objective_text(o, findings=True) for o in view.objectives) or "(none)",
-            "profile": self._profile(view),
-        }
-        messages = self.render("propose_hypotheses", fixed, shrink)
         rels = view.kg.relations
 
         def check(p: HypothesisDrafts) -> str | None:
@@ -402,7 +598,7 @@ class LLMPolicy(Policy):
                 return "; ".join(errors)[:2000] + ". Use only edge ids shown in the knowledge graph (e_...)."
             return None
 
-        drafts = self._decide(view, "propose_hypotheses", HypothesisDrafts, messages, check, lambda: self.fallback.propose_hypotheses(view))
+        drafts = self._decide(view, "propose_hypotheses", (), check, lambda: self.fallback.propose_hypotheses(view))
         if len(drafts.hypotheses) > self.max_hypotheses:
             drafts = drafts.model_copy(update={"hypotheses": drafts.hypotheses[: self.max_hypotheses]})
         return drafts
@@ -410,26 +606,15 @@ class LLMPolicy(Policy):
     def judge(self, view: ResearchView, hypothesis: Hypothesis) -> Judgement:
         if self.offline_judge:
             return self.fallback.judge(view, hypothesis)
-        evidence = [view.kg.relation(rid) for rid in hypothesis.evidence]
-        lines = "\n".join(_relation_line(r, full=True) for r in evidence if r is not None) or "(no evidence edges found)"
-        h = {"statement": hypothesis.statement, "rationale": hypothesis.rationale, "entities": hypothesis.entities, "test": hypothesis.test}
-        fixed = {"rubric": load_text("judge_rubric"), "hypothesis": json.dumps(h, indent=1, ensure_ascii=False), "schema": compact_schema(Judgement)}
-        shrink = {"evidence": lines, "profile": self._profile(view)}
-        messages = self.render("judge", fixed, shrink)
         return self._decide(
-            view,
-            "judge",
-            Judgement,
-            messages,
-            lambda p: None,
-            lambda: self.fallback.judge(view, hypothesis),
-            backend=self.judge_backend,
-            context={"hypothesis": hypothesis.id},
+            view, "judge", (hypothesis,), lambda p: None, lambda: self.fallback.judge(view, hypothesis), backend=self.judge_backend, context={"hypothesis": hypothesis.id}
         )
 
     # --- accounting -------------------------------------------------------------------------
     def usage(self) -> dict[str, Any]:
-        """Totals for ``run.json``: calls, tokens, cost (shared budget), outcome counts, backends."""
+        """Totals for ``run.json``: calls, tokens, cost (shared budget), attempt outcomes, who
+        decided each decision type (``model`` / ``repaired`` / ``fallback``), prompt tokens per
+        call, the context used, backends."""
         budgets = {id(self.backend.budget): self.backend.budget, id(self.judge_backend.budget): self.judge_backend.budget}
         tot = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
         for b in budgets.values():
@@ -437,9 +622,15 @@ class LLMPolicy(Policy):
             for k in tot:
                 tot[k] += t[k]
         tot["cost_usd"] = round(tot["cost_usd"], 6)
+        decided = {d: {k: c.get(k, 0) for k in ("model", "repaired", "fallback")} for d, c in sorted(self._decided.items())}
+        pts = sorted(self._prompt_tokens)
         return {
             **tot,
             "outcomes": dict(self._outcomes),
+            "decided_by": decided,
+            "all_fell_back": bool(decided) and all(c["model"] + c["repaired"] == 0 for c in decided.values()),
+            "prompt_tokens_per_call": {"median": pts[len(pts) // 2], "max": pts[-1]} if pts else None,
+            "context_tokens": self.context_tokens or self.backend.context_tokens,
             "backend": self.backend.spec,
             "judge_backend": "heuristic" if self.offline_judge else self.judge_backend.spec,
             "budget": self.backend.budget.totals()["limits"],

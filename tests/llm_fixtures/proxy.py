@@ -24,6 +24,7 @@ class FaultProxy:
         self.max_requests = max_requests
         self.max_delay_s = max_delay_s
         self.log: list[str] = []
+        self.paths: list[str] = []  # the request path of each log entry
         self._lock = threading.Lock()
         proxy = self
 
@@ -47,6 +48,7 @@ class FaultProxy:
                     if i >= proxy.max_requests:
                         action = "503"
                     proxy.log.append(action)
+                    proxy.paths.append(self.path)
                 if action == "drop":
                     self.close_connection = True
                     self.connection.close()
