@@ -14,7 +14,7 @@ from proteus.policy import make_policy
 from proteus.llm.base import inline_refs, parse_json
 from proteus.llm.openai_backend import strict_schema
 from proteus.policy.decision_schemas import model_schema
-from proteus.policy.decisions import Interpretation, Judgement, WorkflowPlan
+from proteus.policy.decisions import Interpretation, Judgement, ObjectiveUpdate, WorkflowPlan
 
 MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "interpret"}]
 GOOD = json.dumps({"summary": "G0 is 2-fold higher in MSI-H (q=1e-5)"})
@@ -32,7 +32,11 @@ def test_openai_request_uses_json_schema_and_parses_usage():
     # strict mode: every property required, the optional one nullable (a null is dropped before validation)
     assert rf["json_schema"]["strict"] is True
     assert rf["json_schema"]["schema"] == strict_schema(model_schema(Interpretation))
-    assert rf["json_schema"]["schema"]["required"] == ["summary", "keep"]
+    assert rf["json_schema"]["schema"]["required"] == ["summary"]
+    update = strict_schema(model_schema(ObjectiveUpdate))
+    assert update["required"] == ["drop", "add", "reason"] and update["additionalProperties"] is False
+    assert {"type": "null"} in update["properties"]["reason"]["anyOf"]
+    assert json.loads(backend._normalise('{"drop": null, "add": [], "reason": null}')) == {"add": []}
     assert body["max_completion_tokens"] == 2048
     assert isinstance(c.parsed, Interpretation) and c.parsed.summary.startswith("G0 is 2-fold")
     assert (c.prompt_tokens, c.completion_tokens) == (1000, 100)

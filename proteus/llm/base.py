@@ -346,7 +346,8 @@ class ChatBackend(ABC):
     def _calibrate(self, messages: list[dict[str, str]], prompt_tokens: int) -> None:
         chars = sum(len(m["content"]) for m in messages)
         if prompt_tokens > 0 and chars > 200:
-            self._chars_per_token = min(8.0, max(1.5, 0.5 * self._chars_per_token + 0.5 * chars / prompt_tokens))
+            # at most 4 characters per token: an estimate may waste room, never overfill the context
+            self._chars_per_token = min(4.0, max(1.0, 0.5 * self._chars_per_token + 0.5 * chars / prompt_tokens))
 
     @abstractmethod
     def _call(self, messages: list[dict[str, str]], schema: dict[str, Any], name: str, max_tokens: int) -> tuple[str, int, int, dict[str, Any]]:
