@@ -1,4 +1,4 @@
-"""The ``proteus`` command line (typer): run, resume, tools, datasets, report, serve, export-rl, eval.
+"""The ``proteus`` command line (typer): run, resume, tools, datasets, report, serve, export-rl, train, eval.
 
 Errors a user can act on (no usable data, a locked or changed run directory, a bad tool call)
 print one line and exit non-zero, without a traceback.
@@ -183,11 +183,13 @@ def _wire_commands() -> None:
     from proteus.report import report_cli
     from proteus.rl_export import export_rl_cli
     from proteus.serve import serve_cli
+    from proteus.train.command import train_cli
 
     app.command("report", help="Re-render report.html from a run directory (including reviews).")(report_cli)
     app.command("serve", help="Serve a local model (vLLM on GPU, llama.cpp on CPU) for --model/--base-url.")(serve_cli)
     app.command("export-rl", help="Export model decisions with rewards as RL trajectories (TRL GRPO / verl).")(export_rl_cli)
     app.command("eval", help="Batch evaluation on published datasets with held-out validation and null controls.")(eval_cli)
+    app.command("train", help="Tune a local model (GRPO + LoRA) on exported decisions with verifiable rewards; write adapter and GGUF.")(train_cli)
 
 
 _wire_commands()

@@ -1,7 +1,10 @@
 """Export model decisions from run directories as reinforcement-learning trajectories.
 
 Every model attempt that :class:`~proteus.policy.llm.LLMPolicy` traced (``kind:
-"llm_decision"`` events carrying ``messages``) becomes one JSON line::
+"llm_decision"`` events carrying ``messages``), and every decision of an offline run
+(:class:`~proteus.policy.reference.ReferencePolicy`, ``kind: "reference_decision"``: the prompt
+the model path would have rendered, with the heuristic answer as ``completion``), becomes one
+JSON line::
 
     {
       "prompt": [{"role": "system", "content": ...}, {"role": "user", "content": ...}, ...],
@@ -18,7 +21,9 @@ Every model attempt that :class:`~proteus.policy.llm.LLMPolicy` traced (``kind:
                "outcome": "accepted", "reason": "", "backend": "llamacpp:tiny", ...},
       "data_source": "proteus/plan_workflow",
       "reward_model": {"style": "rule", "ground_truth": "<rewards as JSON>"},
-      "extra_info": {"decision_id": ..., "run": ...}
+      "extra_info": {"decision_id": ..., "run": ...},
+      "task": {"decision": ..., "schema": {...}, "allowed": {...}, "reference": {...},
+               "edge_replication": {"e_...": true, ...}}   # what proteus.train.rewards checks
     }
 
 ``prompt`` is a conversational prompt (a list of chat messages) as TRL's ``GRPOTrainer`` /
@@ -33,6 +38,11 @@ How contributions are traced: a workflow decision's steps are matched (tool + pa
 hypothesis counts when one of its evidence edges came from those steps (``plan_objectives``: from
 the objective's relations; ``propose_hypotheses``: the hypotheses with the drafted statements).
 Rejected attempts contributed nothing, so their downstream rewards are ``null``.
+
+``task`` carries what a verifiable reward needs without the data: the decision's JSON schema and
+the names a valid answer may use (recorded by the reference policy), the accepted answer as a
+reference, and for hypothesis proposals each evidence edge's held-out replication outcome
+(``true`` / ``false``; untestable edges left out) from the run's in-run validation.
 """
 
 from __future__ import annotations
@@ -94,6 +104,15 @@ class _Run:
                     break
         return found
 
+    def edge_replication(self) -> dict[str, bool]:
+        """Held-out replication of every evidence edge the run's validation tested."""
+        out: dict[str, bool] = {}
+        for h in self.hypotheses:
+            for eid, o in ((h.get("validation") or {}).get("held_out") or {}).items():
+                if isinstance(o, dict) and o.get("replicated") is not None:
+                    out[eid] = bool(o["replicated"])
+        return out
+
     def hypotheses_from(self, *, steps: set[str] = frozenset(), objectives: set[str] = frozenset(), statements: set[str] = frozenset()) -> list[dict[str, Any]]:
         out = []
         for h in self.hypotheses:
@@ -139,10 +158,11 @@ def trajectories(run_dir: str | Path) -> Iterable[dict[str, Any]]:
     run = _Run(Path(run_dir))
     claimed: set[int] = set()
     for i, ev in enumerate(run.trace):
-        if ev.get("kind") != "llm_decision" or not ev.get("messages"):
+        reference = ev.get("kind") == "reference_decision"
+        if not (reference or ev.get("kind") == "llm_decision") or not ev.get("messages"):
             continue
         decision = ev.get("decision", "")
-        accepted = ev.get("outcome") in ("accepted", "repaired")
+        accepted = ev.get("check") is None if reference else ev.get("outcome") in ("accepted", "repaired")
         value = ev.get("value") or {}
         tool_success = None
         hyps: list[dict[str, Any]] = []
@@ -161,7 +181,7 @@ def trajectories(run_dir: str | Path) -> Iterable[dict[str, Any]]:
             elif decision == "propose_hypotheses":
                 hyps = run.hypotheses_from(statements={h.get("statement") for h in value.get("hypotheses", [])})
         rewards = {
-            "schema_valid": bool(ev.get("schema_valid", False)),
+            "schema_valid": True if reference else bool(ev.get("schema_valid", False)),
             "accepted": accepted,
             "tool_success": tool_success,
             "judge_scores": _judge_scores(hyps) if accepted and decision != "judge" else None,
@@ -175,8 +195,8 @@ def trajectories(run_dir: str | Path) -> Iterable[dict[str, Any]]:
             "decision": decision,
             "decision_id": ev.get("decision_id"),
             "attempt": ev.get("attempt"),
-            "outcome": ev.get("outcome"),
-            "reason": ev.get("reason", ""),
+            "outcome": "reference" if reference else ev.get("outcome"),
+            "reason": (ev.get("check") or "") if reference else ev.get("reason", ""),
             "backend": ev.get("backend"),
             "policy": ev.get("policy"),
             "prompt_tokens": ev.get("prompt_tokens"),
@@ -185,14 +205,18 @@ def trajectories(run_dir: str | Path) -> Iterable[dict[str, Any]]:
             "latency_s": ev.get("latency_s"),
             **{k: ev[k] for k in ("objective", "step", "hypothesis") if k in ev},
         }
+        task = {"decision": decision, "schema": ev.get("schema"), "allowed": ev.get("allowed"), "reference": value if accepted else None}
+        if decision == "propose_hypotheses":
+            task["edge_replication"] = run.edge_replication()
         yield {
             "prompt": ev["messages"],
-            "completion": ev.get("completion", ""),
+            "completion": json.dumps(value, ensure_ascii=False) if reference else ev.get("completion", ""),
             "rewards": rewards,
             "meta": meta,
             "data_source": f"proteus/{decision}",
             "reward_model": {"style": "rule", "ground_truth": json.dumps(rewards, default=str)},
             "extra_info": {"decision_id": ev.get("decision_id"), "run": str(run.path)},
+            "task": task,
         }
 
 

@@ -75,3 +75,37 @@ def test_export_cli_searches_folders(tmp_path):
     assert len(rows) == 2
     # TRL conversational prompt: every message is exactly {"role", "content"} strings
     assert all(set(m) == {"role", "content"} and isinstance(m["content"], str) for r in rows for m in r["prompt"])
+
+
+def test_offline_run_exports_every_decision_with_prompt_schema_and_reference(tmp_path):
+    """An offline run (``proteus run`` without a model) records each decision as the model path
+    would have asked it; export-rl turns them into prompts with the heuristic answer as reference."""
+    from hostile_data import write_hostile_dataset
+
+    from proteus.policy import make_policy
+    from proteus.policy.heuristic import HeuristicPolicy
+    from proteus.runner import run_research
+
+    data = write_hostile_dataset(tmp_path / "data").data
+    run_research(data, tmp_path / "offline", policy=make_policy("offline"), seed=0)
+    run_research(data, tmp_path / "plain", policy=HeuristicPolicy(), seed=0)
+    # recording changes nothing the run decides
+    assert (tmp_path / "offline" / "hypotheses.jsonl").read_text() == (tmp_path / "plain" / "hypotheses.jsonl").read_text()
+    out = tmp_path / "rl.jsonl"
+    n = export_rl([tmp_path / "offline"], out)
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    trace = [json.loads(x) for x in (tmp_path / "offline" / "trace.jsonl").read_text().splitlines()]
+    assert n == len(recs) == sum(e["kind"] == "reference_decision" for e in trace) > 0
+    assert export_rl([tmp_path / "plain"], tmp_path / "none.jsonl") == 0
+    kinds = {r["meta"]["decision"] for r in recs}
+    assert {"plan_objectives", "plan_workflow", "interpret", "update_workflow", "update_objectives", "propose_hypotheses", "judge"} <= kinds
+    for r in recs:
+        assert r["meta"]["outcome"] == "reference" and r["meta"]["policy"] == "heuristic"
+        assert r["prompt"][0]["role"] == "system" and r["prompt"][-1]["role"] == "user"
+        assert json.loads(r["completion"]) == r["task"]["reference"]
+        assert r["task"]["schema"]["type"] == "object"
+    wf = next(r for r in recs if r["meta"]["decision"] == "plan_workflow")
+    assert wf["rewards"]["accepted"] and wf["rewards"]["tool_success"] is not None
+    assert all(s["tool"] in wf["task"]["allowed"]["tools"] for s in wf["task"]["reference"]["steps"])
+    hyp = next(r for r in recs if r["meta"]["decision"] == "propose_hypotheses")
+    assert set(hyp["task"]["allowed"]["evidence"]) >= {e for h in hyp["task"]["reference"]["hypotheses"] for e in h["evidence"]}

@@ -26,7 +26,8 @@ def make_policy(
 ) -> Any:
     """The :class:`~proteus.policy.base.Policy` for ``--model`` (see :mod:`proteus.llm`).
 
-    ``offline`` gives the :class:`~proteus.policy.heuristic.HeuristicPolicy`; any other model an
+    ``offline`` gives the heuristic policy, its decisions recorded with the prompts a model would
+    have seen (:class:`~proteus.policy.reference.ReferencePolicy`); any other model an
     :class:`~proteus.policy.llm.LLMPolicy` whose backends (planner and judge) share one
     :class:`Budget`. ``judge_model`` defaults to ``model``. ``context_tokens`` (``--context-tokens``)
     overrides the model's context size the server reports.
@@ -34,9 +35,9 @@ def make_policy(
     conf = resolve_model(model, base_url)
     provider, _ = parse_model(conf["name"])
     if provider == "offline":
-        from proteus.policy.heuristic import HeuristicPolicy
+        from proteus.policy.reference import ReferencePolicy
 
-        return HeuristicPolicy()
+        return ReferencePolicy(context_tokens=context_tokens or int(conf.get("context_tokens", 8000)))
     from proteus.policy.llm import LLMPolicy
 
     shared = Budget.of(budget if budget is not None else conf.get("budget"))

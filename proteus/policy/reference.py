@@ -1,0 +1,100 @@
+"""The offline policy with its decisions recorded as a model would have seen them.
+
+:class:`ReferencePolicy` decides exactly as :class:`~proteus.policy.heuristic.HeuristicPolicy`
+(its ``fallback``), but first renders every decision's prompt with the model path's own
+renderer (:class:`~proteus.policy.llm.LLMPolicy`), so an offline run's ``trace.jsonl`` holds
+one ``kind: "reference_decision"`` event per decision: the messages, the decision's JSON
+schema, the names a valid answer may use (``allowed``: tools with their parameter schemas,
+objective families and ids, knowledge-graph edge ids) and the heuristic answer. These become
+prompts and reference answers for tuning a local model (:mod:`proteus.rl_export`,
+:mod:`proteus.train`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+from proteus.llm.base import Budget, inline_refs
+from proteus.policy.base import Policy, ResearchView
+from proteus.policy.llm import LLMPolicy
+from proteus.rundir import redact
+
+__all__ = ["ReferencePolicy", "allowed_names"]
+
+_STEP_DECISIONS = ("plan_workflow", "update_workflow")
+_OBJECTIVE_DECISIONS = ("plan_objectives", "update_objectives")
+
+
+class _NoModel:
+    """Stands where LLMPolicy expects a chat backend; never asked (``_decide`` is replaced)."""
+
+    spec = "none"
+    seed = 0
+
+    def __init__(self) -> None:
+        self.budget = Budget()
+
+
+def allowed_names(view: ResearchView, decision: str, families: list[str]) -> dict[str, Any]:
+    """The names a valid answer to ``decision`` may use, as seen in ``view``."""
+    if decision in _STEP_DECISIONS:
+        return {"tools": {t.name: inline_refs(t.schema()) for t in view.tools}, "max_steps": view.max_steps_per_workflow}
+    if decision in _OBJECTIVE_DECISIONS:
+        return {"families": families, "objectives": [o.id for o in view.objectives if o.status == "pending"]}
+    if decision == "propose_hypotheses":
+        return {"evidence": sorted(view.kg.relations)}
+    return {}
+
+
+class ReferencePolicy(LLMPolicy):
+    """Heuristic decisions, each traced with the prompt and schema of the model path.
+
+    Parameters
+    ----------
+    fallback
+        The policy that decides (default :class:`~proteus.policy.heuristic.HeuristicPolicy`).
+    context_tokens
+        Token budget of each recorded prompt, as for :class:`~proteus.policy.llm.LLMPolicy`.
+    """
+
+    def __init__(self, fallback: Policy | None = None, *, context_tokens: int = 8000) -> None:
+        super().__init__(_NoModel(), fallback=fallback, context_tokens=context_tokens, max_hypotheses=40)  # type: ignore[arg-type]
+        self.name = self.fallback.name
+        self.judge_name = self.fallback.judge_name
+
+    def _decide(
+        self,
+        view: ResearchView,
+        decision: str,
+        schema: type[BaseModel],
+        messages: list[dict[str, str]],
+        check: Callable[[Any], str | None],
+        fallback: Callable[[], BaseModel],
+        *,
+        backend: Any = None,
+        context: dict[str, Any] | None = None,
+    ) -> Any:
+        value = fallback()
+        with self._lock:
+            self._n += 1
+            decision_id = f"{decision}-{self._n:04d}"
+        view.trace(
+            {
+                "kind": "reference_decision",
+                "decision": decision,
+                "decision_id": decision_id,
+                "policy": self.name,
+                **(context or {}),
+                "messages": [{"role": m["role"], "content": redact(m["content"])} for m in messages],
+                "schema": inline_refs(schema.model_json_schema()),
+                "allowed": allowed_names(view, decision, self._families(view)),
+                "value": value.model_dump(mode="json"),
+                "check": check(value),
+            }
+        )
+        return value
+
+    def usage(self) -> dict[str, Any]:
+        return self.fallback.usage()

@@ -1,0 +1,52 @@
+"""The ``proteus train`` command (imports nothing heavy until it runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from proteus.train import INSTALL_HINT, missing_packages
+
+__all__ = ["train_cli"]
+
+
+def train_cli(
+    trajectories: list[Path] = typer.Argument(..., help="JSONL files written by `proteus export-rl`"),
+    base: Path = typer.Option(..., "--base", help="base model: a Hugging Face model folder or a .gguf file"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for adapter/, model.gguf and train.json"),
+    steps: int = typer.Option(20, "--steps", help="GRPO optimisation steps"),
+    num_generations: int = typer.Option(4, "--num-generations", help="answers sampled per prompt"),
+    learning_rate: float = typer.Option(2e-4, "--learning-rate", help="learning rate of the LoRA weights"),
+    lora_rank: int = typer.Option(16, "--lora-rank", help="LoRA rank"),
+    max_prompt_tokens: int = typer.Option(2048, "--max-prompt-tokens", help="leave out longer prompts (never cut)"),
+    max_completion_tokens: int = typer.Option(256, "--max-completion-tokens", help="longest sampled answer"),
+    held_out: float = typer.Option(0.25, "--held-out", help="fraction of prompts kept for the before/after evaluation"),
+    decision: Optional[list[str]] = typer.Option(None, "--decision", help="train on these decisions only (repeatable)"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Tune a local model (GRPO + LoRA) on exported decisions with rewards the data verifies."""
+    missing = missing_packages()
+    if missing:
+        typer.echo(f"error: proteus train needs {', '.join(missing)}: {INSTALL_HINT}", err=True)
+        raise typer.Exit(2)
+    from proteus.train.grpo import train
+
+    try:
+        s = train(
+            trajectories, base, out, steps=steps, num_generations=num_generations, learning_rate=learning_rate, lora_rank=lora_rank,
+            max_prompt_tokens=max_prompt_tokens, max_completion_tokens=max_completion_tokens, held_out=held_out, decisions=decision, seed=seed,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    ho = s.get("held_out")
+    if ho:
+        c = ho["change"]
+        low = f"{c['low']:+.3f}" if c["low"] is not None else "-"
+        high = f"{c['high']:+.3f}" if c["high"] is not None else "-"
+        typer.echo(f"held-out mean reward {ho['before']['mean']:.3f} -> {ho['after']['mean']:.3f} (change {c['mean']:+.3f}, 95% CI {low} .. {high}, n={c['n']})")
+    typer.echo(f"adapter: {out / 'adapter'}  (proteus serve BASE --lora tuned={out / 'adapter'})")
+    if s.get("gguf"):
+        typer.echo(f"gguf: {s['gguf']}  (proteus serve {s['gguf']} --engine llamacpp --name tuned; proteus run DATA --model llamacpp:tuned)")

@@ -1,0 +1,142 @@
+"""Verifiable rewards and the decisions an offline run records for tuning (no torch needed).
+
+The records come from the reference policy deciding on a small study (the heuristic policy's
+answers, each with the prompt and schema of the model path); the rewards are checked on those
+answers and on answers broken in one way each.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from llm_fixtures.study import make_view
+
+from proteus.policy.reference import ReferencePolicy
+from proteus.records import Hypothesis, Objective, Step
+from proteus.train.data import load_prompts, split_held_out
+from proteus.train.rewards import parse_answer, reward, reward_terms
+
+pytest.importorskip("jsonschema")
+
+OBJ = Objective(id="obj_1", title="MSI", question="Which proteins separate MSI-H from MSS?", family="differential")
+
+
+@pytest.fixture(scope="module")
+def decisions():
+    """Every decision kind, recorded by the reference policy on the small study."""
+    events: list[dict] = []
+    view = make_view(events=events)
+    view.objectives = [OBJ]
+    policy = ReferencePolicy(context_tokens=3000)
+    policy.plan_objectives(view)
+    wf = policy.plan_workflow(view, OBJ)
+    rel = list(view.kg.relations)[:3]
+    step = Step(id="s_1", tool=wf.steps[0].tool, params=wf.steps[0].params, status="done", summary="5 proteins differ", relation_ids=rel)
+    policy.interpret(view, OBJ, step)
+    policy.update_workflow(view, OBJ, [step], wf.steps[1:])
+    policy.update_objectives(view, [], [OBJ])
+    policy.propose_hypotheses(view)
+    policy.judge(view, Hypothesis(id="h1", statement="G0 is higher in MSI-H", rationale="r", evidence=rel[:1], entities=["protein:G0"], test="t"))
+    out = {e["decision"]: e for e in events if e["kind"] == "reference_decision"}
+    assert set(out) == {"plan_objectives", "plan_workflow", "interpret", "update_workflow", "update_objectives", "propose_hypotheses", "judge"}
+    return out
+
+
+def _task(ev: dict, **extra) -> dict:
+    return {"decision": ev["decision"], "schema": ev["schema"], "allowed": ev["allowed"], "reference": ev["value"], **extra}
+
+
+def test_reference_events_carry_prompt_schema_and_names(decisions):
+    wf = decisions["plan_workflow"]
+    assert wf["policy"] == "heuristic" and wf["check"] is None
+    assert [m["role"] for m in wf["messages"]] == ["system", "user"]
+    assert all(s["tool"] in wf["allowed"]["tools"] for s in wf["value"]["steps"])
+    assert wf["schema"]["required"] == ["steps"] and "$defs" not in wf["schema"]
+    assert set(decisions["propose_hypotheses"]["allowed"]["evidence"]) == set(make_view().kg.relations)
+
+
+@pytest.mark.parametrize("decision", ["plan_objectives", "plan_workflow", "interpret", "update_workflow", "update_objectives", "propose_hypotheses", "judge"])
+def test_heuristic_answers_earn_full_reward(decisions, decision):
+    ev = decisions[decision]
+    assert reward(json.dumps(ev["value"]), _task(ev)) == pytest.approx(1.0)
+
+
+def test_unknown_tool_and_bad_params_lower_the_reward(decisions):
+    ev = decisions["plan_workflow"]
+    task = _task(ev)
+    good = ev["value"]
+    unknown = {"steps": [{**good["steps"][0], "tool": "run_shell"}] + good["steps"][1:]}
+    bad_params = {"steps": [{**good["steps"][0], "params": {"modality": 3}}] + good["steps"][1:]}
+    n = len(good["steps"])
+    t_unknown, t_bad = reward_terms(json.dumps(unknown), task), reward_terms(json.dumps(bad_params), task)
+    assert t_unknown["names"] == pytest.approx((n - 1) / n) and t_unknown["params"] == pytest.approx((n - 1) / n)
+    assert t_bad["names"] == 1.0 and t_bad["params"] == pytest.approx((n - 1) / n)
+    assert reward(json.dumps(unknown), task) < reward(json.dumps(bad_params), task) < 1.0
+
+
+def test_text_that_is_not_json_earns_nothing_and_prose_around_json_earns_less(decisions):
+    ev = decisions["plan_workflow"]
+    task = _task(ev)
+    assert reward("I would run a differential analysis.", task) == 0.0
+    clean = json.dumps(ev["value"])
+    assert parse_answer(f"```json\n{clean}\n```") == (ev["value"], 1.0)
+    assert parse_answer(f"Here is the plan: {clean} Done.") == (ev["value"], 0.5)
+    assert 0.5 < reward(f"Here is the plan: {clean}", task) < reward(clean, task)
+    # a schema violation (missing required key) is partial credit, never full
+    assert reward_terms('{"plan": []}', task)["schema"] == 0.0
+    assert reward_terms('{"steps": [{"tool": "x"}]}', task)["schema"] == 0.5
+
+
+def test_hypotheses_citing_missing_or_non_replicating_evidence_earn_less(decisions):
+    ev = decisions["propose_hypotheses"]
+    drafts = ev["value"]["hypotheses"]
+    assert drafts, "the heuristic policy proposes hypotheses from the small knowledge graph"
+    cited = sorted({e for h in drafts for e in h["evidence"]})
+    replicates = {e: True for e in cited}
+    fails = {e: False for e in cited}
+    answer = json.dumps(ev["value"])
+    assert reward_terms(answer, _task(ev, edge_replication=replicates))["replication"] == 1.0
+    assert reward_terms(answer, _task(ev, edge_replication=fails))["replication"] == 0.0
+    assert reward(answer, _task(ev, edge_replication=fails)) < reward(answer, _task(ev, edge_replication=replicates))
+    invented = {"hypotheses": [{**drafts[0], "evidence": ["e_does_not_exist"]}]}
+    assert reward_terms(json.dumps(invented), _task(ev))["names"] == 0.0
+
+
+def test_judge_agreement_is_a_small_term(decisions):
+    ev = decisions["judge"]
+    task = _task(ev)
+    flipped = {m: {"score": 6 - v["score"], "reason": v["reason"]} for m, v in ev["value"].items()}
+    terms = reward_terms(json.dumps(flipped), task)
+    assert terms["schema"] == 1.0 and terms["judge_agreement"] < 1.0
+    assert reward(json.dumps(flipped), task) > 0.9  # a valid judgement that disagrees loses little
+
+
+def test_objective_families_and_drop_ids_are_checked(decisions):
+    ev = decisions["update_objectives"]
+    task = _task(ev)
+    assert ev["allowed"]["objectives"] == ["obj_1"]
+    assert reward_terms(json.dumps({"drop": ["obj_9"], "add": [], "reason": ""}), task)["names"] == 0.0
+    assert reward_terms(json.dumps({"drop": ["obj_1"], "add": [], "reason": ""}), task)["names"] == 1.0
+    plan = decisions["plan_objectives"]
+    bad = {"objectives": [{**plan["value"]["objectives"][0], "family": "astrology"}]}
+    assert reward_terms(json.dumps(bad), _task(plan))["names"] == 0.0
+
+
+def test_prompt_rows_and_a_stable_held_out_split(decisions, tmp_path):
+    path = tmp_path / "rl.jsonl"
+    with open(path, "w") as f:
+        for i, ev in enumerate(decisions.values()):
+            rec = {"prompt": ev["messages"], "task": _task(ev), "extra_info": {"run": "r", "decision_id": ev["decision_id"]}}
+            f.write(json.dumps(rec) + "\n")
+            if i == 0:
+                f.write(json.dumps(rec) + "\n")  # the same prompt twice is kept once
+        f.write(json.dumps({"prompt": ev["messages"], "task": {"decision": "x"}}) + "\n")  # no schema: not a tuning prompt
+    rows = load_prompts(path)
+    assert len(rows) == len(decisions)
+    assert all(json.loads(r["task"])["schema"] for r in rows)
+    assert len(load_prompts(path, decisions=["judge"])) == 1
+    train, held = split_held_out(rows, 0.5, seed=1)
+    assert len(train) + len(held) == len(rows) and split_held_out(rows, 0.5, seed=1) == (train, held)
+    with pytest.raises(ValueError):
+        split_held_out(rows, 1.0)
