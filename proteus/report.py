@@ -496,6 +496,9 @@ def _section_data(rd: RunData) -> str:
         out.append("<h4>Input files</h4><ul class='compact'>" + "".join(f"<li><code>{e(x)}</code></li>" for x in inputs[:60]) + "</ul>")
         if len(inputs) > 60:
             out.append(f"<p>… and {len(inputs) - 60} more.</p>")
+    matching = _as_list(run.get("sample_matching"))
+    if matching:
+        out.append("<h4>Samples matched to the sample table</h4><ul class='compact'>" + "".join(f"<li>{e(x)}</li>" for x in matching) + "</ul>")
     mods = [m for m in _as_list(prof.get("modalities")) if isinstance(m, dict)]
     if mods:
         rows = "".join(

@@ -119,6 +119,7 @@ def run_research(
             "started": previous.get("started") if (previous and resume) else time.strftime("%Y-%m-%dT%H:%M:%S"),
             "status": "running",
             "inputs": [f"{r.path}: {r.kind or 'skipped'}" + (f" ({r.problem})" if r.problem else "") for r in study.reports],
+            "sample_matching": [m.summary() for m in study.sample_matching] + study.sample_notes,
         }
         changed_before = previous.get("inputs_changed_on_resume", []) if (previous and resume) else []
         if changed_before or changed_inputs:

@@ -9,14 +9,17 @@ and that the profile sees the right groups.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from proteus.datasets._loaders import shared_dataset_dir
+from proteus.datasets import shared_dataset_dir
 from proteus.io import load_study
 from proteus.profile import profile_study
 from proteus.study import LayoutError
@@ -70,7 +73,29 @@ def test_diann_windows_paths_with_a_sheet_keyed_on_them(ramus, tmp_path):
     assert sorted(a.obs_names) == sorted(samples["sample"])
     (rec,) = study.sample_matching
     assert (rec.n_matched, rec.n_samples, rec.left_out) == (6, 6, {})
+    assert any("raw-file names" in n for n in study.sample_notes)
     assert _conditions(study) == _expected(samples)
+
+
+@pytest.mark.slow
+def test_run_on_windows_paths_prints_the_matching_and_compares_the_groups(ramus, tmp_path):
+    pg, samples, lfq = ramus
+    data = tmp_path / "data"
+    data.mkdir()
+    paths = [f"D:\\Data\\ramus\\{s}.raw" for s in samples["sample"]]
+    _diann_matrix(pg, lfq, paths).to_csv(data / "report.pg_matrix.tsv", sep="\t", index=False)
+    samples[["condition", "replicate"]].assign(run=paths).to_csv(data / "sample_sheet.tsv", sep="\t", index=False)
+    r = subprocess.run([sys.executable, "-m", "proteus", "run", str(data), "--out", str(tmp_path / "run"), "--max-objectives", "2"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "6/6 samples matched to the 6-row sample table" in r.stderr
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert any("6/6 samples matched" in x for x in run["sample_matching"])
+    assert "Samples matched to the sample table" in (tmp_path / "run" / "report.html").read_text()
+    case, control = samples["condition"].unique()
+    diff = [json.loads(x) for x in (tmp_path / "run" / "trace.jsonl").read_text().splitlines()]
+    done = [d for d in diff if d.get("tool") == "differential_abundance" and not d.get("error")]
+    assert done and done[0]["metrics"]["n_case"] == 3 and done[0]["metrics"]["n_control"] == 3
 
 
 def test_sheet_with_raw_file_names_and_other_ids(ramus, tmp_path):
@@ -251,9 +276,33 @@ def test_yeast_features_are_labelled_by_gene_names(ramus, tmp_path):
     assert len(expected) > 700
     assert expected <= set(a.var["gene"])
     assert "ATG8" in a.var_names
+    assert a.uns["organism"] == "Saccharomyces cerevisiae"
 
     d2 = tmp_path / "diann"
     d2.mkdir()
     _diann_matrix(pg, lfq, list(samples["sample"])).to_csv(d2 / "report.pg_matrix.tsv", sep="\t", index=False)
     b = load_study(d2).modalities["proteomics"]
     assert expected <= set(b.var["gene"])
+    assert b.uns["organism"] == "Saccharomyces cerevisiae"
+
+
+def test_yeast_layer_is_not_tested_against_human_gene_sets(tmp_path):
+    from proteus.tools.registry import ToolContext, ToolFailed, get_tool
+
+    for f in ("proteinGroups.txt", "samples.tsv"):
+        shutil.copy(RAMUS / f, tmp_path)
+    study = load_study(tmp_path)
+    assert study.modalities["proteomics"].uns["organism"] == "Saccharomyces cerevisiae"
+    case, control = sorted(study.clinical["condition"].unique())
+    params = {"modality": "proteomics", "group": "condition", "case": case, "control": control}
+    for tool in ("enrichment_ora", "enrichment_gsea", "ppi_network"):
+        with pytest.raises(ToolFailed, match="from Saccharomyces cerevisiae.*Homo sapiens only"):
+            get_tool(tool)(study, params, ToolContext(out_dir=tmp_path / tool))
+
+
+def test_human_layer_keeps_its_gene_sets():
+    from proteus import genesets
+
+    assert genesets.organism_problem("Homo sapiens") is None
+    assert genesets.organism_problem(None) is None  # unknown organism: the identifier mapping decides
+    assert "Mus musculus" in genesets.organism_problem("Mus musculus")

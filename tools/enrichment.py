@@ -67,6 +67,7 @@ __all__ = [
     "enrichment_ora",
     "enrichment_gsea",
     "enrich_hits",
+    "check_organism",
     "ora",
     "contrast_table",
     "select_hits",
@@ -86,6 +87,14 @@ SITE_KINDS = ("phosphoproteomics", "acetylproteomics", "phosphosite", "acetylsit
 
 def _kind(study: Study, modality: str) -> str:
     return str(study.modalities[modality].uns.get("modality", modality))
+
+
+def check_organism(study: Study, modality: str) -> None:
+    """Refuse (definitive failure) a layer whose organism has no shipped gene sets."""
+    a = study.modalities.get(modality)
+    problem = genesets.organism_problem(a.uns.get("organism") if a is not None else None)
+    if problem:
+        raise ToolFailed(f"{modality}: {problem}")
 
 
 def _feature_genes(study: Study, modality: str) -> pd.Series:
@@ -368,6 +377,7 @@ def enrichment_ora(study: Study, params: OraParams, ctx: ToolContext) -> ToolRes
     if p.min_size > p.max_size:
         msg = f"min_size ({p.min_size}) must not exceed max_size ({p.max_size})"
         raise ToolInputError(msg)
+    check_organism(study, p.modality)
     tab, method = contrast_table(study, modality=p.modality, group=p.group, case=p.case, control=p.control,
                                  covariates=p.covariates, ctx=ctx)
     tab = _symbols_all(tab)
@@ -561,6 +571,7 @@ def enrichment_gsea(study: Study, params: GseaParams, ctx: ToolContext) -> ToolR
     if p.min_size > p.max_size:
         msg = f"min_size ({p.min_size}) must not exceed max_size ({p.max_size})"
         raise ToolInputError(msg)
+    check_organism(study, p.modality)
     tab, method = contrast_table(study, modality=p.modality, group=p.group, case=p.case, control=p.control,
                                  covariates=p.covariates, ctx=ctx)
     genes = gene_level(tab)

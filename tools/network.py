@@ -30,7 +30,7 @@ from scipy import sparse
 from proteus import genesets
 from proteus.records import Entity, Relation, Stats, ToolResult
 from proteus.study import Study
-from proteus.tools.enrichment import _symbols_all, contrast_table, select_hits
+from proteus.tools.enrichment import _symbols_all, check_organism, contrast_table, select_hits
 from proteus.tools.registry import ToolContext, ToolFailed, register
 
 __all__ = ["ppi_network", "hit_network"]
@@ -126,6 +126,7 @@ def ppi_network(study: Study, params: PpiParams, ctx: ToolContext) -> ToolResult
     """
     name = "ppi_network"
     p = params
+    check_organism(study, p.modality)
     tab, method = contrast_table(study, modality=p.modality, group=p.group, case=p.case, control=p.control,
                                  covariates=p.covariates, ctx=ctx)
     tab = _symbols_all(tab)

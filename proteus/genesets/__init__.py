@@ -11,6 +11,8 @@ Everything here is read from small gzip files next to this module (rebuilt by
   Ensembl gene / protein ids (with or without version), current and (unambiguous) alias symbols,
   and site ids such as ``TP53-S15``.
 - ``ppi_edges()`` -> BioPlex 3.0 HEK293T edges as a DataFrame ``a, b, pInt``.
+- ``organism_problem(organism)`` -> why the shipped (human) sets do not apply to a layer's
+  organism, or ``None``.
 
 All loaders are cached; the returned objects are shared, so copy before mutating.
 """
@@ -25,10 +27,23 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["LIBRARIES", "load", "set_names", "set_sources", "to_symbols", "known_symbols", "ppi_edges", "sources"]
+__all__ = ["LIBRARIES", "ORGANISM", "load", "set_names", "set_sources", "to_symbols", "known_symbols", "ppi_edges", "sources",
+           "organism_problem"]
 
 LIBRARIES = ("reactome", "wikipathways", "go_bp")
 """Names accepted by :func:`load`."""
+
+ORGANISM = "Homo sapiens"
+"""The one organism the shipped gene sets, identifier map and network describe."""
+
+
+def organism_problem(organism: str | None) -> str | None:
+    """Why the shipped sets cannot be used for a layer of ``organism`` (``None`` when they can,
+    or when the organism is unknown)."""
+    if not organism or organism == ORGANISM:
+        return None
+    return (f"the proteins are from {organism}, and PROTEUS ships gene sets and interactions for {ORGANISM} only: "
+            f"testing human sets on {organism} proteins would be wrong, so this analysis is not done")
 
 
 def _open(name: str):

@@ -62,6 +62,7 @@ def build_layer(
     notes: list[str],
     intensities: bool = False,
     obs: pd.DataFrame | None = None,
+    organism: str | None = None,
 ) -> ad.AnnData:
     """samples x features values -> AnnData following the :mod:`proteus.study` conventions.
 
@@ -82,6 +83,8 @@ def build_layer(
         Values are linear MS intensities (zeros -> NaN, log2) regardless of the heuristic.
     obs
         Optional sample annotation indexed like ``values.index``.
+    organism
+        Species named by the feature annotation (``uns["organism"]``; see :mod:`proteus.io.organism`).
 
     Raises
     ------
@@ -122,6 +125,8 @@ def build_layer(
     obs_df.index = obs_df.index.astype(str)
     a = ad.AnnData(X=x, obs=obs_df, var=var)
     a.uns.update({"modality": kind, "level": "sample", "source": source, "scale": scale, "transform": transform})
+    if organism:
+        a.uns["organism"] = organism
     if a.n_obs == 1:
         notes.append("only 1 sample")
     return a

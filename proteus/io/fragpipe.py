@@ -11,6 +11,7 @@ import pandas as pd
 
 from proteus.io._layer import build_layer, first_token, peptide_counts, unique_ids
 from proteus.io._text import RawTable, ReadProblem
+from proteus.io.organism import organism_of
 
 __all__ = ["is_fragpipe", "read_fragpipe"]
 
@@ -51,4 +52,6 @@ def read_fragpipe(table: RawTable, notes: list[str], kind: str = "proteomics") -
     counts = peptide_counts(df, notes)
     if counts is not None:
         var["n_peptides"] = counts
-    return build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True)
+    species = next((c for c in ("Organism", "Entry Name") if c in df), None)
+    organism = organism_of(df[species], notes) if species else None
+    return build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True, organism=organism)

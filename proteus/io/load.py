@@ -186,17 +186,20 @@ def _sample_tables_among_matrices(classified: list[tuple[RawTable, FileReport, s
     return out
 
 
-def _sample_table(tables: list[tuple[RawTable, FileReport]], data_ids: set[str]) -> pd.DataFrame:
+def _sample_table(tables: list[tuple[RawTable, FileReport]], data_ids: set[str], sample_notes: list[str]) -> pd.DataFrame:
     """The sample table: the table whose ids match the data's sample ids best (not the largest) is
-    the reference; the others merge into it or, matching nothing, are not used."""
+    the reference; the others merge into it or, matching nothing, are not used. How its ids were
+    read (raw-file paths shortened to stems) goes to ``sample_notes``."""
     indexed = []
     for t, rep in tables:
         rep.kind = "clinical"
+        n_notes = len(t.notes)
         try:
             table, col, n_match = index_clinical(t, data_ids)
         except ReadProblem as e:
             _problem(rep, e)
             continue
+        sample_notes += [f"{rep.path}: {n}" for n in t.notes[n_notes:]]
         rep.notes += t.notes + [f"sample id column {col!r} ({n_match} id(s) match the data)"]
         rep.shape = table.shape
         if table.index.has_duplicates:
@@ -275,7 +278,8 @@ def load_study(
         classified.append((t, rep, kind))
     classified = _sample_tables_among_matrices(classified)
     data_ids = _data_ids([(t, k) for t, _, k in classified])
-    clinical = _sample_table([(t, r) for t, r, k in classified if k == "clinical"], data_ids)
+    sample_notes: list[str] = []
+    clinical = _sample_table([(t, r) for t, r, k in classified if k == "clinical"], data_ids, sample_notes)
 
     modalities: dict[str, ad.AnnData] = {}
     matching: list[SampleMatching] = []
@@ -363,7 +367,6 @@ def load_study(
             clinical["group"] = groups
             levels = ", ".join(f"{k} ({v})" for k, v in groups.value_counts().items())
             reports.append(FileReport("(sample names)", kind="sample_groups", notes=[f"no sample table: groups read from sample names: {levels}"]))
-    sample_notes: list[str] = []
     clinical = _annotate_from_layers(clinical, modalities, sample_notes)
     clinical, tidied = tidy_levels(clinical)
     sample_notes += tidied

@@ -20,6 +20,7 @@ import pandas as pd
 
 from proteus.io._layer import build_layer, first_token, peptide_counts, unique_ids
 from proteus.io._text import RawTable, ReadProblem
+from proteus.io.organism import organism_of
 
 __all__ = ["is_maxquant", "read_maxquant", "FILTER_COLUMNS"]
 
@@ -76,7 +77,8 @@ def read_maxquant(table: RawTable, notes: list[str], kind: str = "proteomics") -
     obs = None
     if prefix == REPORTER:
         obs = _plex_annotation(samples, notes)
-    a = build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True, obs=obs)
+    organism = organism_of(df["Fasta headers"], notes) if "Fasta headers" in df else None
+    a = build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True, obs=obs, organism=organism)
     if obs is not None and obs["plex"].nunique() > 1:
         a.uns["sample_annotation"] = ["plex"]
     return a

@@ -1,0 +1,66 @@
+"""The organism of a protein layer, from what its annotation says.
+
+Evidence per feature: the ``OS=`` species of a UniProt FASTA header (MaxQuant ``Fasta headers``),
+an ``Organism`` column (FragPipe), or the species code of a UniProt entry name (``ATG8_YEAST``;
+DIA-NN ``Protein.Names``, FragPipe ``Entry Name``), translated with UniProt's controlled
+vocabulary of species codes (https://www.uniprot.org/docs/speclist) for common model organisms.
+The organism is the one most features name, when more than half of the annotated ones do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+__all__ = ["organism_of", "SPECIES_CODES"]
+
+SPECIES_CODES = {
+    "HUMAN": "Homo sapiens", "MOUSE": "Mus musculus", "RAT": "Rattus norvegicus", "BOVIN": "Bos taurus",
+    "PIG": "Sus scrofa", "CHICK": "Gallus gallus", "DANRE": "Danio rerio", "XENLA": "Xenopus laevis",
+    "DROME": "Drosophila melanogaster", "CAEEL": "Caenorhabditis elegans", "ARATH": "Arabidopsis thaliana",
+    "YEAST": "Saccharomyces cerevisiae", "SCHPO": "Schizosaccharomyces pombe", "ECOLI": "Escherichia coli",
+    "MACMU": "Macaca mulatta", "CANLF": "Canis lupus familiaris", "HORSE": "Equus caballus",
+    "SHEEP": "Ovis aries", "RABIT": "Oryctolagus cuniculus", "BACSU": "Bacillus subtilis",
+    "MYCTU": "Mycobacterium tuberculosis", "PLAF7": "Plasmodium falciparum",
+}
+"""UniProt species codes of common organisms (UniProt speclist.txt)."""
+
+_OS = re.compile(r"\bOS=([A-Z][a-z]+ [a-z]+)")
+_ENTRY = re.compile(r"^[A-Z0-9]{1,10}_([A-Z0-9]{3,5})$")
+
+
+def _one(text: str) -> str | None:
+    first = text.split(";")[0].strip()
+    m = _OS.search(first)
+    if m:
+        return m.group(1)
+    m = _ENTRY.match(first.split("|")[-1].strip())
+    if m:
+        return SPECIES_CODES.get(m.group(1))
+    if re.fullmatch(r"[A-Z][a-z]+ [a-z]+(?: .*)?", first):  # an Organism column: "Homo sapiens (Human)"
+        return " ".join(first.split()[:2])
+    return None
+
+
+def organism_of(annotation: Iterable[object], notes: list[str] | None = None) -> str | None:
+    """The organism most features' annotation names, if more than half of the annotated ones do.
+
+    Parameters
+    ----------
+    annotation
+        One text per feature: a FASTA header, an entry name or an organism name (``;``-separated
+        lists use their first entry); missing values are skipped.
+    notes
+        Receives one line naming the organism and the counts.
+    """
+    found = Counter(o for o in (_one(str(t)) for t in annotation if t is not None and str(t) not in ("", "nan")) if o)
+    if not found:
+        return None
+    (top, n), total = found.most_common(1)[0], sum(found.values())
+    if n * 2 <= total:
+        return None
+    if notes is not None:
+        others = ", ".join(f"{o} {k}" for o, k in found.most_common()[1:4])
+        notes.append(f"organism {top} ({n} of {total} annotated features{'; also ' + others if others else ''})")
+    return top
