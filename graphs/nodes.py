@@ -62,6 +62,7 @@ def _view(state: ResearchState, ctx: RunContext) -> ResearchView:
         objectives=[Objective.model_validate(o) for o in state.get("objectives", [])],
         check_step=lambda spec: check_step(ctx, spec),
         trace=ctx.rundir.append_trace,
+        read_table=ctx.rundir.read_table,
         seed=ctx.seed,
         max_objectives=ctx.max_objectives,
         max_steps_per_workflow=ctx.max_steps_per_workflow,

@@ -67,7 +67,7 @@ class KnowledgeGraph:
             self._process_edge(objective_id, workflow_id, "has_workflow")
 
     def add_step(self, s: Step, workflow_id: str) -> None:
-        self.g.add_node(s.id, id=s.id, type="step", label=s.tool, params=s.params, status=s.status, summary=s.summary)
+        self.g.add_node(s.id, id=s.id, type="step", label=s.tool, params=s.params, status=s.status, summary=s.summary, tables=s.tables)
         self._process_edge(workflow_id, s.id, "has_step")
         for rid in s.relation_ids:
             r = self._relations.get(rid)

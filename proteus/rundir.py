@@ -27,7 +27,10 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["RunDir", "RunLockedError", "fingerprint", "package_versions", "read_jsonl", "redact"]
 
@@ -208,6 +211,13 @@ class RunDir:
     def read_jsonl(self, name: str) -> list[dict[str, Any]]:
         """Rows of a JSON-lines file of this run (see :func:`read_jsonl`)."""
         return read_jsonl(self.path / name)
+
+    def read_table(self, name: str) -> pd.DataFrame | None:
+        """A tab-separated table written by a step (``tables/<step>_<name>.tsv``); ``None`` when absent."""
+        import pandas as pd
+
+        p = self.path / name
+        return pd.read_csv(p, sep="\t") if p.is_file() else None
 
     @property
     def checkpoint_path(self) -> Path:

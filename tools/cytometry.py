@@ -214,7 +214,7 @@ POPULATION_RULES: list[tuple[str, list[list[str]], list[str]]] = [
     ("monocytes", [["CD14"]], ["CD3", "CD19", "CD20"]),
     ("NK cells", [["CD56", "CD16", "NKp46", "CD7"]], ["CD3", "CD19", "CD20", "CD14", "HLA-DR"]),
     ("dendritic cells", [["CD11c", "CD1c", "CD33"], ["HLA-DR"]], ["CD3", "CD19", "CD20", "CD14"]),
-    ("CD8 T cells", [["CD3"]], ["CD4", "CD19", "CD20", "CD14"]),  # CD3+CD4-: CD8 T when CD8 is not in the panel
+    ("CD4- T cells", [["CD3"]], ["CD4", "CD19", "CD20", "CD14"]),  # CD3+CD4-: named by what the panel measured
     ("T cells", [["CD3"]], ["CD19", "CD20", "CD14"]),
     ("myeloid cells", [["CD33", "CD11b", "CD11c"]], ["CD3", "CD19", "CD20"]),
     ("basophils", [["CD123"]], ["HLA-DR", "CD3", "CD19", "CD20"]),
@@ -225,8 +225,8 @@ POPULATION_RULES: list[tuple[str, list[list[str]], list[str]]] = [
 A cluster satisfies a rule when, on the 0-1 scaled median expression (each marker's 0 (or 1st percentile
 if higher) to 99th percentile over all cells), every positive group has a marker >= ``pos`` and every negative
 marker present is <= ``neg``. Only rules whose every positive group has a marker in the panel
-apply; the CD3+CD4- rule reads "CD8 T cells" only when the panel lacks CD8 (as in the CATALYST
-PBMC workflow)."""
+apply, so a population is named only from markers the panel has: CD3+CD4- cells are "CD4- T cells"
+(CD8 T cells are named only when CD8 was measured)."""
 
 
 def _norm(name: str) -> str:
@@ -252,15 +252,12 @@ def annotate_populations(
         (the three markers with the highest z-score of the median across clusters).
     """
     lookup = {_norm(c): c for c in scaled.columns}
-    has_cd8 = any(k in lookup for k in ("cd8", "cd8a"))
     z = (medians - medians.mean()) / medians.std(ddof=0).replace(0, np.nan)
     rows = []
     for cl in scaled.index:
         s = scaled.loc[cl]
         name, why = "unassigned", ""
         for pop, groups, negs in POPULATION_RULES:
-            if pop == "CD8 T cells" and groups == [["CD3"]] and has_cd8:
-                continue
             gcols = [[lookup[_norm(m)] for m in g if _norm(m) in lookup] for g in groups]
             if any(not g for g in gcols):
                 continue

@@ -12,7 +12,10 @@ Conventions (CPTAC practice, e.g. Dou et al. 2020 Cell, doi:10.1016/j.cell.2020.
 
 ``mutation_association`` uses limma's moderated t (Smyth 2004, doi:10.2202/1544-6115.1027) on
 ``~ mutated (+ covariates)``; ``mutation_cis_effect`` uses the Wilcoxon rank-sum (Mann-Whitney U)
-test of the gene's own features, mutated vs wild type. BH across tests.
+test of the gene's own features, mutated vs wild type. BH across tests. Each cis effect also reports
+its mutated samples' variant classes (truncating vs only missense / in-frame, from the MAF's
+``Variant_Classification``) and the same comparison without hypermutated samples (tumour mutation
+burden split by Otsu's threshold), since hypermutated tumours carry most passenger mutations.
 """
 
 from __future__ import annotations
@@ -77,6 +80,42 @@ def mutation_matrix(
     arr = np.zeros((len(geno), len(gnames)), dtype=bool)
     arr[m["sample"].map(pos).to_numpy(int), gcodes] = True
     return pd.DataFrame(arr, index=pd.Index(geno, name="sample"), columns=pd.Index(gnames, name="gene")), geno
+
+
+def hypermutated(study: Study, samples: list[str]) -> tuple[pd.Series, float | None]:
+    """Hypermutator status of genotyped samples from their tumour mutation burden (non-silent
+    mutations per sample in the mutation table).
+
+    The split is Otsu's threshold (Otsu 1979, doi:10.1109/TSMC.1979.4310076) on log10(1 + burden),
+    kept only when the upper group's mean burden is at least five times the lower group's and the upper
+    group holds at most half the samples; otherwise no sample is called hypermutated. Returns the boolean
+    status per sample and the burden threshold (``None`` when no split was kept).
+    """
+    mat, geno = mutation_matrix(study, samples, "nonsilent")
+    m = study.mutations
+    keep = m["sample"].astype(str).isin(geno) & ~m.get("silent", pd.Series(False, index=m.index)).astype(bool)
+    burden = m.loc[keep].groupby(m.loc[keep, "sample"].astype(str)).size().reindex(geno, fill_value=0)
+    x = np.log10(1 + burden.to_numpy(float))
+    none = pd.Series(False, index=burden.index)
+    if len(x) < 4 or np.ptp(x) == 0:
+        return none, None
+    cuts = np.unique(x)[:-1]
+    between = [((x <= c).mean() * (x > c).mean() * (x[x <= c].mean() - x[x > c].mean()) ** 2, c) for c in cuts]
+    _, cut = max(between)
+    high = x > cut
+    if high.mean() > 0.5 or x[high].mean() - x[~high].mean() < np.log10(5):
+        return none, None
+    return pd.Series(high, index=burden.index), float(10 ** cut - 1)
+
+
+def _variant_counts(study: Study, genotyped: list[str], gene: str) -> tuple[int, int]:
+    """Mutated samples of ``gene`` with at least one truncating variant, and those with only missense / in-frame ones."""
+    m = study.mutations
+    rows = m[(m["gene"].astype(str) == gene) & m["sample"].astype(str).isin(genotyped)]
+    cls = rows["variant_class"].astype(str).str.strip().str.lower().str.replace(" ", "_")
+    trunc = set(rows.loc[cls.isin(_TRUNC), "sample"].astype(str))
+    mis = set(rows.loc[cls.isin(_MISSENSE), "sample"].astype(str)) - trunc
+    return len(trunc), len(mis)
 
 
 def two_group_moderated(Y: pd.DataFrame, is_case: pd.Series, Z: pd.DataFrame | None = None,
@@ -214,6 +253,19 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
 # --------------------------------------------------------------------------------------------
 
 
+def _hypermutator_note(r) -> str:
+    """How a cis effect stands without the hypermutated samples (empty when none were called)."""
+    if r.hypermutator_burden is None or not np.isfinite(r.hypermutator_burden):
+        return ""
+    head = (f"{int(r.n_mutated_hypermutated)} of {int(r.n_mutated)} mutated samples are hypermutated "
+            f"(> {r.hypermutator_burden:.0f} non-silent mutations)")
+    if not np.isfinite(r.mean_diff_not_hypermutated):
+        return head + "; too few of them are not hypermutated to test without, so the effect cannot be separated from hypermutator status"
+    same = np.sign(r.mean_diff_not_hypermutated) == np.sign(r.mean_diff)
+    return (head + f"; without them the difference is {r.mean_diff_not_hypermutated:+.2f} (p={r.p_not_hypermutated:.1e})"
+            + ("" if same and r.p_not_hypermutated < 0.05 else ", so the effect cannot be separated from hypermutator status"))
+
+
 class MutationCisParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -260,6 +312,7 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
             continue
         X = modality_frame(study, mod, geno)
         gmap = feature_genes(study, mod)
+        hyper, burden_cut = hypermutated(study, geno)
         rec = _recurrent(mat, p.min_mutated)
         genes = [g for g in p.genes if g in mat.columns] if p.genes is not None else list(rec.index)
         own = gmap[gmap.isin(genes)]
@@ -275,11 +328,22 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
             if len(a) < p.min_mutated or len(b) < p.min_mutated or np.ptp(np.concatenate([a, b])) == 0:
                 continue
             u, pv = stats.mannwhitneyu(a, b, alternative="two-sided")
+            n_trunc, n_mis = _variant_counts(study, [s for s, x in zip(v.index[ok], mut[ok]) if x], g)
+            # the same comparison without hypermutated samples (they carry most passenger mutations)
+            low = ok & ~hyper.reindex(v.index, fill_value=False).to_numpy(bool)
+            a0, b0 = v.to_numpy()[low & mut], v.to_numpy()[low & ~mut]
+            d0 = p0 = np.nan
+            if len(a0) >= p.min_mutated and len(b0) >= p.min_mutated and np.ptp(np.concatenate([a0, b0])) > 0:
+                d0, p0 = float(a0.mean() - b0.mean()), float(stats.mannwhitneyu(a0, b0, alternative="two-sided")[1])
             rows.append(dict(modality=mod, gene=g, feature=feat, n_mutated=len(a), n_wildtype=len(b),
                              mean_diff=float(a.mean() - b.mean()), median_diff=float(np.median(a) - np.median(b)),
-                             auc=float(u / (len(a) * len(b))), p=float(pv)))
+                             auc=float(u / (len(a) * len(b))), p=float(pv), n_truncating=n_trunc, n_missense_only=n_mis,
+                             n_mutated_hypermutated=int((mut & ok & ~low).sum()), hypermutator_burden=burden_cut,
+                             mean_diff_not_hypermutated=d0, p_not_hypermutated=p0))
     table = pd.DataFrame(rows, columns=["modality", "gene", "feature", "n_mutated", "n_wildtype", "mean_diff",
-                                        "median_diff", "auc", "p"])
+                                        "median_diff", "auc", "p", "n_truncating", "n_missense_only",
+                                        "n_mutated_hypermutated", "hypermutator_burden", "mean_diff_not_hypermutated",
+                                        "p_not_hypermutated"])
     if table.empty:
         msg = (f"no gene had {p.min_mutated} mutated and {p.min_mutated} wild-type samples with its own feature measured "
                f"(genotyped samples per layer: {n_geno})")
@@ -295,7 +359,9 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
                          Stats(effect=float(r.mean_diff), effect_type="mean_difference_mutated_minus_wildtype", p=float(r.p),
                                q=float(r.q), n=int(r.n_mutated + r.n_wildtype), direction="down" if down else "up",
                                extra={"test": "wilcoxon rank-sum", "n_mutated": int(r.n_mutated), "n_wildtype": int(r.n_wildtype),
-                                      "auc": float(r.auc), "variant_classes": p.variant_classes}),
+                                      "auc": float(r.auc), "variant_classes": p.variant_classes,
+                                      "n_truncating": int(r.n_truncating), "n_missense_only": int(r.n_missense_only),
+                                      "hypermutator_note": _hypermutator_note(r)}),
                          r.modality))
     fig = Figure(figsize=(5, 4))
     ax = fig.subplots()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from proteus.kg import KnowledgeGraph
 from proteus.policy.decisions import (
@@ -27,6 +27,9 @@ from proteus.profile import DataProfile
 from proteus.records import Hypothesis, Objective, Step
 from proteus.tools.registry import Tool
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["ResearchView", "Policy"]
 
 
@@ -35,7 +38,8 @@ class ResearchView:
     """What a policy may look at when it decides.
 
     ``check_step`` validates a proposed step against the registry and the data and returns an
-    error message (``None`` when valid); ``trace`` appends an event to ``trace.jsonl``.
+    error message (``None`` when valid); ``trace`` appends an event to ``trace.jsonl``;
+    ``read_table`` reads a step's full result table by its run-relative path (``None`` when absent).
     """
 
     profile: DataProfile
@@ -44,6 +48,7 @@ class ResearchView:
     objectives: list[Objective]
     check_step: Callable[[StepSpec], str | None]
     trace: Callable[[dict[str, Any]], None] = lambda event: None
+    read_table: Callable[[str], pd.DataFrame | None] = lambda path: None
     seed: int = 0
     max_objectives: int = 8
     max_steps_per_workflow: int = 8

@@ -10,7 +10,10 @@ Used by :class:`~proteus.policy.heuristic.HeuristicPolicy`:
 - :func:`hypotheses` — drafts composed from the cytometry relations in the knowledge graph:
   signalling-pathway activation in a population (two or more state markers of one pathway moving
   together), cell-type specificity of a state change (significant in one population, not in the
-  others tested), and abundance shifts of named populations. Evidence = knowledge-graph edge ids.
+  others tested), abundance shifts of named populations (a larger or smaller fraction of cells, never
+  "expansion": a composition shift between conditions of the same donors' cells is not growth), and a
+  marker that moves the same way in every population, stated once as a global shift. Evidence =
+  knowledge-graph edge ids.
 
 The relations it reads are those written by :mod:`proteus.tools.cytometry` /
 :mod:`proteus.tools.singlecell` (see their module docstrings for the representation).
@@ -22,6 +25,7 @@ import re
 from collections import defaultdict
 
 from proteus.kg import KnowledgeGraph
+from proteus.policy.claims import directions_agree
 from proteus.policy.decisions import HypothesisDraft, ObjectiveSpec, StepSpec
 from proteus.profile import Contrast, DataProfile, ModalityProfile
 from proteus.records import Objective, Relation
@@ -42,7 +46,8 @@ PATHWAYS: dict[str, set[str]] = {
 """Signalling pathways by phospho-epitope (marker name without the leading ``p``, lower case)."""
 
 _LINEAGE_PATHWAY = {"B cells": "B-cell receptor signalling", "CD4 T cells": "T-cell receptor signalling",
-                    "CD8 T cells": "T-cell receptor signalling", "T cells": "T-cell receptor signalling"}
+                    "CD8 T cells": "T-cell receptor signalling", "CD4- T cells": "T-cell receptor signalling",
+                    "T cells": "T-cell receptor signalling"}
 _INHIBITORS = {
     "B-cell receptor signalling": "a BTK inhibitor (ibrutinib) or SYK inhibitor",
     "T-cell receptor signalling": "a LCK/ZAP70 inhibitor",
@@ -215,6 +220,24 @@ def _da_relations(kg: KnowledgeGraph) -> list[Relation]:
             if r.predicate in ("higher_in", "lower_in") and r.subject.type == "cell_population"]
 
 
+def _case_words(contrast: str) -> str:
+    """``"group: case vs control"`` -> ``"case than in control"`` (``"case"`` for a case-vs-rest label)."""
+    _, _, rest = contrast.partition(": ")
+    case, _, control = rest.partition(" vs ")
+    return f"{case} than in {control}" if control else case
+
+
+def _is_global(r: Relation) -> bool:
+    """A state change whose marker moves the same way in every named population tested, significantly
+    (q < 0.1) in at least half of them."""
+    others = {k: v for k, v in (r.stats.extra.get("other_populations") or {}).items() if not str(k).startswith("unassigned")}
+    if len(others) < 2:
+        return False
+    effects = [r.stats.effect or 0.0] + [float(v.get("logFC") or 0.0) for v in others.values()]
+    n_sig = 1 + sum(1 for v in others.values() if v.get("q") is not None and v["q"] == v["q"] and v["q"] < 0.1)
+    return directions_agree(effects) and n_sig * 2 >= len(effects)
+
+
 def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]:
     """Hypothesis drafts from cytometry relations, strongest first (see the module docstring)."""
     drafts: list[tuple[float, HypothesisDraft]] = []
@@ -288,12 +311,14 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]
         up = r.predicate == "higher_in"
         mk = _markers_of(kg, pop)
         ex = r.stats.extra
-        statement = f"{pop} are {'expanded' if up else 'depleted'} in {r.object.label} (fraction of all cells)."
+        statement = (f"{pop} make up a {'larger' if up else 'smaller'} fraction of cells in {_case_words(r.object.label)} "
+                     f"({r.object.label.partition(': ')[0]}).")
         rationale = (f"Negative binomial GLM on per-sample counts: log2FC {r.stats.effect:+.2f}, q={_fmt(r.stats.q)}, "
                      f"n={r.stats.n} samples{' (paired by donor)' if ex.get('paired') else ''}; mean fraction "
                      f"{ex.get('prop_control', float('nan')):.3f} -> {ex.get('prop_case', float('nan')):.3f}"
                      + (f"; population defined by {', '.join(x.subject.label for x in mk)}" if mk else "")
-                     + ". A shift over a short stimulation can also reflect changed marker expression moving cells between gates.")
+                     + ". A composition shift between conditions of the same donors' cells is not proliferation or death: "
+                       "changed marker expression can move cells between clusters.")
         test = (f"Count {pop} by a fixed manual gate on {', '.join(x.subject.label for x in mk) or 'its lineage markers'} in new samples "
                 f"of both conditions (or held-out donors) and compare fractions with a paired test.")
         drafts.append((r.stats.q_else_p() * 3, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200],
@@ -301,9 +326,31 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]
                                                    entities=[r.subject.id, r.object.id] + [x.subject.id for x in mk[:3]],
                                                    test=test[:600])))
 
-    # 4. single state changes in named populations not used above (strongest few)
+    # 4. a marker that moves the same way in every population is one global shift, stated once
+    shifted: set[tuple[str, str]] = set()
+    for r in sorted(ds, key=lambda r: r.stats.q_else_p()):
+        key = (r.stats.extra["marker"], r.object.id)
+        if key in shifted or not _is_global(r):
+            continue
+        shifted.add(key)
+        marker, up = r.stats.extra["marker"], r.predicate == "higher_in"
+        pops = {r.stats.extra["population"]: {"logFC": r.stats.effect, "q": r.stats.q},
+                **{k: v for k, v in (r.stats.extra.get("other_populations") or {}).items() if not str(k).startswith("unassigned")}}
+        same = [x for x in ds if (x.stats.extra["marker"], x.object.id) == key]
+        statement = (f"{marker} is {'higher' if up else 'lower'} in every cell population under {r.object.label}: "
+                     "a global shift rather than a response of one cell type.")
+        rationale = ("Differential state (sample medians, limma) per population: "
+                     + "; ".join(f"{k} {v['logFC']:+.2f} (q={_fmt(v['q'])})" for k, v in sorted(pops.items())) + ".")
+        test = (f"Measure {marker} in all gated populations of held-out donors in both conditions; the shift should appear in each, "
+                "and a global artefact (staining or acquisition batch) should be excluded with a bead or reference-sample control.")
+        drafts.append((r.stats.q_else_p() * 2, HypothesisDraft(statement=statement[:500], rationale=rationale[:1200], evidence=[x.id for x in same][:12],
+                                                   entities=[f"marker:{marker}", r.object.id] + [f"cell_population:{k}" for k in sorted(pops)][:10],
+                                                   test=test[:600])))
+
+    # 5. single state changes in named populations not used above (strongest few)
     used = {e for _, d in drafts for e in d.evidence}
-    singles = [r for r in sorted(ds, key=lambda r: r.stats.q_else_p()) if r.id not in used and not r.stats.extra["population"].startswith("unassigned")]
+    singles = [r for r in sorted(ds, key=lambda r: r.stats.q_else_p()) if r.id not in used and not r.stats.extra["population"].startswith("unassigned")
+               and (r.stats.extra["marker"], r.object.id) not in shifted]
     for r in singles[:3]:
         pop, marker = r.stats.extra["population"], r.stats.extra["marker"]
         up = r.predicate == "higher_in"

@@ -25,6 +25,7 @@ from proteus.policy.decisions import (
 )
 from proteus.policy.heuristic_judge import judge_heuristically
 from proteus.policy.patterns import compose_hypotheses
+from proteus.policy.result_tables import ResultTables
 from proteus.policy.playbooks import Play, bulk_plays, followup_plays
 from proteus.records import Hypothesis, Objective, Step
 
@@ -139,7 +140,9 @@ class HeuristicPolicy(Policy):
         return ObjectiveUpdate(drop=drop, add=add, reason=("follow-up: " + "; ".join(a.title for a in add)) if add else "no change")
 
     def propose_hypotheses(self, view: ResearchView) -> HypothesisDrafts:
-        drafts = compose_hypotheses(view.kg)
+        kinds = {m.name: m.kind for m in view.profile.modalities}
+        tables = ResultTables(view.kg, view.read_table, kinds)
+        drafts = compose_hypotheses(view.kg, tables=tables, sample_type=view.profile.sample_type_column)
         if any(m.level == "cell" for m in view.profile.modalities):
             from proteus.policy import cytometry
 

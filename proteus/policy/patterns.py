@@ -1,15 +1,17 @@
 """Hypotheses composed from knowledge-graph patterns (the offline policy's scientific reasoning).
 
 Each pattern looks for a configuration of relations that, together, say more than any one of
-them, and writes a falsifiable statement with the edge ids as evidence:
+them, and writes a falsifiable statement with the edge ids as evidence. Every clause is checked
+with :mod:`proteus.policy.claims` against the run's full result tables
+(:class:`~proteus.policy.result_tables.ResultTables`), not only the significant relations:
 
-- multi-layer change: a protein changes in a contrast and so does its mRNA (or phosphosite)
-- pathway program: a pathway is enriched in a contrast, carried by several changed members
-- phospho-specific regulation: a site changes while its protein does not
-- mutation cis effect (+ trans consequences of the same mutation)
-- copy-number buffering or transmission to the protein
-- clinical correlates and outcome associations backed by a second relation
-- interaction modules among changed proteins
+- mutation cis effect (worded by variant class and direction) and the downstream proteins
+- pathway programme: enriched pathways carried by the same changed members are one finding; a
+  composition caveat where the members track a composition score or the contrast is tumour vs normal
+- multi-layer change: a protein and its mRNA change the same way in one contrast
+- phospho-specific regulation: a site that changes beyond its protein (sites that mirror it are said to)
+- copy number reaching the protein; interaction modules (together only when directions agree)
+- clusters (one per clustering, over all its clinical associations), clinical correlates, outcome
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from proteus.kg import KnowledgeGraph
+from proteus.policy.claims import SiteVerdict, directions_agree, is_composition_score, mutation_phrase, site_against_protein
 from proteus.policy.decisions import HypothesisDraft
+from proteus.policy.result_tables import Change, ResultTables
 from proteus.records import Relation
 
 __all__ = ["compose_hypotheses"]
@@ -63,6 +67,7 @@ def _changes(kg: KnowledgeGraph) -> dict[tuple[str, str], list[Relation]]:
 
 
 def _multi_layer(kg: KnowledgeGraph, changes, pathway_genes) -> list[HypothesisDraft]:
+    """Protein and mRNA of one gene change the same way in one contrast (two layers agree)."""
     out = []
     for (contrast, stype), prots in changes.items():
         if stype != "protein":
@@ -73,15 +78,17 @@ def _multi_layer(kg: KnowledgeGraph, changes, pathway_genes) -> list[HypothesisD
         for p, g in sorted(hits, key=lambda t: _rank(t[0]))[:6]:
             gene = p.subject.label
             evidence = [p.id, g.id]
-            pw = next(((pr, pname) for pname, (pr, genes) in pathway_genes.get((contrast, p.predicate), {}).items() if gene in genes), None)
+            pw = next(((pr, pname) for pname, (pr, genes) in sorted(pathway_genes.get((contrast, p.predicate), {}).items()) if gene in genes), None)
             extra = ""
             if pw:
                 evidence.append(pw[0].id)
-                extra = f" As a member of the enriched pathway '{pw[1]}', {gene} may contribute to its {'activation' if p.predicate == 'higher_in' else 'suppression'}."
+                extra = f" {gene} is a member of '{pw[1]}', enriched among the features {_direction_word(p)} in {case}."
             out.append(
                 HypothesisDraft(
-                    statement=f"{gene} is transcriptionally {'up' if p.predicate == 'higher_in' else 'down'}regulated in {case} relative to {control} ({group}), and the change propagates to the protein level.",
-                    rationale=f"Protein {gene} is {_direction_word(p)} in {case} ({_fmt(p)}) and so is its mRNA ({_fmt(g)}): two independent layers agree.{extra}",
+                    statement=f"{gene} is {_direction_word(p)} in {case} than in {control} ({group}) at both the mRNA and the protein level, "
+                              "consistent with a change in its transcription.",
+                    rationale=f"Protein {gene} is {_direction_word(p)} in {case} ({_fmt(p)}) and so is its mRNA ({_fmt(g)}): two layers measured "
+                              f"on the same samples agree in direction; the design is observational, so the order of events is not shown.{extra}",
                     evidence=evidence,
                     entities=[p.subject.id, g.subject.id, p.object.id] + ([pw[0].subject.id] if pw else []),
                     test=f"Measure {gene} mRNA (RT-qPCR) and protein (targeted MS or immunoblot) in an independent {case} vs {control} cohort; predict a {'positive' if p.predicate == 'higher_in' else 'negative'} log2 fold change at both levels.",
@@ -103,48 +110,103 @@ def _pathway_genes(kg: KnowledgeGraph) -> dict[tuple[str, str], dict[str, tuple[
     return out
 
 
-def _pathway_programs(kg: KnowledgeGraph, changes, pathway_genes) -> list[HypothesisDraft]:
+def _composition_note(tables: ResultTables, genes: list[str]) -> tuple[str, str | None]:
+    """Why a set of genes may reflect tissue composition: the composition score (clinical column) most
+    of them track in a full correlation table (|rho| >= 0.4, q < 0.05), as a clause; else ``("", None)``."""
+    best: tuple[str, str | None, int] = ("", None, 0)
+    for params, tab in tables.tables("clinical_correlation", "correlations"):
+        var = str(params.get("variable", ""))
+        if not is_composition_score(var) or tab.empty:
+            continue
+        rows = tab[tab["gene"].astype(str).isin(genes) & (tab["q"] < 0.05) & (tab["r"].abs() >= 0.4)]
+        if len(rows) * 2 >= len(genes) and len(rows) > best[2]:
+            rhos = ", ".join(f"{g} {r:+.2f}" for g, r in zip(rows["gene"].head(4), rows["r"].head(4)))
+            best = (f"; {len(rows)} of {len(genes)} of them track {var} across samples (rho {rhos}), "
+                    "so the difference may reflect tissue composition", var, len(rows))
+    return best[0], best[1]
+
+
+def _pathway_programs(kg: KnowledgeGraph, changes, pathway_genes, tables: ResultTables, sample_type: str | None) -> list[HypothesisDraft]:
+    """Enriched pathways carried by >= 2 changed members; pathways carried by the same members are one finding."""
     out = []
-    for (contrast, pred), pws in pathway_genes.items():
+    for (contrast, pred), pws in sorted(pathway_genes.items()):
         group, case, control = _contrast_words(contrast)
         members = {r.subject.label: r for r in changes.get((contrast, "protein"), []) + changes.get((contrast, "gene"), []) if r.predicate == pred}
-        ranked = sorted(pws.items(), key=lambda kv: _rank(kv[1][0]))
-        for name, (pr, genes) in ranked[:4]:
-            drivers = sorted((members[g] for g in genes if g in members), key=_rank)[:4]
+        merged: dict[tuple[str, ...], list[tuple[str, Relation]]] = {}
+        for name, (pr, genes) in sorted(pws.items(), key=lambda kv: _rank(kv[1][0])):
+            drivers = tuple(d.subject.label for d in sorted((members[g] for g in genes if g in members), key=_rank)[:4])
             if len(drivers) < 2:
                 continue
-            dnames = ", ".join(d.subject.label for d in drivers)
-            word = "activated" if pred == "higher_in" else "suppressed"
+            # pathways carried mostly by the same changed members state one finding
+            key = next((k for k in merged if len(set(k) & set(drivers)) * 2 > min(len(k), len(drivers))), drivers)
+            merged.setdefault(key, []).append((name, pr))
+        for dnames, pws_ in list(merged.items())[:4]:
+            drivers = [members[g] for g in dnames]
+            names = [n for n, _ in pws_][:3]
+            pr = pws_[0][1]
+            word = "higher" if pred == "higher_in" else "lower"
+            label = " / ".join(f"'{n}'" for n in names)
+            note, var = _composition_note(tables, list(dnames))
+            if not note and sample_type and group == sample_type:
+                note = (f"; {case} and {control} tissue differ in cell make-up and no composition score was set against "
+                        "these members, so part of the difference may reflect composition")
             out.append(
                 HypothesisDraft(
-                    statement=f"The '{name}' program is {word} in {case} relative to {control} ({group}), driven by {dnames}.",
-                    rationale=f"'{name}' is enriched among features {'higher' if pred == 'higher_in' else 'lower'} in {case} ({_fmt(pr)}); its changed members include {dnames} ({'; '.join(_fmt(d) for d in drivers[:2])}).",
-                    evidence=[pr.id] + [d.id for d in drivers],
-                    entities=[pr.subject.id, pr.object.id] + [d.subject.id for d in drivers],
-                    test=f"Score '{name}' activity (e.g. single-sample GSEA of its members) in held-out {case} and {control} samples and test the difference; perturb {drivers[0].subject.label} in a {case} model and measure the pathway's readouts.",
+                    statement=f"The {label} programme{'s are' if len(names) > 1 else ' is'} {word} in {case} than in {control} ({group}), "
+                              f"carried by {', '.join(dnames)}" + (" (may reflect tissue composition)" if var else "") + ".",
+                    rationale=f"{label} enriched among features {word} in {case} ({_fmt(pr)}); changed members {', '.join(dnames)} "
+                              f"({'; '.join(_fmt(d) for d in drivers[:2])})"
+                              + (f"; {len(names)} pathways share these members" if len(names) > 1 else "") + note + ".",
+                    evidence=[p.id for _, p in pws_[:3]] + [d.id for d in drivers],
+                    entities=[p.subject.id for _, p in pws_[:3]] + [pr.object.id] + [d.subject.id for d in drivers],
+                    test=f"Score {label} (single-sample GSEA of the members) in held-out {case} and {control} samples and test the difference"
+                         + (f", adjusting for {var}" if var else ", with a tissue-composition estimate as covariate") + ".",
                 )
             )
     return out
 
 
-def _phospho_specific(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
+def _site_verdict(s: Relation, gene: str, tables: ResultTables) -> SiteVerdict | None:
+    """:func:`~proteus.policy.claims.site_against_protein` for a site relation, read from the full
+    tables; ``None`` when the site's own row is in no table."""
+    prm = s.provenance.params
+    group, case, control = prm.get("group"), prm.get("case"), prm.get("control")
+    if not (group and case and control and s.modality):
+        return None
+    site_tab = tables.table("differential_abundance", "results", modality=s.modality, group=group, case=case, control=control)
+    if site_tab is None:
+        return None
+    rows = site_tab[site_tab["label"].astype(str) == s.subject.label]
+    site = Change.from_row(rows.iloc[0]) if not rows.empty else None
+    if site is None:
+        return None
+    return site_against_protein(site, tables.protein_change(group, case, control, gene), gene)
+
+
+def _phospho_specific(kg: KnowledgeGraph, changes, tables: ResultTables) -> list[HypothesisDraft]:
+    """Site changes set against the full protein table of the same contrast: only a site that changes
+    beyond its protein (or whose protein was measured flat) becomes a phospho-specific hypothesis."""
     out = []
-    for (contrast, stype), sites in changes.items():
+    for (contrast, stype), sites in sorted(changes.items()):
         if stype != "phosphosite":
             continue
-        prot = {r.subject.label: r for r in changes.get((contrast, "protein"), [])}
         group, case, control = _contrast_words(contrast)
-        for s in sorted(sites, key=_rank)[:20]:
+        for s in sorted(sites, key=_rank)[:40]:
             gene = _gene(s)
-            if gene in prot:
+            verdict = _site_verdict(s, gene, tables)
+            if verdict is None or not verdict.site_specific:
                 continue
+            word = "increased" if s.predicate == "higher_in" else "decreased"
             out.append(
                 HypothesisDraft(
-                    statement=f"Phosphorylation of {s.subject.label} is {'increased' if s.predicate == 'higher_in' else 'decreased'} in {case} relative to {control} without a matching change in {gene} protein abundance, pointing to altered upstream kinase/phosphatase activity.",
-                    rationale=f"Site {s.subject.label} is {_direction_word(s)} in {case} ({_fmt(s)}), while {gene} protein is not among the significantly changed proteins of the same contrast.",
+                    statement=f"Phosphorylation of {s.subject.label} is {word} in {case} relative to {control} ({group}) "
+                              + ("beyond the change in " if verdict.kind == "beyond_protein" else "without a change in ")
+                              + f"{gene} protein abundance, pointing to altered kinase or phosphatase activity on this site.",
+                    rationale=f"Site {s.subject.label} is {_direction_word(s)} in {case} ({_fmt(s)}) {verdict.clause}.",
                     evidence=[s.id],
                     entities=[s.subject.id, f"protein:{gene}", s.object.id],
-                    test=f"Immunoblot with a {s.subject.label}-specific antibody normalised to total {gene} in {case} vs {control}; a kinase-inhibitor screen should identify the kinase that abolishes the difference.",
+                    test=f"Immunoblot with a {s.subject.label}-specific antibody normalised to total {gene} in {case} vs {control}; "
+                         "the site-to-protein ratio should differ in the same direction.",
                 )
             )
             if len(out) >= 4:
@@ -153,46 +215,62 @@ def _phospho_specific(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
 
 
 def _mutations(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
+    """A mutation's cis effect on its own protein, then the downstream proteins that differ with it."""
     out = []
-    for r in sorted((r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "mutation"), key=_rank)[:5]:
+    cis = [r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "mutation" and r.object.type == "protein"]
+    # effects that survive without the hypermutated samples first
+    for r in sorted(cis, key=lambda r: ("cannot be separated" in str(r.stats.extra.get("hypermutator_note", "")), _rank(r)))[:5]:
         gene = r.subject.label
         trans = []
-        for (contrast, stype), rels in changes.items():
+        for (contrast, _), rels in changes.items():
             if contrast.startswith(f"{gene} mutation"):
-                trans.extend(rels)
+                trans.extend(x for x in rels if x.subject.label != gene)
         trans = sorted(trans, key=_rank)[:3]
-        down = (r.stats.effect or 0) < 0
+        ex = r.stats.extra
+        phrase, mix = mutation_phrase(gene, r.stats.effect or 0.0, ex.get("n_truncating"), ex.get("n_missense_only"))
+        hyper = ex.get("hypermutator_note") or ""
+        confounded = "cannot be separated from hypermutator status" in hyper
+        if confounded:
+            phrase += " (not separable from hypermutator status)"
         tail = ""
         if trans:
-            tail = " Its loss is accompanied by " + ", ".join(f"{t.subject.label} {_direction_word(t)}" for t in trans) + " in mutated tumours."
+            tail = " Mutated samples also differ in " + ", ".join(f"{t.subject.label} ({_direction_word(t)}, {_fmt(t)})" for t in trans) + "."
+        downstream = ", ".join(f"{t.subject.label} is {_direction_word(t)}" for t in trans)
         out.append(
             HypothesisDraft(
-                statement=f"Somatic {gene} mutations {'reduce' if down else 'increase'} {gene} protein abundance{' (loss of function)' if down else ''}, with downstream consequences for the proteome.",
-                rationale=f"{gene} protein is {'lower' if down else 'higher'} in {gene}-mutated samples ({_fmt(r)}).{tail}",
+                statement=f"Samples with somatic {gene} mutations have {phrase}" + (f"; downstream, {downstream}" if trans else "") + ".",
+                rationale=f"{gene} protein is {'lower' if (r.stats.effect or 0) < 0 else 'higher'} in {gene}-mutated samples ({_fmt(r)})"
+                          + (f"; {mix}" if mix else "") + (f"; {hyper}" if hyper else "") + "." + tail,
                 evidence=[r.id] + [t.id for t in trans],
                 entities=[r.subject.id, r.object.id] + [t.subject.id for t in trans],
-                test=f"Compare {gene} protein by IHC in mutated vs wild-type tumours of an independent cohort; restore wild-type {gene} in a mutant cell line and measure {', '.join(t.subject.label for t in trans) or 'the proteome'}.",
+                test=f"Compare {gene} protein by IHC or targeted MS in mutated vs wild-type tumours of an independent cohort, stratified by "
+                     f"tumour mutation burden; introduce a patient-derived {gene} allele into a wild-type cell line and measure "
+                     f"{', '.join(t.subject.label for t in trans) or gene + ' protein'}.",
             )
         )
     return out
 
 
 def _cna(kg: KnowledgeGraph) -> list[HypothesisDraft]:
+    """Copy number that correlates with both its mRNA and its protein (dosage reaches the protein)."""
     rels = [r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "gene"]
     by_gene: dict[str, dict[str, Relation]] = defaultdict(dict)
     for r in rels:
         by_gene[r.subject.label][r.object.type] = r
     out = []
     for gene, d in sorted(by_gene.items(), key=lambda kv: (min(r.stats.q_else_p() for r in kv[1].values()), kv[0])):
-        if "protein" in d and "gene" in d:
+        if "protein" in d and "gene" in d and directions_agree([d["protein"].stats.effect or 0, d["gene"].stats.effect or 0]):
             p, g = d["protein"], d["gene"]
             out.append(
                 HypothesisDraft(
-                    statement=f"Copy-number changes of {gene} are transmitted to its protein, making {gene} a dosage-sensitive candidate driver.",
-                    rationale=f"{gene} copy number correlates with its mRNA ({_fmt(g)}) and with its protein ({_fmt(p)}), escaping the buffering seen for most genes.",
+                    statement=f"{gene} copy number is associated with both its mRNA and its protein, so copy-number changes of {gene} "
+                              "reach the protein level rather than being buffered.",
+                    rationale=f"{gene} copy number correlates with its mRNA ({_fmt(g)}) and with its protein ({_fmt(p)}), "
+                              "unlike the many genes whose protein is buffered against dosage.",
                     evidence=[g.id, p.id],
                     entities=[f"gene:{gene}", f"protein:{gene}"],
-                    test=f"Test {gene} dependency in cell lines with and without {gene} amplification (CRISPR knockout or knockdown); amplified lines should be more sensitive.",
+                    test=f"Compare {gene} protein in cell lines or tumours with and without {gene} gain (or after knockdown titration); "
+                         f"protein should scale with dosage, and test whether {gene}-gained lines depend more on it (CRISPR).",
                 )
             )
         if len(out) >= 3:
@@ -200,25 +278,32 @@ def _cna(kg: KnowledgeGraph) -> list[HypothesisDraft]:
     return out
 
 
-def _correlates(kg: KnowledgeGraph, pathway_genes) -> list[HypothesisDraft]:
+def _correlates(kg: KnowledgeGraph) -> list[HypothesisDraft]:
+    """Features that track a continuous clinical variable; a composition score is named as such."""
     out = []
-    corr = [r for r in kg.by_predicate("correlates_with") if r.object.type == "clinical_variable"]
     by_var: dict[str, list[Relation]] = defaultdict(list)
-    for r in corr:
-        by_var[r.object.label].append(r)
-    for var, rels in by_var.items():
+    for r in kg.by_predicate("correlates_with"):
+        if r.object.type == "clinical_variable":
+            by_var[r.object.label].append(r)
+    for var, rels in sorted(by_var.items()):
         top = sorted(rels, key=_rank)[:3]
-        if not top:
-            continue
         names = ", ".join(t.subject.label for t in top)
-        sign = {t.stats.direction for t in top}
+        signs = {t.stats.direction for t in top}
+        verb = "rise" if signs == {"positive"} else "fall" if signs == {"negative"} else "change"
+        if is_composition_score(var):
+            statement = (f"{names} {verb} with {var}, a tissue-composition score: they mark the cell types that score measures "
+                         "rather than regulation within one cell type.")
+        else:
+            statement = f"{names} {verb} with {var} across samples."
         out.append(
             HypothesisDraft(
-                statement=f"{names} {'rise' if sign == {'positive'} else 'change'} with {var}, marking a biological process that tracks {var} across samples.",
-                rationale="; ".join(f"{t.subject.label}: rho {t.stats.effect:+.2f}, q={t.stats.q_else_p():.1e}" for t in top if t.stats.effect is not None),
+                statement=statement,
+                rationale="Spearman correlation: " + "; ".join(f"{t.subject.label} rho {t.stats.effect:+.2f}, q={t.stats.q_else_p():.1e}, n={t.stats.n}"
+                                                               for t in top if t.stats.effect is not None) + ".",
                 evidence=[t.id for t in top],
                 entities=[t.subject.id for t in top] + [f"clinical_variable:{var}"],
-                test=f"Measure {names} in an independent cohort with {var} recorded and test the correlation (Spearman, pre-registered direction).",
+                test=f"Measure {names} in an independent cohort with {var} recorded and test the correlation (Spearman, pre-registered direction)"
+                     + ("; in sorted cell fractions the markers should follow the cell type, not the sample." if is_composition_score(var) else "."),
             )
         )
     return out[:3]
@@ -226,7 +311,7 @@ def _correlates(kg: KnowledgeGraph, pathway_genes) -> list[HypothesisDraft]:
 
 def _survival(kg: KnowledgeGraph) -> list[HypothesisDraft]:
     """Outcome associations: a feature (Cox per feature, or a high/low split) or a clinical grouping
-    (Kaplan-Meier strata), with the feature's other relations as support."""
+    (Kaplan-Meier strata), with the feature's other relations as support. Unadjusted models are said so."""
     out = []
     for r in sorted(kg.by_predicate("associated_with_survival"), key=_rank)[:3]:
         hr = r.stats.effect
@@ -234,7 +319,8 @@ def _survival(kg: KnowledgeGraph) -> list[HypothesisDraft]:
         support = [x for x in kg.about(r.subject.id) if x.id != r.id and x.predicate != "associated_with_survival"][:2]
         etype = r.stats.effect_type or ""
         also = (" Also: " + "; ".join(f"{s.subject.label} {s.predicate} {s.object.label}" for s in support)) if support else ""
-        method = "Log-rank test" if r.stats.extra.get("test") == "log-rank" else "Cox model"
+        covs = r.provenance.params.get("covariates") or []
+        method = "Log-rank test" if r.stats.extra.get("test") == "log-rank" else "Cox model" + (f" adjusted for {', '.join(covs)}" if covs else " (unadjusted)")
         if r.subject.type == "clinical_variable" and etype.startswith("hazard_ratio_") and "_vs_" in etype:
             case, control = etype[len("hazard_ratio_"):].split("_vs_", 1)
             subject = f"{r.subject.label} = {case} (vs {control})"
@@ -246,8 +332,8 @@ def _survival(kg: KnowledgeGraph) -> list[HypothesisDraft]:
             statement = f"{r.subject.label} is associated with outcome ({r.object.label})."
             test = f"Validate the association of {r.subject.label} with {r.object.label} in an independent cohort (log-rank / Cox)."
         else:
-            statement = (f"High {r.subject.label} is associated with {'worse' if worse else 'better'} outcome ({r.object.label}), "
-                         "independent of the cohort's other differences.")
+            statement = (f"High {r.subject.label} is associated with {'worse' if worse else 'better'} outcome ({r.object.label})"
+                         + (f" after adjusting for {', '.join(covs)}." if covs else "; the model is unadjusted, so stage or other prognostic factors may explain it."))
             test = f"Validate {r.subject.label} as a prognostic marker in an independent cohort (Cox model with stage and age as covariates)."
         out.append(
             HypothesisDraft(
@@ -262,45 +348,83 @@ def _survival(kg: KnowledgeGraph) -> list[HypothesisDraft]:
 
 
 def _modules(kg: KnowledgeGraph) -> list[HypothesisDraft]:
-    inter = kg.by_predicate("interacts_with")
-    if len(inter) < 2:
-        return []
-    deg: dict[str, list[Relation]] = defaultdict(list)
-    for r in inter:
-        deg[r.subject.label].append(r)
-        deg[r.object.label].append(r)
-    hub, rels = max(sorted(deg.items()), key=lambda kv: len(kv[1]))
-    if len(rels) < 2:
-        return []
-    partners = sorted({r.object.label if r.subject.label == hub else r.subject.label for r in rels})[:6]
-    return [
-        HypothesisDraft(
-            statement=f"{hub} is the hub of an interacting protein module ({', '.join(partners)}) that changes as a unit.",
-            rationale=f"{hub} interacts (BioPlex) with {len(rels)} other changed proteins: {', '.join(partners)}.",
-            evidence=[r.id for r in rels[:8]],
-            entities=[f"protein:{hub}"] + [f"protein:{p}" for p in partners],
-            test=f"Co-immunoprecipitate {hub} in the relevant condition and quantify {', '.join(partners[:3])}; knock down {hub} and test whether the partners' abundance follows.",
+    """The hub of interacting changed proteins, per contrast; "together" only when every member moves one way."""
+    by_contrast: dict[str, list[Relation]] = defaultdict(list)
+    for r in kg.by_predicate("interacts_with"):
+        by_contrast[str(r.stats.extra.get("contrast", ""))].append(r)
+    out = []
+    for contrast, inter in sorted(by_contrast.items()):
+        deg: dict[str, list[Relation]] = defaultdict(list)
+        fc: dict[str, float] = {}
+        for r in inter:
+            deg[r.subject.label].append(r)
+            deg[r.object.label].append(r)
+            for lab, key in ((r.subject.label, "logFC_a"), (r.object.label, "logFC_b")):
+                if r.stats.extra.get(key) is not None:
+                    fc[lab] = float(r.stats.extra[key])
+        if not deg:
+            continue
+        hub, rels = max(sorted(deg.items()), key=lambda kv: len(kv[1]))
+        if len(rels) < 2:
+            continue
+        partners = sorted({r.object.label if r.subject.label == hub else r.subject.label for r in rels})[:6]
+        members = [hub] + partners
+        _, case, control = _contrast_words(contrast)
+        where = f" in {case} vs {control}" if case else ""
+        if all(m in fc for m in members) and directions_agree([fc[m] for m in members]):
+            word = "higher" if fc[hub] > 0 else "lower"
+            statement = f"{hub} and its interaction partners {', '.join(partners)} are all {word}{where}, so this complex or module changes together."
+        else:
+            up = [m for m in members if fc.get(m, 0) > 0]
+            down = [m for m in members if fc.get(m, 0) < 0]
+            statement = (f"{hub} interacts with changed proteins that move in opposite directions{where} "
+                         f"(higher: {', '.join(up) or 'none'}; lower: {', '.join(down) or 'none'}), suggesting a rewired complex rather than a change in its amount.")
+        out.append(
+            HypothesisDraft(
+                statement=statement,
+                rationale=f"{hub} interacts (BioPlex) with {len(rels)} other changed proteins of {contrast}: "
+                          + ", ".join(f"{m} {fc[m]:+.2f}" if m in fc else m for m in members) + " (log2FC).",
+                evidence=[r.id for r in rels[:8]],
+                entities=[f"protein:{hub}"] + [f"protein:{p}" for p in partners],
+                test=f"Co-immunoprecipitate {hub} in both conditions and quantify {', '.join(partners[:3])}; knock down {hub} and test whether the partners' abundance follows.",
+            )
         )
-    ]
+    return out[:2]
 
 
 def _clusters(kg: KnowledgeGraph) -> list[HypothesisDraft]:
+    """One hypothesis per clustering: every clinical variable its clusters are associated with (correlated
+    variables are one finding), its markers, and a composition caveat when a composition score is among them."""
+    assoc: dict[str, list[Relation]] = defaultdict(list)
+    for r in kg.by_predicate("associated_with"):
+        if r.subject.type == "sample_group" and r.object.type == "clinical_variable":
+            assoc[r.subject.id].append(r)
     out = []
-    for r in sorted((r for r in kg.by_predicate("associated_with") if r.subject.type == "sample_group"), key=_rank)[:2]:
+    for _, rels in sorted(assoc.items(), key=lambda kv: min(_rank(r) for r in kv[1])):
+        rels = sorted(rels, key=_rank)
+        r = rels[0]
         # cluster markers point at the cluster itself or at its one-vs-rest groups ("<grouping>: Ck vs rest")
         markers = [m for m in kg.relations.values() if m.predicate in ("higher_in", "marker_of")
                    and (m.object.id == r.subject.id or (m.object.type == r.subject.type and m.object.label.startswith(r.subject.label + ": ")))]
         markers = sorted(markers, key=_rank)[:3]
+        variables = [x.object.label for x in rels[:4]]
+        composition = [v for v in variables if is_composition_score(v)]
+        statement = (f"Clusters of {r.subject.label.removesuffix(' subtype')} samples are associated with {', '.join(variables)}"
+                     + (f", defined by {', '.join(m.subject.label for m in markers)}" if markers else "")
+                     + ("; they may reflect tissue composition rather than a tumour-intrinsic subtype." if composition else "."))
         out.append(
             HypothesisDraft(
-                statement=f"The data-driven subtype {r.subject.label} corresponds to {r.object.label}, defined by {', '.join(m.subject.label for m in markers) or 'its marker features'}.",
-                rationale=f"Cluster membership is associated with {r.object.label} ({_fmt(r)})" + (f"; markers: {'; '.join(m.subject.label + ' ' + _fmt(m) for m in markers)}" if markers else "."),
-                evidence=[r.id] + [m.id for m in markers],
-                entities=[r.subject.id, r.object.id] + [m.subject.id for m in markers],
-                test="Assign held-out samples to the subtypes with a nearest-centroid classifier on the markers and test the association with the clinical variable again.",
+                statement=statement,
+                rationale="Cluster membership is associated with " + "; ".join(f"{x.object.label} ({_fmt(x)})" for x in rels[:4])
+                          + (f"; markers: {'; '.join(m.subject.label + ' ' + _fmt(m) for m in markers)}" if markers else "")
+                          + (f". {', '.join(composition)} measure{'s' if len(composition) == 1 else ''} tissue composition." if composition else "."),
+                evidence=[x.id for x in rels[:4]] + [m.id for m in markers],
+                entities=[r.subject.id] + [x.object.id for x in rels[:4]] + [m.subject.id for m in markers],
+                test="Assign held-out samples to the clusters with a nearest-centroid classifier on the markers and test the association again"
+                     + (f", then within strata of {composition[0]} (does the split survive?)." if composition else "."),
             )
         )
-    return out
+    return out[:2]
 
 
 _UNSUPERVISED = {"consensus_clustering"}
@@ -310,21 +434,29 @@ _CELL_TYPES = {"cell_population", "marker"}
 """Subjects of cell-level relations: :mod:`proteus.policy.cytometry` composes those."""
 
 
-def _single_changes(kg: KnowledgeGraph, changes, already: set[str]) -> list[HypothesisDraft]:
-    """Strong single-layer changes not yet used, so every contrast gets at least one hypothesis."""
+def _single_changes(kg: KnowledgeGraph, changes, already: set[str], tables: ResultTables) -> list[HypothesisDraft]:
+    """Strong single-layer changes not yet used, so every contrast gets at least one hypothesis; a site
+    is set against its protein (a site that only follows its protein is said to)."""
     out = []
     for (contrast, stype), rels in sorted(changes.items()):
         if stype in _CELL_TYPES:
             continue
         group, case, control = _contrast_words(contrast)
-        rels = [r for r in rels if r.provenance.tool not in _UNSUPERVISED]
+        rels = [r for r in rels if r.provenance.tool not in _UNSUPERVISED and r.id not in already]
         for r in sorted(rels, key=_rank)[:3]:
-            if r.id in already:
-                continue
+            statement = f"{r.subject.label} ({r.subject.type}) is {_direction_word(r)} in {case} than in {control} ({group})."
+            rationale = f"{r.modality or stype}: {_fmt(r)}."
+            if stype == "phosphosite":
+                verdict = _site_verdict(r, _gene(r), tables)
+                if verdict is not None and verdict.kind == "mirrors_protein":
+                    statement = (f"{r.subject.label} is {_direction_word(r)} in {case} than in {control} ({group}) in step with "
+                                 f"{_gene(r)} protein: a change in {_gene(r)} amount rather than in its phosphorylation.")
+                if verdict is not None:
+                    rationale = f"{r.modality or stype}: {_fmt(r)}, {verdict.clause}."
             out.append(
                 HypothesisDraft(
-                    statement=f"{r.subject.label} ({r.subject.type}) is {_direction_word(r)} in {case} than in {control} ({group}).",
-                    rationale=f"{r.modality or stype}: {_fmt(r)}.",
+                    statement=statement,
+                    rationale=rationale,
                     evidence=[r.id],
                     entities=[r.subject.id, r.object.id],
                     test=f"Quantify {r.subject.label} in independent {case} and {control} samples (targeted assay); predict the same direction.",
@@ -368,33 +500,69 @@ def _populations(kg: KnowledgeGraph, max_items: int = 3) -> list[HypothesisDraft
     return out
 
 
-def compose_hypotheses(kg: KnowledgeGraph, *, limit: int = 30) -> list[HypothesisDraft]:
-    """Pattern-based hypotheses, taken round-robin over pattern families so that every kind of
-    finding is represented, most composite families first; de-duplicated by evidence set."""
+def _axis(kg: KnowledgeGraph, d: HypothesisDraft) -> str:
+    """The study axis a draft speaks to: a sample grouping (column), a mutated gene, copy number,
+    a clinical variable, outcome, or a clustering."""
+    r = kg.relation(d.evidence[0])
+    if r is None:
+        return ""
+    if r.subject.type == "mutation" or r.object.label.partition(": ")[0].endswith(" mutation"):
+        return f"mutation {r.subject.label if r.subject.type == 'mutation' else r.object.label.split(' mutation')[0]}"
+    if r.predicate == "interacts_with":
+        return str(r.stats.extra.get("contrast", "")).partition(": ")[0]
+    if r.object.type == "sample_group":
+        return r.object.label.partition(": ")[0]
+    if r.predicate in ("associated_with_survival", "associated_with", "correlates_with"):
+        return f"{r.predicate} {r.object.label if r.predicate == 'correlates_with' else r.subject.label}"
+    return r.predicate
+
+
+def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None, sample_type: str | None = None,
+                       limit: int = 30) -> list[HypothesisDraft]:
+    """Pattern-based hypotheses, each clause checked against the full result tables (``tables``; without
+    them no site-specific or composition claim is made).
+
+    Synthesis: every study axis (a sample grouping, a mutated gene, copy number, a clinical variable,
+    outcome, a clustering) leads with its most interpretable finding — a mutation's cis effect with its
+    downstream proteins, pathway programmes before single proteins — and axes take turns, so each
+    axis's lead comes before any axis's second finding. ``sample_type`` names the tumour/normal column,
+    whose pathway differences carry a composition caveat. Findings with the same evidence are one.
+    """
+    tables = tables if tables is not None else ResultTables.empty()
     changes = _changes(kg)
     pathway_genes = _pathway_genes(kg)
     families = [
-        _multi_layer(kg, changes, pathway_genes),
-        _pathway_programs(kg, changes, pathway_genes),
         _mutations(kg, changes),
+        _pathway_programs(kg, changes, pathway_genes, tables, sample_type),
+        _multi_layer(kg, changes, pathway_genes),
+        _phospho_specific(kg, changes, tables),
         _cna(kg),
-        _phospho_specific(kg, changes),
         _modules(kg),
-        _correlates(kg, pathway_genes),
-        _survival(kg),
         _clusters(kg),
+        _correlates(kg),
+        _survival(kg),
         _populations(kg),
     ]
     used = {e for fam in families for d in fam for e in d.evidence}
-    families.append(_single_changes(kg, changes, used))
+    stated = {(_axis(kg, d), ent) for fam in families for d in fam for ent in d.entities}
+    singles = [d for d in _single_changes(kg, changes, used, tables) if (_axis(kg, d), d.entities[0]) not in stated]
+    families.append(singles)
+    # per axis: the families in order of interpretability, taking turns
+    by_axis: dict[str, list[list[HypothesisDraft]]] = {}
     seen: set[frozenset] = set()
+    for f, fam in enumerate(families):
+        for d in fam:
+            key = frozenset(d.evidence)
+            if key not in seen:
+                seen.add(key)
+                by_axis.setdefault(_axis(kg, d), [[] for _ in families])[f].append(d)
+    queues = [_take_turns(fams) for fams in by_axis.values()]
+    return _take_turns(queues)[:limit]
+
+
+def _take_turns(lists: list[list[HypothesisDraft]]) -> list[HypothesisDraft]:
+    """First items of every list, then the second items, and so on."""
     out: list[HypothesisDraft] = []
-    depth = max((len(f) for f in families), default=0)
-    for i in range(depth):
-        for fam in families:
-            if i < len(fam) and len(out) < limit:
-                key = frozenset(fam[i].evidence)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(fam[i])
+    for i in range(max((len(v) for v in lists), default=0)):
+        out += [v[i] for v in lists if i < len(v)]
     return out

@@ -1,0 +1,125 @@
+"""Wording rules: each clause of a hypothesis says no more than its evidence.
+
+Pure functions used by :mod:`proteus.policy.patterns` and :mod:`proteus.policy.cytometry` before a
+sentence is written:
+
+- :func:`site_against_protein` — a phosphosite change is claimed only beyond its protein's change
+  (the site-minus-protein difference, z-test on the two independent standard errors; the usual
+  "site normalised to protein" comparison of phosphoproteomics, e.g. Wu et al. 2011,
+  doi:10.1074/mcp.M111.009654); "no protein change" only when the protein was tested and its 95%
+  interval lies within half the site's effect.
+- :func:`directions_agree` — "together" / "as a unit" only when every member moves the same way.
+- :func:`mutation_phrase` — "loss" only for a decrease carried by truncating variants (MAF
+  ``Variant_Classification``); otherwise the direction alone.
+- :func:`is_composition_score` — clinical columns that measure tissue composition (purity, stromal /
+  immune content, deconvolution fractions): findings that track them may reflect composition.
+- :func:`overclaims` — causal or design-dependent words ("drives", "propagates", "independent of",
+  "expanded") that an association study cannot support.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from proteus.policy.result_tables import Change
+
+__all__ = [
+    "SiteVerdict",
+    "site_against_protein",
+    "directions_agree",
+    "mutation_phrase",
+    "is_composition_score",
+    "overclaims",
+]
+
+_Z_BEYOND = 2.576  # two-sided p < 0.01 for the site-minus-protein difference
+
+SiteKind = Literal["protein_not_tested", "protein_unchanged", "beyond_protein", "mirrors_protein"]
+
+
+@dataclass(frozen=True)
+class SiteVerdict:
+    """How a site change stands against its protein's change, and the clause that says so."""
+
+    kind: SiteKind
+    clause: str
+
+    @property
+    def site_specific(self) -> bool:
+        return self.kind in ("protein_unchanged", "beyond_protein")
+
+
+def site_against_protein(site: Change, protein: Change | None, gene: str) -> SiteVerdict:
+    """Set a site's change against its protein's change in the same contrast.
+
+    ``protein_unchanged``: protein tested, not significant (q >= 0.05) and its 95% interval inside
+    +/- half the site's effect. ``beyond_protein``: the site-minus-protein difference has the site's
+    sign and |z| > 2.576. ``mirrors_protein``: neither (the site follows its protein's amount).
+    """
+    if protein is None:
+        return SiteVerdict("protein_not_tested", f"{gene} protein was not tested in this contrast")
+    lo, hi = protein.interval
+    half = abs(site.effect) / 2
+    if protein.q >= 0.05 and -half < lo and hi < half:
+        return SiteVerdict("protein_unchanged", f"while {gene} protein does not change ({protein.text()})")
+    diff = site.effect - protein.effect
+    z = diff / math.hypot(site.se, protein.se)
+    if diff * site.effect > 0 and abs(z) > _Z_BEYOND:
+        return SiteVerdict("beyond_protein", f"beyond the change of {gene} protein ({protein.text()}; "
+                                             f"site minus protein {diff:+.2f} log2, z={z:+.1f})")
+    return SiteVerdict("mirrors_protein", f"in step with {gene} protein ({protein.text()}; site minus protein "
+                                          f"{diff:+.2f} log2, z={z:+.1f}): a change in protein amount, not in phosphorylation per molecule")
+
+
+def directions_agree(effects: list[float]) -> bool:
+    """True when every effect is non-zero and all share one sign."""
+    return bool(effects) and (all(e > 0 for e in effects) or all(e < 0 for e in effects))
+
+
+def mutation_phrase(gene: str, effect: float, n_truncating: int | None, n_missense: int | None) -> tuple[str, str]:
+    """(statement verb phrase, class note) for a mutation's effect on its own protein.
+
+    "loss of function" only when the protein is lower and most mutated samples carry a truncating
+    variant; a rise is never called a loss. Without class counts the direction alone is stated.
+    """
+    down = effect < 0
+    verb = f"{'lower' if down else 'higher'} {gene} protein"
+    if n_truncating is None or n_missense is None:
+        return verb, ""
+    total = n_truncating + n_missense
+    mix = f"{n_truncating} of {total} mutated samples carry a truncating variant, {n_missense} only missense/in-frame"
+    if down and total and n_truncating / total >= 0.5:
+        return verb + ", consistent with loss of function of truncated alleles", mix
+    if not down and total and n_missense / total >= 0.5:
+        return verb + ", as seen with stabilising or activating missense variants", mix
+    return verb, mix
+
+
+_COMPOSITION = re.compile(
+    r"(purity|strom|immune|estimate|cellularit|infiltrat|tumou?r.?(content|cell.?fraction)|fibroblast|endothel|"
+    r"cibersort|xcell|\bepic|mcp.?counter|deconvol|macrophage|lymphocyte|leukocyte)",
+    re.I,
+)
+
+
+def is_composition_score(name: str) -> bool:
+    """A clinical column that measures tissue composition (purity, stromal / immune content, cell-type fractions)."""
+    return bool(_COMPOSITION.search(name.replace("_", " ")))
+
+
+_OVERCLAIMS = {
+    r"\bdriv(e|es|en|ing)\b": "causal ('drives') from an association",
+    r"\bpropagat": "causal ('propagates') from two correlations",
+    r"\bindependent of\b": "'independent of' from an unadjusted model",
+    r"\bexpan(d|ded|sion)\b": "population 'expansion' from a composition shift",
+    r"\bas a unit\b": "'as a unit' needs every member to move the same way",
+    r"\bcauses?\b": "causal ('causes') from an association",
+}
+
+
+def overclaims(text: str) -> list[str]:
+    """The words of ``text`` stronger than observational evidence supports, with why."""
+    return [why for pat, why in _OVERCLAIMS.items() if re.search(pat, text, re.I)]

@@ -1,0 +1,126 @@
+"""The full result tables of a run's steps, found by tool and parameters.
+
+The knowledge graph keeps only significant relations (and at most a few hundred per step), so "X did
+not change" or "the protein moved as much as its site" cannot be read from it. Every tool step
+writes its whole table (``tables/<step>_<name>.tsv``); a :class:`ResultTables` finds a step by tool
+and parameters through the step nodes of the knowledge graph and reads its table once.
+
+A :class:`Change` is one feature's row of a two-group table with its 95% interval:
+the standard error is ``|logFC / t|`` (limma's moderated t, or the Welch / rank-sum statistic read
+the same way), the interval ``logFC +/- 1.96 se`` (normal approximation; limma's residual plus prior
+degrees of freedom are large in every cohort this is used for).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from proteus.kg import KnowledgeGraph
+
+__all__ = ["Change", "ResultTables"]
+
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class Change:
+    """One feature's effect in one contrast, with its standard error and q-value."""
+
+    label: str
+    effect: float
+    se: float
+    q: float
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.effect - Z95 * self.se, self.effect + Z95 * self.se
+
+    def text(self, what: str = "log2FC") -> str:
+        lo, hi = self.interval
+        return f"{what} {self.effect:+.2f} (95% CI {lo:+.2f} to {hi:+.2f}, q={self.q:.1e})"
+
+    @classmethod
+    def from_row(cls, row: pd.Series) -> Change | None:
+        effect, t = float(row.get("logFC", math.nan)), float(row.get("t", math.nan))
+        if not (math.isfinite(effect) and math.isfinite(t)) or t == 0:
+            return None
+        q = float(row.get("q", math.nan))
+        return cls(label=str(row.get("label", row.get("feature", ""))), effect=effect, se=abs(effect / t),
+                   q=q if math.isfinite(q) else 1.0)
+
+
+class ResultTables:
+    """Result tables of the steps recorded in ``kg``, read with ``read`` (a run-relative path -> table).
+
+    ``kinds`` maps a modality name to its kind (``proteomics``, ``phosphoproteomics``, ...), so a
+    site's contrast can be looked up in the protein layer of the same study.
+    """
+
+    def __init__(self, kg: KnowledgeGraph, read: Callable[[str], pd.DataFrame | None], kinds: dict[str, str] | None = None):
+        self._steps = [d for _, d in kg.g.nodes(data=True) if d.get("type") == "step" and d.get("status", "done") == "done"]
+        self._read = read
+        self._cache: dict[str, pd.DataFrame | None] = {}
+        self.kinds = dict(kinds or {})
+
+    @classmethod
+    def empty(cls) -> ResultTables:
+        return cls(KnowledgeGraph(), lambda path: None)
+
+    def table(self, tool: str, name: str, **params) -> pd.DataFrame | None:
+        """The ``name`` table of the first step of ``tool`` whose parameters include ``params``."""
+        for d in self._steps:
+            p = d.get("params") or {}
+            if d.get("label") != tool or any(p.get(k) != v for k, v in params.items()):
+                continue
+            path = next((t for t in d.get("tables") or [] if t.endswith(f"_{name}.tsv")), None)
+            if path is None:
+                continue
+            if path not in self._cache:
+                self._cache[path] = self._read(path)
+            if self._cache[path] is not None:
+                return self._cache[path]
+        return None
+
+    def tables(self, tool: str, name: str) -> list[tuple[dict, pd.DataFrame]]:
+        """Every ``name`` table of ``tool`` with the parameters of its step."""
+        out = []
+        for d in self._steps:
+            if d.get("label") != tool:
+                continue
+            for path in d.get("tables") or []:
+                if path.endswith(f"_{name}.tsv"):
+                    if path not in self._cache:
+                        self._cache[path] = self._read(path)
+                    if self._cache[path] is not None:
+                        out.append((dict(d.get("params") or {}), self._cache[path]))
+        return out
+
+    def change(self, modality: str, group: str, case: str, control: str, gene: str) -> Change | None:
+        """The protein-level (gene-keyed) change of ``gene`` in a two-group differential of ``modality``;
+        ``None`` when that contrast was not tested in that layer or the gene was not tested in it."""
+        tab = self.table("differential_abundance", "results", modality=modality, group=group, case=case, control=control)
+        if tab is None or tab.empty:
+            return None
+        key = "gene" if "gene" in tab else "label"
+        rows = tab[tab[key].astype(str) == gene]
+        if rows.empty:
+            rows = tab[tab["label"].astype(str) == gene]
+        if rows.empty:
+            return None
+        return Change.from_row(rows.sort_values("p", kind="stable").iloc[0])
+
+    def protein_layers(self) -> list[str]:
+        """Modalities of kind proteomics (the layer a site or mRNA change is set against)."""
+        return [m for m, k in self.kinds.items() if k == "proteomics"]
+
+    def protein_change(self, group: str, case: str, control: str, gene: str) -> Change | None:
+        """``gene``'s protein change in the contrast, from the first protein layer that tested it."""
+        for m in self.protein_layers():
+            c = self.change(m, group, case, control, gene)
+            if c is not None:
+                return c
+        return None

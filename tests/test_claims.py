@@ -1,0 +1,174 @@
+"""Every clause of a pattern hypothesis is checked against the full result tables
+(:mod:`proteus.policy.claims`, :mod:`proteus.policy.result_tables`): each wording rule is planted on
+real UCEC results and must change what is written."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from proteus.kg import KnowledgeGraph
+from proteus.policy.claims import directions_agree, is_composition_score, mutation_phrase, overclaims
+from proteus.policy.patterns import compose_hypotheses
+from proteus.policy.result_tables import ResultTables
+from proteus.records import Entity, Provenance, Relation, Stats, Step
+from proteus.tools.registry import ToolContext, get_tool
+
+
+@pytest.fixture(scope="module")
+def site_run(ucec_study, tmp_path_factory):
+    """Protein and phosphosite differentials of the study's tumour-vs-normal contrast: relations in a
+    knowledge graph, full tables in memory (what a run writes under tables/)."""
+    from proteus.profile import profile_study
+
+    prof = profile_study(ucec_study)
+    c = next(c for c in prof.contrasts if c.group == prof.sample_type_column)
+    kinds = {m.name: m.kind for m in prof.modalities}
+    out = tmp_path_factory.mktemp("claims")
+    kg, tables = KnowledgeGraph(), {}
+    for sid, kind in (("S1", "proteomics"), ("S2", "phosphoproteomics")):
+        mod = next(m for m, k in kinds.items() if k == kind)
+        params = {"modality": mod, "group": c.group, "case": c.case, "control": c.control}
+        ctx = ToolContext(out_dir=out, seed=0, provenance=Provenance(tool="differential_abundance", step=sid))
+        res = get_tool("differential_abundance")(ucec_study, params, ctx)
+        kg.add_relations(res.relations)
+        tables[f"tables/{sid}_results.tsv"] = res.tables["results"]
+        kg.add_step(Step(id=sid, tool="differential_abundance", params=params, status="done", tables=[f"tables/{sid}_results.tsv"]), "W1")
+    return kg, tables, kinds, c
+
+
+def _compose(kg, tables, kinds):
+    return compose_hypotheses(kg, tables=ResultTables(kg, lambda p: tables.get(p), kinds), limit=200)
+
+
+def _site_drafts(drafts, site=None):
+    return [d for d in drafts if d.statement.startswith("Phosphorylation of") and (site is None or f"of {site} " in d.statement)]
+
+
+def test_site_claims_are_checked_against_the_full_protein_table(site_run):
+    kg, tables, kinds, c = site_run
+    prot = tables["tables/S1_results.tsv"].set_index("gene")
+    drafts = _site_drafts(_compose(kg, tables, kinds))
+    assert drafts, "tumour vs normal has sites that change beyond their protein"
+    for d in drafts:
+        gene = d.entities[1].split(":", 1)[1]
+        site_fc = float(re.search(r"log2FC ([+-][\d.]+)", d.rationale).group(1))
+        if gene not in prot.index:
+            pytest.fail(f"site claim without its protein tested: {d.statement}")
+        row = prot.loc[[gene]].sort_values("p").iloc[0]
+        if "without a change" in d.statement:
+            assert row["q"] >= 0.05 and abs(row["logFC"]) < abs(site_fc) / 2
+        else:
+            assert "beyond the change" in d.statement and abs(site_fc) > abs(row["logFC"])
+
+
+def test_a_site_that_moves_with_its_protein_is_not_called_site_specific(site_run):
+    kg, tables, kinds, c = site_run
+    d = _site_drafts(_compose(kg, tables, kinds))[0]
+    site, gene = d.entities[0].split(":", 1)[1], d.entities[1].split(":", 1)[1]
+    srow = tables["tables/S2_results.tsv"].query("label == @site").iloc[0]
+    planted = dict(tables)
+    prot = tables["tables/S1_results.tsv"].copy()
+    hit = prot["gene"] == gene
+    # protein significantly changed by the same amount, with the same precision, as its site
+    prot.loc[hit, ["logFC", "t", "p", "q"]] = [srow["logFC"], srow["t"], srow["p"], srow["q"]]
+    planted["tables/S1_results.tsv"] = prot
+    after = _compose(kg, planted, kinds)
+    assert not _site_drafts(after, site)
+    assert not any(site in x.statement and "without a" in x.statement for x in after)
+    # a protein measured flat (interval near zero) makes "without a change in protein" true
+    prot.loc[hit, ["logFC", "t", "p", "q"]] = [0.01, 0.2, 0.84, 0.95]
+    flat = _site_drafts(_compose(kg, planted, kinds), site)
+    assert flat and "without a change in" in flat[0].statement and "95% CI" in flat[0].rationale
+
+
+def test_without_the_protein_tested_no_site_specific_claim(site_run):
+    kg, tables, kinds, c = site_run
+    only_sites = {k: v for k, v in tables.items() if "S2" in k}
+    assert not _site_drafts(_compose(kg, only_sites, kinds))
+
+
+def _rel(subj, pred, obj, effect, q=1e-6, tool="x", **extra):
+    return Relation(subject=subj, predicate=pred, object=obj, stats=Stats(effect=effect, q=q, p=q / 10, n=40, extra=extra),
+                    modality="proteomics", provenance=Provenance(tool=tool))
+
+
+def test_a_module_with_a_member_moving_the_other_way_is_not_said_to_change_together():
+    contrast = "g: a vs b"
+    fcs = {"HUB": -0.8, "P1": -0.5, "P2": -0.6, "P3": 0.7}
+
+    def module(fc):
+        kg = KnowledgeGraph()
+        for p in ("P1", "P2", "P3"):
+            kg.add_relation(_rel(Entity(type="protein", label="HUB"), "interacts_with", Entity(type="protein", label=p), 0.9,
+                                 tool="ppi_network", contrast=contrast, logFC_a=fc["HUB"], logFC_b=fc[p]))
+        return [d for d in compose_hypotheses(kg) if "HUB" in d.statement]
+
+    mixed = module(fcs)
+    assert mixed and "together" not in mixed[0].statement and "opposite directions" in mixed[0].statement
+    same = module({**fcs, "P3": -0.7})
+    assert same and "together" in same[0].statement and "all lower" in same[0].statement
+    assert not overclaims(mixed[0].statement + same[0].statement)
+
+
+def test_mutation_wording_follows_variant_class_and_direction():
+    mut = Entity(type="mutation", label="GENE1")
+
+    def statement(effect, n_trunc, n_mis, note=""):
+        kg = KnowledgeGraph()
+        kg.add_relation(_rel(mut, "cis_effect_on", Entity(type="protein", label="GENE1"), effect, tool="mutation_cis_effect",
+                             n_truncating=n_trunc, n_missense_only=n_mis, hypermutator_note=note))
+        return compose_hypotheses(kg)[0].statement
+
+    rise = statement(+0.9, 2, 20)
+    assert "loss" not in rise and "higher GENE1 protein" in rise and "missense" in rise
+    assert "loss of function" in statement(-0.9, 18, 3)
+    assert "loss" not in statement(-0.9, 2, 18)  # a missense-carried decrease is not called loss
+    confounded = statement(-0.5, 15, 2, "15 of 17 mutated samples are hypermutated; the effect cannot be separated from hypermutator status")
+    assert "hypermutator" in confounded
+    assert mutation_phrase("G", -1.0, None, None) == ("lower G protein", "")
+
+
+def test_cis_effects_report_variant_classes_and_hypermutators(ucec_study, tmp_path):
+    from proteus.tools.mutation import hypermutated
+
+    samples = list(ucec_study.mutations["sample"].astype(str).unique())
+    hyper, cut = hypermutated(ucec_study, samples)
+    assert cut is not None and 0 < hyper.mean() <= 0.5
+    res = get_tool("mutation_cis_effect")(ucec_study, {"modalities": ["proteomics"]}, ToolContext(out_dir=tmp_path, seed=0))
+    tab = res.tables["cis_effects"]
+    assert (tab["n_truncating"] + tab["n_missense_only"] <= tab["n_mutated"]).all()
+    assert (tab["n_mutated_hypermutated"] <= tab["n_mutated"]).all()
+    mostly_hyper = tab[tab["n_mutated_hypermutated"] >= tab["n_mutated"] - 2]
+    assert not mostly_hyper.empty and mostly_hyper["mean_diff_not_hypermutated"].isna().all()
+
+
+def test_composition_scores_are_recognised_by_what_they_measure():
+    assert all(map(is_composition_score, ["Tumor_purity", "ESTIMATE_StromalScore", "immune_infiltration", "CIBERSORT_B cells"]))
+    assert not any(map(is_composition_score, ["Age", "BMI", "MSI_status", "grade"]))
+    assert directions_agree([0.2, 0.5]) and not directions_agree([0.2, -0.1]) and not directions_agree([])
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_real_run_states_each_finding_once_and_no_stronger_than_its_evidence(ucec_run: Path):
+    hyps = _jsonl(ucec_run / "hypotheses.jsonl")
+    assert len(hyps) >= 10
+    assert len({h["statement"] for h in hyps}) == len(hyps)
+    assert len({frozenset(h["evidence"]) for h in hyps}) == len(hyps)
+    assert len({frozenset(h["entities"]) for h in hyps}) == len(hyps)
+    for h in hyps:
+        assert not overclaims(h["statement"]), h["statement"]
+        assert "its loss" not in h["rationale"].lower()
+    kg = KnowledgeGraph.from_node_link(json.loads((ucec_run / "kg.json").read_text()))
+    # a clustering associated with a composition score says so
+    for h in hyps:
+        rels = [kg.relation(e) for e in h["evidence"]]
+        if any(r and r.predicate == "associated_with" and r.subject.type == "sample_group" and is_composition_score(r.object.label) for r in rels):
+            assert "composition" in h["statement"]
