@@ -133,6 +133,17 @@ def test_mutation_wording_follows_variant_class_and_direction():
     assert mutation_phrase("G", -1.0, None, None) == ("lower G protein", "")
 
 
+def test_a_grouping_named_after_a_gene_leads_with_that_genes_own_products():
+    kg = KnowledgeGraph()
+    contrast = Entity(type="sample_group", label="GENE7_methylation: yes vs no")
+    for label, typ, fc, q in (("OTHER1", "protein", 2.0, 1e-12), ("OTHER2", "protein", -1.5, 1e-10), ("GENE7", "protein", -1.2, 1e-4),
+                              ("GENE7", "gene", -2.0, 1e-6)):
+        kg.add_relation(_rel(Entity(type=typ, label=label), "higher_in" if fc > 0 else "lower_in", contrast, fc, q=q, tool="differential_abundance"))
+    drafts = compose_hypotheses(kg)
+    assert "GENE7's own products" in drafts[0].statement and "protein lower" in drafts[0].statement and "mRNA lower" in drafts[0].statement
+    assert not any(d.statement.startswith("GENE7 (") for d in drafts)  # not restated as a single change
+
+
 def test_cis_effects_report_variant_classes_and_hypermutators(ucec_study, tmp_path):
     from proteus.tools.mutation import hypermutated
 

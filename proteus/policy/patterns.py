@@ -5,6 +5,7 @@ them, and writes a falsifiable statement with the edge ids as evidence. Every cl
 with :mod:`proteus.policy.claims` against the run's full result tables
 (:class:`~proteus.policy.result_tables.ResultTables`), not only the significant relations:
 
+- a grouping named after a gene (a mutation, methylation or subtype call): that gene's own products
 - mutation cis effect (worded by variant class and direction) and the downstream proteins
 - pathway programme: enriched pathways carried by the same changed members are one finding; a
   composition caveat where the members track a composition score or the contrast is tumour vs normal
@@ -16,6 +17,7 @@ with :mod:`proteus.policy.claims` against the run's full result tables
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 from proteus.kg import KnowledgeGraph
@@ -214,6 +216,36 @@ def _phospho_specific(kg: KnowledgeGraph, changes, tables: ResultTables) -> list
     return out
 
 
+def _gene_events(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
+    """A sample grouping named after a gene (a mutation, methylation or subtype call of that gene): the
+    first thing to state is what happens to that gene's own products in the comparison."""
+    out = []
+    for contrast, _ in sorted({(c, None) for c, _ in changes}):
+        group, case, control = _contrast_words(contrast)
+        if group.endswith(" mutation"):  # mutated vs wild type: the cis-effect pattern states it
+            continue
+        tokens = set(re.split(r"[^A-Za-z0-9]+", group)) - {""}
+        own = [r for (c, stype), rels in changes.items() if c == contrast and stype in ("protein", "gene", "phosphosite")
+               for r in rels if _gene(r) in tokens and r.provenance.tool not in _UNSUPERVISED]
+        if not own:
+            continue
+        gene = _gene(sorted(own, key=_rank)[0])
+        own = sorted((r for r in own if _gene(r) == gene), key=lambda r: (["protein", "gene", "phosphosite"].index(r.subject.type), _rank(r)))[:4]
+        layers = "; ".join(f"{'mRNA' if r.subject.type == 'gene' else r.subject.type} {r.subject.label} {_direction_word(r)} ({_fmt(r)})" for r in own)
+        out.append(
+            HypothesisDraft(
+                statement=f"{case} samples of {group}, a grouping named after {gene}, differ from {control} in {gene}'s own products: "
+                          + ", ".join(f"{'mRNA' if r.subject.type == 'gene' else r.subject.type} {_direction_word(r)}" for r in own) + ".",
+                rationale=f"The grouping names {gene}; its own layers in {case} vs {control}: {layers}.",
+                evidence=[r.id for r in own],
+                entities=[f"protein:{gene}"] + [r.subject.id for r in own if r.subject.id != f"protein:{gene}"] + [own[0].object.id],
+                test=f"Measure {gene} protein (and mRNA) in independent {case} and {control} samples; the same direction should hold, "
+                     f"and the downstream differences of {group} should follow {gene}'s level within each group.",
+            )
+        )
+    return out
+
+
 def _mutations(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
     """A mutation's cis effect on its own protein, then the downstream proteins that differ with it."""
     out = []
@@ -226,23 +258,25 @@ def _mutations(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
             if contrast.startswith(f"{gene} mutation"):
                 trans.extend(x for x in rels if x.subject.label != gene)
         trans = sorted(trans, key=_rank)[:3]
+        layers = sorted((x for x in kg.by_predicate("cis_effect_on") if x.subject.id == r.subject.id and x.object.type != "protein"), key=_rank)[:3]
         ex = r.stats.extra
         phrase, mix = mutation_phrase(gene, r.stats.effect or 0.0, ex.get("n_truncating"), ex.get("n_missense_only"))
         hyper = ex.get("hypermutator_note") or ""
         confounded = "cannot be separated from hypermutator status" in hyper
         if confounded:
             phrase += " (not separable from hypermutator status)"
-        tail = ""
+        tail = "".join(f" Its {'mRNA' if x.object.type == 'gene' else x.object.label} is also {'lower' if (x.stats.effect or 0) < 0 else 'higher'} ({_fmt(x)})."
+                       for x in layers)
         if trans:
-            tail = " Mutated samples also differ in " + ", ".join(f"{t.subject.label} ({_direction_word(t)}, {_fmt(t)})" for t in trans) + "."
+            tail += " Mutated samples also differ in " + ", ".join(f"{t.subject.label} ({_direction_word(t)}, {_fmt(t)})" for t in trans) + "."
         downstream = ", ".join(f"{t.subject.label} is {_direction_word(t)}" for t in trans)
         out.append(
             HypothesisDraft(
                 statement=f"Samples with somatic {gene} mutations have {phrase}" + (f"; downstream, {downstream}" if trans else "") + ".",
                 rationale=f"{gene} protein is {'lower' if (r.stats.effect or 0) < 0 else 'higher'} in {gene}-mutated samples ({_fmt(r)})"
                           + (f"; {mix}" if mix else "") + (f"; {hyper}" if hyper else "") + "." + tail,
-                evidence=[r.id] + [t.id for t in trans],
-                entities=[r.subject.id, r.object.id] + [t.subject.id for t in trans],
+                evidence=[r.id] + [x.id for x in layers] + [t.id for t in trans],
+                entities=[r.subject.id, r.object.id] + [x.object.id for x in layers] + [t.subject.id for t in trans],
                 test=f"Compare {gene} protein by IHC or targeted MS in mutated vs wild-type tumours of an independent cohort, stratified by "
                      f"tumour mutation burden; introduce a patient-derived {gene} allele into a wild-type cell line and measure "
                      f"{', '.join(t.subject.label for t in trans) or gene + ' protein'}.",
@@ -523,8 +557,9 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     them no site-specific or composition claim is made).
 
     Synthesis: every study axis (a sample grouping, a mutated gene, copy number, a clinical variable,
-    outcome, a clustering) leads with its most interpretable finding — a mutation's cis effect with its
-    downstream proteins, pathway programmes before single proteins — and axes take turns, so each
+    outcome, a clustering) leads with its most interpretable finding — for a grouping named after a
+    gene, that gene's own products; a mutation's cis effect with its downstream proteins; pathway
+    programmes before single proteins — and axes take turns, so each
     axis's lead comes before any axis's second finding. ``sample_type`` names the tumour/normal column,
     whose pathway differences carry a composition caveat. Findings with the same evidence are one.
     """
@@ -532,6 +567,7 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     changes = _changes(kg)
     pathway_genes = _pathway_genes(kg)
     families = [
+        _gene_events(kg, changes),
         _mutations(kg, changes),
         _pathway_programs(kg, changes, pathway_genes, tables, sample_type),
         _multi_layer(kg, changes, pathway_genes),
