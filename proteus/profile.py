@@ -1,9 +1,11 @@
 """Data profile: what a study holds, typed so that planning can follow it.
 
 :func:`profile_study` types every clinical column (binary, categorical, continuous, survival time
-and event, batch-like, identifier, free text, constant), finds candidate sample groups and
-contrasts, summarises each omics layer (features, samples, missingness, id type) and recurrent
-mutations. :meth:`DataProfile.summary` renders a bounded text for prompts; names that come from
+and event, batch-like, identifier, free text, constant), gives it a design role with the reason
+(:mod:`proteus.design`: biological factor, technical factor, pairing block, covariate, outcome,
+identifier), lays out each biological factor's design (ordered levels, reference, the contrasts it
+supports, ranked by power, and the technical columns each is adjusted for), summarises each omics
+layer (features, samples, missingness, id type) and recurrent mutations. :meth:`DataProfile.summary` renders a bounded text for prompts; names that come from
 the data are quoted so they read as data, never as instructions.
 """
 
@@ -17,9 +19,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from proteus import design
 from proteus.study import Study
 
-__all__ = ["ClinicalVariable", "ModalityProfile", "DataProfile", "profile_study", "quote"]
+__all__ = ["ClinicalVariable", "ModalityProfile", "Contrast", "FactorDesign", "DataProfile", "profile_study", "quote"]
 
 VariableKind = Literal[
     "binary", "categorical", "continuous", "survival_time", "survival_event", "batch", "id", "text", "constant"
@@ -29,7 +32,6 @@ _TIME_WORDS = ("surviv", "time", "days", "months", "years", "follow", "duration"
 _TIME_TOKENS = {"os", "pfs", "dfs", "rfs", "dss", "efs", "ttp", "dmfs", "tdm"}
 _EVENT_WORDS = ("event", "death", "dead", "vital", "relaps", "recur", "censor", "metast", "progress")
 _EVENT_TOKENS = {"status", "e", "os", "pfs", "dfs", "rfs", "dss", "efs", "edm", "dmfs"}
-_BATCH_TOKENS = {"batch", "plex", "tmt", "run", "plate", "lane", "channel", "center", "centre", "instrument", "fraction", "operator"}
 
 
 def _tokens(name: str) -> list[str]:
@@ -50,10 +52,23 @@ def _is_event(name: str) -> bool:
 
 
 def _is_batch(name: str) -> bool:
-    return bool(set(_tokens(name)) & _BATCH_TOKENS)
-_STRONG_HINT = re.compile(r"(status|subtype|condition|group|diagnos|disease|treat|arm|msi|genotype|response)", re.I)
-_MEDIUM_HINT = re.compile(r"(class|histolog|phenotype|cohort)", re.I)
-_WEAK_HINT = re.compile(r"(type|grade|stage|tumou?r|normal|sex|gender)", re.I)
+    return design.technical_word(name) is not None
+
+
+_NAME_HINTS = (
+    (2.0, ("status", "subtype", "condition", "group", "diagnos", "disease", "treat", "arm", "genotype", "response")),
+    (1.5, ("class", "histolog", "phenotype", "cohort")),
+    (1.25, ("type", "grade", "stage", "tumor", "tumour", "normal", "sex", "gender")),
+)
+"""Weights of column names that announce a study's question (words starting with a stem)."""
+
+
+def _name_weight(name: str) -> float:
+    words = design.column_words(name)
+    for weight, stems in _NAME_HINTS:
+        if any(w.startswith(st) for w in words for st in stems):
+            return weight
+    return 1.0
 _UNKNOWN = re.compile(
     r"^(unknown|unk|unkn?own|unknow|na|n/a|nan|none|not reported|not available|not known|not applicable|not evaluated|"
     r"cannot be determined|staging incomplete|other.*|p?[ntm]x|missing|\?|-)$",
@@ -76,6 +91,9 @@ class ClinicalVariable(BaseModel):
     n_missing: int
     levels: dict[str, int] = Field(default_factory=dict, description="level counts (categorical/binary)")
     summary: dict[str, float] = Field(default_factory=dict, description="min/median/max (continuous)")
+    role: design.Role = Field("ignored", description="design role: biological, technical, block, covariate, outcome, identifier, ignored")
+    role_reason: str = Field("", description="why the column has its role")
+    nested_in: str | None = Field(None, description="factor inside which this replicate index restarts (never adjusted for)")
 
 
 class ModalityProfile(BaseModel):
@@ -97,6 +115,40 @@ class Contrast(BaseModel):
     control: str
     n_case: int
     n_control: int
+    kind: str = Field("two_level", description="two_level, vs_reference or pairwise (see proteus.design)")
+    power: float = Field(0.0, description="effective sample size n_case*n_control/(n_case+n_control)")
+    covariates: list[str] = Field(default_factory=list, description="technical / block columns adjusted for")
+    confounded: list[str] = Field(default_factory=list, description="technical columns aliased with the contrast")
+
+
+class FactorDesign(BaseModel):
+    """The design of one biological factor: levels in order, reference, tests, adjustment."""
+
+    name: str
+    levels: list[str] = Field(description="usable levels in design order (reference / lowest first when known)")
+    n_per_level: dict[str, int]
+    ordered: bool = False
+    order_reason: str = ""
+    references: list[str] = Field(default_factory=list)
+    reference_reason: str = ""
+    covariates: list[str] = Field(default_factory=list, description="technical / block columns adjusted for")
+    confounded: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="adjustment decisions and their reasons")
+    power: float = Field(0.0, description="power of its best contrast (effective sample size)")
+
+    @property
+    def tests(self) -> list[str]:
+        """The tests the design calls for, in words."""
+        out = ["F-test across levels"] if len(self.levels) > 2 else []
+        if self.ordered and len(self.levels) > 2:
+            out.append("linear trend over ordered levels")
+        if self.references:
+            out.append(f"each level vs {', '.join(self.references)}")
+        elif len(self.levels) == 2:
+            out.append("two-group comparison")
+        elif len(self.levels) <= 5:
+            out.append("all pairs of levels")
+        return out
 
 
 class DataProfile(BaseModel):
@@ -104,11 +156,12 @@ class DataProfile(BaseModel):
 
     modalities: list[ModalityProfile]
     variables: list[ClinicalVariable]
-    contrasts: list[Contrast] = Field(description="candidate two-group comparisons, best first")
-    multi_groups: list[str] = Field(default_factory=list, description="categorical columns with 3-8 levels")
+    contrasts: list[Contrast] = Field(description="two-group comparisons that follow the designs, most powerful first")
+    factors: list[FactorDesign] = Field(default_factory=list, description="biological factors and their designs, most powerful first")
+    multi_groups: list[str] = Field(default_factory=list, description="biological factors with 3-8 usable levels")
     continuous: list[str] = Field(default_factory=list)
     survival: list[tuple[str, str]] = Field(default_factory=list, description="(time, event) column pairs")
-    batch_columns: list[str] = Field(default_factory=list)
+    batch_columns: list[str] = Field(default_factory=list, description="technical grouping columns (QC tests them)")
     sample_type_column: str | None = Field(None, description="column separating tumour from normal-like samples")
     tumour_level: str | None = None
     recurrent_mutations: dict[str, int] = Field(default_factory=dict)
@@ -129,12 +182,23 @@ class DataProfile(BaseModel):
                 f"- {quote(m.name)} ({m.kind}, {m.level}-level): {m.n_features} features x {m.n_samples} "
                 f"{'cells' if m.level == 'cell' else 'samples'}, {m.missing_fraction:.0%} missing, ids: {m.id_type}"
             )
+        roles: dict[str, list[str]] = {}
+        for v in self.variables:
+            if v.role not in ("biological", "ignored"):
+                roles.setdefault(v.role, []).append(quote(v.name))
+        for role, names in roles.items():
+            lines.append(f"{role.capitalize()} columns (never research contrasts): " + ", ".join(names[:10]) + (" ..." if len(names) > 10 else ""))
+        if self.factors:
+            lines.append("Biological factors (design: levels in order; tests; adjusted for):")
+            for f in self.factors[:10]:
+                lv = ", ".join(f"{quote(k)} n={f.n_per_level[k]}" for k in f.levels[:8])
+                adj = f"; adjust for {', '.join(map(quote, f.covariates))}" if f.covariates else ""
+                lines.append(f"- {quote(f.name)}{' (ordered)' if f.ordered else ''}: {lv}; {'; '.join(f.tests)}{adj}")
         if self.contrasts:
-            lines.append("Candidate contrasts (group: case vs control, n):")
+            lines.append("Candidate contrasts (group: case vs control, n), most powerful first:")
             for c in self.contrasts[:12]:
-                lines.append(f"- {quote(c.group)}: {quote(c.case)} (n={c.n_case}) vs {quote(c.control)} (n={c.n_control})")
-        if self.multi_groups:
-            lines.append("Multi-level groups: " + ", ".join(map(quote, self.multi_groups[:12])))
+                adj = f" adjusting for {', '.join(map(quote, c.covariates))}" if c.covariates else ""
+                lines.append(f"- {quote(c.group)}: {quote(c.case)} (n={c.n_case}) vs {quote(c.control)} (n={c.n_control}){adj}")
         if self.continuous:
             lines.append("Continuous variables: " + ", ".join(map(quote, self.continuous[:25])))
         if self.survival:
@@ -184,7 +248,7 @@ def _type_variable(name: str, s: pd.Series) -> ClinicalVariable:
     is_numeric = numeric.notna().mean() > 0.95
     counts = nonmissing.astype(str).value_counts()
     levels = {str(k): int(v) for k, v in counts.head(20).items()}
-    if _is_batch(name) and nunique <= max(40, n // 2) and not (is_numeric and nunique > 40):
+    if _is_batch(name) and nunique < n and nunique <= max(40, n // 2) and not (is_numeric and nunique > 40):
         return ClinicalVariable(kind="batch", levels=levels, **base)
     if is_numeric and nunique > 2 and _is_time(name) and (numeric >= 0).all():
         return ClinicalVariable(kind="survival_time", summary=_num_summary(numeric), **base)
@@ -209,57 +273,59 @@ def _num_summary(x: pd.Series) -> dict[str, float]:
     return {"min": float(x.min()), "median": float(x.median()), "max": float(x.max())}
 
 
-_NORMAL = re.compile(r"(normal|healthy|control|ctrl|ref|reference|unstim|baseline|wt|wild|negative|no$|^0$|mss|adjacent)", re.I)
-_TUMOUR = re.compile(r"^(tumou?r|cancer|primary|case|disease|malignant)", re.I)
+def _usable_levels(col: pd.Series, min_n: int) -> dict[str, int]:
+    """Known levels (not 'unknown', 'NA', ...) with at least ``min_n`` measured samples."""
+    counts = col.dropna().astype(str).value_counts()
+    return {str(k): int(c) for k, c in counts.items() if c >= min_n and not _UNKNOWN.match(str(k).strip())}
 
 
-def _control_first(levels: list[str]) -> tuple[str, str]:
-    """Order two levels as (case, control), control being the normal-like / reference level."""
-    a, b = levels
-    if _NORMAL.search(a) and not _NORMAL.search(b):
-        return b, a
-    if _NORMAL.search(b) and not _NORMAL.search(a):
-        return a, b
-    return (a, b) if a > b else (b, a)
-
-
-def _contrasts(variables: list[ClinicalVariable], min_n: int = 3) -> list[Contrast]:
-    out = []
+def _factor_designs(variables: list[ClinicalVariable], clin: pd.DataFrame, min_n: int) -> tuple[list[FactorDesign], list[Contrast]]:
+    """Designs of the biological factors and the contrasts they support, each adjusted for the
+    technical / block columns that cross it (:func:`proteus.design.adjustment`). ``clin`` holds the
+    measured samples only, so every count is a promise the tools can keep."""
+    adjustable = [(v.name, v.role) for v in variables if v.role in ("technical", "block") and v.nested_in is None
+                  and v.name in clin.columns]
+    factors, contrasts = [], []
     for v in variables:
-        if v.kind not in ("binary", "categorical"):
+        if v.role != "biological" or v.kind not in ("binary", "categorical"):
             continue
-        lv = {k: c for k, c in v.levels.items() if c >= min_n and not _UNKNOWN.match(k.strip())}
+        lv = _usable_levels(clin[v.name], min_n)
         if len(lv) < 2:
             continue
-        ranked = sorted(lv, key=lambda k: -lv[k])
-        if len(ranked) == 2:
-            pairs = [_control_first(ranked)]
-        else:
-            normal = [k for k in ranked if _NORMAL.search(k)]
-            tumour = [k for k in ranked if _TUMOUR.search(k)]
-            if normal and tumour:
-                pairs = [(tumour[0], normal[0])]
-            elif normal:  # every other level against the reference level (e.g. each disease vs healthy)
-                pairs = [(k, normal[0]) for k in ranked if k not in normal][:4]
-            else:
-                pairs = [_control_first(ranked[:2])]
-        for case, control in pairs:
-            out.append(Contrast(group=v.name, case=case, control=control, n_case=lv[case], n_control=lv[control]))
+        d = design.factor_design(lv)
+        pairs = design.design_contrasts(lv, d)
+        covs, confounded, notes = design.adjustment(clin, v.name, d["levels"], [c for c in adjustable if c[0] != v.name])
+        mine = []
+        for case, control, kind in pairs:
+            c_covs, c_conf, _ = design.adjustment(clin, v.name, [case, control], [c for c in adjustable if c[0] != v.name])
+            mine.append(Contrast(group=v.name, case=case, control=control, n_case=lv[case], n_control=lv[control], kind=kind,
+                                 power=round(design.power(lv[case], lv[control]), 3), covariates=c_covs, confounded=c_conf))
+        factors.append(FactorDesign(
+            name=v.name, levels=d["levels"], n_per_level={k: lv[k] for k in d["levels"]}, ordered=d["ordered"],
+            order_reason=d["order_reason"], references=d["references"], reference_reason=d["reference_reason"],
+            covariates=covs, confounded=confounded, notes=notes, power=max((c.power for c in mine), default=0.0),
+        ))
+        contrasts += mine
+    return factors, contrasts
 
-    def priority(c: Contrast) -> tuple:
-        if _TUMOUR.search(c.case) and _NORMAL.search(c.control):
-            hint = 0
-        elif _STRONG_HINT.search(c.group):
-            hint = 1
-        elif _MEDIUM_HINT.search(c.group):
-            hint = 2
-        elif _WEAK_HINT.search(c.group):
-            hint = 3
-        else:
-            hint = 4
-        return (hint, -min(c.n_case, c.n_control))
 
-    return sorted(out, key=priority)
+def _sample_type(factors: list[FactorDesign]) -> tuple[str | None, str | None]:
+    """The factor separating disease-like samples (tumour, lesion) from control-like ones (normal, healthy)."""
+    for f in factors:
+        cases = [k for k in f.levels if design.is_case_level(k) and not design.is_reference_level(k)]
+        if cases and any(design.is_reference_level(k) for k in f.levels):
+            return f.name, max(cases, key=lambda k: f.n_per_level[k])
+    return None, None
+
+
+def _rank(contrasts: list[Contrast], factors: list[FactorDesign], sample_type: str | None) -> tuple[list[Contrast], list[FactorDesign]]:
+    """Most powerful first: the sample-type factor leads, then effective sample size weighted by how
+    clearly the column name announces a study question (:data:`_NAME_HINTS`)."""
+
+    def key(group: str, pw: float) -> tuple:
+        return (group != sample_type, -pw * _name_weight(group))
+
+    return (sorted(contrasts, key=lambda c: key(c.group, c.power)), sorted(factors, key=lambda f: key(f.name, f.power)))
 
 
 def _distinct(contrasts: list[Contrast], clin: pd.DataFrame) -> list[Contrast]:
@@ -279,6 +345,18 @@ def _distinct(contrasts: list[Contrast], clin: pd.DataFrame) -> list[Contrast]:
             continue
         kept.append((c, m))
     return [c for c, _ in kept]
+
+
+def _measured_samples(study: Study) -> pd.Index:
+    """Sample-table rows that some layer measured (all rows when the study has no layer)."""
+    clin = study.clinical
+    seen = set()
+    for a in study.bulk().values():
+        seen.update(map(str, a.obs_names))
+    for a in study.cell_level().values():
+        if "sample_id" in a.obs:
+            seen.update(map(str, a.obs["sample_id"].unique()))
+    return clin.index[clin.index.astype(str).isin(seen)] if seen else clin.index
 
 
 def profile_study(study: Study) -> DataProfile:
@@ -317,13 +395,17 @@ def profile_study(study: Study) -> DataProfile:
             return len(tok(t) & tok(e))
         if events:
             survival.append((t, max(events, key=overlap)))
-    contrasts = _distinct(_contrasts(variables), clin)
-    sample_type = None
-    tumour_level = None
-    for c in contrasts:
-        if _TUMOUR.search(c.case) and _NORMAL.search(c.control):
-            sample_type, tumour_level = c.group, c.case
-            break
+    roles = design.assign_roles(clin, {v.name: v.kind for v in variables})
+    for v in variables:
+        v.role, v.role_reason, v.nested_in = roles[v.name]
+    measured = _measured_samples(study)
+    min_n = 3 if len(measured) >= 12 else 2
+    factors, contrasts = _factor_designs(variables, clin.loc[measured], min_n)
+    sample_type, tumour_level = _sample_type(factors)
+    contrasts, factors = _rank(contrasts, factors, sample_type)
+    contrasts = _distinct(contrasts, clin)
+    kept = {c.group for c in contrasts}
+    factors = [f for f in factors if f.name in kept or len(f.levels) > 5]
     rec: dict[str, int] = {}
     if study.mutations is not None and not study.mutations.empty:
         m = study.mutations
@@ -335,10 +417,11 @@ def profile_study(study: Study) -> DataProfile:
         modalities=mods,
         variables=variables,
         contrasts=contrasts,
-        multi_groups=[v.name for v in variables if v.kind == "categorical" and 3 <= len(v.levels) <= 8],
-        continuous=[v.name for v in variables if v.kind == "continuous"],
+        factors=factors,
+        multi_groups=[f.name for f in factors if 3 <= len(f.levels) <= 8],
+        continuous=[v.name for v in variables if v.kind == "continuous" and v.role == "covariate"],
         survival=survival,
-        batch_columns=[v.name for v in variables if v.kind == "batch"],
+        batch_columns=[v.name for v in variables if v.role == "technical" and v.levels and len(v.levels) < v.n],
         sample_type_column=sample_type,
         tumour_level=tumour_level,
         recurrent_mutations=rec,

@@ -58,7 +58,7 @@ def test_playbook_survival_kaplan_meier_anova_levels_and_no_pathways_on_probes()
     km_groups = {s.params["group"] for s in surv.steps if s.tool == "kaplan_meier"}
     assert km_groups <= {"er", "grade"} and km_groups
     anova = next(s for p in plays for s in p.steps if s.tool == "differential_anova")
-    assert anova.params["levels"] == ["intermediate", "poor", "well"]
+    assert anova.params["levels"] == ["well", "intermediate", "poor"] and anova.params["ordered"]  # ordinal words, 'unkown' left out
     assert not any(s.tool in ("enrichment_ora", "enrichment_gsea", "ppi_network") for p in plays for s in p.steps)
 
 

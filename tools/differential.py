@@ -39,10 +39,12 @@ import pandas as pd  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from proteus.records import Relation, Stats, ToolResult, contrast_entity, feature_entity  # noqa: E402
+from proteus.design import level_order  # noqa: E402
+from proteus.records import Entity, Relation, Stats, ToolResult, contrast_entity, feature_entity  # noqa: E402
 from proteus.stats.censored import DropoutCurves, censored_test, fit_dropout_curves  # noqa: E402
 from proteus.stats.deqms import count_variance_prior  # noqa: E402
-from proteus.stats.limma import ebayes, lm_fit  # noqa: E402
+from proteus.stats.design import covariate_block, is_factor  # noqa: E402
+from proteus.stats.limma import contrasts_fit, ebayes, lm_fit  # noqa: E402
 from proteus.stats.multitest import bh  # noqa: E402
 from proteus.study import Study  # noqa: E402
 from proteus.tools._plots import volcano
@@ -111,6 +113,10 @@ class AnovaParams(BaseModel):
         default_factory=list, description="levels of `group` to include (default: every level with enough samples)"
     )
     covariates: list[str] = Field(default_factory=list, description="clinical columns adjusted for in the design")
+    ordered: bool = Field(
+        False, description="the levels are ordered (doses, times, grades; in the order of `levels`, else read from "
+        "the level names): also test a linear trend across them"
+    )
     min_valid: int = Field(2, ge=1, description="minimum non-missing values in every level for a feature to be tested")
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg q-value threshold for significance")
 
@@ -135,26 +141,10 @@ def _genes(adata) -> np.ndarray:
 
 
 def build_design(table: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Design columns for ``covariates``: numeric columns as is, others as treatment dummies.
-
-    Returns the covariate block of the design (no intercept) and notes on what was done.
-    """
-    blocks, notes = [], []
-    for c in covariates:
-        col = table[c]
-        num = pd.to_numeric(col, errors="coerce")
-        if num.notna().sum() == col.notna().sum() and col.nunique() > 2 and pd.api.types.is_numeric_dtype(col) \
-                and not c.lower().endswith(("batch", "plex")):
-            blocks.append(pd.DataFrame({c: num.astype(float)}, index=table.index))
-            notes.append(f"{c}: numeric")
-        else:
-            d = pd.get_dummies(col.astype(str), prefix=c, drop_first=True, dtype=float)
-            d = d.loc[:, d.sum() > 0]
-            blocks.append(d)
-            notes.append(f"{c}: factor with {col.nunique()} levels")
-    if not blocks:
-        return pd.DataFrame(index=table.index), notes
-    return pd.concat(blocks, axis=1), notes
+    """Design columns for ``covariates`` (:func:`proteus.stats.design.covariate_block`: measurements as
+    numbers, codes and text as treatment dummies) and a note on how each was entered."""
+    notes = [f"{c}: factor with {table[c].nunique()} levels" if is_factor(table[c]) else f"{c}: numeric" for c in covariates]
+    return covariate_block(table, covariates), notes
 
 
 def _samples(study: Study, modality: str, group: str, levels: list[str], covariates: list[str]):
@@ -553,11 +543,29 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
 # --- differential_anova -----------------------------------------------------------------------
 
 
+def _trend(fit, n_levels: int) -> pd.DataFrame:
+    r"""Moderated t of a linear trend over ordered levels from a fit of ``~ 1 + level dummies + covariates``.
+
+    Coefficient ``j`` (1..k-1) is :math:`\mu_j - \mu_0`; with centred scores :math:`c_j = j - (k-1)/2`
+    the trend :math:`\sum_j c_j \mu_j / \sum_j c_j^2` (the least-squares slope of the level means on
+    the level rank) equals :math:`\sum_{j \ge 1} c_j \beta_j / \sum_j c_j^2` because :math:`\sum_j c_j = 0`.
+    """
+    c = np.arange(n_levels) - (n_levels - 1) / 2
+    weights = np.zeros(fit.coefficients.shape[1])
+    weights[1:n_levels] = c[1:] / np.sum(c**2)
+    eb = ebayes(contrasts_fit(fit, weights[:, None], names=["trend"]))
+    return pd.DataFrame({"trend_slope": eb.coefficients[:, 0], "trend_t": eb.t[:, 0], "trend_p": eb.p_value[:, 0]})
+
+
 @register("differential_anova", family="differential", params=AnovaParams, requires=("bulk", "clinical"))
 def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> ToolResult:
     """Find features whose abundance differs across the levels of a multi-level group (e.g. molecular subtype) with a limma moderated F test, optionally adjusting for covariates; relations name, for each significant feature, the level where it is highest.
 
-    Features with fewer than ``min_valid`` values in any level are skipped (counted).
+    Features with fewer than ``min_valid`` values in any level are skipped (counted). With
+    ``ordered``, a moderated t for a linear trend across the ordered levels is reported too: the
+    contrast of level means with equally spaced centred scores (the linear orthogonal-polynomial
+    contrast, limma ``contrasts.fit``), its estimate the mean change per level step; trend hits
+    become ``correlates_with`` relations to the factor.
     """
     name = "differential_anova"
     p = params
@@ -575,6 +583,11 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
     else:
         counts = present.value_counts()
         levels = sorted(counts.index[counts >= 2])
+        if p.ordered:
+            levels, is_ordered, _ = level_order(levels)
+            if not is_ordered:
+                msg = f"levels of {p.group!r} ({levels}) have no order readable from their names; pass them in order as `levels`"
+                raise ToolInputError(msg)
     if len(levels) < 2:
         msg = f"{p.group!r} has {len(levels)} level(s) with >= 2 samples in {p.modality}: need at least 2"
         raise ToolFailed(msg)
@@ -605,7 +618,8 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
         msg = f"design ~ {p.group} + {p.covariates} is not estimable ({X.shape[0]} samples, {X.shape[1]} columns)"
         raise ToolFailed(msg)
     Yt = Y[tested]
-    eb = ebayes(lm_fit(Yt, X).subset(list(range(1, len(levels)))))
+    fit = lm_fit(Yt, X)
+    eb = ebayes(fit.subset(list(range(1, len(levels)))))
     means = np.column_stack([np.nanmean(Yt[:, gv == lv], 1) for lv in levels])
     top_i = np.nanargmax(means, axis=1)
     top_level = np.asarray(levels)[top_i]
@@ -617,6 +631,8 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
         "top_level": top_level, "top_vs_rest": effect,
         **{f"mean_{lv}": means[:, k] for k, lv in enumerate(levels)},
     })
+    if p.ordered:
+        table = pd.concat([table, _trend(fit, len(levels))], axis=1)
     table = table.loc[np.isfinite(table["p"])].sort_values("p", kind="stable").reset_index(drop=True)
     table["q"] = bh(table["p"].to_numpy())
     sig = table["q"] < p.fdr
@@ -633,6 +649,24 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
         )
         for _, r in table.loc[sig].head(MAX_RELATIONS).iterrows()
     ]
+    trend_metrics: dict = {}
+    if p.ordered:
+        table["trend_q"] = bh(table["trend_p"].to_numpy())
+        tsig = table["trend_q"] < p.fdr
+        trend_metrics = {"n_trend_significant": int(tsig.sum()), "n_trend_up": int((tsig & (table["trend_slope"] > 0)).sum()),
+                         "n_trend_down": int((tsig & (table["trend_slope"] < 0)).sum())}
+        factor = Entity(type="clinical_variable", label=p.group)
+        relations += [
+            Relation(
+                subject=feature_entity(kind, r["label"]), predicate="correlates_with", object=factor,
+                stats=Stats(effect=float(r["trend_slope"]), effect_type="log2 change per level", p=float(r["trend_p"]),
+                            q=float(r["trend_q"]), n=n_total, direction="positive" if r["trend_slope"] > 0 else "negative",
+                            extra={"t": float(r["trend_t"]), "feature_id": str(r["feature"]), "test": "linear trend",
+                                   "levels": list(levels)}),
+                modality=p.modality, provenance=prov,
+            )
+            for _, r in table.loc[tsig].sort_values("trend_p").head(MAX_RELATIONS).iterrows()
+        ]
     top = table.head(40)
     rows = pd.Index(ids).get_indexer(top["feature"])
     slug = f"{p.modality}_{p.group}".replace(" ", "_").replace("/", "-")
@@ -644,13 +678,15 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
         "levels": levels, "n_per_level": {lv: int(counts.get(lv, 0)) for lv in levels},
         "n_significant_by_top_level": {str(k): int(v) for k, v in by_level.items()},
         "s2_prior": float(np.median(eb.s2_prior)), "df_prior": float(eb.df_prior), "fdr": p.fdr,
-        "n_samples_dropped_missing_covariate": n_cov_na, "covariates": notes,
+        "n_samples_dropped_missing_covariate": n_cov_na, "covariates": notes, "ordered": p.ordered, **trend_metrics,
     }
+    trend_text = (f"; linear trend over {' < '.join(levels)}: {trend_metrics['n_trend_up']} increasing, "
+                  f"{trend_metrics['n_trend_down']} decreasing (q < {p.fdr})") if p.ordered else ""
     summary = (
         f"Moderated F test of {p.modality} across {len(levels)} levels of {p.group} ({', '.join(levels)})"
         + (f" adjusting for {', '.join(p.covariates)}" if p.covariates else "")
         + f": {len(table)} features tested, {len(skipped)} skipped, {int(sig.sum())} with q < {p.fdr}; "
-        f"highest level among them: {by_level}."
+        f"highest level among them: {by_level}{trend_text}."
     )
     return ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
                       relations=relations, metrics=metrics)

@@ -118,7 +118,7 @@ class HeuristicPolicy(Policy):
                 dropped = [s for s in steps if s.tool in _HIT_TOOLS and _contrast_key(s.params) == key]
                 steps = [s for s in steps if s not in dropped]
                 if dropped and not any(s.tool == "enrichment_gsea" and _contrast_key(s.params) == key for s in steps):
-                    steps.insert(0, StepSpec(tool="enrichment_gsea", params={k: v for k, v in last.params.items() if k in ("modality", "group", "case", "control")} | {"library": "reactome"}, rationale="no single feature passed FDR; rank-based enrichment can still find coordinated shifts"))
+                    steps.insert(0, StepSpec(tool="enrichment_gsea", params={k: v for k, v in last.params.items() if k in ("modality", "group", "case", "control", "covariates")} | {"library": "reactome"}, rationale="no single feature passed FDR; rank-based enrichment can still find coordinated shifts"))
                 reason = f"no significant features in {last.params.get('modality')}: dropped {len(dropped)} hit-list step(s), rank-based enrichment instead"
             elif n_sig < 5:
                 dropped = [s for s in steps if s.tool == "ppi_network" and _contrast_key(s.params) == key]

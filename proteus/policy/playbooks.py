@@ -1,10 +1,13 @@
 """Offline analysis plans for bulk omics studies: what an experienced analyst runs, given the profile.
 
 Each playbook turns the :class:`~proteus.profile.DataProfile` into objectives (with the workflow
-steps that answer them) the way a proteomics analyst would plan a CPTAC-style study: sample-type
-contrast first, then clinical subtypes, mutation status, cross-omics concordance and copy-number
-cis effects, clinical correlates, survival, unsupervised subtypes (cf. Dou et al., Cell 2020 for
-the UCEC discovery cohort's analysis plan). Cell-level studies use
+steps that answer them) the way a proteomics analyst would plan a study: technical factors
+checked first (QC, never studied as biology), then the biological factors in the order of their
+power, each tested as its design says (a factor with more than two levels: moderated F-test, a
+linear trend when its levels are ordered, each level vs the reference or all pairs; every step
+adjusted for the technical columns that cross the comparison), then mutation status,
+cross-omics concordance and copy-number cis effects, clinical correlates, survival, unsupervised
+subtypes (cf. Dou et al., Cell 2020 for a CPTAC cohort's analysis plan). Cell-level studies use
 :mod:`proteus.policy.cytometry`.
 """
 
@@ -15,13 +18,14 @@ import re
 from dataclasses import dataclass, field
 
 from proteus.policy.decisions import ObjectiveSpec, StepSpec
-from proteus.profile import _UNKNOWN, Contrast, DataProfile
+from proteus.profile import Contrast, DataProfile, FactorDesign
 
 __all__ = ["Play", "bulk_plays", "primary_modality"]
 
 _PREFERRED = ("proteomics", "transcriptomics", "phosphoproteomics", "acetylproteomics", "mirna", "cna")
 _CLINICAL_SCORES = [re.compile(p, re.I) for p in (r"immune", r"stromal|purity|estimate", r"score|index|stemness", r"bmi|age|size|grade")]
-_STRONG_GROUP = re.compile(r"(subtype|histolog|status|class|type|stage|grade)", re.I)
+_MAX_DESIGN_CONTRASTS = 4
+"""Two-group tests per multi-level factor objective (most powerful first); its F-test covers the rest."""
 
 
 @dataclass
@@ -63,6 +67,12 @@ def _tumour_params(profile: DataProfile) -> dict:
     return {"restrict": r} if r else {}
 
 
+def _clinical_variables(profile: DataProfile) -> dict:
+    """Columns clusters are compared with: biological factors, covariates and outcomes (not technical ones)."""
+    keep = [v.name for v in profile.variables if v.role in ("biological", "covariate", "outcome")]
+    return {"variables": keep} if len(keep) < len(profile.variables) else {}
+
+
 def _pick_continuous(profile: DataProfile) -> str | None:
     for pattern in _CLINICAL_SCORES:
         hit = next((v for v in profile.continuous if pattern.search(v)), None)
@@ -94,51 +104,87 @@ def _mappable(profile: DataProfile, modality: str) -> bool:
 
 
 def _contrast_params(c: Contrast) -> dict:
-    return {"group": c.group, "case": c.case, "control": c.control}
+    """Group, levels and the technical / block columns that cross the contrast (adjusted for)."""
+    return {"group": c.group, "case": c.case, "control": c.control} | ({"covariates": list(c.covariates)} if c.covariates else {})
 
 
-def _contrast_play(profile: DataProfile, c: Contrast, primary: str, deep: bool) -> Play:
-    cp = _contrast_params(c)
+def _adjusted(c: Contrast) -> str:
+    return f", adjusting for {', '.join(c.covariates)}" if c.covariates else ""
+
+
+def _da_step(profile: DataProfile, c: Contrast, primary: str) -> StepSpec:
     missing = _missing_handling(profile, primary)
     if missing:
         missing["min_valid"] = _valid_values(c)
-    steps = [_step("differential_abundance", f"moderated t (limma) {c.case} vs {c.control} in {primary}", modality=primary, **cp, **missing)]
+    return _step("differential_abundance", f"moderated t (limma) {c.case} vs {c.control} in {primary}{_adjusted(c)}",
+                 modality=primary, **_contrast_params(c), **missing)
+
+
+def _contrast_steps(profile: DataProfile, c: Contrast, primary: str, deep: bool) -> list[StepSpec]:
+    cp = _contrast_params(c)
+    steps = [_da_step(profile, c, primary)]
     genes = _mappable(profile, primary)
     if genes:
         steps.append(_step("enrichment_ora", "pathways over-represented among increased features", modality=primary, direction="up", library="reactome", **cp))
         steps.append(_step("enrichment_ora", "pathways over-represented among decreased features", modality=primary, direction="down", library="reactome", **cp))
+    # other layers: the same contrast, not adjusted for the primary layer's technical factors
+    other = {k: v for k, v in cp.items() if k != "covariates"}
+    rna = _layer(profile, "transcriptomics")
+    if rna and rna != primary:
+        steps.append(_step("differential_abundance", "does the RNA layer corroborate the protein changes?", modality=rna, **other))
     if deep and genes:
         steps.append(_step("enrichment_gsea", "rank-based enrichment on the moderated t (no hit threshold)", modality=primary, library="reactome", **cp))
         steps.append(_step("ppi_network", "interaction modules among the hits (BioPlex)", modality=primary, **cp))
-    rna = _layer(profile, "transcriptomics")
-    if rna and rna != primary:
-        steps.append(_step("differential_abundance", "does the RNA layer corroborate the protein changes?", modality=rna, **cp))
     phospho = _layer(profile, "phosphoproteomics")
     if deep and phospho:
-        steps.append(_step("differential_abundance", "phosphosite changes: signalling beyond abundance", modality=phospho, **cp))
+        steps.append(_step("differential_abundance", "phosphosite changes: signalling beyond abundance", modality=phospho, **other))
+    return steps
+
+
+def _factor_play(profile: DataProfile, f: FactorDesign, primary: str, deep: bool) -> Play | None:
+    """One objective per biological factor, tested as its design says.
+
+    Two levels: the contrast and its pathways. More levels: the moderated F-test (with a linear
+    trend when ordered) first, then the most powerful design contrasts (each level vs the
+    reference, or pairs), pathways of the strongest one.
+    """
+    contrasts = [c for c in profile.contrasts if c.group == f.name]
+    adjust = f" adjusting for {', '.join(f.covariates)}" if f.covariates else ""
+    if len(f.levels) == 2:
+        if not contrasts:
+            return None
+        c = contrasts[0]
+        return Play(
+            ObjectiveSpec(
+                title=f"{c.group}: {c.case} vs {c.control}",
+                question=f"Which features separate {c.case} from {c.control} ({c.group}), and which pathways do they belong to?",
+                family="differential",
+                rationale=f"{c.n_case} vs {c.n_control} samples (effective n {c.power:.1f}){_adjusted(c)}; "
+                + ("the sample-type contrast an analyst tests first." if f.name == profile.sample_type_column else "a biological factor ranked by power."),
+            ),
+            _contrast_steps(profile, c, primary, deep),
+        )
+    anova = {"modality": primary, "group": f.name, "levels": list(f.levels)}
+    if f.ordered:
+        anova["ordered"] = True
+    if f.covariates:
+        anova["covariates"] = list(f.covariates)
+    tests = " and a linear trend over " + " < ".join(f.levels) if f.ordered else ""
+    steps = [_step("differential_anova", f"moderated F across {len(f.levels)} levels{tests}{adjust}", **anova)]
+    chosen = contrasts[:_MAX_DESIGN_CONTRASTS]
+    if chosen:  # the design contrasts first, then pathways and corroboration of the strongest
+        top = _contrast_steps(profile, chosen[0], primary, deep)
+        steps += top[:1] + [_da_step(profile, c, primary) for c in chosen[1:]] + top[1:]
+    design = "; ".join(f.tests)
     return Play(
         ObjectiveSpec(
-            title=f"{c.group}: {c.case} vs {c.control}",
-            question=f"Which features separate {c.case} from {c.control} ({c.group}), and which pathways do they belong to?",
+            title=f"Differences across {f.name}",
+            question=f"Which features differ across the levels of {f.name} ({', '.join(f.levels)}), and which pathways do they belong to?",
             family="differential",
-            rationale=f"{c.n_case} vs {c.n_control} samples; the {'sample-type' if deep else 'clinical'} contrast an analyst tests first.",
+            rationale=f"a {len(f.levels)}-level {'ordered ' if f.ordered else ''}factor tested as its design says: {design}{adjust}",
         ),
         steps,
     )
-
-
-def _anova_levels(profile: DataProfile, group: str, min_n: int = 3) -> dict:
-    """Levels of ``group`` worth comparing: known values (not 'unknown', 'NA', ...) with >= ``min_n`` samples.
-
-    Returns ``{"levels": [...]}`` when some levels are left out, else ``{}`` (the tool's default: all).
-    """
-    v = profile.variable(group)
-    if v is None or not v.levels:
-        return {}
-    keep = [k for k, n in v.levels.items() if n >= min_n and not _UNKNOWN.match(k.strip())]
-    if len(keep) == len(v.levels) or len(keep) < 3:
-        return {}
-    return {"levels": sorted(keep)}
 
 
 def _survival_plays(profile: DataProfile, primary: str) -> list[Play]:
@@ -147,10 +193,7 @@ def _survival_plays(profile: DataProfile, primary: str) -> list[Play]:
     restrict = _tumour_params(profile)
     for time, event in profile.survival[:1]:
         steps = [_step("cox_per_feature", "Cox proportional hazards per feature", modality=primary, time=time, event=event, **restrict)]
-        groups: list[str] = []
-        for c in profile.contrasts:
-            if c.group not in groups and c.group != profile.sample_type_column:
-                groups.append(c.group)
+        groups = [f.name for f in profile.factors if f.name != profile.sample_type_column]
         for g in groups[:2]:
             steps.append(_step("kaplan_meier", f"Kaplan-Meier by {g} with log-rank test: is the grouping itself prognostic?", time=time, event=event, group=g, **restrict))
         plays.append(
@@ -167,37 +210,43 @@ def _survival_plays(profile: DataProfile, primary: str) -> list[Play]:
     return plays
 
 
+def _qc_play(profile: DataProfile, primary: str) -> Play | None:
+    """Technical factors are checked, never studied: is the main variation technical or biological?"""
+    if not profile.batch_columns:
+        return None
+    steps = [_step("missingness_report", "missing values per sample and feature; MNAR check", modality=primary)]
+    for col in profile.batch_columns[:3]:
+        v = profile.variable(col)
+        why = f" ({v.role_reason})" if v is not None and v.role_reason else ""
+        steps.append(_step("batch_check", f"are principal components associated with the technical factor {col}{why}?", modality=primary, batch=col))
+    return Play(
+        ObjectiveSpec(
+            title="Data quality and batch structure",
+            question=f"Is the main variation in {primary} technical ({', '.join(profile.batch_columns[:3])}) or biological?",
+            family="qc",
+            rationale="technical factors are checked and adjusted for, never studied as biology; batch effects decide how later results can be trusted",
+        ),
+        steps,
+    )
+
+
 def bulk_plays(profile: DataProfile) -> list[Play]:
-    """Objectives for a sample-level study, in the order an analyst would take them."""
+    """Objectives for a sample-level study, in the order an analyst would take them.
+
+    The biological factors come in the profile's power order (the sample-type factor first), so
+    that capping the objectives keeps the best-powered questions.
+    """
     primary = primary_modality(profile)
     if primary is None:
         return []
     plays: list[Play] = []
-    if profile.batch_columns:
-        plays.append(
-            Play(
-                ObjectiveSpec(
-                    title="Data quality and batch structure",
-                    question=f"Is the main variation in {primary} technical (batch) or biological?",
-                    family="qc",
-                    rationale="missingness and batch effects decide how later results can be trusted",
-                ),
-                [
-                    _step("missingness_report", "missing values per sample and feature; MNAR check", modality=primary),
-                    _step("batch_check", "are principal components associated with a batch-like column?", modality=primary, batch=profile.batch_columns[0]),
-                ],
-            )
-        )
-    contrasts = list(profile.contrasts)
-    if contrasts:
-        plays.append(_contrast_play(profile, contrasts[0], primary, deep=True))
+    qc = _qc_play(profile, primary)
+    if qc:
+        plays.append(qc)
+    designs = [p for i, f in enumerate(profile.factors) if (p := _factor_play(profile, f, primary, deep=i == 0)) is not None]
+    plays += designs[:1]
     plays += _survival_plays(profile, primary)
-    # the next clinical contrasts, and every further level of the first group against the same
-    # reference (e.g. each disease stage vs healthy), as an analyst reports them side by side
-    first = contrasts[0] if contrasts else None
-    extra = contrasts[1:3] + [c for c in contrasts[3:] if first and (c.group, c.control) == (first.group, first.control)][:2]
-    for c in extra:
-        plays.append(_contrast_play(profile, c, primary, deep=False))
+    plays += designs[1:3]
     if profile.recurrent_mutations:
         top = list(profile.recurrent_mutations)[:1]
         plays.append(
@@ -251,22 +300,11 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                 family="subtypes",
                 rationale="consensus clustering finds structure no single contrast names",
             ),
-            [_step("consensus_clustering", "consensus clustering on the most variable features", modality=primary, **_tumour_params(profile))],
+            [_step("consensus_clustering", "consensus clustering on the most variable features; clusters compared with biological factors and covariates (technical factors are QC's)",
+                   modality=primary, **_tumour_params(profile), **_clinical_variables(profile))],
         )
     )
-    groups = [g for g in profile.multi_groups if g != profile.sample_type_column]
-    for g in sorted(groups, key=lambda g: (not _STRONG_GROUP.search(g), profile.multi_groups.index(g)))[:1]:
-        plays.append(
-            Play(
-                ObjectiveSpec(
-                    title=f"Differences across {g}",
-                    question=f"Which features differ across the levels of {g}?",
-                    family="differential",
-                    rationale="a multi-level clinical variable",
-                ),
-                [_step("differential_anova", "moderated F across all levels", modality=primary, group=g, **_anova_levels(profile, g))],
-            )
-        )
+    plays += designs[3:]
     return plays
 
 

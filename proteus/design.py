@@ -1,0 +1,369 @@
+"""Study design read from a sample table: what each column is, and which comparisons it supports.
+
+Three steps, each a rule that works on tables never seen before (no column or level of any
+dataset is named here):
+
+1. :func:`assign_roles` gives every column a role with the reason: a *biological* factor (what a
+   study compares), a *technical* factor (batch, lab/site, instrument, plex, run order, fraction,
+   replicate index, file name), a pairing *block* (donor, patient, subject), a continuous
+   *covariate*, an *outcome* (survival time / event), an *identifier*, or *ignored* (constant, free
+   text). Names decide first (whole words of the column name); content decides the rest: a small
+   integer index that restarts inside every level of a factor is a replicate index (technical,
+   nested), a factor whose small levels each span several conditions pairs samples (block).
+2. :func:`factor_design` orders a biological factor's levels (numbers in otherwise equal level
+   names such as doses, times, grades; Roman stages; ordinal words) and finds its reference level
+   (a control-like word, else the lowest level of an ordered factor).
+3. :func:`design_contrasts` follows the design, not pairs: two levels give one contrast; more give
+   each level vs the reference (the lowest level when ordered), or all pairs when there is no
+   reference and at most five levels. :func:`adjustment` lists the technical and block columns
+   that cross a contrast (adjusted for in the linear model) and those confounded with it.
+
+Words are matched as whole tokens (``ref`` is not ``refractory``, ``normal`` is not ``abnormal``,
+``negative`` is not ``triple-negative``: hyphenated level words stay one token).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from proteus.stats.design import covariate_block
+
+__all__ = [
+    "Role",
+    "column_words",
+    "technical_word",
+    "level_words",
+    "is_reference_level",
+    "is_case_level",
+    "assign_roles",
+    "level_order",
+    "factor_design",
+    "design_contrasts",
+    "adjustment",
+]
+
+Role = Literal["biological", "technical", "block", "covariate", "outcome", "identifier", "ignored"]
+
+_TECHNICAL_WORDS = {
+    "batch", "plex", "tmt", "run", "runs", "plate", "lane", "channel", "center", "centre", "instrument", "fraction",
+    "operator", "lab", "labs", "laboratory", "site", "replicate", "rep", "injection", "order", "file", "filename",
+    "raw", "acquisition", "machine", "technical", "chip", "slide", "well", "spectrometer", "column",
+}
+_ANATOMY_WORDS = {"tumor", "tumour", "primary", "anatomic", "anatomical", "body", "organ", "metastasis", "metastatic",
+                  "disease", "biopsy", "cancer", "lesion", "tissue", "sampling", "collection"}
+"""With these, ``site`` is where in the body (biology), not where the sample was measured."""
+_BLOCK_WORDS = {"donor", "patient", "subject", "individual", "participant", "animal", "mouse", "mice", "pair",
+                "person", "volunteer", "twin", "litter"}
+_REFERENCE_WORDS = {
+    "control", "controls", "ctrl", "ctl", "healthy", "normal", "untreated", "baseline", "vehicle", "mock", "sham",
+    "placebo", "wt", "wildtype", "wild-type", "reference", "ref", "naive", "unstimulated", "unstim", "dmso",
+    "negative", "neg", "none", "no", "absent", "false", "adjacent", "nontumor", "non-tumor", "nontumour", "non-tumour",
+    "intact", "0",
+}
+_CASE_WORDS = {"tumor", "tumour", "tumors", "tumours", "cancer", "carcinoma", "malignant", "disease", "diseased",
+               "case", "cases", "lesion", "metastasis", "metastatic"}
+_ORDINAL = {
+    "none": 0, "absent": 0, "negative": 0,
+    "low": 1, "mild": 1, "minimal": 1, "weak": 1, "well": 1, "slight": 1, "early": 1,
+    "medium": 2, "mid": 2, "intermediate": 2, "moderate": 2, "moderately": 2, "middle": 2,
+    "high": 3, "severe": 3, "strong": 3, "poor": 3, "poorly": 3, "marked": 3, "late": 3, "advanced": 3,
+}
+_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8, "IX": 9, "X": 10}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_INDEX = re.compile(r"^(?:r|rep|replicate|s|#|n)?[ _.\-]?(\d{1,2})(?:\.0)?$", re.I)
+_FILE = re.compile(r"(?:[\\/]|\.(?:raw|d|wiff|mzml|mzxml|dia|mgf)$)", re.I)
+
+
+def column_words(name: str) -> set[str]:
+    """Lower-case words of a column name (split on anything not a letter or digit)."""
+    return {t for t in re.split(r"[^a-z0-9]+", str(name).lower()) if t}
+
+
+def level_words(level: str) -> set[str]:
+    """Lower-case words of a level value; hyphenated compounds stay one word (``triple-negative``)."""
+    return {t.strip("-") for t in re.split(r"[^a-z0-9\-]+", str(level).lower()) if t.strip("-")}
+
+
+def is_reference_level(level: str) -> bool:
+    """A control-like level: a whole word such as control, healthy, normal, untreated, vehicle, wild-type, 0."""
+    text = str(level).strip().lower()
+    return bool(level_words(text) & _REFERENCE_WORDS) or text in ("0", "0.0")
+
+
+def is_case_level(level: str) -> bool:
+    """A disease-like sample type: a whole word such as tumour, cancer, carcinoma, lesion."""
+    return bool(level_words(level) & _CASE_WORDS)
+
+
+# --- roles --------------------------------------------------------------------------------------------
+
+
+def technical_word(name: str) -> str | None:
+    words = column_words(name)
+    hits = [w for w in sorted(words & _TECHNICAL_WORDS) if not (w == "site" and words & _ANATOMY_WORDS)]
+    return hits[0] if hits else None
+
+
+def _index_values(s: pd.Series) -> pd.Series | None:
+    """Small integers of a replicate-index-like column (``1``, ``R2``, ``rep_3``), else None."""
+    vals = s.dropna().astype(str).str.strip()
+    m = vals.str.extract(_INDEX)[0]
+    if vals.empty or m.isna().any():
+        return None
+    return m.astype(int)
+
+
+def _nested_index_of(s: pd.Series, clin: pd.DataFrame, factors: list[str]) -> str | None:
+    """The factor inside whose every level ``s`` restarts as 1..k (or 0..k-1) with distinct values."""
+    idx = _index_values(s)
+    if idx is None or idx.nunique() < 2:
+        return None
+    for f in factors:
+        g = clin.loc[idx.index, f]
+        ok = g.notna()
+        if g[ok].nunique() < 2:
+            continue
+        per = idx[ok].groupby(g[ok].astype(str))
+        restarts = all(v.is_unique and v.min() in (0, 1) and v.max() - v.min() == len(v) - 1 for _, v in per)
+        if restarts and sum(len(v) > 1 for _, v in per) >= 2:
+            return f
+    return None
+
+
+def _blocks_across(s: pd.Series, clin: pd.DataFrame, factors: list[str]) -> str | None:
+    """The factor whose levels the small levels of ``s`` span (each block holds samples of several levels)."""
+    vals = s.dropna().astype(str)
+    counts = vals.value_counts()
+    if len(counts) < 3 or counts.max() < 2:
+        return None
+    for f in factors:
+        g = clin.loc[vals.index, f].astype(str)
+        k = g.nunique()
+        if k < 2 or len(counts) <= k:
+            continue
+        spans = g.groupby(vals).nunique()
+        if (counts <= k).all() and (spans >= 2).mean() >= 0.8:
+            return f
+    return None
+
+
+def assign_roles(clin: pd.DataFrame, kinds: dict[str, str]) -> dict[str, tuple[Role, str, str | None]]:
+    """Role, reason and nesting factor of every column of ``clin`` given its value kind (see profile).
+
+    ``kinds`` maps a column to the kind :mod:`proteus.profile` typed it as (binary, categorical,
+    continuous, survival_time, survival_event, batch, id, text, constant).
+    """
+    out: dict[str, tuple[Role, str, str | None]] = {}
+    for col, kind in kinds.items():
+        s = clin[col]
+        words = column_words(col)
+        tech = technical_word(col)
+        if kind == "constant":
+            out[col] = ("ignored", "a single value", None)
+        elif kind in ("survival_time", "survival_event"):
+            out[col] = ("outcome", "follow-up time" if kind == "survival_time" else "event indicator of a follow-up", None)
+        elif tech:
+            out[col] = ("technical", f"named as a technical factor ({tech!r})", None)
+        elif s.dropna().astype(str).str.contains(_FILE).mean() > 0.8:
+            out[col] = ("technical", "values are file or run names", None)
+        elif words & _BLOCK_WORDS:
+            word = sorted(words & _BLOCK_WORDS)[0]
+            if s.dropna().astype(str).is_unique:
+                out[col] = ("identifier", f"one {word} per sample", None)
+            else:
+                out[col] = ("block", f"samples from the same {word} share a value (pairing / blocking)", None)
+        elif kind in ("id",):
+            out[col] = ("identifier", "a unique value per sample", None)
+        elif kind == "text":
+            out[col] = ("ignored", "free text", None)
+        elif kind == "continuous":
+            out[col] = ("covariate", "a continuous measurement", None)
+        elif kind == "batch":
+            out[col] = ("technical", "a technical grouping", None)
+        else:
+            out[col] = ("biological", "a sample grouping (candidate condition)", None)
+    factors = [c for c, (r, _, _) in out.items() if r == "biological"]
+    for col in [c for c, (r, _, _) in out.items() if r in ("biological", "technical")]:
+        nest = _nested_index_of(clin[col], clin, [f for f in factors if f != col])
+        if nest is not None:
+            out[col] = ("technical", f"replicate index: restarts at 1 inside every level of {nest!r} (nested, never a contrast)", nest)
+    factors = [c for c, (r, _, _) in out.items() if r == "biological"]
+    for col in factors:
+        across = _blocks_across(clin[col], clin, [f for f in factors if f != col])
+        if across is not None:
+            out[col] = ("block", f"small groups that each span several levels of {across!r} (pairs / blocks)", None)
+    return out
+
+
+# --- levels and references -----------------------------------------------------------------------------
+
+
+def _roman_to_numbers(level: str) -> str:
+    return re.sub(r"\b(VIII|VII|VI|IV|IX|V|X|III|II|I)\b", lambda m: str(_ROMAN[m.group(1)]), str(level))
+
+
+def _numeric_scores(levels: list[str]) -> list[float] | None:
+    """Scores when the levels are one name template differing in one number (``10 uM``, ``day 3``, ``Stage II``)."""
+    text = [_roman_to_numbers(lv).strip().lower() for lv in levels]
+    templates = {_NUMBER.sub("#", t) for t in text}
+    if len(templates) != 1 or "#" not in next(iter(templates)):
+        return None
+    nums = [[float(x) for x in _NUMBER.findall(t)] for t in text]
+    varying = [i for i in range(len(nums[0])) if len({n[i] for n in nums}) > 1]
+    if len(varying) != 1:
+        return None
+    scores = [n[varying[0]] for n in nums]
+    return scores if len(set(scores)) == len(scores) else None
+
+
+def _ordinal_scores(levels: list[str]) -> list[float] | None:
+    """Scores when each level holds one ordinal word (low / medium / high, well / moderately / poorly ...)."""
+    scores, rests = [], set()
+    for lv in levels:
+        words = level_words(lv)
+        hit = words & _ORDINAL.keys()
+        if len(hit) != 1:
+            return None
+        w = hit.pop()
+        scores.append(float(_ORDINAL[w]))
+        rests.add(frozenset(words - {w}))
+    return scores if len(rests) == 1 and len(set(scores)) == len(scores) else None
+
+
+def level_order(levels: list[str]) -> tuple[list[str], bool, str]:
+    """Levels in design order, whether they are ordered, and why.
+
+    Ordered levels (doses, concentrations, times, grades, stages, ordinal words) ascend; a
+    control-like level that carries no number (``vehicle`` beside ``1 uM``, ``10 uM``) comes first.
+    """
+    levels = [str(x) for x in levels]
+    if len(levels) < 2:
+        return levels, False, ""
+    refs = [lv for lv in levels if is_reference_level(lv)]
+    for head in ([], refs[:1]):
+        rest = [lv for lv in levels if lv not in head]
+        if len(rest) < 2:
+            continue
+        for scorer, why in ((_numeric_scores, "a number in otherwise equal level names"), (_ordinal_scores, "ordinal words")):
+            scores = scorer(rest)
+            if scores is not None:
+                return head + [lv for _, lv in sorted(zip(scores, rest))], True, why + (f"; {head[0]!r} first" if head else "")
+    return sorted(levels), False, ""
+
+
+def factor_design(levels: dict[str, int]) -> dict:
+    """Design of one factor from its usable level counts: ordered levels, reference(s) and why.
+
+    Returns ``{"levels", "ordered", "order_reason", "references", "reference_reason"}``; references
+    are control-like levels (largest first), else the lowest level of an ordered factor.
+    """
+    order, ordered, why = level_order(list(levels))
+    refs = sorted([lv for lv in order if is_reference_level(lv)], key=lambda lv: -levels[lv])
+    if refs and len(refs) < len(order):
+        reason = f"control-like level name{'s' if len(refs) > 1 else ''}"
+    elif ordered:
+        refs, reason = [order[0]], "lowest level of an ordered factor"
+    else:
+        refs, reason = [], ""
+    return {"levels": order, "ordered": ordered, "order_reason": why, "references": refs, "reference_reason": reason}
+
+
+def design_contrasts(levels: dict[str, int], design: dict, max_pairs_levels: int = 5) -> list[tuple[str, str, str]]:
+    """(case, control, kind) pairs that follow the design of a factor with usable ``levels`` counts.
+
+    kind: ``two_level``; ``vs_reference`` (each other level vs each reference); ``pairwise`` (no
+    reference and at most ``max_pairs_levels`` levels: all pairs, the multiplicity they imply).
+    An unordered factor with more levels and no reference gets only its F-test.
+    """
+    order, refs = design["levels"], design["references"]
+    if len(order) == 2:
+        control = refs[0] if refs else order[0] if design["ordered"] else max(order)
+        case = next(lv for lv in order if lv != control)
+        return [(case, control, "two_level")]
+    if refs:
+        return [(lv, r, "vs_reference") for r in refs for lv in order if lv not in refs]
+    if len(order) <= max_pairs_levels:
+        return [(b, a, "pairwise") if a < b else (a, b, "pairwise") for a, b in itertools.combinations(order, 2)]
+    return []
+
+
+def power(n_case: int, n_control: int) -> float:
+    """Effective sample size of a two-group comparison, :math:`n_1 n_2 / (n_1 + n_2)`.
+
+    The standard error of a difference in means scales as :math:`\\sqrt{1/n_1 + 1/n_2}`, so this
+    rewards both a larger smaller arm and balance (7 vs 96: 6.5; 14 vs 86: 12.0).
+    """
+    return n_case * n_control / (n_case + n_control) if n_case and n_control else 0.0
+
+
+# --- adjustment -------------------------------------------------------------------------------------------
+
+
+def _full_rank(X: np.ndarray) -> bool:
+    return np.linalg.matrix_rank(X) == X.shape[1]
+
+
+def adjustment(clin: pd.DataFrame, group: str, levels: list[str], candidates: list[tuple[str, Role]],
+               min_complete: float = 0.9) -> tuple[list[str], list[str], list[str]]:
+    """Columns to adjust a comparison of ``levels`` of ``group`` for: (covariates, confounded, notes).
+
+    A technical column is adjusted for when it varies among the compared samples, is recorded for at
+    least ``min_complete`` of them, and keeps the design ``~ group + covariates`` of full rank with at
+    least half the residual degrees of freedom (and >= 2); a column fully aliased with the group is
+    *confounded* (cannot be adjusted; reported). A pairing block is used when at least 80% of the
+    samples sit in blocks that hold two or more of the levels (a paired design). Finer technical
+    factors are tried first, so a plex nested in a batch is used and the batch then adds nothing.
+    """
+    rows = clin[group].astype(str).isin(levels) & clin[group].notna()
+    tab = clin.loc[rows]
+    g = tab[group].astype(str)
+    n, k = len(tab), g.nunique()
+    base_df = n - k
+    X = np.column_stack([np.ones(n)] + [(g == lv).to_numpy(float) for lv in sorted(set(g))[1:]])
+    covariates: list[str] = []
+    confounded: list[str] = []
+    notes: list[str] = []
+
+    def levels_of(c: str) -> int:
+        return tab[c].nunique()
+
+    for col, role in sorted(candidates, key=lambda cr: (cr[1] != "block", -levels_of(cr[0]))):
+        s = tab[col]
+        if s.value_counts().max() < 2 if s.notna().any() else True:
+            continue  # one value per sample (a file name): nothing to adjust
+        if s.notna().mean() < min_complete or s.nunique() < 2:
+            if s.nunique() >= 2:
+                notes.append(f"{col}: recorded for {s.notna().mean():.0%} of the samples; not adjusted")
+            continue
+        if role == "block":
+            spans = g.groupby(s.astype(str)).nunique()
+            paired = s.astype(str).map(spans).fillna(0) >= 2
+            if paired.mean() < 0.8:
+                notes.append(f"{col}: only {paired.mean():.0%} of samples paired; not used as a block")
+                continue
+        block = covariate_block(tab, [col]).to_numpy()
+        keep = s.notna().to_numpy()
+        trial = np.column_stack([X, block])[keep]
+        if not _full_rank(trial):
+            base = X[keep]
+            if not _full_rank(np.column_stack([base[:, :1], block[keep]])):
+                continue
+            if g[keep].groupby(s[keep].astype(str)).nunique().max() < 2:
+                confounded.append(col)
+                notes.append(f"{col}: every level holds one {group} level only (confounded; cannot be adjusted)")
+            else:
+                notes.append(f"{col}: nested in an adjusted column or the comparison; adds nothing")
+            continue
+        df = trial.shape[0] - trial.shape[1]
+        if df < max(2, base_df / 2):
+            notes.append(f"{col}: would leave {df} residual degrees of freedom of {base_df}; not adjusted")
+            continue
+        X = np.column_stack([X[keep], block[keep]]) if not keep.all() else np.column_stack([X, block])
+        tab, g = tab.loc[keep], g.loc[keep]
+        covariates.append(col)
+    return covariates, confounded, notes

@@ -1,0 +1,182 @@
+"""Study design from other labs' sample tables: column roles, designs not pairs, power before capping.
+
+Fixtures are written by the tests from shipped data: the ramus2016 UPS1-in-yeast MaxQuant LFQ set
+(``../shared/datasets``; five spike-in amounts from its three blocks, three injections each) and
+the CPTAC UCEC cohort.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from proteus.design import is_reference_level, level_order
+from proteus.io import load_study
+from proteus.policy.base import ResearchView
+from proteus.policy.heuristic import HeuristicPolicy
+from proteus.policy.playbooks import bulk_plays
+from proteus.profile import profile_study
+from proteus.study import Study
+from proteus.tools.registry import ToolContext, get_tool
+
+UPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "ramus2016-ups1-maxquant"
+if not UPS.exists():
+    UPS = Path("/work/shared/datasets/ramus2016-ups1-maxquant")
+BLOCKS = {".": ("ups_25fmol", "ups_12.5fmol"), "50vs5": ("ups_50fmol", "ups_5fmol"), "50vs0.5": ("ups_0.5fmol",)}
+
+
+def _ups_series() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Five UPS1 amounts x 3 injections: log2 LFQ (protein groups x samples) and the sheet.
+
+    The blocks were quantified in separate MaxQuant runs, so each sample is median-centred (as an
+    analyst does before combining runs); 0 (MaxQuant's missing) stays missing.
+    """
+    parts, sheets = [], []
+    for block, keep in BLOCKS.items():
+        sheet = pd.read_csv(UPS / block / "samples.tsv", sep="\t")
+        sheet = sheet[sheet["condition"].isin(keep)]
+        pg = pd.read_csv(UPS / block / "proteinGroups.txt", sep="\t").set_index("Protein IDs")
+        parts.append(pg[[f"LFQ intensity {s}" for s in sheet["sample"]]].set_axis(list(sheet["sample"]), axis=1))
+        sheets.append(sheet[["sample", "condition", "replicate"]])
+    lfq = np.log2(pd.concat(parts, axis=1).replace(0, np.nan))
+    lfq = (lfq - lfq.median() + float(lfq.median().median())).rename_axis("protein")
+    return lfq, pd.concat(sheets, ignore_index=True)
+
+
+def _write(folder: Path, lfq: pd.DataFrame, sheet: pd.DataFrame) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    lfq.to_csv(folder / "proteins.tsv", sep="\t")
+    sheet.to_csv(folder / "samples.tsv", sep="\t", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ups_series():
+    if not UPS.exists():
+        pytest.skip("ramus2016 UPS1 set not found")
+    return _ups_series()
+
+
+def _roles(prof) -> dict[str, str]:
+    return {v.name: v.role for v in prof.variables}
+
+
+# --- token-anchored word rules: one test per rule ---------------------------------------------------
+
+
+def _two_level(levels: list[str]) -> Study:
+    n = 8
+    clin = pd.DataFrame({"response": [levels[0]] * n + [levels[1]] * n}, index=[f"S{i}" for i in range(2 * n)])
+    a = pd.DataFrame(np.random.default_rng(0).normal(20, 1, (2 * n, 30)), index=clin.index, columns=[f"G{i}" for i in range(30)])
+    import anndata as ad
+
+    layer = ad.AnnData(a.to_numpy(), obs=pd.DataFrame(index=clin.index), var=pd.DataFrame(index=a.columns))
+    layer.uns.update(modality="proteomics", level="sample")
+    return Study(".", {"proteomics": layer}, clin)
+
+
+def test_ref_is_a_reference_but_refractory_is_not():
+    assert is_reference_level("ref") and not is_reference_level("refractory")
+    c = profile_study(_two_level(["refractory", "ref"])).contrasts[0]
+    assert (c.case, c.control) == ("refractory", "ref")
+
+
+def test_normal_is_a_reference_but_abnormal_is_not():
+    assert is_reference_level("Adjacent normal") and not is_reference_level("abnormal")
+    c = profile_study(_two_level(["normal", "abnormal"])).contrasts[0]
+    assert (c.case, c.control) == ("abnormal", "normal")
+
+
+def test_negative_is_a_reference_but_triple_negative_is_not():
+    assert is_reference_level("negative") and not is_reference_level("triple-negative")
+    c = profile_study(_two_level(["luminal", "triple-negative"])).contrasts[0]
+    assert c.kind == "two_level" and "triple-negative" in (c.case, c.control)
+    assert profile_study(_two_level(["luminal", "triple-negative"])).factors[0].references == []
+
+
+def test_ordered_levels_read_from_names():
+    assert level_order(["10 uM", "vehicle", "1 uM", "100 uM"])[0] == ["vehicle", "1 uM", "10 uM", "100 uM"]
+    assert level_order(["Stage III", "Stage I", "Stage II"])[0] == ["Stage I", "Stage II", "Stage III"]
+    assert level_order(["high", "low", "medium"])[0] == ["low", "medium", "high"]
+    assert level_order(["A", "C", "B"]) == (["A", "B", "C"], False, "")
+
+
+# --- ramus2016 UPS1: replicate index, lab crossed with the condition, an ordered series ------------
+
+
+def test_replicate_column_nested_in_every_condition_is_technical(ups_series, tmp_path):
+    lfq, sheet = ups_series
+    sheet = sheet.assign(tag=[f"R{r}" for r in sheet["replicate"]])  # a replicate index nobody named as such
+    prof = profile_study(load_study(_write(tmp_path / "d", lfq, sheet)))
+    roles = {v.name: v for v in prof.variables}
+    for col in ("replicate", "tag"):
+        assert roles[col].role == "technical" and roles[col].nested_in == "condition", roles[col]
+    assert {c.group for c in prof.contrasts} == {"condition"}
+    assert not any(c.covariates for c in prof.contrasts)  # nested: replicate 1 of one amount is not replicate 1 of another
+    objectives = [p.objective.title for p in bulk_plays(prof)]
+    assert not any("replicate" in t or "tag" in t for t in objectives if not t.startswith("Data quality"))
+
+
+def test_five_level_ordered_series_gets_f_test_trend_and_each_level_vs_lowest(ups_series, tmp_path):
+    lfq, sheet = ups_series
+    study = load_study(_write(tmp_path / "d", lfq, sheet))
+    prof = profile_study(study)
+    f = next(f for f in prof.factors if f.name == "condition")
+    assert f.ordered and f.levels == ["ups_0.5fmol", "ups_5fmol", "ups_12.5fmol", "ups_25fmol", "ups_50fmol"]
+    assert f.references == ["ups_0.5fmol"]
+    play = next(p for p in bulk_plays(prof) if p.objective.title == "Differences across condition")
+    anova = play.steps[0]
+    assert anova.tool == "differential_anova" and anova.params["ordered"] and anova.params["levels"] == f.levels
+    da = [s.params for s in play.steps if s.tool == "differential_abundance"]
+    assert {p["control"] for p in da} == {"ups_0.5fmol"} and {p["case"] for p in da} == set(f.levels[1:])
+
+    # the trend test on the real spike-in: UPS1 rises with the amount, the yeast background does not
+    modality = next(iter(study.modalities))
+    res = get_tool("differential_anova")(study, anova.params | {"modality": modality}, ToolContext(out_dir=tmp_path / "out"))
+    t = res.tables["results"].sort_values("trend_t", ascending=False)
+    ups = t["feature"].str.contains("ups")
+    assert ups.sum() >= 5  # UPS1 measured at every amount (most are missing at 0.5 fmol)
+    assert (t.loc[ups, "trend_q"] < 0.01).all() and (t.loc[ups, "trend_slope"] > 0).all()
+    assert ups.iloc[: ups.sum()].all()  # they lead the trend ranking
+    yeast_hits = t[~ups & (t["trend_q"] < 0.01)]
+    assert yeast_hits["trend_slope"].abs().median() < 0.25 * t.loc[ups, "trend_slope"].median()
+    assert res.metrics["n_trend_up"] >= ups.sum()
+
+
+def test_lab_crossed_with_the_condition_is_a_covariate_never_an_objective(ups_series, tmp_path):
+    lfq, sheet = ups_series
+    sheet = sheet.assign(lab=[f"site{65 + 7 * r}" for r in sheet["replicate"]]).drop(columns="replicate")
+    prof = profile_study(load_study(_write(tmp_path / "d", lfq, sheet)))
+    assert _roles(prof)["lab"] == "technical"
+    assert prof.contrasts and all(c.covariates == ["lab"] for c in prof.contrasts)
+    plays = bulk_plays(prof)
+    steps = [s for p in plays for s in p.steps]
+    assert all("lab" not in (s.params.get("group"), s.params.get("variable")) for s in steps)
+    assert not any("lab" in p.objective.title or "site" in p.objective.title for p in plays if p.objective.family != "qc")
+    assert all(s.params.get("covariates") == ["lab"] for s in steps if s.tool in ("differential_abundance", "differential_anova", "enrichment_ora"))
+    assert any(s.tool == "batch_check" and s.params["batch"] == "lab" for s in steps)
+
+
+# --- UCEC: objectives capped at five, ranked by power ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ucec_objectives_capped_at_five_follow_power(ucec_study):
+    prof = profile_study(ucec_study)
+    technical = {v.name for v in prof.variables if v.role in ("technical", "block", "identifier")}
+    assert {"Proteomics_TMT_plex", "Proteomics_TMT_batch"} <= technical
+    view = ResearchView(profile=prof, kg=None, tools=[], objectives=[], check_step=lambda s: None, max_objectives=5)
+    plan = HeuristicPolicy().plan_objectives(view).objectives
+    assert len(plan) == 5
+    titles = [o.title for o in plan]
+    assert not any(col in t for t in titles for col in technical)
+    planned = [f for f in prof.factors if any(f"across {f.name}" in t or t.startswith(f"{f.name}:") for t in titles)]
+    assert planned and planned[0].name == prof.sample_type_column
+    # no weakly powered contrast (a 7-vs-96 split, effective n 6.5) while a stronger one waits
+    left_out = [f for f in prof.factors if f not in planned]
+    assert min(f.power for f in planned) > 10 and max(f.power for f in left_out) <= max(f.power for f in planned)
+    first = prof.contrasts[0]
+    assert "Proteomics_TMT_plex" in first.covariates
