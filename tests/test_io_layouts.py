@@ -22,7 +22,7 @@ import pytest
 from proteus.datasets import shared_dataset_dir
 from proteus.io import load_study
 from proteus.profile import profile_study
-from proteus.study import LayoutError
+from proteus.study import LayoutError, NoUsableDataError
 
 RAMUS = shared_dataset_dir("ramus2016-ups1-maxquant") or Path("absent")
 pytestmark = pytest.mark.skipif(not RAMUS.exists(), reason="shared dataset ramus2016-ups1-maxquant absent")
@@ -306,3 +306,42 @@ def test_human_layer_keeps_its_gene_sets():
     assert genesets.organism_problem("Homo sapiens") is None
     assert genesets.organism_problem(None) is None  # unknown organism: the identifier mapping decides
     assert "Mus musculus" in genesets.organism_problem("Mus musculus")
+
+
+def test_spectronaut_pivot_report_with_raw_file_names(ramus, tmp_path):
+    pg, samples, lfq = ramus
+    report = pd.DataFrame({"PG.ProteinGroups": pg["Protein IDs"], "PG.Genes": pg["Gene names"], "PG.ProteinDescriptions": ""})
+    vals = lfq.replace(0, np.nan)
+    vals.columns = [f"[{i + 1}] {s}.raw.PG.Quantity" for i, s in enumerate(samples["sample"])]
+    pd.concat([report, vals], axis=1).to_csv(tmp_path / "Report_protein.tsv", sep="\t", index=False)
+    samples.assign(file=[f"{s}.raw" for s in samples["sample"]])[["file", "condition"]].to_csv(tmp_path / "conditions.tsv", sep="\t", index=False)
+    study = load_study(tmp_path)
+    a = study.modalities["proteomics"]
+    assert sorted(a.obs_names) == sorted(samples["sample"])
+    assert study.sample_matching[0].n_matched == 6
+    assert "ATG8" in a.var_names  # gene names label the features, accessions kept
+    assert a.var.loc["ATG8", "PG.ProteinGroups"] == "A6ZKM4;P38182"
+    assert _conditions(study) == _expected(samples)
+
+
+def test_recognised_unsupported_layouts_are_refused_by_name(ramus, tmp_path):
+    pg, samples, lfq = ramus
+    precursors = _diann_matrix(pg, lfq, list(samples["sample"]))
+    precursors.insert(4, "Precursor.Id", [f"PEP{i}2" for i in range(len(pg))])
+    only = tmp_path / "only"
+    only.mkdir()
+    precursors.to_csv(only / "report.pr_matrix.tsv", sep="\t", index=False)
+    with pytest.raises(NoUsableDataError, match="DIA-NN precursor matrix"):
+        load_study(only)
+
+    both = tmp_path / "both"
+    both.mkdir()
+    precursors.to_csv(both / "report.pr_matrix.tsv", sep="\t", index=False)
+    _diann_matrix(pg, lfq, list(samples["sample"])).to_csv(both / "report.pg_matrix.tsv", sep="\t", index=False)
+    evidence = pd.DataFrame({"Sequence": ["PEPTIDEK"] * 3, "Raw file": samples["sample"].iloc[:3], "Intensity": [1e6, 2e6, 3e6]})
+    evidence.to_csv(both / "evidence.txt", sep="\t", index=False)
+    study = load_study(both)
+    assert list(study.modalities) == ["proteomics"]
+    assert study.modalities["proteomics"].uns["source"] == "report.pg_matrix.tsv"
+    problems = {r.path: r.problem for r in study.reports if r.problem}
+    assert "MaxQuant evidence" in problems["evidence.txt"] and "DIA-NN precursor matrix" in problems["report.pr_matrix.tsv"]

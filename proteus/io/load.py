@@ -26,6 +26,7 @@ from proteus.io.matrix import read_matrix
 from proteus.io.maxquant import is_maxquant, read_maxquant
 from proteus.io.runs import merge_runs
 from proteus.io.samples import build_mapping, file_key, groups_from_names, match_samples, run_stem
+from proteus.io.unsupported import unsupported_layout
 from proteus.study import FileReport, NoUsableDataError, SampleMatching, Study
 
 __all__ = ["load_study"]
@@ -263,6 +264,11 @@ def load_study(
     classified: list[tuple[RawTable, FileReport, str]] = []
     for t, rep in tables:
         cols = list(t.df.columns)
+        refusal = unsupported_layout(cols)
+        if refusal:
+            rep.kind = "unsupported"
+            _problem(rep, ReadProblem(refusal))
+            continue
         kind = next((name for name, test, _ in _VENDORS if test(cols)), None)
         if kind is None:
             if is_maf(cols):

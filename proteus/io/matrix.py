@@ -13,10 +13,10 @@ import re
 import anndata as ad
 import pandas as pd
 
-from proteus.io._layer import build_layer, unique_ids
+from proteus.io._layer import build_layer, first_token, unique_ids
 from proteus.io._text import RawTable, ReadProblem
 from proteus.io.modality import detect_modality
-from proteus.io.samples import normalise_id
+from proteus.io.samples import file_key, normalise_id, run_name
 from proteus.io.values import coerce_numeric
 
 __all__ = ["column_kinds", "read_matrix", "ID_NAME"]
@@ -27,6 +27,10 @@ ID_NAME = re.compile(
     r"mirna|hugo_symbol)$",
     re.IGNORECASE,
 )
+
+
+_VENDOR_LEVEL = re.compile(r"^(?:PG|PEP|EG|FG)\.", re.I)
+"""Spectronaut's level prefix of annotation columns (``PG.Genes``)."""
 
 
 def column_kinds(df: pd.DataFrame, sample_rows: int = 500) -> dict[str, str]:
@@ -47,11 +51,11 @@ def column_kinds(df: pd.DataFrame, sample_rows: int = 500) -> dict[str, str]:
     return kinds
 
 
-def _match_count(ids: list[str], known: set[str], known_norm: set[str] | None = None) -> int:
-    """How many ids are known (exactly, or after suffix normalisation when ``known_norm`` is given)."""
-    if known_norm is None:
+def _match_count(ids: list[str], known: set[str], key=None) -> int:
+    """How many ids are known (exactly, or after ``key`` on both sides: suffix normalisation, file name)."""
+    if key is None:
         return sum(1 for i in ids if i in known)
-    return sum(1 for i in ids[:5000] if normalise_id(i) in known_norm)
+    return sum(1 for i in ids[:5000] if key(i) in known)
 
 
 def _drop_duplicate_header(table: RawTable, notes: list[str]) -> pd.DataFrame:
@@ -70,6 +74,21 @@ def _drop_duplicate_header(table: RawTable, notes: list[str]) -> pd.DataFrame:
         notes.append(f"{len(dups)} duplicated column name(s) ({', '.join(sorted(set(dups))[:3])}); first kept")
         df = df.iloc[:, keep]
     return df
+
+
+def _label_by_gene(var: pd.DataFrame, values: pd.DataFrame, id_col: str, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Feature ids from the gene column (first of a ``;``-list) where there is one; the original
+    id is kept in ``var[id_col]``."""
+    genes = [first_token(g) for g in var["gene"]]
+    ids = unique_ids([g or str(i) for g, i in zip(genes, var.index)], notes)
+    var = var.copy()
+    var[id_col] = list(map(str, var.index))
+    var["gene"] = genes
+    var.index = ids
+    values = values.copy()
+    values.columns = ids
+    notes.append(f"features labelled by {id_col!r} -> gene names where given")
+    return var, values
 
 
 def read_matrix(table: RawTable, known_ids: set[str], notes: list[str]) -> ad.AnnData:
@@ -115,10 +134,12 @@ def read_matrix(table: RawTable, known_ids: set[str], notes: list[str]) -> ad.An
         notes.append(f"{len(empty)} all-missing column(s): {', '.join(empty[:5])}")
     m_rows = _match_count(row_ids, known_ids)
     m_cols = _match_count(numeric + empty, known_ids)
-    if m_rows == m_cols == 0 and known_ids:
-        known_norm = {normalise_id(k) for k in known_ids}
-        m_rows = _match_count(row_ids, known_ids, known_norm)
-        m_cols = _match_count(numeric + empty, known_ids, known_norm)
+    for key in (normalise_id, file_key):
+        if m_rows or m_cols or not known_ids:
+            break
+        known_keys = {key(k) for k in known_ids}
+        m_rows = _match_count(row_ids, known_keys, key)
+        m_cols = _match_count(numeric + empty, known_keys, key)
     if m_cols > m_rows:
         samples_are_rows = False
         why = f"{m_cols} column names match known sample ids"
@@ -144,13 +165,18 @@ def read_matrix(table: RawTable, known_ids: set[str], notes: list[str]) -> ad.An
         var.index = fids
         values_sf = values.T
         obs = None
+        runs = [run_name(s) for s in values_sf.index]
+        if runs != list(values_sf.index) and len(set(runs)) == len(runs):
+            notes.append(f"sample columns shortened to run names ({values_sf.index[0]!r} -> {runs[0]!r})")
+            values_sf.index = runs
     values_sf.columns = values_sf.columns.astype(str)
     quick = values_sf.iloc[:200, :5000].to_numpy(dtype="float64")
     kind, reason = detect_modality(table.source.split("/")[-1], values_sf.columns, quick)
     notes.append(f"modality {kind} ({reason})")
     var.columns = [str(c) for c in var.columns]
-    for c in var.columns:
-        if ID_NAME.match(c) and re.search("gene|symbol", c, re.I):
-            var = var.rename(columns={c: "gene"})
-            break
+    gene_col = next((c for c in var.columns if ID_NAME.match(_VENDOR_LEVEL.sub("", c)) and re.search("gene|symbol", c, re.I)), None)
+    if gene_col is not None:
+        var = var.rename(columns={gene_col: "gene"})
+        if not samples_are_rows and not re.search("gene|symbol", id_col, re.I):
+            var, values_sf = _label_by_gene(var, values_sf, id_col, notes)
     return build_layer(values_sf, var, kind=kind, source=table.source, notes=notes, obs=obs)

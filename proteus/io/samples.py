@@ -19,16 +19,13 @@ from collections.abc import Callable, Iterable
 
 import pandas as pd
 
-__all__ = ["normalise_id", "file_key", "run_stem", "build_mapping", "match_samples", "groups_from_names"]
+__all__ = ["normalise_id", "file_key", "run_name", "run_stem", "build_mapping", "match_samples", "groups_from_names"]
 
 _SUFFIX = re.compile(r"([_.\-](T|N|tumou?r|normal|primary|[0-9]{2}[A-Z]?))$", re.IGNORECASE)
 _RAW_EXT = re.compile(r"(\.(raw|mzml|wiff|wiff2|dia|d|mgf|mzxml|gz|zip))+$", re.IGNORECASE)
-_VENDOR_PREFIX = re.compile(r"^(?:lfq intensity|reporter intensity corrected|reporter intensity|maxlfq intensity|intensity)[ _]+", re.I)
-_VENDOR_SUFFIX = re.compile(r"[ _]+(?:maxlfq intensity|intensity)$", re.I)
-
-RULES = ("exact id", "file name", "tumour/normal suffix")
-"""The matching rules, in the order they are tried."""
-
+_VENDOR_PREFIX = re.compile(
+    r"^(?:\[\d+\]\s*|(?:lfq intensity|reporter intensity corrected|reporter intensity|maxlfq intensity|intensity)[ _]+)", re.I)
+_VENDOR_SUFFIX = re.compile(r"(?:[ _]+(?:maxlfq intensity|intensity)|\.PG\.(?:Quantity|MaxLFQ|Normalised|Normalized))$", re.I)
 
 def normalise_id(s: object) -> str:
     """Upper-cased id without a trailing tumour/normal/aliquot suffix (``_T``, ``-T``, ``.T``, ``-01``)."""
@@ -43,11 +40,17 @@ def run_stem(name: object) -> str:
     return _RAW_EXT.sub("", base) or base
 
 
-def file_key(name: object) -> str:
-    """Case-folded file stem of a sample id, without vendor intensity prefixes or suffixes."""
+def run_name(name: object) -> str:
+    """A sample column's run name: vendor intensity prefixes and suffixes (MaxQuant ``LFQ intensity``,
+    FragPipe ``MaxLFQ Intensity``, Spectronaut ``[1] ... .PG.Quantity``) removed, then :func:`run_stem`."""
     t = str(name).strip()
     t = _VENDOR_SUFFIX.sub("", _VENDOR_PREFIX.sub("", t))
-    return run_stem(t).casefold()
+    return run_stem(t)
+
+
+def file_key(name: object) -> str:
+    """Case-folded :func:`run_name`: the key of the ``file name`` matching rule."""
+    return run_name(name).casefold()
 
 
 def _tumour_first(clinical: pd.DataFrame) -> pd.Series:
