@@ -1,10 +1,10 @@
 """The offline policy with its decisions recorded as a model would have seen them.
 
 :class:`ReferencePolicy` decides exactly as :class:`~proteus.policy.heuristic.HeuristicPolicy`
-(its ``fallback``), but first renders every decision's prompt with the model path's own
-renderer (:class:`~proteus.policy.llm.LLMPolicy`), so an offline run's ``trace.jsonl`` holds
-one ``kind: "reference_decision"`` event per decision: the messages, the decision's JSON
-schema, the names a valid answer may use (``allowed``: tools with their parameter schemas,
+(its ``fallback``), but also renders every decision's prompt with the model path's own
+renderer (:func:`~proteus.policy.llm.render_decision`), so an offline run's ``trace.jsonl``
+holds one ``kind: "reference_decision"`` event per decision: the messages, the decision's
+per-call JSON schema (the run's names as enums), the names a valid answer may use (``allowed``: tools with their parameter schemas,
 objective families and ids, knowledge-graph edge ids) and the heuristic answer. These become
 prompts and reference answers for tuning a local model (:mod:`proteus.rl_export`,
 :mod:`proteus.train`).
@@ -18,12 +18,13 @@ from pydantic import BaseModel
 
 from proteus.llm.base import Budget, inline_refs
 from proteus.policy.base import Policy, ResearchView
-from proteus.policy.llm import LLMPolicy
+from proteus.policy.llm import DEFAULT_CONTEXT, LLMPolicy, PromptDoesNotFit, families, render_decision
 from proteus.rundir import redact
 
 __all__ = ["ReferencePolicy", "allowed_names"]
 
 _STEP_DECISIONS = ("plan_workflow", "update_workflow")
+_MAX_HYPOTHESES = 40  # the heuristic policy's own cap: recording must not change what it proposes
 _OBJECTIVE_DECISIONS = ("plan_objectives", "update_objectives")
 
 
@@ -38,7 +39,8 @@ class _NoModel:
 
 
 def allowed_names(view: ResearchView, decision: str, families: list[str]) -> dict[str, Any]:
-    """The names a valid answer to ``decision`` may use, as seen in ``view``."""
+    """The names a valid answer to ``decision`` may use, as seen in ``view`` (the per-call
+    schema enumerates them too; these give a reward partial credit name by name)."""
     if decision in _STEP_DECISIONS:
         return {"tools": {t.name: inline_refs(t.schema()) for t in view.tools}, "max_steps": view.max_steps_per_workflow}
     if decision in _OBJECTIVE_DECISIONS:
@@ -49,18 +51,18 @@ def allowed_names(view: ResearchView, decision: str, families: list[str]) -> dic
 
 
 class ReferencePolicy(LLMPolicy):
-    """Heuristic decisions, each traced with the prompt and schema of the model path.
+    """Heuristic decisions, each traced with the prompt and per-call schema of the model path.
 
     Parameters
     ----------
     fallback
         The policy that decides (default :class:`~proteus.policy.heuristic.HeuristicPolicy`).
     context_tokens
-        Token budget of each recorded prompt, as for :class:`~proteus.policy.llm.LLMPolicy`.
+        Context of the model the prompts are rendered for (:func:`~proteus.policy.llm.render_decision`).
     """
 
-    def __init__(self, fallback: Policy | None = None, *, context_tokens: int = 8000) -> None:
-        super().__init__(_NoModel(), fallback=fallback, context_tokens=context_tokens, max_hypotheses=40)  # type: ignore[arg-type]
+    def __init__(self, fallback: Policy | None = None, *, context_tokens: int = DEFAULT_CONTEXT) -> None:
+        super().__init__(_NoModel(), fallback=fallback, context_tokens=context_tokens, max_hypotheses=_MAX_HYPOTHESES)  # type: ignore[arg-type]
         self.name = self.fallback.name
         self.judge_name = self.fallback.judge_name
 
@@ -68,8 +70,7 @@ class ReferencePolicy(LLMPolicy):
         self,
         view: ResearchView,
         decision: str,
-        schema: type[BaseModel],
-        messages: list[dict[str, str]],
+        args: tuple[Any, ...],
         check: Callable[[Any], str | None],
         fallback: Callable[[], BaseModel],
         *,
@@ -80,16 +81,19 @@ class ReferencePolicy(LLMPolicy):
         with self._lock:
             self._n += 1
             decision_id = f"{decision}-{self._n:04d}"
+        event: dict[str, Any] = {"kind": "reference_decision", "decision": decision, "decision_id": decision_id, "policy": self.name, **(context or {})}
+        try:
+            prompt = render_decision(decision, view, *args, context_tokens=self.context_tokens, max_hypotheses=self.max_hypotheses)
+        except PromptDoesNotFit as e:  # recorded as such; the offline run goes on
+            view.trace({**event, "reason": str(e)})
+            return value
         view.trace(
             {
-                "kind": "reference_decision",
-                "decision": decision,
-                "decision_id": decision_id,
-                "policy": self.name,
-                **(context or {}),
-                "messages": [{"role": m["role"], "content": redact(m["content"])} for m in messages],
-                "schema": inline_refs(schema.model_json_schema()),
-                "allowed": allowed_names(view, decision, self._families(view)),
+                **event,
+                "messages": [{"role": m["role"], "content": redact(m["content"])} for m in prompt.messages],
+                "schema": prompt.schema,
+                "max_tokens": prompt.max_tokens,
+                "allowed": allowed_names(view, decision, families(view)),
                 "value": value.model_dump(mode="json"),
                 "check": check(value),
             }
