@@ -7,6 +7,8 @@ without it. Truth (UPS1 = changed, yeast = unchanged) is read from the folder's 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -85,3 +87,113 @@ def test_one_group_detected_proteins_are_tested_and_reported(ups_dir, tmp_path):
     assert not set(only["feature"]) & set(lim.tables["results"]["feature"])
     assert set(only["feature"]) <= set(lim.tables["skipped"]["feature"])
     assert "detection" not in lim.tables["results"]
+
+
+def _rscript(code: str, tmp_path, **tables) -> pd.DataFrame:
+    """Run R ``code`` with each DataFrame written to ``<name>.tsv``; it writes ``out.tsv``."""
+    if shutil.which("Rscript") is None or subprocess.run(
+            ["Rscript", "-e", "suppressMessages(library(limma))"], capture_output=True).returncode != 0:
+        pytest.skip("Rscript with limma not installed")
+    for k, v in tables.items():
+        v.to_csv(tmp_path / f"{k}.tsv", sep="\t", na_rep="NA")
+    (tmp_path / "run.R").write_text(f'setwd("{tmp_path}")\nsuppressMessages(library(limma))\n{code}')
+    r = subprocess.run(["Rscript", str(tmp_path / "run.R")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return pd.read_csv(tmp_path / "out.tsv", sep="\t", index_col=0)
+
+
+def test_without_missing_values_or_counts_the_result_is_r_limma(ups_study, tmp_path):
+    """Complete UPS1 protein groups, no peptide counts: 'auto' and 'censored' both give R limma's
+    moderated t exactly. R: ``fit <- eBayes(lmFit(y, cbind(1, case))[, 2]); fit$t; fit$p.value``."""
+    from proteus.study import Study
+    from proteus.tools.registry import ToolContext, get_tool
+
+    a = ups_study.modalities["proteomics"]
+    a = a[:, np.isfinite(np.asarray(a.X)).all(axis=0)].copy()
+    del a.var["n_peptides"]
+    study = Study(root=ups_study.root, modalities={"proteomics": a}, clinical=ups_study.clinical)
+    case = (study.sample_table("proteomics")["condition"] == "ups_25fmol").astype(int)
+    r = _rscript("y <- as.matrix(read.delim('y.tsv', row.names = 1, check.names = FALSE))\n"
+                 "g <- read.delim('g.tsv', row.names = 1)[colnames(y), 1]\n"
+                 "fit <- eBayes(lmFit(y, cbind(1, g))[, 2])\n"
+                 "write.table(data.frame(t = fit$t[, 1], p = fit$p.value[, 1]), 'out.tsv', sep = '\\t', quote = FALSE)",
+                 tmp_path, y=pd.DataFrame(np.asarray(a.X).T, index=a.var_names, columns=a.obs_names),
+                 g=case.to_frame("case"))
+    base = {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol",
+            "normalize": "none"}
+    for extra in ({}, {"method": "censored"}):
+        res = get_tool("differential_abundance")(study, base | extra, ToolContext(out_dir=tmp_path, seed=0))
+        assert res.metrics["method"] == "limma" and res.metrics["variance_prior"] == "constant"
+        t = res.tables["results"].set_index("feature")
+        np.testing.assert_allclose(t["t"], r.loc[t.index, "t"], rtol=1e-8)
+        np.testing.assert_allclose(t["p"], r.loc[t.index, "p"], rtol=1e-6)
+
+
+def test_censored_model_keeps_limma_for_complete_features(ups_study, tmp_path):
+    """With missing values present, complete features keep limma's t; the others get finite tests."""
+    from proteus.stats.limma import ebayes, lm_fit
+    from proteus.tools.registry import ToolContext, get_tool
+
+    base = {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol",
+            "normalize": "none", "variance_prior": "constant", "method": "censored"}
+    res = get_tool("differential_abundance")(ups_study, base, ToolContext(out_dir=tmp_path, seed=0))
+    t = res.tables["results"].set_index("feature")
+    a = ups_study.modalities["proteomics"]
+    Y = pd.DataFrame(np.asarray(a.X).T, index=a.var_names)
+    case = (ups_study.sample_table("proteomics")["condition"] == "ups_25fmol").to_numpy(float)
+    eb = ebayes(lm_fit(Y.loc[t.index].to_numpy(), np.column_stack([np.ones(6), case])).subset([1]))
+    complete = (t["n_case"] == 3) & (t["n_control"] == 3)
+    np.testing.assert_allclose(t.loc[complete, "t"], eb.t[complete.to_numpy(), 0], rtol=1e-10)
+    assert np.isfinite(t.loc[~complete, ["t", "p", "logFC"]].to_numpy()).all() and (~complete).sum() > 20
+
+
+def test_dropout_curves_on_real_runs(ups_study):
+    """The shallowest run (most missing values) loses half its values at the highest intensity;
+    missingness falls with abundance (negative probit slope)."""
+    from proteus.stats.censored import fit_dropout_curves
+
+    a = ups_study.modalities["proteomics"]
+    Y = np.asarray(a.X, dtype=float).T
+    case = (ups_study.sample_table("proteomics")["condition"] == "ups_25fmol").to_numpy()
+    curves = fit_dropout_curves(Y, case)
+    n_missing = np.isnan(Y).sum(0)
+    assert np.argmax(curves.rho) == np.argmax(n_missing)
+    assert curves.slope_z < -5 and np.all(curves.scale > 0)
+    assert np.all(curves.rho < np.nanmedian(Y))  # half-detection below the typical intensity
+
+
+DEQMS_R = """
+d <- read.delim('v.tsv', row.names = 1)
+ok <- d$df > 0
+logVAR <- log(d$sigma2[ok]); df <- d$df[ok]; x <- log2(pmax(d$count[ok], 1))
+y.pred <- fitted(loess(logVAR ~ x, span = 0.75, control = loess.control(surface = 'direct')))
+eg <- logVAR - digamma(df / 2) + log(df / 2)
+egpred <- y.pred - digamma(df / 2) + log(df / 2)
+d0 <- 2 * trigammaInverse(mean((eg - egpred)^2 - trigamma(df / 2)))
+s02 <- exp(egpred + digamma(d0 / 2) - log(d0 / 2))
+post <- (d0 * s02 + df * d$sigma2[ok]) / (d0 + df)
+write.table(data.frame(row.names = rownames(d)[ok], post = post, prior = s02, d0 = d0), 'out.tsv', sep = '\\t',
+            quote = FALSE)
+"""
+
+
+def test_deqms_prior_matches_published_formula_in_r(ups_study, tmp_path):
+    """DEqMS ``spectraCounteBayes`` (Zhu et al. 2020) on the UPS1 fits and their MaxQuant peptide counts,
+    computed in R by the published formula (loess of log variance on log2 count, span 0.75; d0 from
+    the trigamma equation, solved exactly with limma's trigammaInverse instead of DEqMS' 0.1 grid)."""
+    from proteus.stats.deqms import count_variance_prior
+    from proteus.stats.limma import lm_fit
+
+    a = ups_study.modalities["proteomics"]
+    case = (ups_study.sample_table("proteomics")["condition"] == "ups_25fmol").to_numpy(float)
+    fit = lm_fit(np.asarray(a.X, dtype=float).T, np.column_stack([np.ones(6), case]))
+    counts = a.var["n_peptides"].to_numpy(float)
+    post, prior, d0 = count_variance_prior(fit.sigma**2, fit.df_residual, counts)
+    v = pd.DataFrame({"sigma2": fit.sigma**2, "df": fit.df_residual, "count": counts}, index=a.var_names)
+    r = _rscript(DEQMS_R, tmp_path, v=v)
+    ok = fit.df_residual > 0
+    assert d0 == pytest.approx(r["d0"].iloc[0], rel=1e-6)
+    np.testing.assert_allclose(post[ok], r["post"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(prior[ok], r["prior"].to_numpy(), rtol=1e-6)
+    # fewer peptides, larger prior variance (the reason for the method)
+    assert prior[counts == 1].mean() > prior[counts >= 10].mean()

@@ -294,8 +294,9 @@ def _log_intensities(uns, Y: np.ndarray) -> bool:
     return uns.get("transform") == "log2" or bool(np.nanmedian(Y) > 5)
 
 
-def choose_defaults(p: DifferentialParams, Y: np.ndarray, uns, counts: np.ndarray | None) -> Choice:
-    """Resolve ``auto`` parameters from the values (features x samples) and the layer's annotation."""
+def choose_defaults(p: DifferentialParams, Y: np.ndarray, is_case: np.ndarray, uns, counts: np.ndarray | None) -> Choice:
+    """Resolve ``auto`` parameters from the values (features x samples, ``is_case`` per sample) and the layer's
+    annotation."""
     reasons: list[str] = []
     intensities = _log_intensities(uns, Y)
     normalize = p.normalize
@@ -306,7 +307,7 @@ def choose_defaults(p: DifferentialParams, Y: np.ndarray, uns, counts: np.ndarra
     method, curves = p.method, None
     missing = bool(np.isnan(Y).any())
     if method in ("auto", "censored") and missing and p.impute == "none":
-        curves = fit_dropout_curves(Y)
+        curves = fit_dropout_curves(Y, is_case)
     if method == "auto":
         if p.impute != "none":
             method = "limma"
@@ -333,6 +334,7 @@ def choose_defaults(p: DifferentialParams, Y: np.ndarray, uns, counts: np.ndarra
         prior = "peptide_count" if has_counts and method in ("limma", "censored") else "constant"
         if prior == "peptide_count":
             reasons.append("DEqMS prior: variance depends on the peptides per protein (var['n_peptides'])")
+        # the tool keeps it only where it fits the variances better than one prior (larger prior df)
     elif prior == "peptide_count" and not has_counts:
         msg = "variance_prior='peptide_count' needs var['n_peptides'] with peptide counts in the layer"
         raise ToolInputError(msg)
@@ -387,7 +389,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     raw = np.asarray(adata.X[idx], dtype=float).T  # features x samples
     raw[~np.isfinite(raw)] = np.nan
     counts = adata.var["n_peptides"].to_numpy(dtype=float) if "n_peptides" in adata.var else None
-    choice = choose_defaults(p, raw, adata.uns, counts)
+    choice = choose_defaults(p, raw, is_case, adata.uns, counts)
     sub = adata[adata.obs_names[idx]]
     if choice.normalize != "none":
         from proteus.tools.qc import normalize_layer
@@ -441,7 +443,15 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         s2_post, df_total = eb.s2_post, eb.df_total
         s2_prior, df_prior = float(np.median(eb.s2_prior)), float(eb.df_prior)
         if choice.variance_prior == "peptide_count":
-            s2_post, s2_vec, df_prior = count_variance_prior(fit.sigma**2, fit.df_residual, counts[tested])
+            count_fit = count_variance_prior(fit.sigma**2, fit.df_residual, counts[tested])
+            if p.variance_prior == "auto" and not count_fit[2] > eb.df_prior:
+                choice.variance_prior = "constant"
+                choice.reasons[-1] = (f"constant prior: peptide counts do not explain the variances better (prior df "
+                                      f"{count_fit[2]:.1f} with counts vs {eb.df_prior:.1f} without)")
+        if choice.variance_prior == "peptide_count":
+            s2_post, s2_vec, df_prior = count_fit
+            if p.variance_prior == "auto":
+                choice.reasons[-1] += f" (prior df {df_prior:.1f} with counts vs {eb.df_prior:.1f} without)"
             df_total = fit.df_residual + df_prior
             with np.errstate(invalid="ignore", divide="ignore"):
                 stat = logfc / eb.stdev_unscaled[:, 0] / np.sqrt(s2_post)

@@ -60,47 +60,57 @@ class DropoutCurves:
     slope_z: float
 
 
-def fit_dropout_curves(Y: np.ndarray, n_iter: int = 50) -> DropoutCurves:
-    """Probit regression of missingness on the feature mean, intercept per sample, common slope.
+def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: int = 50) -> DropoutCurves:
+    """Probit regression of missingness on abundance, intercept per sample, common slope.
 
-    .. math:: P(y_{gj}\\ \\text{missing}) = \\Phi(a_j + b\\,\\bar y_g),\\qquad
+    .. math:: P(y_{gj}\\ \\text{missing}) = \\Phi(a_j + b\\,\\bar y_{g,k(j)}),\\qquad
         \\rho_j = -a_j / b,\\quad \\text{scale} = -1/b
 
-    with :math:`\\bar y_g` the mean of the observed values of feature :math:`g` (features observed
-    at least once). A common slope keeps samples with few missing values estimable.
+    with :math:`\\bar y_{g,k(j)}` the mean of the observed values of feature :math:`g` in the group
+    of sample :math:`j` (so that true differences between groups do not pose as dropouts; pairs
+    whose group has no value of the feature are left out). A common slope keeps samples with few
+    missing values estimable.
 
     Parameters
     ----------
     Y : ndarray, shape (n_features, n_samples)
         Log-scale values, NaN for missing.
+    groups : array-like, shape (n_samples,), optional
+        Group label per sample (default: one group).
 
     Returns
     -------
     DropoutCurves
     """
     obs = np.isfinite(Y)
-    n_obs = obs.sum(1)
-    keep = n_obs > 0
-    m = np.where(obs, Y, 0.0)[keep].sum(1) / n_obs[keep]
-    miss = ~obs[keep]
-    G, n = miss.shape
-    centre, spread = m.mean(), m.std() or 1.0
-    z = (m - centre) / spread
+    Y0 = np.where(obs, Y, 0.0)
+    groups = np.zeros(Y.shape[1], dtype=int) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    M = np.full(Y.shape, np.nan)  # per feature and sample: mean of the observed values in the sample's group
+    for k in np.unique(groups):
+        cols = groups == k
+        n_k = obs[:, cols].sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            M[:, cols] = (Y0[:, cols].sum(1) / np.where(n_k > 0, n_k, np.nan))[:, None]
+    use = np.isfinite(M)
+    n = Y.shape[1]
+    centre, spread = np.nanmean(M), np.nanstd(M) or 1.0
+    Z = np.where(use, (M - centre) / spread, 0.0)
+    miss = ~obs
     # parameters: a_1..a_n, b on the standardised mean; Newton-Raphson on the probit likelihood
-    a = np.full(n, stats.norm.ppf(np.clip(miss.mean(), 1e-3, 1 - 1e-3)))
+    a = np.full(n, stats.norm.ppf(np.clip(miss[use].mean(), 1e-3, 1 - 1e-3)))
     b = -1.0
     for _ in range(n_iter):
-        eta = a[None, :] + b * z[:, None]
+        eta = a[None, :] + b * Z
         lp, lq = stats.norm.logcdf(eta), stats.norm.logcdf(-eta)
         phi = stats.norm.logpdf(eta)
         # d loglik / d eta: y * phi/Phi - (1 - y) * phi/(1 - Phi)
         g1 = np.where(miss, np.exp(phi - lp), -np.exp(phi - lq))
-        w = np.where(miss, g1 * (g1 + eta), g1 * (g1 + eta))  # minus d2 loglik / d eta2 (probit)
-        w = np.maximum(w, 1e-10)
-        ga, gb = g1.sum(0), (g1 * z[:, None]).sum()
+        w = g1 * (g1 + eta)  # minus d2 loglik / d eta2 (probit), both outcomes
+        g1, w = np.where(use, g1, 0.0), np.where(use, np.maximum(w, 1e-10), 0.0)
+        ga, gb = g1.sum(0), (g1 * Z).sum()
         Haa = w.sum(0)
-        Hab = (w * z[:, None]).sum(0)
-        Hbb = (w * z[:, None] ** 2).sum() + 1e-6
+        Hab = (w * Z).sum(0)
+        Hbb = (w * Z**2).sum() + 1e-6
         # solve the arrow-shaped system [diag(Haa) Hab; Hab' Hbb] [da; db] = [ga; gb]
         s = Hbb - np.sum(Hab**2 / (Haa + 1e-6))
         db = (gb - np.sum(Hab * ga / (Haa + 1e-6))) / s
@@ -110,8 +120,8 @@ def fit_dropout_curves(Y: np.ndarray, n_iter: int = 50) -> DropoutCurves:
             break
     se_b = np.sqrt(1 / s) if s > 0 else np.inf
     b_raw = b / spread
-    if b_raw >= 0:  # no abundance dependence: dropouts carry no information on the mean
-        return DropoutCurves(np.full(n, -np.inf), np.full(n, np.inf), float(b / se_b))
+    if b_raw >= 0:  # no abundance dependence: a dropout is equally likely at any mean, so carries no information
+        return DropoutCurves(np.full(n, np.inf), np.ones(n), float(b / se_b))
     rho = centre - a * spread / b
     return DropoutCurves(rho, np.full(n, -1.0 / b_raw), float(b / se_b))
 

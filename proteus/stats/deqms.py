@@ -15,7 +15,9 @@ second. DEqMS (Zhu et al. 2020) lets the prior depend on the count :math:`c_g`:
     \\tilde s_g^2 = \\frac{d_0 s_{0g}^2 + d_g s_g^2}{d_0 + d_g}.
 
 The moderated t then uses :math:`\\tilde s_g^2` on :math:`d_0 + d_g` df, as limma. DEqMS solves
-for :math:`d_0` on a grid of step 0.1; here it is solved exactly (limma's ``trigammaInverse``).
+for :math:`d_0` on a grid of step 0.1; here it is solved exactly (limma's ``trigammaInverse``), and
+the loess is evaluated exactly at every count (R's ``surface = "direct"``; R's default
+``"interpolate"`` approximates it).
 
 References
 ----------
@@ -104,13 +106,16 @@ def count_variance_prior(sigma2: np.ndarray, df: np.ndarray, counts: np.ndarray,
     e = logvar - special.digamma(d / 2) + np.log(d / 2)
     e_hat = trend_ok - special.digamma(d / 2) + np.log(d / 2)
     excess = np.mean((e - e_hat) ** 2 - special.polygamma(1, d / 2))
+    # the df correction of each feature (features without a variance: the median df's)
+    d_all = np.where(ok, df, np.median(d))
+    corr = -special.digamma(d_all / 2) + np.log(d_all / 2)
     if excess > 0:
         d0 = float(2 * trigamma_inverse(excess)[0])
-        s2_prior = np.exp(trend + special.digamma(d0 / 2) - np.log(d0 / 2))
+        s2_prior = np.exp(trend + corr + special.digamma(d0 / 2) - np.log(d0 / 2))
         with np.errstate(invalid="ignore"):
             post = np.where(ok, (d0 * s2_prior + df * np.nan_to_num(sigma2)) / (d0 + df), s2_prior)
     else:
         d0 = np.inf
-        s2_prior = np.exp(trend)
+        s2_prior = np.exp(trend + corr)
         post = s2_prior.copy()
     return post, s2_prior, d0
