@@ -188,6 +188,24 @@ def test_maxquant_tmt_reporter_columns_over_two_plexes(ramus, tmp_path):
     assert {k: v // 2 for k, v in _conditions(study).items()} == _expected(samples)
 
 
+def test_tmt_sample_sheet_naming_channel_and_plex(ramus, tmp_path):
+    """A TMT design sheet with a Plex and a Channel column (no column names) and its own sample ids."""
+    pg, samples, lfq = ramus
+    table = pg[["Protein IDs", "Majority protein IDs", "Gene names"]].copy()
+    sheet = []
+    for plex in ("TMT_A", "TMT_B"):
+        for ch, s in enumerate(samples["sample"], start=1):
+            table[f"Reporter intensity corrected {ch} {plex}"] = lfq[s]
+            sheet.append({"patient": f"P{len(sheet) + 1:02d}", "Plex": plex.lower(), "Channel": ch, "condition": samples["condition"].iloc[ch - 1]})
+    table.to_csv(tmp_path / "proteinGroups.txt", sep="\t", index=False)
+    pd.DataFrame(sheet).to_csv(tmp_path / "design.tsv", sep="\t", index=False)
+    study = load_study(tmp_path)
+    (rec,) = study.sample_matching
+    assert rec.n_matched == 12 and list(rec.rules) == ["file name via column 'Channel + Plex'"]  # case ignored
+    assert sorted(study.modalities["proteomics"].obs_names) == [f"P{i:02d}" for i in range(1, 13)]
+    assert {k: v // 2 for k, v in _conditions(study).items()} == _expected(samples)
+
+
 def test_workbook_with_a_notes_sheet_first(ramus, tmp_path):
     pg, samples, _ = ramus
     notes = pd.DataFrame({"item": [f"note {i}" for i in range(12)], "text": ["instrument settings, see methods"] * 12})

@@ -25,7 +25,7 @@ from proteus.io.maf import is_maf, read_maf
 from proteus.io.matrix import read_matrix
 from proteus.io.maxquant import is_maxquant, read_maxquant
 from proteus.io.runs import merge_runs
-from proteus.io.samples import build_mapping, file_key, groups_from_names, match_samples, run_stem
+from proteus.io.samples import build_mapping, composite_keys, file_key, groups_from_names, match_samples, run_stem
 from proteus.io.unsupported import unsupported_layout
 from proteus.study import FileReport, NoUsableDataError, SampleMatching, Study
 
@@ -131,7 +131,9 @@ def _harmonise(a: ad.AnnData, clinical: pd.DataFrame, rep: FileReport) -> tuple[
     if clinical.empty and clinical.shape[0] == 0:
         return a, None
     ids = list(map(str, a.obs_names))
-    mapping, rule = match_samples(ids, clinical)
+    parts = a.uns.get("sample_id_parts")
+    extra = composite_keys(a.obs[list(parts)], clinical) if parts else None
+    mapping, rule = match_samples(ids, clinical, extra)
     record = SampleMatching(layer="", source=str(a.uns.get("source", rep.path)), n_samples=len(ids), n_rows=clinical.shape[0])
     new = [mapping.get(i, i) for i in ids]
     if new != ids:

@@ -79,8 +79,11 @@ def read_maxquant(table: RawTable, notes: list[str], kind: str = "proteomics") -
         obs = _plex_annotation(samples, notes)
     organism = organism_of(df["Fasta headers"], notes) if "Fasta headers" in df else None
     a = build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True, obs=obs, organism=organism)
-    if obs is not None and obs["plex"].nunique() > 1:
-        a.uns["sample_annotation"] = ["plex"]
+    if obs is not None:
+        named_plex = all(len(s.split(None, 1)) > 1 for s in samples)
+        a.uns["sample_id_parts"] = ["channel", "plex"] if named_plex else ["channel"]  # how a sample table may name them
+        if obs["plex"].nunique() > 1:
+            a.uns["sample_annotation"] = ["plex"]
     return a
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 
 import pandas as pd
 
-__all__ = ["normalise_id", "file_key", "run_name", "run_stem", "build_mapping", "match_samples", "groups_from_names"]
+__all__ = ["normalise_id", "file_key", "run_name", "run_stem", "build_mapping", "match_samples", "composite_keys", "groups_from_names"]
 
 _SUFFIX = re.compile(r"([_.\-](T|N|tumou?r|normal|primary|[0-9]{2}[A-Z]?))$", re.IGNORECASE)
 _RAW_EXT = re.compile(r"(\.(raw|mzml|wiff|wiff2|dia|d|mgf|mzxml|gz|zip))+$", re.IGNORECASE)
@@ -75,7 +75,7 @@ _PASSES: tuple[tuple[str, Callable[[object], str], Callable[[object], str]], ...
 )
 
 
-def match_samples(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str, str], dict[str, str]]:
+def match_samples(ids: Iterable[str], clinical: pd.DataFrame, extra: dict[str, pd.Series] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """Match file sample ids to sample-table rows, rule by rule (see the module docstring).
 
     Parameters
@@ -85,6 +85,8 @@ def match_samples(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str,
     clinical
         The sample table, indexed by the reference sample id; its text and integer columns are
         also searched (the index is preferred on ties).
+    extra
+        More id columns aligned to ``clinical``'s index (e.g. ``channel + plex`` of a TMT design).
 
     Returns
     -------
@@ -97,6 +99,7 @@ def match_samples(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str,
     order = list(clinical.index[pref]) + list(clinical.index[~pref])
     candidates = [("__index__", pd.Series(clinical.index, index=clinical.index))]
     candidates += [(c, clinical[c]) for c in clinical.columns if clinical[c].dtype == object or clinical[c].dtype.kind in "iu"]
+    candidates += list((extra or {}).items())
     mapping: dict[str, str] = {}
     rule: dict[str, str] = {}
     used: set[str] = set()
@@ -139,6 +142,40 @@ def match_samples(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str,
             used.add(target)
             rule[i] = label if best_name == "__index__" else f"{label} via column {best_name!r}"
     return mapping, rule
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    """Values as the text a header would hold (``1.0`` -> ``1``)."""
+    num = pd.to_numeric(col, errors="coerce")
+    whole = num.notna() & (num == num.round())
+    return col.astype(str).str.strip().where(~whole, num.round().astype("Int64").astype(str))
+
+
+def composite_keys(parts: pd.DataFrame, clinical: pd.DataFrame) -> dict[str, pd.Series]:
+    """Sample-table columns that together name a layer's samples (``channel`` + ``plex``).
+
+    ``parts`` holds, per layer sample, the pieces its id is made of, in order (the id is the
+    pieces joined by a space). For each piece, the sample-table columns holding all of its values
+    (case-insensitive) are found; each combination becomes one candidate id column named
+    ``'A + B'``.
+    """
+    choices: list[list[str]] = []
+    for p in parts.columns:
+        want = set(parts[p].astype(str).str.casefold())
+        cols = [c for c in clinical.columns if want <= set(_as_text(clinical[c].dropna()).str.casefold())]
+        if not cols:
+            return {}
+        choices.append(cols)
+    out: dict[str, pd.Series] = {}
+    combos: list[list[str]] = [[]]
+    for cols in choices:
+        combos = [combo + [c] for combo in combos for c in cols if c not in combo]
+    for combo in combos[:20]:
+        key = _as_text(clinical[combo[0]])
+        for c in combo[1:]:
+            key = key + " " + _as_text(clinical[c])
+        out[" + ".join(map(str, combo))] = key
+    return out
 
 
 def build_mapping(ids: Iterable[str], clinical: pd.DataFrame) -> tuple[dict[str, str], str]:
