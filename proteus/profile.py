@@ -107,6 +107,7 @@ class ModalityProfile(BaseModel):
     source: str = ""
     scale: str = Field("", description="log2 (intensities, log-transformed on reading), centred (log ratios), linear")
     n_conditions: int | None = None
+    organism: str | None = Field(None, description="species named by the feature annotation (None: not stated)")
 
 
 class Contrast(BaseModel):
@@ -181,6 +182,7 @@ class DataProfile(BaseModel):
             lines.append(
                 f"- {quote(m.name)} ({m.kind}, {m.level}-level): {m.n_features} features x {m.n_samples} "
                 f"{'cells' if m.level == 'cell' else 'samples'}, {m.missing_fraction:.0%} missing, ids: {m.id_type}"
+                + (f", organism {m.organism}" if m.organism else "")
             )
         roles: dict[str, list[str]] = {}
         for v in self.variables:
@@ -381,6 +383,7 @@ def profile_study(study: Study) -> DataProfile:
                 source=str(a.uns.get("source", "")),
                 scale=str(a.uns.get("scale", "")),
                 n_conditions=n_cond,
+                organism=a.uns.get("organism"),
             )
         )
     clin = study.clinical

@@ -21,6 +21,7 @@ import pytest
 
 from proteus.datasets import shared_dataset_dir
 from proteus.io import load_study
+from proteus.policy.playbooks import bulk_plays
 from proteus.profile import profile_study
 from proteus.study import LayoutError, NoUsableDataError
 
@@ -311,6 +312,10 @@ def test_yeast_layer_is_not_tested_against_human_gene_sets(tmp_path):
         shutil.copy(RAMUS / f, tmp_path)
     study = load_study(tmp_path)
     assert study.modalities["proteomics"].uns["organism"] == "Saccharomyces cerevisiae"
+    profile = profile_study(study)
+    assert "organism Saccharomyces cerevisiae" in profile.summary()
+    planned = {s.tool for play in bulk_plays(profile) for s in play.steps}
+    assert "differential_abundance" in planned and not planned & {"enrichment_ora", "enrichment_gsea", "ppi_network"}
     case, control = sorted(study.clinical["condition"].unique())
     params = {"modality": "proteomics", "group": "condition", "case": case, "control": control}
     for tool in ("enrichment_ora", "enrichment_gsea", "ppi_network"):

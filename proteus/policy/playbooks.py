@@ -17,6 +17,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from proteus import genesets
 from proteus.policy.decisions import ObjectiveSpec, StepSpec
 from proteus.profile import Contrast, DataProfile, FactorDesign
 
@@ -98,9 +99,10 @@ def _valid_values(c: Contrast, fraction: float = 0.7) -> int:
 
 
 def _mappable(profile: DataProfile, modality: str) -> bool:
-    """Whether the layer's feature ids can be mapped to gene symbols (pathway and network steps need that)."""
+    """Whether the layer's feature ids can be mapped to the shipped (human) gene sets (pathway and
+    network steps need that): not probes or miRNAs, and not another organism's proteins."""
     m = next((m for m in profile.modalities if m.name == modality), None)
-    return m is None or m.id_type not in ("probe", "mirna")
+    return m is None or (m.id_type not in ("probe", "mirna") and genesets.organism_problem(m.organism) is None)
 
 
 def _contrast_params(c: Contrast) -> dict:
