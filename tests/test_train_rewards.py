@@ -149,3 +149,18 @@ def test_prompt_rows_and_a_stable_held_out_split(decisions, tmp_path):
     assert len(train) + len(held) == len(rows) and split_held_out(rows, 0.5, seed=1) == (train, held)
     with pytest.raises(ValueError):
         split_held_out(rows, 1.0)
+
+
+def test_train_command_without_the_extra_prints_the_install_hint(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import proteus.train.command as command
+    from proteus.cli import app
+    from proteus.train import INSTALL_HINT
+
+    monkeypatch.setattr(command, "missing_packages", lambda: ["torch", "trl"])
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "rl.jsonl"), "--base", "m.gguf", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and INSTALL_HINT in lines[0] and "torch, trl" in lines[0]
+    assert not (tmp_path / "o").exists()

@@ -12,9 +12,12 @@ Everything but the rewards and the data needs the ``[train]`` extra (:data:`INST
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import sys
+from pathlib import Path
 
-__all__ = ["INSTALL_HINT", "missing_packages"]
+__all__ = ["INSTALL_HINT", "missing_packages", "import_hf_datasets"]
 
 INSTALL_HINT = "pip install 'proteus-discovery[train]'  (torch, transformers, trl, peft, gguf)"
 """The one line that says how to install what ``proteus train`` needs."""
@@ -25,3 +28,18 @@ _NEEDED = ("torch", "transformers", "trl", "peft", "datasets", "gguf", "jsonsche
 def missing_packages() -> list[str]:
     """The packages of the ``[train]`` extra that are not importable here."""
     return [p for p in _NEEDED if importlib.util.find_spec(p) is None]
+
+
+def import_hf_datasets():
+    """Hugging Face's ``datasets`` (TRL needs it), even when Python runs from a PROTEUS checkout,
+    whose top-level ``datasets/`` folder (shipped as ``proteus.datasets``) would shadow it."""
+    mod = sys.modules.get("datasets")
+    if mod is not None and hasattr(mod, "Dataset"):
+        return mod
+    sys.modules.pop("datasets", None)
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if not (Path(p or ".").resolve() / "datasets" / "__init__.py").exists() or (Path(p or ".").resolve() / "datasets" / "arrow_dataset.py").exists()]
+    try:
+        return importlib.import_module("datasets")
+    finally:
+        sys.path[:] = saved

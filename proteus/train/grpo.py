@@ -102,8 +102,10 @@ def train(
     -------
     The contents of ``train.json``.
     """
+    from proteus.train import import_hf_datasets
+
+    Dataset = import_hf_datasets().Dataset
     import torch
-    from datasets import Dataset
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
@@ -152,6 +154,7 @@ def train(
         learning_rate=learning_rate,
         temperature=1.0,
         beta=0.0,
+        gradient_checkpointing=False,
         logging_steps=1,
         save_strategy="no",
         report_to=[],

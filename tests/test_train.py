@@ -1,0 +1,119 @@
+"""Tuning and serving back: GRPO + LoRA on recorded decisions, the adapter merged into a GGUF
+that llama.cpp runs. Needs the ``[train]`` extra (skipped without it) and, for serving,
+llama-cpp-python[server].
+
+The model is the tiny random-weight llama GGUF the llama.cpp tests build (2 layers, 64-d);
+the prompts are decisions the reference policy recorded on the small study.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from llm_fixtures.server import free_port, llama_available, tiny_gguf  # noqa: F401  (fixture)
+from llm_fixtures.study import make_view
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+pytest.importorskip("gguf")
+
+from proteus.policy.reference import ReferencePolicy  # noqa: E402
+from proteus.records import Objective, Step  # noqa: E402
+from proteus.rl_export import export_rl  # noqa: E402
+from proteus.rundir import RunDir  # noqa: E402
+from proteus.train.grpo import load_base, train  # noqa: E402
+from proteus.train.gguf_export import merge_adapter, write_gguf  # noqa: E402
+
+OBJ = Objective(id="obj_1", title="MSI", question="Which proteins separate MSI-H from MSS?", family="differential")
+
+
+@pytest.fixture(scope="module")
+def trajectories(tmp_path_factory):
+    """export-rl of a run directory holding interpret decisions recorded for a small context."""
+    rd = RunDir(tmp_path_factory.mktemp("run") / "run")
+    view = make_view()
+    view.trace = rd.append_trace
+    view.objectives = [OBJ]
+    policy = ReferencePolicy(context_tokens=1024)
+    rels = list(view.kg.relations)
+    for i in range(6):
+        step = Step(id=f"s_{i}", tool="differential_abundance", params={"modality": "proteomics", "group": "MSI_status"}, status="done",
+                    summary=f"{i + 1} proteins differ", relation_ids=rels[i : i + 1])
+        policy.interpret(view, OBJ, step)
+    out = rd.path.parent / "rl.jsonl"
+    assert export_rl([rd.path], out) == 6
+    return out
+
+
+def _logits_llama_cpp(path, tokens):
+    from llama_cpp import Llama
+
+    llm = Llama(str(path), logits_all=True, n_ctx=64, verbose=False)
+    try:
+        llm.eval(tokens)
+        return np.array(llm.scores[: len(tokens)])
+    finally:
+        llm.close()
+
+
+@pytest.mark.skipif(not llama_available(), reason="llama-cpp-python is not installed")
+def test_merged_adapter_in_gguf_computes_what_transformers_computes(tiny_gguf, tmp_path):  # noqa: F811
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, _, template = load_base(tiny_gguf)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    tokens = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100]
+    with torch.no_grad():
+        tuned = peft_model(torch.tensor([tokens])).logits[0].numpy()
+        merged = merge_adapter(peft_model)
+        assert np.allclose(merged(torch.tensor([tokens])).logits[0].numpy(), tuned, atol=1e-4)
+    gguf_path = write_gguf(merged, tmp_path / "tuned.gguf", template=template)
+    served = _logits_llama_cpp(gguf_path, tokens)
+    base = _logits_llama_cpp(tiny_gguf, tokens)
+    # llama.cpp runs the adapter's weights (F16-rounded): its logits follow the tuned model,
+    # not the base it was built from
+    assert np.corrcoef(served.ravel(), tuned.ravel())[0, 1] > 0.999
+    assert np.abs(served - tuned).max() < np.abs(base - tuned).max() / 10
+
+
+def test_one_grpo_step_writes_adapter_gguf_and_held_out_rewards(trajectories, tiny_gguf, tmp_path):  # noqa: F811
+    out = tmp_path / "tuned"
+    s = train(trajectories, tiny_gguf, out, steps=1, num_generations=2, max_completion_tokens=8, max_prompt_tokens=4096, held_out=0.34, max_eval_prompts=2, lora_rank=4)
+    saved = json.loads((out / "train.json").read_text())
+    assert saved["n_train"] + saved["n_held_out"] == s["n_prompts"] == 6 and saved["n_held_out"] >= 1
+    assert saved["decisions"] == ["interpret"] and saved["device"] == "cpu"
+    steps = [e for e in saved["log"] if "reward" in e]
+    assert len(steps) == 1 and 0.0 <= steps[0]["reward"] <= 1.0
+    ho = saved["held_out"]
+    assert len(ho["rewards_before"]) == len(ho["rewards_after"]) == saved["n_held_out"]
+    assert ho["change"]["mean"] == pytest.approx(np.mean(ho["rewards_after"]) - np.mean(ho["rewards_before"]))
+    cfg = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert cfg["r"] == 4 and cfg["peft_type"] == "LORA"
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    import gguf
+
+    reader = gguf.GGUFReader(str(out / "model.gguf"))
+    assert reader.fields["general.architecture"].contents() == "llama"
+    assert reader.fields["tokenizer.ggml.tokens"].contents() == gguf.GGUFReader(str(tiny_gguf)).fields["tokenizer.ggml.tokens"].contents()
+
+
+@pytest.mark.skipif(not llama_available(), reason="llama-cpp-python[server] is not installed")
+def test_tuned_gguf_served_by_llama_cpp_answers_a_decision(trajectories, tiny_gguf, tmp_path):  # noqa: F811
+    from proteus.llm import make_backend
+    from proteus.policy.decisions import Interpretation
+    from proteus.serve import serve
+
+    out = tmp_path / "tuned"
+    s = train(trajectories, tiny_gguf, out, steps=1, num_generations=2, max_completion_tokens=8, max_prompt_tokens=4096, evaluate=False, lora_rank=4)
+    with serve(s["gguf"], engine="llamacpp", port=free_port(), name="tuned", max_model_len=8192, timeout_s=120, log=tmp_path / "server.log") as server:
+        backend = make_backend(server.model_arg, server.base_url, max_completion_tokens=64, timeout_s=120)
+        prompt = json.loads(trajectories.read_text().splitlines()[0])["prompt"]
+        c = backend.complete(prompt, Interpretation, name="interpret")
+    assert c.prompt_tokens > 0 and c.completion_tokens > 0
+    assert c.text.lstrip().startswith("{")  # the grammar forces JSON from the tuned weights too
