@@ -210,8 +210,10 @@ def test_tmt_sample_sheet_naming_channel_and_plex(ramus, tmp_path):
 def test_workbook_with_a_notes_sheet_first(ramus, tmp_path):
     pg, samples, _ = ramus
     notes = pd.DataFrame({"item": [f"note {i}" for i in range(12)], "text": ["instrument settings, see methods"] * 12})
+    settings = pd.DataFrame({"parameter": ["gradient (min)", "flow (nl/min)", "injection (ug)"], "value": [120, 300, 1]})
     with pd.ExcelWriter(tmp_path / "results.xlsx") as w:
         notes.to_excel(w, sheet_name="README", index=False)
+        settings.to_excel(w, sheet_name="LC settings", index=False)
         pg.drop(columns=["Fasta headers"]).to_excel(w, sheet_name="proteins", index=False)
         samples.to_excel(w, sheet_name="design", index=False)
     study = load_study(tmp_path)
@@ -220,6 +222,9 @@ def test_workbook_with_a_notes_sheet_first(ramus, tmp_path):
     assert _conditions(study) == _expected(samples)
     readme = next(r for r in study.reports if r.path.endswith(":README"))
     assert readme.kind == "ignored"
+    assert list(study.modalities) == ["proteomics"]
+    lc = next(r for r in study.reports if r.path.endswith(":LC settings"))
+    assert "not a data sheet" in lc.problem
 
 
 def test_messy_level_spellings_are_merged(ramus, tmp_path):

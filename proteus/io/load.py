@@ -341,8 +341,12 @@ def load_study(
         except (ValueError, KeyError, TypeError) as e:
             _problem(rep, ReadProblem(f"could not interpret the table as {kind} ({type(e).__name__}: {str(e)[:120]})"))
 
-    for a, rep, merged in merge_runs(read):
-        a, record = _harmonise(a, clinical, rep)
+    harmonised = [(*_harmonise(a, clinical, rep), rep, merged) for a, rep, merged in merge_runs(read)]
+    matched_sheets = {rep.path.rsplit(":", 1)[0] for _, rec, rep, _ in harmonised if rec and rec.n_matched and ":" in rep.path}
+    for a, record, rep, merged in harmonised:
+        if record and not record.n_matched and rep.path.rsplit(":", 1)[0] in matched_sheets:
+            _problem(rep, ReadProblem("no sample id matches the sample table, unlike the other sheets of the workbook: not a data sheet; not analysed"))
+            continue
         name = add(a, rep, record)
         for r in merged:
             r.modality, r.shape = name, None
