@@ -25,7 +25,7 @@ from proteus.io.maf import is_maf, read_maf
 from proteus.io.matrix import read_matrix
 from proteus.io.maxquant import is_maxquant, read_maxquant
 from proteus.io.runs import merge_runs
-from proteus.io.samples import build_mapping, composite_keys, file_key, groups_from_names, match_samples, run_stem
+from proteus.io.samples import build_mapping, composite_keys, file_key, groups_from_names, match_samples, run_name, run_stem
 from proteus.io.unsupported import unsupported_layout
 from proteus.study import FileReport, NoUsableDataError, SampleMatching, Study
 
@@ -97,13 +97,9 @@ def _data_ids(tables: list[tuple[RawTable, str]]) -> set[str]:
         elif kind == "diann_report":
             ids |= {run_stem(r) for c in ("Run", "File.Name") if c in t.df for r in t.df[c].dropna().unique()}
         elif kind in _DATA_KINDS:
-            ids |= {run_stem(h) for h in t.df.columns[1:]} | set(map(str, t.df.columns))
+            ids |= {run_name(h) for h in t.df.columns[1:]} | set(map(str, t.df.columns))
             if kind == "matrix" and len(t.df) <= 5000:  # long first columns hold features, not samples
                 ids |= set(t.df.iloc[:, 0].dropna().astype(str).str.strip())
-    for prefix in ("LFQ intensity ", "Intensity "):
-        ids |= {i[len(prefix):] for i in ids if i.startswith(prefix)}
-    for suffix in (" MaxLFQ Intensity", " Intensity"):
-        ids |= {i[: -len(suffix)] for i in ids if i.endswith(suffix)}
     return ids
 
 
