@@ -18,6 +18,7 @@ import pandas as pd
 from proteus.io._text import RawTable, ReadProblem, read_excel_tables, read_text_table
 from proteus.io.clinical import index_clinical, is_panel, is_sample_sheet, looks_clinical, tidy_levels
 from proteus.io.diann import is_diann, is_diann_report, read_diann, read_diann_report
+from proteus.io.exclusions import drop_excluded
 from proteus.io.discover import DEFAULT_MAX_BYTES, Candidate, discover
 from proteus.io.fragpipe import is_fragpipe, read_fragpipe
 from proteus.io.h5ad import read_h5ad
@@ -394,8 +395,8 @@ def load_study(
         else:
             reason = f"no usable data in {path}: no data files found"
         raise NoUsableDataError(reason)
-    return Study(root=root, modalities=modalities, clinical=clinical, mutations=muts, reports=reports,
-                 sample_matching=matching, sample_notes=sample_notes)
+    return drop_excluded(Study(root=root, modalities=modalities, clinical=clinical, mutations=muts, reports=reports,
+                               sample_matching=matching, sample_notes=sample_notes))
 
 
 def _read_fcs(fcs, classified, clinical, reports, add) -> pd.DataFrame:
