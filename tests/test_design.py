@@ -178,6 +178,6 @@ def test_ucec_objectives_capped_at_five_follow_power(ucec_study):
     assert planned == prof.factors[: len(planned)]  # the cap keeps the head of the power ranking
     assert min(f.power for f in planned) > 10  # no 7-vs-96 split (effective n 6.5)
     order = [f.name for f in prof.factors]
-    assert order.index("Histologic_type") < order.index("POLE_subtype")  # 14 vs 86 before 7 vs 96
+    assert order.index("MSI_status") < order.index("POLE_subtype")  # a balanced split before 7 vs 88 (flagged cases excluded)
     first = prof.contrasts[0]
     assert "Proteomics_TMT_plex" in first.covariates
