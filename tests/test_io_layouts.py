@@ -21,6 +21,7 @@ import pytest
 
 from proteus.datasets import shared_dataset_dir
 from proteus.io import load_study
+from proteus.io.samples import match_samples
 from proteus.policy.playbooks import bulk_plays
 from proteus.profile import profile_study
 from proteus.study import LayoutError, NoUsableDataError
@@ -373,3 +374,41 @@ def test_recognised_unsupported_layouts_are_refused_by_name(ramus, tmp_path):
     assert study.modalities["proteomics"].uns["source"] == "report.pg_matrix.tsv"
     problems = {r.path: r.problem for r in study.reports if r.problem}
     assert "MaxQuant evidence" in problems["evidence.txt"] and "DIA-NN precursor matrix" in problems["report.pr_matrix.tsv"]
+
+
+@pytest.mark.parametrize(("column", "row"), [
+    ("D:\\Data\\run 7\\S1_A.raw", "S1_A"),
+    ("/mnt/ms/S1_A.d", "s1_a.D"),
+    ("S1_A.wiff", "S1_A.wiff.scan"),
+    ("LFQ intensity S1_A", "S1_A.mzML"),
+    ("S1_A MaxLFQ Intensity", "S1_A"),
+    ("Reporter intensity corrected 3 S1_A", "3 S1_A"),
+    ("[2] S1_A.raw.PG.Quantity", "C:/x/S1_A.raw"),
+    ("S1_A.dia", "s1_a"),
+])
+def test_file_name_rule(column, row):
+    mapping, rule = match_samples([column, "other"], pd.DataFrame({"x": [1, 2]}, index=[row, "unrelated"]))
+    assert mapping == {column: row} and rule[column] in ("exact id", "file name")
+
+
+def test_matching_rules_in_order_and_one_row_per_sample():
+    table = pd.DataFrame({"raw": ["a.raw", "b.raw", "c.raw"]}, index=["A", "B", "C3L-00006"])
+    mapping, rule = match_samples(["A", "b", "C3L-00006_T", "C3L-00006_N"], table)
+    assert mapping == {"A": "A", "b": "B"}
+    assert rule == {"A": "exact id", "b": "file name"}  # the two suffixed ids would collide: left out
+    mapping, rule = match_samples(["C3L-00006_T"], table)
+    assert rule == {"C3L-00006_T": "tumour/normal suffix"}
+
+
+def test_small_panel_per_sample_stays_a_matrix(ramus, tmp_path):
+    """Rows named like the samples, all values distinct: measurements (a cytokine panel), not a sample table."""
+    pg, samples, _ = ramus
+    shutil.copy(RAMUS / "proteinGroups.txt", tmp_path)
+    samples.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    rng = np.random.default_rng(2)
+    panel = pd.DataFrame(rng.lognormal(5, 1, size=(6, 8)), columns=[f"marker{i}" for i in range(8)])
+    panel.insert(0, "sample", samples["sample"])
+    panel.to_csv(tmp_path / "elisa_panel.tsv", sep="\t", index=False)
+    study = load_study(tmp_path)
+    assert len(study.modalities) == 2
+    assert sorted(a.n_obs for a in study.modalities.values()) == [6, 6]

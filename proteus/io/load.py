@@ -170,7 +170,9 @@ def _annotate_from_layers(clinical: pd.DataFrame, layers: dict[str, ad.AnnData],
 
 def _sample_tables_among_matrices(classified: list[tuple[RawTable, FileReport, str]]) -> list[tuple[RawTable, FileReport, str]]:
     """A narrow table read as a matrix is a sample table when one of its columns names the samples
-    of another data table (its column headers, by file name), e.g. a numeric-only sheet of raw files."""
+    of another data table (its column headers, by file name) and another column repeats values like
+    a design factor (replicate, dose, batch), e.g. a numeric-only sheet of raw files; a small panel
+    of measurements per sample (all values distinct) stays a matrix."""
     headers = {id(t): {file_key(h) for h in t.df.columns} for t, _, k in classified if k in _DATA_KINDS}
     out = []
     for t, rep, kind in classified:
@@ -178,7 +180,8 @@ def _sample_tables_among_matrices(classified: list[tuple[RawTable, FileReport, s
             others = set().union(*[h for i, h in headers.items() if i != id(t)])
             for c in t.df.columns:
                 vals = t.df[c].dropna().astype(str).str.strip()
-                if len(vals) >= 2 and vals.is_unique and vals.map(file_key).isin(others).mean() >= 0.5:
+                factor = any(t.df[o].nunique() <= len(t.df) / 2 for o in t.df.columns if o != c)
+                if factor and len(vals) >= 2 and vals.is_unique and vals.map(file_key).isin(others).mean() >= 0.5:
                     t.notes.append(f"column {c!r} names the samples of another data table: read as a sample table")
                     kind = "clinical"
                     break

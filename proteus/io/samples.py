@@ -22,7 +22,7 @@ import pandas as pd
 __all__ = ["normalise_id", "file_key", "run_name", "run_stem", "build_mapping", "match_samples", "composite_keys", "groups_from_names"]
 
 _SUFFIX = re.compile(r"([_.\-](T|N|tumou?r|normal|primary|[0-9]{2}[A-Z]?))$", re.IGNORECASE)
-_RAW_EXT = re.compile(r"(\.(raw|mzml|wiff|wiff2|dia|d|mgf|mzxml|gz|zip))+$", re.IGNORECASE)
+_RAW_EXT = re.compile(r"(\.(raw|mzml|wiff|wiff2|scan|dia|d|mgf|mzxml|gz|zip))+$", re.IGNORECASE)
 _VENDOR_PREFIX = re.compile(
     r"^(?:\[\d+\]\s*|(?:lfq intensity|reporter intensity corrected|reporter intensity|maxlfq intensity|intensity)[ _]+)", re.I)
 _VENDOR_SUFFIX = re.compile(r"(?:[ _]+(?:maxlfq intensity|intensity)|\.PG\.(?:Quantity|MaxLFQ|Normalised|Normalized))$", re.I)
