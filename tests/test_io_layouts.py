@@ -412,3 +412,22 @@ def test_small_panel_per_sample_stays_a_matrix(ramus, tmp_path):
     study = load_study(tmp_path)
     assert len(study.modalities) == 2
     assert sorted(a.n_obs for a in study.modalities.values()) == [6, 6]
+
+
+def test_parquet_report_needs_pyarrow_or_is_read(ramus, tmp_path):
+    """DIA-NN 1.9+ writes report.parquet: read with pyarrow, else refused with the install hint."""
+    pg, samples, _ = ramus
+    shutil.copy(RAMUS / "proteinGroups.txt", tmp_path)
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        (tmp_path / "report.parquet").write_bytes(b"PAR1\x00\x00fake")
+        study = load_study(tmp_path)
+        (rep,) = [r for r in study.reports if r.path == "report.parquet"]
+        assert "pip install pyarrow" in rep.problem
+        return
+    report = pd.DataFrame({"Run": np.repeat(samples["sample"].to_numpy(), 2), "Protein.Group": ["P1", "P2"] * 6,
+                           "Genes": ["G1", "G2"] * 6, "PG.MaxLFQ": np.arange(1, 13) * 1e6, "Q.Value": 0.001})
+    report.to_parquet(tmp_path / "report.parquet")
+    study = load_study(tmp_path)
+    assert study.modalities["proteomics_2"].n_obs == 6

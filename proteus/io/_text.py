@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["ReadProblem", "RawTable", "read_bytes", "decode", "read_text_table", "read_excel_tables"]
+__all__ = ["ReadProblem", "RawTable", "read_bytes", "decode", "read_text_table", "read_excel_tables", "read_parquet_table"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -196,3 +196,21 @@ def read_excel_tables(path: Path, source: str) -> tuple[list[RawTable], list[str
         df.columns = [str(c).strip() for c in df.columns]
         tables.append(RawTable(f"{source}:{name}", df.reset_index(drop=True), list(df.columns), []))
     return tables, skipped
+
+
+def read_parquet_table(path: Path, source: str) -> RawTable:
+    """A Parquet table (e.g. DIA-NN 1.9+ ``report.parquet``); needs the optional ``pyarrow``."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        msg = "a Parquet file needs pyarrow to be read (pip install pyarrow), or export the table as TSV"
+        raise ReadProblem(msg) from None
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises many types for a damaged file
+        raise ReadProblem(f"unreadable Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+    if df.shape[0] == 0:
+        raise ReadProblem("header only, no data rows")
+    df = df.reset_index(drop=True)
+    df.columns = [str(c).strip() for c in df.columns]
+    return RawTable(source, df, list(df.columns), [])

@@ -28,7 +28,7 @@ _ARCHIVE_EXT = {".zip", ".tar", ".tgz", ".7z", ".rar", ".bz2", ".xz"}
 
 @dataclass
 class Candidate:
-    """A file to read: ``reader`` is ``table``, ``excel``, ``h5ad`` or ``fcs``."""
+    """A file to read: ``reader`` is ``table``, ``excel``, ``parquet``, ``h5ad`` or ``fcs``."""
 
     path: Path
     rel: str
@@ -54,6 +54,8 @@ def _reader_for(name: str) -> tuple[str | None, str | None]:
         return "h5ad", None
     if ext == ".fcs":
         return "fcs", None
+    if ext == ".parquet":
+        return "parquet", None
     return "table", None  # known table extensions and anything else: content decides
 
 

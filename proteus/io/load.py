@@ -15,7 +15,7 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
-from proteus.io._text import RawTable, ReadProblem, read_excel_tables, read_text_table
+from proteus.io._text import RawTable, ReadProblem, read_excel_tables, read_parquet_table, read_text_table
 from proteus.io.clinical import index_clinical, is_panel, is_sample_sheet, looks_clinical, tidy_levels
 from proteus.io.diann import is_diann, is_diann_report, read_diann, read_diann_report
 from proteus.io.exclusions import drop_excluded
@@ -49,7 +49,7 @@ def _problem(rep: FileReport, exc: Exception) -> None:
 def _read_tables(cands: list[Candidate], max_bytes: int, reports: list[FileReport]) -> list[tuple[RawTable, FileReport]]:
     out = []
     for c in cands:
-        if c.reader not in ("table", "excel"):
+        if c.reader not in ("table", "excel", "parquet"):
             continue
         rep = FileReport(c.rel)
         reports.append(rep)
@@ -75,6 +75,8 @@ def _read_tables(cands: list[Candidate], max_bytes: int, reports: list[FileRepor
                     reports.append(r)
                     rep.notes.append(f"sheet read as {t.source}")
                     out.append((t, r))
+            elif c.reader == "parquet":
+                out.append((read_parquet_table(c.path, c.rel), rep))
             else:
                 comment = "#" if ".maf" in c.rel.lower() else None
                 out.append((read_text_table(c.path, c.rel, max_bytes, comment=comment), rep))
