@@ -306,7 +306,7 @@ def choose_defaults(p: DifferentialParams, Y: np.ndarray, is_case: np.ndarray, u
                        else "no normalisation: values were processed before reading")
     method, curves = p.method, None
     missing = bool(np.isnan(Y).any())
-    if method in ("auto", "censored") and missing and p.impute == "none":
+    if (method == "censored" or (method == "auto" and intensities)) and missing and p.impute == "none":
         curves = fit_dropout_curves(Y, is_case)
     if method == "auto":
         if p.impute != "none":

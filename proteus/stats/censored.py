@@ -60,7 +60,8 @@ class DropoutCurves:
     slope_z: float
 
 
-def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: int = 50) -> DropoutCurves:
+def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: int = 50,
+                       max_values: int = 500_000) -> DropoutCurves:
     """Probit regression of missingness on abundance, intercept per sample, common slope.
 
     .. math:: P(y_{gj}\\ \\text{missing}) = \\Phi(a_j + b\\,\\bar y_{g,k(j)}),\\qquad
@@ -77,11 +78,16 @@ def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: 
         Log-scale values, NaN for missing.
     groups : array-like, shape (n_samples,), optional
         Group label per sample (default: one group).
+    max_values : int
+        Larger tables are fitted on every k-th feature (deterministic), at most this many values.
 
     Returns
     -------
     DropoutCurves
     """
+    Y = np.asarray(Y, dtype=float)
+    step = max(1, Y.size // max_values)
+    Y = Y[::step]  # large tables: every step-th feature is plenty for two parameters per sample
     obs = np.isfinite(Y)
     Y0 = np.where(obs, Y, 0.0)
     groups = np.zeros(Y.shape[1], dtype=int) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
@@ -101,10 +107,9 @@ def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: 
     b = -1.0
     for _ in range(n_iter):
         eta = a[None, :] + b * Z
-        lp, lq = stats.norm.logcdf(eta), stats.norm.logcdf(-eta)
-        phi = stats.norm.logpdf(eta)
-        # d loglik / d eta: y * phi/Phi - (1 - y) * phi/(1 - Phi)
-        g1 = np.where(miss, np.exp(phi - lp), -np.exp(phi - lq))
+        log_phi = -0.5 * eta**2 - 0.5 * np.log(2 * np.pi)
+        # d loglik / d eta: phi/Phi if missing, -phi/(1 - Phi) if observed
+        g1 = np.where(miss, np.exp(log_phi - special.log_ndtr(eta)), -np.exp(log_phi - special.log_ndtr(-eta)))
         w = g1 * (g1 + eta)  # minus d2 loglik / d eta2 (probit), both outcomes
         g1, w = np.where(use, g1, 0.0), np.where(use, np.maximum(w, 1e-10), 0.0)
         ga, gb = g1.sum(0), (g1 * Z).sum()
@@ -128,11 +133,11 @@ def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: 
 
 def _lambda(z: np.ndarray) -> np.ndarray:
     """Inverse Mills ratio :math:`\\phi(z)/\\Phi(z)`, stable for very negative z."""
-    return np.exp(stats.norm.logpdf(z) - special.log_ndtr(z))
+    return np.exp(-0.5 * z**2 - 0.5 * np.log(2 * np.pi) - special.log_ndtr(z))
 
 
 def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.ndarray, zeta2: np.ndarray,
-                        n_iter: int = 100, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+                        n_iter: int = 100, tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
     """Maximise the censored-normal log likelihood (module docstring) of every feature by Newton steps.
 
     The likelihood is concave in :math:`\\beta` (a Gaussian plus log-probit terms), so damped
@@ -183,8 +188,10 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
         t = tau[active]
         zc = (rho[None, :] - mu) / t
         lam = _lambda(zc)
+        with np.errstate(invalid="ignore"):
+            curv = np.where(lam > 0, lam * (zc + lam), 0.0)  # 0 where a dropout is certain (z = +inf)
         w1 = np.where(o, (Y0[active] - mu) / s2c[active], -lam / t)
-        w2 = np.where(o, 1.0 / s2c[active], lam * (zc + lam) / t**2)
+        w2 = np.where(o, 1.0 / s2c[active], curv / t**2)
         grad = w1 @ X
         H = (w2 @ XX).reshape(-1, p, p) + 1e-10 * np.eye(p)
         step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
