@@ -71,7 +71,10 @@ def test_playbook_label_free_filter_and_every_level_against_reference():
     da = [s for p in plays for s in p.steps if s.tool == "differential_abundance"]
     assert {s.params["case"] for s in da} == {"A", "B", "C", "D"}
     assert {s.params["control"] for s in da} == {"healthy"}
-    assert all(s.params["impute"] == "downshift" and s.params["min_valid"] == 7 for s in da)  # 70% of 10
+    # missing values modelled by the tool's default (no imputation asked for), and the rationale says why
+    assert all("impute" not in s.params and "method" not in s.params for s in da)
+    frac = f"{prof.modalities[0].missing_fraction:.0%} of values missing"
+    assert all(frac in s.rationale and "dropouts" in s.rationale for s in da)
 
 
 def _rel(subj: Entity, pred: str, obj: Entity, q: float, tool: str, effect: float = 1.0, **stats) -> Relation:

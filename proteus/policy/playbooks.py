@@ -13,7 +13,6 @@ subtypes (cf. Dou et al., Cell 2020 for a CPTAC cohort's analysis plan). Cell-le
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 
@@ -82,20 +81,15 @@ def _pick_continuous(profile: DataProfile) -> str | None:
     return profile.continuous[0] if profile.continuous else None
 
 
-def _missing_handling(profile: DataProfile, modality: str) -> dict:
-    """Label-free intensities with much missingness: Perseus down-shift imputation (missing ~ low abundance).
-
-    Log-ratio (TMT, CPTAC-style) layers are tested on observed values, as limma does.
-    """
+def _missing_note(profile: DataProfile, modality: str) -> str:
+    """Why the test fits the layer: label-free intensities with missing values get the tool's missing-value
+    (dropout) model when missingness depends on abundance (``method='auto'`` decides on the data and reports
+    why); log ratios are tested on observed values, as limma does."""
     m = next((m for m in profile.modalities if m.name == modality), None)
-    if m is not None and m.scale == "log2" and m.missing_fraction > 0.3:
-        return {"impute": "downshift", "min_valid": 3}
-    return {}
-
-
-def _valid_values(c: Contrast, fraction: float = 0.7) -> int:
-    """Perseus' usual valid-value filter before imputation: 70% valid values in at least one group (>= 3)."""
-    return max(3, math.ceil(fraction * min(c.n_case, c.n_control)))
+    if m is not None and m.scale == "log2" and m.missing_fraction > 0:
+        return (f"; {m.missing_fraction:.0%} of values missing in label-free intensities: modelled as abundance-dependent "
+                "dropouts where the data show it, proteins seen in one group only tested, nothing imputed")
+    return ""
 
 
 def _mappable(profile: DataProfile, modality: str) -> bool:
@@ -115,11 +109,8 @@ def _adjusted(c: Contrast) -> str:
 
 
 def _da_step(profile: DataProfile, c: Contrast, primary: str) -> StepSpec:
-    missing = _missing_handling(profile, primary)
-    if missing:
-        missing["min_valid"] = _valid_values(c)
-    return _step("differential_abundance", f"moderated t (limma) {c.case} vs {c.control} in {primary}{_adjusted(c)}",
-                 modality=primary, **_contrast_params(c), **missing)
+    return _step("differential_abundance", f"moderated t {c.case} vs {c.control} in {primary}{_adjusted(c)}"
+                 f"{_missing_note(profile, primary)}", modality=primary, **_contrast_params(c))
 
 
 def _contrast_steps(profile: DataProfile, c: Contrast, primary: str, deep: bool) -> list[StepSpec]:
