@@ -89,7 +89,7 @@ class HeuristicPolicy(Policy):
     def plan_workflow(self, view: ResearchView, objective: Objective) -> WorkflowPlan:
         for p in self._plays(view) + followup_plays(view.profile, view.kg):
             if p.objective.title == objective.title:
-                steps = self._valid_steps(view, p.steps)
+                steps = self._valid_steps(view, p.steps)[: view.max_steps_per_workflow]
                 if steps:
                     return WorkflowPlan(steps=steps)
         fallback = [StepSpec(tool="missingness_report", params={"modality": m.name}, rationale="describe completeness") for m in view.profile.modalities if m.level == "sample"][:1]
