@@ -1,0 +1,116 @@
+"""Benchmark: does GRPO on the agent's own decisions raise the verifiable reward on held-out prompts?
+
+1. Offline runs on the given data folders, each decision recorded as the model path would ask
+   it for a model with ``--context-tokens`` of context (:class:`~proteus.policy.reference.ReferencePolicy`),
+   exported with ``proteus export-rl`` (skipped with ``--trajectories``).
+2. ``proteus.train.grpo.train`` on the base model: mean reward of greedy answers on the held-out
+   prompts before and after, the paired change with its 95% t and bootstrap intervals, wall
+   times of evaluation and training, the device.
+3. With ``--served-run DATA``: the base and the tuned GGUF each served by llama.cpp and used by
+   ``proteus run`` on DATA; the accepted-decision rate (model answers accepted first time or
+   after repair, over all decisions) of both runs.
+
+Writes ``bench_train.json`` in ``--out`` and prints it. Example (CPU, SmolLM2-135M)::
+
+    python evals/bench_train.py --data DIR1 DIR2 --base SmolLM2-135M-Instruct.Q4_1.gguf \\
+        --out /tmp/bench-train --steps 30 --context-tokens 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def export_decisions(data: list[Path], out: Path, context_tokens: int) -> Path:
+    from proteus.policy.reference import ReferencePolicy
+    from proteus.rl_export import export_rl
+    from proteus.runner import run_research
+
+    runs = []
+    for d in data:
+        run = out / "runs" / d.name
+        if not (run / "run.json").exists():
+            run_research(d, run, policy=ReferencePolicy(context_tokens=context_tokens), seed=0)
+        runs.append(run)
+    path = out / "trajectories.jsonl"
+    n = export_rl(runs, path)
+    print(f"{n} decisions from {len(runs)} runs -> {path}", file=sys.stderr)
+    return path
+
+
+def accepted_rate(run_dir: Path) -> dict:
+    """Decisions the model made (first time or repaired) over all decisions of a model run."""
+    events = [json.loads(x) for x in (run_dir / "trace.jsonl").read_text().splitlines() if x.strip()]
+    final = [e for e in events if e.get("kind") == "llm_decision" and e.get("outcome") in ("accepted", "repaired", "fallback")]
+    ok = sum(e["outcome"] != "fallback" for e in final)
+    return {"decisions": len(final), "accepted": ok, "rate": ok / len(final) if final else None}
+
+
+def served_run(gguf: str, data: Path, out: Path, context_tokens: int, name: str) -> dict:
+    from proteus.policy import make_policy
+    from proteus.runner import run_research
+    from proteus.serve import serve
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = time.perf_counter()
+    with serve(gguf, engine="llamacpp", port=port, name=name, max_model_len=context_tokens, timeout_s=300, log=out / f"serve-{name}.log") as server:
+        policy = make_policy(server.model_arg, server.base_url, context_tokens=context_tokens)
+        run_research(data, out / f"run-{name}", policy=policy, seed=0)
+    return {**accepted_rate(out / f"run-{name}"), "wall_s": round(time.perf_counter() - t, 1)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", nargs="*", type=Path, default=[], help="data folders for the offline runs")
+    ap.add_argument("--trajectories", type=Path, help="an export-rl file instead of --data")
+    ap.add_argument("--base", required=True, help="base model (.gguf or Hugging Face folder)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--num-generations", type=int, default=4)
+    ap.add_argument("--learning-rate", type=float, default=2e-4)
+    ap.add_argument("--lora-rank", type=int, default=16)
+    ap.add_argument("--context-tokens", type=int, default=2048, help="context the decisions are rendered for")
+    ap.add_argument("--max-completion-tokens", type=int, default=256)
+    ap.add_argument("--held-out", type=float, default=0.3)
+    ap.add_argument("--max-eval-prompts", type=int, default=24)
+    ap.add_argument("--served-run", type=Path, help="data folder for the base vs tuned proteus run through llama.cpp")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    from proteus.train.grpo import train
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    traj = args.trajectories or export_decisions(args.data, args.out, args.context_tokens)
+    t = time.perf_counter()
+    s = train(
+        traj, args.base, args.out / "tuned", steps=args.steps, num_generations=args.num_generations, learning_rate=args.learning_rate,
+        lora_rank=args.lora_rank, max_prompt_tokens=args.context_tokens - args.max_completion_tokens, max_completion_tokens=args.max_completion_tokens,
+        held_out=args.held_out, max_eval_prompts=args.max_eval_prompts, seed=args.seed, gguf=args.served_run is not None or str(args.base).endswith(".gguf"),
+    )
+    result = {"trajectories": str(traj), "context_tokens": args.context_tokens, "total_s": round(time.perf_counter() - t, 1), **s}
+    if args.served_run is not None and s.get("gguf"):
+        result["served_run"] = {
+            "base": served_run(str(args.base), args.served_run, args.out, args.context_tokens, "base"),
+            "tuned": served_run(s["gguf"], args.served_run, args.out, args.context_tokens, "tuned"),
+        }
+    (args.out / "bench_train.json").write_text(json.dumps(result, indent=1, default=str))
+    ho = result.get("held_out")
+    if ho:
+        c = ho["change"]
+        print(f"held-out reward {ho['before']['mean']:.3f} -> {ho['after']['mean']:.3f}; change {c['mean']:+.3f} "
+              f"(95% CI {c['low']:+.3f} .. {c['high']:+.3f}; bootstrap {c['bootstrap'][0]:+.3f} .. {c['bootstrap'][1]:+.3f}; n={c['n']}); "
+              f"train {s['train_s']} s on {s['device']}")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("log",)}, default=str)[:4000])
+    return result
+
+
+if __name__ == "__main__":
+    main()
