@@ -128,8 +128,8 @@ def test_unmatched_samples_are_listed_with_a_reason(ramus, tmp_path):
     assert "left out" in rec.summary()
 
 
-def test_diann_long_report_is_pivoted(ramus, tmp_path):
-    pg, samples, lfq = ramus
+def _long_report(pg: pd.DataFrame, samples: pd.DataFrame, lfq: pd.DataFrame) -> pd.DataFrame:
+    """The DIA-NN long report of these measurements: two precursors per protein group and run."""
     rng = np.random.default_rng(0)
     rows = []
     for i, r in pg.iterrows():
@@ -141,7 +141,12 @@ def test_diann_long_report_is_pivoted(ramus, tmp_path):
                              "Protein.Ids": r["Protein IDs"], "Protein.Names": "", "Genes": r["Gene names"],
                              "PG.MaxLFQ": lfq.loc[i, run], "Precursor.Id": f"PEP{i}_{p}2", "Precursor.Normalised": rng.lognormal(15),
                              "Q.Value": 0.001, "PG.Q.Value": 0.002})
-    report = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def test_diann_long_report_is_pivoted(ramus, tmp_path):
+    pg, samples, lfq = ramus
+    report = _long_report(pg, samples, lfq)
     # one group fails the precursor q-value in every run, another the protein-group q-value in one run
     failed = pg["Protein IDs"].iloc[0]
     report.loc[report["Protein.Group"] == failed, "Q.Value"] = 0.05
@@ -431,3 +436,20 @@ def test_parquet_report_needs_pyarrow_or_is_read(ramus, tmp_path):
     report.to_parquet(tmp_path / "report.parquet")
     study = load_study(tmp_path)
     assert study.modalities["proteomics_2"].n_obs == 6
+
+
+def test_spectronaut_long_report_is_pivoted(ramus, tmp_path):
+    pg, samples, lfq = ramus
+    names = {"Run": "R.FileName", "Protein.Group": "PG.ProteinGroups", "Genes": "PG.Genes", "PG.MaxLFQ": "PG.Quantity",
+             "Q.Value": "EG.Qvalue", "PG.Q.Value": "PG.Qvalue", "Precursor.Id": "EG.PrecursorId"}
+    report = _long_report(pg, samples, lfq)[list(names)].rename(columns=names)
+    report.loc[report["PG.ProteinGroups"] == pg["Protein IDs"].iloc[0], "EG.Qvalue"] = 0.05
+    report.to_csv(tmp_path / "Spectronaut_Report.tsv", sep="\t", index=False)
+    samples.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    study = load_study(tmp_path)
+    a = study.modalities["proteomics"]
+    assert sorted(a.obs_names) == sorted(samples["sample"]) and a.n_vars == len(pg) - 1
+    assert study.sample_matching[0].n_matched == 6
+    gene = pg["Gene names"].iloc[2]
+    np.testing.assert_allclose(a[samples["sample"].iloc[1], gene].X[0, 0], np.log2(lfq.iloc[2, 1]))
+    assert _conditions(study) == _expected(samples)

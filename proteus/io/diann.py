@@ -92,9 +92,9 @@ def read_diann_report(table: RawTable, notes: list[str], kind: str = "proteomics
         if col in df:
             q = pd.to_numeric(df[col], errors="coerce")
             df = df.loc[q <= MAX_Q]
-    notes.append(f"long DIA-NN report: {n0 - len(df)} of {n0} precursor row(s) above {' / '.join(c for c in REPORT_FILTERS if c in table.df)} {MAX_Q} dropped")
+    notes.append(f"long report: {n0 - len(df)} of {n0} precursor row(s) above {' / '.join(c for c in REPORT_FILTERS if c in table.df)} {MAX_Q} dropped")
     if df.empty:
-        raise ReadProblem(f"DIA-NN report without precursors at q <= {MAX_Q}")
+        raise ReadProblem(f"long report without precursors at q <= {MAX_Q}")
     df = df.assign(_run=df[run_col].map(run_stem), _value=pd.to_numeric(df[quantity], errors="coerce"))
     spread = df.groupby(["_run", "Protein.Group"])["_value"].agg(["min", "max"])
     varying = int((spread["max"] > spread["min"] * (1 + 1e-6)).sum())

@@ -1,9 +1,12 @@
 """``load_study``: read a data folder (or one file) into a :class:`~proteus.study.Study`.
 
-Steps: discover files -> read raw tables -> classify each (MAF, MaxQuant, DIA-NN, FragPipe,
-cytometry panel / sample sheet, clinical, plain matrix) -> index the clinical table by the column
-that matches the data's sample ids -> read every layer, oriented by those ids -> map each layer's
-and the MAF's sample ids onto the clinical index. Every file gets a :class:`FileReport`.
+Steps: discover files -> read raw tables -> refuse recognised but unsupported layouts -> classify
+each (MAF, MaxQuant, DIA-NN matrix or long report, Spectronaut long report, FragPipe, cytometry
+panel / sample sheet, sample table, plain matrix) -> pick the sample table whose ids match the
+data and index it by that column -> read every layer, oriented by those ids -> merge runs of one
+tool (or refuse) -> match each layer's and the MAF's sample ids to the sample table
+(:class:`~proteus.study.SampleMatching`) -> add annotation found in the data (TMT plex, run) and
+tidy level spellings (``Study.sample_notes``). Every file gets a :class:`FileReport`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from proteus.io.matrix import read_matrix
 from proteus.io.maxquant import is_maxquant, read_maxquant
 from proteus.io.runs import merge_runs
 from proteus.io.samples import build_mapping, composite_keys, file_key, groups_from_names, match_samples, run_name, run_stem
+from proteus.io.spectronaut import is_spectronaut_report, read_spectronaut_report
 from proteus.io.unsupported import unsupported_layout
 from proteus.study import FileReport, NoUsableDataError, SampleMatching, Study
 
@@ -37,6 +41,7 @@ log = logging.getLogger("proteus.io")
 _VENDORS = (
     ("maxquant", is_maxquant, read_maxquant),
     ("diann_report", is_diann_report, read_diann_report),
+    ("spectronaut_report", is_spectronaut_report, read_spectronaut_report),
     ("diann", is_diann, read_diann),
     ("fragpipe", is_fragpipe, read_fragpipe),
 )
@@ -87,7 +92,7 @@ def _read_tables(cands: list[Candidate], max_bytes: int, reports: list[FileRepor
     return out
 
 
-_DATA_KINDS = ("matrix", "maxquant", "diann", "diann_report", "fragpipe")
+_DATA_KINDS = ("matrix", "maxquant", "diann", "diann_report", "spectronaut_report", "fragpipe")
 _MAX_SAMPLE_TABLE_COLUMNS = 30
 
 
@@ -97,8 +102,8 @@ def _data_ids(tables: list[tuple[RawTable, str]]) -> set[str]:
     for t, kind in tables:
         if kind == "maf":
             ids |= set(t.df["Tumor_Sample_Barcode"].dropna().astype(str))
-        elif kind == "diann_report":
-            ids |= {run_stem(r) for c in ("Run", "File.Name") if c in t.df for r in t.df[c].dropna().unique()}
+        elif kind in ("diann_report", "spectronaut_report"):
+            ids |= {run_stem(r) for c in ("Run", "File.Name", "R.FileName") if c in t.df for r in t.df[c].dropna().unique()}
         elif kind in _DATA_KINDS:
             ids |= {run_name(h) for h in t.df.columns[1:]} | set(map(str, t.df.columns))
             if kind == "matrix" and len(t.df) <= 5000:  # long first columns hold features, not samples

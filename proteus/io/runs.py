@@ -21,7 +21,7 @@ from proteus.study import FileReport, LayoutError
 __all__ = ["merge_runs", "RUN_COLUMN"]
 
 RUN_COLUMN = "run"
-_TOOL_NAMES = {"maxquant": "MaxQuant", "diann": "DIA-NN", "diann_report": "DIA-NN", "fragpipe": "FragPipe"}
+_TOOL_NAMES = {"maxquant": "MaxQuant", "diann": "DIA-NN", "diann_report": "DIA-NN", "spectronaut_report": "Spectronaut", "fragpipe": "FragPipe"}
 
 
 def _labels(paths: list[str]) -> list[str]:
@@ -53,8 +53,8 @@ def merge_runs(layers: list[tuple[ad.AnnData, FileReport, str]]) -> list[tuple[a
     Parameters
     ----------
     layers
-        (layer, file report, reader kind) for every table read; only ``maxquant``, ``diann``,
-        ``diann_report`` and ``fragpipe`` layers are merged.
+        (layer, file report, reader kind) for every table read; only layers of the vendor readers
+        (MaxQuant, DIA-NN, Spectronaut, FragPipe) are merged.
 
     Returns
     -------

@@ -27,8 +27,8 @@ _RULES: tuple[tuple[str, Callable[[set[str]], bool], str], ...] = (
      "give the pg_matrix.tsv (protein groups) of the same DIA-NN run"),
     ("a FragPipe peptide / ion / PSM table", lambda c: "Protein ID" in c and bool({"Peptide Sequence", "Peptide", "Spectrum"} & c),
      "give the combined_protein.tsv of the same FragPipe run"),
-    ("a Spectronaut long report (one row per run and precursor)", _has("R.FileName", "PG.ProteinGroups"),
-     "export a protein pivot report (PG.ProteinGroups and one PG.Quantity column per run)"),
+    ("a Spectronaut long report without PG.Quantity", lambda c: {"R.FileName", "PG.ProteinGroups"} <= c and "PG.Quantity" not in c,
+     "export the report with PG.Quantity, or a protein pivot report (one PG.Quantity column per run)"),
 )
 
 
