@@ -131,11 +131,6 @@ def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: 
     return DropoutCurves(rho, np.full(n, -1.0 / b_raw), float(b / se_b))
 
 
-def _lambda(z: np.ndarray) -> np.ndarray:
-    """Inverse Mills ratio :math:`\\phi(z)/\\Phi(z)`, stable for very negative z."""
-    return np.exp(-0.5 * z**2 - 0.5 * np.log(2 * np.pi) - special.log_ndtr(z))
-
-
 def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.ndarray, zeta2: np.ndarray,
                         n_iter: int = 100, tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
     """Maximise the censored-normal log likelihood (module docstring) of every feature by Newton steps.
@@ -165,47 +160,51 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
     p = X.shape[1]
     tau = np.sqrt(zeta2[None, :] + s2[:, None])
     s2c = s2[:, None]
+    XX = (X[:, :, None] * X[:, None, :]).reshape(n, p * p)
 
-    def loglik(B: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def terms(B: np.ndarray, rows: np.ndarray):
+        """Log likelihood, gradient and minus Hessian of ``rows`` at coefficients ``B``, in one pass."""
         mu = B @ X.T
-        o = obs[rows]
-        gauss = np.where(o, -((Y0[rows] - mu) ** 2) / (2 * s2c[rows]), 0.0)
-        cens = np.where(o, 0.0, special.log_ndtr((rho[None, :] - mu) / tau[rows]))
-        return gauss.sum(1) + cens.sum(1)
+        o, t, v = obs[rows], tau[rows], s2c[rows]
+        r = np.where(o, Y0[rows] - mu, 0.0)
+        m = ~o  # the probit terms only where values are missing (the costly part)
+        tm = t[m]
+        zc = (np.broadcast_to(rho, mu.shape)[m] - mu[m]) / tm
+        lc = special.log_ndtr(zc)
+        with np.errstate(invalid="ignore", over="ignore"):
+            lam = np.exp(-0.5 * zc**2 - 0.5 * np.log(2 * np.pi) - lc)  # inverse Mills ratio
+            curv = np.where(lam > 0, lam * (zc + lam), 0.0)  # 0 where a dropout is certain (z = +inf)
+        cens = np.zeros(mu.shape)
+        cens[m] = lc
+        ll = (-(r**2) / (2 * v) + cens).sum(1)
+        w1 = r / v
+        w1[m] = -lam / tm
+        w2 = np.where(o, 1.0 / v, 0.0)
+        w2[m] = curv / tm**2
+        return ll, w1 @ X, (w2 @ XX).reshape(-1, p, p) + 1e-10 * np.eye(p)
 
     # start: least squares with each missing value set to its sample's dropout midpoint
     fill = np.where(obs, Y, np.minimum(rho[None, :], np.nanmin(np.where(obs, Y, np.inf), axis=1, keepdims=True)))
     beta = np.linalg.lstsq(X, fill.T, rcond=None)[0].T
-    ll = loglik(beta, np.arange(G))
     active = np.arange(G)
-    XX = (X[:, :, None] * X[:, None, :]).reshape(n, p * p)
+    ll, grad, H = terms(beta, active)
     for _ in range(n_iter):
         if active.size == 0:
             break
         B = beta[active]
-        mu = B @ X.T
-        o = obs[active]
-        t = tau[active]
-        zc = (rho[None, :] - mu) / t
-        lam = _lambda(zc)
-        with np.errstate(invalid="ignore"):
-            curv = np.where(lam > 0, lam * (zc + lam), 0.0)  # 0 where a dropout is certain (z = +inf)
-        w1 = np.where(o, (Y0[active] - mu) / s2c[active], -lam / t)
-        w2 = np.where(o, 1.0 / s2c[active], curv / t**2)
-        grad = w1 @ X
-        H = (w2 @ XX).reshape(-1, p, p) + 1e-10 * np.eye(p)
-        step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
+        step = np.linalg.solve(H[active], grad[active][:, :, None])[:, :, 0]
         frac = np.ones(active.size)
-        new_ll = loglik(B + step, active)
-        for _ in range(30):
-            worse = ~(new_ll >= ll[active] - 1e-12)
-            if not worse.any():
+        new = list(terms(B + step, active))
+        for _ in range(30):  # step halving where the likelihood fell
+            worse = np.flatnonzero(~(new[0] >= ll[active] - 1e-12))
+            if worse.size == 0:
                 break
             frac[worse] /= 2
-            new_ll[worse] = loglik(B[worse] + frac[worse, None] * step[worse], active[worse])
-        gain = new_ll - ll[active]
+            for k, v in enumerate(terms(B[worse] + frac[worse, None] * step[worse], active[worse])):
+                new[k][worse] = v
+        gain = new[0] - ll[active]
         beta[active] = B + frac[:, None] * step
-        ll[active] = np.maximum(new_ll, ll[active])
+        ll[active], grad[active], H[active] = new
         active = active[~(np.abs(gain) < tol)]
     return beta, ll
 
