@@ -20,6 +20,7 @@ from proteus.records import Hypothesis, Objective, Provenance, Score, Step, stab
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, get_tool, list_tools, validate_call
 
 __all__ = [
+    "PromisedSamplesMissing",
     "plan_objectives",
     "plan_workflow",
     "choose_step",
@@ -36,6 +37,26 @@ __all__ = [
 ]
 
 _STRICT = os.environ.get("PROTEUS_STRICT") == "1"
+
+
+class PromisedSamplesMissing(RuntimeError):
+    """A tool found none of the samples the profile promised for a contrast: a bug, so the run stops."""
+
+
+def _broken_promise(ctx: RunContext, params: dict) -> str | None:
+    """Why a contrast step cannot see the samples the profile counted for it (``None`` when it can)."""
+    if not {"group", "case", "control"} <= params.keys() or params.get("modality") not in ctx.study.bulk():
+        return None
+    c = next((c for c in ctx.profile.contrasts if (c.group, c.case, c.control) == (params["group"], params["case"], params["control"])), None)
+    tab = ctx.study.sample_table(params["modality"])
+    if c is None or min(c.n_case, c.n_control) < 2 or c.group not in tab:
+        return None
+    col = tab[c.group].astype(str)
+    found = int((col == c.case).sum()), int((col == c.control).sum())
+    if sum(found) > 0:
+        return None
+    return (f"the profile promised {c.n_case} {c.case!r} and {c.n_control} {c.control!r} samples of {c.group!r}, "
+            f"but layer {params['modality']!r} holds {found[0]} and {found[1]}: its sample names do not reach the sample table")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -158,6 +179,10 @@ def run_tool(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, An
     t0 = time.perf_counter()
     relations: list[dict[str, Any]] = []
     error_kind = None
+    broken = _broken_promise(ctx, step.params)
+    if broken:
+        ctx.rundir.append_trace({"kind": "promise_broken", "step": step.id, "tool": step.tool, "params": step.params, "reason": broken})
+        raise PromisedSamplesMissing(f"{step.tool} ({step.id}): {broken}")
     try:
         tool = get_tool(step.tool)
         result = tool(ctx.study, step.params, tctx)
@@ -228,18 +253,24 @@ def finish_workflow(state: ResearchState, runtime: Runtime[RunContext]) -> dict[
     objectives = _objectives(state)
     obj = objectives[state["current"]]
     findings = [e["interpretation"] for e in wf.get("log", []) if "interpretation" in e]
-    obj.status = "done"
-    obj.findings = " ".join(findings)[:2000]
-    objectives[state["current"]] = obj
     n_done = sum(s["status"] == "done" for s in wf["steps"])
-    ctx.progress(f"[{obj.id}] done: {n_done}/{len(wf['steps'])} steps succeeded")
+    if wf["steps"] and n_done == 0:  # said in the terminal, the objective's status and the report
+        first = wf["steps"][0]
+        obj.status = "failed"
+        obj.findings = f"Every step failed ({len(wf['steps'])}); first: {first['tool']}: {first.get('summary', '')}"[:2000]
+        ctx.progress(f"[{obj.id}] FAILED: every step failed; first: {first['tool']}: {str(first.get('summary', ''))[:200]}")
+    else:
+        obj.status = "done"
+        obj.findings = " ".join(findings)[:2000]
+        ctx.progress(f"[{obj.id}] done: {n_done}/{len(wf['steps'])} steps succeeded")
+    objectives[state["current"]] = obj
     return {"workflows": list(state.get("workflows", [])) + [wf], "workflow": None, "objectives": [o.model_dump() for o in objectives]}
 
 
 def update_objectives(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     objectives = _objectives(state)
-    done = [o for o in objectives if o.status == "done"]
+    done = [o for o in objectives if o.status in ("done", "failed")]
     remaining = [o for o in objectives if o.status == "pending"]
     upd = _decide(ctx, "update_objectives", ctx.policy.update_objectives, _view(state, ctx), done, remaining)
     for o in objectives:

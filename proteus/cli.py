@@ -31,13 +31,13 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _user_errors():
-    from proteus.runner import InputsChangedError
+    from proteus.runner import InputsChangedError, NoResultsError
     from proteus.rundir import RunLockedError
     from proteus.study import NoUsableDataError
     from proteus.policy.llm import PromptDoesNotFit
     from proteus.tools.registry import ToolFailed, ToolInputError
 
-    return (NoUsableDataError, RunLockedError, InputsChangedError, FileExistsError, FileNotFoundError, ToolInputError, ToolFailed, NotADirectoryError, PromptDoesNotFit)
+    return (NoUsableDataError, NoResultsError, RunLockedError, InputsChangedError, FileExistsError, FileNotFoundError, ToolInputError, ToolFailed, NotADirectoryError, PromptDoesNotFit)
 
 
 def _progress(quiet: bool):

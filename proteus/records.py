@@ -195,7 +195,7 @@ class Objective(BaseModel):
     question: str
     family: str = Field(description="analysis family, e.g. differential, correlation, survival")
     rationale: str = ""
-    status: Literal["pending", "done", "dropped"] = "pending"
+    status: Literal["pending", "done", "failed", "dropped"] = "pending"
     findings: str = ""
 
 

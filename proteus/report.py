@@ -511,19 +511,55 @@ def _section_data(rd: RunData) -> str:
             "<h4>Modalities</h4><table><thead><tr><th>layer</th><th>kind</th><th>level</th><th>features</th>"
             f"<th>samples/cells</th><th>missing</th><th>identifiers</th></tr></thead><tbody>{rows}</tbody></table>"
         )
-    contrasts = [c for c in _as_list(prof.get("contrasts")) if isinstance(c, dict)]
-    if contrasts:
-        out.append(
-            "<h4>Candidate contrasts</h4><ul class='compact'>"
-            + "".join(f"<li>{e(c.get('group'))}: {e(c.get('case'))} (n={e(c.get('n_case'))}) vs {e(c.get('control'))} (n={e(c.get('n_control'))})</li>" for c in contrasts[:8])
-            + "</ul>"
-        )
+    out += _section_design(prof)
     surv = _as_list(prof.get("survival"))
     if surv:
         out.append("<p>Survival endpoints (time, event): " + ", ".join(e(" / ".join(map(str, s)) if isinstance(s, (list, tuple)) else s) for s in surv) + "</p>")
     if len(out) == 1:
         out.append("<p class='missing'>No data profile was recorded for this run.</p>")
     return "\n".join(out)
+
+
+def _section_design(prof: dict[str, Any]) -> list[str]:
+    """Study design: each biological factor's test plan and adjustment, the contrasts, every column's role and why."""
+    out = []
+    factors = [f for f in _as_list(prof.get("factors")) if isinstance(f, dict)]
+    if factors:
+        rows = "".join(
+            f"<tr><td>{e(f.get('name'))}</td><td>{e(', '.join(f'{k} ({n})' for k, n in (f.get('n_per_level') or {}).items()))}"
+            f"{' <i>ordered</i>' if f.get('ordered') else ''}</td><td>{e(', '.join(f.get('references') or []))}"
+            f"<div class='sub'>{e(f.get('reference_reason'))}</div></td><td>{e(', '.join(f.get('covariates') or []) or '-')}"
+            f"<div class='sub'>{e('; '.join(f.get('notes') or []))}</div></td><td class='num'>{_fmt_num(f.get('power'))}</td></tr>"
+            for f in factors[:15]
+        )
+        out.append("<h4>Study design</h4><p class='sub'>Biological factors, most powerful first (power: effective n of the best "
+                   "contrast, n1 n2 / (n1 + n2)). More than two levels: moderated F-test, a linear trend when ordered, each level vs the "
+                   "reference (or all pairs). Technical columns that cross a comparison are adjusted for.</p>"
+                   "<table><thead><tr><th>factor</th><th>levels (n)</th><th>reference</th><th>adjusted for</th><th>power</th></tr></thead>"
+                   f"<tbody>{rows}</tbody></table>")
+    contrasts = [c for c in _as_list(prof.get("contrasts")) if isinstance(c, dict)]
+    if contrasts:
+        out.append(
+            "<h4>Candidate contrasts</h4><ul class='compact'>"
+            + "".join(f"<li>{e(c.get('group'))}: {e(c.get('case'))} (n={e(c.get('n_case'))}) vs {e(c.get('control'))} (n={e(c.get('n_control'))})"
+                      + (f"; adjusted for {e(', '.join(c['covariates']))}" if c.get("covariates") else "")
+                      + (f"; <b>confounded with</b> {e(', '.join(c['confounded']))}" if c.get("confounded") else "") + "</li>" for c in contrasts[:8])
+            + "</ul>"
+        )
+    variables = [v for v in _as_list(prof.get("variables")) if isinstance(v, dict) and v.get("role")]
+    if variables:
+        rows = "".join(f"<tr><td>{e(v.get('name'))}</td><td>{e(v.get('role'))}</td><td>{e(v.get('kind'))}</td><td>{e(v.get('role_reason'))}</td></tr>"
+                       for v in variables)
+        counts: dict[str, int] = {}
+        for v in variables:
+            counts[v["role"]] = counts.get(v["role"], 0) + 1
+        out.append(f"<details><summary>Column roles ({e(', '.join(f'{n} {r}' for r, n in counts.items()))})</summary>"
+                   f"<table><thead><tr><th>column</th><th>role</th><th>values</th><th>why</th></tr></thead><tbody>{rows}</tbody></table></details>")
+    return out
+
+
+def _fmt_num(v: Any) -> str:
+    return f"{v:.1f}" if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else ""
 
 
 def _fmt_pct(v: Any) -> str:
@@ -824,8 +860,12 @@ def render_report(run_dir: str | Path) -> str:
     ]
     if rd.problems:
         body.append("<p class='missing'>Some artifacts could not be read: " + "; ".join(e(p) for p in rd.problems) + "</p>")
-    if run.get("status") and run.get("status") != "finished":
+    if run.get("failure"):
+        body.append(f"<p class='missing'><b>This run failed:</b> {e(run.get('failure'))}</p>")
+    elif run.get("status") and run.get("status") != "finished":
         body.append(f"<p class='missing'>This run is {e(run.get('status'))}; the report shows what exists so far.</p>")
+    for w in _as_list(run.get("warnings")):
+        body.append(f"<p class='missing'><b>Warning:</b> {e(w)}</p>")
     body += [
         "<h2 id='summary'>Summary</h2>",
         _section_data(rd),

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from proteus.graphs.nodes import PromisedSamplesMissing
 from proteus.graphs.research import build_research_graph
 from proteus.graphs.state import RunContext
 from proteus.kg import KnowledgeGraph
@@ -24,11 +25,31 @@ from proteus.policy.base import Policy
 from proteus.profile import profile_study
 from proteus.rundir import RunDir, fingerprint, package_versions
 
-__all__ = ["run_research", "InputsChangedError", "input_files"]
+__all__ = ["run_research", "InputsChangedError", "NoResultsError", "input_files", "run_warnings"]
 
 
 class InputsChangedError(RuntimeError):
     """The data folder changed since the run started."""
+
+
+class NoResultsError(RuntimeError):
+    """No tool call of the run succeeded (or a tool could not find the samples the profile promised)."""
+
+
+def run_warnings(state: dict[str, Any]) -> tuple[list[str], str | None]:
+    """What a reader must not miss: objectives whose every step failed, a run without findings.
+
+    Returns the warnings and, when no tool call succeeded at all, the failure that makes the run
+    exit non-zero.
+    """
+    steps = [s for w in state.get("workflows", []) for s in w["steps"]]
+    warnings = [f"objective {o['id']} ({o['title']}): every step failed" for o in state.get("objectives", []) if o.get("status") == "failed"]
+    if not any(s["status"] == "done" for s in steps):
+        first = next((f"; first: {s['tool']}: {s.get('summary', '')[:300]}" for s in steps), "")
+        return warnings, f"no tool call succeeded ({len(steps)} tried{first})"
+    if not state.get("relations"):
+        warnings.append("no result passed its thresholds: the knowledge graph holds no relation")
+    return warnings, None
 
 
 def input_files(data: Path) -> list[Path]:
@@ -144,6 +165,9 @@ def run_research(
             config = {"configurable": {"thread_id": "research"}, "recursion_limit": 2000}
             has_checkpoint = graph.get_state(config).values if resume else None
             final = graph.invoke(None if has_checkpoint else {}, config, context=ctx)
+        except PromisedSamplesMissing as e:
+            _fail_run(rundir, run_info, str(e))
+            raise NoResultsError(str(e)) from e
         finally:
             conn.close()
 
@@ -162,14 +186,34 @@ def run_research(
                 "hypotheses": len(final.get("hypotheses", [])),
             },
         )
+        warnings, failure = run_warnings(final)
+        for w in warnings:
+            progress(f"WARNING: {w}")
+        if warnings:
+            run_info["warnings"] = warnings
         rundir.write_json("run.json", run_info)
-        rundir.append_trace({"kind": "run_end", "counts": run_info["counts"], "usage": usage})
+        rundir.append_trace({"kind": "run_end", "counts": run_info["counts"], "usage": usage, "warnings": warnings})
+        if failure:
+            if not any(m.level == "sample" for m in profile.modalities) and not study.cell_level():
+                failure += "; no omics layer was read from the inputs, so no analysis tool applies"
+            _fail_run(rundir, run_info, failure)
+            raise NoResultsError(failure)
         from proteus.report import write_report
 
         write_report(rundir.path)
         return run_info
     finally:
         rundir.unlock()
+
+
+def _fail_run(rundir: RunDir, run_info: dict[str, Any], reason: str) -> None:
+    """Mark the run failed with ``reason`` in run.json, trace and report (which say so at the top)."""
+    from proteus.report import write_report
+
+    run_info.update(status="failed", failure=reason, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    rundir.write_json("run.json", run_info)
+    rundir.append_trace({"kind": "run_failed", "reason": reason})
+    write_report(rundir.path)
 
 
 def _public_url(url: str | None) -> str | None:
