@@ -181,3 +181,74 @@ def test_ucec_objectives_capped_at_five_follow_power(ucec_study):
     assert order.index("MSI_status") < order.index("POLE_subtype")  # a balanced split before 7 vs 88 (flagged cases excluded)
     first = prof.contrasts[0]
     assert "Proteomics_TMT_plex" in first.covariates
+
+
+# --- loud failure --------------------------------------------------------------------------------------
+
+
+def test_tool_that_cannot_find_promised_samples_stops_with_both_numbers(ups_series, tmp_path):
+    """A reader bug simulated on real data: the layer's sample names stop matching the sheet after profiling."""
+    from types import SimpleNamespace
+
+    from proteus.graphs.nodes import _broken_promise
+
+    lfq, sheet = ups_series
+    study = load_study(_write(tmp_path / "d", lfq, sheet))
+    prof = profile_study(study)
+    c = next(c for c in prof.contrasts if c.group == "condition")
+    step = {"modality": "proteomics", "group": c.group, "case": c.case, "control": c.control}
+    assert _broken_promise(SimpleNamespace(study=study, profile=prof), step) is None
+    layer = study.modalities["proteomics"]
+    layer.obs_names = [f"D:\\raw\\{s}.raw" for s in layer.obs_names]
+    msg = _broken_promise(SimpleNamespace(study=study, profile=prof), step)
+    assert f"promised {c.n_case} {c.case!r} and {c.n_control} {c.control!r}" in msg and "holds 0 and 0" in msg
+
+
+@pytest.mark.slow
+def test_run_in_which_no_tool_succeeds_exits_non_zero_with_the_reason(ucec_dir, tmp_path):
+    """UCEC's sample table and somatic mutations without any omics layer: nothing a tool can analyse."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("clinical.tsv", "somatic.maf.gz"):
+        shutil.copy(Path(ucec_dir) / name, data / name)
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "proteus", "run", str(data), "--out", str(run), "--max-objectives", "2"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0
+    assert "no tool call succeeded" in r.stderr and "no omics layer" in r.stderr
+    assert "every step failed" in r.stderr  # the objective's failure is said in the terminal
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and "no tool call succeeded" in info["failure"]
+    html = (run / "report.html").read_text()
+    assert "This run failed" in html and "every step failed" in html
+
+
+@pytest.mark.slow
+def test_run_adjusts_for_the_lab_in_trace_and_reports_the_design(ups_series, tmp_path):
+    """A whole run on the five-amount UPS1 series measured in three labs: what trace.jsonl and the report show."""
+    import json
+
+    from proteus.policy.heuristic import HeuristicPolicy
+    from proteus.runner import run_research
+
+    lfq, sheet = ups_series
+    sheet = sheet.assign(lab=[f"site{65 + 7 * r}" for r in sheet["replicate"]])
+    data = _write(tmp_path / "data", lfq, sheet)
+    run_research(data, tmp_path / "run", policy=HeuristicPolicy(), max_objectives=3)
+    calls = [json.loads(x) for x in (tmp_path / "run" / "trace.jsonl").read_text().splitlines()]
+    calls = [c for c in calls if c.get("kind") == "tool_call"]
+    tested = [c for c in calls if c["tool"] in ("differential_abundance", "differential_anova")]
+    assert tested and all(c["params"].get("covariates") == ["lab"] for c in tested)
+    assert all(c["status"] == "done" for c in tested)
+    assert all("lab" != c["params"].get("group") and "replicate" != c["params"].get("group") for c in calls)
+    anova = next(c for c in tested if c["tool"] == "differential_anova")
+    assert anova["params"]["ordered"] and anova["metrics"]["n_trend_up"] > 0
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert not any("lab" in o["title"] or "replicate" in o["title"] for o in state["objectives"] if o["family"] != "qc")
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "Study design" in html and "named as a technical factor" in html and "restarts at 1 inside every level" in html
