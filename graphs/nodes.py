@@ -72,6 +72,11 @@ def check_step(ctx: RunContext, spec: StepSpec) -> str | None:
         validate_call(tool, ctx.study, spec.params)
     except ToolInputError as e:
         return str(e)
+    group = spec.params.get("group")
+    v = ctx.profile.variable(group) if isinstance(group, str) and tool.family != "qc" else None
+    if v is not None and v.role in ("technical", "block", "identifier"):
+        return (f"{group!r} is a {v.role} column ({v.role_reason}): never a research contrast; "
+                f"{'adjust for it with covariates' if v.role != 'identifier' else 'choose a biological factor'}")
     return None
 
 

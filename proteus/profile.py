@@ -163,6 +163,7 @@ class DataProfile(BaseModel):
     continuous: list[str] = Field(default_factory=list)
     survival: list[tuple[str, str]] = Field(default_factory=list, description="(time, event) column pairs")
     batch_columns: list[str] = Field(default_factory=list, description="technical grouping columns (QC tests them)")
+    adjust_for: list[str] = Field(default_factory=list, description="technical columns adjusted for in analyses of all samples (correlation)")
     sample_type_column: str | None = Field(None, description="column separating tumour from normal-like samples")
     tumour_level: str | None = None
     recurrent_mutations: dict[str, int] = Field(default_factory=dict)
@@ -259,6 +260,8 @@ def _type_variable(name: str, s: pd.Series) -> ClinicalVariable:
         return ClinicalVariable(kind=kind, levels=levels, **base)
     if nunique >= 0.9 * n and n > 10 and set(_tokens(name)) & _ID_TOKENS:
         return ClinicalVariable(kind="id", **base)  # numeric identifiers are not measurements
+    if is_numeric and nunique == n and nunique > 2:
+        return ClinicalVariable(kind="continuous", summary=_num_summary(numeric), **base)  # a measurement per sample
     if is_numeric and nunique > 10:
         return ClinicalVariable(kind="continuous", summary=_num_summary(numeric), **base)
     if nunique >= 0.9 * n and n > 10:
@@ -281,12 +284,16 @@ def _usable_levels(col: pd.Series, min_n: int) -> dict[str, int]:
     return {str(k): int(c) for k, c in counts.items() if c >= min_n and not _UNKNOWN.match(str(k).strip())}
 
 
+def _adjustable(variables: list[ClinicalVariable]) -> list[tuple[str, design.Role]]:
+    """Technical and block columns that may enter a model (a nested replicate index never does)."""
+    return [(v.name, v.role) for v in variables if v.role in ("technical", "block") and v.nested_in is None]
+
+
 def _factor_designs(variables: list[ClinicalVariable], clin: pd.DataFrame, min_n: int) -> tuple[list[FactorDesign], list[Contrast]]:
     """Designs of the biological factors and the contrasts they support, each adjusted for the
     technical / block columns that cross it (:func:`proteus.design.adjustment`). ``clin`` holds the
     measured samples only, so every count is a promise the tools can keep."""
-    adjustable = [(v.name, v.role) for v in variables if v.role in ("technical", "block") and v.nested_in is None
-                  and v.name in clin.columns]
+    adjustable = _adjustable(variables)
     factors, contrasts = [], []
     for v in variables:
         if v.role != "biological" or v.kind not in ("binary", "categorical"):
@@ -409,6 +416,8 @@ def profile_study(study: Study) -> DataProfile:
     contrasts = _distinct(contrasts, clin)
     kept = {c.group for c in contrasts}
     factors = [f for f in factors if f.name in kept or len(f.levels) > 5]
+    every = "__all_samples__"
+    adjust_for = design.adjustment(clin.loc[measured].assign(**{every: "all"}), every, ["all"], _adjustable(variables))[0] if len(measured) else []
     rec: dict[str, int] = {}
     if study.mutations is not None and not study.mutations.empty:
         m = study.mutations
@@ -425,6 +434,7 @@ def profile_study(study: Study) -> DataProfile:
         continuous=[v.name for v in variables if v.kind == "continuous" and v.role == "covariate"],
         survival=survival,
         batch_columns=[v.name for v in variables if v.role == "technical" and v.levels and len(v.levels) < v.n],
+        adjust_for=adjust_for,
         sample_type_column=sample_type,
         tumour_level=tumour_level,
         recurrent_mutations=rec,

@@ -160,6 +160,25 @@ def test_lab_crossed_with_the_condition_is_a_covariate_never_an_objective(ups_se
     assert any(s.tool == "batch_check" and s.params["batch"] == "lab" for s in steps)
 
 
+def test_a_model_cannot_study_a_technical_factor(ups_series, tmp_path):
+    """The step check both policies use refuses a contrast on the lab; QC may still describe it."""
+    from types import SimpleNamespace
+
+    from proteus.graphs.nodes import check_step
+    from proteus.policy.decisions import StepSpec
+
+    lfq, sheet = ups_series
+    sheet = sheet.assign(lab=[f"site{65 + 7 * r}" for r in sheet["replicate"]]).drop(columns="replicate")
+    study = load_study(_write(tmp_path / "d", lfq, sheet))
+    ctx = SimpleNamespace(study=study, profile=profile_study(study))
+    bad = StepSpec(tool="differential_abundance", params={"modality": "proteomics", "group": "lab", "case": "site72", "control": "site79"})
+    assert "technical column" in check_step(ctx, bad) and "covariates" in check_step(ctx, bad)
+    ok = StepSpec(tool="differential_abundance", params={"modality": "proteomics", "group": "condition", "case": "ups_25fmol",
+                                                          "control": "ups_0.5fmol", "covariates": ["lab"]})
+    assert check_step(ctx, ok) is None
+    assert check_step(ctx, StepSpec(tool="missingness_report", params={"modality": "proteomics", "group": "lab"})) is None
+
+
 # --- UCEC: objectives capped at five, ranked by power ---------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from proteus.records import (
     ToolResult,
     feature_entity,
 )
+from proteus.stats.design import covariate_block
 from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools._plots import volcano
@@ -127,20 +128,9 @@ def clinical_kind(s: pd.Series, max_levels: int = 10, min_per_level: int = 2) ->
 
 
 def covariate_matrix(clin: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
-    """Numeric design columns for ``covariates``: numeric as is, categorical one-hot (first level dropped)."""
-    parts = []
-    for c in covariates:
-        s = clin[c]
-        num = pd.to_numeric(s, errors="coerce")
-        if s.notna().sum() and num.notna().sum() >= 0.95 * s.notna().sum():
-            parts.append(num.rename(c).to_frame())
-        else:
-            d = pd.get_dummies(s.astype("category"), prefix=c, drop_first=True, dtype=float)
-            d[s.isna()] = np.nan
-            parts.append(d)
-    if not parts:
-        return pd.DataFrame(index=clin.index)
-    return pd.concat(parts, axis=1)
+    """Numeric design columns for ``covariates`` (:func:`proteus.stats.design.covariate_block`:
+    measurements as numbers, codes such as batch 1..5 and text one-hot with the first level dropped)."""
+    return covariate_block(clin, covariates)
 
 
 def _t_pvalue(r: np.ndarray, df: np.ndarray) -> np.ndarray:

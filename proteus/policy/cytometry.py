@@ -32,7 +32,6 @@ from proteus.records import Objective, Relation
 
 __all__ = ["objectives", "workflow", "hypotheses", "block_column", "PATHWAYS"]
 
-_BLOCK = re.compile(r"(patient|donor|subject|individual|pair|person|animal|mouse|participant)", re.I)
 _MAX_CONTRASTS = 2
 
 PATHWAYS: dict[str, set[str]] = {
@@ -66,12 +65,12 @@ _INHIBITORS = {
 def block_column(profile: DataProfile, group: str) -> str | None:
     """The donor/patient column of a paired design, or None.
 
-    A categorical/id/batch column named like patient/donor/subject whose every level holds at least
-    two samples (each donor measured in more than one condition) and that is not ``group``.
+    A column the profile gives the *block* role (:mod:`proteus.design`) whose every level holds at
+    least two samples (each donor measured in more than one condition) and that is not ``group``.
     """
     best = None
     for v in profile.variables:
-        if v.name == group or not _BLOCK.search(v.name) or v.kind not in ("categorical", "id", "batch", "text"):
+        if v.name == group or v.role != "block":
             continue
         if v.levels and len(v.levels) >= 2 and min(v.levels.values()) >= 2 and v.n_missing == 0:
             if best is None or len(v.levels) > len(best.levels):

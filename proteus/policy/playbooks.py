@@ -282,7 +282,8 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                     family="correlation",
                     rationale="continuous clinical variables are underused by group comparisons",
                 ),
-                [_step("clinical_correlation", f"Spearman correlation with {var}", modality=primary, variable=var, **_tumour_params(profile))],
+                [_step("clinical_correlation", f"Spearman correlation with {var}" + (f", partial on {', '.join(profile.adjust_for)}" if profile.adjust_for else ""),
+                       modality=primary, variable=var, **_tumour_params(profile), **({"covariates": list(profile.adjust_for)} if profile.adjust_for else {}))],
             )
         )
     plays.append(
