@@ -223,16 +223,13 @@ def _numeric_scores(levels: list[str]) -> list[float] | None:
 
 def _ordinal_scores(levels: list[str]) -> list[float] | None:
     """Scores when each level holds one ordinal word (low / medium / high, well / moderately / poorly ...)."""
-    scores, rests = [], set()
+    scores = []
     for lv in levels:
-        words = level_words(lv)
-        hit = words & _ORDINAL.keys()
+        hit = level_words(lv) & _ORDINAL.keys()
         if len(hit) != 1:
             return None
-        w = hit.pop()
-        scores.append(float(_ORDINAL[w]))
-        rests.add(frozenset(words - {w}))
-    return scores if len(rests) == 1 and len(set(scores)) == len(scores) else None
+        scores.append(float(_ORDINAL[hit.pop()]))
+    return scores if len(set(scores)) == len(scores) else None
 
 
 def level_order(levels: list[str]) -> tuple[list[str], bool, str]:

@@ -101,6 +101,8 @@ def test_ordered_levels_read_from_names():
     assert level_order(["10 uM", "vehicle", "1 uM", "100 uM"])[0] == ["vehicle", "1 uM", "10 uM", "100 uM"]
     assert level_order(["Stage III", "Stage I", "Stage II"])[0] == ["Stage I", "Stage II", "Stage III"]
     assert level_order(["high", "low", "medium"])[0] == ["low", "medium", "high"]
+    assert level_order(["poorly differentiated", "intermediate", "well differentiated"])[0] == [
+        "well differentiated", "intermediate", "poorly differentiated"]
     assert level_order(["A", "C", "B"]) == (["A", "B", "C"], False, "")
 
 
