@@ -202,6 +202,9 @@ def test_ucec_objectives_capped_at_five_follow_power(ucec_study):
     assert order.index("MSI_status") < order.index("POLE_subtype")  # a balanced split before 7 vs 88 (flagged cases excluded)
     first = prof.contrasts[0]
     assert "Proteomics_TMT_plex" in first.covariates
+    deep = next(p for p in bulk_plays(prof) if p.objective.family == "differential")
+    by_layer = {s.params["modality"]: s.params.get("covariates", []) for s in deep.steps if s.tool == "differential_abundance"}
+    assert "Proteomics_TMT_plex" in by_layer["proteomics"] and "Proteomics_TMT_plex" not in by_layer["transcriptomics"]
 
 
 # --- loud failure --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from proteus import genesets
 from proteus.policy.decisions import ObjectiveSpec, StepSpec
+from proteus.design import column_words
 from proteus.profile import Contrast, DataProfile, FactorDesign
 
 __all__ = ["Play", "bulk_plays", "primary_modality"]
@@ -104,6 +105,22 @@ def _contrast_params(c: Contrast) -> dict:
     return {"group": c.group, "case": c.case, "control": c.control} | ({"covariates": list(c.covariates)} if c.covariates else {})
 
 
+_LAYER_WORDS = {
+    "proteomics": {"proteomics", "proteome", "protein", "tmt", "plex", "itraq", "ms", "lcms"},
+    "phosphoproteomics": {"phospho", "phosphoproteomics", "phosphosite", "phosphoproteome"},
+    "transcriptomics": {"rna", "rnaseq", "mrna", "transcriptomics", "transcriptome", "expression", "array", "microarray"},
+}
+
+
+def _for_layer(params: dict, kind: str) -> dict:
+    """Contrast params for another layer: technical columns named after a different layer
+    (a proteomics TMT plex for RNA) are not that layer's batches and are left out."""
+    own = _LAYER_WORDS.get(kind, set())
+    others = set().union(*(w for k, w in _LAYER_WORDS.items() if k != kind)) - own
+    covs = [c for c in params.get("covariates", []) if not (column_words(c) & others)]
+    return {k: v for k, v in params.items() if k != "covariates"} | ({"covariates": covs} if covs else {})
+
+
 def _adjusted(c: Contrast) -> str:
     return f", adjusting for {', '.join(c.covariates)}" if c.covariates else ""
 
@@ -120,17 +137,15 @@ def _contrast_steps(profile: DataProfile, c: Contrast, primary: str, deep: bool)
     if genes:
         steps.append(_step("enrichment_ora", "pathways over-represented among increased features", modality=primary, direction="up", library="reactome", **cp))
         steps.append(_step("enrichment_ora", "pathways over-represented among decreased features", modality=primary, direction="down", library="reactome", **cp))
-    # other layers: the same contrast, not adjusted for the primary layer's technical factors
-    other = {k: v for k, v in cp.items() if k != "covariates"}
     rna = _layer(profile, "transcriptomics")
     if rna and rna != primary:
-        steps.append(_step("differential_abundance", "does the RNA layer corroborate the protein changes?", modality=rna, **other))
+        steps.append(_step("differential_abundance", "does the RNA layer corroborate the protein changes?", modality=rna, **_for_layer(cp, "transcriptomics")))
     if deep and genes:
         steps.append(_step("enrichment_gsea", "rank-based enrichment on the moderated t (no hit threshold)", modality=primary, library="reactome", **cp))
         steps.append(_step("ppi_network", "interaction modules among the hits (BioPlex)", modality=primary, **cp))
     phospho = _layer(profile, "phosphoproteomics")
     if deep and phospho:
-        steps.append(_step("differential_abundance", "phosphosite changes: signalling beyond abundance", modality=phospho, **other))
+        steps.append(_step("differential_abundance", "phosphosite changes: signalling beyond abundance", modality=phospho, **_for_layer(cp, "phosphoproteomics")))
     return steps
 
 
