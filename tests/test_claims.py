@@ -144,6 +144,19 @@ def test_a_grouping_named_after_a_gene_leads_with_that_genes_own_products():
     assert not any(d.statement.startswith("GENE7 (") for d in drafts)  # not restated as a single change
 
 
+def test_clinical_variables_tracked_by_the_same_features_are_one_finding():
+    kg = KnowledgeGraph()
+    for var, sign in (("score_a", 1), ("score_b", -1), ("age_at_diagnosis", 1)):
+        feats = ("F1", "F2", "F3") if var != "age_at_diagnosis" else ("F7", "F8", "F9")
+        for i, f in enumerate(feats):
+            kg.add_relation(_rel(Entity(type="protein", label=f), "correlates_with", Entity(type="clinical_variable", label=var),
+                                 sign * (0.8 - i / 10), q=10.0 ** -(8 - i), tool="clinical_correlation"))
+    drafts = [d for d in compose_hypotheses(kg) if "F1" in d.statement or "F7" in d.statement]
+    assert len(drafts) == 2
+    merged = next(d for d in drafts if "F1" in d.statement)
+    assert "score_a" in merged.statement and "score_b" in merged.statement
+
+
 def test_cis_effects_report_variant_classes_and_hypermutators(ucec_study, tmp_path):
     from proteus.tools.mutation import hypermutated
 

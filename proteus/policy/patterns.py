@@ -313,14 +313,25 @@ def _cna(kg: KnowledgeGraph) -> list[HypothesisDraft]:
 
 
 def _correlates(kg: KnowledgeGraph) -> list[HypothesisDraft]:
-    """Features that track a continuous clinical variable; a composition score is named as such."""
+    """Features that track a continuous clinical variable; a composition score is named as such.
+    Variables whose strongest features are mostly the same (correlated or anti-correlated clinical
+    variables) are one finding, stated for the first of them with the others named."""
     out = []
     by_var: dict[str, list[Relation]] = defaultdict(list)
     for r in kg.by_predicate("correlates_with"):
         if r.object.type == "clinical_variable":
             by_var[r.object.label].append(r)
-    for var, rels in sorted(by_var.items()):
-        top = sorted(rels, key=_rank)[:3]
+    tops = {var: sorted(rels, key=_rank)[:3] for var, rels in sorted(by_var.items())}
+    alias: dict[str, list[str]] = {}
+    for var, top in tops.items():
+        feats = {t.subject.id for t in top}
+        home = next((v for v in alias if len(feats & {t.subject.id for t in tops[v]}) >= 2), None)
+        if home is None:
+            alias[var] = []
+        else:
+            alias[home].append(var)
+    for var, also in alias.items():
+        top = tops[var]
         names = ", ".join(t.subject.label for t in top)
         signs = {t.stats.direction for t in top}
         verb = "rise" if signs == {"positive"} else "fall" if signs == {"negative"} else "change"
@@ -329,6 +340,8 @@ def _correlates(kg: KnowledgeGraph) -> list[HypothesisDraft]:
                          "rather than regulation within one cell type.")
         else:
             statement = f"{names} {verb} with {var} across samples."
+        if also:
+            statement = statement[:-1] + f" (the same features track {', '.join(also)})."
         out.append(
             HypothesisDraft(
                 statement=statement,
