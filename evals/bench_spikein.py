@@ -36,6 +36,7 @@ METHODS = {
     "limma+median": {"method": "limma", "normalize": "median", "variance_prior": "constant"},
     "downshift": {"method": "limma", "impute": "downshift", "min_valid": 3},
     "censored": {"method": "censored", "variance_prior": "constant"},
+    "censored+vsn": {"method": "censored", "variance_prior": "constant", "normalize": "vsn"},
     "auto (default)": {},
 }
 

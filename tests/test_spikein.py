@@ -65,7 +65,7 @@ def test_one_group_detected_proteins_are_tested_and_reported(ups_dir, tmp_path):
     base = {"modality": "proteomics", "group": "condition", "case": "ups_50fmol", "control": "ups_0.5fmol"}
     tool = get_tool("differential_abundance")
     res = tool(study, base, ToolContext(out_dir=tmp_path, seed=0))
-    assert res.metrics["method"] == "censored" and res.metrics["normalize"] == "median"
+    assert res.metrics["method"] == "censored" and res.metrics["normalize"] == "vsn"
     assert any("depend on abundance" in r for r in res.metrics["choices"])
     t = res.tables["results"].merge(a.var[["protein_ids"]], left_on="feature", right_index=True)
     # which proteins are absent from the control runs, computed from the raw table
@@ -197,3 +197,28 @@ def test_deqms_prior_matches_published_formula_in_r(ups_study, tmp_path):
     np.testing.assert_allclose(prior[ok], r["prior"].to_numpy(), rtol=1e-6)
     # fewer peptides, larger prior variance (the reason for the method)
     assert prior[counts == 1].mean() > prior[counts >= 10].mean()
+
+
+def test_vsn_like_normalisation_on_real_intensities(ups_study):
+    """Generalised log of the UPS1 LFQ intensities: log2 far above the additive-noise level c, compressed
+    below it, samples median-centred, and less dependence of the spread on abundance than plain log2."""
+    from proteus.tools.qc import normalize_layer
+
+    a = ups_study.modalities["proteomics"]
+    v = normalize_layer(a, method="vsn")
+    c = v.uns["normalization"]["glog_c"]
+    X, V = np.asarray(a.X, dtype=float), np.asarray(v.X, dtype=float)
+    assert c > 0 and np.ptp(np.nanmedian(V, axis=1)) < 1e-9
+    high, low = np.exp2(X) > 20 * c, np.exp2(X) < c
+    assert high.mean() > 0.2 and low.any()
+    for j in range(X.shape[0]):  # log2 plus one centring offset per sample far above c, compressed below
+        d = (V - X)[j]
+        assert np.ptp(d[high[j]]) < 0.01
+        assert (d[low[j]] > d[high[j]].max()).all()
+    # spread vs abundance: SD ratio of the lowest to the highest abundance quintile shrinks
+    def sd_ratio(M):
+        ok = np.isfinite(M).all(0)
+        mean, sd = M[:, ok].mean(0), M[:, ok].std(0, ddof=1)
+        q = np.quantile(mean, [0.2, 0.8])
+        return np.median(sd[mean < q[0]]) / np.median(sd[mean > q[1]])
+    assert sd_ratio(V) < sd_ratio(X)

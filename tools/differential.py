@@ -5,10 +5,11 @@ Conventions followed (say so in a methods section):
 
 - **auto** (default): the method, normalisation and variance prior are chosen from the data and the
   reasons returned in ``metrics["choices"]``: log-intensity layers (raw MS intensities logged by the
-  reader) are median-normalised, processed layers (log ratios) are used as delivered; with
-  missing values on a log-intensity layer whose missingness depends on abundance (probit slope
-  z < -3) the **censored** model is used, else **limma**; a ``var["n_peptides"]`` column gives
-  the DEqMS count-dependent variance prior.
+  reader) get a variance-stabilising generalised log and median centring (``vsn``), processed
+  layers (log ratios) are used as delivered; with missing values on a log-intensity layer whose
+  missingness depends on abundance (probit slope z < -3) the **censored** model is used, else
+  **limma**; a ``var["n_peptides"]`` column gives the DEqMS count-dependent variance prior where it
+  fits the variances better than one prior (larger prior df).
 - **limma**: ``lmFit`` + ``eBayes`` as in R limma (:mod:`proteus.stats.limma`, Smyth 2004),
   per-feature fits on observed values (no imputation), optional covariates in the design.
 - **censored**: missing values enter the likelihood as dropouts below a per-sample detection
@@ -82,9 +83,10 @@ class DifferentialParams(BaseModel):
         "missing values as dropouts below a detection curve (tests proteins detected in one group only); Welch t "
         "(SAM-style with s0 > 0); Mann-Whitney"
     )
-    normalize: Literal["auto", "none", "median", "quantile"] = Field(
-        "auto", description="sample normalisation on the log scale before testing: 'auto' = 'median' for raw MS "
-        "intensities logged on reading, 'none' for processed values (log ratios); 'quantile' as limma"
+    normalize: Literal["auto", "none", "median", "quantile", "vsn"] = Field(
+        "auto", description="sample normalisation on the log scale before testing: 'auto' = 'vsn' for raw MS "
+        "intensities logged on reading, 'none' for processed values (log ratios); 'quantile' as limma; 'vsn' "
+        "variance-stabilising generalised log of intensities, then median centring"
     )
     variance_prior: Literal["auto", "constant", "peptide_count"] = Field(
         "auto", description="limma/censored prior variance: 'constant' (limma), 'peptide_count' (DEqMS: prior "
@@ -301,9 +303,12 @@ def choose_defaults(p: DifferentialParams, Y: np.ndarray, is_case: np.ndarray, u
     intensities = _log_intensities(uns, Y)
     normalize = p.normalize
     if normalize == "auto":
-        normalize = "median" if uns.get("transform") == "log2" else "none"
-        reasons.append("median normalisation: raw MS intensities logged on reading" if normalize == "median"
-                       else "no normalisation: values were processed before reading")
+        normalize = "vsn" if uns.get("transform") == "log2" else "none"
+        reasons.append("variance-stabilising (VSN-like) normalisation: raw MS intensities logged on reading"
+                       if normalize == "vsn" else "no normalisation: values were processed before reading")
+    if normalize == "vsn" and not intensities:
+        msg = "normalize='vsn' needs log2 intensities; these values look like log ratios (use 'median' or 'none')"
+        raise ToolInputError(msg)
     method, curves = p.method, None
     missing = bool(np.isnan(Y).any())
     if (method == "censored" or (method == "auto" and intensities)) and missing and p.impute == "none":
@@ -351,8 +356,9 @@ def choose_defaults(p: DifferentialParams, Y: np.ndarray, is_case: np.ndarray, u
 def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolContext) -> ToolResult:
     """Find features (proteins, sites, genes) whose abundance differs between two sample groups (case vs control), optionally adjusting for covariates; by default the method, normalisation and variance prior are chosen from the data (reasons in metrics 'choices'); returns a ranked table, volcano plot, heatmap and higher_in / lower_in relations for features with q < fdr.
 
-    Defaults (``method='auto'``): raw MS intensities are median-normalised; label-free intensities
-    whose missing values depend on abundance get the censored (dropout) model, which also tests
+    Defaults (``method='auto'``): raw MS intensities get a variance-stabilising log and median
+    centring; label-free intensities whose missing values depend on abundance get the censored
+    (dropout) model, which also tests
     features detected in one group only (``detection`` column, counts in metrics); otherwise limma
     on observed values (identical to R limma when nothing is missing). Peptide counts in the layer
     give the DEqMS variance prior. Pre-filter: ``min_valid`` values in each group (limma) or in at

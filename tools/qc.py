@@ -104,13 +104,44 @@ def filter_valid(adata: ad.AnnData, *, min_count: int = 3, mode: str = "total",
     return out, table
 
 
+def _glog_calibrated(X: np.ndarray) -> tuple[np.ndarray, float]:
+    """Variance-stabilising generalised log of log2 intensities, then median centring (a VSN-like transform).
+
+    Intensities :math:`y = 2^x` follow the two-component error model
+    :math:`\\operatorname{var}(y) = \\sigma_a^2 + \\sigma_m^2 \\mu^2` (Rocke & Durbin 2001,
+    doi:10.1089/106652701300099074), fitted as the squared CV against :math:`1/\\mu^2` on the medians of 20
+    abundance bins of the features. :math:`\\operatorname{glog}_2(y) = \\log_2((y + \\sqrt{y^2 + c^2})/2)` with
+    :math:`c = \\sigma_a / \\sigma_m` makes the variance constant (Durbin et al. 2002,
+    doi:10.1093/bioinformatics/18.suppl_1.S105; the idea of VSN, Huber et al. 2002,
+    doi:10.1093/bioinformatics/18.suppl_1.S96); it equals log2 well above :math:`c`. Samples are then
+    median-centred on that scale. Returns the values and :math:`c` (0: no additive noise, plain log2).
+    """
+    Y = np.exp2(X)
+    n = np.isfinite(Y).sum(0)
+    ok = n >= 3
+    mu, var = np.nanmean(Y[:, ok], 0), np.nanvar(Y[:, ok], 0, ddof=1)
+    c = 0.0
+    if ok.sum() >= 40:
+        # squared CV = sigma_m^2 + sigma_a^2 / mu^2: a line in 1 / mu^2, well scaled at every abundance
+        bins = np.array_split(np.argsort(mu), 20)
+        inv = np.array([np.median(1 / mu[b] ** 2) for b in bins])
+        cv2 = np.array([np.median(var[b] / mu[b] ** 2) for b in bins])
+        sa2, sm2 = np.polyfit(inv, cv2, 1)
+        if sa2 > 0 and sm2 > 0:
+            c = float(np.sqrt(sa2 / sm2))
+    G = np.log2((Y + np.sqrt(Y**2 + c**2)) / 2)
+    med = np.nanmedian(G, axis=1)
+    return G - med[:, None] + np.nanmean(med), c
+
+
 def normalize_layer(adata: ad.AnnData, *, method: str = "median") -> ad.AnnData:
     """Normalise samples on the log scale.
 
     ``median``: subtract each sample's median and add back the mean of the medians (keeps the
     scale). ``quantile``: give every sample the same distribution (mean of the sorted samples,
     interpolated for samples with missing values, as limma ``normalizeQuantiles``; Bolstad et al.
-    2003, doi:10.1093/bioinformatics/19.2.185).
+    2003, doi:10.1093/bioinformatics/19.2.185). ``vsn``: for log2 intensities, a variance-stabilising
+    generalised log with median centring (:func:`_glog_calibrated`; ``uns["normalization"]["glog_c"]``).
     """
     X = _values(adata)
     if method == "median":
@@ -134,12 +165,14 @@ def normalize_layer(adata: ad.AnnData, *, method: str = "median") -> ad.AnnData:
             r = stats.rankdata(X[i][ok])  # ties get the average rank
             pos = (r - 1) / max(ok.sum() - 1, 1)
             Xn[i, ok] = np.interp(pos, grid, ref)
+    elif method == "vsn":
+        Xn, c = _glog_calibrated(X)
     else:
-        msg = f"unknown normalisation {method!r}; use 'median' or 'quantile'"
+        msg = f"unknown normalisation {method!r}; use 'median', 'quantile' or 'vsn'"
         raise ValueError(msg)
     out = adata.copy()
     out.X = Xn
-    out.uns["normalization"] = {"method": method}
+    out.uns["normalization"] = {"method": method} | ({"glog_c": c} if method == "vsn" else {})
     return out
 
 
@@ -355,7 +388,9 @@ class NormalizeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modality: str = Field(description="bulk layer (log scale) to normalise")
-    method: Literal["median", "quantile"] = Field("median", description="median centring or quantile normalisation")
+    method: Literal["median", "quantile", "vsn"] = Field(
+        "median", description="median centring, quantile normalisation, or 'vsn' (log2 intensities only: "
+        "variance-stabilising generalised log, then median centring)")
     write_as: str | None = Field(None, description="if set, add the normalised layer under this new modality name")
 
 
