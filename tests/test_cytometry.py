@@ -7,6 +7,7 @@ receptor cross-linking raises pS6, pPlcg2 and pErk in B cells, not in T or NK ce
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from scipy import stats
 from proteus.datasets import shared_dataset_dir
 from proteus.io.cytometry import guess_instrument, is_panel, is_sample_sheet, read_cytometry
 from proteus.kg import KnowledgeGraph
+from proteus.policy.result_tables import ResultTables
+from proteus.records import Step
 from proteus.study import Study
 from proteus.tools import ToolContext, ToolInputError, get_tool
 from proteus.tools.cytometry import _nb_fit, consensus_metaclustering, flowsom_codes
@@ -263,6 +266,22 @@ def test_playbook_plans_valid_steps_and_composes_hypotheses(run):
     bcr = [d for d in drafts if d.statement.startswith("B-cell receptor signalling is activated in B cells")]
     assert bcr and "pS6" in bcr[0].statement
     assert any("specific to B cells" in d.statement for d in drafts)
+    # a 10-minute ex vivo stimulation: population shares shift, nothing "expands"; a state marker that
+    # moves in every population is one global shift, never restated per population
+    assert not any(re.search(r"expan", d.statement) for d in drafts)
+    glob = [d for d in drafts if "in every cell population" in d.statement]
+    for d in glob:
+        marker = d.statement.split(" is ")[0]
+        assert not any(x.statement.startswith(f"{marker} is ") and " in every " not in x.statement for x in drafts)
+    # with the run's tables, a shift between two T-cell clusters is set against the CD3+ total
+    steps = [("S1", "cytometry_clustering", {"modality": "cytometry"}, run["cl"]), ("S2", "cytometry_differential_abundance", CONTRAST, run["da"])]
+    tables = {}
+    for sid, tool, params, res in steps:
+        kg.add_step(Step(id=sid, tool=tool, params=params, status="done", tables=[f"tables/{sid}_{n}.tsv" for n in res.tables]), "W1")
+        tables.update({f"tables/{sid}_{n}.tsv": tab for n, tab in res.tables.items()})
+    with_tables = playbook.hypotheses(kg, tables=ResultTables(kg, tables.get))
+    shift = [d for d in with_tables if d.statement.startswith("CD4- T cells make up a larger fraction")]
+    assert shift and "CD4 T cells within CD3+ cells" in shift[0].statement
 
 
 # --- single cell -----------------------------------------------------------------------------

@@ -12,7 +12,9 @@ Used by :class:`~proteus.policy.heuristic.HeuristicPolicy`:
   together), cell-type specificity of a state change (significant in one population, not in the
   others tested), abundance shifts of named populations (a larger or smaller fraction of cells, never
   "expansion": a composition shift between conditions of the same donors' cells is not growth), and a
-  marker that moves the same way in every population, stated once as a global shift. Evidence =
+  marker that moves the same way in every population, stated once as a global shift; a population's
+  shift that is mostly a shift within its parent lineage (siblings sharing a positive lineage marker
+  move the other way, the lineage total barely changes) is said to be one. Evidence =
   knowledge-graph edge ids.
 
 The relations it reads are those written by :mod:`proteus.tools.cytometry` /
@@ -24,9 +26,12 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+import numpy as np
+
 from proteus.kg import KnowledgeGraph
 from proteus.policy.claims import directions_agree
 from proteus.policy.decisions import HypothesisDraft, ObjectiveSpec, StepSpec
+from proteus.policy.result_tables import ResultTables
 from proteus.profile import Contrast, DataProfile, ModalityProfile
 from proteus.records import Objective, Relation
 
@@ -237,8 +242,48 @@ def _is_global(r: Relation) -> bool:
     return directions_agree(effects) and n_sig * 2 >= len(effects)
 
 
-def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]:
-    """Hypothesis drafts from cytometry relations, strongest first (see the module docstring)."""
+def _positives(tables: ResultTables) -> dict[str, set[str]]:
+    """Population -> the lineage markers its naming rule required positive (``CD3+ CD4- ...`` -> {CD3})."""
+    out: dict[str, set[str]] = {}
+    for _, tab in tables.tables("cytometry_clustering", "annotation"):
+        for pop, rule in zip(tab["population"].astype(str), tab["rule"].fillna("").astype(str)):
+            out.setdefault(pop, set()).update(tok[:-1] for tok in rule.split() if tok.endswith("+"))
+    return out
+
+
+def _within_parent(pop: str, up: bool, r: Relation, tables: ResultTables | None) -> tuple[str, str] | None:
+    """(statement clause, rationale clause) when ``pop``'s shift is mostly a shift within its parent lineage:
+    populations sharing a positive lineage marker move the other way and the lineage total changes by
+    less than half as much (log2 ratio of mean fractions). ``None`` otherwise or without the tables."""
+    if tables is None:
+        return None
+    prm = r.provenance.params
+    da = tables.table("cytometry_differential_abundance", "differential_abundance",
+                      **{k: prm[k] for k in ("modality", "group", "case", "control") if prm.get(k) is not None})
+    pos = _positives(tables)
+    if da is None or not pos.get(pop):
+        return None
+    da = da.set_index(da["population"].astype(str))
+    sibs = [s for s in da.index if s != pop and pos.get(s, set()) & pos[pop]]
+    if not sibs or pop not in da.index:
+        return None
+    shared = sorted(set.intersection(*(pos[s] for s in sibs + [pop])))
+    delta = float((da.loc[sibs, "prop_case"] - da.loc[sibs, "prop_control"]).sum())
+    own = float(np.log2(da.loc[pop, "prop_case"] / da.loc[pop, "prop_control"]))
+    case, control = da.loc[sibs + [pop], "prop_case"].sum(), da.loc[sibs + [pop], "prop_control"].sum()
+    whole = float(np.log2(case / control))
+    if (delta < 0) != up or abs(whole) >= abs(own) / 2:
+        return None
+    lineage = " ".join(f"{m}+" for m in shared) + " cells"
+    return (f"{'mostly at the expense of' if up else 'matched by a rise in'} {', '.join(sibs)} within {lineage}: "
+            "a shift between clusters of one lineage, which a change in marker expression can cause",
+            f"within {lineage} ({', '.join([pop] + sibs)}) the total fraction moves only {control:.3f} -> {case:.3f}"
+            + "; " + ", ".join(f"{s} {da.loc[s, 'prop_control']:.3f} -> {da.loc[s, 'prop_case']:.3f}" for s in sibs))
+
+
+def hypotheses(kg: KnowledgeGraph, max_items: int = 20, tables: ResultTables | None = None) -> list[HypothesisDraft]:
+    """Hypothesis drafts from cytometry relations, strongest first (see the module docstring). With the
+    run's ``tables``, a population's abundance shift is set against its parent lineage."""
     drafts: list[tuple[float, HypothesisDraft]] = []
     ds = _ds_relations(kg)
 
@@ -310,12 +355,14 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20) -> list[HypothesisDraft]
         up = r.predicate == "higher_in"
         mk = _markers_of(kg, pop)
         ex = r.stats.extra
+        parent = _within_parent(pop, up, r, tables)
         statement = (f"{pop} make up a {'larger' if up else 'smaller'} fraction of cells in {_case_words(r.object.label)} "
-                     f"({r.object.label.partition(': ')[0]}).")
+                     f"({r.object.label.partition(': ')[0]})" + (f", {parent[0]}." if parent else "."))
         rationale = (f"Negative binomial GLM on per-sample counts: log2FC {r.stats.effect:+.2f}, q={_fmt(r.stats.q)}, "
                      f"n={r.stats.n} samples{' (paired by donor)' if ex.get('paired') else ''}; mean fraction "
                      f"{ex.get('prop_control', float('nan')):.3f} -> {ex.get('prop_case', float('nan')):.3f}"
                      + (f"; population defined by {', '.join(x.subject.label for x in mk)}" if mk else "")
+                     + (f"; {parent[1]}" if parent else "")
                      + ". A composition shift between conditions of the same donors' cells is not proliferation or death: "
                        "changed marker expression can move cells between clusters.")
         test = (f"Count {pop} by a fixed manual gate on {', '.join(x.subject.label for x in mk) or 'its lineage markers'} in new samples "

@@ -146,7 +146,7 @@ class HeuristicPolicy(Policy):
         if any(m.level == "cell" for m in view.profile.modalities):
             from proteus.policy import cytometry
 
-            drafts = cytometry.hypotheses(view.kg) + drafts
+            drafts = cytometry.hypotheses(view.kg, tables=tables) + drafts
         return HypothesisDrafts(hypotheses=drafts[:40])
 
     def judge(self, view: ResearchView, hypothesis: Hypothesis) -> Judgement:
