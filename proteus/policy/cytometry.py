@@ -23,8 +23,10 @@ The relations it reads are those written by :mod:`proteus.tools.cytometry` /
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
+from importlib import resources
 
 import numpy as np
 
@@ -39,27 +41,18 @@ __all__ = ["objectives", "workflow", "hypotheses", "block_column", "PATHWAYS"]
 
 _MAX_CONTRASTS = 2
 
-PATHWAYS: dict[str, set[str]] = {
-    "B-cell receptor signalling": {"btk", "plcg2", "syk", "blnk", "cd79a", "lyn", "erk", "s6", "akt"},
-    "T-cell receptor signalling": {"zap70", "lat", "slp76", "lck", "plcg1", "cd3z", "erk", "itk"},
-    "MAPK signalling": {"erk", "erk12", "p38", "jnk", "mapkapk2", "mek", "mek12", "creb"},
-    "PI3K-AKT-mTOR signalling": {"akt", "s6", "4ebp1", "mtor", "s6k", "gsk3b"},
-    "JAK-STAT signalling": {"stat1", "stat3", "stat4", "stat5", "stat6"},
-    "NF-kB signalling": {"nfkb", "ikba", "ikk", "nfkbp65"},
-}
-"""Signalling pathways by phospho-epitope (marker name without the leading ``p``, lower case)."""
+def _signalling() -> dict:
+    """Phospho-epitopes by signalling pathway, lineage receptor pathways and inhibitor classes
+    (general biology shipped as data with its source: ``proteus/genesets/signalling_epitopes.json``)."""
+    with resources.files("proteus.genesets").joinpath("signalling_epitopes.json").open(encoding="utf-8") as fh:
+        return json.load(fh)
 
-_LINEAGE_PATHWAY = {"B cells": "B-cell receptor signalling", "CD4 T cells": "T-cell receptor signalling",
-                    "CD8 T cells": "T-cell receptor signalling", "CD4- T cells": "T-cell receptor signalling",
-                    "T cells": "T-cell receptor signalling"}
-_INHIBITORS = {
-    "B-cell receptor signalling": "a BTK inhibitor (ibrutinib) or SYK inhibitor",
-    "T-cell receptor signalling": "a LCK/ZAP70 inhibitor",
-    "MAPK signalling": "a MEK inhibitor (trametinib)",
-    "PI3K-AKT-mTOR signalling": "a PI3K-delta inhibitor (idelalisib) or mTOR inhibitor (rapamycin)",
-    "JAK-STAT signalling": "a JAK inhibitor (tofacitinib)",
-    "NF-kB signalling": "an IKK inhibitor",
-}
+
+_SIGNALLING = _signalling()
+PATHWAYS: dict[str, set[str]] = {name: set(p["epitopes"]) for name, p in _SIGNALLING["pathways"].items()}
+"""Signalling pathways by phospho-epitope (marker name without the leading ``p``, lower case)."""
+_LINEAGE_PATHWAY: dict[str, str] = dict(_SIGNALLING["lineage_pathway"])
+_INHIBITORS: dict[str, str] = {name: p["inhibitor"] for name, p in _SIGNALLING["pathways"].items()}
 
 
 # ============================================================================================
