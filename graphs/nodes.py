@@ -204,10 +204,7 @@ def run_tool(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, An
         step.status = "done"
         step.summary = result.summary
         step.metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str, bool, type(None)))}
-        for name, table in result.tables.items():
-            rel = f"tables/{step.id}_{name}.tsv"
-            ctx.rundir.write_text(rel, table.to_csv(sep="\t", index=False))
-            step.tables.append(rel)
+        step.tables = [ctx.rundir.write_table(f"{step.id}_{name}", table) for name, table in result.tables.items()]
         step.figures = [str(p.relative_to(ctx.rundir.path)) if p.is_absolute() and ctx.rundir.path in p.parents else str(p) for p in result.figures]
         relations = [r.model_dump(mode="json") for r in result.relations]
         step.relation_ids = [r["id"] for r in relations]
@@ -229,7 +226,11 @@ def run_tool(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, An
         }
     )
     wf["steps"] = wf["steps"][:-1] + [step.model_dump()]
-    return {"workflow": wf, "relations": list(state.get("relations", [])) + relations}
+    refs = []
+    if relations:  # on disk before the checkpoint that cites them; a re-run step rewrites the same file
+        refs.append(f"relations/{step.id}.jsonl.gz")
+        ctx.rundir.write_jsonl(refs[0], relations)
+    return {"workflow": wf, "relations": list(state.get("relations", [])) + refs}
 
 
 def interpret(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Typed state of the research graph and the run-scoped context its nodes receive.
 
-State holds only JSON-serialisable records (checkpointed after every node); large things — the
-study's matrices, the policy, the run directory — live in :class:`RunContext`, passed through
-LangGraph's runtime context and never checkpointed.
+State holds only small JSON-serialisable records (checkpointed after every node); large things
+live elsewhere: the study's matrices, the policy and the run directory in :class:`RunContext`
+(LangGraph's runtime context, never checkpointed), tool tables and relations in the run directory,
+which the state cites by path.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class ResearchState(TypedDict, total=False):
     current: index of the objective being worked on.
     workflow: the workflow in progress: ``{"id", "objective", "title", "steps": [Step dicts], "planned": [StepSpec dicts]}``.
     workflows: finished workflows.
-    relations: every knowledge-graph relation found (Relation dicts).
+    relations: run-directory paths of the JSON-lines files holding each step's relations (Relation
+    dicts), in the order found; written before the checkpoint that cites them.
 
     No reducers: every node returns whole values, so a compiled subgraph used as a node hands
     back its state without double-appending (a reducer would add the parent's list twice).
@@ -54,17 +56,33 @@ class RunContext:
     max_steps_per_workflow: int = 8
     progress: Callable[[str], None] = lambda msg: None
     _kg_cache: dict[str, Any] = field(default_factory=dict)
+    _relation_files: dict[str, list[Any]] = field(default_factory=dict)
+
+    def relations(self, state: ResearchState) -> list[Any]:
+        """Every :class:`~proteus.records.Relation` the state cites, read from the run directory once per file."""
+        from proteus.records import Relation
+
+        out = []
+        for ref in state.get("relations", []) or []:
+            if ref not in self._relation_files:
+                path = self.rundir.path / ref
+                if not path.is_file():
+                    msg = f"{path} is missing: the checkpoint cites relations the run directory no longer holds"
+                    raise FileNotFoundError(msg)
+                self._relation_files[ref] = [Relation.model_validate(r) for r in self.rundir.read_jsonl(ref)]
+            out.extend(self._relation_files[ref])
+        return out
 
     def kg(self, state: ResearchState) -> KnowledgeGraph:
         """Knowledge graph rebuilt from the checkpointed state (cached by content size)."""
-        from proteus.records import Hypothesis, Objective, Relation, Step
+        from proteus.records import Hypothesis, Objective, Step
 
         rels = state.get("relations", []) or []
         key = (len(rels), len(state.get("objectives", []) or []), len(state.get("workflows", []) or []), len(state.get("hypotheses", []) or []))
         if self._kg_cache.get("key") == key:
             return self._kg_cache["kg"]
         kg = KnowledgeGraph()
-        kg.add_relations(Relation.model_validate(r) for r in rels)
+        kg.add_relations(self.relations(state))
         for o in state.get("objectives", []) or []:
             kg.add_objective(Objective.model_validate(o))
         wfs = list(state.get("workflows", []) or [])

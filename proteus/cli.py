@@ -130,9 +130,11 @@ def tools_run(
     params: str = typer.Option("{}", "--params", help="tool parameters as JSON"),
     out: Path = typer.Option(Path("out"), "--out", help="output folder for TSV tables and figures"),
     seed: int = typer.Option(0, "--seed"),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="keep the parsed data in the study cache (proteus.study_cache) and read only the layers the call names"),
 ) -> None:
     """Run one tool by hand and write its tables (TSV) and figures."""
     from proteus.io import load_study
+    from proteus.study_cache import load_study_cached
     from proteus.tools import ToolContext, get_tool
 
     try:
@@ -141,7 +143,7 @@ def tools_run(
         _fail(f"--params is not valid JSON: {e}")
     try:
         tool = get_tool(name)
-        study = load_study(data)
+        study = load_study_cached(data, layers=lambda names: _layers_named(tool, p, names)) if cache else load_study(data)
         out.mkdir(parents=True, exist_ok=True)
         result = tool(study, p, ToolContext(out_dir=out, seed=seed))
     except _user_errors() as e:
@@ -150,6 +152,26 @@ def tools_run(
         table.to_csv(out / f"{name}_{tname}.tsv", sep="\t", index=False)
     Console().print(result.summary, highlight=False, markup=False, soft_wrap=True)
     Console().print(f"{len(result.tables)} table(s), {len(result.figures)} figure(s), {len(result.relations)} relation(s) -> {out}", highlight=False)
+
+
+def _layers_named(tool, params: dict, names: list[str]) -> list[str]:
+    """The layers a tool call names through the registry's layer fields (``modality``,
+    ``other_modality``, ``modalities``; defaults included). All layers when a layer field is left
+    empty (the tool then picks among all), when none or an unknown one is named, or when the
+    parameters do not parse."""
+    from pydantic import ValidationError
+
+    try:
+        values = tool.params.model_validate(params).model_dump(mode="json")
+    except ValidationError:
+        return names  # the tool reports the error with the full study's choices
+    fields = [k for k in ("modality", "other_modality", "modalities") if k in values]
+    if not fields or any(values[k] is None for k in fields):
+        return names
+    named = {v for k in fields for v in ([values[k]] if isinstance(values[k], str) else values[k])}
+    if not named or not named <= set(names):
+        return names  # an unknown layer: the tool's error lists every layer
+    return [n for n in names if n in named]
 
 
 @datasets_app.command("list")
@@ -168,11 +190,11 @@ def datasets_list() -> None:
 @datasets_app.command("fetch")
 def datasets_fetch(name: str = typer.Argument(...), dest: Path = typer.Argument(...)) -> None:
     """Write dataset NAME into DEST as raw files."""
-    from proteus.datasets import fetch
+    from proteus.datasets import MissingSourceError, fetch
 
     try:
         path = fetch(name, dest)
-    except (KeyError, ImportError, FileNotFoundError) as e:
+    except (KeyError, MissingSourceError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     Console().print(f"wrote {name} to {path}", highlight=False)
 

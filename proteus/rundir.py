@@ -3,12 +3,15 @@
 Layout (``runs/<run-id>/`` or ``--out``)::
 
     run.json           config, versions, data fingerprint, policy/model, seed, wall time, usage
-    checkpoint.sqlite  LangGraph checkpoints (resume)
+    checkpoint.sqlite  LangGraph checkpoints (resume), zlib-compressed; they cite tables and relations by path
     kg.json            knowledge graph, networkx node-link JSON
     hypotheses.jsonl   one hypothesis per line
     report.html        self-contained report
     trace.jsonl        every decision and tool call (append-only, one JSON object a line)
-    figures/ tables/   PNGs and TSVs of tool results
+    figures/           PNGs of tool results
+    tables/            tool result tables, gzip TSV (``<step>_<name>.tsv.gz``)
+    relations/         each step's knowledge-graph relations (``<step>.jsonl.gz``); checkpoints hold
+                       these paths, not the relations
     profile.json       the data profile
     state.json         objectives, workflows and steps (readable copy of the final graph state)
 
@@ -19,12 +22,16 @@ lock file (``.lock``, ``fcntl.flock``) keeps a second process out of a run direc
 from __future__ import annotations
 
 import fcntl
+import gzip
 import hashlib
 import json
 import os
 import re
 import tempfile
 import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -32,21 +39,22 @@ from typing import TYPE_CHECKING, Any, Iterable
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RunDir", "RunLockedError", "fingerprint", "package_versions", "read_jsonl", "redact"]
+__all__ = ["CompressedSerializer", "RunDir", "RunLockedError", "fingerprint", "input_files", "package_versions", "read_jsonl", "redact"]
 
 
 def read_jsonl(path: str | Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines file, read tolerantly.
+    """The JSON objects of a JSON-lines file (gzip-compressed when it ends in ``.gz``), read tolerantly.
 
-    A missing file gives ``[]``. Blank lines are ignored; a line that is not a JSON object (a line
+    A missing or unreadable file gives ``[]``. Blank lines are ignored; a line that is not a JSON object (a line
     torn by a killed process, a hand edit) is skipped and, when ``problems`` is given, noted there.
     """
     path = Path(path)
     if not path.exists():
         return []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
+        raw = path.read_bytes()
+        lines = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8").splitlines()
+    except (OSError, EOFError, UnicodeDecodeError) as e:  # EOFError, gzip.BadGzipFile (an OSError): a torn .gz
         if problems is not None:
             problems.append(f"{path.name}: unreadable ({type(e).__name__})")
         return []
@@ -65,6 +73,30 @@ def read_jsonl(path: str | Path, problems: list[str] | None = None) -> list[dict
     return rows
 
 
+class CompressedSerializer:
+    """LangGraph checkpoint serializer: LangGraph's own (``JsonPlusSerializer``) output, zlib-compressed.
+
+    The type tag gets a ``+zlib`` suffix; an uncompressed value (no suffix) still loads.
+    """
+
+    _SUFFIX = "+zlib"
+
+    def __init__(self) -> None:
+        from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+        self.inner = JsonPlusSerializer()
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        typ, data = self.inner.dumps_typed(obj)
+        return typ + self._SUFFIX, zlib.compress(data, 6)
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        typ, blob = data
+        if typ.endswith(self._SUFFIX):
+            return self.inner.loads_typed((typ[: -len(self._SUFFIX)], zlib.decompress(blob)))
+        return self.inner.loads_typed(data)
+
+
 class RunLockedError(RuntimeError):
     """Another process holds the run directory."""
 
@@ -81,6 +113,22 @@ def redact(text: str) -> str:
     for s in _secrets():
         text = text.replace(s, "[REDACTED]")
     return re.sub(r"\b(sk-[A-Za-z0-9_\-]{16,}|sk-ant-[A-Za-z0-9_\-]{16,})", "[REDACTED]", text)
+
+
+def input_files(data: Path) -> list[Path]:
+    """Every regular file under ``data`` (symlinks pointing outside it excluded)."""
+    data = Path(data)
+    if data.is_file():
+        return [data]
+    root = data.resolve()
+    out = []
+    for p in sorted(data.rglob("*")):
+        try:
+            if p.is_file() and (root == p.resolve() or root in p.resolve().parents):
+                out.append(p)
+        except OSError:
+            continue
+    return out
 
 
 def fingerprint(paths: Iterable[Path], root: Path) -> dict[str, str]:
@@ -143,7 +191,7 @@ class RunDir:
         Removes leftover temporary files of :meth:`write_text` and cuts a torn last line off
         ``trace.jsonl`` so that the next event starts on a line of its own.
         """
-        for folder in (self.path, self.path / "tables", self.path / "figures"):
+        for folder in (self.path, self.path / "tables", self.path / "figures", self.path / "relations"):
             for tmp in folder.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
         trace = self.path / "trace.jsonl"
@@ -173,14 +221,14 @@ class RunDir:
             self._lock_fd = None
 
     # --- writing ----------------------------------------------------------------------------
-    def write_text(self, name: str, text: str) -> Path:
-        """Atomically write ``text`` to ``name`` (temp file in the same folder, fsync, rename)."""
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Atomically write ``data`` to ``name`` (temp file in the same folder, fsync, rename)."""
         target = self.path / name
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(redact(text))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are meant to be shared
@@ -190,11 +238,34 @@ class RunDir:
             raise
         return target
 
-    def write_json(self, name: str, obj: Any) -> Path:
-        return self.write_text(name, json.dumps(obj, indent=2, default=str, allow_nan=False) if _finite(obj) else json.dumps(_clean(obj), indent=2, default=str))
+    def write_text(self, name: str, text: str) -> Path:
+        """Atomically write ``text`` (secrets redacted) to ``name``."""
+        return self.write_bytes(name, redact(text).encode("utf-8"))
+
+    def write_table(self, name: str, table: pd.DataFrame) -> str:
+        """Write ``table`` as ``tables/<name>.tsv.gz`` and return that path relative to the run directory.
+
+        Gzip TSV without the index, floats to 6 significant digits (the statistics behind the
+        knowledge graph keep full precision in ``relations/``); byte-identical for the same table.
+        """
+        rel = f"tables/{name}.tsv.gz"
+        text = table.to_csv(sep="\t", index=False, float_format="%.6g")
+        self.write_bytes(rel, gzip.compress(redact(text).encode("utf-8"), compresslevel=6, mtime=0))
+        return rel
+
+    def write_json(self, name: str, obj: Any, *, indent: int | None = 2) -> Path:
+        """Atomically write ``obj`` as JSON (non-finite numbers become null); ``indent=None`` is compact."""
+        seps = (",", ":") if indent is None else None
+        if _finite(obj):
+            return self.write_text(name, json.dumps(obj, indent=indent, separators=seps, default=str, allow_nan=False))
+        return self.write_text(name, json.dumps(_clean(obj), indent=indent, separators=seps, default=str))
 
     def write_jsonl(self, name: str, rows: Iterable[Any]) -> Path:
-        return self.write_text(name, "".join(json.dumps(_clean(r), default=str) + "\n" for r in rows))
+        """Atomically write one JSON object a line; gzip-compressed when ``name`` ends in ``.gz``."""
+        text = "".join(json.dumps(_clean(r), default=str) + "\n" for r in rows)
+        if name.endswith(".gz"):
+            return self.write_bytes(name, gzip.compress(redact(text).encode("utf-8"), compresslevel=6, mtime=0))
+        return self.write_text(name, text)
 
     def append_trace(self, event: dict[str, Any]) -> None:
         """Append one event to ``trace.jsonl`` (a single write of one line, flushed and fsynced)."""
@@ -213,7 +284,7 @@ class RunDir:
         return read_jsonl(self.path / name)
 
     def read_table(self, name: str) -> pd.DataFrame | None:
-        """A tab-separated table written by a step (``tables/<step>_<name>.tsv``); ``None`` when absent."""
+        """A table written by a step (``tables/<step>_<name>.tsv.gz``, see :meth:`write_table`); ``None`` when absent."""
         import pandas as pd
 
         p = self.path / name
@@ -222,6 +293,19 @@ class RunDir:
     @property
     def checkpoint_path(self) -> Path:
         return self.path / "checkpoint.sqlite"
+
+    @contextmanager
+    def checkpointer(self) -> Iterator[Any]:
+        """LangGraph ``SqliteSaver`` on ``checkpoint.sqlite`` with :class:`CompressedSerializer`; closed on exit."""
+        import sqlite3
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        conn = sqlite3.connect(self.checkpoint_path, check_same_thread=False)
+        try:
+            yield SqliteSaver(conn, serde=CompressedSerializer())
+        finally:
+            conn.close()
 
 
 def _finite(obj: Any) -> bool:

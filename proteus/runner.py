@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import platform
-import sqlite3
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
-
-from langgraph.checkpoint.sqlite import SqliteSaver
 
 from proteus.graphs.nodes import PromisedSamplesMissing
 from proteus.graphs.research import build_research_graph
@@ -23,9 +20,9 @@ from proteus.graphs.state import RunContext
 from proteus.kg import KnowledgeGraph
 from proteus.policy.base import Policy
 from proteus.profile import profile_study
-from proteus.rundir import RunDir, fingerprint, package_versions
+from proteus.rundir import RunDir, fingerprint, input_files, package_versions
 
-__all__ = ["run_research", "InputsChangedError", "NoResultsError", "input_files", "run_warnings"]
+__all__ = ["run_research", "InputsChangedError", "NoResultsError", "run_warnings"]
 
 
 class InputsChangedError(RuntimeError):
@@ -50,22 +47,6 @@ def run_warnings(state: dict[str, Any]) -> tuple[list[str], str | None]:
     if not state.get("relations"):
         warnings.append("no result passed its thresholds: the knowledge graph holds no relation")
     return warnings, None
-
-
-def input_files(data: Path) -> list[Path]:
-    """Every regular file under ``data`` (symlinks pointing outside it excluded)."""
-    data = Path(data)
-    if data.is_file():
-        return [data]
-    root = data.resolve()
-    out = []
-    for p in sorted(data.rglob("*")):
-        try:
-            if p.is_file() and (root == p.resolve() or root in p.resolve().parents):
-                out.append(p)
-        except OSError:
-            continue
-    return out
 
 
 def run_research(
@@ -159,17 +140,15 @@ def run_research(
         )
 
         ctx = RunContext(study=study, profile=profile, policy=policy, rundir=rundir, seed=seed, max_objectives=max_objectives, progress=progress)
-        conn = sqlite3.connect(rundir.checkpoint_path, check_same_thread=False)
         try:
-            graph = build_research_graph().compile(checkpointer=SqliteSaver(conn))
-            config = {"configurable": {"thread_id": "research"}, "recursion_limit": 2000}
-            has_checkpoint = graph.get_state(config).values if resume else None
-            final = graph.invoke(None if has_checkpoint else {}, config, context=ctx)
+            with rundir.checkpointer() as saver:
+                graph = build_research_graph().compile(checkpointer=saver)
+                config = {"configurable": {"thread_id": "research"}, "recursion_limit": 2000}
+                has_checkpoint = graph.get_state(config).values if resume else None
+                final = graph.invoke(None if has_checkpoint else {}, config, context=ctx)
         except PromisedSamplesMissing as e:
             _fail_run(rundir, run_info, str(e))
             raise NoResultsError(str(e)) from e
-        finally:
-            conn.close()
 
         kg = ctx.kg(final)
         write_artifacts(rundir, final, kg)
@@ -182,7 +161,7 @@ def run_research(
             counts={
                 "objectives": sum(o["status"] == "done" for o in final.get("objectives", [])),
                 "steps": sum(len(w["steps"]) for w in final.get("workflows", [])),
-                "relations": len(final.get("relations", [])),
+                "relations": len(ctx.relations(final)),
                 "hypotheses": len(final.get("hypotheses", [])),
             },
         )
@@ -252,7 +231,7 @@ def _elapsed_before(rundir: RunDir) -> float:
 
 def write_artifacts(rundir: RunDir, state: dict[str, Any], kg: KnowledgeGraph) -> None:
     """kg.json, hypotheses.jsonl and state.json, each written atomically."""
-    rundir.write_json("kg.json", kg.to_node_link())
+    rundir.write_json("kg.json", kg.to_node_link(), indent=None)
     rundir.write_jsonl("hypotheses.jsonl", state.get("hypotheses", []))
     rundir.write_json(
         "state.json",

@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends r-base-core r-bioc-limma chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends r-base-core r-bioc-limma chromium python3-venv >/dev/null
+fi
+if [ -z "${VIRTUAL_ENV:-}" ]; then  # never pip into an externally managed system Python (PEP 668)
+  python3 -m venv .venv
+  . .venv/bin/activate
 fi
 python -m pip install -q -e ".[test]"
 python -m pip install -q --no-deps alphastats==0.7.2

@@ -8,6 +8,7 @@ appears in ``trace.jsonl``.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -75,7 +76,7 @@ def _artifacts(run: Path) -> dict:
         # everything else, whole: hypothesis records, graph nodes and edges with their statistics, tables
         "hypothesis_records": hyps,
         "kg": sorted(json.dumps(x, sort_keys=True) for x in kg["nodes"] + kg["edges"]),
-        "tables": {p.name: p.read_text() for p in sorted((run / "tables").glob("*.tsv"))},
+        "tables": {p.name: gzip.decompress(p.read_bytes()).decode() for p in sorted((run / "tables").glob("*.tsv.gz"))},
     }
 
 
@@ -146,6 +147,21 @@ def test_killed_run_resumes_to_the_uninterrupted_result(killed_run: dict, uninte
 
 
 @pytest.mark.slow
+def test_checkpoints_cite_relations_and_tables_on_disk(uninterrupted: Path):
+    """The checkpoint holds paths to the steps' relation files, not the relations; together the files
+    hold exactly the knowledge graph's statistical edges, and every table a step lists is on disk."""
+    with RunDir(uninterrupted).checkpointer() as saver:
+        state = saver.get_tuple({"configurable": {"thread_id": "research"}}).checkpoint["channel_values"]
+    refs = state["relations"]
+    assert refs and all(isinstance(r, str) and (uninterrupted / r).is_file() for r in refs), refs
+    in_files = sorted(r["id"] for ref in refs for r in RunDir(uninterrupted).read_jsonl(ref))
+    kg = json.loads((uninterrupted / "kg.json").read_text())
+    assert in_files == sorted(e["id"] for e in kg["edges"] if "stats" in e)
+    tables = [t for w in state["workflows"] for s in w["steps"] for t in s["tables"]]
+    assert tables and all((uninterrupted / t).is_file() and t.endswith(".tsv.gz") for t in tables)
+
+
+@pytest.mark.slow
 def test_finished_tool_calls_are_not_repeated(killed_run: dict, uninterrupted: Path):
     calls = _tool_calls(killed_run["run"])
     per_step = Counter(e["step"] for e in calls)
@@ -175,8 +191,7 @@ def test_changed_inputs_refuse_resume_unless_forced(killed_run: dict):
     run = killed_run["run"]
     info = json.loads((run / "run.json").read_text())
     # --force resumed it; run.json now fingerprints the data the run finished on, and says what changed
-    from proteus.rundir import fingerprint
-    from proteus.runner import input_files
+    from proteus.rundir import fingerprint, input_files
 
     assert info["fingerprint"] == fingerprint(input_files(killed_run["data"]), killed_run["data"])
     assert info["inputs_changed_on_resume"] == ["proteinGroups.txt"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import venv
@@ -12,17 +13,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_wheel_install_runs_from_another_folder(tmp_path: Path):
+def _install_wheel(tmp_path: Path, spec: str = "", *, no_deps: bool = True) -> Path:
+    """Build the wheel, install it (``spec`` = extras such as ``[data]``) into a fresh venv; returns the venv.
+
+    The venv sees the system site-packages, so dependencies already there are not downloaded again.
+    """
     wheels = tmp_path / "wheels"
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     wheel = next(wheels.glob("proteus_discovery-*.whl"))
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=True)
-    py = env_dir / "bin" / "python"
-    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)], capture_output=True, text=True, timeout=600)
+    cmd = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps"] if no_deps else \
+        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q"]
+    r = subprocess.run([*cmd, f"{wheel}{spec}"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
+    return env_dir
+
+
+@pytest.mark.slow
+def test_wheel_install_runs_from_another_folder(tmp_path: Path):
+    env_dir = _install_wheel(tmp_path)
+    py = env_dir / "bin" / "python"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = (
@@ -85,3 +97,88 @@ def test_no_import_cycles():
     g = nx.DiGraph([(a, b) for a, bs in deps.items() for b in bs])
     cycles = sorted(sorted(c) for c in nx.simple_cycles(g))
     assert cycles == [], cycles
+
+
+_COMMANDS_AND_IMPORTS = """
+import json, sys
+from importlib import metadata
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from proteus.cli import app
+
+status = []
+for args in json.loads(sys.argv[1]):
+    try:
+        app(args, standalone_mode=False)
+        status.append(0)
+    except SystemExit as e:
+        status.append(e.code or 0)
+
+def declared(name, extras):
+    seen, todo = set(), [(name, tuple(extras))]
+    while todo:
+        n, ex = todo.pop()
+        if canonicalize_name(n) in seen:
+            continue
+        seen.add(canonicalize_name(n))
+        try:
+            reqs = metadata.requires(n) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for r in map(Requirement, reqs):
+            if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in ("", *ex)):
+                todo.append((r.name, tuple(r.extras)))
+    return sorted(seen)
+
+dists = metadata.packages_distributions()
+loaded = {m.split(".")[0]: sorted({canonicalize_name(d) for d in dists.get(m.split(".")[0], [])}) for m in list(sys.modules)}
+print(json.dumps({"status": status, "loaded": loaded, "declared": declared("proteus-discovery", ["data"])}))
+"""
+
+
+def _third_party_imports() -> set[str]:
+    """Top-level names of the modules the shipped code imports (anywhere in a file), other than its own."""
+    import ast
+    import tomllib
+
+    dirs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    names = set()
+    for folder in set(dirs.values()):
+        for f in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names.add(node.module.split(".")[0])
+                elif isinstance(node, ast.Import):
+                    names.update(a.name.split(".")[0] for a in node.names)
+    return names - {"proteus"} - set(sys.stdlib_module_names)
+
+
+@pytest.mark.slow
+def test_readme_install_makes_every_readme_command_work(tmp_path: Path):
+    """The README's install (the wheel with its ``[data]`` extra, in a fresh venv): every registry dataset
+    fetches or prints the one ``pip install`` line that fixes it, ``proteus eval`` runs on a small dataset,
+    and every third-party module PROTEUS imported along the way comes from a declared dependency."""
+    env_dir = _install_wheel(tmp_path, "[data]", no_deps=False)
+    proteus = str(env_dir / "bin" / "proteus")
+    from proteus.datasets import list_datasets
+
+    for d in list_datasets():
+        dest = tmp_path / "data" / d.name
+        r = subprocess.run([proteus, "datasets", "fetch", d.name, str(dest)], capture_output=True, text=True, timeout=600)
+        if r.returncode == 0:
+            assert {p.name for p in dest.iterdir()} >= set(d.files), d.name
+        else:
+            lines = [x for x in r.stderr.splitlines() if x.strip()]
+            assert len(lines) == 1 and "Traceback" not in r.stderr, (d.name, r.stderr[-2000:])
+            assert "pip install " in lines[0] or "PROTEUS_SHARED" in lines[0], (d.name, lines)
+    commands = [["eval", "gse7390-breast", "--out", str(tmp_path / "eval"), "--workers", "1", "--max-objectives", "2", "--quiet"]]
+    r = subprocess.run([str(env_dir / "bin" / "python"), "-c", _COMMANDS_AND_IMPORTS, json.dumps(commands)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["status"] == [0], r.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["overall"]["finished"] == 1
+    ours = _third_party_imports()
+    assert "distributed" in out["loaded"] and "distributed" in ours  # the eval scheduler was really used
+    undeclared = {m: d for m, d in out["loaded"].items() if m in ours and d and not set(d) & set(out["declared"])}
+    assert not undeclared, f"imported at run time but not declared in dependencies or [data]: {undeclared}"

@@ -53,6 +53,11 @@ class Change:
                    q=q if math.isfinite(q) else 1.0)
 
 
+def _is_table(path: str, name: str) -> bool:
+    """Whether run-relative ``path`` is a step's ``name`` table (``tables/<step>_<name>.tsv[.gz]``)."""
+    return path.endswith((f"_{name}.tsv", f"_{name}.tsv.gz"))
+
+
 class ResultTables:
     """Result tables of the steps recorded in ``kg``, read with ``read`` (a run-relative path -> table).
 
@@ -76,7 +81,7 @@ class ResultTables:
             p = d.get("params") or {}
             if d.get("label") != tool or any(p.get(k) != v for k, v in params.items()):
                 continue
-            path = next((t for t in d.get("tables") or [] if t.endswith(f"_{name}.tsv")), None)
+            path = next((t for t in d.get("tables") or [] if _is_table(t, name)), None)
             if path is None:
                 continue
             if path not in self._cache:
@@ -92,7 +97,7 @@ class ResultTables:
             if d.get("label") != tool:
                 continue
             for path in d.get("tables") or []:
-                if path.endswith(f"_{name}.tsv"):
+                if _is_table(path, name):
                     if path not in self._cache:
                         self._cache[path] = self._read(path)
                     if self._cache[path] is not None:

@@ -1,0 +1,86 @@
+"""Benchmark: whole-process ``proteus tools run differential_abundance`` against whole-process Rscript limma.
+
+On the CPTAC UCEC folder (``proteus datasets fetch cptac-ucec``), tumour vs adjacent normal proteomics
+(the README's example call), wall time of one process each, in this run on this machine:
+
+- ``proteus tools run ... --no-cache``: parses every layer of the folder, then tests one;
+- ``proteus tools run ...`` on a cold study cache (parses once and stores the layers);
+- ``proteus tools run ...`` on a warm cache (reads the clinical table and the one layer; best of 3);
+- ``Rscript``: reads the same proteomics matrix and groups (TSV), ``lmFit`` + ``eBayes`` + ``topTable``,
+  writes the table (best of 3).
+
+Prints one JSON object with the seconds and the ratios to Rscript. Target: warm-cache ratio <= 1.
+
+Usage: ``python -m proteus.evals.bench_tools_run [--data DIR]`` (needs cptac==0.4.1; Rscript + limma).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+R_CODE = r"""
+suppressMessages(library(limma))
+a <- commandArgs(trailingOnly = TRUE)
+y <- as.matrix(read.delim(a[1], row.names = 1, check.names = FALSE))
+g <- read.delim(a[2], row.names = 1)$case
+fit <- eBayes(suppressWarnings(lmFit(y, cbind(1, g)))[, 2])
+write.table(topTable(fit, coef = 1, number = Inf, sort.by = "none"), a[3], sep = "\t", quote = FALSE)
+"""
+
+CALL = {"modality": "proteomics", "group": "Proteomics_Tumor_Normal", "case": "Tumor", "control": "Adjacent_normal"}
+
+
+def _wall(cmd: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    return time.perf_counter() - t0
+
+
+def bench(data: Path, tmp: Path) -> dict:
+    """Seconds of each whole process and their ratios to Rscript (see the module docstring)."""
+    from proteus.io import load_study
+
+    env = {**os.environ, "PROTEUS_CACHE": str(tmp / "cache")}
+    proteus = [sys.executable, "-m", "proteus", "tools", "run", "differential_abundance", "--data", str(data),
+               "--out", str(tmp / "out"), "--params", json.dumps(CALL)]
+    out = {"no_cache": _wall([*proteus, "--no-cache"], env), "cold_cache": _wall(proteus, env)}
+    out["warm_cache"] = min(_wall(proteus, env) for _ in range(3))
+    if shutil.which("Rscript"):
+        study = load_study(data)
+        a = study.modalities[CALL["modality"]]
+        groups = study.clinical.reindex(a.obs_names.astype(str))[CALL["group"]].astype(str)
+        keep = groups.isin([CALL["case"], CALL["control"]]).to_numpy()
+        import pandas as pd
+
+        pd.DataFrame(a.X[keep].T, index=a.var_names, columns=a.obs_names[keep]).to_csv(tmp / "y.tsv", sep="\t", na_rep="NA")
+        pd.DataFrame({"case": (groups[keep] == CALL["case"]).astype(int).to_numpy()}, index=a.obs_names[keep]).to_csv(tmp / "g.tsv", sep="\t")
+        (tmp / "b.R").write_text(R_CODE)
+        r = ["Rscript", str(tmp / "b.R"), str(tmp / "y.tsv"), str(tmp / "g.tsv"), str(tmp / "o.tsv")]
+        out["rscript"] = min(_wall(r, env) for _ in range(3))
+        out["ratio_to_rscript"] = {k: round(out[k] / out["rscript"], 2) for k in ("no_cache", "cold_cache", "warm_cache")}
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=None, help="the cptac-ucec folder (default: fetched into a temporary folder)")
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = a.data
+        if data is None:
+            from proteus.datasets import fetch
+
+            data = fetch("cptac-ucec", Path(tmp) / "ucec")
+        print(json.dumps(bench(data, Path(tmp)), indent=1))
+
+
+if __name__ == "__main__":
+    main()
