@@ -222,3 +222,22 @@ def test_vsn_like_normalisation_on_real_intensities(ups_study):
         q = np.quantile(mean, [0.2, 0.8])
         return np.median(sd[mean < q[0]]) / np.median(sd[mean > q[1]])
     assert sd_ratio(V) < sd_ratio(X)
+
+
+def test_plain_log2_matrix_gets_the_same_choices(ups_study, tmp_path):
+    """The same UPS1 values handed over as an already-log2 plain matrix (no MaxQuant columns, no peptide
+    counts): the reader marks them log2 intensities and 'auto' picks the same normalisation and model."""
+    from proteus.tools.registry import ToolContext, get_tool
+
+    a = ups_study.modalities["proteomics"]
+    pd.DataFrame(np.asarray(a.X).T, index=pd.Index(a.var_names, name="protein"), columns=a.obs_names).to_csv(
+        tmp_path / "proteins.tsv", sep="\t", na_rep="NA")
+    ups_study.sample_table("proteomics")[["condition"]].rename_axis("sample").to_csv(tmp_path / "samples.tsv", sep="\t")
+    study = load_study(tmp_path)
+    (name,) = study.modalities
+    assert study.modalities[name].uns["scale"] == "log2" and study.modalities[name].uns["transform"] == "none"
+    res = get_tool("differential_abundance")(
+        study, {"modality": name, "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol"},
+        ToolContext(out_dir=tmp_path, seed=0))
+    assert res.metrics["normalize"] == "vsn" and res.metrics["method"] == "censored"
+    assert res.metrics["variance_prior"] == "constant"

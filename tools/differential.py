@@ -4,8 +4,8 @@ model, Welch (SAM s0), Mann-Whitney.
 Conventions followed (say so in a methods section):
 
 - **auto** (default): the method, normalisation and variance prior are chosen from the data and the
-  reasons returned in ``metrics["choices"]``: log-intensity layers (raw MS intensities logged by the
-  reader) get a variance-stabilising generalised log and median centring (``vsn``), processed
+  reasons returned in ``metrics["choices"]``: MS intensities on a log2 scale (the reader's
+  ``uns["scale"]``) get a variance-stabilising generalised log and median centring (``vsn``), processed
   layers (log ratios) are used as delivered; with missing values on a log-intensity layer whose
   missingness depends on abundance (probit slope z < -3) the **censored** model is used, else
   **limma**; a ``var["n_peptides"]`` column gives the DEqMS count-dependent variance prior where it
@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from proteus.design import level_order  # noqa: E402
+from proteus.io.values import INTENSITY_KINDS  # noqa: E402
 from proteus.records import Entity, Relation, Stats, ToolResult, contrast_entity, feature_entity  # noqa: E402
 from proteus.stats.censored import DropoutCurves, censored_test, fit_dropout_curves  # noqa: E402
 from proteus.stats.deqms import count_variance_prior  # noqa: E402
@@ -84,8 +85,8 @@ class DifferentialParams(BaseModel):
         "(SAM-style with s0 > 0); Mann-Whitney"
     )
     normalize: Literal["auto", "none", "median", "quantile", "vsn"] = Field(
-        "auto", description="sample normalisation on the log scale before testing: 'auto' = 'vsn' for raw MS "
-        "intensities logged on reading, 'none' for processed values (log ratios); 'quantile' as limma; 'vsn' "
+        "auto", description="sample normalisation on the log scale before testing: 'auto' = 'vsn' for MS "
+        "intensities on a log2 scale, 'none' for other values (log ratios); 'quantile' as limma; 'vsn' "
         "variance-stabilising generalised log of intensities, then median centring"
     )
     variance_prior: Literal["auto", "constant", "peptide_count"] = Field(
@@ -292,8 +293,10 @@ class Choice:
 
 
 def _log_intensities(uns, Y: np.ndarray) -> bool:
-    """Raw MS intensities logged on reading, or log2 values on an intensity scale (median > 5), not ratios."""
-    return uns.get("transform") == "log2" or bool(np.nanmedian(Y) > 5)
+    """MS abundances on a log2 intensity scale (the reader's ``scale``; without one, median > 5), not log ratios."""
+    if uns.get("modality", "proteomics") not in INTENSITY_KINDS:
+        return False
+    return uns["scale"] == "log2" if "scale" in uns else bool(np.nanmedian(Y) > 5)
 
 
 def choose_defaults(p: DifferentialParams, Y: np.ndarray, is_case: np.ndarray, uns, counts: np.ndarray | None) -> Choice:
@@ -303,9 +306,9 @@ def choose_defaults(p: DifferentialParams, Y: np.ndarray, is_case: np.ndarray, u
     intensities = _log_intensities(uns, Y)
     normalize = p.normalize
     if normalize == "auto":
-        normalize = "vsn" if uns.get("transform") == "log2" else "none"
-        reasons.append("variance-stabilising (VSN-like) normalisation: raw MS intensities logged on reading"
-                       if normalize == "vsn" else "no normalisation: values were processed before reading")
+        normalize = "vsn" if intensities else "none"
+        reasons.append("variance-stabilising (VSN-like) normalisation: MS intensities on a log2 scale"
+                       if intensities else "no normalisation: values are not MS intensities (e.g. log ratios)")
     if normalize == "vsn" and not intensities:
         msg = "normalize='vsn' needs log2 intensities; these values look like log ratios (use 'median' or 'none')"
         raise ToolInputError(msg)
@@ -356,7 +359,7 @@ def choose_defaults(p: DifferentialParams, Y: np.ndarray, is_case: np.ndarray, u
 def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolContext) -> ToolResult:
     """Find features (proteins, sites, genes) whose abundance differs between two sample groups (case vs control), optionally adjusting for covariates; by default the method, normalisation and variance prior are chosen from the data (reasons in metrics 'choices'); returns a ranked table, volcano plot, heatmap and higher_in / lower_in relations for features with q < fdr.
 
-    Defaults (``method='auto'``): raw MS intensities get a variance-stabilising log and median
+    Defaults (``method='auto'``): MS intensities get a variance-stabilising log and median
     centring; label-free intensities whose missing values depend on abundance get the censored
     (dropout) model, which also tests
     features detected in one group only (``detection`` column, counts in metrics); otherwise limma
