@@ -76,6 +76,8 @@ _ORDINAL = {
 _ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8, "IX": 9, "X": 10}
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _INDEX = re.compile(r"^(?:r|rep|replicate|s|#|n)?[ _.\-]?(\d{1,2})(?:\.0)?$", re.I)
+_IGNORE_NAME = re.compile(r"^[^a-z0-9]*ignored?(?![a-z0-9])", re.I)
+"""A curator's mark on a column not to analyse (``_IGNORE_age``, ``ignore: notes``)."""
 _FILE = re.compile(r"(?:[\\/]|\.(?:raw|d|wiff|mzml|mzxml|dia|mgf)$)", re.I)
 
 
@@ -85,14 +87,16 @@ def column_words(name: str) -> set[str]:
 
 
 def level_words(level: str) -> set[str]:
-    """Lower-case words of a level value; hyphenated compounds stay one word (``triple-negative``)."""
-    return {t.strip("-") for t in re.split(r"[^a-z0-9\-]+", str(level).lower()) if t.strip("-")}
+    """Lower-case words of a level value; hyphenated compounds (``triple-negative``) and decimal
+    numbers (``25.0`` is not ``0``) stay one word."""
+    tokens = re.findall(r"\d+\.\d+(?!\d)|[a-z0-9\-]+", str(level).lower())
+    return {t.strip("-") for t in tokens if t.strip("-")}
 
 
 def is_reference_level(level: str) -> bool:
-    """A control-like level: a whole word such as control, healthy, normal, untreated, vehicle, wild-type, 0."""
-    text = str(level).strip().lower()
-    return bool(level_words(text) & _REFERENCE_WORDS) or text in ("0", "0.0")
+    """A control-like level: a whole word such as control, healthy, normal, untreated, vehicle, wild-type, 0 (or 0.0)."""
+    words = level_words(level)
+    return bool(words & _REFERENCE_WORDS) or any(re.fullmatch(r"0+\.0+", w) for w in words)
 
 
 def is_case_level(level: str) -> bool:
@@ -165,6 +169,8 @@ def assign_roles(clin: pd.DataFrame, kinds: dict[str, str]) -> dict[str, tuple[R
         tech = technical_word(col)
         if kind == "constant":
             out[col] = ("ignored", "a single value", None)
+        elif _IGNORE_NAME.match(str(col)):
+            out[col] = ("ignored", "the sample table marks it to be ignored (name starts with 'ignore')", None)
         elif kind in ("survival_time", "survival_event"):
             out[col] = ("outcome", "follow-up time" if kind == "survival_time" else "event indicator of a follow-up", None)
         elif tech:

@@ -319,10 +319,13 @@ def _factor_designs(variables: list[ClinicalVariable], clin: pd.DataFrame, min_n
 
 
 def _sample_type(factors: list[FactorDesign]) -> tuple[str | None, str | None]:
-    """The factor separating disease-like samples (tumour, lesion) from control-like ones (normal, healthy)."""
+    """The factor separating disease-like samples (tumour, lesion) from control-like ones (normal, healthy):
+    every level is one or the other (a factor with other levels too, such as several diagnoses, is a
+    comparison, not a sample type to restrict within-disease analyses to)."""
     for f in factors:
-        cases = [k for k in f.levels if design.is_case_level(k) and not design.is_reference_level(k)]
-        if cases and any(design.is_reference_level(k) for k in f.levels):
+        refs = [k for k in f.levels if design.is_reference_level(k)]
+        cases = [k for k in f.levels if design.is_case_level(k) and k not in refs]
+        if cases and refs and len(cases) + len(refs) == len(f.levels):
             return f.name, max(cases, key=lambda k: f.n_per_level[k])
     return None, None
 
@@ -338,7 +341,8 @@ def _rank(contrasts: list[Contrast], factors: list[FactorDesign], sample_type: s
 
 
 def _distinct(contrasts: list[Contrast], clin: pd.DataFrame) -> list[Contrast]:
-    """Drop contrasts that split (almost) the same samples as an earlier one (e.g. two sample-type columns)."""
+    """Drop contrasts that split (almost) the same samples as an earlier one, in either orientation
+    (e.g. two sample-type columns, or a condition and the amount column that encodes it)."""
 
     def members(c: Contrast) -> tuple[frozenset, frozenset]:
         col = clin[c.group].astype(str)
@@ -350,7 +354,7 @@ def _distinct(contrasts: list[Contrast], clin: pd.DataFrame) -> list[Contrast]:
     kept: list[tuple[Contrast, tuple[frozenset, frozenset]]] = []
     for c in contrasts:
         m = members(c)
-        if any(overlap(m[0], k[0]) >= 0.9 and overlap(m[1], k[1]) >= 0.9 for _, k in kept):
+        if any(min(overlap(m[0], k[a]), overlap(m[1], k[1 - a])) >= 0.9 for _, k in kept for a in (0, 1)):
             continue
         kept.append((c, m))
     return [c for c, _ in kept]

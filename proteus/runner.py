@@ -70,6 +70,7 @@ def run_research(
     held-out splits, permuted labels).
     """
     from proteus.io import load_study
+    from proteus.study import NoUsableDataError
 
     data, rundir = Path(data), RunDir(out)
     rundir.lock()
@@ -104,6 +105,9 @@ def run_research(
                 progress(f"skipped {r.path}: {r.problem}")
         for m in study.sample_matching:
             progress(m.summary())
+        if study.sample_matching and not any(m.n_matched for m in study.sample_matching):
+            raise NoUsableDataError(f"nothing to analyse in {data}: no sample of any layer matches a row of the sample table "
+                                    f"({'; '.join(m.summary() for m in study.sample_matching)[:600]})")
         for note in study.sample_notes:
             progress(note)
         profile = profile_study(study)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 
+from proteus import genesets
 from proteus.io._text import ReadProblem
 from proteus.io.modality import site_gene
 from proteus.io.values import coerce_numeric, to_log_scale
@@ -13,6 +16,8 @@ from proteus.io.values import coerce_numeric, to_log_scale
 __all__ = ["build_layer", "unique_ids", "first_token", "peptide_counts", "PEPTIDE_COUNT_COLUMNS"]
 
 # Per-feature evidence counts, first match wins: MaxQuant, FragPipe, DIA-NN (>= 1.9 pg_matrix).
+_ACCESSION = re.compile(r"^(?:[OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9](?:[A-Z][A-Z0-9]{2}[0-9]){1,2})(?:-\d+)?(?![A-Z0-9])")
+"""A UniProt accession at the start of an id, also when a lab tags it (``P02768ups``, ``P04637-2_spike``)."""
 PEPTIDE_COUNT_COLUMNS = ("Razor + unique peptides", "Peptides", "Combined Total Peptides", "N.Sequences")
 
 
@@ -117,6 +122,8 @@ def build_layer(
     missing = genes.isna() | (genes.astype(str).str.strip() == "")
     sites = kind in ("phosphoproteomics", "acetylproteomics")
     fallback = [site_gene(f) if sites else f for f in var.index]
+    if not sites and missing.any():
+        fallback = _mapped_genes(var, fallback, missing.to_numpy(), notes)
     var["gene"] = np.where(missing, fallback, genes.astype(str))
     if "uniprot" in var:
         var["uniprot"] = var["uniprot"].astype(object).where(var["uniprot"].notna(), None)
@@ -130,3 +137,22 @@ def build_layer(
     if a.n_obs == 1:
         notes.append("only 1 sample")
     return a
+
+
+def _mapped_genes(var: pd.DataFrame, fallback: list[str], missing: np.ndarray, notes: list[str]) -> list[str]:
+    """Gene symbols from the shipped human id map for features whose input names no gene but whose
+    protein id starts with a UniProt accession; other features keep their id."""
+    ids = var["uniprot"] if "uniprot" in var else pd.Series(var.index, index=var.index)
+    heads = [m.group(0) if isinstance(x, str) and (m := _ACCESSION.match(x)) else None for x in ids.astype(object)]
+    todo = [i for i, h in enumerate(heads) if missing[i] and h]
+    if not todo:
+        return fallback
+    symbols = genesets.to_symbols([heads[i] for i in todo])
+    out = list(fallback)
+    for i, sym in zip(todo, symbols):
+        if sym:
+            out[i] = sym
+    n = sum(bool(s) for s in symbols)
+    if n:
+        notes.append(f"{n} feature(s) without a gene name in the input labelled by the shipped human UniProt map")
+    return out

@@ -99,7 +99,7 @@ def tidy_levels(clinical: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Trim text levels and merge spellings that differ only in case (``Tumor``, ``tumor``, ``TUMOR ``).
 
     The most frequent spelling wins (the first seen on ties). Columns whose values are all
-    distinct (identifiers) are only trimmed.
+    distinct even ignoring case (identifiers) are only trimmed.
 
     Returns
     -------
@@ -116,7 +116,7 @@ def tidy_levels(clinical: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         trimmed = int((text != col)[col.notna()].sum())
         strings = text[text.map(lambda v: isinstance(v, str))]
         merged = {}
-        if not strings.is_unique:
+        if not strings.map(str.casefold).is_unique:  # identifiers stay apart; 'Tumor', 'tumor' once each do not
             counts = strings.value_counts(sort=False)
             by_fold: dict[str, list[str]] = {}
             for v in strings.drop_duplicates():

@@ -74,6 +74,16 @@ def _clinical_variables(profile: DataProfile) -> dict:
     return {"variables": keep} if len(keep) < len(profile.variables) else {}
 
 
+def _subtype_k_max(profile: DataProfile, primary: str) -> int:
+    """Largest number of subtypes worth trying on the samples clustering sees: at least five samples
+    a cluster (the tool's smallest eligible cluster) and at most six clusters; 0 below twenty
+    samples, where the design's own groups are all a clustering can find."""
+    r = _restrict(profile)
+    f = next((f for f in profile.factors if r and f.name in r), None)
+    n = f.n_per_level.get(r[f.name], 0) if f else next((m.n_samples for m in profile.modalities if m.name == primary), 0)
+    return min(6, n // 5) if n >= 20 else 0
+
+
 def _pick_continuous(profile: DataProfile) -> str | None:
     for pattern in _CLINICAL_SCORES:
         hit = next((v for v in profile.continuous if pattern.search(v)), None)
@@ -301,18 +311,20 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                        modality=primary, variable=var, **_tumour_params(profile), **({"covariates": list(profile.adjust_for)} if profile.adjust_for else {}))],
             )
         )
-    plays.append(
-        Play(
-            ObjectiveSpec(
-                title="Unsupervised subtypes",
-                question=f"Do samples form reproducible {primary} subtypes, and do they match clinical variables?",
-                family="subtypes",
-                rationale="consensus clustering finds structure no single contrast names",
-            ),
-            [_step("consensus_clustering", "consensus clustering on the most variable features; clusters compared with biological factors and covariates (technical factors are QC's)",
-                   modality=primary, **_tumour_params(profile), **_clinical_variables(profile))],
+    k_max = _subtype_k_max(profile, primary)
+    if k_max:
+        plays.append(
+            Play(
+                ObjectiveSpec(
+                    title="Unsupervised subtypes",
+                    question=f"Do samples form reproducible {primary} subtypes, and do they match clinical variables?",
+                    family="subtypes",
+                    rationale="consensus clustering finds structure no single contrast names",
+                ),
+                [_step("consensus_clustering", "consensus clustering on the most variable features; clusters compared with biological factors and covariates (technical factors are QC's)",
+                       modality=primary, **_tumour_params(profile), **_clinical_variables(profile), **({"k_max": k_max} if k_max < 6 else {}))],
+            )
         )
-    )
     plays += designs[3:]
     return plays
 
