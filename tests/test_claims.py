@@ -191,6 +191,26 @@ def test_real_run_states_each_finding_once_and_no_stronger_than_its_evidence(uce
         assert not overclaims(h["statement"]), h["statement"]
         assert "its loss" not in h["rationale"].lower()
     kg = KnowledgeGraph.from_node_link(json.loads((ucec_run / "kg.json").read_text()))
+    for h in hyps:  # "loss" only for a mutation that lowers its own protein
+        cis = [kg.relation(e) for e in h["evidence"] if kg.relation(e) and kg.relation(e).predicate == "cis_effect_on"]
+        if "loss of function" in h["statement"]:
+            assert cis and cis[0].stats.effect < 0
+    # every site claim holds against the run's own full protein table
+    steps = [json.loads(line) for line in (ucec_run / "trace.jsonl").read_text().splitlines() if '"tool_call"' in line]
+    for h in hyps:
+        m = re.match(r"Phosphorylation of (\S+) is (increased|decreased) in (.+?) relative to (.+?) \((.+?)\) (beyond|without)", h["statement"])
+        if not m:
+            continue
+        site, _, case, control, group, kind = m.groups()
+        prot = next(s for s in steps if s["tool"] == "differential_abundance" and s["params"].get("modality") == "proteomics"
+                    and (s["params"].get("group"), s["params"].get("case"), s["params"].get("control")) == (group, case, control))
+        tab = pd.read_csv(ucec_run / next(x for x in prot["tables"] if x.endswith("_results.tsv")), sep="\t")
+        row = tab[tab["gene"] == site.split("-")[0]].sort_values("p").iloc[0]
+        if kind == "without":
+            assert row["q"] >= 0.05, h["statement"]
+        else:
+            site_fc = float(re.search(r"log2FC ([+-][\d.]+)", h["rationale"]).group(1))
+            assert abs(site_fc - row["logFC"]) > 0.25 and abs(site_fc) > abs(row["logFC"]), h["statement"]
     # a clustering associated with a composition score says so
     for h in hyps:
         rels = [kg.relation(e) for e in h["evidence"]]
