@@ -399,8 +399,14 @@ def profile_study(study: Study) -> DataProfile:
         )
     clin = study.clinical
     variables = [_type_variable(str(c), clin[c]) for c in clin.columns]
-    times = [v.name for v in variables if v.kind == "survival_time"]
     events = [v.name for v in variables if v.kind == "survival_event"]
+    for i, v in enumerate(variables):
+        values = clin[v.name].dropna().astype(str)
+        if v.kind == "survival_time" and not events and 2 < values.nunique() <= 12 and values.value_counts().min() >= 2:
+            # no event to pair with and a few repeated values: sampling times of a time course, a design factor
+            variables[i] = v.model_copy(update={"kind": "categorical", "summary": {},
+                                                "levels": {str(k): int(n) for k, n in values.value_counts().items()}})
+    times = [v.name for v in variables if v.kind == "survival_time"]
     survival = []
     for t in times:
         # pair each time with the event column sharing the most name tokens

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from proteus.datasets import shared_dataset_dir
 from proteus.design import is_reference_level, level_order
 from proteus.io import load_study
 from proteus.policy.base import ResearchView
@@ -22,9 +23,7 @@ from proteus.profile import profile_study
 from proteus.study import Study
 from proteus.tools.registry import ToolContext, get_tool
 
-UPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "ramus2016-ups1-maxquant"
-if not UPS.exists():
-    UPS = Path("/work/shared/datasets/ramus2016-ups1-maxquant")
+UPS = shared_dataset_dir("ramus2016-ups1-maxquant") or Path("ramus2016-ups1-maxquant-not-found")
 BLOCKS = {".": ("ups_25fmol", "ups_12.5fmol"), "50vs5": ("ups_50fmol", "ups_5fmol"), "50vs0.5": ("ups_0.5fmol",)}
 
 
@@ -106,6 +105,13 @@ def test_ordered_levels_read_from_names():
     assert level_order(["A", "C", "B"]) == (["A", "B", "C"], False, "")
 
 
+def test_time_course_without_events_is_an_ordered_factor():
+    study = _two_level(["a", "b"])
+    study.clinical["time"] = [0, 6, 24, 48] * 4  # hours after treatment, no event column: not a follow-up
+    f = next(f for f in profile_study(study).factors if f.name == "time")
+    assert f.ordered and f.levels == ["0", "6", "24", "48"] and f.references == ["0"]
+
+
 # --- ramus2016 UPS1: replicate index, lab crossed with the condition, an ordered series ------------
 
 
@@ -179,6 +185,18 @@ def test_a_model_cannot_study_a_technical_factor(ups_series, tmp_path):
                                                           "control": "ups_0.5fmol", "covariates": ["lab"]})
     assert check_step(ctx, ok) is None
     assert check_step(ctx, StepSpec(tool="missingness_report", params={"modality": "proteomics", "group": "lab"})) is None
+
+
+def test_donor_column_pairs_conditions_as_a_block():
+    """BCR-XL CyTOF: each patient measured unstimulated and stimulated; the patient is a block, not a factor."""
+    folder = shared_dataset_dir("bodenmiller-bcrxl")
+    if folder is None:
+        pytest.skip("bodenmiller-bcrxl not found")
+    prof = profile_study(load_study(folder))
+    roles = {v.name: v for v in prof.variables}
+    assert roles["patient_id"].role == "block"
+    assert {c.group for c in prof.contrasts} == {"condition"}
+    assert all(c.covariates == ["patient_id"] for c in prof.contrasts)
 
 
 # --- UCEC: objectives capped at five, ranked by power ---------------------------------------------------
