@@ -185,12 +185,13 @@ class DataProfile(BaseModel):
                 f"{'cells' if m.level == 'cell' else 'samples'}, {m.missing_fraction:.0%} missing, ids: {m.id_type}"
                 + (f", organism {m.organism}" if m.organism else "")
             )
-        roles: dict[str, list[str]] = {}
-        for v in self.variables:
-            if v.role not in ("biological", "ignored"):
-                roles.setdefault(v.role, []).append(quote(v.name))
-        for role, names in roles.items():
-            lines.append(f"{role.capitalize()} columns (never research contrasts): " + ", ".join(names[:10]) + (" ..." if len(names) > 10 else ""))
+        said = {"technical": "Technical columns (QC checks them, models adjust for them; never a research question)",
+                "block": "Pairing / block columns (adjusted for; never a research question)",
+                "identifier": "Identifier columns (one value per sample; ignore)"}
+        for role, label in said.items():
+            names = [f"{quote(v.name)} ({v.role_reason})" if role != "identifier" else quote(v.name) for v in self.variables if v.role == role]
+            if names:
+                lines.append(f"{label}: " + ", ".join(names[:8]) + (" ..." if len(names) > 8 else ""))
         if self.factors:
             lines.append("Biological factors (design: levels in order; tests; adjusted for):")
             for f in self.factors[:10]:
