@@ -63,7 +63,8 @@ _REFERENCE_WORDS = {
     "control", "controls", "ctrl", "ctl", "healthy", "normal", "untreated", "baseline", "vehicle", "mock", "sham",
     "placebo", "wt", "wildtype", "wild-type", "reference", "ref", "naive", "unstimulated", "unstim", "dmso",
     "negative", "neg", "none", "no", "absent", "false", "adjacent", "nontumor", "non-tumor", "nontumour", "non-tumour",
-    "intact", "0",
+    "intact", "0", "pbs", "saline", "scrambled", "non-targeting", "nontargeting", "uninfected", "uninduced",
+    "untransfected", "sictrl", "shctrl", "sicontrol", "shcontrol", "hc",
 }
 _CASE_WORDS = {"tumor", "tumour", "tumors", "tumours", "cancer", "carcinoma", "malignant", "disease", "diseased",
                "case", "cases", "lesion", "metastasis", "metastatic"}
@@ -82,8 +83,10 @@ _FILE = re.compile(r"(?:[\\/]|\.(?:raw|d|wiff|mzml|mzxml|dia|mgf)$)", re.I)
 
 
 def column_words(name: str) -> set[str]:
-    """Lower-case words of a column name (split on anything not a letter or digit)."""
-    return {t for t in re.split(r"[^a-z0-9]+", str(name).lower()) if t}
+    """Lower-case words of a column name, split on anything not a letter or digit and at camelCase
+    joins (``BioReplicate`` -> bio, replicate)."""
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", str(name))
+    return {t for t in re.split(r"[^a-z0-9]+", spaced.lower()) if t}
 
 
 def level_words(level: str) -> set[str]:
@@ -122,8 +125,10 @@ def _index_values(s: pd.Series) -> pd.Series | None:
     return m.astype(int)
 
 
-def _nested_index_of(s: pd.Series, clin: pd.DataFrame, factors: list[str]) -> str | None:
-    """The factor inside whose every level ``s`` restarts as 1..k (or 0..k-1) with distinct values."""
+def _nested_index_of(s: pd.Series, clin: pd.DataFrame, factors: list[str], repeats: bool = False) -> str | None:
+    """The factor inside whose every level ``s`` restarts as 1..k (or 0..k-1), each value once (or,
+    with ``repeats``, for a column named as a replicate: the same values 1..k, e.g. a biological
+    replicate measured twice)."""
     idx = _index_values(s)
     if idx is None or idx.nunique() < 2:
         return None
@@ -133,7 +138,7 @@ def _nested_index_of(s: pd.Series, clin: pd.DataFrame, factors: list[str]) -> st
         if g[ok].nunique() < 2:
             continue
         per = idx[ok].groupby(g[ok].astype(str))
-        restarts = all(v.is_unique and v.min() in (0, 1) and v.max() - v.min() == len(v) - 1 for _, v in per)
+        restarts = all((repeats or v.is_unique) and v.min() in (0, 1) and v.max() - v.min() == v.nunique() - 1 for _, v in per)
         if restarts and sum(len(v) > 1 for _, v in per) >= 2:
             return f
     return None
@@ -195,7 +200,8 @@ def assign_roles(clin: pd.DataFrame, kinds: dict[str, str]) -> dict[str, tuple[R
             out[col] = ("biological", "a sample grouping (candidate condition)", None)
     factors = [c for c, (r, _, _) in out.items() if r == "biological"]
     for col in [c for c, (r, _, _) in out.items() if r in ("biological", "technical")]:
-        nest = _nested_index_of(clin[col], clin, [f for f in factors if f != col])
+        named = any(w.endswith("replicate") or w in ("rep", "reps") for w in column_words(col))
+        nest = _nested_index_of(clin[col], clin, [f for f in factors if f != col], repeats=named)
         if nest is not None:
             out[col] = ("technical", f"replicate index: restarts at 1 inside every level of {nest!r} (nested, never a contrast)", nest)
     factors = [c for c, (r, _, _) in out.items() if r == "biological"]

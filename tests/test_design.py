@@ -105,6 +105,24 @@ def test_ordered_levels_read_from_names():
     assert level_order(["A", "C", "B"]) == (["A", "B", "C"], False, "")
 
 
+def test_msstats_style_annotation_columns():
+    """An MSstats-like sheet: camelCase names, a biological replicate index nested in each condition, a
+    technical replicate inside it, a run per sample, a preparation batch across it; only the condition is
+    studied, adjusted for the batch only."""
+    study = _two_level(["KO", "siCtrl"])
+    study.clinical["BioReplicate"] = [1, 2, 3, 4] * 2 + [1, 2, 3, 4] * 2
+    study.clinical["TechReplicate"] = [1, 1, 1, 1, 2, 2, 2, 2] * 2
+    study.clinical["Run"] = [f"run_{i:02d}.raw" for i in range(16)]
+    study.clinical["PrepBatch"] = [1, 2] * 8  # crosses the condition: adjusted for
+    prof = profile_study(study)
+    roles = {v.name: v.role for v in prof.variables}
+    assert roles == {"response": "biological", "BioReplicate": "technical", "TechReplicate": "technical", "Run": "technical",
+                     "PrepBatch": "technical"}
+    c = prof.contrasts[0]
+    assert {v.nested_in for v in prof.variables if v.name.endswith("Replicate")} == {"response"}
+    assert (c.case, c.control) == ("KO", "siCtrl") and c.covariates == ["PrepBatch"]  # replicate indices restart in each condition
+
+
 def test_time_course_without_events_is_an_ordered_factor():
     study = _two_level(["a", "b"])
     study.clinical["time"] = [0, 6, 24, 48] * 4  # hours after treatment, no event column: not a follow-up
