@@ -362,11 +362,12 @@ def adjustment(clin: pd.DataFrame, group: str, levels: list[str], candidates: li
             base = X[keep]
             if not _full_rank(np.column_stack([base[:, :1], block[keep]])):
                 continue
-            if g[keep].groupby(s[keep].astype(str)).nunique().max() < 2:
+            if s[keep].astype(str).groupby(g[keep]).nunique().max() < 2 and s[keep].nunique() > 1:
                 confounded.append(col)
-                notes.append(f"{col}: every level holds one {group} level only (confounded; cannot be adjusted)")
+                notes.append(f"{col}: every {group} level lies within one {col} level (confounded: a difference "
+                             "between them may be technical; cannot be adjusted)")
             else:
-                notes.append(f"{col}: nested in an adjusted column or the comparison; adds nothing")
+                notes.append(f"{col}: nested in an adjusted column; adds nothing")
             continue
         df = trial.shape[0] - trial.shape[1]
         if df < max(2, base_df / 2):

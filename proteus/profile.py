@@ -333,12 +333,14 @@ def _sample_type(factors: list[FactorDesign]) -> tuple[str | None, str | None]:
 
 def _rank(contrasts: list[Contrast], factors: list[FactorDesign], sample_type: str | None) -> tuple[list[Contrast], list[FactorDesign]]:
     """Most powerful first: the sample-type factor leads, then effective sample size weighted by how
-    clearly the column name announces a study question (:data:`_NAME_HINTS`)."""
+    clearly the column name announces a study question (:data:`_NAME_HINTS`); a contrast confounded
+    with a technical column comes after every unconfounded one."""
 
-    def key(group: str, pw: float) -> tuple:
-        return (group != sample_type, -pw * _name_weight(group))
+    def key(group: str, pw: float, confounded: list[str]) -> tuple:
+        return (group != sample_type, bool(confounded), -pw * _name_weight(group))
 
-    return (sorted(contrasts, key=lambda c: key(c.group, c.power)), sorted(factors, key=lambda f: key(f.name, f.power)))
+    return (sorted(contrasts, key=lambda c: key(c.group, c.power, c.confounded)),
+            sorted(factors, key=lambda f: key(f.name, f.power, [])))
 
 
 def _distinct(contrasts: list[Contrast], clin: pd.DataFrame) -> list[Contrast]:

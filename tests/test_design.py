@@ -172,6 +172,25 @@ def test_five_level_ordered_series_gets_f_test_trend_and_each_level_vs_lowest(up
     assert res.metrics["n_trend_up"] >= ups.sum()
 
 
+def test_two_maxquant_runs_confound_the_comparisons_across_them(tmp_path):
+    """Two real MaxQuant runs (25 vs 12.5 and 50 vs 5 fmol) in one folder: the run is a technical
+    column; comparisons across runs are flagged confounded and come after the one within a run."""
+    if not UPS.exists():
+        pytest.skip("ramus2016 UPS1 set not found")
+    for name, block in (("run_a", "."), ("run_b", "50vs5")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "proteinGroups.txt").write_bytes((UPS / block / "proteinGroups.txt").read_bytes())
+    prof = profile_study(load_study(tmp_path))
+    run = next(v for v in prof.variables if v.role == "technical")
+    f = next(f for f in prof.factors)
+    assert f.ordered and f.confounded == [run.name]
+    ranked = [(c.case, c.control, c.confounded) for c in prof.contrasts]
+    assert not ranked[0][2] and all(conf == [run.name] for *_, conf in ranked[1:]), ranked
+    play = next(p for p in bulk_plays(prof) if p.objective.family == "differential")
+    assert "confounded" in play.objective.rationale
+    assert sum("CONFOUNDED" in s.rationale for s in play.steps) == len(ranked) - 1
+
+
 def test_lab_crossed_with_the_condition_is_a_covariate_never_an_objective(ups_series, tmp_path):
     lfq, sheet = ups_series
     sheet = sheet.assign(lab=[f"site{65 + 7 * r}" for r in sheet["replicate"]]).drop(columns="replicate")

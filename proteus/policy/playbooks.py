@@ -132,7 +132,8 @@ def _for_layer(params: dict, kind: str) -> dict:
 
 
 def _adjusted(c: Contrast) -> str:
-    return f", adjusting for {', '.join(c.covariates)}" if c.covariates else ""
+    text = f", adjusting for {', '.join(c.covariates)}" if c.covariates else ""
+    return text + (f"; CONFOUNDED with {', '.join(c.confounded)}: a difference may be technical" if c.confounded else "")
 
 
 def _da_step(profile: DataProfile, c: Contrast, primary: str) -> StepSpec:
@@ -199,7 +200,8 @@ def _factor_play(profile: DataProfile, f: FactorDesign, primary: str, deep: bool
             title=f"Differences across {f.name}",
             question=f"Which features differ across the levels of {f.name} ({', '.join(f.levels)}), and which pathways do they belong to?",
             family="differential",
-            rationale=f"a {len(f.levels)}-level {'ordered ' if f.ordered else ''}factor tested as its design says: {design}{adjust}",
+            rationale=f"a {len(f.levels)}-level {'ordered ' if f.ordered else ''}factor tested as its design says: {design}{adjust}"
+            + (f"; confounded in part with {', '.join(f.confounded)}" if f.confounded else ""),
         ),
         steps,
     )
