@@ -82,6 +82,9 @@ def test_one_group_detected_proteins_are_tested_and_reported(ups_dir, tmp_path):
     assert len(ups_only) >= 25  # the README counts 31 UPS1 proteins absent at 0.5 fmol
     assert (ups_only["q"] < 0.05).mean() > 0.9 and (ups_only["logFC"] > 0).all()
     assert f"{len(only)} in ups_50fmol" in res.summary
+    detected = {r.stats.extra["feature_id"]: r.stats.extra.get("detection") for r in res.relations}
+    assert any(v == "only in ups_50fmol" for v in detected.values())
+    assert all(v == "only in ups_50fmol" for f, v in detected.items() if f in set(only["feature"]))
     # limma on observed values cannot test them: fewer than 2 values in the control group
     lim = tool(study, base | {"method": "limma"}, ToolContext(out_dir=tmp_path, seed=0))
     assert not set(only["feature"]) & set(lim.tables["results"]["feature"])

@@ -518,7 +518,8 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
             subject=feature_entity(kind, r["label"]), predicate="higher_in" if up else "lower_in", object=contrast,
             stats=Stats(effect=float(r["logFC"]), effect_type="log2FC", p=float(r["p"]), q=float(r["q"]),
                         n=int(r["n_case"] + r["n_control"]), direction="up" if up else "down",
-                        extra={"t": float(r["t"]), "feature_id": str(r["feature"]), "method": method}),
+                        extra={"t": float(r["t"]), "feature_id": str(r["feature"]), "method": method}
+                        | ({"detection": r["detection"]} if r.get("detection", "both") != "both" else {})),
             modality=p.modality, provenance=prov,
         ))
 
