@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--served-run", type=Path, help="data folder for the base vs tuned proteus run through llama.cpp")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
     from proteus.train.grpo import train
 

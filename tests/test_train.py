@@ -84,14 +84,16 @@ def test_merged_adapter_in_gguf_computes_what_transformers_computes(tiny_gguf, t
 
 def test_one_grpo_step_writes_adapter_gguf_and_held_out_rewards(trajectories, tiny_gguf, tmp_path):  # noqa: F811
     out = tmp_path / "tuned"
-    s = train(trajectories, tiny_gguf, out, steps=1, num_generations=2, max_completion_tokens=8, max_prompt_tokens=4096, held_out=0.34, max_eval_prompts=2, lora_rank=4)
+    s = train(trajectories, tiny_gguf, out, steps=1, num_generations=2, max_completion_tokens=8, max_prompt_tokens=4096, held_out=0.5, max_eval_prompts=2, lora_rank=4)
     saved = json.loads((out / "train.json").read_text())
-    assert saved["n_train"] + saved["n_held_out"] == s["n_prompts"] == 6 and saved["n_held_out"] >= 1
+    assert saved["n_train"] + saved["n_held_out"] == s["n_prompts"] == 6 and 1 <= saved["n_evaluated"] <= 2
     assert saved["decisions"] == ["interpret"] and saved["device"] == "cpu"
     steps = [e for e in saved["log"] if "reward" in e]
     assert len(steps) == 1 and 0.0 <= steps[0]["reward"] <= 1.0
+    progress = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
+    assert [p["reward"] for p in progress if "reward" in p] == [steps[0]["reward"]]
     ho = saved["held_out"]
-    assert len(ho["rewards_before"]) == len(ho["rewards_after"]) == saved["n_held_out"]
+    assert len(ho["rewards_before"]) == len(ho["rewards_after"]) == saved["n_evaluated"]
     assert ho["change"]["mean"] == pytest.approx(np.mean(ho["rewards_after"]) - np.mean(ho["rewards_before"]))
     cfg = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert cfg["r"] == 4 and cfg["peft_type"] == "LORA"

@@ -5,7 +5,8 @@ the messages a model is asked, and (as a JSON string, so that rows of different 
 one dataset schema) the ``task`` that :mod:`proteus.train.rewards` checks an answer against.
 Only records with a decision schema are kept (offline runs record one for every decision), each
 distinct prompt once. :func:`split_held_out` sets prompts aside by a stable hash of the run and
-decision id, so the same export always gives the same held-out prompts.
+decision id (the run folder's name, not its location), so the same runs always give the same
+held-out prompts.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def load_prompts(paths: str | Path | Iterable[str | Path], *, decisions: Iterabl
                 "prompt": [{"role": m["role"], "content": m["content"]} for m in messages],
                 "task": json.dumps(task, ensure_ascii=False),
                 "decision": task.get("decision", ""),
-                "key": f"{extra.get('run', '')}#{extra.get('decision_id', len(rows))}",
+                "key": f"{Path(extra.get('run') or '').name}#{extra.get('decision_id', len(rows))}",
             }
         )
     return rows

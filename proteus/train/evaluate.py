@@ -1,7 +1,7 @@
 """Mean verifiable reward of a model on held-out decision prompts, with a confidence interval.
 
-Each prompt is answered once by greedy decoding (deterministic, so before / after differences
-are the model's, not the sampler's) and scored with :func:`proteus.train.rewards.reward`. The
+Each prompt is answered once by greedy decoding (deterministic up to batch padding, so before /
+after differences are the model's, not the sampler's) and scored with :func:`proteus.train.rewards.reward`. The
 change between two models on the same prompts is summarised by the mean paired difference and
 its 95% t interval (Student 1908), and the percentile bootstrap as a check.
 """
@@ -17,28 +17,38 @@ from scipy import stats
 
 from proteus.train.rewards import reward
 
-__all__ = ["answer", "held_out_rewards", "mean_ci", "paired_change"]
+__all__ = ["answers", "held_out_rewards", "mean_ci", "paired_change"]
 
 
-def answer(model: Any, tokenizer: Any, messages: list[dict[str, str]], *, max_new_tokens: int = 256) -> str:
-    """The model's greedy answer to chat ``messages``."""
+def answers(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 256, batch_size: int = 8) -> list[str]:
+    """The model's greedy answers to chat ``prompts``, generated ``batch_size`` at a time
+    (left-padded, so every answer starts where its prompt ends)."""
     import torch
 
-    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    enc = {k: v.to(model.device) for k, v in enc.items()}
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    out: list[str] = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts[i : i + batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            out += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return out
 
 
-def held_out_rewards(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_new_tokens: int = 256) -> list[float]:
-    """The reward of the model's answer to every prompt row."""
+def held_out_rewards(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_new_tokens: int = 256, batch_size: int = 8) -> list[float]:
+    """The reward of the model's greedy answer to every prompt row."""
     was_training = model.training
     model.eval()
     try:
-        return [reward(answer(model, tokenizer, r["prompt"], max_new_tokens=max_new_tokens), json.loads(r["task"])) for r in rows]
+        texts = answers(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, batch_size=batch_size)
     finally:
         model.train(was_training)
+    return [reward(t, json.loads(r["task"])) for t, r in zip(texts, rows)]
 
 
 def mean_ci(values: list[float], level: float = 0.95) -> dict[str, float | int | None]:

@@ -54,6 +54,21 @@ def load_base(base: str | Path, *, dtype: Any = None) -> tuple[Any, Any, Path | 
     return model, tok, template
 
 
+def _progress_callback(path: Path) -> Any:
+    """A TRL/transformers callback that appends every training log (step, reward, loss) to
+    ``path`` as one JSON line and logs it, so a long or interrupted run shows its progress."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            entry = {"step": state.global_step, **(logs or {})}
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry, default=str) + "\n")
+            log.info("step %s reward %s loss %s", entry["step"], entry.get("reward"), entry.get("loss"))
+
+    return Progress()
+
+
 def _prompt_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> int:
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
@@ -121,8 +136,8 @@ def train(
     if cuda:
         model = model.to("cuda")
     rows = [r for r in load_prompts(trajectories, decisions=decisions) if _prompt_tokens(tok, r["prompt"]) <= max_prompt_tokens]
-    train_rows, eval_rows = split_held_out(rows, held_out, seed=seed)
-    eval_rows = eval_rows[:max_eval_prompts]
+    train_rows, held_rows = split_held_out(rows, held_out, seed=seed)
+    eval_rows = held_rows[:max_eval_prompts]
     if not train_rows:
         msg = f"no decision prompt of at most {max_prompt_tokens} tokens with a schema in {trajectories}; export runs with `proteus export-rl`"
         raise ValueError(msg)
@@ -131,7 +146,8 @@ def train(
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "n_prompts": len(rows),
         "n_train": len(train_rows),
-        "n_held_out": len(eval_rows),
+        "n_held_out": len(held_rows),
+        "n_evaluated": len(eval_rows),
         "decisions": sorted({r["decision"] for r in rows}),
         "steps": steps,
         "num_generations": num_generations,
@@ -143,6 +159,8 @@ def train(
     t0 = time.perf_counter()
     before = held_out_rewards(model, tok, eval_rows, max_new_tokens=max_completion_tokens) if evaluate and eval_rows else []
     summary["eval_before_s"] = round(time.perf_counter() - t0, 1)
+    if before:
+        log.info("held-out reward before training: %.3f over %d prompts (%.0f s)", sum(before) / len(before), len(before), summary["eval_before_s"])
 
     args = GRPOConfig(
         output_dir=str(out / "checkpoints"),
@@ -165,6 +183,7 @@ def train(
     )
     lora = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = GRPOTrainer(
+        callbacks=[_progress_callback(out / "progress.jsonl")],
         model=model,
         processing_class=tok,
         reward_funcs=[trl_reward_function()],
@@ -172,6 +191,7 @@ def train(
         train_dataset=Dataset.from_list([{"prompt": r["prompt"], "task": r["task"]} for r in train_rows]),
         peft_config=lora,
     )
+    (out / "train.json").write_text(json.dumps({**summary, "rewards_before": before}, indent=1, default=str))  # partial, replaced below
     t1 = time.perf_counter()
     trainer.train()
     summary["train_s"] = round(time.perf_counter() - t1, 1)
