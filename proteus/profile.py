@@ -344,8 +344,9 @@ def _rank(contrasts: list[Contrast], factors: list[FactorDesign], sample_type: s
 
 
 def _distinct(contrasts: list[Contrast], clin: pd.DataFrame) -> list[Contrast]:
-    """Drop contrasts that split (almost) the same samples as an earlier one, in either orientation
-    (e.g. two sample-type columns, or a condition and the amount column that encodes it)."""
+    """Drop contrasts that split (almost) the same samples as an earlier one (e.g. two sample-type
+    columns), or the same two groups in the opposite orientation (a condition and the amount column
+    that encodes it)."""
 
     def members(c: Contrast) -> tuple[frozenset, frozenset]:
         col = clin[c.group].astype(str)
@@ -354,10 +355,13 @@ def _distinct(contrasts: list[Contrast], clin: pd.DataFrame) -> list[Contrast]:
     def overlap(a: frozenset, b: frozenset) -> float:
         return len(a & b) / max(1, min(len(a), len(b)))
 
+    def same(a: frozenset, b: frozenset) -> bool:  # reversed orientation: the same groups, not one inside the other
+        return len(a & b) >= 0.9 * max(len(a), len(b), 1)
+
     kept: list[tuple[Contrast, tuple[frozenset, frozenset]]] = []
     for c in contrasts:
         m = members(c)
-        if any(min(overlap(m[0], k[a]), overlap(m[1], k[1 - a])) >= 0.9 for _, k in kept for a in (0, 1)):
+        if any((overlap(m[0], k[0]) >= 0.9 and overlap(m[1], k[1]) >= 0.9) or (same(m[0], k[1]) and same(m[1], k[0])) for _, k in kept):
             continue
         kept.append((c, m))
     return [c for c, _ in kept]

@@ -15,9 +15,10 @@ import pytest
 
 from proteus.design import factor_design, is_reference_level
 from proteus.io import load_study
+from proteus.io.organism import NOT_HUMAN
 from proteus.policy.playbooks import bulk_plays
 from proteus.profile import profile_study
-from proteus.tools.registry import ToolContext, get_tool
+from proteus.tools.registry import ToolContext, ToolFailed, get_tool
 
 UPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "ramus2016-ups1-maxquant"
 if not UPS.exists():
@@ -54,6 +55,11 @@ def test_amount_column_encoding_the_condition_is_one_contrast_not_two(ups_folder
     assert [(c.group, c.case, c.control) for c in prof.contrasts] == [("condition", "ups_25fmol", "ups_12.5fmol")]
     titles = [p.objective.title for p in bulk_plays(prof)]
     assert not any("ups1_fmol_per_ug" in t for t in titles)
+    # a split whose groups only contain the reversed groups of another (4 ⊃ 3, 2 ⊂ 3) is a different comparison, kept
+    sheet = pd.read_csv(ups_folder / "samples.tsv", sep="\t")
+    sheet.assign(kit=["new", "old", "old", "new", "new", "new"]).to_csv(ups_folder / "samples.tsv", sep="\t", index=False)
+    prof = profile_study(load_study(ups_folder))
+    assert {(c.group, c.n_case, c.n_control) for c in prof.contrasts} == {("condition", 3, 3), ("kit", 4, 2)}
 
 
 def test_no_subtype_discovery_planned_on_a_few_samples(ups_folder, tmp_path):
@@ -113,6 +119,7 @@ def test_several_diagnoses_beside_healthy_are_a_comparison_not_a_sample_type(naf
     assert not any("restrict" in s.params for s in steps)
     clustering = next(s for s in steps if s.tool == "consensus_clustering")
     assert "k_max" not in clustering.params  # 48 samples: the tool's default range
+    assert prof.modalities[0].organism is None and any(s.tool == "enrichment_ora" for s in steps)  # human plasma
 
 
 def test_level_spellings_differing_in_case_merge_when_each_is_used_once(tmp_path):
@@ -134,6 +141,27 @@ def test_level_spellings_differing_in_case_merge_when_each_is_used_once(tmp_path
     prof = profile_study(study)
     assert [(c.case, c.control, c.n_case, c.n_control) for c in prof.contrasts] == [("Tumor", "Normal", 3, 3)]
     assert next(v for v in prof.variables if v.name == "Run").role == "technical"
+    # yeast gene names and no organism in the annotation: not tested against human gene sets
+    assert prof.modalities[0].organism == NOT_HUMAN
+    assert not any(s.tool.startswith(("enrichment", "ppi")) for s in _steps(bulk_plays(prof)))
+
+
+def test_unannotated_yeast_accessions_are_not_tested_against_human_sets(ups_folder, tmp_path):
+    pg = pd.read_csv(ups_folder / "proteinGroups.txt", sep="\t").set_index("Protein IDs").filter(like="LFQ intensity ")
+    d = tmp_path / "plain"
+    d.mkdir()
+    pg.rename(columns=lambda c: c.replace("LFQ intensity ", "")).rename_axis("protein").to_csv(d / "proteins.tsv", sep="\t")
+    shutil.copy(ups_folder / "samples.tsv", d)
+    study = load_study(d)
+    layer = study.modalities["proteomics"]
+    assert layer.uns["organism"] == NOT_HUMAN
+    assert any("treated as another organism" in n for r in study.reports for n in r.notes)
+    res = get_tool("differential_abundance")(study, {"modality": "proteomics", "group": "condition", "case": "ups_25fmol",
+                                                     "control": "ups_12.5fmol"}, ToolContext(out_dir=tmp_path / "out"))
+    assert len(res.tables["results"].query("q < 0.05")) >= 40  # the spike-in is still found
+    with pytest.raises(ToolFailed, match="Homo sapiens only"):
+        get_tool("enrichment_ora")(study, {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol",
+                                           "library": "reactome"}, ToolContext(out_dir=tmp_path / "out"))
 
 
 def test_a_run_with_no_sample_matching_the_sheet_stops_with_the_reason(ups_folder, tmp_path):

@@ -27,7 +27,7 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["LIBRARIES", "ORGANISM", "load", "set_names", "set_sources", "to_symbols", "known_symbols", "ppi_edges", "sources",
+__all__ = ["LIBRARIES", "ORGANISM", "load", "set_names", "set_sources", "to_symbols", "known_symbols", "is_human_gene", "ppi_edges", "sources",
            "organism_problem"]
 
 LIBRARIES = ("reactome", "wikipathways", "go_bp")
@@ -121,6 +121,15 @@ def known_symbols() -> frozenset[str]:
 @lru_cache(maxsize=None)
 def _official() -> dict[str, str]:
     return {s.upper(): s for s in _idmap()["entrez"].values()}
+
+
+def is_human_gene(symbol: str, protein_id: str = "") -> bool:
+    """An official human gene symbol (case ignored), or a human UniProt accession (isoform suffix
+    dropped) or Ensembl gene id of the shipped map. Aliases do not count: other organisms' gene
+    names often equal one."""
+    m = _idmap()
+    pid = protein_id.split("-")[0].upper() if not protein_id.upper().startswith("ENSG") else protein_id.split(".")[0].upper()
+    return symbol.upper() in _official() or pid in m["uniprot"] or pid in m.get("ensembl_gene", {})
 
 
 @lru_cache(maxsize=None)

@@ -11,6 +11,7 @@ import pandas as pd
 from proteus import genesets
 from proteus.io._text import ReadProblem
 from proteus.io.modality import site_gene
+from proteus.io.organism import organism_from_ids
 from proteus.io.values import coerce_numeric, to_log_scale
 
 __all__ = ["build_layer", "unique_ids", "first_token", "peptide_counts", "PEPTIDE_COUNT_COLUMNS"]
@@ -89,7 +90,8 @@ def build_layer(
     obs
         Optional sample annotation indexed like ``values.index``.
     organism
-        Species named by the feature annotation (``uns["organism"]``; see :mod:`proteus.io.organism`).
+        Species named by the feature annotation (``uns["organism"]``; see :mod:`proteus.io.organism`);
+        when None, a protein layer whose ids are mostly not human is marked as another organism.
 
     Raises
     ------
@@ -132,6 +134,9 @@ def build_layer(
     obs_df.index = obs_df.index.astype(str)
     a = ad.AnnData(X=x, obs=obs_df, var=var)
     a.uns.update({"modality": kind, "level": "sample", "source": source, "scale": scale, "transform": transform})
+    if organism is None and kind == "proteomics":
+        ids = var["uniprot"] if "uniprot" in var else var.index
+        organism = organism_from_ids(var["gene"], ids, notes)
     if organism:
         a.uns["organism"] = organism
     if a.n_obs == 1:

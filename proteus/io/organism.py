@@ -5,6 +5,8 @@ an ``Organism`` column (FragPipe), or the species code of a UniProt entry name (
 DIA-NN ``Protein.Names``, FragPipe ``Entry Name``), translated with UniProt's controlled
 vocabulary of species codes (https://www.uniprot.org/docs/speclist) for common model organisms.
 The organism is the one most features name, when more than half of the annotated ones do.
+When nothing names it, :func:`organism_from_ids` reads the identifiers themselves: a layer whose
+ids are mostly not human genes (official symbols, UniProt or Ensembl ids) is from another organism.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-__all__ = ["organism_of", "SPECIES_CODES"]
+__all__ = ["organism_of", "organism_from_ids", "SPECIES_CODES", "NOT_HUMAN"]
 
 SPECIES_CODES = {
     "HUMAN": "Homo sapiens", "MOUSE": "Mus musculus", "RAT": "Rattus norvegicus", "BOVIN": "Bos taurus",
@@ -64,3 +66,33 @@ def organism_of(annotation: Iterable[object], notes: list[str] | None = None) ->
         others = ", ".join(f"{o} {k}" for o, k in found.most_common()[1:4])
         notes.append(f"organism {top} ({n} of {total} annotated features{'; also ' + others if others else ''})")
     return top
+
+
+NOT_HUMAN = "an unidentified non-human organism"
+
+
+def organism_from_ids(genes: Iterable[object], ids: Iterable[object], notes: list[str] | None = None,
+                      min_features: int = 100, min_human: float = 0.5) -> str | None:
+    """:data:`NOT_HUMAN` when fewer than ``min_human`` of at least ``min_features`` features are
+    human genes by their gene label (official symbol) or protein id (UniProt accession, Ensembl
+    gene id) in the shipped map; else None (human, or too few features to tell).
+
+    Aliases are not counted: other organisms' gene names often equal a human alias (yeast ``ARO1``
+    is an alias of human ``CYP19A1``). Human layers score 0.87-0.98 on the bundled data, yeast
+    0.05-0.19.
+    """
+    from proteus import genesets
+
+    def first(x: object) -> str:
+        return str(x).split(";")[0].strip() if x is not None and str(x) != "nan" else ""
+
+    pairs = [(first(g), first(i)) for g, i in zip(genes, ids)]
+    if len(pairs) < min_features:
+        return None
+    human = sum(genesets.is_human_gene(g, i) for g, i in pairs) / len(pairs)
+    if human >= min_human:
+        return None
+    if notes is not None:
+        notes.append(f"organism not named by the annotation; only {human:.0%} of {len(pairs)} features are human genes or ids: "
+                     "treated as another organism (no human gene sets or interactions tested)")
+    return NOT_HUMAN
