@@ -78,7 +78,7 @@ def prepare_dataset(name: str, out: str, *, seed: int = 1, fraction: float = 0.6
         if not (folder.is_dir() and any(folder.iterdir())):
             fetch(name, folder)
     study = _load(str(folder))
-    from proteus.evals.validation import stratified_split
+    from proteus.validation import stratified_split
 
     split = stratified_split(study, seed=seed, fraction=fraction)
     n = len(split.discovery) + len(split.held_out)
@@ -133,7 +133,7 @@ def run_arm(
     if not (info and info.get("status") == "finished"):
         study = _load(prep["folder"]).subset_samples(prep["split"]["discovery"])
         if arm == "null":
-            from proteus.evals.validation import permute_labels
+            from proteus.validation import permute_labels
 
             study = permute_labels(study, seed=seed)
         resume = (run_dir / "checkpoint.sqlite").exists()
@@ -156,7 +156,7 @@ def run_arm(
 
 
 def _rate(k: int, n: int) -> dict[str, Any]:
-    from proteus.evals.validation import wilson_ci
+    from proteus.validation import wilson_ci
 
     lo, hi = wilson_ci(k, n)
     return {"k": k, "n": n, "rate": round(k / n, 4) if n else None, "ci95": [lo, hi]}
@@ -183,7 +183,7 @@ def validate_dataset(
     disc_study = full.subset_samples(prep["split"]["discovery"])
     scratch = Path(prep["dir"]) / "scratch"
     from proteus.evals.judge import rejudge, score_summary
-    from proteus.evals.validation import validate_run
+    from proteus.validation import validate_run
 
     hyps = validate_run(discovery["dir"], held, cross_study=disc_study, seed=seed, scratch=scratch / "discovery")
     null_hyps = validate_run(null["dir"], held, cross_study=None, seed=seed, scratch=scratch / "null")

@@ -40,6 +40,7 @@ def rejudge(run_dir: str | Path, policy) -> list[dict[str, Any]]:
     ``[{"id", "judge", "scores": {metric: {"score", "reason"}}}]``, one per hypothesis, in file order.
     Tokens and cost are in ``policy.usage()``.
     """
+    from proteus.graphs.nodes import judged_by
     from proteus.kg import KnowledgeGraph
     from proteus.policy.base import ResearchView
     from proteus.profile import DataProfile
@@ -59,9 +60,11 @@ def rejudge(run_dir: str | Path, policy) -> list[dict[str, Any]]:
     )
     out = []
     for h in rd.read_jsonl("hypotheses.jsonl"):
-        hyp = Hypothesis.model_validate({**h, "scores": {}, "validation": None})
+        v = h.get("validation") if isinstance(h.get("validation"), dict) else {}
+        in_run = v.get("in_run") or (v if "edges" in v else None)  # what the run's own judge saw, not the eval's held-out cohort
+        hyp = Hypothesis.model_validate({**h, "scores": {}, "validation": in_run})
         j = policy.judge(view, hyp)
-        out.append({"id": hyp.id, "judge": policy.judge_name, "scores": j.model_dump()})
+        out.append({"id": hyp.id, "judge": judged_by(policy, j), "scores": j.model_dump()})
     return out
 
 

@@ -114,7 +114,7 @@ def plot(report: dict[str, Any]) -> bytes:
             else:
                 r = d["null"] if d else report["overall"]["null"]
                 k, n = r["replicating"], r["evaluable"]
-            from proteus.evals.validation import wilson_ci
+            from proteus.validation import wilson_ci
 
             a, b = wilson_ci(k, n)
             rate = k / n if n else 0.0
@@ -136,7 +136,7 @@ def plot(report: dict[str, Any]) -> bytes:
 
 
 def _method(report: dict[str, Any]) -> str:
-    from proteus.evals.validation import METHOD
+    from proteus.validation import METHOD
 
     return METHOD.format(alpha=0.05)
 

@@ -31,6 +31,7 @@ __all__ = [
     "update_objectives",
     "propose_hypotheses",
     "judge",
+    "judged_by",
     "validate",
     "next_after_choose",
     "next_after_update_objectives",
@@ -310,7 +311,31 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
     return {"hypotheses": hyps}
 
 
+def validate(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Re-test every hypothesis on held-out splits, against a permutation null and in other layers
+    (:func:`proteus.validation.validate_hypotheses`), and order them by validated evidence."""
+    from proteus.validation import validate_hypotheses
+
+    ctx = runtime.context
+    t0 = time.perf_counter()
+    hyps = validate_hypotheses(ctx.study, ctx.kg(state), list(state.get("hypotheses", [])), seed=ctx.seed)
+    counts = {s: sum((h["validation"] or {}).get("status") == s for h in hyps) for s in ("validated", "failed", "untestable")}
+    ctx.rundir.append_trace({"kind": "validation", "seconds": round(time.perf_counter() - t0, 3), "counts": counts})
+    ctx.progress(f"validated {counts['validated']} of {len(hyps)} hypotheses ({counts['failed']} failed, {counts['untestable']} not testable)")
+    return {"hypotheses": hyps}
+
+
+def judged_by(policy, judgement) -> str:
+    """Who actually scored ``judgement``: the policy's fallback judge when the model's answer was
+    unusable (``decided_by == "fallback"``), else the policy's own judge."""
+    if getattr(judgement, "decided_by", None) == "fallback" and getattr(policy, "fallback", None) is not None:
+        return policy.fallback.judge_name
+    return policy.judge_name
+
+
 def judge(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Score every hypothesis; ``judge`` names who actually scored it (a model, or the heuristic
+    judge it fell back to)."""
     ctx = runtime.context
     view = _view(state, ctx)
     out = []
@@ -318,12 +343,10 @@ def judge(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         hyp = Hypothesis.model_validate(h)
         j = _decide(ctx, "judge", ctx.policy.judge, view, hyp, hypothesis=hyp.id)
         hyp.scores = {k: Score(**v) for k, v in j.model_dump().items()}
-        hyp.judge = ctx.policy.judge_name
+        hyp.judge = judged_by(ctx.policy, j)
         out.append(hyp.model_dump())
-    ctx.progress(f"judged {len(out)} hypotheses ({ctx.policy.judge_name} judge)")
+    by = {}
+    for h in out:
+        by[h["judge"]] = by.get(h["judge"], 0) + 1
+    ctx.progress(f"judged {len(out)} hypotheses ({', '.join(f'{n} by {k}' for k, n in sorted(by.items()))})")
     return {"hypotheses": out}
-
-
-def validate(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """Validation against held-out data is filled by ``proteus eval``; a plain run leaves it ``None``."""
-    return {}

@@ -3,7 +3,7 @@
 ::
 
     plan_objectives -> objective -> update_objectives -> (objective | propose_hypotheses)
-                                                          propose_hypotheses -> judge -> validate
+                                                          propose_hypotheses -> validate -> judge
     objective   = plan_workflow -> step_loop -> finish_workflow
     step_loop   = choose_step -> (run_tool -> interpret -> update_workflow -> choose_step | END)
 
@@ -63,7 +63,7 @@ def build_research_graph() -> StateGraph:
     g.add_conditional_edges(
         "update_objectives", nodes.next_after_update_objectives, {"objective": "objective", "propose_hypotheses": "propose_hypotheses"}
     )
-    g.add_edge("propose_hypotheses", "judge")
-    g.add_edge("judge", "validate")
-    g.add_edge("validate", END)
+    g.add_edge("propose_hypotheses", "validate")
+    g.add_edge("validate", "judge")
+    g.add_edge("judge", END)
     return g

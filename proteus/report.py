@@ -578,13 +578,26 @@ def _section_objectives_list(rd: RunData) -> str:
     return f"<h3>Objectives</h3><table><thead><tr><th>id</th><th>objective</th><th>family</th><th>status</th></tr></thead><tbody>{rows}</tbody></table>"
 
 
+_VALIDATION_RANK = {"validated": 0, "untestable": 1, "failed": 2}
+
+
 def _ranked(rd: RunData) -> list[dict[str, Any]]:
-    return sorted(rd.hypotheses, key=lambda h: -(mean_score(h) or 0.0))
+    """Validated first, then not testable, then failed (as the run's validate node orders them), then
+    by replication frequency and mean judge score; failed hypotheses stay, marked."""
+
+    def key(h: dict[str, Any]) -> tuple:
+        v = h.get("validation") if isinstance(h.get("validation"), dict) else {}
+        rep = (v.get("replication") or {}).get("frequency", 0.0) if isinstance(v.get("replication"), dict) else 0.0
+        return _VALIDATION_RANK.get(v.get("status"), 3), -rep, -(mean_score(h) or 0.0)
+
+    return sorted(rd.hypotheses, key=key)
 
 
 def _validation_text(v: Any) -> str:
     if not v:
         return "not validated"
+    if isinstance(v, dict) and v.get("status") and v.get("reason"):
+        return f"{v['status']}: {v['reason']}"
     if isinstance(v, dict):
         outcome = v.get("outcome") or v.get("status") or v.get("result")
         if outcome is None and "passed" in v:
@@ -610,7 +623,7 @@ def _section_top_hypotheses(rd: RunData, states: dict[str, Any]) -> str:
             f"<td>{_status_badge(rev.status) if rev is not None else ''}</td></tr>"
         )
     return (
-        f"<h3>Top hypotheses</h3><p class='sub'>Ranked by the mean of the five judge scores (1–5); {len(rd.hypotheses)} in all.</p>"
+        f"<h3>Top hypotheses</h3><p class='sub'>Ranked by validated evidence (validated, then not testable, then failed; then replication frequency and mean judge score, 1–5); {len(rd.hypotheses)} in all.</p>"
         "<table><thead><tr><th>id</th><th>statement</th><th>mean score</th><th>validation</th><th>review</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
@@ -738,6 +751,7 @@ def _section_hypotheses(rd: RunData, states: dict[str, Any]) -> str:
         else:
             out.append(f"<p><b>Judge.</b> {e(_judge_label(h.get('judge')))}.</p>")
         out.append(f"<p><b>Validation.</b> {e(_validation_text(h.get('validation')))}</p>")
+        out.append(_validation_table(rels, h.get("validation")))
         if rev is not None:
             comments = "".join(f"<li>{e(c)}</li>" for c in rev.comments)
             who = ", ".join(sorted(rev.reviewers))
@@ -778,13 +792,53 @@ def _evidence_table(rels: dict[str, dict[str, Any]], ev: list[str]) -> str:
     )
 
 
+def _validation_table(rels: dict[str, dict[str, Any]], v: Any) -> str:
+    """Per evidence edge: held-out replication, permutation null, effect with its interval, other layers."""
+    edges = v.get("edges") if isinstance(v, dict) and isinstance(v.get("edges"), dict) else {}
+    if not edges:
+        return ""
+    rows = []
+    for eid, o in edges.items():
+        r = rels.get(eid, {})
+        label = f"{(r.get('subject') or {}).get('label', eid)} {r.get('predicate', '')} {(r.get('object') or {}).get('label', '')}".strip()
+        if o.get("status") != "tested":
+            rows.append(f"<tr><td>{e(label)}</td><td colspan='4' class='muted'>not re-tested: {e(o.get('reason', ''))}</td></tr>")
+            continue
+        ci = o.get("ci") or [None, None]
+        eff = f"{_fmt_num(o.get('effect'))} [{_fmt_num(ci[0])}, {_fmt_num(ci[1])}]" if o.get("effect") is not None else ""
+        cross = "; ".join(f"{k}: {'yes' if c.get('corroborated') else 'no'} ({_fmt_num(c.get('effect'))}, p={_fmt_num(c.get('p'))})" for k, c in (o.get("cross_omics") or {}).items())
+        notes = "; ".join(o.get("notes") or [])
+        rows.append(
+            f"<tr><td>{e(label)}</td><td class='num'>{e(o.get('replicated_splits'))}/{e(o.get('n_splits'))}</td>"
+            f"<td class='num'>{e(o.get('null_k'))}/{e(o.get('n_permutations'))}</td><td>{e(eff)}</td><td>{e(cross or '—')}{e('; ' + notes if notes else '')}</td></tr>"
+        )
+    return ("<table><thead><tr><th>evidence edge</th><th>held-out splits replicated</th><th>permuted labels as strong</th>"
+            "<th>effect [95% CI]</th><th>other layers</th></tr></thead>" + f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _judge_counts(rd: RunData) -> str:
+    """'N scored by X, M by the heuristic fallback' from each hypothesis's own judge label."""
+    counts: dict[str, int] = {}
+    for h in rd.hypotheses:
+        counts[str(h.get("judge") or "not judged")] = counts.get(str(h.get("judge") or "not judged"), 0) + 1
+    policy_judge = str(rd.run.get("judge") or "")
+    parts = []
+    for j, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        fallback = policy_judge and j != policy_judge and j == "heuristic"
+        parts.append(f"{n} scored by the {_judge_label(j)}" + (" as a fallback (the model's answer was unusable)" if fallback else ""))
+    return ", ".join(parts)
+
+
 def _section_methods(rd: RunData) -> str:
     run = rd.run
     out = ["<h2 id='methods'>Methods and conventions</h2>"]
     out.append(f"<p><b>Decisions.</b> {e(_policy_label(run))}.")
     judges = sorted({str(h.get("judge")) for h in rd.hypotheses if h.get("judge")}) or ([str(run["judge"])] if run.get("judge") else [])
     if judges:
-        out.append(f" <b>Judge.</b> {e('; '.join(_judge_label(j) for j in judges))}.")
+        out.append(f" <b>Judge.</b> {e('; '.join(_judge_label(j) for j in judges))}: {e(_judge_counts(rd))}.")
+    vmethod = next((h["validation"].get("method") for h in rd.hypotheses if isinstance(h.get("validation"), dict) and h["validation"].get("method")), None)
+    if vmethod:
+        out.append(f" <b>Validation.</b> {e(vmethod)}")
     out.append("</p>")
     tools: dict[str, list[dict[str, Any]]] = {}
     for s in rd.steps().values():

@@ -54,6 +54,13 @@ TABLE_COLUMNS = ["id", "statement", "mean", *METRICS, "reviewer_mean", "status",
 SORT_KEYS = ("mean", *METRICS, "reviewer_mean", "n_evidence", "validation", "status", "id")
 
 
+def _validation_detail(v: Any) -> str:
+    """The validation's own one-line reason (replication k/n, null k/n, cross-omics), else its JSON."""
+    if isinstance(v, dict) and v.get("reason"):
+        return str(v["reason"])
+    return json.dumps(v, default=str)[:400]
+
+
 def _validation_label(v: Any) -> str:
     if not v:
         return "not validated"
@@ -295,7 +302,7 @@ def _detail_html(sess: ReviewSession, hid: str) -> str:
         s = scores.get(m) if isinstance(scores.get(m), dict) else {}
         rows.append(f"<tr><td>{e(m)}</td><td>{e(s.get('score', ''))}</td><td>{e(st.scores.get(m, ''))}</td><td>{e(s.get('reason', ''))}</td></tr>")
     parts.append(f"<p><b>Judge:</b> {e(h.get('judge') or 'none')}</p><table><tr><th>metric</th><th>judge</th><th>you</th><th>reason</th></tr>{''.join(rows)}</table>")
-    parts.append(f"<p><b>Validation:</b> {e(_validation_label(h.get('validation')))}" + (f" — {e(json.dumps(h.get('validation'), default=str)[:400])}" if h.get("validation") else "") + "</p>")
+    parts.append(f"<p><b>Validation:</b> {e(_validation_label(h.get('validation')))}" + (f" — {e(_validation_detail(h.get('validation')))}" if h.get("validation") else "") + "</p>")
     parts.append(f"<p><b>Review status:</b> {e(st.status)}" + (f" ({e(st.reason)})" if st.reason else "") + "</p>")
     if st.comments:
         parts.append("<ul>" + "".join(f"<li>{e(c)}</li>" for c in st.comments) + "</ul>")

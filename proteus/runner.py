@@ -22,7 +22,7 @@ from proteus.policy.base import Policy
 from proteus.profile import profile_study
 from proteus.rundir import RunDir, fingerprint, input_files, package_versions
 
-__all__ = ["run_research", "InputsChangedError", "NoResultsError", "run_warnings"]
+__all__ = ["run_research", "InputsChangedError", "NoResultsError", "run_warnings", "judge_counts"]
 
 
 class InputsChangedError(RuntimeError):
@@ -169,6 +169,9 @@ def run_research(
                 "hypotheses": len(final.get("hypotheses", [])),
             },
         )
+        run_info["judged"] = judge_counts(final.get("hypotheses", []), policy.judge_name)
+        run_info["validation"] = {s: sum((h.get("validation") or {}).get("status") == s for h in final.get("hypotheses", []))
+                                  for s in ("validated", "failed", "untestable")}
         warnings, failure = run_warnings(final)
         for w in warnings:
             progress(f"WARNING: {w}")
@@ -197,6 +200,16 @@ def _fail_run(rundir: RunDir, run_info: dict[str, Any], reason: str) -> None:
     rundir.write_json("run.json", run_info)
     rundir.append_trace({"kind": "run_failed", "reason": reason})
     write_report(rundir.path)
+
+
+def judge_counts(hypotheses: list[dict[str, Any]], policy_judge: str) -> dict[str, Any]:
+    """How many hypotheses the policy's own judge scored and how many fell back to another
+    (each hypothesis's ``judge`` names who actually scored it)."""
+    by: dict[str, int] = {}
+    for h in hypotheses:
+        by[str(h.get("judge") or "")] = by.get(str(h.get("judge") or ""), 0) + 1
+    own = by.get(policy_judge, 0)
+    return {"judge": policy_judge, "scored_by_judge": own, "fallback": sum(by.values()) - own, "by": by}
 
 
 def _public_url(url: str | None) -> str | None:

@@ -1,4 +1,4 @@
-"""Held-out validation, the stratified split and the label-permutation null (proteus.evals.validation).
+"""Held-out validation, the stratified split and the label-permutation null (proteus.validation).
 
 One small real run: the offline pipeline on the discovery part of GSE7390 (198 breast tumours,
 76 genes), three objectives (~30 s on a loaded machine).
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from proteus.evals.validation import ALPHA, permute_labels, stratified_split, validate_run, wilson_ci
+from proteus.validation import ALPHA, permute_labels, stratified_split, validate_run, wilson_ci
 
 pytest.importorskip("sksurv", reason="pip install scikit-survival (GSE7390 ships with it)")
 

@@ -1,82 +1,263 @@
-"""The offline judge: transparent rules that score a hypothesis on the five metrics from its evidence.
+"""The offline judge: checks that can fail, read from the evidence, never from the template.
 
-Labelled ``heuristic`` in every artifact. Rules (each score 1-5, with the reason spelled out):
+Labelled ``heuristic`` in every artifact. Each score (1-5) keeps the reason of every check:
 
-- reliability: strength (best q), sample size and number of independent evidence edges / layers.
-- logical coherence: the evidence edges exist and agree in direction with each other.
-- biological plausibility: support from a second mechanism (pathway, interaction, second omics
-  layer, cis effect) beyond a single statistical association.
-- novelty: composite and regulatory findings (phosphosite-specific, cross-layer discordance,
-  dosage transmission, subtype structure) over single well-trodden differences.
-- evaluability: a concrete, directional test on named entities.
+- reliability: the in-run validation (replication frequency over held-out splits, the
+  permutation null), the key edge's effect size and its interval, and the number of samples.
+- logical coherence: whether the statement's claims match the cited edges: direction words
+  next to each entity against that entity's edge, entities and layers named without a cited edge,
+  causal wording ("drives", "propagates", "independent of", ...) from associations only, "as a
+  unit" over edges that move in different directions, cited edges missing from the graph.
+- biological plausibility: independent prior knowledge (shipped gene sets, BioPlex interactions,
+  a gene's own copy number / mutation acting on its own product) and support in a second layer.
+- novelty: how expected the relation is given that prior knowledge (a cis effect or a relation
+  between genes already sharing a pathway or an interaction is expected; a site change beyond its
+  protein's, or genes with no prior link, is not). Never from a contrast's name.
+- evaluability: whether the proposed test names a measurable quantity, a direction, a cohort and
+  the hypothesis's own entities.
 """
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+from itertools import combinations
+
 from proteus.kg import KnowledgeGraph
 from proteus.policy.decisions import Judgement, MetricScore
-from proteus.records import Hypothesis
+from proteus.records import Hypothesis, Relation
 
-__all__ = ["judge_heuristically"]
+__all__ = ["judge_heuristically", "entity_gene"]
+
+_UP = r"higher|increased?|increases|up(?:regulated)?|activated|rises?|elevated|gains?|expanded|more abundant|raises?|enriched"
+_DOWN = r"lower|decreased?|decreases|down(?:regulated)?|suppressed|reduced?|reduces|loss|depleted|less abundant|falls?"
+_CAUSAL = r"\b(drives?|driven by|causes?|caused by|propagates?|transmitted|leads? to|mediates?|independent of|controls?|regulates?|driver)\b"
+_LAYERS = {
+    "protein": ("protein",),
+    "mRNA": ("gene",),
+    "phosphorylation": ("phosphosite",),
+    "transcript": ("gene",),
+    "copy number": ("gene",),
+    "mutation": ("mutation",),
+}
+_QUANTITY = r"measure|quantif|abundance|level|log2|fold change|correlat|hazard|score|immunoblot|ihc|qpcr|rt-qpcr|ms\b|intensity|frequency|proportion"
+_DIRECTION = r"higher|lower|increase|decrease|positive|negative|more|less|worse|better|predict|up\b|down\b|sensitive|direction"
+_COHORT = r"cohort|held-out|independent|samples|patients|tumou?rs|cell lines|donors|replicates"
+_SITE = re.compile(r"^(.+)-[STYK]\d+[a-z]?$")
 
 
 def _clip(x: float) -> int:
     return int(max(1, min(5, round(x))))
 
 
+def entity_gene(entity_id: str) -> str | None:
+    """Gene symbol of a protein / gene / mutation / site entity id (``"phosphosite:TP53-S15"`` -> TP53)."""
+    kind, _, label = entity_id.partition(":")
+    if kind in ("protein", "gene", "mutation"):
+        return label
+    if kind in ("phosphosite", "acetylsite"):
+        m = _SITE.match(label)
+        return m.group(1) if m else label.rsplit("-", 1)[0]
+    return None
+
+
+@lru_cache(maxsize=1)
+def _gene_to_sets() -> dict[str, frozenset[str]]:
+    from proteus import genesets
+
+    out: dict[str, set[str]] = {}
+    for lib in genesets.LIBRARIES:
+        for sid, genes in genesets.load(lib).items():
+            if len(genes) <= 500:  # very broad terms say little about a specific relation
+                for g in genes:
+                    out.setdefault(g, set()).add(sid)
+    return {g: frozenset(s) for g, s in out.items()}
+
+
+@lru_cache(maxsize=1)
+def _interactions() -> frozenset[tuple[str, str]]:
+    from proteus import genesets
+
+    e = genesets.ppi_edges()
+    return frozenset(zip(e["a"].astype(str), e["b"].astype(str)))
+
+
+def _prior_links(genes: list[str]) -> tuple[int, int, int]:
+    """(pairs sharing a gene set, pairs interacting in BioPlex, pairs) over distinct ``genes``."""
+    sets, ppi = _gene_to_sets(), _interactions()
+    pairs = list(combinations(sorted(set(genes)), 2))
+    shared = sum(bool(sets.get(a, frozenset()) & sets.get(b, frozenset())) for a, b in pairs)
+    inter = sum((a, b) in ppi or (b, a) in ppi for a, b in pairs)
+    return shared, inter, len(pairs)
+
+
+def _sign(r: Relation) -> int:
+    return {"up": 1, "positive": 1, "down": -1, "negative": -1}.get(r.stats.direction or "", 0)
+
+
+def _clauses(text: str) -> list[str]:
+    return [c for c in re.split(r"[;,.]|\band\b|\bwhile\b|\bwithout\b|\bbut\b", text) if c.strip()]
+
+
+# --------------------------------------------------------------------------------------------
+# the five checks
+# --------------------------------------------------------------------------------------------
+
+
+def _reliability(h: Hypothesis, found: list[Relation]) -> MetricScore:
+    v = h.validation or {}
+    ns = [r.stats.n for r in found if r.stats.n]
+    n = max(ns) if ns else 0
+    edges = v.get("edges") or {}
+    key = next((edges[e] for e in h.evidence if (edges.get(e) or {}).get("status") == "tested"), None)
+    parts, score = [], 1.0
+    if v.get("status") in ("validated", "failed") and key is not None:
+        rep, nul = v["replication"], v["null"]
+        score += (rep["frequency"] >= 0.5) + (rep["frequency"] >= 0.8) + (nul["frequency"] < 0.05)
+        parts.append(f"replicated in {rep['text']} held-out splits, null {nul['text']}")
+        ci, eff = key.get("ci"), key.get("effect")
+        big = eff is not None and abs(eff) >= (0.3 if str(key.get("effect_type", "")).endswith("_r") else 0.5)
+        excl = bool(ci) and (ci[0] > 0 or ci[1] < 0)
+        score += excl and big
+        if eff is not None and ci:
+            parts.append(f"key effect {eff:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]" + ("" if big else ", small"))
+    else:
+        qs = [r.stats.q_else_p() for r in found]
+        score += bool(qs) and min(qs) < 0.05
+        parts.append("not re-testable on held-out samples" + (f"; best q={min(qs):.1e}" if qs else ""))
+    if n and n < 20:
+        score -= 1
+    parts.append(f"n={n}")
+    return MetricScore(score=_clip(score), reason="; ".join(parts)[:480])
+
+
+def _coherence(h: Hypothesis, rels: list[Relation | None], found: list[Relation]) -> MetricScore:
+    text = h.statement
+    low = text.lower()
+    score, problems = 5.0, []
+    missing = len(rels) - len(found)
+    if missing:
+        score -= 2 * missing
+        problems.append(f"{missing} cited edge(s) missing")
+    # direction words next to each entity against that entity's own edge
+    contradictions = []
+    for clause in _clauses(text):
+        cl = clause.lower()
+        up, down = bool(re.search(rf"\b({_UP})\b", cl)), bool(re.search(rf"\b({_DOWN})\b", cl))
+        if up == down:
+            continue
+        for r in found:
+            s = _sign(r)
+            if s and r.predicate in ("higher_in", "lower_in", "cis_effect_on", "correlates_with") and re.search(rf"\b{re.escape(r.subject.label.lower())}\b", cl):
+                if (s > 0) != up:
+                    contradictions.append(r.subject.label)
+    if contradictions:
+        score -= 2
+        problems.append(f"direction stated for {', '.join(sorted(set(contradictions)))} contradicts its edge")
+    # entities and layers named without a cited edge
+    cited = {r.subject.id for r in found} | {r.object.id for r in found}
+    cited_types = {r.subject.type for r in found} | {r.object.type for r in found}
+    uncited = [e for e in h.entities if e not in cited and e.split(":", 1)[0] in ("protein", "gene", "phosphosite", "mutation", "acetylsite")]
+    if uncited:
+        score -= 1
+        problems.append(f"names {', '.join(uncited[:3])} without a cited edge")
+    layers = [w for w, types in _LAYERS.items() if re.search(rf"\b{w}", low) and not set(types) & cited_types]
+    if layers:
+        score -= 1
+        problems.append(f"speaks of {', '.join(layers)} that no cited edge measured")
+    causal = sorted(set(m.group(1) for m in re.finditer(_CAUSAL, low)))
+    if causal:
+        score -= 1 + (len(causal) > 1)
+        problems.append(f"causal wording ({', '.join(causal)}) from associations")
+    if re.search(r"as a unit|together|co-?regulated", low):
+        signs = {_sign(r) for r in found if r.predicate in ("higher_in", "lower_in") and _sign(r)}
+        if len(signs) > 1:
+            score -= 1
+            problems.append("'as a unit' over edges moving in different directions")
+    return MetricScore(score=_clip(score), reason=("; ".join(problems) or "statement's directions, entities and layers match the cited edges")[:480])
+
+
+def _plausibility(h: Hypothesis, found: list[Relation]) -> tuple[MetricScore, dict]:
+    genes = sorted({g for r in found for g in (entity_gene(r.subject.id), entity_gene(r.object.id)) if g}
+                   | {g for e in h.entities if (g := entity_gene(e))})
+    shared, inter, pairs = _prior_links(genes) if len(genes) >= 2 else (0, 0, 0)
+    cis = any(r.predicate in ("cis_effect_on", "concordant_with") and entity_gene(r.subject.id) == entity_gene(r.object.id) for r in found)
+    member = any(r.predicate == "enriched_in" for r in found)
+    v = h.validation or {}
+    cross = v.get("cross_omics")
+    layers = {r.modality for r in found if r.modality}
+    score, why = 1.0, []
+    if pairs and shared / pairs >= 0.3:
+        score += 1
+        why.append(f"{shared}/{pairs} gene pairs share a curated gene set")
+    if inter:
+        score += 1
+        why.append(f"{inter} BioPlex interaction(s) among its genes")
+    if cis:
+        score += 1
+        why.append("a gene's own copy number / mutation / mRNA acting on its own product")
+    if member:
+        score += 0.5
+        why.append("pathway membership from curated sets")
+    if cross is True or len(layers) >= 2:
+        score += 1
+        why.append("seen in a second layer" if cross is True else f"evidence over {len(layers)} layers")
+    elif cross is False:
+        why.append("not corroborated in another layer")
+    return MetricScore(score=_clip(score), reason=("; ".join(why) or "a statistical association without independent prior knowledge")[:480]), {
+        "shared": shared, "inter": inter, "pairs": pairs, "cis": cis, "genes": genes}
+
+
+def _novelty(h: Hypothesis, found: list[Relation], prior: dict) -> MetricScore:
+    score, why = 3.0, []
+    if prior["cis"]:
+        score -= 1
+        why.append("a cis effect of a gene on its own product is expected")
+    if prior["pairs"] and (prior["shared"] + prior["inter"]) / prior["pairs"] >= 0.5:
+        score -= 1
+        why.append("its genes are already linked by curated sets or interactions")
+    elif prior["pairs"] and prior["shared"] + prior["inter"] == 0:
+        score += 1
+        why.append("no prior link between its genes")
+    by_contrast: dict[str, dict[str, int]] = {}
+    for r in found:
+        if r.predicate in ("higher_in", "lower_in") and r.subject.type in ("phosphosite", "protein"):
+            by_contrast.setdefault(r.object.id, {})[r.subject.type] = _sign(r)
+    if any(d.get("phosphosite") and d.get("protein") is not None and d["protein"] != d["phosphosite"] for d in by_contrast.values()):
+        score += 1
+        why.append("a site change against its protein's")
+    if len(prior["genes"]) <= 1 and len(found) <= 1 and not prior["cis"]:
+        score -= 1
+        why.append("a single-feature difference")
+    return MetricScore(score=_clip(score), reason=("; ".join(why) or "relation of moderate prior expectation")[:480])
+
+
+def _evaluability(h: Hypothesis) -> MetricScore:
+    t = h.test.lower()
+    checks = {
+        "a measurable quantity": re.search(_QUANTITY, t),
+        "a direction": re.search(_DIRECTION, t),
+        "a cohort": re.search(_COHORT, t),
+        "the hypothesis's entities": any((g := (entity_gene(e) or e.split(":", 1)[-1])) and g.lower() in t for e in h.entities),
+    }
+    have = [k for k, ok in checks.items() if ok]
+    lack = [k for k, ok in checks.items() if not ok]
+    return MetricScore(score=_clip(1 + len(have)), reason=(f"names {', '.join(have)}" if have else "names nothing testable")
+                       + (f"; lacks {', '.join(lack)}" if lack else ""))
+
+
 def judge_heuristically(kg: KnowledgeGraph, h: Hypothesis) -> Judgement:
+    """Score ``h`` on the five metrics from its cited edges, its validation and shipped prior knowledge."""
     rels = [kg.relation(e) for e in h.evidence]
     found = [r for r in rels if r is not None]
     if not found:
         low = MetricScore(score=1, reason="none of the cited evidence edges exist in the knowledge graph")
         return Judgement(reliability=low, logical_coherence=low, biological_plausibility=low, novelty=low, evaluability=low)
-    qs = [r.stats.q_else_p() for r in found]
-    best_q = min(qs)
-    ns = [r.stats.n for r in found if r.stats.n]
-    n = max(ns) if ns else 0
-    layers = {r.modality for r in found if r.modality}
-    predicates = {r.predicate for r in found}
-
-    rel = 1 + (best_q < 0.05) + (best_q < 1e-4) + (n >= 20) + (len(found) >= 2 or len(layers) >= 2)
-    reliability = MetricScore(
-        score=_clip(rel),
-        reason=f"best q={best_q:.1e}, n={n}, {len(found)} evidence edge(s) over {len(layers) or 1} layer(s)",
-    )
-
-    missing = len(rels) - len(found)
-    dirs = {r.stats.direction for r in found if r.predicate in ("higher_in", "lower_in") and r.stats.direction}
-    contrasts = {r.object.label for r in found if r.object.type == "sample_group"}
-    coherent = 5 - 2 * missing - (1 if len(dirs) > 1 and len(contrasts) <= 1 and "enriched_in" not in predicates else 0)
-    logical = MetricScore(
-        score=_clip(coherent),
-        reason=("all cited edges exist" if not missing else f"{missing} cited edge(s) missing")
-        + ("; directions agree" if len(dirs) <= 1 else "; mixed directions across evidence"),
-    )
-
-    mech = {"enriched_in", "interacts_with", "cis_effect_on", "concordant_with"} & predicates
-    plaus = 2 + len(mech) + (len(layers) >= 2)
-    plausibility = MetricScore(
-        score=_clip(plaus),
-        reason=("supported by " + ", ".join(sorted(mech)) if mech else "a statistical association without a second mechanism")
-        + (f"; seen in {len(layers)} layers" if len(layers) >= 2 else ""),
-    )
-
-    kinds = {r.subject.type for r in found} | {r.object.type for r in found}
-    nov = 2 + ("phosphosite" in kinds or "acetylsite" in kinds) + (len(predicates) >= 2) + ("cis_effect_on" in predicates or "associated_with" in predicates)
-    if contrasts and all("normal" in c.lower() for c in contrasts) and len(predicates) == 1:
-        nov -= 1
-    novelty = MetricScore(
-        score=_clip(nov),
-        reason=f"combines {len(predicates)} relation type(s) over {', '.join(sorted(kinds))}"
-        + ("; tumour-vs-normal differences are often already known" if contrasts and all("normal" in c.lower() for c in contrasts) else ""),
-    )
-
-    concrete = 2 + (len(h.test) > 60) + any(w in h.test.lower() for w in ("predict", "immunoblot", "ihc", "knock", "crispr", "independent", "held-out", "cohort")) + (len(h.entities) <= 6)
-    evaluability = MetricScore(score=_clip(concrete), reason="a concrete, directional test on named entities" if concrete >= 4 else "the test is generic")
+    plausibility, prior = _plausibility(h, found)
     return Judgement(
-        reliability=reliability,
-        logical_coherence=logical,
+        reliability=_reliability(h, found),
+        logical_coherence=_coherence(h, rels, found),
         biological_plausibility=plausibility,
-        novelty=novelty,
-        evaluability=evaluability,
+        novelty=_novelty(h, found, prior),
+        evaluability=_evaluability(h),
     )

@@ -1,6 +1,16 @@
 """Validation that does not trust the judge: held-out replication, cross-omics corroboration, label nulls.
 
-Three pieces, each a plain function on a :class:`~proteus.study.Study` or a run directory:
+One implementation for both designs:
+
+- in every run, the graph's ``validate`` node calls :func:`validate_hypotheses`: each evidence
+  edge's feature re-tested on the held-out part of repeated seeded stratified splits, against a
+  selection-aware label-permutation null and in other layers of the same gene, with effect-size
+  intervals (data rebuilt from the edge's provenance by :mod:`proteus.edge_data`); hypotheses are
+  ordered by validated evidence (:func:`order_by_validation`), failures kept and marked.
+- ``proteus eval`` runs on a discovery split and re-tests on the held-out samples it never saw
+  (:func:`validate_run`, the full tool re-run), keeping the in-run block under ``in_run``.
+
+The pieces, each a plain function on a :class:`~proteus.study.Study` or a run directory:
 
 - :func:`stratified_split`: a seeded discovery / held-out split of the samples (default 60 / 40),
   stratified by the first candidate contrast of the data profile (else its sample-type column).
@@ -47,6 +57,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scipy import stats
+
 from proteus.kg import KnowledgeGraph
 from proteus.records import Entity, Relation, ToolResult
 from proteus.rundir import RunDir
@@ -54,6 +66,12 @@ from proteus.study import Study
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, get_tool
 
 __all__ = [
+    "validate_hypotheses",
+    "order_by_validation",
+    "N_SPLITS",
+    "N_PERMUTATIONS",
+    "MIN_REPLICATION",
+    "IN_RUN_METHOD",
     "ALPHA",
     "Split",
     "stratified_split",
@@ -452,6 +470,7 @@ def validate_run(
             if cross_tested:
                 cross_ok = sum(bool(o["replicated"]) for o in cross_tested) >= len(cross_tested) / 2
             h = dict(h)
+            in_run = h.get("validation") if isinstance(h.get("validation"), dict) and "edges" in (h.get("validation") or {}) else None
             h["validation"] = {
                 "replicated": _decide(ordered),
                 "held_out": outcomes,
@@ -461,6 +480,7 @@ def validate_run(
                 "cross_omics_layer": rna,
                 "alpha": alpha,
                 "method": METHOD.format(alpha=alpha),
+                **({"in_run": in_run} if in_run else {}),
             }
             out.append(h)
         if write:
@@ -488,3 +508,236 @@ def wilson_ci(k: int, n: int, z: float = 1.959963984540054) -> tuple[float | Non
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# --------------------------------------------------------------------------------------------
+# in-run validation (the graph's validate node)
+# --------------------------------------------------------------------------------------------
+
+N_SPLITS = 20
+"""Seeded stratified splits per run; an edge's replication frequency is out of this many."""
+N_PERMUTATIONS = 20
+"""Label permutations per tested family (layer x contrast) for the selection-aware null."""
+MIN_REPLICATION = 0.8
+"""A hypothesis is validated when it replicates in at least this share of splits (and the null is rare)."""
+
+IN_RUN_METHOD = (
+    "in-run validation: {n_splits} seeded stratified splits ({held:.0%} held out); an evidence edge replicates in a "
+    "split when its feature, re-tested on the held-out samples only (Welch t for group differences, rank "
+    "correlation otherwise; same contrast, samples and variables as its tool call, covariates not re-fitted), "
+    "keeps its direction with p < {alpha}; the hypothesis replicates in a split when its key (first testable) edge "
+    "and at least half of its testable edges do. Null: {n_perm} label permutations of the key edge's family "
+    "(every feature of the layer tested in the same call); its null frequency is the share of permutations in "
+    "which any feature of the family reaches a p as small as the edge's (Westfall-Young minP). Validated: replication "
+    ">= {min_rep:.0%} of splits and null frequency < {alpha}. Cross-omics: the same test on another layer's "
+    "feature of the same gene, all samples."
+)
+
+_GENE_LEVEL = {"proteomics", "transcriptomics"}
+
+
+def _split_masks(labels: np.ndarray | None, n: int, n_splits: int, fraction: float, seed: int) -> list[np.ndarray]:
+    """Held-out masks of ``n_splits`` seeded splits, stratified by ``labels`` (None: one stratum)."""
+    strata = np.zeros(n, dtype=int) if labels is None else np.asarray(labels).astype(int)
+    out = []
+    for s in range(n_splits):
+        rng = np.random.default_rng([seed, s])
+        held = np.zeros(n, dtype=bool)
+        for level in np.unique(strata):
+            idx = np.flatnonzero(strata == level)
+            idx = idx[rng.permutation(len(idx))]
+            n_d = int(round(fraction * len(idx)))
+            if len(idx) >= 2:
+                n_d = min(max(n_d, 1), len(idx) - 1)
+            held[idx[n_d:]] = True
+        out.append(held)
+    return out
+
+
+def _key_test(design, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """(effect, two-sided p) of the edge's own feature on the samples in ``mask``."""
+    from proteus.edge_data import family_p
+
+    x, partner = design.key_data()
+    if mask is not None:
+        x, partner = x[mask], partner[mask]
+    effect, p = family_p(design.kind, x, partner)
+    return float(effect[0]), float(p[0])
+
+
+def _cross_layers(study: Study, r: Relation, gene_maps: dict[str, pd.Series]) -> dict[str, str]:
+    """Other gene-level layers measuring the gene of ``r``'s feature: layer -> its feature of that gene."""
+    from proteus.tools.correlation import feature_genes
+
+    def genes_of(layer: str) -> pd.Series:
+        if layer not in gene_maps:
+            gene_maps[layer] = feature_genes(study, layer)
+        return gene_maps[layer]
+
+    if r.modality not in study.modalities or r.predicate not in ("higher_in", "lower_in", "correlates_with", "cis_effect_on"):
+        return {}
+    if r.provenance.tool not in ("differential_abundance", "mutation_association", "clinical_correlation", "mutation_cis_effect"):
+        return {}
+    feat = r.object.label if r.predicate == "cis_effect_on" else str(r.stats.extra.get("feature_id") or r.subject.label)
+    gene = genes_of(r.modality).get(feat, feat)
+    out = {}
+    for name, a in study.bulk().items():
+        if name == r.modality or a.uns.get("modality") not in _GENE_LEVEL:
+            continue
+        g = genes_of(name)
+        hit = g.index[g.to_numpy() == gene]
+        if len(hit):
+            out[name] = str(hit[0])
+    return out
+
+
+def validate_hypotheses(
+    study: Study,
+    kg: KnowledgeGraph,
+    hypotheses: list[dict[str, Any]],
+    *,
+    n_splits: int = N_SPLITS,
+    n_perm: int = N_PERMUTATIONS,
+    fraction: float = 0.6,
+    alpha: float = ALPHA,
+    min_replication: float = MIN_REPLICATION,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Validate every hypothesis inside the run and order them by validated evidence.
+
+    For each evidence edge its feature is re-tested on the held-out part of ``n_splits`` seeded
+    stratified splits, against a selection-aware label-permutation null of its family and, where
+    another layer measures the same gene, in that layer; its effect gets a 95% confidence interval
+    (see :data:`IN_RUN_METHOD`). Only the evidence features are re-tested (the family matrix is
+    read once per tool call for the null).
+
+    Returns copies of ``hypotheses`` with ``validation`` = ``{"status": "validated" | "failed" |
+    "untestable", "replicated", "replication": {"k", "n", "frequency"}, "null": {"k", "n",
+    "frequency"}, "edges": {edge_id: ...}, "cross_omics", "cross_omics_edges", "reason", "method"}``,
+    ordered validated first, then untestable, then failed (each by replication frequency, then
+    null frequency); nothing is dropped.
+    """
+    cache: dict[str, Any] = {}
+    gene_maps: dict[str, pd.Series] = {}
+    nulls: dict[str, np.ndarray] = {}
+    edges: dict[str, dict[str, Any]] = {}
+    flags: dict[str, np.ndarray] = {}
+
+    def edge(eid: str) -> dict[str, Any]:
+        if eid in edges:
+            return edges[eid]
+        from proteus.edge_data import edge_design, effect_interval, permuted_min_p
+
+        r = kg.relation(eid)
+        if r is None:
+            edges[eid] = {"status": "untestable", "reason": "edge missing from the knowledge graph"}
+            return edges[eid]
+        if r.predicate in _PRIOR:
+            edges[eid] = {"status": "untestable", "reason": f"{r.predicate} is prior knowledge, not a re-testable statistic"}
+            return edges[eid]
+        if r.predicate in _UNSTABLE or r.provenance.tool in _CLUSTER_TOOLS:
+            edges[eid] = {"status": "untestable", "reason": f"{r.predicate} of {r.provenance.tool} refers to sample clusters found in this run"}
+            return edges[eid]
+        d = edge_design(study, r, cache=cache)
+        if isinstance(d, str):
+            edges[eid] = {"status": "untestable", "reason": d}
+            return edges[eid]
+        effect, p = _key_test(d)
+        sign = _sign(r.stats.direction) or int(np.sign(effect or 0))
+        labels = d.labels if d.kind == "two_group" else None
+        ok = np.isfinite(d.key_data()[0]) & (np.isfinite(d.key_data()[1]) if d.kind == "correlation" else True)
+        held = _split_masks(labels, len(ok), n_splits, fraction, seed)
+        reps = []
+        for m in held:
+            e_, p_ = _key_test(d, m & ok)
+            reps.append(bool(math.isfinite(p_) and p_ < alpha and np.sign(e_) == sign))
+        if d.family_key not in nulls:
+            nulls[d.family_key] = permuted_min_p(d, n_perm, seed)
+        k_null = int((nulls[d.family_key] <= p).sum()) if math.isfinite(p) else n_perm
+        flags[eid] = np.array(reps)
+        ci = effect_interval(d)
+        cross = {}
+        for layer, feat in _cross_layers(study, r, gene_maps).items():
+            one = Study(study.root, {**study.modalities, layer: study.modalities[layer][:, [feat]]}, study.clinical, study.mutations)
+            dx = edge_design(one, r, modality=layer, feature=feat)
+            if isinstance(dx, str):
+                continue
+            ex, px = _key_test(dx)
+            cross[layer] = {"feature": feat, "effect": _finite(ex), "p": _finite(px),
+                            "corroborated": bool(math.isfinite(px) and px < alpha and np.sign(ex) == sign)}
+        edges[eid] = {
+            "status": "tested",
+            "replicated_splits": int(sum(reps)),
+            "n_splits": n_splits,
+            "null_k": k_null,
+            "n_permutations": n_perm,
+            "p": _finite(p),
+            **{k: (_finite(v) if k == "effect" else v) for k, v in ci.items()},
+            "direction_agrees": bool(np.sign(effect) == sign) if effect is not None and math.isfinite(effect) else False,
+            "n": int(ok.sum()),
+            "family_size": int(d.X.shape[1]),
+            "cross_omics": cross,
+            "notes": d.notes,
+        }
+        return edges[eid]
+
+    out = []
+    for h in hypotheses:
+        ev = list(h.get("evidence", []))
+        per = {e: edge(e) for e in ev}
+        tested = [e for e in ev if per[e]["status"] == "tested"]
+        v: dict[str, Any] = {"edges": per, "n_tested": len(tested), "alpha": alpha,
+                             "method": IN_RUN_METHOD.format(n_splits=n_splits, held=1 - fraction, alpha=alpha, n_perm=n_perm, min_rep=min_replication)}
+        cross = [c for e in tested for c in per[e]["cross_omics"].values()]
+        v["cross_omics"] = (sum(c["corroborated"] for c in cross) >= len(cross) / 2) if cross else None
+        v["cross_omics_edges"] = {e: per[e]["cross_omics"] for e in tested if per[e]["cross_omics"]}
+        if not tested:
+            v.update(status="untestable", replicated=None, replication=None, null=None,
+                     reason="no evidence edge can be re-tested on held-out samples: " + "; ".join(sorted({per[e]["reason"] for e in ev}))[:300])
+        else:
+            F = np.array([flags[e] for e in tested])
+            split_ok = F[0] & (F.sum(0) >= len(tested) / 2)
+            k = int(split_ok.sum())
+            key = per[tested[0]]
+            freq, null_freq = k / n_splits, key["null_k"] / n_perm
+            ok = freq >= min_replication and null_freq < alpha
+            v.update(
+                status="validated" if ok else "failed",
+                replicated=ok,
+                replication={"k": k, "n": n_splits, "frequency": round(freq, 3), "text": f"{k}/{n_splits}"},
+                null={"k": key["null_k"], "n": n_perm, "frequency": round(null_freq, 3), "text": f"{key['null_k']}/{n_perm}"},
+                reason=(f"replicated in {k}/{n_splits} held-out splits; permuted labels gave an edge as strong as the key edge in "
+                        f"{key['null_k']}/{n_perm} permutations"
+                        + (f"; cross-omics {'corroborated' if v['cross_omics'] else 'not corroborated'}" if v["cross_omics"] is not None else "")),
+            )
+        out.append({**h, "validation": _plain(v)})
+    return order_by_validation(out)
+
+
+def _plain(x: Any) -> Any:
+    """JSON-native copy (numpy scalars to Python, non-finite floats to None): checkpointed state."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
+def order_by_validation(hypotheses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validated first, then not testable, then failed; within each, higher replication frequency,
+    then rarer under the null, then original order (stable). Nothing is dropped."""
+    rank = {"validated": 0, "untestable": 1, "failed": 2}
+
+    def key(h: dict[str, Any]) -> tuple:
+        v = h.get("validation") or {}
+        rep = (v.get("replication") or {}).get("frequency", 0.0)
+        nul = (v.get("null") or {}).get("frequency", 1.0)
+        return rank.get(v.get("status"), 3), -rep, nul
+
+    return sorted(hypotheses, key=key)

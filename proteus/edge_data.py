@@ -1,0 +1,340 @@
+"""The data behind one knowledge-graph edge, and the statistics used to re-test it.
+
+:func:`edge_design` turns an evidence edge into the per-sample data its tool tested, taken from
+the edge's own provenance (tool and params), restricted to the edge's feature plus the *family* of
+features tested alongside it (the whole layer), so that a selection-aware permutation null can be
+computed without re-running the tool:
+
+- two-group edges (``higher_in`` / ``lower_in`` of a contrast or of a mutation, a mutation's
+  ``cis_effect_on`` its own feature): a layer matrix and a case / control label per sample;
+  statistic Welch's t, effect the difference of means (log2 fold change on log data).
+- correlation edges (``correlates_with`` a clinical variable, ``concordant_with`` its own mRNA,
+  copy number ``cis_effect_on`` its own RNA / protein): a layer matrix and a partner vector or a
+  gene-matched matrix; statistic the correlation of per-layer ranks (Spearman; Pearson when the
+  tool used Pearson).
+
+Edges this module cannot rebuild (prior knowledge, cluster labels, pathway sets, survival,
+cell-level layers) give ``None`` with the reason. Covariates of an adjusted model are not re-fitted:
+the re-test is the unadjusted version of the same contrast, and says so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from proteus.records import Relation
+from proteus.study import Study
+
+__all__ = ["EdgeDesign", "edge_design", "welch", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
+
+
+@dataclass
+class EdgeDesign:
+    """Per-sample data of one edge.
+
+    ``X`` is samples x family features (float, NaN = missing); ``column`` the edge's feature in it.
+    Two-group: ``labels`` is True for case samples. Correlation: ``Y`` is samples x 1 (a partner
+    vector) or samples x family (gene-matched partner layer), already rank-transformed with ``X``
+    when ``method`` is spearman.
+    """
+
+    kind: str  # "two_group" | "correlation"
+    X: np.ndarray
+    column: int
+    samples: list[str]
+    labels: np.ndarray | None = None
+    Y: np.ndarray | None = None
+    method: str = "spearman"
+    family_key: str = ""
+    columns: pd.Index | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def key_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x, partner) of the edge's own feature: partner = labels (two-group) or y (correlation)."""
+        x = self.X[:, self.column]
+        if self.kind == "two_group":
+            return x, self.labels
+        y = self.Y[:, 0] if self.Y.shape[1] == 1 else self.Y[:, self.column]
+        return x, y
+
+
+# --------------------------------------------------------------------------------------------
+# statistics, vectorised over columns
+# --------------------------------------------------------------------------------------------
+
+
+def welch(X: np.ndarray, case: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Welch's t of each column, case minus control, on observed values.
+
+    Returns ``(t, diff, se, df)``; NaN where a group has fewer than two values or no variance.
+    Welch B.L. The generalization of Student's problem. Biometrika 34:28-35 (1947).
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    case = np.asarray(case, dtype=bool)
+    out = []
+    for grp in (case, ~case):
+        v = X[grp]
+        m = np.isfinite(v)
+        n = m.sum(0).astype(float)
+        s = np.where(m, v, 0.0).sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = s / n
+            ss = (np.where(m, v - mean, 0.0) ** 2).sum(0)
+            var = ss / (n - 1)
+        out.append((n, mean, var))
+    (n1, m1, v1), (n2, m2, v2) = out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a, b = v1 / n1, v2 / n2
+        se = np.sqrt(a + b)
+        diff = m1 - m2
+        t = diff / se
+        df = (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1))
+    bad = (n1 < 2) | (n2 < 2) | ~(se > 0)
+    return np.where(bad, np.nan, t), np.where(bad, np.nan, diff), np.where(bad, np.nan, se), np.where(bad, np.nan, df)
+
+
+def rank_correlation(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson correlation of each column of ``X`` with ``Y`` (one column, or column-matched)
+    over rows where both are finite. On rank-transformed input this is Spearman's rho with the
+    ranks taken over each layer's observed values. Returns ``(r, n)``."""
+    X = np.asarray(X, dtype=float)
+    Y = np.asarray(Y, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    Y = np.broadcast_to(Y, X.shape)
+    m = np.isfinite(X) & np.isfinite(Y)
+    n = m.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xm = np.where(m, X, 0.0).sum(0) / n
+        ym = np.where(m, Y, 0.0).sum(0) / n
+        xc = np.where(m, X - xm, 0.0)
+        yc = np.where(m, Y - ym, 0.0)
+        r = (xc * yc).sum(0) / np.sqrt((xc**2).sum(0) * (yc**2).sum(0))
+    return np.where(n >= 4, np.clip(r, -1, 1), np.nan), n
+
+
+def _t_two_sided(t: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Two-sided Student-t p (``scipy.special.stdtr``: the t CDF without the distribution wrapper)."""
+    with np.errstate(invalid="ignore"):
+        return 2 * special.stdtr(df, -np.abs(t))
+
+
+def correlation_p(r: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Two-sided p of a correlation, :math:`t = r\\sqrt{(n-2)/(1-r^2)}` on n - 2 df."""
+    r, n = np.asarray(r, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.abs(r) * np.sqrt((n - 2) / np.maximum(1 - r**2, 1e-300))
+        return _t_two_sided(t, n - 2)
+
+
+def family_p(kind: str, X: np.ndarray, partner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(effect, two-sided p) of every column: Welch t (``kind`` two_group, partner = case labels)
+    or rank correlation (partner = y or column-matched matrix)."""
+    if kind == "two_group":
+        t, diff, _, df = welch(X, partner)
+        return diff, _t_two_sided(t, df)
+    r, n = rank_correlation(X, partner)
+    return r, correlation_p(r, n)
+
+
+def permuted_min_p(design: EdgeDesign, n_perm: int, seed: int, chunk: int = 16384) -> np.ndarray:
+    """Smallest p over the design's family under each of ``n_perm`` seeded label permutations.
+
+    The null of Westfall & Young's minP step (Resampling-based multiple testing, Wiley 1993):
+    an edge's null frequency is the share of permutations whose smallest family p reaches its p.
+    Group sums and cross-products of all permutations are one matrix product per chunk.
+    """
+    n, m = design.X.shape
+    perms = np.array([np.random.default_rng([seed, 7919, b]).permutation(n) for b in range(n_perm)]).reshape(n_perm, n)
+    out = np.ones(n_perm)
+    paired = design.kind == "correlation" and design.Y.shape[1] > 1
+    for lo in range(0, m, chunk):
+        X = design.X[:, lo:lo + chunk]
+        if paired:
+            for b in range(n_perm):
+                p = family_p("correlation", X, design.Y[perms[b], lo:lo + chunk])[1]
+                if np.isfinite(p).any():
+                    out[b] = min(out[b], float(np.nanmin(p)))
+            continue
+        M = np.isfinite(X).astype(float)
+        X0 = np.where(M > 0, X, 0.0)
+        N, S, Q = M.sum(0), X0.sum(0), (X0**2).sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if design.kind == "two_group":
+                C = design.labels[perms].astype(float)
+                n1, s1, q1 = C @ M, C @ X0, C @ X0**2
+                n2, s2, q2 = N - n1, S - s1, Q - q1
+                a = (q1 - s1**2 / n1) / (n1 - 1) / n1
+                b_ = (q2 - s2**2 / n2) / (n2 - 1) / n2
+                t = (s1 / n1 - s2 / n2) / np.sqrt(a + b_)
+                df = (a + b_) ** 2 / (a**2 / (n1 - 1) + b_**2 / (n2 - 1))
+                ok = (n1 >= 2) & (n2 >= 2) & (a + b_ > 0)
+                p = np.where(ok, _t_two_sided(t, df), np.nan)
+            else:
+                P = design.Y[perms, 0]
+                P = np.where(np.isfinite(P), P, 0.0)
+                sy, syy, sxy = P @ M, P**2 @ M, P @ X0
+                r = (sxy - S * sy / N) / np.sqrt((Q - S**2 / N) * (syy - sy**2 / N))
+                r = np.where(N >= 4, np.clip(r, -1, 1), np.nan)
+                p = correlation_p(r, np.broadcast_to(N, r.shape))
+        best = np.nanmin(np.where(np.isfinite(p), p, np.inf), axis=1)
+        out = np.minimum(out, best)
+    return out
+
+
+def effect_interval(design: EdgeDesign, level: float = 0.95) -> dict[str, Any]:
+    """The edge's effect on all its samples with a ``level`` confidence interval.
+
+    Two-group: difference of means with the Welch interval. Correlation: rho with the Fisher-z
+    interval, :math:`\\tanh(\\operatorname{atanh} r \\pm z/\\sqrt{n-3})` (Fisher 1921).
+    """
+    x, partner = design.key_data()
+    z = stats.norm.ppf(0.5 + level / 2)
+    if design.kind == "two_group":
+        t, diff, se, df = (float(v[0]) for v in welch(x, partner))
+        if not np.isfinite(t):
+            return {"effect": None, "ci": None, "effect_type": "mean_difference"}
+        q = stats.t.ppf(0.5 + level / 2, df)
+        return {"effect": diff, "ci": [diff - q * se, diff + q * se], "effect_type": "mean_difference", "level": level}
+    r, n = rank_correlation(x, partner)
+    r, n = float(r[0]), int(n[0])
+    if not np.isfinite(r) or n < 4:
+        return {"effect": None, "ci": None, "effect_type": f"{design.method}_r"}
+    zr, h = np.arctanh(np.clip(r, -0.999999, 0.999999)), z / np.sqrt(n - 3)
+    return {"effect": r, "ci": [float(np.tanh(zr - h)), float(np.tanh(zr + h))], "effect_type": f"{design.method}_r", "level": level}
+
+
+# --------------------------------------------------------------------------------------------
+# rebuilding an edge's data from its provenance
+# --------------------------------------------------------------------------------------------
+
+
+def _ranks(df: pd.DataFrame) -> np.ndarray:
+    return df.rank(axis=0).to_numpy(float)
+
+
+def _two_group(df: pd.DataFrame, case: pd.Series, notes: list[str] | None = None) -> EdgeDesign:
+    return EdgeDesign("two_group", df.to_numpy(float), -1, list(df.index), labels=case.reindex(df.index).fillna(False).to_numpy(bool),
+                      columns=df.columns.astype(str), notes=list(notes or []))
+
+
+def _correlation(X: pd.DataFrame, Y: pd.DataFrame | pd.Series, method: str, notes: list[str] | None = None) -> EdgeDesign:
+    Yf = Y.to_frame() if isinstance(Y, pd.Series) else Y
+    xa, ya = (_ranks(X), _ranks(Yf)) if method == "spearman" else (X.to_numpy(float), Yf.to_numpy(float))
+    return EdgeDesign("correlation", xa, -1, list(X.index), Y=ya, method=method, columns=X.columns.astype(str), notes=list(notes or []))
+
+
+def _mutation_groups(study: Study, p: dict[str, Any], modality: str, gene: str, feature: str | None = None) -> tuple[pd.DataFrame, pd.Series]:
+    """Layer values (only ``feature`` when given) of the genotyped samples, and their mutation status."""
+    from proteus.tools.correlation import modality_frame, restricted_samples
+    from proteus.tools.mutation import mutation_matrix
+
+    samples = restricted_samples(study, list(study.modalities[modality].obs_names.astype(str)), p.get("restrict"))
+    mat, geno = mutation_matrix(study, samples, p.get("variant_classes", "nonsilent"))
+    if gene not in mat.columns:
+        msg = f"{gene} is not mutated in the genotyped samples"
+        raise KeyError(msg)
+    if feature is not None:
+        a = study.modalities[modality]
+        study = Study(study.root, {modality: a[:, [f for f in a.var_names if f == feature]]}, study.clinical, study.mutations)
+    return modality_frame(study, modality, geno), mat[gene]
+
+
+def _family(study: Study, r: Relation, mod: str, feat: str, own_layer: bool) -> tuple[str, Any] | str:
+    """(cache key, builder) of the family matrix the edge's feature was tested in."""
+    from proteus.tools.correlation import _paired_by_gene, modality_frame, restricted_samples
+
+    tool, p = r.provenance.tool, dict(r.provenance.params)
+    pk = json.dumps(p, sort_keys=True, default=str)
+    adjusted = [f"unadjusted for {', '.join(p['covariates'])}"] if p.get("covariates") else []
+    if tool == "differential_abundance" and r.predicate in ("higher_in", "lower_in"):
+        def build() -> EdgeDesign:
+            group, case, control = p["group"], str(p["case"]), str(p["control"])
+            lab = study.sample_table(mod)[group]
+            lab = lab[lab.notna() & lab.astype(str).isin([case, control])].astype(str)
+            return _two_group(modality_frame(study, mod, list(lab.index)), lab == case, adjusted)
+
+        return f"diff|{mod}|{pk}", build
+    if tool == "mutation_association" and r.predicate in ("higher_in", "lower_in"):
+        gene = r.object.label.split(": ")[0].removesuffix(" mutation")
+        return f"mut|{mod}|{gene}|{pk}", lambda: _two_group(*_mutation_groups(study, p, mod, gene), adjusted)
+    if tool == "mutation_cis_effect" and r.predicate == "cis_effect_on":
+        # the tool tested one feature per mutated gene: the family is that feature alone
+        def build_cis() -> EdgeDesign:
+            return _two_group(*_mutation_groups(study, p, mod, r.subject.label, feature=feat))
+
+        return f"mutcis|{mod}|{r.subject.label}|{feat}|{pk}", build_cis
+    if tool == "clinical_correlation" and r.predicate == "correlates_with":
+        def build_corr() -> EdgeDesign:
+            samples = restricted_samples(study, list(study.modalities[mod].obs_names.astype(str)), p.get("restrict"))
+            y = pd.to_numeric(study.clinical.reindex(samples)[p["variable"]], errors="coerce").dropna()
+            return _correlation(modality_frame(study, mod, list(y.index)), y, p.get("method", "spearman"), adjusted)
+
+        return f"corr|{mod}|{pk}", build_corr
+    if tool == "mrna_protein_concordance" and r.predicate == "concordant_with" and own_layer:
+        def build_conc() -> EdgeDesign:
+            A, B = _paired_by_gene(study, p["modality"], p["other_modality"], restricted_samples(study, study.samples(), p.get("restrict")))
+            return _correlation(A, B, p.get("method", "spearman"))
+
+        return f"conc|{pk}", build_conc
+    if tool == "cna_cis_effect" and r.predicate == "cis_effect_on" and own_layer:
+        target = str(r.stats.extra.get("target_modality") or r.modality)
+
+        def build_cna() -> EdgeDesign:
+            C, T = _paired_by_gene(study, p["modality"], target, restricted_samples(study, study.samples(), p.get("restrict")))
+            return _correlation(T, C, p.get("method", "spearman"))
+
+        return f"cna|{target}|{pk}", build_cna
+    return f"{r.predicate} edges of {tool} are not re-tested per feature"
+
+
+def _feature(r: Relation) -> str:
+    if r.predicate == "cis_effect_on" and r.subject.type == "mutation":
+        return r.object.label
+    if r.provenance.tool in ("mrna_protein_concordance", "cna_cis_effect"):
+        return r.subject.label
+    return str(r.stats.extra.get("feature_id") or r.subject.label)
+
+
+def edge_design(
+    study: Study, r: Relation, *, modality: str | None = None, feature: str | None = None, cache: dict[str, Any] | None = None
+) -> EdgeDesign | str:
+    """The data edge ``r`` was tested on (see the module docstring), or why it cannot be rebuilt.
+
+    ``modality`` / ``feature`` replace the edge's own layer and feature (cross-omics re-tests:
+    the same contrast on another layer's feature of the same gene). ``cache`` keeps family
+    matrices between calls (edges of one tool call share one).
+    """
+    mod = modality or r.modality
+    if mod is None or mod not in study.modalities:
+        return f"the edge's layer {mod!r} is not in this study"
+    if study.modalities[mod].uns.get("level", "sample") == "cell":
+        return "cell-level edge: its populations are clusters found in this run, not re-tested per split"
+    feat = feature or _feature(r)
+    fam = _family(study, r, mod, feat, own_layer=modality is None)
+    if isinstance(fam, str):
+        return fam
+    key, build = fam
+    cache = {} if cache is None else cache
+    if key not in cache:
+        try:
+            cache[key] = build()
+        except (KeyError, ValueError) as e:
+            cache[key] = f"its data could not be rebuilt: {type(e).__name__}: {e}"
+    base = cache[key]
+    if isinstance(base, str):
+        return base
+    hit = np.flatnonzero(base.columns == str(feat))
+    if not len(hit):
+        return f"feature {feat!r} is not in the tested layer"
+    return replace(base, column=int(hit[0]), family_key=key)
