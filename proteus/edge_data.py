@@ -253,6 +253,8 @@ def _mutation_groups(study: Study, p: dict[str, Any], modality: str, gene: str, 
 def _family(study: Study, r: Relation, mod: str, feat: str, own_layer: bool) -> tuple[str, Any] | str:
     """(cache key, builder) of the family matrix the edge's feature was tested in."""
     from proteus.tools.correlation import _paired_by_gene, modality_frame, restricted_samples
+    from proteus.tools.differential import _log_intensities, resolve_normalize
+    from proteus.tools.qc import normalize_layer
 
     tool, p = r.provenance.tool, dict(r.provenance.params)
     pk = json.dumps(p, sort_keys=True, default=str)
@@ -262,7 +264,13 @@ def _family(study: Study, r: Relation, mod: str, feat: str, own_layer: bool) -> 
             group, case, control = p["group"], str(p["case"]), str(p["control"])
             lab = study.sample_table(mod)[group]
             lab = lab[lab.notna() & lab.astype(str).isin([case, control])].astype(str)
-            return _two_group(modality_frame(study, mod, list(lab.index)), lab == case, adjusted)
+            frame = modality_frame(study, mod, list(lab.index))
+            norm = resolve_normalize(p.get("normalize", "none"), _log_intensities(study.modalities[mod].uns, frame.to_numpy(float)))
+            if norm != "none":  # the tool's own sample normalisation over the contrast's samples
+                a = study.modalities[mod]
+                sub = normalize_layer(a[a.obs_names.get_indexer(frame.index)], method=norm)
+                frame = pd.DataFrame(np.asarray(sub.X, dtype=float), index=frame.index, columns=frame.columns)
+            return _two_group(frame, lab == case, adjusted)
 
         return f"diff|{mod}|{pk}", build
     if tool == "mutation_association" and r.predicate in ("higher_in", "lower_in"):

@@ -530,7 +530,9 @@ IN_RUN_METHOD = (
     "(every feature of the layer tested in the same call); its null frequency is the share of permutations in "
     "which any feature of the family reaches a p as small as the edge's (Westfall-Young minP). Validated: replication "
     ">= {min_rep:.0%} of splits and null frequency < {alpha}. Cross-omics: the same test on another layer's "
-    "feature of the same gene, all samples."
+    "feature of the same gene, all samples. The splits divide the samples the run itself tested, so replication "
+    "measures stability across subsamples and the permutation null guards against selection; an unseen cohort "
+    "is `proteus eval`'s discovery / held-out design."
 )
 
 _GENE_LEVEL = {"proteomics", "transcriptomics"}

@@ -299,14 +299,21 @@ def _log_intensities(uns, Y: np.ndarray) -> bool:
     return uns["scale"] == "log2" if "scale" in uns else bool(np.nanmedian(Y) > 5)
 
 
+def resolve_normalize(normalize: str, intensities: bool) -> str:
+    """``auto`` -> ``vsn`` for MS intensities on a log2 scale (:func:`_log_intensities`), else ``none``;
+    other values as given."""
+    if normalize != "auto":
+        return normalize
+    return "vsn" if intensities else "none"
+
+
 def choose_defaults(p: DifferentialParams, Y: np.ndarray, is_case: np.ndarray, uns, counts: np.ndarray | None) -> Choice:
     """Resolve ``auto`` parameters from the values (features x samples, ``is_case`` per sample) and the layer's
     annotation."""
     reasons: list[str] = []
     intensities = _log_intensities(uns, Y)
-    normalize = p.normalize
-    if normalize == "auto":
-        normalize = "vsn" if intensities else "none"
+    normalize = resolve_normalize(p.normalize, intensities)
+    if p.normalize == "auto":
         reasons.append("variance-stabilising (VSN-like) normalisation: MS intensities on a log2 scale"
                        if intensities else "no normalisation: values are not MS intensities (e.g. log ratios)")
     if normalize == "vsn" and not intensities:
