@@ -68,6 +68,11 @@ def _tumour_params(profile: DataProfile) -> dict:
     return {"restrict": r} if r else {}
 
 
+def _technical(profile: DataProfile) -> dict:
+    """Covariates for a model over all (or all tumour) samples: the technical columns that vary across them."""
+    return {"covariates": list(profile.adjust_for)} if profile.adjust_for else {}
+
+
 def _clinical_variables(profile: DataProfile) -> dict:
     """Columns clusters are compared with: biological factors, covariates and outcomes (not technical ones)."""
     keep = [v.name for v in profile.variables if v.role in ("biological", "covariate", "outcome")]
@@ -279,7 +284,7 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                 ),
                 [
                     _step("mutation_cis_effect", "own-protein change in mutated vs wild-type samples", modalities=[primary], **_tumour_params(profile)),
-                    _step("mutation_association", f"trans effects of {top[0]} mutation", modality=primary, gene=top[0], **_tumour_params(profile)),
+                    _step("mutation_association", f"trans effects of {top[0]} mutation", modality=primary, gene=top[0], **_tumour_params(profile), **_technical(profile)),
                 ],
             )
         )
@@ -310,7 +315,7 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                     rationale="continuous clinical variables are underused by group comparisons",
                 ),
                 [_step("clinical_correlation", f"Spearman correlation with {var}" + (f", partial on {', '.join(profile.adjust_for)}" if profile.adjust_for else ""),
-                       modality=primary, variable=var, **_tumour_params(profile), **({"covariates": list(profile.adjust_for)} if profile.adjust_for else {}))],
+                       modality=primary, variable=var, **_tumour_params(profile), **_technical(profile))],
             )
         )
     k_max = _subtype_k_max(profile, primary)
@@ -355,7 +360,7 @@ def followup_plays(profile: DataProfile, kg) -> list[Play]:
                     family="mutation",
                     rationale=f"{gene} mutation changes its own protein ({r.stats.effect_type} {r.stats.effect:+.2f}, q={r.stats.q:.1e}); follow the consequences",
                 ),
-                [_step("mutation_association", f"proteins that differ with {gene} mutation status", modality=primary, gene=gene, **_tumour_params(profile))],
+                [_step("mutation_association", f"proteins that differ with {gene} mutation status", modality=primary, gene=gene, **_tumour_params(profile), **_technical(profile))],
             )
         )
     phospho = _layer(profile, "phosphoproteomics")
