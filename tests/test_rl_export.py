@@ -63,6 +63,11 @@ def test_export_records_every_attempt_with_rewards(tmp_path):
     assert r["accepted"] and r["tool_success"] == 1.0
     assert r["judge_scores"]["n_hypotheses"] == 1 and r["judge_scores"]["mean"] == 4.0
     assert r["validation_outcome"]["supported"] == 1
+    # the per-call schema the model answered under travels with every attempt, so model runs
+    # are tuning prompts too; the accepted answer is the reference, a rejected one is not
+    for rec in (rej, rep):
+        assert rec["task"]["schema"]["required"] == ["steps"]
+    assert rep["task"]["reference"] == json.loads(rep["completion"]) and rej["task"]["reference"] is None
     assert r["human_review"] == [{"hypothesis": "h1", "verdict": "plausible", "reviewer": "pi"}]
     assert rep["meta"]["objective"] == "obj_1" and rep["meta"]["backend"] == "openai:gpt-4o-mini"
 

@@ -431,6 +431,7 @@ class LLMPolicy(Policy):
             decision_id = f"{decision}-{self._n:04d}"
         base = {"kind": "llm_decision", "decision": decision, "decision_id": decision_id, "policy": self.name, "backend": backend.spec, **(context or {})}
         prompt = self.prompt(decision, view, *args, backend=backend)
+        base["schema"] = prompt.schema  # what the answer was constrained by (RL export rewards check it)
         msgs = list(prompt.messages)
         reason = ""
         attempt, refitted = 0, False
@@ -447,6 +448,7 @@ class LLMPolicy(Policy):
                     break
                 refitted = True  # the server stated its context (now remembered): fit again, once
                 prompt = self.prompt(decision, view, *args, backend=backend)
+                base["schema"] = prompt.schema
                 msgs = list(prompt.messages)
                 continue
             except BackendError as e:
