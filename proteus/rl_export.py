@@ -55,7 +55,7 @@ from typing import Any, Iterable
 import typer
 
 from proteus.records import METRICS
-from proteus.rundir import read_jsonl
+from proteus.rundir import read_jsonl, read_trace
 
 __all__ = ["export_rl", "trajectories", "export_rl_cli"]
 
@@ -69,7 +69,7 @@ class _Run:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.trace = read_jsonl(path / "trace.jsonl")
+        self.trace = read_trace(path)
         self.hypotheses = read_jsonl(path / "hypotheses.jsonl")
         self.reviews = read_jsonl(path / "reviews.jsonl")
         self.info = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}

@@ -7,7 +7,8 @@ Layout (``runs/<run-id>/`` or ``--out``)::
     kg.json            knowledge graph, networkx node-link JSON
     hypotheses.jsonl   one hypothesis per line
     report.html        self-contained report
-    trace.jsonl        every decision and tool call (append-only, one JSON object a line)
+    trace.jsonl        every decision and tool call (append-only, one JSON object a line); large
+                       values (prompts, per-call schemas) stored once in blobs/ (:func:`read_trace`)
     figures/           PNGs of tool results
     tables/            tool result tables, gzip TSV (``<step>_<name>.tsv.gz``)
     relations/         each step's knowledge-graph relations (``<step>.jsonl.gz``); checkpoints hold
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CompressedSerializer", "RunDir", "RunLockedError", "fingerprint", "input_files", "package_versions", "read_jsonl", "redact"]
+__all__ = ["CompressedSerializer", "RunDir", "RunLockedError", "fingerprint", "input_files", "package_versions", "read_jsonl", "read_trace", "redact"]
 
 
 def read_jsonl(path: str | Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
@@ -71,6 +72,30 @@ def read_jsonl(path: str | Path, problems: list[str] | None = None) -> list[dict
         elif problems is not None:
             problems.append(f"{path.name}: line {i} is not JSON (skipped)")
     return rows
+
+
+BLOB_MIN_BYTES = 16 * 1024
+"""Trace values larger than this (as JSON) are stored once by content under ``blobs/``."""
+
+
+def read_trace(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The events of ``trace.jsonl`` (read tolerantly, :func:`read_jsonl`) with ``{"$blob": path}``
+    values replaced by the stored value (``None`` when the blob is missing or unreadable)."""
+    run_dir = Path(run_dir)
+    cache: dict[str, Any] = {}
+
+    def load(rel: str) -> Any:
+        if rel not in cache:
+            try:
+                cache[rel] = json.loads(gzip.decompress((run_dir / rel).read_bytes()))
+            except (OSError, EOFError, ValueError):
+                cache[rel] = None
+        return cache[rel]
+
+    def resolve(v: Any) -> Any:
+        return load(v["$blob"]) if isinstance(v, dict) and len(v) == 1 and isinstance(v.get("$blob"), str) else v
+
+    return [{k: resolve(v) for k, v in e.items()} for e in read_jsonl(run_dir / "trace.jsonl")]
 
 
 class CompressedSerializer:
@@ -191,7 +216,7 @@ class RunDir:
         Removes leftover temporary files of :meth:`write_text` and cuts a torn last line off
         ``trace.jsonl`` so that the next event starts on a line of its own.
         """
-        for folder in (self.path, self.path / "tables", self.path / "figures", self.path / "relations"):
+        for folder in (self.path, self.path / "tables", self.path / "figures", self.path / "relations", self.path / "blobs"):
             for tmp in folder.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
         trace = self.path / "trace.jsonl"
@@ -268,13 +293,27 @@ class RunDir:
         return self.write_text(name, text)
 
     def append_trace(self, event: dict[str, Any]) -> None:
-        """Append one event to ``trace.jsonl`` (a single write of one line, flushed and fsynced)."""
-        event = {"t": round(time.time(), 3), **event}
+        """Append one event to ``trace.jsonl`` (a single write of one line, flushed and fsynced).
+
+        A top-level value whose JSON exceeds :data:`BLOB_MIN_BYTES` (a decision's per-call schema,
+        its prompt) is stored once by content as ``blobs/<sha256>.json.gz`` before the line is
+        written, and the event holds ``{"$blob": path}`` instead; :func:`read_trace` resolves it.
+        """
+        event = {k: self._blob_if_large(v) for k, v in {"t": round(time.time(), 3), **event}.items()}
         line = redact(json.dumps(_clean(event), default=str)) + "\n"
         with open(self.path / "trace.jsonl", "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
+
+    def _blob_if_large(self, value: Any) -> Any:
+        text = redact(json.dumps(_clean(value), default=str, sort_keys=True))
+        if len(text) < BLOB_MIN_BYTES:
+            return value
+        rel = f"blobs/{hashlib.sha256(text.encode('utf-8')).hexdigest()[:32]}.json.gz"
+        if not (self.path / rel).exists():
+            self.write_bytes(rel, gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0))
+        return {"$blob": rel}
 
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
@@ -304,6 +343,26 @@ class RunDir:
         conn = sqlite3.connect(self.checkpoint_path, check_same_thread=False)
         try:
             yield SqliteSaver(conn, serde=CompressedSerializer())
+        finally:
+            conn.close()
+
+    def compact_checkpoints(self) -> None:
+        """Keep only the latest checkpoint of each graph namespace (LangGraph's ``keep_latest``), then
+        VACUUM; for a finished run, whose resume needs nothing older. One transaction: a kill leaves
+        the file as it was. The research graph's channels are plain values (no ``DeltaChannel``), so
+        the latest checkpoint holds the whole state."""
+        import sqlite3
+
+        if not self.checkpoint_path.exists():
+            return
+        conn = sqlite3.connect(self.checkpoint_path)
+        try:
+            with conn:
+                latest = "SELECT thread_id, checkpoint_ns, MAX(checkpoint_id) FROM checkpoints GROUP BY thread_id, checkpoint_ns"
+                keep = "(thread_id, checkpoint_ns, checkpoint_id) IN (" + latest + ")"
+                conn.execute("DELETE FROM writes WHERE NOT " + keep)
+                conn.execute("DELETE FROM checkpoints WHERE NOT " + keep)
+            conn.execute("VACUUM")
         finally:
             conn.close()
 

@@ -150,6 +150,7 @@ def run_research(
                 config = {"configurable": {"thread_id": "research"}, "recursion_limit": 2000}
                 has_checkpoint = graph.get_state(config).values if resume else None
                 final = graph.invoke(None if has_checkpoint else {}, config, context=ctx)
+            rundir.compact_checkpoints()  # finished: resume needs only the latest checkpoint
         except PromisedSamplesMissing as e:
             _fail_run(rundir, run_info, str(e))
             raise NoResultsError(str(e)) from e

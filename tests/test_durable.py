@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import sqlite3
 import shutil
 import signal
 import subprocess
@@ -149,7 +150,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(killed_run: dict, uninte
 @pytest.mark.slow
 def test_checkpoints_cite_relations_and_tables_on_disk(uninterrupted: Path):
     """The checkpoint holds paths to the steps' relation files, not the relations; together the files
-    hold exactly the knowledge graph's statistical edges, and every table a step lists is on disk."""
+    hold exactly the knowledge graph's statistical edges, every table a step lists is on disk, and
+    only the latest checkpoint is kept once the run finished."""
     with RunDir(uninterrupted).checkpointer() as saver:
         state = saver.get_tuple({"configurable": {"thread_id": "research"}}).checkpoint["channel_values"]
     refs = state["relations"]
@@ -159,6 +161,10 @@ def test_checkpoints_cite_relations_and_tables_on_disk(uninterrupted: Path):
     assert in_files == sorted(e["id"] for e in kg["edges"] if "stats" in e)
     tables = [t for w in state["workflows"] for s in w["steps"] for t in s["tables"]]
     assert tables and all((uninterrupted / t).is_file() and t.endswith(".tsv.gz") for t in tables)
+    # a finished run keeps only the latest checkpoint of each graph namespace (what resume needs)
+    with sqlite3.connect(uninterrupted / "checkpoint.sqlite") as conn:
+        per_ns = conn.execute("SELECT checkpoint_ns, COUNT(*) FROM checkpoints GROUP BY checkpoint_ns").fetchall()
+    assert per_ns and all(n == 1 for _, n in per_ns), per_ns
 
 
 @pytest.mark.slow
@@ -318,3 +324,19 @@ def test_torn_trace_line_is_skipped_then_cut_before_the_next_event(tmp_path: Pat
     rd.unlock()
     lines = (rd.path / "trace.jsonl").read_text().splitlines()
     assert [json.loads(line)["kind"] for line in lines] == ["run_start", "tool_call", "run_start"]
+
+
+def test_large_trace_values_are_stored_once_by_content(tmp_path: Path):
+    """A per-call schema repeated by every decision lands in blobs/ once; read_trace gives the events back whole."""
+    from proteus.rundir import BLOB_MIN_BYTES, read_trace
+
+    rd = RunDir(tmp_path / "run")
+    schema = {"enum": [f"edge_{i:05d}" for i in range(BLOB_MIN_BYTES // 8)]}
+    for i in range(3):
+        rd.append_trace({"kind": "decision", "n": i, "schema": schema, "small": {"a": 1}})
+    lines = (rd.path / "trace.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all(len(x) < 300 for x in lines)
+    assert len(list((rd.path / "blobs").glob("*.json.gz"))) == 1
+    events = read_trace(rd.path)
+    assert [e["schema"] for e in events] == [schema] * 3 and [e["small"] for e in events] == [{"a": 1}] * 3
+    assert [e["n"] for e in rd.read_jsonl("trace.jsonl")] == [0, 1, 2]
