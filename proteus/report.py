@@ -46,6 +46,7 @@ import networkx as nx
 import pandas as pd
 import typer
 
+from proteus import genesets
 from proteus.records import METRICS
 from proteus.reviews import replay
 from proteus.rundir import read_jsonl
@@ -504,12 +505,12 @@ def _section_data(rd: RunData) -> str:
         rows = "".join(
             f"<tr><td>{e(m.get('name'))}</td><td>{e(m.get('kind'))}</td><td>{e(m.get('level'))}</td>"
             f"<td class='num'>{e(m.get('n_features'))}</td><td class='num'>{e(m.get('n_samples'))}</td>"
-            f"<td class='num'>{e(_fmt_pct(m.get('missing_fraction')))}</td><td>{e(m.get('id_type'))}</td></tr>"
+            f"<td class='num'>{e(_fmt_pct(m.get('missing_fraction')))}</td><td>{e(m.get('id_type'))}</td><td>{e(_organism(m.get('organism')))}</td></tr>"
             for m in mods
         )
         out.append(
             "<h4>Modalities</h4><table><thead><tr><th>layer</th><th>kind</th><th>level</th><th>features</th>"
-            f"<th>samples/cells</th><th>missing</th><th>identifiers</th></tr></thead><tbody>{rows}</tbody></table>"
+            f"<th>samples/cells</th><th>missing</th><th>identifiers</th><th>organism</th></tr></thead><tbody>{rows}</tbody></table>"
         )
     out += _section_design(prof)
     surv = _as_list(prof.get("survival"))
@@ -518,6 +519,15 @@ def _section_data(rd: RunData) -> str:
     if len(out) == 1:
         out.append("<p class='missing'>No data profile was recorded for this run.</p>")
     return "\n".join(out)
+
+
+def _organism(organism: object) -> str:
+    """The layer's organism as the annotation or ids say, and whether the shipped gene sets apply."""
+    if not organism:
+        return "not stated"
+    if genesets.organism_problem(str(organism)):
+        return f"{organism}: no shipped gene sets, so no pathway or network analysis"
+    return str(organism)
 
 
 def _section_design(prof: dict[str, Any]) -> list[str]:

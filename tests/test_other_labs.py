@@ -162,6 +162,15 @@ def test_unannotated_yeast_accessions_are_not_tested_against_human_sets(ups_fold
     with pytest.raises(ToolFailed, match="Homo sapiens only"):
         get_tool("enrichment_ora")(study, {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol",
                                            "library": "reactome"}, ToolContext(out_dir=tmp_path / "out"))
+    # the run plans no pathway step and its report says why
+    from proteus.policy.heuristic import HeuristicPolicy
+    from proteus.runner import run_research
+
+    run_research(d, tmp_path / "run", policy=HeuristicPolicy(), seed=0, study=study)
+    trace = (tmp_path / "run" / "trace.jsonl").read_text()
+    assert '"differential_abundance"' in trace and '"enrichment_' not in trace and '"ppi_network"' not in trace
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert f"{NOT_HUMAN}: no shipped gene sets, so no pathway or network analysis" in report
 
 
 def test_a_run_with_no_sample_matching_the_sheet_stops_with_the_reason(ups_folder, tmp_path):
