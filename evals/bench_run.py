@@ -8,7 +8,7 @@ process and prints one table::
 Targets: wall time <= 60 s and peak memory (resident set size, ``getrusage``) <= 2 GiB for the whole
 run including in-run validation (issue 12; issue 2 asked 120 s / 4 GiB without it), >= 5 objectives
 over >= 3 analysis families, >= 15 hypotheses, every hypothesis with a validation block, each of the
-five judge scores varying across hypotheses. Also reported: the validate node's own seconds (from
+five judge scores varying across hypotheses, run directory <= 25 MB (issue 16). Also reported: the validate node's own seconds (from
 ``trace.jsonl``) and how many hypotheses validated / failed / were not testable. Exit status 1 when a
 target is missed.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 __all__ = ["TARGETS", "bench_run", "main"]
 
 TARGETS = {"wall_seconds": 60.0, "peak_gib": 2.0, "objectives": 5, "families": 3, "hypotheses": 15,
-           "validation_blocks": 1.0, "varying_scores": 5}
+           "validation_blocks": 1.0, "varying_scores": 5, "run_dir_mb": 25.0}
 METRICS = ("reliability", "logical_coherence", "biological_plausibility", "novelty", "evaluability")
 
 
@@ -40,6 +40,7 @@ def bench_run(dataset: str = "cptac-ucec", out: str | Path | None = None, *, see
     """Fetch ``dataset``, run the offline pipeline on it, return measurements and pass/fail per target."""
     from proteus.datasets import fetch
     from proteus.policy.heuristic import HeuristicPolicy
+    from proteus.rundir import read_trace
     from proteus.runner import run_research
 
     tmp = tempfile.mkdtemp(prefix="proteus-bench-") if out is None else None
@@ -54,7 +55,7 @@ def bench_run(dataset: str = "cptac-ucec", out: str | Path | None = None, *, see
         state = json.loads((run_dir / "state.json").read_text())
         families = sorted({o["family"] for o in state["objectives"] if o["status"] == "done"})
         hyps = [json.loads(x) for x in (run_dir / "hypotheses.jsonl").read_text().splitlines() if x.strip()]
-        trace = [json.loads(x) for x in (run_dir / "trace.jsonl").read_text().splitlines() if x.strip()]
+        trace = read_trace(run_dir)
         validation_s = sum(e.get("seconds", 0.0) for e in trace if e.get("kind") == "validation")
         statuses = {s: sum((h.get("validation") or {}).get("status") == s for h in hyps) for s in ("validated", "failed", "untestable")}
         varying = sum(len({(h.get("scores") or {}).get(m, {}).get("score") for h in hyps}) >= 2 for m in METRICS)
@@ -66,6 +67,7 @@ def bench_run(dataset: str = "cptac-ucec", out: str | Path | None = None, *, see
             "hypotheses": info["counts"]["hypotheses"],
             "validation_blocks": round(sum(bool(h.get("validation")) for h in hyps) / max(1, len(hyps)), 3),
             "varying_scores": varying,
+            "run_dir_mb": round(sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file()) / 1e6, 1),
         }
         ok = {
             "wall_seconds": got["wall_seconds"] <= TARGETS["wall_seconds"],
@@ -75,6 +77,7 @@ def bench_run(dataset: str = "cptac-ucec", out: str | Path | None = None, *, see
             "hypotheses": got["hypotheses"] >= TARGETS["hypotheses"],
             "validation_blocks": got["validation_blocks"] >= TARGETS["validation_blocks"],
             "varying_scores": got["varying_scores"] >= TARGETS["varying_scores"],
+            "run_dir_mb": got["run_dir_mb"] <= TARGETS["run_dir_mb"],
         }
         return {"dataset": dataset, "measured": got, "targets": TARGETS, "passed": ok, "family_names": families,
                 "relations": info["counts"]["relations"], "steps": info["counts"]["steps"],
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"bench_run on {res['dataset']} (offline policy)")
         ops = {"wall_seconds": "<=", "peak_gib": "<=", "objectives": ">=", "families": ">=", "hypotheses": ">=",
-               "validation_blocks": ">=", "varying_scores": ">="}
+               "validation_blocks": ">=", "varying_scores": ">=", "run_dir_mb": "<="}
         for k, v in res["measured"].items():
             print(f"  {k:<13} {v:>8}   target {ops[k]} {TARGETS[k]:<6} {'ok' if res['passed'][k] else 'MISSED'}")
         print(f"  families: {', '.join(res['family_names'])}; {res['steps']} steps, {res['relations']} relations")
