@@ -106,6 +106,7 @@ def _decide(ctx: RunContext, decision: str, fn, *args, **info):
             "policy": ctx.policy.name,
             "seconds": round(time.perf_counter() - t0, 4),
             "output": out.model_dump(mode="json"),
+            **({"decided_by": out.decided_by} if getattr(out, "decided_by", None) else {}),
             **info,
         }
     )
@@ -306,7 +307,8 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
             ctx.rundir.append_trace({"kind": "hypothesis_rejected", "statement": d.statement[:200], "reason": "no cited evidence edge exists in the knowledge graph"})
             continue
         hid = stable_id("H_", d.statement, sorted(evidence), length=8)
-        hyps.append(Hypothesis(id=hid, statement=d.statement, rationale=d.rationale, evidence=evidence, entities=d.entities, test=d.test).model_dump())
+        drafted = {"drafted": drafts.decided_by} if drafts.decided_by else {}
+        hyps.append(Hypothesis(id=hid, statement=d.statement, rationale=d.rationale, evidence=evidence, entities=d.entities, test=d.test, decided_by=drafted).model_dump())
     ctx.progress(f"proposed {len(hyps)} hypotheses")
     return {"hypotheses": hyps}
 
@@ -344,6 +346,8 @@ def judge(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         j = _decide(ctx, "judge", ctx.policy.judge, view, hyp, hypothesis=hyp.id)
         hyp.scores = {k: Score(**v) for k, v in j.model_dump().items()}
         hyp.judge = judged_by(ctx.policy, j)
+        if j.decided_by:
+            hyp.decided_by = {**hyp.decided_by, "judged": j.decided_by}
         out.append(hyp.model_dump())
     by = {}
     for h in out:

@@ -230,4 +230,5 @@ class Hypothesis(BaseModel):
     test: str
     scores: dict[str, Score] = Field(default_factory=dict)
     judge: str = ""
+    decided_by: dict[str, str] = Field(default_factory=dict, description="who drafted and who judged it (model, repaired or fallback); empty for an offline run")
     validation: dict[str, Any] | None = None

@@ -889,7 +889,8 @@ def _section_methods(rd: RunData) -> str:
         out.append("<p>" + "; ".join(facts) + ".</p>")
     usage = run.get("usage")
     if isinstance(usage, dict) and usage:
-        out.append("<p class='sub'>Model usage: " + ", ".join(f"{e(k)} {e(_short(v, 40))}" for k, v in usage.items()) + "</p>")
+        out.append("<p class='sub'>Model usage: " + ", ".join(f"{e(k)} {e(_short(v, 40))}" for k, v in usage.items() if k != "decided_by") + "</p>")
+        out.append(_decided_by_table(usage.get("decided_by")))
     vers = run.get("versions")
     if isinstance(vers, dict) and vers:
         out.append("<h4>Software versions</h4><table><tbody>" + "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in vers.items()) + "</tbody></table>")
@@ -904,6 +905,21 @@ def _review_states(rd: RunData) -> dict[str, Any]:
     except Exception:  # a malformed review log must not cost the report
         rd.problems.append("reviews.jsonl: could not be replayed")
         return {}
+
+
+def _decided_by_table(decided: Any) -> str:
+    """Who made each type of decision: the model, the model after a repair, or the fallback."""
+    if not isinstance(decided, dict) or not decided:
+        return ""
+    rows = "".join(
+        f"<tr><td>{e(d)}</td>" + "".join(f"<td>{e(c.get(k, 0))}</td>" for k in ("model", "repaired", "fallback")) + "</tr>"
+        for d, c in decided.items()
+        if isinstance(c, dict)
+    )
+    warn = ""
+    if all(isinstance(c, dict) and not c.get("model") and not c.get("repaired") for c in decided.values()):
+        warn = "<p class='missing'>Every model decision fell back to the offline policy: this run's choices are the heuristic's.</p>"
+    return f"<h4>Who decided</h4>{warn}<table><thead><tr><th>decision</th><th>model</th><th>repaired</th><th>fallback</th></tr></thead><tbody>{rows}</tbody></table>"
 
 
 def render_report(run_dir: str | Path) -> str:

@@ -162,6 +162,7 @@ def run_research(
             status="finished",
             finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
             wall_seconds=round(elapsed_before + time.time() - t0, 2),
+            judge=policy.judge_name,  # who judged in the end (a model's judge may have fallen back)
             usage=usage,
             counts={
                 "objectives": sum(o["status"] == "done" for o in final.get("objectives", [])),

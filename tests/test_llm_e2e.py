@@ -56,3 +56,16 @@ def test_run_with_llamacpp_tiny(llama_server, tmp_path):  # noqa: F811
 
     n = export_rl([run], out)
     assert n == sum(1 for e in llm if e.get("messages"))
+
+
+def test_context_too_small_is_one_clear_error(llama_server, tmp_path):  # noqa: F811
+    from proteus.datasets import shared_dataset_dir
+
+    data = shared_dataset_dir("bodenmiller-bcrxl")
+    if data is None:
+        pytest.skip("the BCR-XL folder (shared/datasets/bodenmiller-bcrxl) is not beside the repository")
+    res = _proteus("run", str(data), "--out", str(tmp_path / "run"), "--model", "llamacpp:tiny", "--base-url", llama_server.base_url, "--context-tokens", "300", "--quiet", cwd=tmp_path, timeout=600)
+    assert res.returncode == 2
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: the plan_objectives prompt needs")
+    assert "larger context" in lines[0] and "Traceback" not in res.stderr

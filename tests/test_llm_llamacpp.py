@@ -65,8 +65,8 @@ def test_policy_decisions_validate_or_fall_back(llama_server):  # noqa: F811
         # every decision ends accepted, repaired or in a fallback, after at most 1 + 1 attempts
         assert outcomes[-1] in ("accepted", "repaired", "fallback")
         assert len([o for o in outcomes if o != "fallback"]) <= 2
-    # a random model cannot name registered tools with valid parameters: the workflow falls back
-    assert by_decision["plan_workflow"][-1] == "fallback"
+    # the grammar carries the run's names: even random weights name only registered tools
+    assert not any("unknown tool" in e["reason"] for e in decisions)
     u = policy.usage()
     assert u["calls"] == len([e for e in decisions if e["outcome"] != "fallback"])
     assert u["cost_usd"] == 0.0 and u["prompt_tokens"] > 0

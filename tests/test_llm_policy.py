@@ -213,3 +213,17 @@ def test_prompts_fit_the_context_budget(budget):
     cited = seen[-1]["body"]["response_format"]["json_schema"]["schema"]
     enum = cited["properties"]["hypotheses"]["items"]["properties"]["evidence"]["items"]["enum"]
     assert sorted(enum) == sorted(e.split(" | ")[0] for e in edges)
+
+
+def test_update_that_repeats_a_done_step_is_sent_back():
+    from proteus.records import Step
+
+    done = [Step(id="s_1", tool="clinical_correlation", params={"modality": "proteomics", "variable": "Age"}, status="done")]
+    again = json.dumps({"steps": [{"tool": "clinical_correlation", "params": {"modality": "proteomics", "variable": "Age"}, "rationale": "again"}], "reason": "r"})
+    finish = json.dumps({"steps": [], "reason": "the question is answered"})
+    events: list = []
+    policy, _ = _policy([again, finish])
+    upd = policy.update_workflow(make_view(events=events), OBJ, done, [])
+    assert upd.steps == [] and upd.decided_by == "repaired"
+    assert "repeats a step already run" in _decisions(events)[0]["reason"]
+    assert policy.usage()["decided_by"] == {"update_workflow": {"model": 0, "repaired": 1, "fallback": 0}}

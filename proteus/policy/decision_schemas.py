@@ -119,10 +119,21 @@ def _small_int_ranges(props: dict[str, Any]) -> None:
             props[k] = {"enum": list(range(int(p["minimum"]), int(p["maximum"]) + 1)), **({"default": p["default"]} if "default" in p else {})}
 
 
-def tool_step_schema(tool: Any, names: RunNames, rationale_chars: int = 400) -> dict[str, Any] | None:
+def _closed(p: dict[str, Any]) -> bool:
+    """Whether every value ``p`` allows is valid by construction (an enum, a constant, a boolean,
+    a list of those)."""
+    branches = [b for b in p.get("anyOf", [p]) if b.get("type") != "null"]
+    return bool(branches) and all(
+        "enum" in b or "const" in b or b.get("type") == "boolean" or (b.get("type") == "array" and _closed(b.get("items", {}))) for b in branches
+    )
+
+
+def tool_step_schema(tool: Any, names: RunNames, rationale_chars: int = 400, *, required_only: bool = False) -> dict[str, Any] | None:
     """The schema of one step calling ``tool`` with parameters restricted to ``names`` (one
     branch per grouping column when the tool takes levels of ``group``); ``None`` when the data
-    offers no valid value for a required parameter."""
+    offers no valid value for a required parameter. With ``required_only`` (compact prompts for
+    small models) the optional parameters a grammar cannot bound (free numbers, strings,
+    objects) are left out, so the tool's defaults apply."""
     params = model_schema(tool.params)
     props: dict[str, Any] = params.get("properties", {})
     required = set(params.get("required", []))
@@ -143,6 +154,9 @@ def tool_step_schema(tool: Any, names: RunNames, rationale_chars: int = 400) -> 
             else:
                 props[k] = p
     _small_int_ranges(props)
+    if required_only:
+        for k in [k for k, p in props.items() if k not in required and not _closed(p)]:
+            props.pop(k)
     variants = [params]
     level_fields = [k for k in ("case", "control", "levels") if k in props]
     if "group" in props and level_fields:
@@ -168,8 +182,8 @@ def tool_step_schema(tool: Any, names: RunNames, rationale_chars: int = 400) -> 
     }
 
 
-def _steps(tools: list[Any], names: RunNames) -> dict[str, Any]:
-    branches = [s for s in (tool_step_schema(t, names) for t in tools) if s is not None]
+def _steps(tools: list[Any], names: RunNames, required_only: bool) -> dict[str, Any]:
+    branches = [s for s in (tool_step_schema(t, names, required_only=required_only) for t in tools) if s is not None]
     return {"anyOf": branches} if len(branches) > 1 else (branches[0] if branches else {"type": "object"})
 
 
@@ -180,10 +194,10 @@ def objective_plan_schema(families: list[str], max_objectives: int) -> dict[str,
     return s
 
 
-def workflow_schema(tools: list[Any], names: RunNames, max_steps: int, *, update: bool = False) -> dict[str, Any]:
+def workflow_schema(tools: list[Any], names: RunNames, max_steps: int, *, update: bool = False, required_only: bool = False) -> dict[str, Any]:
     s = model_schema(WorkflowUpdate if update else WorkflowPlan)
     arr = s["properties"]["steps"]
-    arr["items"] = _steps(tools, names)
+    arr["items"] = _steps(tools, names, required_only)
     arr["maxItems"] = min(int(arr.get("maxItems", max_steps)), max_steps)
     return s
 

@@ -147,6 +147,10 @@ def _step_text(s: Step | StepSpec, *, with_result: bool = True) -> str:
     return text
 
 
+def _call_key(tool: str, params: dict[str, Any]) -> str:
+    return tool + json.dumps({k: v for k, v in params.items() if v is not None}, sort_keys=True, default=str)
+
+
 def families(view: ResearchView) -> list[str]:
     """Objective families this run can pursue: the families of the applicable tools."""
     have = {t.family for t in view.tools}
@@ -197,7 +201,7 @@ def _plan_workflow(view: ResearchView, compact: bool, cat_chars: int, objective:
     n = view.max_steps_per_workflow
     fixed = {"objective": _objective_text(objective), "max_steps": str(n), "schema": compact_schema(WorkflowPlan), "tools": _catalogue(view, compact, cat_chars)}
     shrink = {"profile": view.profile.summary(max_chars=_BIG), "kg": _kg(view.kg, compact)}
-    schema = ds.workflow_schema(view.tools, ds.RunNames.of(view.profile), n)
+    schema = ds.workflow_schema(view.tools, ds.RunNames.of(view.profile), n, required_only=compact)
     return _Parts(WorkflowPlan, fixed, shrink, _fixed_schema(WorkflowPlan, schema))
 
 
@@ -217,7 +221,7 @@ def _update_workflow(view: ResearchView, compact: bool, cat_chars: int, objectiv
         "remaining": "\n".join(_step_text(s) for s in remaining) or "(none)",
         "profile": view.profile.summary(max_chars=_BIG),
     }
-    schema = ds.workflow_schema(view.tools, ds.RunNames.of(view.profile), view.max_steps_per_workflow, update=True)
+    schema = ds.workflow_schema(view.tools, ds.RunNames.of(view.profile), view.max_steps_per_workflow, update=True, required_only=compact)
     return _Parts(WorkflowUpdate, fixed, shrink, _fixed_schema(WorkflowUpdate, schema))
 
 
@@ -316,12 +320,24 @@ def render_decision(
     def count(messages: list[dict[str, str]]) -> int:
         return sum(count_tokens(m["content"]) + _MESSAGE_OVERHEAD for m in messages)
 
-    # the answer budget comes first: the schema before the prompt is known (names offered
-    # in the prompt only narrow enums, they do not lengthen answers)
+    # the answer budget comes first: the schema before the prompt is known (names offered in
+    # the prompt only narrow enums, they do not lengthen answers); a prompt that cannot fit
+    # gets a shorter answer budget, down to a quarter
     schema0, _ = parts.schema(None)
-    _, max_tokens = ds.fit_answer(schema0, answer_cap, compact=compact)
-    room = min(MAX_PROMPT_TOKENS, int((context_tokens - max_tokens) * 0.93))
     fixed_chars = len(tpl.system) + len(tpl.user) + sum(len(v) for v in parts.fixed.values())
+    bare = count(tpl.render(**parts.fixed, **{k: "" for k in parts.shrink}))
+    for cap in (answer_cap, answer_cap // 2, answer_cap // 4):
+        _, max_tokens = ds.fit_answer(schema0, max(cap, 64), compact=compact)
+        room = min(MAX_PROMPT_TOKENS, int((context_tokens - max_tokens) * 0.93))
+        if bare <= room:
+            break
+    else:
+        msg = (
+            f"the {decision} prompt needs {bare} tokens before any data context, but a {context_tokens}-token context leaves "
+            f"{room} for the prompt after a {max_tokens}-token answer; serve the model with a larger context (llama.cpp: --n_ctx) "
+            "or run --model offline"
+        )
+        raise PromptDoesNotFit(msg)
     budget, messages, used = room, [], 0
     for _ in range(5):
         shrunk = fit_to_budget(fixed_chars, parts.shrink, budget, chars_per_token=chars_per_token)
@@ -330,15 +346,6 @@ def render_decision(
         if used <= room:
             break
         budget = int(budget * room / used * 0.95)
-    else:
-        bare = count(tpl.render(**parts.fixed, **{k: "" for k in parts.shrink}))
-        if bare > room:
-            msg = (
-                f"the {decision} prompt needs {bare} tokens before any data context, but a {context_tokens}-token context leaves "
-                f"{room} for the prompt after a {max_tokens}-token answer; serve the model with a larger context (llama.cpp: --n_ctx) "
-                "or run --model offline"
-            )
-            raise PromptDoesNotFit(msg)
     schema, offered = parts.schema(messages[-1]["content"])
     schema, answer = ds.fit_answer(schema, max_tokens, compact=compact)
     return DecisionPrompt(decision, messages, parts.model, schema, answer, used, compact, offered)
@@ -381,7 +388,6 @@ class LLMPolicy(Policy):
         self.judge_backend = judge_backend or backend
         self.name = f"llm:{backend.spec}"
         self.offline_judge = offline_judge
-        self.judge_name = "heuristic" if offline_judge else f"llm:{self.judge_backend.spec}"
         self._fallback = fallback
         self.context_tokens = context_tokens
         if context_tokens:
@@ -394,6 +400,16 @@ class LLMPolicy(Policy):
         self._prompt_tokens: list[int] = []
         self._n = 0
         self._lock = threading.Lock()
+
+    @property
+    def judge_name(self) -> str:  # type: ignore[override]
+        """The judge: the model's, or the fallback's once every model judgement has failed."""
+        if self.offline_judge:
+            return "heuristic"
+        c = self._decided.get("judge")
+        if c and c["model"] + c["repaired"] == 0:
+            return self.fallback.judge_name
+        return f"llm:{self.judge_backend.spec}"
 
     @property
     def fallback(self) -> Policy:
@@ -567,11 +583,19 @@ class LLMPolicy(Policy):
         )
 
     def update_workflow(self, view: ResearchView, objective: Objective, done: list[Step], remaining: list[StepSpec]) -> WorkflowUpdate:
+        ran = {_call_key(s.tool, s.params) for s in done}
+
+        def check(p: WorkflowUpdate) -> str | None:
+            again = [i for i, s in enumerate(p.steps, 1) if _call_key(s.tool, s.params) in ran]
+            if again:
+                return f"step {again[0]} repeats a step already run with the same parameters; plan a different step or none"
+            return self._check_steps(view, p.steps)
+
         return self._decide(
             view,
             "update_workflow",
             (objective, done, remaining),
-            lambda p: self._check_steps(view, p.steps),
+            check,
             lambda: self.fallback.update_workflow(view, objective, done, remaining),
             context={"objective": objective.id},
         )

