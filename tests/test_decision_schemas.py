@@ -138,3 +138,21 @@ def test_compact_step_schema_leaves_out_optional_parameters_a_grammar_cannot_bou
     short = ds.tool_step_schema(tool, names, required_only=True)["properties"]["params"]["properties"]
     assert {"max_relations", "fdr", "restrict"} <= set(full)
     assert set(short) == {"modality", "variable", "method", "covariates"}  # required, or enumerated
+
+
+def test_technical_and_block_columns_group_quality_control_only():
+    view = make_view()
+    names = ds.RunNames(["proteomics"], ["MSI_status", "plex"], {"MSI_status": ["MSI-H", "MSS"], "plex": ["p1", "p2"]}, {"plex"})
+    tool = {t.name: t for t in view.tools}
+    da = ds.tool_step_schema(tool["differential_abundance"], names)["properties"]["params"]
+    assert da["properties"]["group"] == {"const": "MSI_status"}  # one branch: the biological column only
+    pca = ds.tool_step_schema(tool["pca_qc"], names)["properties"]["params"]["properties"]["group"]
+    assert {"type": "string", "enum": ["MSI_status", "plex"]} in [{k: v for k, v in b.items() if k in ("type", "enum")} for b in pca["anyOf"]]
+
+
+def test_raw_control_characters_inside_strings_still_parse():
+    from proteus.llm.base import parse_json
+    from proteus.policy.decisions import Interpretation
+
+    parsed, err = parse_json('{"summary": "line one\nline two"}', Interpretation)
+    assert err is None and parsed.summary == "line one\nline two"

@@ -24,7 +24,7 @@ DATASET = "nafld-plasma"
 
 def _proteus(*args, cwd, timeout):
     exe = shutil.which("proteus")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "proteus.cli", *args]
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "proteus", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 

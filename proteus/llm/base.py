@@ -234,14 +234,15 @@ def price_per_token(provider: str, model: str) -> tuple[float, float] | None:
 def parse_json(text: str, schema: type[BaseModel]) -> tuple[BaseModel | None, str | None]:
     """Validate ``text`` against ``schema``; returns (instance, None) or (None, error message).
 
-    Tolerates a Markdown code fence around the JSON (some models add one despite instructions).
+    Tolerates a Markdown code fence around the JSON (some models add one despite instructions)
+    and raw control characters inside strings (a grammar-constrained small model writes them).
     """
     s = text.strip()
     if s.startswith("```"):
         s = s.split("\n", 1)[1] if "\n" in s else s
         s = s.rsplit("```", 1)[0]
-    try:
-        data = json.loads(s)
+    try:  # strict=False: a raw control character inside a string is kept, not a parse error
+        data = json.loads(s, strict=False)
     except json.JSONDecodeError as e:
         return None, f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}"
     try:

@@ -48,6 +48,8 @@ class RunNames:
     columns: list[str]
     levels: dict[str, list[str]] = field(default_factory=dict)
     """categorical column -> its levels (only columns with 2..30 levels)"""
+    not_contrasts: set[str] = field(default_factory=set)
+    """technical, block and identifier columns: a grouping for quality control, never a contrast"""
 
     @classmethod
     def of(cls, profile: Any) -> RunNames:
@@ -56,7 +58,12 @@ class RunNames:
             for v in profile.variables
             if v.kind in ("binary", "categorical", "batch") and 2 <= len(v.levels) <= _MAX_LEVELS
         }
-        return cls([m.name for m in profile.modalities], [v.name for v in profile.variables], levels)
+        never = {v.name for v in profile.variables if getattr(v, "role", "") in ("technical", "block", "identifier")}
+        return cls([m.name for m in profile.modalities], [v.name for v in profile.variables], levels, never)
+
+    def groups(self, family: str) -> dict[str, list[str]]:
+        """Grouping columns (with levels) a tool of ``family`` may compare."""
+        return self.levels if family == "qc" else {k: v for k, v in self.levels.items() if k not in self.not_contrasts}
 
 
 def _strip(node: Any) -> Any:
@@ -140,7 +147,8 @@ def tool_step_schema(tool: Any, names: RunNames, rationale_chars: int = 400, *, 
     allowed = {
         **{k: names.modalities for k in _MODALITY_FIELDS},
         "modalities": names.modalities,
-        **{k: list(names.levels) for k in _GROUP_FIELDS},
+        "group": list(names.groups(tool.family)),
+        **{k: list(names.levels) for k in _GROUP_FIELDS if k != "group"},
         **{k: names.columns for k in _COLUMN_FIELDS},
         "covariates": names.columns,
     }
@@ -161,7 +169,7 @@ def tool_step_schema(tool: Any, names: RunNames, rationale_chars: int = 400, *, 
     level_fields = [k for k in ("case", "control", "levels") if k in props]
     if "group" in props and level_fields:
         variants = []
-        for col, levels in names.levels.items():
+        for col, levels in names.groups(tool.family).items():
             v = copy.deepcopy(params)
             v["properties"]["group"] = {"const": col}
             for k in level_fields:

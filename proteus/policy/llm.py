@@ -388,6 +388,8 @@ class LLMPolicy(Policy):
         self.judge_backend = judge_backend or backend
         self.name = f"llm:{backend.spec}"
         self.offline_judge = offline_judge
+        self.judge_name = "heuristic" if offline_judge else f"llm:{self.judge_backend.spec}"
+        """The judge; the fallback's once every model judgement so far has failed."""
         self._fallback = fallback
         self.context_tokens = context_tokens
         if context_tokens:
@@ -400,16 +402,6 @@ class LLMPolicy(Policy):
         self._prompt_tokens: list[int] = []
         self._n = 0
         self._lock = threading.Lock()
-
-    @property
-    def judge_name(self) -> str:  # type: ignore[override]
-        """The judge: the model's, or the fallback's once every model judgement has failed."""
-        if self.offline_judge:
-            return "heuristic"
-        c = self._decided.get("judge")
-        if c and c["model"] + c["repaired"] == 0:
-            return self.fallback.judge_name
-        return f"llm:{self.judge_backend.spec}"
 
     @property
     def fallback(self) -> Policy:
@@ -494,7 +486,10 @@ class LLMPolicy(Policy):
 
     def _decided_by(self, decision: str, value: BaseModel, who: str) -> BaseModel:
         with self._lock:
-            self._decided.setdefault(decision, Counter())[who] += 1
+            c = self._decided.setdefault(decision, Counter())
+            c[who] += 1
+            if decision == "judge":
+                self.judge_name = self.fallback.judge_name if c["model"] + c["repaired"] == 0 else f"llm:{self.judge_backend.spec}"
         if hasattr(value, "_decided_by"):
             value._decided_by = who
         return value
