@@ -156,8 +156,11 @@ def test_prompt_injection_in_column_names_is_inert():
     policy, seen = _policy([obeying])
     plan = policy.plan_workflow(view, OBJ)
     user = seen[0]["body"]["messages"][1]["content"]
-    assert json.dumps(INJECTION) in user  # quoted as a JSON string literal
     assert f"\n{INJECTION}" not in user  # never at the start of a line, as an instruction would be
+    if INJECTION in user:
+        assert json.dumps(INJECTION) in user  # quoted as a JSON string literal
+    # the per-call schema offers the column only as a quoted enum value of a column parameter
+    assert json.dumps(INJECTION) in json.dumps(seen[0]["body"]["response_format"])
     # the model's "shell" step never gets through: the decision is the heuristic analyst's plan
     assert all(s.tool != "shell" for s in plan.steps)
     assert plan == policy.fallback.plan_workflow(view, OBJ)
