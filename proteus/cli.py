@@ -133,7 +133,6 @@ def tools_run(
     cache: bool = typer.Option(True, "--cache/--no-cache", help="keep the parsed data in the study cache (proteus.study_cache) and read only the layers the call names"),
 ) -> None:
     """Run one tool by hand and write its tables (TSV) and figures."""
-    from proteus.io import load_study
     from proteus.study_cache import load_study_cached
     from proteus.tools import ToolContext, get_tool
 
@@ -143,7 +142,12 @@ def tools_run(
         _fail(f"--params is not valid JSON: {e}")
     try:
         tool = get_tool(name)
-        study = load_study_cached(data, layers=lambda names: _layers_named(tool, p, names)) if cache else load_study(data)
+        if cache:  # a hit imports no reader
+            study = load_study_cached(data, layers=lambda names: _layers_named(tool, p, names))
+        else:
+            from proteus.io import load_study
+
+            study = load_study(data)
         out.mkdir(parents=True, exist_ok=True)
         result = tool(study, p, ToolContext(out_dir=out, seed=seed))
     except _user_errors() as e:
