@@ -157,3 +157,25 @@ def test_coabundance_modules_ucec(ucec, ctx):
     assert imm["q"].min() < 1e-3
     preds = {r.predicate for r in res.relations}
     assert preds == {"member_of", "correlates_with"}
+
+
+def test_partial_correlation_drops_covariates_that_would_saturate_the_model(ucec, ctx, tmp_path):
+    """11 tumours adjusted for TMT plex and channel: a saturated fit gave rho = 1, p = 0; such covariates are dropped."""
+    from proteus.stats.design import usable_covariates
+
+    clin = ucec.clinical
+    tum = clin.index[(clin["Proteomics_Tumor_Normal"] == "Tumor") & clin["ESTIMATE_ImmuneScore"].notna()]
+    tum = [s for s in tum if s in set(ucec.modalities["proteomics"].obs_names)][:11]
+    small = Study(tmp_path / "small", modalities={"proteomics": ucec.modalities["proteomics"][tum].copy()},
+                  clinical=clin.loc[tum])
+    covs = ["Proteomics_TMT_plex", "Proteomics_TMT_channel"]
+    res = get_tool("clinical_correlation")(small, {"modality": "proteomics", "variable": "ESTIMATE_ImmuneScore",
+                                                   "covariates": covs}, ctx)
+    dropped = res.metrics["covariates_dropped"]
+    assert set(dropped) == set(covs) - set(res.metrics["covariates"]) and "Proteomics_TMT_channel" in dropped
+    assert "Not adjusted for Proteomics_TMT_channel" in res.summary
+    tab = res.tables["correlations"]
+    assert tab["r"].abs().max() < 0.999 and tab["p"].min() > 0
+    # on all tumours the same covariates leave ample residual df and are both kept
+    kept, gone = usable_covariates(clin.loc[clin["Proteomics_Tumor_Normal"] == "Tumor"], covs, 2)
+    assert kept == covs and not gone

@@ -36,7 +36,7 @@ from proteus.records import (
     ToolResult,
     feature_entity,
 )
-from proteus.stats.design import covariate_block
+from proteus.stats.design import covariate_block, dropped_text, usable_covariates
 from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools._plots import volcano
@@ -365,19 +365,20 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
     samples = restricted_samples(study, list(study.modalities[p.modality].obs_names.astype(str)), p.restrict)
     y = _check_numeric(study, p.variable, samples)
     clin = study.clinical.reindex(samples)
-    Z = covariate_matrix(clin, p.covariates)
+    covs, dropped = usable_covariates(clin.loc[y.reindex(samples).notna().to_numpy()], p.covariates, 2)
+    Z = covariate_matrix(clin, covs)
     ok = y.notna() & Z.notna().all(axis=1)
     use = [s for s in samples if ok.get(s, False)]
     if len(use) < p.min_samples:
         msg = (f"only {len(use)} samples have {p.variable!r}"
-               f"{' and all covariates' if p.covariates else ''}; need at least {p.min_samples}")
+               f"{' and all covariates' if covs else ''}; need at least {p.min_samples}")
         raise ToolFailed(msg)
     if y[use].nunique() < 3:
         msg = f"variable {p.variable!r} has fewer than 3 distinct values over the {len(use)} samples"
         raise ToolFailed(msg)
     X = modality_frame(study, p.modality, use)
     yv = y[use].to_numpy(float)
-    if p.covariates:
+    if covs:
         r, pv, n = partial_correlation(X.to_numpy(), yv, Z.loc[use].to_numpy(float), p.method, p.min_samples)
     else:
         r, pv, n = paired_correlation(X.to_numpy(), yv, p.method, p.min_samples)
@@ -398,11 +399,11 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
 
     kind = modality_kind(study, p.modality)
     obj = Entity(type="clinical_variable", label=p.variable)
-    effect_type = f"{p.method}_{'partial_' if p.covariates else ''}{'rho' if p.method == 'spearman' else 'r'}"
+    effect_type = f"{p.method}_{'partial_' if covs else ''}{'rho' if p.method == 'spearman' else 'r'}"
     rels = [
         _rel(ctx, name, p, feature_entity(kind, row.feature), "correlates_with", obj,
              Stats(effect=float(row.r), effect_type=effect_type, p=float(row.p), q=float(row.q), n=int(row.n),
-                   direction=row.direction, extra={"covariates": list(p.covariates)} if p.covariates else {}),
+                   direction=row.direction, extra={"covariates": covs} if covs else {}),
              p.modality)
         for row in sig.head(p.max_relations).itertuples()
     ]
@@ -414,11 +415,11 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
     npos = int((sig["r"] > 0).sum())
     top = ", ".join(f"{r.feature} ({_fmt(r.r)}, q={_fmt(r.q)})" for r in sig.head(5).itertuples())
     summary = (
-        f"{p.method.capitalize()} {'partial ' if p.covariates else ''}correlation of {len(tested)} {p.modality} features "
+        f"{p.method.capitalize()} {'partial ' if covs else ''}correlation of {len(tested)} {p.modality} features "
         f"with {p.variable} over {len(use)} samples"
-        f"{' adjusted for ' + ', '.join(p.covariates) if p.covariates else ''}: {len(sig)} significant at BH q<{p.fdr} "
+        f"{' adjusted for ' + ', '.join(covs) if covs else ''}: {len(sig)} significant at BH q<{p.fdr} "
         f"({npos} positive, {len(sig) - npos} negative); {n_skipped} features skipped (too few values or constant)."
-        + (f" Top: {top}." if top else "")
+        + (f" Top: {top}." if top else "") + dropped_text(dropped)
     )
     return ToolResult(
         summary=summary,
@@ -426,7 +427,8 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
         figures=[path],
         relations=rels,
         metrics={"n_tested": len(tested), "n_significant": len(sig), "n_positive": npos,
-                 "n_negative": len(sig) - npos, "n_skipped": n_skipped, "n_samples": len(use)},
+                 "n_negative": len(sig) - npos, "n_skipped": n_skipped, "n_samples": len(use),
+                 "covariates": covs, "covariates_dropped": dropped},
     )
 
 

@@ -45,7 +45,7 @@ from proteus.io.values import INTENSITY_KINDS  # noqa: E402
 from proteus.records import Entity, Relation, Stats, ToolResult, contrast_entity, feature_entity  # noqa: E402
 from proteus.stats.censored import DropoutCurves, censored_test, fit_dropout_curves  # noqa: E402
 from proteus.stats.deqms import count_variance_prior  # noqa: E402
-from proteus.stats.design import covariate_block, is_factor  # noqa: E402
+from proteus.stats.design import covariate_block, dropped_text, is_factor, usable_covariates  # noqa: E402
 from proteus.stats.limma import contrasts_fit, ebayes, lm_fit  # noqa: E402
 from proteus.stats.multitest import bh  # noqa: E402
 from proteus.study import Study  # noqa: E402
@@ -150,19 +150,24 @@ def build_design(table: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFra
     return covariate_block(table, covariates), notes
 
 
-def _samples(study: Study, modality: str, group: str, levels: list[str], covariates: list[str]):
-    """Sample table restricted to ``levels`` of ``group`` and complete covariates."""
+def _samples(study: Study, modality: str, group: str, levels: list[str], covariates: list[str], n_fixed: int):
+    """Sample table restricted to ``levels`` of ``group`` and complete covariates, with the covariates kept.
+
+    Covariates the tested samples cannot afford (:func:`proteus.stats.design.usable_covariates`, with
+    ``n_fixed`` non-covariate design columns) are dropped before completeness is required.
+    """
     tab = study.sample_table(modality)
     g = tab[group]
     in_levels = g.notna() & g.astype(str).isin(levels)
     n_group_na = int(g.isna().sum())
     tab = tab.loc[in_levels]
+    covariates, dropped = usable_covariates(tab, covariates, n_fixed) if covariates else ([], {})
     n_cov_na = 0
     if covariates:
         complete = tab[covariates].notna().all(axis=1)
         n_cov_na = int((~complete).sum())
         tab = tab.loc[complete]
-    return tab, tab[group].astype(str), n_group_na, n_cov_na
+    return tab, tab[group].astype(str), n_group_na, n_cov_na, covariates, dropped
 
 
 def _nansd(Y: np.ndarray) -> np.ndarray:
@@ -393,7 +398,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         raise ToolInputError(msg)
     kind = adata.uns.get("modality", p.modality)
 
-    tab, g, n_group_na, n_cov_na = _samples(study, p.modality, p.group, [p.case, p.control], p.covariates)
+    tab, g, n_group_na, n_cov_na, covs, dropped = _samples(study, p.modality, p.group, [p.case, p.control], p.covariates, 2)
     is_case = (g == p.case).to_numpy()
     n_case, n_control = int(is_case.sum()), int((~is_case).sum())
     if n_case < 2 or n_control < 2:
@@ -445,10 +450,10 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     extra_cols: dict[str, np.ndarray] = {}
     notes: list[str] = []
     if method in ("limma", "censored"):
-        cov_block, notes = build_design(tab, p.covariates)
+        cov_block, notes = build_design(tab, covs)
         X = np.column_stack([np.ones(len(g)), is_case.astype(float), cov_block.to_numpy()])
         if not _full_rank(X):
-            msg = f"covariates {p.covariates} are confounded with {p.group!r} (design not of full rank)"
+            msg = f"covariates {covs} are confounded with {p.group!r} (design not of full rank)"
             raise ToolFailed(msg)
         if X.shape[0] - X.shape[1] < 1:
             msg = f"no residual degrees of freedom: {X.shape[0]} samples for {X.shape[1]} coefficients"
@@ -548,18 +553,18 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         "variance_prior": choice.variance_prior, "choices": choice.reasons,
         "n_detected_only_case": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.case}").sum()),
         "n_detected_only_control": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.control}").sum()),
-        "covariates": notes,
+        "covariates": notes, "covariates_dropped": dropped,
     }
     head = ", ".join(f"{lab} ({fc:+.2f})" for lab, fc in zip(table.loc[sig, "label"].head(5), table.loc[sig, "logFC"]))
     summary = (
         f"{method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
-        + (f" adjusting for {', '.join(p.covariates)}" if p.covariates else "")
+        + (f" adjusting for {', '.join(covs)}" if covs else "")
         + (f" after down-shift imputation of {int(imputed[tested].sum())} missing values" if p.impute != "none" else "")
         + f": {len(table)} features tested, {len(skipped)} skipped; {int(sig.sum())} with q < {p.fdr} "
         f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "")
         + (f". Detected in one group only: {metrics['n_detected_only_case']} in {p.case}, "
            f"{metrics['n_detected_only_control']} in {p.control}" if method == "censored" else "")
-        + (f". Choices: {'; '.join(choice.reasons)}" if choice.reasons else "") + "."
+        + (f". Choices: {'; '.join(choice.reasons)}" if choice.reasons else "") + "." + dropped_text(dropped)
     )
     result = ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
                         relations=relations, metrics=metrics)
@@ -618,7 +623,7 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
     if len(levels) < 2:
         msg = f"{p.group!r} has {len(levels)} level(s) with >= 2 samples in {p.modality}: need at least 2"
         raise ToolFailed(msg)
-    tab, g, n_group_na, n_cov_na = _samples(study, p.modality, p.group, levels, p.covariates)
+    tab, g, n_group_na, n_cov_na, covs, dropped = _samples(study, p.modality, p.group, levels, p.covariates, len(levels))
     counts = g.value_counts()
     small = [lv for lv in levels if counts.get(lv, 0) < 2]
     if small:
@@ -638,11 +643,11 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
     if not tested.any():
         msg = f"no feature of {p.modality!r} has >= {p.min_valid} values in every level of {p.group!r}"
         raise ToolFailed(msg)
-    cov_block, notes = build_design(tab, p.covariates)
+    cov_block, notes = build_design(tab, covs)
     dummies = np.column_stack([(gv == lv).astype(float) for lv in levels[1:]])
     X = np.column_stack([np.ones(len(gv)), dummies, cov_block.to_numpy()])
     if not _full_rank(X) or X.shape[0] <= X.shape[1]:
-        msg = f"design ~ {p.group} + {p.covariates} is not estimable ({X.shape[0]} samples, {X.shape[1]} columns)"
+        msg = f"design ~ {p.group} + {covs} is not estimable ({X.shape[0]} samples, {X.shape[1]} columns)"
         raise ToolFailed(msg)
     Yt = Y[tested]
     fit = lm_fit(Yt, X)
@@ -705,15 +710,15 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
         "levels": levels, "n_per_level": {lv: int(counts.get(lv, 0)) for lv in levels},
         "n_significant_by_top_level": {str(k): int(v) for k, v in by_level.items()},
         "s2_prior": float(np.median(eb.s2_prior)), "df_prior": float(eb.df_prior), "fdr": p.fdr,
-        "n_samples_dropped_missing_covariate": n_cov_na, "covariates": notes, "ordered": p.ordered, **trend_metrics,
+        "n_samples_dropped_missing_covariate": n_cov_na, "covariates": notes, "covariates_dropped": dropped, "ordered": p.ordered, **trend_metrics,
     }
     trend_text = (f"; linear trend over {' < '.join(levels)}: {trend_metrics['n_trend_up']} increasing, "
                   f"{trend_metrics['n_trend_down']} decreasing (q < {p.fdr})") if p.ordered else ""
     summary = (
         f"Moderated F test of {p.modality} across {len(levels)} levels of {p.group} ({', '.join(levels)})"
-        + (f" adjusting for {', '.join(p.covariates)}" if p.covariates else "")
+        + (f" adjusting for {', '.join(covs)}" if covs else "")
         + f": {len(table)} features tested, {len(skipped)} skipped, {int(sig.sum())} with q < {p.fdr}; "
-        f"highest level among them: {by_level}{trend_text}."
+        f"highest level among them: {by_level}{trend_text}." + dropped_text(dropped)
     )
     return ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
                       relations=relations, metrics=metrics)

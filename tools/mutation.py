@@ -30,6 +30,7 @@ from scipy import stats
 
 from proteus.records import Entity, Stats, ToolResult, contrast_entity, feature_entity
 from proteus.stats.limma import moderated_test
+from proteus.stats.design import dropped_text, usable_covariates
 from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools.correlation import (
@@ -184,7 +185,8 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
     if len(geno) < 2 * p.min_mutated:
         msg = f"only {len(geno)} samples of {p.modality!r} are genotyped (in the mutation table); need {2 * p.min_mutated}"
         raise ToolFailed(msg)
-    Zdf = covariate_matrix(study.clinical.reindex(geno), p.covariates)
+    covs, dropped = usable_covariates(study.clinical.reindex(geno), p.covariates, 2)
+    Zdf = covariate_matrix(study.clinical.reindex(geno), covs)
     okz = Zdf.notna().all(axis=1)
     geno = [s for s in geno if okz[s]]
     mat = mat.loc[geno]
@@ -208,7 +210,7 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
     tables, rels, lines = [], [], []
     cap = max(1, p.max_relations // len(genes)) if p.max_relations else 0
     for g in genes:
-        tab = two_group_moderated(X, mat[g], Zdf.loc[geno] if p.covariates else None)
+        tab = two_group_moderated(X, mat[g], Zdf.loc[geno] if covs else None)
         tab = tab.rename(columns={"P.Value": "p", "adj.P.Val": "q"})
         tab.insert(0, "feature", tab.index.astype(str))
         tab.insert(1, "gene", gmap.reindex(tab.index).to_numpy())
@@ -241,11 +243,11 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
     fig.savefig(path, dpi=110)
     n_sig = int((table["q"] < p.fdr).sum())
     summary = (f"limma moderated t, mutated ({p.variant_classes}) vs wild type, on {p.modality} over {len(geno)} genotyped samples"
-               f"{', adjusted for ' + ', '.join(p.covariates) if p.covariates else ''}: " + "; ".join(lines) + ".")
+               f"{', adjusted for ' + ', '.join(covs) if covs else ''}: " + "; ".join(lines) + "." + dropped_text(dropped))
     return ToolResult(summary=summary, tables={"mutation_association": table}, figures=[path], relations=rels,
                       metrics={"n_tested": len(table), "n_significant": n_sig, "n_genes": len(genes),
                                "n_skipped": int(X.shape[0] * len(genes) - len(table)), "n_genotyped": len(geno),
-                               "genes": genes})
+                               "genes": genes, "covariates": covs, "covariates_dropped": dropped})
 
 
 # --------------------------------------------------------------------------------------------

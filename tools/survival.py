@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from proteus.records import Entity, Stats, ToolResult, feature_entity
+from proteus.stats.design import dropped_text, usable_covariates
 from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools.correlation import (
@@ -237,11 +238,13 @@ def cox_per_feature(study: Study, params: CoxParams, ctx: ToolContext) -> ToolRe
     p = params
     samples = restricted_samples(study, list(study.modalities[p.modality].obs_names.astype(str)), p.restrict)
     surv = _survival_frame(study, p.time, p.event, samples)
-    Zdf = covariate_matrix(study.clinical.reindex(surv.index), p.covariates)
+    # a Cox model's effective sample size is its number of events (Harrell 4.4): covariates are judged on the event rows
+    covs, dropped = usable_covariates(study.clinical.reindex(surv.index[surv["event"].to_numpy() == 1]), p.covariates, 1)
+    Zdf = covariate_matrix(study.clinical.reindex(surv.index), covs)
     keep = Zdf.notna().all(axis=1)
     surv, Zdf = surv[keep], Zdf[keep]
     if len(surv) < p.min_samples or surv["event"].sum() < p.min_events:
-        msg = (f"{len(surv)} samples with time, event{' and covariates' if p.covariates else ''} and "
+        msg = (f"{len(surv)} samples with time, event{' and covariates' if covs else ''} and "
                f"{int(surv['event'].sum())} events; need {p.min_samples} samples and {p.min_events} events")
         raise ToolFailed(msg)
     const = [c for c in Zdf.columns if Zdf[c].nunique() < 2]
@@ -289,7 +292,7 @@ def cox_per_feature(study: Study, params: CoxParams, ctx: ToolContext) -> ToolRe
              Stats(effect=float(r.hazard_ratio), effect_type="hazard_ratio" + ("_per_sd" if p.scale == "zscore" else ""),
                    p=float(r.p), q=float(r.q), n=int(r.n), direction="positive" if r.coef > 0 else "negative",
                    extra={"ci": [float(r.ci_lower), float(r.ci_upper)], "events": int(r.events), "event_column": p.event,
-                          "covariates": list(p.covariates)}),
+                          "covariates": covs}),
              p.modality)
         for r in sig.head(p.max_relations).itertuples()
     ]
@@ -300,13 +303,14 @@ def cox_per_feature(study: Study, params: CoxParams, ctx: ToolContext) -> ToolRe
     n_harm = int((sig["coef"] > 0).sum())
     top = ", ".join(f"{r.feature} (HR {r.hazard_ratio:.2f}, q={r.q:.2g})" for r in sig.head(5).itertuples())
     summary = (f"Cox PH (Efron ties) per feature on {len(table)} {p.modality} features, {len(surv)} samples, "
-               f"{int(surv['event'].sum())} events{', adjusted for ' + ', '.join(p.covariates) if p.covariates else ''}: "
+               f"{int(surv['event'].sum())} events{', adjusted for ' + ', '.join(covs) if covs else ''}: "
                f"{len(sig)} significant at BH q<{p.fdr} ({n_harm} with higher hazard at higher abundance). "
                f"{n_filtered} features filtered (too few samples/events or constant), {int(bad.sum())} did not converge."
-               + (f" Top: {top}." if top else ""))
+               + (f" Top: {top}." if top else "") + dropped_text(dropped))
     return ToolResult(summary=summary, tables={"cox": table}, figures=[path], relations=rels,
                       metrics={"n_tested": len(table), "n_significant": len(sig), "n_skipped": n_filtered + int(bad.sum()),
-                               "n_not_converged": int(bad.sum()), "n_samples": len(surv), "n_events": int(surv["event"].sum())})
+                               "n_not_converged": int(bad.sum()), "n_samples": len(surv), "n_events": int(surv["event"].sum()),
+                               "covariates": covs, "covariates_dropped": dropped})
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["is_factor", "covariate_block"]
+__all__ = ["is_factor", "covariate_block", "usable_covariates", "dropped_text"]
 
 
 def is_factor(col: pd.Series) -> bool:
@@ -43,3 +43,43 @@ def covariate_block(table: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
     if not blocks:
         return pd.DataFrame(index=table.index)
     return pd.concat(blocks, axis=1)
+
+
+def usable_covariates(table: pd.DataFrame, covariates: list[str], n_fixed: int) -> tuple[list[str], dict[str, str]]:
+    """Covariates that a model of the samples in ``table`` can afford, and why each other one is dropped.
+
+    ``table`` holds the samples actually tested; ``n_fixed`` counts the design columns that are not
+    covariates (intercept and the tested variable's columns). Two rules keep an adjustment from eating
+    the residual degrees of freedom (a saturated model fits every sample exactly: r = 1, p = 0):
+
+    - a factor whose distinct levels exceed half of its observed samples is nearly a sample id
+      (TMT channel, run file) and is dropped;
+    - covariates are admitted in the order given while the residual df of the whole design stays at
+      least twice the covariate columns admitted (``n - n_fixed - p_cov >= 2 p_cov``, the
+      events-per-parameter idea of Harrell, *Regression Modeling Strategies*, 4.4), counted on the
+      samples complete for every covariate admitted.
+    """
+    kept: list[str] = []
+    dropped: dict[str, str] = {}
+    for c in covariates:
+        col = table[c].dropna()
+        if is_factor(table[c]) and col.nunique() > len(col) / 2:
+            dropped[c] = f"{col.nunique()} levels over {len(col)} samples (nearly one per sample)"
+            continue
+        trial = kept + [c]
+        block = covariate_block(table, trial).dropna()
+        n, p_cov = len(block), block.shape[1]
+        resid = n - n_fixed - p_cov
+        if resid < 2 * p_cov:
+            dropped[c] = (f"would leave {resid} residual df for {p_cov} covariate columns over {n} samples "
+                          f"(need >= {2 * p_cov})")
+            continue
+        kept = trial
+    return kept, dropped
+
+
+def dropped_text(dropped: dict[str, str]) -> str:
+    """One sentence naming the covariates left out of a model and why ('' when none)."""
+    if not dropped:
+        return ""
+    return " Not adjusted for " + "; ".join(f"{c} ({why})" for c, why in dropped.items()) + "."
