@@ -218,15 +218,17 @@ def test_prompts_fit_the_context_budget(budget):
     assert sorted(enum) == sorted(e.split(" | ")[0] for e in edges)
 
 
-def test_update_that_repeats_a_done_step_is_sent_back():
+def test_update_that_repeats_a_done_step_is_repaired_without_a_second_call():
+    """Repeats of done steps are dropped, the model's new steps kept; no second request, counted as repaired."""
     from proteus.records import Step
 
     done = [Step(id="s_1", tool="clinical_correlation", params={"modality": "proteomics", "variable": "Age"}, status="done")]
-    again = json.dumps({"steps": [{"tool": "clinical_correlation", "params": {"modality": "proteomics", "variable": "Age"}, "rationale": "again"}], "reason": "r"})
-    finish = json.dumps({"steps": [], "reason": "the question is answered"})
+    again = json.dumps({"steps": [{"tool": "clinical_correlation", "params": {"modality": "proteomics", "variable": "Age"}, "rationale": "again"},
+                                  {"tool": "clinical_correlation", "params": {"modality": "proteomics", "variable": "Age", "method": "pearson"}, "rationale": "new"}], "reason": "r"})
     events: list = []
-    policy, _ = _policy([again, finish])
+    policy, seen = _policy([again])
     upd = policy.update_workflow(make_view(events=events), OBJ, done, [])
-    assert upd.steps == [] and upd.decided_by == "repaired"
-    assert "repeats a step already run" in _decisions(events)[0]["reason"]
+    assert len(seen) == 1
+    assert [s.params.get("method") for s in upd.steps] == ["pearson"] and upd.decided_by == "repaired"
+    assert [e["outcome"] for e in _decisions(events)] == ["repaired"]
     assert policy.usage()["decided_by"] == {"update_workflow": {"model": 0, "repaired": 1, "fallback": 0}}

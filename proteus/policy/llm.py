@@ -430,7 +430,12 @@ class LLMPolicy(Policy):
         *,
         backend: ChatBackend | None = None,
         context: dict[str, Any] | None = None,
+        repair: Callable[[Any], Any | None] | None = None,
     ) -> Any:
+        """Ask the model, check the answer, send errors back up to ``max_repairs`` times, then fall back.
+
+        ``repair`` fixes what needs no second call (it returns a corrected answer, or ``None`` when there is
+        nothing to fix); an answer it changed counts as ``repaired``."""
         backend = backend or self.backend
         if backend.seed is None:
             backend.seed = view.seed
@@ -465,13 +470,16 @@ class LLMPolicy(Policy):
                 break
             with self._lock:
                 self._prompt_tokens.append(comp.prompt_tokens)
-            err = comp.error
-            if comp.parsed is not None:
-                err = check(comp.parsed)
+            err, answer, fixed = comp.error, comp.parsed, False
+            if answer is not None:
+                repaired = repair(answer) if repair is not None else None
+                if repaired is not None:
+                    answer, fixed = repaired, True
+                err = check(answer)
             if err is None:
-                outcome = "accepted" if attempt == 0 else "repaired"
-                self._emit(view, base, attempt, outcome, "", msgs, comp.text, comp, value=comp.parsed, compact=prompt.compact)
-                return self._decided_by(decision, comp.parsed, "model" if attempt == 0 else "repaired")
+                who = "model" if attempt == 0 and not fixed else "repaired"
+                self._emit(view, base, attempt, "accepted" if who == "model" else "repaired", "", msgs, comp.text, comp, value=answer, compact=prompt.compact)
+                return self._decided_by(decision, answer, who)
             reason = err
             self._emit(view, base, attempt, "rejected", err, msgs, comp.text, comp, compact=prompt.compact)
             keep = 400 if prompt.compact else 3000
@@ -580,10 +588,12 @@ class LLMPolicy(Policy):
     def update_workflow(self, view: ResearchView, objective: Objective, done: list[Step], remaining: list[StepSpec]) -> WorkflowUpdate:
         ran = {_call_key(s.tool, s.params) for s in done}
 
+        def drop_repeats(p: WorkflowUpdate) -> WorkflowUpdate | None:
+            """A step already run with the same parameters adds nothing: drop it, keep the rest."""
+            fresh = [s for s in p.steps if _call_key(s.tool, s.params) not in ran]
+            return p.model_copy(update={"steps": fresh}) if len(fresh) < len(p.steps) else None
+
         def check(p: WorkflowUpdate) -> str | None:
-            again = [i for i, s in enumerate(p.steps, 1) if _call_key(s.tool, s.params) in ran]
-            if again:
-                return f"step {again[0]} repeats a step already run with the same parameters; plan a different step or none"
             return self._check_steps(view, p.steps)
 
         return self._decide(
@@ -593,6 +603,7 @@ class LLMPolicy(Policy):
             check,
             lambda: self.fallback.update_workflow(view, objective, done, remaining),
             context={"objective": objective.id},
+            repair=drop_repeats,
         )
 
     def update_objectives(self, view: ResearchView, done: list[Objective], remaining: list[Objective]) -> ObjectiveUpdate:
