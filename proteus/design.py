@@ -310,6 +310,20 @@ def power(n_case: int, n_control: int) -> float:
     return n_case * n_control / (n_case + n_control) if n_case and n_control else 0.0
 
 
+def factor_power(n_per_level: dict[str, int]) -> float:
+    r"""Power of a factor's whole design (its F-test), in the units of :func:`power`: :math:`N(1 - \sum_k p_k^2)/2`.
+
+    With independent level effects of one variance, the one-way F-test's expected noncentrality
+    is :math:`\sum_k n_k E(\mu_k - \bar\mu)^2 \propto N(1 - \sum_k p_k^2)` (:math:`p_k = n_k/N`);
+    halved it equals :func:`power` for two levels, so a five-level factor is not ranked by its best
+    pair alone (10+10+10+8+10: 19.2, above a 15 vs 33 binary column's 10.3).
+    """
+    n = sum(n_per_level.values())
+    if n == 0 or sum(1 for v in n_per_level.values() if v) < 2:
+        return 0.0
+    return n * (1 - sum((v / n) ** 2 for v in n_per_level.values())) / 2
+
+
 # --- adjustment -------------------------------------------------------------------------------------------
 
 

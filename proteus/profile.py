@@ -135,7 +135,7 @@ class FactorDesign(BaseModel):
     covariates: list[str] = Field(default_factory=list, description="technical / block columns adjusted for")
     confounded: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="adjustment decisions and their reasons")
-    power: float = Field(0.0, description="power of its best contrast (effective sample size)")
+    power: float = Field(0.0, description="power of its whole design (proteus.design.factor_power; effective sample size)")
 
     @property
     def tests(self) -> list[str]:
@@ -313,7 +313,7 @@ def _factor_designs(variables: list[ClinicalVariable], clin: pd.DataFrame, min_n
         factors.append(FactorDesign(
             name=v.name, levels=d["levels"], n_per_level={k: lv[k] for k in d["levels"]}, ordered=d["ordered"],
             order_reason=d["order_reason"], references=d["references"], reference_reason=d["reference_reason"],
-            covariates=covs, confounded=confounded, notes=notes, power=max((c.power for c in mine), default=0.0),
+            covariates=covs, confounded=confounded, notes=notes, power=round(design.factor_power({k: lv[k] for k in d['levels']}), 3),
         ))
         contrasts += mine
     return factors, contrasts

@@ -182,3 +182,21 @@ def test_a_run_with_no_sample_matching_the_sheet_stops_with_the_reason(ups_folde
     sheet.assign(sample=[f"patient_{i}" for i in range(len(sheet))]).to_csv(ups_folder / "samples.tsv", sep="\t", index=False)
     with pytest.raises(NoUsableDataError, match="no sample of any layer matches a row of the sample table.*0/6 samples"):
         run_research(ups_folder, tmp_path / "run", policy=HeuristicPolicy(), seed=0)
+
+
+def test_a_multi_level_factor_is_ranked_by_its_whole_design_not_its_best_pair(nafld_dir):
+    # five diagnoses of ~10 each beside 15-vs-33 and 13-vs-35 yes/no columns: the F-test pools four contrasts
+    from proteus.design import factor_power, power
+
+    prof = profile_study(load_study(nafld_dir))
+    multi = next(f for f in prof.factors if len(f.levels) == 5)
+    binary = [f for f in prof.factors if len(f.levels) == 2]
+    assert binary and prof.factors[0].name == multi.name
+    for f in binary:  # two levels: the same effective n as the contrast
+        a, b = f.n_per_level.values()
+        assert f.power == pytest.approx(power(a, b), abs=1e-3) and f.power < multi.power
+    assert multi.power == pytest.approx(factor_power(multi.n_per_level), abs=1e-3)
+    best_pair = max(power(*pair) for pair in zip(list(multi.n_per_level.values()), list(multi.n_per_level.values())[1:]))
+    assert multi.power > best_pair
+    objectives = [p.objective.title for p in bulk_plays(prof)]
+    assert objectives[0] == f"Differences across {multi.name}"
