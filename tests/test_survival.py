@@ -128,3 +128,37 @@ def test_survival_bad_inputs(gse7390, ctx):
         get_tool("cox_per_feature")(small, {"modality": "transcriptomics", "time": "t_tdm", "event": "e_tdm"}, ctx)
     with pytest.raises(ToolFailed):
         get_tool("cluster_clinical_association")(gse7390, {"group": "grade", "restrict": {"grade": "intermediate"}}, ctx)
+
+
+def test_cox_covariates_are_judged_on_the_events(gse7390, ctx):
+    """Among the first 40 patients (few events), a per-patient code is dropped and so is a factor the
+    events cannot afford; the kept model still matches lifelines."""
+    from proteus.stats.design import usable_covariates
+
+    first = list(gse7390.clinical.index[:40])
+    clin = gse7390.clinical.loc[first].assign(sample_code=[f"s{i % 30}" for i in range(40)],
+                                              grade_age=lambda d: d["grade"].fillna("?") + "_" + (d["age"] // 5).astype(int).astype(str))
+    small = Study(ctx.out_dir / "small", modalities={"transcriptomics": gse7390.modalities["transcriptomics"][first].copy()},
+                  clinical=clin)
+    n_events = int(clin["e_tdm"].sum())
+    res = get_tool("cox_per_feature")(small, {"modality": "transcriptomics", "time": "t_tdm", "event": "status",
+                                              "covariates": ["age", "sample_code", "grade_age"], "scale": "none",
+                                              "min_events": 5}, ctx)
+    kept, dropped = usable_covariates(clin[clin["e_tdm"] == 1], ["age", "sample_code", "grade_age"], 1)
+    assert res.metrics["covariates"] == kept == ["age"] and set(res.metrics["covariates_dropped"]) == {"sample_code", "grade_age"}
+    assert "Not adjusted for sample_code" in res.summary and n_events - 1 - 1 >= 2
+    g = res.tables["cox"].iloc[0]["feature"]
+    df = pd.DataFrame({"T": clin["t_tdm"], "E": clin["e_tdm"], "x": small.modalities["transcriptomics"].to_df()[g], "age": clin["age"]})
+    assert res.tables["cox"].iloc[0]["p"] == pytest.approx(_lifelines_fit(df).summary.loc["x", "p"], rel=1e-6)
+
+
+def test_outcome_objective_adjusts_cox_for_the_technical_columns(gse7390):
+    from proteus.policy.playbooks import bulk_plays
+    from proteus.profile import profile_study
+
+    prof = profile_study(gse7390)
+    assert prof.survival, "GSE7390 has time-to-event columns"
+    cox = [s for p in bulk_plays(prof.model_copy(update={"adjust_for": ["er"]})) for s in p.steps if s.tool == "cox_per_feature"]
+    assert cox and all(s.params.get("covariates") == ["er"] for s in cox)
+    plain = [s for p in bulk_plays(prof.model_copy(update={"adjust_for": []})) for s in p.steps if s.tool == "cox_per_feature"]
+    assert plain and all("covariates" not in s.params for s in plain)

@@ -217,7 +217,9 @@ def _survival_plays(profile: DataProfile, primary: str) -> list[Play]:
     plays = []
     restrict = _tumour_params(profile)
     for time, event in profile.survival[:1]:
-        steps = [_step("cox_per_feature", "Cox proportional hazards per feature", modality=primary, time=time, event=event, **restrict)]
+        adjust = _technical(profile)  # the tool keeps only what the events can afford (stats.design.usable_covariates)
+        steps = [_step("cox_per_feature", "Cox proportional hazards per feature" + (f", adjusted for {', '.join(adjust['covariates'])}" if adjust else ""),
+                       modality=primary, time=time, event=event, **restrict, **adjust)]
         groups = [f.name for f in profile.factors if f.name != profile.sample_type_column]
         for g in groups[:2]:
             steps.append(_step("kaplan_meier", f"Kaplan-Meier by {g} with log-rank test: is the grouping itself prognostic?", time=time, event=event, group=g, **restrict))

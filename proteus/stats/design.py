@@ -50,7 +50,8 @@ def usable_covariates(table: pd.DataFrame, covariates: list[str], n_fixed: int) 
 
     ``table`` holds the samples actually tested; ``n_fixed`` counts the design columns that are not
     covariates (intercept and the tested variable's columns). Two rules keep an adjustment from eating
-    the residual degrees of freedom (a saturated model fits every sample exactly: r = 1, p = 0):
+    the residual degrees of freedom (a saturated model fits every sample exactly: r = 1, p = 0), after
+    a covariate constant over these samples is dropped (nothing to adjust):
 
     - a factor whose distinct levels exceed half of its observed samples is nearly a sample id
       (TMT channel, run file) and is dropped;
@@ -63,6 +64,9 @@ def usable_covariates(table: pd.DataFrame, covariates: list[str], n_fixed: int) 
     dropped: dict[str, str] = {}
     for c in covariates:
         col = table[c].dropna()
+        if col.nunique() < 2:
+            dropped[c] = f"constant over the {len(col)} samples with a value"
+            continue
         if is_factor(table[c]) and col.nunique() > len(col) / 2:
             dropped[c] = f"{col.nunique()} levels over {len(col)} samples (nearly one per sample)"
             continue
