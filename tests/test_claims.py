@@ -204,7 +204,7 @@ def test_real_run_states_each_finding_once_and_no_stronger_than_its_evidence(uce
         site, _, case, control, group, kind = m.groups()
         prot = next(s for s in steps if s["tool"] == "differential_abundance" and s["params"].get("modality") == "proteomics"
                     and (s["params"].get("group"), s["params"].get("case"), s["params"].get("control")) == (group, case, control))
-        tab = pd.read_csv(ucec_run / next(x for x in prot["tables"] if x.endswith("_results.tsv")), sep="\t")
+        tab = pd.read_csv(ucec_run / next(x for x in prot["tables"] if x.endswith(("_results.tsv", "_results.tsv.gz"))), sep="\t")
         row = tab[tab["gene"] == site.split("-")[0]].sort_values("p").iloc[0]
         if kind == "without":
             assert row["q"] >= 0.05, h["statement"]
