@@ -265,14 +265,15 @@ def test_playbook_plans_valid_steps_and_composes_hypotheses(run):
     assert drafts and all(e in kg.relations for d in drafts for e in d.evidence)
     bcr = [d for d in drafts if d.statement.startswith("B-cell receptor signalling is activated in B cells")]
     assert bcr and "pS6" in bcr[0].statement
-    assert any("specific to B cells" in d.statement for d in drafts)
+    assert any(re.search(r"(specific to|detected only in) B cells", d.statement) for d in drafts)
     # a 10-minute ex vivo stimulation: population shares shift, nothing "expands"; a state marker that
     # moves in every population is one global shift, never restated per population
     assert not any(re.search(r"expan", d.statement) for d in drafts)
-    glob = [d for d in drafts if "in every cell population" in d.statement]
+    glob = [d for d in drafts if re.search(r" in (every|\d+ of \d+) cell population", d.statement)]
+    assert glob
     for d in glob:
         marker = d.statement.split(" is ")[0]
-        assert not any(x.statement.startswith(f"{marker} is ") and " in every " not in x.statement for x in drafts)
+        assert not any(x.statement.startswith(f"{marker} is ") and x is not d for x in drafts)
     # with the run's tables, a shift between two T-cell clusters is set against the CD3+ total
     steps = [("S1", "cytometry_clustering", {"modality": "cytometry"}, run["cl"]), ("S2", "cytometry_differential_abundance", CONTRAST, run["da"])]
     tables = {}
@@ -282,6 +283,59 @@ def test_playbook_plans_valid_steps_and_composes_hypotheses(run):
     with_tables = playbook.hypotheses(kg, tables=ResultTables(kg, tables.get))
     shift = [d for d in with_tables if d.statement.startswith("CD4- T cells make up a larger fraction")]
     assert shift and "CD4 T cells within CD3+ cells" in shift[0].statement
+
+
+def _ds_drafts(run):
+    from proteus.policy import cytometry as playbook
+
+    kg = KnowledgeGraph()
+    for k in ("cl", "da", "ds"):
+        kg.add_relations(run[k].relations)
+    return playbook.hypotheses(kg, max_items=100)
+
+
+def test_shared_shift_says_every_only_when_significant_in_every_population(run):
+    """A marker lower in all populations but significant in only some is "lower in k of n", never "in every"."""
+    tab = run["ds"].tables["differential_state"]
+    named = tab[~tab["population"].str.startswith("unassigned")]
+    glob = [d for d in _ds_drafts(run) if re.search(r" in (every|\d+ of \d+) cell population", d.statement)]
+    partial = 0
+    for d in glob:
+        marker = d.statement.split(" is ")[0]
+        rows = named[named["marker"] == marker]
+        n_sig = int((rows["q"] < 0.1).sum())
+        assert (np.sign(rows["logFC"]) == np.sign(rows["logFC"].iloc[0])).all()
+        if n_sig == len(rows):
+            assert " in every cell population" in d.statement
+        else:
+            partial += 1
+            assert " every " not in d.statement and f" in {n_sig} of {len(rows)} cell populations" in d.statement
+    assert partial  # the BCR-XL run has markers lower everywhere but significant in only some populations
+
+
+def test_specificity_says_does_not_change_only_with_a_negligible_interval(run):
+    """q >= 0.05 in another population with 4 donors is absence of evidence: "not detected" unless the
+    95% interval (limma SE, t on df_total) holds zero and lies within half the responding population's effect."""
+    from scipy.stats import t as student_t
+
+    tab = run["ds"].tables["differential_state"].set_index(["population", "marker"])
+    spec = [d for d in _ds_drafts(run) if " only in " in d.statement or " is specific to " in d.statement]
+    assert spec
+    not_detected = 0
+    for d in spec:
+        m = re.match(r"The (increase|decrease) of (\S+) under .* (?:is specific to|was detected only in) ([^:]+):", d.statement)
+        marker, pop = m.group(2), m.group(3)
+        effect = tab.loc[(pop, marker), "logFC"]
+        for verb, names in re.findall(r"(does not change|was not detected) in ([^(;.]+)", d.statement):
+            for other in [x.strip() for x in names.split(",")]:
+                row = tab.loc[(other, marker)]
+                half = abs(row["logFC"] / row["t"]) * student_t.ppf(0.975, row["df_total"])
+                lo, hi = row["logFC"] - half, row["logFC"] + half
+                inside = row["q"] >= 0.05 and -abs(effect) / 2 < lo <= 0 <= hi < abs(effect) / 2
+                assert inside == (verb == "does not change"), (d.statement, other)
+                not_detected += verb == "was not detected"
+        assert "donors" in d.statement or " does not change " in d.statement
+    assert not_detected  # 4 donors cannot show most populations unchanged
 
 
 # --- single cell -----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ Knowledge-graph representation (how hypotheses compose):
 - ``marker:pS6 | B cells --higher_in/lower_in--> sample_group:<group>: <case> vs <control>`` (DS): the
   subject is the state marker *within* a population (label ``"<marker> | <population>"``), so one
   edge per marker x population; ``stats.extra`` holds ``marker``, ``population`` and
-  ``other_populations`` (the same marker's logFC and q in every other population tested), which
+  ``other_populations`` (the same marker's logFC, q, moderated t and its df in every other population tested), which
   lets a hypothesis say "pS6 rises in B cells but not in T cells" from one edge.
 """
 
@@ -980,7 +980,8 @@ def cytometry_differential_state(study: Study, params: DSParams, ctx: ToolContex
             continue
         up = r.logFC > 0
         others = by_marker[r.marker]
-        others = {str(o.population): {"logFC": round(float(o.logFC), 4), "q": float(o.q)}
+        others = {str(o.population): {"logFC": round(float(o.logFC), 4), "q": float(o.q), "t": round(float(o.t), 4),
+                                      "df": round(float(o.df_total), 3)}
                   for o in others.itertuples() if o.population != r.population}
         rels.append(_rel(ctx, name, p, Entity(type="marker", label=f"{r.marker} | {r.population}"),
                          "higher_in" if up else "lower_in", obj,

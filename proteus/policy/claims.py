@@ -6,8 +6,10 @@ sentence is written:
 - :func:`site_against_protein` — a phosphosite change is claimed only beyond its protein's change
   (the site-minus-protein difference, z-test on the two independent standard errors; the usual
   "site normalised to protein" comparison of phosphoproteomics, e.g. Wu et al. 2011,
-  doi:10.1074/mcp.M111.009654); "no protein change" only when the protein was tested and its 95%
-  interval lies within half the site's effect.
+  doi:10.1074/mcp.M111.009654); "no protein change" only when the protein was tested and is
+  :func:`negligible` against the site's effect.
+- :func:`negligible` — "does not change" only when the 95% interval holds zero and lies within half
+  the reference effect (an equivalence margin; a non-significant test alone is absence of evidence).
 - :func:`directions_agree` — "together" / "as a unit" only when every member moves the same way.
 - :func:`mutation_phrase` — "loss" only for a decrease carried by truncating variants (MAF
   ``Variant_Classification``); otherwise the direction alone.
@@ -29,6 +31,7 @@ from proteus.policy.result_tables import Change
 __all__ = [
     "SiteVerdict",
     "site_against_protein",
+    "negligible",
     "directions_agree",
     "mutation_phrase",
     "is_composition_score",
@@ -55,15 +58,13 @@ class SiteVerdict:
 def site_against_protein(site: Change, protein: Change | None, gene: str) -> SiteVerdict:
     """Set a site's change against its protein's change in the same contrast.
 
-    ``protein_unchanged``: protein tested, not significant (q >= 0.05) and its 95% interval inside
-    +/- half the site's effect. ``beyond_protein``: the site-minus-protein difference has the site's
-    sign and |z| > 2.576. ``mirrors_protein``: neither (the site follows its protein's amount).
+    ``protein_unchanged``: protein tested and :func:`negligible` against the site's effect.
+    ``beyond_protein``: the site-minus-protein difference has the site's sign and |z| > 2.576.
+    ``mirrors_protein``: neither (the site follows its protein's amount).
     """
     if protein is None:
         return SiteVerdict("protein_not_tested", f"{gene} protein was not tested in this contrast")
-    lo, hi = protein.interval
-    half = abs(site.effect) / 2
-    if protein.q >= 0.05 and -half < lo and hi < half:
+    if negligible(protein, site.effect):
         return SiteVerdict("protein_unchanged", f"while {gene} protein does not change ({protein.text()})")
     diff = site.effect - protein.effect
     z = diff / math.hypot(site.se, protein.se)
@@ -72,6 +73,15 @@ def site_against_protein(site: Change, protein: Change | None, gene: str) -> Sit
                                              f"site minus protein {diff:+.2f} log2, z={z:+.1f})")
     return SiteVerdict("mirrors_protein", f"in step with {gene} protein ({protein.text()}; site minus protein "
                                           f"{diff:+.2f} log2, z={z:+.1f}): a change in protein amount, not in phosphorylation per molecule")
+
+
+def negligible(change: Change, reference: float) -> bool:
+    """True when ``change`` is not significant (q >= 0.05) and its 95% interval holds zero and lies
+    inside +/- half of ``reference`` (the effect it is contrasted with): evidence that it does not
+    change, not only that no change was detected."""
+    lo, hi = change.interval
+    half = abs(reference) / 2
+    return change.q >= 0.05 and -half < lo <= 0 <= hi < half
 
 
 def directions_agree(effects: list[float]) -> bool:

@@ -10,9 +10,11 @@ Used by :class:`~proteus.policy.heuristic.HeuristicPolicy`:
 - :func:`hypotheses` — drafts composed from the cytometry relations in the knowledge graph:
   signalling-pathway activation in a population (two or more state markers of one pathway moving
   together), cell-type specificity of a state change (significant in one population, not in the
-  others tested), abundance shifts of named populations (a larger or smaller fraction of cells, never
+  others tested: "does not change" there only when the 95% interval is negligible, see
+  :func:`~proteus.policy.claims.negligible`, else "not detected"), abundance shifts of named populations (a larger or smaller fraction of cells, never
   "expansion": a composition shift between conditions of the same donors' cells is not growth), and a
-  marker that moves the same way in every population, stated once as a global shift; a population's
+  marker that moves the same way in every population, stated once as a shared shift ("every" only when
+  significant in every one, else "in k of n"); a population's
   shift that is mostly a shift within its parent lineage (siblings sharing a positive lineage marker
   move the other way, the lineage total barely changes) is said to be one. Evidence =
   knowledge-graph edge ids.
@@ -31,9 +33,9 @@ from importlib import resources
 import numpy as np
 
 from proteus.kg import KnowledgeGraph
-from proteus.policy.claims import directions_agree
+from proteus.policy.claims import directions_agree, negligible
 from proteus.policy.decisions import HypothesisDraft, ObjectiveSpec, StepSpec
-from proteus.policy.result_tables import ResultTables
+from proteus.policy.result_tables import Change, ResultTables
 from proteus.profile import Contrast, DataProfile, ModalityProfile
 from proteus.records import Objective, Relation
 
@@ -224,15 +226,41 @@ def _case_words(contrast: str) -> str:
     return f"{case} than in {control}" if control else case
 
 
+_GLOBAL_Q = 0.1
+
+
+def _n_significant(r: Relation) -> tuple[int, int]:
+    """(populations where the marker's change has q < ``_GLOBAL_Q``, named populations tested), ``r``'s own included."""
+    others = {k: v for k, v in (r.stats.extra.get("other_populations") or {}).items() if not str(k).startswith("unassigned")}
+    n_sig = 1 + sum(1 for v in others.values() if v.get("q") is not None and v["q"] == v["q"] and v["q"] < _GLOBAL_Q)
+    return n_sig, 1 + len(others)
+
+
 def _is_global(r: Relation) -> bool:
     """A state change whose marker moves the same way in every named population tested, significantly
-    (q < 0.1) in at least half of them."""
+    (q < ``_GLOBAL_Q``) in at least half of them."""
     others = {k: v for k, v in (r.stats.extra.get("other_populations") or {}).items() if not str(k).startswith("unassigned")}
     if len(others) < 2:
         return False
     effects = [r.stats.effect or 0.0] + [float(v.get("logFC") or 0.0) for v in others.values()]
-    n_sig = 1 + sum(1 for v in others.values() if v.get("q") is not None and v["q"] == v["q"] and v["q"] < 0.1)
-    return directions_agree(effects) and n_sig * 2 >= len(effects)
+    n_sig, n = _n_significant(r)
+    return directions_agree(effects) and n_sig * 2 >= n
+
+
+def _change(population: str, row: dict) -> Change | None:
+    """One population's row of ``other_populations`` as a :class:`Change` (SE = |logFC / t|, Student's t
+    interval on limma's df); ``None`` when the relation predates these fields."""
+    effect, t = float(row.get("logFC") or 0.0), row.get("t")
+    if t is None or not np.isfinite(t) or t == 0:
+        return None
+    q = row.get("q")
+    return Change(population, effect, abs(effect / t), q if q is not None and q == q else 1.0, float(row.get("df") or np.inf))
+
+
+def _units(r: Relation) -> str:
+    """The replication behind a state relation: ``"4 donors"`` when paired, else ``"8 samples"``."""
+    blocks = r.stats.extra.get("n_blocks")
+    return f"{blocks} donors" if r.stats.extra.get("paired") and blocks else f"{r.stats.n} samples"
 
 
 def _positives(tables: ResultTables) -> dict[str, set[str]]:
@@ -327,11 +355,23 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20, tables: ResultTables | N
             continue
         up = r.predicate == "higher_in"
         mk = _markers_of(kg, pop)
-        statement = (f"The {'increase' if up else 'decrease'} of {marker} under {r.object.label} is specific to {pop}: "
-                     f"it does not change in {', '.join(sorted(flat)[:5])}.")
+        changes = {k: _change(k, v) for k, v in sorted(flat.items())}
+        still = [k for k, c in changes.items() if c is not None and negligible(c, r.stats.effect or 0.0)]
+        unseen = [k for k in changes if k not in still]
+        change = f"The {'increase' if up else 'decrease'} of {marker} under {r.object.label}"
+        if not unseen:
+            statement = f"{change} is specific to {pop}: it does not change in {', '.join(still[:5])}."
+        else:
+            statement = (f"{change} was detected only in {pop}: it was not detected in {', '.join(unseen[:5])} "
+                         f"({_units(r)}), which does not exclude a smaller change there"
+                         + (f"; it does not change in {', '.join(still[:5])}." if still else "."))
         rationale = (f"{marker} in {pop}: {r.stats.effect:+.2f} arcsinh, q={_fmt(r.stats.q)} over {r.stats.n} samples; "
-                     "in the other populations: " + "; ".join(f"{k} {v['logFC']:+.2f} (q={_fmt(v['q'])})" for k, v in sorted(flat.items())[:6])
-                     + ". A cell-type restricted response points to a receptor or adaptor expressed only in that lineage"
+                     "in the other populations: "
+                     + "; ".join(f"{k} {c.text('arcsinh')}" if c else f"{k} {flat[k]['logFC']:+.2f} (q={_fmt(flat[k]['q'])})"
+                                 for k, c in list(changes.items())[:6])
+                     + f". 'Does not change' needs the 95% interval within half the {pop} effect "
+                       f"(+/-{abs(r.stats.effect or 0.0) / 2:.2f}). A cell-type restricted response points to a receptor or adaptor "
+                       "expressed only in that lineage"
                      + (f" (marked by {', '.join(x.subject.label for x in mk)})." if mk else "."))
         test = (f"Sort {pop} and the other populations, stimulate each separately and measure {marker}; "
                 f"only {pop} should respond. Check the receptor's expression across populations.")
@@ -376,8 +416,14 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20, tables: ResultTables | N
         pops = {r.stats.extra["population"]: {"logFC": r.stats.effect, "q": r.stats.q},
                 **{k: v for k, v in (r.stats.extra.get("other_populations") or {}).items() if not str(k).startswith("unassigned")}}
         same = [x for x in ds if (x.stats.extra["marker"], x.object.id) == key]
-        statement = (f"{marker} is {'higher' if up else 'lower'} in every cell population under {r.object.label}: "
-                     "a global shift rather than a response of one cell type.")
+        n_sig, n = _n_significant(r)
+        if n_sig == n:
+            statement = (f"{marker} is {'higher' if up else 'lower'} in every cell population under {r.object.label}: "
+                         "a global shift rather than a response of one cell type.")
+        else:
+            statement = (f"{marker} is {'higher' if up else 'lower'} in {n_sig} of {n} cell populations under {r.object.label} "
+                         f"(q < {_GLOBAL_Q}), with the same direction in all {n}: consistent with a shift shared across "
+                         "cell types rather than a response of one cell type.")
         rationale = ("Differential state (sample medians, limma) per population: "
                      + "; ".join(f"{k} {v['logFC']:+.2f} (q={_fmt(v['q'])})" for k, v in sorted(pops.items())) + ".")
         test = (f"Measure {marker} in all gated populations of held-out donors in both conditions; the shift should appear in each, "

@@ -7,8 +7,9 @@ and parameters through the step nodes of the knowledge graph and reads its table
 
 A :class:`Change` is one feature's row of a two-group table with its 95% interval:
 the standard error is ``|logFC / t|`` (limma's moderated t, or the Welch / rank-sum statistic read
-the same way), the interval ``logFC +/- 1.96 se`` (normal approximation; limma's residual plus prior
-degrees of freedom are large in every cohort this is used for).
+the same way), the interval ``logFC +/- 1.96 se`` (normal approximation, for limma's large residual
+plus prior degrees of freedom in a cohort), or Student's t quantile when the test's ``df`` is given
+(a few donors).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
+from scipy.stats import t as student_t
 
 from proteus.kg import KnowledgeGraph
 
@@ -34,10 +36,13 @@ class Change:
     effect: float
     se: float
     q: float
+    df: float = math.inf
+    """Degrees of freedom of the test (limma ``df_total``); the 95% interval uses Student's t with them."""
 
     @property
     def interval(self) -> tuple[float, float]:
-        return self.effect - Z95 * self.se, self.effect + Z95 * self.se
+        z = Z95 if not math.isfinite(self.df) else float(student_t.ppf(0.975, self.df))
+        return self.effect - z * self.se, self.effect + z * self.se
 
     def text(self, what: str = "log2FC") -> str:
         lo, hi = self.interval
