@@ -338,6 +338,58 @@ def test_specificity_says_does_not_change_only_with_a_negligible_interval(run):
     assert not_detected  # 4 donors cannot show most populations unchanged
 
 
+def _da_drafts(study, ctx, run):
+    """Hypotheses with the run's tables from ``run``'s clustering and a DA step on ``study``."""
+    from proteus.policy import cytometry as playbook
+
+    da = get_tool("cytometry_differential_abundance")(study, CONTRAST, ctx)
+    kg, tables = KnowledgeGraph(), {}
+    for sid, tool, params, res in [("S1", "cytometry_clustering", {"modality": "cytometry"}, run["cl"]),
+                                   ("S2", "cytometry_differential_abundance", CONTRAST, da)]:
+        kg.add_relations(res.relations)
+        kg.add_step(Step(id=sid, tool=tool, params=params, status="done", tables=[f"tables/{sid}_{n}.tsv" for n in res.tables]), "W1")
+        tables.update({f"tables/{sid}_{n}.tsv": tab for n, tab in res.tables.items()})
+    drafts = [d for d in playbook.hypotheses(kg, max_items=100, tables=ResultTables(kg, tables.get)) if " fraction of cells " in d.statement]
+    return drafts, da.tables["differential_abundance"].set_index("population")
+
+
+def _renormalised_keeps_half(tab: pd.DataFrame, pop: str, up: bool) -> tuple[str, bool]:
+    """(the opposite-moving significant population of largest fraction shift, whether ``pop``'s log2 ratio of
+    mean fractions renormalised without it keeps at least half its raw value)."""
+    d = tab["prop_case"] - tab["prop_control"]
+    x = d[(tab.index != pop) & (tab["q"] < 0.05) & ((d < 0) == up)].abs().idxmax()
+    raw = np.log2(tab.loc[pop, "prop_case"] / tab.loc[pop, "prop_control"])
+    ren = np.log2(tab.loc[pop, "prop_case"] / (1 - tab.loc[x, "prop_case"]) / (tab.loc[pop, "prop_control"] / (1 - tab.loc[x, "prop_control"])))
+    return x, ren * raw > 0 and abs(ren) >= abs(raw) / 2
+
+
+def test_fraction_shift_that_follows_another_populations_fall_is_called_mechanical(run):
+    """Compositional closure: drop 80% of the largest population's cells from every stimulated sample (derived
+    from the real run); the other populations' fractions rise mechanically, and their hypotheses say so exactly
+    when the shift renormalised without the fallen population keeps less than half its log2 ratio."""
+    study, ctx = run["study"], run["ctx"]
+    a = study.modalities["cytometry"]
+    largest = run["da"].tables["differential_abundance"].set_index("population")["prop_control"].idxmax()
+    rng = np.random.default_rng(0)
+    hit = (a.obs["population"].astype(str) == largest).to_numpy() & (a.obs["condition"].astype(str) == "BCRXL").to_numpy()
+    keep = ~hit | (rng.random(a.n_obs) < 0.2)
+    sub = a[keep].copy()
+    sub.uns.update(a.uns)
+    drafts, tab = _da_drafts(Study(DATA, {"cytometry": sub}, study.clinical), ctx, run)
+    mechanical = 0
+    for d in drafts:
+        pop = d.statement.split(" make up a ")[0]
+        x, keeps = _renormalised_keeps_half(tab, pop, " larger " in d.statement)
+        assert f"renormalised without {x}" in d.rationale
+        assert ("mechanical consequence of " + x in d.statement) == (not keeps), d.statement
+        mechanical += not keeps
+    assert mechanical
+    # on the real run the shifts outlast renormalisation: stated with the numbers, never called mechanical
+    real, tab = _da_drafts(study, ctx, run)
+    assert real and not any("mechanical" in d.statement for d in real)
+    assert all("renormalised without" in d.rationale for d in real)
+
+
 # --- single cell -----------------------------------------------------------------------------
 
 

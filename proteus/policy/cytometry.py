@@ -16,7 +16,9 @@ Used by :class:`~proteus.policy.heuristic.HeuristicPolicy`:
   marker that moves the same way in every population, stated once as a shared shift ("every" only when
   significant in every one, else "in k of n"); a population's
   shift that is mostly a shift within its parent lineage (siblings sharing a positive lineage marker
-  move the other way, the lineage total barely changes) is said to be one. Evidence =
+  move the other way, the lineage total barely changes) is said to be one, and one that mostly follows
+  from another population's large opposite shift (compositional closure: fractions renormalised without
+  it) is said to be mechanical. Evidence =
   knowledge-graph edge ids.
 
 The relations it reads are those written by :mod:`proteus.tools.cytometry` /
@@ -272,19 +274,52 @@ def _positives(tables: ResultTables) -> dict[str, set[str]]:
     return out
 
 
-def _within_parent(pop: str, up: bool, r: Relation, tables: ResultTables | None) -> tuple[str, str] | None:
-    """(statement clause, rationale clause) when ``pop``'s shift is mostly a shift within its parent lineage:
-    populations sharing a positive lineage marker move the other way and the lineage total changes by
-    less than half as much (log2 ratio of mean fractions). ``None`` otherwise or without the tables."""
+def _da_table(r: Relation, tables: ResultTables | None):
+    """The full DA table of the step that wrote ``r``, indexed by population (``None`` without tables)."""
     if tables is None:
         return None
     prm = r.provenance.params
     da = tables.table("cytometry_differential_abundance", "differential_abundance",
                       **{k: prm[k] for k in ("modality", "group", "case", "control") if prm.get(k) is not None})
-    pos = _positives(tables)
-    if da is None or not pos.get(pop):
+    return None if da is None else da.set_index(da["population"].astype(str))
+
+
+def _closure(pop: str, up: bool, r: Relation, tables: ResultTables | None) -> tuple[str, str] | None:
+    """(statement clause or ``""``, rationale clause) setting ``pop``'s fraction shift against compositional
+    closure: fractions sum to one, so a large significant shift of another population the other way moves
+    every fraction. Mean fractions are renormalised without the population of largest opposite shift
+    (q < 0.05); the statement says "mechanical" when the renormalised log2 ratio keeps less than half of
+    the raw one (or flips). ``None`` when no such population or without the tables."""
+    da = _da_table(r, tables)
+    if da is None or pop not in da.index:
         return None
-    da = da.set_index(da["population"].astype(str))
+    delta = da["prop_case"] - da["prop_control"]
+    other = da[(da.index != pop) & (da["q"] < 0.05) & ((delta < 0) == up)]
+    if other.empty:
+        return None
+    x = (other["prop_case"] - other["prop_control"]).abs().idxmax()
+    xc, xn = float(da.loc[x, "prop_case"]), float(da.loc[x, "prop_control"])
+    case, ctrl = float(da.loc[pop, "prop_case"]), float(da.loc[pop, "prop_control"])
+    rc, rn = case / (1 - xc), ctrl / (1 - xn)
+    own, renorm = np.log2(case / ctrl), np.log2(rc / rn)
+    note = (f"the {x} fraction goes {xn:.3f} -> {xc:.3f} of all cells; renormalised without {x}, {pop} go {rn:.3f} -> {rc:.3f} "
+            f"(log2 ratio {renorm:+.2f} vs {own:+.2f} with it)")
+    mechanical = renorm * own <= 0 or abs(renorm) < abs(own) / 2
+    clause = (f"largely a mechanical consequence of {x} {'falling' if xc < xn else 'rising'} "
+              f"({xn:.3f} -> {xc:.3f} of all cells), since fractions sum to one") if mechanical else ""
+    return clause, note
+
+
+def _within_parent(pop: str, up: bool, r: Relation, tables: ResultTables | None) -> tuple[str, str] | None:
+    """(statement clause, rationale clause) when ``pop``'s shift is mostly a shift within its parent lineage:
+    populations sharing a positive lineage marker move the other way and the lineage total changes by
+    less than half as much (log2 ratio of mean fractions). ``None`` otherwise or without the tables."""
+    da = _da_table(r, tables)
+    if da is None:
+        return None
+    pos = _positives(tables)
+    if not pos.get(pop):
+        return None
     sibs = [s for s in da.index if s != pop and pos.get(s, set()) & pos[pop]]
     if not sibs or pop not in da.index:
         return None
@@ -389,13 +424,15 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20, tables: ResultTables | N
         mk = _markers_of(kg, pop)
         ex = r.stats.extra
         parent = _within_parent(pop, up, r, tables)
+        closure = _closure(pop, up, r, tables)
+        clauses = [c for c in (parent and parent[0], closure and closure[0]) if c]
         statement = (f"{pop} make up a {'larger' if up else 'smaller'} fraction of cells in {_case_words(r.object.label)} "
-                     f"({r.object.label.partition(': ')[0]})" + (f", {parent[0]}." if parent else "."))
+                     f"({r.object.label.partition(': ')[0]})" + (f", {'; '.join(clauses)}." if clauses else "."))
         rationale = (f"Negative binomial GLM on per-sample counts: log2FC {r.stats.effect:+.2f}, q={_fmt(r.stats.q)}, "
                      f"n={r.stats.n} samples{' (paired by donor)' if ex.get('paired') else ''}; mean fraction "
                      f"{ex.get('prop_control', float('nan')):.3f} -> {ex.get('prop_case', float('nan')):.3f}"
                      + (f"; population defined by {', '.join(x.subject.label for x in mk)}" if mk else "")
-                     + (f"; {parent[1]}" if parent else "")
+                     + (f"; {parent[1]}" if parent else "") + (f"; {closure[1]}" if closure else "")
                      + ". A composition shift between conditions of the same donors' cells is not proliferation or death: "
                        "changed marker expression can move cells between clusters.")
         test = (f"Count {pop} by a fixed manual gate on {', '.join(x.subject.label for x in mk) or 'its lineage markers'} in new samples "
