@@ -404,8 +404,8 @@ def hypotheses(kg: KnowledgeGraph, max_items: int = 20, tables: ResultTables | N
                      "in the other populations: "
                      + "; ".join(f"{k} {c.text('arcsinh')}" if c else f"{k} {flat[k]['logFC']:+.2f} (q={_fmt(flat[k]['q'])})"
                                  for k, c in list(changes.items())[:6])
-                     + f". 'Does not change' needs the 95% interval within half the {pop} effect "
-                       f"(+/-{abs(r.stats.effect or 0.0) / 2:.2f}). A cell-type restricted response points to a receptor or adaptor "
+                     + f". 'Does not change' needs a 95% interval that holds zero and lies within "
+                       f"+/-{abs(r.stats.effect or 0.0) / 2:.2f} (half the {pop} effect). A cell-type restricted response points to a receptor or adaptor "
                        "expressed only in that lineage"
                      + (f" (marked by {', '.join(x.subject.label for x in mk)})." if mk else "."))
         test = (f"Sort {pop} and the other populations, stimulate each separately and measure {marker}; "
