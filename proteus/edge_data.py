@@ -5,8 +5,8 @@ the edge's own provenance (tool and params), restricted to the edge's feature pl
 features tested alongside it (the whole layer), so that a selection-aware permutation null can be
 computed without re-running the tool:
 
-- two-group edges (``higher_in`` / ``lower_in`` of a contrast, of one level of a multi-level design
-  against its other levels, or of a mutation, a mutation's
+- two-group edges (``higher_in`` / ``lower_in`` of a contrast or of a mutation, ``differs_across`` a
+  multi-level factor as its highest level against the other levels, a mutation's
   ``cis_effect_on`` its own feature): a layer matrix and a case / control label per sample;
   statistic Welch's t, effect the difference of means (log2 fold change on log data).
 - correlation edges (``correlates_with`` a clinical variable, ``concordant_with`` its own mRNA,
@@ -274,9 +274,9 @@ def _family(study: Study, r: Relation, mod: str, feat: str, own_layer: bool) -> 
             return _two_group(frame, lab == case, adjusted)
 
         return f"diff|{mod}|{pk}", build
-    if tool == "differential_anova" and r.predicate in ("higher_in", "lower_in") and r.object.label.endswith(" vs rest"):
-        # a level of a multi-level design against the design's other levels
-        level = r.object.label.split(": ", 1)[1].removesuffix(" vs rest")
+    if tool == "differential_anova" and r.predicate == "differs_across":
+        # the F-test's finding as it is stated: highest in its top level, against the design's other levels
+        level = str((r.stats.extra or {}).get("top_level"))
 
         def build_level() -> EdgeDesign:
             lab = study.sample_table(mod)[p["group"]]

@@ -62,6 +62,7 @@ METRICS = ("reliability", "logical_coherence", "biological_plausibility", "novel
 PREDICATES = {
     "higher_in": "feature (or cell population) is higher in the case group of a contrast (object: sample_group)",
     "lower_in": "feature (or cell population) is lower in the case group of a contrast (object: sample_group)",
+    "differs_across": "feature differs across the levels of a multi-level factor (F-test; object: clinical_variable; extra.top_level: where it is highest)",
     "correlates_with": "feature correlates with a clinical variable or another feature (direction positive/negative)",
     "concordant_with": "protein and its own mRNA correlate across samples (object: gene)",
     "cis_effect_on": "copy number or mutation of a gene changes its own RNA/protein (subject gene/mutation, object protein/gene)",

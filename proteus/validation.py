@@ -270,7 +270,7 @@ def _row_direction(r: Relation, row: pd.Series, effect_col: str) -> str:
     if effect_col == "odds_ratio":
         return str(row.get("direction")) if eff > 1 else "none"
     if effect_col == "top_vs_rest":
-        return "up" if str(row.get("top_level")) == _case_of(r.object.label)[1] and eff > 0 else "down"
+        return "up" if str(row.get("top_level")) == str((r.stats.extra or {}).get("top_level")) and eff > 0 else "down"
     if effect_col == "hazard_ratio":
         eff = math.log(eff) if eff > 0 else -1.0
     if r.predicate in ("higher_in", "lower_in", "enriched_in") or (r.predicate == "cis_effect_on" and r.subject.type == "mutation"):

@@ -170,6 +170,15 @@ def test_five_level_ordered_series_gets_f_test_trend_and_each_level_vs_lowest(up
     yeast_hits = t[~ups & (t["trend_q"] < 0.01)]
     assert yeast_hits["trend_slope"].abs().median() < 0.25 * t.loc[ups, "trend_slope"].median()
     assert res.metrics["n_trend_up"] >= ups.sum()
+    # stated as the design tested it: a trend across the ordered amounts, not a level against the rest
+    from proteus.kg import KnowledgeGraph
+    from proteus.policy.patterns import _factor_differences
+
+    kg = KnowledgeGraph()
+    kg.add_relations(res.relations)
+    trend = next(d for d in _factor_differences(kg) if "trend across ordered condition" in d.statement)
+    assert " rise along the ordered levels of condition" in trend.statement and "rest" not in trend.statement
+    assert all(kg.relation(e).stats.extra["test"] == "linear trend" for e in trend.evidence)
 
 
 def test_two_maxquant_runs_confound_the_comparisons_across_them(tmp_path):

@@ -167,11 +167,20 @@ def test_anova_subtypes(study, ctx):
     t = res.tables["results"]
     assert set(res.metrics["levels"]) == {"CNV_high", "CNV_low", "MSI-H", "POLE"}
     assert res.metrics["n_significant"] > 100 and np.isfinite(t[["F", "p", "q"]].to_numpy()).all()
-    r = res.relations[0]
-    assert r.predicate == "higher_in" and r.object.label.endswith("vs rest")
+    r = res.relations[0]  # the F-test's finding: differs across the factor, highest in one level (no "vs rest" group)
+    assert all(x.predicate == "differs_across" and x.object.id == "clinical_variable:Genomics_subtype" for x in res.relations)
     row = t.set_index("feature").loc[r.stats.extra["feature_id"]]
-    assert r.object.label.startswith(f"Genomics_subtype: {row['top_level']}")
+    assert r.stats.extra["top_level"] == row["top_level"] and r.stats.p == row["p"]
     assert row[f"mean_{row['top_level']}"] == max(row[f"mean_{lv}"] for lv in res.metrics["levels"])
+    from proteus.kg import KnowledgeGraph
+    from proteus.policy.patterns import _factor_differences, _rank
+
+    kg = KnowledgeGraph()
+    kg.add_relations(res.relations)
+    (draft,) = _factor_differences(kg)
+    best = min(res.relations, key=_rank)
+    assert draft.statement.startswith(f"{best.subject.label}, ") and "differ across Genomics_subtype" in draft.statement
+    assert "vs rest" not in draft.statement and f"{best.subject.label} highest in {best.stats.extra['top_level']}" in draft.statement
     with pytest.raises(ToolInputError, match="levels"):
         get_tool("differential_anova")(study, {"modality": "proteomics", "group": "Genomics_subtype",
                                                "levels": ["POLE", "nope"]}, ctx)

@@ -591,7 +591,7 @@ def _trend(fit, n_levels: int) -> pd.DataFrame:
 
 @register("differential_anova", family="differential", params=AnovaParams, requires=("bulk", "clinical"))
 def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> ToolResult:
-    """Find features whose abundance differs across the levels of a multi-level group (e.g. molecular subtype) with a limma moderated F test, optionally adjusting for covariates; relations name, for each significant feature, the level where it is highest.
+    """Find features whose abundance differs across the levels of a multi-level group (e.g. molecular subtype) with a limma moderated F test, optionally adjusting for covariates; relations ``feature --differs_across--> clinical_variable:<factor>`` (the level where it is highest in extra.top_level) and, when ordered, ``correlates_with`` the factor for a linear trend.
 
     Features with fewer than ``min_valid`` values in any level are skipped (counted). With
     ``ordered``, a moderated t for a linear trend across the ordered levels is reported too: the
@@ -670,13 +670,14 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
     sig = table["q"] < p.fdr
     prov = ctx.provenance_for(name, p)
     n_total = int(len(gv))
-    relations = [
+    factor = Entity(type="clinical_variable", label=p.group)
+    relations = [  # the F-test says a feature differs across the factor; where it is highest is a description
         Relation(
-            subject=feature_entity(kind, r["label"]), predicate="higher_in",
-            object=contrast_entity(p.group, r["top_level"], None),
-            stats=Stats(effect=float(r["top_vs_rest"]), effect_type="log2FC", p=float(r["p"]), q=float(r["q"]),
-                        n=n_total, direction="up",
-                        extra={"F": float(r["F"]), "feature_id": str(r["feature"]), "df1": int(eb.F_df1)}),
+            subject=feature_entity(kind, r["label"]), predicate="differs_across", object=factor,
+            stats=Stats(effect=float(r["top_vs_rest"]), effect_type="log2FC highest level vs the others", p=float(r["p"]),
+                        q=float(r["q"]), n=n_total, direction="up",
+                        extra={"F": float(r["F"]), "feature_id": str(r["feature"]), "df1": int(eb.F_df1), "test": "moderated F",
+                               "top_level": str(r["top_level"]), "levels": list(levels)}),
             modality=p.modality, provenance=prov,
         )
         for _, r in table.loc[sig].head(MAX_RELATIONS).iterrows()
@@ -687,7 +688,6 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
         tsig = table["trend_q"] < p.fdr
         trend_metrics = {"n_trend_significant": int(tsig.sum()), "n_trend_up": int((tsig & (table["trend_slope"] > 0)).sum()),
                          "n_trend_down": int((tsig & (table["trend_slope"] < 0)).sum())}
-        factor = Entity(type="clinical_variable", label=p.group)
         relations += [
             Relation(
                 subject=feature_entity(kind, r["label"]), predicate="correlates_with", object=factor,

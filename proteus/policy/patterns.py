@@ -319,7 +319,7 @@ def _correlates(kg: KnowledgeGraph) -> list[HypothesisDraft]:
     out = []
     by_var: dict[str, list[Relation]] = defaultdict(list)
     for r in kg.by_predicate("correlates_with"):
-        if r.object.type == "clinical_variable":
+        if r.object.type == "clinical_variable" and (r.stats.extra or {}).get("test") != "linear trend":
             by_var[r.object.label].append(r)
     tops = {var: sorted(rels, key=_rank)[:3] for var, rels in sorted(by_var.items())}
     alias: dict[str, list[str]] = {}
@@ -353,6 +353,38 @@ def _correlates(kg: KnowledgeGraph) -> list[HypothesisDraft]:
                      + ("; in sorted cell fractions the markers should follow the cell type, not the sample." if is_composition_score(var) else "."),
             )
         )
+    return out[:3]
+
+
+def _factor_differences(kg: KnowledgeGraph) -> list[HypothesisDraft]:
+    """A multi-level factor stated as its design tested it: features that differ across it (F-test,
+    with the level where each is highest) and, for ordered levels, a trend across them."""
+    out = []
+    by_factor: dict[tuple[str, str], list[Relation]] = defaultdict(list)
+    for r in kg.by_predicate("differs_across"):
+        by_factor[(r.object.label, "F")].append(r)
+    for r in kg.by_predicate("correlates_with"):
+        if (r.stats.extra or {}).get("test") == "linear trend":
+            by_factor[(r.object.label, "trend")].append(r)
+    for (factor, test), rels in sorted(by_factor.items()):
+        top = sorted(rels, key=_rank)[:3]
+        names = ", ".join(t.subject.label for t in top)
+        if test == "F":
+            where = "; ".join(f"{t.subject.label} highest in {t.stats.extra.get('top_level')}" for t in top)
+            statement = f"{names} differ across {factor} ({where})."
+            rationale = "moderated F-test across the levels: " + "; ".join(
+                f"{t.subject.label} F={t.stats.extra.get('F', float('nan')):.1f}, q={t.stats.q_else_p():.1e}" for t in top) + "."
+            test_text = f"Measure {names} across the levels of {factor} in an independent cohort and test the difference (one-way ANOVA)."
+        else:
+            signs = {t.stats.direction for t in top}
+            verb = "rise" if signs == {"positive"} else "fall" if signs == {"negative"} else "change"
+            order = " < ".join(top[0].stats.extra.get("levels") or [])
+            statement = f"{names} {verb} along the ordered levels of {factor} (a trend across ordered {factor}: {order})."
+            rationale = "moderated t of a linear trend: " + "; ".join(
+                f"{t.subject.label} {t.stats.effect:+.2f} log2 per level, q={t.stats.q_else_p():.1e}" for t in top if t.stats.effect is not None) + "."
+            test_text = f"Measure {names} at each level of {factor} in an independent cohort and test a pre-registered monotone trend (Jonckheere-Terpstra)."
+        out.append(HypothesisDraft(statement=statement, rationale=rationale, evidence=[t.id for t in top],
+                                   entities=[t.subject.id for t in top] + [f"clinical_variable:{factor}"], test=test_text))
     return out[:3]
 
 
@@ -559,6 +591,8 @@ def _axis(kg: KnowledgeGraph, d: HypothesisDraft) -> str:
         return str(r.stats.extra.get("contrast", "")).partition(": ")[0]
     if r.object.type == "sample_group":
         return r.object.label.partition(": ")[0]
+    if r.predicate == "differs_across" or (r.stats.extra or {}).get("test") == "linear trend":
+        return r.object.label  # the factor, the axis of its contrasts too
     if r.predicate in ("associated_with_survival", "associated_with", "correlates_with"):
         return f"{r.predicate} {r.object.label if r.predicate == 'correlates_with' else r.subject.label}"
     return r.predicate
@@ -589,6 +623,7 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
         _modules(kg),
         _clusters(kg),
         _correlates(kg),
+        _factor_differences(kg),
         _survival(kg),
         _populations(kg),
     ]
