@@ -165,3 +165,26 @@ def test_gsea_significance_matches_gseapy_reference_code():
     np.testing.assert_allclose(nes, ref[:, 1], rtol=1e-12)
     np.testing.assert_allclose(p, ref[:, 2], rtol=1e-12)
     np.testing.assert_allclose(q, np.minimum(ref[:, 3], 1), rtol=1e-12)
+
+
+def test_case_vs_rest_table_uses_the_shared_covariate_encoding(ucec, tmp_path):
+    """Tumour vs every other sample adjusted for TMT plex (kept: 17 plexes over ~150 samples) and the
+    per-aliquot id (dropped, one level per sample); the adjusted t matches a direct limma fit."""
+    from proteus.stats.design import covariate_block
+    from proteus.stats.limma import moderated_test
+
+    clin = ucec.clinical
+    tab, method = contrast_table(ucec, modality="proteomics", group="Proteomics_Tumor_Normal", case="Tumor", control=None,
+                                 covariates=["Proteomics_TMT_plex", "Proteomics_Aliquot_ID"])
+    assert "Not adjusted for Proteomics_Aliquot_ID" in method and "Proteomics_TMT_plex" not in method
+    a = ucec.modalities["proteomics"]
+    samples = [s for s in a.obs_names if pd.notna(clin.loc[s, "Proteomics_Tumor_Normal"]) and pd.notna(clin.loc[s, "Proteomics_TMT_plex"])]
+    Y = a[samples].to_df().T
+    tum = (clin.loc[samples, "Proteomics_Tumor_Normal"] == "Tumor").to_numpy()
+    Y = Y[(Y.loc[:, tum].notna().sum(axis=1) >= 2) & (Y.loc[:, ~tum].notna().sum(axis=1) >= 2)]  # the tool's filter
+    feat = tab.sort_values("p").iloc[0]["feature"]
+    X = np.column_stack([np.ones(len(samples)), (clin.loc[samples, "Proteomics_Tumor_Normal"] == "Tumor").to_numpy(float),
+                         covariate_block(clin.loc[samples], ["Proteomics_TMT_plex"]).to_numpy()])
+    assert X.shape[1] == 2 + 16
+    ref = moderated_test(Y, X, coef=1).loc[feat]
+    assert tab.set_index("feature").loc[feat, "t"] == pytest.approx(ref["t"], rel=1e-8)

@@ -59,6 +59,7 @@ from scipy import stats
 
 from proteus import genesets
 from proteus.records import MODALITY_ENTITY, Entity, Relation, Stats, ToolResult, contrast_entity
+from proteus.stats.design import covariate_block, dropped_text, usable_covariates
 from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, get_tool, register
@@ -113,7 +114,9 @@ def _feature_genes(study: Study, modality: str) -> pd.Series:
     return pd.Series(g, index=names, dtype=object)
 
 
-def _case_vs_rest_moderated_t(study: Study, modality: str, group: str, case: str, covariates: list[str]) -> pd.DataFrame:
+def _case_vs_rest_moderated_t(study: Study, modality: str, group: str, case: str, covariates: list[str]) -> tuple[pd.DataFrame, str]:
+    """limma moderated t of ``case`` against every other level, adjusted for the covariates the samples
+    can afford (:func:`proteus.stats.design.usable_covariates`); returns the table and a note on those dropped."""
     from proteus.stats.limma import moderated_test
 
     a = study.modalities[modality]
@@ -126,15 +129,8 @@ def _case_vs_rest_moderated_t(study: Study, modality: str, group: str, case: str
     is_case = g == str(case)
     is_ctrl = g.notna() & ~is_case
     use = is_case | is_ctrl
-    Z = pd.DataFrame(index=clin.index)
-    for c in covariates:
-        col = clin[c]
-        num = pd.to_numeric(col, errors="coerce")
-        if num.notna().sum() >= 0.95 * col.notna().sum() and num.nunique() > 2:
-            Z[c] = num
-        else:
-            d = pd.get_dummies(col.astype("string"), prefix=c, drop_first=True, dtype=float)
-            Z = Z.join(d.where(col.notna()))
+    covs, dropped = usable_covariates(clin.loc[use.to_numpy()], covariates, 2)
+    Z = covariate_block(clin.loc[use.to_numpy()], covs).reindex(clin.index)
     use &= Z.notna().all(axis=1)
     n_case, n_ctrl = int((use & is_case).sum()), int((use & is_ctrl).sum())
     if n_case < 2 or n_ctrl < 2:
@@ -152,7 +148,7 @@ def _case_vs_rest_moderated_t(study: Study, modality: str, group: str, case: str
     out = pd.DataFrame({"feature": Y.index, "logFC": tab["logFC"].to_numpy(), "t": tab["t"].to_numpy(),
                         "p": tab["P.Value"].to_numpy()})
     out["q"] = bh(out["p"].to_numpy())
-    return out
+    return out, dropped_text(dropped)
 
 
 def contrast_table(study: Study, *, modality: str, group: str, case: str, control: str | None = None,
@@ -191,8 +187,8 @@ def contrast_table(study: Study, *, modality: str, group: str, case: str, contro
             tab["q"] = bh(tab["p"].to_numpy(float))
         method = "differential_abundance"
     else:
-        tab = _case_vs_rest_moderated_t(study, modality, group, case, covariates)
-        method = f"limma moderated t (proteus.stats.limma), {case} vs all other samples"
+        tab, dropped_note = _case_vs_rest_moderated_t(study, modality, group, case, covariates)
+        method = f"limma moderated t (proteus.stats.limma), {case} vs all other samples" + dropped_note
     tab["feature"] = tab["feature"].astype(str)
     genes = _feature_genes(study, modality)
     if "gene" not in tab.columns or tab["gene"].isna().all():
