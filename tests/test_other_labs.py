@@ -200,3 +200,23 @@ def test_a_multi_level_factor_is_ranked_by_its_whole_design_not_its_best_pair(na
     assert multi.power > best_pair
     objectives = [p.objective.title for p in bulk_plays(prof)]
     assert objectives[0] == f"Differences across {multi.name}"
+
+
+def test_a_capped_workflow_keeps_the_design_tests_before_pathways(nafld_dir):
+    # the five-level factor plans an F-test, four contrasts vs healthy and pathways; any cap keeps the tests
+    from proteus.kg import KnowledgeGraph
+    from proteus.policy.base import ResearchView
+    from proteus.policy.heuristic import HeuristicPolicy
+    from proteus.records import Objective
+
+    prof = profile_study(load_study(nafld_dir))
+    multi = next(f for f in prof.factors if len(f.levels) == 5)
+    play = next(p for p in bulk_plays(prof) if p.objective.title == f"Differences across {multi.name}")
+    obj = Objective(id="O1", **play.objective.model_dump(include={"title", "question", "family", "rationale"}))
+    for cap in (8, 3):
+        view = ResearchView(profile=prof, kg=KnowledgeGraph(), tools=[], objectives=[obj], check_step=lambda s: None,
+                            max_steps_per_workflow=cap)
+        steps = HeuristicPolicy().plan_workflow(view, obj).steps
+        assert 1 < len(steps) <= cap
+        assert steps[0].tool == "differential_anova" and all(s.tool == "differential_abundance" for s in steps[1:min(cap, 5)])
+        assert all(s.params.get("control") == "healthy" for s in steps[1:min(cap, 5)])
