@@ -542,8 +542,8 @@ def _section_design(prof: dict[str, Any]) -> list[str]:
             f"<div class='sub'>{e('; '.join(f.get('notes') or []))}</div></td><td class='num'>{_fmt_num(f.get('power'))}</td></tr>"
             for f in factors[:15]
         )
-        out.append("<h4>Study design</h4><p class='sub'>Biological factors, most powerful first (power: effective n of the whole "
-                   "design, N (1 - sum of squared level shares) / 2, which is n1 n2 / (n1 + n2) for two levels). More than two levels: moderated F-test, a linear trend when ordered, each level vs the "
+        out.append("<h4>Study design</h4><p class='sub'>Biological factors in planning order: the sample-type factor first, then power weighted by how clearly the column name "
+                   "announces a study question (power: effective n of the whole design, N (1 - sum of squared level shares) / 2, which is n1 n2 / (n1 + n2) for two levels). More than two levels: moderated F-test, a linear trend when ordered, each level vs the "
                    "reference (or all pairs). Technical columns that cross a comparison are adjusted for.</p>"
                    "<table><thead><tr><th>factor</th><th>levels (n)</th><th>reference</th><th>adjusted for</th><th>power</th></tr></thead>"
                    f"<tbody>{rows}</tbody></table>")
