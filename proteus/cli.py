@@ -1,4 +1,4 @@
-"""The ``proteus`` command line (typer): run, resume, tools, datasets, report, serve, export-rl, train, eval.
+"""The ``proteus`` command line (typer): run, resume, tools, datasets, report, serve, export-rl, export h5mu, train, eval.
 
 Errors a user can act on (no usable data, a locked or changed run directory, a bad tool call)
 print one line and exit non-zero, without a traceback.
@@ -20,6 +20,8 @@ tools_app = typer.Typer(no_args_is_help=True, help="List registered tools or run
 datasets_app = typer.Typer(no_args_is_help=True, help="Published datasets, written as the raw files a user would have.")
 app.add_typer(tools_app, name="tools")
 app.add_typer(datasets_app, name="datasets")
+export_app = typer.Typer(no_args_is_help=True, help="Write a run in a format other tools read.")
+app.add_typer(export_app, name="export")
 
 err = Console(stderr=True)
 
@@ -206,6 +208,7 @@ def datasets_fetch(name: str = typer.Argument(...), dest: Path = typer.Argument(
 def _wire_commands() -> None:
     """Commands whose implementation lives next to what they drive."""
     from proteus.evals.harness import eval_cli
+    from proteus.h5mu import h5mu_cli
     from proteus.report import report_cli
     from proteus.rl_export import export_rl_cli
     from proteus.serve import serve_cli
@@ -215,6 +218,7 @@ def _wire_commands() -> None:
     app.command("serve", help="Serve a local model (vLLM on GPU, llama.cpp on CPU) for --model/--base-url.")(serve_cli)
     app.command("export-rl", help="Export model decisions with rewards as RL trajectories (TRL GRPO / verl).")(export_rl_cli)
     app.command("eval", help="Batch evaluation on published datasets with held-out validation and null controls.")(eval_cli)
+    export_app.command("h5mu", help="Write RUN_DIR/study.h5mu (MuData: layers, clinical obs, contrast results in varm) for scanpy / muon.")(h5mu_cli)
     app.command("train", help="Tune a local model (GRPO + LoRA) on exported decisions with verifiable rewards; write adapter and GGUF.")(train_cli)
 
 

@@ -24,7 +24,9 @@ from proteus.policy.result_tables import ResultTables
 from proteus.records import Step
 from proteus.study import Study
 from proteus.tools import ToolContext, ToolInputError, get_tool
-from proteus.tools.cytometry import _nb_fit, consensus_metaclustering, flowsom_codes
+from proteus.stats.metaclustering import consensus_metaclustering
+from proteus.stats.nb_glm import nb_glm_fit
+from proteus.stats.som import flowsom_codes
 
 DATA = shared_dataset_dir("bodenmiller-bcrxl")
 CONTRAST = {"modality": "cytometry", "group": "condition", "case": "BCRXL", "control": "Ref", "block": "patient_id"}
@@ -172,7 +174,7 @@ def test_nb_glm_matches_statsmodels():
     X = np.column_stack([np.ones(8), np.repeat([0.0, 1.0], 4), np.tile([0, 1, 0, 0], 2), np.tile([0, 0, 1, 0], 2)])
     lib = np.log(rng.integers(400, 900, 8).astype(float))
     y = rng.negative_binomial(10, 0.5, 8).astype(float)
-    ll, beta, _ = _nb_fit(y, X, lib, 0.1)
+    ll, beta, _ = nb_glm_fit(y, X, lib, 0.1)
     ref = sm.GLM(y, X, family=sm.families.NegativeBinomial(alpha=0.1), offset=lib).fit(tol=1e-12)
     np.testing.assert_allclose(beta, ref.params, rtol=1e-5, atol=1e-7)
     assert ll == pytest.approx(ref.llf, rel=1e-8)

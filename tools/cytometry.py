@@ -1,6 +1,11 @@
 """Cytometry tools: clustering and annotation of cell populations, differential abundance (DA) and
 differential state (DS) between conditions, following the CATALYST / diffcyt workflow.
 
+This module holds the tool wrappers, the naming of populations from canonical markers and the
+clustering state shared between tools; the statistics are in :mod:`proteus.stats` (``som``,
+``metaclustering``, ``cell_summaries``, ``nb_glm``, ``differential_state``), the plots in
+:mod:`proteus.tools._plots`.
+
 Conventions (Nowicka et al. 2017, doi:10.12688/f1000research.11622.3; Weber et al. 2019,
 doi:10.1038/s42003-019-0415-5):
 
@@ -36,168 +41,31 @@ Knowledge-graph representation (how hypotheses compose):
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Any, Literal
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import optimize, stats
-from scipy.cluster import hierarchy
-from scipy.spatial.distance import squareform
 
 from proteus.records import Entity, Relation, Stats, ToolResult, contrast_entity, stable_id
-from proteus.stats.multitest import bh
+from proteus.stats.cell_summaries import arcsinh_transform, population_counts, population_medians
+from proteus.stats.differential_state import differential_state
+from proteus.stats.metaclustering import consensus_metaclustering
+from proteus.stats.nb_glm import nb_glm_da
+from proteus.stats.som import flowsom_codes
 from proteus.study import Study
+from proteus.tools._plots import abundance_bars, cell_map, cluster_heatmap, group_boxplots
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
 __all__ = [
-    "arcsinh_transform",
-    "flowsom_codes",
-    "consensus_metaclustering",
     "annotate_populations",
     "cluster_cells",
-    "population_counts",
-    "population_medians",
-    "nb_glm_da",
     "cytometry_clustering",
     "cytometry_differential_abundance",
     "cytometry_differential_state",
     "POPULATION_RULES",
 ]
-
-# ============================================================================================
-# transformation and clustering (AnnData in, arrays out)
-# ============================================================================================
-
-
-def arcsinh_transform(adata: ad.AnnData, cofactor: float | None = None) -> np.ndarray:
-    """``arcsinh(raw / cofactor)`` of every marker (cells x markers, float32).
-
-    ``cofactor`` defaults to ``adata.uns["cofactor"]`` (5 mass, 150 fluorescence, set by the
-    reader), else 5.
-    """
-    c = float(cofactor if cofactor is not None else adata.uns.get("cofactor", 5.0))
-    raw = adata.layers["raw"] if "raw" in adata.layers else adata.X
-    raw = raw.toarray() if hasattr(raw, "toarray") else np.asarray(raw)
-    return np.arcsinh(raw.astype(np.float32) / c)
-
-
-def _grid(xdim: int, ydim: int) -> np.ndarray:
-    return np.array([(i, j) for j in range(ydim) for i in range(xdim)], dtype=float)
-
-
-def _nearest(X: np.ndarray, codes: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    out = np.empty(X.shape[0], dtype=np.int64)
-    cc = (codes**2).sum(1)
-    for s in range(0, X.shape[0], chunk):
-        x = X[s : s + chunk]
-        d = cc[None, :] - 2.0 * x @ codes.T
-        out[s : s + chunk] = d.argmin(1)
-    return out
-
-
-def flowsom_codes(
-    X: np.ndarray, *, xdim: int = 10, ydim: int = 10, rlen: int = 10, seed: int = 0, max_train: int = 200_000
-) -> tuple[np.ndarray, np.ndarray]:
-    """Self-organising map of the rows of ``X`` (FlowSOM's ``BuildSOM`` as a batch SOM).
-
-    The grid distance is Chebyshev (as FlowSOM), the neighbourhood a bubble whose radius shrinks
-    linearly from the 0.67 quantile of grid distances to 0 over ``rlen`` epochs; codes start at
-    randomly chosen cells (seeded). Each epoch every cell goes to its nearest code (Euclidean) and
-    each code becomes the mean of the cells mapped within its neighbourhood; the last epoch
-    (radius 0) is a k-means step. At most ``max_train`` cells (random, seeded) train the map.
-
-    Returns
-    -------
-    codes : ndarray, shape (xdim * ydim, n_markers)
-    mapping : ndarray, shape (n_cells,)
-        Index of each cell's code.
-    """
-    rng = np.random.default_rng(seed)
-    X = np.asarray(X, dtype=np.float64)
-    n_codes = xdim * ydim
-    train = X if X.shape[0] <= max_train else X[rng.choice(X.shape[0], max_train, replace=False)]
-    codes = train[rng.choice(train.shape[0], n_codes, replace=train.shape[0] < n_codes)].copy()
-    g = _grid(xdim, ydim)
-    gd = np.abs(g[:, None, :] - g[None, :, :]).max(-1)
-    r0 = np.quantile(gd, 0.67)
-    for e in range(max(rlen, 2)):
-        radius = r0 * (1 - e / (max(rlen, 2) - 1))
-        H = (gd <= radius + 1e-9).astype(float)
-        bmu = _nearest(train, codes)
-        counts = np.bincount(bmu, minlength=n_codes).astype(float)
-        sums = np.zeros_like(codes)
-        np.add.at(sums, bmu, train)
-        num, den = H @ sums, H @ counts
-        ok = den > 0
-        codes[ok] = num[ok] / den[ok, None]
-    return codes, _nearest(X, codes)
-
-
-def consensus_metaclustering(
-    codes: np.ndarray, k: int | None = 10, *, max_k: int = 20, reps: int = 100, p_item: float = 0.9, seed: int = 0
-) -> tuple[np.ndarray, dict[int, float]]:
-    """Consensus hierarchical metaclustering of SOM codes (FlowSOM ``metaClustering_consensus``).
-
-    ``reps`` times, a random ``p_item`` fraction of the codes is clustered by average-linkage
-    hierarchical clustering (Euclidean) and cut into ``k`` groups; the consensus matrix
-    :math:`C_{ij}` is the fraction of the subsamples holding both :math:`i` and :math:`j` that put
-    them together. The final metaclusters cut the average-linkage tree of :math:`1 - C`.
-    ``k=None`` chooses k in 2..``max_k`` by the relative increase in the area under the consensus
-    CDF (Monti et al. 2003): the smallest k after which adding a cluster raises the area by < 10%.
-
-    Returns
-    -------
-    labels : ndarray, shape (n_codes,)
-        Metacluster of each code, 1..k, numbered by decreasing number of codes.
-    delta_area : dict
-        k -> relative change in CDF area (only when ``k`` is None).
-    """
-    rng = np.random.default_rng(seed)
-    n = codes.shape[0]
-    ks = list(range(2, min(max_k, n - 1) + 1)) if k is None else [int(k)]
-    if ks[-1] >= n:
-        msg = f"k={ks[-1]} metaclusters need more than {n} SOM codes"
-        raise ToolInputError(msg)
-    together = {kk: np.zeros((n, n)) for kk in ks}
-    sampled = np.zeros((n, n))
-    m = max(2, int(round(p_item * n)))
-    for _ in range(reps):
-        idx = np.sort(rng.choice(n, m, replace=False))
-        Z = hierarchy.linkage(codes[idx], method="average", metric="euclidean")
-        sampled[np.ix_(idx, idx)] += 1
-        for kk in ks:
-            lab = hierarchy.fcluster(Z, kk, criterion="maxclust")
-            same = (lab[:, None] == lab[None, :]).astype(float)
-            together[kk][np.ix_(idx, idx)] += same
-    cons = {kk: np.divide(together[kk], sampled, out=np.zeros((n, n)), where=sampled > 0) for kk in ks}
-    delta: dict[int, float] = {}
-    if k is None:
-        areas = {}
-        iu = np.triu_indices(n, 1)
-        for kk in ks:
-            v = np.sort(cons[kk][iu])
-            grid = np.linspace(0, 1, 101)
-            cdf = np.searchsorted(v, grid, side="right") / len(v)
-            areas[kk] = float(np.trapezoid(cdf, grid))
-        prev = None
-        for kk in ks:
-            delta[kk] = areas[kk] if prev is None else (areas[kk] - prev) / max(prev, 1e-12)
-            prev = areas[kk]
-        flat = next((kk for kk in ks[1:] if delta[kk] < 0.1), None)
-        chosen = ks[-1] if flat is None else flat - 1
-    else:
-        chosen = ks[0]
-    D = 1.0 - cons[chosen]
-    np.fill_diagonal(D, 0.0)
-    Z = hierarchy.linkage(squareform(D, checks=False), method="average")
-    lab = hierarchy.fcluster(Z, chosen, criterion="maxclust")
-    order = pd.Series(lab).value_counts().index.tolist()
-    remap = {old: i + 1 for i, old in enumerate(order)}
-    return np.array([remap[x] for x in lab]), delta
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,6 +188,9 @@ def cluster_cells(
     Et = E[:, cols].astype(np.float64)
     extra: dict[str, Any] = {}
     if method == "flowsom":
+        if k is not None and k >= xdim * ydim:
+            msg = f"k={k} metaclusters need more than {xdim * ydim} SOM codes (som_grid {xdim}: at most {xdim * ydim - 1} metaclusters)"
+            raise ToolInputError(msg)
         codes, mapping = flowsom_codes(Et, xdim=xdim, ydim=ydim, seed=seed)
         meta, delta = consensus_metaclustering(codes, k, seed=seed)
         labels = meta[mapping]
@@ -357,151 +228,6 @@ def cluster_cells(
 
 
 # ============================================================================================
-# sample-level summaries
-# ============================================================================================
-
-
-def population_counts(adata: ad.AnnData, column: str = "population") -> pd.DataFrame:
-    """samples x populations cell counts (``obs["sample_id"]`` x ``obs[column]``)."""
-    return pd.crosstab(adata.obs["sample_id"].astype(str), adata.obs[column].astype(str))
-
-
-def population_medians(
-    adata: ad.AnnData, values: np.ndarray, markers: list[str], column: str = "population", min_cells: int = 3
-) -> pd.DataFrame:
-    """Median of each marker per sample and population (long: sample, population, marker, median, n_cells).
-
-    A (sample, population) with fewer than ``min_cells`` cells gets NaN medians (diffcyt's
-    ``min_cells``)."""
-    var_names = list(map(str, adata.var_names))
-    idx = [var_names.index(m) for m in markers]
-    df = pd.DataFrame(values[:, idx], columns=markers)
-    keys = [adata.obs["sample_id"].astype(str).to_numpy(), adata.obs[column].astype(str).to_numpy()]
-    g = df.groupby(keys)
-    med = g.median()
-    n = g.size()
-    med[n.to_numpy() < min_cells] = np.nan
-    med.index.names = ["sample", "population"]
-    long = med.stack(future_stack=True).rename("median").reset_index().rename(columns={"level_2": "marker"})
-    long["n_cells"] = n.reindex(pd.MultiIndex.from_frame(long[["sample", "population"]])).to_numpy()
-    return long
-
-
-# ============================================================================================
-# negative binomial GLM for differential abundance
-# ============================================================================================
-
-
-def _nb_fit(y: np.ndarray, X: np.ndarray, offset: np.ndarray, phi: float, maxiter: int = 100,
-            tol: float = 1e-10) -> tuple[float, np.ndarray, np.ndarray]:
-    """NB GLM (log link, fixed dispersion ``phi``, offset) by IRLS -> (log-likelihood, beta, mu).
-
-    Working weights :math:`w = \\mu / (1 + \\phi\\mu)`, working response
-    :math:`z = \\eta - o + (y - \\mu)/\\mu`; the linear predictor is kept above -30 so that a
-    population absent from one group (perfect separation) stops at a large finite effect.
-    """
-    beta = np.linalg.lstsq(X, np.log((y + 0.5) / np.exp(offset)), rcond=None)[0]
-    for _ in range(maxiter):
-        beta_old = beta
-        eta = np.clip(X @ beta + offset, -30, 30)
-        mu = np.exp(eta)
-        w = mu / (1.0 + phi * mu)
-        z = eta - offset + (y - mu) / mu
-        XtW = X.T * w
-        try:
-            beta = np.linalg.solve(XtW @ X + 1e-10 * np.eye(X.shape[1]), XtW @ z)
-        except np.linalg.LinAlgError:
-            beta = np.linalg.lstsq(XtW @ X, XtW @ z, rcond=None)[0]
-        if np.max(np.abs(beta - beta_old)) < tol:
-            break
-    mu = np.exp(np.clip(X @ beta + offset, -30, 30))
-    return float(_nb_loglik(y, mu, phi)), beta, mu
-
-
-def _nb_loglik(y: np.ndarray, mu: np.ndarray, phi: float) -> float:
-    r = 1.0 / phi
-    from scipy.special import gammaln
-
-    mu = np.maximum(mu, 1e-300)
-    return float(np.sum(gammaln(y + r) - gammaln(r) - gammaln(y + 1) + r * np.log(r / (r + mu)) + y * np.log(mu / (r + mu))))
-
-
-def _cox_reid(X: np.ndarray, mu: np.ndarray, phi: float) -> float:
-    w = mu / (1.0 + phi * mu)
-    sign, logdet = np.linalg.slogdet(X.T @ (X * w[:, None]))
-    return -0.5 * logdet if sign > 0 else -np.inf
-
-
-def nb_glm_da(
-    counts: pd.DataFrame, design: pd.DataFrame, coef: str, *, min_count: int = 0
-) -> tuple[pd.DataFrame, float]:
-    """Differential abundance of every population: NB GLM with a common dispersion and LRT.
-
-    For population :math:`c` and sample :math:`s` with :math:`N_s` cells in total,
-
-    .. math::
-
-        y_{sc} \\sim \\operatorname{NB}(\\mu_{sc}, \\phi),\\qquad
-        \\log \\mu_{sc} = \\log N_s + x_s^\\top \\beta_c,\\qquad
-        \\operatorname{Var} y = \\mu + \\phi\\mu^2,
-
-    with one dispersion :math:`\\phi` shared by all populations, estimated by maximising the
-    summed Cox-Reid adjusted profile likelihood (edgeR's common dispersion, McCarthy, Chen & Smyth
-    2012, doi:10.1093/nar/gks042). Each population's coefficient ``coef`` is tested by a
-    likelihood-ratio test against the model without it (edgeR ``glmLRT``, as diffcyt's
-    ``testDA_edgeR``); log2 fold-change = :math:`\\beta / \\ln 2`; BH over populations.
-
-    Parameters
-    ----------
-    counts
-        samples x populations cell counts.
-    design
-        samples x coefficients (intercept included), same sample order.
-    coef
-        Column of ``design`` to test.
-
-    Returns
-    -------
-    table
-        population, logFC, LR, p, q, mean_count.
-    phi
-        The common dispersion.
-    """
-    y_all = counts.to_numpy(float)
-    lib = np.log(y_all.sum(1))
-    X = design.to_numpy(float)
-    j = list(design.columns).index(coef)
-    X0 = np.delete(X, j, axis=1)
-    keep = [c for c in range(y_all.shape[1]) if y_all[:, c].sum() > min_count]
-
-    def neg_apl(log_phi: float) -> float:
-        phi = float(np.exp(log_phi))
-        tot = 0.0
-        for c in keep:
-            ll, _, mu = _nb_fit(y_all[:, c], X, lib, phi)
-            tot += ll + _cox_reid(X, mu, phi)
-        return -tot
-
-    res = optimize.minimize_scalar(neg_apl, bounds=(np.log(1e-4), np.log(10.0)), method="bounded", options={"xatol": 1e-3})
-    phi = float(np.exp(res.x))
-    rows = []
-    for c in range(y_all.shape[1]):
-        y = y_all[:, c]
-        name = counts.columns[c]
-        if c not in keep:
-            rows.append({"population": name, "logFC": np.nan, "LR": np.nan, "p": np.nan, "mean_count": float(y.mean())})
-            continue
-        ll1, beta, _ = _nb_fit(y, X, lib, phi)
-        ll0, _, _ = _nb_fit(y, X0, lib, phi)
-        lr = max(0.0, 2.0 * (ll1 - ll0))
-        rows.append({"population": name, "logFC": beta[j] / np.log(2.0), "LR": lr, "p": float(stats.chi2.sf(lr, 1)),
-                     "mean_count": float(y.mean())})
-    tab = pd.DataFrame(rows)
-    tab["q"] = bh(tab["p"].to_numpy())
-    return tab, phi
-
-
-# ============================================================================================
 # tool plumbing
 # ============================================================================================
 
@@ -532,10 +258,6 @@ def _rel(ctx: ToolContext, tool: str, params: BaseModel, subject: Entity, predic
 
 def _fmt(x: float | None, d: int = 2) -> str:
     return "nan" if x is None or not np.isfinite(x) else f"{x:.{d}g}"
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))[:60]
 
 
 class ClusteringParams(BaseModel):
@@ -649,9 +371,9 @@ def cytometry_clustering(study: Study, params: ClusteringParams, ctx: ToolContex
                 p.modality))
     markers_tab = pd.DataFrame(marker_rows)
 
-    figures = [_heatmap(ctx, p.modality, med, smed, ann), _abundance_bars(ctx, p.modality, props, study)]
+    figures = [cluster_heatmap(ctx, p.modality, smed, ann), abundance_bars(ctx, p.modality, props)]
     if p.embedding != "none":
-        figures.append(_embedding(ctx, p.modality, E[:, li], pops, p.max_cells_embedding, ctx.seed, p.embedding))
+        figures.append(cell_map(ctx, p.modality, E[:, li], pops, p.max_cells_embedding, ctx.seed, p.embedding))
 
     ann_out = ann.reset_index()
     frac = pd.Series(pops).value_counts(normalize=True)
@@ -675,70 +397,6 @@ def cytometry_clustering(study: Study, params: ClusteringParams, ctx: ToolContex
                  "clustering_key": rec["key"], "reused": reused,
                  "n_state_markers": int((a.var.get("marker_class", pd.Series(dtype=str)) == "state").sum())},
     )
-
-
-def _heatmap(ctx: ToolContext, modality: str, med: pd.DataFrame, smed: pd.DataFrame, ann: pd.DataFrame):
-    fig = Figure(figsize=(0.35 * smed.shape[1] + 3, 0.3 * smed.shape[0] + 1.5))
-    ax = fig.subplots()
-    im = ax.imshow(smed.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(smed.shape[1]), smed.columns, rotation=90, fontsize=7)
-    ax.set_yticks(range(smed.shape[0]), [f"{c} {ann.loc[c, 'population']} (n={ann.loc[c, 'n_cells']})" for c in smed.index], fontsize=7)
-    fig.colorbar(im, ax=ax, label="scaled median arcsinh")
-    ax.set_title(f"{modality}: cluster medians of lineage markers", fontsize=9)
-    path = ctx.figure_path(f"cytometry_heatmap_{_safe(modality)}")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
-
-
-def _abundance_bars(ctx: ToolContext, modality: str, props: pd.DataFrame, study: Study):
-    fig = Figure(figsize=(max(4, 0.45 * props.shape[0] + 3), 4))
-    ax = fig.subplots()
-    bottom = np.zeros(props.shape[0])
-    cmap = __import__("matplotlib").colormaps["tab20"]
-    for i, c in enumerate(props.columns):
-        ax.bar(range(props.shape[0]), props[c].to_numpy(), bottom=bottom, color=cmap(i % 20), label=c)
-        bottom += props[c].to_numpy()
-    ax.set_xticks(range(props.shape[0]), props.index, rotation=90, fontsize=7)
-    ax.set_ylabel("fraction of cells")
-    ax.legend(fontsize=6, bbox_to_anchor=(1.01, 1), loc="upper left")
-    ax.set_title(f"{modality}: population abundance per sample", fontsize=9)
-    path = ctx.figure_path(f"cytometry_abundance_{_safe(modality)}")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
-
-
-def _embedding(ctx: ToolContext, modality: str, E: np.ndarray, pops: np.ndarray, max_cells: int, seed: int,
-               method: str = "pca"):
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(E.shape[0], min(max_cells, E.shape[0]), replace=False))
-    if method == "umap":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import umap
-
-            emb = umap.UMAP(n_neighbors=15, min_dist=0.3, random_state=seed, n_jobs=1).fit_transform(E[idx])
-        axis = ("UMAP1", "UMAP2")
-    else:
-        Xc = E[idx] - E[idx].mean(0)
-        _, sv, vt = np.linalg.svd(Xc, full_matrices=False)
-        emb = Xc @ vt[:2].T
-        var = sv[:2] ** 2 / max((sv**2).sum(), 1e-12)
-        axis = (f"PC1 ({var[0]:.0%})", f"PC2 ({var[1]:.0%})")
-    fig = Figure(figsize=(6, 4.5))
-    ax = fig.subplots()
-    cmap = __import__("matplotlib").colormaps["tab20"]
-    for i, pop in enumerate(sorted(set(pops[idx]))):
-        m = pops[idx] == pop
-        ax.scatter(emb[m, 0], emb[m, 1], s=2, color=cmap(i % 20), label=pop)
-    ax.legend(fontsize=6, markerscale=4, bbox_to_anchor=(1.01, 1), loc="upper left")
-    ax.set_xlabel(axis[0], fontsize=7)
-    ax.set_ylabel(axis[1], fontsize=7)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(f"{modality}: {method.upper()} of {len(idx)} cells (lineage markers)", fontsize=9)
-    path = ctx.figure_path(f"cytometry_{method}_{_safe(modality)}")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
 
 
 # ============================================================================================
@@ -857,8 +515,8 @@ def cytometry_differential_abundance(study: Study, params: DAParams, ctx: ToolCo
                                       "prop_case": round(float(r.prop_case), 5), "prop_control": round(float(r.prop_control), 5),
                                       "clustering": key, "test": "NB GLM LRT"}),
                          p.modality))
-    fig = _group_boxplots(ctx, f"cytometry_da_{_safe(p.modality)}_{_safe(p.group)}", props, is_case, p,
-                          list(tab["population"].head(12)), "fraction of cells", X)
+    fig = group_boxplots(ctx, f"cytometry_da_{p.modality}_{p.group}", props, is_case, (str(p.control or "rest"), str(p.case)),
+                         list(tab["population"].head(12)), "fraction of cells", X)
     sig = tab[tab["q"] < p.fdr]
     top = ", ".join(f"{r.population} (log2FC {_fmt(r.logFC)}, q={_fmt(r.q)})" for r in sig.head(5).itertuples())
     design_txt = f"{'paired ' if paired else ''}design ~ {p.group}{' + ' + p.block if n_blocks else ''}"
@@ -872,39 +530,6 @@ def cytometry_differential_abundance(study: Study, params: DAParams, ctx: ToolCo
                       figures=[fig], relations=rels,
                       metrics={"n_samples": n, "n_tested": int(tab["p"].notna().sum()), "n_significant": len(sig),
                                "paired": paired, "n_blocks": n_blocks, "dispersion": phi, "clustering_key": key})
-
-
-def _group_boxplots(ctx: ToolContext, stem: str, values: pd.DataFrame, is_case: np.ndarray, p: _ContrastParams,
-                    columns: list[str], ylabel: str, X: pd.DataFrame, titles: dict[str, str] | None = None):
-    cols = [c for c in columns if c in values.columns][:12]
-    ncol = min(4, max(1, len(cols)))
-    nrow = int(np.ceil(max(1, len(cols)) / ncol))
-    fig = Figure(figsize=(2.4 * ncol, 2.3 * nrow))
-    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
-    fig.subplots_adjust(hspace=0.6, wspace=0.35)
-    blocks = [c for c in X.columns if c.startswith("block_")]
-    pair_key = X[blocks].astype(str).agg("|".join, axis=1) if blocks else None
-    for ax, c in zip(axes, cols):
-        v = values[c].to_numpy(float)
-        data = [v[~is_case & np.isfinite(v)], v[is_case & np.isfinite(v)]]
-        ax.boxplot(data, widths=0.5, showfliers=False)
-        for k, d in enumerate(data):
-            ax.plot(np.full(len(d), k + 1), d, "o", ms=3, color="k", alpha=0.6)
-        if pair_key is not None:
-            for key in pair_key.unique():
-                m = (pair_key == key).to_numpy()
-                if m.sum() == 2 and np.isfinite(v[m]).all():
-                    order = np.argsort(is_case[m])
-                    ax.plot([1, 2], v[m][order], "-", color="grey", lw=0.6)
-        ax.set_xticks([1, 2], [str(p.control or "rest"), str(p.case)], fontsize=7)
-        ax.set_title((titles or {}).get(c, c), fontsize=7)
-        ax.tick_params(labelsize=6)
-    for ax in axes[len(cols):]:
-        ax.set_visible(False)
-    axes[0].set_ylabel(ylabel, fontsize=7)
-    path = ctx.figure_path(stem)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
 
 
 # ============================================================================================
@@ -928,8 +553,6 @@ def cytometry_differential_state(study: Study, params: DSParams, ctx: ToolContex
     ``marker:<marker> | <population> --higher_in/lower_in--> sample_group`` relations with
     stats.extra marker, population and the marker's results in the other populations.
     """
-    from proteus.stats.limma import moderated_test
-
     name = "cytometry_differential_state"
     p = params
     notes: list[str] = []
@@ -962,10 +585,7 @@ def cytometry_differential_state(study: Study, params: DSParams, ctx: ToolContex
         raise ToolFailed(msg)
     if dropped_pops:
         notes.append(f"{len(dropped_pops)} population(s) with too few cells per sample skipped: {', '.join(dropped_pops[:5])}")
-    tab = moderated_test(wide, X.to_numpy(float), coef=1, coef_names=list(X.columns))
-    tab = tab.reset_index()
-    tab = tab.rename(columns={"P.Value": "p", "adj.P.Val": "q"})
-    tab["q"] = bh(tab["p"].to_numpy())  # BH over all marker x population tests
+    tab = differential_state(wide, X, "case")
     is_case = X["case"].to_numpy() == 1
     tab["mean_case"] = wide.loc[:, is_case].mean(1).to_numpy()
     tab["mean_control"] = wide.loc[:, ~is_case].mean(1).to_numpy()
@@ -995,9 +615,9 @@ def cytometry_differential_state(study: Study, params: DSParams, ctx: ToolContex
     top = tab.head(8)
     vals = pd.DataFrame({f"{r.marker} | {r.population}": wide.loc[(r.population, r.marker)].to_numpy() for r in top.itertuples()},
                         index=keep)
-    fig = _group_boxplots(ctx, f"cytometry_ds_{_safe(p.modality)}_{_safe(p.group)}", vals, is_case, p, list(vals.columns),
-                          "median arcsinh", X,
-                          {f"{r.marker} | {r.population}": f"{r.marker} | {r.population}\nq={_fmt(r.q)}" for r in top.itertuples()})
+    fig = group_boxplots(ctx, f"cytometry_ds_{p.modality}_{p.group}", vals, is_case, (str(p.control or "rest"), str(p.case)),
+                         list(vals.columns), "median arcsinh", X,
+                         {f"{r.marker} | {r.population}": f"{r.marker} | {r.population}\nq={_fmt(r.q)}" for r in top.itertuples()})
     design_txt = f"{'paired ' if paired else ''}design ~ {p.group}{' + ' + p.block if n_blocks else ''}"
     hits = ", ".join(f"{r.marker} in {r.population} ({'+' if r.logFC > 0 else ''}{_fmt(r.logFC)}, q={_fmt(r.q)})" for r in sig.head(8).itertuples())
     summary = (
