@@ -135,7 +135,7 @@ def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: 
 
 
 def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.ndarray, zeta2: np.ndarray,
-                        n_iter: int = 100, tol: float = 1e-7, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        n_iter: int = 100, tol: float = 1e-9, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Maximise the censored-normal log likelihood (module docstring) of every feature by Newton steps.
 
     The likelihood is concave in :math:`\\beta` (a Gaussian plus log-probit terms), so damped
@@ -163,31 +163,43 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
     Y0 = np.where(obs, Y, 0.0)
     G, n = Y.shape
     p = X.shape[1]
-    W = np.ones(Y.shape) if weight is None else weight
-    tau = np.sqrt(zeta2[None, :] + s2[:, None])
-    s2c = s2[:, None]
-    XX = (X[:, :, None] * X[:, None, :]).reshape(n, p * p)
+    # observed values: a quadratic in beta, kept as sufficient statistics (A = X_o'X_o / s2, b = X_o'y / s2)
+    A = (obs.astype(float) @ (X[:, :, None] * X[:, None, :]).reshape(n, p * p)).reshape(G, p, p) / s2[:, None, None]
+    b = (Y0 @ X) / s2[:, None]
+    c = (Y0**2).sum(1) / s2
+    # missing values: one censored term each, stored row by row (only these need the normal cdf)
+    cell_row, cell_col = np.nonzero(~obs)
+    cell_tau = np.sqrt(zeta2[cell_col] + s2[cell_row])
+    cell_rho = rho[cell_col]
+    cell_w = np.ones(cell_row.size) if weight is None else weight[cell_row, cell_col]
+    bounds = np.searchsorted(cell_row, np.arange(G + 1))
+    Xu, cell_cls = np.unique(X, axis=0, return_inverse=True)  # samples with one design row share a mean
+    K = Xu.shape[0]
+    cell_cls = cell_cls.ravel()[cell_col]
+    XXu = (Xu[:, :, None] * Xu[:, None, :]).reshape(K, p * p)
 
     def terms(B: np.ndarray, rows: np.ndarray):
         """Log likelihood, gradient and minus Hessian of ``rows`` at coefficients ``B``, in one pass."""
-        mu = B @ X.T
-        o, t, v = obs[rows], tau[rows], s2c[rows]
-        r = np.where(o, Y0[rows] - mu, 0.0)
-        m = ~o  # the probit terms only where values are missing (the costly part)
-        tm, wm = t[m], W[rows][m]
-        zc = (np.broadcast_to(rho, mu.shape)[m] - mu[m]) / tm
-        lc = special.log_ndtr(zc)
-        with np.errstate(invalid="ignore", over="ignore"):
-            lam = np.exp(-0.5 * zc**2 - 0.5 * np.log(2 * np.pi) - lc)  # inverse Mills ratio
-            curv = np.where(lam > 0, lam * (zc + lam), 0.0)  # 0 where a dropout is certain (z = +inf)
-        cens = np.zeros(mu.shape)
-        cens[m] = wm * lc
-        ll = (-(r**2) / (2 * v) + cens).sum(1)
-        w1 = r / v
-        w1[m] = -wm * lam / tm
-        w2 = np.where(o, 1.0 / v, 0.0)
-        w2[m] = wm * curv / tm**2
-        return ll, w1 @ X, (w2 @ XX).reshape(-1, p, p) + 1e-10 * np.eye(p)
+        R = rows.size
+        starts, lens = bounds[rows], bounds[rows + 1] - bounds[rows]
+        idx = np.arange(lens.sum()) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        flat = np.repeat(np.arange(R) * K, lens) + cell_cls[idx]  # (feature, design row) of each cell
+        tc = cell_tau[idx]
+        z = (cell_rho[idx] - (B @ Xu.T).ravel()[flat]) / tc
+        lc, lam = _log_ndtr_mills(z)
+        with np.errstate(invalid="ignore"):
+            curv = np.where(lam > 0, lam * (z + lam), 0.0)  # 0 where a dropout is certain (z = +inf)
+        wc = cell_w[idx]
+
+        def per_row(v):
+            return np.bincount(flat, v, minlength=R * K).reshape(R, K)
+
+        Ar = A[rows]
+        ll = per_row(wc * lc).sum(1) - (c[rows] - 2 * np.einsum("ij,ij->i", B, b[rows])
+                                        + np.einsum("ri,rij,rj->r", B, Ar, B)) / 2
+        grad = b[rows] - np.einsum("rij,rj->ri", Ar, B) + per_row(-wc * lam / tc) @ Xu
+        H = Ar + (per_row(wc * curv / tc**2) @ XXu).reshape(R, p, p) + 1e-10 * np.eye(p)
+        return ll, grad, H
 
     # start: least squares with each missing value set to its sample's dropout midpoint
     fill = np.where(obs, Y, np.minimum(rho[None, :], np.nanmin(np.where(obs, Y, np.inf), axis=1, keepdims=True)))
@@ -197,8 +209,12 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
     for _ in range(n_iter):
         if active.size == 0:
             break
-        B = beta[active]
         step = np.linalg.solve(H[active], grad[active][:, :, None])[:, :, 0]
+        far = np.einsum("ij,ij->i", step, grad[active]) / 2 >= tol  # Newton decrement: the gain left
+        active, step = active[far], step[far]
+        if active.size == 0:
+            break
+        B = beta[active]
         frac = np.ones(active.size)
         new = list(terms(B + step, active))
         for _ in range(30):  # step halving where the likelihood fell
@@ -213,6 +229,20 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
         ll[active], grad[active], H[active] = new
         active = active[~(np.abs(gain) < tol)]
     return beta, ll
+
+
+def _log_ndtr_mills(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:math:`\\log\\Phi(z)` and the inverse Mills ratio :math:`\\phi(z)/\\Phi(z)`; direct where exact to
+    rounding (z > -5, faster), through ``log_ndtr`` in the lower tail."""
+    lc, lam = np.empty_like(z), np.empty_like(z)
+    hi = z > -5
+    zh, zl = z[hi], z[~hi]
+    cdf = special.ndtr(zh)
+    lc[hi] = np.log(cdf)
+    lam[hi] = np.exp(-0.5 * zh**2) / (np.sqrt(2 * np.pi) * cdf)
+    lc[~hi] = special.log_ndtr(zl)
+    lam[~hi] = np.exp(-0.5 * zl**2 - 0.5 * np.log(2 * np.pi) - lc[~hi])
+    return lc, lam
 
 
 def censored_test(Y: np.ndarray, X: np.ndarray, coef: int, s2: np.ndarray, df_total: np.ndarray,
