@@ -84,8 +84,11 @@ _FILE = re.compile(r"(?:[\\/]|\.(?:raw|d|wiff|mzml|mzxml|dia|mgf)$)", re.I)
 
 def column_words(name: str) -> set[str]:
     """Lower-case words of a column name, split on anything not a letter or digit and at camelCase
-    joins (``BioReplicate`` -> bio, replicate)."""
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", str(name))
+    joins (``BioReplicate`` -> bio, replicate; ``PatientID`` -> patient, id; ``TMTPlex`` -> tmt,
+    plex). An acronym is split from a capitalised word after it only when two or more capitals stay
+    before the join, so an acronym run into a lower-case word stays one word (``ERstatus``,
+    ``OSmonths``; never ``e`` + ``rstatus``)."""
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z]{2})(?=[A-Z][a-z])", " ", str(name))
     return {t for t in re.split(r"[^a-z0-9]+", spaced.lower()) if t}
 
 

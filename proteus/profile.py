@@ -34,21 +34,17 @@ _EVENT_WORDS = ("event", "death", "dead", "vital", "relaps", "recur", "censor", 
 _EVENT_TOKENS = {"status", "e", "os", "pfs", "dfs", "rfs", "dss", "efs", "edm", "dmfs"}
 
 
-def _tokens(name: str) -> list[str]:
-    return [t for t in re.split(r"[^a-z0-9]+", name.lower()) if t]
-
-
 def _is_time(name: str) -> bool:
     """Follow-up time: a time word or endpoint token; a bare ``t`` only as the whole name or beside an
     endpoint (``t.os``), never in names like ``T cells CD8``."""
     low = name.lower()
-    toks = set(_tokens(name))
+    toks = design.column_words(name)
     return any(w in low for w in _TIME_WORDS) or bool(toks & _TIME_TOKENS) or toks == {"t"}
 
 
 def _is_event(name: str) -> bool:
     low = name.lower()
-    return any(w in low for w in _EVENT_WORDS) or bool(set(_tokens(name)) & _EVENT_TOKENS)
+    return any(w in low for w in _EVENT_WORDS) or bool(design.column_words(name) & _EVENT_TOKENS)
 
 
 def _is_batch(name: str) -> bool:
@@ -259,7 +255,7 @@ def _type_variable(name: str, s: pd.Series) -> ClinicalVariable:
     if nunique == 2:
         kind = "survival_event" if _is_event(name) and is_numeric else "binary"
         return ClinicalVariable(kind=kind, levels=levels, **base)
-    if nunique >= 0.9 * n and n > 10 and set(_tokens(name)) & _ID_TOKENS:
+    if nunique >= 0.9 * n and n > 10 and design.column_words(name) & _ID_TOKENS:
         return ClinicalVariable(kind="id", **base)  # numeric identifiers are not measurements
     if is_numeric and nunique == n and nunique > 2:
         return ClinicalVariable(kind="continuous", summary=_num_summary(numeric), **base)  # a measurement per sample
@@ -418,8 +414,7 @@ def profile_study(study: Study) -> DataProfile:
     for t in times:
         # pair each time with the event column sharing the most name tokens
         def overlap(e: str) -> int:
-            tok = lambda s: set(re.split(r"[^a-z0-9]+", s.lower())) - {""}
-            return len(tok(t) & tok(e))
+            return len(design.column_words(t) & design.column_words(e))
         if events:
             survival.append((t, max(events, key=overlap)))
     roles = design.assign_roles(clin, {v.name: v.kind for v in variables})
