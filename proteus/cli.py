@@ -14,13 +14,55 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="PROTEUS: autonomous discovery for proteomics and multi-omics.")
+# Commands whose implementation lives next to what it drives: (module, function, help). They are
+# imported when named (or when help lists them), so ``proteus tools run`` never imports the report,
+# the evaluation harness, the LLM servers or training.
+_LAZY_COMMANDS = {
+    "report": ("proteus.report", "report_cli", "Re-render report.html from a run directory (including reviews)."),
+    "serve": ("proteus.serve", "serve_cli", "Serve a local model (vLLM on GPU, llama.cpp on CPU) for --model/--base-url."),
+    "export-rl": ("proteus.rl_export", "export_rl_cli", "Export model decisions with rewards as RL trajectories (TRL GRPO / verl)."),
+    "eval": ("proteus.evals.harness", "eval_cli", "Batch evaluation on published datasets with held-out validation and null controls."),
+    "train": ("proteus.train.command", "train_cli", "Tune a local model (GRPO + LoRA) on exported decisions with verifiable rewards; write adapter and GGUF."),
+}
+
+
+_LAZY_EXPORTS = {
+    "h5mu": ("proteus.h5mu", "h5mu_cli", "Write RUN_DIR/study.h5mu (MuData: layers, clinical obs, contrast results in varm) for scanpy / muon."),
+}
+
+
+class _LazyCommands(TyperGroup):
+    """A group whose commands in ``lazy`` (:data:`_LAZY_COMMANDS`) are built on first use (the
+    lazy-loading pattern of click's documentation, with typer building each command)."""
+
+    lazy = _LAZY_COMMANDS
+
+    def list_commands(self, ctx) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in self.lazy if n not in self.commands)]
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, attr, help_text = self.lazy[cmd_name]
+            one = typer.Typer(add_completion=False)
+            one.command(cmd_name, help=help_text)(getattr(importlib.import_module(module), attr))
+            self.add_command(typer.main.get_command(one), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+class _LazyExports(_LazyCommands):
+    lazy = _LAZY_EXPORTS
+
+
+app = typer.Typer(cls=_LazyCommands, add_completion=False, no_args_is_help=True, help="PROTEUS: autonomous discovery for proteomics and multi-omics.")
 tools_app = typer.Typer(no_args_is_help=True, help="List registered tools or run one by hand.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Published datasets, written as the raw files a user would have.")
 app.add_typer(tools_app, name="tools")
 app.add_typer(datasets_app, name="datasets")
-export_app = typer.Typer(no_args_is_help=True, help="Write a run in a format other tools read.")
+export_app = typer.Typer(cls=_LazyExports, no_args_is_help=True, help="Write a run in a format other tools read.")
 app.add_typer(export_app, name="export")
 
 err = Console(stderr=True)
@@ -203,26 +245,6 @@ def datasets_fetch(name: str = typer.Argument(...), dest: Path = typer.Argument(
     except (KeyError, MissingSourceError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
     Console().print(f"wrote {name} to {path}", highlight=False)
-
-
-def _wire_commands() -> None:
-    """Commands whose implementation lives next to what they drive."""
-    from proteus.evals.harness import eval_cli
-    from proteus.h5mu import h5mu_cli
-    from proteus.report import report_cli
-    from proteus.rl_export import export_rl_cli
-    from proteus.serve import serve_cli
-    from proteus.train.command import train_cli
-
-    app.command("report", help="Re-render report.html from a run directory (including reviews).")(report_cli)
-    app.command("serve", help="Serve a local model (vLLM on GPU, llama.cpp on CPU) for --model/--base-url.")(serve_cli)
-    app.command("export-rl", help="Export model decisions with rewards as RL trajectories (TRL GRPO / verl).")(export_rl_cli)
-    app.command("eval", help="Batch evaluation on published datasets with held-out validation and null controls.")(eval_cli)
-    export_app.command("h5mu", help="Write RUN_DIR/study.h5mu (MuData: layers, clinical obs, contrast results in varm) for scanpy / muon.")(h5mu_cli)
-    app.command("train", help="Tune a local model (GRPO + LoRA) on exported decisions with verifiable rewards; write adapter and GGUF.")(train_cli)
-
-
-_wire_commands()
 
 
 def main() -> None:  # pragma: no cover

@@ -231,6 +231,31 @@ def test_trigamma_inverse_inverts():
                                x[1:5], rtol=1e-7)
 
 
+def test_distributions_equal_scipy_stats_bit_for_bit(tumour_normal):
+    """The scipy.special calls of proteus.stats.distributions give exactly scipy.stats' numbers, on the
+    tumour-vs-normal moderated t and F statistics and at the edges (infinite, zero, invalid df, NaN)."""
+    from proteus.stats import distributions as d
+
+    clin, prot = tumour_normal
+    case = (clin["Proteomics_Tumor_Normal"] == "Tumor").to_numpy(float)
+    eb = ebayes(lm_fit(prot.to_numpy(float), np.column_stack([np.ones(case.size), case])))
+    t, p, df_total = eb.t[:, 1], eb.p_value[:, 1], eb.df_total
+    x = np.concatenate([t, -np.abs(t[:3]), [0.0, -np.inf, np.inf, np.nan, 1e-300, 40.0, -40.0]])
+    df = np.concatenate([df_total, df_total[:3], [np.inf, 3, 3, 3, 0, -1, np.nan]])
+    q = np.concatenate([p, p[:3], [0, 1, -0.1, 1.1, np.nan, 1e-300, 0.5]])
+    F = np.concatenate([eb.F, [-1.0, 0.0, np.inf, np.nan]])
+    dfn, dfd = np.full(F.size, 2.0), np.concatenate([df_total, [np.inf, 3, 0, np.nan]])
+    pairs = [
+        (d.t_sf(x, df), stats.t.sf(x, df)), (d.t_logsf(x, df), stats.t.logsf(x, df)),
+        (d.t_isf(q, df), stats.t.isf(q, df)), (d.f_sf(F, dfn, dfd), stats.f.sf(F, dfn, dfd)),
+        (d.chi2_sf(F, dfd), stats.chi2.sf(F, dfd)), (d.norm_sf(x), stats.norm.sf(x)), (d.norm_ppf(q), stats.norm.ppf(q)),
+        (d.t_sf(1.5, 7.0), stats.t.sf(1.5, 7.0)),
+    ]
+    for ours, theirs in pairs:
+        assert np.shape(ours) == np.shape(theirs)
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_bh_matches_statsmodels_and_keeps_nan():
     from statsmodels.stats.multitest import multipletests
 

@@ -4,7 +4,10 @@ and a changed input file is a miss."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +75,18 @@ def test_tools_run_gives_the_same_tables_with_and_without_the_cache(ucec_dir, uc
         assert r.exit_code == 0, r.output
         tables[label] = {p.name: p.read_text() for p in sorted(out.glob("*.tsv"))}
     assert tables["direct"] and tables["miss"] == tables["direct"] and tables["hit"] == tables["direct"]
+
+    # a warm call in a fresh process imports the one tool family it runs, none of the others, no reader,
+    # and nothing of the research loop, report, evaluation, models or scipy.stats (see proteus.stats.distributions)
+    code = ("import json, sys\nfrom proteus.cli import app\n"
+            "try:\n    app(json.loads(sys.argv[1]), standalone_mode=False)\nfinally:\n"
+            "    print(json.dumps(sorted(sys.modules)))")
+    args = ["tools", "run", "differential_abundance", "--data", str(ucec_dir), "--out", str(tmp_path / "fresh"), "--params", params]
+    env = {**os.environ, "PROTEUS_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env, check=True)
+    loaded = set(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert {"proteus.tools.differential", "anndata"} <= loaded
+    unwanted = ["proteus.io.load", "proteus.runner", "proteus.report", "proteus.evals.harness", "proteus.llm", "proteus.policy",
+                "langgraph", "scanpy", "scipy.stats", *(f"proteus.tools.{m}" for m in ("correlation", "cytometry", "enrichment", "qc"))]
+    assert [m for m in unwanted if m in loaded] == []
+    assert {p.name for p in (tmp_path / "fresh").glob("*.tsv")} == set(tables["direct"])

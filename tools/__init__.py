@@ -1,12 +1,11 @@
 """PROTEUS tool library: one module per analysis family, each registering its tools.
 
-Importing this package imports every family module, which fills :data:`REGISTRY`.
+Importing this package imports no family module: :func:`get_tool` imports the one module that
+defines the tool asked for, :func:`list_tools` every module (each fills :data:`REGISTRY` as it is
+imported).
 """
 
 from __future__ import annotations
-
-import importlib
-import pkgutil
 
 from proteus.tools.registry import (
     REGISTRY,
@@ -21,6 +20,3 @@ from proteus.tools.registry import (
 
 __all__ = ["REGISTRY", "Tool", "ToolContext", "ToolFailed", "ToolInputError", "get_tool", "list_tools", "register"]
 
-for _m in pkgutil.iter_modules(__path__):
-    if not _m.name.startswith("_") and _m.name != "registry":
-        importlib.import_module(f"{__name__}.{_m.name}")

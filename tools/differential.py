@@ -38,13 +38,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from proteus.design import level_order  # noqa: E402
 from proteus.io.values import INTENSITY_KINDS  # noqa: E402
 from proteus.records import Entity, Relation, Stats, ToolResult, contrast_entity, feature_entity  # noqa: E402
 from proteus.stats.censored import DropoutCurves, censored_test, fit_dropout_curves  # noqa: E402
 from proteus.stats.deqms import count_variance_prior  # noqa: E402
+from proteus.stats.distributions import norm_sf, t_sf  # noqa: E402
 from proteus.stats.design import covariate_block, dropped_text, is_factor, usable_covariates  # noqa: E402
 from proteus.stats.limma import contrasts_fit, ebayes, lm_fit  # noqa: E402
 from proteus.stats.multitest import bh  # noqa: E402
@@ -215,7 +215,7 @@ def _welch(a: np.ndarray, b: np.ndarray, s0: float, rng: np.random.Generator | N
         if s0 == 0:
             t = diff / se
             df = (vx / nx + vy / ny) ** 2 / ((vx / nx) ** 2 / (nx - 1) + (vy / ny) ** 2 / (ny - 1))
-            return t, 2 * stats.t.sf(np.abs(t), df)
+            return t, 2 * t_sf(np.abs(t), df)
         d = diff / (se + s0)
     rng = rng if rng is not None else np.random.default_rng(0)
     null = []
@@ -235,6 +235,8 @@ def _welch(a: np.ndarray, b: np.ndarray, s0: float, rng: np.random.Generator | N
 
 def _mann_whitney(a: np.ndarray, b: np.ndarray):
     """Rank-sum U per row on observed values; normal approximation with tie + continuity correction."""
+    from scipy import stats
+
     both = np.concatenate([a, b], axis=1)
     ranks = stats.rankdata(both, axis=1, nan_policy="omit")
     n1, n2 = np.isfinite(a).sum(1), np.isfinite(b).sum(1)
@@ -252,7 +254,7 @@ def _mann_whitney(a: np.ndarray, b: np.ndarray):
     tie = np.bincount(run_row, weights=cnt**3 - cnt, minlength=srt.shape[0])
     sigma = np.sqrt(n1 * n2 / 12 * ((n + 1) - tie / (n * (n - 1))))
     z = (np.abs(u1 - mu) - 0.5) / sigma
-    p = np.minimum(2 * stats.norm.sf(z), 1.0)
+    p = np.minimum(2 * norm_sf(z), 1.0)
     return np.sign(u1 - mu) * np.maximum(z, 0), p
 
 
@@ -478,7 +480,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
             df_total = fit.df_residual + df_prior
             with np.errstate(invalid="ignore", divide="ignore"):
                 stat = logfc / eb.stdev_unscaled[:, 0] / np.sqrt(s2_post)
-            pval = 2 * stats.t.sf(np.abs(stat), df_total)
+            pval = 2 * t_sf(np.abs(stat), df_total)
             s2_prior = float(np.median(s2_vec))
             extra_cols["n_peptides"] = counts[tested]
         else:

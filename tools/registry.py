@@ -15,6 +15,7 @@ Three kinds of failure (as LangGraph's ToolNode and pydantic-ai distinguish them
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -128,11 +129,30 @@ def register(
 
 
 def _load_all() -> None:
-    import proteus.tools  # noqa: F401  (importing the package registers every family)
+    """Import every family module (each registers its tools)."""
+    for f in sorted(Path(__file__).parent.glob("[!_]*.py")):
+        if f.stem != "registry":
+            importlib.import_module(f"proteus.tools.{f.stem}")
+
+
+def _family_module(name: str) -> str | None:
+    """The family module whose source registers tool ``name`` (``@register("name"``), found by reading
+    the sources as text, so that one call imports one family (and what it imports), not all twelve."""
+    decorator = re.compile(rf"@register\(\s*[\"']{re.escape(name)}[\"']")
+    for f in sorted(Path(__file__).parent.glob("[!_]*.py")):
+        if decorator.search(f.read_text(encoding="utf-8")):
+            return f"proteus.tools.{f.stem}"
+    return None
 
 
 def get_tool(name: str) -> Tool:
-    _load_all()
+    """The registered tool ``name``, importing only the family module that defines it."""
+    if name not in REGISTRY:
+        module = _family_module(name)
+        if module is not None:
+            importlib.import_module(module)
+    if name not in REGISTRY:
+        _load_all()  # the error lists every tool
     if name not in REGISTRY:
         msg = f"unknown tool {name!r}; registered tools: {', '.join(sorted(REGISTRY))}"
         raise ToolInputError(msg)
@@ -140,6 +160,7 @@ def get_tool(name: str) -> Tool:
 
 
 def list_tools() -> list[Tool]:
+    """Every registered tool, by name (imports every family)."""
     _load_all()
     return [REGISTRY[k] for k in sorted(REGISTRY)]
 

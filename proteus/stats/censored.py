@@ -37,7 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
+
+from proteus.stats.distributions import norm_ppf, t_sf
 
 __all__ = ["DropoutCurves", "absent_cluster_weights", "fit_dropout_curves", "censored_loglik_fit", "censored_test"]
 
@@ -106,7 +108,7 @@ def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: 
     Z = np.where(use, (M - centre) / spread, 0.0)
     miss = ~obs
     # parameters: a_1..a_n, b on the standardised mean; Newton-Raphson on the probit likelihood
-    a = np.full(n, stats.norm.ppf(np.clip(miss[use].mean(), 1e-3, 1 - 1e-3)))
+    a = np.full(n, norm_ppf(np.clip(miss[use].mean(), 1e-3, 1 - 1e-3)))
     b = -1.0
     for _ in range(n_iter):
         eta = a[None, :] + b * Z
@@ -273,7 +275,7 @@ def censored_test(Y: np.ndarray, X: np.ndarray, coef: int, s2: np.ndarray, df_to
     reduced, ll0 = censored_loglik_fit(Y, np.delete(X, coef, axis=1), s2, curves.rho, zeta2, weight=W)
     lr = np.maximum(2 * (ll1 - ll0), 0.0)
     t = np.sign(full[:, coef]) * np.sqrt(lr)
-    p = 2 * stats.t.sf(np.abs(t), df_total)
+    p = 2 * t_sf(np.abs(t), df_total)
     return t, p, full[:, coef]
 
 

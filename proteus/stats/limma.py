@@ -61,7 +61,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
+
+from proteus.stats.distributions import chi2_sf, f_sf, t_isf, t_logsf, t_sf
 
 from proteus.stats.multitest import bh
 
@@ -513,7 +515,7 @@ def squeeze_var(var: np.ndarray, df: np.ndarray, covariate: np.ndarray | None = 
 
 
 def _pt_upper_log(t: np.ndarray, df: np.ndarray) -> np.ndarray:
-    return stats.t.logsf(t, df)
+    return t_logsf(t, df)
 
 
 def _tmixture_vector(tstat, su, df, proportion, v0_lim) -> float:
@@ -530,16 +532,16 @@ def _tmixture_vector(tstat, su, df, proportion, v0_lim) -> float:
     if i.any():
         logp = _pt_upper_log(tstat[i], df[i])
         tstat = tstat.copy()
-        tstat[i] = stats.t.isf(np.exp(logp), maxdf)
+        tstat[i] = t_isf(np.exp(logp), maxdf)
     order = np.argsort(-tstat, kind="stable")[:ntarget]
     tstat, v1 = tstat[order], su[order] ** 2
     r = np.arange(1, ntarget + 1)
-    p0 = 2 * stats.t.sf(tstat, maxdf)
+    p0 = 2 * t_sf(tstat, maxdf)
     ptarget = ((r - 0.5) / ngenes - (1 - p) * p0) / p
     v0 = np.zeros(ntarget)
     pos = ptarget > p0
     if pos.any():
-        qtarget = stats.t.isf(ptarget[pos] / 2, maxdf)
+        qtarget = t_isf(ptarget[pos] / 2, maxdf)
         v0[pos] = v1[pos] * ((tstat[pos] / qtarget) ** 2 - 1)
     v0 = np.clip(v0, v0_lim[0], v0_lim[1])
     return float(np.mean(v0))
@@ -549,8 +551,8 @@ def _f_sf(F: np.ndarray, df1: int, df2: np.ndarray) -> np.ndarray:
     df2 = np.broadcast_to(df2, F.shape)
     out = np.full(F.shape, np.nan)
     fin = np.isfinite(df2)
-    out[fin] = stats.f.sf(F[fin], df1, df2[fin])
-    out[~fin] = stats.chi2.sf(F[~fin] * df1, df1)
+    out[fin] = f_sf(F[fin], df1, df2[fin])
+    out[~fin] = chi2_sf(F[~fin] * df1, df1)
     return out
 
 
@@ -588,7 +590,7 @@ def ebayes(fit: LinearModelFit, trend: bool = False, robust: bool = False, propo
     with np.errstate(invalid="ignore", divide="ignore"):
         t = coef / su / np.sqrt(s2_post)[:, None]
     df_total = np.minimum(df_res + df_prior, np.nansum(df_res))
-    p = 2 * stats.t.sf(np.abs(t), df_total[:, None])
+    p = 2 * t_sf(np.abs(t), df_total[:, None])
 
     # B statistic (log-odds of differential expression; Smyth 2004, section 5)
     var_prior_lim = np.asarray(stdev_coef_lim) ** 2 / np.median(np.atleast_1d(s2_prior))
