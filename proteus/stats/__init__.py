@@ -1,40 +1,39 @@
-"""Statistics used by the tools: limma-style moderated tests, multiple testing, preprocessing, and the
-cytometry statistics (FlowSOM map, consensus metaclustering, sample-level summaries, NB GLM
-differential abundance, differential state)."""
+"""Statistics used by the tools: limma-style moderated tests, multiple testing, preprocessing, the
+contrast-table service, and the cytometry statistics (FlowSOM map, consensus metaclustering,
+sample-level summaries, NB GLM differential abundance, differential state).
 
-from proteus.stats.cell_summaries import arcsinh_transform, population_counts, population_medians
+The names below are imported from their modules when first used (PEP 562), so that importing one
+module of this package (``proteus.stats.limma``) does not import the others (and scipy.stats).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# imported now: the function shares its module's name, so a lazy attribute would return the module
 from proteus.stats.differential_state import differential_state
-from proteus.stats.limma import (
-    EBayesResult,
-    LinearModelFit,
-    contrasts_fit,
-    ebayes,
-    lm_fit,
-    moderated_test,
-    squeeze_var,
-    top_table,
-)
-from proteus.stats.metaclustering import consensus_metaclustering
-from proteus.stats.multitest import bh
-from proteus.stats.nb_glm import nb_glm_da, nb_glm_fit
-from proteus.stats.som import flowsom_codes
 
-__all__ = [
-    "EBayesResult",
-    "LinearModelFit",
-    "arcsinh_transform",
-    "bh",
-    "consensus_metaclustering",
-    "contrasts_fit",
-    "differential_state",
-    "ebayes",
-    "flowsom_codes",
-    "lm_fit",
-    "moderated_test",
-    "nb_glm_da",
-    "nb_glm_fit",
-    "population_counts",
-    "population_medians",
-    "squeeze_var",
-    "top_table",
-]
+_HOME = {
+    "arcsinh_transform": "cell_summaries", "population_counts": "cell_summaries", "population_medians": "cell_summaries",
+    "EBayesResult": "limma", "LinearModelFit": "limma", "contrasts_fit": "limma", "ebayes": "limma", "lm_fit": "limma",
+    "moderated_test": "limma", "squeeze_var": "limma", "top_table": "limma",
+    "consensus_metaclustering": "metaclustering",
+    "bh": "multitest",
+    "nb_glm_da": "nb_glm", "nb_glm_fit": "nb_glm",
+    "flowsom_codes": "som",
+}
+
+__all__ = sorted([*_HOME, "differential_state"])
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})
