@@ -14,8 +14,10 @@ Conventions followed (say so in a methods section):
   per-feature fits on observed values (no imputation), optional covariates in the design.
 - **censored**: missing values enter the likelihood as dropouts below a per-sample detection
   curve (:mod:`proteus.stats.censored`, proDA-style); a feature needs ``min_valid`` values in at
-  least one group, features detected in one group only are tested and marked in ``detection``.
-  Without missing values it is limma, number for number.
+  least one group, features detected in one group only are tested and marked in ``detection``; the
+  missing values of a group with no value count as one dropout, since replicates of one condition
+  lose a feature together (calibrated on a random split of real samples). Without missing values it
+  is limma, number for number.
 - **welch**: two-sided Welch t on observed values; with ``s0 > 0`` the SAM / Perseus statistic
   :math:`d = \\Delta / (s + s_0)` with p-values from 250 label permutations pooled over features
   (Tusher et al. 2001, doi:10.1073/pnas.091062498), seeded by the run seed.
@@ -376,7 +378,8 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     Defaults (``method='auto'``): MS intensities get a variance-stabilising log and median
     centring; label-free intensities whose missing values depend on abundance get the censored
     (dropout) model, which also tests
-    features detected in one group only (``detection`` column, counts in metrics); otherwise limma
+    features detected in one group only (``detection`` column, counts in metrics; a group with no value
+    counts as one dropout, not one per replicate); otherwise limma
     on observed values (identical to R limma when nothing is missing). Peptide counts in the layer
     give the DEqMS variance prior. Pre-filter: ``min_valid`` values in each group (limma) or in at
     least one group (censored, imputation); skipped features are listed with the reason. Missing

@@ -20,7 +20,7 @@ Without missing values :math:`t_g` *is* limma's moderated t (the Gaussian likeli
 fixed variance is :math:`\\hat\\beta_k^2 / (\\tilde s_g^2 v_{kk})`), so complete features are
 copied from limma unchanged. Features detected in one group only get a finite statistic: the
 likelihood of "all missing" at the other group's mean is what they are tested on; the missing
-values of a group with no value count once (:func:`absent_cluster_weights`), since replicates of
+values of a group with no value count once (:func:`absent_group_weights`), since replicates of
 one condition drop a feature together far more often than independent dropouts predict.
 
 References
@@ -41,7 +41,7 @@ from scipy import special
 
 from proteus.stats.distributions import norm_ppf, t_sf
 
-__all__ = ["DropoutCurves", "absent_cluster_weights", "fit_dropout_curves", "censored_loglik_fit", "censored_test"]
+__all__ = ["DropoutCurves", "absent_group_weights", "fit_dropout_curves", "censored_loglik_fit", "censored_test"]
 
 
 @dataclass
@@ -154,7 +154,7 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
     rho, zeta2 : ndarray, shape (n_samples,)
         Dropout curve midpoints and squared widths.
     weight : ndarray, shape (n_features, n_samples), optional
-        Weight of each censored term (default 1; :func:`absent_cluster_weights`).
+        Weight of each censored term (default 1; :func:`absent_group_weights`).
 
     Returns
     -------
@@ -270,7 +270,7 @@ def censored_test(Y: np.ndarray, X: np.ndarray, coef: int, s2: np.ndarray, df_to
     """
     s2_typ = float(np.median(s2))
     zeta2 = np.maximum(curves.scale**2 - s2_typ, 0.25 * curves.scale**2)
-    W = absent_cluster_weights(Y, X)
+    W = absent_group_weights(Y, X[:, coef])
     full, ll1 = censored_loglik_fit(Y, X, s2, curves.rho, zeta2, weight=W)
     reduced, ll0 = censored_loglik_fit(Y, np.delete(X, coef, axis=1), s2, curves.rho, zeta2, weight=W)
     lr = np.maximum(2 * (ll1 - ll0), 0.0)
@@ -279,23 +279,30 @@ def censored_test(Y: np.ndarray, X: np.ndarray, coef: int, s2: np.ndarray, df_to
     return t, p, full[:, coef]
 
 
-def absent_cluster_weights(Y: np.ndarray, X: np.ndarray) -> np.ndarray:
+def absent_group_weights(Y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Weights of the censored terms: :math:`1/k` for the :math:`k` missing values of a group with no value.
 
-    A group is a set of samples with the same design row (one condition). Dropouts of a feature
-    within a group are not independent: a feature absent from a group's material (or never
-    identified in its runs) is missing from every replicate at once, so a group without a value
-    counts as one censored observation (design effect :math:`1 + (k-1)\rho` with :math:`\rho = 1`;
-    Kish 1965), while partly observed groups keep independent dropouts. With independent dropouts the
-    test was anti-conservative on a real null (NAFLD plasma, healthy donors split 5 vs 5 at random:
-    31-58 % of features detected in one half only had p < 0.05; with this weighting none did and
-    4-8 % of all features with missing values did).
+    Dropouts of a feature within one group (a level of the tested factor) are not independent: a
+    feature absent from a group's material, or never identified in its runs, is missing from every
+    replicate at once. So a group without a value counts as one censored observation (the design
+    effect :math:`1 + (k-1)\\rho` of :math:`k` clustered observations at :math:`\\rho = 1`; Kish 1965),
+    while partly observed groups keep independent dropouts. With independent dropouts the test was
+    anti-conservative on a real null (NAFLD plasma, healthy donors split 5 vs 5 at random: 31-58 % of
+    the features detected in one half only had p < 0.05; with these weights none did, and 4-8 % of
+    all features with missing values did).
+
+    Parameters
+    ----------
+    Y : ndarray, shape (n_features, n_samples)
+        NaN for missing.
+    groups : array-like, shape (n_samples,)
+        Group of each sample.
     """
     obs = np.isfinite(Y)
-    _, cl = np.unique(X, axis=0, return_inverse=True)
+    groups = np.asarray(groups)
     W = np.ones(Y.shape)
-    for c in np.unique(cl):
-        cols = cl == c
+    for g in np.unique(groups):
+        cols = groups == g
         none = ~obs[:, cols].any(1)
         W[np.ix_(none, cols)] = 1.0 / cols.sum()
     return W
