@@ -10,19 +10,26 @@
    ``proteus run`` on DATA; the accepted-decision rate (model answers accepted first time or
    after repair, over all decisions) of both runs.
 
-Writes ``bench_train.json`` in ``--out`` and prints it. Example (CPU, SmolLM2-135M)::
+With ``--budget-s`` the whole process (imports included) ends within that many seconds: the
+warm start and GRPO stop early enough for the evaluation after them (see
+:func:`proteus.train.grpo.train`). ``--out`` receives, as each phase ends, ``train.json`` and
+``progress.jsonl`` (phase wall times, every optimisation step), ``adapter/`` (the LoRA as
+safetensors), and at the end ``bench_train.json``. Example (CPU, SmolLM2-135M)::
 
     python evals/bench_train.py --data DIR1 DIR2 --base SmolLM2-135M-Instruct.Q4_1.gguf \\
-        --out /tmp/bench-train --steps 30 --context-tokens 2048
+        --out /tmp/bench-train --steps 30 --context-tokens 2048 --sft-epochs 2 --budget-s 1800
 """
 
 from __future__ import annotations
+
+import time
+
+T0 = time.time()  # the budget counts from here, before the heavy imports
 
 import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 
@@ -79,9 +86,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--learning-rate", type=float, default=2e-4)
     ap.add_argument("--lora-rank", type=int, default=16)
     ap.add_argument("--context-tokens", type=int, default=2048, help="context the decisions are rendered for")
-    ap.add_argument("--max-completion-tokens", type=int, default=256)
+    ap.add_argument("--max-completion-tokens", type=int, default=192)
     ap.add_argument("--held-out", type=float, default=0.3)
     ap.add_argument("--max-eval-prompts", type=int, default=24)
+    ap.add_argument("--eval-batch-size", type=int, default=8)
+    ap.add_argument("--sft-epochs", type=float, default=0, help="supervised warm start epochs on the training split's reference answers")
+    ap.add_argument("--budget-s", type=float, help="seconds the whole process may take")
+    ap.add_argument("--work-dir", type=Path, help="trainers' scratch folder (default OUT/checkpoints)")
+    ap.add_argument("--no-gguf", action="store_true", help="do not write the merged GGUF")
     ap.add_argument("--served-run", type=Path, help="data folder for the base vs tuned proteus run through llama.cpp")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -91,13 +103,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     args.out.mkdir(parents=True, exist_ok=True)
     traj = args.trajectories or export_decisions(args.data, args.out, args.context_tokens)
-    t = time.perf_counter()
     s = train(
-        traj, args.base, args.out / "tuned", steps=args.steps, num_generations=args.num_generations, learning_rate=args.learning_rate,
+        traj, args.base, args.out, steps=args.steps, num_generations=args.num_generations, learning_rate=args.learning_rate,
         lora_rank=args.lora_rank, max_prompt_tokens=args.context_tokens - args.max_completion_tokens, max_completion_tokens=args.max_completion_tokens,
-        held_out=args.held_out, max_eval_prompts=args.max_eval_prompts, seed=args.seed, gguf=args.served_run is not None or str(args.base).endswith(".gguf"),
+        held_out=args.held_out, max_eval_prompts=args.max_eval_prompts, eval_batch_size=args.eval_batch_size, sft_epochs=args.sft_epochs,
+        deadline=None if args.budget_s is None else T0 + args.budget_s, seed=args.seed, work_dir=args.work_dir,
+        gguf=not args.no_gguf and (args.served_run is not None or str(args.base).endswith(".gguf")),
     )
-    result = {"trajectories": str(traj), "context_tokens": args.context_tokens, "total_s": round(time.perf_counter() - t, 1), **s}
+    result = {"trajectories": str(traj), "context_tokens": args.context_tokens, "budget_s": args.budget_s, "total_s": round(time.time() - T0, 1), **s}
     if args.served_run is not None and s.get("gguf"):
         result["served_run"] = {
             "base": served_run(str(args.base), args.served_run, args.out, args.context_tokens, "base"),
@@ -109,8 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
         c = ho["change"]
         print(f"held-out reward {ho['before']['mean']:.3f} -> {ho['after']['mean']:.3f}; change {c['mean']:+.3f} "
               f"(95% CI {c['low']:+.3f} .. {c['high']:+.3f}; bootstrap {c['bootstrap'][0]:+.3f} .. {c['bootstrap'][1]:+.3f}; n={c['n']}); "
-              f"train {s['train_s']} s on {s['device']}")
-    print(json.dumps({k: v for k, v in result.items() if k not in ("log",)}, default=str)[:4000])
+              f"sft {s.get('sft_s', 0)} s, grpo {s.get('grpo_s', 0)} s ({s.get('grpo_steps', 0)} steps) on {s['device']}")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("log",) and not k.startswith("rewards_")}, default=str)[:4000])
     return result
 
 

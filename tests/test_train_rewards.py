@@ -7,6 +7,7 @@ answers and on answers broken in one way each.
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -143,6 +144,9 @@ def test_prompt_rows_and_a_stable_held_out_split(decisions, tmp_path):
         f.write(json.dumps({"prompt": ev["messages"], "task": {"decision": "x"}}) + "\n")  # no schema: not a tuning prompt
     rows = load_prompts(path)
     assert len(rows) == len(decisions)
+    gz = tmp_path / "rl.jsonl.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert load_prompts(gz) == rows  # the compressed export (carried to a GPU machine) reads the same
     assert all(json.loads(r["task"])["schema"] for r in rows)
     assert len(load_prompts(path, decisions=["judge"])) == 1
     train, held = split_held_out(rows, 0.5, seed=1)

@@ -23,6 +23,8 @@ def train_cli(
     max_prompt_tokens: int = typer.Option(2048, "--max-prompt-tokens", help="leave out longer prompts (never cut)"),
     max_completion_tokens: int = typer.Option(256, "--max-completion-tokens", help="longest sampled answer"),
     held_out: float = typer.Option(0.25, "--held-out", help="fraction of prompts kept for the before/after evaluation"),
+    sft_epochs: float = typer.Option(0, "--sft-epochs", help="supervised warm start on the training prompts' reference answers (epochs; 0: none)"),
+    budget_s: Optional[float] = typer.Option(None, "--budget-s", help="stop training early enough to evaluate and save within this many seconds"),
     decision: Optional[list[str]] = typer.Option(None, "--decision", help="train on these decisions only (repeatable)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
@@ -31,12 +33,15 @@ def train_cli(
     if missing:
         typer.echo(f"error: proteus train needs {', '.join(missing)}: {INSTALL_HINT}", err=True)
         raise typer.Exit(2)
+    import time
+
     from proteus.train.grpo import train
 
     try:
         s = train(
             trajectories, base, out, steps=steps, num_generations=num_generations, learning_rate=learning_rate, lora_rank=lora_rank,
             max_prompt_tokens=max_prompt_tokens, max_completion_tokens=max_completion_tokens, held_out=held_out, decisions=decision, seed=seed,
+            sft_epochs=sft_epochs, deadline=None if budget_s is None else time.time() + budget_s,
         )
     except (ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)

@@ -11,6 +11,7 @@ held-out prompts.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from pathlib import Path
@@ -21,13 +22,17 @@ __all__ = ["load_prompts", "split_held_out"]
 
 def _records(paths: Iterable[str | Path]) -> Iterable[dict[str, Any]]:
     for path in paths:
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+        for line in text.splitlines():
             if line.strip():
                 yield json.loads(line)
 
 
 def load_prompts(paths: str | Path | Iterable[str | Path], *, decisions: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Prompt rows (see the module docstring) from the export-rl JSONL file(s) ``paths``.
+    """Prompt rows (see the module docstring) from the export-rl JSONL file(s) ``paths``
+    (gzip-compressed when the name ends in ``.gz``).
 
     ``decisions`` keeps only those decision names (default: all).
     """

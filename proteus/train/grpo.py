@@ -1,13 +1,19 @@
-"""GRPO with a LoRA adapter on the agent's own decision prompts.
+"""GRPO with a LoRA adapter on the agent's own decision prompts, after an optional supervised warm start.
 
 Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath, arXiv:2402.03300) as TRL's
 ``GRPOTrainer`` implements it: for every prompt a group of answers is sampled, each is scored by
 :func:`proteus.train.rewards.reward`, and the policy is moved towards the answers that beat their
 group's mean. Only a LoRA adapter (Hu et al. 2021, arXiv:2106.09685; PEFT) is trained.
 
-:func:`train` reads export-rl files, holds prompts out, scores the base model on them, trains,
-scores again, writes the adapter, the merged model as GGUF for llama.cpp, and ``train.json``
-with the before / after mean reward and the paired change with its confidence interval.
+An optional supervised warm start (TRL ``SFTTrainer``, loss on the answer tokens only) first
+fits the same adapter to the reference answers of the *training* prompts, so that GRPO starts
+from a model whose sampled answers already earn some reward.
+
+:func:`train` reads export-rl files, holds prompts out, scores the base model on them, warms up,
+trains, scores again, writes the adapter, the merged model as GGUF for llama.cpp, and
+``train.json`` with the before / after mean reward and the paired change with its confidence
+interval. Every phase is written as it finishes (:class:`~proteus.train.progress.Progress`);
+with a ``deadline`` training stops early enough for the evaluation after it to finish.
 A CUDA GPU is used when present (bf16), otherwise the CPU.
 """
 
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from proteus.train.data import load_prompts, split_held_out
+from proteus.train.progress import Progress
 
 __all__ = ["load_base", "train"]
 
@@ -54,24 +61,40 @@ def load_base(base: str | Path, *, dtype: Any = None) -> tuple[Any, Any, Path | 
     return model, tok, template
 
 
-def _progress_callback(path: Path) -> Any:
-    """A TRL/transformers callback that appends every training log (step, reward, loss) to
-    ``path`` as one JSON line and logs it, so a long or interrupted run shows its progress."""
-    from transformers import TrainerCallback
-
-    class Progress(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-            entry = {"step": state.global_step, **(logs or {})}
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry, default=str) + "\n")
-            log.info("step %s reward %s loss %s", entry["step"], entry.get("reward"), entry.get("loss"))
-
-    return Progress()
-
-
 def _prompt_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> int:
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+
+
+def _reference_answer(row: dict[str, Any]) -> str | None:
+    ref = json.loads(row["task"]).get("reference")
+    return json.dumps(ref, ensure_ascii=False) if ref else None
+
+
+def _sft_rows(tokenizer: Any, rows: list[dict[str, Any]], max_completion_tokens: int) -> list[dict[str, Any]]:
+    """Prompt / completion pairs of the rows whose reference answer fits ``max_completion_tokens``
+    (a model taught longer answers would be cut off where it is asked)."""
+    out = []
+    for r in rows:
+        ref = _reference_answer(r)
+        if ref and len(tokenizer(ref, add_special_tokens=False)["input_ids"]) < max_completion_tokens:
+            out.append({"prompt": r["prompt"], "completion": [{"role": "assistant", "content": ref}]})
+    return out
+
+
+def _common_args(cuda: bool, seed: int, out: Path) -> dict[str, Any]:
+    return {
+        "output_dir": str(out),
+        "gradient_checkpointing": False,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "use_cpu": not cuda,
+        "bf16": cuda,
+        "seed": seed,
+        "data_seed": seed,
+        "disable_tqdm": True,
+    }
 
 
 def train(
@@ -87,10 +110,14 @@ def train(
     max_completion_tokens: int = 256,
     held_out: float = 0.25,
     max_eval_prompts: int = 24,
+    eval_batch_size: int = 8,
+    sft_epochs: float = 0,
+    deadline: float | None = None,
     decisions: Iterable[str] | None = None,
     seed: int = 0,
     gguf: bool = True,
     evaluate: bool = True,
+    work_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Tune ``base`` on the decision prompts of ``trajectories``; write results to ``out``.
 
@@ -102,16 +129,25 @@ def train(
         A Hugging Face model folder or a ``.gguf`` file.
     out
         Folder for ``adapter/`` (PEFT LoRA; vLLM ``--lora-modules``), ``model.gguf`` (merged,
-        llama.cpp) and ``train.json``.
+        llama.cpp), ``train.json`` and ``progress.jsonl``.
     steps, num_generations, learning_rate, lora_rank
-        GRPO optimisation steps, answers sampled per prompt, Adam learning rate, LoRA rank.
+        Most GRPO optimisation steps, answers sampled per prompt, Adam learning rate, LoRA rank.
     max_prompt_tokens
         Prompts longer than this (in the base model's tokens) are left out, never cut.
     max_completion_tokens
         Longest sampled answer.
     held_out
         Fraction of prompts set aside for the before / after evaluation
-        (:func:`proteus.train.data.split_held_out`); at most ``max_eval_prompts`` are scored.
+        (:func:`proteus.train.data.split_held_out`); at most ``max_eval_prompts`` are scored,
+        ``eval_batch_size`` at a time.
+    sft_epochs
+        Epochs of the supervised warm start on the training prompts' reference answers (0: none).
+    deadline
+        A ``time.time()`` value: the warm start gets at most half the time left after the
+        evaluations it needs, GRPO stops when one more step would leave too little time for the
+        evaluation after it (timed as the slowest evaluation so far), and the GGUF export is skipped when late.
+    work_dir
+        Scratch folder of the trainers (default ``out/checkpoints``); nothing is saved there.
 
     Returns
     -------
@@ -121,8 +157,8 @@ def train(
 
     Dataset = import_hf_datasets().Dataset
     import torch
-    from peft import LoraConfig
-    from trl import GRPOConfig, GRPOTrainer
+    from peft import LoraConfig, get_peft_model
+    from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
     from proteus.train.evaluate import held_out_rewards, paired_change
     from proteus.train.gguf_export import merge_adapter, write_gguf
@@ -130,89 +166,109 @@ def train(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "progress.jsonl").unlink(missing_ok=True)
+    work = Path(work_dir) if work_dir is not None else out / "checkpoints"
     torch.manual_seed(seed)
     cuda = torch.cuda.is_available()
-    model, tok, template = load_base(base, dtype=torch.bfloat16 if cuda else torch.float32)
-    if cuda:
-        model = model.to("cuda")
-    rows = [r for r in load_prompts(trajectories, decisions=decisions) if _prompt_tokens(tok, r["prompt"]) <= max_prompt_tokens]
-    train_rows, held_rows = split_held_out(rows, held_out, seed=seed)
-    eval_rows = held_rows[:max_eval_prompts]
-    if not train_rows:
-        msg = f"no decision prompt of at most {max_prompt_tokens} tokens with a schema in {trajectories}; export runs with `proteus export-rl`"
-        raise ValueError(msg)
     summary: dict[str, Any] = {
         "base": str(base),
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-        "n_prompts": len(rows),
-        "n_train": len(train_rows),
-        "n_held_out": len(held_rows),
-        "n_evaluated": len(eval_rows),
-        "decisions": sorted({r["decision"] for r in rows}),
         "steps": steps,
         "num_generations": num_generations,
         "learning_rate": learning_rate,
         "lora_rank": lora_rank,
+        "max_prompt_tokens": max_prompt_tokens,
         "max_completion_tokens": max_completion_tokens,
+        "sft_epochs": sft_epochs,
         "seed": seed,
     }
-    t0 = time.perf_counter()
-    before = held_out_rewards(model, tok, eval_rows, max_new_tokens=max_completion_tokens) if evaluate and eval_rows else []
-    summary["eval_before_s"] = round(time.perf_counter() - t0, 1)
-    if before:
-        log.info("held-out reward before training: %.3f over %d prompts (%.0f s)", sum(before) / len(before), len(before), summary["eval_before_s"])
+    prog = Progress(out, summary, deadline=deadline)
+    t = time.time()
+    model, tok, template = load_base(base, dtype=torch.bfloat16 if cuda else torch.float32)
+    if cuda:
+        model = model.to("cuda")
+    prog.phase("load", time.time() - t)
 
-    args = GRPOConfig(
-        output_dir=str(out / "checkpoints"),
-        max_steps=steps,
-        per_device_train_batch_size=num_generations,
-        gradient_accumulation_steps=1,
-        num_generations=num_generations,
-        max_completion_length=max_completion_tokens,
-        learning_rate=learning_rate,
-        temperature=1.0,
-        beta=0.0,
-        gradient_checkpointing=False,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=not cuda,
-        bf16=cuda,
-        seed=seed,
-        data_seed=seed,
+    t = time.time()
+    rows = [r for r in load_prompts(trajectories, decisions=decisions) if _prompt_tokens(tok, r["prompt"]) <= max_prompt_tokens]
+    train_rows, held_rows = split_held_out(rows, held_out, seed=seed)
+    eval_rows = held_rows[:max_eval_prompts] if evaluate else []
+    if not train_rows:
+        msg = f"no decision prompt of at most {max_prompt_tokens} tokens with a schema in {trajectories}; export runs with `proteus export-rl`"
+        raise ValueError(msg)
+    prog.phase(
+        "prompts", time.time() - t, n_prompts=len(rows), n_train=len(train_rows), n_held_out=len(held_rows), n_evaluated=len(eval_rows),
+        decisions=sorted({r["decision"] for r in rows}),
     )
+
+    def score(m: Any, name: str) -> list[float]:
+        t = time.time()
+        rewards = held_out_rewards(m, tok, eval_rows, max_new_tokens=max_completion_tokens, batch_size=eval_batch_size) if eval_rows else []
+        prog.phase(f"eval_{name}", time.time() - t, **{f"rewards_{name}": rewards, f"mean_{name}": sum(rewards) / len(rewards) if rewards else None})
+        return rewards
+
+    before = score(model, "before")
+
+    def reserve() -> float:
+        """What one more evaluation needs (the slowest so far, with a margin) and saving the adapter."""
+        return 1.5 * max(summary[k] for k in ("eval_before_s", "eval_after_sft_s") if k in summary) + 10
+
     lora = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = GRPOTrainer(
-        callbacks=[_progress_callback(out / "progress.jsonl")],
-        model=model,
-        processing_class=tok,
-        reward_funcs=[trl_reward_function()],
-        args=args,
-        train_dataset=Dataset.from_list([{"prompt": r["prompt"], "task": r["task"]} for r in train_rows]),
-        peft_config=lora,
-    )
-    (out / "train.json").write_text(json.dumps({**summary, "rewards_before": before}, indent=1, default=str))  # partial, replaced below
-    t1 = time.perf_counter()
-    trainer.train()
-    summary["train_s"] = round(time.perf_counter() - t1, 1)
-    summary["log"] = [{k: v for k, v in e.items() if k in ("step", "loss", "reward", "reward_std", "completions/mean_length")} for e in trainer.state.log_history]
-    tuned = trainer.model
-    tuned.save_pretrained(str(out / "adapter"))
-    tok.save_pretrained(str(out / "adapter"))
+    model = get_peft_model(model, lora)
+    evaluations: dict[str, list[float]] = {"before": before}
+    if sft_epochs > 0:
+        pairs = _sft_rows(tok, train_rows, max_completion_tokens)
+        stop_at = None if deadline is None else time.time() + (prog.left_s() - 2 * reserve()) / 2
+        if pairs and (stop_at is None or stop_at > time.time()):
+            t = time.time()
+            args = SFTConfig(
+                **_common_args(cuda, seed, work), num_train_epochs=sft_epochs, per_device_train_batch_size=4 if cuda else 1,
+                learning_rate=learning_rate, max_length=max_prompt_tokens + max_completion_tokens, packing=False,
+            )
+            sft = SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(pairs), callbacks=[prog.callback("sft", stop_at=stop_at)])
+            sft.train()
+            model = sft.model
+            model.save_pretrained(str(out / "adapter"))
+            prog.phase("sft", time.time() - t, n_sft=len(pairs))
+            if eval_rows:
+                evaluations["after_sft"] = score(model, "after_sft")
+                summary["sft_change"] = paired_change(before, evaluations["after_sft"])
+                prog.write()
 
-    t2 = time.perf_counter()
-    after = held_out_rewards(tuned, tok, eval_rows, max_new_tokens=max_completion_tokens) if evaluate and eval_rows else []
-    summary["eval_after_s"] = round(time.perf_counter() - t2, 1)
-    if before:
-        summary["held_out"] = paired_change(before, after)
-        summary["held_out"]["rewards_before"] = before
-        summary["held_out"]["rewards_after"] = after
+    stop_at = None if deadline is None else deadline - reserve()
+    # a GRPO step samples about one evaluation batch and trains on it: start only if one fits
+    one_step = 2 * max(summary[k] for k in ("eval_before_s", "eval_after_sft_s") if k in summary) / max(1, -(-len(eval_rows) // eval_batch_size))
+    if steps > 0 and (stop_at is None or stop_at > time.time() + one_step):
+        t = time.time()
+        args = GRPOConfig(
+            **_common_args(cuda, seed, work), max_steps=steps, per_device_train_batch_size=num_generations, gradient_accumulation_steps=1,
+            num_generations=num_generations, max_completion_length=max_completion_tokens, learning_rate=learning_rate, temperature=1.0, beta=0.0,
+        )
+        trainer = GRPOTrainer(
+            model=model, processing_class=tok, reward_funcs=[trl_reward_function()], args=args, callbacks=[prog.callback("grpo", stop_at=stop_at)],
+            train_dataset=Dataset.from_list([{"prompt": r["prompt"], "task": r["task"]} for r in train_rows]),
+        )
+        trainer.train()
+        model = trainer.model
+        prog.phase("grpo", time.time() - t, grpo_steps=trainer.state.global_step)
+    model.save_pretrained(str(out / "adapter"))
+    summary["adapter"] = str(out / "adapter")
+    prog.write()
+
+    if eval_rows:
+        after = score(model, "after")
+        summary["held_out"] = {**paired_change(before, after), "rewards_before": before, "rewards_after": after}
+        prog.write()
     if gguf:
         if template is None:
             summary["gguf"] = None
             summary["gguf_skipped"] = "no template GGUF with the vocabulary (give a .gguf base or put one in the model folder)"
+        elif prog.left_s() < 60:
+            summary["gguf"] = None
+            summary["gguf_skipped"] = "too little time left before the deadline"
         else:
-            merged = merge_adapter(tuned).to(torch.float32).cpu()
-            summary["gguf"] = str(write_gguf(merged, out / "model.gguf", template=template, name=f"{Path(base).stem}-proteus"))
-    (out / "train.json").write_text(json.dumps(summary, indent=1, default=str))
+            t = time.time()
+            merged = merge_adapter(model).to(torch.float32).cpu()
+            prog.phase("gguf", time.time() - t, gguf=str(write_gguf(merged, out / "model.gguf", template=template, name=f"{Path(base).stem}-proteus")))
+    prog.write()
     return summary
