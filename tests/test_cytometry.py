@@ -8,6 +8,8 @@ receptor cross-linking raises pS6, pPlcg2 and pErk in B cells, not in T or NK ce
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from proteus.records import Step
 from proteus.study import Study
 from proteus.tools import ToolContext, ToolInputError, get_tool
 from proteus.stats.metaclustering import consensus_metaclustering
-from proteus.stats.nb_glm import nb_glm_fit
+from proteus.stats.nb_glm import nb_glm_da, nb_glm_fit
 from proteus.stats.som import flowsom_codes
 
 DATA = shared_dataset_dir("bodenmiller-bcrxl")
@@ -180,6 +182,50 @@ def test_nb_glm_matches_statsmodels():
     assert ll == pytest.approx(ref.llf, rel=1e-8)
 
 
+def _bcrxl_design(study: Study, samples: list[str]) -> pd.DataFrame:
+    sheet = study.clinical.loc[samples]
+    return pd.concat([pd.DataFrame({"intercept": 1.0, "case": (sheet["condition"] == "BCRXL").astype(float)}, index=samples),
+                      pd.get_dummies(sheet["patient_id"].astype(str), prefix="block", drop_first=True, dtype=float)], axis=1)
+
+
+def test_nb_glm_da_lrt_and_dispersion_match_statsmodels_on_bcrxl_counts(run):
+    """The DA table on the BCR-XL counts (8 samples, paired by donor): each population's LR, p and log2FC
+    equal statsmodels' NB GLM (``alpha`` = the common dispersion, offset log total cells) full vs
+    reduced fit, and the common dispersion maximises the summed Cox-Reid adjusted profile
+    likelihood (McCarthy et al. 2012) computed here from statsmodels' fits."""
+    import statsmodels.api as sm
+
+    da = run["da"]
+    counts = da.tables["counts"].set_index("sample_id")
+    X = _bcrxl_design(run["study"], list(counts.index))
+    tab, phi = nb_glm_da(counts, X, "case")
+    assert phi == pytest.approx(da.metrics["dispersion"], rel=1e-12)
+    pd.testing.assert_frame_equal(tab.set_index("population").sort_index()[["logFC", "p", "q"]],
+                                  da.tables["differential_abundance"].set_index("population").sort_index()[["logFC", "p", "q"]])
+    lib = np.log(counts.sum(1).to_numpy(float))
+
+    def fit(y, design, alpha):
+        return sm.GLM(y, design, family=sm.families.NegativeBinomial(alpha=alpha), offset=lib).fit(tol=1e-12)
+
+    for r in tab.itertuples():
+        y = counts[r.population].to_numpy(float)
+        full, reduced = fit(y, X.to_numpy(), phi), fit(y, X.drop(columns="case").to_numpy(), phi)
+        lr = 2 * (full.llf - reduced.llf)
+        assert r.LR == pytest.approx(lr, rel=1e-8, abs=1e-9)
+        assert r.p == pytest.approx(stats.chi2.sf(lr, 1), rel=1e-8)
+        assert r.logFC == pytest.approx(full.params[1] / np.log(2), abs=1e-6)
+
+    def apl(alpha):
+        total = 0.0
+        for c in counts.columns:
+            f = fit(counts[c].to_numpy(float), X.to_numpy(), alpha)
+            w = f.mu / (1 + alpha * f.mu)
+            total += f.llf - 0.5 * np.linalg.slogdet(X.to_numpy().T @ (X.to_numpy() * w[:, None]))[1]
+        return total
+
+    assert apl(phi) >= max(apl(phi * 0.9), apl(phi * 1.1))
+
+
 # --- differential state ----------------------------------------------------------------------
 
 
@@ -195,6 +241,35 @@ def test_ds_finds_bcr_signalling_in_b_cells(run):
     assert rel.predicate == "higher_in" and rel.stats.n == 8 and rel.stats.extra["population"] == "B cells"
     assert rel.stats.extra["marker"] == "pS6" and "CD4 T cells" in rel.stats.extra["other_populations"]
     assert ds.metrics["paired"] and ds.metrics["n_tested"] == 14 * len(set(tab.index.get_level_values(0)))
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None or subprocess.run(["Rscript", "-e", "suppressMessages(library(limma))"],
+                    capture_output=True).returncode != 0, reason="Rscript with the limma package is not installed")
+def test_ds_matches_r_limma_on_bcrxl_medians(run, tmp_path):
+    """The DS table equals R limma on the same sample x population medians and paired design::
+
+        m <- as.matrix(read.delim("medians.tsv", row.names = 1, check.names = FALSE))
+        X <- as.matrix(read.delim("design.tsv", row.names = 1))
+        tt <- topTable(eBayes(lmFit(m, X)), coef = 2, number = Inf, sort.by = "none")
+
+    (diffcyt's testDS_limma; BH then over all marker x population tests)."""
+    ds = run["ds"]
+    wide = ds.tables["sample_medians"].set_index(["population", "marker"])
+    wide.index = [f"{p}|{m}" for p, m in wide.index]
+    _bcrxl_design(run["study"], list(wide.columns)).to_csv(tmp_path / "design.tsv", sep="\t")
+    wide.to_csv(tmp_path / "medians.tsv", sep="\t", float_format="%.17g")
+    script = ('suppressMessages(library(limma)); m <- as.matrix(read.delim("medians.tsv", row.names = 1, check.names = FALSE)); '
+              'X <- as.matrix(read.delim("design.tsv", row.names = 1)); '
+              'tt <- topTable(eBayes(lmFit(m, X)), coef = 2, number = Inf, sort.by = "none"); '
+              'write.table(data.frame(id = rownames(tt), logFC = tt$logFC, t = tt$t, p = tt$P.Value), "r.tsv", sep = "\\t", '
+              'row.names = FALSE, quote = FALSE)')
+    r = subprocess.run(["Rscript", "-e", script], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ref = pd.read_csv(tmp_path / "r.tsv", sep="\t").set_index("id")
+    assert len(ref) == len(ds.tables["differential_state"]) > 50
+    ours = ds.tables["differential_state"].assign(id=lambda t: t["population"] + "|" + t["marker"]).set_index("id").loc[ref.index]
+    for col in ("logFC", "t", "p"):
+        np.testing.assert_allclose(ours[col].to_numpy(float), ref[col].to_numpy(float), rtol=1e-6, atol=1e-10)
 
 
 def test_sample_not_cell_is_the_unit(run):
