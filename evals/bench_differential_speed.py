@@ -49,7 +49,7 @@ def bench(repeats: int = 3) -> pd.DataFrame:
         eb = ebayes(lm_fit(Y, X).subset([1]))
         curves = DropoutCurves(np.full(len(case), np.nanpercentile(Y, 5)), np.ones(len(case)), -10.0)
         inc = ~np.isfinite(Y).all(1) & np.isfinite(eb.s2_post) & np.isfinite(eb.coefficients[:, 0])
-        t_cens = _best(lambda: censored_test(Y[inc], X, 1, eb.s2_post[inc], eb.df_total[inc], curves), 1)
+        t_cens = _best(lambda: censored_test(Y[inc], X, 1, eb.s2_post[inc], eb.df_total[inc], curves), repeats)
         a = ad.AnnData(pd.DataFrame(Y.T, index=table.columns, columns=table.index.astype(str)))
         a.uns.update(modality="proteomics", level="sample")
         study = Study(root=Path("."), modalities={name: a}, clinical=clinical)

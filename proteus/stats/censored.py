@@ -137,7 +137,8 @@ def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: 
 
 
 def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.ndarray, zeta2: np.ndarray,
-                        n_iter: int = 100, tol: float = 1e-9, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        n_iter: int = 100, tol: float = 1e-9, weight: np.ndarray | None = None,
+                        beta0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Maximise the censored-normal log likelihood (module docstring) of every feature by Newton steps.
 
     The likelihood is concave in :math:`\\beta` (a Gaussian plus log-probit terms), so damped
@@ -155,11 +156,15 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
         Dropout curve midpoints and squared widths.
     weight : ndarray, shape (n_features, n_samples), optional
         Weight of each censored term (default 1; :func:`absent_group_weights`).
+    beta0 : ndarray, shape (n_features, n_coef), optional
+        Starting coefficients (default: least squares with missing values at the dropout midpoint).
 
     Returns
     -------
     beta : ndarray, shape (n_features, n_coef)
     loglik : ndarray, shape (n_features,)
+    hessian : ndarray, shape (n_features, n_coef, n_coef)
+        Minus the second derivative at ``beta``.
     """
     obs = np.isfinite(Y)
     Y0 = np.where(obs, Y, 0.0)
@@ -203,9 +208,10 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
         H = Ar + (per_row(wc * curv / tc**2) @ XXu).reshape(R, p, p) + 1e-10 * np.eye(p)
         return ll, grad, H
 
-    # start: least squares with each missing value set to its sample's dropout midpoint
-    fill = np.where(obs, Y, np.minimum(rho[None, :], np.nanmin(np.where(obs, Y, np.inf), axis=1, keepdims=True)))
-    beta = np.linalg.lstsq(X, fill.T, rcond=None)[0].T
+    if beta0 is None:  # least squares with each missing value set to its sample's dropout midpoint
+        fill = np.where(obs, Y, np.minimum(rho[None, :], np.nanmin(np.where(obs, Y, np.inf), axis=1, keepdims=True)))
+        beta0 = np.linalg.lstsq(X, fill.T, rcond=None)[0].T
+    beta = np.array(beta0, dtype=float)
     active = np.arange(G)
     ll, grad, H = terms(beta, active)
     for _ in range(n_iter):
@@ -230,7 +236,7 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
         beta[active] = B + frac[:, None] * step
         ll[active], grad[active], H[active] = new
         active = active[~(np.abs(gain) < tol)]
-    return beta, ll
+    return beta, ll, H
 
 
 def _log_ndtr_mills(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -271,8 +277,12 @@ def censored_test(Y: np.ndarray, X: np.ndarray, coef: int, s2: np.ndarray, df_to
     s2_typ = float(np.median(s2))
     zeta2 = np.maximum(curves.scale**2 - s2_typ, 0.25 * curves.scale**2)
     W = absent_group_weights(Y, X[:, coef])
-    full, ll1 = censored_loglik_fit(Y, X, s2, curves.rho, zeta2, weight=W)
-    reduced, ll0 = censored_loglik_fit(Y, np.delete(X, coef, axis=1), s2, curves.rho, zeta2, weight=W)
+    full, ll1, H = censored_loglik_fit(Y, X, s2, curves.rho, zeta2, weight=W)
+    # start the reduced fit at the maximum of the full fit's quadratic approximation with beta_coef = 0
+    keep = np.delete(np.arange(X.shape[1]), coef)
+    start = np.linalg.solve(H[:, keep][:, :, keep] + 1e-10 * np.eye(keep.size),
+                            np.einsum("rij,rj->ri", H, full)[:, keep][:, :, None])[:, :, 0]
+    _, ll0, _ = censored_loglik_fit(Y, X[:, keep], s2, curves.rho, zeta2, weight=W, beta0=start)
     lr = np.maximum(2 * (ll1 - ll0), 0.0)
     t = np.sign(full[:, coef]) * np.sqrt(lr)
     p = 2 * t_sf(np.abs(t), df_total)
