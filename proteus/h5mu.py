@@ -6,9 +6,9 @@ fingerprint) and writes ``RUN_DIR/study.h5mu``; open it with ``mudata.read_h5mu`
 
 - ``mdata.mod[<layer>]``: one AnnData per omics layer, ``X`` as float32 (samples, or cells, x
   features) and ``var`` / ``uns`` as read.
-- ``mdata.obs``: the clinical / sample table (global); each sample-level layer's ``obs`` holds the
-  same columns for its samples, a cell-level layer's ``obs`` adds them to each cell through
-  ``obs["sample_id"]``.
+- ``mdata.obs``: the clinical / sample table (global; a cell's row is its sample's); each
+  sample-level layer's ``obs`` holds the same columns for its samples, a cell-level layer's ``obs``
+  adds them to each cell through ``obs["sample_id"]``.
 - ``mdata.mod[<layer>].varm["contrast_<step>"]``: per feature ``logFC``, ``t``, ``p``, ``q`` of each
   two-group differential test the run made on that layer (features the step did not test are NaN),
   read from the step's table ``tables/<step>_results.tsv.gz`` (6 significant digits, as written there).
@@ -144,9 +144,13 @@ def study_mudata(study: Study, run_dir: str | Path | None = None):
         rows.append({**{k: c[k] for k in ("key", "step", "modality", "group", "case")}, "control": c["control"] or "rest",
                      "covariates": ", ".join(c["covariates"]), "n_tested": int(t["p"].notna().sum()),
                      "n_q05": int((t["q"] < 0.05).sum())})
+    sample_of = {}  # global obs name -> its row of the sample table (a cell's row is its sample's)
+    for a in mods.values():
+        ids = a.obs["sample_id"].astype(str) if a.uns.get("level") == "cell" and "sample_id" in a.obs else a.obs_names.to_series()
+        sample_of.update(zip(a.obs_names, ids))
     with _quiet_mudata():
         md = mudata.MuData(mods)
-        md.obs = clinical.reindex(md.obs_names)
+        md.obs = clinical.reindex([sample_of.get(o, o) for o in md.obs_names]).set_axis(md.obs_names)
     if rows:
         md.uns["contrasts"] = pd.DataFrame(rows)
     if run_dir is not None and (Path(run_dir) / "run.json").is_file():

@@ -15,6 +15,7 @@ Layout (``runs/<run-id>/`` or ``--out``)::
                        these paths, not the relations
     profile.json       the data profile
     state.json         objectives, workflows and steps (readable copy of the final graph state)
+    study.h5mu         only after ``proteus export h5mu``: the study and its contrasts as MuData (:mod:`proteus.h5mu`)
 
 Artifacts are written to a temporary file in the same folder and renamed (atomic on POSIX). A
 lock file (``.lock``, ``fcntl.flock``) keeps a second process out of a run directory in use.

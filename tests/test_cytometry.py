@@ -313,6 +313,8 @@ def test_bad_arguments_are_input_errors(run):
         tool(study, {**CONTRAST, "case": "Stim"}, ctx)
     with pytest.raises(ToolInputError):
         tool(study, {**CONTRAST, "markers": ["pFOO"]}, ctx)
+    with pytest.raises(ToolInputError, match="SOM codes"):  # 3x3 map: at most 8 metaclusters
+        get_tool("cytometry_clustering")(study, {"modality": "cytometry", "som_grid": 3, "k": 9, "embedding": "none"}, ctx)
 
 
 # --- playbook --------------------------------------------------------------------------------

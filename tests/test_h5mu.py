@@ -84,7 +84,8 @@ def test_changed_inputs_refuse_to_export(ucec_run, tmp_path):
 
 
 def test_cell_level_layer_gets_its_samples_clinical_columns(tmp_path):
-    """BCR-XL CyTOF (8 FCS files): cells keep their own obs and get their sample's sample-sheet columns."""
+    """BCR-XL CyTOF (8 FCS files): cells keep their own obs and get their sample's sample-sheet columns,
+    in the layer's obs and in the global obs."""
     from proteus.datasets import shared_dataset_dir
     from proteus.io.cytometry import read_cytometry
     from proteus.study import Study
@@ -96,7 +97,10 @@ def test_cell_level_layer_gets_its_samples_clinical_columns(tmp_path):
     a, samples = read_cytometry(sorted(data.glob("*.fcs")), pd.read_csv(data / "metadata.tsv", sep="\t"),
                                 pd.read_csv(data / "panel.tsv", sep="\t"))
     study_mudata(Study(data, {"cytometry": a}, samples)).write_h5mu(tmp_path / "cells.h5mu")
-    cells = mudata.read_h5mu(tmp_path / "cells.h5mu").mod["cytometry"]
+    md = mudata.read_h5mu(tmp_path / "cells.h5mu")
+    cells = md.mod["cytometry"]
+    of_sample = samples.loc[a.obs["sample_id"].astype(str), "condition"].astype(str).tolist()
+    assert md.obs.loc[cells.obs_names, "condition"].astype(str).tolist() == of_sample  # global obs: a cell's row is its sample's
     assert cells.shape == a.shape and list(cells.var_names) == list(a.var_names)
     expected = samples.loc[a.obs["sample_id"].astype(str)]
     for c in samples.columns:
