@@ -186,3 +186,20 @@ def test_anova_subtypes(study, ctx):
                                                "levels": ["POLE", "nope"]}, ctx)
     with pytest.raises(ToolFailed, match="level"):
         get_tool("differential_anova")(study, {"modality": "proteomics", "group": "Gender"}, ctx)
+
+
+def test_every_parameter_that_changes_the_table_keys_the_contrast_table():
+    """The differential tool's parameters are the contrast-table key (proteus.stats.contrasts) plus the
+    relations' FDR cut, and every tool that builds on a contrast takes the whole key: a parameter added
+    to the differential test but not to the key would hand one step's table to another."""
+    from proteus.stats.contrasts import TEST_FIELDS, test_key
+
+    da = get_tool("differential_abundance").params
+    assert set(da.model_fields) - {"fdr"} == TEST_FIELDS
+    for name in ("enrichment_ora", "enrichment_gsea", "ppi_network"):
+        assert TEST_FIELDS <= set(get_tool(name).params.model_fields), name
+    base = da(modality="proteomics", group="g", case="a", control="b")
+    assert test_key(base) == test_key(da(modality="proteomics", group="g", case="a", control="b", fdr=0.2))
+    assert all(test_key(base) != test_key(base.model_copy(update={k: v})) for k, v in
+               {"impute": "downshift", "min_valid": 3, "method": "welch", "normalize": "median", "variance_prior": "constant",
+                "s0": 0.1, "covariates": ["x"], "control": "c"}.items())

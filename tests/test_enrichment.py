@@ -188,3 +188,56 @@ def test_case_vs_rest_table_uses_the_shared_covariate_encoding(ucec, tmp_path):
     assert X.shape[1] == 2 + 16
     ref = moderated_test(Y, X, coef=1).loc[feat]
     assert tab.set_index("feature").loc[feat, "t"] == pytest.approx(ref["t"], rel=1e-8)
+
+
+def test_gsea_ranks_the_differential_steps_own_table_and_no_other(ucec, tmp_path, monkeypatch):
+    """A pathway step naming the differential step's full test parameters ranks exactly that step's
+    table (the contrast-table service computes it once); naming one different parameter (impute,
+    min_valid) gives another ranking. Before the service, enrichment refused these parameters and
+    re-ran the test with defaults."""
+    from proteus.tools import enrichment
+
+    rankings: list[pd.Series] = []
+
+    def spy(ranking, *args, **kwargs):
+        rankings.append(ranking.copy())
+        return prerank_gsea(ranking, *args, **kwargs)
+
+    monkeypatch.setattr(enrichment, "prerank_gsea", spy)
+    test = {"modality": "proteomics", **CONTRAST, "impute": "downshift", "min_valid": 3}
+    study = Study(ucec.root, dict(ucec.modalities), ucec.clinical)
+    ctx = ToolContext(out_dir=tmp_path, seed=7)
+    de = get_tool("differential_abundance")(study, test, ctx).tables["results"]
+    assert de["n_imputed_case"].sum() + de["n_imputed_control"].sum() > 0  # the parameters change the table
+    gsea = get_tool("enrichment_gsea")
+    gsea(study, {**test, "permutations": 50}, ctx)
+    assert sum(k[0] == "contrast_table" for k in study.cache) == 1  # computed once, for both steps
+    expected = gene_level(de[["feature", "gene", "logFC", "t", "p", "q"]])
+    pd.testing.assert_series_equal(rankings[0], pd.Series(expected["t"].to_numpy(float), index=expected["symbol"]))
+
+    fresh = Study(ucec.root, dict(ucec.modalities), ucec.clinical)  # no cache: the same table computed again
+    gsea(fresh, {**test, "permutations": 50}, ToolContext(out_dir=tmp_path, seed=7))
+    pd.testing.assert_series_equal(rankings[1], rankings[0])
+    for other in ({"impute": "none"}, {"min_valid": 2}):
+        gsea(fresh, {**test, **other, "permutations": 50}, ToolContext(out_dir=tmp_path, seed=7))
+        r = rankings[-1]
+        assert len(r) != len(rankings[0]) or not np.allclose(r.reindex(rankings[0].index), rankings[0], equal_nan=True)
+
+
+def test_rank_enrichment_after_an_empty_hit_list_keeps_the_differential_test(ucec):
+    """When a differential step finds nothing, the offline policy swaps its hit-list steps for GSEA of the
+    same contrast with that step's full test parameters (so GSEA ranks that step's table)."""
+    from llm_fixtures.study import make_view
+
+    from proteus.policy.decisions import StepSpec
+    from proteus.policy.heuristic import HeuristicPolicy
+    from proteus.records import Objective, Step
+    from proteus.stats.contrasts import TEST_FIELDS
+
+    da = {"modality": "proteomics", **CONTRAST, "impute": "downshift", "min_valid": 3, "fdr": 0.01}
+    done = [Step(id="s_1", tool="differential_abundance", params=da, status="done", metrics={"n_significant": 0, "n_tested": 10})]
+    ora = StepSpec(tool="enrichment_ora", params={"modality": "proteomics", **CONTRAST, "direction": "up"})
+    objective = Objective(id="obj_1", title="tumour", question="What differs in tumours?", family="differential")
+    update = HeuristicPolicy().update_workflow(make_view(ucec), objective, done, [ora])
+    assert [s.tool for s in update.steps] == ["enrichment_gsea"]
+    assert {k: v for k, v in update.steps[0].params.items() if k in TEST_FIELDS} == {k: v for k, v in da.items() if k != "fdr"}

@@ -31,7 +31,6 @@ Conventions followed (say so in a methods section):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import matplotlib
 
@@ -45,10 +44,11 @@ from proteus.design import level_order  # noqa: E402
 from proteus.io.values import INTENSITY_KINDS  # noqa: E402
 from proteus.records import Entity, Relation, Stats, ToolResult, contrast_entity, feature_entity  # noqa: E402
 from proteus.stats.censored import DropoutCurves, censored_test, fit_dropout_curves  # noqa: E402
+from proteus.stats.contrasts import TEST_FIELDS, ContrastTable, ContrastTest, cached_table  # noqa: E402
 from proteus.stats.deqms import count_variance_prior  # noqa: E402
 from proteus.stats.distributions import norm_sf, t_sf  # noqa: E402
 from proteus.stats.design import covariate_block, dropped_text, is_factor, usable_covariates  # noqa: E402
-from proteus.stats.limma import contrasts_fit, ebayes, lm_fit  # noqa: E402
+from proteus.stats.limma import contrasts_fit, ebayes, lm_fit, moderated_test  # noqa: E402
 from proteus.stats.multitest import bh  # noqa: E402
 from proteus.study import Study  # noqa: E402
 from proteus.tools._plots import volcano
@@ -59,54 +59,23 @@ __all__ = [
     "AnovaParams",
     "differential_abundance",
     "differential_anova",
+    "differential_table",
     "build_design",
     "choose_defaults",
     "feature_labels",
 ]
 
 MAX_RELATIONS = 150
+HEATMAP_ROWS = 40
 SITE_KINDS = ("phosphoproteomics", "acetylproteomics")
 
 
-class DifferentialParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DifferentialParams(ContrastTest):
+    """The test (:class:`proteus.stats.contrasts.ContrastTest`: every parameter that changes the table)
+    and the significance cut of its relations."""
 
-    modality: str = Field(description="name of the bulk layer to test, e.g. 'proteomics'")
-    group: str = Field(description="clinical column holding the sample groups")
-    case: str = Field(description="level of `group` tested (numerator of the fold change)")
     control: str = Field(description="reference level of `group` (denominator of the fold change)")
-    covariates: list[str] = Field(
-        default_factory=list,
-        description="clinical columns adjusted for in the limma design (numeric as is, others as factors); "
-        "samples with a missing covariate are dropped",
-    )
-    method: Literal["auto", "limma", "censored", "welch", "mann_whitney"] = Field(
-        "auto", description="'auto' (default) picks 'censored' for log intensities whose missing values depend on "
-        "abundance, else 'limma'; 'limma' moderated t on observed values; 'censored' moderated test that models "
-        "missing values as dropouts below a detection curve (tests proteins detected in one group only); Welch t "
-        "(SAM-style with s0 > 0); Mann-Whitney"
-    )
-    normalize: Literal["auto", "none", "median", "quantile", "vsn"] = Field(
-        "auto", description="sample normalisation on the log scale before testing: 'auto' = 'vsn' for MS "
-        "intensities on a log2 scale, 'none' for other values (log ratios); 'quantile' as limma; 'vsn' "
-        "variance-stabilising generalised log of intensities, then median centring"
-    )
-    variance_prior: Literal["auto", "constant", "peptide_count"] = Field(
-        "auto", description="limma/censored prior variance: 'constant' (limma), 'peptide_count' (DEqMS: prior "
-        "variance a loess function of the peptides per protein); 'auto' uses counts when the layer has them"
-    )
-    min_valid: int = Field(
-        2, ge=1, description="minimum non-missing values per group for a feature to be tested (censored: in at least "
-        "one group) (2 = limma as is; 3 = Perseus 'in each group')"
-    )
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg q-value threshold for significance")
-    s0: float = Field(0.0, ge=0, description="SAM fudge factor added to the Welch standard error (welch only; "
-                      "Perseus default 0, 0.1 common)")
-    impute: Literal["none", "downshift"] = Field(
-        "none", description="'none' tests observed values (limma as is); 'downshift' (Perseus, for label-free data with "
-        "abundance-dependent missingness) keeps features with >= min_valid values in at least one group and fills the "
-        "rest from N(mean - 1.8 sd, (0.3 sd)^2) per sample, so proteins detected in one group only are tested too"
-    )
 
 
 class AnovaParams(BaseModel):
@@ -388,6 +357,114 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     """
     name = "differential_abundance"
     p = params
+    res = differential_table(study, p, seed=ctx.seed)
+    table, skipped, d, method = res.table.copy(), res.skipped.copy(), res.details, res.method
+    kind, choice = d["kind"], d["choice"]
+    sig = table["q"] < p.fdr
+    n_up, n_down = int((sig & (table["logFC"] > 0)).sum()), int((sig & (table["logFC"] < 0)).sum())
+
+    contrast = contrast_entity(p.group, p.case, p.control)
+    prov = ctx.provenance_for(name, p)
+    relations = []
+    for _, r in table.loc[sig].head(MAX_RELATIONS).iterrows():
+        up = r["logFC"] > 0
+        relations.append(Relation(
+            subject=feature_entity(kind, r["label"]), predicate="higher_in" if up else "lower_in", object=contrast,
+            stats=Stats(effect=float(r["logFC"]), effect_type="log2FC", p=float(r["p"]), q=float(r["q"]),
+                        n=int(r["n_case"] + r["n_control"]), direction="up" if up else "down",
+                        extra={"t": float(r["t"]), "feature_id": str(r["feature"]), "method": method}
+                        | ({"detection": r["detection"]} if r.get("detection", "both") != "both" else {})),
+            modality=p.modality, provenance=prov,
+        ))
+
+    title = f"{p.modality}: {p.case} vs {p.control} ({method}); {int(sig.sum())} with q < {p.fdr}"
+    slug = f"{p.modality}_{p.group}_{p.case}_vs_{p.control}".replace(" ", "_").replace("/", "-")
+    figures = [volcano(ctx, f"volcano_{slug}", table["logFC"], table["p"], table["q"], p.fdr, labels=table["label"].to_numpy(),
+                       xlabel="log2 fold change", title=title)]
+    top = table.head(HEATMAP_ROWS)
+    figures.append(_heatmap(ctx, f"heatmap_{slug}", res.values.to_numpy(), list(top["label"]),
+                            res.groups, f"top {len(top)} features by p ({method})"))
+
+    n_case, n_control, covs, n_imputed = d["n_case"], d["n_control"], d["covariates"], d["n_imputed"]
+    metrics = {
+        "n_tested": int(len(table)), "n_significant": int(sig.sum()), "n_up": n_up, "n_down": n_down,
+        "n_skipped": int(len(skipped)), "n_case": n_case, "n_control": n_control,
+        "n_samples_dropped_missing_covariate": d["n_cov_na"], "n_samples_missing_group": d["n_group_na"],
+        "s2_prior": d["s2_prior"], "df_prior": d["df_prior"], "method": method, "s0": p.s0, "fdr": p.fdr, "impute": p.impute,
+        "n_imputed": n_imputed, "normalize": choice.normalize,
+        "variance_prior": choice.variance_prior, "choices": list(choice.reasons),
+        "n_detected_only_case": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.case}").sum()),
+        "n_detected_only_control": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.control}").sum()),
+        "covariates": d["notes"], "covariates_dropped": d["dropped"],
+    }
+    head = ", ".join(f"{lab} ({fc:+.2f})" for lab, fc in zip(table.loc[sig, "label"].head(5), table.loc[sig, "logFC"]))
+    summary = (
+        f"{method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
+        + (f" adjusting for {', '.join(covs)}" if covs else "")
+        + (f" after down-shift imputation of {n_imputed} missing values" if p.impute != "none" else "")
+        + f": {len(table)} features tested, {len(skipped)} skipped; {int(sig.sum())} with q < {p.fdr} "
+        f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "")
+        + (f". Detected in one group only: {metrics['n_detected_only_case']} in {p.case}, "
+           f"{metrics['n_detected_only_control']} in {p.control}" if method == "censored" else "")
+        + (f". Choices: {'; '.join(choice.reasons)}" if choice.reasons else "") + "." + dropped_text(d["dropped"])
+    )
+    return ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
+                      relations=relations, metrics=metrics)
+
+
+def differential_table(study: Study, params: ContrastTest, *, seed: int = 0) -> ContrastTable:
+    """The table of a contrast through the contrast-table service
+    (:func:`proteus.stats.contrasts.cached_table`: computed once per study, full test parameters and
+    seed); every step that builds on a contrast asks here.
+
+    With a ``control``, the test of ``differential_abundance``; without one, ``case`` against all other
+    samples with a value by limma's moderated t on observed values (:func:`_case_vs_rest_table`).
+    """
+    test = ContrastTest.model_validate(params.model_dump(include=TEST_FIELDS))
+    if test.control is None:
+        return cached_table(study, test, seed, lambda: _case_vs_rest_table(study, test))
+    return cached_table(study, test, seed, lambda: _two_group_table(study, test, seed))
+
+
+def _case_vs_rest_table(study: Study, p: ContrastTest) -> ContrastTable:
+    """limma moderated t of ``case`` against every other level, on observed values with at least 2 in
+    each group, adjusted for the covariates the samples can afford
+    (:func:`proteus.stats.design.usable_covariates`); the method note names those dropped."""
+    a = study.modalities[p.modality]
+    if a.uns.get("level", "sample") == "cell":
+        msg = f"modality {p.modality!r} is cell-level; a contrast needs a sample-level (bulk) layer"
+        raise ToolInputError(msg)
+    samples = list(a.obs_names.astype(str))
+    clin = study.clinical.reindex(samples)
+    g = clin[p.group].astype(object).where(clin[p.group].notna(), None).map(lambda v: None if v is None else str(v))
+    is_case = g == str(p.case)
+    is_ctrl = g.notna() & ~is_case
+    use = is_case | is_ctrl
+    covs, dropped = usable_covariates(clin.loc[use.to_numpy()], p.covariates, 2)
+    Z = covariate_block(clin.loc[use.to_numpy()], covs).reindex(clin.index)
+    use &= Z.notna().all(axis=1)
+    n_case, n_ctrl = int((use & is_case).sum()), int((use & is_ctrl).sum())
+    if n_case < 2 or n_ctrl < 2:
+        msg = f"{p.group}: {p.case} has {n_case} and the other levels {n_ctrl} usable samples in {p.modality}; need at least 2 each"
+        raise ToolFailed(msg)
+    keep = use[use].index
+    x = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
+    Y = pd.DataFrame(np.asarray(x, dtype=float), index=samples, columns=a.var_names.astype(str)).loc[keep].T
+    Y = Y.replace([np.inf, -np.inf], np.nan)
+    ci, ki = is_case[keep].to_numpy(), ~is_case[keep].to_numpy()
+    ok = (Y.loc[:, ci].notna().sum(axis=1) >= 2) & (Y.loc[:, ki].notna().sum(axis=1) >= 2)
+    Y = Y[ok]
+    design = np.column_stack([np.ones(len(keep)), ci.astype(float), Z.loc[keep].to_numpy(float)])
+    tab = moderated_test(Y, design, coef=1)
+    out = pd.DataFrame({"feature": Y.index, "gene": None, "logFC": tab["logFC"].to_numpy(), "t": tab["t"].to_numpy(),
+                        "p": tab["P.Value"].to_numpy()})
+    out["q"] = bh(out["p"].to_numpy())
+    method = f"limma moderated t (proteus.stats.limma), {p.case} vs all other samples" + dropped_text(dropped)
+    return ContrastTable(out, pd.DataFrame(columns=["feature", "reason"]), method, {"n_case": n_case, "n_control": n_ctrl})
+
+
+def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
+    """Compute the table of :func:`differential_table` (see the ``differential_abundance`` docstring)."""
     if p.case == p.control:
         msg = f"case and control are both {p.case!r}; choose two different levels of {p.group!r}"
         raise ToolInputError(msg)
@@ -435,7 +512,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         from proteus.tools.qc import impute_layer
 
         reason[(nc < p.min_valid) & (nn < p.min_valid)] = f"fewer than {p.min_valid} values in both groups"
-        layer = impute_layer(sub, method="downshift", seed=ctx.seed)
+        layer = impute_layer(sub, method="downshift", seed=seed)
         Y = np.asarray(layer.X, dtype=float).T
         imputed = ~obs & np.isfinite(Y)
         sd = _nansd(Y)
@@ -502,7 +579,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
             extra_cols["detection"] = np.where(only_case, f"only in {p.case}",
                                                np.where(only_control, f"only in {p.control}", "both"))
     elif method == "welch":
-        stat, pval = _welch(Yt[:, is_case], Yt[:, ~is_case], p.s0, ctx.rng())
+        stat, pval = _welch(Yt[:, is_case], Yt[:, ~is_case], p.s0, np.random.default_rng(seed))
         logfc = np.nanmean(Yt[:, is_case], 1) - np.nanmean(Yt[:, ~is_case], 1)
     else:
         stat, pval = _mann_whitney(Yt[:, is_case], Yt[:, ~is_case])
@@ -525,58 +602,14 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         table = table.loc[~bad].copy()
         table["q"] = bh(table["p"].to_numpy())
     table = table.sort_values("p", kind="stable").reset_index(drop=True)
-    sig = table["q"] < p.fdr
-    n_up, n_down = int((sig & (table["logFC"] > 0)).sum()), int((sig & (table["logFC"] < 0)).sum())
-
-    contrast = contrast_entity(p.group, p.case, p.control)
-    prov = ctx.provenance_for(name, p)
-    relations = []
-    for _, r in table.loc[sig].head(MAX_RELATIONS).iterrows():
-        up = r["logFC"] > 0
-        relations.append(Relation(
-            subject=feature_entity(kind, r["label"]), predicate="higher_in" if up else "lower_in", object=contrast,
-            stats=Stats(effect=float(r["logFC"]), effect_type="log2FC", p=float(r["p"]), q=float(r["q"]),
-                        n=int(r["n_case"] + r["n_control"]), direction="up" if up else "down",
-                        extra={"t": float(r["t"]), "feature_id": str(r["feature"]), "method": method}
-                        | ({"detection": r["detection"]} if r.get("detection", "both") != "both" else {})),
-            modality=p.modality, provenance=prov,
-        ))
-
-    title = f"{p.modality}: {p.case} vs {p.control} ({method}); {int(sig.sum())} with q < {p.fdr}"
-    slug = f"{p.modality}_{p.group}_{p.case}_vs_{p.control}".replace(" ", "_").replace("/", "-")
-    figures = [volcano(ctx, f"volcano_{slug}", table["logFC"], table["p"], table["q"], p.fdr, labels=table["label"].to_numpy(),
-                       xlabel="log2 fold change", title=title)]
-    top = table.head(40)
-    rows = pd.Index(ids).get_indexer(top["feature"])
-    figures.append(_heatmap(ctx, f"heatmap_{slug}", Y[rows], list(top["label"]), g.reset_index(drop=True),
-                            f"top {len(top)} features by p ({method})"))
-
-    metrics = {
-        "n_tested": int(len(table)), "n_significant": int(sig.sum()), "n_up": n_up, "n_down": n_down,
-        "n_skipped": int(len(skipped)), "n_case": n_case, "n_control": n_control,
-        "n_samples_dropped_missing_covariate": n_cov_na, "n_samples_missing_group": n_group_na,
-        "s2_prior": s2_prior, "df_prior": df_prior, "method": method, "s0": p.s0, "fdr": p.fdr, "impute": p.impute,
-        "n_imputed": int(imputed[tested].sum()), "normalize": choice.normalize,
-        "variance_prior": choice.variance_prior, "choices": choice.reasons,
-        "n_detected_only_case": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.case}").sum()),
-        "n_detected_only_control": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.control}").sum()),
-        "covariates": notes, "covariates_dropped": dropped,
+    top = pd.Index(ids).get_indexer(table["feature"].head(HEATMAP_ROWS))
+    details = {
+        "kind": kind, "choice": choice, "n_case": n_case, "n_control": n_control, "n_cov_na": n_cov_na,
+        "n_group_na": n_group_na, "covariates": covs, "dropped": dropped, "notes": notes, "s2_prior": s2_prior,
+        "df_prior": df_prior, "n_imputed": int(imputed[tested].sum()),
     }
-    head = ", ".join(f"{lab} ({fc:+.2f})" for lab, fc in zip(table.loc[sig, "label"].head(5), table.loc[sig, "logFC"]))
-    summary = (
-        f"{method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
-        + (f" adjusting for {', '.join(covs)}" if covs else "")
-        + (f" after down-shift imputation of {int(imputed[tested].sum())} missing values" if p.impute != "none" else "")
-        + f": {len(table)} features tested, {len(skipped)} skipped; {int(sig.sum())} with q < {p.fdr} "
-        f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "")
-        + (f". Detected in one group only: {metrics['n_detected_only_case']} in {p.case}, "
-           f"{metrics['n_detected_only_control']} in {p.control}" if method == "censored" else "")
-        + (f". Choices: {'; '.join(choice.reasons)}" if choice.reasons else "") + "." + dropped_text(dropped)
-    )
-    result = ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
-                        relations=relations, metrics=metrics)
-    study.cache[(name, p.model_dump_json())] = result  # reused by enrichment / network on the same contrast
-    return result
+    return ContrastTable(table, skipped, method, details, values=pd.DataFrame(Y[top], index=ids[top]),
+                         groups=g.reset_index(drop=True))
 
 
 # --- differential_anova -----------------------------------------------------------------------

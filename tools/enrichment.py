@@ -1,9 +1,10 @@
 """Pathway enrichment of a contrast: over-representation (ORA) and preranked GSEA.
 
-Both tools take the contrast ``group: case vs control`` of one bulk modality, compute its
-differential table (the registered ``differential_abundance`` tool when it is available, otherwise
-the limma moderated t of :func:`proteus.stats.limma.moderated_test`), and test the shipped gene-set
-libraries (:mod:`proteus.genesets`: Reactome, WikiPathways, GO biological process).
+Both tools take the contrast ``group: case vs control`` of one bulk modality with the parameters of
+its differential test, get its table from the contrast-table service (:mod:`proteus.stats.contrasts`:
+the table ``differential_abundance`` computes for the same parameters, computed once per study), and
+test the shipped gene-set libraries (:mod:`proteus.genesets`: Reactome, WikiPathways, GO biological
+process).
 
 ORA model (one-sided Fisher exact test = hypergeometric upper tail). With :math:`N` background
 genes, :math:`K` of them in the set, :math:`n` hits and :math:`k` hits in the set,
@@ -45,24 +46,22 @@ doi:10.1186/1471-2105-13-S16-S12
 
 from __future__ import annotations
 
-import tempfile
-
-
 import logging
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy import stats
 
 from proteus import genesets
 from proteus.records import MODALITY_ENTITY, Entity, Relation, Stats, ToolResult, contrast_entity
-from proteus.stats.design import covariate_block, dropped_text, usable_covariates
+from proteus.stats.contrasts import TEST_FIELDS, ContrastTest
 from proteus.stats.multitest import bh
 from proteus.study import Study
-from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, get_tool, register
+from proteus.tools.differential import differential_table
+from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
 __all__ = [
     "enrichment_ora",
@@ -114,87 +113,26 @@ def _feature_genes(study: Study, modality: str) -> pd.Series:
     return pd.Series(g, index=names, dtype=object)
 
 
-def _case_vs_rest_moderated_t(study: Study, modality: str, group: str, case: str, covariates: list[str]) -> tuple[pd.DataFrame, str]:
-    """limma moderated t of ``case`` against every other level, adjusted for the covariates the samples
-    can afford (:func:`proteus.stats.design.usable_covariates`); returns the table and a note on those dropped."""
-    from proteus.stats.limma import moderated_test
-
-    a = study.modalities[modality]
-    if a.uns.get("level", "sample") == "cell":
-        msg = f"modality {modality!r} is cell-level; enrichment needs a sample-level (bulk) layer"
-        raise ToolInputError(msg)
-    samples = list(a.obs_names.astype(str))
-    clin = study.clinical.reindex(samples)
-    g = clin[group].astype(object).where(clin[group].notna(), None).map(lambda v: None if v is None else str(v))
-    is_case = g == str(case)
-    is_ctrl = g.notna() & ~is_case
-    use = is_case | is_ctrl
-    covs, dropped = usable_covariates(clin.loc[use.to_numpy()], covariates, 2)
-    Z = covariate_block(clin.loc[use.to_numpy()], covs).reindex(clin.index)
-    use &= Z.notna().all(axis=1)
-    n_case, n_ctrl = int((use & is_case).sum()), int((use & is_ctrl).sum())
-    if n_case < 2 or n_ctrl < 2:
-        msg = f"{group}: {case} has {n_case} and the other levels {n_ctrl} usable samples in {modality}; need at least 2 each"
-        raise ToolFailed(msg)
-    keep = use[use].index
-    x = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
-    Y = pd.DataFrame(np.asarray(x, dtype=float), index=samples, columns=a.var_names.astype(str)).loc[keep].T
-    Y = Y.replace([np.inf, -np.inf], np.nan)
-    ci, ki = is_case[keep].to_numpy(), ~is_case[keep].to_numpy()
-    ok = (Y.loc[:, ci].notna().sum(axis=1) >= 2) & (Y.loc[:, ki].notna().sum(axis=1) >= 2)
-    Y = Y[ok]
-    design = np.column_stack([np.ones(len(keep)), ci.astype(float), Z.loc[keep].to_numpy(float)])
-    tab = moderated_test(Y, design, coef=1)
-    out = pd.DataFrame({"feature": Y.index, "logFC": tab["logFC"].to_numpy(), "t": tab["t"].to_numpy(),
-                        "p": tab["P.Value"].to_numpy()})
-    out["q"] = bh(out["p"].to_numpy())
-    return out, dropped_text(dropped)
-
-
 def contrast_table(study: Study, *, modality: str, group: str, case: str, control: str | None = None,
-                   covariates: list[str] | None = None, ctx: ToolContext | None = None) -> tuple[pd.DataFrame, str]:
+                   covariates: list[str] | None = None, ctx: ToolContext | None = None, **test) -> tuple[pd.DataFrame, str]:
     """Differential table of ``group: case vs control`` with columns feature, gene, logFC, t, p, q.
 
-    Calls the registered ``differential_abundance`` tool (its table with ``logFC`` and ``p``
-    columns); with no ``control`` (case vs all other samples with a value), which that tool does not
-    take, limma's moderated t. Returns the table and a one-line method note.
+    The contrast-table service's table (:func:`proteus.tools.differential.differential_table`) for the
+    full test parameters (``test``: method, normalize, variance_prior, min_valid, s0, impute; defaults
+    as ``differential_abundance``), so a step that names the differential step's parameters uses that
+    step's table; with no ``control``, ``case`` against all other samples with a value. Features
+    without a gene symbol in the layer are mapped from their id. Returns the table and a one-line
+    method note.
     """
-    covariates = list(covariates or [])
-    if control is not None:
-        tool = get_tool("differential_abundance")
-        fields = tool.params.model_fields
-        want = {"modality": modality, "group": group, "case": case, "control": control, "covariates": covariates}
-        call = {k: v for k, v in want.items() if k in fields and v is not None and v != []}
-        key = ("differential_abundance", tool.params.model_validate(call).model_dump_json())
-        res = study.cache.get(key)
-        if res is None:
-            sub = ToolContext(out_dir=ctx.out_dir, seed=ctx.seed, provenance=ctx.provenance,
-                              figure_prefix=f"{ctx.figure_prefix}de_") if ctx is not None else ToolContext(out_dir=tempfile.mkdtemp(prefix="proteus_de_"))
-            res = tool(study, call, sub)
-        tab = next((t for t in res.tables.values() if {"logFC", "p"} <= set(map(str, t.columns))), None)
-        if tab is None:
-            msg = f"differential_abundance returned no table with logFC and p (tables: {list(res.tables)})"
-            raise ToolFailed(msg)
-        tab = tab.copy()
-        if "feature" not in tab.columns:
-            tab = tab.rename_axis("feature").reset_index()
-        tcol = next((c for c in ("t", "moderated_t", "stat", "t_stat") if c in tab.columns), None)
-        if tcol is None:  # a signed z from the two-sided p
-            tab["t"] = np.sign(tab["logFC"]) * stats.norm.isf(tab["p"].clip(lower=1e-300) / 2)
-        else:
-            tab["t"] = tab[tcol]
-        if "q" not in tab.columns:
-            tab["q"] = bh(tab["p"].to_numpy(float))
-        method = "differential_abundance"
-    else:
-        tab, dropped_note = _case_vs_rest_moderated_t(study, modality, group, case, covariates)
-        method = f"limma moderated t (proteus.stats.limma), {case} vs all other samples" + dropped_note
+    params = ContrastTest(modality=modality, group=group, case=case, control=control, covariates=list(covariates or []), **test)
+    res = differential_table(study, params, seed=ctx.seed if ctx is not None else 0)
+    tab = res.table[["feature", "gene", "logFC", "t", "p", "q"]].copy()
+    method = res.method if control is None else f"differential_abundance ({res.method})"
     tab["feature"] = tab["feature"].astype(str)
-    genes = _feature_genes(study, modality)
-    if "gene" not in tab.columns or tab["gene"].isna().all():
-        tab["gene"] = genes.reindex(tab["feature"]).to_numpy()
+    if tab["gene"].isna().all():
+        tab["gene"] = _feature_genes(study, modality).reindex(tab["feature"]).to_numpy()
     tab = tab[np.isfinite(tab["p"].astype(float)) & np.isfinite(tab["logFC"].astype(float))]
-    return tab[["feature", "gene", "logFC", "t", "p", "q"]].reset_index(drop=True), method
+    return tab.reset_index(drop=True), method
 
 
 def gene_level(table: pd.DataFrame) -> pd.DataFrame:
@@ -305,14 +243,10 @@ def enrich_hits(hits: list[str], background: list[str], library: str = "reactome
 # --------------------------------------------------------------------------------------------
 
 
-class _ContrastParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _ContrastParams(ContrastTest):
+    """The contrast's differential test (the same parameters as ``differential_abundance``: name that
+    step's to use its table) and the gene-set library."""
 
-    modality: str = Field(description="bulk modality whose contrast is tested, e.g. 'proteomics' or 'phosphoproteomics'")
-    group: str = Field(description="clinical column defining the groups")
-    case: str = Field(description="level of `group` that is the case (numerator of the fold change)")
-    control: str | None = Field(None, description="level of `group` that is the control; None = all other samples")
-    covariates: list[str] = Field(default_factory=list, description="clinical columns adjusted for in the differential model")
     library: Library = Field("reactome", description="gene-set library: reactome, wikipathways or go_bp (GO biological process)")
 
 
@@ -374,8 +308,7 @@ def enrichment_ora(study: Study, params: OraParams, ctx: ToolContext) -> ToolRes
         msg = f"min_size ({p.min_size}) must not exceed max_size ({p.max_size})"
         raise ToolInputError(msg)
     check_organism(study, p.modality)
-    tab, method = contrast_table(study, modality=p.modality, group=p.group, case=p.case, control=p.control,
-                                 covariates=p.covariates, ctx=ctx)
+    tab, method = contrast_table(study, **p.model_dump(include=TEST_FIELDS), ctx=ctx)
     tab = _symbols_all(tab)
     sets = genesets.load(p.library)
     names = genesets.set_names(p.library)
@@ -568,8 +501,7 @@ def enrichment_gsea(study: Study, params: GseaParams, ctx: ToolContext) -> ToolR
         msg = f"min_size ({p.min_size}) must not exceed max_size ({p.max_size})"
         raise ToolInputError(msg)
     check_organism(study, p.modality)
-    tab, method = contrast_table(study, modality=p.modality, group=p.group, case=p.case, control=p.control,
-                                 covariates=p.covariates, ctx=ctx)
+    tab, method = contrast_table(study, **p.model_dump(include=TEST_FIELDS), ctx=ctx)
     genes = gene_level(tab)
     genes = genes[np.isfinite(genes["t"].astype(float))]
     if len(genes) < 2 * p.min_size:

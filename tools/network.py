@@ -24,11 +24,12 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy import sparse
 
 from proteus import genesets
 from proteus.records import Entity, Relation, Stats, ToolResult
+from proteus.stats.contrasts import TEST_FIELDS, ContrastTest
 from proteus.study import Study
 from proteus.tools.enrichment import _symbols_all, check_organism, contrast_table, select_hits
 from proteus.tools.registry import ToolContext, ToolFailed, register
@@ -38,14 +39,11 @@ __all__ = ["ppi_network", "hit_network"]
 SOURCE = "BioPlex 3.0 HEK293T (Huttlin et al. 2021)"
 
 
-class PpiParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PpiParams(ContrastTest):
+    """The contrast's differential test (the same parameters as ``differential_abundance``: name that
+    step's to use its hits) and the network's settings."""
 
     modality: str = Field(description="bulk protein-level modality, e.g. 'proteomics' (sites are collapsed to proteins)")
-    group: str = Field(description="clinical column defining the groups")
-    case: str = Field(description="level of `group` that is the case (numerator of the fold change)")
-    control: str | None = Field(None, description="level of `group` that is the control; None = all other samples")
-    covariates: list[str] = Field(default_factory=list, description="clinical columns adjusted for in the differential model")
     direction: Literal["up", "down", "both"] = Field("both", description="hits higher in case (up), lower (down), or either")
     hit_fdr: float = Field(0.05, gt=0, lt=1, description="BH q threshold for a feature to count as a hit")
     min_abs_logfc: float = Field(0.0, ge=0, description="minimum |log2 fold change| for a hit")
@@ -127,8 +125,7 @@ def ppi_network(study: Study, params: PpiParams, ctx: ToolContext) -> ToolResult
     name = "ppi_network"
     p = params
     check_organism(study, p.modality)
-    tab, method = contrast_table(study, modality=p.modality, group=p.group, case=p.case, control=p.control,
-                                 covariates=p.covariates, ctx=ctx)
+    tab, method = contrast_table(study, **p.model_dump(include=TEST_FIELDS), ctx=ctx)
     tab = _symbols_all(tab)
     background = sorted(set(tab["symbol"].dropna()))
     directions = ["up", "down"] if p.direction == "both" else [p.direction]

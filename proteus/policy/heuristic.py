@@ -28,6 +28,7 @@ from proteus.policy.patterns import compose_hypotheses
 from proteus.policy.result_tables import ResultTables
 from proteus.policy.playbooks import Play, bulk_plays, followup_plays
 from proteus.records import Hypothesis, Objective, Step
+from proteus.stats.contrasts import TEST_FIELDS
 
 __all__ = ["HeuristicPolicy"]
 
@@ -118,7 +119,10 @@ class HeuristicPolicy(Policy):
                 dropped = [s for s in steps if s.tool in _HIT_TOOLS and _contrast_key(s.params) == key]
                 steps = [s for s in steps if s not in dropped]
                 if dropped and not any(s.tool == "enrichment_gsea" and _contrast_key(s.params) == key for s in steps):
-                    steps.insert(0, StepSpec(tool="enrichment_gsea", params={k: v for k, v in last.params.items() if k in ("modality", "group", "case", "control", "covariates")} | {"library": "reactome"}, rationale="no single feature passed FDR; rank-based enrichment can still find coordinated shifts"))
+                    # a differential step's full test parameters, so the ranking is that step's table
+                    fields = TEST_FIELDS if last.tool == "differential_abundance" else ("modality", "group", "case", "control", "covariates")
+                    test = {k: v for k, v in last.params.items() if k in fields}
+                    steps.insert(0, StepSpec(tool="enrichment_gsea", params=test | {"library": "reactome"}, rationale="no single feature passed FDR; rank-based enrichment can still find coordinated shifts"))
                 reason = f"no significant features in {last.params.get('modality')}: dropped {len(dropped)} hit-list step(s), rank-based enrichment instead"
             elif n_sig < 5:
                 dropped = [s for s in steps if s.tool == "ppi_network" and _contrast_key(s.params) == key]
