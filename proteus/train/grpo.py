@@ -142,6 +142,7 @@ def train(
         ``eval_batch_size`` at a time.
     sft_epochs
         Epochs of the supervised warm start on the training prompts' reference answers (0: none).
+        Should it fail, its error is recorded (``sft_error``) and GRPO goes on.
     deadline
         A ``time.time()`` value: the warm start gets at most half the time left after the
         evaluations it needs, GRPO stops when one more step would leave too little time for the
@@ -215,7 +216,6 @@ def train(
 
     lora = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
-    evaluations: dict[str, list[float]] = {"before": before}
     if sft_epochs > 0:
         pairs = _sft_rows(tok, train_rows, max_completion_tokens)
         stop_at = None if deadline is None else time.time() + (prog.left_s() - 2 * reserve()) / 2
@@ -225,15 +225,20 @@ def train(
                 **_common_args(cuda, seed, work), num_train_epochs=sft_epochs, per_device_train_batch_size=4 if cuda else 1,
                 learning_rate=learning_rate, max_length=max_prompt_tokens + max_completion_tokens, packing=False,
             )
-            sft = SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(pairs), callbacks=[prog.callback("sft", stop_at=stop_at)])
-            sft.train()
-            model = sft.model
-            model.save_pretrained(str(out / "adapter"))
-            prog.phase("sft", time.time() - t, n_sft=len(pairs))
-            if eval_rows:
-                evaluations["after_sft"] = score(model, "after_sft")
-                summary["sft_change"] = paired_change(before, evaluations["after_sft"])
-                prog.write()
+            try:
+                sft = SFTTrainer(model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(pairs), callbacks=[prog.callback("sft", stop_at=stop_at)])
+                sft.train()
+            except Exception as e:  # the warm start is optional: GRPO still runs and is measured
+                log.exception("supervised warm start failed")
+                prog.phase("sft_failed", time.time() - t, sft_error=f"{type(e).__name__}: {e}")
+            else:
+                model = sft.model
+                model.save_pretrained(str(out / "adapter"))
+                prog.phase("sft", time.time() - t, n_sft=len(pairs))
+                if eval_rows:
+                    after_sft = score(model, "after_sft")
+                    summary["sft_change"] = paired_change(before, after_sft)
+                    prog.write()
 
     stop_at = None if deadline is None else deadline - reserve()
     # a GRPO step samples about one evaluation batch and trains on it: start only if one fits
