@@ -40,6 +40,8 @@ METHODS = {
     "censored": {"method": "censored", "variance_prior": "constant"},
     "censored+vsn": {"method": "censored", "variance_prior": "constant", "normalize": "vsn"},
     "auto (default)": {},
+    # an explicit choice, not a default: TREAT at the conventional 1.5-fold (McCarthy & Smyth 2009)
+    "auto + TREAT 1.5x": {"lfc": float(np.log2(1.5))},
 }
 
 

@@ -297,3 +297,49 @@ def test_benchmark_sets_contaminant_and_mixed_species_groups_apart(ups_dir):
         assert null == set(truth["true_negative_ids"]) - ambiguous
         mixed = f"{sorted(changing)[0]};{sorted(null)[0]}"
         assert mixed in classify_groups(truth | {"excluded_ids": [mixed]})[2]
+
+
+def test_treat_threshold_is_r_limma_treat_and_extends_to_the_censored_model(ups_study, tmp_path):
+    """lfc > 0 (asked for explicitly) tests |log2FC| > lfc: on complete UPS1 groups it is R limma's
+    ``treat`` number for number; with missing values the censored model's TREAT p is never below its
+    ordinary p, agrees with limma's treat on complete features, and a threshold above a feature's
+    fold change leaves t = 0."""
+    from proteus.study import Study
+    from proteus.tools.registry import ToolContext, get_tool
+
+    tool = get_tool("differential_abundance")
+    base = {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol",
+            "normalize": "none", "variance_prior": "constant"}
+    a = ups_study.modalities["proteomics"]
+    full = a[:, np.isfinite(np.asarray(a.X)).all(axis=0)].copy()
+    del full.var["n_peptides"]
+    study = Study(root=ups_study.root, modalities={"proteomics": full}, clinical=ups_study.clinical)
+    case = (study.sample_table("proteomics")["condition"] == "ups_25fmol").astype(int)
+    r = _rscript("y <- as.matrix(read.delim('y.tsv', row.names = 1, check.names = FALSE))\n"
+                 "g <- read.delim('g.tsv', row.names = 1)[colnames(y), 1]\n"
+                 "fit <- treat(lmFit(y, cbind(1, g))[, 2], lfc = 0.5)\n"
+                 "write.table(data.frame(t = fit$t[, 1], p = fit$p.value[, 1]), 'out.tsv', sep = '\\t', quote = FALSE)",
+                 tmp_path, y=pd.DataFrame(np.asarray(full.X).T, index=full.var_names, columns=full.obs_names),
+                 g=case.to_frame("case"))
+    res = tool(study, base | {"method": "limma", "lfc": 0.5}, ToolContext(out_dir=tmp_path, seed=0))
+    t = res.tables["results"].set_index("feature")
+    np.testing.assert_allclose(t["p"], r.loc[t.index, "p"], rtol=1e-6)
+    np.testing.assert_allclose(t["t"], r.loc[t.index, "t"], rtol=1e-8, atol=1e-12)
+    assert (t["t"] == 0).any() and "TREAT" in res.summary
+
+    plain_res = tool(ups_study, base | {"method": "censored"}, ToolContext(out_dir=tmp_path, seed=0))
+    plain = plain_res.tables["results"]
+    treat = tool(ups_study, base | {"method": "censored", "lfc": 0.5}, ToolContext(out_dir=tmp_path, seed=0))
+    both = plain.set_index("feature").join(treat.tables["results"].set_index("feature"), rsuffix="_treat")
+    assert (both["p_treat"] >= both["p"] - 1e-12).all()
+    incomplete = (both["n_case"] < 3) | (both["n_control"] < 3)
+    assert incomplete.sum() > 20 and (both.loc[incomplete, "p_treat"] > both.loc[incomplete, "p"]).mean() > 0.9
+    inside = both["logFC"].abs() < 0.5
+    assert (both.loc[inside, "t_treat"] == 0).all() and inside.sum() > 100
+    # complete features: limma's treat from the same fit (se = logFC / t, df = prior df + 4 residual df)
+    from scipy import stats
+
+    c = both.loc[~incomplete]
+    se, df = c["logFC"] / c["t"], plain_res.metrics["df_prior"] + 4
+    expected = stats.t.sf((c["logFC"].abs() - 0.5) / se.abs(), df) + stats.t.sf((c["logFC"].abs() + 0.5) / se.abs(), df)
+    np.testing.assert_allclose(c["p_treat"], expected, rtol=1e-6)

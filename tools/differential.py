@@ -204,6 +204,15 @@ def _welch(a: np.ndarray, b: np.ndarray, s0: float, rng: np.random.Generator | N
     return d, (exceed + 1) / (null.size + 1)
 
 
+def _treat(logfc: np.ndarray, se: np.ndarray, df: np.ndarray, lfc: float) -> tuple[np.ndarray, np.ndarray]:
+    """limma's ``treat`` (McCarthy & Smyth 2009, doi:10.1093/bioinformatics/btp053): the null is
+    :math:`|\\beta| \\le` ``lfc``; :math:`p = P(T > (|b| - \\tau)/se) + P(T > (|b| + \\tau)/se)`, and t is
+    :math:`\\operatorname{sign}(b)(|b| - \\tau)/se`, 0 inside the threshold."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        near, far = (np.abs(logfc) - lfc) / se, (np.abs(logfc) + lfc) / se
+    return np.sign(logfc) * np.maximum(near, 0.0), t_sf(near, df) + t_sf(far, df)
+
+
 def _mann_whitney(a: np.ndarray, b: np.ndarray):
     """Rank-sum U per row on observed values; normal approximation with tie + continuity correction."""
     from scipy import stats
@@ -390,7 +399,8 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         "n_tested": int(len(table)), "n_significant": int(sig.sum()), "n_up": n_up, "n_down": n_down,
         "n_skipped": int(len(skipped)), "n_case": n_case, "n_control": n_control,
         "n_samples_dropped_missing_covariate": d["n_cov_na"], "n_samples_missing_group": d["n_group_na"],
-        "s2_prior": d["s2_prior"], "df_prior": d["df_prior"], "method": method, "s0": p.s0, "fdr": p.fdr, "impute": p.impute,
+        "s2_prior": d["s2_prior"], "df_prior": d["df_prior"], "method": method, "s0": p.s0, "fdr": p.fdr, "lfc": p.lfc,
+        "impute": p.impute,
         "n_imputed": n_imputed, "normalize": choice.normalize,
         "variance_prior": choice.variance_prior, "choices": list(choice.reasons),
         "n_detected_only_case": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.case}").sum()),
@@ -402,6 +412,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         f"{method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
         + (f" adjusting for {', '.join(covs)}" if covs else "")
         + (f" after down-shift imputation of {n_imputed} missing values" if p.impute != "none" else "")
+        + (f" (TREAT: |log2FC| > {p.lfc:g})" if p.lfc > 0 else "")
         + f": {len(table)} features tested, {len(skipped)} skipped; {int(sig.sum())} with q < {p.fdr} "
         f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "")
         + (f". Detected in one group only: {metrics['n_detected_only_case']} in {p.case}, "
@@ -467,6 +478,9 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
     """Compute the table of :func:`differential_table` (see the ``differential_abundance`` docstring)."""
     if p.case == p.control:
         msg = f"case and control are both {p.case!r}; choose two different levels of {p.group!r}"
+        raise ToolInputError(msg)
+    if p.lfc > 0 and p.method not in ("auto", "limma", "censored"):
+        msg = f"lfc (TREAT) applies to limma or censored, not {p.method}"
         raise ToolInputError(msg)
     if p.covariates and p.method not in ("auto", "limma", "censored"):
         msg = f"covariates need method='limma' ({p.method} cannot adjust for {p.covariates})"
@@ -565,11 +579,14 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
             extra_cols["n_peptides"] = counts[tested]
         else:
             extra_cols["B"] = eb.lods[:, 0]
+        if p.lfc > 0:  # TREAT: |logFC| > lfc (limma's treat; B has no meaning for it)
+            stat, pval = _treat(logfc, eb.stdev_unscaled[:, 0] * np.sqrt(s2_post), df_total, p.lfc)
+            extra_cols.pop("B", None)
         if method == "censored":
             inc = ~np.isfinite(Yt).all(1)
             if inc.any():
                 extra_cols.pop("B", None)
-                ct, cp, cb = censored_test(Yt[inc], X, 1, s2_post[inc], df_total[inc], choice.curves)
+                ct, cp, cb = censored_test(Yt[inc], X, 1, s2_post[inc], df_total[inc], choice.curves, lfc=p.lfc)
                 stat[inc], pval[inc], logfc[inc] = ct, cp, cb
             only_case, only_control = nn[tested] == 0, nc[tested] == 0
             limit = choice.curves.rho

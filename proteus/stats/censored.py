@@ -30,6 +30,8 @@ differentially abundant proteins in label-free mass spectrometry. bioRxiv 661496
 doi:10.1101/661496
 Smyth GK (2004). Stat Appl Genet Mol Biol 3:3. doi:10.2202/1544-6115.1027
 Kish L (1965). Survey Sampling. Wiley (design effect of clustered observations).
+McCarthy DJ, Smyth GK (2009). Testing significance relative to a fold-change threshold is a TREAT.
+Bioinformatics 25:765-771. doi:10.1093/bioinformatics/btp053
 """
 
 from __future__ import annotations
@@ -138,7 +140,8 @@ def fit_dropout_curves(Y: np.ndarray, groups: np.ndarray | None = None, n_iter: 
 
 def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.ndarray, zeta2: np.ndarray,
                         n_iter: int = 100, tol: float = 1e-9, weight: np.ndarray | None = None,
-                        beta0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        beta0: np.ndarray | None = None, offset: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Maximise the censored-normal log likelihood (module docstring) of every feature by Newton steps.
 
     The likelihood is concave in :math:`\\beta` (a Gaussian plus log-probit terms), so damped
@@ -158,6 +161,8 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
         Weight of each censored term (default 1; :func:`absent_group_weights`).
     beta0 : ndarray, shape (n_features, n_coef), optional
         Starting coefficients (default: least squares with missing values at the dropout midpoint).
+    offset : ndarray, shape (n_features, n_samples), optional
+        Known part of each mean (:math:`x_j^\\top\\beta + o_{gj}`), e.g. a coefficient held fixed.
 
     Returns
     -------
@@ -167,6 +172,8 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
         Minus the second derivative at ``beta``.
     """
     obs = np.isfinite(Y)
+    if offset is not None:  # y - o ~ x'beta; a dropout below rho - o
+        Y = Y - offset
     Y0 = np.where(obs, Y, 0.0)
     G, n = Y.shape
     p = X.shape[1]
@@ -177,7 +184,7 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
     # missing values: one censored term each, stored row by row (only these need the normal cdf)
     cell_row, cell_col = np.nonzero(~obs)
     cell_tau = np.sqrt(zeta2[cell_col] + s2[cell_row])
-    cell_rho = rho[cell_col]
+    cell_rho = rho[cell_col] if offset is None else rho[cell_col] - offset[cell_row, cell_col]
     cell_w = np.ones(cell_row.size) if weight is None else weight[cell_row, cell_col]
     bounds = np.searchsorted(cell_row, np.arange(G + 1))
     Xu, cell_cls = np.unique(X, axis=0, return_inverse=True)  # samples with one design row share a mean
@@ -209,7 +216,8 @@ def censored_loglik_fit(Y: np.ndarray, X: np.ndarray, s2: np.ndarray, rho: np.nd
         return ll, grad, H
 
     if beta0 is None:  # least squares with each missing value set to its sample's dropout midpoint
-        fill = np.where(obs, Y, np.minimum(rho[None, :], np.nanmin(np.where(obs, Y, np.inf), axis=1, keepdims=True)))
+        low = rho[None, :] if offset is None else rho[None, :] - offset
+        fill = np.where(obs, Y, np.minimum(low, np.nanmin(np.where(obs, Y, np.inf), axis=1, keepdims=True)))
         beta0 = np.linalg.lstsq(X, fill.T, rcond=None)[0].T
     beta = np.array(beta0, dtype=float)
     active = np.arange(G)
@@ -254,8 +262,13 @@ def _log_ndtr_mills(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def censored_test(Y: np.ndarray, X: np.ndarray, coef: int, s2: np.ndarray, df_total: np.ndarray,
-                  curves: DropoutCurves) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  curves: DropoutCurves, lfc: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Signed likelihood-ratio t of coefficient ``coef`` under the censored model (module docstring).
+
+    With ``lfc > 0`` the null is :math:`|\\beta| \\le` ``lfc`` (TREAT; McCarthy & Smyth 2009,
+    doi:10.1093/bioinformatics/btp053): with :math:`t_\\pm` the signed roots of the likelihood
+    ratios against :math:`\\beta = \\pm\\operatorname{sign}(\\hat\\beta)\\,` ``lfc``,
+    :math:`p = P(T > t_+) + P(T > t_-)`, which is limma's ``treat`` when nothing is missing.
 
     Parameters
     ----------
@@ -267,26 +280,41 @@ def censored_test(Y: np.ndarray, X: np.ndarray, coef: int, s2: np.ndarray, df_to
     s2, df_total : ndarray, shape (n_features,)
         limma's posterior variance and moderated-t degrees of freedom.
     curves : DropoutCurves
+    lfc : float
+        Fold-change threshold of the TREAT null (0: the ordinary test of :math:`\\beta = 0`).
 
     Returns
     -------
     t, p, beta : ndarray
-        Signed root of the likelihood ratio, its two-sided p-value on ``df_total`` df, and the
-        fitted coefficient ``coef`` (``-inf``-bound when only missing values inform it).
+        Signed root of the likelihood ratio (TREAT: of the nearer bound, 0 inside it), its p-value on
+        ``df_total`` df, and the fitted coefficient ``coef`` (``-inf``-bound when only missing values
+        inform it).
     """
     s2_typ = float(np.median(s2))
     zeta2 = np.maximum(curves.scale**2 - s2_typ, 0.25 * curves.scale**2)
     W = absent_group_weights(Y, X[:, coef])
     full, ll1, H = censored_loglik_fit(Y, X, s2, curves.rho, zeta2, weight=W)
-    # start the reduced fit at the maximum of the full fit's quadratic approximation with beta_coef = 0
     keep = np.delete(np.arange(X.shape[1]), coef)
-    start = np.linalg.solve(H[:, keep][:, :, keep] + 1e-10 * np.eye(keep.size),
-                            np.einsum("rij,rj->ri", H, full)[:, keep][:, :, None])[:, :, 0]
-    _, ll0, _ = censored_loglik_fit(Y, X[:, keep], s2, curves.rho, zeta2, weight=W, beta0=start)
-    lr = np.maximum(2 * (ll1 - ll0), 0.0)
-    t = np.sign(full[:, coef]) * np.sqrt(lr)
-    p = 2 * t_sf(np.abs(t), df_total)
-    return t, p, full[:, coef]
+
+    def fixed(value: np.ndarray) -> np.ndarray:
+        """Largest log likelihood with coefficient ``coef`` held at ``value`` (per feature), started at the
+        maximum of the full fit's quadratic approximation under that constraint."""
+        shifted = full.copy()
+        shifted[:, coef] -= value
+        start = np.linalg.solve(H[:, keep][:, :, keep] + 1e-10 * np.eye(keep.size),
+                                np.einsum("rij,rj->ri", H, shifted)[:, keep][:, :, None])[:, :, 0]
+        offset = value[:, None] * X[None, :, coef] if np.any(value) else None
+        return censored_loglik_fit(Y, X[:, keep], s2, curves.rho, zeta2, weight=W, beta0=start, offset=offset)[1]
+
+    sign = np.sign(full[:, coef])
+    if lfc <= 0:
+        t = sign * np.sqrt(np.maximum(2 * (ll1 - fixed(np.zeros(len(Y)))), 0.0))
+        return t, 2 * t_sf(np.abs(t), df_total), full[:, coef]
+    sign[sign == 0] = 1.0
+    near = np.sqrt(np.maximum(2 * (ll1 - fixed(sign * lfc)), 0.0))
+    near[np.abs(full[:, coef]) < lfc] *= -1
+    far = np.sqrt(np.maximum(2 * (ll1 - fixed(-sign * lfc)), 0.0))
+    return sign * np.maximum(near, 0.0), t_sf(near, df_total) + t_sf(far, df_total), full[:, coef]
 
 
 def absent_group_weights(Y: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -60,6 +60,8 @@ class ContrastTest(BaseModel):
         2, ge=1, description="minimum non-missing values per group for a feature to be tested (censored: in at least "
         "one group) (2 = limma as is; 3 = Perseus 'in each group')"
     )
+    lfc: float = Field(0.0, ge=0, description="TREAT fold-change threshold (limma, censored): test |log2FC| > lfc "
+                       "instead of != 0 (McCarthy & Smyth 2009); 0 = ordinary test. Only when asked for")
     s0: float = Field(0.0, ge=0, description="SAM fudge factor added to the Welch standard error (welch only; "
                       "Perseus default 0, 0.1 common)")
     impute: Literal["none", "downshift"] = Field(
