@@ -12,8 +12,12 @@ fingerprint) and writes ``RUN_DIR/study.h5mu``; open it with ``mudata.read_h5mu`
 - ``mdata.mod[<layer>].varm["contrast_<step>"]``: per feature ``logFC``, ``t``, ``p``, ``q`` of each
   two-group differential test the run made on that layer (features the step did not test are NaN),
   read from the step's table ``tables/<step>_results.tsv.gz`` (6 significant digits, as written there).
-- ``mdata.uns["contrasts"]``: one row per contrast (key, step, layer, group, case, control,
-  covariates, features tested, q < 0.05); ``mdata.uns["proteus"]``: the run's id, policy, model,
+- A cytometry layer the run clustered: ``obs["cluster"]`` / ``obs["population"]`` and
+  ``layers["arcsinh"]`` as the run made them (recomputed with its parameters and seed, the
+  clustering key checked), and each differential abundance / state table in
+  ``uns["contrast_<step>"]``.
+- ``mdata.uns["contrasts"]``: one row per contrast (key, step, tool, layer, group, case, control,
+  covariates or pairing block, tests, q < 0.05); ``mdata.uns["proteus"]``: the run's id, policy, model,
   seed, status and counts; ``mdata.uns["mutations"]``: the long mutation table, when the study has one.
 
 It is written on request, not in every run: for the CPTAC UCEC cohort it takes 66 MB (gzip, X as
@@ -39,8 +43,14 @@ if TYPE_CHECKING:  # the command line imports this module; the data libraries lo
 
 __all__ = ["CONTRAST_TOOLS", "contrast_tables", "study_mudata", "write_h5mu", "h5mu_cli"]
 
-CONTRAST_TOOLS = ("differential_abundance",)
-"""Tools whose ``results`` table is a two-group contrast with per-feature logFC, t, p and q."""
+CONTRAST_TOOLS = {"differential_abundance": "results"}
+"""Tools whose table (tool -> table name) is a two-group contrast with per-feature logFC, t, p and q:
+written to the layer's ``varm``."""
+
+POPULATION_CONTRAST_TOOLS = {"cytometry_differential_abundance": "differential_abundance",
+                             "cytometry_differential_state": "differential_state"}
+"""Tools whose table is a two-group contrast of cell populations (and markers within them): written
+whole to the cell-level layer's ``uns``."""
 
 _CONTRAST_COLUMNS = ["logFC", "t", "p", "q"]
 
@@ -102,28 +112,56 @@ def _layer(adata: ad.AnnData, clinical: pd.DataFrame) -> ad.AnnData:
     return ad.AnnData(X.astype(np.float32), obs=_h5_safe(obs), var=_h5_safe(adata.var), layers=layers, uns=uns)
 
 
-def contrast_tables(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The run's finished two-group differential steps (:data:`CONTRAST_TOOLS`) with their results tables.
+def _steps(run_dir: Path) -> list[dict[str, Any]]:
+    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+    return [s for w in state.get("workflows", []) for s in w.get("steps", []) if s.get("status") == "done"]
 
-    Each item: ``key`` (``contrast_<step>``), ``step``, ``modality``, ``group``, ``case``,
-    ``control``, ``covariates`` and ``table`` (the step's ``results`` table as written).
+
+def contrast_tables(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The run's finished two-group contrasts (:data:`CONTRAST_TOOLS`, :data:`POPULATION_CONTRAST_TOOLS`)
+    with their tables.
+
+    Each item: ``key`` (``contrast_<step>``), ``step``, ``tool``, ``modality``, ``group``, ``case``,
+    ``control``, ``covariates`` (or the pairing ``block``) and ``table`` (the step's table as written).
     """
     import pandas as pd
 
     run_dir = Path(run_dir)
-    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
     out = []
-    for w in state.get("workflows", []):
-        for s in w.get("steps", []):
-            results = [t for t in s.get("tables") or [] if t.endswith("_results.tsv.gz")]
-            if s.get("tool") not in CONTRAST_TOOLS or s.get("status") != "done" or not results:
-                continue
-            table = pd.read_csv(run_dir / results[0], sep="\t", dtype={"feature": str})
-            p = s.get("params") or {}
-            out.append({"key": f"contrast_{s['id']}", "step": s["id"], "modality": p.get("modality"), "group": p.get("group"),
-                        "case": p.get("case"), "control": p.get("control"), "covariates": list(p.get("covariates") or []),
-                        "table": table})
+    for s in _steps(run_dir):
+        name = {**CONTRAST_TOOLS, **POPULATION_CONTRAST_TOOLS}.get(s.get("tool"))
+        path = f"tables/{s['id']}_{name}.tsv.gz"
+        if name is None or path not in (s.get("tables") or []):
+            continue
+        p = s.get("params") or {}
+        out.append({"key": f"contrast_{s['id']}", "step": s["id"], "tool": s["tool"], "modality": p.get("modality"),
+                    "group": p.get("group"), "case": p.get("case"), "control": p.get("control"),
+                    "covariates": list(p.get("covariates") or ([p["block"]] if p.get("block") else [])),
+                    "table": pd.read_csv(run_dir / path, sep="\t", dtype={"feature": str})})
     return out
+
+
+def _cluster_as_run(study: Study, run_dir: Path) -> None:
+    """Give each cell-level layer the run analysed the run's populations: its last
+    ``cytometry_clustering`` (or, when the run clustered only inside DA / DS, the default one),
+    recomputed with the run's parameters and seed (deterministic; the clustering key is checked)."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for s in _steps(run_dir):
+        if s["tool"].startswith("cytometry_") and (s["tool"] == "cytometry_clustering" or s["params"]["modality"] not in chosen):
+            chosen[s["params"]["modality"]] = s
+    if not chosen:
+        return
+    from proteus.tools.cytometry import ClusteringParams, ensure_clustering
+
+    seed = int(json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("seed") or 0)
+    for modality, s in chosen.items():
+        if modality not in study.modalities:
+            continue
+        params = ClusteringParams(**s["params"]) if s["tool"] == "cytometry_clustering" else None
+        rec, _ = ensure_clustering(study, modality, params, seed)
+        if rec["key"] != s["metrics"].get("clustering_key", rec["key"]):
+            msg = f"the populations of {modality!r} could not be recomputed as the run made them (clustering {rec['key']} != {s['metrics']['clustering_key']})"
+            raise RuntimeError(msg)
 
 
 def study_mudata(study: Study, run_dir: str | Path | None = None):
@@ -132,16 +170,23 @@ def study_mudata(study: Study, run_dir: str | Path | None = None):
     import mudata
     import pandas as pd
 
+    contrasts = contrast_tables(run_dir) if run_dir is not None else []
+    if run_dir is not None:
+        _cluster_as_run(study, Path(run_dir))
     clinical = _h5_safe(study.clinical)
     mods = {name: _layer(a, study.clinical) for name, a in study.modalities.items()}
     rows = []
-    for c in contrast_tables(run_dir) if run_dir is not None else []:
+    for c in contrasts:
         a = mods.get(c["modality"])
         if a is None:
             continue
-        t = c["table"].drop_duplicates("feature").set_index("feature")
-        a.varm[c["key"]] = t.reindex(a.var_names)[_CONTRAST_COLUMNS].astype(float)
-        rows.append({**{k: c[k] for k in ("key", "step", "modality", "group", "case")}, "control": c["control"] or "rest",
+        t = c["table"]
+        if c["tool"] in CONTRAST_TOOLS:
+            t = t.drop_duplicates("feature").set_index("feature")
+            a.varm[c["key"]] = t.reindex(a.var_names)[_CONTRAST_COLUMNS].astype(float)
+        else:
+            a.uns[c["key"]] = _h5_safe(t)
+        rows.append({**{k: c[k] for k in ("key", "step", "tool", "modality", "group", "case")}, "control": c["control"] or "rest",
                      "covariates": ", ".join(c["covariates"]), "n_tested": int(t["p"].notna().sum()),
                      "n_q05": int((t["q"] < 0.05).sum())})
     sample_of = {}  # global obs name -> its row of the sample table (a cell's row is its sample's)

@@ -83,28 +83,46 @@ def test_changed_inputs_refuse_to_export(ucec_run, tmp_path):
     assert not (run / "study.h5mu").exists()
 
 
-def test_cell_level_layer_gets_its_samples_clinical_columns(tmp_path):
-    """BCR-XL CyTOF (8 FCS files): cells keep their own obs and get their sample's sample-sheet columns,
-    in the layer's obs and in the global obs."""
+def _done_steps(run) -> list[dict]:
+    state = json.loads((run / "state.json").read_text())
+    return [s for w in state["workflows"] for s in w["steps"] if s["status"] == "done"]
+
+
+def test_cytometry_run_exports_its_populations_and_population_contrasts(tmp_path):
+    """BCR-XL CyTOF (8 FCS files, offline run): cells keep their own obs and get their sample's
+    sample-sheet columns (layer and global obs); the run's populations come back per cell (their
+    per-sample fractions equal the clustering step's proportions table) and the DA / DS tables equal
+    the run's tables."""
+    from proteus.cli import app
     from proteus.datasets import shared_dataset_dir
-    from proteus.io.cytometry import read_cytometry
-    from proteus.study import Study
-    from proteus.h5mu import study_mudata
+    from proteus.policy.heuristic import HeuristicPolicy
+    from proteus.runner import run_research
 
     data = shared_dataset_dir("bodenmiller-bcrxl")
     if data is None:
         pytest.skip("Bodenmiller BCR-XL data not in shared/datasets (set PROTEUS_SHARED)")
-    a, samples = read_cytometry(sorted(data.glob("*.fcs")), pd.read_csv(data / "metadata.tsv", sep="\t"),
-                                pd.read_csv(data / "panel.tsv", sep="\t"))
-    study_mudata(Study(data, {"cytometry": a}, samples)).write_h5mu(tmp_path / "cells.h5mu")
-    md = mudata.read_h5mu(tmp_path / "cells.h5mu")
+    run = tmp_path / "run"
+    run_research(data, run, policy=HeuristicPolicy(), seed=0)
+    result = CliRunner().invoke(app, ["export", "h5mu", str(run)])
+    assert result.exit_code == 0, result.output
+    md = mudata.read_h5mu(run / "study.h5mu")
     cells = md.mod["cytometry"]
-    of_sample = samples.loc[a.obs["sample_id"].astype(str), "condition"].astype(str).tolist()
-    assert md.obs.loc[cells.obs_names, "condition"].astype(str).tolist() == of_sample  # global obs: a cell's row is its sample's
-    assert cells.shape == a.shape and list(cells.var_names) == list(a.var_names)
-    expected = samples.loc[a.obs["sample_id"].astype(str)]
-    for c in samples.columns:
-        if c not in a.obs.columns:
-            assert cells.obs[c].astype(str).tolist() == expected[c].astype(str).tolist(), c
-    assert cells.obs["sample_id"].astype(str).tolist() == a.obs["sample_id"].astype(str).tolist()
-    assert set(cells.layers) == set(a.layers)
+    samples = pd.read_csv(data / "metadata.tsv", sep="\t").set_index("sample_id")
+    of_sample = samples.loc[cells.obs["sample_id"].astype(str)]
+    for c in ("condition", "patient_id"):
+        assert cells.obs[c].astype(str).tolist() == of_sample[c].astype(str).tolist()
+        assert md.obs.loc[cells.obs_names, c].astype(str).tolist() == of_sample[c].astype(str).tolist()  # a cell's row is its sample's
+
+    steps = {s["tool"]: s for s in _done_steps(run)}
+    clustering = steps["cytometry_clustering"]
+    props = pd.read_csv(run / f"tables/{clustering['id']}_proportions.tsv.gz", sep="\t").set_index("sample_id")
+    ours = pd.crosstab(cells.obs["sample_id"].astype(str), cells.obs["population"].astype(str), normalize="index")
+    np.testing.assert_allclose(ours.loc[props.index, props.columns].to_numpy(), props.to_numpy(), atol=1e-6)
+    assert cells.uns["proteus_clustering"]["key"] == clustering["metrics"]["clustering_key"]
+    for tool, name in (("cytometry_differential_abundance", "differential_abundance"), ("cytometry_differential_state", "differential_state")):
+        step = steps[tool]
+        table = pd.read_csv(run / f"tables/{step['id']}_{name}.tsv.gz", sep="\t")
+        got = cells.uns[f"contrast_{step['id']}"]
+        np.testing.assert_array_equal(got["q"].to_numpy(float), table["q"].to_numpy(float))
+        assert got["population"].astype(str).tolist() == table["population"].astype(str).tolist()
+    assert set(md.uns["contrasts"]["tool"]) == {"cytometry_differential_abundance", "cytometry_differential_state"}
