@@ -20,6 +20,9 @@ fingerprint) and writes ``RUN_DIR/study.h5mu``; open it with ``mudata.read_h5mu`
   covariates or pairing block, tests, q < 0.05); ``mdata.uns["proteus"]``: the run's id, policy, model,
   seed, status and counts; ``mdata.uns["mutations"]``: the long mutation table, when the study has one.
 
+The layers are the data folder's as read: a run made on a subset of its samples (the evaluation
+harness's discovery split) is exported with all of them, its contrasts as the run computed them.
+
 It is written on request, not in every run: for the CPTAC UCEC cohort it takes 66 MB (gzip, X as
 float32; the phosphosite matrix alone 16 MB), against 23 MB for the rest of the run directory.
 """
@@ -41,7 +44,7 @@ if TYPE_CHECKING:  # the command line imports this module; the data libraries lo
 
     from proteus.study import Study
 
-__all__ = ["CONTRAST_TOOLS", "contrast_tables", "study_mudata", "write_h5mu", "h5mu_cli"]
+__all__ = ["CONTRAST_TOOLS", "POPULATION_CONTRAST_TOOLS", "contrast_tables", "study_mudata", "write_h5mu", "h5mu_cli"]
 
 CONTRAST_TOOLS = {"differential_abundance": "results"}
 """Tools whose table (tool -> table name) is a two-group contrast with per-feature logFC, t, p and q:
@@ -166,7 +169,9 @@ def _cluster_as_run(study: Study, run_dir: Path) -> None:
 
 def study_mudata(study: Study, run_dir: str | Path | None = None):
     """The study as a :class:`mudata.MuData` (see the module docstring), with the results of
-    ``run_dir``'s contrasts in ``varm`` and its summary in ``uns`` when ``run_dir`` is given."""
+    ``run_dir``'s contrasts in ``varm`` / ``uns`` and its summary in ``uns`` when ``run_dir`` is given.
+    A cytometry layer of ``study`` the run clustered gains that clustering in place
+    (:func:`proteus.tools.cytometry.ensure_clustering`)."""
     import mudata
     import pandas as pd
 
