@@ -182,3 +182,7 @@ def test_readme_install_makes_every_readme_command_work(tmp_path: Path):
     assert "distributed" in out["loaded"] and "distributed" in ours  # the eval scheduler was really used
     undeclared = {m: d for m, d in out["loaded"].items() if m in ours and d and not set(d) & set(out["declared"])}
     assert not undeclared, f"imported at run time but not declared in dependencies or [data]: {undeclared}"
+    # the README's export: the evaluation's run as MuData, with the installed dependencies
+    run_dir = next(p.parent for p in (tmp_path / "eval").rglob("run.json") if (p.parent / "state.json").exists())
+    r = subprocess.run([proteus, "export", "h5mu", str(run_dir)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0 and (run_dir / "study.h5mu").stat().st_size > 0, r.stderr[-3000:]
