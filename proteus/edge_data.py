@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import stats
 
 from proteus.records import Relation
+from proteus.stats.distributions import t_sf
+from proteus.stats.welch import welch_t
 from proteus.study import Study
 
 __all__ = ["EdgeDesign", "edge_design", "welch", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
@@ -71,35 +73,14 @@ class EdgeDesign:
 
 
 def welch(X: np.ndarray, case: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Welch's t of each column, case minus control, on observed values.
+    """Welch's t of each column, case minus control, on observed values (:func:`proteus.stats.welch.welch_t`).
 
-    Returns ``(t, diff, se, df)``; NaN where a group has fewer than two values or no variance.
-    Welch B.L. The generalization of Student's problem. Biometrika 34:28-35 (1947).
+    Returns ``(t, diff, se, df)``; all NaN where a group has fewer than two values or no variance.
     """
     X = np.asarray(X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    case = np.asarray(case, dtype=bool)
-    out = []
-    for grp in (case, ~case):
-        v = X[grp]
-        m = np.isfinite(v)
-        n = m.sum(0).astype(float)
-        s = np.where(m, v, 0.0).sum(0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = s / n
-            ss = (np.where(m, v - mean, 0.0) ** 2).sum(0)
-            var = ss / (n - 1)
-        out.append((n, mean, var))
-    (n1, m1, v1), (n2, m2, v2) = out
-    with np.errstate(invalid="ignore", divide="ignore"):
-        a, b = v1 / n1, v2 / n2
-        se = np.sqrt(a + b)
-        diff = m1 - m2
-        t = diff / se
-        df = (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1))
-    bad = (n1 < 2) | (n2 < 2) | ~(se > 0)
-    return np.where(bad, np.nan, t), np.where(bad, np.nan, diff), np.where(bad, np.nan, se), np.where(bad, np.nan, df)
+    w = welch_t((X[:, None] if X.ndim == 1 else X).T, np.asarray(case, dtype=bool))
+    bad = ~np.isfinite(w.t)
+    return w.t, np.where(bad, np.nan, w.diff), np.where(bad, np.nan, w.se), w.df
 
 
 def rank_correlation(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,9 +106,9 @@ def rank_correlation(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _t_two_sided(t: np.ndarray, df: np.ndarray) -> np.ndarray:
-    """Two-sided Student-t p (``scipy.special.stdtr``: the t CDF without the distribution wrapper)."""
+    """Two-sided Student-t p."""
     with np.errstate(invalid="ignore"):
-        return 2 * special.stdtr(df, -np.abs(t))
+        return 2 * t_sf(np.abs(t), df)
 
 
 def correlation_p(r: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -172,15 +153,8 @@ def permuted_min_p(design: EdgeDesign, n_perm: int, seed: int, chunk: int = 1638
         N, S, Q = M.sum(0), X0.sum(0), (X0**2).sum(0)
         with np.errstate(invalid="ignore", divide="ignore"):
             if design.kind == "two_group":
-                C = design.labels[perms].astype(float)
-                n1, s1, q1 = C @ M, C @ X0, C @ X0**2
-                n2, s2, q2 = N - n1, S - s1, Q - q1
-                a = (q1 - s1**2 / n1) / (n1 - 1) / n1
-                b_ = (q2 - s2**2 / n2) / (n2 - 1) / n2
-                t = (s1 / n1 - s2 / n2) / np.sqrt(a + b_)
-                df = (a + b_) ** 2 / (a**2 / (n1 - 1) + b_**2 / (n2 - 1))
-                ok = (n1 >= 2) & (n2 >= 2) & (a + b_ > 0)
-                p = np.where(ok, _t_two_sided(t, df), np.nan)
+                w = welch_t(X.T, design.labels[perms].T)  # features x permutations
+                p = _t_two_sided(w.t, w.df).T
             else:
                 P = design.Y[perms, 0]
                 P = np.where(np.isfinite(P), P, 0.0)

@@ -294,6 +294,32 @@ def test_welch_and_mann_whitney_match_scipy(tumour_normal):
     np.testing.assert_allclose(_mann_whitney(a, b)[1], ref.pvalue, rtol=1e-10)
 
 
+def test_one_welch_for_one_and_many_labellings_and_for_edges(tumour_normal):
+    """proteus.stats.welch.welch_t (used by differential_abundance and the in-run edge re-tests) equals
+    scipy's Welch t-test; a matrix of labellings gives each labelling's own result."""
+    from proteus.edge_data import welch
+    from proteus.stats.welch import welch_t
+
+    clin, Y = tumour_normal
+    g = (clin["Proteomics_Tumor_Normal"] == "Tumor").to_numpy()
+    Y = Y.to_numpy()[:600]
+    ref = stats.ttest_ind(Y[:, g], Y[:, ~g], axis=1, equal_var=False, nan_policy="omit")
+    w = welch_t(Y, g)
+    ok = np.isfinite(w.t)
+    assert ok.sum() > 500 and np.isnan(Y).any()
+    np.testing.assert_allclose(w.t[ok], np.asarray(ref.statistic)[ok], rtol=1e-10)
+    np.testing.assert_allclose(w.df[ok], np.asarray(ref.df)[ok], rtol=1e-10)
+    np.testing.assert_allclose(w.diff[ok], (np.nanmean(Y[:, g], 1) - np.nanmean(Y[:, ~g], 1))[ok], rtol=1e-10)
+    rng = np.random.default_rng(0)
+    W = np.column_stack([rng.permutation(g) for _ in range(4)])
+    many = welch_t(Y, W)
+    for j in range(W.shape[1]):
+        np.testing.assert_allclose(many.t[:, j], welch_t(Y, W[:, j]).t, rtol=1e-10, equal_nan=True)
+    t, diff, _, df = welch(Y.T, g)  # samples in rows, as the edge re-tests hold them
+    np.testing.assert_array_equal(t, w.t)
+    np.testing.assert_array_equal(df, w.df)
+
+
 def test_false_positives_on_permuted_tumour_labels(ucec):
     """Null data: random half/half labels *within tumours*, 200 permutations, 1,500 proteins.
 

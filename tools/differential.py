@@ -50,6 +50,7 @@ from proteus.stats.distributions import norm_sf, t_sf  # noqa: E402
 from proteus.stats.design import covariate_block, dropped_text, is_factor, usable_covariates  # noqa: E402
 from proteus.stats.limma import contrasts_fit, ebayes, lm_fit, moderated_test  # noqa: E402
 from proteus.stats.multitest import bh  # noqa: E402
+from proteus.stats.welch import welch_t  # noqa: E402
 from proteus.study import Study  # noqa: E402
 from proteus.tools._plots import volcano
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register  # noqa: E402
@@ -153,7 +154,8 @@ def _full_rank(X: np.ndarray) -> bool:
 
 
 def _welch(a: np.ndarray, b: np.ndarray, s0: float, rng: np.random.Generator | None, n_perm: int = 250):
-    """Welch t per row (NaN ignored); with ``s0`` > 0 the SAM d and pooled permutation p-values.
+    """Welch t per row (NaN ignored; :func:`proteus.stats.welch.welch_t`); with ``s0`` > 0 the SAM d and
+    pooled permutation p-values.
 
     .. math:: d = \\frac{\\bar x_a - \\bar x_b}{\\sqrt{s_a^2/n_a + s_b^2/n_b} + s_0}
 
@@ -162,32 +164,12 @@ def _welch(a: np.ndarray, b: np.ndarray, s0: float, rng: np.random.Generator | N
     the null statistics pooled over all features (Tusher et al. 2001).
     """
     both = np.concatenate([a, b], axis=1)
-    obs = np.isfinite(both)
-    Y0 = np.where(obs, both, 0.0)
     na = a.shape[1]
-
-    def stat(W: np.ndarray):
-        """Statistics for the case indicator columns of ``W`` (samples x k), by matrix products."""
-        V = 1.0 - W
-        nx, ny = obs @ W, obs @ V
-        sx, sy = Y0 @ W, Y0 @ V
-        qx, qy = (Y0**2) @ W, (Y0**2) @ V
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mx, my = sx / nx, sy / ny
-            vx = np.where(nx > 1, (qx - nx * mx**2) / (nx - 1), np.nan)
-            vy = np.where(ny > 1, (qy - ny * my**2) / (ny - 1), np.nan)
-            se = np.sqrt(vx / nx + vy / ny)
-        return mx - my, se, vx, vy, nx, ny
-
-    w = np.zeros((both.shape[1], 1))
-    w[:na] = 1.0
-    diff, se, vx, vy, nx, ny = (z[:, 0] for z in stat(w))
+    observed = welch_t(both, np.arange(both.shape[1]) < na)
+    if s0 == 0:
+        return observed.t, 2 * t_sf(np.abs(observed.t), observed.df)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if s0 == 0:
-            t = diff / se
-            df = (vx / nx + vy / ny) ** 2 / ((vx / nx) ** 2 / (nx - 1) + (vy / ny) ** 2 / (ny - 1))
-            return t, 2 * t_sf(np.abs(t), df)
-        d = diff / (se + s0)
+        d = observed.diff / (observed.se + s0)
     rng = rng if rng is not None else np.random.default_rng(0)
     null = []
     for start in range(0, n_perm, 50):
@@ -195,9 +177,9 @@ def _welch(a: np.ndarray, b: np.ndarray, s0: float, rng: np.random.Generator | N
         W = np.zeros((both.shape[1], k))
         for j in range(k):
             W[rng.permutation(both.shape[1])[:na], j] = 1.0
-        dd, ss, *_ = stat(W)
+        perm = welch_t(both, W)
         with np.errstate(invalid="ignore", divide="ignore"):
-            z = np.abs(dd / (ss + s0)).ravel()
+            z = np.abs(perm.diff / (perm.se + s0)).ravel()
         null.append(z[np.isfinite(z)])
     null = np.sort(np.concatenate(null))
     exceed = null.size - np.searchsorted(null, np.abs(d), side="left")
