@@ -216,3 +216,26 @@ def test_real_run_states_each_finding_once_and_no_stronger_than_its_evidence(uce
         rels = [kg.relation(e) for e in h["evidence"]]
         if any(r and r.predicate == "associated_with" and r.subject.type == "sample_group" and is_composition_score(r.object.label) for r in rels):
             assert "composition" in h["statement"]
+
+
+def test_the_correlation_objective_studies_a_composition_score_as_claims_defines_it(ucec_study):
+    """The offline plan's continuous variable comes from the one definition of a composition score
+    (claims.is_composition_score): immune content first, then summary scores before single cell-type
+    fractions, then other scores or indexes. Checked on seeded random subsets of UCEC's continuous
+    columns (the playbook's own word list knew no cell-type fractions and picked another score)."""
+    import numpy as np
+
+    from proteus.policy.playbooks import _pick_continuous
+    from proteus.profile import profile_study
+
+    prof = profile_study(ucec_study)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        subset = list(rng.choice(prof.continuous, size=6, replace=False))
+        pick = _pick_continuous(prof.model_copy(update={"continuous": subset}))
+        composition = [v for v in subset if is_composition_score(v)]
+        immune = [v for v in composition if "immune" in v.lower()]
+        summary = [v for v in composition if "score" in v.lower()]
+        assert pick in (immune or summary or composition or [pick]), (subset, pick)
+        if not composition:
+            assert pick in ([v for v in subset if re.search("score|index|stemness", v, re.I)] or [pick])

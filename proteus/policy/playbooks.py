@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from proteus import genesets
+from proteus.policy.claims import is_composition_score
 from proteus.policy.decisions import ObjectiveSpec, StepSpec
 from proteus.design import column_words
 from proteus.profile import Contrast, DataProfile, FactorDesign
@@ -24,7 +25,7 @@ from proteus.profile import Contrast, DataProfile, FactorDesign
 __all__ = ["Play", "bulk_plays", "primary_modality"]
 
 _PREFERRED = ("proteomics", "transcriptomics", "phosphoproteomics", "acetylproteomics", "mirna", "cna")
-_CLINICAL_SCORES = [re.compile(p, re.I) for p in (r"immune", r"stromal|purity|estimate", r"score|index|stemness", r"bmi|age|size|grade")]
+_OTHER_SCORES = [re.compile(p, re.I) for p in (r"score|index|stemness", r"bmi|age|size|grade")]
 _MAX_DESIGN_CONTRASTS = 4
 """Two-group tests per multi-level factor objective (most powerful first); its F-test covers the rest."""
 
@@ -90,8 +91,18 @@ def _subtype_k_max(profile: DataProfile, primary: str) -> int:
 
 
 def _pick_continuous(profile: DataProfile) -> str | None:
-    for pattern in _CLINICAL_SCORES:
-        hit = next((v for v in profile.continuous if pattern.search(v)), None)
+    """The continuous variable a correlation objective studies: a tissue-composition score
+    (:func:`proteus.policy.claims.is_composition_score`), immune content first, then summary scores
+    before single cell-type fractions; else another score or index; else a common clinical
+    measurement; else the first."""
+    tiers = [
+        lambda v: is_composition_score(v) and "immune" in v.lower(),
+        lambda v: is_composition_score(v) and "score" in v.lower(),
+        is_composition_score,
+        *(p.search for p in _OTHER_SCORES),
+    ]
+    for tier in tiers:
+        hit = next((v for v in profile.continuous if tier(v)), None)
         if hit:
             return hit
     return profile.continuous[0] if profile.continuous else None
