@@ -4,8 +4,8 @@ The first call reads the folder with :func:`proteus.io.load_study` and stores th
 ``<cache>/<key>/``: ``study.pkl`` (everything but the layers: clinical table, mutations, file
 reports, layer names) and ``layers/<name>.pkl`` (one AnnData each). Later calls read
 ``study.pkl`` and only the layers they ask for. ``key`` hashes the input files' contents
-(:func:`proteus.rundir.fingerprint`) together with the reader code's own bytes, so a changed input
-file or reader is a miss, never a stale hit.
+(:func:`proteus.rundir.fingerprint`) together with the reader code's own bytes and the versions of
+anndata, pandas and numpy, so a changed input file, reader or library is a miss, never a stale hit.
 
 ``<cache>`` is ``$PROTEUS_CACHE``, else ``$XDG_CACHE_HOME/proteus``, else ``~/.cache/proteus``
 (then ``studies/``). The cache holds pickles written by this user; it is not for sharing.
@@ -19,7 +19,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Callable, Iterable
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 from proteus.rundir import fingerprint, input_files
@@ -45,11 +45,17 @@ def _reader_digest() -> str:
     return h.hexdigest()
 
 
+def _pickle_versions() -> dict[str, str]:
+    """Versions of the libraries whose objects the cache pickles (a pickle need not load in another)."""
+    return {name: metadata.version(name) for name in ("anndata", "pandas", "numpy")}
+
+
 def study_key(data: str | Path) -> str:
-    """Content hash of the input files under ``data`` and of the reader code."""
+    """Content hash of the input files under ``data``, of the reader code and of the versions of the
+    pickled libraries."""
     data = Path(data)
     fp = fingerprint(input_files(data), data)
-    blob = json.dumps({"inputs": fp, "readers": _reader_digest()}, sort_keys=True)
+    blob = json.dumps({"inputs": fp, "readers": _reader_digest(), "libraries": _pickle_versions()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

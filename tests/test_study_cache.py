@@ -51,6 +51,15 @@ def test_a_changed_input_file_is_a_miss(ucec_dir, tmp_path):
     assert study_key(ucec_dir) == before  # the key is the content, not the folder
 
 
+def test_another_version_of_a_pickled_library_is_a_miss(ucec_dir, monkeypatch):
+    from proteus import study_cache
+
+    before = study_key(ucec_dir)
+    versions = study_cache._pickle_versions()
+    monkeypatch.setattr(study_cache, "_pickle_versions", lambda: {**versions, "anndata": versions["anndata"] + ".post1"})
+    assert study_key(ucec_dir) != before
+
+
 def test_layers_named_follow_the_registry_layer_fields():
     names = ["proteomics", "transcriptomics", "cna"]
     de = get_tool("differential_abundance")
