@@ -48,7 +48,7 @@ from proteus.stats.contrasts import TEST_FIELDS, ContrastTable, ContrastTest, ca
 from proteus.stats.deqms import count_variance_prior  # noqa: E402
 from proteus.stats.distributions import norm_sf, t_sf  # noqa: E402
 from proteus.stats.design import covariate_block, dropped_text, is_factor, usable_covariates  # noqa: E402
-from proteus.stats.limma import contrasts_fit, ebayes, lm_fit, moderated_test  # noqa: E402
+from proteus.stats.limma import contrasts_fit, ebayes, lm_fit, two_group_moderated  # noqa: E402
 from proteus.stats.multitest import bh  # noqa: E402
 from proteus.stats.welch import welch_t  # noqa: E402
 from proteus.study import Study  # noqa: E402
@@ -443,13 +443,8 @@ def _case_vs_rest_table(study: Study, p: ContrastTest) -> ContrastTable:
     keep = use[use].index
     x = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
     Y = pd.DataFrame(np.asarray(x, dtype=float), index=samples, columns=a.var_names.astype(str)).loc[keep].T
-    Y = Y.replace([np.inf, -np.inf], np.nan)
-    ci, ki = is_case[keep].to_numpy(), ~is_case[keep].to_numpy()
-    ok = (Y.loc[:, ci].notna().sum(axis=1) >= 2) & (Y.loc[:, ki].notna().sum(axis=1) >= 2)
-    Y = Y[ok]
-    design = np.column_stack([np.ones(len(keep)), ci.astype(float), Z.loc[keep].to_numpy(float)])
-    tab = moderated_test(Y, design, coef=1)
-    out = pd.DataFrame({"feature": Y.index, "gene": None, "logFC": tab["logFC"].to_numpy(), "t": tab["t"].to_numpy(),
+    tab = two_group_moderated(Y.replace([np.inf, -np.inf], np.nan), is_case[keep], Z.loc[keep])
+    out = pd.DataFrame({"feature": tab.index, "gene": None, "logFC": tab["logFC"].to_numpy(), "t": tab["t"].to_numpy(),
                         "p": tab["P.Value"].to_numpy()})
     out["q"] = bh(out["p"].to_numpy())
     method = f"limma moderated t (proteus.stats.limma), {p.case} vs all other samples" + dropped_text(dropped)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from proteus.records import Entity, Stats, ToolResult, contrast_entity, feature_entity
-from proteus.stats.limma import moderated_test
+from proteus.stats.limma import two_group_moderated
 from proteus.stats.design import dropped_text, usable_covariates
 from proteus.stats.multitest import bh
 from proteus.study import Study
@@ -44,7 +44,7 @@ from proteus.tools.correlation import (
 from proteus.tools._plots import draw_volcano
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
-__all__ = ["mutation_association", "mutation_cis_effect", "mutation_matrix", "VARIANT_CLASSES", "two_group_moderated"]
+__all__ = ["mutation_association", "mutation_cis_effect", "mutation_matrix", "VARIANT_CLASSES"]
 
 _TRUNC = {
     "nonsense_mutation", "frame_shift_del", "frame_shift_ins", "splice_site", "nonstop_mutation",
@@ -117,28 +117,6 @@ def _variant_counts(study: Study, genotyped: list[str], gene: str) -> tuple[int,
     trunc = set(rows.loc[cls.isin(_TRUNC), "sample"].astype(str))
     mis = set(rows.loc[cls.isin(_MISSENSE), "sample"].astype(str)) - trunc
     return len(trunc), len(mis)
-
-
-def two_group_moderated(Y: pd.DataFrame, is_case: pd.Series, Z: pd.DataFrame | None = None,
-                        min_per_group: int = 2) -> pd.DataFrame:
-    """limma moderated t of ``Y`` (features x samples) on ``~ case (+ Z)``; returns the top table
-    (logFC = case - control) with ``n_case``/``n_control`` observed per feature; features with fewer
-    than ``min_per_group`` observed values in either group are left out."""
-    case = is_case.reindex(Y.columns).astype(bool).to_numpy()
-    obs = Y.notna().to_numpy()
-    n1, n0 = obs[:, case].sum(1), obs[:, ~case].sum(1)
-    keep = (n1 >= min_per_group) & (n0 >= min_per_group)
-    Yk = Y[keep]
-    if Yk.empty:
-        return pd.DataFrame(columns=["logFC", "AveExpr", "t", "P.Value", "adj.P.Val", "B", "df_total"])
-    cols = [np.ones(Y.shape[1]), case.astype(float)]
-    if Z is not None and Z.shape[1]:
-        cols += [Z.reindex(Y.columns)[c].to_numpy(float) for c in Z.columns]
-    design = np.column_stack(cols)
-    tab = moderated_test(Yk, design, coef=1)
-    tab["n_case"] = n1[keep]
-    tab["n_control"] = n0[keep]
-    return tab
 
 
 def _recurrent(mat: pd.DataFrame, min_mutated: int, max_fraction: float = 1.0) -> pd.Series:

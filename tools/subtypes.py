@@ -27,6 +27,7 @@ from scipy.spatial.distance import squareform
 from sklearn.metrics import silhouette_score
 
 from proteus.records import Entity, Stats, ToolResult, contrast_entity, feature_entity
+from proteus.stats.limma import two_group_moderated
 from proteus.study import Study
 from proteus.tools.correlation import (
     _rel,
@@ -36,7 +37,6 @@ from proteus.tools.correlation import (
     modality_kind,
     restricted_samples,
 )
-from proteus.tools.mutation import two_group_moderated
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 from proteus.tools.survival import association_relations
 

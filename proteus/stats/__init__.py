@@ -16,7 +16,7 @@ from proteus.stats.differential_state import differential_state
 _HOME = {
     "arcsinh_transform": "cell_summaries", "population_counts": "cell_summaries", "population_medians": "cell_summaries",
     "EBayesResult": "limma", "LinearModelFit": "limma", "contrasts_fit": "limma", "ebayes": "limma", "lm_fit": "limma",
-    "moderated_test": "limma", "squeeze_var": "limma", "top_table": "limma",
+    "moderated_test": "limma", "squeeze_var": "limma", "top_table": "limma", "two_group_moderated": "limma",
     "consensus_metaclustering": "metaclustering",
     "bh": "multitest",
     "nb_glm_da": "nb_glm", "nb_glm_fit": "nb_glm",

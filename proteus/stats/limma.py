@@ -78,6 +78,7 @@ __all__ = [
     "trigamma_inverse",
     "top_table",
     "moderated_test",
+    "two_group_moderated",
 ]
 
 _QR_TOL = 1e-7  # R lm.fit / dqrdc2 tolerance for aliased columns
@@ -683,4 +684,27 @@ def moderated_test(Y, design, contrast=None, coef: int | str | None = None, tren
     eb = ebayes(fit, trend=trend)
     tab = top_table(eb, 0, names)
     tab["df_total"] = eb.df_total
+    return tab
+
+
+def two_group_moderated(Y: pd.DataFrame, is_case: pd.Series, Z: pd.DataFrame | None = None,
+                        min_per_group: int = 2) -> pd.DataFrame:
+    """limma moderated t of ``Y`` (features x samples) on ``~ case (+ Z)``: the two-group test of the
+    mutation, subtype and case-vs-rest contrasts. Returns the top table of :func:`moderated_test`
+    (logFC = case - control) with ``n_case``/``n_control`` observed per feature; features with fewer
+    than ``min_per_group`` observed values in either group are left out."""
+    case = is_case.reindex(Y.columns).astype(bool).to_numpy()
+    obs = Y.notna().to_numpy()
+    n1, n0 = obs[:, case].sum(1), obs[:, ~case].sum(1)
+    keep = (n1 >= min_per_group) & (n0 >= min_per_group)
+    Yk = Y[keep]
+    if Yk.empty:
+        return pd.DataFrame(columns=["logFC", "AveExpr", "t", "P.Value", "adj.P.Val", "B", "df_total"])
+    cols = [np.ones(Y.shape[1]), case.astype(float)]
+    if Z is not None and Z.shape[1]:
+        cols += [Z.reindex(Y.columns)[c].to_numpy(float) for c in Z.columns]
+    design = np.column_stack(cols)
+    tab = moderated_test(Yk, design, coef=1)
+    tab["n_case"] = n1[keep]
+    tab["n_control"] = n0[keep]
     return tab
