@@ -103,7 +103,9 @@ def cached_table(study, params: BaseModel, seed: int, compute: Callable[[], Cont
     """The table of ``params`` on ``study``: ``compute()`` the first time, the same object after.
 
     Keyed on :func:`test_key` and ``seed`` (imputation and permutation p-values draw from it) in
-    ``study.cache``; a failed computation is not kept.
+    ``study.cache``; a failed computation is not kept. A study's layers and sample table are not
+    changed in place (tools add layers under new names; subsets and permutations are new studies),
+    so a key always names the same data.
     """
     key = ("contrast_table", test_key(params), int(seed))
     if key not in study.cache:
