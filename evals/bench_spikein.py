@@ -33,14 +33,16 @@ from proteus.io import load_study
 from proteus.tools.registry import ToolContext, get_tool
 
 REFERENCE = "limma-with-filter"
-METHODS = {
-    REFERENCE: {"method": "limma", "normalize": "none", "variance_prior": "constant"},
-    "limma+median": {"method": "limma", "normalize": "median", "variance_prior": "constant"},
-    "downshift": {"method": "limma", "impute": "downshift", "min_valid": 3},
-    "censored": {"method": "censored", "variance_prior": "constant"},
-    "censored+vsn": {"method": "censored", "variance_prior": "constant", "normalize": "vsn"},
+METHODS = {  # fixed methods test without a fold-change threshold (lfc=0), as before lfc='auto'
+    REFERENCE: {"method": "limma", "normalize": "none", "variance_prior": "constant", "lfc": 0.0},
+    "limma+median": {"method": "limma", "normalize": "median", "variance_prior": "constant", "lfc": 0.0},
+    "downshift": {"method": "limma", "impute": "downshift", "min_valid": 3, "lfc": 0.0},
+    "censored": {"method": "censored", "variance_prior": "constant", "lfc": 0.0},
+    "censored+vsn": {"method": "censored", "variance_prior": "constant", "normalize": "vsn", "lfc": 0.0},
     "auto (default)": {},
-    # an explicit choice, not a default: TREAT at the conventional 1.5-fold (McCarthy & Smyth 2009)
+    # the default before lfc='auto': no fold-change threshold whatever the replicates
+    "auto, lfc=0": {"lfc": 0.0},
+    # TREAT at the conventional 1.5-fold (McCarthy & Smyth 2009) asked for on every contrast
     "auto + TREAT 1.5x": {"lfc": float(np.log2(1.5))},
 }
 
@@ -122,7 +124,7 @@ def run_folder(folder: Path, out_dir: Path) -> list[dict]:
                 dt = time.perf_counter() - t0
                 s = score(res.tables["results"], ids, tp, tn, len(tp), ambiguous=ambiguous)
                 rows.append({"set": folder.name, "contrast": c["name"], "log2FC": c["expected_log2fc"], "method": name,
-                             "resolved": res.metrics["method"], **s, "seconds": round(dt, 3)})
+                             "resolved": res.metrics["method"], "lfc": round(res.metrics["lfc"], 3), **s, "seconds": round(dt, 3)})
         return rows
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

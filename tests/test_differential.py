@@ -61,6 +61,7 @@ def test_limma_tool_table_relations_figures(study, ctx):
     assert m["n_case"] == 104 and m["n_control"] == 25
     assert m["n_significant"] == m["n_up"] + m["n_down"] > 1000
     assert m["df_prior"] > 0 and m["s2_prior"] > 0
+    assert m["lfc"] == 0  # TMT log ratios: no fold-change threshold chosen (it is for label-free technical replicates)
     # same numbers as calling the library directly on the tested features
     a = study.modalities["proteomics"]
     g = study.clinical.reindex(a.obs_names)["Proteomics_Tumor_Normal"]
@@ -206,4 +207,4 @@ def test_every_parameter_that_changes_the_table_keys_the_contrast_table():
     assert test_key(base) == test_key(da(modality="proteomics", group="g", case="a", control="b", fdr=0.2))
     assert all(test_key(base) != test_key(base.model_copy(update={k: v})) for k, v in
                {"impute": "downshift", "min_valid": 3, "method": "welch", "normalize": "median", "variance_prior": "constant",
-                "s0": 0.1, "covariates": ["x"], "control": "c"}.items())
+                "s0": 0.1, "covariates": ["x"], "control": "c", "lfc": 0.0}.items())

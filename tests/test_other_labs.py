@@ -89,7 +89,8 @@ def test_spiked_human_proteins_labelled_by_gene_from_the_uniprot_map(ups_folder,
     yeast = layer.var[~layer.var_names.str.contains("ups")]
     assert (yeast["gene"] == yeast.index).mean() > 0.9  # yeast rows keep the gene names of the input
     res = get_tool("differential_abundance")(study, {"modality": layer.uns["modality"], "group": "condition", "case": "ups_25fmol",
-                                                     "control": "ups_12.5fmol"}, ToolContext(out_dir=tmp_path / "out"))
+                                                     "control": "ups_12.5fmol", "lfc": 0.0},  # the ordinary test, not TREAT
+                                             ToolContext(out_dir=tmp_path / "out"))
     hits = res.tables["results"].query("q < 0.05")
     spiked = hits[hits["feature"].map(layer.var["protein_ids"]).str.contains("ups")]
     assert len(spiked) >= 40 and len(spiked) >= 0.9 * len(hits)
@@ -157,7 +158,8 @@ def test_unannotated_yeast_accessions_are_not_tested_against_human_sets(ups_fold
     assert layer.uns["organism"] == NOT_HUMAN
     assert any("treated as another organism" in n for r in study.reports for n in r.notes)
     res = get_tool("differential_abundance")(study, {"modality": "proteomics", "group": "condition", "case": "ups_25fmol",
-                                                     "control": "ups_12.5fmol"}, ToolContext(out_dir=tmp_path / "out"))
+                                                     "control": "ups_12.5fmol", "lfc": 0.0},  # the ordinary test, not TREAT
+                                             ToolContext(out_dir=tmp_path / "out"))
     assert len(res.tables["results"].query("q < 0.05")) >= 40  # the spike-in is still found
     with pytest.raises(ToolFailed, match="Homo sapiens only"):
         get_tool("enrichment_ora")(study, {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol",

@@ -123,7 +123,7 @@ def test_without_missing_values_or_counts_the_result_is_r_limma(ups_study, tmp_p
                  tmp_path, y=pd.DataFrame(np.asarray(a.X).T, index=a.var_names, columns=a.obs_names),
                  g=case.to_frame("case"))
     base = {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol",
-            "normalize": "none"}
+            "normalize": "none", "lfc": 0.0}
     for extra in ({}, {"method": "censored"}):
         res = get_tool("differential_abundance")(study, base | extra, ToolContext(out_dir=tmp_path, seed=0))
         assert res.metrics["method"] == "limma" and res.metrics["variance_prior"] == "constant"
@@ -138,7 +138,7 @@ def test_censored_model_keeps_limma_for_complete_features(ups_study, tmp_path):
     from proteus.tools.registry import ToolContext, get_tool
 
     base = {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol",
-            "normalize": "none", "variance_prior": "constant", "method": "censored"}
+            "normalize": "none", "variance_prior": "constant", "method": "censored", "lfc": 0.0}
     res = get_tool("differential_abundance")(ups_study, base, ToolContext(out_dir=tmp_path, seed=0))
     t = res.tables["results"].set_index("feature")
     a = ups_study.modalities["proteomics"]
@@ -309,7 +309,7 @@ def test_treat_threshold_is_r_limma_treat_and_extends_to_the_censored_model(ups_
 
     tool = get_tool("differential_abundance")
     base = {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol",
-            "normalize": "none", "variance_prior": "constant"}
+            "normalize": "none", "variance_prior": "constant", "lfc": 0.0}
     a = ups_study.modalities["proteomics"]
     full = a[:, np.isfinite(np.asarray(a.X)).all(axis=0)].copy()
     del full.var["n_peptides"]
@@ -343,3 +343,50 @@ def test_treat_threshold_is_r_limma_treat_and_extends_to_the_censored_model(ups_
     se, df = c["logFC"] / c["t"], plain_res.metrics["df_prior"] + 4
     expected = stats.t.sf((c["logFC"].abs() - 0.5) / se.abs(), df) + stats.t.sf((c["logFC"].abs() + 0.5) / se.abs(), df)
     np.testing.assert_allclose(c["p_treat"], expected, rtol=1e-6)
+
+
+def test_auto_threshold_for_repeat_measurements_of_one_sample(ups_dir, ups_study, nafld_dir, tmp_path):
+    """lfc='auto': each UPS1 condition is one sample injected three times (within-group CV about 10 %), so the
+    test is against a 1.5-fold change and says why; the NAFLD plasma donors are independent samples (CV about
+    50 %), so it is the ordinary test, exactly the table of lfc=0 (the rule off). The case-vs-rest table
+    honours the same threshold: with two conditions it is limma's treat of the two-group test."""
+    from proteus.stats.contrasts import ContrastTest
+    from proteus.stats.replicates import TECHNICAL_CV, cv_to_log2_sd, within_group_sd
+    from proteus.tools.differential import differential_table
+    from proteus.tools.registry import ToolContext, get_tool
+
+    tool = get_tool("differential_abundance")
+    treat = float(np.log2(1.5))
+    base = {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol"}
+    auto = tool(ups_study, base, ToolContext(out_dir=tmp_path, seed=0))
+    assert auto.metrics["lfc"] == pytest.approx(treat)
+    assert any("repeat measurements of one sample" in r for r in auto.metrics["choices"])
+    assert "1.5-fold threshold" in auto.summary and "TREAT" in auto.summary
+    explicit = tool(ups_study, base | {"lfc": treat}, ToolContext(out_dir=tmp_path, seed=0))
+    pd.testing.assert_frame_equal(auto.tables["results"], explicit.tables["results"])
+    off = tool(ups_study, base | {"lfc": 0.0}, ToolContext(out_dir=tmp_path, seed=0))
+    assert off.metrics["lfc"] == 0 and not any("fold" in r for r in off.metrics["choices"])
+    assert (auto.tables["results"]["q"] < 0.05).sum() < (off.tables["results"]["q"] < 0.05).sum()
+
+    study = load_study(nafld_dir)
+    a = study.modalities["proteomics"]
+    bio = {"modality": "proteomics", "group": "disease", "case": "liver cirrhosis", "control": "healthy"}
+    res = tool(study, bio, ToolContext(out_dir=tmp_path, seed=0))
+    assert res.metrics["lfc"] == 0 and any("independent samples" in r for r in res.metrics["choices"])
+    rule_off = tool(study, bio | {"lfc": 0.0}, ToolContext(out_dir=tmp_path, seed=0))
+    pd.testing.assert_frame_equal(res.tables["results"], rule_off.tables["results"])
+    # the spread the rule reads, on the raw intensities: repeat injections well below the cut, donors far above
+    cut = cv_to_log2_sd(TECHNICAL_CV)
+    g = study.sample_table("proteomics")["disease"].astype(str).to_numpy()
+    keep = np.isin(g, ["liver cirrhosis", "healthy"])
+    assert within_group_sd(np.asarray(a.X, float)[keep].T, g[keep])[0] > 2 * cut
+    u = ups_study.modalities["proteomics"]
+    assert within_group_sd(np.asarray(u.X, float).T, ups_study.sample_table("proteomics")["condition"].to_numpy())[0] < cut
+
+    rest = differential_table(ups_study, ContrastTest(**{**base, "control": None}), seed=0)
+    assert "TREAT" in rest.method and rest.details["lfc"] == pytest.approx(treat)
+    two = tool(ups_study, base | {"method": "limma", "normalize": "none", "variance_prior": "constant", "lfc": treat},
+               ToolContext(out_dir=tmp_path, seed=0)).tables["results"].set_index("feature")
+    r = rest.table.set_index("feature").loc[two.index]
+    np.testing.assert_allclose(r["p"], two["p"], rtol=1e-10)
+    np.testing.assert_allclose(r["t"], two["t"], rtol=1e-10, atol=1e-12)

@@ -48,8 +48,9 @@ from proteus.stats.contrasts import TEST_FIELDS, ContrastTable, ContrastTest, ca
 from proteus.stats.deqms import count_variance_prior  # noqa: E402
 from proteus.stats.distributions import norm_sf, t_sf  # noqa: E402
 from proteus.stats.design import covariate_block, dropped_text, is_factor, usable_covariates  # noqa: E402
-from proteus.stats.limma import contrasts_fit, ebayes, lm_fit, two_group_moderated  # noqa: E402
+from proteus.stats.limma import contrasts_fit, ebayes, lm_fit, treat, two_group_moderated  # noqa: E402
 from proteus.stats.multitest import bh  # noqa: E402
+from proteus.stats.replicates import TECHNICAL_CV, TREAT_FOLD, cv_to_log2_sd, technical_replicates  # noqa: E402
 from proteus.stats.welch import welch_t  # noqa: E402
 from proteus.study import Study  # noqa: E402
 from proteus.tools._plots import volcano
@@ -186,15 +187,6 @@ def _welch(a: np.ndarray, b: np.ndarray, s0: float, rng: np.random.Generator | N
     return d, (exceed + 1) / (null.size + 1)
 
 
-def _treat(logfc: np.ndarray, se: np.ndarray, df: np.ndarray, lfc: float) -> tuple[np.ndarray, np.ndarray]:
-    """limma's ``treat`` (McCarthy & Smyth 2009, doi:10.1093/bioinformatics/btp053): the null is
-    :math:`|\\beta| \\le` ``lfc``; :math:`p = P(T > (|b| - \\tau)/se) + P(T > (|b| + \\tau)/se)`, and t is
-    :math:`\\operatorname{sign}(b)(|b| - \\tau)/se`, 0 inside the threshold."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        near, far = (np.abs(logfc) - lfc) / se, (np.abs(logfc) + lfc) / se
-    return np.sign(logfc) * np.maximum(near, 0.0), t_sf(near, df) + t_sf(far, df)
-
-
 def _mann_whitney(a: np.ndarray, b: np.ndarray):
     """Rank-sum U per row on observed values; normal approximation with tie + continuity correction."""
     from scipy import stats
@@ -259,6 +251,7 @@ class Choice:
     variance_prior: str
     reasons: list[str]
     curves: DropoutCurves | None = None
+    lfc: float = 0.0
 
 
 def _log_intensities(uns, Y: np.ndarray) -> bool:
@@ -266,6 +259,32 @@ def _log_intensities(uns, Y: np.ndarray) -> bool:
     if uns.get("modality", "proteomics") not in INTENSITY_KINDS:
         return False
     return uns["scale"] == "log2" if "scale" in uns else bool(np.nanmedian(Y) > 5)
+
+
+def _label_free(adata, Y: np.ndarray) -> bool:
+    """Label-free MS intensities: log2 intensities (:func:`_log_intensities`) not read from isobaric
+    reporter channels (TMT / iTRAQ, whose samples are named by channel)."""
+    return _log_intensities(adata.uns, Y) and "channel" not in adata.uns.get("sample_id_parts", [])
+
+
+def resolve_lfc(lfc: float | str, method: str, Y: np.ndarray, groups: np.ndarray, label_free: bool) -> tuple[float, str | None]:
+    """``lfc='auto'`` -> ``log2(1.5)`` (TREAT) for limma / censored tests of label-free intensities whose
+    replicates are repeat measurements of one sample (:func:`proteus.stats.replicates.technical_replicates`
+    on the normalised values ``Y``, features x samples, ``groups`` per sample), else 0; and the reason."""
+    if lfc != "auto":
+        return float(lfc), None
+    if method not in ("limma", "censored") or not label_free:
+        return 0.0, None
+    technical, sd = technical_replicates(Y, groups)
+    cv = float(np.sqrt(np.expm1((sd * np.log(2)) ** 2)))
+    spread = f"typical within-group SD {sd:.2f} log2 (CV {cv:.0%})"
+    limit = f"CV {TECHNICAL_CV:.0%} (SD {cv_to_log2_sd(TECHNICAL_CV):.2f})"
+    if technical:
+        return float(np.log2(TREAT_FOLD)), (
+            f"tested against a {TREAT_FOLD:g}-fold threshold (TREAT, |log2FC| > {np.log2(TREAT_FOLD):.3f}) because the "
+            f"replicates look like repeat measurements of one sample: {spread} is below the {limit} that separates them "
+            "from independent samples, so sample-to-sample differences are not in the error term")
+    return 0.0, f"no fold-change threshold: {spread} is that of independent samples (at least {limit})"
 
 
 def resolve_normalize(normalize: str, intensities: bool) -> str:
@@ -381,7 +400,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         "n_tested": int(len(table)), "n_significant": int(sig.sum()), "n_up": n_up, "n_down": n_down,
         "n_skipped": int(len(skipped)), "n_case": n_case, "n_control": n_control,
         "n_samples_dropped_missing_covariate": d["n_cov_na"], "n_samples_missing_group": d["n_group_na"],
-        "s2_prior": d["s2_prior"], "df_prior": d["df_prior"], "method": method, "s0": p.s0, "fdr": p.fdr, "lfc": p.lfc,
+        "s2_prior": d["s2_prior"], "df_prior": d["df_prior"], "method": method, "s0": p.s0, "fdr": p.fdr, "lfc": choice.lfc,
         "impute": p.impute,
         "n_imputed": n_imputed, "normalize": choice.normalize,
         "variance_prior": choice.variance_prior, "choices": list(choice.reasons),
@@ -394,7 +413,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         f"{method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
         + (f" adjusting for {', '.join(covs)}" if covs else "")
         + (f" after down-shift imputation of {n_imputed} missing values" if p.impute != "none" else "")
-        + (f" (TREAT: |log2FC| > {p.lfc:g})" if p.lfc > 0 else "")
+        + (f" (TREAT: |log2FC| > {choice.lfc:.3g})" if choice.lfc > 0 else "")
         + f": {len(table)} features tested, {len(skipped)} skipped; {int(sig.sum())} with q < {p.fdr} "
         f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "")
         + (f". Detected in one group only: {metrics['n_detected_only_case']} in {p.case}, "
@@ -422,7 +441,8 @@ def differential_table(study: Study, params: ContrastTest, *, seed: int = 0) -> 
 def _case_vs_rest_table(study: Study, p: ContrastTest) -> ContrastTable:
     """limma moderated t of ``case`` against every other level, on observed values with at least 2 in
     each group, adjusted for the covariates the samples can afford
-    (:func:`proteus.stats.design.usable_covariates`); the method note names those dropped."""
+    (:func:`proteus.stats.design.usable_covariates`), against ``lfc`` as the two-group test
+    (:func:`resolve_lfc`; limma's treat); the method note names the covariates dropped and the threshold."""
     a = study.modalities[p.modality]
     if a.uns.get("level", "sample") == "cell":
         msg = f"modality {p.modality!r} is cell-level; a contrast needs a sample-level (bulk) layer"
@@ -443,12 +463,17 @@ def _case_vs_rest_table(study: Study, p: ContrastTest) -> ContrastTable:
     keep = use[use].index
     x = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
     Y = pd.DataFrame(np.asarray(x, dtype=float), index=samples, columns=a.var_names.astype(str)).loc[keep].T
-    tab = two_group_moderated(Y.replace([np.inf, -np.inf], np.nan), is_case[keep], Z.loc[keep])
+    Y = Y.replace([np.inf, -np.inf], np.nan)
+    ci = is_case[keep].to_numpy()
+    lfc, why = resolve_lfc(p.lfc, "limma", Y.to_numpy(), ci, _label_free(a, Y.to_numpy()))
+    tab = two_group_moderated(Y, is_case[keep], Z.loc[keep], lfc=lfc)
     out = pd.DataFrame({"feature": tab.index, "gene": None, "logFC": tab["logFC"].to_numpy(), "t": tab["t"].to_numpy(),
                         "p": tab["P.Value"].to_numpy()})
     out["q"] = bh(out["p"].to_numpy())
-    method = f"limma moderated t (proteus.stats.limma), {p.case} vs all other samples" + dropped_text(dropped)
-    return ContrastTable(out, pd.DataFrame(columns=["feature", "reason"]), method, {"n_case": n_case, "n_control": n_ctrl})
+    method = (f"limma moderated t (proteus.stats.limma), {p.case} vs all other samples"
+              + (f", TREAT |log2FC| > {lfc:.3g}" if lfc > 0 else "") + (f" ({why})" if why else "") + dropped_text(dropped))
+    return ContrastTable(out, pd.DataFrame(columns=["feature", "reason"]), method,
+                         {"n_case": n_case, "n_control": n_ctrl, "lfc": lfc})
 
 
 def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
@@ -456,7 +481,7 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
     if p.case == p.control:
         msg = f"case and control are both {p.case!r}; choose two different levels of {p.group!r}"
         raise ToolInputError(msg)
-    if p.lfc > 0 and p.method not in ("auto", "limma", "censored"):
+    if p.lfc != "auto" and p.lfc > 0 and p.method not in ("auto", "limma", "censored"):
         msg = f"lfc (TREAT) applies to limma or censored, not {p.method}"
         raise ToolInputError(msg)
     if p.covariates and p.method not in ("auto", "limma", "censored"):
@@ -494,6 +519,8 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
     method = choice.method
     if method == "censored" and choice.normalize != "none":  # the curves must be on the scale that is tested
         choice.curves = fit_dropout_curves(Y, is_case)
+    choice.lfc, lfc_reason = resolve_lfc(p.lfc, method, Y, is_case, _label_free(adata, raw))
+    lfc = choice.lfc
     obs = np.isfinite(Y)
     nc, nn = obs[:, is_case].sum(1), obs[:, ~is_case].sum(1)
     sd = _nansd(Y)
@@ -556,14 +583,14 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
             extra_cols["n_peptides"] = counts[tested]
         else:
             extra_cols["B"] = eb.lods[:, 0]
-        if p.lfc > 0:  # TREAT: |logFC| > lfc (limma's treat; B has no meaning for it)
-            stat, pval = _treat(logfc, eb.stdev_unscaled[:, 0] * np.sqrt(s2_post), df_total, p.lfc)
+        if lfc > 0:  # TREAT: |logFC| > lfc (limma's treat; B has no meaning for it)
+            stat, pval = treat(logfc, eb.stdev_unscaled[:, 0] * np.sqrt(s2_post), df_total, lfc)
             extra_cols.pop("B", None)
         if method == "censored":
             inc = ~np.isfinite(Yt).all(1)
             if inc.any():
                 extra_cols.pop("B", None)
-                ct, cp, cb = censored_test(Yt[inc], X, 1, s2_post[inc], df_total[inc], choice.curves, lfc=p.lfc)
+                ct, cp, cb = censored_test(Yt[inc], X, 1, s2_post[inc], df_total[inc], choice.curves, lfc=lfc)
                 stat[inc], pval[inc], logfc[inc] = ct, cp, cb
             only_case, only_control = nn[tested] == 0, nc[tested] == 0
             limit = choice.curves.rho
@@ -579,6 +606,8 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
         stat, pval = _mann_whitney(Yt[:, is_case], Yt[:, ~is_case])
         logfc = np.nanmean(Yt[:, is_case], 1) - np.nanmean(Yt[:, ~is_case], 1)
 
+    if lfc_reason:
+        choice.reasons.append(lfc_reason)
     labels = feature_labels(adata, kind)[tested]
     table = pd.DataFrame({
         "feature": ids[tested], "gene": _genes(adata)[tested], "label": labels,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,8 +60,11 @@ class ContrastTest(BaseModel):
         2, ge=1, description="minimum non-missing values per group for a feature to be tested (censored: in at least "
         "one group) (2 = limma as is; 3 = Perseus 'in each group')"
     )
-    lfc: float = Field(0.0, ge=0, description="TREAT fold-change threshold (limma, censored): test |log2FC| > lfc "
-                       "instead of != 0 (McCarthy & Smyth 2009); 0 = ordinary test. Only when asked for")
+    lfc: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="TREAT fold-change threshold (limma, censored): test |log2FC| > lfc instead of != 0 "
+        "(McCarthy & Smyth 2009); 0 = ordinary test; 'auto' (default) = log2(1.5) when the replicates of label-free "
+        "intensities are repeat measurements of one sample (within-group CV below 15 %), else 0"
+    )
     s0: float = Field(0.0, ge=0, description="SAM fudge factor added to the Welch standard error (welch only; "
                       "Perseus default 0, 0.1 common)")
     impute: Literal["none", "downshift"] = Field(

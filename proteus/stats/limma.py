@@ -37,8 +37,10 @@ Public API (stable; other modules import it)
     F, F_p_value, F_df1, F_df2, sigma, df_residual, amean, coef_names``.
 ``top_table(eb, coef=0, feature_names=None) -> DataFrame``
     limma's topTable columns (logFC, AveExpr, t, P.Value, adj.P.Val, B), unsorted.
-``moderated_test(Y, design, contrast=None, coef=None, trend=False) -> DataFrame``
-    one call: fit, (contrast), eBayes, top table of one coefficient / contrast.
+``moderated_test(Y, design, contrast=None, coef=None, trend=False, lfc=0) -> DataFrame``
+    one call: fit, (contrast), eBayes, top table of one coefficient / contrast (TREAT when ``lfc > 0``).
+``treat(logfc, se, df, lfc) -> (t, p)``
+    limma's ``treat``: the test of :math:`|\beta| > \tau` (McCarthy & Smyth 2009).
 
 Conventions followed from limma (so results match R): features whose observed design is rank
 deficient get NaN for non-estimable coefficients (R's ``lm.fit`` pivoting, tolerance 1e-7);
@@ -78,6 +80,7 @@ __all__ = [
     "trigamma_inverse",
     "top_table",
     "moderated_test",
+    "treat",
     "two_group_moderated",
 ]
 
@@ -650,8 +653,17 @@ def top_table(eb: EBayesResult, coef: int | str = 0, feature_names=None) -> pd.D
     )
 
 
+def treat(logfc: np.ndarray, se: np.ndarray, df: np.ndarray, lfc: float) -> tuple[np.ndarray, np.ndarray]:
+    """limma's ``treat`` (McCarthy & Smyth 2009, doi:10.1093/bioinformatics/btp053): the null is
+    :math:`|\beta| \le` ``lfc``; :math:`p = P(T > (|b| - \tau)/se) + P(T > (|b| + \tau)/se)`, and t is
+    :math:`\operatorname{sign}(b)(|b| - \tau)/se`, 0 inside the threshold."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        near, far = (np.abs(logfc) - lfc) / se, (np.abs(logfc) + lfc) / se
+    return np.sign(logfc) * np.maximum(near, 0.0), t_sf(near, df) + t_sf(far, df)
+
+
 def moderated_test(Y, design, contrast=None, coef: int | str | None = None, trend: bool = False,
-                   coef_names: list[str] | None = None) -> pd.DataFrame:
+                   coef_names: list[str] | None = None, lfc: float = 0.0) -> pd.DataFrame:
     """Fit, optionally contrast, moderate, and tabulate one coefficient in one call.
 
     Parameters
@@ -666,6 +678,8 @@ def moderated_test(Y, design, contrast=None, coef: int | str | None = None, tren
     trend : bool
         limma-trend.
     coef_names : list of str, optional
+    lfc : float
+        > 0: :func:`treat` against this log fold change (t, P.Value and adj.P.Val are TREAT's; no B).
 
     Returns
     -------
@@ -684,15 +698,19 @@ def moderated_test(Y, design, contrast=None, coef: int | str | None = None, tren
     eb = ebayes(fit, trend=trend)
     tab = top_table(eb, 0, names)
     tab["df_total"] = eb.df_total
+    if lfc > 0:
+        t, p = treat(eb.coefficients[:, 0], eb.stdev_unscaled[:, 0] * np.sqrt(eb.s2_post), eb.df_total, lfc)
+        tab = tab.drop(columns="B").assign(t=t, **{"P.Value": p, "adj.P.Val": bh(p)})
     return tab
 
 
 def two_group_moderated(Y: pd.DataFrame, is_case: pd.Series, Z: pd.DataFrame | None = None,
-                        min_per_group: int = 2) -> pd.DataFrame:
+                        min_per_group: int = 2, lfc: float = 0.0) -> pd.DataFrame:
     """limma moderated t of ``Y`` (features x samples) on ``~ case (+ Z)``: the two-group test of the
     mutation, subtype and case-vs-rest contrasts. Returns the top table of :func:`moderated_test`
     (logFC = case - control) with ``n_case``/``n_control`` observed per feature; features with fewer
-    than ``min_per_group`` observed values in either group are left out."""
+    than ``min_per_group`` observed values in either group are left out; ``lfc > 0`` tests against that
+    log fold change (:func:`treat`)."""
     case = is_case.reindex(Y.columns).astype(bool).to_numpy()
     obs = Y.notna().to_numpy()
     n1, n0 = obs[:, case].sum(1), obs[:, ~case].sum(1)
@@ -704,7 +722,7 @@ def two_group_moderated(Y: pd.DataFrame, is_case: pd.Series, Z: pd.DataFrame | N
     if Z is not None and Z.shape[1]:
         cols += [Z.reindex(Y.columns)[c].to_numpy(float) for c in Z.columns]
     design = np.column_stack(cols)
-    tab = moderated_test(Yk, design, coef=1)
+    tab = moderated_test(Yk, design, coef=1, lfc=lfc)
     tab["n_case"] = n1[keep]
     tab["n_control"] = n0[keep]
     return tab
