@@ -241,3 +241,11 @@ def test_rank_enrichment_after_an_empty_hit_list_keeps_the_differential_test(uce
     update = HeuristicPolicy().update_workflow(make_view(ucec), objective, done, [ora])
     assert [s.tool for s in update.steps] == ["enrichment_gsea"]
     assert {k: v for k, v in update.steps[0].params.items() if k in TEST_FIELDS} == {k: v for k, v in da.items() if k != "fdr"}
+
+
+def test_case_vs_rest_refuses_test_options_it_would_ignore(ucec, tmp_path):
+    ctx = ToolContext(out_dir=tmp_path)
+    with pytest.raises(ToolInputError, match="impute"):
+        get_tool("enrichment_gsea")(ucec, {"modality": "proteomics", "group": "Proteomics_Tumor_Normal", "case": "Tumor",
+                                           "impute": "downshift"}, ctx)
+
