@@ -9,7 +9,9 @@ Conventions followed (say so in a methods section):
   layers (log ratios) are used as delivered; with missing values on a log-intensity layer whose
   missingness depends on abundance (probit slope z < -3) the **censored** model is used, else
   **limma**; a ``var["n_peptides"]`` column gives the DEqMS count-dependent variance prior where it
-  fits the variances better than one prior (larger prior df).
+  fits the variances better than one prior (larger prior df); label-free intensities whose replicates
+  are repeat measurements of one sample (typical within-group CV below 15 %,
+  :mod:`proteus.stats.replicates`) are tested against a 1.5-fold change (TREAT, ``lfc='auto'``).
 - **limma**: ``lmFit`` + ``eBayes`` as in R limma (:mod:`proteus.stats.limma`, Smyth 2004),
   per-feature fits on observed values (no imputation), optional covariates in the design.
 - **censored**: missing values enter the likelihood as dropouts below a per-sample detection
@@ -360,7 +362,9 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     features detected in one group only (``detection`` column, counts in metrics; a group with no value
     counts as one dropout, not one per replicate); otherwise limma
     on observed values (identical to R limma when nothing is missing). Peptide counts in the layer
-    give the DEqMS variance prior. Pre-filter: ``min_valid`` values in each group (limma) or in at
+    give the DEqMS variance prior. Label-free replicates that are repeat measurements of one sample
+    (within-group CV below 15 %) are tested against a 1.5-fold change (TREAT; ``lfc=0`` turns it off),
+    since their variance misses sample-to-sample differences. Pre-filter: ``min_valid`` values in each group (limma) or in at
     least one group (censored, imputation); skipped features are listed with the reason. Missing
     values are never imputed unless ``impute='downshift'`` (Perseus; Tyanova et al. 2016) is asked
     for, seeded by ``ctx.seed``, with imputed counts per group in the table.

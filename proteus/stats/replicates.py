@@ -17,7 +17,12 @@ change for differential proteins).
 The typical within-group variance is the median over features of the pooled within-group variance
 :math:`s_i^2` (features with two values or more in a group and a residual degree of freedom), each
 divided by the median of :math:`s^2/\sigma^2 = \chi^2_{d_i}/d_i` so that the median estimates
-:math:`\sigma^2` whatever the replicate numbers.
+:math:`\sigma^2` whatever the replicate numbers. Shifts of whole samples are removed first, by
+centring each sample on its median over the features observed in every sample: they are
+normalisation's business, and a median over each sample's own values is not a fair one where
+missingness depends on abundance (a run with many dropouts lost low values, so its median rises:
+in the UPS1 spike-in the 0.5 fmol run missing 160 proteins sits 0.38 log2 above the others by
+that median, within 0.03 of them on the 688 proteins every run saw).
 
 References
 ----------
@@ -48,10 +53,17 @@ def cv_to_log2_sd(cv: float) -> float:
     return float(np.sqrt(np.log1p(cv**2)) / np.log(2))
 
 
+MIN_SHARED = 50
+"""Features observed in every sample needed to centre the samples on them (else no centring)."""
+
+
 def within_group_sd(Y: np.ndarray, groups: np.ndarray) -> tuple[float, int]:
     """Typical within-group SD of log values ``Y`` (features x samples, NaN = missing) for sample labels
     ``groups``, and the number of features it is taken over (see the module docstring)."""
     groups = np.asarray(groups)
+    shared = np.isfinite(Y).all(1)
+    if shared.sum() >= MIN_SHARED:
+        Y = Y - np.median(Y[shared], 0)
     ss = np.zeros(Y.shape[0])
     df = np.zeros(Y.shape[0])
     for lv in np.unique(groups):
