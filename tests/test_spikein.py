@@ -400,3 +400,5 @@ def test_auto_threshold_for_repeat_measurements_of_one_sample(ups_dir, ups_study
     r = rest.table.set_index("feature").loc[two.index]
     np.testing.assert_allclose(r["p"], two["p"], rtol=1e-10)
     np.testing.assert_allclose(r["t"], two["t"], rtol=1e-10, atol=1e-12)
+    plain = differential_table(ups_study, ContrastTest(**{**base, "control": None, "lfc": 0.0}), seed=0)
+    assert "TREAT" not in plain.method and (plain.table["q"] < 0.05).sum() > (rest.table["q"] < 0.05).sum()

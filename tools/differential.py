@@ -434,15 +434,15 @@ def differential_table(study: Study, params: ContrastTest, *, seed: int = 0) -> 
     seed); every step that builds on a contrast asks here.
 
     With a ``control``, the test of ``differential_abundance``; without one, ``case`` against all other
-    samples with a value by limma's moderated t on observed values (:func:`_case_vs_rest_table`).
+    samples with a value by limma's moderated t on observed values, against ``lfc`` (:func:`_case_vs_rest_table`).
     """
     test = ContrastTest.model_validate(params.model_dump(include=TEST_FIELDS))
     if test.control is None:
-        options = [k for k in sorted(TEST_FIELDS - {"modality", "group", "case", "control", "covariates"})
+        options = [k for k in sorted(TEST_FIELDS - {"modality", "group", "case", "control", "covariates", "lfc"})
                    if getattr(test, k) != ContrastTest.model_fields[k].default]
         if options:
             msg = (f"{', '.join(options)} apply to a test against a control level; with control=None (case vs all other "
-                   f"samples) the test is limma on observed values: name a control or leave them at their defaults")
+                   f"samples) the test is limma on observed values, against lfc as the two-group test: name a control or leave them at their defaults")
             raise ToolInputError(msg)
         return cached_table(study, test, seed, lambda: _case_vs_rest_table(study, test))
     return cached_table(study, test, seed, lambda: _two_group_table(study, test, seed))
