@@ -7,8 +7,10 @@
    prompts before and after, the paired change with its 95% t and bootstrap intervals, wall
    times of evaluation and training, the device.
 3. With ``--served-run DATA``: the base and the tuned GGUF each served by llama.cpp and used by
-   ``proteus run`` on DATA; the accepted-decision rate (model answers accepted first time or
-   after repair, over all decisions) of both runs.
+   ``proteus run`` on DATA; per model the decisions accepted first time, repaired and fallen
+   back, the rejections for unknown names, hypotheses and validated ones, wall time
+   (:func:`decision_stats`). With ``--tuned GGUF`` (an adapter trained elsewhere, merged by
+   ``proteus export gguf``) only this comparison runs.
 
 With ``--budget-s`` the whole process (imports included) ends within that many seconds: the
 warm start and GRPO stop early enough for the evaluation after them (see
@@ -50,15 +52,45 @@ def export_decisions(data: list[Path], out: Path, context_tokens: int) -> Path:
     return path
 
 
-def accepted_rate(run_dir: Path) -> dict:
-    """Decisions the model made (first time or repaired) over all decisions of a model run."""
+# rejection reasons that mean the model named something the run does not have
+UNKNOWN_NAME = ("unknown tool", "is not a clinical column", "is not loaded", "is not a level of", "unknown objective family", "not in the knowledge graph", "not remaining objective ids")
+
+
+def decision_stats(run_dir: Path) -> dict:
+    """What the model decided in a model run, from its ``trace.jsonl`` and ``run.json``.
+
+    ``decisions``: decision nodes (each ends accepted, repaired or fallback); ``accepted``: the
+    model's first answer passed every check; ``repaired``: passed after a local fix or a re-ask;
+    ``fallback``: the heuristic decided; ``rate``: (accepted + repaired) / decisions;
+    ``rejected``: rejected answers, ``unknown_names`` of them for naming something the run does
+    not have; per decision type the same counts; hypotheses and validated ones from ``run.json``."""
     events = [json.loads(x) for x in (run_dir / "trace.jsonl").read_text().splitlines() if x.strip()]
-    final = [e for e in events if e.get("kind") == "llm_decision" and e.get("outcome") in ("accepted", "repaired", "fallback")]
-    ok = sum(e["outcome"] != "fallback" for e in final)
-    return {"decisions": len(final), "accepted": ok, "rate": ok / len(final) if final else None}
+    llm = [e for e in events if e.get("kind") == "llm_decision"]
+    final = [e for e in llm if e.get("outcome") in ("accepted", "repaired", "fallback")]
+    rejected = [e.get("reason", "") for e in llm if e.get("outcome") == "rejected"]
+
+    def counts(es: list[dict]) -> dict:
+        n = {k: sum(e["outcome"] == k for e in es) for k in ("accepted", "repaired", "fallback")}
+        return {"decisions": len(es), **n, "rate": (n["accepted"] + n["repaired"]) / len(es) if es else None}
+
+    info = json.loads((run_dir / "run.json").read_text())
+    return {
+        **counts(final),
+        "rejected": len(rejected),
+        "unknown_names": sum(any(u in r for u in UNKNOWN_NAME) for r in rejected),
+        "rejection_reasons": sorted({r[:120] for r in rejected}),
+        "calls": sum("prompt_tokens" in e for e in llm),
+        "completion_tokens": sum(e.get("completion_tokens") or 0 for e in llm),
+        "by_decision": {d: counts([e for e in final if e["decision"] == d]) for d in sorted({e["decision"] for e in final})},
+        "hypotheses": info["counts"]["hypotheses"],
+        "validated": info["validation"]["validated"],
+        "run_wall_s": info.get("wall_seconds"),
+    }
 
 
 def served_run(gguf: str, data: Path, out: Path, context_tokens: int, name: str) -> dict:
+    """``gguf`` served by llama.cpp (answers constrained by each decision's JSON schema, as in
+    production) and used by ``proteus run`` on ``data``: :func:`decision_stats` and the wall time."""
     from proteus.policy import make_policy
     from proteus.runner import run_research
     from proteus.serve import serve
@@ -72,7 +104,12 @@ def served_run(gguf: str, data: Path, out: Path, context_tokens: int, name: str)
     with serve(gguf, engine="llamacpp", port=port, name=name, max_model_len=context_tokens, timeout_s=300, log=out / f"serve-{name}.log") as server:
         policy = make_policy(server.model_arg, server.base_url, context_tokens=context_tokens)
         run_research(data, out / f"run-{name}", policy=policy, seed=0)
-    return {**accepted_rate(out / f"run-{name}"), "wall_s": round(time.perf_counter() - t, 1)}
+    return {"gguf": gguf, **decision_stats(out / f"run-{name}"), "wall_s": round(time.perf_counter() - t, 1)}
+
+
+def served_comparison(base: str, tuned: str, data: Path, out: Path, context_tokens: int) -> dict:
+    """The base and the tuned GGUF, one after the other, each in a ``proteus run`` on ``data``."""
+    return {"data": str(data), "base": served_run(base, data, out, context_tokens, "base"), "tuned": served_run(tuned, data, out, context_tokens, "tuned")}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -95,13 +132,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--work-dir", type=Path, help="trainers' scratch folder (default OUT/checkpoints)")
     ap.add_argument("--no-gguf", action="store_true", help="do not write the merged GGUF")
     ap.add_argument("--served-run", type=Path, help="data folder for the base vs tuned proteus run through llama.cpp")
+    ap.add_argument("--tuned", help="a tuned GGUF (e.g. from `proteus export gguf`): no training, only the --served-run comparison")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.tuned:
+        if args.served_run is None:
+            ap.error("--tuned needs --served-run DATA")
+        result = {"context_tokens": args.context_tokens, "served_run": served_comparison(args.base, args.tuned, args.served_run, args.out, args.context_tokens)}
+        (args.out / "bench_train.json").write_text(json.dumps(result, indent=1, default=str))
+        print(json.dumps(result, default=str)[:4000])
+        return result
+
     from proteus.train.grpo import train
 
-    args.out.mkdir(parents=True, exist_ok=True)
     traj = args.trajectories or export_decisions(args.data, args.out, args.context_tokens)
     s = train(
         traj, args.base, args.out, steps=args.steps, num_generations=args.num_generations, learning_rate=args.learning_rate,
@@ -112,10 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     result = {"trajectories": str(traj), "context_tokens": args.context_tokens, "budget_s": args.budget_s, "total_s": round(time.time() - T0, 1), **s}
     if args.served_run is not None and s.get("gguf"):
-        result["served_run"] = {
-            "base": served_run(str(args.base), args.served_run, args.out, args.context_tokens, "base"),
-            "tuned": served_run(s["gguf"], args.served_run, args.out, args.context_tokens, "tuned"),
-        }
+        result["served_run"] = served_comparison(str(args.base), s["gguf"], args.served_run, args.out, args.context_tokens)
     (args.out / "bench_train.json").write_text(json.dumps(result, indent=1, default=str))
     ho = result.get("held_out")
     if ho:

@@ -1,4 +1,4 @@
-"""The ``proteus`` command line (typer): run, resume, tools, datasets, report, serve, export-rl, export h5mu, train, eval.
+"""The ``proteus`` command line (typer): run, resume, tools, datasets, report, serve, export-rl, export h5mu, export gguf, train, eval.
 
 Errors a user can act on (no usable data, a locked or changed run directory, a bad tool call)
 print one line and exit non-zero, without a traceback.
@@ -30,6 +30,7 @@ _LAZY_COMMANDS = {
 
 _LAZY_EXPORTS = {
     "h5mu": ("proteus.h5mu", "h5mu_cli", "Write RUN_DIR/study.h5mu (MuData: layers, clinical obs, contrast results in varm) for scanpy / muon."),
+    "gguf": ("proteus.train.command", "export_gguf_cli", "Merge a LoRA adapter from `proteus train` into its base model; write one GGUF for llama.cpp."),
 }
 
 
@@ -62,7 +63,7 @@ tools_app = typer.Typer(no_args_is_help=True, help="List registered tools or run
 datasets_app = typer.Typer(no_args_is_help=True, help="Published datasets, written as the raw files a user would have.")
 app.add_typer(tools_app, name="tools")
 app.add_typer(datasets_app, name="datasets")
-export_app = typer.Typer(cls=_LazyExports, no_args_is_help=True, help="Write a run in a format other tools read.")
+export_app = typer.Typer(cls=_LazyExports, no_args_is_help=True, help="Write a run, or a tuned model, in a format other tools read.")
 app.add_typer(export_app, name="export")
 
 err = Console(stderr=True)

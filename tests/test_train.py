@@ -82,6 +82,34 @@ def test_merged_adapter_in_gguf_computes_what_transformers_computes(tiny_gguf, t
     assert np.abs(served - tuned).max() < np.abs(base - tuned).max() / 10
 
 
+@pytest.mark.skipif(not llama_available(), reason="llama-cpp-python is not installed")
+def test_export_gguf_command_merges_a_saved_adapter_that_llama_cpp_then_runs(tiny_gguf, tmp_path):  # noqa: F811
+    """An adapter trained elsewhere (saved by PEFT, as the GPU run returns it) becomes one GGUF
+    through ``proteus export gguf``; llama.cpp's logits follow the adapter, not the base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from typer.testing import CliRunner
+
+    from proteus.cli import app
+
+    model, _, _ = load_base(tiny_gguf)
+    torch.manual_seed(1)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    peft_model.save_pretrained(str(tmp_path / "adapter"))
+    tokens = [1, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100]
+    with torch.no_grad():
+        tuned = peft_model(torch.tensor([tokens])).logits[0].numpy()
+    out = tmp_path / "tuned.gguf"
+    res = CliRunner().invoke(app, ["export", "gguf", "--adapter", str(tmp_path / "adapter"), "--base", str(tiny_gguf), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    served, base = _logits_llama_cpp(out, tokens), _logits_llama_cpp(tiny_gguf, tokens)
+    assert np.corrcoef(served.ravel(), tuned.ravel())[0, 1] > 0.999
+    assert np.abs(served - tuned).max() < np.abs(base - tuned).max() / 10
+    # a folder that is not an adapter is one line and exit 2, not a traceback
+    res = CliRunner().invoke(app, ["export", "gguf", "--adapter", str(tmp_path), "--base", str(tiny_gguf), "--out", str(tmp_path / "x.gguf")])
+    assert res.exit_code == 2 and "no adapter_config.json" in res.output and not (tmp_path / "x.gguf").exists()
+
+
 def test_one_grpo_step_writes_adapter_gguf_and_held_out_rewards(trajectories, tiny_gguf, tmp_path):  # noqa: F811
     out = tmp_path / "tuned"
     s = train(trajectories, tiny_gguf, out, steps=1, num_generations=2, max_completion_tokens=8, max_prompt_tokens=4096, held_out=0.5, max_eval_prompts=2, lora_rank=4)
@@ -95,6 +123,7 @@ def test_one_grpo_step_writes_adapter_gguf_and_held_out_rewards(trajectories, ti
     ho = saved["held_out"]
     assert len(ho["rewards_before"]) == len(ho["rewards_after"]) == saved["n_evaluated"]
     assert ho["change"]["mean"] == pytest.approx(np.mean(ho["rewards_after"]) - np.mean(ho["rewards_before"]))
+    assert ho["by_decision"] == {"interpret": {"n": saved["n_evaluated"], "before": pytest.approx(np.mean(ho["rewards_before"])), "after": pytest.approx(np.mean(ho["rewards_after"]))}}
     cfg = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert cfg["r"] == 4 and cfg["peft_type"] == "LORA"
     assert (out / "adapter" / "adapter_model.safetensors").exists()
@@ -116,6 +145,7 @@ def test_warm_start_then_grpo_until_the_deadline_writes_every_phase(trajectories
     assert json.loads((out / "train.json").read_text()) == json.loads(json.dumps(s, default=str))
     # the warm start learns from the training split's reference answers only
     assert s["n_sft"] == s["n_train"] and s["sft_change"]["change"]["n"] == s["n_evaluated"]
+    assert s["held_out"]["by_decision"]["interpret"]["after_sft"] == pytest.approx(np.mean(s["rewards_after_sft"]))
     assert s["sft_stopped_by_deadline"]  # 50 epochs do not fit: it stopped at its share of the time
     # GRPO ran until one more step would not leave time for the evaluation after it
     assert s["grpo_stopped_by_deadline"] and 1 <= s["grpo_steps"] < 10_000

@@ -155,6 +155,24 @@ def test_prompt_rows_and_a_stable_held_out_split(decisions, tmp_path):
         split_held_out(rows, 1.0)
 
 
+def test_rewards_split_by_decision_kind(decisions):
+    """The per-kind breakdown the training summary carries: the reference answers against the
+    same answers cut in half (no longer JSON), kind by kind, in prompt order."""
+    from proteus.train.evaluate import by_decision
+
+    evs = [ev for ev in decisions.values() for _ in range(2)]  # two prompts per kind
+    kinds = [ev["decision"] for ev in evs]
+    ref = [reward(json.dumps(ev["value"]), _task(ev)) for ev in evs]
+    cut = [reward(json.dumps(ev["value"])[: len(json.dumps(ev["value"])) // 2], _task(ev)) for ev in evs]
+    got = by_decision(kinds, before=cut, after=ref, after_sft=None)
+    assert list(got) == sorted(decisions) and all(g["n"] == 2 and set(g) == {"n", "before", "after"} for g in got.values())
+    for kind, g in got.items():
+        assert g["after"] == pytest.approx(reward(json.dumps(decisions[kind]["value"]), _task(decisions[kind])))
+        assert g["before"] == 0.0 < g["after"]
+    # the kinds' means, weighted by their prompts, are the overall mean
+    assert sum(g["n"] * g["after"] for g in got.values()) / len(evs) == pytest.approx(sum(ref) / len(ref))
+
+
 def test_train_command_without_the_extra_prints_the_install_hint(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 

@@ -1,4 +1,4 @@
-"""The ``proteus train`` command (imports nothing heavy until it runs)."""
+"""The ``proteus train`` and ``proteus export gguf`` commands (import nothing heavy until they run)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from proteus.train import INSTALL_HINT, missing_packages
 
-__all__ = ["train_cli"]
+__all__ = ["train_cli", "export_gguf_cli"]
 
 
 def train_cli(
@@ -55,3 +55,24 @@ def train_cli(
     typer.echo(f"adapter: {out / 'adapter'}  (proteus serve BASE --lora tuned={out / 'adapter'})")
     if s.get("gguf"):
         typer.echo(f"gguf: {s['gguf']}  (proteus serve {s['gguf']} --engine llamacpp --name tuned; proteus run DATA --model llamacpp:tuned)")
+
+
+def export_gguf_cli(
+    adapter: Path = typer.Option(..., "--adapter", help="LoRA adapter folder written by `proteus train` (OUT/adapter)"),
+    base: Path = typer.Option(..., "--base", help="the base model it was trained on: a .gguf file or a Hugging Face model folder"),
+    out: Path = typer.Option(..., "--out", "-o", help="the .gguf file to write"),
+    template: Optional[Path] = typer.Option(None, "--template", help="a GGUF with the base's vocabulary, when --base is a folder without one"),
+) -> None:
+    """Merge a LoRA adapter into its base model and write one GGUF file for llama.cpp."""
+    missing = missing_packages()
+    if missing:
+        typer.echo(f"error: proteus export gguf needs {', '.join(missing)}: {INSTALL_HINT}", err=True)
+        raise typer.Exit(2)
+    from proteus.train.gguf_export import export_gguf
+
+    try:
+        path = export_gguf(adapter, base, out, template=template)
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)  (proteus serve {path} --engine llamacpp --name tuned; proteus run DATA --model llamacpp:tuned)")

@@ -3,7 +3,8 @@
 Each prompt is answered once by greedy decoding (deterministic up to batch padding, so before /
 after differences are the model's, not the sampler's) and scored with :func:`proteus.train.rewards.reward`. The
 change between two models on the same prompts is summarised by the mean paired difference and
-its 95% t interval (Student 1908), and the percentile bootstrap as a check.
+its 95% t interval (Student 1908), and the percentile bootstrap as a check; :func:`by_decision`
+splits the mean rewards by decision type.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from scipy import stats
 
 from proteus.train.rewards import reward
 
-__all__ = ["answers", "held_out_rewards", "mean_ci", "paired_change"]
+__all__ = ["answers", "held_out_rewards", "mean_ci", "paired_change", "by_decision"]
 
 
 def answers(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 256, batch_size: int = 8) -> list[str]:
@@ -72,4 +73,14 @@ def paired_change(before: list[float], after: list[float], *, level: float = 0.9
         rng = np.random.default_rng(seed)
         boots = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
         out["change"]["bootstrap"] = [float(np.quantile(boots, (1 - level) / 2)), float(np.quantile(boots, 0.5 + level / 2))]
+    return out
+
+
+def by_decision(decisions: list[str], **rewards: list[float] | None) -> dict[str, dict[str, Any]]:
+    """Per decision type: ``n`` prompts and the mean of every reward list given by name (one
+    reward per prompt, in the order of ``decisions``; ``None`` lists are left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    for d in sorted(set(decisions)):
+        idx = [i for i, x in enumerate(decisions) if x == d]
+        out[d] = {"n": len(idx), **{k: float(np.mean([v[i] for i in idx])) for k, v in rewards.items() if v is not None}}
     return out

@@ -1,6 +1,7 @@
 """A tuned model for llama.cpp: merge the LoRA adapter and write a GGUF file.
 
 :func:`merge_adapter` folds the adapter into the base weights (PEFT ``merge_and_unload``).
+:func:`export_gguf` does both for a saved adapter folder and its base model (``proteus export gguf``).
 :func:`write_gguf` writes the merged weights with llama.cpp's own GGUF library (``gguf``):
 tensor names from ``gguf.get_tensor_name_map`` and the query / key row permutation of llama.cpp's
 ``convert_hf_to_gguf.py`` (``LlamaModel.permute``), hyperparameters from the model config, and
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["merge_adapter", "write_gguf", "llama_permute"]
+__all__ = ["merge_adapter", "write_gguf", "export_gguf", "llama_permute"]
 
 _SUPPORTED = ("llama",)
 
@@ -118,3 +119,25 @@ def write_gguf(model: Any, out: str | Path, *, template: str | Path, name: str =
     w.write_tensors_to_file()
     w.close()
     return out
+
+
+def export_gguf(adapter: str | Path, base: str | Path, out: str | Path, *, template: str | Path | None = None, name: str | None = None) -> Path:
+    """Merge the saved LoRA ``adapter`` folder (PEFT ``save_pretrained``) into ``base`` and write
+    ``out`` as GGUF. ``base`` is what the adapter was trained on: a ``.gguf`` file (also the
+    vocabulary template) or a Hugging Face model folder (``template`` then names a GGUF of the
+    same vocabulary, unless the folder holds one)."""
+    import torch
+    from peft import PeftModel
+
+    from proteus.train.grpo import load_base
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        msg = f"{adapter} is not a LoRA adapter folder (no adapter_config.json)"
+        raise FileNotFoundError(msg)
+    model, _, found = load_base(base, dtype=torch.float32)
+    template = template or found
+    if template is None:
+        msg = f"no GGUF with the vocabulary of {base}: give --template"
+        raise ValueError(msg)
+    merged = merge_adapter(PeftModel.from_pretrained(model, str(adapter)))
+    return write_gguf(merged, out, template=template, name=name or f"{Path(base).stem}-proteus")

@@ -11,8 +11,8 @@ from a model whose sampled answers already earn some reward.
 
 :func:`train` reads export-rl files, holds prompts out, scores the base model on them, warms up,
 trains, scores again, writes the adapter, the merged model as GGUF for llama.cpp, and
-``train.json`` with the before / after mean reward and the paired change with its confidence
-interval. Every phase is written as it finishes (:class:`~proteus.train.progress.Progress`);
+``train.json`` with the before / after mean reward, the paired change with its confidence
+interval, and the means per decision type. Every phase is written as it finishes (:class:`~proteus.train.progress.Progress`);
 with a ``deadline`` training stops early enough for the evaluation after it to finish.
 A CUDA GPU is used when present (bf16), otherwise the CPU.
 """
@@ -161,7 +161,7 @@ def train(
     from peft import LoraConfig, get_peft_model
     from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
-    from proteus.train.evaluate import held_out_rewards, paired_change
+    from proteus.train.evaluate import by_decision, held_out_rewards, paired_change
     from proteus.train.gguf_export import merge_adapter, write_gguf
     from proteus.train.rewards import trl_reward_function
 
@@ -262,7 +262,10 @@ def train(
 
     if eval_rows:
         after = score(model, "after")
-        summary["held_out"] = {**paired_change(before, after), "rewards_before": before, "rewards_after": after}
+        summary["held_out"] = {
+            **paired_change(before, after), "rewards_before": before, "rewards_after": after,
+            "by_decision": by_decision([r["decision"] for r in eval_rows], before=before, after_sft=summary.get("rewards_after_sft"), after=after),
+        }
         prog.write()
     if gguf:
         if template is None:
