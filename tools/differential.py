@@ -417,7 +417,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         f"{method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
         + (f" adjusting for {', '.join(covs)}" if covs else "")
         + (f" after down-shift imputation of {n_imputed} missing values" if p.impute != "none" else "")
-        + (f" (TREAT: |log2FC| > {choice.lfc:.3g})" if choice.lfc > 0 else "")
+        + (f" against a {2 ** choice.lfc:.3g}-fold change (TREAT: |log2FC| > {choice.lfc:.3g})" if choice.lfc > 0 else "")
         + f": {len(table)} features tested, {len(skipped)} skipped; {int(sig.sum())} with q < {p.fdr} "
         f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "")
         + (f". Detected in one group only: {metrics['n_detected_only_case']} in {p.case}, "

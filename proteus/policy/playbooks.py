@@ -111,11 +111,13 @@ def _pick_continuous(profile: DataProfile) -> str | None:
 def _missing_note(profile: DataProfile, modality: str) -> str:
     """Why the test fits the layer: label-free intensities with missing values get the tool's missing-value
     (dropout) model when missingness depends on abundance (``method='auto'`` decides on the data and reports
-    why); log ratios are tested on observed values, as limma does."""
+    why; repeat measurements of one sample are tested against a fold change, ``lfc='auto'``); log ratios are
+    tested on observed values, as limma does."""
     m = next((m for m in profile.modalities if m.name == modality), None)
     if m is not None and m.scale == "log2" and m.missing_fraction > 0:
         return (f"; {m.missing_fraction:.0%} of values missing in label-free intensities: modelled as abundance-dependent "
-                "dropouts where the data show it, proteins seen in one group only tested, nothing imputed")
+                "dropouts where the data show it, proteins seen in one group only tested, nothing imputed; replicates "
+                "that prove to be repeat measurements of one sample are tested against a 1.5-fold change")
     return ""
 
 
