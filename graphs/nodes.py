@@ -297,20 +297,34 @@ def next_after_update_objectives(state: ResearchState) -> str:
 
 # --- hypotheses -----------------------------------------------------------------------------------
 def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Draft hypotheses (the policy) and check each against its cited evidence, whoever drafted it
+    (:func:`proteus.policy.claim_check.check_draft`): overclaims reworded, evidence about nothing it
+    names dropped, contradicted directions and "no change" rejected, each change recorded."""
+    from proteus.policy.claim_check import check_draft
+    from proteus.policy.result_tables import ResultTables
+
     ctx = runtime.context
     view = _view(state, ctx)
     drafts = _decide(ctx, "propose_hypotheses", ctx.policy.propose_hypotheses, view)
-    hyps = []
+    tables = ResultTables.of_view(view)
+    drafted = {"drafted": drafts.decided_by} if drafts.decided_by else {}
+    hyps, rejected = [], []
     for d in drafts.hypotheses:
-        evidence = [e for e in d.evidence if view.kg.relation(e) is not None]
-        if not evidence:
-            ctx.rundir.append_trace({"kind": "hypothesis_rejected", "statement": d.statement[:200], "reason": "no cited evidence edge exists in the knowledge graph"})
+        checked = check_draft(d, view.kg, tables)
+        checks = [c.as_dict() for c in checked.checks]
+        if checked.rejected:
+            rule = next((c.rule for c in checked.checks if c.action == "rejected"), "evidence")
+            rejected.append({"statement": d.statement[:300], "rule": rule, "reason": checked.rejected[:600], **drafted})
+            ctx.rundir.append_trace({"kind": "hypothesis_rejected", "statement": d.statement[:200], "rule": rule, "reason": checked.rejected[:600]})
             continue
-        hid = stable_id("H_", d.statement, sorted(evidence), length=8)
-        drafted = {"drafted": drafts.decided_by} if drafts.decided_by else {}
-        hyps.append(Hypothesis(id=hid, statement=d.statement, rationale=d.rationale, evidence=evidence, entities=d.entities, test=d.test, decided_by=drafted).model_dump())
-    ctx.progress(f"proposed {len(hyps)} hypotheses")
-    return {"hypotheses": hyps}
+        d = checked.draft
+        if checks:
+            ctx.rundir.append_trace({"kind": "hypothesis_reworded", "statement": d.statement[:200], "checks": checks})
+        hid = stable_id("H_", d.statement, sorted(d.evidence), length=8)
+        hyps.append(Hypothesis(id=hid, statement=d.statement, rationale=d.rationale, evidence=d.evidence, entities=d.entities, test=d.test,
+                               decided_by=drafted, wording_checks=checks).model_dump())
+    ctx.progress(f"proposed {len(hyps)} hypotheses" + (f" ({len(rejected)} rejected by the claim checks)" if rejected else ""))
+    return {"hypotheses": hyps, "hypotheses_rejected": rejected}
 
 
 def validate(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class ResearchState(TypedDict, total=False):
     No reducers: every node returns whole values, so a compiled subgraph used as a node hands
     back its state without double-appending (a reducer would add the parent's list twice).
     hypotheses: final hypotheses (Hypothesis dicts).
+    hypotheses_rejected: drafts the claim checks kept out of the graph (statement, rule, reason).
     """
 
     objectives: list[dict[str, Any]]
@@ -41,6 +42,7 @@ class ResearchState(TypedDict, total=False):
     workflows: list[dict[str, Any]]
     relations: list[dict[str, Any]]
     hypotheses: list[dict[str, Any]]
+    hypotheses_rejected: list[dict[str, Any]]
 
 
 @dataclass

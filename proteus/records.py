@@ -233,3 +233,4 @@ class Hypothesis(BaseModel):
     judge: str = ""
     decided_by: dict[str, str] = Field(default_factory=dict, description="who drafted and who judged it (model, repaired or fallback); empty for an offline run")
     validation: dict[str, Any] | None = None
+    wording_checks: list[dict[str, str]] = Field(default_factory=list, description="what the claim checker changed before it entered the graph (rule, action, detail; proteus.policy.claim_check)")

@@ -19,6 +19,7 @@ from proteus.graphs.research import build_research_graph
 from proteus.graphs.state import RunContext
 from proteus.kg import KnowledgeGraph
 from proteus.policy.base import Policy
+from proteus.policy.claim_check import wording_counts
 from proteus.profile import profile_study
 from proteus.rundir import RunDir, fingerprint, input_files, package_versions
 
@@ -171,6 +172,7 @@ def run_research(
                 "hypotheses": len(final.get("hypotheses", [])),
             },
         )
+        run_info["wording"] = wording_counts(final.get("hypotheses", []), final.get("hypotheses_rejected", []))
         run_info["judged"] = judge_counts(final.get("hypotheses", []), policy.judge_name)
         run_info["validation"] = {s: sum((h.get("validation") or {}).get("status") == s for h in final.get("hypotheses", []))
                                   for s in ("validated", "failed", "untestable")}

@@ -16,7 +16,8 @@ sentence is written:
 - :func:`is_composition_score` — clinical columns that measure tissue composition (purity, stromal /
   immune content, deconvolution fractions): findings that track them may reflect composition.
 - :func:`overclaims` — causal or design-dependent words ("drives", "propagates", "independent of",
-  "expanded") that an association study cannot support.
+  "expanded") that an association study cannot support; :func:`reword_overclaims` replaces them
+  with what an association supports.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "mutation_phrase",
     "is_composition_score",
     "overclaims",
+    "reword_overclaims",
 ]
 
 _Z_BEYOND = 2.576  # two-sided p < 0.01 for the site-minus-protein difference
@@ -120,16 +122,57 @@ def is_composition_score(name: str) -> bool:
     return bool(_COMPOSITION.search(name.replace("_", " ")))
 
 
-_OVERCLAIMS = {
-    r"\bdriv(e|es|en|ing)\b": "causal ('drives') from an association",
-    r"\bpropagat": "causal ('propagates') from two correlations",
-    r"\bindependent of\b": "'independent of' from an unadjusted model",
-    r"\bexpan(d|ded|sion)\b": "population 'expansion' from a composition shift",
-    r"\bas a unit\b": "'as a unit' needs every member to move the same way",
-    r"\bcauses?\b": "causal ('causes') from an association",
+_ASSOCIATED = {"s": "is associated with", "p": "are associated with", "x": "associated with"}
+_OVERCLAIMS: dict[str, tuple[str, dict[str, str]]] = {
+    # pattern: (why, replacement of each form, keyed by the matched words in lower case; "*" any other)
+    r"\b(?:is|are) (?:a|the) (?:main |major |key )?cause of\b": ("causal ('cause of') from an association", {"*": "is associated with"}),
+    r"\b(?:caused by|causes?|causing)\b": ("causal ('causes') from an association",
+                                         {"causes": _ASSOCIATED["s"], "cause": _ASSOCIATED["p"], "*": _ASSOCIATED["x"]}),
+    r"\b(?:driven by|drives|drive|driving|driven|drove)\b": ("causal ('drives') from an association",
+                                                         {"drives": _ASSOCIATED["s"], "drive": _ASSOCIATED["p"], "driven": "associated", "*": _ASSOCIATED["x"]}),
+    r"\b(?:propagates|propagate|propagated|propagating|propagation)(?: to)?\b": ("causal ('propagates') from two correlations",
+        {"propagates to": _ASSOCIATED["s"], "propagates": _ASSOCIATED["s"], "propagate to": _ASSOCIATED["p"], "propagate": _ASSOCIATED["p"],
+         "propagation to": "association with", "propagation": "association", "*": _ASSOCIATED["x"]}),
+    r"\b(?:leads|lead|led|leading) to\b": ("causal ('leads to') from an association",
+                                         {"leads to": _ASSOCIATED["s"], "lead to": _ASSOCIATED["p"], "*": _ASSOCIATED["x"]}),
+    r"\bresults? in\b": ("causal ('results in') from an association", {"results in": _ASSOCIATED["s"], "*": _ASSOCIATED["p"]}),
+    r"\bindependent(?:ly)? of\b": ("'independent of' from an unadjusted model", {"*": "without adjustment for"}),
+    r"\b(?:expansion|expanded|expands|expand|expanding)\b": ("population 'expansion' from a composition shift",
+        {"expansion": "larger fraction", "expanded": "more frequent", "expands": "increases in fraction", "*": "increase in fraction"}),
+    r"\bas a unit\b": ("'as a unit' needs every member to move the same way", {"*": "together"}),
 }
+
+
+_HEDGE = re.compile(r"\b(?:can|could|may|might)\s+$", re.I)
+"""A modal right before the word states a possibility to test ("which a change in expression can cause"), not a finding."""
 
 
 def overclaims(text: str) -> list[str]:
     """The words of ``text`` stronger than observational evidence supports, with why."""
-    return [why for pat, why in _OVERCLAIMS.items() if re.search(pat, text, re.I)]
+    return [why for pat, (why, _) in _OVERCLAIMS.items() if re.search(pat, text, re.I)]
+
+
+def reword_overclaims(text: str, *, adjusted_for: set[str] | frozenset[str] = frozenset()) -> tuple[str, list[str]]:
+    """``text`` with each :func:`overclaims` word replaced by what association evidence supports
+    ("drives" -> "is associated with", "expansion" -> "larger fraction", "independent of" ->
+    "without adjustment for"), and one note per replacement. "independent of X" stays when the model
+    was adjusted for X (a name in ``adjusted_for``); a word after "can / could / may / might" stays
+    (a possibility to test, not a finding)."""
+    notes: list[str] = []
+
+    def adjusted(m: re.Match[str]) -> bool:
+        after = text[m.end():].strip().lower().replace("_", " ")
+        return any(after.startswith(c.lower().replace("_", " ")) for c in adjusted_for if c)
+
+    for pat, (why, forms) in _OVERCLAIMS.items():
+        def sub(m: re.Match[str]) -> str:
+            if (why.startswith("'independent of'") and adjusted(m)) or _HEDGE.search(text[: m.start()]):
+                return m.group(0)
+            word = m.group(0)
+            new = forms.get(word.lower(), forms["*"])
+            new = new[0].upper() + new[1:] if word[0].isupper() else new
+            notes.append(f"{why}: '{word}' -> '{new}'")
+            return new
+
+        text = re.sub(pat, sub, text, flags=re.I)
+    return text, notes

@@ -144,8 +144,7 @@ class HeuristicPolicy(Policy):
         return ObjectiveUpdate(drop=drop, add=add, reason=("follow-up: " + "; ".join(a.title for a in add)) if add else "no change")
 
     def propose_hypotheses(self, view: ResearchView) -> HypothesisDrafts:
-        kinds = {m.name: m.kind for m in view.profile.modalities}
-        tables = ResultTables(view.kg, view.read_table, kinds)
+        tables = ResultTables.of_view(view)
         drafts = compose_hypotheses(view.kg, tables=tables, sample_type=view.profile.sample_type_column)
         if any(m.level == "cell" for m in view.profile.modalities):
             from proteus.policy import cytometry

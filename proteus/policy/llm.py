@@ -14,7 +14,8 @@ For each decision node :class:`LLMPolicy`
    with ``max_tokens`` sized from it;
 3. checks the answer beyond the schema: registered tools with valid parameters, columns and
    levels (``view.check_step``), objective ids that exist, evidence edge ids in the knowledge
-   graph;
+   graph, and hypotheses that contradict their cited evidence
+   (:func:`~proteus.policy.claim_check.check_draft`; sent back once, then dropped by the graph);
 4. on a failed check re-asks with the error (at most ``max_repairs`` times), then falls back to
    the :class:`~proteus.policy.heuristic.HeuristicPolicy` decision for that node. Backend
    failures (after bounded retries) and a spent budget fall back the same way. A prompt that
@@ -50,6 +51,7 @@ from proteus.llm.context import compact_schema, estimate_tokens, fit_to_budget, 
 from proteus.llm.prompts import load_prompt, load_text
 from proteus.policy import decision_schemas as ds
 from proteus.policy.base import Policy, ResearchView
+from proteus.policy.claim_check import check_draft
 from proteus.policy.decisions import (
     HypothesisDrafts,
     Interpretation,
@@ -61,6 +63,7 @@ from proteus.policy.decisions import (
     WorkflowPlan,
     WorkflowUpdate,
 )
+from proteus.policy.result_tables import ResultTables
 from proteus.profile import quote
 from proteus.records import Hypothesis, Objective, Relation, Step
 from proteus.rundir import redact
@@ -619,8 +622,13 @@ class LLMPolicy(Policy):
 
     def propose_hypotheses(self, view: ResearchView) -> HypothesisDrafts:
         rels = view.kg.relations
+        tables = ResultTables.of_view(view)
+        claims_sent_back = False
 
         def check(p: HypothesisDrafts) -> str | None:
+            """Evidence ids must exist; hypotheses the claim checks would reject are sent back once
+            (after that the graph drops them, :func:`~proteus.policy.claim_check.check_draft`)."""
+            nonlocal claims_sent_back
             errors = []
             for i, h in enumerate(p.hypotheses, 1):
                 missing = [e for e in h.evidence if e not in rels]
@@ -628,6 +636,12 @@ class LLMPolicy(Policy):
                     errors.append(f"hypothesis {i}: evidence ids not in the knowledge graph: {missing[:5]}")
             if errors:
                 return "; ".join(errors)[:2000] + ". Use only edge ids shown in the knowledge graph (e_...)."
+            if not claims_sent_back:
+                wrong = [(i, r) for i, h in enumerate(p.hypotheses, 1) if (r := check_draft(h, view.kg, tables).rejected)]
+                if wrong:
+                    claims_sent_back = True
+                    return ("; ".join(f"hypothesis {i} contradicts its cited evidence: {r}" for i, r in wrong))[:2000] + (
+                        ". State each direction as the cited edge's effect sign says, for the group it names, and claim no change only with an interval.")
             return None
 
         drafts = self._decide(view, "propose_hypotheses", (), check, lambda: self.fallback.propose_hypotheses(view))

@@ -77,6 +77,11 @@ class ResultTables:
         self.kinds = dict(kinds or {})
 
     @classmethod
+    def of_view(cls, view) -> ResultTables:
+        """The tables of a :class:`~proteus.policy.base.ResearchView`'s run, with its modalities' kinds."""
+        return cls(view.kg, view.read_table, {m.name: m.kind for m in view.profile.modalities})
+
+    @classmethod
     def empty(cls) -> ResultTables:
         return cls(KnowledgeGraph(), lambda path: None)
 
