@@ -762,6 +762,10 @@ def _section_hypotheses(rd: RunData, states: dict[str, Any]) -> str:
             out.append(f"<p><b>Judge.</b> {e(_judge_label(h.get('judge')))}.</p>")
         out.append(f"<p><b>Validation.</b> {e(_validation_text(h.get('validation')))}</p>")
         out.append(_validation_table(rels, h.get("validation")))
+        checks = [c for c in _as_list(h.get("wording_checks")) if isinstance(c, dict)]
+        if checks:
+            items = "".join(f"<li>{e(c.get('rule', ''))} {e(c.get('action', ''))}: {e(c.get('detail', ''))}</li>" for c in checks)
+            out.append(f"<p><b>Claim checks.</b> Changed before it entered the graph:</p><ul class='compact'>{items}</ul>")
         if rev is not None:
             comments = "".join(f"<li>{e(c)}</li>" for c in rev.comments)
             who = ", ".join(sorted(rev.reviewers))
@@ -885,6 +889,10 @@ def _section_methods(rd: RunData) -> str:
         facts.append(f"wall time {e(_fmt_num(run['wall_seconds']))} s")
     if run.get("status"):
         facts.append(f"status {e(run['status'])}")
+    wording = run.get("wording")
+    if isinstance(wording, dict) and wording.get("checked"):
+        facts.append(f"claim checks: {e(wording.get('checked'))} drafted hypotheses, {e(wording.get('changed', 0))} reworded or with evidence dropped, "
+                     f"{e(wording.get('rejected', 0))} rejected")
     if facts:
         out.append("<p>" + "; ".join(facts) + ".</p>")
     usage = run.get("usage")

@@ -21,6 +21,7 @@ from proteus.policy.llm import LLMPolicy
 from proteus.policy.patterns import compose_hypotheses
 from proteus.policy.result_tables import Change, ResultTables
 from proteus.profile import profile_study
+from proteus.report import render_report
 from proteus.rundir import RunDir
 from proteus.tools.registry import list_tools
 
@@ -58,6 +59,7 @@ def test_a_direction_opposite_to_the_cited_edge_is_rejected(evidence):
     g, h = up.subject.label, down.subject.label
     agree = [f"{g} is higher in {c.case} than in {c.control}.", f"{g} is lower in {c.control} than in {c.case}.",
              f"In {c.case} samples, {g} protein is increased."]
+    agree.append(f"{g} is not lower in {c.case} than in {c.control}.")  # a negated direction word states none
     for s in agree:
         assert check_draft(_draft(s, up), kg, rt).rejected is None, s
     assert check_draft(_draft(f"{h} is decreased in {c.case} relative to {c.control}.", down), kg, rt).rejected is None
@@ -172,3 +174,9 @@ def test_model_contradictions_are_sent_back_once_then_dropped_by_the_graph(ucec_
     counts = wording_counts(upd["hypotheses"], upd["hypotheses_rejected"])
     assert counts == {"checked": 2, "changed": 1, "rejected": 1,
                       "by_rule": {"direction_rejected": 1, "evidence_dropped": 1, "overclaim_reworded": 1}}
+    # the report says what was changed and how many were rejected
+    rundir.write_json("run.json", {"status": "finished", "wording": counts})
+    rundir.write_jsonl("hypotheses.jsonl", upd["hypotheses"])
+    html = render_report(rundir.path)
+    assert "claim checks: 2 drafted hypotheses, 1 reworded or with evidence dropped, 1 rejected" in html
+    assert "Claim checks." in html and "overclaim reworded" in html

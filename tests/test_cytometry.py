@@ -373,6 +373,32 @@ def _ds_drafts(run):
     return playbook.hypotheses(kg, max_items=100)
 
 
+def test_cytometry_wording_passes_the_claim_checks_and_a_flipped_state_change_does_not(run):
+    """The playbook's sentences obey :mod:`proteus.policy.claim_check` unchanged; a model's sentence
+    that turns a population's significant rise into a fall (or says it does not change) is rejected."""
+    from proteus.policy.claim_check import check_draft
+    from proteus.policy.decisions import HypothesisDraft
+
+    drafts = _ds_drafts(run)
+    kg = KnowledgeGraph()
+    for k in ("cl", "da", "ds"):
+        kg.add_relations(run[k].relations)
+    assert len(drafts) >= 5
+    for d in drafts:
+        out = check_draft(d, kg)
+        assert out.rejected is None and not out.checks and out.draft == d, (d.statement, out.checks, out.rejected)
+    up = max((r for r in kg.by_predicate("higher_in") if " | " in r.subject.label), key=lambda r: r.stats.effect)
+    marker, pop = up.subject.label.split(" | ")
+
+    def check(statement):
+        return check_draft(HypothesisDraft(statement=statement, rationale="", evidence=[up.id], entities=[up.subject.id], test="flow"), kg)
+
+    assert check(f"{marker} is increased in {pop} under BCRXL compared with Ref.").rejected is None
+    assert "goes the other way" in check(f"{marker} is decreased in {pop} under BCRXL compared with Ref.").rejected
+    assert "goes the other way" in check(f"In {pop}, {marker} is higher in Ref than in BCRXL.").rejected
+    assert "does not change" in check(f"{marker} does not change in {pop} under BCRXL.").rejected
+
+
 def test_shared_shift_says_every_only_when_significant_in_every_population(run):
     """A marker lower in all populations but significant in only some is "lower in k of n", never "in every"."""
     tab = run["ds"].tables["differential_state"]

@@ -54,6 +54,9 @@ def test_ucec_run_writes_every_artifact(ucec_run: Path):
         assert all(1 <= s["score"] <= 5 and s["reason"] for s in h["scores"].values())
         assert h["judge"] == "heuristic"
         assert "validation" in h
+    # the offline wording already obeys the claim checks applied to every draft (proteus.policy.claim_check)
+    assert all(h["wording_checks"] == [] for h in hyps)
+    assert run["wording"] == {"checked": len(hyps), "changed": 0, "rejected": 0, "by_rule": {}}
 
     state = json.loads((ucec_run / "state.json").read_text())
     done = [o for o in state["objectives"] if o["status"] == "done"]

@@ -46,6 +46,7 @@ _UP = (r"higher|increase[sd]?|increasing|elevated|up-?regulated|up-?regulation|r
 _DOWN = (r"lower|decrease[sd]?|decreasing|reduced|reduction|down-?regulated|down-?regulation|depleted|"
          r"diminished|falls?|falling|fell|drops?|dropped|smaller|negative(?:ly)?|inverse(?:ly)?|anti-?correlat\w*|\bdown")
 _DIRECTION = re.compile(rf"\b(?:(?P<up>{_UP})|(?P<down>{_DOWN}))\b", re.I)
+_NEGATED = re.compile(r"\b(?:not|no|never|neither|nor)\s+(?:(?:significantly|consistently|detectably)\s+)?$", re.I)
 _TOGETHER = re.compile(r"\btogether\b", re.I)
 _NO_CHANGE = {
     r"\bdoes not change\b": "is not shown to change",
@@ -142,15 +143,21 @@ def _groups(r: Relation) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
     return None
 
 
-def _first(names: tuple[str, ...], text: str, inside: str = "") -> int:
-    """First position of any of ``names`` in ``text``, ignoring hits within a mention of ``inside``
-    (a level inside its column's name, as "Tumor" in "Proteomics_Tumor_Normal")."""
-    outer = _spans(inside, text) if inside else []
-    hits = [a for n in names for a, b in _spans(n, text) if not any(o0 <= a and b <= o1 and (o0, o1) != (a, b) for o0, o1 in outer)]
+def _first(names: tuple[str, ...], text: str, group: str = "", feature: str = "") -> int:
+    """First position of any of ``names`` in ``text``, ignoring hits inside a mention of the ``group``
+    column (as "Tumor" in "Proteomics_Tumor_Normal") and on a mention of the ``feature`` itself (a
+    level named like the feature)."""
+    outer = [(span, False) for span in (_spans(group, text) if group else [])]
+    outer += [(span, True) for span in (_spans(feature, text) if feature else [])]
+
+    def masked(a: int, b: int) -> bool:
+        return any(o0 <= a and b <= o1 and (same or (o0, o1) != (a, b)) for (o0, o1), same in outer)
+
+    hits = [a for n in names for a, b in _spans(n, text) if not masked(a, b)]
     return min(hits) if hits else -1
 
 
-def _orientation(r: Relation, clause: str, statement: str) -> int:
+def _orientation(r: Relation, clause: str, statement: str, feature: str = "") -> int:
     """+1 when the clause compares the edge's case with its control (or names neither), -1 when it
     compares the control with the case: the group named first is the one the direction word is about."""
     g = _groups(r)
@@ -158,7 +165,7 @@ def _orientation(r: Relation, clause: str, statement: str) -> int:
         return 1
     group, case, control = g
     for text in (clause, statement):
-        c, k = _first(case, text, group), _first(control, text, group)
+        c, k = _first(case, text, group, feature), _first(control, text, group, feature)
         if c >= 0 or k >= 0:
             return 1 if k < 0 or (0 <= c < k) else -1
     return 1
@@ -178,6 +185,8 @@ def _direction_near(clause: str, pos: int) -> int | None:
     """The sign of the direction word nearest to character ``pos`` of ``clause`` (``None``: none)."""
     best = None
     for m in _DIRECTION.finditer(clause):
+        if _NEGATED.search(clause[: m.start()]):
+            continue  # "not higher" states no direction
         d = abs(m.start() - pos)
         if best is None or d < best[0]:
             best = (d, 1 if m["up"] else -1)
@@ -228,7 +237,7 @@ def _direction_errors(statement: str, by_feature: dict[str, list[Relation]], pop
             signed = [(r, s) for r in _narrow(rels, clause, populations) if (s := _sign(r)) is not None]
             signs.extend(s for _, s in signed)
             claimed = _direction_near(clause, pos) if states_change else None
-            if claimed is None or not signed or any(claimed * _orientation(r, clause, statement) == s for r, s in signed):
+            if claimed is None or not signed or any(claimed * _orientation(r, clause, statement, name) == s for r, s in signed):
                 continue
             r = signed[0][0]
             errors.append(f"the statement says {name} is {'higher' if claimed > 0 else 'lower'} in '{clause.strip()[:120]}', "
