@@ -10,7 +10,9 @@ For each folder, contrast and method it reports true and false positives at q < 
 observed false-discovery proportion (FP / calls), and recall at 5 % observed FDP (the most true
 positives reachable down the p-value ranking while FP / calls <= 0.05), plus the recall ratio to
 the reference **limma-with-filter** (today's limma on observed values, >= 2 per group, no
-normalisation), and the time of the tool call.
+normalisation), and the time of the tool call. ``lfc`` is the fold-change threshold the call tested
+against: the default ('auto') picks log2(1.5) where the replicates are repeat measurements of one
+sample (:mod:`proteus.stats.replicates`); the row ``auto, lfc=0`` is the default without it.
 
 Usage: ``python -m proteus.evals.bench_spikein [FOLDER ...]`` (default: the shared UPS1 folder
 and its sub-folders).
