@@ -518,6 +518,8 @@ N_SPLITS = 20
 """Seeded stratified splits per run; an edge's replication frequency is out of this many."""
 N_PERMUTATIONS = 20
 """Label permutations per tested family (layer x contrast) for the selection-aware null."""
+MIN_HELD_PER_GROUP = 2
+"""Fewest samples per group a held-out split must keep for its Welch t to be computed."""
 MIN_REPLICATION = 0.8
 """A hypothesis is validated when it replicates in at least this share of splits (and the null is rare)."""
 
@@ -532,7 +534,9 @@ IN_RUN_METHOD = (
     ">= {min_rep:.0%} of splits and null frequency < {alpha}. Cross-omics: the same test on another layer's "
     "feature of the same gene, all samples. The splits divide the samples the run itself tested, so replication "
     "measures stability across subsamples and the permutation null guards against selection; an unseen cohort "
-    "is `proteus eval`'s discovery / held-out design."
+    "is `proteus eval`'s discovery / held-out design. Two-group edges whose groups leave fewer than two samples per "
+    "group in a held-out split, or allow too few labellings for a permutation null below the level, are untestable "
+    "in the run, not failed."
 )
 
 _GENE_LEVEL = {"proteomics", "transcriptomics"}
@@ -554,6 +558,29 @@ def _split_masks(labels: np.ndarray | None, n: int, n_splits: int, fraction: flo
             held[idx[n_d:]] = True
         out.append(held)
     return out
+
+
+def design_too_small(labels: np.ndarray | None, ok: np.ndarray, held: list[np.ndarray], alpha: float) -> str | None:
+    """Why a two-group edge cannot be validated in this run, or None when it can.
+
+    A held-out Welch t needs at least two samples per group (:data:`MIN_HELD_PER_GROUP`), and a
+    label-permutation null can only fall below ``alpha`` when the groups allow at least
+    ``2 / alpha`` distinct labellings (a labelling and its mirror give the same two-sided p;
+    Phipson & Smyth 2010, doi:10.2202/1544-6115.1585). Below either, a true finding would be
+    marked failed for the design's size alone, so the edge is untestable instead.
+    """
+    if labels is None:
+        return None
+    lab = np.asarray(labels, bool)
+    n_case, n_ctrl = int((lab & ok).sum()), int((~lab & ok).sum())
+    smallest = min(min(int((lab & ok & m).sum()), int((~lab & ok & m).sum())) for m in held)
+    if smallest < MIN_HELD_PER_GROUP:
+        return (f"{n_case} vs {n_ctrl} samples leave {smallest} per group in a held-out split; "
+                f"a held-out test needs {MIN_HELD_PER_GROUP}")
+    if math.comb(n_case + n_ctrl, n_case) < 2 / alpha:
+        return (f"{n_case} vs {n_ctrl} samples allow {math.comb(n_case + n_ctrl, n_case)} labellings; "
+                f"a permutation null below {alpha} needs {math.ceil(2 / alpha)}")
+    return None
 
 
 def _key_test(design, mask: np.ndarray | None = None) -> tuple[float, float]:
@@ -649,6 +676,10 @@ def validate_hypotheses(
         labels = d.labels if d.kind == "two_group" else None
         ok = np.isfinite(d.key_data()[0]) & (np.isfinite(d.key_data()[1]) if d.kind == "correlation" else True)
         held = _split_masks(labels, len(ok), n_splits, fraction, seed)
+        too_small = design_too_small(labels, ok, held, alpha)
+        if too_small:
+            edges[eid] = {"status": "untestable", "reason": too_small}
+            return edges[eid]
         reps = []
         for m in held:
             e_, p_ = _key_test(d, m & ok)

@@ -121,7 +121,8 @@ def test_permuted_label_arm_yields_no_validated_hypothesis(ucec_study):
     assert sum(h["validation"]["status"] == "validated" for h in got_real) >= 3
     assert all(h["validation"]["status"] != "validated" for h in got_null), [h["validation"]["reason"] for h in got_null]
     # the null arm's best features are the selected extremes of noise: the permutation null says so
-    assert max(h["validation"]["null"]["frequency"] for h in got_null) >= 0.05
+    tested = [h["validation"]["null"]["frequency"] for h in got_null if h["validation"]["null"] is not None]
+    assert tested and max(tested) >= 0.05
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,3 +194,37 @@ def test_model_judge_fallback_is_labelled_heuristic():
     backend, _ = scripted_openai(["not json"] * 5)
     policy = LLMPolicy(backend, max_repairs=1)
     assert judged_by(policy, policy.judge(make_view(kg=kg), h)) == "heuristic"
+
+
+def test_groups_too_small_to_hold_out_are_untestable_not_failed():
+    """3 vs 3 (ramus2016 UPS1): one sample per group would be held out and only 20 labellings exist, so a
+    10-fold spike-in must come out untestable with the reason, never 'failed'."""
+    import numpy as np
+
+    from proteus.validation import design_too_small, _split_masks
+
+    labels = np.array([True] * 3 + [False] * 3)
+    ok = np.ones(6, bool)
+    why = design_too_small(labels, ok, _split_masks(labels, 6, 20, 0.6, 0), 0.05)
+    assert why and "1 per group" in why
+    labels = np.array([True] * 4 + [False] * 4)
+    assert design_too_small(labels, np.ones(8, bool), _split_masks(labels, 8, 20, 0.6, 0), 0.05) is None
+    # enough per held-out group but too few labellings for a permutation null below alpha (C(6,2) = 15)
+    labels = np.array([True] * 2 + [False] * 4)
+    assert "labellings" in (design_too_small(labels, np.ones(6, bool), [np.ones(6, bool)], 0.05) or "")
+
+
+def test_three_vs_three_run_marks_spike_in_findings_untestable(tmp_path):
+    from proteus.datasets import shared_dataset_dir
+    from proteus.policy import make_policy
+    from proteus.runner import run_research
+
+    ups = shared_dataset_dir("ramus2016-ups1-maxquant")
+    if ups is None:
+        pytest.skip("ramus2016 UPS1 set not found")
+    run_research(ups / "50vs5", tmp_path / "run", policy=make_policy("offline"), seed=0)
+    hyps = _jsonl(tmp_path / "run" / "hypotheses.jsonl")
+    assert hyps
+    for h in hyps:
+        assert h["validation"]["status"] == "untestable", h["validation"]
+        assert "per group in a held-out split" in h["validation"]["reason"]
