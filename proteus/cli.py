@@ -176,8 +176,10 @@ def tools_run(
     out: Path = typer.Option(Path("out"), "--out", help="output folder for TSV tables and figures"),
     seed: int = typer.Option(0, "--seed"),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="keep the parsed data in the study cache (proteus.study_cache) and read only the layers the call names"),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the tool's figures (PNG under OUT/figures); --no-figures writes the tables only"),
 ) -> None:
     """Run one tool by hand and write its tables (TSV) and figures."""
+    _import_anndata_without_dask()
     from proteus.study_cache import load_study_cached
     from proteus.tools import ToolContext, get_tool
 
@@ -194,13 +196,34 @@ def tools_run(
 
             study = load_study(data)
         out.mkdir(parents=True, exist_ok=True)
-        result = tool(study, p, ToolContext(out_dir=out, seed=seed))
+        result = tool(study, p, ToolContext(out_dir=out, seed=seed, figures=figures))
     except _user_errors() as e:
         _fail(str(e).splitlines()[0])
     for tname, table in result.tables.items():
         table.to_csv(out / f"{name}_{tname}.tsv", sep="\t", index=False)
     Console().print(result.summary, highlight=False, markup=False, soft_wrap=True)
     Console().print(f"{len(result.tables)} table(s), {len(result.figures)} figure(s), {len(result.relations)} relation(s) -> {out}", highlight=False)
+
+
+def _import_anndata_without_dask() -> None:
+    """Import anndata with dask hidden, when neither is imported yet.
+
+    anndata treats dask as optional: ``anndata.compat`` checks ``importlib.util.find_spec("dask")``
+    and imports ``dask.array`` (a third of ``import anndata``) only where it is installed, else it
+    defines a stand-in class. A ``tools run`` process holds in-memory layers only, never a
+    dask-backed one, so it hides dask for that import (a ``None`` entry in ``sys.modules``, which
+    Python's import system reads as "not importable" and ``find_spec`` as absent) and removes the
+    entry afterwards: a later ``import dask`` in the process still works. A process that has
+    imported either already (tests, ``proteus run``, ``eval``) is left as it is.
+    """
+    if "anndata" in sys.modules or "dask" in sys.modules:
+        return
+    sys.modules["dask"] = None
+    try:
+        import anndata  # noqa: F401
+    finally:
+        if sys.modules.get("dask", 0) is None:
+            del sys.modules["dask"]
 
 
 def _layers_named(tool, params: dict, names: list[str]) -> list[str]:

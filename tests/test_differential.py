@@ -193,6 +193,21 @@ def test_anova_subtypes(study, ctx):
         get_tool("differential_anova")(study, {"modality": "proteomics", "group": "Gender"}, ctx)
 
 
+@pytest.mark.parametrize("name, params", [("differential_abundance", TN),
+                                           ("differential_anova", {"modality": "proteomics", "group": "Genomics_subtype"})])
+def test_figures_off_draws_nothing_and_changes_no_result(study, tmp_path, name, params):
+    """``ToolContext(figures=False)`` (``tools run --no-figures``): no figure written or returned; tables,
+    relations and metrics equal those of the call that draws."""
+    on, off = (get_tool(name)(Study(study.root, dict(study.modalities), study.clinical), dict(params),
+                              ToolContext(out_dir=tmp_path / str(f), seed=7, figures=f)) for f in (True, False))
+    assert len(on.figures) >= 1 and all(Path(f).is_file() for f in on.figures)
+    assert off.figures == [] and not (tmp_path / "False").exists()
+    assert on.tables.keys() == off.tables.keys()
+    for k in on.tables:
+        pd.testing.assert_frame_equal(on.tables[k], off.tables[k])
+    assert on.relations == off.relations and on.metrics == off.metrics and on.summary == off.summary
+
+
 def test_every_parameter_that_changes_the_table_keys_the_contrast_table():
     """The differential tool's parameters are the contrast-table key (proteus.stats.contrasts) plus the
     relations' FDR cut, and every tool that builds on a contrast takes the whole key: a parameter added

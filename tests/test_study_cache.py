@@ -86,16 +86,20 @@ def test_tools_run_gives_the_same_tables_with_and_without_the_cache(ucec_dir, uc
     assert tables["direct"] and tables["miss"] == tables["direct"] and tables["hit"] == tables["direct"]
 
     # a warm call in a fresh process imports the one tool family it runs, none of the others, no reader,
-    # and nothing of the research loop, report, evaluation, models or scipy.stats (see proteus.stats.distributions)
+    # and nothing of the research loop, report, evaluation, models or scipy.stats (see proteus.stats.distributions);
+    # anndata comes without dask (cli._import_anndata_without_dask), and --no-figures without matplotlib
     code = ("import json, sys\nfrom proteus.cli import app\n"
             "try:\n    app(json.loads(sys.argv[1]), standalone_mode=False)\nfinally:\n"
             "    print(json.dumps(sorted(sys.modules)))")
-    args = ["tools", "run", "differential_abundance", "--data", str(ucec_dir), "--out", str(tmp_path / "fresh"), "--params", params]
+    args = ["tools", "run", "differential_abundance", "--data", str(ucec_dir), "--out", str(tmp_path / "fresh"), "--params", params,
+            "--no-figures"]
     env = {**os.environ, "PROTEUS_CACHE": str(tmp_path / "cache")}
     r = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env, check=True)
     loaded = set(json.loads(r.stdout.strip().splitlines()[-1]))
     assert {"proteus.tools.differential", "anndata"} <= loaded
     unwanted = ["proteus.io.load", "proteus.runner", "proteus.report", "proteus.evals.harness", "proteus.llm", "proteus.policy",
-                "langgraph", "scanpy", "scipy.stats", *(f"proteus.tools.{m}" for m in ("correlation", "cytometry", "enrichment", "qc"))]
+                "langgraph", "scanpy", "scipy.stats", "dask", "matplotlib",
+                *(f"proteus.tools.{m}" for m in ("correlation", "cytometry", "enrichment", "qc"))]
     assert [m for m in unwanted if m in loaded] == []
-    assert {p.name for p in (tmp_path / "fresh").glob("*.tsv")} == set(tables["direct"])
+    assert {p.name: p.read_text() for p in sorted((tmp_path / "fresh").glob("*.tsv"))} == tables["direct"]
+    assert not (tmp_path / "fresh" / "figures").exists() and len(list((tmp_path / "hit" / "figures").glob("*.png"))) == 2

@@ -1,18 +1,23 @@
 """Plots of the tool families: the effect-vs-significance (volcano) plot several families share, and the
-cytometry plots (cluster heatmap, abundance bars, cell map, paired group boxplots)."""
+cytometry plots (cluster heatmap, abundance bars, cell map, paired group boxplots).
+
+matplotlib is imported by the drawing functions, so a call that draws nothing (``ToolContext.figures``
+off) never imports it. The figures are ``matplotlib.figure.Figure`` objects (no pyplot state), saved
+with the Agg canvas."""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from proteus.tools.registry import ToolContext
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["abundance_bars", "cell_map", "cluster_heatmap", "draw_volcano", "group_boxplots", "volcano"]
 
@@ -39,6 +44,8 @@ def draw_volcano(ax: Axes, effect, p, q, fdr: float, *, labels=None, n_labels: i
 
 def volcano(ctx: ToolContext, name: str, effect, p, q, fdr: float, *, labels=None, xlabel: str, title: str) -> Path:
     """A one-panel volcano plot saved as ``figures/<name>.png``; returns its path."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6, 5))
     ax = fig.subplots()
     draw_volcano(ax, effect, p, q, fdr, labels=labels, xlabel=xlabel)
@@ -53,6 +60,8 @@ def volcano(ctx: ToolContext, name: str, effect, p, q, fdr: float, *, labels=Non
 def cluster_heatmap(ctx: ToolContext, modality: str, scaled: pd.DataFrame, annotation: pd.DataFrame) -> Path:
     """Clusters x lineage markers heatmap of 0-1 scaled median expression, rows labelled with each
     cluster's population and cell count (``annotation``: ``population``, ``n_cells``)."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(0.35 * scaled.shape[1] + 3, 0.3 * scaled.shape[0] + 1.5))
     ax = fig.subplots()
     im = ax.imshow(scaled.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
@@ -68,10 +77,13 @@ def cluster_heatmap(ctx: ToolContext, modality: str, scaled: pd.DataFrame, annot
 
 def abundance_bars(ctx: ToolContext, modality: str, props: pd.DataFrame) -> Path:
     """Stacked bars of population fractions (``props``: samples x populations) per sample."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(max(4, 0.45 * props.shape[0] + 3), 4))
     ax = fig.subplots()
     bottom = np.zeros(props.shape[0])
-    cmap = matplotlib.colormaps["tab20"]
+    cmap = colormaps["tab20"]
     for i, c in enumerate(props.columns):
         ax.bar(range(props.shape[0]), props[c].to_numpy(), bottom=bottom, color=cmap(i % 20), label=c)
         bottom += props[c].to_numpy()
@@ -103,9 +115,12 @@ def cell_map(ctx: ToolContext, modality: str, E: np.ndarray, pops: np.ndarray, m
         emb = Xc @ vt[:2].T
         var = sv[:2] ** 2 / max((sv**2).sum(), 1e-12)
         axis = (f"PC1 ({var[0]:.0%})", f"PC2 ({var[1]:.0%})")
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6, 4.5))
     ax = fig.subplots()
-    cmap = matplotlib.colormaps["tab20"]
+    cmap = colormaps["tab20"]
     for i, pop in enumerate(sorted(set(pops[idx]))):
         m = pops[idx] == pop
         ax.scatter(emb[m, 0], emb[m, 1], s=2, color=cmap(i % 20), label=pop)
@@ -128,6 +143,8 @@ def group_boxplots(ctx: ToolContext, stem: str, values: pd.DataFrame, is_case: n
     cols = [c for c in columns if c in values.columns][:12]
     ncol = min(4, max(1, len(cols)))
     nrow = int(np.ceil(max(1, len(cols)) / ncol))
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(2.4 * ncol, 2.3 * nrow))
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
     fig.subplots_adjust(hspace=0.6, wspace=0.35)

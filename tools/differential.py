@@ -34,29 +34,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
-
-from proteus.design import level_order  # noqa: E402
-from proteus.io.values import INTENSITY_KINDS  # noqa: E402
-from proteus.records import Entity, Relation, Stats, ToolResult, contrast_entity, feature_entity  # noqa: E402
-from proteus.stats.censored import DropoutCurves, censored_test, fit_dropout_curves  # noqa: E402
-from proteus.stats.contrasts import TEST_FIELDS, ContrastTable, ContrastTest, cached_table  # noqa: E402
-from proteus.stats.deqms import count_variance_prior  # noqa: E402
-from proteus.stats.distributions import norm_sf, t_sf  # noqa: E402
-from proteus.stats.design import covariate_block, dropped_text, is_factor, usable_covariates  # noqa: E402
-from proteus.stats.limma import contrasts_fit, ebayes, lm_fit, treat, two_group_moderated  # noqa: E402
-from proteus.stats.multitest import bh  # noqa: E402
-from proteus.stats.replicates import TECHNICAL_CV, TREAT_FOLD, cv_to_log2_sd, technical_replicates  # noqa: E402
-from proteus.stats.welch import welch_t  # noqa: E402
-from proteus.study import Study  # noqa: E402
+from proteus.design import level_order
+from proteus.io.values import INTENSITY_KINDS
+from proteus.records import Entity, Relation, Stats, ToolResult, contrast_entity, feature_entity
+from proteus.stats.censored import DropoutCurves, censored_test, fit_dropout_curves
+from proteus.stats.contrasts import TEST_FIELDS, ContrastTable, ContrastTest, cached_table
+from proteus.stats.deqms import count_variance_prior
+from proteus.stats.distributions import norm_sf, t_sf
+from proteus.stats.design import covariate_block, dropped_text, is_factor, usable_covariates
+from proteus.stats.limma import contrasts_fit, ebayes, lm_fit, treat, two_group_moderated
+from proteus.stats.multitest import bh
+from proteus.stats.replicates import TECHNICAL_CV, TREAT_FOLD, cv_to_log2_sd, technical_replicates
+from proteus.stats.welch import welch_t
+from proteus.study import Study
 from proteus.tools._plots import volcano
-from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register  # noqa: E402
+from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
 __all__ = [
     "DifferentialParams",
@@ -219,8 +215,12 @@ def _heatmap(ctx: ToolContext, name: str, Y: np.ndarray, labels: list[str], grou
     order = np.argsort(groups.to_numpy(), kind="stable")
     Z = Y[:, order]
     Z = (Z - np.nanmean(Z, 1, keepdims=True)) / np.nanstd(Z, 1, keepdims=True)
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.18 * len(labels) + 1.5)))
-    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, max(3, 0.18 * len(labels) + 1.5)))
+    ax = fig.subplots()
+    cmap = colormaps["RdBu_r"].with_extremes(bad="0.85")
     im = ax.imshow(np.ma.masked_invalid(Z), aspect="auto", cmap=cmap, vmin=-2.5, vmax=2.5, interpolation="nearest")
     ax.set_yticks(range(len(labels)), labels, fontsize=6)
     g = groups.to_numpy()[order]
@@ -235,7 +235,6 @@ def _heatmap(ctx: ToolContext, name: str, Y: np.ndarray, labels: list[str], grou
     fig.tight_layout()
     path = ctx.figure_path(name)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -393,11 +392,13 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
 
     title = f"{p.modality}: {p.case} vs {p.control} ({method}); {int(sig.sum())} with q < {p.fdr}"
     slug = f"{p.modality}_{p.group}_{p.case}_vs_{p.control}".replace(" ", "_").replace("/", "-")
-    figures = [volcano(ctx, f"volcano_{slug}", table["logFC"], table["p"], table["q"], p.fdr, labels=table["label"].to_numpy(),
-                       xlabel="log2 fold change", title=title)]
-    top = table.head(HEATMAP_ROWS)
-    figures.append(_heatmap(ctx, f"heatmap_{slug}", res.values.to_numpy(), list(top["label"]),
-                            res.groups, f"top {len(top)} features by p ({method})"))
+    figures = []
+    if ctx.figures:
+        figures.append(volcano(ctx, f"volcano_{slug}", table["logFC"], table["p"], table["q"], p.fdr, labels=table["label"].to_numpy(),
+                               xlabel="log2 fold change", title=title))
+        top = table.head(HEATMAP_ROWS)
+        figures.append(_heatmap(ctx, f"heatmap_{slug}", res.values.to_numpy(), list(top["label"]),
+                                res.groups, f"top {len(top)} features by p ({method})"))
 
     n_case, n_control, covs, n_imputed = d["n_case"], d["n_control"], d["covariates"], d["n_imputed"]
     metrics = {
@@ -776,7 +777,7 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
     rows = pd.Index(ids).get_indexer(top["feature"])
     slug = f"{p.modality}_{p.group}".replace(" ", "_").replace("/", "-")
     figures = [_heatmap(ctx, f"anova_heatmap_{slug}", Y[rows], list(top["label"]), g.reset_index(drop=True),
-                        f"{p.modality}: top {len(top)} features by moderated F across {p.group}")]
+                        f"{p.modality}: top {len(top)} features by moderated F across {p.group}")] if ctx.figures else []
     by_level = table.loc[sig, "top_level"].value_counts().to_dict()
     metrics = {
         "n_tested": int(len(table)), "n_significant": int(sig.sum()), "n_skipped": int(len(skipped)),

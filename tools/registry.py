@@ -51,12 +51,15 @@ class ToolFailed(RuntimeError):
 
 @dataclass
 class ToolContext:
-    """Run-scoped things a tool may use: where figures go, the seed, and provenance of the call."""
+    """Run-scoped things a tool may use: where figures go, whether to draw them, the seed, and
+    provenance of the call. With ``figures`` off a tool draws nothing (``ToolResult.figures`` empty);
+    its tables, relations and metrics are the same."""
 
     out_dir: Path
     seed: int = 0
     provenance: Provenance | None = None
     figure_prefix: str = ""
+    figures: bool = True
 
     def figure_path(self, name: str) -> Path:
         """A PNG path under ``out_dir/figures``; data-derived names are made file-safe (no ``/``, bounded)."""
