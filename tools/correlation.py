@@ -409,8 +409,11 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
     ]
 
     ranked = tested.sort_values("p", kind="stable")
-    path = volcano(ctx, f"clinical_correlation_{p.modality}_{p.variable}", ranked["r"], ranked["p"], ranked["q"], p.fdr,
-                   labels=ranked["feature"].to_numpy(), xlabel=effect_type, title=f"{p.modality} vs {p.variable} (n={len(use)})")
+    figures = []
+    if ctx.figures:
+        path = volcano(ctx, f"clinical_correlation_{p.modality}_{p.variable}", ranked["r"], ranked["p"], ranked["q"], p.fdr,
+                       labels=ranked["feature"].to_numpy(), xlabel=effect_type, title=f"{p.modality} vs {p.variable} (n={len(use)})")
+        figures.append(path)
 
     npos = int((sig["r"] > 0).sum())
     top = ", ".join(f"{r.feature} ({_fmt(r.r)}, q={_fmt(r.q)})" for r in sig.head(5).itertuples())
@@ -424,7 +427,7 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
     return ToolResult(
         summary=summary,
         tables={"correlations": tested},
-        figures=[path],
+        figures=figures,
         relations=rels,
         metrics={"n_tested": len(tested), "n_significant": len(sig), "n_positive": npos,
                  "n_negative": len(sig) - npos, "n_skipped": n_skipped, "n_samples": len(use),
@@ -520,15 +523,18 @@ def mrna_protein_concordance(study: Study, params: ConcordanceParams, ctx: ToolC
              p.modality)
         for row in sig_pos.head(p.max_relations).itertuples()
     ]
-    fig = Figure(figsize=(5, 3.5))
-    ax = fig.subplots()
-    ax.hist(tested["r"], bins=60, color="steelblue")
-    ax.axvline(med, color="crimson", lw=1)
-    ax.set_xlabel(f"{p.method} correlation, {p.modality} vs {p.other_modality}")
-    ax.set_ylabel("genes")
-    ax.set_title(f"median {med:.2f} over {len(tested)} genes, {len(A)} samples", fontsize=9)
-    path = ctx.figure_path(f"mrna_protein_concordance_{p.modality}_{p.other_modality}")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    figures = []
+    if ctx.figures:
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.subplots()
+        ax.hist(tested["r"], bins=60, color="steelblue")
+        ax.axvline(med, color="crimson", lw=1)
+        ax.set_xlabel(f"{p.method} correlation, {p.modality} vs {p.other_modality}")
+        ax.set_ylabel("genes")
+        ax.set_title(f"median {med:.2f} over {len(tested)} genes, {len(A)} samples", fontsize=9)
+        path = ctx.figure_path(f"mrna_protein_concordance_{p.modality}_{p.other_modality}")
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        figures.append(path)
 
     frac = len(sig_pos) / len(tested)
     n_neg = int(((tested["q"] < p.fdr) & (tested["r"] < 0)).sum())
@@ -541,7 +547,7 @@ def mrna_protein_concordance(study: Study, params: ConcordanceParams, ctx: ToolC
     return ToolResult(
         summary=summary,
         tables={"concordance": tested},
-        figures=[path],
+        figures=figures,
         relations=rels,
         metrics={"n_tested": len(tested), "n_significant": len(sig_pos), "n_skipped": int(len(table) - len(tested)),
                  "median_rho": med, "mean_rho": float(tested["r"].mean()), "fraction_significant": frac,
@@ -634,16 +640,19 @@ def cna_cis_effect(study: Study, params: CnaCisParams, ctx: ToolContext) -> Tool
                                    extra={"source_modality": p.modality, "target_modality": t}),
                              t))
 
-    fig = Figure(figsize=(5, 3.5))
-    ax = fig.subplots()
-    for t in targets:
-        ax.hist(table[f"r_{t}"], bins=60, histtype="step", lw=1.2, label=f"{t} ({frac[t]:.0%} sig)")
-    ax.set_xlabel(f"{p.method} rho, {p.modality} vs own gene")
-    ax.set_ylabel("genes")
-    ax.legend(fontsize=7)
-    ax.set_title(f"copy-number cis effects over {len(table)} genes", fontsize=9)
-    path = ctx.figure_path(f"cna_cis_effect_{p.modality}")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    figures = []
+    if ctx.figures:
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.subplots()
+        for t in targets:
+            ax.hist(table[f"r_{t}"], bins=60, histtype="step", lw=1.2, label=f"{t} ({frac[t]:.0%} sig)")
+        ax.set_xlabel(f"{p.method} rho, {p.modality} vs own gene")
+        ax.set_ylabel("genes")
+        ax.legend(fontsize=7)
+        ax.set_title(f"copy-number cis effects over {len(table)} genes", fontsize=9)
+        path = ctx.figure_path(f"cna_cis_effect_{p.modality}")
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        figures.append(path)
 
     med = {t: float(table[f"r_{t}"].median()) for t in targets}
     parts = [f"{t}: {frac[t]:.0%} significant (median rho {med[t]:.2f})" for t in targets]
@@ -659,7 +668,7 @@ def cna_cis_effect(study: Study, params: CnaCisParams, ctx: ToolContext) -> Tool
         metrics[f"median_rho_{t}"] = med[t]
     if buffered is not None:
         metrics["n_buffered"] = buffered
-    return ToolResult(summary=summary, tables={"cis_effects": table}, figures=[path], relations=rels, metrics=metrics)
+    return ToolResult(summary=summary, tables={"cis_effects": table}, figures=figures, relations=rels, metrics=metrics)
 
 
 # --------------------------------------------------------------------------------------------
@@ -808,15 +817,18 @@ def coabundance_modules(study: Study, params: ModulesParams, ctx: ToolContext) -
                          p.modality))
 
     order = hierarchy.leaves_list(tree)
-    fig = Figure(figsize=(5.5, 5))
-    ax = fig.subplots()
-    im = ax.imshow(C[np.ix_(order, order)], cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(f"{p.modality}: {len(rename)} modules from {X.shape[1]} features", fontsize=9)
-    fig.colorbar(im, ax=ax, shrink=0.7, label=f"{p.method} r")
-    path = ctx.figure_path(f"coabundance_modules_{p.modality}")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    figures = []
+    if ctx.figures:
+        fig = Figure(figsize=(5.5, 5))
+        ax = fig.subplots()
+        im = ax.imshow(C[np.ix_(order, order)], cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{p.modality}: {len(rename)} modules from {X.shape[1]} features", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.7, label=f"{p.method} r")
+        path = ctx.figure_path(f"coabundance_modules_{p.modality}")
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        figures.append(path)
 
     sizes_txt = ", ".join(f"{m} ({int((labels == m).sum())})" for m in rename.values())
     top = "; ".join(f"{r.module}~{r.variable} ({r.effect_type} {_fmt(r.effect)}, q={_fmt(r.q)})" for r in sig.head(5).itertuples())
@@ -827,7 +839,7 @@ def coabundance_modules(study: Study, params: ModulesParams, ctx: ToolContext) -
     return ToolResult(
         summary=summary,
         tables={"membership": membership, "eigengenes": eig_df.reset_index(names="sample"), "associations": assoc},
-        figures=[path],
+        figures=figures,
         relations=rels,
         metrics={"n_tested": len(assoc), "n_significant": len(sig), "n_modules": len(rename),
                  "n_features": int(X.shape[1]), "n_unassigned": int((labels == "grey").sum()),

@@ -371,8 +371,8 @@ def cytometry_clustering(study: Study, params: ClusteringParams, ctx: ToolContex
                 p.modality))
     markers_tab = pd.DataFrame(marker_rows)
 
-    figures = [cluster_heatmap(ctx, p.modality, smed, ann), abundance_bars(ctx, p.modality, props)]
-    if p.embedding != "none":
+    figures = [cluster_heatmap(ctx, p.modality, smed, ann), abundance_bars(ctx, p.modality, props)] if ctx.figures else []
+    if ctx.figures and p.embedding != "none":
         figures.append(cell_map(ctx, p.modality, E[:, li], pops, p.max_cells_embedding, ctx.seed, p.embedding))
 
     ann_out = ann.reset_index()
@@ -515,8 +515,11 @@ def cytometry_differential_abundance(study: Study, params: DAParams, ctx: ToolCo
                                       "prop_case": round(float(r.prop_case), 5), "prop_control": round(float(r.prop_control), 5),
                                       "clustering": key, "test": "NB GLM LRT"}),
                          p.modality))
-    fig = group_boxplots(ctx, f"cytometry_da_{p.modality}_{p.group}", props, is_case, (str(p.control or "rest"), str(p.case)),
-                         list(tab["population"].head(12)), "fraction of cells", X)
+    figures = []
+    if ctx.figures:
+        fig = group_boxplots(ctx, f"cytometry_da_{p.modality}_{p.group}", props, is_case, (str(p.control or "rest"), str(p.case)),
+                             list(tab["population"].head(12)), "fraction of cells", X)
+        figures.append(fig)
     sig = tab[tab["q"] < p.fdr]
     top = ", ".join(f"{r.population} (log2FC {_fmt(r.logFC)}, q={_fmt(r.q)})" for r in sig.head(5).itertuples())
     design_txt = f"{'paired ' if paired else ''}design ~ {p.group}{' + ' + p.block if n_blocks else ''}"
@@ -527,7 +530,7 @@ def cytometry_differential_abundance(study: Study, params: DAParams, ctx: ToolCo
         + (" " + " ".join(notes) if notes else "")
     )
     return ToolResult(summary=summary, tables={"differential_abundance": tab, "counts": counts.reset_index(names="sample_id")},
-                      figures=[fig], relations=rels,
+                      figures=figures, relations=rels,
                       metrics={"n_samples": n, "n_tested": int(tab["p"].notna().sum()), "n_significant": len(sig),
                                "paired": paired, "n_blocks": n_blocks, "dispersion": phi, "clustering_key": key})
 
@@ -615,9 +618,12 @@ def cytometry_differential_state(study: Study, params: DSParams, ctx: ToolContex
     top = tab.head(8)
     vals = pd.DataFrame({f"{r.marker} | {r.population}": wide.loc[(r.population, r.marker)].to_numpy() for r in top.itertuples()},
                         index=keep)
-    fig = group_boxplots(ctx, f"cytometry_ds_{p.modality}_{p.group}", vals, is_case, (str(p.control or "rest"), str(p.case)),
-                         list(vals.columns), "median arcsinh", X,
-                         {f"{r.marker} | {r.population}": f"{r.marker} | {r.population}\nq={_fmt(r.q)}" for r in top.itertuples()})
+    figures = []
+    if ctx.figures:
+        fig = group_boxplots(ctx, f"cytometry_ds_{p.modality}_{p.group}", vals, is_case, (str(p.control or "rest"), str(p.case)),
+                             list(vals.columns), "median arcsinh", X,
+                             {f"{r.marker} | {r.population}": f"{r.marker} | {r.population}\nq={_fmt(r.q)}" for r in top.itertuples()})
+        figures.append(fig)
     design_txt = f"{'paired ' if paired else ''}design ~ {p.group}{' + ' + p.block if n_blocks else ''}"
     hits = ", ".join(f"{r.marker} in {r.population} ({'+' if r.logFC > 0 else ''}{_fmt(r.logFC)}, q={_fmt(r.q)})" for r in sig.head(8).itertuples())
     summary = (
@@ -628,7 +634,7 @@ def cytometry_differential_state(study: Study, params: DSParams, ctx: ToolContex
         + (" " + " ".join(notes) if notes else "")
     )
     return ToolResult(summary=summary, tables={"differential_state": tab, "sample_medians": wide.reset_index()},
-                      figures=[fig], relations=rels,
+                      figures=figures, relations=rels,
                       metrics={"n_samples": n, "n_tested": int(tab["p"].notna().sum()), "n_significant": len(sig),
                                "n_up": int((sig["logFC"] > 0).sum()), "n_down": int((sig["logFC"] < 0).sum()),
                                "paired": paired, "n_blocks": n_blocks, "clustering_key": key,

@@ -349,10 +349,13 @@ def enrichment_ora(study: Study, params: OraParams, ctx: ToolContext) -> ToolRes
                 modality=p.modality, provenance=prov))
 
     label = _contrast_label(p)
-    fig = _dotplot({f"{d} in {p.case} (n hits={n_hits[d]})": r[r["overlap"] > 0] for d, r in results.items()},
-                   f"{p.library} ORA, {p.modality}, {label}", "odds_ratio", "odds ratio")
-    path = ctx.figure_path(f"enrichment_ora_{p.modality}_{p.library}")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    figures = []
+    if ctx.figures:
+        fig = _dotplot({f"{d} in {p.case} (n hits={n_hits[d]})": r[r["overlap"] > 0] for d, r in results.items()},
+                       f"{p.library} ORA, {p.modality}, {label}", "odds_ratio", "odds ratio")
+        path = ctx.figure_path(f"enrichment_ora_{p.modality}_{p.library}")
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        figures.append(path)
 
     parts = []
     for d, r in results.items():
@@ -369,7 +372,7 @@ def enrichment_ora(study: Study, params: OraParams, ctx: ToolContext) -> ToolRes
     for d in directions:
         metrics[f"n_hits_{d}"] = n_hits[d]
         metrics[f"n_significant_{d}"] = int((results[d]["q"] < p.fdr).sum())
-    return ToolResult(summary=summary, tables={"enrichment": table}, figures=[path], relations=rels, metrics=metrics)
+    return ToolResult(summary=summary, tables={"enrichment": table}, figures=figures, relations=rels, metrics=metrics)
 
 
 class GseaParams(_ContrastParams):
@@ -532,26 +535,29 @@ def enrichment_gsea(study: Study, params: GseaParams, ctx: ToolContext) -> ToolR
     ]
 
     label = _contrast_label(p)
-    top = pd.concat([res[res["NES"] > 0].head(10), res[res["NES"] < 0].head(10)]).sort_values("NES")
-    fig = Figure(figsize=(7.5, 1.5 + 0.25 * max(len(top), 3)))
-    ax = fig.subplots()
-    colours = np.where(top["q"] < p.fdr, np.where(top["NES"] > 0, "crimson", "steelblue"), "lightgrey")
-    ax.barh(np.arange(len(top)), top["NES"], color=colours)
-    ax.set_yticks(np.arange(len(top)))
-    ax.set_yticklabels([str(n)[:60] for n in top["name"]], fontsize=6)
-    ax.axvline(0, color="black", lw=0.5)
-    ax.set_xlabel(f"NES (coloured: q<{p.fdr})")
-    ax.set_title(f"{p.library} GSEA, {p.modality}, {label}", fontsize=9)
-    fig.tight_layout()
-    path = ctx.figure_path(f"enrichment_gsea_{p.modality}_{p.library}")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    figures = []
+    if ctx.figures:
+        top = pd.concat([res[res["NES"] > 0].head(10), res[res["NES"] < 0].head(10)]).sort_values("NES")
+        fig = Figure(figsize=(7.5, 1.5 + 0.25 * max(len(top), 3)))
+        ax = fig.subplots()
+        colours = np.where(top["q"] < p.fdr, np.where(top["NES"] > 0, "crimson", "steelblue"), "lightgrey")
+        ax.barh(np.arange(len(top)), top["NES"], color=colours)
+        ax.set_yticks(np.arange(len(top)))
+        ax.set_yticklabels([str(n)[:60] for n in top["name"]], fontsize=6)
+        ax.axvline(0, color="black", lw=0.5)
+        ax.set_xlabel(f"NES (coloured: q<{p.fdr})")
+        ax.set_title(f"{p.library} GSEA, {p.modality}, {label}", fontsize=9)
+        fig.tight_layout()
+        path = ctx.figure_path(f"enrichment_gsea_{p.modality}_{p.library}")
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        figures.append(path)
 
     n_up = int((sig["NES"] > 0).sum())
     tops = "; ".join(f"{r.name} (NES {_fmt(r.NES)}, q={_fmt(r.q)})" for r in sig.head(5).itertuples())
     summary = (f"Preranked GSEA ({p.library}, {p.permutations} permutations, seed {ctx.seed}) of {len(ranking)} "
                f"{p.modality} genes ranked by moderated t of {label} (differential by {method}): {len(res)} sets tested, "
                f"{len(sig)} at GSEA FDR q<{p.fdr} ({n_up} up, {len(sig) - n_up} down)." + (f" Top: {tops}." if tops else ""))
-    return ToolResult(summary=summary, tables={"gsea": res}, figures=[path], relations=rels,
+    return ToolResult(summary=summary, tables={"gsea": res}, figures=figures, relations=rels,
                       metrics={"n_ranked": len(ranking), "n_sets_tested": len(res), "n_significant": len(sig),
                                "n_up": n_up, "n_down": len(sig) - n_up, "permutations": p.permutations,
                                "differential_method": method})

@@ -210,19 +210,22 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
         lines.append(f"{g} ({int(mat[g].sum())} mutated): {len(sig)} features at q<{p.fdr}"
                      + (f" [{top}]" if top else ""))
     table = pd.concat(tables, ignore_index=True)
-    fig = Figure(figsize=(3.2 * min(len(genes), 3), 3.0 * ((len(genes) + 2) // 3)))
-    axes = np.atleast_1d(fig.subplots((len(genes) + 2) // 3, min(len(genes), 3))).ravel()
-    for ax, tab, g in zip(axes, tables, genes):
-        draw_volcano(ax, tab["logFC"], tab["p"], tab["q"], p.fdr, xlabel="log2FC")
-        ax.set_title(f"{g} mutated vs WT", fontsize=8)
-    for ax in axes[len(genes):]:
-        ax.set_visible(False)
-    path = ctx.figure_path(f"mutation_association_{p.modality}")
-    fig.savefig(path, dpi=110)
+    figures = []
+    if ctx.figures:
+        fig = Figure(figsize=(3.2 * min(len(genes), 3), 3.0 * ((len(genes) + 2) // 3)))
+        axes = np.atleast_1d(fig.subplots((len(genes) + 2) // 3, min(len(genes), 3))).ravel()
+        for ax, tab, g in zip(axes, tables, genes):
+            draw_volcano(ax, tab["logFC"], tab["p"], tab["q"], p.fdr, xlabel="log2FC")
+            ax.set_title(f"{g} mutated vs WT", fontsize=8)
+        for ax in axes[len(genes):]:
+            ax.set_visible(False)
+        path = ctx.figure_path(f"mutation_association_{p.modality}")
+        fig.savefig(path, dpi=110)
+        figures.append(path)
     n_sig = int((table["q"] < p.fdr).sum())
     summary = (f"limma moderated t, mutated ({p.variant_classes}) vs wild type, on {p.modality} over {len(geno)} genotyped samples"
                f"{', adjusted for ' + ', '.join(covs) if covs else ''}: " + "; ".join(lines) + "." + dropped_text(dropped))
-    return ToolResult(summary=summary, tables={"mutation_association": table}, figures=[path], relations=rels,
+    return ToolResult(summary=summary, tables={"mutation_association": table}, figures=figures, relations=rels,
                       metrics={"n_tested": len(table), "n_significant": n_sig, "n_genes": len(genes),
                                "n_skipped": int(X.shape[0] * len(genes) - len(table)), "n_genotyped": len(geno),
                                "genes": genes, "covariates": covs, "covariates_dropped": dropped})
@@ -343,25 +346,28 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
                                       "n_truncating": int(r.n_truncating), "n_missense_only": int(r.n_missense_only),
                                       "hypermutator_note": _hypermutator_note(r)}),
                          r.modality))
-    fig = Figure(figsize=(5, 4))
-    ax = fig.subplots()
-    for mod in table["modality"].unique():
-        t = table[table["modality"] == mod]
-        ax.plot(t["mean_diff"], -np.log10(t["p"].clip(lower=1e-300)), ".", ms=4, label=mod)
-    for r in sig.head(10).itertuples():
-        ax.annotate(f"{r.feature}", (r.mean_diff, -np.log10(max(r.p, 1e-300))), fontsize=6)
-    ax.axvline(0, color="k", lw=0.5)
-    ax.set_xlabel("mean difference, mutated - wild type")
-    ax.set_ylabel("-log10 p")
-    ax.legend(fontsize=7)
-    ax.set_title("mutation cis effects", fontsize=9)
-    path = ctx.figure_path("mutation_cis_effect")
-    fig.savefig(path, dpi=120)
+    figures = []
+    if ctx.figures:
+        fig = Figure(figsize=(5, 4))
+        ax = fig.subplots()
+        for mod in table["modality"].unique():
+            t = table[table["modality"] == mod]
+            ax.plot(t["mean_diff"], -np.log10(t["p"].clip(lower=1e-300)), ".", ms=4, label=mod)
+        for r in sig.head(10).itertuples():
+            ax.annotate(f"{r.feature}", (r.mean_diff, -np.log10(max(r.p, 1e-300))), fontsize=6)
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_xlabel("mean difference, mutated - wild type")
+        ax.set_ylabel("-log10 p")
+        ax.legend(fontsize=7)
+        ax.set_title("mutation cis effects", fontsize=9)
+        path = ctx.figure_path("mutation_cis_effect")
+        fig.savefig(path, dpi=120)
+        figures.append(path)
     n_down = int((sig["mean_diff"] < 0).sum())
     top = ", ".join(f"{r.gene} {r.modality} ({r.mean_diff:+.2f}, q={r.q:.2g})" for r in sig.head(6).itertuples())
     summary = (f"Mutation ({p.variant_classes}) cis effects: {len(table)} gene x layer tests over "
                f"{table['gene'].nunique()} recurrently mutated genes; {len(sig)} significant at BH q<{p.fdr} "
                f"({n_down} lower, {len(sig) - n_down} higher when mutated)" + (f": {top}." if top else "."))
-    return ToolResult(summary=summary, tables={"cis_effects": table}, figures=[path], relations=rels,
+    return ToolResult(summary=summary, tables={"cis_effects": table}, figures=figures, relations=rels,
                       metrics={"n_tested": len(table), "n_significant": len(sig), "n_lower": n_down,
                                "n_genes": int(table["gene"].nunique()), "n_skipped": 0, "n_genotyped": n_geno})

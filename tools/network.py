@@ -185,26 +185,29 @@ def ppi_network(study: Study, params: PpiParams, ctx: ToolContext) -> ToolResult
                                    "genes": list(m), "network_p": st["p"], "network_edges": st["edges"],
                                    "network_expected": st["expected"]}),
                 modality=p.modality, provenance=prov))
-    fig = Figure(figsize=(7, 7))
-    ax = fig.subplots()
-    show = [n for m in mods[:8] for n in m][:150]
-    if show:
-        sg = g.subgraph(show)
-        pos = nx.spring_layout(sg, seed=ctx.seed, k=0.4)
-        lfc = np.array([sg.nodes[n]["logFC"] for n in sg])
-        lim = max(float(np.abs(lfc).max()), 1e-6)
-        nx.draw_networkx_edges(sg, pos, ax=ax, alpha=0.3, width=0.6)
-        nx.draw_networkx_nodes(sg, pos, ax=ax, node_size=[20 + 12 * deg[n] for n in sg], node_color=lfc,
-                               cmap="coolwarm", vmin=-lim, vmax=lim)
-        hubs = {r.hub for r in modules.head(8).itertuples()} | set(nodes.head(15)["gene"]) & set(show)
-        nx.draw_networkx_labels(sg, pos, labels={n: n for n in sg if n in hubs}, font_size=6, ax=ax)
-    else:
-        ax.text(0.5, 0.5, "no module among the hits", ha="center", va="center")
-    ax.set_axis_off()
-    ax.set_title(f"BioPlex network of {p.modality} hits, {label} ({p.direction})\n"
-                 f"{st['edges']} edges among {len(hits)} hits (expected {st['expected']:.1f}, p={st['p']:.3g})", fontsize=8)
-    path = ctx.figure_path(f"ppi_network_{p.modality}_{p.direction}")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    figures = []
+    if ctx.figures:
+        fig = Figure(figsize=(7, 7))
+        ax = fig.subplots()
+        show = [n for m in mods[:8] for n in m][:150]
+        if show:
+            sg = g.subgraph(show)
+            pos = nx.spring_layout(sg, seed=ctx.seed, k=0.4)
+            lfc = np.array([sg.nodes[n]["logFC"] for n in sg])
+            lim = max(float(np.abs(lfc).max()), 1e-6)
+            nx.draw_networkx_edges(sg, pos, ax=ax, alpha=0.3, width=0.6)
+            nx.draw_networkx_nodes(sg, pos, ax=ax, node_size=[20 + 12 * deg[n] for n in sg], node_color=lfc,
+                                   cmap="coolwarm", vmin=-lim, vmax=lim)
+            hubs = {r.hub for r in modules.head(8).itertuples()} | set(nodes.head(15)["gene"]) & set(show)
+            nx.draw_networkx_labels(sg, pos, labels={n: n for n in sg if n in hubs}, font_size=6, ax=ax)
+        else:
+            ax.text(0.5, 0.5, "no module among the hits", ha="center", va="center")
+        ax.set_axis_off()
+        ax.set_title(f"BioPlex network of {p.modality} hits, {label} ({p.direction})\n"
+                     f"{st['edges']} edges among {len(hits)} hits (expected {st['expected']:.1f}, p={st['p']:.3g})", fontsize=8)
+        path = ctx.figure_path(f"ppi_network_{p.modality}_{p.direction}")
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        figures.append(path)
 
     top_mods = "; ".join(f"{r.size} proteins around {r.hub}" for r in modules.head(4).itertuples())
     summary = (f"BioPlex 3.0 network (pInt>={p.min_pint}) of {len(hits)} {p.direction} hit genes of {label} "
@@ -214,7 +217,7 @@ def ppi_network(study: Study, params: PpiParams, ctx: ToolContext) -> ToolResult
                + (f": {top_mods}." if top_mods else ".")
                + (f" Hubs: {', '.join(nodes.head(5)['gene'])}." if len(nodes) else ""))
     return ToolResult(summary=summary, tables={"edges": edges.reset_index(drop=True), "nodes": nodes.reset_index(drop=True),
-                                               "modules": modules}, figures=[path], relations=rels,
+                                               "modules": modules}, figures=figures, relations=rels,
                       metrics={"n_hits": len(hits), "n_hits_in_network": st["hits_in_network"], "n_edges": st["edges"],
                                "expected_edges": st["expected"], "p_connectivity": st["p"], "n_modules": len(mods),
                                "differential_method": method})

@@ -322,16 +322,18 @@ def missingness_report(study: Study, params: MissingnessParams, ctx: ToolContext
         groups = [v.to_numpy() for _, v in by]
         if len(groups) >= 2 and all(len(v) >= 2 for v in groups):
             metrics["kruskal_p_missing_by_group"] = float(stats.kruskal(*groups).pvalue)
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    ax[0].hist(per_sample["missing_fraction"], bins=30, color="tab:gray")
-    ax[0].set_xlabel("missing fraction per sample")
-    ax[0].set_ylabel("samples")
-    ax[1].scatter(means[ok], frac[ok], s=4, alpha=0.4)
-    ax[1].set_xlabel("feature mean (observed)")
-    ax[1].set_ylabel("missing fraction")
-    ax[1].set_title(f"Spearman rho = {rho:.2f}: {hint}", fontsize=9)
-    fig.suptitle(f"{params.modality}: {miss.mean():.1%} missing, {complete} complete features", fontsize=10)
-    figures = [_save(ctx, fig, f"missingness_{params.modality}")]
+    figures = []
+    if ctx.figures:
+        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+        ax[0].hist(per_sample["missing_fraction"], bins=30, color="tab:gray")
+        ax[0].set_xlabel("missing fraction per sample")
+        ax[0].set_ylabel("samples")
+        ax[1].scatter(means[ok], frac[ok], s=4, alpha=0.4)
+        ax[1].set_xlabel("feature mean (observed)")
+        ax[1].set_ylabel("missing fraction")
+        ax[1].set_title(f"Spearman rho = {rho:.2f}: {hint}", fontsize=9)
+        fig.suptitle(f"{params.modality}: {miss.mean():.1%} missing, {complete} complete features", fontsize=10)
+        figures.append(_save(ctx, fig, f"missingness_{params.modality}"))
     summary = (f"{params.modality}: {miss.mean():.1%} of values missing; {complete} of {a.n_vars} features complete, "
                f"{metrics['n_features_over_50pct']} over 50% missing; per-sample missingness "
                f"{per_sample['missing_fraction'].min():.1%}-{per_sample['missing_fraction'].max():.1%}; "
@@ -369,13 +371,15 @@ def filter_valid_values(study: Study, params: FilterParams, ctx: ToolContext) ->
     out.uns["modality"] = a.uns.get("modality", params.modality)
     written = _write(study, params.write_as, out)
     n0, n1 = a.n_vars, out.n_vars
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.hist(table["n_valid"], bins=min(50, a.n_obs + 1), color="tab:gray")
-    ax.axvline(params.min_count - 0.5, c="tab:red")
-    ax.set_xlabel("valid values per feature")
-    ax.set_ylabel("features")
-    ax.set_title(f"{params.modality}: keep {n1}/{n0} ({params.mode} >= {params.min_count})", fontsize=9)
-    figures = [_save(ctx, fig, f"valid_values_{params.modality}")]
+    figures = []
+    if ctx.figures:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.hist(table["n_valid"], bins=min(50, a.n_obs + 1), color="tab:gray")
+        ax.axvline(params.min_count - 0.5, c="tab:red")
+        ax.set_xlabel("valid values per feature")
+        ax.set_ylabel("features")
+        ax.set_title(f"{params.modality}: keep {n1}/{n0} ({params.mode} >= {params.min_count})", fontsize=9)
+        figures.append(_save(ctx, fig, f"valid_values_{params.modality}"))
     metrics = {"n_before": n0, "n_after": n1, "n_removed": n0 - n1, "mode": params.mode,
                "min_count": params.min_count, "new_modality": written}
     summary = (f"Valid-value filter on {params.modality} ({params.mode}, >= {params.min_count}): keeps {n1} of {n0} "
@@ -405,14 +409,16 @@ def normalize(study: Study, params: NormalizeParams, ctx: ToolContext) -> ToolRe
     out = normalize_layer(a, method=params.method)
     med0, med1 = np.nanmedian(X, 1), np.nanmedian(np.asarray(out.X), 1)
     written = _write(study, params.write_as, out)
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    order = np.argsort(med0)
-    for axis, M, t in ((ax[0], X, "before"), (ax[1], np.asarray(out.X), "after")):
-        axis.boxplot([v[np.isfinite(v)] for v in M[order]], showfliers=False, widths=0.6)
-        axis.set_xticks([])
-        axis.set_title(f"{t} ({params.method})", fontsize=9)
-    ax[0].set_ylabel("log value")
-    figures = [_save(ctx, fig, f"normalize_{params.modality}")]
+    figures = []
+    if ctx.figures:
+        fig, ax = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+        order = np.argsort(med0)
+        for axis, M, t in ((ax[0], X, "before"), (ax[1], np.asarray(out.X), "after")):
+            axis.boxplot([v[np.isfinite(v)] for v in M[order]], showfliers=False, widths=0.6)
+            axis.set_xticks([])
+            axis.set_title(f"{t} ({params.method})", fontsize=9)
+        ax[0].set_ylabel("log value")
+        figures.append(_save(ctx, fig, f"normalize_{params.modality}"))
     metrics = {"median_sd_before": float(np.nanstd(med0)), "median_sd_after": float(np.nanstd(med1)),
                "method": params.method, "new_modality": written}
     summary = (f"{params.method} normalisation of {params.modality}: SD of sample medians "
@@ -450,14 +456,16 @@ def impute(study: Study, params: ImputeParams, ctx: ToolContext) -> ToolResult:
     mask = np.asarray(out.layers["imputed"])
     left = int(np.isnan(np.asarray(out.X)).sum())
     written = _write(study, params.write_as, out)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    Xo = np.asarray(out.X)
-    ax.hist(Xo[~mask & np.isfinite(Xo)], bins=80, alpha=0.6, label="measured", density=True)
-    ax.hist(Xo[mask], bins=80, alpha=0.6, label="imputed", density=True)
-    ax.legend()
-    ax.set_xlabel("log value")
-    ax.set_title(f"{params.modality}: {mask.sum()} values imputed ({params.method})", fontsize=9)
-    figures = [_save(ctx, fig, f"impute_{params.modality}")]
+    figures = []
+    if ctx.figures:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        Xo = np.asarray(out.X)
+        ax.hist(Xo[~mask & np.isfinite(Xo)], bins=80, alpha=0.6, label="measured", density=True)
+        ax.hist(Xo[mask], bins=80, alpha=0.6, label="imputed", density=True)
+        ax.legend()
+        ax.set_xlabel("log value")
+        ax.set_title(f"{params.modality}: {mask.sum()} values imputed ({params.method})", fontsize=9)
+        figures.append(_save(ctx, fig, f"impute_{params.modality}"))
     per_sample = pd.DataFrame({"sample": a.obs_names.astype(str), "n_imputed": mask.sum(1)})
     metrics = {"n_imputed": int(mask.sum()), "fraction_imputed": float(mask.mean()), "n_left_missing": left,
                "method": params.method, "seed": ctx.seed, "new_modality": written}
@@ -507,17 +515,19 @@ def batch_check(study: Study, params: BatchParams, ctx: ToolContext) -> ToolResu
                  modality=params.modality, provenance=prov)
         for _, r in table.loc[table["q"] < 0.05].iterrows()
     ]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for lv in levels:
-        m = bb == lv
-        ax[0].scatter(scores[m, 0], scores[m, 1] if scores.shape[1] > 1 else np.zeros(m.sum()), s=14, label=lv)
-    ax[0].set_xlabel(f"PC1 ({var[0]:.0%})")
-    ax[0].set_ylabel(f"PC2 ({var[1]:.0%})" if len(var) > 1 else "")
-    ax[0].legend(title=params.batch, fontsize=7)
-    ax[1].bar(table["component"], -np.log10(table["p"]))
-    ax[1].axhline(-np.log10(0.05), c="tab:red", lw=1)
-    ax[1].set_ylabel("-log10 p (Kruskal-Wallis)")
-    figures = [_save(ctx, fig, f"batch_{params.modality}_{params.batch}".replace(" ", "_"))]
+    figures = []
+    if ctx.figures:
+        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+        for lv in levels:
+            m = bb == lv
+            ax[0].scatter(scores[m, 0], scores[m, 1] if scores.shape[1] > 1 else np.zeros(m.sum()), s=14, label=lv)
+        ax[0].set_xlabel(f"PC1 ({var[0]:.0%})")
+        ax[0].set_ylabel(f"PC2 ({var[1]:.0%})" if len(var) > 1 else "")
+        ax[0].legend(title=params.batch, fontsize=7)
+        ax[1].bar(table["component"], -np.log10(table["p"]))
+        ax[1].axhline(-np.log10(0.05), c="tab:red", lw=1)
+        ax[1].set_ylabel("-log10 p (Kruskal-Wallis)")
+        figures.append(_save(ctx, fig, f"batch_{params.modality}_{params.batch}".replace(" ", "_")))
     hit = table.loc[table["q"] < 0.05, "component"].tolist()
     summary = (f"PCA of {params.modality} ({n_feat} features, {int(ok.sum())} samples) vs {params.batch} "
                f"({len(levels)} levels): " + (f"batch associated with {', '.join(hit)} (q < 0.05); consider it as a "
@@ -558,22 +568,24 @@ def pca_qc(study: Study, params: PcaQcParams, ctx: ToolContext) -> ToolResult:
                           "outlier": flag_z | flag_m})
     table["reason"] = np.where(flag_z & flag_m, "robust z and Mahalanobis",
                                np.where(flag_z, "robust z", np.where(flag_m, "Mahalanobis", "")))
-    fig, ax = plt.subplots(figsize=(6, 5))
-    if params.group:
-        g = study.sample_table(params.modality)[params.group].astype(object).fillna("NA").astype(str).to_numpy()
-        for lv in sorted(set(g)):
-            m = g == lv
-            ax.scatter(scores[m, 0], scores[m, 1], s=14, label=lv)
-        ax.legend(title=params.group, fontsize=7)
-    else:
-        ax.scatter(scores[:, 0], scores[:, 1], s=14)
     out = table["outlier"].to_numpy()
-    ax.scatter(scores[out, 0], scores[out, 1], s=60, facecolors="none", edgecolors="k", label="outlier")
-    for i in np.flatnonzero(out):
-        ax.annotate(table["sample"].iloc[i], (scores[i, 0], scores[i, 1]), fontsize=7)
-    ax.set_xlabel(f"PC1 ({var[0]:.0%})")
-    ax.set_ylabel(f"PC2 ({var[1]:.0%})")
-    figures = [_save(ctx, fig, f"pca_{params.modality}")]
+    figures = []
+    if ctx.figures:
+        fig, ax = plt.subplots(figsize=(6, 5))
+        if params.group:
+            g = study.sample_table(params.modality)[params.group].astype(object).fillna("NA").astype(str).to_numpy()
+            for lv in sorted(set(g)):
+                m = g == lv
+                ax.scatter(scores[m, 0], scores[m, 1], s=14, label=lv)
+            ax.legend(title=params.group, fontsize=7)
+        else:
+            ax.scatter(scores[:, 0], scores[:, 1], s=14)
+        ax.scatter(scores[out, 0], scores[out, 1], s=60, facecolors="none", edgecolors="k", label="outlier")
+        for i in np.flatnonzero(out):
+            ax.annotate(table["sample"].iloc[i], (scores[i, 0], scores[i, 1]), fontsize=7)
+        ax.set_xlabel(f"PC1 ({var[0]:.0%})")
+        ax.set_ylabel(f"PC2 ({var[1]:.0%})")
+        figures.append(_save(ctx, fig, f"pca_{params.modality}"))
     outl = table.loc[out, "sample"].tolist()
     metrics = {"n_outliers": len(outl), "outliers": outl, "variance_ratio": [float(v) for v in var],
                "n_features_used": n_feat}

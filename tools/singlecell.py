@@ -171,18 +171,21 @@ def singlecell_clustering(study: Study, params: SingleCellClusteringParams, ctx:
         if "X_pca" not in work.obsm:
             sc.pp.pca(work, n_comps=min(10, a.n_vars - 1, a.n_obs - 1), random_state=ctx.seed)
         emb, emb_name = np.asarray(work.obsm["X_pca"])[:, :2], "PCA"
-    fig = Figure(figsize=(6, 4.5))
-    ax = fig.subplots()
-    cmap = __import__("matplotlib").colormaps["tab20"]
-    for i, pop in enumerate(sorted(set(pops))):
-        m = pops == pop
-        ax.scatter(emb[m, 0], emb[m, 1], s=4, color=cmap(i % 20), label=pop)
-    ax.legend(fontsize=6, markerscale=3, bbox_to_anchor=(1.01, 1), loc="upper left")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(f"{p.modality}: Leiden clusters named by marker genes ({emb_name})", fontsize=9)
-    path = ctx.figure_path(f"singlecell_umap_{p.modality}")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    figures = []
+    if ctx.figures:
+        fig = Figure(figsize=(6, 4.5))
+        ax = fig.subplots()
+        cmap = __import__("matplotlib").colormaps["tab20"]
+        for i, pop in enumerate(sorted(set(pops))):
+            m = pops == pop
+            ax.scatter(emb[m, 0], emb[m, 1], s=4, color=cmap(i % 20), label=pop)
+        ax.legend(fontsize=6, markerscale=3, bbox_to_anchor=(1.01, 1), loc="upper left")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{p.modality}: Leiden clusters named by marker genes ({emb_name})", fontsize=9)
+        path = ctx.figure_path(f"singlecell_umap_{p.modality}")
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        figures.append(path)
 
     has_samples = "sample_id" in a.obs and a.obs["sample_id"].nunique() >= 2
     in_clin = has_samples and not study.clinical.empty and a.obs["sample_id"].astype(str).isin(study.clinical.index.astype(str)).any()
@@ -197,7 +200,7 @@ def singlecell_clustering(study: Study, params: SingleCellClusteringParams, ctx:
     )
     return ToolResult(summary=summary,
                       tables={"annotation": ann.reset_index(), "marker_genes": mk[mk["q"] < p.fdr].reset_index(drop=True)},
-                      figures=[path], relations=rels,
+                      figures=figures, relations=rels,
                       metrics={"n_cells": int(a.n_obs), "n_clusters": int(len(ann)), "n_populations": int(frac.size),
                                "populations": sorted(set(pops)), "has_samples": bool(has_samples),
                                "has_conditions": bool(in_clin), "clustering_key": key})

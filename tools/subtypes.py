@@ -259,21 +259,24 @@ def consensus_clustering(study: Study, params: ConsensusParams, ctx: ToolContext
     rels += association_relations(ctx, name, p, group_ent, assoc, p.fdr, 50, p.modality)
 
     # figure: consensus heatmap (ordered by cluster) and the consensus CDFs
-    fig = Figure(figsize=(9, 4))
-    ax1, ax2 = fig.subplots(1, 2)
-    order = np.argsort(pd.Categorical(labels, categories=order_names).codes, kind="stable")
-    ax1.imshow(cons[k][np.ix_(order, order)], cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-    ax1.set_xticks([])
-    ax1.set_yticks([])
-    ax1.set_title(f"consensus, k={k} ({', '.join(f'{c}:{int((labels == c).sum())}' for c in order_names)})", fontsize=8)
-    grid = np.linspace(0, 1, 101)
-    for kk, cdf in cdfs.items():
-        ax2.step(grid, cdf, where="post", label=f"k={kk}", lw=2 if kk == k else 1)
-    ax2.set_xlabel("consensus index")
-    ax2.set_ylabel("CDF")
-    ax2.legend(fontsize=7)
-    path = ctx.figure_path(f"consensus_clustering_{p.modality}")
-    fig.savefig(path, dpi=110)
+    figures = []
+    if ctx.figures:
+        fig = Figure(figsize=(9, 4))
+        ax1, ax2 = fig.subplots(1, 2)
+        order = np.argsort(pd.Categorical(labels, categories=order_names).codes, kind="stable")
+        ax1.imshow(cons[k][np.ix_(order, order)], cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        ax1.set_xticks([])
+        ax1.set_yticks([])
+        ax1.set_title(f"consensus, k={k} ({', '.join(f'{c}:{int((labels == c).sum())}' for c in order_names)})", fontsize=8)
+        grid = np.linspace(0, 1, 101)
+        for kk, cdf in cdfs.items():
+            ax2.step(grid, cdf, where="post", label=f"k={kk}", lw=2 if kk == k else 1)
+        ax2.set_xlabel("consensus index")
+        ax2.set_ylabel("CDF")
+        ax2.legend(fontsize=7)
+        path = ctx.figure_path(f"consensus_clustering_{p.modality}")
+        fig.savefig(path, dpi=110)
+        figures.append(path)
 
     sig = assoc[assoc["q"] < p.fdr]
     n_mark = {c: int(((markers["cluster"] == c) & (markers["q"] < p.fdr) & (markers["logFC"] > 0)).sum()) for c in order_names}
@@ -292,7 +295,7 @@ def consensus_clustering(study: Study, params: ConsensusParams, ctx: ToolContext
         summary=summary,
         tables={"labels": labels.rename_axis("sample").reset_index(), "k_selection": sel, "markers": markers,
                 "associations": assoc},
-        figures=[path],
+        figures=figures,
         relations=rels,
         metrics={"k": k, "n_samples": len(X), "n_features": int(top.shape[1]), "pac": float(ch["pac"]),
                  "silhouette": float(ch["silhouette"]), "cluster_sizes": {c: int((labels == c).sum()) for c in order_names},

@@ -297,9 +297,12 @@ def cox_per_feature(study: Study, params: CoxParams, ctx: ToolContext) -> ToolRe
         for r in sig.head(p.max_relations).itertuples()
     ]
     ranked = table.sort_values("p", kind="stable")
-    path = volcano(ctx, f"cox_per_feature_{p.modality}", ranked["coef"], ranked["p"], ranked["q"], p.fdr,
-                   labels=ranked["feature"].to_numpy(), xlabel="log hazard ratio" + (" per SD" if p.scale == "zscore" else ""),
-                   title=f"Cox per feature, {p.modality} ({len(surv)} samples, {int(surv['event'].sum())} events)")
+    figures = []
+    if ctx.figures:
+        path = volcano(ctx, f"cox_per_feature_{p.modality}", ranked["coef"], ranked["p"], ranked["q"], p.fdr,
+                       labels=ranked["feature"].to_numpy(), xlabel="log hazard ratio" + (" per SD" if p.scale == "zscore" else ""),
+                       title=f"Cox per feature, {p.modality} ({len(surv)} samples, {int(surv['event'].sum())} events)")
+        figures.append(path)
     n_harm = int((sig["coef"] > 0).sum())
     top = ", ".join(f"{r.feature} (HR {r.hazard_ratio:.2f}, q={r.q:.2g})" for r in sig.head(5).itertuples())
     summary = (f"Cox PH (Efron ties) per feature on {len(table)} {p.modality} features, {len(surv)} samples, "
@@ -307,7 +310,7 @@ def cox_per_feature(study: Study, params: CoxParams, ctx: ToolContext) -> ToolRe
                f"{len(sig)} significant at BH q<{p.fdr} ({n_harm} with higher hazard at higher abundance). "
                f"{n_filtered} features filtered (too few samples/events or constant), {int(bad.sum())} did not converge."
                + (f" Top: {top}." if top else "") + dropped_text(dropped))
-    return ToolResult(summary=summary, tables={"cox": table}, figures=[path], relations=rels,
+    return ToolResult(summary=summary, tables={"cox": table}, figures=figures, relations=rels,
                       metrics={"n_tested": len(table), "n_significant": len(sig), "n_skipped": n_filtered + int(bad.sum()),
                                "n_not_converged": int(bad.sum()), "n_samples": len(surv), "n_events": int(surv["event"].sum()),
                                "covariates": covs, "covariates_dropped": dropped})
@@ -398,12 +401,12 @@ def kaplan_meier(study: Study, params: KMParams, ctx: ToolContext) -> ToolResult
         raise ToolFailed(msg)
     lr = multivariate_logrank_test(surv["time"], lab, surv["event"])
     rows = []
-    fig = Figure(figsize=(5, 4))
-    ax = fig.subplots()
+    ax = Figure(figsize=(5, 4)).subplots() if ctx.figures else None
     for g in order:
         m = lab == g
         km = KaplanMeierFitter().fit(surv.loc[m, "time"], surv.loc[m, "event"], label=f"{g} (n={int(m.sum())})")
-        km.plot_survival_function(ax=ax, ci_show=False)
+        if ax is not None:
+            km.plot_survival_function(ax=ax, ci_show=False)
         rows.append({"stratum": g, "n": int(m.sum()), "events": int(surv.loc[m, "event"].sum()),
                      "median_survival": float(km.median_survival_time_)})
     table = pd.DataFrame(rows)
@@ -414,11 +417,14 @@ def kaplan_meier(study: Study, params: KMParams, ctx: ToolContext) -> ToolResult
         hr = float(cph.hazard_ratios_["x"])
         ci = [float(np.exp(cph.confidence_intervals_.loc["x"].iloc[0])), float(np.exp(cph.confidence_intervals_.loc["x"].iloc[1]))]
     what = f"{p.feature} ({p.split} split)" if p.feature is not None else p.group
-    ax.set_title(f"{what}: log-rank p={lr.p_value:.2g}", fontsize=9)
-    ax.set_xlabel(p.time)
-    ax.set_ylabel("survival probability")
-    path = ctx.figure_path(f"kaplan_meier_{p.feature or p.group}")
-    fig.savefig(path, dpi=120)
+    figures = []
+    if ax is not None:
+        ax.set_title(f"{what}: log-rank p={lr.p_value:.2g}", fontsize=9)
+        ax.set_xlabel(p.time)
+        ax.set_ylabel("survival probability")
+        path = ctx.figure_path(f"kaplan_meier_{p.feature or p.group}")
+        ax.figure.savefig(path, dpi=120)
+        figures.append(path)
     rels = []
     if lr.p_value < p.alpha:
         if p.feature is not None:
@@ -436,7 +442,7 @@ def kaplan_meier(study: Study, params: KMParams, ctx: ToolContext) -> ToolResult
                f"Log-rank chi2={lr.test_statistic:.2f}, df={len(order) - 1}, p={lr.p_value:.2g}"
                + (f"; HR {order[1]} vs {order[0]} = {hr:.2f} (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if hr is not None else "")
                + (f". Dropped strata smaller than {p.min_group_size}: {small}" if small else "") + ".")
-    return ToolResult(summary=summary, tables={"strata": table}, figures=[path], relations=rels,
+    return ToolResult(summary=summary, tables={"strata": table}, figures=figures, relations=rels,
                       metrics={"n_tested": 1, "n_significant": int(lr.p_value < p.alpha), "n_skipped": len(small),
                                "logrank_p": float(lr.p_value), "logrank_statistic": float(lr.test_statistic),
                                "hazard_ratio": hr, "n_samples": len(surv)})
