@@ -8,7 +8,11 @@ computed without re-running the tool:
 - two-group edges (``higher_in`` / ``lower_in`` of a contrast or of a mutation, ``differs_across`` a
   multi-level factor as its highest level against the other levels, a mutation's
   ``cis_effect_on`` its own feature): a layer matrix and a case / control label per sample;
-  statistic Welch's t, effect the difference of means (log2 fold change on log data).
+  statistic Welch's t on observed values, effect the difference of means (log2 fold change on log
+  data). Edges the tool found with its censored model (missing = below detection,
+  ``stats.extra.method == "censored"``) are re-tested with a test that sees missingness too:
+  Gehan's generalised Wilcoxon test with every missing value tied below the observed ones
+  (:mod:`proteus.stats.gehan`), effect Cliff's delta.
 - correlation edges (``correlates_with`` a clinical variable, ``concordant_with`` its own mRNA,
   copy number ``cis_effect_on`` its own RNA / protein): a layer matrix and a partner vector or a
   gene-matched matrix; statistic the correlation of per-layer ranks (Spearman; Pearson when the
@@ -31,10 +35,11 @@ from scipy import stats
 
 from proteus.records import Relation
 from proteus.stats.distributions import t_sf
+from proteus.stats.gehan import gehan_wilcoxon
 from proteus.stats.welch import welch_t
 from proteus.study import Study
 
-__all__ = ["EdgeDesign", "edge_design", "welch", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
+__all__ = ["EdgeDesign", "edge_design", "welch", "gehan", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
 
 
 @dataclass
@@ -42,7 +47,8 @@ class EdgeDesign:
     """Per-sample data of one edge.
 
     ``X`` is samples x family features (float, NaN = missing); ``column`` the edge's feature in it.
-    Two-group: ``labels`` is True for case samples. Correlation: ``Y`` is samples x 1 (a partner
+    Two-group: ``labels`` is True for case samples; ``method`` the re-test, ``welch`` (observed
+    values) or ``gehan`` (missing = below detection). Correlation: ``Y`` is samples x 1 (a partner
     vector) or samples x family (gene-matched partner layer), already rank-transformed with ``X``
     when ``method`` is spearman.
     """
@@ -65,6 +71,14 @@ class EdgeDesign:
             return x, self.labels
         y = self.Y[:, 0] if self.Y.shape[1] == 1 else self.Y[:, self.column]
         return x, y
+
+    def tested_samples(self) -> np.ndarray:
+        """Samples the edge's own test uses: all of them for Gehan's test (a missing value is a
+        value below detection), else those with the feature (and the partner) observed."""
+        x, partner = self.key_data()
+        if self.kind == "two_group":
+            return np.ones(len(x), dtype=bool) if self.method == "gehan" else np.isfinite(x)
+        return np.isfinite(x) & np.isfinite(partner)
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,9 +133,20 @@ def correlation_p(r: np.ndarray, n: np.ndarray) -> np.ndarray:
         return _t_two_sided(t, n - 2)
 
 
-def family_p(kind: str, X: np.ndarray, partner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(effect, two-sided p) of every column: Welch t (``kind`` two_group, partner = case labels)
-    or rank correlation (partner = y or column-matched matrix)."""
+def gehan(X: np.ndarray, case: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Cliff's delta, two-sided p) of each column by Gehan's test, missing = below detection
+    (:func:`proteus.stats.gehan.gehan_wilcoxon`); delta = 2 U / (n1 n2) - 1 is positive when the case
+    group is higher (Cliff 1993, doi:10.1037/0033-2909.114.3.494)."""
+    X = np.asarray(X, dtype=float)
+    g = gehan_wilcoxon((X[:, None] if X.ndim == 1 else X).T, np.asarray(case, dtype=bool))
+    return 2 * g.concordance - 1, g.p
+
+
+def family_p(kind: str, X: np.ndarray, partner: np.ndarray, method: str = "welch") -> tuple[np.ndarray, np.ndarray]:
+    """(effect, two-sided p) of every column: two-group (partner = case labels) by Welch's t, or by
+    Gehan's test when ``method`` is gehan; else rank correlation (partner = y or column-matched matrix)."""
+    if kind == "two_group" and method == "gehan":
+        return gehan(X, partner)
     if kind == "two_group":
         t, diff, _, df = welch(X, partner)
         return diff, _t_two_sided(t, df)
@@ -152,7 +177,9 @@ def permuted_min_p(design: EdgeDesign, n_perm: int, seed: int, chunk: int = 1638
         X0 = np.where(M > 0, X, 0.0)
         N, S, Q = M.sum(0), X0.sum(0), (X0**2).sum(0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            if design.kind == "two_group":
+            if design.kind == "two_group" and design.method == "gehan":
+                p = gehan_wilcoxon(X.T, design.labels[perms].T).p.T  # ranks once, rank sums of all labellings at once
+            elif design.kind == "two_group":
                 w = welch_t(X.T, design.labels[perms].T)  # features x permutations
                 p = _t_two_sided(w.t, w.df).T
             else:
@@ -170,11 +197,22 @@ def permuted_min_p(design: EdgeDesign, n_perm: int, seed: int, chunk: int = 1638
 def effect_interval(design: EdgeDesign, level: float = 0.95) -> dict[str, Any]:
     """The edge's effect on all its samples with a ``level`` confidence interval.
 
-    Two-group: difference of means with the Welch interval. Correlation: rho with the Fisher-z
+    Two-group: difference of means with the Welch interval; for Gehan re-tests Cliff's delta
+    :math:`2A - 1` with the interval of the concordance :math:`A` by Hanley & McNeil's variance
+    (Radiology 1982, doi:10.1148/radiology.143.1.7063747). Correlation: rho with the Fisher-z
     interval, :math:`\\tanh(\\operatorname{atanh} r \\pm z/\\sqrt{n-3})` (Fisher 1921).
     """
     x, partner = design.key_data()
     z = stats.norm.ppf(0.5 + level / 2)
+    if design.kind == "two_group" and design.method == "gehan":
+        delta = float(gehan(x, partner)[0][0])
+        n1, n2 = int(partner.sum()), int((~partner).sum())
+        if not np.isfinite(delta):
+            return {"effect": None, "ci": None, "effect_type": "cliffs_delta"}
+        a = (delta + 1) / 2
+        q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+        se = 2 * np.sqrt(max(a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a), 0.0) / (n1 * n2))
+        return {"effect": delta, "ci": [max(delta - z * se, -1.0), min(delta + z * se, 1.0)], "effect_type": "cliffs_delta", "level": level}
     if design.kind == "two_group":
         t, diff, se, df = (float(v[0]) for v in welch(x, partner))
         if not np.isfinite(t):
@@ -200,7 +238,7 @@ def _ranks(df: pd.DataFrame) -> np.ndarray:
 
 def _two_group(df: pd.DataFrame, case: pd.Series, notes: list[str] | None = None) -> EdgeDesign:
     return EdgeDesign("two_group", df.to_numpy(float), -1, list(df.index), labels=case.reindex(df.index).fillna(False).to_numpy(bool),
-                      columns=df.columns.astype(str), notes=list(notes or []))
+                      method="welch", columns=df.columns.astype(str), notes=list(notes or []))
 
 
 def _correlation(X: pd.DataFrame, Y: pd.DataFrame | pd.Series, method: str, notes: list[str] | None = None) -> EdgeDesign:
@@ -330,4 +368,6 @@ def edge_design(
     hit = np.flatnonzero(base.columns == str(feat))
     if not len(hit):
         return f"feature {feat!r} is not in the tested layer"
+    if base.kind == "two_group" and modality is None and (r.stats.extra or {}).get("method") == "censored":
+        return replace(base, column=int(hit[0]), family_key=f"{key}|gehan", method="gehan")
     return replace(base, column=int(hit[0]), family_key=key)

@@ -519,14 +519,16 @@ N_SPLITS = 20
 N_PERMUTATIONS = 20
 """Label permutations per tested family (layer x contrast) for the selection-aware null."""
 MIN_HELD_PER_GROUP = 2
-"""Fewest samples per group a held-out split must keep for its Welch t to be computed."""
+"""Fewest samples per group a held-out split must keep for its two-group test to be computed."""
 MIN_REPLICATION = 0.8
 """A hypothesis is validated when it replicates in at least this share of splits (and the null is rare)."""
 
 IN_RUN_METHOD = (
     "in-run validation: {n_splits} seeded stratified splits ({held:.0%} held out); an evidence edge replicates in a "
-    "split when its feature, re-tested on the held-out samples only (Welch t for group differences, rank "
-    "correlation otherwise; same contrast, samples and variables as its tool call, covariates not re-fitted), "
+    "split when its feature, re-tested on the held-out samples only (group differences: Welch t on observed values, "
+    "or, for edges the tool found with its censored model (missing = below detection), Gehan's generalised Wilcoxon "
+    "test with missing values tied below every observed value, in the splits and the null alike; rank correlation "
+    "otherwise; same contrast, samples and variables as its tool call, covariates not re-fitted), "
     "keeps its direction with p < {alpha}; the hypothesis replicates in a split when its key (first testable) edge "
     "and at least half of its testable edges do. Null: {n_perm} label permutations of the key edge's family "
     "(every feature of the layer tested in the same call); its null frequency is the share of permutations in "
@@ -563,7 +565,8 @@ def _split_masks(labels: np.ndarray | None, n: int, n_splits: int, fraction: flo
 def design_too_small(labels: np.ndarray | None, ok: np.ndarray, held: list[np.ndarray], alpha: float) -> str | None:
     """Why a two-group edge cannot be validated in this run, or None when it can.
 
-    A held-out Welch t needs at least two samples per group (:data:`MIN_HELD_PER_GROUP`), and a
+    A held-out two-group test needs at least two samples per group (:data:`MIN_HELD_PER_GROUP`; ``ok``
+    marks the samples the edge's test uses), and a
     label-permutation null can only fall below ``alpha`` when the groups allow at least
     ``2 / alpha`` distinct labellings (a labelling and its mirror give the same two-sided p;
     Phipson & Smyth 2010, doi:10.2202/1544-6115.1585). Below either, a true finding would be
@@ -590,7 +593,7 @@ def _key_test(design, mask: np.ndarray | None = None) -> tuple[float, float]:
     x, partner = design.key_data()
     if mask is not None:
         x, partner = x[mask], partner[mask]
-    effect, p = family_p(design.kind, x, partner)
+    effect, p = family_p(design.kind, x, partner, design.method)
     return float(effect[0]), float(p[0])
 
 
@@ -674,7 +677,7 @@ def validate_hypotheses(
         effect, p = _key_test(d)
         sign = _sign(r.stats.direction) or int(np.sign(effect or 0))
         labels = d.labels if d.kind == "two_group" else None
-        ok = np.isfinite(d.key_data()[0]) & (np.isfinite(d.key_data()[1]) if d.kind == "correlation" else True)
+        ok = d.tested_samples()
         held = _split_masks(labels, len(ok), n_splits, fraction, seed)
         too_small = design_too_small(labels, ok, held, alpha)
         if too_small:
@@ -700,6 +703,7 @@ def validate_hypotheses(
                             "corroborated": bool(math.isfinite(px) and px < alpha and np.sign(ex) == sign)}
         edges[eid] = {
             "status": "tested",
+            "test": d.method if d.kind == "two_group" else f"{d.method} correlation",
             "replicated_splits": int(sum(reps)),
             "n_splits": n_splits,
             "null_k": k_null,

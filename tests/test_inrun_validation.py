@@ -84,15 +84,15 @@ def test_replication_count_matches_an_independent_recomputation(ucec_study, run_
     assert out["effect"] == pytest.approx(full_a.mean() - full_b.mean())
 
 
-def _top_hypotheses(study, n: int = 5) -> tuple[KnowledgeGraph, list[dict]]:
-    """Single-edge hypotheses on the n smallest-p features of the profile's first contrast (relations
-    rebuilt from the tool's own table, so noise gives candidates too)."""
+def _top_hypotheses(study, n: int = 5, contrast: int = 0) -> tuple[KnowledgeGraph, list[dict]]:
+    """Single-edge hypotheses on the n smallest-p features of the profile's ``contrast``-th contrast
+    (relations rebuilt from the tool's own table with the test it chose, so noise gives candidates too)."""
     from proteus.profile import profile_study
     from proteus.records import Provenance, Relation, Stats, contrast_entity, feature_entity
     from proteus.tools.registry import ToolContext, get_tool
 
     prof = profile_study(study)
-    c = prof.contrasts[0]
+    c = prof.contrasts[contrast]
     mod = next(k for k, a in study.bulk().items() if a.uns.get("modality") == "proteomics")
     params = {"modality": mod, "group": c.group, "case": c.case, "control": c.control}
     res = get_tool("differential_abundance")(study, params, ToolContext(out_dir=Path(study.root).parent / "scratch_val"))
@@ -105,7 +105,7 @@ def _top_hypotheses(study, n: int = 5) -> tuple[KnowledgeGraph, list[dict]]:
         up = row.logFC > 0
         rel = Relation(subject=feature_entity("proteomics", row.feature), predicate="higher_in" if up else "lower_in",
                        object=contrast_entity(c.group, c.case, c.control), modality=mod, provenance=prov,
-                       stats=Stats(effect=row.logFC, p=row.p, q=row.q, direction="up" if up else "down", extra={"feature_id": row.feature}))
+                       stats=Stats(effect=row.logFC, p=row.p, q=row.q, direction="up" if up else "down", extra={"feature_id": row.feature, "method": res.metrics["method"]}))
         kg.add_relations([rel])
         hyps.append({"id": f"H{row.Index}", "statement": f"{row.feature} is {'higher' if up else 'lower'} in {c.case}", "rationale": "",
                      "evidence": [rel.id], "entities": [rel.subject.id], "test": ""})
@@ -228,3 +228,69 @@ def test_three_vs_three_run_marks_spike_in_findings_untestable(tmp_path):
     for h in hyps:
         assert h["validation"]["status"] == "untestable", h["validation"]
         assert "per group in a held-out split" in h["validation"]["reason"]
+
+
+# --------------------------------------------------------------------------------------------
+# edges found by the censored (missing = below detection) model: re-tested by Gehan's test
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nafld_study(nafld_dir):
+    from proteus.io import load_study
+
+    return load_study(nafld_dir)
+
+
+def test_censored_detection_edges_are_retested_by_the_rank_test(nafld_study):
+    """Label-free plasma: the tool's censored model finds features missing in many samples; their held-out
+    re-test counts a missing value as below detection (scipy's Mann-Whitney with NaN as -inf, on the same
+    splits), where a Welch t on observed values counts differently."""
+    from proteus.edge_data import edge_design
+    from proteus.validation import _split_masks
+
+    kg, hyps = _top_hypotheses(nafld_study, n=8)
+    got = validate_hypotheses(nafld_study, kg, hyps)
+    differs = 0
+    detection = 0
+    for h in got:
+        eid = h["evidence"][0]
+        r, out = kg.relation(eid), h["validation"]["edges"][eid]
+        assert r.stats.extra["method"] == "censored"
+        assert out["test"] == "gehan" and out["effect_type"] == "cliffs_delta", out
+        x, case = edge_design(nafld_study, r).key_data()
+        assert out["n"] == len(x), "every sample of the contrast is tested: a missing value is a value"
+        detection += bool(np.isnan(x).sum() >= len(x) / 2)
+        sign = 1 if r.stats.direction == "up" else -1
+        k_rank = k_welch = 0
+        for held in _split_masks(case, len(case), N_SPLITS, 0.6, 0):
+            y = np.where(np.isfinite(x[held]), x[held], -np.inf)
+            a, b = y[case[held]], y[~case[held]]
+            mw = stats.mannwhitneyu(a, b, use_continuity=False, method="asymptotic")
+            k_rank += bool(mw.pvalue < 0.05 and np.sign(mw.statistic - len(a) * len(b) / 2) == sign)
+            oa, ob = a[np.isfinite(a)], b[np.isfinite(b)]
+            if len(oa) >= 2 and len(ob) >= 2 and (oa.var() + ob.var()) > 0:
+                t, pw = stats.ttest_ind(oa, ob, equal_var=False)
+                k_welch += bool(pw < 0.05 and np.sign(t) == sign)
+        assert out["replicated_splits"] == k_rank, (r.subject.label, out["replicated_splits"], k_rank)
+        differs += k_rank != k_welch
+    assert detection >= 1, "the contrast's top censored-model findings include features missing in most samples"
+    assert differs >= 1
+
+
+def test_permuted_label_arm_on_label_free_data_validates_no_more_than_the_real_arm(nafld_study):
+    from proteus.profile import profile_study
+
+    null_study = permute_labels(nafld_study, seed=1)
+    contrasts = profile_study(nafld_study).contrasts[:4]
+    assert [(c.group, c.case, c.control) for c in profile_study(null_study).contrasts[:4]] == [(c.group, c.case, c.control) for c in contrasts]
+    n_real = n_null = 0
+    for i in range(len(contrasts)):
+        real_kg, real = _top_hypotheses(nafld_study, n=8, contrast=i)
+        null_kg, null = _top_hypotheses(null_study, n=8, contrast=i)
+        got_real = validate_hypotheses(nafld_study, real_kg, real)
+        got_null = validate_hypotheses(null_study, null_kg, null)
+        assert {o.get("test") for h in got_null for o in h["validation"]["edges"].values()} == {"gehan"}
+        n_real += sum(h["validation"]["status"] == "validated" for h in got_real)
+        n_null += sum(h["validation"]["status"] == "validated" for h in got_null)
+    assert n_real > n_null, (n_real, n_null)
