@@ -122,6 +122,35 @@ def test_judge_agreement_is_a_small_term(decisions):
     assert reward(json.dumps(flipped), task) > 0.9  # a valid judgement that disagrees loses little
 
 
+def test_answers_with_the_right_shape_and_no_content_lose(decisions):
+    """The answers a GRPO-tuned SmolLM2 collapsed to (served on BCR-XL: every list emptied, the
+    field descriptions copied as text, an objective dropped) are schema-valid; they must not
+    earn what the reference answers earn."""
+    for name in ("plan_workflow", "interpret", "update_objectives", "propose_hypotheses"):
+        ev = decisions[name]
+        assert reward_terms(json.dumps(ev["value"]), _task(ev))["substance"] == 1.0
+    # nothing proposed where the reference proposes; a plan going on where the reference ends it
+    ph = decisions["propose_hypotheses"]
+    assert ph["value"]["hypotheses"]
+    none = json.dumps({"hypotheses": []})
+    terms = reward_terms(none, _task(ph))
+    assert terms["schema"] == 1.0 and terms["substance"] == 0.0
+    assert reward(none, _task(ph)) < 0.5 < reward(json.dumps(ph["value"]), _task(ph))
+    uw = decisions["update_workflow"]
+    assert uw["value"]["steps"] == []
+    goes_on = json.dumps({"steps": decisions["plan_workflow"]["value"]["steps"][:1], "reason": ""})
+    assert reward_terms(goes_on, _task(uw))["substance"] < 1.0 and reward(goes_on, _task(uw)) < reward(json.dumps(uw["value"]), _task(uw))
+    it = decisions["interpret"]
+    placeholder = it["schema"]["properties"]["summary"]["description"]
+    copied = json.dumps({"summary": placeholder[0].upper() + placeholder[1:]})
+    assert reward_terms(copied, _task(it))["schema"] == 1.0 and reward_terms(copied, _task(it))["substance"] == 0.0
+    assert reward(copied, _task(it)) < 0.5
+    uo = decisions["update_objectives"]
+    assert uo["value"]["drop"] == [] and uo["value"]["add"] == []
+    dropped = json.dumps({"drop": [OBJ.id], "add": [], "reason": ""})
+    assert reward_terms(dropped, _task(uo))["substance"] == pytest.approx(1 / 2)  # drop disagrees, add agrees
+
+
 def test_objective_families_and_drop_ids_are_checked(decisions):
     ev = decisions["update_objectives"]
     task = _task(ev)

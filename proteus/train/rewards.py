@@ -22,6 +22,13 @@ Terms, each in [0, 1] (``None`` where it does not apply):
 ``replication``
     hypothesis proposals: over hypotheses citing at least one tested edge, the mean fraction of
     cited tested edges that replicated on held-out samples (the run's in-run validation).
+``substance``
+    an answer that only has the right shape loses: over the checks that apply, the fraction
+    passed, where each top-level list must be empty exactly when the reference answer's is (no
+    plan emptied, no objective dropped, no hypothesis list left empty where the reference acts,
+    and nothing invented where it does not), and each non-empty text must not be a copy of a
+    field description of the schema (``difflib`` ratio >= 0.8: a placeholder, not an answer).
+    A schema-valid answer with no content scores at most ``(json + schema) / (json + schema + substance)``.
 ``judge_agreement``
     judge decisions: 1 minus the mean absolute score difference to the reference judgement / 4.
 
@@ -31,12 +38,13 @@ smallest weight, so a model cannot earn its reward by pleasing the judge.
 
 from __future__ import annotations
 
+import difflib
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 __all__ = ["WEIGHTS", "parse_answer", "reward_terms", "reward", "trl_reward_function"]
 
-WEIGHTS = {"json": 0.15, "schema": 0.3, "names": 0.25, "params": 0.15, "replication": 0.3, "judge_agreement": 0.05}
+WEIGHTS = {"json": 0.15, "schema": 0.3, "names": 0.25, "params": 0.15, "replication": 0.3, "substance": 0.5, "judge_agreement": 0.05}
 """Weight of each term in ``total``."""
 
 _JUDGE_METRICS = ("reliability", "logical_coherence", "biological_plausibility", "novelty", "evaluability")
@@ -121,6 +129,38 @@ def _replication(obj: dict[str, Any], edges: dict[str, bool]) -> float | None:
     return sum(fractions) / len(fractions) if fractions else None
 
 
+def _descriptions(schema: Any) -> Iterator[str]:
+    if isinstance(schema, dict):
+        if isinstance(schema.get("description"), str):
+            yield schema["description"].strip().lower()
+        for v in schema.values():
+            yield from _descriptions(v)
+    elif isinstance(schema, list):
+        for v in schema:
+            yield from _descriptions(v)
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _texts(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _texts(v)
+
+
+def _substance(obj: dict[str, Any], reference: dict[str, Any] | None, schema: dict[str, Any] | None) -> float | None:
+    checks = [bool(obj.get(k)) == bool(v) for k, v in (reference or {}).items() if isinstance(v, list)]
+    descriptions = [d for d in set(_descriptions(schema)) if len(d) >= 12]
+    for t in _texts(obj):
+        t = t.strip().lower()
+        if len(t) >= 12:
+            checks.append(not any(difflib.SequenceMatcher(None, t, d).ratio() >= 0.8 for d in descriptions))
+    return sum(checks) / len(checks) if checks else None
+
+
 def _judge_agreement(obj: dict[str, Any], reference: dict[str, Any] | None) -> float | None:
     if not reference:
         return None
@@ -138,7 +178,7 @@ def reward_terms(text: str, task: dict[str, Any]) -> dict[str, float | None]:
     decision = task.get("decision", "")
     allowed = task.get("allowed") or {}
     obj, json_term = parse_answer(text)
-    terms: dict[str, float | None] = {"json": json_term, "schema": None, "names": None, "params": None, "replication": None, "judge_agreement": None}
+    terms: dict[str, float | None] = {"json": json_term, "schema": None, "names": None, "params": None, "replication": None, "substance": None, "judge_agreement": None}
     if obj is None:
         terms["schema"] = 0.0 if task.get("schema") else None
         if allowed:
@@ -154,6 +194,7 @@ def reward_terms(text: str, task: dict[str, Any]) -> dict[str, float | None]:
         terms["params"] = sum(params) / len(params)
     if decision == "propose_hypotheses" and task.get("edge_replication"):
         terms["replication"] = _replication(obj, task["edge_replication"]) or 0.0
+    terms["substance"] = _substance(obj, task.get("reference"), task.get("schema"))
     if decision == "judge":
         terms["judge_agreement"] = _judge_agreement(obj, task.get("reference"))
     return terms
