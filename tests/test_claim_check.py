@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 from llm_fixtures.hosted import scripted_openai
 
 from proteus.graphs import nodes
+from proteus.kg import KnowledgeGraph
 from proteus.graphs.state import RunContext
 from proteus.policy.base import ResearchView
 from proteus.policy.claim_check import check_draft, wording_counts
@@ -91,6 +92,12 @@ def test_overclaiming_words_are_reworded_and_recorded(evidence):
     assert out.draft.statement == f"{g} is associated with the {c.case} state without adjustment for tumour purity."
     assert [x.rule for x in out.checks] == ["overclaim", "overclaim"]
     assert "drives" in out.checks[0].detail and "independent of" in out.checks[1].detail
+    # "independent of" stands when the cited model was adjusted for that variable
+    adjusted = up.model_copy(update={"provenance": up.provenance.model_copy(update={"params": {**up.provenance.params, "covariates": ["tumour_purity"]}})})
+    kg2 = KnowledgeGraph()
+    kg2.add_relation(adjusted)
+    kept = check_draft(_draft(f"{g} is higher in {c.case} independent of tumour purity.", adjusted), kg2)
+    assert kept.rejected is None and not kept.checks and "independent of tumour purity" in kept.draft.statement
 
 
 def test_evidence_about_nothing_the_statement_names_is_dropped(evidence):

@@ -214,6 +214,20 @@ def _populations(kg: KnowledgeGraph) -> set[str]:
     return out
 
 
+def _effect(r: Relation) -> str:
+    e = r.stats.effect
+    return f"{r.stats.effect_type or 'effect'} {e:+.3g}" if e is not None else f"direction {r.stats.direction}"
+
+
+def _covariates(rels: list[Relation]) -> set[str]:
+    """The covariates the cited edges' models were adjusted for."""
+    out: set[str] = set()
+    for r in rels:
+        c = r.provenance.params.get("covariates") or []
+        out.update([c] if isinstance(c, str) else map(str, c))
+    return out
+
+
 # --- the checks -------------------------------------------------------------------------------
 def _relevant(r: Relation, text: str) -> bool:
     names = []
@@ -241,8 +255,7 @@ def _direction_errors(statement: str, by_feature: dict[str, list[Relation]], pop
                 continue
             r = signed[0][0]
             errors.append(f"the statement says {name} is {'higher' if claimed > 0 else 'lower'} in '{clause.strip()[:120]}', "
-                          f"but cited edge {r.id} ({r.subject.label} {r.predicate} {r.object.label}, "
-                          f"{r.stats.effect_type or 'effect'} {r.stats.effect:+.3g}) goes the other way")
+                          f"but cited edge {r.id} ({r.subject.label} {r.predicate} {r.object.label}, {_effect(r)}) goes the other way")
         if _TOGETHER.search(clause) and signs and not directions_agree(signs):
             errors.append(f"'together' in '{clause.strip()[:120]}', but the cited edges of the features it names move in opposite directions")
     return errors
@@ -266,8 +279,7 @@ def _no_change(statement: str, by_feature: dict[str, list[Relation]], entities: 
             for r in _narrow(by_feature.get(name, []), clause, populations):
                 pop = _feature(_subject_feature(r))[1]
                 if (r.stats.q if r.stats.q is not None else 1.0) < 0.05 and _sign(r) is not None and (not clause_pops or pop in clause_pops):
-                    return statement, checks, (f"the statement says {name} does not change, but cited edge {r.id} shows "
-                                               f"{r.stats.effect_type or 'effect'} {r.stats.effect:+.3g} (q={r.stats.q:.1e})")
+                    return statement, checks, f"the statement says {name} does not change, but cited edge {r.id} shows {_effect(r)} (q={r.stats.q:.1e})"
         if all(_negligible_in_tables(n, entities, cited, tables) for n in named):
             continue
         new = clause
@@ -310,8 +322,7 @@ def check_draft(draft: HypothesisDraft, kg: KnowledgeGraph, tables: ResultTables
     missing = [e for e in draft.evidence if kg.relation(e) is None]
     if missing:
         checks.append(WordingCheck("evidence", "dropped", f"cited ids absent from the knowledge graph: {', '.join(missing[:5])}"))
-    statement, covariates = draft.statement, {str(c) for r in cited for c in (r.provenance.params.get("covariates") or [])}
-    statement, changes = reword_overclaims(statement, adjusted_for=covariates)
+    statement, changes = reword_overclaims(draft.statement, adjusted_for=_covariates(cited))
     checks.extend(WordingCheck("overclaim", "reworded", c) for c in changes)
     text = statement + " " + draft.rationale
     relevant = [r for r in cited if _relevant(r, text)]
