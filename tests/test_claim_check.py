@@ -87,11 +87,13 @@ def test_together_needs_the_cited_directions_to_agree(evidence):
 def test_overclaiming_words_are_reworded_and_recorded(evidence):
     kg, rt, c, up, _, _ = evidence
     g = up.subject.label
-    out = check_draft(_draft(f"{g} drives the {c.case} state independent of tumour purity.", up), kg, rt)
+    d = _draft(f"{g} drives the {c.case} state independent of tumour purity.", up).model_copy(update={"rationale": f"{g} rises, which causes it."})
+    out = check_draft(d, kg, rt)
     assert out.rejected is None
     assert out.draft.statement == f"{g} is associated with the {c.case} state without adjustment for tumour purity."
-    assert [x.rule for x in out.checks] == ["overclaim", "overclaim"]
-    assert "drives" in out.checks[0].detail and "independent of" in out.checks[1].detail
+    assert out.draft.rationale == f"{g} rises, which is associated with it."
+    assert [x.rule for x in out.checks] == ["overclaim"] * 3
+    assert "drives" in out.checks[0].detail and "independent of" in out.checks[1].detail and out.checks[2].detail.startswith("rationale:")
     # "independent of" stands when the cited model was adjusted for that variable
     adjusted = up.model_copy(update={"provenance": up.provenance.model_copy(update={"params": {**up.provenance.params, "covariates": ["tumour_purity"]}})})
     kg2 = KnowledgeGraph()
@@ -154,8 +156,15 @@ def test_model_contradictions_are_sent_back_once_then_dropped_by_the_graph(ucec_
     out = LLMPolicy(backend).propose_hypotheses(_view(ucec_study, kg, tables, events))
     decisions = [e for e in events if e.get("kind") == "llm_decision"]
     assert [e["outcome"] for e in decisions] == ["rejected", "repaired"] and out.decided_by == "repaired"
-    assert "hypothesis 1 contradicts its cited evidence" in decisions[0]["reason"] and up.id in decisions[0]["reason"]
-    assert "contradicts its cited evidence" in seen[1]["body"]["messages"][-1]["content"]
+    assert "hypothesis 1 does not match its cited evidence" in decisions[0]["reason"] and up.id in decisions[0]["reason"]
+    assert "does not match its cited evidence" in seen[1]["body"]["messages"][-1]["content"]
+
+    # an answer none of whose hypotheses passes is sent back each time, then the offline policy's are used
+    events = []
+    backend, seen = scripted_openai([_answer(wrong)] * 3)
+    out = LLMPolicy(backend).propose_hypotheses(_view(ucec_study, kg, tables, events))
+    assert len(seen) == 3 and out.decided_by == "fallback" and out.hypotheses
+    assert all(check_draft(d, kg, rt).rejected is None for d in out.hypotheses)
 
     # the model repeats it: sent back only once, then the graph keeps it out; the causal one is reworded
     rundir = RunDir(tmp_path / "run")

@@ -4,9 +4,9 @@ The offline patterns word each clause with :mod:`proteus.policy.claims`; a model
 rules in its prompt. :func:`check_draft` applies them to the finished sentence before the hypothesis
 enters the knowledge graph:
 
-(a) **overclaiming words** (:func:`~proteus.policy.claims.reword_overclaims`: "drives", "causes",
-    "independent of" without that adjustment, "expansion", "as a unit") are reworded to what an
-    association supports, and the change recorded;
+(a) **overclaiming words** in the statement and rationale (:func:`~proteus.policy.claims.reword_overclaims`:
+    "drives", "causes", "independent of" without that adjustment, "expansion", "as a unit") are
+    reworded to what an association supports, and the change recorded;
 (b) **directions**: a direction word ("higher", "increased", "up", "lower", ...) about a cited feature
     must agree with the sign of at least one cited edge of that feature, read in the order the
     clause names the contrast's groups ("higher in B than in A" is "lower in A"); "together" needs
@@ -323,13 +323,14 @@ def check_draft(draft: HypothesisDraft, kg: KnowledgeGraph, tables: ResultTables
     if missing:
         checks.append(WordingCheck("evidence", "dropped", f"cited ids absent from the knowledge graph: {', '.join(missing[:5])}"))
     statement, changes = reword_overclaims(draft.statement, adjusted_for=_covariates(cited))
-    checks.extend(WordingCheck("overclaim", "reworded", c) for c in changes)
-    text = statement + " " + draft.rationale
+    rationale, why = reword_overclaims(draft.rationale, adjusted_for=_covariates(cited))
+    checks.extend(WordingCheck("overclaim", "reworded", c) for c in changes + [f"rationale: {c}" for c in why])
+    text = statement + " " + rationale
     relevant = [r for r in cited if _relevant(r, text)]
     off = [r.id for r in cited if r not in relevant]
     if off:
         checks.append(WordingCheck("evidence", "dropped", f"cited edges about nothing the hypothesis names: {', '.join(off[:5])}"))
-    out = draft.model_copy(update={"statement": statement, "evidence": [r.id for r in relevant]})
+    out = draft.model_copy(update={"statement": statement, "rationale": rationale, "evidence": [r.id for r in relevant]})
     if not relevant:
         return CheckedDraft(out, checks, "no cited evidence edge exists in the knowledge graph and is about what the statement names")
     by_feature: dict[str, list[Relation]] = {}

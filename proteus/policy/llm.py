@@ -15,7 +15,8 @@ For each decision node :class:`LLMPolicy`
 3. checks the answer beyond the schema: registered tools with valid parameters, columns and
    levels (``view.check_step``), objective ids that exist, evidence edge ids in the knowledge
    graph, and hypotheses that contradict their cited evidence
-   (:func:`~proteus.policy.claim_check.check_draft`; sent back once, then dropped by the graph);
+   (:func:`~proteus.policy.claim_check.check_draft`; sent back once, then dropped by the graph;
+   an answer with none that passes is sent back until it falls back);
 4. on a failed check re-asks with the error (at most ``max_repairs`` times), then falls back to
    the :class:`~proteus.policy.heuristic.HeuristicPolicy` decision for that node. Backend
    failures (after bounded retries) and a spent budget fall back the same way. A prompt that
@@ -627,7 +628,8 @@ class LLMPolicy(Policy):
 
         def check(p: HypothesisDrafts) -> str | None:
             """Evidence ids must exist; hypotheses the claim checks would reject are sent back once
-            (after that the graph drops them, :func:`~proteus.policy.claim_check.check_draft`)."""
+            (after that the graph drops them, :func:`~proteus.policy.claim_check.check_draft`); an
+            answer none of whose hypotheses pass is always sent back (then the fallback's are used)."""
             nonlocal claims_sent_back
             errors = []
             for i, h in enumerate(p.hypotheses, 1):
@@ -636,12 +638,12 @@ class LLMPolicy(Policy):
                     errors.append(f"hypothesis {i}: evidence ids not in the knowledge graph: {missing[:5]}")
             if errors:
                 return "; ".join(errors)[:2000] + ". Use only edge ids shown in the knowledge graph (e_...)."
-            if not claims_sent_back:
-                wrong = [(i, r) for i, h in enumerate(p.hypotheses, 1) if (r := check_draft(h, view.kg, tables).rejected)]
-                if wrong:
-                    claims_sent_back = True
-                    return ("; ".join(f"hypothesis {i} contradicts its cited evidence: {r}" for i, r in wrong))[:2000] + (
-                        ". State each direction as the cited edge's effect sign says, for the group it names, and claim no change only with an interval.")
+            wrong = [(i, r) for i, h in enumerate(p.hypotheses, 1) if (r := check_draft(h, view.kg, tables).rejected)]
+            if wrong and (not claims_sent_back or len(wrong) == len(p.hypotheses)):
+                claims_sent_back = True
+                return ("; ".join(f"hypothesis {i} does not match its cited evidence: {r}" for i, r in wrong))[:2000] + (
+                    ". Cite edges about the features the statement names, state each direction as the cited edge's effect sign "
+                    "says for the group it names, and claim no change only with an interval.")
             return None
 
         drafts = self._decide(view, "propose_hypotheses", (), check, lambda: self.fallback.propose_hypotheses(view))
