@@ -199,7 +199,8 @@ def effect_interval(design: EdgeDesign, level: float = 0.95) -> dict[str, Any]:
 
     Two-group: difference of means with the Welch interval; for Gehan re-tests Cliff's delta
     :math:`2A - 1` with the interval of the concordance :math:`A` by Hanley & McNeil's variance
-    (Radiology 1982, doi:10.1148/radiology.143.1.7063747). Correlation: rho with the Fisher-z
+    (Radiology 1982, doi:10.1148/radiology.143.1.7063747; A kept half a pair from 0 and 1 in the variance).
+    Correlation: rho with the Fisher-z
     interval, :math:`\\tanh(\\operatorname{atanh} r \\pm z/\\sqrt{n-3})` (Fisher 1921).
     """
     x, partner = design.key_data()
@@ -209,7 +210,7 @@ def effect_interval(design: EdgeDesign, level: float = 0.95) -> dict[str, Any]:
         n1, n2 = int(partner.sum()), int((~partner).sum())
         if not np.isfinite(delta):
             return {"effect": None, "ci": None, "effect_type": "cliffs_delta"}
-        a = (delta + 1) / 2
+        a = min(max((delta + 1) / 2, 0.5 / (n1 * n2)), 1 - 0.5 / (n1 * n2))  # half a pair off the bound: complete separation keeps a width
         q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
         se = 2 * np.sqrt(max(a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a), 0.0) / (n1 * n2))
         return {"effect": delta, "ci": [max(delta - z * se, -1.0), min(delta + z * se, 1.0)], "effect_type": "cliffs_delta", "level": level}

@@ -819,11 +819,13 @@ def _validation_table(rels: dict[str, dict[str, Any]], v: Any) -> str:
             rows.append(f"<tr><td>{e(label)}</td><td colspan='4' class='muted'>not re-tested: {e(o.get('reason', ''))}</td></tr>")
             continue
         ci = o.get("ci") or [None, None]
-        eff = f"{_fmt_num(o.get('effect'))} [{_fmt_num(ci[0])}, {_fmt_num(ci[1])}]" if o.get("effect") is not None else ""
+        eff = (f"{_fmt_num(o.get('effect'))} [{_fmt_num(ci[0])}, {_fmt_num(ci[1])}] {str(o.get('effect_type') or '').replace('_', ' ')}".strip()
+               if o.get("effect") is not None else "")
         cross = "; ".join(f"{k}: {'yes' if c.get('corroborated') else 'no'} ({_fmt_num(c.get('effect'))}, p={_fmt_num(c.get('p'))})" for k, c in (o.get("cross_omics") or {}).items())
         notes = "; ".join(o.get("notes") or [])
         rows.append(
-            f"<tr><td>{e(label)}</td><td class='num'>{e(o.get('replicated_splits'))}/{e(o.get('n_splits'))}</td>"
+            f"<tr><td>{e(label)}</td><td class='num'>{e(o.get('replicated_splits'))}/{e(o.get('n_splits'))}"
+            f"{e(' (' + o['test'] + ')' if o.get('test') else '')}</td>"
             f"<td class='num'>{e(o.get('null_k'))}/{e(o.get('n_permutations'))}</td><td>{e(eff)}</td><td>{e(cross or '—')}{e('; ' + notes if notes else '')}</td></tr>"
         )
     return ("<table><thead><tr><th>evidence edge</th><th>held-out splits replicated</th><th>permuted labels as strong</th>"

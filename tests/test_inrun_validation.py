@@ -57,6 +57,7 @@ def test_every_hypothesis_carries_a_validation_block_and_order_follows_it(ucec_r
     assert all(h["judge"] == "heuristic" for h in hyps)
     html = (ucec_run / "report.html").read_text()
     assert "held-out splits replicated" in html and "permuted labels as strong" in html
+    assert "(welch)" in html and "(gehan)" not in html, "TMT differentials were not fitted with the censored model"
     assert "scored by the heuristic judge" in html
 
 
@@ -258,6 +259,7 @@ def test_censored_detection_edges_are_retested_by_the_rank_test(nafld_study):
         r, out = kg.relation(eid), h["validation"]["edges"][eid]
         assert r.stats.extra["method"] == "censored"
         assert out["test"] == "gehan" and out["effect_type"] == "cliffs_delta", out
+        assert -1 <= out["ci"][0] < out["effect"] < out["ci"][1] <= 1 or abs(out["effect"]) == 1 and out["ci"][0] < out["ci"][1]
         x, case = edge_design(nafld_study, r).key_data()
         assert out["n"] == len(x), "every sample of the contrast is tested: a missing value is a value"
         detection += bool(np.isnan(x).sum() >= len(x) / 2)
