@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import linalg, stats
 from scipy.cluster import hierarchy
@@ -525,6 +524,8 @@ def mrna_protein_concordance(study: Study, params: ConcordanceParams, ctx: ToolC
     ]
     figures = []
     if ctx.figures:
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(5, 3.5))
         ax = fig.subplots()
         ax.hist(tested["r"], bins=60, color="steelblue")
@@ -642,6 +643,8 @@ def cna_cis_effect(study: Study, params: CnaCisParams, ctx: ToolContext) -> Tool
 
     figures = []
     if ctx.figures:
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(5, 3.5))
         ax = fig.subplots()
         for t in targets:
@@ -819,6 +822,8 @@ def coabundance_modules(study: Study, params: ModulesParams, ctx: ToolContext) -
     order = hierarchy.leaves_list(tree)
     figures = []
     if ctx.figures:
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(5.5, 5))
         ax = fig.subplots()
         im = ax.imshow(C[np.ix_(order, order)], cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")

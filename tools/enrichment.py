@@ -47,11 +47,10 @@ doi:10.1186/1471-2105-13-S16-S12
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from pydantic import Field
 from scipy import stats
 
@@ -62,6 +61,9 @@ from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools.differential import differential_table
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "enrichment_ora",
@@ -267,6 +269,8 @@ def _contrast_label(p: _ContrastParams) -> str:
 
 
 def _dotplot(results: dict[str, pd.DataFrame], title: str, xcol: str, xlabel: str, top: int = 12) -> Figure:
+    from matplotlib.figure import Figure
+
     panels = [(d, r.head(top)) for d, r in results.items() if len(r)]
     fig = Figure(figsize=(7.5, 1.2 + 0.28 * max([len(r) for _, r in panels] + [3]) * max(len(panels), 1)))
     axes = fig.subplots(max(len(panels), 1), 1, squeeze=False)[:, 0]
@@ -538,6 +542,8 @@ def enrichment_gsea(study: Study, params: GseaParams, ctx: ToolContext) -> ToolR
     figures = []
     if ctx.figures:
         top = pd.concat([res[res["NES"] > 0].head(10), res[res["NES"] < 0].head(10)]).sort_values("NES")
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(7.5, 1.5 + 0.25 * max(len(top), 3)))
         ax = fig.subplots()
         colours = np.where(top["q"] < p.fdr, np.where(top["NES"] > 0, "crimson", "steelblue"), "lightgrey")

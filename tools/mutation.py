@@ -24,7 +24,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
@@ -212,6 +211,8 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
     table = pd.concat(tables, ignore_index=True)
     figures = []
     if ctx.figures:
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(3.2 * min(len(genes), 3), 3.0 * ((len(genes) + 2) // 3)))
         axes = np.atleast_1d(fig.subplots((len(genes) + 2) // 3, min(len(genes), 3))).ravel()
         for ax, tab, g in zip(axes, tables, genes):
@@ -348,6 +349,8 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
                          r.modality))
     figures = []
     if ctx.figures:
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(5, 4))
         ax = fig.subplots()
         for mod in table["modality"].unique():

@@ -23,7 +23,6 @@ from typing import Literal
 import networkx as nx
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from pydantic import Field
 from scipy import sparse
 
@@ -187,6 +186,8 @@ def ppi_network(study: Study, params: PpiParams, ctx: ToolContext) -> ToolResult
                 modality=p.modality, provenance=prov))
     figures = []
     if ctx.figures:
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(7, 7))
         ax = fig.subplots()
         show = [n for m in mods[:8] for n in m][:150]

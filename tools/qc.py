@@ -19,19 +19,15 @@ from __future__ import annotations
 from typing import Literal
 
 import anndata as ad
-import matplotlib
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from proteus.records import Entity, Relation, Stats, ToolResult  # noqa: E402
-from proteus.stats.multitest import bh  # noqa: E402
-from proteus.study import Study  # noqa: E402
-from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register  # noqa: E402
+from proteus.records import Entity, Relation, Stats, ToolResult
+from proteus.stats.multitest import bh
+from proteus.study import Study
+from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
 __all__ = [
     "filter_valid",
@@ -255,11 +251,19 @@ def _bulk(study: Study, modality: str) -> ad.AnnData:
     return a
 
 
+def _subplots(*grid: int, figsize: tuple[float, float], **kw):
+    """A matplotlib ``Figure`` (no pyplot state) and its axes; matplotlib is imported here, so a call
+    that draws nothing (``ToolContext.figures`` off) never imports it."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kw)
+
+
 def _save(ctx: ToolContext, fig, name: str):
     path = ctx.figure_path(name)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -324,7 +328,7 @@ def missingness_report(study: Study, params: MissingnessParams, ctx: ToolContext
             metrics["kruskal_p_missing_by_group"] = float(stats.kruskal(*groups).pvalue)
     figures = []
     if ctx.figures:
-        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+        fig, ax = _subplots(1, 2, figsize=(10, 4))
         ax[0].hist(per_sample["missing_fraction"], bins=30, color="tab:gray")
         ax[0].set_xlabel("missing fraction per sample")
         ax[0].set_ylabel("samples")
@@ -373,7 +377,7 @@ def filter_valid_values(study: Study, params: FilterParams, ctx: ToolContext) ->
     n0, n1 = a.n_vars, out.n_vars
     figures = []
     if ctx.figures:
-        fig, ax = plt.subplots(figsize=(5, 4))
+        fig, ax = _subplots(figsize=(5, 4))
         ax.hist(table["n_valid"], bins=min(50, a.n_obs + 1), color="tab:gray")
         ax.axvline(params.min_count - 0.5, c="tab:red")
         ax.set_xlabel("valid values per feature")
@@ -411,7 +415,7 @@ def normalize(study: Study, params: NormalizeParams, ctx: ToolContext) -> ToolRe
     written = _write(study, params.write_as, out)
     figures = []
     if ctx.figures:
-        fig, ax = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+        fig, ax = _subplots(1, 2, figsize=(10, 4), sharey=True)
         order = np.argsort(med0)
         for axis, M, t in ((ax[0], X, "before"), (ax[1], np.asarray(out.X), "after")):
             axis.boxplot([v[np.isfinite(v)] for v in M[order]], showfliers=False, widths=0.6)
@@ -458,7 +462,7 @@ def impute(study: Study, params: ImputeParams, ctx: ToolContext) -> ToolResult:
     written = _write(study, params.write_as, out)
     figures = []
     if ctx.figures:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = _subplots(figsize=(6, 4))
         Xo = np.asarray(out.X)
         ax.hist(Xo[~mask & np.isfinite(Xo)], bins=80, alpha=0.6, label="measured", density=True)
         ax.hist(Xo[mask], bins=80, alpha=0.6, label="imputed", density=True)
@@ -517,7 +521,7 @@ def batch_check(study: Study, params: BatchParams, ctx: ToolContext) -> ToolResu
     ]
     figures = []
     if ctx.figures:
-        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+        fig, ax = _subplots(1, 2, figsize=(10, 4))
         for lv in levels:
             m = bb == lv
             ax[0].scatter(scores[m, 0], scores[m, 1] if scores.shape[1] > 1 else np.zeros(m.sum()), s=14, label=lv)
@@ -571,7 +575,7 @@ def pca_qc(study: Study, params: PcaQcParams, ctx: ToolContext) -> ToolResult:
     out = table["outlier"].to_numpy()
     figures = []
     if ctx.figures:
-        fig, ax = plt.subplots(figsize=(6, 5))
+        fig, ax = _subplots(figsize=(6, 5))
         if params.group:
             g = study.sample_table(params.modality)[params.group].astype(object).fillna("NA").astype(str).to_numpy()
             for lv in sorted(set(g)):

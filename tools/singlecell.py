@@ -22,7 +22,6 @@ from typing import Literal
 import anndata as ad
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 
 from proteus.records import Entity, Relation, Stats, ToolResult, stable_id
@@ -173,9 +172,12 @@ def singlecell_clustering(study: Study, params: SingleCellClusteringParams, ctx:
         emb, emb_name = np.asarray(work.obsm["X_pca"])[:, :2], "PCA"
     figures = []
     if ctx.figures:
+        from matplotlib import colormaps
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(6, 4.5))
         ax = fig.subplots()
-        cmap = __import__("matplotlib").colormaps["tab20"]
+        cmap = colormaps["tab20"]
         for i, pop in enumerate(sorted(set(pops))):
             m = pops == pop
             ax.scatter(emb[m, 0], emb[m, 1], s=4, color=cmap(i % 20), label=pop)

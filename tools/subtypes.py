@@ -20,7 +20,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
@@ -261,6 +260,8 @@ def consensus_clustering(study: Study, params: ConsensusParams, ctx: ToolContext
     # figure: consensus heatmap (ordered by cluster) and the consensus CDFs
     figures = []
     if ctx.figures:
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(9, 4))
         ax1, ax2 = fig.subplots(1, 2)
         order = np.argsort(pd.Categorical(labels, categories=order_names).codes, kind="stable")

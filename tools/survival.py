@@ -18,7 +18,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
@@ -401,7 +400,11 @@ def kaplan_meier(study: Study, params: KMParams, ctx: ToolContext) -> ToolResult
         raise ToolFailed(msg)
     lr = multivariate_logrank_test(surv["time"], lab, surv["event"])
     rows = []
-    ax = Figure(figsize=(5, 4)).subplots() if ctx.figures else None
+    ax = None
+    if ctx.figures:
+        from matplotlib.figure import Figure
+
+        ax = Figure(figsize=(5, 4)).subplots()
     for g in order:
         m = lab == g
         km = KaplanMeierFitter().fit(surv.loc[m, "time"], surv.loc[m, "event"], label=f"{g} (n={int(m.sum())})")
