@@ -51,3 +51,16 @@ def test_every_family_draws_nothing_with_figures_off_and_returns_the_same_result
         if not (on.relations == off.relations and on.metrics == off.metrics and on.summary == off.summary):
             failed.append(name)
     assert failed == []
+
+
+def test_qc_module_imports_neither_matplotlib_nor_scipy_stats():
+    """differential_abundance normalises label-free data through ``qc.normalize_layer``: importing qc in a
+    fresh process pulls in neither the plotting library nor scipy.stats (median / VSN need neither)."""
+    import json
+    import subprocess
+    import sys
+
+    code = "import json, sys\nimport proteus.tools.qc\nprint(json.dumps(sorted(sys.modules)))"
+    loaded = set(json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout))
+    assert "proteus.tools.qc" in loaded
+    assert [m for m in ("matplotlib", "scipy.stats") if m in loaded] == []

@@ -22,7 +22,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import stats
 
 from proteus.records import Entity, Relation, Stats, ToolResult
 from proteus.stats.multitest import bh
@@ -144,6 +143,8 @@ def normalize_layer(adata: ad.AnnData, *, method: str = "median") -> ad.AnnData:
         med = np.nanmedian(X, axis=1)
         Xn = X - med[:, None] + np.nanmean(med)
     elif method == "quantile":
+        from scipy import stats  # imported when used: scipy.stats alone takes ~0.4 s
+
         n, _ = X.shape
         nobs = np.isfinite(X).sum(1)
         m = int(nobs.max())
@@ -297,6 +298,8 @@ def missingness_report(study: Study, params: MissingnessParams, ctx: ToolContext
     A strongly negative correlation (rho < -0.3) suggests left-censoring (MNAR): down-shift
     imputation or per-feature testing without imputation suits it; otherwise values look MAR.
     """
+    from scipy import stats  # imported when used: scipy.stats alone takes ~0.4 s
+
     a = _bulk(study, params.modality)
     X = _values(a)
     miss = np.isnan(X)
@@ -491,6 +494,8 @@ class BatchParams(BaseModel):
 @register("batch_check", family="qc", params=BatchParams, requires=("bulk", "clinical"))
 def batch_check(study: Study, params: BatchParams, ctx: ToolContext) -> ToolResult:
     """Test whether a batch-like clinical column (e.g. TMT plex) explains the main axes of variation: Kruskal-Wallis of principal components 1..n by batch, with BH over components; significant components give associated_with relations."""
+    from scipy import stats  # imported when used: scipy.stats alone takes ~0.4 s
+
     _clinical_column(study, params.batch, "batch")
     a = _bulk(study, params.modality)
     b = study.sample_table(params.modality)[params.batch]
@@ -555,6 +560,8 @@ class PcaQcParams(BaseModel):
 @register("pca_qc", family="qc", params=PcaQcParams, requires=("bulk",))
 def pca_qc(study: Study, params: PcaQcParams, ctx: ToolContext) -> ToolResult:
     """Principal component analysis of samples with outlier flags (robust z of PC scores beyond z_threshold, or Mahalanobis distance on the first components beyond the chi-square 0.999 quantile) and a score plot coloured by an optional group."""
+    from scipy import stats  # imported when used: scipy.stats alone takes ~0.4 s
+
     a = _bulk(study, params.modality)
     _clinical_column(study, params.group, "group")
     scores, var, n_feat = pca_scores(a, n_components=params.n_components, max_missing=params.max_missing)
