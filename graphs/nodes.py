@@ -15,7 +15,9 @@ from langgraph.runtime import Runtime
 
 from proteus.graphs.state import ResearchState, RunContext
 from proteus.policy.base import ResearchView
+from proteus.policy.claim_check import check_draft
 from proteus.policy.decisions import StepSpec
+from proteus.policy.result_tables import ResultTables
 from proteus.records import Hypothesis, Objective, Provenance, Score, Step, stable_id
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, get_tool, list_tools, validate_call
 
@@ -300,9 +302,6 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
     """Draft hypotheses (the policy) and check each against its cited evidence, whoever drafted it
     (:func:`proteus.policy.claim_check.check_draft`): overclaims reworded, evidence about nothing it
     names dropped, contradicted directions and "no change" rejected, each change recorded."""
-    from proteus.policy.claim_check import check_draft
-    from proteus.policy.result_tables import ResultTables
-
     ctx = runtime.context
     view = _view(state, ctx)
     drafts = _decide(ctx, "propose_hypotheses", ctx.policy.propose_hypotheses, view)
