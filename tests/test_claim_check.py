@@ -196,3 +196,28 @@ def test_model_contradictions_are_sent_back_once_then_dropped_by_the_graph(ucec_
     html = render_report(rundir.path)
     assert "claim checks: 2 drafted hypotheses, 1 reworded or with evidence dropped, 1 rejected" in html
     assert "Claim checks." in html and "overclaim reworded" in html
+
+
+def test_mutation_and_correlation_edges_are_read_with_their_own_groups():
+    """A mutation's cis effect compares mutated with wild-type samples; a correlation has no groups."""
+    from proteus.records import Entity, Provenance, Relation, Stats
+
+    kg = KnowledgeGraph()
+    cis = Relation(subject=Entity(type="mutation", label="GENE1"), predicate="cis_effect_on", object=Entity(type="protein", label="GENE1"),
+                   stats=Stats(effect=-0.8, effect_type="mean_difference_mutated_minus_wildtype", q=1e-6, direction="down"),
+                   modality="proteomics", provenance=Provenance(tool="mutation_cis_effect"))
+    rho = Relation(subject=Entity(type="protein", label="GENE2"), predicate="correlates_with", object=Entity(type="clinical_variable", label="score_a"),
+                   stats=Stats(effect=-0.6, effect_type="spearman_rho", q=1e-4, direction="negative"),
+                   modality="proteomics", provenance=Provenance(tool="clinical_correlation"))
+    kg.add_relations([cis, rho])
+    ok = ["Samples with somatic GENE1 mutations have lower GENE1 protein.", "Wild-type samples have higher GENE1 protein than mutated ones."]
+    bad = ["Samples with somatic GENE1 mutations have higher GENE1 protein.", "GENE1 protein is lower in wild-type than in mutated samples."]
+    for s in ok:
+        assert check_draft(_draft(s, cis), kg).rejected is None, s
+    for s in bad:
+        assert "goes the other way" in check_draft(_draft(s, cis), kg).rejected, s
+    assert check_draft(_draft("GENE2 falls as score_a rises.", rho), kg).rejected is None
+    assert check_draft(_draft("GENE2 rises as score_a falls.", rho), kg).rejected is None
+    assert "goes the other way" in check_draft(_draft("GENE2 rises with score_a.", rho), kg).rejected
+    assert check_draft(_draft("GENE2 is negatively correlated with score_a.", rho), kg).rejected is None
+    assert "goes the other way" in check_draft(_draft("GENE2 is positively correlated with score_a.", rho), kg).rejected

@@ -181,16 +181,26 @@ def _clauses(statement: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans if statement[a:b].strip()]
 
 
-def _direction_near(clause: str, pos: int) -> int | None:
-    """The sign of the direction word nearest to character ``pos`` of ``clause`` (``None``: none)."""
+def _direction_near(clause: str, pos: int) -> tuple[int, int] | None:
+    """(sign, position) of the direction word nearest to character ``pos`` of ``clause`` (``None``: none)."""
     best = None
     for m in _DIRECTION.finditer(clause):
         if _NEGATED.search(clause[: m.start()]):
             continue  # "not higher" states no direction
         d = abs(m.start() - pos)
         if best is None or d < best[0]:
-            best = (d, 1 if m["up"] else -1)
-    return None if best is None else best[1]
+            best = (d, 1 if m["up"] else -1, m.start())
+    return None if best is None else best[1:]
+
+
+def _partner_sign(r: Relation, clause: str, word_at: int) -> int:
+    """For a correlation, the direction the clause gives the other variable ("X falls as Y rises"
+    claims a negative correlation): its nearest direction word when that is not the feature's own."""
+    if r.predicate != "correlates_with":
+        return 1
+    pos = _find(_feature(r.object)[0], clause)
+    near = _direction_near(clause, pos) if pos >= 0 else None
+    return near[0] if near is not None and near[1] != word_at else 1
 
 
 def _narrow(rels: list[Relation], clause: str, populations: set[str]) -> list[Relation]:
@@ -250,8 +260,11 @@ def _direction_errors(statement: str, by_feature: dict[str, list[Relation]], pop
                 continue
             signed = [(r, s) for r in _narrow(rels, clause, populations) if (s := _sign(r)) is not None]
             signs.extend(s for _, s in signed)
-            claimed = _direction_near(clause, pos) if states_change else None
-            if claimed is None or not signed or any(claimed * _orientation(r, clause, statement, name) == s for r, s in signed):
+            near = _direction_near(clause, pos) if states_change else None
+            if near is None or not signed:
+                continue
+            claimed, word_at = near
+            if any(claimed * _orientation(r, clause, statement, name) * _partner_sign(r, clause, word_at) == s for r, s in signed):
                 continue
             r = signed[0][0]
             errors.append(f"the statement says {name} is {'higher' if claimed > 0 else 'lower'} in '{clause.strip()[:120]}', "
