@@ -129,7 +129,7 @@ def export_gguf(adapter: str | Path, base: str | Path, out: str | Path, *, templ
     import torch
     from peft import PeftModel
 
-    from proteus.train.grpo import load_base
+    from proteus.train.base_model import load_base
 
     if not (Path(adapter) / "adapter_config.json").is_file():
         msg = f"{adapter} is not a LoRA adapter folder (no adapter_config.json)"
