@@ -106,23 +106,36 @@ def _rscript(code: str, tmp_path, **tables) -> pd.DataFrame:
     return pd.read_csv(tmp_path / "out.tsv", sep="\t", index_col=0)
 
 
-def test_without_missing_values_or_counts_the_result_is_r_limma(ups_study, tmp_path):
-    """Complete UPS1 protein groups, no peptide counts: 'auto' and 'censored' both give R limma's
-    moderated t exactly. R: ``fit <- eBayes(lmFit(y, cbind(1, case))[, 2]); fit$t; fit$p.value``."""
+def _complete_ups(ups_study):
+    """The UPS1 study restricted to protein groups measured in every sample, without peptide counts."""
     from proteus.study import Study
-    from proteus.tools.registry import ToolContext, get_tool
 
     a = ups_study.modalities["proteomics"]
     a = a[:, np.isfinite(np.asarray(a.X)).all(axis=0)].copy()
     del a.var["n_peptides"]
-    study = Study(root=ups_study.root, modalities={"proteomics": a}, clinical=ups_study.clinical)
+    return Study(root=ups_study.root, modalities={"proteomics": a}, clinical=ups_study.clinical)
+
+
+def _r_limma_fit(study, fit: str, tmp_path) -> pd.DataFrame:
+    """R limma's t and p of ``fit`` (an R expression of ``y``, the log matrix, and ``g``, 1 for
+    ups_25fmol) on ``study``'s proteomics layer."""
+    a = study.modalities["proteomics"]
     case = (study.sample_table("proteomics")["condition"] == "ups_25fmol").astype(int)
-    r = _rscript("y <- as.matrix(read.delim('y.tsv', row.names = 1, check.names = FALSE))\n"
-                 "g <- read.delim('g.tsv', row.names = 1)[colnames(y), 1]\n"
-                 "fit <- eBayes(lmFit(y, cbind(1, g))[, 2])\n"
-                 "write.table(data.frame(t = fit$t[, 1], p = fit$p.value[, 1]), 'out.tsv', sep = '\\t', quote = FALSE)",
-                 tmp_path, y=pd.DataFrame(np.asarray(a.X).T, index=a.var_names, columns=a.obs_names),
-                 g=case.to_frame("case"))
+    return _rscript("y <- as.matrix(read.delim('y.tsv', row.names = 1, check.names = FALSE))\n"
+                    "g <- read.delim('g.tsv', row.names = 1)[colnames(y), 1]\n"
+                    f"fit <- {fit}\n"
+                    "write.table(data.frame(t = fit$t[, 1], p = fit$p.value[, 1]), 'out.tsv', sep = '\\t', quote = FALSE)",
+                    tmp_path, y=pd.DataFrame(np.asarray(a.X).T, index=a.var_names, columns=a.obs_names),
+                    g=case.to_frame("case"))
+
+
+def test_without_missing_values_or_counts_the_result_is_r_limma(ups_study, tmp_path):
+    """Complete UPS1 protein groups, no peptide counts: 'auto' and 'censored' both give R limma's
+    moderated t exactly. R: ``fit <- eBayes(lmFit(y, cbind(1, case))[, 2]); fit$t; fit$p.value``."""
+    from proteus.tools.registry import ToolContext, get_tool
+
+    study = _complete_ups(ups_study)
+    r = _r_limma_fit(study, "eBayes(lmFit(y, cbind(1, g))[, 2])", tmp_path)
     base = {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol",
             "normalize": "none", "lfc": 0.0}
     for extra in ({}, {"method": "censored"}):
@@ -305,23 +318,13 @@ def test_treat_threshold_is_r_limma_treat_and_extends_to_the_censored_model(ups_
     ``treat`` number for number; with missing values the censored model's TREAT p is never below its
     ordinary p, agrees with limma's treat on complete features, and a threshold above a feature's
     fold change leaves t = 0."""
-    from proteus.study import Study
     from proteus.tools.registry import ToolContext, get_tool
 
     tool = get_tool("differential_abundance")
     base = {"modality": "proteomics", "group": "condition", "case": "ups_25fmol", "control": "ups_12.5fmol",
             "normalize": "none", "variance_prior": "constant", "lfc": 0.0}
-    a = ups_study.modalities["proteomics"]
-    full = a[:, np.isfinite(np.asarray(a.X)).all(axis=0)].copy()
-    del full.var["n_peptides"]
-    study = Study(root=ups_study.root, modalities={"proteomics": full}, clinical=ups_study.clinical)
-    case = (study.sample_table("proteomics")["condition"] == "ups_25fmol").astype(int)
-    r = _rscript("y <- as.matrix(read.delim('y.tsv', row.names = 1, check.names = FALSE))\n"
-                 "g <- read.delim('g.tsv', row.names = 1)[colnames(y), 1]\n"
-                 "fit <- treat(lmFit(y, cbind(1, g))[, 2], lfc = 0.5)\n"
-                 "write.table(data.frame(t = fit$t[, 1], p = fit$p.value[, 1]), 'out.tsv', sep = '\\t', quote = FALSE)",
-                 tmp_path, y=pd.DataFrame(np.asarray(full.X).T, index=full.var_names, columns=full.obs_names),
-                 g=case.to_frame("case"))
+    study = _complete_ups(ups_study)
+    r = _r_limma_fit(study, "treat(lmFit(y, cbind(1, g))[, 2], lfc = 0.5)", tmp_path)
     res = tool(study, base | {"method": "limma", "lfc": 0.5}, ToolContext(out_dir=tmp_path, seed=0))
     t = res.tables["results"].set_index("feature")
     np.testing.assert_allclose(t["p"], r.loc[t.index, "p"], rtol=1e-6)

@@ -29,10 +29,7 @@ def train_cli(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Tune a local model (GRPO + LoRA) on exported decisions with rewards the data verifies."""
-    missing = missing_packages()
-    if missing:
-        typer.echo(f"error: proteus train needs {', '.join(missing)}: {INSTALL_HINT}", err=True)
-        raise typer.Exit(2)
+    _require_train_extra("proteus train")
     import time
 
     from proteus.train.grpo import train
@@ -64,10 +61,7 @@ def export_gguf_cli(
     template: Optional[Path] = typer.Option(None, "--template", help="a GGUF with the base's vocabulary, when --base is a folder without one"),
 ) -> None:
     """Merge a LoRA adapter into its base model and write one GGUF file for llama.cpp."""
-    missing = missing_packages()
-    if missing:
-        typer.echo(f"error: proteus export gguf needs {', '.join(missing)}: {INSTALL_HINT}", err=True)
-        raise typer.Exit(2)
+    _require_train_extra("proteus export gguf")
     from proteus.train.gguf_export import export_gguf
 
     try:
@@ -76,3 +70,11 @@ def export_gguf_cli(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)  (proteus serve {path} --engine llamacpp --name tuned; proteus run DATA --model llamacpp:tuned)")
+
+
+def _require_train_extra(command: str) -> None:
+    """Exit 2 with the one-line install hint when the [train] extra is missing."""
+    missing = missing_packages()
+    if missing:
+        typer.echo(f"error: {command} needs {', '.join(missing)}: {INSTALL_HINT}", err=True)
+        raise typer.Exit(2)

