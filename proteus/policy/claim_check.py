@@ -145,7 +145,7 @@ def _groups(r: Relation) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
 
 def _first(names: tuple[str, ...], text: str, group: str = "", feature: str = "") -> int:
     """First position of any of ``names`` in ``text``, ignoring hits inside a mention of the ``group``
-    column (as "Tumor" in "Proteomics_Tumor_Normal") and on a mention of the ``feature`` itself (a
+    column (as "Case" in a column named "Case_Control") and on a mention of the ``feature`` itself (a
     level named like the feature)."""
     outer = [(span, False) for span in (_spans(group, text) if group else [])]
     outer += [(span, True) for span in (_spans(feature, text) if feature else [])]
