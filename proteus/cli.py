@@ -190,7 +190,7 @@ def tools_run(
     try:
         tool = get_tool(name)
         if cache:  # a hit imports no reader
-            study = load_study_cached(data, layers=lambda names: _layers_named(tool, p, names))
+            study = load_study_cached(data, layers=_layers_named(tool, p))
         else:
             from proteus.io import load_study
 
@@ -226,24 +226,22 @@ def _import_anndata_without_dask() -> None:
             del sys.modules["dask"]
 
 
-def _layers_named(tool, params: dict, names: list[str]) -> list[str]:
+def _layers_named(tool, params: dict) -> set[str] | None:
     """The layers a tool call names through the registry's layer fields (``modality``,
-    ``other_modality``, ``modalities``; defaults included). All layers when a layer field is left
-    empty (the tool then picks among all), when none or an unknown one is named, or when the
-    parameters do not parse."""
+    ``other_modality``, ``modalities``; defaults included); None (all layers) when a layer field is
+    left empty (the tool then picks among all), when none is named, or when the parameters do not
+    parse (the tool reports the error with the full study's choices)."""
     from pydantic import ValidationError
 
     try:
         values = tool.params.model_validate(params).model_dump(mode="json")
     except ValidationError:
-        return names  # the tool reports the error with the full study's choices
+        return None
     fields = [k for k in ("modality", "other_modality", "modalities") if k in values]
     if not fields or any(values[k] is None for k in fields):
-        return names
+        return None
     named = {v for k in fields for v in ([values[k]] if isinstance(values[k], str) else values[k])}
-    if not named or not named <= set(names):
-        return names  # an unknown layer: the tool's error lists every layer
-    return [n for n in names if n in named]
+    return named or None
 
 
 @datasets_app.command("list")

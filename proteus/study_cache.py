@@ -1,14 +1,24 @@
-"""A parsed-study cache, so that repeated single-tool calls (``proteus tools run``) skip parsing.
+"""A parsed-study cache: a ``proteus tools run`` call parses only the layers it names, once.
 
-The first call reads the folder with :func:`proteus.io.load_study` and stores the result under
-``<cache>/<key>/``: ``study.pkl`` (everything but the layers: clinical table, mutations, file
-reports, layer names) and ``layers/<name>.pkl`` (one AnnData each). Later calls read
-``study.pkl`` and only the layers they ask for. ``key`` hashes the input files' contents
-(:func:`proteus.rundir.fingerprint`) together with the reader code's own bytes and the versions of
-anndata, pandas and numpy, so a changed input file, reader or library is a miss, never a stale hit.
+Layer files are the text tables whose name decides their layer's kind
+(:func:`proteus.io.discover.layer_files`: ``proteomics.tsv``, ``phospho_sites.csv``...). The rest
+(sample tables, MAFs, vendor reports, ...) is the study's shared part. Under ``<cache>/<key>/``:
+
+- ``study.pkl``: the shared part, parsed on every miss: sample table, mutations, reports, the layers
+  read from files that are not layer files (``layers/<name>.pkl``);
+- ``kinds/<kind>-<hash>.pkl``: the layers of one kind read from its layer files, their reports and
+  sample matching, added when a call first needs that kind (:func:`proteus.io.load.load_layers`).
+
+``key`` hashes every input file but the layer files (:func:`proteus.rundir.fingerprint`), the
+layer files' heads (their first :data:`~proteus.io.discover.HEAD_LINES` lines: all the loader's
+study-wide decisions read of a layer it leaves out), the reader code and the versions of anndata,
+pandas and numpy; ``<hash>`` adds the kind's files' whole contents. So a changed layer file is a
+miss for its kind only. Where the shared part read a layer file whole (its head did not suffice),
+``study.pkl`` keeps that file's hash and a change to it is a miss for everything.
 
 ``<cache>`` is ``$PROTEUS_CACHE``, else ``$XDG_CACHE_HOME/proteus``, else ``~/.cache/proteus``
 (then ``studies/``). The cache holds pickles written by this user; it is not for sharing.
+Files are written to a temporary name and renamed, so a killed writer leaves no partial entry.
 """
 
 from __future__ import annotations
@@ -17,11 +27,15 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Collection
+from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
+from proteus.io._text import head_bytes
+from proteus.io.discover import HEAD_LINES, Candidate, discover, layer_files
 from proteus.rundir import fingerprint, input_files
 from proteus.study import Study
 
@@ -50,13 +64,49 @@ def _pickle_versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in ("anndata", "pandas", "numpy")}
 
 
+def _sha(path: Path) -> str:
+    return next(iter(fingerprint([path], path.parent).values()))
+
+
+def _head_sha(path: Path) -> str:
+    data, more = head_bytes(path, HEAD_LINES)
+    return hashlib.sha256(data + (b"\0more" if more else b"")).hexdigest()
+
+
+def _hash(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass
+class _Inputs:
+    """A data folder as the cache sees it: its readable files and which are layer files."""
+
+    key: str
+    root: Path
+    cands: list[Candidate]
+    layer_files: dict[str, str]
+
+    def path(self, rel: str) -> Path:
+        return next(c.path for c in self.cands if c.rel == rel)
+
+    def kind_key(self, kind: str) -> str:
+        files = {rel: _sha(self.path(rel)) for rel, k in self.layer_files.items() if k == kind}
+        return f"{kind}-{_hash({'study': self.key, 'files': files})}"
+
+
+def _inputs(data: Path) -> _Inputs:
+    root, cands, _ = discover(data)
+    named = layer_files(cands)
+    layer_paths = {c.path.resolve() for c in cands if c.rel in named}
+    rest = [p for p in input_files(data) if p.resolve() not in layer_paths]
+    heads = {rel: _head_sha(next(c.path for c in cands if c.rel == rel)) for rel in named}
+    key = _hash({"inputs": fingerprint(rest, data), "heads": heads, "readers": _reader_digest(), "libraries": _pickle_versions()})
+    return _Inputs(key, root, cands, named)
+
+
 def study_key(data: str | Path) -> str:
-    """Content hash of the input files under ``data``, of the reader code and of the versions of the
-    pickled libraries."""
-    data = Path(data)
-    fp = fingerprint(input_files(data), data)
-    blob = json.dumps({"inputs": fp, "readers": _reader_digest(), "libraries": _pickle_versions()}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    """The key of a data folder's shared part (see the module docstring)."""
+    return _inputs(Path(data)).key
 
 
 def _dump(obj: object, path: Path) -> None:
@@ -76,45 +126,103 @@ def _load(path: Path) -> object:
         return pickle.load(f)
 
 
-def load_study_cached(
-    data: str | Path,
-    *,
-    layers: Callable[[list[str]], Iterable[str]] | None = None,
-    cache: str | Path | None = None,
-) -> Study:
-    """:func:`proteus.io.load_study` through the cache.
+def _kind_of(layer: str) -> str:
+    """``proteomics_2`` -> ``proteomics`` (the loader numbers a kind's second layer)."""
+    return re.sub(r"_\d+$", "", layer)
+
+
+def _rank(inp: _Inputs, source: str) -> tuple[int, int]:
+    """A layer's place in ``load_study``'s order: tables (in file order), then h5ad, then FCS."""
+    order = {c.rel: i for i, c in enumerate(inp.cands)}
+    rel = source if source in order else source.rsplit(":", 1)[0]
+    phase = {"h5ad": 1, "fcs": 2}.get(next((c.reader for c in inp.cands if c.rel == rel), ""), 0)
+    return phase, order.get(rel, len(order))
+
+
+def _parse(data: Path, inp: _Inputs, folder: Path, kinds: Collection[str], shared: bool) -> tuple[dict | None, dict[str, dict]]:
+    """Parse the folder for the layer files of ``kinds``, store the shared part (when ``shared``) and
+    each kind read; return them."""
+    from proteus.io.load import load_layers
+
+    loaded = load_layers(data, kinds)
+    study = loaded.study
+    source = {}
+    for r in study.reports:
+        if r.modality in study.modalities:
+            source.setdefault(r.modality, r.path)
+    rank = {name: _rank(inp, src) for name, src in source.items()}
+    parts = {}
+    for kind in set(inp.layer_files.values()) - set(loaded.left_out.values()):
+        files = {rel for rel, k in inp.layer_files.items() if k == kind}
+        names = [n for n in study.modalities if source.get(n) in files]
+        parts[kind] = {"layers": {n: study.modalities[n] for n in names}, "rank": {n: rank[n] for n in names},
+                       "reports": [r for r in study.reports if r.path in files],
+                       "matching": [m for m in study.sample_matching if m.layer in names]}
+        _dump(parts[kind], folder / "kinds" / f"{inp.kind_key(kind)}.pkl")
+    if not shared:
+        return None, parts
+    own = [n for n in study.modalities if source.get(n) not in inp.layer_files]
+    for name in own:
+        _dump(study.modalities[name], folder / "layers" / f"{name}.pkl")
+    meta = Study(study.root, {}, study.clinical, study.mutations, [r for r in study.reports if r.path not in inp.layer_files],
+                 [m for m in study.sample_matching if m.layer in own], study.sample_notes)
+    entry = {"meta": meta, "layers": {n: study.modalities[n] for n in own}, "rank": {n: rank[n] for n in own},
+             "read_whole": {rel: _sha(inp.path(rel)) for rel in sorted(loaded.read_whole)}}
+    _dump({**entry, "layers": list(own)}, folder / "study.pkl")  # written last: its presence marks a usable entry
+    return entry, parts
+
+
+def load_study_cached(data: str | Path, *, layers: Collection[str] | None = None, cache: str | Path | None = None) -> Study:
+    """:func:`proteus.io.load_study` through the cache, reading only the named layers.
 
     Parameters
     ----------
     data
         Data folder (or file), as for ``load_study``.
     layers
-        Picks, from the names of all the study's layers, the ones to read (default: all). The
-        returned study holds only those; clinical table, mutations and reports are always read.
+        Names of the layers to read (default: all). Where one is not a layer of the study, all are
+        read (the caller's error then lists them). Sample table, mutations and reports of the
+        other files are always read.
     cache
         Cache folder (default :func:`cache_dir`).
 
     Returns
     -------
     Study
-        Equal to ``load_study(data)`` restricted to the chosen layers.
+        Equal to ``load_study(data)`` restricted to the chosen layers (reports: those of the files
+        read).
     """
-    folder = Path(cache or cache_dir()) / study_key(data)
-    meta_path = folder / "study.pkl"
-    if not meta_path.is_file():
-        from proteus.io import load_study
-
-        study = load_study(data)
-        for name, adata in study.modalities.items():
-            _dump(adata, folder / "layers" / f"{name}.pkl")
-        meta = Study(study.root, {}, study.clinical, study.mutations, study.reports)
-        _dump((meta, list(study.modalities)), meta_path)  # written last: its presence marks a complete entry
-        if layers is None:
-            return study
-        keep = set(layers(list(study.modalities)))
-        return Study(study.root, {k: a for k, a in study.modalities.items() if k in keep}, study.clinical, study.mutations, study.reports)
-    meta, names = _load(meta_path)
-    meta.root = Path(data)
-    chosen = set(layers(list(names))) if layers is not None else set(names)
-    meta.modalities = {n: _load(folder / "layers" / f"{n}.pkl") for n in names if n in chosen}
-    return meta
+    data = Path(data)
+    inp = _inputs(data)
+    folder = Path(cache or cache_dir()) / inp.key
+    all_kinds = set(inp.layer_files.values())
+    kinds = all_kinds if layers is None else {_kind_of(n) for n in layers} & all_kinds
+    entry = _load(folder / "study.pkl") if (folder / "study.pkl").is_file() else None
+    if entry is not None and any(_sha(inp.path(rel)) != sha for rel, sha in entry["read_whole"].items()):
+        entry = None
+    if entry is None:
+        entry, parts = _parse(data, inp, folder, kinds, shared=True)
+    else:
+        entry["layers"] = {n: _load(folder / "layers" / f"{n}.pkl") for n in entry["layers"] if layers is None or n in layers}
+        parts = {}
+        for kind in kinds:
+            path = folder / "kinds" / f"{inp.kind_key(kind)}.pkl"
+            if path.is_file():
+                parts[kind] = _load(path)
+        if kinds - set(parts):
+            parts.update(_parse(data, inp, folder, kinds - set(parts), shared=False)[1])
+    names = set(entry["rank"]) | {n for p in parts.values() for n in p["layers"]}
+    if layers is not None and not set(layers) <= names:
+        return load_study_cached(data, cache=cache)
+    chosen = {n: a for n, a in entry["layers"].items() if layers is None or n in layers}
+    rank = dict(entry["rank"])
+    meta: Study = entry["meta"]
+    reports, matching = list(meta.reports), list(meta.sample_matching)
+    for part in parts.values():
+        chosen.update({n: a for n, a in part["layers"].items() if layers is None or n in layers})
+        rank.update(part["rank"])
+        reports += part["reports"]
+        matching += part["matching"]
+    order = sorted(chosen, key=lambda n: rank[n])
+    return Study(inp.root, {n: chosen[n] for n in order}, meta.clinical, meta.mutations, sorted(reports, key=lambda r: r.path),
+                 sorted((m for m in matching if m.layer in chosen), key=lambda m: rank[m.layer]), list(meta.sample_notes))

@@ -3,6 +3,7 @@ and a changed input file is a miss."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -28,19 +29,71 @@ def _same_layer(a, b) -> None:
     assert a.uns == b.uns
 
 
-def test_cached_study_equals_load_study_and_reads_only_the_chosen_layers(ucec_dir, ucec_study, tmp_path):
-    first = load_study_cached(ucec_dir, cache=tmp_path, layers=lambda names: ["proteomics"])
+def _same_study(got, want, layers) -> None:
+    assert list(got.modalities) == layers
+    for name in layers:
+        _same_layer(got.modalities[name], want.modalities[name])
+    pd.testing.assert_frame_equal(got.clinical, want.clinical)
+    if want.mutations is None:
+        assert got.mutations is None
+    else:
+        pd.testing.assert_frame_equal(got.mutations, want.mutations)
+    assert got.sample_notes == want.sample_notes
+    assert [m.layer for m in got.sample_matching] == [m.layer for m in want.sample_matching if m.layer in layers]
+
+
+def test_cached_study_equals_load_study_and_parses_only_the_chosen_layers(ucec_dir, ucec_study, tmp_path):
+    first = load_study_cached(ucec_dir, cache=tmp_path, layers={"proteomics"})
     entry = tmp_path / study_key(ucec_dir)
-    assert sorted(p.stem for p in (entry / "layers").glob("*.pkl")) == sorted(ucec_study.modalities)
-    again = load_study_cached(ucec_dir, cache=tmp_path, layers=lambda names: [n for n in names if n in ("proteomics", "cna")])
-    assert list(first.modalities) == ["proteomics"] and sorted(again.modalities) == ["cna", "proteomics"]
-    for name, layer in again.modalities.items():
-        _same_layer(layer, ucec_study.modalities[name])
-    pd.testing.assert_frame_equal(again.clinical, ucec_study.clinical)
-    pd.testing.assert_frame_equal(again.mutations, ucec_study.mutations)
-    assert [r.path for r in again.reports] == [r.path for r in ucec_study.reports]
+    assert [p.name.split("-")[0] for p in (entry / "kinds").glob("*.pkl")] == ["proteomics"]
+    _same_study(first, ucec_study, ["proteomics"])
+    parsed = next((entry / "kinds").glob("proteomics-*.pkl")).stat().st_mtime_ns
+    again = load_study_cached(ucec_dir, cache=tmp_path, layers={"proteomics", "cna"})
+    assert sorted(p.name.split("-")[0] for p in (entry / "kinds").glob("*.pkl")) == ["cna", "proteomics"]
+    assert next((entry / "kinds").glob("proteomics-*.pkl")).stat().st_mtime_ns == parsed  # read, not parsed again
+    _same_study(again, ucec_study, [n for n in ucec_study.modalities if n in ("proteomics", "cna")])
     full = load_study_cached(ucec_dir, cache=tmp_path)
-    assert sorted(full.modalities) == sorted(ucec_study.modalities)
+    _same_study(full, ucec_study, list(ucec_study.modalities))
+    assert [r.path for r in full.reports] == [r.path for r in ucec_study.reports]
+    unknown = load_study_cached(ucec_dir, cache=tmp_path, layers={"nope"})  # the tool's error lists every layer
+    assert list(unknown.modalities) == list(ucec_study.modalities)
+
+
+def _small_folder(ucec_dir, dest: Path, layers: dict[str, str]) -> Path:
+    """A folder of UCEC's sample table and some of its layer files, under new names."""
+    dest.mkdir()
+    shutil.copy(ucec_dir / "clinical.tsv", dest / "clinical.tsv")
+    for src, name in layers.items():
+        shutil.copy(ucec_dir / src, dest / name)
+    return dest
+
+
+def test_load_layers_leaves_out_other_kinds_and_equals_load_study(ucec_dir, tmp_path):
+    from proteus.io.load import load_layers, load_study
+
+    data = _small_folder(ucec_dir, tmp_path / "d", {"proteomics.tsv.gz": "proteomics.tsv.gz", "cna.tsv.gz": "cna.tsv.gz",
+                                                    "mirna.tsv.gz": "mirna.tsv.gz"})
+    whole = load_study(data)
+    part = load_layers(data, {"cna"})
+    assert part.left_out == {"proteomics.tsv.gz": "proteomics", "mirna.tsv.gz": "mirna"} and part.read_whole == set()
+    _same_study(part.study, whole, ["cna"])
+    assert next(r for r in part.study.reports if r.path == "proteomics.tsv.gz").notes[-1] == "proteomics layer not read (not asked for)"
+
+    # a narrow table could be a sample table: read whole, and its hash kept by the cache
+    y = pd.read_csv(ucec_dir / "proteomics.tsv.gz", sep="\t", index_col=0)
+    y.iloc[:, :12].to_csv(data / "proteomics.tsv.gz", sep="\t")
+    whole = load_study(data)
+    part = load_layers(data, {"cna"})
+    assert "proteomics.tsv.gz" not in part.left_out and part.read_whole == {"proteomics.tsv.gz"}
+    _same_study(part.study, whole, [n for n in whole.modalities if n in ("cna", "proteomics")])
+
+    # a file whose content, not its name, makes it a left-out kind's layer: numbering could differ, so all are read
+    shutil.copy(ucec_dir / "proteomics.tsv.gz", data / "proteomics.tsv.gz")
+    shutil.copy(ucec_dir / "proteomics.tsv.gz", data / "values.tsv.gz")
+    whole = load_study(data)
+    part = load_layers(data, {"cna"})
+    assert part.left_out == {} and list(part.study.modalities) == list(whole.modalities)
+    assert sorted(whole.modalities) == ["cna", "mirna", "proteomics", "proteomics_2"]
 
 
 def test_a_changed_input_file_is_a_miss(ucec_dir, tmp_path):
@@ -62,14 +115,13 @@ def test_another_version_of_a_pickled_library_is_a_miss(ucec_dir, monkeypatch):
 
 
 def test_layers_named_follow_the_registry_layer_fields():
-    names = ["proteomics", "transcriptomics", "cna"]
     de = get_tool("differential_abundance")
-    assert _layers_named(de, {"modality": "transcriptomics", "group": "g", "case": "a", "control": "b"}, names) == ["transcriptomics"]
-    assert _layers_named(de, {"modality": "nope", "group": "g", "case": "a", "control": "b"}, names) == names
-    assert _layers_named(de, {"modality": "proteomics"}, names) == names  # does not parse: the tool reports it
+    assert _layers_named(de, {"modality": "transcriptomics", "group": "g", "case": "a", "control": "b"}) == {"transcriptomics"}
+    assert _layers_named(de, {"modality": "nope", "group": "g", "case": "a", "control": "b"}) == {"nope"}  # the cache reads all
+    assert _layers_named(de, {"modality": "proteomics"}) is None  # does not parse: the tool reports it
     cis = get_tool("cna_cis_effect")
-    assert _layers_named(cis, {"modality": "cna"}, names) == names  # targets left to the tool: every layer
-    assert _layers_named(cis, {"modality": "cna", "modalities": ["proteomics"]}, names) == ["proteomics", "cna"]
+    assert _layers_named(cis, {"modality": "cna"}) is None  # targets left to the tool: every layer
+    assert _layers_named(cis, {"modality": "cna", "modalities": ["proteomics"]}) == {"proteomics", "cna"}
 
 
 def test_tools_run_gives_the_same_tables_with_and_without_the_cache(ucec_dir, ucec_study, tmp_path, monkeypatch):
@@ -109,3 +161,45 @@ def test_tools_run_gives_the_same_tables_with_and_without_the_cache(ucec_dir, uc
         pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(text), sep="\t"), pd.read_csv(io.StringIO(tables["direct"][name]), sep="\t"),
                                       check_exact=False, rtol=1e-9, atol=1e-12)
     assert not (tmp_path / "fresh" / "figures").exists() and len(list((tmp_path / "hit" / "figures").glob("*.png"))) == 2
+
+
+def test_tools_run_parses_a_layer_once_and_a_changed_file_only_its_layer(ucec_dir, ucec_study, tmp_path):
+    data = Path(shutil.copytree(ucec_dir, tmp_path / "data"))
+    clin = ucec_study.clinical
+    group = next(c for c in clin.columns if clin[c].nunique() == 2 and clin[c].value_counts().min() >= 20)
+    case, control = sorted(map(str, clin[group].dropna().unique()))
+    env = {**os.environ, "PROTEUS_CACHE": str(tmp_path / "cache")}
+
+    def run(layer: str, out: str, *flags: str) -> dict[str, str]:
+        params = json.dumps({"modality": layer, "group": group, "case": case, "control": control})
+        subprocess.run([sys.executable, "-m", "proteus", "tools", "run", "differential_abundance", "--data", str(data),
+                        "--out", str(tmp_path / out), "--params", params, "--no-figures", *flags], env=env, check=True, capture_output=True)
+        return {p.name: p.read_text() for p in sorted((tmp_path / out).glob("*.tsv"))}
+
+    def cached() -> dict[str, int]:
+        return {str(p.relative_to(tmp_path / "cache")): p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.pkl")}
+
+    run("proteomics", "p1")
+    first = cached()
+    assert sorted(p.split("/")[-1].split("-")[0] for p in first if "/kinds/" in p) == ["proteomics"]
+    cna = run("cna", "c1")
+    second = cached()
+    assert {p: t for p, t in second.items() if p in first} == first  # nothing parsed again
+    assert sorted(p.split("/")[-1].split("-")[0] for p in second if "/kinds/" in p) == ["cna", "proteomics"]
+
+    # a value past the head of the CNA file changes: only the CNA layer is parsed again
+    path = data / "cna.tsv.gz"
+    lines = gzip.decompress(path.read_bytes()).decode().split("\n")
+    last = next(i for i in range(len(lines) - 1, 0, -1) if lines[i].strip())
+    fields = lines[last].split("\t")
+    col = next(i for i, v in enumerate(fields[1:], 1) if v not in ("", "NA", "nan"))
+    fields[col] = str(float(fields[col]) + 1.5)
+    lines[last] = "\t".join(fields)
+    path.write_bytes(gzip.compress("\n".join(lines).encode()))
+    changed = run("cna", "c2")
+    third = cached()
+    assert {p: t for p, t in third.items() if p in second} == second
+    assert sorted(p.split("/")[-1].split("-")[0] for p in set(third) - set(second)) == ["cna"]
+    assert changed == run("cna", "c3", "--no-cache") and changed != cna
+    run("proteomics", "p2")
+    assert cached() == third

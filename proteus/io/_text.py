@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["ReadProblem", "RawTable", "read_bytes", "decode", "read_text_table", "read_excel_tables", "read_parquet_table"]
+__all__ = ["ReadProblem", "RawTable", "read_bytes", "head_bytes", "decode", "read_text_table", "read_text_head", "read_excel_tables", "read_parquet_table"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -43,6 +43,8 @@ class RawTable:
     df: pd.DataFrame
     header: list[str]
     notes: list[str] = field(default_factory=list)
+    partial: bool = False
+    """Only the file's first lines were read (:func:`read_text_head`); more rows follow."""
 
 
 def read_bytes(path: Path, max_bytes: int) -> bytes:
@@ -125,8 +127,47 @@ def read_text_table(
     RawTable
         Every cell parsed by pandas' default inference except the first column (kept as strings).
     """
+    return _parse_text(read_bytes(path, max_bytes), path, source, comment)
+
+
+def head_bytes(path: Path, n_lines: int) -> tuple[bytes, bool]:
+    """The first ``n_lines`` lines of a file (gunzipped when it starts with the gzip magic number)
+    and whether more content follows. Reads no further than that.
+
+    Raises
+    ------
+    ReadProblem
+        Corrupt gzip within those lines.
+    """
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == GZIP_MAGIC
+    lines = []
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
+            for line in fh:
+                if len(lines) == n_lines:
+                    return b"".join(lines), True
+                lines.append(line)
+    except (OSError, EOFError, zlib.error) as e:
+        raise ReadProblem(f"corrupt gzip file ({type(e).__name__})") from None
+    return b"".join(lines), False
+
+
+def read_text_head(path: Path, source: str, n_lines: int) -> RawTable | None:
+    """:func:`read_text_table` of the file's first ``n_lines`` lines only (``partial`` when more
+    follow). None where the head alone could read differently from the whole file: bytes outside
+    ASCII (the whole file's encoding decides how they decode). The head ends at a newline, so its
+    text is the start of the whole file's text (line endings included)."""
+    data, more = head_bytes(path, n_lines)
+    if not data.isascii():
+        return None
+    table = _parse_text(data, path, source, None)
+    table.partial = more
+    return table
+
+
+def _parse_text(data: bytes, path: Path, source: str, comment: str | None) -> RawTable:
     notes: list[str] = []
-    data = read_bytes(path, max_bytes)
     if not data.strip():
         raise ReadProblem("empty file")
     text = decode(data, notes)

@@ -11,12 +11,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from proteus.io.modality import kind_from_name
 from proteus.study import FileReport
 
-__all__ = ["Candidate", "discover", "DEFAULT_MAX_BYTES"]
+__all__ = ["Candidate", "discover", "layer_files", "DEFAULT_MAX_BYTES", "HEAD_LINES"]
 
 DEFAULT_MAX_BYTES = 1_500_000_000
 """Largest file (and decompressed content) read: 1.5 GB."""
+
+HEAD_LINES = 5002
+"""The head of a layer file (:func:`layer_files`): header and 5001 rows, one more than the loader
+reads the first column of (``proteus.io.load``)."""
 
 _TABLE_EXT = {".tsv", ".csv", ".txt", ".tab", ".maf", ".cct", ".cbt", ".dat", ".psv"}
 _IGNORE_EXT = {
@@ -138,3 +143,14 @@ def discover(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Path, list
                     rel = (Path(dirpath) / d).relative_to(path).as_posix()
                     reports.append(FileReport(rel, kind="folder", notes=["a folder named like a data file; searched inside"]))
     return root, cands, reports
+
+
+def layer_files(cands: list[Candidate]) -> dict[str, str]:
+    """Text tables whose file name decides their layer's kind (``phospho...``, ``...rna...``; see
+    :func:`~proteus.io.modality.kind_from_name`), as ``{rel: kind}``. MAFs hold no layer."""
+    out = {}
+    for c in cands:
+        by_name = kind_from_name(c.rel.rsplit("/", 1)[-1]) if c.reader == "table" and ".maf" not in c.rel.lower() else None
+        if by_name is not None:
+            out[c.rel] = by_name[0]
+    return out

@@ -7,26 +7,30 @@ data and index it by that column -> read every layer, oriented by those ids -> m
 tool (or refuse) -> match each layer's and the MAF's sample ids to the sample table
 (:class:`~proteus.study.SampleMatching`) -> add annotation found in the data (TMT plex, run) and
 tidy level spellings (``Study.sample_notes``). Every file gets a :class:`FileReport`.
+:func:`load_layers` does the same but builds only the layers of the kinds asked for, reading the
+other layer files only as far as these steps use them (``proteus tools run``, via
+:mod:`proteus.study_cache`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
 import pandas as pd
 
-from proteus.io._text import RawTable, ReadProblem, read_excel_tables, read_parquet_table, read_text_table
+from proteus.io._text import RawTable, ReadProblem, read_excel_tables, read_parquet_table, read_text_head, read_text_table
 from proteus.io.clinical import index_clinical, is_panel, is_sample_sheet, looks_clinical, tidy_levels
 from proteus.io.diann import is_diann, is_diann_report, read_diann, read_diann_report
 from proteus.io.exclusions import drop_excluded
-from proteus.io.discover import DEFAULT_MAX_BYTES, Candidate, discover
+from proteus.io.discover import DEFAULT_MAX_BYTES, HEAD_LINES, Candidate, discover, layer_files
 from proteus.io.fragpipe import is_fragpipe, read_fragpipe
 from proteus.io.h5ad import read_h5ad
 from proteus.io.maf import is_maf, read_maf
-from proteus.io.matrix import read_matrix
+from proteus.io.matrix import column_kinds, read_matrix
 from proteus.io.maxquant import is_maxquant, read_maxquant
 from proteus.io.runs import merge_runs
 from proteus.io.samples import build_mapping, composite_keys, file_key, groups_from_names, match_samples, run_name, run_stem
@@ -34,7 +38,7 @@ from proteus.io.spectronaut import is_spectronaut_report, read_spectronaut_repor
 from proteus.io.unsupported import unsupported_layout
 from proteus.study import FileReport, NoUsableDataError, SampleMatching, Study
 
-__all__ = ["load_study"]
+__all__ = ["load_study", "load_layers", "LayerLoad"]
 
 log = logging.getLogger("proteus.io")
 
@@ -51,7 +55,13 @@ def _problem(rep: FileReport, exc: Exception) -> None:
     rep.problem = f"{rep.path}: {exc}"
 
 
-def _read_tables(cands: list[Candidate], max_bytes: int, reports: list[FileReport]) -> list[tuple[RawTable, FileReport]]:
+def _read_tables(
+    cands: list[Candidate], max_bytes: int, reports: list[FileReport], heads: set[str]
+) -> tuple[list[tuple[RawTable, FileReport]], set[str]]:
+    """Every table candidate read, and the ones read by their head: those in ``heads`` only their
+    first :data:`HEAD_LINES` lines where that reads like the whole file
+    (:func:`~proteus.io._text.read_text_head`; else whole)."""
+    headed = set()
     out = []
     for c in cands:
         if c.reader not in ("table", "excel", "parquet"):
@@ -59,7 +69,11 @@ def _read_tables(cands: list[Candidate], max_bytes: int, reports: list[FileRepor
         rep = FileReport(c.rel)
         reports.append(rep)
         try:
-            if c.reader == "excel":
+            head = read_text_head(c.path, c.rel, HEAD_LINES) if c.rel in heads else None
+            if head is not None:
+                headed.add(c.rel)
+                out.append((head, rep))
+            elif c.reader == "excel":
                 try:
                     tables, skipped = read_excel_tables(c.path, c.rel)
                 except ReadProblem as e:
@@ -89,9 +103,12 @@ def _read_tables(cands: list[Candidate], max_bytes: int, reports: list[FileRepor
             _problem(rep, e)
         except MemoryError:
             _problem(rep, ReadProblem("out of memory while reading"))
-    return out
+    return out, headed
 
 
+_MAX_ID_ROWS = 5000
+"""A matrix with at most this many rows may name samples in its first column (:func:`_data_ids`);
+a layer file's head (:data:`~proteus.io.discover.HEAD_LINES`) holds one row more."""
 _DATA_KINDS = ("matrix", "maxquant", "diann", "diann_report", "spectronaut_report", "fragpipe")
 _MAX_SAMPLE_TABLE_COLUMNS = 30
 
@@ -106,7 +123,7 @@ def _data_ids(tables: list[tuple[RawTable, str]]) -> set[str]:
             ids |= {run_stem(r) for c in ("Run", "File.Name", "R.FileName") if c in t.df for r in t.df[c].dropna().unique()}
         elif kind in _DATA_KINDS:
             ids |= {run_name(h) for h in t.df.columns[1:]} | set(map(str, t.df.columns))
-            if kind == "matrix" and len(t.df) <= 5000:  # long first columns hold features, not samples
+            if kind == "matrix" and len(t.df) <= _MAX_ID_ROWS:  # long first columns hold features, not samples
                 ids |= set(t.df.iloc[:, 0].dropna().astype(str).str.strip())
     return ids
 
@@ -230,6 +247,17 @@ def _sample_table(tables: list[tuple[RawTable, FileReport]], data_ids: set[str],
     return clinical
 
 
+def _head_reads_as_whole(t: RawTable, kind: str) -> bool:
+    """Whether the head of a layer file (:func:`read_text_head`) fixes everything the study-wide
+    decisions take from it: a plain matrix (too wide to be read as a sample table) whose header,
+    column kinds and, for a short table, first column (:func:`_data_ids`) are in the head."""
+    if kind != "matrix" or t.df.shape[1] <= _MAX_SAMPLE_TABLE_COLUMNS:
+        return False
+    if not t.partial:
+        return True
+    return len(t.df) > _MAX_ID_ROWS and "empty" not in column_kinds(t.df).values()
+
+
 def load_study(
     path: str | Path,
     *,
@@ -261,35 +289,71 @@ def load_study(
     NoUsableDataError
         Nothing analysable was found (no omics layer and no mutations).
     """
+    return load_layers(path, None, on_problem=on_problem, max_bytes=max_bytes).study
+
+
+@dataclass
+class LayerLoad:
+    """What :func:`load_layers` read: the study, the layer files left out (``{rel: kind}``) and the
+    layer files whose content past their head the study-wide decisions (sample table, sample ids,
+    classification) may depend on (all of them when no layer was left out by design)."""
+
+    study: Study
+    left_out: dict[str, str]
+    read_whole: set[str]
+
+
+def load_layers(
+    path: str | Path,
+    kinds: Collection[str] | None,
+    *,
+    on_problem: Callable[[FileReport], None] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> LayerLoad:
+    """:func:`load_study` that leaves out the layers of kinds other than ``kinds`` (None: none left
+    out) where that changes nothing else.
+
+    A layer file (:func:`layer_files`) of another kind is read only as far as the loader's
+    study-wide decisions use it (header, first column of a short table;
+    :func:`_head_reads_as_whole`), and its layer is not built. Everything else equals
+    ``load_study(path)``: where leaving a file out could change it (no sample table, so the layers
+    name the samples; a layer read from another file whose content says it is of a left-out kind,
+    which could change layer numbering; FCS files, whose sheet is recognised by content), every
+    layer is read. ``kinds=None`` reads everything, as :func:`load_study`.
+    """
     path = Path(path).expanduser()
     if not path.exists():
         msg = f"data path {str(path)!r} does not exist"
         raise FileNotFoundError(msg)
     root, cands, reports = discover(path, max_bytes)
-    tables = _read_tables(cands, max_bytes, reports)
     fcs = [c for c in cands if c.reader == "fcs"]
     fcs_names = {c.path.name for c in fcs}
+    named = layer_files(cands)
+    split = {} if kinds is None or fcs else named
+    tables, headed = _read_tables(cands, max_bytes, reports, set(split))
+    read_whole = set(named) - headed
+    left_out: dict[str, str] = {}
+    paths = {c.rel: c.path for c in cands}
 
     classified: list[tuple[RawTable, FileReport, str]] = []
     for t, rep in tables:
-        cols = list(t.df.columns)
-        refusal = unsupported_layout(cols)
-        if refusal:
+        kind = _classify(t, fcs_names)
+        if t.source in headed:
+            if not _head_reads_as_whole(t, kind):
+                read_whole.add(t.source)
+            elif split[t.source] not in kinds:
+                left_out[t.source] = split[t.source]
+            if t.partial and t.source not in left_out:
+                try:
+                    t = read_text_table(paths[t.source], t.source, max_bytes)
+                except ReadProblem as e:
+                    _problem(rep, e)
+                    continue
+                kind = _classify(t, fcs_names)
+        if kind.startswith("unsupported: "):
             rep.kind = "unsupported"
-            _problem(rep, ReadProblem(refusal))
+            _problem(rep, ReadProblem(kind.removeprefix("unsupported: ")))
             continue
-        kind = next((name for name, test, _ in _VENDORS if test(cols)), None)
-        if kind is None:
-            if is_maf(cols):
-                kind = "maf"
-            elif fcs and is_panel(t):
-                kind = "panel"
-            elif fcs and is_sample_sheet(t, fcs_names):
-                kind = "sample_sheet"
-            elif looks_clinical(t):
-                kind = "clinical"
-            else:
-                kind = "matrix"
         classified.append((t, rep, kind))
     classified = _sample_tables_among_matrices(classified)
     data_ids = _data_ids([(t, k) for t, _, k in classified])
@@ -340,6 +404,9 @@ def load_study(
                 mutations.append(m)
             elif kind in ("panel", "sample_sheet"):
                 rep.shape = t.df.shape
+            elif t.source in left_out:
+                rep.modality = left_out[t.source]
+                notes.append(f"{left_out[t.source]} layer not read (not asked for)")
             else:
                 reader = {n: r for n, _, r in _VENDORS}.get(kind)
                 read.append((reader(t, notes) if reader else read_matrix(t, known, notes), rep, kind))
@@ -375,6 +442,8 @@ def load_study(
     if fcs:
         clinical = _read_fcs(fcs, classified, clinical, reports, add)
 
+    if left_out and (clinical.shape[1] == 0 or any(a.uns["modality"] in left_out.values() for a in modalities.values())):
+        return load_layers(path, None, on_problem=on_problem, max_bytes=max_bytes)
     if clinical.shape[1] == 0:
         ids: dict[str, None] = dict.fromkeys(map(str, clinical.index))
         for a in modalities.values():
@@ -405,8 +474,28 @@ def load_study(
         else:
             reason = f"no usable data in {path}: no data files found"
         raise NoUsableDataError(reason)
-    return drop_excluded(Study(root=root, modalities=modalities, clinical=clinical, mutations=muts, reports=reports,
-                               sample_matching=matching, sample_notes=sample_notes))
+    study = Study(root=root, modalities=modalities, clinical=clinical, mutations=muts, reports=reports,
+                  sample_matching=matching, sample_notes=sample_notes)
+    return LayerLoad(drop_excluded(study), left_out, read_whole)
+
+
+def _classify(t: RawTable, fcs_names: set[str]) -> str:
+    """What a raw table holds: a vendor report kind, ``maf``, ``panel`` / ``sample_sheet`` (beside
+    FCS files), ``clinical``, ``matrix``, or ``unsupported: <why>``."""
+    cols = list(t.df.columns)
+    refusal = unsupported_layout(cols)
+    if refusal:
+        return f"unsupported: {refusal}"
+    kind = next((name for name, test, _ in _VENDORS if test(cols)), None)
+    if kind is not None:
+        return kind
+    if is_maf(cols):
+        return "maf"
+    if fcs_names and is_panel(t):
+        return "panel"
+    if fcs_names and is_sample_sheet(t, fcs_names):
+        return "sample_sheet"
+    return "clinical" if looks_clinical(t) else "matrix"
 
 
 def _read_fcs(fcs, classified, clinical, reports, add) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pandas as pd
 
-__all__ = ["detect_modality", "site_gene", "PHOSPHO_SITE", "ACETYL_SITE"]
+__all__ = ["detect_modality", "kind_from_name", "site_gene", "PHOSPHO_SITE", "ACETYL_SITE"]
 
 PHOSPHO_SITE = re.compile(r"^(?P<gene>.+?)[-_.](?:p)?(?P<site>[STY]\d+(?:[STYsty]\d+)*)(?:[-_;].*)?$")
 ACETYL_SITE = re.compile(r"^(?P<gene>.+?)[-_.](?:ac)?(?P<site>K\d+(?:[Kk]\d+)*)(?:[-_;].*)?$")
@@ -43,6 +43,16 @@ def site_gene(feature: str) -> str:
     return str(feature)
 
 
+def kind_from_name(name: str) -> tuple[str, str] | None:
+    """The modality kind a file (or sheet) name decides (``phospho``, ``rna``, ``cnv`` ...) and the
+    reason, or None when the name does not decide (then :func:`detect_modality` reads the content)."""
+    stem = re.sub(r"\.(gz|tsv|csv|txt|xlsx|cct|cbt)$", "", name.lower())
+    for kind, pat in _NAME_RULES:
+        if pat.search(stem):
+            return kind, f"file name ({pat.search(stem).group(0)!r})"
+    return None
+
+
 def detect_modality(name: str, features: pd.Index, values: np.ndarray) -> tuple[str, str]:
     """Guess the modality kind of a samples x features table.
 
@@ -60,10 +70,9 @@ def detect_modality(name: str, features: pd.Index, values: np.ndarray) -> tuple[
     (kind, reason)
         The modality kind and a short reason for the report.
     """
-    stem = re.sub(r"\.(gz|tsv|csv|txt|xlsx|cct|cbt)$", "", name.lower())
-    for kind, pat in _NAME_RULES:
-        if pat.search(stem):
-            return kind, f"file name ({pat.search(stem).group(0)!r})"
+    by_name = kind_from_name(name)
+    if by_name is not None:
+        return by_name
     if _site_fraction(features, MIRNA) > 0.5:
         return "mirna", "miRNA ids"
     if _site_fraction(features, PHOSPHO_SITE) > 0.5:
