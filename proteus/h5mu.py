@@ -9,9 +9,11 @@ fingerprint) and writes ``RUN_DIR/study.h5mu``; open it with ``mudata.read_h5mu`
 - ``mdata.obs``: the clinical / sample table (global; a cell's row is its sample's); each
   sample-level layer's ``obs`` holds the same columns for its samples, a cell-level layer's ``obs``
   adds them to each cell through ``obs["sample_id"]``.
-- ``mdata.mod[<layer>].varm["contrast_<step>"]``: per feature ``logFC``, ``t``, ``p``, ``q`` of each
-  two-group differential test the run made on that layer (features the step did not test are NaN),
-  read from the step's table ``tables/<step>_results.tsv.gz`` (6 significant digits, as written there).
+- ``mdata.mod[<layer>].varm["contrast_<step>"]``: features x 4 array of ``logFC``, ``t``, ``p``, ``q``
+  (column names in the layer's ``uns["contrast_columns"]``; rows are the layer's ``var_names``, not
+  stored again) of each two-group differential test the run made on that layer (features the step did
+  not test are NaN), read from the step's table ``tables/<step>_results.tsv.gz`` (6 significant
+  digits, as written there).
 - A cytometry layer the run clustered: ``obs["cluster"]`` / ``obs["population"]`` and
   ``layers["arcsinh"]`` as the run made them (recomputed with its parameters and seed, the
   clustering key checked), and each differential abundance / state table in
@@ -20,8 +22,8 @@ fingerprint) and writes ``RUN_DIR/study.h5mu``; open it with ``mudata.read_h5mu`
   covariates or pairing block, tests, q < 0.05); ``mdata.uns["proteus"]``: the run's id, policy, model,
   seed, status and counts; ``mdata.uns["mutations"]``: the long mutation table, when the study has one.
 
-The layers are the data folder's as read: a run made on a subset of its samples (the evaluation
-harness's discovery split) is exported with all of them, its contrasts as the run computed them.
+The layers are the data folder's as read, restricted to the run's samples where the run was given a
+subset of them (``run.json`` ``samples``: the evaluation harness's discovery split).
 
 It is written on request, not in every run: for the CPTAC UCEC cohort it takes 66 MB (gzip, X as
 float32; the phosphosite matrix alone 16 MB), against 23 MB for the rest of the run directory.
@@ -188,7 +190,8 @@ def study_mudata(study: Study, run_dir: str | Path | None = None):
         t = c["table"]
         if c["tool"] in CONTRAST_TOOLS:
             t = t.drop_duplicates("feature").set_index("feature")
-            a.varm[c["key"]] = t.reindex(a.var_names)[_CONTRAST_COLUMNS].astype(float)
+            a.varm[c["key"]] = t.reindex(a.var_names)[_CONTRAST_COLUMNS].to_numpy(float)
+            a.uns["contrast_columns"] = list(_CONTRAST_COLUMNS)
         else:
             a.uns[c["key"]] = _h5_safe(t)
         rows.append({**{k: c[k] for k in ("key", "step", "tool", "modality", "group", "case")}, "control": c["control"] or "rest",
@@ -234,6 +237,8 @@ def write_h5mu(run_dir: str | Path, out: str | Path | None = None, *, study: Stu
             msg = f"the files in {data} changed since the run; pass --force to export the data as it is now"
             raise InputsChangedError(msg)
         study = load_study(data)
+        if info.get("samples") is not None:  # a run on a subset of the folder's samples (evaluation split)
+            study = study.subset_samples(info["samples"])
     out = Path(out) if out is not None else run_dir / "study.h5mu"
     md = study_mudata(study, run_dir)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -122,13 +122,23 @@ class Entity(BaseModel):
 
 
 class Stats(BaseModel):
-    """Statistics of a relation. ``effect`` is the effect size in the unit named by ``effect_type``."""
+    """Statistics of a relation. ``effect`` is the effect size in the unit named by ``effect_type``.
+
+    ``n`` counts the samples the test was run on; ``observed`` says, per sample group of a group
+    comparison, how many of them had a value: ``{"Tumor": (95, 100), "Normal": (40, 49)}`` (k of n;
+    JSON lists in ``kg.json``). ``extra`` holds the tool's own numbers, among them ``feature_id`` (the
+    tested feature: the subject is labelled by its gene when it is the gene's canonical feature, else
+    by this id; :mod:`proteus.stats.features`), ``gene`` (where the label is not the gene) and
+    ``detection`` (a feature seen in one group only).
+    """
 
     effect: float | None = None
     effect_type: str | None = Field(None, description="e.g. log2FC, spearman_rho, hazard_ratio, NES")
     p: float | None = None
     q: float | None = None
-    n: int | None = None
+    n: int | None = Field(None, description="samples tested")
+    observed: dict[str, tuple[int, int]] = Field(
+        default_factory=dict, description="per sample group: (samples with a value, samples tested)")
     direction: Literal["up", "down", "positive", "negative", "none"] | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -137,6 +147,13 @@ class Stats(BaseModel):
         if self.q is not None:
             return self.q
         return self.p if self.p is not None else 1.0
+
+    def count_text(self) -> str:
+        """What was tested: ``"n=48 (observed in 9/35 no, 0/13 yes)"``; ``"n=48"`` without group counts."""
+        if self.n is None:
+            return ""
+        seen = ", ".join(f"{k}/{n} {g}" for g, (k, n) in self.observed.items())
+        return f"n={self.n}" + (f" (observed in {seen})" if seen else "")
 
 
 class Provenance(BaseModel):

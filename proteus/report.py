@@ -782,6 +782,14 @@ def _section_hypotheses(rd: RunData, states: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _count_text(st: dict[str, Any]) -> str:
+    """``n`` of a kg.json relation (samples tested) with its per-group observed counts, ``48 (9/35 no, 0/13 yes)``."""
+    seen = st.get("observed") if isinstance(st.get("observed"), dict) else {}
+    groups = ", ".join(f"{v[0]}/{v[1]} {g}" for g, v in seen.items() if isinstance(v, list | tuple) and len(v) == 2)
+    n = st.get("n")
+    return (str(n) if isinstance(n, int) and not isinstance(n, bool) else "") + (f" ({groups})" if groups else "")
+
+
 def _evidence_table(rels: dict[str, dict[str, Any]], ev: list[str]) -> str:
     rows = []
     for eid in ev[:25]:
@@ -796,7 +804,7 @@ def _evidence_table(rels: dict[str, dict[str, Any]], ev: list[str]) -> str:
         eff = _fmt_num(st.get("effect")) + (f" ({st.get('effect_type')})" if st.get("effect_type") else "")
         rows.append(
             f"<tr><td>{e(subj.get('label'))}</td><td>{e(r.get('predicate'))}</td><td>{e(obj.get('label'))}</td>"
-            f"<td class='num'>{e(eff)}</td><td class='num'>{e(_fmt_num(st.get('q')))}</td><td class='num'>{e(_fmt_num(st.get('n')))}</td>"
+            f"<td class='num'>{e(eff)}</td><td class='num'>{e(_fmt_num(st.get('q')))}</td><td class='num'>{e(_count_text(st))}</td>"
             f"<td><code>{e(prov.get('tool'))}</code> ({e(prov.get('step'))})</td></tr>"
         )
     more = f"<p class='sub'>… and {len(ev) - 25} more edges.</p>" if len(ev) > 25 else ""

@@ -74,6 +74,7 @@ def run_research(
     from proteus.study import NoUsableDataError
 
     data, rundir = Path(data), RunDir(out)
+    preloaded = study is not None
     rundir.lock()
     try:
         fp = fingerprint(input_files(data), data) if study is None or data.exists() else {}
@@ -128,6 +129,9 @@ def run_research(
             "inputs": [f"{r.path}: {r.kind or 'skipped'}" + (f" ({r.problem})" if r.problem else "") for r in study.reports],
             "sample_matching": [m.summary() for m in study.sample_matching] + study.sample_notes,
         }
+        if preloaded:  # e.g. an evaluation's discovery split: what `proteus export h5mu` reads back
+            cells = [str(s) for a in study.cell_level().values() for s in a.obs["sample_id"].unique()]
+            run_info["samples"] = list(dict.fromkeys(study.samples() + cells))
         changed_before = previous.get("inputs_changed_on_resume", []) if (previous and resume) else []
         if changed_before or changed_inputs:
             run_info["inputs_changed_on_resume"] = sorted(set(changed_before) | set(changed_inputs))

@@ -599,11 +599,12 @@ def _key_test(design, mask: np.ndarray | None = None) -> tuple[float, float]:
 
 def _cross_layers(study: Study, r: Relation, gene_maps: dict[str, pd.Series]) -> dict[str, str]:
     """Other gene-level layers measuring the gene of ``r``'s feature: layer -> its feature of that gene."""
-    from proteus.tools.correlation import feature_genes
+    from proteus.stats.features import canonical_features, feature_genes
 
-    def genes_of(layer: str) -> pd.Series:
+    def genes_of(layer: str) -> pd.Series:  # the gene of each canonical feature (proteus.stats.features)
         if layer not in gene_maps:
-            gene_maps[layer] = feature_genes(study, layer)
+            a = study.modalities[layer]
+            gene_maps[layer] = feature_genes(a)[canonical_features(a)]
         return gene_maps[layer]
 
     if r.modality not in study.modalities or r.predicate not in ("higher_in", "lower_in", "correlates_with", "cis_effect_on"):
@@ -611,7 +612,7 @@ def _cross_layers(study: Study, r: Relation, gene_maps: dict[str, pd.Series]) ->
     if r.provenance.tool not in ("differential_abundance", "mutation_association", "clinical_correlation", "mutation_cis_effect"):
         return {}
     feat = r.object.label if r.predicate == "cis_effect_on" else str(r.stats.extra.get("feature_id") or r.subject.label)
-    gene = genes_of(r.modality).get(feat, feat)
+    gene = str(r.stats.extra.get("gene") or genes_of(r.modality).get(feat) or feat)
     out = {}
     for name, a in study.bulk().items():
         if name == r.modality or a.uns.get("modality") not in _GENE_LEVEL:

@@ -212,7 +212,7 @@ def test_gsea_ranks_the_differential_steps_own_table_and_no_other(ucec, tmp_path
     gsea = get_tool("enrichment_gsea")
     gsea(study, {**test, "permutations": 50}, ctx)
     assert sum(k[0] == "contrast_table" for k in study.cache) == 1  # computed once, for both steps
-    expected = gene_level(de[["feature", "gene", "logFC", "t", "p", "q"]])
+    expected = gene_level(de[["feature", "gene", "canonical", "logFC", "t", "p", "q"]])
     pd.testing.assert_series_equal(rankings[0], pd.Series(expected["t"].to_numpy(float), index=expected["symbol"]))
 
     fresh = Study(ucec.root, dict(ucec.modalities), ucec.clinical)  # no cache: the same table computed again

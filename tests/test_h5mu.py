@@ -55,8 +55,10 @@ def test_contrasts_in_varm_equal_the_run_tables(ucec_h5mu, ucec_run):
     assert sorted(summary["step"]) == sorted(s["id"] for s in steps)
     for s in steps:
         m = md.mod[s["params"]["modality"]]
-        varm = m.varm[f"contrast_{s['id']}"]
-        assert list(varm.columns) == ["logFC", "t", "p", "q"]
+        arr = m.varm[f"contrast_{s['id']}"]
+        assert isinstance(arr, np.ndarray) and arr.shape == (m.n_vars, 4)  # no copy of the feature names
+        assert list(m.uns["contrast_columns"]) == ["logFC", "t", "p", "q"]
+        varm = pd.DataFrame(arr, index=m.var_names, columns=list(m.uns["contrast_columns"]))
         table = pd.read_csv(ucec_run / f"tables/{s['id']}_results.tsv.gz", sep="\t", dtype={"feature": str}).set_index("feature")
         tested = varm["p"].notna()
         assert set(varm.index[tested]) == set(table.index)

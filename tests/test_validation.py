@@ -151,3 +151,18 @@ def test_rejudge_with_a_second_policy(gse_run):
     s = score_summary(hyps)["heuristic"]
     assert s["model"] is False and s["n"] == len(hyps)
     assert all(1 <= s["mean"][m] <= 5 for m in METRICS)
+
+
+def test_export_of_a_discovery_run_holds_the_runs_samples_only(gse, gse_run, tmp_path):
+    """``proteus export h5mu`` of a run made on the discovery split writes those samples, not the folder's."""
+    mudata = pytest.importorskip("mudata")
+    from proteus.h5mu import write_h5mu
+
+    folder, study = gse
+    out, split = gse_run
+    assert set(json.loads((out / "run.json").read_text())["samples"]) == set(split.discovery)
+    md = mudata.read_h5mu(write_h5mu(out, tmp_path / "study.h5mu"))
+    a = md.mod["transcriptomics"]
+    assert sorted(a.obs_names) == sorted(split.discovery) and len(split.held_out) > 0
+    assert set(md.obs_names) == set(split.discovery)
+    assert a.n_vars == study.modalities["transcriptomics"].n_vars

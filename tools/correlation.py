@@ -36,6 +36,7 @@ from proteus.records import (
     feature_entity,
 )
 from proteus.stats.design import covariate_block, dropped_text, usable_covariates
+from proteus.stats.features import agrees_with_canonical, canonical_features, feature_genes, gene_annotation
 from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools._plots import volcano
@@ -74,16 +75,6 @@ def modality_frame(study: Study, modality: str, samples: list[str] | None = None
     if samples is not None:
         df = df.loc[[s for s in samples if s in df.index]]
     return df
-
-
-def feature_genes(study: Study, modality: str) -> pd.Series:
-    """Gene symbol of every feature (``var['gene']`` where present, else the feature name)."""
-    a = study.modalities[modality]
-    names = a.var_names.astype(str)
-    if "gene" in a.var:
-        g = a.var["gene"].astype(object).where(a.var["gene"].notna(), None)
-        return pd.Series([str(v) if v not in (None, "", "nan") else n for v, n in zip(g, names)], index=names)
-    return pd.Series(list(names), index=names)
 
 
 def restricted_samples(study: Study, samples: list[str], restrict: dict[str, Any] | None) -> list[str]:
@@ -384,8 +375,8 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
     r = np.where(n >= p.min_samples, r, np.nan)
     pv = np.where(np.isfinite(r), pv, np.nan)
     q = bh(pv)
-    genes = feature_genes(study, p.modality).reindex(X.columns)
-    table = pd.DataFrame({"feature": X.columns, "gene": genes.to_numpy(), "r": r, "p": pv, "q": q, "n": n})
+    table = pd.DataFrame({"feature": X.columns, **gene_annotation(study.modalities[p.modality], X.columns),
+                          "r": r, "p": pv, "q": q, "n": n})
     tested = table[np.isfinite(table["r"])].copy()
     n_skipped = len(table) - len(tested)
     if tested.empty:
@@ -394,15 +385,15 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
         raise ToolFailed(msg)
     tested["direction"] = np.where(tested["r"] > 0, "positive", "negative")
     tested = tested.sort_values(["p", "feature"]).reset_index(drop=True)
-    sig = tested[tested["q"] < p.fdr]
+    sig = tested[(tested["q"] < p.fdr) & agrees_with_canonical(tested, "r", p.fdr)]
 
     kind = modality_kind(study, p.modality)
     obj = Entity(type="clinical_variable", label=p.variable)
     effect_type = f"{p.method}_{'partial_' if covs else ''}{'rho' if p.method == 'spearman' else 'r'}"
     rels = [
-        _rel(ctx, name, p, feature_entity(kind, row.feature), "correlates_with", obj,
+        _rel(ctx, name, p, feature_entity(kind, row.label), "correlates_with", obj,
              Stats(effect=float(row.r), effect_type=effect_type, p=float(row.p), q=float(row.q), n=int(row.n),
-                   direction=row.direction, extra={"covariates": covs} if covs else {}),
+                   direction=row.direction, extra={"feature_id": str(row.feature)} | ({"covariates": covs} if covs else {})),
              p.modality)
         for row in sig.head(p.max_relations).itertuples()
     ]
@@ -453,14 +444,14 @@ class ConcordanceParams(BaseModel):
     max_relations: int = Field(100, ge=0, le=500, description="at most this many top concordant genes become relations")
 
 
-def _one_per_gene(genes: pd.Series, frame: pd.DataFrame) -> pd.Series:
-    """Map gene -> one feature: the feature named like the gene, else the most observed one."""
-    cnt = frame.notna().sum(0)
-    df = pd.DataFrame({"feature": genes.index, "gene": genes.to_numpy()})
-    df["exact"] = df["feature"] == df["gene"]
-    df["count"] = cnt.reindex(df["feature"]).to_numpy()
-    df = df.sort_values(["gene", "exact", "count"], ascending=[True, False, False])
-    df = df.drop_duplicates("gene")
+def _one_per_gene(adata) -> pd.Series:
+    """Map gene -> its canonical feature (:func:`proteus.stats.features.canonical_features`; of a site
+    layer, the site observed in the most samples)."""
+    x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X, dtype=float)
+    genes = feature_genes(adata)
+    df = pd.DataFrame({"feature": genes.index, "gene": genes.to_numpy(), "n": np.isfinite(x).sum(0)})
+    df = df[genes.notna().to_numpy() & canonical_features(adata).to_numpy()]
+    df = df.sort_values(["gene", "n", "feature"], ascending=[True, False, True]).drop_duplicates("gene")
     return pd.Series(df["feature"].to_numpy(), index=df["gene"].to_numpy())
 
 
@@ -469,8 +460,8 @@ def _paired_by_gene(study: Study, mod_a: str, mod_b: str, samples: list[str]) ->
     B = modality_frame(study, mod_b, samples)
     shared = [s for s in A.index if s in set(B.index)]
     A, B = A.loc[shared], B.loc[shared]
-    ma = _one_per_gene(feature_genes(study, mod_a), A)
-    mb = _one_per_gene(feature_genes(study, mod_b), B)
+    ma = _one_per_gene(study.modalities[mod_a])
+    mb = _one_per_gene(study.modalities[mod_b])
     genes = sorted(set(ma.index) & set(mb.index))
     A = A[ma[genes].to_numpy()]
     B = B[mb[genes].to_numpy()]
@@ -754,7 +745,7 @@ def coabundance_modules(study: Study, params: ModulesParams, ctx: ToolContext) -
                f"(largest cluster {int(sizes.max())})")
         raise ToolFailed(msg)
     kind = modality_kind(study, p.modality)
-    genes = feature_genes(study, p.modality)
+    genes = feature_genes(study.modalities[p.modality])
     eig = {}
     members = []
     for m in rename.values():

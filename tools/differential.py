@@ -45,6 +45,7 @@ from proteus.stats.censored import DropoutCurves, censored_test, fit_dropout_cur
 from proteus.stats.contrasts import TEST_FIELDS, ContrastTable, ContrastTest, cached_table
 from proteus.stats.deqms import count_variance_prior
 from proteus.stats.distributions import norm_sf, t_sf
+from proteus.stats.features import agrees_with_canonical, gene_annotation
 from proteus.stats.design import covariate_block, dropped_text, is_factor, usable_covariates
 from proteus.stats.limma import contrasts_fit, ebayes, lm_fit, treat, two_group_moderated
 from proteus.stats.multitest import bh
@@ -62,12 +63,10 @@ __all__ = [
     "differential_table",
     "build_design",
     "choose_defaults",
-    "feature_labels",
 ]
 
 MAX_RELATIONS = 150
 HEATMAP_ROWS = 40
-SITE_KINDS = ("phosphoproteomics", "acetylproteomics")
 
 
 class DifferentialParams(ContrastTest):
@@ -96,22 +95,6 @@ class AnovaParams(BaseModel):
 
 
 # --- shared helpers ---------------------------------------------------------------------------
-
-
-def feature_labels(adata, kind: str) -> np.ndarray:
-    """Entity labels: the feature id for sites, the gene symbol (else the id) for proteins / RNA."""
-    ids = np.asarray(adata.var_names.astype(str))
-    if kind in SITE_KINDS or "gene" not in adata.var:
-        return ids
-    gene = adata.var["gene"].astype(object).to_numpy()
-    ok = pd.notna(gene) & (pd.Series(gene).astype(str).str.len().to_numpy() > 0)
-    return np.where(ok, gene.astype(str), ids)
-
-
-def _genes(adata) -> np.ndarray:
-    if "gene" in adata.var:
-        return adata.var["gene"].astype(object).where(adata.var["gene"].notna(), "").astype(str).to_numpy()
-    return np.asarray(adata.var_names.astype(str))
 
 
 def build_design(table: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -375,17 +358,24 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     kind, choice = d["kind"], d["choice"]
     sig = table["q"] < p.fdr
     n_up, n_down = int((sig & (table["logFC"] > 0)).sum()), int((sig & (table["logFC"] < 0)).sum())
+    # a relation is a measured fold change of a gene: >= 2 values in each group, and a minor protein
+    # group of a gene only where the gene's canonical feature agrees (proteus.stats.features)
+    measured = np.minimum(table["n_case"], table["n_control"]) >= 2
+    speaks = agrees_with_canonical(table, "logFC", p.fdr)
+    claim = sig & measured & speaks
 
     contrast = contrast_entity(p.group, p.case, p.control)
     prov = ctx.provenance_for(name, p)
     relations = []
-    for _, r in table.loc[sig].head(MAX_RELATIONS).iterrows():
+    for _, r in table.loc[claim].head(MAX_RELATIONS).iterrows():
         up = r["logFC"] > 0
         relations.append(Relation(
             subject=feature_entity(kind, r["label"]), predicate="higher_in" if up else "lower_in", object=contrast,
             stats=Stats(effect=float(r["logFC"]), effect_type="log2FC", p=float(r["p"]), q=float(r["q"]),
-                        n=int(r["n_case"] + r["n_control"]), direction="up" if up else "down",
+                        n=d["n_case"] + d["n_control"], direction="up" if up else "down",
+                        observed={p.case: (int(r["n_case"]), d["n_case"]), p.control: (int(r["n_control"]), d["n_control"])},
                         extra={"t": float(r["t"]), "feature_id": str(r["feature"]), "method": method}
+                        | ({"gene": r["gene"]} if pd.notna(r["gene"]) and r["gene"] != r["label"] else {})
                         | ({"detection": r["detection"]} if r.get("detection", "both") != "both" else {})),
             modality=p.modality, provenance=prov,
         ))
@@ -412,6 +402,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         "n_detected_only_case": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.case}").sum()),
         "n_detected_only_control": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.control}").sum()),
         "covariates": d["notes"], "covariates_dropped": d["dropped"],
+        "n_significant_detection_only": int((sig & ~measured).sum()), "n_significant_minor_group": int((sig & measured & ~speaks).sum()),
     }
     head = ", ".join(f"{lab} ({fc:+.2f})" for lab, fc in zip(table.loc[sig, "label"].head(5), table.loc[sig, "logFC"]))
     summary = (
@@ -423,6 +414,10 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "")
         + (f". Detected in one group only: {metrics['n_detected_only_case']} in {p.case}, "
            f"{metrics['n_detected_only_control']} in {p.control}" if method == "censored" else "")
+        + (f". {metrics['n_significant_detection_only']} significant with at most 1 value in a group are a detection "
+           "pattern, not a measured fold change (no relation)" if metrics["n_significant_detection_only"] else "")
+        + (f". {metrics['n_significant_minor_group']} significant minor protein groups of a gene whose canonical group "
+           "does not agree (no relation)" if metrics["n_significant_minor_group"] else "")
         + (f". Choices: {'; '.join(choice.reasons)}" if choice.reasons else "") + "." + dropped_text(d["dropped"])
     )
     return ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
@@ -478,8 +473,8 @@ def _case_vs_rest_table(study: Study, p: ContrastTest) -> ContrastTable:
     ci = is_case[keep].to_numpy()
     lfc, why = resolve_lfc(p.lfc, "limma", Y.to_numpy(), ci, _label_free(a, Y.to_numpy()))
     tab = two_group_moderated(Y, is_case[keep], Z.loc[keep], lfc=lfc)
-    out = pd.DataFrame({"feature": tab.index, "gene": None, "logFC": tab["logFC"].to_numpy(), "t": tab["t"].to_numpy(),
-                        "p": tab["P.Value"].to_numpy()})
+    out = pd.DataFrame({"feature": tab.index, **gene_annotation(a, tab.index), "logFC": tab["logFC"].to_numpy(),
+                        "t": tab["t"].to_numpy(), "p": tab["P.Value"].to_numpy()})
     out["q"] = bh(out["p"].to_numpy())
     method = (f"limma moderated t (proteus.stats.limma), {p.case} vs all other samples"
               + (f", TREAT |log2FC| > {lfc:.3g}" if lfc > 0 else "") + (f" ({why})" if why else "") + dropped_text(dropped))
@@ -619,9 +614,8 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
 
     if lfc_reason:
         choice.reasons.append(lfc_reason)
-    labels = feature_labels(adata, kind)[tested]
     table = pd.DataFrame({
-        "feature": ids[tested], "gene": _genes(adata)[tested], "label": labels,
+        "feature": ids[tested], **gene_annotation(adata, ids[tested]),
         "logFC": logfc, "AveExpr": np.nanmean(Yt, 1), "t": stat, "p": pval, "q": bh(pval),
         "n_case": nc[tested], "n_control": nn[tested], **extra_cols,
     })
@@ -732,7 +726,7 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
     rest = np.array([np.nanmean(Yt[i, gv != top_level[i]]) for i in range(Yt.shape[0])])
     effect = means[np.arange(len(top_i)), top_i] - rest
     table = pd.DataFrame({
-        "feature": ids[tested], "gene": _genes(adata)[tested], "label": feature_labels(adata, kind)[tested],
+        "feature": ids[tested], **gene_annotation(adata, ids[tested]),
         "F": eb.F, "p": eb.F_p_value, "q": bh(eb.F_p_value), "AveExpr": eb.amean,
         "top_level": top_level, "top_vs_rest": effect,
         **{f"mean_{lv}": means[:, k] for k, lv in enumerate(levels)},

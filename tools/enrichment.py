@@ -99,22 +99,6 @@ def check_organism(study: Study, modality: str) -> None:
         raise ToolFailed(f"{modality}: {problem}")
 
 
-def _feature_genes(study: Study, modality: str) -> pd.Series:
-    """Gene symbol per feature: ``var['gene']`` where present, else mapped from the feature id."""
-    a = study.modalities[modality]
-    names = pd.Index(a.var_names.astype(str))
-    if "gene" in a.var:
-        g = a.var["gene"].astype(object).where(a.var["gene"].notna(), None).tolist()
-    else:
-        g = [None] * len(names)
-    missing = [i for i, v in enumerate(g) if v in (None, "", "nan")]
-    if missing:
-        mapped = genesets.to_symbols([names[i] for i in missing])
-        for i, m in zip(missing, mapped):
-            g[i] = m
-    return pd.Series(g, index=names, dtype=object)
-
-
 def contrast_table(study: Study, *, modality: str, group: str, case: str, control: str | None = None,
                    covariates: list[str] | None = None, ctx: ToolContext | None = None, **test) -> tuple[pd.DataFrame, str]:
     """Differential table of ``group: case vs control`` with columns feature, gene, logFC, t, p, q.
@@ -122,51 +106,53 @@ def contrast_table(study: Study, *, modality: str, group: str, case: str, contro
     The contrast-table service's table (:func:`proteus.tools.differential.differential_table`) for the
     full test parameters (``test``: method, normalize, variance_prior, min_valid, s0, impute; defaults
     as ``differential_abundance``), so a step that names the differential step's parameters uses that
-    step's table; with no ``control``, ``case`` against all other samples with a value. Features
-    without a gene symbol in the layer are mapped from their id. Returns the table and a one-line
-    method note.
+    step's table; with no ``control``, ``case`` against all other samples with a value. ``gene`` and
+    ``canonical`` follow :mod:`proteus.stats.features`. Returns the table and a one-line method note.
     """
     params = ContrastTest(modality=modality, group=group, case=case, control=control, covariates=list(covariates or []), **test)
     res = differential_table(study, params, seed=ctx.seed if ctx is not None else 0)
-    tab = res.table[["feature", "gene", "logFC", "t", "p", "q"]].copy()
+    tab = res.table[["feature", "gene", "canonical", "logFC", "t", "p", "q"]].copy()
     method = res.method if control is None else f"differential_abundance ({res.method})"
     tab["feature"] = tab["feature"].astype(str)
-    if tab["gene"].isna().all():
-        tab["gene"] = _feature_genes(study, modality).reindex(tab["feature"]).to_numpy()
     tab = tab[np.isfinite(tab["p"].astype(float)) & np.isfinite(tab["logFC"].astype(float))]
     return tab.reset_index(drop=True), method
 
 
 def gene_level(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per gene symbol: the feature with the largest ``|t|`` (sites -> their protein).
+    """One row per gene symbol: the gene's canonical feature (:mod:`proteus.stats.features`; sites are
+    all canonical, so a protein is its site with the largest ``|t|``).
 
-    Gene labels are normalised with :func:`proteus.genesets.to_symbols` (aliases and ids become
-    current symbols); features without a symbol are dropped.
+    Genes are normalised with :func:`proteus.genesets.to_symbols` (aliases and ids become current
+    symbols); features without a gene, or whose gene has no symbol, are dropped.
     """
-    t = table.copy()
-    t["symbol"] = genesets.to_symbols(t["gene"].where(t["gene"].notna(), t["feature"]).astype(str).tolist())
+    t = _symbols_all(table)
     t = t[t["symbol"].notna()]
-    t = t.assign(_abs=t["t"].abs()).sort_values(["_abs", "feature"], ascending=[False, True])
-    return t.drop_duplicates("symbol").drop(columns="_abs").reset_index(drop=True)
+    canonical = t["canonical"] if "canonical" in t else pd.Series(True, index=t.index)
+    t = t.assign(_minor=~canonical.astype(bool), _abs=t["t"].abs())
+    t = t.sort_values(["_minor", "_abs", "feature"], ascending=[True, False, True])
+    return t.drop_duplicates("symbol").drop(columns=["_minor", "_abs"]).reset_index(drop=True)
 
 
 def select_hits(table: pd.DataFrame, direction: Literal["up", "down"], *, hit_fdr: float,
                 min_abs_logfc: float = 0.0, max_hits: int | None = None) -> list[str]:
-    """Gene symbols with at least one feature significant in ``direction`` (q < hit_fdr, |logFC| >= min).
+    """Gene symbols with at least one canonical feature (:mod:`proteus.stats.features`; every site)
+    significant in ``direction`` (q < hit_fdr, |logFC| >= min).
 
     ``table`` needs a ``symbol`` column (see :func:`gene_level`, or add one); each gene counts once.
     ``max_hits`` keeps the most significant genes only.
     """
     sign = 1 if direction == "up" else -1
-    sel = table[(table["q"] < hit_fdr) & (sign * table["logFC"] > 0) & (table["logFC"].abs() >= min_abs_logfc)]
+    canonical = table["canonical"].astype(bool) if "canonical" in table else True
+    sel = table[canonical & (table["q"] < hit_fdr) & (sign * table["logFC"] > 0) & (table["logFC"].abs() >= min_abs_logfc)]
     sel = sel.sort_values(["p", "feature"])
     genes = list(dict.fromkeys(sel["symbol"].dropna()))
     return genes[:max_hits] if max_hits else genes
 
 
 def _symbols_all(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``symbol`` column: the current symbol of each feature's gene, None without one."""
     t = table.copy()
-    t["symbol"] = genesets.to_symbols(t["gene"].where(t["gene"].notna(), t["feature"]).astype(str).tolist())
+    t["symbol"] = genesets.to_symbols([g if isinstance(g, str) and g else None for g in t["gene"]])
     return t
 
 

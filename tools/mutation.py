@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from proteus.records import Entity, Stats, ToolResult, contrast_entity, feature_entity
+from proteus.stats.features import agrees_with_canonical, canonical_features, feature_genes, gene_annotation
 from proteus.stats.limma import two_group_moderated
 from proteus.stats.design import dropped_text, usable_covariates
 from proteus.stats.multitest import bh
@@ -35,7 +36,6 @@ from proteus.study import Study
 from proteus.tools.correlation import (
     _rel,
     covariate_matrix,
-    feature_genes,
     modality_frame,
     modality_kind,
     restricted_samples,
@@ -182,26 +182,30 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
         msg = f"no gene is mutated in at least {p.min_mutated} of {len(geno)} genotyped samples"
         raise ToolFailed(msg)
     X = modality_frame(study, p.modality, geno).T  # features x samples
-    gmap = feature_genes(study, p.modality)
     kind = modality_kind(study, p.modality)
+    ann_all = gene_annotation(study.modalities[p.modality], X.index).set_index(X.index)
     tables, rels, lines = [], [], []
     cap = max(1, p.max_relations // len(genes)) if p.max_relations else 0
     for g in genes:
         tab = two_group_moderated(X, mat[g], Zdf.loc[geno] if covs else None)
         tab = tab.rename(columns={"P.Value": "p", "adj.P.Val": "q"})
         tab.insert(0, "feature", tab.index.astype(str))
-        tab.insert(1, "gene", gmap.reindex(tab.index).to_numpy())
+        ann = ann_all.loc[tab.index]
+        for i, c in enumerate(ann.columns):
+            tab.insert(1 + i, c, ann[c].to_numpy())
         tab.insert(0, "mutated_gene", g)
         tab = tab.sort_values("p").reset_index(drop=True)
         tables.append(tab)
-        sig = tab[tab["q"] < p.fdr]
+        sig = tab[(tab["q"] < p.fdr) & agrees_with_canonical(tab, "logFC", p.fdr)]
         obj = contrast_entity(f"{g} mutation", "mutated", "wild-type")
+        n_mut = int(mat[g].sum())
         for r in sig.head(cap).itertuples():
             up = r.logFC > 0
-            rels.append(_rel(ctx, name, p, feature_entity(kind, r.feature), "higher_in" if up else "lower_in", obj,
+            rels.append(_rel(ctx, name, p, feature_entity(kind, r.label), "higher_in" if up else "lower_in", obj,
                              Stats(effect=float(r.logFC), effect_type="log2FC", p=float(r.p), q=float(r.q),
-                                   n=int(r.n_case + r.n_control), direction="up" if up else "down",
-                                   extra={"mutation": f"mutation:{g}", "t": float(r.t), "n_mutated": int(r.n_case),
+                                   n=len(geno), direction="up" if up else "down",
+                                   observed={"mutated": (int(r.n_case), n_mut), "wild-type": (int(r.n_control), len(geno) - n_mut)},
+                                   extra={"mutation": f"mutation:{g}", "feature_id": str(r.feature), "t": float(r.t), "n_mutated": int(r.n_case),
                                           "n_wildtype": int(r.n_control), "variant_classes": p.variant_classes,
                                           "test": "limma moderated t"}),
                              p.modality))
@@ -295,7 +299,7 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
         if len(geno) < 2 * p.min_mutated:
             continue
         X = modality_frame(study, mod, geno)
-        gmap = feature_genes(study, mod)
+        gmap = feature_genes(study.modalities[mod])[canonical_features(study.modalities[mod])]
         hyper, burden_cut = hypermutated(study, geno)
         rec = _recurrent(mat, p.min_mutated)
         genes = [g for g in p.genes if g in mat.columns] if p.genes is not None else list(rec.index)

@@ -26,12 +26,12 @@ from scipy.spatial.distance import squareform
 from sklearn.metrics import silhouette_score
 
 from proteus.records import Entity, Stats, ToolResult, contrast_entity, feature_entity
+from proteus.stats.features import agrees_with_canonical, gene_annotation
 from proteus.stats.limma import two_group_moderated
 from proteus.study import Study
 from proteus.tools.correlation import (
     _rel,
     associate_grouping,
-    feature_genes,
     modality_frame,
     modality_kind,
     restricted_samples,
@@ -226,23 +226,27 @@ def consensus_clustering(study: Study, params: ConsensusParams, ctx: ToolContext
 
     # markers: each cluster vs the rest, on every feature of the layer (unscaled, log scale)
     kind = modality_kind(study, p.modality)
-    genes = feature_genes(study, p.modality)
     Y = X.T
+    ann_all = gene_annotation(study.modalities[p.modality], Y.index).set_index(Y.index)
     mtabs, rels = [], []
     for cl in order_names:
         tab = two_group_moderated(Y, labels == cl).rename(columns={"P.Value": "p", "adj.P.Val": "q"})
         tab.insert(0, "feature", tab.index.astype(str))
-        tab.insert(1, "gene", genes.reindex(tab.index).to_numpy())
+        ann = ann_all.loc[tab.index]
+        for i, c in enumerate(ann.columns):
+            tab.insert(1 + i, c, ann[c].to_numpy())
         tab.insert(0, "cluster", cl)
         tab = tab.sort_values("t", ascending=False).reset_index(drop=True)
         mtabs.append(tab)
-        up = tab[(tab["q"] < p.fdr) & (tab["logFC"] > 0)].head(p.n_markers)
+        up = tab[(tab["q"] < p.fdr) & (tab["logFC"] > 0) & agrees_with_canonical(tab, "logFC", p.fdr)].head(p.n_markers)
         obj = contrast_entity(f"{p.modality} subtype", cl, None)
+        size = int((labels == cl).sum())
         for r in up.itertuples():
-            rels.append(_rel(ctx, name, p, feature_entity(kind, r.feature), "higher_in", obj,
+            rels.append(_rel(ctx, name, p, feature_entity(kind, r.label), "higher_in", obj,
                              Stats(effect=float(r.logFC), effect_type="log2FC", p=float(r.p), q=float(r.q),
-                                   n=int(r.n_case + r.n_control), direction="up",
-                                   extra={"t": float(r.t), "cluster_size": int((labels == cl).sum()), "k": k,
+                                   n=len(labels), direction="up",
+                                   observed={cl: (int(r.n_case), size), "rest": (int(r.n_control), len(labels) - size)},
+                                   extra={"t": float(r.t), "feature_id": str(r.feature), "cluster_size": int((labels == cl).sum()), "k": k,
                                           "test": "limma moderated t, cluster vs rest", "marker": True}),
                              p.modality))
     markers = pd.concat(mtabs, ignore_index=True)

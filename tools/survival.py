@@ -23,13 +23,13 @@ from scipy import stats
 
 from proteus.records import Entity, Stats, ToolResult, feature_entity
 from proteus.stats.design import dropped_text, usable_covariates
+from proteus.stats.features import agrees_with_canonical, canonical_features, feature_genes, gene_annotation
 from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools.correlation import (
     _rel,
     associate_grouping,
     covariate_matrix,
-    feature_genes,
     modality_frame,
     modality_kind,
     restricted_samples,
@@ -269,7 +269,7 @@ def cox_per_feature(study: Study, params: CoxParams, ctx: ToolContext) -> ToolRe
     z975 = stats.norm.ppf(0.975)
     table = pd.DataFrame({
         "feature": X.columns,
-        "gene": feature_genes(study, p.modality).reindex(X.columns).to_numpy(),
+        **gene_annotation(study.modalities[p.modality], X.columns),
         "coef": fit["coef"].to_numpy(),
         "hazard_ratio": np.exp(fit["coef"]).to_numpy(),
         "ci_lower": np.exp(fit["coef"] - z975 * fit["se"]).to_numpy(),
@@ -283,14 +283,14 @@ def cox_per_feature(study: Study, params: CoxParams, ctx: ToolContext) -> ToolRe
     table = table[~bad.to_numpy()].copy()
     table["q"] = bh(table["p"].to_numpy())
     table = table.sort_values(["p", "feature"]).reset_index(drop=True)
-    sig = table[table["q"] < p.fdr]
+    sig = table[(table["q"] < p.fdr) & agrees_with_canonical(table, "coef", p.fdr)]
     kind = modality_kind(study, p.modality)
     obj = Entity(type="clinical_variable", label=p.time)
     rels = [
-        _rel(ctx, name, p, feature_entity(kind, r.feature), "associated_with_survival", obj,
+        _rel(ctx, name, p, feature_entity(kind, r.label), "associated_with_survival", obj,
              Stats(effect=float(r.hazard_ratio), effect_type="hazard_ratio" + ("_per_sd" if p.scale == "zscore" else ""),
                    p=float(r.p), q=float(r.q), n=int(r.n), direction="positive" if r.coef > 0 else "negative",
-                   extra={"ci": [float(r.ci_lower), float(r.ci_upper)], "events": int(r.events), "event_column": p.event,
+                   extra={"feature_id": str(r.feature), "ci": [float(r.ci_lower), float(r.ci_upper)], "events": int(r.events), "event_column": p.event,
                           "covariates": covs}),
              p.modality)
         for r in sig.head(p.max_relations).itertuples()
@@ -360,7 +360,8 @@ def kaplan_meier(study: Study, params: KMParams, ctx: ToolContext) -> ToolResult
             msg = "feature needs modality"
             raise ToolInputError(msg)
         if p.feature not in set(study.modalities[p.modality].var_names.astype(str)):
-            genes = feature_genes(study, p.modality)
+            a = study.modalities[p.modality]
+            genes = feature_genes(a)[canonical_features(a)]
             hits = genes.index[genes == p.feature]
             if len(hits) != 1:
                 msg = f"feature {p.feature!r} is not in {p.modality!r}" + (f" (gene maps to {list(hits)[:10]})" if len(hits) else "")

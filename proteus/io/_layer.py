@@ -77,8 +77,10 @@ def build_layer(
     values
         samples x features; index = sample ids, columns = feature ids (unique).
     var
-        Feature annotation indexed like ``values.columns``; ``gene`` is filled from the feature
-        id (site suffix removed) where missing.
+        Feature annotation indexed like ``values.columns``. Where ``gene`` is missing it becomes
+        the site's gene (site layers), else the symbol the shipped UniProt map gives for the protein
+        id, else, when the input has no gene column, the feature id unless it is a UniProt
+        accession; otherwise None (the feature has no gene; :mod:`proteus.stats.features`).
     kind
         Modality kind (``uns["modality"]``).
     source
@@ -118,15 +120,19 @@ def build_layer(
     x = num.to_numpy(dtype="float64")
     var = var.reindex(num.columns).copy()
     var.index = var.index.astype(str)
-    if "gene" not in var:
+    named = "gene" in var  # the reader found a gene column: where it is empty, the input names no gene
+    if not named:
         var["gene"] = np.nan
     genes = var["gene"].astype(object)
     missing = genes.isna() | (genes.astype(str).str.strip() == "")
-    sites = kind in ("phosphoproteomics", "acetylproteomics")
-    fallback = [site_gene(f) if sites else f for f in var.index]
-    if not sites and missing.any():
-        fallback = _mapped_genes(var, fallback, missing.to_numpy(), notes)
-    var["gene"] = np.where(missing, fallback, genes.astype(str))
+    if kind in ("phosphoproteomics", "acetylproteomics"):
+        fallback: list[str | None] = [site_gene(f) for f in var.index]
+    else:  # ids that are not protein accessions are gene names when the input has no gene column
+        fallback = [None if named or _ACCESSION.match(f) else f for f in var.index]
+        if missing.any():
+            fallback = _mapped_genes(var, fallback, missing.to_numpy(), notes)
+    var["gene"] = pd.Series(np.where(missing, fallback, genes.astype(str)), index=var.index, dtype=object)
+    var["gene"] = var["gene"].where(var["gene"].notna(), None)
     if "uniprot" in var:
         var["uniprot"] = var["uniprot"].astype(object).where(var["uniprot"].notna(), None)
     var = var.astype({c: str for c in var.columns if var[c].dtype == object and var[c].notna().all()})
@@ -144,9 +150,9 @@ def build_layer(
     return a
 
 
-def _mapped_genes(var: pd.DataFrame, fallback: list[str], missing: np.ndarray, notes: list[str]) -> list[str]:
+def _mapped_genes(var: pd.DataFrame, fallback: list[str | None], missing: np.ndarray, notes: list[str]) -> list[str | None]:
     """Gene symbols from the shipped human id map for features whose input names no gene but whose
-    protein id starts with a UniProt accession; other features keep their id."""
+    protein id starts with a UniProt accession; other features keep ``fallback``."""
     ids = var["uniprot"] if "uniprot" in var else pd.Series(var.index, index=var.index)
     heads = [m.group(0) if isinstance(x, str) and (m := _ACCESSION.match(x)) else None for x in ids.astype(object)]
     todo = [i for i, h in enumerate(heads) if missing[i] and h]

@@ -73,7 +73,7 @@ def _feature_annotation(df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     names = [first_token(n) for n in df["Protein.Names"]] if "Protein.Names" in df else [None] * len(df)
     labels = [g or n or p for g, n, p in zip(genes, names, prot)]
     ids = unique_ids([lab or f"row{i}" for i, lab in enumerate(labels)], notes)
-    var = pd.DataFrame({"gene": labels, "uniprot": prot}, index=ids)
+    var = pd.DataFrame({"gene": genes, "uniprot": prot}, index=ids)
     if "Protein.Names" in df:
         var["protein_name"] = df["Protein.Names"].astype(str).to_numpy()
     counts = peptide_counts(df, notes)

@@ -125,7 +125,7 @@ def _relation_line(r: Relation, *, full: bool = False) -> str:
     if not full:
         return f"{r.id} | {quote(r.subject.id)} | {r.predicate} | {quote(r.object.id)} | {eff} | {q}"
     p = f"{s.p:.2g}" if s.p is not None else "-"
-    n = s.n if s.n is not None else "-"
+    n = s.count_text().removeprefix("n=") or "-"
     return f"{r.id} | {quote(r.subject.id)} | {r.predicate} | {quote(r.object.id)} | {eff} {s.effect_type or ''} | {p} | {q} | {n} | {quote(r.modality or '-')}"
 
 

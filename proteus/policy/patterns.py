@@ -41,7 +41,7 @@ def _fmt(r: Relation) -> str:
     if r.stats.q is not None:
         parts.append(f"q={r.stats.q:.1e}")
     if r.stats.n is not None:
-        parts.append(f"n={r.stats.n}")
+        parts.append(r.stats.count_text())
     return ", ".join(parts)
 
 

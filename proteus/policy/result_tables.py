@@ -115,8 +115,8 @@ class ResultTables:
         return out
 
     def change(self, modality: str, group: str, case: str, control: str, gene: str) -> Change | None:
-        """The protein-level (gene-keyed) change of ``gene`` in a two-group differential of ``modality``;
-        ``None`` when that contrast was not tested in that layer or the gene was not tested in it."""
+        """The protein-level (gene-keyed) change of ``gene`` in a two-group differential of ``modality``
+        (its canonical feature, :mod:`proteus.stats.features`, where the table marks one); ``None`` when that contrast was not tested in that layer or the gene was not tested in it."""
         tab = self.table("differential_abundance", "results", modality=modality, group=group, case=case, control=control)
         if tab is None or tab.empty:
             return None
@@ -126,6 +126,8 @@ class ResultTables:
             rows = tab[tab["label"].astype(str) == gene]
         if rows.empty:
             return None
+        if "canonical" in rows and rows["canonical"].astype(str).eq("True").any():  # the gene's main protein group
+            rows = rows[rows["canonical"].astype(str).eq("True")]
         return Change.from_row(rows.sort_values("p", kind="stable").iloc[0])
 
     def protein_layers(self) -> list[str]:
