@@ -9,12 +9,15 @@ Layer files are the text tables whose name decides their layer's kind
 - ``kinds/<kind>-<hash>.pkl``: the layers of one kind read from its layer files, their reports and
   sample matching, added when a call first needs that kind (:func:`proteus.io.load.load_layers`).
 
-``key`` hashes every input file but the layer files (:func:`proteus.rundir.fingerprint`), the
-layer files' heads (their first :data:`~proteus.io.discover.HEAD_LINES` lines: all the loader's
-study-wide decisions read of a layer it leaves out), the reader code and the versions of anndata,
-pandas and numpy; ``<hash>`` adds the kind's files' whole contents. So a changed layer file is a
-miss for its kind only. Where the shared part read a layer file whole (its head did not suffice),
-``study.pkl`` keeps that file's hash and a change to it is a miss for everything.
+``key`` hashes the contents of every input file but the layer files
+(:func:`proteus.rundir.fingerprint`), the layer files' names, the reader code and the versions of
+anndata, pandas and numpy. Of a layer file the shared part depends on its head only (its first
+:data:`~proteus.io.discover.HEAD_LINES` lines: all the loader's study-wide decisions read of a layer
+it leaves out); ``study.pkl`` keeps each layer file's hash and head hash, and a layer file whose
+content changed but not its head leaves the shared part valid. ``<hash>`` hashes those heads and
+the kind's files' whole contents. So a changed layer file is a miss for its kind only. Where the
+shared part read a layer file whole (its head did not suffice), a change to it is a miss for
+everything.
 
 ``<cache>`` is ``$PROTEUS_CACHE``, else ``$XDG_CACHE_HOME/proteus``, else ``~/.cache/proteus``
 (then ``studies/``). The cache holds pickles written by this user; it is not for sharing.
@@ -64,10 +67,6 @@ def _pickle_versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in ("anndata", "pandas", "numpy")}
 
 
-def _sha(path: Path) -> str:
-    return next(iter(fingerprint([path], path.parent).values()))
-
-
 def _head_sha(path: Path) -> str:
     data, more = head_bytes(path, HEAD_LINES)
     return hashlib.sha256(data + (b"\0more" if more else b"")).hexdigest()
@@ -79,29 +78,41 @@ def _hash(obj: object) -> str:
 
 @dataclass
 class _Inputs:
-    """A data folder as the cache sees it: its readable files and which are layer files."""
+    """A data folder as the cache sees it: its readable files, which are layer files, their hashes."""
 
     key: str
     root: Path
     cands: list[Candidate]
     layer_files: dict[str, str]
+    shas: dict[str, str]
 
     def path(self, rel: str) -> Path:
         return next(c.path for c in self.cands if c.rel == rel)
 
-    def kind_key(self, kind: str) -> str:
-        files = {rel: _sha(self.path(rel)) for rel, k in self.layer_files.items() if k == kind}
-        return f"{kind}-{_hash({'study': self.key, 'files': files})}"
+    def heads(self) -> dict[str, str]:
+        return {rel: _head_sha(self.path(rel)) for rel in sorted(self.layer_files)}
+
+    def kind_key(self, kind: str, heads: dict[str, str]) -> str:
+        files = {rel: self.shas[rel] for rel, k in self.layer_files.items() if k == kind}
+        return f"{kind}-{_hash({'study': self.key, 'heads': heads, 'files': files})}"
 
 
 def _inputs(data: Path) -> _Inputs:
     root, cands, _ = discover(data)
     named = layer_files(cands)
-    layer_paths = {c.path.resolve() for c in cands if c.rel in named}
-    rest = [p for p in input_files(data) if p.resolve() not in layer_paths]
-    heads = {rel: _head_sha(next(c.path for c in cands if c.rel == rel)) for rel in named}
-    key = _hash({"inputs": fingerprint(rest, data), "heads": heads, "readers": _reader_digest(), "libraries": _pickle_versions()})
-    return _Inputs(key, root, cands, named)
+    paths = {c.rel: c.path for c in cands if c.rel in named}
+    layer_paths = {p.resolve() for p in paths.values()}
+    rest = fingerprint([p for p in input_files(data) if p.resolve() not in layer_paths], data)
+    shas = {rel: next(iter(fingerprint([p], p.parent).values())) for rel, p in paths.items()}
+    key = _hash({"inputs": rest, "layer_files": named, "readers": _reader_digest(), "libraries": _pickle_versions()})
+    return _Inputs(key, root, cands, named, shas)
+
+
+def _valid(entry: dict, inp: _Inputs) -> bool:
+    """Whether a stored shared part holds for the folder as it is: every layer file it read whole is
+    unchanged, and every other changed layer file kept its head."""
+    changed = [rel for rel in inp.layer_files if inp.shas.get(rel) != entry["shas"].get(rel)]
+    return not any(rel in entry["read_whole"] or _head_sha(inp.path(rel)) != entry["heads"].get(rel) for rel in changed)
 
 
 def study_key(data: str | Path) -> str:
@@ -139,12 +150,14 @@ def _rank(inp: _Inputs, source: str) -> tuple[int, int]:
     return phase, order.get(rel, len(order))
 
 
-def _parse(data: Path, inp: _Inputs, folder: Path, kinds: Collection[str], shared: bool) -> tuple[dict | None, dict[str, dict]]:
-    """Parse the folder for the layer files of ``kinds``, store the shared part (when ``shared``) and
-    each kind read; return them."""
+def _parse(data: Path, inp: _Inputs, folder: Path, kinds: Collection[str], heads: dict[str, str] | None) -> tuple[dict, dict[str, dict]]:
+    """Parse the folder for the layer files of ``kinds``; store each kind read and, unless the stored
+    shared part (with its layer files' ``heads``) holds, the shared part; return them."""
     from proteus.io.load import load_layers
 
     loaded = load_layers(data, kinds)
+    shared = heads is None
+    heads = heads if heads is not None else inp.heads()
     study = loaded.study
     source = {}
     for r in study.reports:
@@ -158,16 +171,16 @@ def _parse(data: Path, inp: _Inputs, folder: Path, kinds: Collection[str], share
         parts[kind] = {"layers": {n: study.modalities[n] for n in names}, "rank": {n: rank[n] for n in names},
                        "reports": [r for r in study.reports if r.path in files],
                        "matching": [m for m in study.sample_matching if m.layer in names]}
-        _dump(parts[kind], folder / "kinds" / f"{inp.kind_key(kind)}.pkl")
+        _dump(parts[kind], folder / "kinds" / f"{inp.kind_key(kind, heads)}.pkl")
     if not shared:
-        return None, parts
+        return {}, parts
     own = [n for n in study.modalities if source.get(n) not in inp.layer_files]
     for name in own:
         _dump(study.modalities[name], folder / "layers" / f"{name}.pkl")
     meta = Study(study.root, {}, study.clinical, study.mutations, [r for r in study.reports if r.path not in inp.layer_files],
                  [m for m in study.sample_matching if m.layer in own], study.sample_notes)
     entry = {"meta": meta, "layers": {n: study.modalities[n] for n in own}, "rank": {n: rank[n] for n in own},
-             "read_whole": {rel: _sha(inp.path(rel)) for rel in sorted(loaded.read_whole)}}
+             "read_whole": sorted(loaded.read_whole), "heads": heads, "shas": {rel: inp.shas[rel] for rel in inp.layer_files}}
     _dump({**entry, "layers": list(own)}, folder / "study.pkl")  # written last: its presence marks a usable entry
     return entry, parts
 
@@ -198,19 +211,17 @@ def load_study_cached(data: str | Path, *, layers: Collection[str] | None = None
     all_kinds = set(inp.layer_files.values())
     kinds = all_kinds if layers is None else {_kind_of(n) for n in layers} & all_kinds
     entry = _load(folder / "study.pkl") if (folder / "study.pkl").is_file() else None
-    if entry is not None and any(_sha(inp.path(rel)) != sha for rel, sha in entry["read_whole"].items()):
-        entry = None
-    if entry is None:
-        entry, parts = _parse(data, inp, folder, kinds, shared=True)
+    if entry is None or not _valid(entry, inp):
+        entry, parts = _parse(data, inp, folder, kinds, None)
     else:
         entry["layers"] = {n: _load(folder / "layers" / f"{n}.pkl") for n in entry["layers"] if layers is None or n in layers}
         parts = {}
         for kind in kinds:
-            path = folder / "kinds" / f"{inp.kind_key(kind)}.pkl"
+            path = folder / "kinds" / f"{inp.kind_key(kind, entry['heads'])}.pkl"
             if path.is_file():
                 parts[kind] = _load(path)
         if kinds - set(parts):
-            parts.update(_parse(data, inp, folder, kinds - set(parts), shared=False)[1])
+            parts.update(_parse(data, inp, folder, kinds - set(parts), entry["heads"])[1])
     names = set(entry["rank"]) | {n for p in parts.values() for n in p["layers"]}
     if layers is not None and not set(layers) <= names:
         return load_study_cached(data, cache=cache)

@@ -132,7 +132,7 @@ def read_text_table(
 
 def head_bytes(path: Path, n_lines: int) -> tuple[bytes, bool]:
     """The first ``n_lines`` lines of a file (gunzipped when it starts with the gzip magic number)
-    and whether more content follows. Reads no further than that.
+    and whether more content follows. Reads no further than that (in 64 KiB chunks).
 
     Raises
     ------
@@ -141,16 +141,23 @@ def head_bytes(path: Path, n_lines: int) -> tuple[bytes, bool]:
     """
     with open(path, "rb") as fh:
         gz = fh.read(2) == GZIP_MAGIC
-    lines = []
+    buf = bytearray()
+    seen = 0
     try:
         with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
-            for line in fh:
-                if len(lines) == n_lines:
-                    return b"".join(lines), True
-                lines.append(line)
+            while chunk := fh.read(1 << 16):
+                start = len(buf)
+                buf += chunk
+                if seen + chunk.count(b"\n") < n_lines:
+                    seen += chunk.count(b"\n")
+                    continue
+                end = start
+                for _ in range(n_lines - seen):
+                    end = buf.index(b"\n", end) + 1
+                return bytes(buf[:end]), end < len(buf) or bool(fh.read(1))
     except (OSError, EOFError, zlib.error) as e:
         raise ReadProblem(f"corrupt gzip file ({type(e).__name__})") from None
-    return b"".join(lines), False
+    return bytes(buf), False
 
 
 def read_text_head(path: Path, source: str, n_lines: int) -> RawTable | None:
