@@ -203,3 +203,22 @@ def test_tools_run_parses_a_layer_once_and_a_changed_file_only_its_layer(ucec_di
     assert changed == run("cna", "c3", "--no-cache") and changed != cna
     run("proteomics", "p2")
     assert cached() == third
+
+
+def test_head_bytes_is_the_first_lines_of_the_whole_file(ucec_dir, tmp_path):
+    from proteus.io._text import head_bytes
+
+    def first_lines(path: Path, n: int) -> tuple[bytes, bool]:
+        raw = path.read_bytes()
+        lines = io.BytesIO(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).readlines()
+        return b"".join(lines[:n]), len(lines) > n
+
+    for path in sorted(ucec_dir.iterdir()):
+        assert head_bytes(path, 5002) == first_lines(path, 5002)
+    text = gzip.decompress((ucec_dir / "mirna.tsv.gz").read_bytes())
+    for name, content in {"end": text, "no_final_newline": text.rstrip(b"\n"), "one_long_line": text.replace(b"\n", b"\t", 2000)}.items():
+        for packed, suffix in ((content, ".tsv"), (gzip.compress(content), ".tsv.gz")):
+            path = tmp_path / f"{name}{suffix}"
+            path.write_bytes(packed)
+            for n in (0, 1, 336, 337, 338, 2337, 2338, 2339):
+                assert head_bytes(path, n) == first_lines(path, n), (name, suffix, n)
