@@ -127,3 +127,20 @@ def test_agrees_with_canonical_on_a_real_table(drug_table):
         c = canon.loc[r["gene"]] if r["gene"] in canon.index else None
         expect = c is not None and c["q"] < 0.05 and np.sign(c["logFC"]) == np.sign(r["logFC"])
         assert bool(ok[i]) == bool(expect)
+
+
+def test_every_tool_labels_relations_by_the_one_rule(nafld, tmp_path):
+    """Co-abundance modules and clinical correlations name a feature as the differential test does:
+    its gene for the canonical group, else its own id."""
+    a = nafld.modalities["proteomics"]
+    labels = feature_labels(a)
+    numeric = nafld.clinical.apply(lambda s: pd.to_numeric(s, errors="coerce")).notna().sum()
+    variable = str(numeric.idxmax())
+    ctx = ToolContext(out_dir=tmp_path, seed=0, figures=False)
+    rels = get_tool("coabundance_modules")(nafld, {"modality": "proteomics"}, ctx).relations
+    rels += get_tool("clinical_correlation")(nafld, {"modality": "proteomics", "variable": variable, "fdr": 0.25}, ctx).relations
+    featured = [r for r in rels if "feature_id" in r.stats.extra]
+    assert {r.provenance.tool for r in featured} == {"coabundance_modules", "clinical_correlation"}
+    for r in featured:
+        assert r.subject.label == labels[r.stats.extra["feature_id"]]
+    assert any(r.subject.label != r.stats.extra["feature_id"] for r in featured)  # a group named by its gene, not its id

@@ -745,7 +745,7 @@ def coabundance_modules(study: Study, params: ModulesParams, ctx: ToolContext) -
                f"(largest cluster {int(sizes.max())})")
         raise ToolFailed(msg)
     kind = modality_kind(study, p.modality)
-    genes = feature_genes(study.modalities[p.modality])
+    ann = gene_annotation(study.modalities[p.modality], X.columns).set_index(X.columns)
     eig = {}
     members = []
     for m in rename.values():
@@ -753,7 +753,8 @@ def coabundance_modules(study: Study, params: ModulesParams, ctx: ToolContext) -
         e = _eigengene(Zs[cols].to_numpy())
         eig[m] = e
         kme = np.corrcoef(np.column_stack([e, Zs[cols].to_numpy()]), rowvar=False)[0, 1:]
-        members.append(pd.DataFrame({"feature": cols, "gene": genes.reindex(cols).to_numpy(), "module": m, "kME": kme}))
+        members.append(pd.DataFrame({"feature": cols, "gene": ann.loc[cols, "gene"].to_numpy(), "label": ann.loc[cols, "label"].to_numpy(),
+                                     "module": m, "kME": kme}))
     membership = pd.concat(members).sort_values(["module", "kME"], ascending=[True, False]).reset_index(drop=True)
     eig_df = pd.DataFrame(eig, index=X.index)
 
@@ -798,9 +799,9 @@ def coabundance_modules(study: Study, params: ModulesParams, ctx: ToolContext) -
         hubs = membership[membership["module"] == m].head(p.n_hubs)
         size = int((labels == m).sum())
         for row in hubs.itertuples():
-            rels.append(_rel(ctx, name, p, feature_entity(kind, row.feature), "member_of", mod,
+            rels.append(_rel(ctx, name, p, feature_entity(kind, row.label), "member_of", mod,
                              Stats(effect=float(row.kME), effect_type="kME", n=len(X), direction="positive",
-                                   extra={"module_size": size, "hub_rank": int(hubs.index.get_loc(row.Index)) + 1}),
+                                   extra={"feature_id": str(row.feature), "module_size": size, "hub_rank": int(hubs.index.get_loc(row.Index)) + 1}),
                              p.modality))
     for row in sig.head(100).itertuples():
         rels.append(_rel(ctx, name, p, Entity(type="module", label=f"{p.modality} {row.module}"), "correlates_with",

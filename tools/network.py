@@ -30,7 +30,7 @@ from proteus import genesets
 from proteus.records import Entity, Relation, Stats, ToolResult
 from proteus.stats.contrasts import TEST_FIELDS, ContrastTest
 from proteus.study import Study
-from proteus.tools.enrichment import _symbols_all, check_organism, contrast_table, select_hits
+from proteus.tools.enrichment import _symbols_all, check_organism, contrast_table, gene_level, select_hits
 from proteus.tools.registry import ToolContext, ToolFailed, register
 
 __all__ = ["ppi_network", "hit_network"]
@@ -132,7 +132,7 @@ def ppi_network(study: Study, params: PpiParams, ctx: ToolContext) -> ToolResult
     for d in directions:
         for gname in select_hits(tab, d, hit_fdr=p.hit_fdr, min_abs_logfc=p.min_abs_logfc):
             hit_dir[gname] = "mixed" if gname in hit_dir else d  # sites of one protein may go both ways
-    gene_rows = tab.dropna(subset=["symbol"]).sort_values(["p", "feature"]).drop_duplicates("symbol").set_index("symbol")
+    gene_rows = gene_level(tab).set_index("symbol")  # a gene's canonical feature (sites: the strongest)
     hits = sorted(hit_dir, key=lambda s: (gene_rows.at[s, "p"], s))[: p.max_hits] if p.max_hits else sorted(hit_dir)
     if len(hits) < 2:
         msg = (f"only {len(hits)} hit genes for {p.group}: {p.case} vs {p.control or 'rest'} at q<{p.hit_fdr}; "
