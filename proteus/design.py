@@ -14,8 +14,9 @@ dataset is named here):
    names such as doses, times, grades; Roman stages; ordinal words) and finds its reference level
    (a control-like word, else the lowest level of an ordered factor).
 3. :func:`design_contrasts` follows the design, not pairs: two levels give one contrast; more give
-   each level vs the reference (the lowest level when ordered), or all pairs when there is no
-   reference and at most five levels. :func:`adjustment` lists the technical and block columns
+   each level vs the reference (the lowest level when ordered) and the pooled contrast of every
+   other level against it (:func:`pooled_label`), or all pairs when there is no reference and at
+   most five levels. :func:`adjustment` lists the technical and block columns
    that cross a contrast (adjusted for in the linear model) and those confounded with it.
 
 Words are matched as whole tokens (``ref`` is not ``refractory``, ``normal`` is not ``abnormal``,
@@ -44,6 +45,8 @@ __all__ = [
     "level_order",
     "factor_design",
     "design_contrasts",
+    "pooled_label",
+    "pooled_power",
     "adjustment",
 ]
 
@@ -288,9 +291,11 @@ def factor_design(levels: dict[str, int]) -> dict:
 def design_contrasts(levels: dict[str, int], design: dict, max_pairs_levels: int = 5) -> list[tuple[str, str, str]]:
     """(case, control, kind) pairs that follow the design of a factor with usable ``levels`` counts.
 
-    kind: ``two_level``; ``vs_reference`` (each other level vs each reference); ``pairwise`` (no
-    reference and at most ``max_pairs_levels`` levels: all pairs, the multiplicity they imply).
-    An unordered factor with more levels and no reference gets only its F-test.
+    kind: ``two_level``; ``vs_reference`` (each other level vs each reference); ``pooled_vs_reference``
+    (two or more other levels beside a control-like reference: their mean against it, case :func:`pooled_label`, the
+    shared effect no single level shows with its own few samples); ``pairwise`` (no reference and at
+    most ``max_pairs_levels`` levels: all pairs, the multiplicity they imply). An unordered factor
+    with more levels and no reference gets only its F-test.
     """
     order, refs = design["levels"], design["references"]
     if len(order) == 2:
@@ -298,10 +303,28 @@ def design_contrasts(levels: dict[str, int], design: dict, max_pairs_levels: int
         case = next(lv for lv in order if lv != control)
         return [(case, control, "two_level")]
     if refs:
-        return [(lv, r, "vs_reference") for r in refs for lv in order if lv not in refs]
+        others = [lv for lv in order if lv not in refs]
+        control_like = is_reference_level(refs[0])  # not merely the lowest dose or time, whose series the trend tests
+        pooled = [(pooled_label(refs[0]), refs[0], "pooled_vs_reference")] if len(others) >= 2 and control_like else []
+        return [(lv, r, "vs_reference") for r in refs for lv in others] + pooled
     if len(order) <= max_pairs_levels:
         return [(b, a, "pairwise") if a < b else (a, b, "pairwise") for a, b in itertools.combinations(order, 2)]
     return []
+
+
+def pooled_label(reference: str) -> str:
+    """The case label of a pooled contrast: ``"all non-<reference>"`` (every other level of the factor)."""
+    return f"all non-{reference}"
+
+
+def pooled_power(n_levels: list[int], n_reference: int) -> float:
+    r"""Effective sample size of the pooled contrast (the mean of ``m`` level means minus the reference
+    mean), in the units of :func:`power`: :math:`1 / (1/n_0 + \sum_j (1/n_j) / m^2)`, the inverse of
+    the contrast's variance over :math:`\sigma^2` (10, 10, 10, 8 levels vs 10: 7.9, above each level's 5.0)."""
+    m = len(n_levels)
+    if m == 0 or n_reference == 0 or not all(n_levels):
+        return 0.0
+    return 1.0 / (1.0 / n_reference + sum(1.0 / n for n in n_levels) / m**2)
 
 
 def power(n_case: int, n_control: int) -> float:

@@ -7,7 +7,7 @@ computed without re-running the tool:
 
 - two-group edges (``higher_in`` / ``lower_in`` of a contrast or of a mutation, ``differs_across`` a
   multi-level factor as its highest level against the other levels, a mutation's
-  ``cis_effect_on`` its own feature): a layer matrix and a case / control label per sample;
+  ``cis_effect_on`` its own feature; a pooled case, ``case_levels``, as one group): a layer matrix and a case / control label per sample;
   statistic Welch's t on observed values, effect the difference of means (log2 fold change on log
   data). Edges the tool found with its censored model (missing = below detection,
   ``stats.extra.method == "censored"``) are re-tested with a test that sees missingness too:
@@ -275,21 +275,22 @@ def _family(study: Study, r: Relation, mod: str, feat: str, own_layer: bool) -> 
     adjusted = [f"unadjusted for {', '.join(p['covariates'])}"] if p.get("covariates") else []
     if tool == "differential_abundance" and r.predicate in ("higher_in", "lower_in"):
         def build() -> EdgeDesign:
-            group, case, control = p["group"], str(p["case"]), str(p["control"])
+            group, control = p["group"], str(p["control"])
+            cases = [str(v) for v in p.get("case_levels") or [p["case"]]]  # a pooled case: its levels as one group
             lab = study.sample_table(mod)[group]
-            lab = lab[lab.notna() & lab.astype(str).isin([case, control])].astype(str)
+            lab = lab[lab.notna() & lab.astype(str).isin([*cases, control])].astype(str)
             frame = modality_frame(study, mod, list(lab.index))
             norm = resolve_normalize(p.get("normalize", "none"), _log_intensities(study.modalities[mod].uns, frame.to_numpy(float)))
             if norm != "none":  # the tool's own sample normalisation over the contrast's samples
                 a = study.modalities[mod]
                 sub = normalize_layer(a[a.obs_names.get_indexer(frame.index)], method=norm)
                 frame = pd.DataFrame(np.asarray(sub.X, dtype=float), index=frame.index, columns=frame.columns)
-            return _two_group(frame, lab == case, adjusted)
+            return _two_group(frame, lab.isin(cases), adjusted)
 
         return f"diff|{mod}|{pk}", build
     if tool == "differential_anova" and r.predicate == "differs_across":
-        # the F-test's finding as it is stated: highest in its top level, against the design's other levels
-        level = str((r.stats.extra or {}).get("top_level"))
+        # the F-test's finding as it is stated: its most distinct level (else highest level), against the design's other levels
+        level = str((r.stats.extra or {}).get("level") or (r.stats.extra or {}).get("top_level"))
 
         def build_level() -> EdgeDesign:
             lab = study.sample_table(mod)[p["group"]]

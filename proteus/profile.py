@@ -112,7 +112,9 @@ class Contrast(BaseModel):
     control: str
     n_case: int
     n_control: int
-    kind: str = Field("two_level", description="two_level, vs_reference or pairwise (see proteus.design)")
+    kind: str = Field("two_level", description="two_level, vs_reference, pooled_vs_reference or pairwise (see proteus.design)")
+    case_levels: list[str] = Field(default_factory=list, description="pooled_vs_reference: the levels pooled as the case "
+                                   "(case is the pool's label); empty: the level named by case")
     power: float = Field(0.0, description="effective sample size n_case*n_control/(n_case+n_control)")
     covariates: list[str] = Field(default_factory=list, description="technical / block columns adjusted for")
     confounded: list[str] = Field(default_factory=list, description="technical columns aliased with the contrast")
@@ -141,6 +143,8 @@ class FactorDesign(BaseModel):
             out.append("linear trend over ordered levels")
         if self.references:
             out.append(f"each level vs {', '.join(self.references)}")
+            if len(self.levels) - len(self.references) >= 2:
+                out.append(f"the other levels pooled vs {self.references[0]}")
         elif len(self.levels) == 2:
             out.append("two-group comparison")
         elif len(self.levels) <= 5:
@@ -198,7 +202,8 @@ class DataProfile(BaseModel):
             lines.append("Candidate contrasts (group: case vs control, n), most powerful first:")
             for c in self.contrasts[:12]:
                 adj = f" adjusting for {', '.join(map(quote, c.covariates))}" if c.covariates else ""
-                lines.append(f"- {quote(c.group)}: {quote(c.case)} (n={c.n_case}) vs {quote(c.control)} (n={c.n_control}){adj}")
+                pool = f" (pooled: case_levels {', '.join(map(quote, c.case_levels))})" if c.case_levels else ""
+                lines.append(f"- {quote(c.group)}: {quote(c.case)} (n={c.n_case}){pool} vs {quote(c.control)} (n={c.n_control}){adj}")
         if self.continuous:
             lines.append("Continuous variables: " + ", ".join(map(quote, self.continuous[:25])))
         if self.survival:
@@ -303,9 +308,12 @@ def _factor_designs(variables: list[ClinicalVariable], clin: pd.DataFrame, min_n
         covs, confounded, notes = design.adjustment(clin, v.name, d["levels"], [c for c in adjustable if c[0] != v.name])
         mine = []
         for case, control, kind in pairs:
-            c_covs, c_conf, _ = design.adjustment(clin, v.name, [case, control], [c for c in adjustable if c[0] != v.name])
-            mine.append(Contrast(group=v.name, case=case, control=control, n_case=lv[case], n_control=lv[control], kind=kind,
-                                 power=round(design.power(lv[case], lv[control]), 3), covariates=c_covs, confounded=c_conf))
+            pool = [k for k in d["levels"] if k != control and k not in d["references"]] if kind == "pooled_vs_reference" else []
+            cases = pool or [case]
+            c_covs, c_conf, _ = design.adjustment(clin, v.name, [*cases, control], [c for c in adjustable if c[0] != v.name])
+            pw = design.pooled_power([lv[k] for k in pool], lv[control]) if pool else design.power(lv[case], lv[control])
+            mine.append(Contrast(group=v.name, case=case, control=control, n_case=sum(lv[k] for k in cases), n_control=lv[control],
+                                 kind=kind, case_levels=pool, power=round(pw, 3), covariates=c_covs, confounded=c_conf))
         factors.append(FactorDesign(
             name=v.name, levels=d["levels"], n_per_level={k: lv[k] for k in d["levels"]}, ordered=d["ordered"],
             order_reason=d["order_reason"], references=d["references"], reference_reason=d["reference_reason"],
@@ -340,13 +348,14 @@ def _rank(contrasts: list[Contrast], factors: list[FactorDesign], sample_type: s
 
 
 def _distinct(contrasts: list[Contrast], clin: pd.DataFrame) -> list[Contrast]:
-    """Drop contrasts that split (almost) the same samples as an earlier one (e.g. two sample-type
-    columns), or the same two groups in the opposite orientation (a condition and the amount column
-    that encodes it)."""
+    """Drop contrasts that split (almost) the same samples as an earlier one of another column (e.g.
+    two sample-type columns), or the same two groups in the opposite orientation (a condition and the
+    amount column that encodes it). Contrasts of one column are distinct by design (a level inside
+    the pooled contrast of its column is its own question)."""
 
     def members(c: Contrast) -> tuple[frozenset, frozenset]:
         col = clin[c.group].astype(str)
-        return frozenset(col.index[col == c.case]), frozenset(col.index[col == c.control])
+        return frozenset(col.index[col.isin(c.case_levels or [c.case])]), frozenset(col.index[col == c.control])
 
     def overlap(a: frozenset, b: frozenset) -> float:
         return len(a & b) / max(1, min(len(a), len(b)))
@@ -354,10 +363,17 @@ def _distinct(contrasts: list[Contrast], clin: pd.DataFrame) -> list[Contrast]:
     def same(a: frozenset, b: frozenset) -> bool:  # reversed orientation: the same groups, not one inside the other
         return len(a & b) >= 0.9 * max(len(a), len(b), 1)
 
+    def duplicate(c: Contrast, m: tuple[frozenset, frozenset], kc: Contrast, k: tuple[frozenset, frozenset]) -> bool:
+        if kc.group == c.group:
+            return False
+        if c.case_levels or kc.case_levels:  # a pool holds other contrasts' groups: only the same split is a duplicate
+            return (same(m[0], k[0]) and same(m[1], k[1])) or (same(m[0], k[1]) and same(m[1], k[0]))
+        return (overlap(m[0], k[0]) >= 0.9 and overlap(m[1], k[1]) >= 0.9) or (same(m[0], k[1]) and same(m[1], k[0]))
+
     kept: list[tuple[Contrast, tuple[frozenset, frozenset]]] = []
     for c in contrasts:
         m = members(c)
-        if any((overlap(m[0], k[0]) >= 0.9 and overlap(m[1], k[1]) >= 0.9) or (same(m[0], k[1]) and same(m[1], k[0])) for _, k in kept):
+        if any(duplicate(c, m, kc, k) for kc, k in kept):
             continue
         kept.append((c, m))
     return [c for c, _ in kept]

@@ -269,6 +269,9 @@ def _row_direction(r: Relation, row: pd.Series, effect_col: str) -> str:
         return "none"
     if effect_col == "odds_ratio":
         return str(row.get("direction")) if eff > 1 else "none"
+    if effect_col == "distinct_vs_rest":  # the same level, on the same side
+        same = str(row.get("distinct_level")) == str((r.stats.extra or {}).get("level"))
+        return ("up" if eff > 0 else "down") if same else "none"
     if effect_col == "top_vs_rest":
         return "up" if str(row.get("top_level")) == str((r.stats.extra or {}).get("top_level")) and eff > 0 else "down"
     if effect_col == "hazard_ratio":
@@ -313,7 +316,8 @@ def _from_tables(result: ToolResult, r: Relation) -> dict[str, Any] | None:
         if suffix:
             effect_col, p_col, q_col = f"r_{suffix}", f"p_{suffix}", f"q_{suffix}"
         else:
-            effect_col = next((c for c in ("logFC", "NES", "hazard_ratio", "r", "mean_diff", "odds_ratio", "top_vs_rest", "effect") if c in t.columns), None)
+            effect_col = next((c for c in ("logFC", "NES", "hazard_ratio", "r", "mean_diff", "odds_ratio", "distinct_vs_rest", "top_vs_rest", "effect")
+                               if c in t.columns and (c != "distinct_vs_rest" or "level" in (r.stats.extra or {}))), None)
             p_col, q_col = "p", "q"
         if effect_col is None or p_col not in t.columns:
             continue

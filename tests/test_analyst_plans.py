@@ -69,8 +69,10 @@ def test_playbook_label_free_filter_and_every_level_against_reference():
     prof = profile_study(_study([f"G{i}" for i in range(50)], clin, missing=0.5, scale="log2"))
     plays = bulk_plays(prof)
     da = [s for p in plays for s in p.steps if s.tool == "differential_abundance"]
-    assert {s.params["case"] for s in da} == {"A", "B", "C", "D"}
+    assert {s.params["case"] for s in da} == {"A", "B", "C", "D", "all non-healthy"}
     assert {s.params["control"] for s in da} == {"healthy"}
+    pooled = next(s for s in da if s.params.get("case_levels"))  # and the levels pooled against it, tested first
+    assert sorted(pooled.params["case_levels"]) == ["A", "B", "C", "D"] and da[0] is pooled
     # missing values modelled by the tool's default (no imputation asked for), and the rationale says why
     assert all("impute" not in s.params and "method" not in s.params for s in da)
     frac = f"{prof.modalities[0].missing_fraction:.0%} of values missing"

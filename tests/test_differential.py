@@ -185,7 +185,13 @@ def test_anova_subtypes(study, ctx):
     (draft,) = _factor_differences(kg)
     best = min(res.relations, key=_rank)
     assert draft.statement.startswith(f"{best.subject.label}, ") and "differ across Genomics_subtype" in draft.statement
-    assert "vs rest" not in draft.statement and f"{best.subject.label} highest in {best.stats.extra['top_level']}" in draft.statement
+    # each hit by the level that drives it, on its side: MSI-H lowest rather than another level "highest" by a hair
+    side = "highest" if best.stats.effect > 0 else "lowest"
+    assert "vs rest" not in draft.statement and f"{best.subject.label} {side} in {best.stats.extra['level']}" in draft.statement
+    brow = t.set_index("feature").loc[best.stats.extra["feature_id"]]
+    means = [brow[f"mean_{lv}"] for lv in res.metrics["levels"]]
+    assert brow[f"mean_{best.stats.extra['level']}"] == (max(means) if side == "highest" else min(means))
+    assert any(x.stats.direction == "down" for x in res.relations[:20])
     with pytest.raises(ToolInputError, match="levels"):
         get_tool("differential_anova")(study, {"modality": "proteomics", "group": "Genomics_subtype",
                                                "levels": ["POLE", "nope"]}, ctx)

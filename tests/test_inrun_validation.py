@@ -95,7 +95,7 @@ def _top_hypotheses(study, n: int = 5, contrast: int = 0) -> tuple[KnowledgeGrap
     prof = profile_study(study)
     c = prof.contrasts[contrast]
     mod = next(k for k, a in study.bulk().items() if a.uns.get("modality") == "proteomics")
-    params = {"modality": mod, "group": c.group, "case": c.case, "control": c.control}
+    params = {"modality": mod, "group": c.group, "case": c.case, "control": c.control} | ({"case_levels": c.case_levels} if c.case_levels else {})
     res = get_tool("differential_abundance")(study, params, ToolContext(out_dir=Path(study.root).parent / "scratch_val"))
     tab = res.tables["results"].sort_values("p").head(n)
     kg = KnowledgeGraph()

@@ -349,7 +349,10 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     since their variance misses sample-to-sample differences. Pre-filter: ``min_valid`` values in each group (limma) or in at
     least one group (censored, imputation); skipped features are listed with the reason. Missing
     values are never imputed unless ``impute='downshift'`` (Perseus; Tyanova et al. 2016) is asked
-    for, seeded by ``ctx.seed``, with imputed counts per group in the table.
+    for, seeded by ``ctx.seed``, with imputed counts per group in the table. A pooled case
+    (``case_levels``: e.g. every level of a factor but its reference) is the mean of those levels'
+    means against the control on the full design (:func:`pooled_columns`); its relations need every
+    pooled level on the side of the pooled effect (``level_effects`` in their extra).
     """
     name = "differential_abundance"
     p = params
@@ -357,6 +360,10 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     table, skipped, d, method = res.table.copy(), res.skipped.copy(), res.details, res.method
     kind, choice = d["kind"], d["choice"]
     sig = table["q"] < p.fdr
+    not_shared = 0
+    if p.case_levels:  # a pooled effect is claimed only where every pooled level shows it
+        not_shared = int((sig & ~table["levels_agree"]).sum())
+        sig &= table["levels_agree"].astype(bool)
     n_up, n_down = int((sig & (table["logFC"] > 0)).sum()), int((sig & (table["logFC"] < 0)).sum())
     # a relation is a measured fold change of a gene: >= 2 values in each group, and a minor protein
     # group of a gene only where the gene's canonical feature agrees (proteus.stats.features)
@@ -376,7 +383,8 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
                         observed={p.case: (int(r["n_case"]), d["n_case"]), p.control: (int(r["n_control"]), d["n_control"])},
                         extra={"t": float(r["t"]), "feature_id": str(r["feature"]), "method": method}
                         | ({"gene": r["gene"]} if pd.notna(r["gene"]) and r["gene"] != r["label"] else {})
-                        | ({"detection": r["detection"]} if r.get("detection", "both") != "both" else {})),
+                        | ({"detection": r["detection"]} if r.get("detection", "both") != "both" else {})
+                        | ({"level_effects": {lv: float(r[f"logFC[{lv}]"]) for lv in p.case_levels}} if p.case_levels else {})),
             modality=p.modality, provenance=prov,
         ))
 
@@ -403,13 +411,16 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         "n_detected_only_control": int((table.get("detection", pd.Series(dtype=str)) == f"only in {p.control}").sum()),
         "covariates": d["notes"], "covariates_dropped": d["dropped"],
         "n_significant_detection_only": int((sig & ~measured).sum()), "n_significant_minor_group": int((sig & measured & ~speaks).sum()),
-    }
+    } | ({"case_levels": list(p.case_levels), "n_significant_not_shared": not_shared} if p.case_levels else {})
     head = ", ".join(f"{lab} ({fc:+.2f})" for lab, fc in zip(table.loc[sig, "label"].head(5), table.loc[sig, "logFC"]))
     summary = (
         f"{method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
         + (f" adjusting for {', '.join(covs)}" if covs else "")
         + (f" after down-shift imputation of {n_imputed} missing values" if p.impute != "none" else "")
         + (f" against a {2 ** choice.lfc:.3g}-fold change (TREAT: |log2FC| > {choice.lfc:.3g})" if choice.lfc > 0 else "")
+        + (f"; {p.case} pools {', '.join(p.case_levels)} (the mean of their level means, each level its own mean in the "
+           f"design); a feature counts only when every pooled level differs from {p.control} in the pooled direction "
+           f"({not_shared} significant features left out for a level that disagrees)" if p.case_levels else "")
         + f": {len(table)} features tested, {len(skipped)} skipped; {int(sig.sum())} with q < {p.fdr} "
         f"({n_up} higher, {n_down} lower in {p.case})" + (f"; top: {head}" if head else "")
         + (f". Detected in one group only: {metrics['n_detected_only_case']} in {p.case}, "
@@ -496,14 +507,21 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
     if p.group in p.covariates:
         msg = f"group {p.group!r} cannot also be a covariate"
         raise ToolInputError(msg)
+    cases = list(p.case_levels) or [p.case]
+    if p.case_levels and (p.control in cases or len(set(cases)) < 2):
+        msg = f"case_levels {cases} must name two or more levels of {p.group!r} other than the control {p.control!r}"
+        raise ToolInputError(msg)
+    if p.case_levels and p.method not in ("auto", "limma", "censored"):
+        msg = f"a pooled case (case_levels) is a contrast of the full design: method 'limma' or 'censored', not {p.method}"
+        raise ToolInputError(msg)
     adata = study.modalities[p.modality]
     if adata.uns.get("level", "sample") != "sample":
         msg = f"{p.modality!r} is a cell-level layer; aggregate to samples first (pseudobulk)"
         raise ToolInputError(msg)
     kind = adata.uns.get("modality", p.modality)
 
-    tab, g, n_group_na, n_cov_na, covs, dropped = _samples(study, p.modality, p.group, [p.case, p.control], p.covariates, 2)
-    is_case = (g == p.case).to_numpy()
+    tab, g, n_group_na, n_cov_na, covs, dropped = _samples(study, p.modality, p.group, [*cases, p.control], p.covariates, 1 + len(cases))
+    is_case = g.isin(cases).to_numpy()
     n_case, n_control = int(is_case.sum()), int((~is_case).sum())
     if n_case < 2 or n_control < 2:
         msg = (f"too few samples with {p.modality} data: {n_case} {p.case!r} and {n_control} {p.control!r} "
@@ -559,7 +577,7 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
     notes: list[str] = []
     if method in ("limma", "censored"):
         cov_block, notes = build_design(tab, covs)
-        X = np.column_stack([np.ones(len(g)), is_case.astype(float), cov_block.to_numpy()])
+        X = np.column_stack([np.ones(len(g)), is_case.astype(float), pooled_columns(g.to_numpy(), cases), cov_block.to_numpy()])
         if not _full_rank(X):
             msg = f"covariates {covs} are confounded with {p.group!r} (design not of full rank)"
             raise ToolFailed(msg)
@@ -614,6 +632,8 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
 
     if lfc_reason:
         choice.reasons.append(lfc_reason)
+    if p.case_levels:
+        extra_cols |= level_effects(Yt, g.to_numpy(), cases, logfc)
     table = pd.DataFrame({
         "feature": ids[tested], **gene_annotation(adata, ids[tested]),
         "logFC": logfc, "AveExpr": np.nanmean(Yt, 1), "t": stat, "p": pval, "q": bh(pval),
@@ -640,6 +660,41 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
                          groups=g.reset_index(drop=True))
 
 
+def pooled_columns(groups: np.ndarray, cases: list[str]) -> np.ndarray:
+    r"""Design columns that let every pooled case level keep its own mean (none for one case level).
+
+    With an intercept and the pooled indicator, sum-to-zero contrasts among the ``m`` case levels
+    (:math:`1[L_j] - 1[L_m]`, :math:`j < m`) span the full one-way design ``~ group``, so the pooled
+    indicator's coefficient is :math:`\theta = \frac{1}{m}\sum_j (\mu_j - \mu_0)`: the mean level effect
+    against the control, with the residual variance of the full design (limma's ``contrasts.fit`` of
+    that contrast, as one coefficient that the censored model and TREAT can test too).
+    """
+    last = groups == cases[-1]
+    cols = [(groups == lv).astype(float) - last for lv in cases[:-1]]
+    return np.column_stack(cols) if cols else np.empty((len(groups), 0))
+
+
+def level_effects(Y: np.ndarray, groups: np.ndarray, cases: list[str], pooled: np.ndarray, min_valid: int = 2) -> dict[str, np.ndarray]:
+    """Each pooled level's own log2 fold change against the control (means of observed values; NaN
+    where the level or the control has fewer than ``min_valid`` values, a detection pattern rather than
+    a measured change), and ``levels_agree``: every level measured and on the side of the pooled effect
+    (a shared effect, not one level's difference averaged over the others)."""
+    import warnings
+
+    def mean(cols: np.ndarray) -> np.ndarray:
+        sub = Y[:, cols]
+        return np.where(np.isfinite(sub).sum(1) >= min_valid, np.nanmean(sub, 1), np.nan)
+
+    control = ~np.isin(groups, cases)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        base = mean(control)
+        eff = {lv: mean(groups == lv) - base for lv in cases}
+    sign = np.sign(pooled)
+    agree = np.all([np.isfinite(e) & (np.sign(e) == sign) for e in eff.values()], axis=0) & (sign != 0)
+    return {f"logFC[{lv}]": e for lv, e in eff.items()} | {"levels_agree": agree}
+
+
 # --- differential_anova -----------------------------------------------------------------------
 
 
@@ -657,9 +712,26 @@ def _trend(fit, n_levels: int) -> pd.DataFrame:
     return pd.DataFrame({"trend_slope": eb.coefficients[:, 0], "trend_t": eb.t[:, 0], "trend_p": eb.p_value[:, 0]})
 
 
+def most_distinct_level(Y: np.ndarray, groups: np.ndarray, levels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, of the highest and the lowest level, the one whose mean lies farther from the mean of
+    the other levels' samples, and that difference (negative when it is the lowest): the contrast that
+    drives an F-test, so a hit is described as "lowest in A" rather than "highest in B" when B only
+    edges the others."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.column_stack([np.nanmean(Y[:, groups == lv], 1) for lv in levels])
+        diffs = np.column_stack([means[:, k] - np.nanmean(Y[:, groups != lv], 1) for k, lv in enumerate(levels)])
+    rows = np.arange(len(Y))
+    hi, lo = np.nanargmax(means, axis=1), np.nanargmin(means, axis=1)
+    i = np.where(np.abs(diffs[rows, lo]) > np.abs(diffs[rows, hi]), lo, hi)
+    return np.asarray(levels)[i], diffs[rows, i]
+
+
 @register("differential_anova", family="differential", params=AnovaParams, requires=("bulk", "clinical"))
 def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> ToolResult:
-    """Find features whose abundance differs across the levels of a multi-level group (e.g. molecular subtype) with a limma moderated F test, optionally adjusting for covariates; relations ``feature --differs_across--> clinical_variable:<factor>`` (the level where it is highest in extra.top_level) and, when ordered, ``correlates_with`` the factor for a linear trend.
+    """Find features whose abundance differs across the levels of a multi-level group (e.g. molecular subtype) with a limma moderated F test, optionally adjusting for covariates; relations ``feature --differs_across--> clinical_variable:<factor>`` (described by the level farthest from the others, extra.level, its effect and direction; the highest level in extra.top_level) and, when ordered, ``correlates_with`` the factor for a linear trend.
 
     Features with fewer than ``min_valid`` values in any level are skipped (counted). With
     ``ordered``, a moderated t for a linear trend across the ordered levels is reported too: the
@@ -725,10 +797,11 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
     top_level = np.asarray(levels)[top_i]
     rest = np.array([np.nanmean(Yt[i, gv != top_level[i]]) for i in range(Yt.shape[0])])
     effect = means[np.arange(len(top_i)), top_i] - rest
+    distinct_level, distinct_effect = most_distinct_level(Yt, gv, levels)
     table = pd.DataFrame({
         "feature": ids[tested], **gene_annotation(adata, ids[tested]),
         "F": eb.F, "p": eb.F_p_value, "q": bh(eb.F_p_value), "AveExpr": eb.amean,
-        "top_level": top_level, "top_vs_rest": effect,
+        "top_level": top_level, "top_vs_rest": effect, "distinct_level": distinct_level, "distinct_vs_rest": distinct_effect,
         **{f"mean_{lv}": means[:, k] for k, lv in enumerate(levels)},
     })
     if p.ordered:
@@ -739,13 +812,13 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
     prov = ctx.provenance_for(name, p)
     n_total = int(len(gv))
     factor = Entity(type="clinical_variable", label=p.group)
-    relations = [  # the F-test says a feature differs across the factor; where it is highest is a description
+    relations = [  # the F-test says a feature differs across the factor; the level that drives it describes how
         Relation(
             subject=feature_entity(kind, r["label"]), predicate="differs_across", object=factor,
-            stats=Stats(effect=float(r["top_vs_rest"]), effect_type="log2FC highest level vs the others", p=float(r["p"]),
-                        q=float(r["q"]), n=n_total, direction="up",
+            stats=Stats(effect=float(r["distinct_vs_rest"]), effect_type="log2FC most distinct level vs the others", p=float(r["p"]),
+                        q=float(r["q"]), n=n_total, direction="up" if r["distinct_vs_rest"] > 0 else "down",
                         extra={"F": float(r["F"]), "feature_id": str(r["feature"]), "df1": int(eb.F_df1), "test": "moderated F",
-                               "top_level": str(r["top_level"]), "levels": list(levels)}),
+                               "level": str(r["distinct_level"]), "top_level": str(r["top_level"]), "levels": list(levels)}),
             modality=p.modality, provenance=prov,
         )
         for _, r in table.loc[sig].head(MAX_RELATIONS).iterrows()

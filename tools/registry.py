@@ -223,8 +223,8 @@ def validate_call(tool: Tool, study: Study, params: BaseModel | dict) -> BaseMod
     group = d.get("group")
     if group is not None and group in cols:
         levels = _levels(study, group)
-        for key in ("case", "control"):
-            v = d.get(key)
+        pooled = list(d.get("case_levels") or [])
+        for key, v in [("case", None if pooled else d.get("case")), ("control", d.get("control"))] + [("case_levels", lv) for lv in pooled]:
             if v is not None and str(v) not in levels:
                 msg = f"{key} {v!r} is not a level of {group!r}; levels: {levels}"
                 raise ToolInputError(msg)

@@ -85,7 +85,8 @@ def _cell_layers(profile: DataProfile) -> list[ModalityProfile]:
 
 
 def _contrasts(profile: DataProfile) -> list[Contrast]:
-    return [c for c in profile.contrasts if min(c.n_case, c.n_control) >= 2][:_MAX_CONTRASTS]
+    """Two-level contrasts (the cell-level tools compare one level with another; a pooled case is a bulk design)."""
+    return [c for c in profile.contrasts if min(c.n_case, c.n_control) >= 2 and not c.case_levels][:_MAX_CONTRASTS]
 
 
 def _pop_title(m: ModalityProfile) -> str:
@@ -140,7 +141,7 @@ def _layer_and_contrast(title: str, profile: DataProfile) -> tuple[ModalityProfi
     for m in _cell_layers(profile):
         if title == _pop_title(m):
             return m, None, "populations"
-        for c in profile.contrasts:
+        for c in _contrasts(profile):
             if title == _da_title(m, c):
                 return m, c, "abundance"
             if title == _ds_title(m, c):
@@ -153,8 +154,9 @@ def _route_free_text(objective: ObjectiveSpec | Objective, profile: DataProfile)
     text = f"{objective.title} {objective.question}".lower()
     layers = _cell_layers(profile)
     m = next((x for x in layers if x.name.lower() in text), layers[0] if layers else None)
-    c = next((x for x in profile.contrasts if x.group.lower() in text and x.case.lower() in text), None)
-    c = c or (profile.contrasts[0] if profile.contrasts else None)
+    contrasts = _contrasts(profile)
+    c = next((x for x in contrasts if x.group.lower() in text and x.case.lower() in text), None)
+    c = c or (contrasts[0] if contrasts else None)
     if re.search(r"signal|state|phospho|activation", text):
         kind = "state"
     elif re.search(r"abundan|proportion|frequenc|expand|contract|shift", text):

@@ -9,6 +9,7 @@ with :mod:`proteus.policy.claims` against the run's full result tables
 - mutation cis effect (worded by variant class and direction) and the downstream proteins
 - pathway programme: enriched pathways carried by the same changed members are one finding; a
   composition caveat where the members track a composition score or the contrast is tumour vs normal
+- shared change: every level of a factor moves one way against its reference (the pooled contrast)
 - multi-layer change: a protein and its mRNA change the same way in one contrast
 - phospho-specific regulation: a site that changes beyond its protein (sites that mirror it are said to)
 - copy number reaching the protein; interaction modules (together only when directions agree)
@@ -356,9 +357,47 @@ def _correlates(kg: KnowledgeGraph) -> list[HypothesisDraft]:
     return out[:3]
 
 
+def _driven_by(r: Relation) -> str:
+    """An F-test hit by the contrast that drives it: "C7 highest in A (+0.93 vs the other levels)"."""
+    level = r.stats.extra.get("level")
+    if level is None or r.stats.effect is None:
+        return f"{r.subject.label} highest in {r.stats.extra.get('top_level')}"
+    return f"{r.subject.label} {'highest' if r.stats.effect > 0 else 'lowest'} in {level} ({r.stats.effect:+.2f} log2 vs the other levels)"
+
+
+def _shared_changes(changes) -> list[HypothesisDraft]:
+    """Pooled contrasts (every non-reference level against the reference, on the full design): features
+    every level moves the same way, a change the whole factor shares rather than one level's, stated
+    with each level's own effect."""
+    out = []
+    for (contrast, stype), rels in sorted(changes.items()):
+        pooled = sorted((r for r in rels if r.stats.extra.get("level_effects") and r.provenance.tool not in _UNSUPERVISED), key=_rank)
+        if stype in _CELL_TYPES or not pooled:
+            continue
+        group, case, control = _contrast_words(contrast)
+        for word in ("higher", "lower"):
+            top = [r for r in pooled if _direction_word(r) == word][:3]
+            if not top:
+                continue
+            levels = list(top[0].stats.extra["level_effects"])
+            names = ", ".join(t.subject.label for t in top)
+            each = "; ".join(f"{t.subject.label} " + ", ".join(f"{lv} {e:+.2f}" for lv, e in t.stats.extra["level_effects"].items()) for t in top)
+            out.append(HypothesisDraft(
+                statement=f"{names} {'are' if len(top) > 1 else 'is'} {word} in {case} levels of {group} ({', '.join(levels)}) "
+                          f"than in {control}, each level on its own too: a change they share, not one level's difference.",
+                rationale=f"Pooled contrast of the {len(levels)} levels against {control} on the full design "
+                          f"({'; '.join(t.subject.label + ' ' + _fmt(t) for t in top)}); each level's own log2FC vs {control}: {each}.",
+                evidence=[t.id for t in top],
+                entities=[t.subject.id for t in top] + [top[0].object.id],
+                test=f"Measure {names} in independent {control} samples and samples of each other level of {group}; predict every level "
+                     f"{word} than {control} (the pooled contrast, pre-registered direction).",
+            ))
+    return out
+
+
 def _factor_differences(kg: KnowledgeGraph) -> list[HypothesisDraft]:
     """A multi-level factor stated as its design tested it: features that differ across it (F-test,
-    with the level where each is highest) and, for ordered levels, a trend across them."""
+    each by the level that drives it, :func:`_driven_by`) and, for ordered levels, a trend across them."""
     out = []
     by_factor: dict[tuple[str, str], list[Relation]] = defaultdict(list)
     for r in kg.by_predicate("differs_across"):
@@ -370,7 +409,7 @@ def _factor_differences(kg: KnowledgeGraph) -> list[HypothesisDraft]:
         top = sorted(rels, key=_rank)[:3]
         names = ", ".join(t.subject.label for t in top)
         if test == "F":
-            where = "; ".join(f"{t.subject.label} highest in {t.stats.extra.get('top_level')}" for t in top)
+            where = "; ".join(_driven_by(t) for t in top)
             statement = f"{names} differ across {factor} ({where})."
             rationale = "moderated F-test across the levels: " + "; ".join(
                 f"{t.subject.label} F={t.stats.extra.get('F', float('nan')):.1f}, q={t.stats.q_else_p():.1e}" for t in top) + "."
@@ -616,6 +655,7 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     families = [
         _gene_events(kg, changes),
         _mutations(kg, changes),
+        _shared_changes(changes),
         _pathway_programs(kg, changes, pathway_genes, tables, sample_type),
         _multi_layer(kg, changes, pathway_genes),
         _phospho_specific(kg, changes, tables),

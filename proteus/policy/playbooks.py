@@ -26,8 +26,9 @@ __all__ = ["Play", "bulk_plays", "primary_modality"]
 
 _PREFERRED = ("proteomics", "transcriptomics", "phosphoproteomics", "acetylproteomics", "mirna", "cna")
 _OTHER_SCORES = [re.compile(p, re.I) for p in (r"score|index|stemness", r"bmi|age|size|grade")]
-_MAX_DESIGN_CONTRASTS = 4
-"""Two-group tests per multi-level factor objective (most powerful first); its F-test covers the rest."""
+_MAX_DESIGN_CONTRASTS = 5
+"""Two-group tests per multi-level factor objective (most powerful first: the pooled contrast and four
+levels against the reference); its F-test covers the rest."""
 
 
 @dataclass
@@ -129,8 +130,9 @@ def _mappable(profile: DataProfile, modality: str) -> bool:
 
 
 def _contrast_params(c: Contrast) -> dict:
-    """Group, levels and the technical / block columns that cross the contrast (adjusted for)."""
-    return {"group": c.group, "case": c.case, "control": c.control} | ({"covariates": list(c.covariates)} if c.covariates else {})
+    """Group, levels (a pooled case with its levels) and the technical / block columns that cross the contrast (adjusted for)."""
+    return ({"group": c.group, "case": c.case, "control": c.control} | ({"case_levels": list(c.case_levels)} if c.case_levels else {})
+            | ({"covariates": list(c.covariates)} if c.covariates else {}))
 
 
 _LAYER_WORDS = {
@@ -155,7 +157,9 @@ def _adjusted(c: Contrast) -> str:
 
 
 def _da_step(profile: DataProfile, c: Contrast, primary: str) -> StepSpec:
-    return _step("differential_abundance", f"moderated t {c.case} vs {c.control} in {primary}{_adjusted(c)}"
+    what = (f"pooled contrast: the mean of the {len(c.case_levels)} other levels vs {c.control} on the full design (a change "
+            "they share)" if c.case_levels else f"{c.case} vs {c.control}")
+    return _step("differential_abundance", f"moderated t {what} in {primary}{_adjusted(c)}"
                  f"{_missing_note(profile, primary)}", modality=primary, **_contrast_params(c))
 
 

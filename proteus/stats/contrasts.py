@@ -36,6 +36,12 @@ class ContrastTest(BaseModel):
     case: str = Field(description="level of `group` tested (numerator of the fold change)")
     control: str | None = Field(None, description="reference level of `group` (denominator of the fold change); "
                                 "None = all other samples with a value")
+    case_levels: list[str] = Field(
+        default_factory=list,
+        description="levels of `group` pooled as the case (then `case` is the pool's label, e.g. 'all non-<control>'): "
+        "the mean of their level means vs `control`, a contrast of the full design ~ group in which every level keeps "
+        "its own mean (limma / censored); empty = the level named by `case`",
+    )
     covariates: list[str] = Field(
         default_factory=list,
         description="clinical columns adjusted for in the limma design (numeric as is, others as factors); "
