@@ -144,3 +144,17 @@ def test_every_tool_labels_relations_by_the_one_rule(nafld, tmp_path):
     for r in featured:
         assert r.subject.label == labels[r.stats.extra["feature_id"]]
     assert any(r.subject.label != r.stats.extra["feature_id"] for r in featured)  # a group named by its gene, not its id
+
+
+def test_anova_relations_count_every_level_and_follow_the_gene_rule(nafld, tmp_path):
+    res = get_tool("differential_anova")(nafld, {"modality": "proteomics", "group": "disease", "fdr": 0.1},
+                                         ToolContext(out_dir=tmp_path, seed=0, figures=False))
+    t = res.tables["results"].set_index("feature")
+    per_level = res.metrics["n_per_level"]
+    labels = feature_labels(nafld.modalities["proteomics"])
+    assert res.relations
+    for r in res.relations:
+        f = r.stats.extra["feature_id"]
+        assert r.stats.observed == {lv: (int(t.at[f, f"n_{lv}"]), n) for lv, n in per_level.items()}
+        assert r.stats.n == sum(per_level.values()) and r.subject.label == labels[f]
+        assert min(k for k, _ in r.stats.observed.values()) >= 2

@@ -803,30 +803,40 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
         "F": eb.F, "p": eb.F_p_value, "q": bh(eb.F_p_value), "AveExpr": eb.amean,
         "top_level": top_level, "top_vs_rest": effect, "distinct_level": distinct_level, "distinct_vs_rest": distinct_effect,
         **{f"mean_{lv}": means[:, k] for k, lv in enumerate(levels)},
+        **{f"n_{lv}": n_per[tested][:, k] for k, lv in enumerate(levels)},
     })
     if p.ordered:
         table = pd.concat([table, _trend(fit, len(levels))], axis=1)
     table = table.loc[np.isfinite(table["p"])].sort_values("p", kind="stable").reset_index(drop=True)
     table["q"] = bh(table["p"].to_numpy())
     sig = table["q"] < p.fdr
+    measured = table[[f"n_{lv}" for lv in levels]].min(axis=1) >= 2  # the rules of differential_abundance
+    driver = table.assign(way=table["distinct_level"].astype(str) + np.sign(table["distinct_vs_rest"]).astype(str))
+    claim = sig & measured & agrees_with_canonical(driver, "way", p.fdr)  # same level driving it, same way
     prov = ctx.provenance_for(name, p)
     n_total = int(len(gv))
+
+    def observed(r) -> dict[str, tuple[int, int]]:
+        return {lv: (int(r[f"n_{lv}"]), int(counts.get(lv, 0))) for lv in levels}
+
     factor = Entity(type="clinical_variable", label=p.group)
     relations = [  # the F-test says a feature differs across the factor; the level that drives it describes how
         Relation(
             subject=feature_entity(kind, r["label"]), predicate="differs_across", object=factor,
             stats=Stats(effect=float(r["distinct_vs_rest"]), effect_type="log2FC most distinct level vs the others", p=float(r["p"]),
                         q=float(r["q"]), n=n_total, direction="up" if r["distinct_vs_rest"] > 0 else "down",
+                        observed=observed(r),
                         extra={"F": float(r["F"]), "feature_id": str(r["feature"]), "df1": int(eb.F_df1), "test": "moderated F",
                                "level": str(r["distinct_level"]), "top_level": str(r["top_level"]), "levels": list(levels)}),
             modality=p.modality, provenance=prov,
         )
-        for _, r in table.loc[sig].head(MAX_RELATIONS).iterrows()
+        for _, r in table.loc[claim].head(MAX_RELATIONS).iterrows()
     ]
     trend_metrics: dict = {}
     if p.ordered:
         table["trend_q"] = bh(table["trend_p"].to_numpy())
         tsig = table["trend_q"] < p.fdr
+        tclaim = tsig & measured & agrees_with_canonical(table.assign(q=table["trend_q"]), "trend_slope", p.fdr)
         trend_metrics = {"n_trend_significant": int(tsig.sum()), "n_trend_up": int((tsig & (table["trend_slope"] > 0)).sum()),
                          "n_trend_down": int((tsig & (table["trend_slope"] < 0)).sum())}
         relations += [
@@ -834,11 +844,12 @@ def differential_anova(study: Study, params: AnovaParams, ctx: ToolContext) -> T
                 subject=feature_entity(kind, r["label"]), predicate="correlates_with", object=factor,
                 stats=Stats(effect=float(r["trend_slope"]), effect_type="log2 change per level", p=float(r["trend_p"]),
                             q=float(r["trend_q"]), n=n_total, direction="positive" if r["trend_slope"] > 0 else "negative",
+                            observed=observed(r),
                             extra={"t": float(r["trend_t"]), "feature_id": str(r["feature"]), "test": "linear trend",
                                    "levels": list(levels)}),
                 modality=p.modality, provenance=prov,
             )
-            for _, r in table.loc[tsig].sort_values("trend_p").head(MAX_RELATIONS).iterrows()
+            for _, r in table.loc[tclaim].sort_values("trend_p").head(MAX_RELATIONS).iterrows()
         ]
     top = table.head(40)
     rows = pd.Index(ids).get_indexer(top["feature"])

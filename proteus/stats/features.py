@@ -82,13 +82,15 @@ def agrees_with_canonical(table: pd.DataFrame, effect: str, fdr: float) -> pd.Se
     """Rows of a result table that may become relations under the gene rule.
 
     ``table`` has ``gene``, ``canonical``, ``q`` and the ``effect`` column (one row per tested
-    feature). A row of a non-canonical feature passes only where its gene's canonical feature is in
-    the table and significant (``q < fdr``) in the same direction: another protein group of a gene
-    never speaks against, or instead of, the gene's main measurement. Other rows pass.
+    feature; numbers compare by sign, labels such as the top level of an F test by equality). A row
+    of a non-canonical feature passes only where its gene's canonical feature is in the table and
+    significant (``q < fdr``) the same way: another protein group of a gene never speaks against, or
+    instead of, the gene's main measurement. Other rows pass.
     """
     canon = table[table["canonical"] & table["gene"].notna()].drop_duplicates("gene").set_index("gene")
     minor = ~table["canonical"].astype(bool) & table["gene"].notna()
+    way = np.sign if pd.api.types.is_numeric_dtype(table[effect]) else (lambda s: s)
     ref_q = table["gene"].map(canon["q"])
-    ref_sign = table["gene"].map(np.sign(canon[effect]))
-    agree = (ref_q < fdr) & (ref_sign == np.sign(table[effect]))
+    ref_way = table["gene"].map(way(canon[effect]))
+    agree = (ref_q < fdr) & (ref_way == way(table[effect]))
     return ~minor | agree.fillna(False).astype(bool)
