@@ -74,6 +74,13 @@ def test_relations_count_samples_tested_and_observed(drug_table):
     ids = {r.stats.extra["feature_id"] for r in res.relations}
     assert not ids & set(single.index)  # a detection pattern is not written as a measured fold change
     assert "detection pattern" in res.summary
+    # tested as a detection pattern: Fisher's exact test on the detected counts (scipy.stats as the oracle)
+    from scipy.stats import fisher_exact
+
+    for f, r in single.iterrows():
+        table = [[r["n_case"], m["n_case"] - r["n_case"]], [r["n_control"], m["n_control"] - r["n_control"]]]
+        assert r["detection_p"] == pytest.approx(fisher_exact(table)[1], rel=1e-9)
+        assert f"{r['label']} observed in {r['n_case']}/{m['n_case']} yes vs {r['n_control']}/{m['n_control']} no" in res.summary
 
 
 def test_minor_protein_group_never_speaks_for_its_gene(drug_table, nafld, tmp_path):

@@ -44,7 +44,7 @@ from proteus.records import Entity, Relation, Stats, ToolResult, contrast_entity
 from proteus.stats.censored import DropoutCurves, censored_test, fit_dropout_curves
 from proteus.stats.contrasts import TEST_FIELDS, ContrastTable, ContrastTest, cached_table
 from proteus.stats.deqms import count_variance_prior
-from proteus.stats.distributions import norm_sf, t_sf
+from proteus.stats.distributions import fisher_exact_p, norm_sf, t_sf
 from proteus.stats.features import agrees_with_canonical, gene_annotation
 from proteus.stats.design import covariate_block, dropped_text, is_factor, usable_covariates
 from proteus.stats.limma import contrasts_fit, ebayes, lm_fit, treat, two_group_moderated
@@ -353,6 +353,12 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     (``case_levels``: e.g. every level of a factor but its reference) is the mean of those levels'
     means against the control on the full design (:func:`pooled_columns`); its relations need every
     pooled level on the side of the pooled effect (``level_effects`` in their extra).
+
+    A relation is a measured change of its feature (:mod:`proteus.stats.features`): at least 2 values
+    in each group (fewer is a detection pattern, tested by Fisher's exact test on the detected counts,
+    ``detection_p``, and named in the summary), and a protein group that is not its gene's canonical one
+    only where the canonical group is significant the same way. Its ``n`` counts the samples tested,
+    ``observed`` the samples with a value per group.
     """
     name = "differential_abundance"
     p = params
@@ -370,6 +376,9 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     measured = np.minimum(table["n_case"], table["n_control"]) >= 2
     speaks = agrees_with_canonical(table, "logFC", p.fdr)
     claim = sig & measured & speaks
+    if (~measured).any():  # a detection pattern is tested as one: detected k of n samples per group
+        table["detection_p"] = [fisher_exact_p(int(a), d["n_case"], int(b), d["n_control"]) if not m else np.nan
+                                for a, b, m in zip(table["n_case"], table["n_control"], measured)]
 
     contrast = contrast_entity(p.group, p.case, p.control)
     prov = ctx.provenance_for(name, p)
@@ -412,7 +421,7 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         "covariates": d["notes"], "covariates_dropped": d["dropped"],
         "n_significant_detection_only": int((sig & ~measured).sum()), "n_significant_minor_group": int((sig & measured & ~speaks).sum()),
     } | ({"case_levels": list(p.case_levels), "n_significant_not_shared": not_shared} if p.case_levels else {})
-    head = ", ".join(f"{lab} ({fc:+.2f})" for lab, fc in zip(table.loc[sig, "label"].head(5), table.loc[sig, "logFC"]))
+    head = ", ".join(f"{lab} ({fc:+.2f})" for lab, fc in zip(table.loc[claim, "label"].head(5), table.loc[claim, "logFC"]))
     summary = (
         f"{method} test of {p.modality} between {p.group}={p.case} (n={n_case}) and {p.control} (n={n_control})"
         + (f" adjusting for {', '.join(covs)}" if covs else "")
@@ -426,7 +435,10 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
         + (f". Detected in one group only: {metrics['n_detected_only_case']} in {p.case}, "
            f"{metrics['n_detected_only_control']} in {p.control}" if method == "censored" else "")
         + (f". {metrics['n_significant_detection_only']} significant with at most 1 value in a group are a detection "
-           "pattern, not a measured fold change (no relation)" if metrics["n_significant_detection_only"] else "")
+           "pattern, not a measured fold change (no relation): " + "; ".join(
+               f"{r.label} observed in {r.n_case}/{n_case} {p.case} vs {r.n_control}/{n_control} {p.control} "
+               f"(Fisher p={r.detection_p:.2g})" for r in table.loc[sig & ~measured].head(3).itertuples())
+           if metrics["n_significant_detection_only"] else "")
         + (f". {metrics['n_significant_minor_group']} significant minor protein groups of a gene whose canonical group "
            "does not agree (no relation)" if metrics["n_significant_minor_group"] else "")
         + (f". Choices: {'; '.join(choice.reasons)}" if choice.reasons else "") + "." + dropped_text(d["dropped"])
