@@ -175,7 +175,7 @@ def tools_run(
     params: str = typer.Option("{}", "--params", help="tool parameters as JSON"),
     out: Path = typer.Option(Path("out"), "--out", help="output folder for TSV tables and figures"),
     seed: int = typer.Option(0, "--seed"),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="keep the parsed data in the study cache (proteus.study_cache) and read only the layers the call names"),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="keep the parsed data in the study cache (proteus.study_cache) and parse only the layers (and mutations) the call uses"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the tool's figures (PNG under OUT/figures); --no-figures writes the tables only"),
 ) -> None:
     """Run one tool by hand and write its tables (TSV) and figures."""
@@ -190,7 +190,7 @@ def tools_run(
     try:
         tool = get_tool(name)
         if cache:  # a hit imports no reader
-            study = load_study_cached(data, layers=_layers_named(tool, p))
+            study = load_study_cached(data, layers=_layers_named(tool, p), mutations="mutations" in tool.requires)
         else:
             from proteus.io import load_study
 

@@ -4,8 +4,8 @@ Layer files are the text tables whose name decides their layer's kind
 (:func:`proteus.io.discover.layer_files`: ``proteomics.tsv``, ``phospho_sites.csv``...). The rest
 (sample tables, MAFs, vendor reports, ...) is the study's shared part. Under ``<cache>/<key>/``:
 
-- ``study.pkl``: the shared part, parsed on every miss: sample table, mutations, reports, the layers
-  read from files that are not layer files (``layers/<name>.pkl``);
+- ``study.pkl``: the shared part, parsed on every miss: sample table, mutations (when asked for),
+  reports, the layers read from files that are not layer files (``layers/<name>.pkl``);
 - ``kinds/<kind>-<hash>.pkl``: the layers of one kind read from its layer files, their reports and
   sample matching, added when a call first needs that kind (:func:`proteus.io.load.load_layers`).
 
@@ -150,13 +150,15 @@ def _rank(inp: _Inputs, source: str) -> tuple[int, int]:
     return phase, order.get(rel, len(order))
 
 
-def _parse(data: Path, inp: _Inputs, folder: Path, kinds: Collection[str], heads: dict[str, str] | None) -> tuple[dict, dict[str, dict]]:
-    """Parse the folder for the layer files of ``kinds``; store each kind read and, unless the stored
-    shared part (with its layer files' ``heads``) holds, the shared part; return them."""
+def _parse(data: Path, inp: _Inputs, folder: Path, kinds: Collection[str], heads: dict[str, str] | None,
+           mutations: bool) -> tuple[dict, dict[str, dict]]:
+    """Parse the folder for the layer files of ``kinds`` (and the MAFs' mutations); store each kind
+    read and, unless the stored shared part (with its layer files' ``heads``) holds, the shared
+    part; return them."""
     from proteus.io.load import load_layers
 
-    loaded = load_layers(data, kinds)
     shared = heads is None
+    loaded = load_layers(data, kinds, read_mutations=mutations and shared)
     heads = heads if heads is not None else inp.heads()
     study = loaded.study
     source = {}
@@ -180,12 +182,13 @@ def _parse(data: Path, inp: _Inputs, folder: Path, kinds: Collection[str], heads
     meta = Study(study.root, {}, study.clinical, study.mutations, [r for r in study.reports if r.path not in inp.layer_files],
                  [m for m in study.sample_matching if m.layer in own], study.sample_notes)
     entry = {"meta": meta, "layers": {n: study.modalities[n] for n in own}, "rank": {n: rank[n] for n in own},
-             "read_whole": sorted(loaded.read_whole), "heads": heads, "shas": {rel: inp.shas[rel] for rel in inp.layer_files}}
+             "read_whole": sorted(loaded.read_whole), "heads": heads, "mutations": mutations, "shas": {rel: inp.shas[rel] for rel in inp.layer_files}}
     _dump({**entry, "layers": list(own)}, folder / "study.pkl")  # written last: its presence marks a usable entry
     return entry, parts
 
 
-def load_study_cached(data: str | Path, *, layers: Collection[str] | None = None, cache: str | Path | None = None) -> Study:
+def load_study_cached(data: str | Path, *, layers: Collection[str] | None = None, mutations: bool = True,
+                      cache: str | Path | None = None) -> Study:
     """:func:`proteus.io.load_study` through the cache, reading only the named layers.
 
     Parameters
@@ -194,8 +197,11 @@ def load_study_cached(data: str | Path, *, layers: Collection[str] | None = None
         Data folder (or file), as for ``load_study``.
     layers
         Names of the layers to read (default: all). Where one is not a layer of the study, all are
-        read (the caller's error then lists them). Sample table, mutations and reports of the
-        other files are always read.
+        read (the caller's error then lists them). Sample table and reports of the other files
+        are always read.
+    mutations
+        Whether to parse the MAFs' mutations (else only their sample ids, which the sample
+        table's matching uses; ``mutations`` is then None unless an earlier call parsed them).
     cache
         Cache folder (default :func:`cache_dir`).
 
@@ -211,8 +217,8 @@ def load_study_cached(data: str | Path, *, layers: Collection[str] | None = None
     all_kinds = set(inp.layer_files.values())
     kinds = all_kinds if layers is None else {_kind_of(n) for n in layers} & all_kinds
     entry = _load(folder / "study.pkl") if (folder / "study.pkl").is_file() else None
-    if entry is None or not _valid(entry, inp):
-        entry, parts = _parse(data, inp, folder, kinds, None)
+    if entry is None or not _valid(entry, inp) or (mutations and not entry["mutations"]):
+        entry, parts = _parse(data, inp, folder, kinds, None, mutations)
     else:
         entry["layers"] = {n: _load(folder / "layers" / f"{n}.pkl") for n in entry["layers"] if layers is None or n in layers}
         parts = {}
@@ -221,10 +227,10 @@ def load_study_cached(data: str | Path, *, layers: Collection[str] | None = None
             if path.is_file():
                 parts[kind] = _load(path)
         if kinds - set(parts):
-            parts.update(_parse(data, inp, folder, kinds - set(parts), entry["heads"])[1])
+            parts.update(_parse(data, inp, folder, kinds - set(parts), entry["heads"], False)[1])
     names = set(entry["rank"]) | {n for p in parts.values() for n in p["layers"]}
     if layers is not None and not set(layers) <= names:
-        return load_study_cached(data, cache=cache)
+        return load_study_cached(data, mutations=mutations, cache=cache)
     chosen = {n: a for n, a in entry["layers"].items() if layers is None or n in layers}
     rank = dict(entry["rank"])
     meta: Study = entry["meta"]

@@ -29,12 +29,12 @@ def _same_layer(a, b) -> None:
     assert a.uns == b.uns
 
 
-def _same_study(got, want, layers) -> None:
+def _same_study(got, want, layers, mutations=True) -> None:
     assert list(got.modalities) == layers
     for name in layers:
         _same_layer(got.modalities[name], want.modalities[name])
     pd.testing.assert_frame_equal(got.clinical, want.clinical)
-    if want.mutations is None:
+    if want.mutations is None or not mutations:
         assert got.mutations is None
     else:
         pd.testing.assert_frame_equal(got.mutations, want.mutations)
@@ -57,6 +57,20 @@ def test_cached_study_equals_load_study_and_parses_only_the_chosen_layers(ucec_d
     assert [r.path for r in full.reports] == [r.path for r in ucec_study.reports]
     unknown = load_study_cached(ucec_dir, cache=tmp_path, layers={"nope"})  # the tool's error lists every layer
     assert list(unknown.modalities) == list(ucec_study.modalities)
+
+
+def test_mutations_are_parsed_only_when_asked_for(ucec_dir, ucec_study, tmp_path):
+    from proteus.io.load import load_layers
+
+    part = load_layers(ucec_dir, {"mirna"}, read_mutations=False)
+    _same_study(part.study, ucec_study, ["mirna"], mutations=False)  # the MAF's sample ids still match the samples
+    maf = next(r for r in part.study.reports if r.kind == "maf")
+    assert maf.notes[-1] == "mutations not read (not asked for)"
+    first = load_study_cached(ucec_dir, cache=tmp_path, layers={"mirna"}, mutations=False)
+    _same_study(first, ucec_study, ["mirna"], mutations=False)
+    assert part.study.mutations is None and first.mutations is None
+    again = load_study_cached(ucec_dir, cache=tmp_path, layers={"mirna"})
+    _same_study(again, ucec_study, ["mirna"])
 
 
 def _small_folder(ucec_dir, dest: Path, layers: dict[str, str]) -> Path:

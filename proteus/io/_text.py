@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["ReadProblem", "RawTable", "read_bytes", "head_bytes", "decode", "read_text_table", "read_text_head", "read_excel_tables", "read_parquet_table"]
+__all__ = ["ReadProblem", "RawTable", "read_bytes", "head_bytes", "decode", "read_text_table", "read_text_head", "read_text_column", "read_excel_tables", "read_parquet_table"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -173,7 +173,33 @@ def read_text_head(path: Path, source: str, n_lines: int) -> RawTable | None:
     return table
 
 
+def read_text_column(path: Path, source: str, max_bytes: int, column: str, *, comment: str | None = None) -> tuple[RawTable, list[str]]:
+    """:func:`read_text_table` parsing one column only (``partial``), where that reads it as the
+    whole table would: the column is in the header, no row has more fields than the header (the
+    whole table would skip such ragged rows) and there is no quote (quoted fields may hold
+    delimiters or newlines). Else the whole table. Returns the table and every column name (as
+    ``read_text_table``'s ``df.columns``)."""
+    text, lines, skip, header, kw, notes = _layout(read_bytes(path, max_bytes), path, comment)
+    n_fields = lines[skip].count(kw["sep"])
+    if column not in header or '"' in text or any(ln.count(kw["sep"]) > n_fields for ln in lines[skip + 1 :]):
+        table = _frame(text, lines, skip, header, kw, notes, source)
+        return table, list(table.df.columns)
+    columns = [str(c).strip() for c in pd.read_csv(io.StringIO(text), nrows=0, **kw).columns]
+    at = header.index(column)
+    df = pd.read_csv(io.StringIO(text), **{**kw, "usecols": [at], "dtype": {at: str} if at == 0 else None})
+    if df.shape[0] == 0:
+        raise ReadProblem("header only, no data rows")
+    df.columns = [columns[at]]
+    return RawTable(source, df, header, notes, partial=True), columns
+
+
 def _parse_text(data: bytes, path: Path, source: str, comment: str | None) -> RawTable:
+    return _frame(*_layout(data, path, comment), source)
+
+
+def _layout(data: bytes, path: Path, comment: str | None) -> tuple[str, list[str], int, list[str], dict, list[str]]:
+    """Decoded text, its lines, the lines before the header, the header, ``read_csv`` options
+    (delimiter sniffed, decimal comma detected) and notes."""
     notes: list[str] = []
     if not data.strip():
         raise ReadProblem("empty file")
@@ -203,7 +229,11 @@ def _parse_text(data: bytes, path: Path, source: str, comment: str | None) -> Ra
         if sum(bool(_DECIMAL_COMMA.match(c.strip())) for c in cells) > len(cells) / 4:
             decimal = ","
             notes.append("decimal commas")
-    kw = dict(sep=delim, skiprows=skip, decimal=decimal, dtype={0: str}, low_memory=False)
+    return text, lines, skip, header, dict(sep=delim, skiprows=skip, decimal=decimal, dtype={0: str}, low_memory=False), notes
+
+
+def _frame(text: str, lines: list[str], skip: int, header: list[str], kw: dict, notes: list[str], source: str) -> RawTable:
+    """The whole table parsed (ragged rows with too many fields skipped, noted)."""
     try:
         df = pd.read_csv(io.StringIO(text), **kw)
     except pd.errors.ParserError:

@@ -22,14 +22,14 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
-from proteus.io._text import RawTable, ReadProblem, read_excel_tables, read_parquet_table, read_text_head, read_text_table
+from proteus.io._text import RawTable, ReadProblem, read_excel_tables, read_parquet_table, read_text_column, read_text_head, read_text_table
 from proteus.io.clinical import index_clinical, is_panel, is_sample_sheet, looks_clinical, tidy_levels
 from proteus.io.diann import is_diann, is_diann_report, read_diann, read_diann_report
 from proteus.io.exclusions import drop_excluded
 from proteus.io.discover import DEFAULT_MAX_BYTES, HEAD_LINES, Candidate, discover, layer_files
 from proteus.io.fragpipe import is_fragpipe, read_fragpipe
 from proteus.io.h5ad import read_h5ad
-from proteus.io.maf import is_maf, read_maf
+from proteus.io.maf import SAMPLE_COLUMN, is_maf, read_maf
 from proteus.io.matrix import column_kinds, read_matrix
 from proteus.io.maxquant import is_maxquant, read_maxquant
 from proteus.io.runs import merge_runs
@@ -56,12 +56,15 @@ def _problem(rep: FileReport, exc: Exception) -> None:
 
 
 def _read_tables(
-    cands: list[Candidate], max_bytes: int, reports: list[FileReport], heads: set[str]
-) -> tuple[list[tuple[RawTable, FileReport]], set[str]]:
-    """Every table candidate read, and the ones read by their head: those in ``heads`` only their
-    first :data:`HEAD_LINES` lines where that reads like the whole file
-    (:func:`~proteus.io._text.read_text_head`; else whole)."""
+    cands: list[Candidate], max_bytes: int, reports: list[FileReport], heads: set[str], mutations: bool
+) -> tuple[list[tuple[RawTable, FileReport]], set[str], dict[str, list[str]]]:
+    """Every table candidate read; the ones read by their head; the columns of the MAFs read by
+    their sample column. Those in ``heads`` only their first :data:`HEAD_LINES` lines where that
+    reads like the whole file (:func:`~proteus.io._text.read_text_head`); without ``mutations``,
+    of a file named ``.maf`` only its sample column where that reads like the whole file
+    (:func:`~proteus.io._text.read_text_column`)."""
     headed = set()
+    by_column = {}
     out = []
     for c in cands:
         if c.reader not in ("table", "excel", "parquet"):
@@ -96,6 +99,11 @@ def _read_tables(
                     out.append((t, r))
             elif c.reader == "parquet":
                 out.append((read_parquet_table(c.path, c.rel), rep))
+            elif ".maf" in c.rel.lower() and not mutations:
+                t, columns = read_text_column(c.path, c.rel, max_bytes, SAMPLE_COLUMN, comment="#")
+                if t.partial:
+                    by_column[c.rel] = columns
+                out.append((t, rep))
             else:
                 comment = "#" if ".maf" in c.rel.lower() else None
                 out.append((read_text_table(c.path, c.rel, max_bytes, comment=comment), rep))
@@ -103,7 +111,7 @@ def _read_tables(
             _problem(rep, e)
         except MemoryError:
             _problem(rep, ReadProblem("out of memory while reading"))
-    return out, headed
+    return out, headed, by_column
 
 
 _MAX_ID_ROWS = 5000
@@ -118,7 +126,7 @@ def _data_ids(tables: list[tuple[RawTable, str]]) -> set[str]:
     ids: set[str] = set()
     for t, kind in tables:
         if kind == "maf":
-            ids |= set(t.df["Tumor_Sample_Barcode"].dropna().astype(str))
+            ids |= set(t.df[SAMPLE_COLUMN].dropna().astype(str))
         elif kind in ("diann_report", "spectronaut_report"):
             ids |= {run_stem(r) for c in ("Run", "File.Name", "R.FileName") if c in t.df for r in t.df[c].dropna().unique()}
         elif kind in _DATA_KINDS:
@@ -307,6 +315,7 @@ def load_layers(
     path: str | Path,
     kinds: Collection[str] | None,
     *,
+    read_mutations: bool = True,
     on_problem: Callable[[FileReport], None] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> LayerLoad:
@@ -319,7 +328,9 @@ def load_layers(
     ``load_study(path)``: where leaving a file out could change it (no sample table, so the layers
     name the samples; a layer read from another file whose content says it is of a left-out kind,
     which could change layer numbering; FCS files, whose sheet is recognised by content), every
-    layer is read. ``kinds=None`` reads everything, as :func:`load_study`.
+    layer is read. ``kinds=None`` reads everything, as :func:`load_study`. Without ``read_mutations``,
+    a MAF is read only as far as the study-wide decisions use it (its sample column) and
+    ``mutations`` is None.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -330,14 +341,23 @@ def load_layers(
     fcs_names = {c.path.name for c in fcs}
     named = layer_files(cands)
     split = {} if kinds is None or fcs else named
-    tables, headed = _read_tables(cands, max_bytes, reports, set(split))
+    tables, headed, by_column = _read_tables(cands, max_bytes, reports, set(split), read_mutations)
     read_whole = set(named) - headed
     left_out: dict[str, str] = {}
     paths = {c.rel: c.path for c in cands}
 
     classified: list[tuple[RawTable, FileReport, str]] = []
     for t, rep in tables:
-        kind = _classify(t, fcs_names)
+        if t.source in by_column:
+            kind = _classify(RawTable(t.source, pd.DataFrame(columns=by_column[t.source]), t.header), fcs_names)
+            if kind != "maf":
+                del by_column[t.source]
+                try:
+                    t = read_text_table(paths[t.source], t.source, max_bytes, comment="#")
+                except ReadProblem as e:
+                    _problem(rep, e)
+                    continue
+        kind = _classify(t, fcs_names) if t.source not in by_column else "maf"
         if t.source in headed:
             if not _head_reads_as_whole(t, kind):
                 read_whole.add(t.source)
@@ -390,7 +410,9 @@ def load_layers(
         rep.notes = t.notes + rep.notes
         notes = rep.notes
         try:
-            if kind == "maf":
+            if kind == "maf" and t.source in by_column:
+                notes.append("mutations not read (not asked for)")
+            elif kind == "maf":
                 m = read_maf(t, notes)
                 mapping, how = build_mapping(m["sample"].unique(), clinical) if not clinical.empty else ({}, "")
                 n_ids = m["sample"].nunique()
@@ -443,7 +465,7 @@ def load_layers(
         clinical = _read_fcs(fcs, classified, clinical, reports, add)
 
     if left_out and (clinical.shape[1] == 0 or any(a.uns["modality"] in left_out.values() for a in modalities.values())):
-        return load_layers(path, None, on_problem=on_problem, max_bytes=max_bytes)
+        return load_layers(path, None, read_mutations=read_mutations, on_problem=on_problem, max_bytes=max_bytes)
     if clinical.shape[1] == 0:
         ids: dict[str, None] = dict.fromkeys(map(str, clinical.index))
         for a in modalities.values():

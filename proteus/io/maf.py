@@ -12,9 +12,10 @@ import pandas as pd
 
 from proteus.io._text import RawTable, ReadProblem
 
-__all__ = ["is_maf", "read_maf", "SILENT_CLASSES", "REQUIRED"]
+__all__ = ["is_maf", "read_maf", "SILENT_CLASSES", "REQUIRED", "SAMPLE_COLUMN"]
 
-REQUIRED = ("Hugo_Symbol", "Variant_Classification", "Tumor_Sample_Barcode")
+SAMPLE_COLUMN = "Tumor_Sample_Barcode"
+REQUIRED = ("Hugo_Symbol", "Variant_Classification", SAMPLE_COLUMN)
 SILENT_CLASSES = frozenset(
     {"Silent", "Intron", "3'UTR", "5'UTR", "3'Flank", "5'Flank", "IGR", "RNA", "lincRNA", "Targeted_Region"}
 )
