@@ -15,6 +15,7 @@ from langgraph.runtime import Runtime
 
 from proteus.graphs.state import ResearchState, RunContext
 from proteus.policy.base import ResearchView
+from proteus.confounding import hypothesis_checks
 from proteus.policy.claim_check import check_draft
 from proteus.policy.decisions import StepSpec
 from proteus.policy.result_tables import ResultTables
@@ -308,6 +309,9 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
     tables = ResultTables.of_view(view)
     drafted = {"drafted": drafts.decided_by} if drafts.decided_by else {}
     hyps, rejected = [], []
+    columns = [(v.name, v.role, v.kind == "continuous") for v in ctx.profile.variables
+               if v.role in ("biological", "covariate") and v.kind in ("binary", "categorical", "continuous")]
+    design_cache: dict = {}
     for d in drafts.hypotheses:
         checked = check_draft(d, view.kg, tables)
         checks = [c.as_dict() for c in checked.checks]
@@ -319,9 +323,14 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
         d = checked.draft
         if checks:
             ctx.rundir.append_trace({"kind": "hypothesis_reworded", "statement": d.statement[:200], "checks": checks})
-        hid = stable_id("H_", d.statement, sorted(d.evidence), length=8)
-        hyps.append(Hypothesis(id=hid, statement=d.statement, rationale=d.rationale, evidence=d.evidence, entities=d.entities, test=d.test,
-                               decided_by=drafted, wording_checks=checks).model_dump())
+        # confounders before the claim: a contrast that cannot be separated from another column, or whose groups
+        # differ strongly in another factor, says so in the statement (proteus.confounding)
+        design, clause, why = hypothesis_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None],
+                                                ctx.study.clinical, columns, design_cache)
+        statement = d.statement.rstrip().rstrip(".") + clause + "." if clause else d.statement
+        hid = stable_id("H_", statement, sorted(d.evidence), length=8)
+        hyps.append(Hypothesis(id=hid, statement=statement, rationale=f"{d.rationale} {why}".strip(), evidence=d.evidence, entities=d.entities,
+                               test=d.test, decided_by=drafted, wording_checks=checks, design_checks=design).model_dump())
     ctx.progress(f"proposed {len(hyps)} hypotheses" + (f" ({len(rejected)} rejected by the claim checks)" if rejected else ""))
     return {"hypotheses": hyps, "hypotheses_rejected": rejected}
 

@@ -762,6 +762,7 @@ def _section_hypotheses(rd: RunData, states: dict[str, Any]) -> str:
             out.append(f"<p><b>Judge.</b> {e(_judge_label(h.get('judge')))}.</p>")
         out.append(f"<p><b>Validation.</b> {e(_validation_text(h.get('validation')))}</p>")
         out.append(_validation_table(rels, h.get("validation")))
+        out.append(_design_checks_html(h.get("design_checks")))
         checks = [c for c in _as_list(h.get("wording_checks")) if isinstance(c, dict)]
         if checks:
             items = "".join(f"<li>{e(c.get('rule', ''))} {e(c.get('action', ''))}: {e(c.get('detail', ''))}</li>" for c in checks)
@@ -780,6 +781,27 @@ def _section_hypotheses(rd: RunData, states: dict[str, Any]) -> str:
                 out.append("<p class='missing'>The evidence edges are not in kg.json.</p>")
         out.append("</div>")
     return "\n".join(out)
+
+
+def _design_checks_html(records: Any) -> str:
+    """The confounder checks of a hypothesis's contrasts (proteus.confounding): per contrast, the columns that
+    matter with test, effect, p, q and decision, and how many others were checked and found independent."""
+    parts = []
+    for r in [x for x in _as_list(records) if isinstance(x, dict)]:
+        rows = "".join(
+            f"<tr><td>{e(c.get('column'))}</td><td>{e(c.get('test', ''))}</td><td class='num'>{e(_num(c.get('effect')))}</td>"
+            f"<td class='num'>{e(_num(c.get('p')))}</td><td class='num'>{e(_num(c.get('q')))}</td><td class='num'>{e(_num(c.get('r2')))}</td>"
+            f"<td>{e(c.get('decision'))}</td><td>{e(c.get('reason', ''))}</td></tr>" for c in _as_list(r.get("checks")) if isinstance(c, dict))
+        rest = (f"{len(_as_list(r.get('independent')))} other columns independent of it (q &ge; 0.05), "
+                f"{len(_as_list(r.get('not_testable')))} not testable on its samples")
+        parts.append(f"<p><b>Confounder check</b> of {e(r.get('contrast'))} against {e(r.get('n_columns'))} columns: {rest}.</p>"
+                     + ("<table class='scores'><thead><tr><th>column</th><th>test</th><th>effect</th><th>p</th><th>q</th><th>R²</th>"
+                        f"<th>decision</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>" if rows else ""))
+    return "".join(parts)
+
+
+def _num(x: Any) -> str:
+    return f"{x:.2g}" if isinstance(x, float) else "" if x is None else str(x)
 
 
 def _count_text(st: dict[str, Any]) -> str:

@@ -1,0 +1,229 @@
+r"""Confounder checks of a studied contrast against the sample table's other columns, before a claim.
+
+A difference between the groups of one column is a claim about that column alone only when the
+groups do not also differ in another biological factor or covariate. For a contrast (case levels
+vs a control level of a factor), :func:`contrast_checks` tests every other column with a
+biological or covariate role on the contrast's samples and decides what a hypothesis may say:
+
+- association: categorical columns by a contingency table, Fisher's exact test for 2 x 2, else
+  Pearson's chi-square, with a seeded Monte Carlo permutation p-value (2,000 relabellings) when an
+  expected count is below 5 (Agresti, *Categorical Data Analysis*, 3rd ed., 3.5); effect
+  Cramér's V. Continuous columns by Welch's t (effect: eta squared, the share of the column's
+  variance the contrast explains). Benjamini-Hochberg over the columns checked.
+- decision, per column: ``same grouping`` (one column's levels each lie within one group of the
+  other on these samples: the same split at another resolution, e.g. subtype and the status it
+  refines; nothing to separate); ``cannot be separated`` (associated and collinear: the contrast
+  indicator regressed on the column's design has R^2 >= 0.8, a variance inflation of 5 or more,
+  or leaves fewer than 3 effective samples, :math:`n_1 n_0/(n_1+n_0)\,(1-R^2)`, to estimate the
+  adjusted contrast, so no model on these samples tells the two apart); ``associated`` (q < 0.05, separable:
+  the hypothesis names it and its test adjusts for it); ``independent``; ``not testable`` (not
+  recorded in both groups, or one value).
+
+Values that mean "unknown" (``proteus.profile.is_unknown_level``) count as missing. No column, level
+or marker of any dataset is named here; sample-quality markers can be added later as curated data
+with their source, checked by the same record.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+from scipy import stats
+
+from proteus.stats.design import covariate_block
+from proteus.stats.multitest import bh
+
+__all__ = ["DesignCheck", "association", "contrast_checks", "evidence_contrast", "hypothesis_checks", "COLLINEAR_R2"]
+
+COLLINEAR_R2 = 0.8
+"""R^2 of the contrast on another column from which the two cannot be separated (variance inflation >= 5)."""
+MIN_ADJUSTED_N = 3.0
+r"""Effective samples an adjusted contrast needs, :math:`n_1 n_0/(n_1+n_0)\,(1-R^2)` (its variance over sigma^2, inverted)."""
+_ALPHA = 0.05
+_N_PERM = 2000
+
+Decision = Literal["same grouping", "cannot be separated", "associated", "independent", "not testable"]
+
+
+class DesignCheck(BaseModel):
+    """One column checked against a contrast: the test, its numbers and the decision."""
+
+    column: str
+    role: str = Field(description="the column's design role (biological factor or covariate)")
+    test: str = Field("", description="Fisher exact, chi-square, chi-square (Monte Carlo), Welch t")
+    effect_name: str = Field("", description="Cramér's V (categorical) or eta squared (continuous)")
+    effect: float | None = None
+    p: float | None = None
+    q: float | None = Field(None, description="BH over the columns checked for this contrast")
+    r2: float | None = Field(None, description="R^2 of the contrast indicator on the column's design")
+    n: int = 0
+    decision: Decision
+    reason: str = ""
+
+    def text(self) -> str:
+        """``"Drug therapy: cannot be separated (Cramér's V 0.71, p=2e-06, R^2 0.81)"``."""
+        nums = ", ".join(x for x in (
+            f"{self.effect_name} {self.effect:.2f}" if self.effect is not None else "",
+            f"p={self.p:.1g}" if self.p is not None else "",
+            f"R^2 {self.r2:.2f}" if self.r2 is not None else "") if x)
+        return f"{self.column}: {self.decision}" + (f" ({nums})" if nums else "")
+
+
+def association(groups: pd.Series, other: pd.Series, continuous: bool, seed: int = 0) -> tuple[str, str, float, float]:
+    """(test, effect name, effect, p) of ``other`` against the two-or-more ``groups`` (same index, no missing)."""
+    if continuous:
+        x = pd.to_numeric(other, errors="coerce").to_numpy(float)
+        labels = groups.to_numpy()
+        parts = [x[labels == g] for g in pd.unique(labels)]
+        total = ((x - x.mean()) ** 2).sum()
+        eta2 = float(sum(len(v) * (v.mean() - x.mean()) ** 2 for v in parts) / total) if total > 0 else 0.0
+        if len(parts) == 2:
+            return "Welch t", "eta squared", eta2, float(stats.ttest_ind(*parts, equal_var=False).pvalue)
+        return "one-way ANOVA", "eta squared", eta2, float(stats.f_oneway(*parts).pvalue)
+    table = pd.crosstab(groups, other.astype(str)).to_numpy()
+    chi2, p, _, expected = stats.chi2_contingency(table, correction=False)
+    n = table.sum()
+    v = float(np.sqrt(chi2 / (n * (min(table.shape) - 1))))
+    if table.shape == (2, 2):
+        return "Fisher exact", "Cramér's V", v, float(stats.fisher_exact(table).pvalue)
+    if (expected < 5).any():
+        return "chi-square (Monte Carlo)", "Cramér's V", v, _monte_carlo_chi2(groups, other.astype(str), chi2, seed)
+    return "chi-square", "Cramér's V", v, float(p)
+
+
+def _monte_carlo_chi2(groups: pd.Series, other: pd.Series, observed: float, seed: int) -> float:
+    """Permutation p of Pearson's chi-square: the share of seeded relabellings (and the observed one) at least as large."""
+    g = pd.factorize(groups)[0]
+    o = pd.factorize(other)[0]
+    r, c = g.max() + 1, o.max() + 1
+    rng = np.random.default_rng(seed)
+    perms = np.array([rng.permutation(g) for _ in range(_N_PERM)])
+    counts = np.stack([np.bincount(p * c + o, minlength=r * c) for p in perms]).reshape(_N_PERM, r, c).astype(float)
+    expected = counts.sum(2, keepdims=True) * counts.sum(1, keepdims=True) / len(g)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chi = np.nansum(np.where(expected > 0, (counts - expected) ** 2 / expected, 0.0), axis=(1, 2))
+    return float((1 + (chi >= observed - 1e-9).sum()) / (_N_PERM + 1))
+
+
+def _nested(a: pd.Series, b: pd.Series) -> bool:
+    """Whether every level of ``a`` lies within one level of ``b`` or every level of ``b`` within one of ``a``."""
+    a, b = a.astype(str), b.astype(str)
+    return bool(b.groupby(a).nunique().max() == 1 or a.groupby(b).nunique().max() == 1)
+
+
+def _r2(y: np.ndarray, block: pd.DataFrame) -> float:
+    """R^2 of ``y`` regressed (with an intercept) on the design columns ``block``."""
+    X = np.column_stack([np.ones(len(y)), block.to_numpy(float)])
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ beta
+    total = ((y - y.mean()) ** 2).sum()
+    return float(1 - (resid @ resid) / total) if total > 0 else 0.0
+
+
+def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: list[str],
+                    columns: list[tuple[str, str, bool]], *, seed: int = 0) -> list[DesignCheck]:
+    """Check the contrast ``cases`` vs ``controls`` (levels of ``group``) against each of ``columns``
+    (name, role, continuous) on the contrast's samples (see the module docstring); most
+    consequential first (cannot be separated, associated, same grouping, then the rest)."""
+    from proteus.profile import is_unknown_level
+
+    g = clin[group].astype(str).where(clin[group].notna())
+    rows = g.isin([*cases, *controls])
+    arm = pd.Series(np.where(g[rows].isin(cases), "case", "control"), index=g[rows].index)
+    out: list[DesignCheck] = []
+    for col, role, continuous in columns:
+        if col == group or col not in clin:
+            continue
+        s = clin.loc[rows, col]
+        if continuous:
+            s = pd.to_numeric(s, errors="coerce")
+        else:
+            s = s.where(s.notna() & ~s.astype(str).str.strip().map(is_unknown_level))
+        ok = s.notna()
+        a, v = arm[ok], s[ok]
+        if a.nunique() < 2:
+            out.append(DesignCheck(column=col, role=role, n=int(ok.sum()), decision="not testable",
+                                   reason=f"recorded for the {'case' if (a == 'case').any() else 'control'} samples only" if len(a) else "not recorded"))
+            continue
+        if v.nunique() < 2 or min((a == "case").sum(), (a == "control").sum()) < 2:
+            out.append(DesignCheck(column=col, role=role, n=int(ok.sum()), decision="not testable", reason="one value, or one sample in a group"))
+            continue
+        test, name, eff, p = association(a, v, continuous, seed)
+        r2 = _r2((a == "case").to_numpy(float), covariate_block(pd.DataFrame({col: v}), [col]))
+        out.append(DesignCheck(column=col, role=role, test=test, effect_name=name, effect=round(eff, 4), p=p, r2=round(r2, 4),
+                               n=int(ok.sum()), decision="independent",
+                               reason=("" if continuous else "nested") if not continuous and _nested(a, v) else ""))
+    n1, n0 = int((arm == "case").sum()), int((arm == "control").sum())
+    eff_n = n1 * n0 / (n1 + n0) if n1 and n0 else 0.0
+    tested = [c for c in out if c.p is not None]
+    for c, q in zip(tested, bh(np.array([c.p for c in tested]))) if tested else ():
+        c.q = float(q)
+        if c.reason == "nested":
+            c.decision, c.reason = "same grouping", "each level of one lies within one group of the other: the same split at another resolution"
+        elif q < _ALPHA and (c.r2 >= COLLINEAR_R2 or eff_n * (1 - c.r2) < MIN_ADJUSTED_N):
+            c.decision, c.reason = "cannot be separated", (
+                f"the contrast is collinear with {c.column} (R^2 {c.r2:.2f}; adjusted for it, {eff_n * (1 - c.r2):.1f} effective "
+                f"samples of {eff_n:.1f} remain): no model of these samples separates them")
+        elif q < _ALPHA:
+            c.decision, c.reason = "associated", f"the groups differ in {c.column}; adjust for it or test within its levels"
+    order = {"cannot be separated": 0, "associated": 1, "same grouping": 2, "independent": 3, "not testable": 4}
+    return sorted(out, key=lambda c: (order[c.decision], c.q if c.q is not None else 1.0, c.column))
+
+
+def evidence_contrast(r) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
+    """(group, case levels, control levels) a knowledge-graph relation compares, from its provenance:
+    a two-group contrast (a pooled case with its levels), or an F-test hit's level against the
+    factor's other levels; ``None`` for relations about no sample grouping (correlations, mutations,
+    clusters found in the run)."""
+    p = r.provenance.params or {}
+    group = p.get("group")
+    if not isinstance(group, str):
+        return None
+    if r.predicate == "differs_across":
+        level, levels = (r.stats.extra or {}).get("level") or (r.stats.extra or {}).get("top_level"), p.get("levels") or []
+        others = tuple(str(x) for x in levels if str(x) != str(level))
+        return (group, (str(level),), others) if level is not None and others else None
+    if r.object.type == "sample_group" and p.get("control") is not None and p.get("case") is not None:
+        return group, tuple(str(x) for x in (p.get("case_levels") or [p["case"]])), (str(p["control"]),)
+    return None
+
+
+def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, str, bool]],
+                      cache: dict | None = None) -> tuple[list[dict], str, str]:
+    """Confounder checks of the contrasts a hypothesis's evidence ``relations`` compare.
+
+    Returns ``(records, statement clause, rationale clause)``: one record per contrast (every column
+    checked, by decision; the full test for those that matter), a clause the statement must carry
+    when a contrast cannot be separated from another column or differs strongly in another
+    biological factor (Cramér's V >= 0.5), and a rationale clause naming every associated column.
+    ``cache`` keeps checks between hypotheses that cite the same contrast.
+    """
+    cache = {} if cache is None else cache
+    records, inseparable, named, associated = [], [], [], []
+    for key in dict.fromkeys(k for r in relations if (k := evidence_contrast(r)) is not None):
+        group, cases, controls = key
+        if key not in cache:
+            cache[key] = contrast_checks(clin, group, list(cases), list(controls), columns)
+        checks = cache[key]
+        by = {d: [c for c in checks if c.decision == d] for d in ("cannot be separated", "associated", "same grouping", "independent", "not testable")}
+        records.append({
+            "contrast": f"{group}: {', '.join(cases)} vs {', '.join(controls)}", "n_columns": len(checks),
+            "checks": [c.model_dump(exclude_none=True) for c in by["cannot be separated"] + by["associated"] + by["same grouping"]],
+            "independent": [c.column for c in by["independent"]], "not_testable": [c.column for c in by["not testable"]],
+        })
+        inseparable += [c for c in by["cannot be separated"] if c.column not in {x.column for x in inseparable}]
+        strong = [c for c in by["associated"] if c.effect_name == "Cramér's V" and c.role == "biological" and (c.effect or 0) >= 0.5]
+        named += [c for c in strong if c.column not in {x.column for x in named}]
+        associated += [c for c in by["associated"] if c.column not in {x.column for x in associated}]
+    clause = ""
+    if inseparable:
+        clause = f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
+    elif named:
+        clause = f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
+    shown = inseparable[:3] + associated[:4]
+    why = ("Confounder check of " + "; ".join(r["contrast"] for r in records) + f" against {records[0]['n_columns']} other columns: "
+           + ("; ".join(c.text() for c in shown) if shown else "no other column differs between the groups (q >= 0.05)") + ".") if records else ""
+    return records, clause, why

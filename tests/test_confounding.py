@@ -1,0 +1,124 @@
+"""Confounder checks before a claim (proteus.confounding), on the alphastats NAFLD plasma study
+(``nafld_dir``): a diagnosis column with a control-like level beside yes/no therapy columns. Every
+expected answer is derived here from the sample table, none is written into the code."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from proteus.confounding import COLLINEAR_R2, MIN_ADJUSTED_N, contrast_checks
+from proteus.io import load_study
+from proteus.profile import profile_study
+
+
+@pytest.fixture(scope="module")
+def nafld(nafld_dir):
+    study = load_study(nafld_dir)
+    prof = profile_study(study)
+    columns = [(v.name, v.role, v.kind == "continuous") for v in prof.variables
+               if v.role in ("biological", "covariate") and v.kind in ("binary", "categorical", "continuous")]
+    factor = next(f for f in prof.factors if len(f.levels) > 2 and f.references)
+    binary = [f.name for f in prof.factors if len(f.levels) == 2]
+    return study, prof, columns, factor, binary
+
+
+def _most_nested(clin, factor, binary):
+    """(other column, its 'case' level, the factor level holding the largest share of it, and whether the
+    reference never has it): a yes/no column concentrated in one diagnosis."""
+    best = None
+    for col in binary:
+        tab = pd.crosstab(clin[factor.name].astype(str), clin[col].astype(str))
+        for value in tab.columns:
+            ref = factor.references[0]
+            if tab.loc[ref, value] > 0:
+                continue
+            share = tab[value] / tab.sum(1)
+            lv = share.drop(ref).idxmax()
+            if best is None or share[lv] > best[3]:
+                best = (col, value, lv, share[lv])
+    return best
+
+
+def test_a_level_concentrated_in_another_column_cannot_be_separated_from_it(nafld):
+    study, _, columns, factor, binary = nafld
+    clin = study.clinical
+    col, value, level, share = _most_nested(clin, factor, binary)
+    assert share > 0.5  # the derived fixture: most of one diagnosis has it, the reference none
+    checks = {c.column: c for c in contrast_checks(clin, factor.name, [level], [factor.references[0]], columns)}
+    c = checks[col]
+    rows = clin[factor.name].astype(str).isin([level, factor.references[0]])
+    table = pd.crosstab(clin.loc[rows, factor.name].astype(str), clin.loc[rows, col].astype(str))
+    assert c.test == "Fisher exact" and c.p == pytest.approx(stats.fisher_exact(table.to_numpy()).pvalue)
+    assert c.r2 == pytest.approx(c.effect**2, abs=1e-3)  # a 0/1 indicator on a 0/1 column: R^2 is phi^2
+    n1, n0 = table.sum(1).to_numpy()
+    assert c.decision == "cannot be separated" and (c.r2 >= COLLINEAR_R2 or n1 * n0 / (n1 + n0) * (1 - c.r2) < MIN_ADJUSTED_N)
+    assert col in c.text() and "cannot be separated" in c.text()
+
+
+def test_the_other_direction_is_associated_separable_and_a_refinement_is_the_same_grouping(nafld):
+    study, _, columns, factor, binary = nafld
+    clin = study.clinical.copy()
+    col, value, _, _ = _most_nested(clin, factor, binary)
+    other = next(lv for lv in clin[col].dropna().astype(str).unique() if lv != value)
+    checks = {c.column: c for c in contrast_checks(clin, col, [value], [other], columns)}
+    c = checks[factor.name]
+    assert c.test == "chi-square (Monte Carlo)"  # several diagnoses, small expected counts
+    assert c.decision == "associated" and c.q < 0.05 and c.r2 < COLLINEAR_R2 and c.effect > 0.5
+    # a column that only coarsens the factor (reference vs the rest) splits the same samples: not a confounder
+    clin["coarse"] = np.where(clin[factor.name].astype(str) == factor.references[0], "group A", "group B")
+    clin["shuffled"] = clin[col].sample(frac=1.0, random_state=3).to_numpy()  # a column unrelated by construction
+    cols = columns + [("coarse", "biological", False), ("shuffled", "biological", False)]
+    got = {c.column: c for c in contrast_checks(clin, factor.name, [lv for lv in factor.levels if lv not in factor.references],
+                                                factor.references, cols)}
+    assert got["coarse"].decision == "same grouping"
+    assert got["shuffled"].decision in ("independent", "associated") and got["shuffled"].p > 0.01
+    assert factor.name not in got  # never checked against itself
+
+
+def test_continuous_covariates_are_compared_by_welch_and_unrecorded_arms_are_not_testable(nafld):
+    study, _, columns, factor, _ = nafld
+    clin = study.clinical.copy()
+    rng = np.random.default_rng(0)
+    ref = clin[factor.name].astype(str) == factor.references[0]
+    clin["shifted"] = rng.normal(size=len(clin)) + 3.0 * ref  # differs by construction
+    clin["case_only"] = np.where(ref, np.nan, rng.normal(size=len(clin)))
+    lv = next(x for x in factor.levels if x not in factor.references)
+    got = {c.column: c for c in contrast_checks(clin, factor.name, [lv], factor.references,
+                                                [("shifted", "covariate", True), ("case_only", "covariate", True)])}
+    rows = clin[factor.name].astype(str).isin([lv, factor.references[0]])
+    a, b = clin.loc[rows & ~ref, "shifted"], clin.loc[rows & ref, "shifted"]
+    assert got["shifted"].test == "Welch t" and got["shifted"].p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert got["shifted"].decision in ("associated", "cannot be separated")
+    assert got["case_only"].decision == "not testable" and "only" in got["case_only"].reason
+
+
+def test_a_run_records_the_checks_on_every_contrast_hypothesis_and_words_inseparable_ones(nafld_dir, nafld, tmp_path):
+    from proteus.policy.heuristic import HeuristicPolicy
+    from proteus.runner import run_research
+
+    _, _, columns, _, _ = nafld
+    out = tmp_path / "run"
+    run_research(nafld_dir, out, policy=HeuristicPolicy(), seed=0)
+    hyps = [json.loads(x) for x in (out / "hypotheses.jsonl").read_text().splitlines()]
+    kg = json.loads((out / "kg.json").read_text())
+    edges = {e.get("id"): e for e in kg.get("links", kg.get("edges", []))}
+    contrast_hyps = [h for h in hyps if any((edges.get(e) or {}).get("predicate") in ("higher_in", "lower_in", "differs_across")
+                                            and ((edges.get(e) or {}).get("provenance") or {}).get("tool", "").startswith("differential")
+                                            for e in h["evidence"])]
+    assert contrast_hyps
+    for h in contrast_hyps:
+        assert h["design_checks"], h["statement"]
+        for rec in h["design_checks"]:
+            group = rec["contrast"].split(": ")[0]
+            assert rec["n_columns"] == sum(c != group for c, _, _ in columns)
+            assert rec["n_columns"] == len(rec["checks"]) + len(rec["independent"]) + len(rec["not_testable"])
+        inseparable = [c["column"] for rec in h["design_checks"] for c in rec["checks"] if c["decision"] == "cannot be separated"]
+        assert ("cannot be separated from" in h["statement"]) == bool(inseparable)
+        assert "Confounder check of" in h["rationale"]
+    assert any("cannot be separated from" in h["statement"] for h in hyps)  # the diagnosis a therapy is given in
+    assert "Confounder check</b>" in (out / "report.html").read_text()
