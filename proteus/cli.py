@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from typer.core import TyperGroup
 
 # Commands whose implementation lives next to what it drives: (module, function, help). They are
@@ -66,12 +64,22 @@ app.add_typer(datasets_app, name="datasets")
 export_app = typer.Typer(cls=_LazyExports, no_args_is_help=True, help="Write a run, or a tuned model, in a format other tools read.")
 app.add_typer(export_app, name="export")
 
-err = Console(stderr=True)
+def _console(stderr: bool = False, **kw):
+    """rich's Console, imported where a command prints with it (``tools run`` prints plain text)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, **kw)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _fail(message: str, code: int = 2) -> None:
     # one line however long (soft_wrap), and text from the data (file names, columns) is not markup
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
+    _console(stderr=True).print(f"[bold red]error:[/] {_escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -88,8 +96,8 @@ def _user_errors():
 def _progress(quiet: bool):
     if quiet:
         return lambda msg: None
-    console = Console(stderr=True)
-    return lambda msg: console.print(f"[cyan]proteus[/] {escape(msg)}", highlight=False, soft_wrap=True)
+    console = _console(stderr=True)
+    return lambda msg: console.print(f"[cyan]proteus[/] {_escape(msg)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -125,12 +133,13 @@ def run(
     usage = info.get("usage") or {}
     if usage.get("all_fell_back"):
         reasons = ", ".join(f"{d} {c['fallback']}" for d, c in usage["decided_by"].items())
-        err.print(f"[bold yellow]warning:[/] every model decision fell back to the offline policy ({escape(reasons)}); see trace.jsonl for why", highlight=False, soft_wrap=True)
+        _console(stderr=True).print(f"[bold yellow]warning:[/] every model decision fell back to the offline policy ({_escape(reasons)}); see trace.jsonl for why",
+                                    highlight=False, soft_wrap=True)
     if not quiet:
         c = info["counts"]
-        Console().print(
+        _console().print(
             f"[green]done[/] in {info['wall_seconds']:.0f} s: {c['objectives']} objectives, {c['steps']} steps, "
-            f"{c['relations']} relations, {c['hypotheses']} hypotheses -> {escape(str(out))}/report.html",
+            f"{c['relations']} relations, {c['hypotheses']} hypotheses -> {_escape(str(out))}/report.html",
             highlight=False,
             soft_wrap=True,
         )
@@ -165,7 +174,7 @@ def tools_list() -> None:
     t = Table("tool", "family", "needs", "description", show_lines=False)
     for tool in list_tools():
         t.add_row(tool.name, tool.family, ",".join(tool.requires) or "-", tool.description)
-    Console(width=200).print(t)
+    _console(width=200).print(t)
 
 
 @tools_app.command("run")
@@ -201,8 +210,8 @@ def tools_run(
         _fail(str(e).splitlines()[0])
     for tname, table in result.tables.items():
         table.to_csv(out / f"{name}_{tname}.tsv", sep="\t", index=False)
-    Console().print(result.summary, highlight=False, markup=False, soft_wrap=True)
-    Console().print(f"{len(result.tables)} table(s), {len(result.figures)} figure(s), {len(result.relations)} relation(s) -> {out}", highlight=False)
+    typer.echo(result.summary)
+    typer.echo(f"{len(result.tables)} table(s), {len(result.figures)} figure(s), {len(result.relations)} relation(s) -> {out}")
 
 
 def _import_anndata_without_dask() -> None:
@@ -254,7 +263,7 @@ def datasets_list() -> None:
     t = Table("name", "description", "licence", "source")
     for d in list_datasets():
         t.add_row(d.name, d.description, d.licence, d.citation)
-    Console(width=200).print(t)
+    _console(width=200).print(t)
 
 
 @datasets_app.command("fetch")
@@ -266,7 +275,7 @@ def datasets_fetch(name: str = typer.Argument(...), dest: Path = typer.Argument(
         path = fetch(name, dest)
     except (KeyError, MissingSourceError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
-    Console().print(f"wrote {name} to {path}", highlight=False)
+    _console().print(f"wrote {name} to {path}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover

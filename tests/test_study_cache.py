@@ -153,7 +153,7 @@ def test_tools_run_gives_the_same_tables_with_and_without_the_cache(ucec_dir, uc
     assert tables["direct"] and tables["miss"] == tables["direct"] and tables["hit"] == tables["direct"]
 
     # a warm call in a fresh process imports the one tool family it runs, none of the others, no reader,
-    # and nothing of the research loop, report, evaluation, models or scipy.stats (see proteus.stats.distributions);
+    # and nothing of the research loop, report, evaluation, models, scipy.stats (see proteus.stats.distributions) or rich;
     # anndata comes without dask (cli._import_anndata_without_dask), and --no-figures without matplotlib
     code = ("import json, sys\nfrom proteus.cli import app\n"
             "try:\n    app(json.loads(sys.argv[1]), standalone_mode=False)\nfinally:\n"
@@ -165,7 +165,7 @@ def test_tools_run_gives_the_same_tables_with_and_without_the_cache(ucec_dir, uc
     loaded = set(json.loads(r.stdout.strip().splitlines()[-1]))
     assert {"proteus.tools.differential", "anndata"} <= loaded
     unwanted = ["proteus.io.load", "proteus.runner", "proteus.report", "proteus.evals.harness", "proteus.llm", "proteus.policy",
-                "langgraph", "scanpy", "scipy.stats", "dask", "matplotlib",
+                "langgraph", "scanpy", "scipy.stats", "dask", "matplotlib", "rich",
                 *(f"proteus.tools.{m}" for m in ("correlation", "cytometry", "enrichment", "qc"))]
     assert [m for m in unwanted if m in loaded] == []
     # another process may round the last bits differently (BLAS threading): equal to 1e-9, same rows and columns
