@@ -13,12 +13,12 @@ from proteus.stats.gehan import gehan_wilcoxon
 @pytest.fixture(scope="module")
 def layer(nafld_dir):
     """Samples x features of the nafld-plasma proteomics layer (NaN = not detected) and the profile's
-    first contrast as case labels over its samples."""
+    first two-level contrast as case labels over its samples."""
     from proteus.io import load_study
     from proteus.profile import profile_study
 
     study = load_study(nafld_dir)
-    c = profile_study(study).contrasts[0]
+    c = next(c for c in profile_study(study).contrasts if not c.case_levels)  # two levels, not a pooled case
     mod = next(k for k, a in study.bulk().items() if a.uns.get("modality") == "proteomics")
     lab = study.sample_table(mod)[c.group]
     lab = lab[lab.astype(str).isin([c.case, c.control])].astype(str)

@@ -458,7 +458,7 @@ def differential_table(study: Study, params: ContrastTest, *, seed: int = 0) -> 
     test = ContrastTest.model_validate(params.model_dump(include=TEST_FIELDS))
     if test.control is None:
         options = [k for k in sorted(TEST_FIELDS - {"modality", "group", "case", "control", "covariates", "lfc"})
-                   if getattr(test, k) != ContrastTest.model_fields[k].default]
+                   if getattr(test, k) != ContrastTest.model_fields[k].get_default(call_default_factory=True)]
         if options:
             msg = (f"{', '.join(options)} apply to a test against a control level; with control=None (case vs all other "
                    f"samples) the test is limma on observed values, against lfc as the two-group test: name a control or leave them at their defaults")
