@@ -330,7 +330,7 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
         statement = d.statement.rstrip().rstrip(".") + clause + "." if clause else d.statement
         hid = stable_id("H_", statement, sorted(d.evidence), length=8)
         hyps.append(Hypothesis(id=hid, statement=statement, rationale=f"{d.rationale} {why}".strip(), evidence=d.evidence, entities=d.entities,
-                               test=d.test, decided_by=drafted, wording_checks=checks, design_checks=design).model_dump())
+                               test=d.test, kind=d.kind, decided_by=drafted, wording_checks=checks, design_checks=design).model_dump())
     ctx.progress(f"proposed {len(hyps)} hypotheses" + (f" ({len(rejected)} rejected by the claim checks)" if rejected else ""))
     return {"hypotheses": hyps, "hypotheses_rejected": rejected}
 

@@ -237,6 +237,10 @@ class Score(BaseModel):
     reason: str
 
 
+HypothesisKind = Literal["discovery", "positive control"]
+"""What a hypothesis is for: a finding to pursue, or a check that the data show what the design put there."""
+
+
 class Hypothesis(BaseModel):
     """A hypothesis grounded in knowledge-graph evidence (edge ids)."""
 
@@ -246,6 +250,8 @@ class Hypothesis(BaseModel):
     evidence: list[str]
     entities: list[str]
     test: str
+    kind: HypothesisKind = Field("discovery", description="'positive control': restates the design (a spiked standard, the gene a grouping names); "
+                                                       "reported as a QC result, ranked below discoveries")
     scores: dict[str, Score] = Field(default_factory=dict)
     judge: str = ""
     decided_by: dict[str, str] = Field(default_factory=dict, description="who drafted and who judged it (model, repaired or fallback); empty for an offline run")

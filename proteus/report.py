@@ -592,13 +592,14 @@ _VALIDATION_RANK = {"validated": 0, "untestable": 1, "failed": 2}
 
 
 def _ranked(rd: RunData) -> list[dict[str, Any]]:
-    """Validated first, then not testable, then failed (as the run's validate node orders them), then
-    by replication frequency and mean judge score; failed hypotheses stay, marked."""
+    """Discoveries before positive controls, then validated first, then not testable, then failed (as the
+    run's validate node orders them), then by replication frequency and mean judge score; failed
+    hypotheses stay, marked."""
 
     def key(h: dict[str, Any]) -> tuple:
         v = h.get("validation") if isinstance(h.get("validation"), dict) else {}
         rep = (v.get("replication") or {}).get("frequency", 0.0) if isinstance(v.get("replication"), dict) else 0.0
-        return _VALIDATION_RANK.get(v.get("status"), 3), -rep, -(mean_score(h) or 0.0)
+        return h.get("kind") == "positive control", _VALIDATION_RANK.get(v.get("status"), 3), -rep, -(mean_score(h) or 0.0)
 
     return sorted(rd.hypotheses, key=key)
 
@@ -642,7 +643,8 @@ def _section_top_hypotheses(rd: RunData, states: dict[str, Any]) -> str:
 def _statement(h: dict[str, Any], rev: Any) -> str:
     if rev is not None and getattr(rev, "statement", None):
         return rev.statement
-    return str(h.get("statement", ""))
+    tag = "[positive control] " if h.get("kind") == "positive control" else ""
+    return tag + str(h.get("statement", ""))
 
 
 def _section_workflows(rd: RunData) -> str:

@@ -80,6 +80,7 @@ __all__ = [
     "validate_run",
     "wilson_ci",
     "METHOD",
+    "CLUSTER_TOOLS",
 ]
 
 ALPHA = 0.05
@@ -97,7 +98,7 @@ _PRIOR = {"interacts_with", "member_of"}
 _UNSTABLE = {"associated_with", "marker_of"}
 # Tools whose relations name clusters found de novo in the discovery samples ("C1 vs rest"): a
 # re-run on other samples numbers its clusters afresh, so C1 there is not C1 here.
-_CLUSTER_TOOLS = {"consensus_clustering", "coabundance_modules", "cytometry_clustering", "singlecell_clustering"}
+CLUSTER_TOOLS = {"consensus_clustering", "coabundance_modules", "cytometry_clustering", "singlecell_clustering"}
 _SIGNED = {"up": 1, "positive": 1, "down": -1, "negative": -1}
 _PROTEIN_KINDS = {"proteomics"}
 _CROSS_TOOLS = {"differential_abundance", "clinical_correlation", "cox_per_feature", "mutation_association"}
@@ -366,7 +367,7 @@ def retest_relation(r: Relation, runner: _Runner, *, alpha: float = ALPHA) -> di
     """Re-test one evidence edge with its own tool and params on ``runner``'s study."""
     if r.predicate in _PRIOR:
         return {"status": "untestable", "reason": f"{r.predicate} is prior knowledge, not a re-testable statistic", "replicated": None}
-    if r.predicate in _UNSTABLE or r.provenance.tool in _CLUSTER_TOOLS:
+    if r.predicate in _UNSTABLE or r.provenance.tool in CLUSTER_TOOLS:
         return {"status": "untestable", "reason": f"{r.predicate} refers to sample-specific cluster labels", "replicated": None}
     res = runner(r.provenance.tool, dict(r.provenance.params), r.provenance)
     if isinstance(res, Exception):
@@ -672,7 +673,7 @@ def validate_hypotheses(
         if r.predicate in _PRIOR:
             edges[eid] = {"status": "untestable", "reason": f"{r.predicate} is prior knowledge, not a re-testable statistic"}
             return edges[eid]
-        if r.predicate in _UNSTABLE or r.provenance.tool in _CLUSTER_TOOLS:
+        if r.predicate in _UNSTABLE or r.provenance.tool in CLUSTER_TOOLS:
             edges[eid] = {"status": "untestable", "reason": f"{r.predicate} of {r.provenance.tool} refers to sample clusters found in this run"}
             return edges[eid]
         d = edge_design(study, r, cache=cache)
@@ -772,14 +773,15 @@ def _plain(x: Any) -> Any:
 
 
 def order_by_validation(hypotheses: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Validated first, then not testable, then failed; within each, higher replication frequency,
-    then rarer under the null, then original order (stable). Nothing is dropped."""
+    """Discoveries before positive controls (QC results that restate the design); within each,
+    validated first, then not testable, then failed; then higher replication frequency, then rarer
+    under the null, then original order (stable). Nothing is dropped."""
     rank = {"validated": 0, "untestable": 1, "failed": 2}
 
     def key(h: dict[str, Any]) -> tuple:
         v = h.get("validation") or {}
         rep = (v.get("replication") or {}).get("frequency", 0.0)
         nul = (v.get("null") or {}).get("frequency", 1.0)
-        return rank.get(v.get("status"), 3), -rep, nul
+        return h.get("kind") == "positive control", rank.get(v.get("status"), 3), -rep, nul
 
     return sorted(hypotheses, key=key)

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from proteus.records import HypothesisKind
+
 __all__ = [
     "ObjectiveSpec",
     "ObjectivePlan",
@@ -85,6 +87,7 @@ class HypothesisDraft(_Strict):
     evidence: list[str] = Field(description="knowledge-graph edge ids that support it", min_length=1, max_length=12)
     entities: list[str] = Field(description="entity ids involved (type:label)", max_length=20)
     test: str = Field(description="a concrete experiment or analysis that would test it", max_length=600)
+    kind: HypothesisKind = Field("discovery", description="'positive control' when it restates the design (a spiked standard, the gene a grouping names)")
 
 
 class HypothesisDrafts(_Strict):

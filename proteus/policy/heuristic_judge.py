@@ -3,13 +3,19 @@
 Labelled ``heuristic`` in every artifact. Each score (1-5) keeps the reason of every check:
 
 - reliability: the in-run validation (replication frequency over held-out splits, the
-  permutation null), the key edge's effect size and its interval, and the number of samples.
+  permutation null), the key edge's effect size and its interval, and the number of samples. When no
+  edge could be re-tested (a design too small to hold samples out), the score is left to the
+  statistics (q, effect, values seen in both groups) and the reason says so; circular statistics
+  (clusters found in the same samples) and effects of features seen in one group only earn no credit.
 - logical coherence: whether the statement's claims match the cited edges: direction words
   next to each entity against that entity's edge, entities and layers named without a cited edge,
   causal wording ("drives", "propagates", "independent of", ...) from associations only, "as a
   unit" over edges that move in different directions, cited edges missing from the graph.
 - biological plausibility: independent prior knowledge (shipped gene sets, BioPlex interactions,
-  a gene's own copy number / mutation acting on its own product) and support in a second layer.
+  a gene's own copy number / mutation acting on its own product) and support in a second layer. Genes
+  co-annotated in one curated unit (:mod:`proteus.policy.units`) that move one way are credited as a
+  unit; a single gene is credited when unit partners move its way in the same contrast. A positive
+  control (the design puts the difference there) is plausible and not novel by construction.
 - novelty: how expected the relation is given that prior knowledge (a cis effect or a relation
   between genes already sharing a pathway or an interaction is expected; a site change beyond its
   protein's, or genes with no prior link, is not). Never from a contrast's name.
@@ -21,11 +27,15 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+
+from scipy.stats import hypergeom
 from itertools import combinations
 
 from proteus.kg import KnowledgeGraph
 from proteus.policy.decisions import Judgement, MetricScore
 from proteus.records import Hypothesis, Relation
+from proteus.policy.units import gene_units, set_name, shared_unit, unit_genes_of
+from proteus.validation import CLUSTER_TOOLS
 
 __all__ = ["judge_heuristically", "entity_gene"]
 
@@ -62,19 +72,6 @@ def entity_gene(entity_id: str) -> str | None:
 
 
 @lru_cache(maxsize=1)
-def _gene_to_sets() -> dict[str, frozenset[str]]:
-    from proteus import genesets
-
-    out: dict[str, set[str]] = {}
-    for lib in genesets.LIBRARIES:
-        for sid, genes in genesets.load(lib).items():
-            if len(genes) <= 500:  # very broad terms say little about a specific relation
-                for g in genes:
-                    out.setdefault(g, set()).add(sid)
-    return {g: frozenset(s) for g, s in out.items()}
-
-
-@lru_cache(maxsize=1)
 def _interactions() -> frozenset[tuple[str, str]]:
     from proteus import genesets
 
@@ -84,9 +81,9 @@ def _interactions() -> frozenset[tuple[str, str]]:
 
 def _prior_links(genes: list[str]) -> tuple[int, int, int]:
     """(pairs sharing a gene set, pairs interacting in BioPlex, pairs) over distinct ``genes``."""
-    sets, ppi = _gene_to_sets(), _interactions()
+    ppi = _interactions()
     pairs = list(combinations(sorted(set(genes)), 2))
-    shared = sum(bool(sets.get(a, frozenset()) & sets.get(b, frozenset())) for a, b in pairs)
+    shared = sum(bool(gene_units(a) & gene_units(b)) for a, b in pairs)
     inter = sum((a, b) in ppi or (b, a) in ppi for a, b in pairs)
     return shared, inter, len(pairs)
 
@@ -122,13 +119,34 @@ def _reliability(h: Hypothesis, found: list[Relation]) -> MetricScore:
         if eff is not None and ci:
             parts.append(f"key effect {eff:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]" + ("" if big else ", small"))
     else:
-        qs = [r.stats.q_else_p() for r in found]
-        score += bool(qs) and min(qs) < 0.05
-        parts.append("not re-testable on held-out samples" + (f"; best q={min(qs):.1e}" if qs else ""))
+        score, said = _statistics_only(h, found)
+        parts.append(said)
     if n and n < 20:
         score -= 1
     parts.append(f"n={n}")
     return MetricScore(score=_clip(score), reason="; ".join(parts)[:480])
+
+
+def _statistics_only(h: Hypothesis, found: list[Relation]) -> tuple[float, str]:
+    """Reliability when no edge could be re-tested on held-out samples: the evidence score is left to
+    the statistics (q, effect size, values observed in both groups), since a design too small to hold
+    samples out says nothing against the finding. Circular statistics (clusters found in the same
+    samples) and effects extrapolated for features seen in one group only earn no credit."""
+    why = ((h.validation or {}).get("reason") or "no held-out re-test").removeprefix("no evidence edge can be re-tested on held-out samples: ")
+    stats = [r for r in found if r.provenance.tool not in CLUSTER_TOOLS and r.stats.q_else_p() is not None]
+    if not stats:
+        return 1.0 + any(r.stats.q_else_p() < 0.05 for r in found), f"not re-testable ({why[:160]}); its statistics are circular (clusters found in these samples)"
+    key = min(stats, key=lambda r: r.stats.q_else_p())
+    q, eff = key.stats.q_else_p(), key.stats.effect
+    one_group = bool((key.stats.extra or {}).get("detection"))
+    big = eff is not None and abs(eff) >= (0.3 if str(key.stats.effect_type or "").endswith("_r") or key.stats.effect_type in ("spearman_r", "pearson_r", "rho") else 1.0)
+    score = 2.0 + (q < 0.05) + (q < 1e-3) + (big and not one_group)
+    said = (f"not re-testable on held-out samples ({why[:160]}), so scored from the statistics: best q={q:.1e}"
+            + (f", effect {eff:+.2f}" if eff is not None else "") + (" measured in both groups" if big and not one_group else ""))
+    if one_group:
+        score = min(score, 2.0)
+        said += f"; detected in one group only ({key.stats.extra['detection']}), so its effect is extrapolated by the model"
+    return score, said
 
 
 def _coherence(h: Hypothesis, rels: list[Relation | None], found: list[Relation]) -> MetricScore:
@@ -177,7 +195,33 @@ def _coherence(h: Hypothesis, rels: list[Relation | None], found: list[Relation]
     return MetricScore(score=_clip(score), reason=("; ".join(problems) or "statement's directions, entities and layers match the cited edges")[:480])
 
 
-def _plausibility(h: Hypothesis, found: list[Relation]) -> tuple[MetricScore, dict]:
+_GENOME = 20000
+"""Protein-coding genes: the background of a co-annotation when the measured features are not at hand."""
+
+
+def _co_moving_partners(kg: KnowledgeGraph, r: Relation, gene: str) -> tuple[str, list[str]] | None:
+    """Other features of ``r``'s contrast that move ``r``'s way and share a curated unit with ``gene``:
+    (unit name, partner genes) of the unit with the most partners, or ``None``."""
+    mine = gene_units(gene)
+    if not mine:
+        return None
+    partners: dict[tuple[str, str], list[str]] = {}
+    for x in kg.relations.values():
+        g = entity_gene(x.subject.id)
+        if x.object.id == r.object.id and x.predicate == r.predicate and g and g != gene:
+            for key in mine & gene_units(g):
+                partners.setdefault(key, []).append(g)
+    if not partners:
+        return None
+    key, genes = max(sorted(partners.items()), key=lambda kv: len(set(kv[1])))
+    n_moving = len({entity_gene(x.subject.id) for x in kg.relations.values() if x.object.id == r.object.id and x.predicate == r.predicate})
+    # more partners than the moving features would put in a unit of that size by chance (genome background)
+    if hypergeom.sf(len(set(genes)) - 1, _GENOME, len(unit_genes_of(key)), n_moving) >= 0.01:
+        return None
+    return set_name(key), sorted(set(genes))
+
+
+def _plausibility(kg: KnowledgeGraph, h: Hypothesis, found: list[Relation]) -> tuple[MetricScore, dict]:
     genes = sorted({g for r in found for g in (entity_gene(r.subject.id), entity_gene(r.object.id)) if g}
                    | {g for e in h.entities if (g := entity_gene(e))})
     shared, inter, pairs = _prior_links(genes) if len(genes) >= 2 else (0, 0, 0)
@@ -186,10 +230,23 @@ def _plausibility(h: Hypothesis, found: list[Relation]) -> tuple[MetricScore, di
     v = h.validation or {}
     cross = v.get("cross_omics")
     layers = {r.modality for r in found if r.modality}
+    prior = {"shared": shared, "inter": inter, "pairs": pairs, "cis": cis, "genes": genes}
+    if h.kind == "positive control":
+        return MetricScore(score=5, reason="a positive control: the design puts this difference there (a spiked standard or the gene a grouping names)"), prior
     score, why = 1.0, []
-    if pairs and shared / pairs >= 0.3:
+    changes = [r for r in found if r.predicate in ("higher_in", "lower_in")]
+    unit = shared_unit(genes) if len(genes) >= 2 else None
+    if unit is not None and len(unit.members) * 2 >= len(genes):
+        one_way = len({r.predicate for r in changes}) <= 1
+        score += 2 if one_way else 1
+        why.append(f"{len(unit.members)} of its {len(genes)} genes are co-annotated in '{unit.name}' ({unit.source})"
+                   + (", and they move one way, as a unit would" if one_way and changes else "" if one_way else ", but they move in different directions"))
+    elif pairs and shared / pairs >= 0.3:
         score += 1
         why.append(f"{shared}/{pairs} gene pairs share a curated gene set")
+    elif len(genes) == 1 and changes and (co := _co_moving_partners(kg, changes[0], genes[0])):
+        score += 1
+        why.append(f"co-annotated in '{co[0]}' with {', '.join(co[1][:4])}, which move the same way in this contrast")
     if inter:
         score += 1
         why.append(f"{inter} BioPlex interaction(s) among its genes")
@@ -204,11 +261,12 @@ def _plausibility(h: Hypothesis, found: list[Relation]) -> tuple[MetricScore, di
         why.append("seen in a second layer" if cross is True else f"evidence over {len(layers)} layers")
     elif cross is False:
         why.append("not corroborated in another layer")
-    return MetricScore(score=_clip(score), reason=("; ".join(why) or "a statistical association without independent prior knowledge")[:480]), {
-        "shared": shared, "inter": inter, "pairs": pairs, "cis": cis, "genes": genes}
+    return MetricScore(score=_clip(score), reason=("; ".join(why) or "a statistical association without independent prior knowledge")[:480]), prior
 
 
 def _novelty(h: Hypothesis, found: list[Relation], prior: dict) -> MetricScore:
+    if h.kind == "positive control":
+        return MetricScore(score=1, reason="a positive control restates the design: low novelty by construction")
     score, why = 3.0, []
     if prior["cis"]:
         score -= 1
@@ -253,7 +311,7 @@ def judge_heuristically(kg: KnowledgeGraph, h: Hypothesis) -> Judgement:
     if not found:
         low = MetricScore(score=1, reason="none of the cited evidence edges exist in the knowledge graph")
         return Judgement(reliability=low, logical_coherence=low, biological_plausibility=low, novelty=low, evaluability=low)
-    plausibility, prior = _plausibility(h, found)
+    plausibility, prior = _plausibility(kg, h, found)
     return Judgement(
         reliability=_reliability(h, found),
         logical_coherence=_coherence(h, rels, found),

@@ -25,6 +25,7 @@ from proteus.kg import KnowledgeGraph
 from proteus.policy.claims import SiteVerdict, directions_agree, is_composition_score, mutation_phrase, site_against_protein
 from proteus.policy.decisions import HypothesisDraft
 from proteus.policy.result_tables import Change, ResultTables
+from proteus.policy.units import covering_units, unit_genes
 from proteus.records import Relation
 
 __all__ = ["compose_hypotheses"]
@@ -166,6 +167,59 @@ def _pathway_programs(kg: KnowledgeGraph, changes, pathway_genes, tables: Result
                          + (f", adjusting for {var}" if var else ", with a tissue-composition estimate as covariate") + ".",
                 )
             )
+    return out
+
+
+def _contrast_table(tables: ResultTables, r: Relation):
+    """The full result table of the step that made relation ``r`` (``None`` when not at hand)."""
+    prm = r.provenance.params
+    return tables.table(r.provenance.tool, "results", **{k: prm[k] for k in ("modality", "group", "case", "control") if k in prm})
+
+
+_UNIT_CANDIDATES = 12
+"""The strongest changes per contrast and direction (the findings a report would cite) searched for units."""
+
+
+def _units(changes, tables: ResultTables, taken: set[str]) -> list[HypothesisDraft]:
+    """The strongest changes of one contrast that move the same way and share a curated unit
+    (:func:`proteus.policy.units.covering_units`, the measured features as background): one hypothesis
+    per unit, every member's edge cited, instead of one per protein. Edges in ``taken`` (already stated
+    by a pathway programme or a gene's own grouping) are left out."""
+    out = []
+    for (contrast, stype), rels in sorted(changes.items()):
+        if stype not in ("protein", "gene"):
+            continue
+        group, case, control = _contrast_words(contrast)
+        for pred in ("lower_in", "higher_in"):
+            mine = sorted((r for r in rels if r.predicate == pred and r.id not in taken and r.provenance.tool not in _UNSUPERVISED), key=_rank)[:_UNIT_CANDIDATES]
+            tab = _contrast_table(tables, mine[0]) if len(mine) >= 2 else None
+            if tab is None or tab.empty or "gene" not in tab:
+                continue
+            gene_of = dict(zip(tab["label"].astype(str), tab["gene"].astype(str)))
+            by_gene = {}
+            for r in mine:
+                by_gene.setdefault(gene_of.get(r.subject.label, _gene(r)), r)
+            for unit in covering_units(list(by_gene), set(tab["gene"].dropna().astype(str))):
+                members = [by_gene[g] for g in unit.members][:10]
+                rows = tab[tab["gene"].astype(str).isin(unit_genes(unit))]
+                word = _direction_word(members[0])
+                names = ", ".join(m.subject.label for m in members)
+                median = float(rows["logFC"].median()) if "logFC" in rows and len(rows) else None
+                out.append(
+                    HypothesisDraft(
+                        statement=f"Proteins of the unit '{unit.name}' ({unit.source}) are {word} together in {case} than in {control} "
+                                  f"({group}): {names}."[:500],
+                        rationale=(f"{len(unit.members)} of the {unit.n_measured} measured members of '{unit.name}' ({unit.source}, {unit.size} genes) "
+                                   f"are {word} in {case}, more than chance among the {len(by_gene)} features {word} there "
+                                   f"(hypergeometric p={unit.p:.1e}, measured features as background): "
+                                   + "; ".join(f"{m.subject.label} {_fmt(m)}" for m in members)
+                                   + (f". Median log2FC of its {len(rows)} measured features: {median:+.2f}." if median is not None else "."))[:1200],
+                        evidence=[m.id for m in members],
+                        entities=[f"pathway:{unit.name}"] + [m.subject.id for m in members] + [members[0].object.id],
+                        test=f"Measure the members of '{unit.name}' ({names}) in independent {case} and {control} samples (targeted MS panel); "
+                             f"predict that their mean log2 abundance is {word} in {case}, with most members moving the same way."[:600],
+                    )
+                )
     return out
 
 
@@ -554,32 +608,43 @@ _CELL_TYPES = {"cell_population", "marker"}
 
 def _single_changes(kg: KnowledgeGraph, changes, already: set[str], tables: ResultTables) -> list[HypothesisDraft]:
     """Strong single-layer changes not yet used, so every contrast gets at least one hypothesis; a site
-    is set against its protein (a site that only follows its protein is said to)."""
-    out = []
+    is set against its protein (a site that only follows its protein is said to). The same feature
+    moving the same way in several groupings (overlapping or nested factors) is one hypothesis: the
+    strongest edge states it, the others are cited."""
+    picked = []
     for (contrast, stype), rels in sorted(changes.items()):
         if stype in _CELL_TYPES:
             continue
-        group, case, control = _contrast_words(contrast)
         rels = [r for r in rels if r.provenance.tool not in _UNSUPERVISED and r.id not in already]
-        for r in sorted(rels, key=_rank)[:3]:
-            statement = f"{r.subject.label} ({r.subject.type}) is {_direction_word(r)} in {case} than in {control} ({group})."
-            rationale = f"{r.modality or stype}: {_fmt(r)}."
-            if stype == "phosphosite":
-                verdict = _site_verdict(r, _gene(r), tables)
-                if verdict is not None and verdict.kind == "mirrors_protein":
-                    statement = (f"{r.subject.label} is {_direction_word(r)} in {case} than in {control} ({group}) in step with "
-                                 f"{_gene(r)} protein: a change in {_gene(r)} amount rather than in its phosphorylation.")
-                if verdict is not None:
-                    rationale = f"{r.modality or stype}: {_fmt(r)}, {verdict.clause}."
-            out.append(
-                HypothesisDraft(
-                    statement=statement,
-                    rationale=rationale,
-                    evidence=[r.id],
-                    entities=[r.subject.id, r.object.id],
-                    test=f"Quantify {r.subject.label} in independent {case} and {control} samples (targeted assay); predict the same direction.",
-                )
+        picked += sorted(rels, key=_rank)[:3]
+    same: dict[tuple[str, str], list[Relation]] = {}
+    for r in sorted(picked, key=_rank):
+        same.setdefault((r.subject.id, r.predicate), []).append(r)
+    out = []
+    for r, *also in same.values():
+        stype = r.subject.type
+        group, case, control = _contrast_words(r.object.label)
+        statement = f"{r.subject.label} ({r.subject.type}) is {_direction_word(r)} in {case} than in {control} ({group})."
+        rationale = f"{r.modality or stype}: {_fmt(r)}."
+        if stype == "phosphosite":
+            verdict = _site_verdict(r, _gene(r), tables)
+            if verdict is not None and verdict.kind == "mirrors_protein":
+                statement = (f"{r.subject.label} is {_direction_word(r)} in {case} than in {control} ({group}) in step with "
+                             f"{_gene(r)} protein: a change in {_gene(r)} amount rather than in its phosphorylation.")
+            if verdict is not None:
+                rationale = f"{r.modality or stype}: {_fmt(r)}, {verdict.clause}."
+        if also:
+            rationale += (" The same feature is also " + "; ".join(f"{_direction_word(x)} in {x.object.label} ({_fmt(x)})" for x in also)
+                          + ": the groupings may share samples, so this is one finding, stated for its strongest contrast.")
+        out.append(
+            HypothesisDraft(
+                statement=statement,
+                rationale=rationale[:1200],
+                evidence=[r.id] + [x.id for x in also][:11],
+                entities=[r.subject.id, r.object.id] + [x.object.id for x in also][:10],
+                test=f"Quantify {r.subject.label} in independent {case} and {control} samples (targeted assay); predict the same direction.",
             )
+        )
     return out
 
 
@@ -652,11 +717,11 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     tables = tables if tables is not None else ResultTables.empty()
     changes = _changes(kg)
     pathway_genes = _pathway_genes(kg)
+    leads = [_gene_events(kg, changes), _mutations(kg, changes), _shared_changes(changes),
+             _pathway_programs(kg, changes, pathway_genes, tables, sample_type)]
     families = [
-        _gene_events(kg, changes),
-        _mutations(kg, changes),
-        _shared_changes(changes),
-        _pathway_programs(kg, changes, pathway_genes, tables, sample_type),
+        *leads,
+        _units(changes, tables, {e for fam in leads for d in fam for e in d.evidence}),
         _multi_layer(kg, changes, pathway_genes),
         _phospho_specific(kg, changes, tables),
         _cna(kg),

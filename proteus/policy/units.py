@@ -1,0 +1,150 @@
+"""Curated biological units that cover findings moving together in one contrast.
+
+A unit is a shipped curated gene set (Reactome, WikiPathways, GO biological process; sources in
+``proteus/genesets/SOURCES.json``) small enough to name one function (at most :data:`MAX_UNIT` genes).
+Several changed features of one contrast that move the same way and belong to one unit are one
+finding about the unit, not one per protein.
+
+Which unit: the one covering the most of the changed genes, ties going to the most specific (the
+smallest hypergeometric tail over the measured genes: the over-representation test of Perseus / DAVID,
+Fisher's exact test one-sided, which a small unit wins over a large one holding as many); a unit is
+kept only when that tail is below ``alpha``. Units are taken greedily, each covering at least two genes
+not yet covered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from scipy.stats import hypergeom
+
+__all__ = ["MAX_UNIT", "Unit", "gene_units", "unit_genes", "unit_genes_of", "set_name", "shared_unit", "covering_units"]
+
+MAX_UNIT = 200
+"""Largest gene set that still names one function (broader terms, e.g. 'Metabolism of proteins', do not)."""
+
+_LIBRARY_NAMES = {"reactome": "Reactome", "wikipathways": "WikiPathways", "go_bp": "GO biological process"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A curated unit and the changed genes it covers."""
+
+    library: str
+    set_id: str
+    name: str
+    members: tuple[str, ...]
+    """The changed genes it holds, in the order given."""
+    size: int
+    """Its genes in the curated source."""
+    n_measured: int | None = None
+    """Its genes among the measured ones (the background; ``None`` without one)."""
+    p: float | None = None
+    """Hypergeometric tail: as many or more of the changed genes among ``n_measured`` by chance."""
+
+    @property
+    def source(self) -> str:
+        return _LIBRARY_NAMES.get(self.library, self.library)
+
+
+@lru_cache(maxsize=1)
+def _units() -> tuple[dict[tuple[str, str], frozenset[str]], dict[tuple[str, str], str]]:
+    from proteus import genesets
+
+    sets, names = {}, {}
+    for lib in genesets.LIBRARIES:
+        nm = genesets.set_names(lib)
+        for sid, genes in genesets.load(lib).items():
+            if 2 <= len(genes) <= MAX_UNIT:
+                sets[(lib, sid)] = frozenset(genes)
+                names[(lib, sid)] = nm.get(sid, sid)
+    return sets, names
+
+
+@lru_cache(maxsize=1)
+def _by_gene() -> dict[str, frozenset[tuple[str, str]]]:
+    out: dict[str, set[tuple[str, str]]] = {}
+    for key, genes in _units()[0].items():
+        for g in genes:
+            out.setdefault(g, set()).add(key)
+    return {g: frozenset(k) for g, k in out.items()}
+
+
+def gene_units(gene: str) -> frozenset[tuple[str, str]]:
+    """The curated units (``(library, set id)``) that hold ``gene``."""
+    return _by_gene().get(gene, frozenset())
+
+
+def unit_genes(unit: Unit) -> frozenset[str]:
+    """Every gene of ``unit`` in its curated source."""
+    return unit_genes_of((unit.library, unit.set_id))
+
+
+def unit_genes_of(key: tuple[str, str]) -> frozenset[str]:
+    """Every gene of the unit ``(library, set id)``."""
+    return _units()[0][key]
+
+
+def set_name(key: tuple[str, str]) -> str:
+    """The name of the unit ``(library, set id)``."""
+    return _units()[1][key]
+
+
+def shared_unit(genes: list[str]) -> Unit | None:
+    """The curated unit holding the most of ``genes`` (at least two), ties to the smallest; no background."""
+    sets, names = _units()
+    hits: dict[tuple[str, str], list[str]] = {}
+    for g in dict.fromkeys(genes):
+        for key in gene_units(g):
+            hits.setdefault(key, []).append(g)
+    best = min(((-len(v), len(sets[k]), k) for k, v in hits.items() if len(v) >= 2), default=None)
+    if best is None:
+        return None
+    key = best[2]
+    return Unit(key[0], key[1], names[key], tuple(hits[key]), len(sets[key]))
+
+
+def covering_units(changed: list[str], measured: set[str] | frozenset[str], *, alpha: float = 0.05,
+                   max_units: int = 3, min_members: int = 2) -> list[Unit]:
+    """Units that cover ``changed`` genes (one contrast, one direction), most specific first.
+
+    Parameters
+    ----------
+    changed
+        Genes of the features that changed the same way in one contrast.
+    measured
+        Genes of every feature tested in that contrast (the background; ``changed`` is counted in it).
+    alpha
+        A unit is kept only when its hypergeometric tail is below ``alpha``.
+    max_units, min_members
+        At most ``max_units`` units, each covering at least ``min_members`` genes not covered before.
+
+    Returns
+    -------
+    Units in the order chosen (smallest tail first), each with the changed genes it covers.
+    """
+    measured = set(measured) | set(changed)
+    todo = [g for g in dict.fromkeys(changed) if g]
+    sets, names = _units()
+    N, n = len(measured), len(todo)
+    out: list[Unit] = []
+    while len(out) < max_units and len(todo) >= min_members:
+        cands: dict[tuple[str, str], list[str]] = {}
+        for g in todo:
+            for key in gene_units(g):
+                cands.setdefault(key, []).append(g)
+        best = None
+        for key, hit in cands.items():
+            if len(hit) < min_members:
+                continue
+            K = len(sets[key] & measured)
+            p = float(hypergeom.sf(len(hit) - 1, N, K, n))
+            rank = (-len(hit), p, len(sets[key]), key)
+            if p < alpha and (best is None or rank < best[0]):
+                best = (rank, Unit(key[0], key[1], names[key], tuple(hit), len(sets[key]), K, p))
+        if best is None:
+            break
+        out.append(best[1])
+        todo = [g for g in todo if g not in best[1].members]
+    return out

@@ -1,0 +1,162 @@
+"""Hypotheses about curated units, one finding per feature across groupings, and a judge that credits
+prior knowledge and leaves untestable evidence to its statistics. Evidence: real differentials of the
+NAFLD plasma cohort (alphastats example data) computed by the tool in the test."""
+
+from __future__ import annotations
+
+import pytest
+
+from proteus.io import load_study
+from proteus.kg import KnowledgeGraph
+from proteus.policy.claim_check import check_draft
+from proteus.policy.heuristic_judge import judge_heuristically
+from proteus.policy.patterns import compose_hypotheses
+from proteus.policy.result_tables import ResultTables
+from proteus.policy.units import covering_units, gene_units, unit_genes_of
+from proteus.profile import profile_study
+from proteus.records import Hypothesis, Provenance, Step
+from proteus.tools.registry import ToolContext, get_tool
+
+
+@pytest.fixture(scope="module")
+def nafld_run(nafld_dir, tmp_path_factory):
+    """Every two-group differential of the cohort's biological factors against its reference level, as a run
+    records them: relations in a knowledge graph, full tables in memory."""
+    study = load_study(nafld_dir)
+    prof = profile_study(study)
+    out = tmp_path_factory.mktemp("units")
+    kg, tables = KnowledgeGraph(), {}
+    for i, c in enumerate(prof.contrasts):
+        sid = f"S{i}"
+        params = {"modality": "proteomics", "group": c.group, "case": c.case, "control": c.control}
+        ctx = ToolContext(out_dir=out, seed=0, provenance=Provenance(tool="differential_abundance", step=sid))
+        res = get_tool("differential_abundance")(study, params, ctx)
+        kg.add_relations(res.relations)
+        tables[f"tables/{sid}_results.tsv"] = res.tables["results"]
+        kg.add_step(Step(id=sid, tool="differential_abundance", params=params, status="done", tables=[f"tables/{sid}_results.tsv"]), "W1")
+    return kg, ResultTables(kg, tables.get, {"proteomics": "proteomics"}), tables
+
+
+def _changes(kg):
+    out = {}
+    for r in kg.relations.values():
+        if r.predicate in ("higher_in", "lower_in"):
+            out.setdefault((r.object.label, r.predicate), []).append(r)
+    return out
+
+
+def test_co_moving_members_of_a_curated_unit_are_one_hypothesis(nafld_run):
+    kg, rt, _ = nafld_run
+    drafts = compose_hypotheses(kg, tables=rt, limit=200)
+    unit_drafts = [d for d in drafts if d.statement.startswith("Proteins of the unit")]
+    assert unit_drafts, [d.statement for d in drafts]
+    for d in unit_drafts:
+        rels = [kg.relation(e) for e in d.evidence]
+        assert len(rels) >= 2 and len({(r.object.id, r.predicate) for r in rels}) == 1  # one contrast, one direction
+        unit = next(e.split(":", 1)[1] for e in d.entities if e.startswith("pathway:"))
+        members = {r.subject.label for r in rels}
+        assert all(m in d.statement for m in members) and unit in d.statement
+        # every member is a curated member of the named unit, and none is restated on its own
+        assert any(members <= unit_genes_of(k) for m in members for k in gene_units(m) if unit in (k[1], _name(k)))
+        singles = [x for x in drafts if x is not d and set(x.evidence) & set(d.evidence)]
+        assert not singles, [x.statement for x in singles]
+        # the claim checker lets the unit wording through unchanged
+        out = check_draft(d, kg, rt)
+        assert out.rejected is None and not out.checks, (out.rejected, out.checks)
+
+
+def _name(key):
+    from proteus.policy.units import set_name
+
+    return set_name(key)
+
+
+def test_units_need_co_annotation_beyond_chance(nafld_run):
+    kg, _, tables = nafld_run
+    measured = set(next(iter(tables.values()))["gene"].dropna().astype(str))
+    (contrast, pred), rels = max(_changes(kg).items(), key=lambda kv: len(kv[1]))
+    genes = [str(r.stats.extra.get("gene") or r.subject.label) for r in rels]
+    found = covering_units(genes, measured)
+    assert found and all(len(u.members) >= 2 and u.p < 0.05 for u in found)
+    # counter-example: measured genes that share no curated unit give none
+    lonely = []
+    for g in sorted(measured):
+        if gene_units(g) and not any(gene_units(g) & gene_units(x) for x in lonely):
+            lonely.append(g)
+        if len(lonely) == 6:
+            break
+    assert covering_units(lonely, measured) == []
+    # and a unit's genes diluted in the whole measured background are not "more than chance"
+    assert covering_units(sorted(measured), measured) == []
+
+
+def test_one_feature_in_two_groupings_is_one_hypothesis(nafld_run):
+    kg, rt, _ = nafld_run
+    drafts = compose_hypotheses(kg, tables=rt, limit=200)
+    stated, merged = {}, 0
+    for d in drafts:
+        if d.statement.endswith(").") and " is " in d.statement and len(d.entities) >= 2:
+            r = kg.relation(d.evidence[0])
+            assert (r.subject.id, r.predicate) not in stated, (d.statement, stated.get((r.subject.id, r.predicate)))
+            stated[(r.subject.id, r.predicate)] = d.statement
+            others = [kg.relation(e) for e in d.evidence[1:]]
+            # the strongest edge states it; the others are the same feature, same direction, cited
+            assert all(o.subject.id == r.subject.id and o.predicate == r.predicate and o.stats.q_else_p() >= r.stats.q_else_p() for o in others)
+            assert all(o.object.label in d.rationale for o in others)
+            merged += bool(others)
+    assert merged, "no feature changed in two groupings of the cohort"
+
+
+# --------------------------------------------------------------------------------------------
+# the judge
+# --------------------------------------------------------------------------------------------
+
+
+def _hyp(rels, statement, *, status="untestable", reason="3 vs 3 samples leave 1 per group in a held-out split", kind="discovery"):
+    return Hypothesis(id="H", statement=statement, rationale="", evidence=[r.id for r in rels], entities=[r.subject.id for r in rels],
+                      test="measure the level in an independent cohort; predict a lower abundance", kind=kind,
+                      validation={"status": status, "reason": f"no evidence edge can be re-tested on held-out samples: {reason}", "edges": {}})
+
+
+def test_untestable_strong_statistics_keep_their_reliability_and_weak_ones_do_not(nafld_run):
+    kg, *_ = nafld_run
+    rels = sorted((r for r in kg.relations.values() if r.predicate in ("higher_in", "lower_in")), key=lambda r: r.stats.q_else_p())
+    strong = next(r for r in rels if abs(r.stats.effect) >= 1 and not r.stats.extra.get("detection"))
+    j = judge_heuristically(kg, _hyp([strong], f"{strong.subject.label} differs"))
+    assert j.reliability.score >= 3 and "scored from the statistics" in j.reliability.reason, j.reliability.reason
+    # counter-examples: a weak q, and an effect extrapolated for a feature seen in one group only
+    weak = strong.model_copy(update={"stats": strong.stats.model_copy(update={"q": 0.2, "p": 0.05})})
+    one_group = strong.model_copy(update={"stats": strong.stats.model_copy(update={"extra": {**strong.stats.extra, "detection": "only in case"}})})
+    for r in (weak, one_group):
+        kg2 = KnowledgeGraph()
+        kg2.add_relations([r])
+        assert judge_heuristically(kg2, _hyp([r], f"{r.subject.label} differs")).reliability.score < j.reliability.score
+
+
+def test_plausibility_credits_a_co_annotated_unit_moving_one_way(nafld_run):
+    kg, rt, _ = nafld_run
+    d = next(d for d in compose_hypotheses(kg, tables=rt, limit=200) if d.statement.startswith("Proteins of the unit"))
+    rels = [kg.relation(e) for e in d.evidence]
+    h = Hypothesis(id="H", statement=d.statement, rationale=d.rationale, evidence=d.evidence, entities=d.entities, test=d.test)
+    unit = judge_heuristically(kg, h).biological_plausibility
+    assert unit.score >= 3 and "co-annotated" in unit.reason, unit.reason
+    # counter-example: the same genes moving in different directions are not credited as a unit
+    flipped = rels[0].model_copy(update={"predicate": "higher_in" if rels[0].predicate == "lower_in" else "lower_in"})
+    kg2 = KnowledgeGraph()
+    kg2.add_relations([flipped, *rels[1:]])
+    h2 = h.model_copy(update={"evidence": [flipped.id] + d.evidence[1:]})
+    mixed = judge_heuristically(kg2, h2).biological_plausibility
+    assert mixed.score < unit.score and "different directions" in mixed.reason
+    # and genes with no shared curated unit get no prior-knowledge credit
+    lonely = [r for r in kg.relations.values() if r.predicate in ("higher_in", "lower_in") and not gene_units(r.subject.label)][:1]
+    if lonely:
+        assert judge_heuristically(kg, _hyp(lonely, f"{lonely[0].subject.label} differs")).biological_plausibility.score == 1
+
+
+def test_a_positive_control_is_plausible_and_not_novel(nafld_run):
+    kg, *_ = nafld_run
+    r = next(r for r in kg.relations.values() if r.predicate in ("higher_in", "lower_in"))
+    control = judge_heuristically(kg, _hyp([r], f"{r.subject.label} differs", kind="positive control"))
+    finding = judge_heuristically(kg, _hyp([r], f"{r.subject.label} differs"))
+    assert control.novelty.score == 1 < finding.novelty.score
+    assert control.biological_plausibility.score == 5 and "positive control" in control.biological_plausibility.reason
