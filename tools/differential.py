@@ -365,6 +365,10 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     res = differential_table(study, p, seed=ctx.seed)
     table, skipped, d, method = res.table.copy(), res.skipped.copy(), res.details, res.method
     kind, choice = d["kind"], d["choice"]
+    layer = study.modalities[p.modality]
+    if "organism" in layer.var:  # a layer that mixes organisms: each feature's, for positive / negative controls
+        table["organism"] = table["feature"].astype(str).map(layer.var["organism"].astype(str)).replace("", None)
+    doses = _group_doses(study, p.modality, p.group, p.case, p.control)
     sig = table["q"] < p.fdr
     not_shared = 0
     if p.case_levels:  # a pooled effect is claimed only where every pooled level shows it
@@ -443,8 +447,25 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
            "does not agree (no relation)" if metrics["n_significant_minor_group"] else "")
         + (f". Choices: {'; '.join(choice.reasons)}" if choice.reasons else "") + "." + dropped_text(d["dropped"])
     )
-    return ToolResult(summary=summary, tables={"results": table, "skipped": skipped}, figures=figures,
-                      relations=relations, metrics=metrics)
+    return ToolResult(summary=summary, tables={"results": table, "skipped": skipped} | ({"doses": doses} if len(doses) else {}),
+                      figures=figures, relations=relations, metrics=metrics)
+
+
+def _group_doses(study: Study, modality: str, group: str, case: str, control: str) -> pd.DataFrame:
+    """Numeric sample-table columns that hold one positive value in every ``case`` sample and another in
+    every ``control`` sample (a dose or spike amount the design states): ``column, case, control``."""
+    samples = study.modalities[modality].obs_names.astype(str)
+    clin = study.clinical.reindex(samples)
+    g = clin[group].astype(str)
+    rows = []
+    for col in clin.columns:
+        if col == group:
+            continue
+        x = pd.to_numeric(clin[col], errors="coerce")
+        a, b = x[(g == str(case)).to_numpy()].dropna().unique(), x[(g == str(control)).to_numpy()].dropna().unique()
+        if len(a) == 1 and len(b) == 1 and a[0] > 0 and b[0] > 0 and a[0] != b[0] and x.notna().all():
+            rows.append({"column": str(col), "case": float(a[0]), "control": float(b[0])})
+    return pd.DataFrame(rows, columns=["column", "case", "control"])
 
 
 def differential_table(study: Study, params: ContrastTest, *, seed: int = 0) -> ContrastTable:

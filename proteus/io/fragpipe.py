@@ -11,7 +11,7 @@ import pandas as pd
 
 from proteus.io._layer import build_layer, first_token, peptide_counts, unique_ids
 from proteus.io._text import RawTable, ReadProblem
-from proteus.io.organism import organism_of
+from proteus.io.organism import feature_organisms, organism_of
 
 __all__ = ["is_fragpipe", "read_fragpipe"]
 
@@ -54,4 +54,7 @@ def read_fragpipe(table: RawTable, notes: list[str], kind: str = "proteomics") -
         var["n_peptides"] = counts
     species = next((c for c in ("Organism", "Entry Name") if c in df), None)
     organism = organism_of(df[species], notes) if species else None
+    each = feature_organisms(df[species]) if species else None
+    if each is not None:
+        var["organism"] = [o or "" for o in each]
     return build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True, organism=organism)

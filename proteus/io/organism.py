@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-__all__ = ["organism_of", "organism_from_ids", "SPECIES_CODES", "NOT_HUMAN"]
+__all__ = ["organism_of", "feature_organisms", "organism_from_ids", "SPECIES_CODES", "NOT_HUMAN"]
 
 SPECIES_CODES = {
     "HUMAN": "Homo sapiens", "MOUSE": "Mus musculus", "RAT": "Rattus norvegicus", "BOVIN": "Bos taurus",
@@ -29,7 +29,8 @@ SPECIES_CODES = {
 """UniProt species codes of common organisms (UniProt speclist.txt)."""
 
 _OS = re.compile(r"\bOS=([A-Z][a-z]+ [a-z]+)")
-_ENTRY = re.compile(r"^[A-Z0-9]{1,10}_([A-Z0-9]{3,5})$")
+_ENTRY = re.compile(r"^[A-Z0-9]{1,10}_([A-Z0-9]{3,5})(?:_[A-Z0-9]+)?$")
+"""A UniProt entry name (``ATG8_YEAST``), also with a vendor's suffix (``HBA_HUMAN_UPS``)."""
 
 
 def _one(text: str) -> str | None:
@@ -37,7 +38,7 @@ def _one(text: str) -> str | None:
     m = _OS.search(first)
     if m:
         return m.group(1)
-    m = _ENTRY.match(first.split("|")[-1].strip())
+    m = _ENTRY.match((first.split("|")[-1].split() or [""])[0])
     if m:
         return SPECIES_CODES.get(m.group(1))
     if re.fullmatch(r"[A-Z][a-z]+ [a-z]+(?: .*)?", first):  # an Organism column: "Homo sapiens (Human)"
@@ -66,6 +67,13 @@ def organism_of(annotation: Iterable[object], notes: list[str] | None = None) ->
         others = ", ".join(f"{o} {k}" for o, k in found.most_common()[1:4])
         notes.append(f"organism {top} ({n} of {total} annotated features{'; also ' + others if others else ''})")
     return top
+
+
+def feature_organisms(annotation: Iterable[object]) -> list[str | None] | None:
+    """Each feature's organism, as its annotation names it, when the features name more than one
+    (a spiked standard from another organism, a mixed-species benchmark); else ``None``."""
+    each = [_one(str(t)) if t is not None and str(t) not in ("", "nan") else None for t in annotation]
+    return each if len({o for o in each if o}) > 1 else None
 
 
 NOT_HUMAN = "an unidentified non-human organism"

@@ -183,7 +183,7 @@ def _coherence(h: Hypothesis, rels: list[Relation | None], found: list[Relation]
     if layers:
         score -= 1
         problems.append(f"speaks of {', '.join(layers)} that no cited edge measured")
-    causal = sorted(set(m.group(1) for m in re.finditer(_CAUSAL, low)))
+    causal = sorted(set(m.group(1) for m in re.finditer(_CAUSAL, re.sub(r"\b(positive|negative) controls?\b", "", low))))
     if causal:
         score -= 1 + (len(causal) > 1)
         problems.append(f"causal wording ({', '.join(causal)}) from associations")

@@ -5,7 +5,12 @@ them, and writes a falsifiable statement with the edge ids as evidence. Every cl
 with :mod:`proteus.policy.claims` against the run's full result tables
 (:class:`~proteus.policy.result_tables.ResultTables`), not only the significant relations:
 
-- a grouping named after a gene (a mutation, methylation or subtype call): that gene's own products
+- positive controls (:mod:`proteus.policy.controls`): a second organism's features that move with the
+  grouping, one set-level QC statement with the background as negative control
+- a grouping named after a gene (a mutation, methylation or subtype call): that gene's own products,
+  a positive control (the grouping names the gene)
+- curated units (:mod:`proteus.policy.units`): the strongest co-moving changes of a contrast that
+  share a unit are one finding about the unit
 - mutation cis effect (worded by variant class and direction) and the downstream proteins
 - pathway programme: enriched pathways carried by the same changed members are one finding; a
   composition caveat where the members track a composition score or the contrast is tumour vs normal
@@ -21,7 +26,9 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from proteus import genesets
 from proteus.kg import KnowledgeGraph
+from proteus.policy.controls import spike_in_controls
 from proteus.policy.claims import SiteVerdict, directions_agree, is_composition_score, mutation_phrase, site_against_protein
 from proteus.policy.decisions import HypothesisDraft
 from proteus.policy.result_tables import Change, ResultTables
@@ -195,10 +202,13 @@ def _units(changes, tables: ResultTables, taken: set[str]) -> list[HypothesisDra
             tab = _contrast_table(tables, mine[0]) if len(mine) >= 2 else None
             if tab is None or tab.empty or "gene" not in tab:
                 continue
+            if "organism" in tab:  # a layer that mixes organisms: the curated sets describe one
+                tab = tab[tab["organism"] == genesets.ORGANISM]
             gene_of = dict(zip(tab["label"].astype(str), tab["gene"].astype(str)))
             by_gene = {}
             for r in mine:
-                by_gene.setdefault(gene_of.get(r.subject.label, _gene(r)), r)
+                if r.subject.label in gene_of:
+                    by_gene.setdefault(gene_of[r.subject.label], r)
             for unit in covering_units(list(by_gene), set(tab["gene"].dropna().astype(str))):
                 members = [by_gene[g] for g in unit.members][:10]
                 rows = tab[tab["gene"].astype(str).isin(unit_genes(unit))]
@@ -296,6 +306,7 @@ def _gene_events(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
                 entities=[f"protein:{gene}"] + [r.subject.id for r in own if r.subject.id != f"protein:{gene}"] + [own[0].object.id],
                 test=f"Measure {gene} protein (and mRNA) in independent {case} and {control} samples; the same direction should hold, "
                      f"and the downstream differences of {group} should follow {gene}'s level within each group.",
+                kind="positive control",
             )
         )
     return out
@@ -717,11 +728,12 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     tables = tables if tables is not None else ResultTables.empty()
     changes = _changes(kg)
     pathway_genes = _pathway_genes(kg)
-    leads = [_gene_events(kg, changes), _mutations(kg, changes), _shared_changes(changes),
+    controls, controlled = spike_in_controls(kg, tables)
+    leads = [controls, _gene_events(kg, changes), _mutations(kg, changes), _shared_changes(changes),
              _pathway_programs(kg, changes, pathway_genes, tables, sample_type)]
     families = [
         *leads,
-        _units(changes, tables, {e for fam in leads for d in fam for e in d.evidence}),
+        _units(changes, tables, controlled | {e for fam in leads for d in fam for e in d.evidence}),
         _multi_layer(kg, changes, pathway_genes),
         _phospho_specific(kg, changes, tables),
         _cna(kg),
@@ -732,7 +744,7 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
         _survival(kg),
         _populations(kg),
     ]
-    used = {e for fam in families for d in fam for e in d.evidence}
+    used = controlled | {e for fam in families for d in fam for e in d.evidence}
     stated = {(_axis(kg, d), ent) for fam in families for d in fam for ent in d.entities}
     singles = [d for d in _single_changes(kg, changes, used, tables) if (_axis(kg, d), d.entities[0]) not in stated]
     families.append(singles)
