@@ -88,6 +88,19 @@ def test_units_need_co_annotation_beyond_chance(nafld_run):
     assert covering_units(lonely, measured) == []
     # and a unit's genes diluted in the whole measured background are not "more than chance"
     assert covering_units(sorted(measured), measured) == []
+    # two genes stand for a small unit (a complex, one specific process), never alone for a large one
+    from proteus.policy.units import MAX_PAIR_UNIT
+
+    def pair(small: bool):
+        for a in sorted(measured):
+            for b in sorted(measured):
+                shared = [len(unit_genes_of(k)) for k in gene_units(a) & gene_units(b)] if a < b else []
+                if shared and (min(shared) <= MAX_PAIR_UNIT) == small:
+                    return [a, b]
+        raise AssertionError("no such pair among the measured genes")
+
+    assert [u.members for u in covering_units(pair(True), measured)] != []
+    assert covering_units(pair(False), measured) == []
 
 
 def test_one_feature_in_two_groupings_is_one_hypothesis(nafld_run):

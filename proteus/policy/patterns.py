@@ -217,7 +217,7 @@ def _units(changes, tables: ResultTables, taken: set[str]) -> list[HypothesisDra
                 median = float(rows["logFC"].median()) if "logFC" in rows and len(rows) else None
                 out.append(
                     HypothesisDraft(
-                        statement=f"Proteins of the unit '{unit.name}' ({unit.source}) are {word} together in {case} than in {control} "
+                        statement=f"{'mRNAs' if stype == 'gene' else 'Proteins'} of the unit '{unit.name}' ({unit.source}) are {word} together in {case} than in {control} "
                                   f"({group}): {names}."[:500],
                         rationale=(f"{len(unit.members)} of the {unit.n_measured} measured members of '{unit.name}' ({unit.source}, {unit.size} genes) "
                                    f"are {word} in {case}, more than chance among the {len(by_gene)} features {word} there "

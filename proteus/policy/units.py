@@ -8,8 +8,8 @@ finding about the unit, not one per protein.
 Which unit: the one covering the most of the changed genes, ties going to the most specific (the
 smallest hypergeometric tail over the measured genes: the over-representation test of Perseus / DAVID,
 Fisher's exact test one-sided, which a small unit wins over a large one holding as many); a unit is
-kept only when that tail is below ``alpha``. Units are taken greedily, each covering at least two genes
-not yet covered.
+kept only when that tail is below ``alpha``, and a unit covering only two genes only when it is small
+(:data:`MAX_PAIR_UNIT`). Units are taken greedily, each covering at least two genes not yet covered.
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ from functools import lru_cache
 
 from scipy.stats import hypergeom
 
-__all__ = ["MAX_UNIT", "Unit", "gene_units", "unit_genes", "unit_genes_of", "set_name", "shared_unit", "covering_units"]
+__all__ = ["MAX_UNIT", "MAX_PAIR_UNIT", "Unit", "gene_units", "unit_genes", "unit_genes_of", "set_name", "shared_unit", "covering_units"]
 
 MAX_UNIT = 200
 """Largest gene set that still names one function (broader terms, e.g. 'Metabolism of proteins', do not)."""
+
+MAX_PAIR_UNIT = 50
+"""Largest unit that two changed genes alone may stand for (a complex or one specific process); larger
+units need three, since among thousands of sets two strong changes share a large one often by chance."""
 
 _LIBRARY_NAMES = {"reactome": "Reactome", "wikipathways": "WikiPathways", "go_bp": "GO biological process"}
 
@@ -136,7 +140,7 @@ def covering_units(changed: list[str], measured: set[str] | frozenset[str], *, a
                 cands.setdefault(key, []).append(g)
         best = None
         for key, hit in cands.items():
-            if len(hit) < min_members:
+            if len(hit) < min_members or (len(hit) < 3 and len(sets[key]) > MAX_PAIR_UNIT):
                 continue
             K = len(sets[key] & measured)
             p = float(hypergeom.sf(len(hit) - 1, N, K, n))
