@@ -173,3 +173,29 @@ def test_a_positive_control_is_plausible_and_not_novel(nafld_run):
     finding = judge_heuristically(kg, _hyp([r], f"{r.subject.label} differs"))
     assert control.novelty.score == 1 < finding.novelty.score
     assert control.biological_plausibility.score == 5 and "positive control" in control.biological_plausibility.reason
+
+
+def test_a_grouping_named_after_a_gene_is_a_positive_control(nafld_run):
+    """The cohort's strongest change, re-filed under a grouping named after its own gene (as a lab would
+    name a knockout or an overexpression arm): the gene's change restates the design."""
+    from proteus.records import contrast_entity
+
+    kg, *_ = nafld_run
+    r = min((r for r in kg.relations.values() if r.predicate in ("higher_in", "lower_in")), key=lambda r: r.stats.q_else_p())
+    group, _, rest = r.object.label.partition(": ")
+    case, _, control = rest.partition(" vs ")
+
+    def drafts(grouping: str):
+        kg2 = KnowledgeGraph()
+        kg2.add_relations([x.model_copy(update={"object": contrast_entity(grouping, case, control)}) for x in kg.relations.values()
+                           if x.object.id == r.object.id])
+        return kg2, compose_hypotheses(kg2, limit=200)
+
+    kg2, named = drafts(f"{r.subject.label} status")
+    controls = [d for d in named if d.kind == "positive control"]
+    assert len(controls) == 1 and r.subject.label in controls[0].statement
+    h = Hypothesis(id="H", statement=controls[0].statement, rationale=controls[0].rationale, evidence=controls[0].evidence,
+                   entities=controls[0].entities, test=controls[0].test, kind=controls[0].kind)
+    assert judge_heuristically(kg2, h).novelty.score == 1
+    # counter-example: the same changes under a grouping that names no gene are discoveries
+    assert all(d.kind == "discovery" for d in drafts(group)[1])

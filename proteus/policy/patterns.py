@@ -719,11 +719,13 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     them no site-specific or composition claim is made).
 
     Synthesis: every study axis (a sample grouping, a mutated gene, copy number, a clinical variable,
-    outcome, a clustering) leads with its most interpretable finding — for a grouping named after a
-    gene, that gene's own products; a mutation's cis effect with its downstream proteins; pathway
-    programmes before single proteins — and axes take turns, so each
-    axis's lead comes before any axis's second finding. ``sample_type`` names the tumour/normal column,
-    whose pathway differences carry a composition caveat. Findings with the same evidence are one.
+    outcome, a clustering) leads with its most interpretable finding — a positive control first (a QC
+    result, ranked below discoveries after validation); for a grouping named after a gene, that gene's
+    own products; a mutation's cis effect with its downstream proteins; pathway programmes, changes
+    seen in two layers or beyond a protein, then curated units before single proteins — and axes take
+    turns, so each axis's lead comes before any axis's second finding. ``sample_type`` names the
+    tumour/normal column, whose pathway differences carry a composition caveat. Findings with the same
+    evidence are one; edges stated by a positive control or a unit are not restated alone.
     """
     tables = tables if tables is not None else ResultTables.empty()
     changes = _changes(kg)
@@ -733,9 +735,9 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
              _pathway_programs(kg, changes, pathway_genes, tables, sample_type)]
     families = [
         *leads,
-        _units(changes, tables, controlled | {e for fam in leads for d in fam for e in d.evidence}),
         _multi_layer(kg, changes, pathway_genes),
         _phospho_specific(kg, changes, tables),
+        _units(changes, tables, controlled | {e for fam in leads for d in fam for e in d.evidence}),
         _cna(kg),
         _modules(kg),
         _clusters(kg),
