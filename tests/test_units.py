@@ -14,7 +14,7 @@ from proteus.policy.patterns import compose_hypotheses
 from proteus.policy.result_tables import ResultTables
 from proteus.policy.units import covering_units, gene_units, unit_genes_of
 from proteus.profile import profile_study
-from proteus.records import Hypothesis, Provenance, Step
+from proteus.records import Hypothesis, Provenance, Relation, Step
 from proteus.tools.registry import ToolContext, get_tool
 
 
@@ -28,7 +28,7 @@ def nafld_run(nafld_dir, tmp_path_factory):
     kg, tables = KnowledgeGraph(), {}
     for i, c in enumerate(prof.contrasts):
         sid = f"S{i}"
-        params = {"modality": "proteomics", "group": c.group, "case": c.case, "control": c.control}
+        params = {"modality": "proteomics", "group": c.group, "case": c.case, "control": c.control} | ({"case_levels": c.case_levels} if c.case_levels else {})
         ctx = ToolContext(out_dir=out, seed=0, provenance=Provenance(tool="differential_abundance", step=sid))
         res = get_tool("differential_abundance")(study, params, ctx)
         kg.add_relations(res.relations)
@@ -104,20 +104,28 @@ def test_units_need_co_annotation_beyond_chance(nafld_run):
 
 
 def test_one_feature_in_two_groupings_is_one_hypothesis(nafld_run):
+    """A real change copied into a second, overlapping grouping (as a treatment column nested in a diagnosis
+    would give it), weaker there: one hypothesis, stated for the stronger edge, the other cited."""
+    from proteus.records import contrast_entity
+
     kg, rt, _ = nafld_run
     drafts = compose_hypotheses(kg, tables=rt, limit=200)
-    stated, merged = {}, 0
-    for d in drafts:
-        if d.statement.endswith(").") and " is " in d.statement and len(d.entities) >= 2:
-            r = kg.relation(d.evidence[0])
-            assert (r.subject.id, r.predicate) not in stated, (d.statement, stated.get((r.subject.id, r.predicate)))
-            stated[(r.subject.id, r.predicate)] = d.statement
-            others = [kg.relation(e) for e in d.evidence[1:]]
-            # the strongest edge states it; the others are the same feature, same direction, cited
-            assert all(o.subject.id == r.subject.id and o.predicate == r.predicate and o.stats.q_else_p() >= r.stats.q_else_p() for o in others)
-            assert all(o.object.label in d.rationale for o in others)
-            merged += bool(others)
-    assert merged, "no feature changed in two groupings of the cohort"
+    single = next(d for d in drafts if len(d.evidence) == 1 and d.statement.endswith(").") and " is " in d.statement)
+    r = kg.relation(single.evidence[0])
+
+    def with_copy(predicate):
+        copy = Relation.model_validate({**r.model_dump(exclude={"id"}), "object": contrast_entity("therapy", "yes", "no").model_dump(),
+                                        "predicate": predicate, "stats": {**r.stats.model_dump(), "q": min(0.049, r.stats.q_else_p() * 10)}})
+        kg2 = KnowledgeGraph()
+        kg2.add_relations([*kg.relations.values(), copy])
+        return copy, [d for d in compose_hypotheses(kg2, tables=rt, limit=200) if {r.id, copy.id} & set(d.evidence)]
+
+    copy, about = with_copy(r.predicate)
+    assert len(about) == 1 and about[0].evidence == [r.id, copy.id], [d.statement for d in about]
+    assert about[0].statement == single.statement and copy.object.label in about[0].rationale
+    # counter-example: opposite directions in the two groupings are two findings
+    copy, about = with_copy("higher_in" if r.predicate == "lower_in" else "lower_in")
+    assert len(about) == 2
 
 
 # --------------------------------------------------------------------------------------------
