@@ -722,7 +722,8 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     outcome, a clustering) leads with its most interpretable finding — a positive control first (a QC
     result, ranked below discoveries after validation); for a grouping named after a gene, that gene's
     own products; a mutation's cis effect with its downstream proteins; pathway programmes, changes
-    seen in two layers or beyond a protein, then curated units before single proteins — and axes take
+    seen in two layers or beyond a protein; a contrast's remaining changes last, curated units and
+    single features by their strongest edge — and axes take
     turns, so each axis's lead comes before any axis's second finding. ``sample_type`` names the
     tumour/normal column, whose pathway differences carry a composition caveat. Findings with the same
     evidence are one; edges stated by a positive control or a unit are not restated alone.
@@ -737,7 +738,6 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
         *leads,
         _multi_layer(kg, changes, pathway_genes),
         _phospho_specific(kg, changes, tables),
-        _units(changes, tables, controlled | {e for fam in leads for d in fam for e in d.evidence}),
         _cna(kg),
         _modules(kg),
         _clusters(kg),
@@ -746,10 +746,13 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
         _survival(kg),
         _populations(kg),
     ]
-    used = controlled | {e for fam in families for d in fam for e in d.evidence}
+    # a contrast's remaining changes: curated units and single features, strongest lead edge first, in one
+    # family (one slot per turn, so merging members into units never pushes another finding past the limit)
+    units = _units(changes, tables, controlled | {e for fam in leads for d in fam for e in d.evidence})
+    used = controlled | {e for fam in families + [units] for d in fam for e in d.evidence}
     stated = {(_axis(kg, d), ent) for fam in families for d in fam for ent in d.entities}
     singles = [d for d in _single_changes(kg, changes, used, tables) if (_axis(kg, d), d.entities[0]) not in stated]
-    families.append(singles)
+    families.append(sorted(units + singles, key=lambda d: _rank(kg.relation(d.evidence[0]))))
     # per axis: the families in order of interpretability, taking turns
     by_axis: dict[str, list[list[HypothesisDraft]]] = {}
     seen: set[frozenset] = set()
