@@ -19,6 +19,11 @@ biological or covariate role on the contrast's samples and decides what a hypoth
   the hypothesis names it and its test adjusts for it); ``independent``; ``not testable`` (not
   recorded in both groups, or one value).
 
+Before planning, :func:`indication_confounder` finds the finer classification a contrast is nested in
+(a therapy given for some diagnoses: every treated sample sits in a diagnosis that also holds
+untreated ones, some diagnoses hold no treated sample); the profile adds it to the contrast's
+covariates, and its hypotheses then say ``adjusted for`` it (decision ``adjusted``).
+
 Values that mean "unknown" (``proteus.profile.is_unknown_level``) count as missing. No column, level
 or marker of any dataset is named here; sample-quality markers can be added later as curated data
 with their source, checked by the same record.
@@ -36,7 +41,7 @@ from scipy import stats
 from proteus.stats.design import covariate_block
 from proteus.stats.multitest import bh
 
-__all__ = ["DesignCheck", "association", "contrast_checks", "evidence_contrast", "hypothesis_checks", "COLLINEAR_R2"]
+__all__ = ["DesignCheck", "association", "contrast_checks", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "COLLINEAR_R2"]
 
 COLLINEAR_R2 = 0.8
 """R^2 of the contrast on another column from which the two cannot be separated (variance inflation >= 5)."""
@@ -45,7 +50,7 @@ r"""Effective samples an adjusted contrast needs, :math:`n_1 n_0/(n_1+n_0)\,(1-R
 _ALPHA = 0.05
 _N_PERM = 2000
 
-Decision = Literal["same grouping", "cannot be separated", "associated", "independent", "not testable"]
+Decision = Literal["same grouping", "cannot be separated", "adjusted", "associated", "independent", "not testable"]
 
 
 class DesignCheck(BaseModel):
@@ -100,8 +105,9 @@ def _monte_carlo_chi2(groups: pd.Series, other: pd.Series, observed: float, seed
     o = pd.factorize(other)[0]
     r, c = g.max() + 1, o.max() + 1
     rng = np.random.default_rng(seed)
-    perms = np.array([rng.permutation(g) for _ in range(_N_PERM)])
-    counts = np.stack([np.bincount(p * c + o, minlength=r * c) for p in perms]).reshape(_N_PERM, r, c).astype(float)
+    perms = rng.permuted(np.broadcast_to(g, (_N_PERM, len(g))), axis=1)
+    cells = (perms * c + o) + (np.arange(_N_PERM) * r * c)[:, None]
+    counts = np.bincount(cells.ravel(), minlength=_N_PERM * r * c).reshape(_N_PERM, r, c).astype(float)
     expected = counts.sum(2, keepdims=True) * counts.sum(1, keepdims=True) / len(g)
     with np.errstate(invalid="ignore", divide="ignore"):
         chi = np.nansum(np.where(expected > 0, (counts - expected) ** 2 / expected, 0.0), axis=(1, 2))
@@ -169,8 +175,59 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
                 f"samples of {eff_n:.1f} remain): no model of these samples separates them")
         elif q < _ALPHA:
             c.decision, c.reason = "associated", f"the groups differ in {c.column}; adjust for it or test within its levels"
-    order = {"cannot be separated": 0, "associated": 1, "same grouping": 2, "independent": 3, "not testable": 4}
+    order = {"cannot be separated": 0, "adjusted": 1, "associated": 2, "same grouping": 3, "independent": 4, "not testable": 5}
     return sorted(out, key=lambda c: (order[c.decision], c.q if c.q is not None else 1.0, c.column))
+
+
+def classifications(clin: pd.DataFrame, columns: list[tuple[str, str, bool]]) -> dict[str, np.ndarray]:
+    """Integer codes (-1: missing or unknown) of the categorical biological ``columns`` with three or more
+    known levels: the finer classifications :func:`indication_confounder` looks for a contrast inside."""
+    from proteus.profile import is_unknown_level
+
+    out = {}
+    for col, role, continuous in columns:
+        if continuous or role != "biological" or col not in clin:
+            continue
+        s = clin[col]
+        known = (s.notna() & ~s.astype(str).str.strip().map(is_unknown_level)).to_numpy()
+        codes = np.where(known, pd.factorize(s.astype(str))[0], -1)
+        if len(np.unique(codes[known])) >= 3:
+            out[col] = codes
+    return out
+
+
+def indication_confounder(clin: pd.DataFrame, group: str, cases: list[str], controls: list[str],
+                          candidates: dict[str, np.ndarray], *, seed: int = 0) -> DesignCheck | None:
+    """The finer classification a contrast is nested in, to adjust for (confounding by indication).
+
+    The shape of a treatment given for some diagnoses: the column (one of ``candidates``, from
+    :func:`classifications`: three or more levels, not a yes/no status the contrast may define or be
+    part of) is known for every sample of the contrast, every case sample lies in a level of it that
+    holds control samples too (so each case has controls to be compared with inside its level), and
+    some control samples lie in levels that hold no case (the column decides who can be a case).
+    Such a column is adjusted for when the groups differ in it (:func:`association` p < 0.05) and the
+    adjusted contrast stays estimable (R^2 < 0.8 and >= 3 effective samples, as :func:`contrast_checks`
+    decides); of several, the most strongly associated. ``None`` when no column has that shape.
+    """
+    g = clin[group].astype(str).where(clin[group].notna()).to_numpy()
+    rows = np.isin(g, [*cases, *controls])
+    is_case = np.isin(g, cases)
+    best = None
+    for col, codes in candidates.items():
+        if col == group or (codes[rows] < 0).any():
+            continue
+        in_case, in_control = set(codes[rows & is_case]), set(codes[rows & ~is_case])
+        if not in_case <= in_control or not in_control - in_case:
+            continue
+        checks = contrast_checks(clin, group, cases, controls, [(col, "biological", False)], seed=seed)
+        c = checks[0] if checks else None
+        if c is None or c.p is None or c.p >= _ALPHA or c.decision in ("cannot be separated", "same grouping"):
+            continue
+        if best is None or (c.effect or 0) > (best.effect or 0):
+            best = c.model_copy(update={"decision": "adjusted", "reason": (
+                f"every {', '.join(cases)} sample lies in a level of {col} that also holds {', '.join(controls)} samples, and some "
+                f"{', '.join(controls)} samples lie in levels with none: {col} decides who can be a case (adjusted for in the model)")})
+    return best
 
 
 def evidence_contrast(r) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
@@ -202,28 +259,32 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     ``cache`` keeps checks between hypotheses that cite the same contrast.
     """
     cache = {} if cache is None else cache
-    records, inseparable, named, associated = [], [], [], []
+    records, inseparable, named, associated, adjusted = [], [], [], [], []
+    covariates = {str(c) for r in relations for c in (r.provenance.params or {}).get("covariates") or []}
     for key in dict.fromkeys(k for r in relations if (k := evidence_contrast(r)) is not None):
         group, cases, controls = key
         if key not in cache:
             cache[key] = contrast_checks(clin, group, list(cases), list(controls), columns)
-        checks = cache[key]
-        by = {d: [c for c in checks if c.decision == d] for d in ("cannot be separated", "associated", "same grouping", "independent", "not testable")}
+        checks = [c.model_copy(update={"decision": "adjusted", "reason": f"adjusted for in the model; {c.reason}"})
+                  if c.column in covariates and c.decision in ("associated", "cannot be separated") else c for c in cache[key]]
+        by = {d: [c for c in checks if c.decision == d]
+              for d in ("cannot be separated", "adjusted", "associated", "same grouping", "independent", "not testable")}
         records.append({
             "contrast": f"{group}: {', '.join(cases)} vs {', '.join(controls)}", "n_columns": len(checks),
-            "checks": [c.model_dump(exclude_none=True) for c in by["cannot be separated"] + by["associated"] + by["same grouping"]],
+            "checks": [c.model_dump(exclude_none=True) for c in by["cannot be separated"] + by["adjusted"] + by["associated"] + by["same grouping"]],
             "independent": [c.column for c in by["independent"]], "not_testable": [c.column for c in by["not testable"]],
         })
         inseparable += [c for c in by["cannot be separated"] if c.column not in {x.column for x in inseparable}]
         strong = [c for c in by["associated"] if c.effect_name == "Cramér's V" and c.role == "biological" and (c.effect or 0) >= 0.5]
         named += [c for c in strong if c.column not in {x.column for x in named}]
         associated += [c for c in by["associated"] if c.column not in {x.column for x in associated}]
-    clause = ""
+        adjusted += [c for c in by["adjusted"] if c.column not in {x.column for x in adjusted}]
+    clause = f"; adjusted for {', '.join(c.column for c in adjusted[:2])}, in which the groups differ" if adjusted else ""
     if inseparable:
-        clause = f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
+        clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
     elif named:
-        clause = f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
-    shown = inseparable[:3] + associated[:4]
+        clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
+    shown = inseparable[:3] + adjusted[:2] + associated[:4]
     why = ("Confounder check of " + "; ".join(r["contrast"] for r in records) + f" against {records[0]['n_columns']} other columns: "
            + ("; ".join(c.text() for c in shown) if shown else "no other column differs between the groups (q >= 0.05)") + ".") if records else ""
     return records, clause, why

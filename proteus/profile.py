@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from proteus import design
+from proteus.confounding import classifications, indication_confounder
 from proteus.study import Study
 
 __all__ = ["ClinicalVariable", "ModalityProfile", "Contrast", "FactorDesign", "DataProfile", "profile_study", "quote"]
@@ -118,6 +119,8 @@ class Contrast(BaseModel):
     power: float = Field(0.0, description="effective sample size n_case*n_control/(n_case+n_control)")
     covariates: list[str] = Field(default_factory=list, description="technical / block columns adjusted for")
     confounded: list[str] = Field(default_factory=list, description="technical columns aliased with the contrast")
+    confounders: list[str] = Field(default_factory=list, description="biological columns the contrast is nested in, adjusted for "
+                                   "(also in covariates; proteus.confounding.indication_confounder)")
 
 
 class FactorDesign(BaseModel):
@@ -301,6 +304,7 @@ def _factor_designs(variables: list[ClinicalVariable], clin: pd.DataFrame, min_n
     technical / block columns that cross it (:func:`proteus.design.adjustment`). ``clin`` holds the
     measured samples only, so every count is a promise the tools can keep."""
     adjustable = _adjustable(variables)
+    finer = classifications(clin, [(v.name, v.role, False) for v in variables if v.role == "biological" and v.kind in ("binary", "categorical")])
     factors, contrasts = [], []
     for v in variables:
         if v.role != "biological" or v.kind not in ("binary", "categorical"):
@@ -317,8 +321,11 @@ def _factor_designs(variables: list[ClinicalVariable], clin: pd.DataFrame, min_n
             cases = pool or [case]
             c_covs, c_conf, _ = design.adjustment(clin, v.name, [*cases, control], [c for c in adjustable if c[0] != v.name])
             pw = design.pooled_power([lv[k] for k in pool], lv[control]) if pool else design.power(lv[case], lv[control])
+            nest = indication_confounder(clin, v.name, cases, [control], finer)
+            confounders = [nest.column] if nest is not None else []
             mine.append(Contrast(group=v.name, case=case, control=control, n_case=sum(lv[k] for k in cases), n_control=lv[control],
-                                 kind=kind, case_levels=pool, power=round(pw, 3), covariates=c_covs, confounded=c_conf))
+                                 kind=kind, case_levels=pool, power=round(pw, 3), covariates=c_covs + confounders, confounded=c_conf,
+                                 confounders=confounders))
         factors.append(FactorDesign(
             name=v.name, levels=d["levels"], n_per_level={k: lv[k] for k in d["levels"]}, ordered=d["ordered"],
             order_reason=d["order_reason"], references=d["references"], reference_reason=d["reference_reason"],

@@ -122,3 +122,48 @@ def test_a_run_records_the_checks_on_every_contrast_hypothesis_and_words_insepar
         assert "Confounder check of" in h["rationale"]
     assert any("cannot be separated from" in h["statement"] for h in hyps)  # the diagnosis a therapy is given in
     assert "Confounder check</b>" in (out / "report.html").read_text()
+
+
+def test_a_contrast_nested_in_a_finer_classification_is_adjusted_for_it(nafld):
+    """A yes/no column whose 'yes' samples all sit in some diagnoses that also hold 'no' samples, while other
+    diagnoses hold no 'yes' (a therapy given for them), is compared within diagnosis; one spread over every
+    diagnosis is not adjusted. The expectation is derived from the cross-table here."""
+    from proteus.policy.playbooks import bulk_plays
+
+    study, prof, _, factor, binary = nafld
+    clin = study.clinical
+    for c in (c for c in prof.contrasts if c.group in binary):
+        g, f = clin[c.group].astype(str), clin[factor.name].astype(str)
+        in_case, in_control = set(f[g == c.case]), set(f[g == c.control])
+        nested = in_case <= in_control and bool(in_control - in_case)
+        assert (c.confounders == [factor.name]) == nested, (c.group, in_case, in_control)
+        if nested:
+            assert factor.name in c.covariates
+            steps = [s for p in bulk_plays(prof) for s in p.steps if s.params.get("group") == c.group and s.tool == "differential_abundance"]
+            assert steps and all(factor.name in s.params.get("covariates", []) for s in steps)
+            assert f"adjusting for {factor.name}" in steps[0].rationale
+    assert any(c.confounders for c in prof.contrasts)
+    # a factor is never adjusted for a column it is itself nested in the other way round (its levels span the column)
+    assert not any(c.confounders for c in prof.contrasts if c.group == factor.name)
+
+
+def test_a_hypothesis_on_an_adjusted_contrast_says_so_and_one_on_an_inseparable_contrast_says_that(nafld):
+    from proteus.confounding import hypothesis_checks
+    from proteus.records import Entity, Provenance, Relation, Stats, contrast_entity
+
+    study, prof, columns, factor, _ = nafld
+    adjusted = next(c for c in prof.contrasts if c.confounders)
+
+    def rel(c, covariates):
+        return Relation(subject=Entity(type="protein", label="X"), predicate="higher_in", object=contrast_entity(c.group, c.case, c.control),
+                        stats=Stats(effect=1.0, p=1e-4, q=1e-3, direction="up"),
+                        provenance=Provenance(tool="differential_abundance", params={"group": c.group, "case": c.case, "control": c.control,
+                                                                                      "covariates": covariates}))
+
+    records, clause, why = hypothesis_checks([rel(adjusted, adjusted.covariates)], study.clinical, columns)
+    assert clause.startswith(f"; adjusted for {factor.name}") and "Confounder check of" in why
+    (rec,) = records
+    assert [c["decision"] for c in rec["checks"] if c["column"] == factor.name] == ["adjusted"]
+    # the same contrast unadjusted: the factor is named as what the comparison does not separate out
+    _, clause, _ = hypothesis_checks([rel(adjusted, [])], study.clinical, columns)
+    assert factor.name in clause and "adjusted" not in clause
