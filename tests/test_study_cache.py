@@ -93,6 +93,25 @@ def test_load_layers_leaves_out_other_kinds_and_equals_load_study(ucec_dir, tmp_
     _same_study(part.study, whole, ["cna"])
     assert next(r for r in part.study.reports if r.path == "proteomics.tsv.gz").notes[-1] == "proteomics layer not read (not asked for)"
 
+    # a head that does not show the whole table's row count (a blank line) or column kinds (a column
+    # empty in its first rows): read whole
+    cna = gzip.decompress((ucec_dir / "cna.tsv.gz").read_bytes()).decode().split("\n")
+    for edit in ("blank line", "late column"):
+        lines = list(cna)
+        if edit == "blank line":
+            lines.insert(3, "")
+        else:
+            for i in range(1, 600):
+                fields = lines[i].split("\t")
+                fields[5] = ""
+                lines[i] = "\t".join(fields)
+        (data / "cna.tsv.gz").write_bytes(gzip.compress("\n".join(lines).encode()))
+        whole = load_study(data)
+        part = load_layers(data, {"proteomics"})
+        assert "cna.tsv.gz" not in part.left_out and part.read_whole == {"cna.tsv.gz"}, edit
+        _same_study(part.study, whole, [n for n in whole.modalities if n in ("cna", "proteomics")])
+    shutil.copy(ucec_dir / "cna.tsv.gz", data / "cna.tsv.gz")
+
     # a narrow table could be a sample table: read whole, and its hash kept by the cache
     y = pd.read_csv(ucec_dir / "proteomics.tsv.gz", sep="\t", index_col=0)
     y.iloc[:, :12].to_csv(data / "proteomics.tsv.gz", sep="\t")

@@ -44,7 +44,10 @@ class RawTable:
     header: list[str]
     notes: list[str] = field(default_factory=list)
     partial: bool = False
-    """Only the file's first lines were read (:func:`read_text_head`); more rows follow."""
+    """Only part of the file was parsed (its first rows, :func:`read_text_head`, or one column,
+    :func:`read_text_column`)."""
+    min_rows: int | None = None
+    """Of a partial table: how many rows the whole table has at least."""
 
 
 def read_bytes(path: Path, max_bytes: int) -> bytes:
@@ -160,16 +163,26 @@ def head_bytes(path: Path, n_lines: int) -> tuple[bytes, bool]:
     return bytes(buf), False
 
 
-def read_text_head(path: Path, source: str, n_lines: int) -> RawTable | None:
-    """:func:`read_text_table` of the file's first ``n_lines`` lines only (``partial`` when more
-    follow). None where the head alone could read differently from the whole file: bytes outside
-    ASCII (the whole file's encoding decides how they decode). The head ends at a newline, so its
-    text is the start of the whole file's text (line endings included)."""
+def read_text_head(path: Path, source: str, n_lines: int, rows: int) -> RawTable | None:
+    """:func:`read_text_table` of a file's first ``n_lines`` lines: the whole table where the file
+    ends there, else its first ``rows`` rows (``partial``). ``min_rows``: how many rows the whole
+    table has at least: the head's lines where each is plain (not blank, no quote, no more fields
+    than the header: the whole table keeps each as a row), else the rows parsed. None where the
+    head alone could read differently from the whole file: bytes outside ASCII (the whole file's
+    encoding decides how they decode). The head ends at a newline, so its text is the start of the
+    whole file's text (line endings included)."""
     data, more = head_bytes(path, n_lines)
     if not data.isascii():
         return None
-    table = _parse_text(data, path, source, None)
+    text, lines, skip, header, kw, notes = _layout(data, path, None)
+    table = _frame(text, lines, skip, header, {**kw, "nrows": rows} if more else kw, notes, source)
+    body = lines[skip + 1 :]
+    if body and body[-1] == "":
+        body.pop()  # the head ends with a newline
+    n_fields = lines[skip].count(kw["sep"])
+    plain = '"' not in text and all(ln.strip() and ln.count(kw["sep"]) <= n_fields for ln in body)
     table.partial = more
+    table.min_rows = len(body) if plain else len(table.df)
     return table
 
 

@@ -72,7 +72,7 @@ def _read_tables(
         rep = FileReport(c.rel)
         reports.append(rep)
         try:
-            head = read_text_head(c.path, c.rel, HEAD_LINES) if c.rel in heads else None
+            head = read_text_head(c.path, c.rel, HEAD_LINES, _KIND_ROWS) if c.rel in heads else None
             if head is not None:
                 headed.add(c.rel)
                 out.append((head, rep))
@@ -114,6 +114,8 @@ def _read_tables(
     return out, headed, by_column
 
 
+_KIND_ROWS = 500
+"""Rows of a layer file's head parsed: those :func:`~proteus.io.matrix.column_kinds` reads."""
 _MAX_ID_ROWS = 5000
 """A matrix with at most this many rows may name samples in its first column (:func:`_data_ids`);
 a layer file's head (:data:`~proteus.io.discover.HEAD_LINES`) holds one row more."""
@@ -131,7 +133,7 @@ def _data_ids(tables: list[tuple[RawTable, str]]) -> set[str]:
             ids |= {run_stem(r) for c in ("Run", "File.Name", "R.FileName") if c in t.df for r in t.df[c].dropna().unique()}
         elif kind in _DATA_KINDS:
             ids |= {run_name(h) for h in t.df.columns[1:]} | set(map(str, t.df.columns))
-            if kind == "matrix" and len(t.df) <= _MAX_ID_ROWS:  # long first columns hold features, not samples
+            if kind == "matrix" and not t.partial and len(t.df) <= _MAX_ID_ROWS:  # long first columns hold features, not samples
                 ids |= set(t.df.iloc[:, 0].dropna().astype(str).str.strip())
     return ids
 
@@ -263,7 +265,7 @@ def _head_reads_as_whole(t: RawTable, kind: str) -> bool:
         return False
     if not t.partial:
         return True
-    return len(t.df) > _MAX_ID_ROWS and "empty" not in column_kinds(t.df).values()
+    return t.min_rows > _MAX_ID_ROWS and "empty" not in column_kinds(t.df).values()
 
 
 def load_study(
