@@ -280,11 +280,45 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         associated += [c for c in by["associated"] if c.column not in {x.column for x in associated}]
         adjusted += [c for c in by["adjusted"] if c.column not in {x.column for x in adjusted}]
     clause = f"; adjusted for {', '.join(c.column for c in adjusted[:2])}, in which the groups differ" if adjusted else ""
+    linked = _linked_variables(relations, clin, columns)
+    if linked:
+        records.append({"contrast": "clinical variables of the association", "n_columns": len(linked), "checks": [c.model_dump(exclude_none=True) for c in linked],
+                        "independent": [], "not_testable": []})
+        clause += "; " + "; ".join(f"{c.column} is itself associated with {c.reason} ({c.effect_name} {c.effect:.2f}, p={c.p:.1g}), "
+                                   "so its association may follow from that" for c in linked[:2])
     if inseparable:
         clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
     elif named:
         clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
     shown = inseparable[:3] + adjusted[:2] + associated[:4]
-    why = ("Confounder check of " + "; ".join(r["contrast"] for r in records) + f" against {records[0]['n_columns']} other columns: "
-           + ("; ".join(c.text() for c in shown) if shown else "no other column differs between the groups (q >= 0.05)") + ".") if records else ""
+    records_c = [r for r in records if r["contrast"] != "clinical variables of the association"]
+    why = ("Confounder check of " + "; ".join(r["contrast"] for r in records_c) + f" against {records_c[0]['n_columns']} other columns: "
+           + ("; ".join(c.text() for c in shown) if shown else "no other column differs between the groups (q >= 0.05)") + ".") if records_c else ""
+    if linked:
+        why = (why + " The associated clinical variables are checked against each other: " + "; ".join(c.text() for c in linked) + ".").strip()
     return records, clause, why
+
+
+def _linked_variables(relations, clin: pd.DataFrame, columns: list[tuple[str, str, bool]]) -> list[DesignCheck]:
+    """For a hypothesis that associates one thing (sample clusters, a feature) with several clinical
+    variables: each later variable tested against the first (strongest) one on the samples with both;
+    those associated (p < 0.05) are checks whose ``reason`` names the first variable."""
+    from proteus.profile import is_unknown_level
+
+    kinds = {c: cont for c, _, cont in columns}
+    names = list(dict.fromkeys(r.object.label for r in relations if r.predicate == "associated_with" and r.object.type == "clinical_variable"))
+    names = [n for n in names if n in kinds and n in clin]
+    if len(names) < 2 or kinds[names[0]]:
+        return []
+    first = clin[names[0]].where(~clin[names[0]].astype(str).str.strip().map(is_unknown_level))
+    out = []
+    for other in names[1:]:
+        v = pd.to_numeric(clin[other], errors="coerce") if kinds[other] else clin[other].where(~clin[other].astype(str).str.strip().map(is_unknown_level))
+        ok = first.notna() & v.notna()
+        if first[ok].nunique() < 2 or v[ok].nunique() < 2:
+            continue
+        test, name, eff, p = association(first[ok].astype(str), v[ok], kinds[other])
+        if p < _ALPHA:
+            out.append(DesignCheck(column=other, role="biological", test=test, effect_name=name, effect=round(eff, 4), p=p, n=int(ok.sum()),
+                                   decision="associated", reason=names[0]))
+    return out

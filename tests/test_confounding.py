@@ -113,7 +113,7 @@ def test_a_run_records_the_checks_on_every_contrast_hypothesis_and_words_insepar
     assert contrast_hyps
     for h in contrast_hyps:
         assert h["design_checks"], h["statement"]
-        for rec in h["design_checks"]:
+        for rec in [r for r in h["design_checks"] if r["contrast"] != "clinical variables of the association"]:
             group = rec["contrast"].split(": ")[0]
             assert rec["n_columns"] == sum(c != group for c, _, _ in columns)
             assert rec["n_columns"] == len(rec["checks"]) + len(rec["independent"]) + len(rec["not_testable"])
@@ -121,6 +121,14 @@ def test_a_run_records_the_checks_on_every_contrast_hypothesis_and_words_insepar
         assert ("cannot be separated from" in h["statement"]) == bool(inseparable)
         assert "Confounder check of" in h["rationale"]
     assert any("cannot be separated from" in h["statement"] for h in hyps)  # the diagnosis a therapy is given in
+    # a hypothesis associating one thing with several clinical variables checks them against each other
+    linked = [(h, c) for h in hyps for rec in h["design_checks"] if rec["contrast"] == "clinical variables of the association" for c in rec["checks"]]
+    for h, c in linked:
+        assert f"{c['column']} is itself associated with {c['reason']}" in h["statement"] and c["p"] < 0.05
+        both = load_study(nafld_dir).clinical
+        tab = pd.crosstab(both[c["reason"]].astype(str), both[c["column"]].astype(str))
+        assert stats.chi2_contingency(tab.to_numpy(), correction=False)[0] > 0 and c["effect"] > 0.3
+    assert linked  # the clusters track the diagnosis and the therapy given for it
     assert "Confounder check</b>" in (out / "report.html").read_text()
 
 
