@@ -457,13 +457,16 @@ def _group_doses(study: Study, modality: str, group: str, case: str, control: st
     samples = study.modalities[modality].obs_names.astype(str)
     clin = study.clinical.reindex(samples)
     g = clin[group].astype(str)
+    in_case, in_control = (g == str(case)).to_numpy(), (g == str(control)).to_numpy()
     rows = []
     for col in clin.columns:
         if col == group:
             continue
         x = pd.to_numeric(clin[col], errors="coerce")
-        a, b = x[(g == str(case)).to_numpy()].dropna().unique(), x[(g == str(control)).to_numpy()].dropna().unique()
-        if len(a) == 1 and len(b) == 1 and a[0] > 0 and b[0] > 0 and a[0] != b[0] and x.notna().all():
+        if not x.notna().all():
+            continue
+        a, b = x[in_case].unique(), x[in_control].unique()
+        if len(a) == 1 and len(b) == 1 and a[0] > 0 and b[0] > 0 and a[0] != b[0]:
             rows.append({"column": str(col), "case": float(a[0]), "control": float(b[0])})
     return pd.DataFrame(rows, columns=["column", "case", "control"])
 
