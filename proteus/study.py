@@ -7,7 +7,8 @@ Conventions (every tool relies on them):
   ``obs`` = cells with ``obs["sample_id"]`` for cell-level layers (cytometry, single_cell).
   ``adata.uns["modality"]`` is the modality kind, ``adata.uns["level"]`` is ``"sample"`` or ``"cell"``,
   ``adata.uns["source"]`` the file it came from. ``var["gene"]`` holds the gene symbol where one is
-  known (also for sites: ``TP53-S15`` -> ``TP53``).
+  known (also for sites: ``TP53-S15`` -> ``TP53``); ``uns["organism"]`` the species most features'
+  annotation names, and ``var["organism"]`` each feature's where it names two or more.
 - ``Study.clinical`` is indexed by the harmonised sample id; each bulk ``obs_names`` uses the same ids.
 - ``Study.mutations`` is long format: columns ``sample``, ``gene``, ``variant_class``.
 """

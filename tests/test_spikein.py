@@ -95,6 +95,42 @@ def test_one_group_detected_proteins_are_tested_and_reported(ups_dir, tmp_path):
     assert "detection" not in lim.tables["results"]
 
 
+def test_same_symbol_proteins_of_two_organisms_are_two_genes(ups_dir, tmp_path):
+    """50 vs 5 fmol: the FASTA headers name each group's organism (UniProt ``OS=`` for the background,
+    a tagged entry name such as ``XXXX_HUMAN_UPS`` for the spike-in). A spike-in protein whose symbol a
+    background group also has is its own gene, labelled with its organism; so every spike-in protein
+    measured in both groups and significant is a relation (the more observed background group of the
+    same symbol no longer speaks for it)."""
+    from proteus.stats.features import canonical_features, feature_labels
+    from proteus.tools.registry import ToolContext, get_tool
+
+    sub = ups_dir / "50vs5"
+    truth = json.loads((sub / "truth.json").read_text())
+    study = _copy(sub, tmp_path)
+    a = study.modalities["proteomics"]
+    tp, tn = a.var["protein_ids"].isin(truth["true_positive_ids"]), a.var["protein_ids"].isin(truth["true_negative_ids"])
+    org, symbol = a.var["organism"].where(a.var["organism"] != ""), a.var["gene"]  # "": the header names none
+    spike = org[tp].dropna().unique()
+    assert org[tn].unique().tolist() == [a.uns["organism"]]  # the background: one organism, the layer's
+    assert len(spike) == 1 and spike[0] != a.uns["organism"] and org[tp].notna().sum() >= tp.sum() - 2
+    shared = tp & symbol.notna() & symbol.isin(symbol[tn])
+    assert shared.sum() >= 2  # the data hold spike-in proteins with a background group's symbol
+    labels, canon = feature_labels(a), canonical_features(a)
+    assert (labels[shared] == symbol[shared] + f" ({spike[0]})").all() and canon[shared].all()
+    one_organism = symbol.notna() & canon & ~shared & ~(tn & symbol.isin(symbol[shared]))
+    assert (labels[one_organism] == symbol[one_organism]).all()  # the organism is shown only where a symbol is shared
+    res = get_tool("differential_abundance")(study, {"modality": "proteomics", "group": "condition", "case": "ups_50fmol",
+                                                     "control": "ups_5fmol", "fdr": (fdr := 0.05)}, ToolContext(out_dir=tmp_path, seed=0))
+    t = res.tables["results"].merge(a.var[["protein_ids"]], left_on="feature", right_index=True)
+    claimable = t[t["protein_ids"].isin(truth["true_positive_ids"]) & (t[["n_case", "n_control"]].min(axis=1) >= 2)
+                  & (t["q"] < fdr)]
+    related = {r.stats.extra["feature_id"] for r in res.relations}
+    assert set(claimable["feature"]) <= related
+    assert set(claimable["feature"]) & set(a.var_names[shared])  # including those sharing a background symbol
+    labelled = {r.subject.label for r in res.relations if r.stats.extra["feature_id"] in set(a.var_names[shared])}
+    assert all(lab.endswith(f"({spike[0]})") for lab in labelled)
+
+
 def _rscript(code: str, tmp_path, **tables) -> pd.DataFrame:
     """Run R ``code`` with each DataFrame written to ``<name>.tsv``; it writes ``out.tsv``."""
     if shutil.which("Rscript") is None or subprocess.run(

@@ -27,12 +27,22 @@ def _no_gene(v: object) -> bool:
 
 
 def feature_genes(adata) -> pd.Series:
-    """Gene symbol of every feature of a layer, ``None`` where the feature has no gene (index: feature ids)."""
+    """Gene of every feature of a layer, ``None`` where the feature has no gene (index: feature ids):
+    its symbol, with its organism where another organism's feature has the same symbol and the
+    feature's organism is not the layer's."""
     names = pd.Index(adata.var_names.astype(str))
     if "gene" not in adata.var:
         return pd.Series([None] * len(names), index=names, dtype=object)
-    genes = [None if _no_gene(v) else str(v) for v in adata.var["gene"].astype(object)]
-    return pd.Series(genes, index=names, dtype=object)
+    genes = pd.Series([None if _no_gene(v) else str(v) for v in adata.var["gene"].astype(object)], index=names, dtype=object)
+    if "organism" not in adata.var:
+        return genes
+    org = pd.Series([None if _no_gene(v) else str(v) for v in adata.var["organism"].astype(object)], index=names, dtype=object)
+    known = genes.notna() & org.notna()
+    n_org = pd.Series(org[known].to_numpy()).groupby(genes[known].to_numpy()).nunique()
+    shared = genes.map(n_org).fillna(0) > 1
+    other = known & shared & (org != adata.uns.get("organism"))
+    genes[other] = genes[other] + " (" + org[other] + ")"
+    return genes
 
 
 def canonical_features(adata) -> pd.Series:
