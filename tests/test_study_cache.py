@@ -59,6 +59,17 @@ def test_cached_study_equals_load_study_and_parses_only_the_chosen_layers(ucec_d
     assert list(unknown.modalities) == list(ucec_study.modalities)
 
 
+def test_without_a_sample_table_the_layers_name_the_samples_so_their_files_are_read_whole(ucec_dir, tmp_path):
+    from proteus.io.load import load_layers, load_study
+
+    data = _small_folder(ucec_dir, tmp_path / "d", {"mirna.tsv.gz": "mirna.tsv.gz", "proteomics.tsv.gz": "proteomics.tsv.gz"})
+    (data / "clinical.tsv").unlink()
+    for kinds in ({"mirna"}, {"mirna", "proteomics"}):
+        part = load_layers(data, kinds)
+        assert part.left_out == {} and part.read_whole == {"mirna.tsv.gz", "proteomics.tsv.gz"}
+    _same_study(part.study, load_study(data), ["mirna", "proteomics"])
+
+
 def test_mutations_are_parsed_only_when_asked_for(ucec_dir, ucec_study, tmp_path):
     from proteus.io.load import load_layers
 

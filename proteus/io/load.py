@@ -469,6 +469,7 @@ def load_layers(
     if left_out and (clinical.shape[1] == 0 or any(a.uns["modality"] in left_out.values() for a in modalities.values())):
         return load_layers(path, None, read_mutations=read_mutations, on_problem=on_problem, max_bytes=max_bytes)
     if clinical.shape[1] == 0:
+        read_whole |= set(named)  # the layers name the samples
         ids: dict[str, None] = dict.fromkeys(map(str, clinical.index))
         for a in modalities.values():
             if a.uns.get("level") == "sample":
