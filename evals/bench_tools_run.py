@@ -23,14 +23,15 @@ Each also as CPU seconds of the process (user + system, ``*_cpu``), steadier tha
 shared machine. Prints one JSON object with the seconds and the ratios to Rscript (wall and CPU).
 Target: warm-cache ratio <= 1, cold-cache ratio ~2.
 
-Measured (2-core machine shared with other jobs, load 6-8; ratios to Rscript in the same run,
-wall / CPU): before the per-layer cache (every miss parsed all seven layers and the MAF) cold 6.95x
-(idle machine), warm 1.14x / 1.54x; after: cold 2.83x / 3.30x, warm 1.03x / 1.22x, no cache 7.24x /
-7.50x. The cold call's parsing is now the MAF's sample column (~0.7 s CPU), the six layer files'
-heads (~0.3 s) and the proteomics layer (~0.35 s); the warm call's CPU is imports (anndata with
-zarr and h5py ~0.38 s, the tool's modules with scipy.special and pydantic ~0.2 s), the test
-(~0.16 s) and writing the table (~0.06 s). zarr 2.18 (which anndata 0.12 accepts) imports ~50 ms
-faster but anndata then warns at import that zarr v2 support ends, so the pin stays.
+Measured (2-core machine shared with other jobs, load 6-9, three runs; ratios to Rscript in the same
+run, CPU, which load distorts less than wall): before the per-layer cache (a miss parsed all seven
+layers and the MAF) cold 6.95x wall on an idle machine, warm 1.54x CPU (1.14x wall); after: cold
+3.0-3.5x CPU (1.8-2.9x wall), warm 1.18-1.22x CPU (0.7-1.5x wall), no cache 7.3-8.2x CPU. The cold
+call's parsing is now the MAF's sample column (~0.7 s CPU), the six layer files' heads (~0.2 s)
+and the proteomics layer (~0.4 s); the warm call's CPU is imports (anndata with zarr and h5py
+~0.38 s, the tool's modules with scipy.special and pydantic ~0.2 s), the test (~0.2 s), writing
+the table (~0.06 s) and hashing the inputs (~0.03 s). zarr 2.18 (which anndata 0.12 accepts)
+imports ~50 ms faster but anndata then warns at import that zarr v2 support ends: the pin stays.
 
 Usage: ``python -m proteus.evals.bench_tools_run [--data DIR]`` (needs cptac==0.4.1; Rscript + limma).
 """
