@@ -16,7 +16,21 @@ import networkx as nx
 from proteus.records import Hypothesis, Objective, Relation, Step
 from proteus.profile import quote
 
-__all__ = ["KnowledgeGraph"]
+__all__ = ["KnowledgeGraph", "relation_line"]
+
+
+RELATION_COLUMNS = "edge id | subject | predicate | object | effect | q | n"
+"""Columns of :func:`relation_line` (prompts name them)."""
+
+
+def relation_line(r: Relation) -> str:
+    """One relation as a prompt line (:data:`RELATION_COLUMNS`): names quoted as data, ``n`` with the
+    samples observed per group, ``48 (observed in 9/35 "no", 0/13 "yes")`` (:meth:`Stats.count_text`)."""
+    s = r.stats
+    eff = f"{s.effect:.3g}" if s.effect is not None else "-"
+    q = f"{s.q:.2g}" if s.q is not None else "-"
+    n = s.count_text(quote).removeprefix("n=") or "-"
+    return f"{r.id} | {quote(r.subject.id)} | {r.predicate} | {quote(r.object.id)} | {eff} | {q} | {n}"
 
 
 class KnowledgeGraph:
@@ -114,11 +128,8 @@ class KnowledgeGraph:
         def strength(r: Relation) -> float:
             return r.stats.q_else_p()
 
-        lines.append("Strongest relations (edge id | subject | predicate | object | effect | q):")
-        for r in sorted(rels, key=strength)[:max_items]:
-            eff = f"{r.stats.effect:.3g}" if r.stats.effect is not None else "-"
-            q = f"{r.stats.q:.2g}" if r.stats.q is not None else "-"
-            lines.append(f"{r.id} | {quote(r.subject.id)} | {r.predicate} | {quote(r.object.id)} | {eff} | {q}")
+        lines.append(f"Strongest relations ({RELATION_COLUMNS}):")
+        lines += [relation_line(r) for r in sorted(rels, key=strength)[:max_items]]
         text = "\n".join(lines)
         return text if len(text) <= max_chars else text[: max_chars - 20] + "\n[... truncated]"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -148,11 +149,12 @@ class Stats(BaseModel):
             return self.q
         return self.p if self.p is not None else 1.0
 
-    def count_text(self) -> str:
-        """What was tested: ``"n=48 (observed in 9/35 no, 0/13 yes)"``; ``"n=48"`` without group counts."""
+    def count_text(self, group: Callable[[str], str] = str) -> str:
+        """What was tested: ``"n=48 (observed in 9/35 no, 0/13 yes)"``; ``"n=48"`` without group counts.
+        ``group`` writes a group's name (prompts quote it: a data value)."""
         if self.n is None:
             return ""
-        seen = ", ".join(f"{k}/{n} {g}" for g, (k, n) in self.observed.items())
+        seen = ", ".join(f"{k}/{n} {group(g)}" for g, (k, n) in self.observed.items())
         return f"n={self.n}" + (f" (observed in {seen})" if seen else "")
 
 

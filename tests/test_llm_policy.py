@@ -4,6 +4,7 @@ and fallback decisions, semantic checks, budgets, prompt injection, redaction, b
 from __future__ import annotations
 
 import json
+import re
 
 import httpx2
 import pytest
@@ -185,7 +186,8 @@ def _big_kg(n: int) -> KnowledgeGraph:
             subject=Entity(type="protein", label=f"PROT{i}"),
             predicate="higher_in" if i % 2 else "lower_in",
             object=grp,
-            stats=Stats(effect=1.0, effect_type="log2FC", p=1e-3, q=(i + 1) / n, n=100),
+            stats=Stats(effect=1.0, effect_type="log2FC", p=1e-3, q=(i + 1) / n, n=100,
+                        observed={"MSI-H": (40 - i % 7, 45), "MSS": (55 - i % 5, 55)}),
             modality="proteomics",
             provenance=Provenance(tool="differential_abundance", params={"i": i}),
         )
@@ -208,6 +210,9 @@ def test_prompts_fit_the_context_budget(budget):
     user = seen[-1]["body"]["messages"][1]["content"]
     assert "PROT0" in user  # strongest relations kept first
     edges = [line for line in user.splitlines() if line.startswith("e") and " | " in line]
+    # every edge line carries the samples observed per group, group names quoted as data
+    assert all(e.endswith(f'| 100 (observed in {40 - i % 7}/45 "MSI-H", {55 - i % 5}/55 "MSS")')
+               for e in edges for i in [int(re.search(r"PROT(\d+)", e).group(1))])
     if budget < COMPACT_BELOW:  # compact: the fewest, strongest edges
         assert 0 < len(edges) <= 12
     else:

@@ -46,7 +46,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from proteus.kg import KnowledgeGraph
+from proteus.kg import KnowledgeGraph, relation_line
 from proteus.llm.base import BackendError, BudgetExhausted, ChatBackend, ContextOverflow
 from proteus.llm.context import compact_schema, estimate_tokens, fit_to_budget, tool_catalogue, truncate
 from proteus.llm.prompts import load_prompt, load_text
@@ -118,14 +118,13 @@ class DecisionPrompt:
     """names offered in the prompt that the schema enumerates (e.g. ``evidence`` edge ids)"""
 
 
-def _relation_line(r: Relation, *, full: bool = False) -> str:
+def _evidence_line(r: Relation) -> str:
+    """A relation with p, effect type and modality (the judge's evidence); elsewhere :func:`proteus.kg.relation_line`."""
     s = r.stats
     eff = f"{s.effect:.3g}" if s.effect is not None else "-"
     q = f"{s.q:.2g}" if s.q is not None else "-"
-    if not full:
-        return f"{r.id} | {quote(r.subject.id)} | {r.predicate} | {quote(r.object.id)} | {eff} | {q}"
     p = f"{s.p:.2g}" if s.p is not None else "-"
-    n = s.count_text().removeprefix("n=") or "-"
+    n = s.count_text(quote).removeprefix("n=") or "-"
     return f"{r.id} | {quote(r.subject.id)} | {r.predicate} | {quote(r.object.id)} | {eff} {s.effect_type or ''} | {p} | {q} | {n} | {quote(r.modality or '-')}"
 
 
@@ -212,7 +211,7 @@ def _plan_workflow(view: ResearchView, compact: bool, cat_chars: int, objective:
 def _interpret(view: ResearchView, compact: bool, cat_chars: int, objective: Objective, step: Step, **_: Any) -> _Parts:
     rels = [view.kg.relation(rid) for rid in step.relation_ids]
     rels = [r for r in rels if r is not None][: 12 if compact else None]
-    lines = "\n".join(_relation_line(r) for r in rels) or "(no relations)"
+    lines = "\n".join(relation_line(r) for r in rels) or "(no relations)"
     fixed = {"objective": _objective_text(objective), "step": _step_text(step), "schema": compact_schema(Interpretation)}
     shrink = {"relations": lines, "profile": view.profile.summary(max_chars=_BIG)}
     return _Parts(Interpretation, fixed, shrink, _fixed_schema(Interpretation, ds.interpretation_schema()))
@@ -262,7 +261,7 @@ def _propose_hypotheses(view: ResearchView, compact: bool, cat_chars: int, max_h
 
 def _judge(view: ResearchView, compact: bool, cat_chars: int, hypothesis: Hypothesis, **_: Any) -> _Parts:
     evidence = [view.kg.relation(rid) for rid in hypothesis.evidence]
-    lines = "\n".join(_relation_line(r, full=True) for r in evidence if r is not None) or "(no evidence edges found)"
+    lines = "\n".join(_evidence_line(r) for r in evidence if r is not None) or "(no evidence edges found)"
     h = {"statement": hypothesis.statement, "rationale": hypothesis.rationale, "entities": hypothesis.entities, "test": hypothesis.test}
     fixed = {"rubric": load_text("judge_rubric"), "hypothesis": json.dumps(h, indent=None if compact else 1, ensure_ascii=False), "schema": compact_schema(Judgement)}
     shrink = {"evidence": lines, "profile": view.profile.summary(max_chars=_BIG)}
