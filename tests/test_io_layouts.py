@@ -316,6 +316,33 @@ def test_yeast_features_are_labelled_by_gene_names(ramus, tmp_path):
     assert b.uns["organism"] == "Saccharomyces cerevisiae"
 
 
+def test_entry_names_keep_each_features_organism_as_the_fasta_headers_do(ramus, tmp_path):
+    """DIA-NN ``Protein.Names`` (UniProt entry names; the spike-in's carry the vendor's tag,
+    ``XXXX_HUMAN_UPS``): each feature keeps its organism, and a spike-in protein whose symbol a
+    background group has is its own gene, labelled as the MaxQuant reading (FASTA headers) labels it."""
+    from proteus.stats.features import feature_labels
+
+    pg, samples, lfq = ramus
+    truth = json.loads((RAMUS / "truth.json").read_text())
+    entry = pg["Fasta headers"].str.split(";").str[0].str.split("|").str[-1].str.split().str[0]
+    (tmp_path / "diann").mkdir()
+    _diann_matrix(pg, lfq, list(samples["sample"])).assign(**{"Protein.Names": entry}).to_csv(
+        tmp_path / "diann" / "report.pg_matrix.tsv", sep="\t", index=False)
+    b = load_study(tmp_path / "diann").modalities["proteomics"]
+    (tmp_path / "mq").mkdir()
+    for f in ("proteinGroups.txt", "samples.tsv"):
+        shutil.copy(RAMUS / f, tmp_path / "mq")
+    a = load_study(tmp_path / "mq").modalities["proteomics"]
+    spike = {p.split(";")[0] for p in truth["true_positive_ids"]} - {p for p in b.var["uniprot"] if p.startswith("CON__")}
+    org = b.var.set_index("uniprot")["organism"]
+    assert org[org.index.isin(spike)].value_counts().to_dict() == {"Homo sapiens": len(spike)}  # a contaminant's header names none
+    assert b.uns["organism"] == a.uns["organism"] != "Homo sapiens"
+    la = pd.Series(feature_labels(a).to_numpy(), index=a.var["uniprot"])
+    lb = pd.Series(feature_labels(b).to_numpy(), index=b.var["uniprot"])
+    tagged = la[la.str.endswith(" (Homo sapiens)")]
+    assert len(tagged) >= 2 and (lb[tagged.index] == tagged).all()
+
+
 def test_yeast_layer_is_not_tested_against_human_gene_sets(tmp_path):
     from proteus.tools.registry import ToolContext, ToolFailed, get_tool
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from proteus.io._layer import build_layer, first_token, peptide_counts, unique_ids
 from proteus.io._text import RawTable, ReadProblem
-from proteus.io.organism import organism_of
+from proteus.io.organism import annotate_organisms
 from proteus.io.samples import run_stem
 
 __all__ = ["is_diann", "read_diann", "is_diann_report", "read_diann_report"]
@@ -61,7 +61,7 @@ def read_diann(table: RawTable, notes: list[str], kind: str = "proteomics") -> a
     values = df[runs].copy()
     values.columns = names
     values.index = var.index
-    organism = organism_of(var["protein_name"], notes) if "protein_name" in var else None
+    organism = annotate_organisms(var, var["protein_name"], notes) if "protein_name" in var else None
     return build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True, organism=organism)
 
 
@@ -112,5 +112,5 @@ def read_diann_report(table: RawTable, notes: list[str], kind: str = "proteomics
     values = wide.copy()
     values.index = var.index
     values.columns = unique_ids([str(c) for c in values.columns], notes, "sample")
-    organism = organism_of(var["protein_name"], notes) if "protein_name" in var else None
+    organism = annotate_organisms(var, var["protein_name"], notes) if "protein_name" in var else None
     return build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True, organism=organism)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from proteus.io._layer import build_layer, first_token, peptide_counts, unique_ids
 from proteus.io._text import RawTable, ReadProblem
-from proteus.io.organism import feature_organisms, organism_of
+from proteus.io.organism import annotate_organisms
 
 __all__ = ["is_fragpipe", "read_fragpipe"]
 
@@ -53,8 +53,5 @@ def read_fragpipe(table: RawTable, notes: list[str], kind: str = "proteomics") -
     if counts is not None:
         var["n_peptides"] = counts
     species = next((c for c in ("Organism", "Entry Name") if c in df), None)
-    organism = organism_of(df[species], notes) if species else None
-    each = feature_organisms(df[species]) if species else None
-    if each is not None:
-        var["organism"] = [o or "" for o in each]
+    organism = annotate_organisms(var, df[species], notes) if species else None
     return build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True, organism=organism)

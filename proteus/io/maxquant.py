@@ -20,7 +20,7 @@ import pandas as pd
 
 from proteus.io._layer import build_layer, first_token, peptide_counts, unique_ids
 from proteus.io._text import RawTable, ReadProblem
-from proteus.io.organism import feature_organisms, organism_of
+from proteus.io.organism import annotate_organisms
 
 __all__ = ["is_maxquant", "read_maxquant", "FILTER_COLUMNS"]
 
@@ -77,10 +77,7 @@ def read_maxquant(table: RawTable, notes: list[str], kind: str = "proteomics") -
     obs = None
     if prefix == REPORTER:
         obs = _plex_annotation(samples, notes)
-    organism = organism_of(df["Fasta headers"], notes) if "Fasta headers" in df else None
-    each = feature_organisms(df["Fasta headers"]) if "Fasta headers" in df else None
-    if each is not None:
-        var["organism"] = [o or "" for o in each]
+    organism = annotate_organisms(var, df["Fasta headers"], notes) if "Fasta headers" in df else None
     a = build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True, obs=obs, organism=organism)
     if obs is not None:
         named_plex = all(len(s.split(None, 1)) > 1 for s in samples)

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-__all__ = ["organism_of", "feature_organisms", "organism_from_ids", "SPECIES_CODES", "NOT_HUMAN"]
+__all__ = ["organism_of", "feature_organisms", "annotate_organisms", "organism_from_ids", "SPECIES_CODES", "NOT_HUMAN"]
 
 SPECIES_CODES = {
     "HUMAN": "Homo sapiens", "MOUSE": "Mus musculus", "RAT": "Rattus norvegicus", "BOVIN": "Bos taurus",
@@ -74,6 +74,17 @@ def feature_organisms(annotation: Iterable[object]) -> list[str | None] | None:
     (a spiked standard from another organism, a mixed-species benchmark); else ``None``."""
     each = [_one(str(t)) if t is not None and str(t) not in ("", "nan") else None for t in annotation]
     return each if len({o for o in each if o}) > 1 else None
+
+
+def annotate_organisms(var, annotation: Iterable[object], notes: list[str] | None = None) -> str | None:
+    """The layer's organism (:func:`organism_of`); where the features name more than one, each
+    feature's is written to ``var["organism"]`` (``annotation`` in ``var``'s row order; ``""`` where
+    a feature's annotation names none), so that same-symbol proteins of two organisms stay two genes
+    (:mod:`proteus.stats.features`)."""
+    each = feature_organisms(annotation)
+    if each is not None:
+        var["organism"] = [o or "" for o in each]
+    return organism_of(annotation, notes)
 
 
 NOT_HUMAN = "an unidentified non-human organism"
