@@ -552,7 +552,9 @@ def _section_design(prof: dict[str, Any]) -> list[str]:
         out.append(
             "<h4>Candidate contrasts</h4><ul class='compact'>"
             + "".join(f"<li>{e(c.get('group'))}: {e(c.get('case'))} (n={e(c.get('n_case'))}) vs {e(c.get('control'))} (n={e(c.get('n_control'))})"
+                      + (f" (pooled: the mean of {e(', '.join(c['case_levels']))})" if c.get("case_levels") else "")
                       + (f"; adjusted for {e(', '.join(c['covariates']))}" if c.get("covariates") else "")
+                      + (f" ({e(', '.join(c['confounders']))}: the classification its case samples are nested in)" if c.get("confounders") else "")
                       + (f"; <b>confounded with</b> {e(', '.join(c['confounded']))}" if c.get("confounded") else "") + "</li>" for c in contrasts[:8])
             + "</ul>"
         )

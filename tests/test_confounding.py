@@ -129,7 +129,9 @@ def test_a_run_records_the_checks_on_every_contrast_hypothesis_and_words_insepar
         tab = pd.crosstab(both[c["reason"]].astype(str), both[c["column"]].astype(str))
         assert stats.chi2_contingency(tab.to_numpy(), correction=False)[0] > 0 and c["effect"] > 0.3
     assert linked  # the clusters track the diagnosis and the therapy given for it
-    assert "Confounder check</b>" in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert "Confounder check</b>" in report
+    assert "the classification its case samples are nested in" in report and "(pooled: the mean of " in report  # the design section
 
 
 def test_a_contrast_nested_in_a_finer_classification_is_adjusted_for_it(nafld):
