@@ -135,6 +135,14 @@ def test_a_pooled_case_needs_a_model_that_keeps_the_levels(nafld, tmp_path):
     base = {"modality": "proteomics", "group": c.group, "case": c.case, "control": c.control, "case_levels": c.case_levels}
     with pytest.raises(ToolInputError, match="full design"):
         get_tool("differential_abundance")(study, base | {"method": "welch"}, ToolContext(out_dir=tmp_path, seed=0, figures=False))
+    # a model that names one pooled level as the case gets the pool's own label, never that level's
+    res = get_tool("differential_abundance")(study, base | {"case": c.case_levels[0]}, ToolContext(out_dir=tmp_path, seed=0, figures=False))
+    assert res.metrics["n_case"] == c.n_case and all(r.object.label.startswith(f"{c.group}: pooled ") for r in res.relations)
+    from proteus.policy.decision_schemas import RunNames, tool_step_schema
+
+    params = tool_step_schema(get_tool("differential_abundance"), RunNames.of(prof), required_only=False)["properties"]["params"]
+    variant = next(v for v in params.get("anyOf", [params]) if v["properties"]["group"].get("const") == c.group)
+    assert set(c.case_levels) <= set(variant["properties"]["case_levels"]["items"]["enum"])  # a model can name the pool's levels
     with pytest.raises(ToolInputError, match="not a level"):
         get_tool("differential_abundance")(study, base | {"case_levels": [*c.case_levels[:1], "no such level"]},
                                            ToolContext(out_dir=tmp_path, seed=0, figures=False))

@@ -166,7 +166,7 @@ def tool_step_schema(tool: Any, names: RunNames, rationale_chars: int = 400, *, 
         for k in [k for k, p in props.items() if k not in required and not _closed(p)]:
             props.pop(k)
     variants = [params]
-    level_fields = [k for k in ("case", "control", "levels") if k in props]
+    level_fields = [k for k in ("case", "control", "levels", "case_levels") if k in props]
     if "group" in props and level_fields:
         variants = []
         for col, levels in names.groups(tool.family).items():

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["ContrastTest", "ContrastTable", "TEST_FIELDS", "test_key", "cached_table"]
 
@@ -78,6 +78,15 @@ class ContrastTest(BaseModel):
         "abundance-dependent missingness) keeps features with >= min_valid values in at least one group and fills the "
         "rest from N(mean - 1.8 sd, (0.3 sd)^2) per sample, so proteins detected in one group only are tested too"
     )
+
+
+    @model_validator(mode="after")
+    def _pool_label(self):
+        """A pooled case names its pool: a ``case`` that is one of ``case_levels`` (a level, not a label)
+        becomes ``"pooled <levels>"``, so no relation of the pool is labelled as one of its levels."""
+        if self.case_levels and self.case in self.case_levels:
+            self.case = f"pooled {' + '.join(self.case_levels)}"
+        return self
 
 
 TEST_FIELDS = frozenset(ContrastTest.model_fields)
