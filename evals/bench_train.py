@@ -3,13 +3,14 @@
 1. Offline runs on the given data folders, each decision recorded as the model path would ask
    it for a model with ``--context-tokens`` of context (:class:`~proteus.policy.reference.ReferencePolicy`),
    exported with ``proteus export-rl`` (skipped with ``--trajectories``).
-2. ``proteus.train.grpo.train`` on the base model: mean reward of greedy answers on the held-out
-   prompts before and after, the paired change with its 95% t and bootstrap intervals, wall
+2. ``proteus.train.grpo.train`` on the base model, answers sampled under the serving grammar
+   (``--unconstrained``: without it): mean reward of greedy answers on the held-out prompts before and after, the paired change with its 95% t and bootstrap intervals, wall
    times of evaluation and training, the device.
 3. With ``--served-run DATA``: the base and the tuned GGUF each served by llama.cpp and used by
    ``proteus run`` on DATA; per model the decisions accepted first time, repaired and fallen
    back, the rejections for unknown names, hypotheses and validated ones, wall time
-   (:func:`decision_stats`). With ``--tuned GGUF`` (an adapter trained elsewhere, merged by
+   (:func:`decision_stats`). The tuned GGUF is quantised to the base's type first (llama.cpp's
+   quantiser; ``--keep-precision`` serves it as written). With ``--tuned GGUF`` (an adapter trained elsewhere, merged by
    ``proteus export gguf``) only this comparison runs.
 
 With ``--budget-s`` the whole process (imports included) ends within that many seconds: the
@@ -107,9 +108,18 @@ def served_run(gguf: str, data: Path, out: Path, context_tokens: int, name: str)
     return {"gguf": gguf, **decision_stats(out / f"run-{name}"), "wall_s": round(time.perf_counter() - t, 1)}
 
 
-def served_comparison(base: str, tuned: str, data: Path, out: Path, context_tokens: int) -> dict:
-    """The base and the tuned GGUF, one after the other, each in a ``proteus run`` on ``data``."""
-    return {"data": str(data), "base": served_run(base, data, out, context_tokens, "base"), "tuned": served_run(tuned, data, out, context_tokens, "tuned")}
+def served_comparison(base: str, tuned: str, data: Path, out: Path, context_tokens: int, *, same_precision: bool = True) -> dict:
+    """The base and the tuned GGUF, one after the other, each in a ``proteus run`` on ``data``;
+    with ``same_precision`` the tuned one is first quantised to the base's type
+    (:func:`proteus.train.gguf_export.quantize_like`), so only the training differs."""
+    served = tuned
+    if same_precision:
+        from proteus.train.gguf_export import quantize_like
+
+        served = str(quantize_like(tuned, base, out / f"{Path(tuned).stem}-as-base.gguf"))
+    result = {"data": str(data), "base": served_run(base, data, out, context_tokens, "base"), "tuned": served_run(served, data, out, context_tokens, "tuned")}
+    result["tuned"]["quantised_from"] = tuned if same_precision else None
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -131,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--budget-s", type=float, help="seconds the whole process may take")
     ap.add_argument("--work-dir", type=Path, help="trainers' scratch folder (default OUT/checkpoints)")
     ap.add_argument("--no-gguf", action="store_true", help="do not write the merged GGUF")
+    ap.add_argument("--unconstrained", action="store_true", help="sample training and held-out answers without the serving grammar")
+    ap.add_argument("--keep-precision", action="store_true", help="serve the tuned GGUF as written (F16) instead of quantised to the base's type")
     ap.add_argument("--served-run", type=Path, help="data folder for the base vs tuned proteus run through llama.cpp")
     ap.add_argument("--tuned", help="a tuned GGUF (e.g. from `proteus export gguf`): no training, only the --served-run comparison")
     ap.add_argument("--seed", type=int, default=0)
@@ -141,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.tuned:
         if args.served_run is None:
             ap.error("--tuned needs --served-run DATA")
-        result = {"context_tokens": args.context_tokens, "served_run": served_comparison(args.base, args.tuned, args.served_run, args.out, args.context_tokens)}
+        result = {"context_tokens": args.context_tokens, "served_run": served_comparison(args.base, args.tuned, args.served_run, args.out, args.context_tokens, same_precision=not args.keep_precision)}
         (args.out / "bench_train.json").write_text(json.dumps(result, indent=1, default=str))
         print(json.dumps(result, default=str)[:4000])
         return result
@@ -153,12 +165,12 @@ def main(argv: list[str] | None = None) -> dict:
         traj, args.base, args.out, steps=args.steps, num_generations=args.num_generations, learning_rate=args.learning_rate,
         lora_rank=args.lora_rank, max_prompt_tokens=args.context_tokens - args.max_completion_tokens, max_completion_tokens=args.max_completion_tokens,
         held_out=args.held_out, max_eval_prompts=args.max_eval_prompts, eval_batch_size=args.eval_batch_size, sft_epochs=args.sft_epochs,
-        deadline=None if args.budget_s is None else T0 + args.budget_s, seed=args.seed, work_dir=args.work_dir,
+        deadline=None if args.budget_s is None else T0 + args.budget_s, seed=args.seed, work_dir=args.work_dir, constrained=not args.unconstrained,
         gguf=not args.no_gguf and (args.served_run is not None or str(args.base).endswith(".gguf")),
     )
     result = {"trajectories": str(traj), "context_tokens": args.context_tokens, "budget_s": args.budget_s, "total_s": round(time.time() - T0, 1), **s}
     if args.served_run is not None and s.get("gguf"):
-        result["served_run"] = served_comparison(str(args.base), s["gguf"], args.served_run, args.out, args.context_tokens)
+        result["served_run"] = served_comparison(str(args.base), s["gguf"], args.served_run, args.out, args.context_tokens, same_precision=not args.keep_precision)
     (args.out / "bench_train.json").write_text(json.dumps(result, indent=1, default=str))
     ho = result.get("held_out")
     if ho:

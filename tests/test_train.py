@@ -115,7 +115,7 @@ def test_one_grpo_step_writes_adapter_gguf_and_held_out_rewards(trajectories, ti
     s = train(trajectories, tiny_gguf, out, steps=1, num_generations=2, max_completion_tokens=8, max_prompt_tokens=4096, held_out=0.5, max_eval_prompts=2, lora_rank=4)
     saved = json.loads((out / "train.json").read_text())
     assert saved["n_train"] + saved["n_held_out"] == s["n_prompts"] == 6 and 1 <= saved["n_evaluated"] <= 2
-    assert saved["decisions"] == ["interpret"] and saved["device"] == "cpu"
+    assert saved["decisions"] == ["interpret"] and saved["device"] == "cpu" and saved["constrained"]  # answers under the serving grammar
     steps = [e for e in saved["log"] if "reward" in e]
     assert len(steps) == 1 and 0.0 <= steps[0]["reward"] <= 1.0
     progress = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
@@ -140,7 +140,7 @@ def test_warm_start_then_grpo_until_the_deadline_writes_every_phase(trajectories
     out = tmp_path / "tuned"
     # the reference answers are 41 tokens of this vocabulary: all fit 48, so the warm start has rows
     s = train(trajectories, tiny_gguf, out, steps=10_000, num_generations=2, max_completion_tokens=48, max_prompt_tokens=4096, held_out=0.5,
-              max_eval_prompts=1, lora_rank=4, sft_epochs=50, deadline=time.time() + 60, gguf=False)
+              max_eval_prompts=1, lora_rank=4, sft_epochs=50, deadline=time.time() + 60, gguf=False, constrained=False)
     assert s["phases"] == ["load", "prompts", "eval_before", "sft", "eval_after_sft", "grpo", "eval_after"]
     assert json.loads((out / "train.json").read_text()) == json.loads(json.dumps(s, default=str))
     # the warm start learns from the training split's reference answers only

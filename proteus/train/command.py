@@ -26,6 +26,7 @@ def train_cli(
     sft_epochs: float = typer.Option(0, "--sft-epochs", help="supervised warm start on the training prompts' reference answers (epochs; 0: none)"),
     budget_s: Optional[float] = typer.Option(None, "--budget-s", help="stop training early enough to evaluate and save within this many seconds"),
     decision: Optional[list[str]] = typer.Option(None, "--decision", help="train on these decisions only (repeatable)"),
+    constrained: bool = typer.Option(True, "--constrained/--unconstrained", help="sample answers under the grammar llama.cpp serves each decision with (needs the base's GGUF)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Tune a local model (GRPO + LoRA) on exported decisions with rewards the data verifies."""
@@ -38,7 +39,7 @@ def train_cli(
         s = train(
             trajectories, base, out, steps=steps, num_generations=num_generations, learning_rate=learning_rate, lora_rank=lora_rank,
             max_prompt_tokens=max_prompt_tokens, max_completion_tokens=max_completion_tokens, held_out=held_out, decisions=decision, seed=seed,
-            sft_epochs=sft_epochs, deadline=None if budget_s is None else time.time() + budget_s,
+            sft_epochs=sft_epochs, deadline=None if budget_s is None else time.time() + budget_s, constrained=constrained,
         )
     except (ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)

@@ -1,7 +1,8 @@
 """Mean verifiable reward of a model on held-out decision prompts, with a confidence interval.
 
 Each prompt is answered once by greedy decoding (deterministic up to batch padding, so before /
-after differences are the model's, not the sampler's) and scored with :func:`proteus.train.rewards.reward`. The
+after differences are the model's, not the sampler's), optionally under the grammar the model is
+served with (:mod:`proteus.train.grammar`), and scored with :func:`proteus.train.rewards.reward`. The
 change between two models on the same prompts is summarised by the mean paired difference and
 its 95% t interval (Student 1908), and the percentile bootstrap as a check; :func:`by_decision`
 splits the mean rewards by decision type.
@@ -18,38 +19,66 @@ from scipy import stats
 
 from proteus.train.rewards import reward
 
-__all__ = ["answers", "held_out_rewards", "mean_ci", "paired_change", "by_decision"]
+__all__ = ["generate", "answers", "held_out_rewards", "mean_ci", "paired_change", "by_decision"]
 
 
-def answers(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 256, batch_size: int = 8) -> list[str]:
-    """The model's greedy answers to chat ``prompts``, generated ``batch_size`` at a time
-    (left-padded, so every answer starts where its prompt ends)."""
+def generate(model: Any, tokenizer: Any, texts: list[str], *, max_new_tokens: int, do_sample: bool = False, temperature: float = 1.0, logits_processor: Any = None) -> list[list[int]]:
+    """Token ids of the model's answer to each chat-rendered prompt of ``texts``, generated as one
+    left-padded batch (so every answer starts where its prompt ends), each cut after its first
+    end-of-sequence token (kept). ``logits_processor``: e.g. :meth:`proteus.train.grammar.ServingGrammar.processor`."""
     import torch
+    from transformers import LogitsProcessorList
 
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
-    out: list[str] = []
     try:
-        for i in range(0, len(prompts), batch_size):
-            texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts[i : i + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            out += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     finally:
         tokenizer.padding_side = side
+    kw: dict[str, Any] = {"do_sample": do_sample}
+    if do_sample:  # plain sampling at ``temperature``: transformers would run top-k / top-p before ``logits_processor``
+        kw |= {"temperature": temperature, "top_k": 0, "top_p": 1.0}
+    if logits_processor is not None:
+        kw["logits_processor"] = LogitsProcessorList([logits_processor])
+    with torch.no_grad():
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **kw)
+    stops = model.generation_config.eos_token_id
+    stops = {tokenizer.eos_token_id, *(stops if isinstance(stops, list) else [stops])} - {None}
+    out = []
+    for row in gen[:, enc["input_ids"].shape[1] :].tolist():
+        end = next((j for j, t in enumerate(row) if t in stops), len(row) - 1)
+        out.append(row[: end + 1])
     return out
 
 
-def held_out_rewards(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_new_tokens: int = 256, batch_size: int = 8) -> list[float]:
-    """The reward of the model's greedy answer to every prompt row."""
+def answers(
+    model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 256, batch_size: int = 8,
+    grammar: Any = None, schemas: list[dict[str, Any]] | None = None,
+) -> list[str]:
+    """The model's greedy answers to chat ``prompts``, generated ``batch_size`` at a time; with a
+    :class:`~proteus.train.grammar.ServingGrammar`, each under the grammar of its schema in ``schemas``."""
+    out: list[str] = []
+    for i in range(0, len(prompts), batch_size):
+        texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts[i : i + batch_size]]
+        processor = grammar.processor(schemas[i : i + batch_size]) if grammar is not None else None
+        ids = generate(model, tokenizer, texts, max_new_tokens=max_new_tokens, logits_processor=processor)
+        out += tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return out
+
+
+def held_out_rewards(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_new_tokens: int = 256, batch_size: int = 8, grammar: Any = None) -> list[float]:
+    """The reward of the model's greedy answer to every prompt row (under the serving grammar when given)."""
     was_training = model.training
     model.eval()
+    tasks = [json.loads(r["task"]) for r in rows]
     try:
-        texts = answers(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, batch_size=batch_size)
+        texts = answers(
+            model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, batch_size=batch_size,
+            grammar=grammar, schemas=[t["schema"] for t in tasks],
+        )
     finally:
         model.train(was_training)
-    return [reward(t, json.loads(r["task"])) for t, r in zip(texts, rows)]
+    return [reward(t, task) for t, task in zip(texts, tasks)]
 
 
 def mean_ci(values: list[float], level: float = 0.95) -> dict[str, float | int | None]:

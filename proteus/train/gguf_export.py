@@ -8,7 +8,9 @@ tensor names from ``gguf.get_tensor_name_map`` and the query / key row permutati
 the tokenizer and chat template copied from a *template* GGUF of the same vocabulary (the base
 model's own GGUF when the base was loaded from one). Matrices are written as F16, vectors as
 F32, the layout ``convert_hf_to_gguf.py --outtype f16`` produces. Llama-architecture models
-(Llama, SmolLM2, TinyLlama, ...) are supported.
+(Llama, SmolLM2, TinyLlama, ...) are supported. :func:`quantize_like` quantises such a file with
+llama.cpp's own quantiser to the type of the base GGUF, so that base and tuned are served at the
+same precision.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["merge_adapter", "write_gguf", "export_gguf", "llama_permute"]
+__all__ = ["merge_adapter", "write_gguf", "export_gguf", "llama_permute", "quantize_like"]
 
 _SUPPORTED = ("llama",)
 
@@ -141,3 +143,24 @@ def export_gguf(adapter: str | Path, base: str | Path, out: str | Path, *, templ
         raise ValueError(msg)
     merged = merge_adapter(PeftModel.from_pretrained(model, str(adapter)))
     return write_gguf(merged, out, template=template, name=name or f"{Path(base).stem}-proteus")
+
+
+def quantize_like(gguf_in: str | Path, like: str | Path, out: str | Path) -> Path:
+    """``gguf_in`` quantised by llama.cpp (``llama_model_quantize``) to the file type of the GGUF
+    ``like`` (its ``general.file_type``, e.g. Q4_1); returns ``out``."""
+    import ctypes
+
+    import gguf
+    import llama_cpp
+
+    field = gguf.GGUFReader(str(like)).fields.get("general.file_type")
+    if field is None:
+        msg = f"{like} does not say its file type (general.file_type)"
+        raise ValueError(msg)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = int(field.contents())
+    out = Path(out)
+    if llama_cpp.llama_model_quantize(str(gguf_in).encode(), str(out).encode(), ctypes.byref(params)) != 0:
+        msg = f"llama.cpp could not quantise {gguf_in}"
+        raise RuntimeError(msg)
+    return out

@@ -4,6 +4,9 @@ Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath, arXiv:2402.0
 ``GRPOTrainer`` implements it: for every prompt a group of answers is sampled, each is scored by
 :func:`proteus.train.rewards.reward`, and the policy is moved towards the answers that beat their
 group's mean. Only a LoRA adapter (Hu et al. 2021, arXiv:2106.09685; PEFT) is trained.
+By default the answers are sampled (TRL's ``rollout_func``) and the held-out answers decoded under
+the grammar llama.cpp serves each decision with (:mod:`proteus.train.grammar`): the JSON format is
+then given, as when served, and the reward measures what the grammar leaves free.
 
 An optional supervised warm start (TRL ``SFTTrainer``, loss on the answer tokens only) first
 fits the same adapter to the reference answers of the *training* prompts, so that GRPO starts
@@ -90,6 +93,7 @@ def train(
     seed: int = 0,
     gguf: bool = True,
     evaluate: bool = True,
+    constrained: bool = True,
     work_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Tune ``base`` on the decision prompts of ``trajectories``; write results to ``out``.
@@ -120,6 +124,10 @@ def train(
         A ``time.time()`` value: the warm start gets at most half the time left after the
         evaluations it needs, GRPO stops when one more step would leave too little time for the
         evaluation after it (timed as the slowest evaluation so far), and the GGUF export is skipped when late.
+    constrained
+        Sample GRPO's answers and the held-out answers under the grammar llama.cpp serves each
+        decision with (:mod:`proteus.train.grammar`; needs the base's GGUF and llama-cpp-python),
+        so that the reward measures what the grammar leaves free, not the JSON format.
     work_dir
         Scratch folder of the trainers (default ``out/checkpoints``); nothing is saved there.
 
@@ -155,12 +163,21 @@ def train(
         "max_completion_tokens": max_completion_tokens,
         "sft_epochs": sft_epochs,
         "seed": seed,
+        "constrained": constrained,
     }
     prog = Progress(out, summary, deadline=deadline)
     t = time.time()
     model, tok, template = load_base(base, dtype=torch.bfloat16 if cuda else torch.float32)
     if cuda:
         model = model.to("cuda")
+    grammar = None
+    if constrained:
+        if template is None:
+            msg = f"constrained sampling needs the GGUF llama.cpp serves {base} from (its vocabulary); give a .gguf base or pass constrained=False"
+            raise ValueError(msg)
+        from proteus.train.grammar import ServingGrammar
+
+        grammar = ServingGrammar(template)
     prog.phase("load", time.time() - t)
 
     t = time.time()
@@ -177,7 +194,7 @@ def train(
 
     def score(m: Any, name: str) -> list[float]:
         t = time.time()
-        rewards = held_out_rewards(m, tok, eval_rows, max_new_tokens=max_completion_tokens, batch_size=eval_batch_size) if eval_rows else []
+        rewards = held_out_rewards(m, tok, eval_rows, max_new_tokens=max_completion_tokens, batch_size=eval_batch_size, grammar=grammar) if eval_rows else []
         prog.phase(f"eval_{name}", time.time() - t, **{f"rewards_{name}": rewards, f"mean_{name}": sum(rewards) / len(rewards) if rewards else None})
         return rewards
 
@@ -222,8 +239,14 @@ def train(
             **_common_args(cuda, seed, work), max_steps=steps, per_device_train_batch_size=num_generations, gradient_accumulation_steps=1,
             num_generations=num_generations, max_completion_length=max_completion_tokens, learning_rate=learning_rate, temperature=1.0, beta=0.0,
         )
+        rollout = None
+        if grammar is not None:
+            from proteus.train.grammar import grammar_rollout, prompt_key
+
+            rollout = grammar_rollout(grammar, tok, {prompt_key(r["prompt"]): json.loads(r["task"])["schema"] for r in train_rows})
         trainer = GRPOTrainer(
             model=model, processing_class=tok, reward_funcs=[trl_reward_function()], args=args, callbacks=[prog.callback("grpo", stop_at=stop_at)],
+            rollout_func=rollout,
             train_dataset=Dataset.from_list([{"prompt": r["prompt"], "task": r["task"]} for r in train_rows]),
         )
         trainer.train()

@@ -56,8 +56,8 @@ def parse_answer(text: str) -> tuple[dict[str, Any] | None, float]:
     if s.startswith("```"):
         s = s.split("\n", 1)[1] if "\n" in s else ""
         s = s.rsplit("```", 1)[0].strip()
-    try:
-        obj = json.loads(s)
+    try:  # strict=False, as the agent parses answers: grammar-constrained models write raw control characters in strings
+        obj = json.loads(s, strict=False)
         if isinstance(obj, dict):
             return obj, 1.0
     except json.JSONDecodeError:
@@ -65,7 +65,7 @@ def parse_answer(text: str) -> tuple[dict[str, Any] | None, float]:
     start = s.find("{")
     if start >= 0:
         try:
-            obj, _ = json.JSONDecoder().raw_decode(s[start:])
+            obj, _ = json.JSONDecoder(strict=False).raw_decode(s[start:])
             if isinstance(obj, dict):
                 return obj, 0.5
         except json.JSONDecodeError:
