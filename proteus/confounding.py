@@ -24,7 +24,7 @@ Before planning, :func:`indication_confounder` finds the finer classification a 
 untreated ones, some diagnoses hold no treated sample); the profile adds it to the contrast's
 covariates, and its hypotheses then say ``adjusted for`` it (decision ``adjusted``).
 
-Values that mean "unknown" (``proteus.profile.is_unknown_level``) count as missing. No column, level
+Values that mean "unknown" (``proteus.design.is_unknown_level``) count as missing. No column, level
 or marker of any dataset is named here; sample-quality markers can be added later as curated data
 with their source, checked by the same record.
 """
@@ -38,6 +38,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 from scipy import stats
 
+from proteus.design import is_unknown_level
 from proteus.stats.design import covariate_block
 from proteus.stats.multitest import bh
 
@@ -134,7 +135,6 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
     """Check the contrast ``cases`` vs ``controls`` (levels of ``group``) against each of ``columns``
     (name, role, continuous) on the contrast's samples (see the module docstring); most
     consequential first (cannot be separated, associated, same grouping, then the rest)."""
-    from proteus.profile import is_unknown_level
 
     g = clin[group].astype(str).where(clin[group].notna())
     rows = g.isin([*cases, *controls])
@@ -182,7 +182,6 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
 def classifications(clin: pd.DataFrame, columns: list[tuple[str, str, bool]]) -> dict[str, np.ndarray]:
     """Integer codes (-1: missing or unknown) of the categorical biological ``columns`` with three or more
     known levels: the finer classifications :func:`indication_confounder` looks for a contrast inside."""
-    from proteus.profile import is_unknown_level
 
     out = {}
     for col, role, continuous in columns:
@@ -303,7 +302,6 @@ def _linked_variables(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     """For a hypothesis that associates one thing (sample clusters, a feature) with several clinical
     variables: each later variable tested against the first (strongest) one on the samples with both;
     those associated (p < 0.05) are checks whose ``reason`` names the first variable."""
-    from proteus.profile import is_unknown_level
 
     kinds = {c: cont for c, _, cont in columns}
     names = list(dict.fromkeys(r.object.label for r in relations if r.predicate == "associated_with" and r.object.type == "clinical_variable"))

@@ -36,6 +36,7 @@ from proteus.stats.design import covariate_block
 
 __all__ = [
     "Role",
+    "is_unknown_level",
     "column_words",
     "technical_word",
     "level_words",
@@ -417,3 +418,15 @@ def adjustment(clin: pd.DataFrame, group: str, levels: list[str], candidates: li
         tab, g = tab.loc[keep], g.loc[keep]
         covariates.append(col)
     return covariates, confounded, notes
+
+
+_UNKNOWN = re.compile(
+    r"^(unknown|unk|unkn?own|unknow|na|n/a|nan|none|not reported|not available|not known|not applicable|not evaluated|"
+    r"cannot be determined|staging incomplete|other.*|p?[ntm]x|missing|\?|-)$",
+    re.I,
+)
+
+
+def is_unknown_level(value: object) -> bool:
+    """Whether a level means "not known" ('unknown', 'NA', 'not reported', 'cannot be determined', 'pNX', ...)."""
+    return bool(_UNKNOWN.match(str(value).strip()))

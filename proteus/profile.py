@@ -66,11 +66,6 @@ def _name_weight(name: str) -> float:
         if any(w.startswith(st) for w in words for st in stems):
             return weight
     return 1.0
-_UNKNOWN = re.compile(
-    r"^(unknown|unk|unkn?own|unknow|na|n/a|nan|none|not reported|not available|not known|not applicable|not evaluated|"
-    r"cannot be determined|staging incomplete|other.*|p?[ntm]x|missing|\?|-)$",
-    re.I,
-)
 
 
 def quote(name: object, limit: int = 60) -> str:
@@ -283,15 +278,10 @@ def _num_summary(x: pd.Series) -> dict[str, float]:
     return {"min": float(x.min()), "median": float(x.median()), "max": float(x.max())}
 
 
-def is_unknown_level(value: object) -> bool:
-    """Whether a level means "not known" ('unknown', 'NA', 'not reported', 'cannot be determined', 'pNX', ...)."""
-    return bool(_UNKNOWN.match(str(value).strip()))
-
-
 def _usable_levels(col: pd.Series, min_n: int) -> dict[str, int]:
-    """Known levels (not 'unknown', 'NA', ...: :func:`is_unknown_level`) with at least ``min_n`` measured samples."""
+    """Known levels (not 'unknown', 'NA', ...: :func:`proteus.design.is_unknown_level`) with at least ``min_n`` measured samples."""
     counts = col.dropna().astype(str).value_counts()
-    return {str(k): int(c) for k, c in counts.items() if c >= min_n and not is_unknown_level(k)}
+    return {str(k): int(c) for k, c in counts.items() if c >= min_n and not design.is_unknown_level(k)}
 
 
 def _adjustable(variables: list[ClinicalVariable]) -> list[tuple[str, design.Role]]:

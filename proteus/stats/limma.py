@@ -654,7 +654,7 @@ def top_table(eb: EBayesResult, coef: int | str = 0, feature_names=None) -> pd.D
 
 
 def treat(logfc: np.ndarray, se: np.ndarray, df: np.ndarray, lfc: float) -> tuple[np.ndarray, np.ndarray]:
-    """limma's ``treat`` (McCarthy & Smyth 2009, doi:10.1093/bioinformatics/btp053): the null is
+    r"""limma's ``treat`` (McCarthy & Smyth 2009, doi:10.1093/bioinformatics/btp053): the null is
     :math:`|\beta| \le` ``lfc``; :math:`p = P(T > (|b| - \tau)/se) + P(T > (|b| + \tau)/se)`, and t is
     :math:`\operatorname{sign}(b)(|b| - \tau)/se`, 0 inside the threshold."""
     with np.errstate(invalid="ignore", divide="ignore"):
