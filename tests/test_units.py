@@ -65,6 +65,48 @@ def test_co_moving_members_of_a_curated_unit_are_one_hypothesis(nafld_run):
         assert out.rejected is None and not out.checks, (out.rejected, out.checks)
 
 
+def test_a_unit_is_said_to_move_only_when_the_whole_unit_does(nafld_run):
+    """Members picked by significance are not the unit: a unit claim holds only when no significant member
+    moves the other way, the members' median moves with them and their ranks do (rank-sum gene-set test);
+    the statement gives k of K members and the median. Counter-example: a unit of the cohort whose
+    significant members split both ways is no unit claim."""
+    from proteus.policy.units import unit_change
+
+    kg, rt, tables = nafld_run
+    drafts = compose_hypotheses(kg, tables=rt, limit=200)
+    units = [d for d in drafts if d.statement.startswith("Proteins of the unit")]
+    assert units
+    for d in units:
+        r = kg.relation(d.evidence[0])
+        key = next(k for k in gene_units(r.subject.label) if f"'{_name(k)}'" in d.statement)
+        tab = rt.table("differential_abundance", "results", **{k: r.provenance.params[k] for k in ("modality", "group", "case", "control")})
+        sign = 1 if r.predicate == "higher_in" else -1
+        rows = tab[tab["gene"].astype(str).isin(unit_genes_of(key))]
+        sig = rows[rows["q"] < 0.05]
+        assert (sig["logFC"] * sign > 0).all(), sig[["label", "logFC", "q"]]
+        assert rows["logFC"].median() * sign > 0
+        assert f"{len(sig)} of its {len(rows.dropna(subset=['logFC']))} measured features" in d.statement
+        assert f"median log2FC {rows['logFC'].median():+.2f}" in d.statement
+        assert all(lab in d.statement for lab in sig.sort_values("q")["label"].head(3))
+    # a unit whose significant members move both ways in one contrast (one down among the strongest, one up)
+    mixed = []
+    for params, tab in rt.tables("differential_abundance", "results"):
+        if "logFC" not in tab:
+            continue
+        sig = tab[tab["q"] < 0.05]
+        for key in {k for g in sig["gene"].dropna().astype(str) for k in gene_units(g)}:
+            s = sig[sig["gene"].astype(str).isin(unit_genes_of(key))]
+            if (s["logFC"] > 0).any() and (s["logFC"] < 0).any():
+                mixed.append((params, key))
+    assert mixed
+    for params, key in mixed:
+        tab = rt.table("differential_abundance", "results", **params)
+        assert not any(unit_change(tab, unit_genes_of(key), sign).moves(sign) for sign in (1, -1))
+        contrast = f"{params['group']}: {params['case']} vs {params['control']}"
+        assert not [d for d in units if f"'{_name(key)}'" in d.statement and contrast.split(": ")[1].split(" vs ")[0] in d.statement
+                    and kg.relation(d.evidence[0]).object.label == contrast]
+
+
 def _name(key):
     from proteus.policy.units import set_name
 

@@ -32,7 +32,7 @@ from proteus.policy.controls import spike_in_controls
 from proteus.policy.claims import SiteVerdict, directions_agree, is_composition_score, mutation_phrase, site_against_protein
 from proteus.policy.decisions import HypothesisDraft
 from proteus.policy.result_tables import Change, ResultTables
-from proteus.policy.units import covering_units, unit_genes
+from proteus.policy.units import covering_units, unit_change, unit_genes
 from proteus.records import Relation
 
 __all__ = ["compose_hypotheses"]
@@ -209,25 +209,31 @@ def _units(changes, tables: ResultTables, taken: set[str]) -> list[HypothesisDra
             for r in mine:
                 if r.subject.label in gene_of:
                     by_gene.setdefault(gene_of[r.subject.label], r)
+            sign = 1 if pred == "higher_in" else -1
+            edge_of = {r.subject.label: r for r in rels if r.predicate == pred and r.id not in taken and r.provenance.tool not in _UNSUPERVISED}
             for unit in covering_units(list(by_gene), set(tab["gene"].dropna().astype(str))):
-                members = [by_gene[g] for g in unit.members][:10]
-                rows = tab[tab["gene"].astype(str).isin(unit_genes(unit))]
+                moved = unit_change(tab, unit_genes(unit), sign)
+                if moved is None or not moved.moves(sign):
+                    continue  # members picked by significance, not the unit: they stay claims about themselves
+                members = sorted({id(r): r for r in [edge_of[lab] for lab, _, _ in moved.changed if lab in edge_of]
+                                  + [by_gene[g] for g in unit.members]}.values(), key=_rank)[:10]
                 word = _direction_word(members[0])
                 names = ", ".join(m.subject.label for m in members)
-                median = float(rows["logFC"].median()) if "logFC" in rows and len(rows) else None
+                k, n = len(moved.changed), moved.n_measured
                 out.append(
                     HypothesisDraft(
                         statement=f"{'mRNAs' if stype == 'gene' else 'Proteins'} of the unit '{unit.name}' ({unit.source}) are {word} together in {case} than in {control} "
-                                  f"({group}): {names}."[:500],
-                        rationale=(f"{len(unit.members)} of the {unit.n_measured} measured members of '{unit.name}' ({unit.source}, {unit.size} genes) "
-                                   f"are {word} in {case}, more than chance among the {len(by_gene)} features {word} there "
-                                   f"(hypergeometric p={unit.p:.1e}, measured features as background): "
-                                   + "; ".join(f"{m.subject.label} {_fmt(m)}" for m in members)
-                                   + (f". Median log2FC of its {len(rows)} measured features: {median:+.2f}." if median is not None else "."))[:1200],
+                                  f"({group}): {k} of its {n} measured features {word}, none the other way, median log2FC {moved.median:+.2f}; "
+                                  f"strongest {names}."[:500],
+                        rationale=(f"{k} of the {n} measured features of '{unit.name}' ({unit.source}, {unit.size} genes) are {word} in {case} "
+                                   f"(q < 0.05), none significantly the other way; their median log2FC is {moved.median:+.2f} and their statistics "
+                                   f"rank {word} than the other features' (one-sided rank-sum gene-set test p={moved.p_rank:.1e}); the unit is "
+                                   f"over-represented among the {len(by_gene)} strongest features {word} there (hypergeometric p={unit.p:.1e}, "
+                                   "measured features as background): " + "; ".join(f"{m.subject.label} {_fmt(m)}" for m in members) + ".")[:1200],
                         evidence=[m.id for m in members],
                         entities=[f"pathway:{unit.name}"] + [m.subject.id for m in members] + [members[0].object.id],
-                        test=f"Measure the members of '{unit.name}' ({names}) in independent {case} and {control} samples (targeted MS panel); "
-                             f"predict that their mean log2 abundance is {word} in {case}, with most members moving the same way."[:600],
+                        test=f"Measure the members of '{unit.name}' ({names}, ...) in independent {case} and {control} samples (targeted MS panel); "
+                             f"predict that the unit's median log2FC is {word} in {case} and that no member moves the other way."[:600],
                     )
                 )
     return out

@@ -10,6 +10,12 @@ smallest hypergeometric tail over the measured genes: the over-representation te
 Fisher's exact test one-sided, which a small unit wins over a large one holding as many); a unit is
 kept only when that tail is below ``alpha``, and a unit covering only two genes only when it is small
 (:data:`MAX_PAIR_UNIT`). Units are taken greedily, each covering at least two genes not yet covered.
+
+Whether the unit moves (:func:`unit_change`): picking members by significance says nothing about the
+rest of the unit, so a unit is said to move one way only when no significant member moves the other
+way and the unit as a whole does: its measured members' median log2 fold change has that sign and
+their moderated t statistics rank beyond the other features' (a competitive rank-sum gene-set test,
+limma's ``wilcoxGST``; Michaud et al. 2008, doi:10.1186/1471-2164-9-S1-S14).
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scipy.stats import hypergeom
+import pandas as pd
+from scipy.stats import hypergeom, mannwhitneyu
 
-__all__ = ["MAX_UNIT", "MAX_PAIR_UNIT", "Unit", "gene_units", "unit_genes", "unit_genes_of", "set_name", "shared_unit", "covering_units"]
+__all__ = ["MAX_UNIT", "MAX_PAIR_UNIT", "Unit", "gene_units", "unit_genes", "unit_genes_of", "set_name", "shared_unit", "covering_units", "UnitChange", "unit_change"]
 
 MAX_UNIT = 200
 """Largest gene set that still names one function (broader terms, e.g. 'Metabolism of proteins', do not)."""
@@ -152,3 +159,43 @@ def covering_units(changed: list[str], measured: set[str] | frozenset[str], *, a
         out.append(best[1])
         todo = [g for g in todo if g not in best[1].members]
     return out
+
+
+@dataclass(frozen=True)
+class UnitChange:
+    """How every measured member of a unit moved in one contrast."""
+
+    n_measured: int
+    """Measured features of the unit's genes in the contrast's table."""
+    median: float
+    """Median log2 fold change of those features."""
+    p_rank: float
+    """One-sided rank-sum p of their statistics against every other feature's, in the unit's direction."""
+    changed: tuple[tuple[str, float, float], ...]
+    """(label, log2FC, q) of the members significant in the unit's direction, strongest first."""
+    against: tuple[tuple[str, float, float], ...]
+    """(label, log2FC, q) of the members significant in the other direction."""
+
+    def moves(self, sign: int, alpha: float = 0.05) -> bool:
+        """The unit moves ``sign``-wards as a whole: no significant member the other way, the median on
+        that side and the rank test below ``alpha``."""
+        return not self.against and self.median * sign > 0 and self.p_rank < alpha
+
+
+def unit_change(table: pd.DataFrame, genes: frozenset[str], sign: int, *, fdr: float = 0.05) -> UnitChange | None:
+    """Every measured member of a unit (``genes``) in one contrast's result ``table`` (``gene``, ``label``,
+    ``logFC``, ``q`` and, where the test has one, ``t``), read for direction ``sign`` (+1 higher, -1 lower);
+    ``None`` when fewer than two members or no other feature were measured."""
+    if not {"gene", "label", "logFC", "q"} <= set(table.columns):
+        return None
+    tab = table.dropna(subset=["logFC"])
+    inside = tab["gene"].astype(str).isin(genes).to_numpy()
+    mine, rest = tab[inside], tab[~inside]
+    stat = "t" if "t" in tab and tab["t"].notna().all() else "logFC"
+    if len(mine) < 2 or rest.empty:
+        return None
+    p = float(mannwhitneyu(mine[stat], rest[stat], alternative="greater" if sign > 0 else "less").pvalue)
+    sig = mine[mine["q"] < fdr].sort_values("q")
+    rows = lambda d: tuple((str(lab), float(fc), float(q)) for lab, fc, q in zip(d["label"], d["logFC"], d["q"]))
+    return UnitChange(len(mine), float(mine["logFC"].median()), p,
+                      rows(sig[sig["logFC"] * sign > 0]), rows(sig[sig["logFC"] * sign < 0]))
