@@ -249,3 +249,28 @@ def test_a_grouping_named_after_a_gene_is_a_positive_control(nafld_run):
     assert judge_heuristically(kg2, h).novelty.score == 1
     # counter-example: the same changes under a grouping that names no gene are discoveries
     assert all(d.kind == "discovery" for d in drafts(group)[1])
+
+
+def test_a_pooled_change_says_which_levels_carry_it_on_their_own(nafld_run):
+    """A pooled contrast (every non-reference level against the reference) can be carried by one level:
+    "each level on its own too" only when every level's own two-group test passes q < 0.05; otherwise the
+    statement names the levels significant alone. Evidence: the cohort's own pooled and per-level tests."""
+    kg, rt, _ = nafld_run
+    drafts = [d for d in compose_hypotheses(kg, tables=rt, limit=200) if "levels of" in d.statement and "than in" in d.statement]
+    shared = [d for d in drafts if kg.relation(d.evidence[0]).stats.extra.get("level_effects")]
+    assert shared
+    checked = 0
+    for d in shared:
+        for eid in d.evidence:
+            r = kg.relation(eid)
+            prm = r.provenance.params
+            for level in r.stats.extra["level_effects"]:
+                tab = rt.table("differential_abundance", "results", modality=r.modality, group=prm["group"], case=level, control=prm["control"])
+                q = float(tab.loc[tab["label"].astype(str) == r.subject.label, "q"].iloc[0])
+                checked += 1
+                if q >= 0.05:
+                    assert "on its own too" not in d.statement, d.statement
+                    assert f"(q={q:.2g})" in d.rationale
+        if "on its own too" not in d.statement:
+            assert "agree in direction only" in d.statement and "significant in" in d.statement
+    assert checked

@@ -23,6 +23,7 @@ with :mod:`proteus.policy.claims` against the run's full result tables
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 
@@ -436,10 +437,23 @@ def _driven_by(r: Relation) -> str:
     return f"{r.subject.label} {'highest' if r.stats.effect > 0 else 'lowest'} in {level} ({r.stats.effect:+.2f} log2 vs the other levels)"
 
 
-def _shared_changes(changes) -> list[HypothesisDraft]:
+def _level_q(tables: ResultTables, r: Relation, group: str, level: str, control: str) -> float | None:
+    """q of pooled relation ``r``'s feature in its own two-group test of ``level`` against ``control``
+    (``None`` when that contrast or feature was not tested)."""
+    tab = tables.table("differential_abundance", "results", modality=r.modality, group=group, case=level, control=control)
+    if tab is None or "q" not in tab:
+        return None
+    rows = tab[tab["label"].astype(str) == r.subject.label]
+    q = float(rows["q"].iloc[0]) if not rows.empty else math.nan
+    return q if math.isfinite(q) else None
+
+
+def _shared_changes(changes, tables: ResultTables, fdr: float = 0.05) -> list[HypothesisDraft]:
     """Pooled contrasts (every non-reference level against the reference, on the full design): features
-    every level moves the same way, a change the whole factor shares rather than one level's, stated
-    with each level's own effect."""
+    every level moves the same way, stated with each level's own effect and, from the two-group tests of
+    each level, its own q. "Each level on its own too" only when every level's own test passes ``fdr``;
+    otherwise the claim is the pooled one, naming the levels significant alone and the ones that agree in
+    direction only (a pooled effect can be carried by one level)."""
     out = []
     for (contrast, stype), rels in sorted(changes.items()):
         pooled = sorted((r for r in rels if r.stats.extra.get("level_effects") and r.provenance.tool not in _UNSUPERVISED), key=_rank)
@@ -452,12 +466,23 @@ def _shared_changes(changes) -> list[HypothesisDraft]:
                 continue
             levels = list(top[0].stats.extra["level_effects"])
             names = ", ".join(t.subject.label for t in top)
-            each = "; ".join(f"{t.subject.label} " + ", ".join(f"{lv} {e:+.2f}" for lv, e in t.stats.extra["level_effects"].items()) for t in top)
+            qs = {t.id: {lv: _level_q(tables, t, group, lv, control) for lv in t.stats.extra["level_effects"]} for t in top}
+            alone = {t.id: [lv for lv, q in qs[t.id].items() if q is not None and q < fdr] for t in top}
+            each = "; ".join(t.subject.label + " " + ", ".join(
+                f"{lv} {e:+.2f}" + (f" (q={qs[t.id][lv]:.2g})" if qs[t.id][lv] is not None else "")
+                for lv, e in t.stats.extra["level_effects"].items()) for t in top)
+            if all(len(alone[t.id]) == len(qs[t.id]) for t in top):
+                claim = "each level on its own too: a change they share, not one level's difference"
+            else:
+                claim = ("pooled over the levels; on its own " + "; ".join(
+                    f"{t.subject.label} is significant in {' and '.join(alone[t.id]) if alone[t.id] else 'no level'}" for t in top)
+                    + ", the other levels agree in direction only, so the data cannot tell a shared change from one level's")
             out.append(HypothesisDraft(
                 statement=f"{names} {'are' if len(top) > 1 else 'is'} {word} in {case} levels of {group} ({', '.join(levels)}) "
-                          f"than in {control}, each level on its own too: a change they share, not one level's difference.",
+                          f"than in {control}, {claim}.",
                 rationale=f"Pooled contrast of the {len(levels)} levels against {control} on the full design "
-                          f"({'; '.join(t.subject.label + ' ' + _fmt(t) for t in top)}); each level's own log2FC vs {control}: {each}.",
+                          f"({'; '.join(t.subject.label + ' ' + _fmt(t) for t in top)}); each level's own log2FC vs {control} "
+                          f"(q of its own two-group test): {each}.",
                 evidence=[t.id for t in top],
                 entities=[t.subject.id for t in top] + [top[0].object.id],
                 test=f"Measure {names} in independent {control} samples and samples of each other level of {group}; predict every level "
@@ -738,7 +763,7 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     changes = _changes(kg)
     pathway_genes = _pathway_genes(kg)
     controls, controlled = spike_in_controls(kg, tables)
-    leads = [controls, _gene_events(kg, changes), _mutations(kg, changes), _shared_changes(changes),
+    leads = [controls, _gene_events(kg, changes), _mutations(kg, changes), _shared_changes(changes, tables),
              _pathway_programs(kg, changes, pathway_genes, tables, sample_type)]
     families = [
         *leads,
