@@ -157,6 +157,10 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
         if v.nunique() < 2 or min((a == "case").sum(), (a == "control").sum()) < 2:
             out.append(DesignCheck(column=col, role=role, n=int(ok.sum()), decision="not testable", reason="one value, or one sample in a group"))
             continue
+        if continuous and v.groupby(a).nunique().max() == 1:  # one value per group (a dose the design set): the grouping itself
+            out.append(DesignCheck(column=col, role=role, n=int(ok.sum()), decision="same grouping",
+                                   reason="one value in each group: it encodes the grouping itself, nothing to test or separate"))
+            continue
         test, name, eff, p = association(a, v, continuous, seed)
         r2 = _r2((a == "case").to_numpy(float), covariate_block(pd.DataFrame({col: v}), [col]))
         out.append(DesignCheck(column=col, role=role, test=test, effect_name=name, effect=round(eff, 4), p=p, r2=round(r2, 4),
@@ -258,7 +262,7 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     ``cache`` keeps checks between hypotheses that cite the same contrast.
     """
     cache = {} if cache is None else cache
-    records, inseparable, named, associated, adjusted = [], [], [], [], []
+    records, inseparable, named, associated, adjusted, same, independent = [], [], [], [], [], [], []
     covariates = {str(c) for r in relations for c in (r.provenance.params or {}).get("covariates") or []}
     for key in dict.fromkeys(k for r in relations if (k := evidence_contrast(r)) is not None):
         group, cases, controls = key
@@ -278,6 +282,8 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         named += [c for c in strong if c.column not in {x.column for x in named}]
         associated += [c for c in by["associated"] if c.column not in {x.column for x in associated}]
         adjusted += [c for c in by["adjusted"] if c.column not in {x.column for x in adjusted}]
+        same += [c for c in by["same grouping"] if c.column not in {x.column for x in same}]
+        independent += [c for c in by["independent"] if c.column not in {x.column for x in independent}]
     clause = f"; adjusted for {', '.join(c.column for c in adjusted[:2])}, in which the groups differ" if adjusted else ""
     linked = _linked_variables(relations, clin, columns)
     if linked:
@@ -291,8 +297,14 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
     shown = inseparable[:3] + adjusted[:2] + associated[:4]
     records_c = [r for r in records if r["contrast"] != "clinical variables of the association"]
+    # a column that splits the samples as the grouping does is the design itself, no confounder; "no other column
+    # differs" is said only of columns that were tested
+    none_differ = (f"none of the {len(independent)} other columns tested differs between the groups (q >= 0.05)" if independent
+                   else "no other column could be tested")
     why = ("Confounder check of " + "; ".join(r["contrast"] for r in records_c) + f" against {records_c[0]['n_columns']} other columns: "
-           + ("; ".join(c.text() for c in shown) if shown else "no other column differs between the groups (q >= 0.05)") + ".") if records_c else ""
+           + ("; ".join(c.text() for c in shown) if shown else none_differ)
+           + (f"; {', '.join(c.column for c in same)} split{'s' if len(same) == 1 else ''} the samples as the grouping does (the design "
+              "itself, nothing to separate)" if same else "") + ".") if records_c else ""
     if linked:
         why = (why + " The associated clinical variables are checked against each other: " + "; ".join(c.text() for c in linked) + ".").strip()
     return records, clause, why

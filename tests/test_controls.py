@@ -114,3 +114,26 @@ def test_a_second_organism_that_does_not_move_is_no_positive_control(ups):
     tables["tables/S2_results.tsv"] = tab
     rt = ResultTables(kg, tables.get, {"proteomics": "proteomics"})
     assert not [d for d in compose_hypotheses(kg, tables=rt, limit=200) if d.kind == "positive control"]
+
+
+def test_a_column_that_encodes_the_grouping_is_no_confounder_and_no_vacuous_all_clear(ups):
+    """The spike-in's dose column splits the samples exactly as the grouping does: it is the design, reported
+    as the same grouping (never tested as a confounder, categorical or continuous), and the check never says
+    "no other column differs" when no other column was tested."""
+    from proteus.confounding import contrast_checks, hypothesis_checks
+
+    study, _, out = ups
+    kg, _, res = _run(study, out / "design")
+    clin, p = study.clinical, res.relations[0].provenance.params
+    dose = next(c for c in clin.columns if c != p["group"] and clin[c].astype(str).str.replace(".", "").str.isdigit().all()
+                and clin.groupby(p["group"])[c].nunique().max() == 1 and clin[c].nunique() == 2)
+    for continuous in (False, True):
+        (c,) = contrast_checks(clin, p["group"], [p["case"]], [p["control"]], [(dose, "biological", continuous)])
+        assert c.decision == "same grouping", c
+    assert continuous and c.p is None  # a continuous encoding is not tested at all
+    # a column that varies within the groups is tested as usual (counter-example)
+    varied = clin.assign(noise=range(len(clin)))
+    (c,) = contrast_checks(varied, p["group"], [p["case"]], [p["control"]], [("noise", "covariate", True)])
+    assert c.decision in ("independent", "associated", "cannot be separated") and c.p is not None
+    _, _, why = hypothesis_checks(res.relations[:3], clin, [(dose, "biological", False)])
+    assert "no other column differs" not in why and "could be tested" in why and dose in why and "the design itself" in why
