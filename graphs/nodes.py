@@ -19,6 +19,7 @@ from proteus.confounding import hypothesis_checks
 from proteus.policy.claim_check import check_draft
 from proteus.policy.decisions import StepSpec
 from proteus.policy.result_tables import ResultTables
+from proteus.policy.same_event import fold_same_events
 from proteus.records import Hypothesis, Objective, Provenance, Score, Step, stable_id
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, get_tool, list_tools, validate_call
 
@@ -312,6 +313,7 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
     columns = [(v.name, v.role, v.kind == "continuous") for v in ctx.profile.variables
                if v.role in ("biological", "covariate") and v.kind in ("binary", "categorical", "continuous")]
     design_cache: dict = {}
+    kept = []
     for d in drafts.hypotheses:
         checked = check_draft(d, view.kg, tables)
         checks = [c.as_dict() for c in checked.checks]
@@ -320,9 +322,14 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
             rejected.append({"statement": d.statement[:300], "rule": rule, "reason": checked.rejected[:600], **drafted})
             ctx.rundir.append_trace({"kind": "hypothesis_rejected", "statement": d.statement[:200], "rule": rule, "reason": checked.rejected[:600]})
             continue
-        d = checked.draft
         if checks:
-            ctx.rundir.append_trace({"kind": "hypothesis_reworded", "statement": d.statement[:200], "checks": checks})
+            ctx.rundir.append_trace({"kind": "hypothesis_reworded", "statement": checked.draft.statement[:200], "checks": checks})
+        kept.append((checked.draft, checks))
+    # one event, one hypothesis: drafts about the same feature, same way, same samples fold into the first
+    folded = fold_same_events([d for d, _ in kept], view.kg, ctx.study.clinical)
+    by_statement = {d.statement: c for d, c in kept}
+    for d in folded:
+        checks = by_statement[d.statement]
         # confounders before the claim: a contrast that cannot be separated from another column, or whose groups
         # differ strongly in another factor, says so in the statement (proteus.confounding)
         design, clause, why = hypothesis_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None],
