@@ -57,7 +57,7 @@ def bench_run(dataset: str = "cptac-ucec", out: str | Path | None = None, *, see
         hyps = [json.loads(x) for x in (run_dir / "hypotheses.jsonl").read_text().splitlines() if x.strip()]
         trace = read_trace(run_dir)
         validation_s = sum(e.get("seconds", 0.0) for e in trace if e.get("kind") == "validation")
-        statuses = {s: sum((h.get("validation") or {}).get("status") == s for h in hyps) for s in ("validated", "failed", "untestable")}
+        statuses = {s: sum((h.get("validation") or {}).get("status") == s for h in hyps) for s in ("validated", "inconclusive", "failed", "untestable")}
         varying = sum(len({(h.get("scores") or {}).get(m, {}).get("score") for h in hyps}) >= 2 for m in METRICS)
         got = {
             "wall_seconds": round(wall, 1),

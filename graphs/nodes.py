@@ -350,9 +350,9 @@ def validate(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, An
     ctx = runtime.context
     t0 = time.perf_counter()
     hyps = validate_hypotheses(ctx.study, ctx.kg(state), list(state.get("hypotheses", [])), seed=ctx.seed)
-    counts = {s: sum((h["validation"] or {}).get("status") == s for h in hyps) for s in ("validated", "failed", "untestable")}
+    counts = {s: sum((h["validation"] or {}).get("status") == s for h in hyps) for s in ("validated", "inconclusive", "failed", "untestable")}
     ctx.rundir.append_trace({"kind": "validation", "seconds": round(time.perf_counter() - t0, 3), "counts": counts})
-    ctx.progress(f"validated {counts['validated']} of {len(hyps)} hypotheses ({counts['failed']} failed, {counts['untestable']} not testable)")
+    ctx.progress(f"validated {counts['validated']} of {len(hyps)} hypotheses ({counts['inconclusive']} inconclusive, {counts['failed']} failed, {counts['untestable']} not testable)")
     return {"hypotheses": hyps}
 
 

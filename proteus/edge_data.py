@@ -8,8 +8,11 @@ computed without re-running the tool:
 - two-group edges (``higher_in`` / ``lower_in`` of a contrast or of a mutation, ``differs_across`` a
   multi-level factor as its highest level against the other levels, a mutation's
   ``cis_effect_on`` its own feature; a pooled case, ``case_levels``, as one group): a layer matrix and a case / control label per sample;
-  statistic Welch's t on observed values, effect the difference of means (log2 fold change on log
-  data). Edges the tool found with its censored model (missing = below detection,
+  statistic Student's pooled-variance t on observed values (the t of the tool's limma model before
+  moderation; Welch's t is not used: a labelling that puts one group on a tie, a detection floor, leaves
+  Welch's standard error to the other group alone and its p far below uniform, so over a family of
+  thousands of low-count transcripts the permutation null's smallest p is set by such ties), effect the
+  difference of means (log2 fold change on log data). Edges the tool found with its censored model (missing = below detection,
   ``stats.extra.method == "censored"``) are re-tested with a test that sees missingness too:
   Gehan's generalised Wilcoxon test with every missing value tied below the observed ones
   (:mod:`proteus.stats.gehan`), effect Cliff's delta.
@@ -36,10 +39,10 @@ from scipy import stats
 from proteus.records import Relation
 from proteus.stats.distributions import t_sf
 from proteus.stats.gehan import gehan_wilcoxon
-from proteus.stats.welch import welch_t
+from proteus.stats.welch import student_t
 from proteus.study import Study
 
-__all__ = ["EdgeDesign", "edge_design", "welch", "gehan", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
+__all__ = ["EdgeDesign", "edge_design", "student", "gehan", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
 
 
 @dataclass
@@ -47,8 +50,8 @@ class EdgeDesign:
     """Per-sample data of one edge.
 
     ``X`` is samples x family features (float, NaN = missing); ``column`` the edge's feature in it.
-    Two-group: ``labels`` is True for case samples; ``method`` the re-test, ``welch`` (observed
-    values) or ``gehan`` (missing = below detection). Correlation: ``Y`` is samples x 1 (a partner
+    Two-group: ``labels`` is True for case samples; ``method`` the re-test, ``student`` (pooled t on
+    observed values) or ``gehan`` (missing = below detection). Correlation: ``Y`` is samples x 1 (a partner
     vector) or samples x family (gene-matched partner layer), already rank-transformed with ``X``
     when ``method`` is spearman.
     """
@@ -86,13 +89,14 @@ class EdgeDesign:
 # --------------------------------------------------------------------------------------------
 
 
-def welch(X: np.ndarray, case: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Welch's t of each column, case minus control, on observed values (:func:`proteus.stats.welch.welch_t`).
+def student(X: np.ndarray, case: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Student's pooled-variance t of each column, case minus control, on observed values
+    (:func:`proteus.stats.welch.student_t`).
 
     Returns ``(t, diff, se, df)``; all NaN where a group has fewer than two values or no variance.
     """
     X = np.asarray(X, dtype=float)
-    w = welch_t((X[:, None] if X.ndim == 1 else X).T, np.asarray(case, dtype=bool))
+    w = student_t((X[:, None] if X.ndim == 1 else X).T, np.asarray(case, dtype=bool))
     bad = ~np.isfinite(w.t)
     return w.t, np.where(bad, np.nan, w.diff), np.where(bad, np.nan, w.se), w.df
 
@@ -142,16 +146,38 @@ def gehan(X: np.ndarray, case: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return 2 * g.concordance - 1, g.p
 
 
-def family_p(kind: str, X: np.ndarray, partner: np.ndarray, method: str = "welch") -> tuple[np.ndarray, np.ndarray]:
-    """(effect, two-sided p) of every column: two-group (partner = case labels) by Welch's t, or by
+def family_p(kind: str, X: np.ndarray, partner: np.ndarray, method: str = "student") -> tuple[np.ndarray, np.ndarray]:
+    """(effect, two-sided p) of every column: two-group (partner = case labels) by Student's t, or by
     Gehan's test when ``method`` is gehan; else rank correlation (partner = y or column-matched matrix)."""
     if kind == "two_group" and method == "gehan":
         return gehan(X, partner)
     if kind == "two_group":
-        t, diff, _, df = welch(X, partner)
+        t, diff, _, df = student(X, partner)
         return diff, _t_two_sided(t, df)
     r, n = rank_correlation(X, partner)
     return r, correlation_p(r, n)
+
+
+def _standardised(X: np.ndarray) -> np.ndarray:
+    """Columns centred and scaled to unit sum of squares (NaN for a constant column): the Pearson r of
+    two such columns is their inner product."""
+    Xc = X - X.mean(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return Xc / np.sqrt((Xc**2).sum(0))
+
+
+def _min_p_by_df(stat: np.ndarray, df: np.ndarray, p_of) -> np.ndarray:
+    """Smallest ``p_of(stat, df)`` per column of ``stat`` (features x permutations, NaN = untested),
+    where ``df`` is fixed per feature and p falls as ``stat`` grows: only each df's largest statistic
+    needs a p, so the tail function runs on (distinct df) x permutations values, not on the family."""
+    stat = np.where(np.isfinite(stat), stat, -np.inf)
+    order = np.argsort(df, kind="stable")
+    dfs, starts = np.unique(np.asarray(df)[order], return_index=True)
+    best = np.maximum.reduceat(stat[order], starts, axis=0)  # distinct df x permutations
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = p_of(np.where(np.isfinite(best), best, np.nan), np.broadcast_to(dfs[:, None], best.shape).astype(float))
+    p = np.where(np.isfinite(p), p, np.inf)
+    return np.minimum(p.min(0), 1.0)
 
 
 def permuted_min_p(design: EdgeDesign, n_perm: int, seed: int, chunk: int = 16384) -> np.ndarray:
@@ -168,10 +194,20 @@ def permuted_min_p(design: EdgeDesign, n_perm: int, seed: int, chunk: int = 1638
     for lo in range(0, m, chunk):
         X = design.X[:, lo:lo + chunk]
         if paired:
-            for b in range(n_perm):
-                p = family_p("correlation", X, design.Y[perms[b], lo:lo + chunk])[1]
-                if np.isfinite(p).any():
-                    out[b] = min(out[b], float(np.nanmin(p)))
+            Y = design.Y[:, lo:lo + chunk]
+            full = np.isfinite(X).all(0) & np.isfinite(Y).all(0)
+            if full.any() and n >= 4:  # complete pairs: r of each labelling is one product of standardised columns
+                Xs, Ys = _standardised(X[:, full]), _standardised(Y[:, full])
+                best = np.array([np.nanmax(np.abs((Xs * Ys[perms[b]]).sum(0)), initial=-np.inf) for b in range(n_perm)])
+                with np.errstate(invalid="ignore"):
+                    pb = correlation_p(np.clip(best, 0, 1), np.full(n_perm, float(n)))
+                out = np.minimum(out, np.where(np.isfinite(pb), pb, 1.0))
+            if (~full).any():
+                Xm, Ym = X[:, ~full], Y[:, ~full]
+                for b in range(n_perm):
+                    p = family_p("correlation", Xm, Ym[perms[b]])[1]
+                    if np.isfinite(p).any():
+                        out[b] = min(out[b], float(np.nanmin(p)))
             continue
         M = np.isfinite(X).astype(float)
         X0 = np.where(M > 0, X, 0.0)
@@ -180,15 +216,17 @@ def permuted_min_p(design: EdgeDesign, n_perm: int, seed: int, chunk: int = 1638
             if design.kind == "two_group" and design.method == "gehan":
                 p = gehan_wilcoxon(X.T, design.labels[perms].T).p.T  # ranks once, rank sums of all labellings at once
             elif design.kind == "two_group":
-                w = welch_t(X.T, design.labels[perms].T)  # features x permutations
-                p = _t_two_sided(w.t, w.df).T
+                w = student_t(X.T, design.labels[perms].T)  # features x permutations
+                out = np.minimum(out, _min_p_by_df(np.abs(w.t), N - 2, _t_two_sided))
+                continue
             else:
                 P = design.Y[perms, 0]
                 P = np.where(np.isfinite(P), P, 0.0)
                 sy, syy, sxy = P @ M, P**2 @ M, P @ X0
                 r = (sxy - S * sy / N) / np.sqrt((Q - S**2 / N) * (syy - sy**2 / N))
                 r = np.where(N >= 4, np.clip(r, -1, 1), np.nan)
-                p = correlation_p(r, np.broadcast_to(N, r.shape))
+                out = np.minimum(out, _min_p_by_df(np.abs(r).T, N, correlation_p))
+                continue
         best = np.nanmin(np.where(np.isfinite(p), p, np.inf), axis=1)
         out = np.minimum(out, best)
     return out
@@ -197,7 +235,7 @@ def permuted_min_p(design: EdgeDesign, n_perm: int, seed: int, chunk: int = 1638
 def effect_interval(design: EdgeDesign, level: float = 0.95) -> dict[str, Any]:
     """The edge's effect on all its samples with a ``level`` confidence interval.
 
-    Two-group: difference of means with the Welch interval; for Gehan re-tests Cliff's delta
+    Two-group: difference of means with the pooled-variance (Student) interval; for Gehan re-tests Cliff's delta
     :math:`2A - 1` with the interval of the concordance :math:`A` by Hanley & McNeil's variance
     (Radiology 1982, doi:10.1148/radiology.143.1.7063747; A kept half a pair from 0 and 1 in the variance).
     Correlation: rho with the Fisher-z
@@ -215,7 +253,7 @@ def effect_interval(design: EdgeDesign, level: float = 0.95) -> dict[str, Any]:
         se = 2 * np.sqrt(max(a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a), 0.0) / (n1 * n2))
         return {"effect": delta, "ci": [max(delta - z * se, -1.0), min(delta + z * se, 1.0)], "effect_type": "cliffs_delta", "level": level}
     if design.kind == "two_group":
-        t, diff, se, df = (float(v[0]) for v in welch(x, partner))
+        t, diff, se, df = (float(v[0]) for v in student(x, partner))
         if not np.isfinite(t):
             return {"effect": None, "ci": None, "effect_type": "mean_difference"}
         q = stats.t.ppf(0.5 + level / 2, df)
@@ -239,7 +277,7 @@ def _ranks(df: pd.DataFrame) -> np.ndarray:
 
 def _two_group(df: pd.DataFrame, case: pd.Series, notes: list[str] | None = None) -> EdgeDesign:
     return EdgeDesign("two_group", df.to_numpy(float), -1, list(df.index), labels=case.reindex(df.index).fillna(False).to_numpy(bool),
-                      method="welch", columns=df.columns.astype(str), notes=list(notes or []))
+                      method="student", columns=df.columns.astype(str), notes=list(notes or []))
 
 
 def _correlation(X: pd.DataFrame, Y: pd.DataFrame | pd.Series, method: str, notes: list[str] | None = None) -> EdgeDesign:

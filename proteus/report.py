@@ -590,18 +590,18 @@ def _section_objectives_list(rd: RunData) -> str:
     return f"<h3>Objectives</h3><table><thead><tr><th>id</th><th>objective</th><th>family</th><th>status</th></tr></thead><tbody>{rows}</tbody></table>"
 
 
-_VALIDATION_RANK = {"validated": 0, "untestable": 1, "failed": 2}
+_VALIDATION_RANK = {"validated": 0, "inconclusive": 1, "untestable": 2, "failed": 3}
 
 
 def _ranked(rd: RunData) -> list[dict[str, Any]]:
-    """Discoveries before positive controls, then validated first, then not testable, then failed (as the
+    """Discoveries before positive controls, then validated first, then inconclusive, then not testable, then failed (as the
     run's validate node orders them), then by replication frequency and mean judge score; failed
     hypotheses stay, marked."""
 
     def key(h: dict[str, Any]) -> tuple:
         v = h.get("validation") if isinstance(h.get("validation"), dict) else {}
         rep = (v.get("replication") or {}).get("frequency", 0.0) if isinstance(v.get("replication"), dict) else 0.0
-        return h.get("kind") == "positive control", _VALIDATION_RANK.get(v.get("status"), 3), -rep, -(mean_score(h) or 0.0)
+        return h.get("kind") == "positive control", _VALIDATION_RANK.get(v.get("status"), 4), -rep, -(mean_score(h) or 0.0)
 
     return sorted(rd.hypotheses, key=key)
 
@@ -636,7 +636,7 @@ def _section_top_hypotheses(rd: RunData, states: dict[str, Any]) -> str:
             f"<td>{_status_badge(rev.status) if rev is not None else ''}</td></tr>"
         )
     return (
-        f"<h3>Top hypotheses</h3><p class='sub'>Ranked by validated evidence (validated, then not testable, then failed; then replication frequency and mean judge score, 1–5); {len(rd.hypotheses)} in all.</p>"
+        f"<h3>Top hypotheses</h3><p class='sub'>Ranked by validated evidence (validated, then inconclusive, then not testable, then failed; then replication frequency and mean judge score, 1–5); {len(rd.hypotheses)} in all.</p>"
         "<table><thead><tr><th>id</th><th>statement</th><th>mean score</th><th>validation</th><th>review</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )

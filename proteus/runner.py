@@ -179,7 +179,7 @@ def run_research(
         run_info["wording"] = wording_counts(final.get("hypotheses", []), final.get("hypotheses_rejected", []))
         run_info["judged"] = judge_counts(final.get("hypotheses", []), policy.judge_name)
         run_info["validation"] = {s: sum((h.get("validation") or {}).get("status") == s for h in final.get("hypotheses", []))
-                                  for s in ("validated", "failed", "untestable")}
+                                  for s in ("validated", "inconclusive", "failed", "untestable")}
         warnings, failure = run_warnings(final)
         for w in warnings:
             progress(f"WARNING: {w}")

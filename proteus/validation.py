@@ -521,24 +521,31 @@ def wilson_ci(k: int, n: int, z: float = 1.959963984540054) -> tuple[float | Non
 
 N_SPLITS = 20
 """Seeded stratified splits per run; an edge's replication frequency is out of this many."""
-N_PERMUTATIONS = 20
-"""Label permutations per tested family (layer x contrast) for the selection-aware null."""
+N_PERMUTATIONS = 199
+"""Label permutations per tested family (layer x contrast) for the selection-aware null. Its p is
+:math:`(b + 1) / (m + 1)` for ``b`` of ``m`` permutations as strong (Phipson & Smyth 2010,
+doi:10.2202/1544-6115.1585): with 199 the smallest p is 0.005 and up to 8 permuted hits stay below 0.05,
+so one chance hit cannot veto a finding (as 1 of 20 did)."""
 MIN_HELD_PER_GROUP = 2
 """Fewest samples per group a held-out split must keep for its two-group test to be computed."""
 MIN_REPLICATION = 0.8
-"""A hypothesis is validated when it replicates in at least this share of splits (and the null is rare)."""
+"""A hypothesis is validated when it replicates in at least this share of splits (and the null is rare).
+It is also the power the held-out splits need for the key edge's observed effect: below it, too few
+replications are what a true effect gives too, and the verdict is ``inconclusive``, not ``failed``."""
 
 IN_RUN_METHOD = (
     "in-run validation: {n_splits} seeded stratified splits ({held:.0%} held out); an evidence edge replicates in a "
-    "split when its feature, re-tested on the held-out samples only (group differences: Welch t on observed values, "
+    "split when its feature, re-tested on the held-out samples only (group differences: Student's pooled-variance t on observed values, "
     "or, for edges the tool found with its censored model (missing = below detection), Gehan's generalised Wilcoxon "
     "test with missing values tied below every observed value, in the splits and the null alike; rank correlation "
     "otherwise; same contrast, samples and variables as its tool call, covariates not re-fitted), "
     "keeps its direction with p < {alpha}; the hypothesis replicates in a split when its key (first testable) edge "
     "and at least half of its testable edges do. Null: {n_perm} label permutations of the key edge's family "
-    "(every feature of the layer tested in the same call); its null frequency is the share of permutations in "
-    "which any feature of the family reaches a p as small as the edge's (Westfall-Young minP). Validated: replication "
-    ">= {min_rep:.0%} of splits and null frequency < {alpha}. Cross-omics: the same test on another layer's "
+    "(every feature of the layer tested in the same call); its null p is (b + 1) / ({n_perm} + 1) for the b permutations in "
+    "which any feature of the family reaches a p as small as the edge's (Westfall-Young minP; Phipson & Smyth 2010). "
+    "Validated: replication >= {min_rep:.0%} of splits and null p < {alpha}. Inconclusive: the null p is below {alpha} "
+    "but replication falls short where the held-out splits' power for the key edge's observed effect is below "
+    "{min_rep:.0%} too (a true effect of that size would fall short as often). Failed: otherwise. Cross-omics: the same test on another layer's "
     "feature of the same gene, all samples. The splits divide the samples the run itself tested, so replication "
     "measures stability across subsamples and the permutation null guards against selection; an unseen cohort "
     "is `proteus eval`'s discovery / held-out design. Two-group edges whose groups leave fewer than two samples per "
@@ -589,6 +596,55 @@ def design_too_small(labels: np.ndarray | None, ok: np.ndarray, held: list[np.nd
         return (f"{n_case} vs {n_ctrl} samples allow {math.comb(n_case + n_ctrl, n_case)} labellings; "
                 f"a permutation null below {alpha} needs {math.ceil(2 / alpha)}")
     return None
+
+
+def held_out_power(design, ok: np.ndarray, held: list[np.ndarray], alpha: float) -> float | None:
+    """Mean power, over the held-out splits, of the edge's re-test to find its own observed effect
+    (all tested samples) again with the same direction at two-sided ``alpha``: the replication
+    frequency a true effect of that size is expected to reach (optimistic: the observed effect of a
+    selected finding is inflated). ``None`` where the effect is undefined.
+
+    - Student's t: noncentral t with :math:`\\delta = d\\sqrt{n_1 n_2/(n_1+n_2)}` on :math:`n_1+n_2-2`
+      df, :math:`d` the effect over the pooled SD (Cohen, Statistical power analysis, 2nd ed. 1988).
+    - Gehan / Wilcoxon: :math:`\\Phi\\big(|A - \\tfrac12|\\sqrt{12 n_1 n_2/(N+1)} - z_{1-\\alpha/2}\\big)` for the
+      concordance :math:`A` (Noether 1987, doi:10.1080/01621459.1987.10478478).
+    - Correlation: :math:`\\Phi\\big(|\\operatorname{atanh} r|\\sqrt{n-3} - z_{1-\\alpha/2}\\big)` (Fisher z).
+    """
+    from proteus.edge_data import gehan, rank_correlation
+
+    x, partner = design.key_data()
+    z = stats.norm.ppf(1 - alpha / 2)
+    powers = []
+    if design.kind == "two_group":
+        lab = np.asarray(partner, bool)
+        if design.method == "gehan":
+            size = abs((float(gehan(x[ok], lab[ok])[0][0]) + 1) / 2 - 0.5)
+        else:
+            a, b = x[ok & lab], x[ok & ~lab]
+            if len(a) < 2 or len(b) < 2:
+                return None
+            sp = math.sqrt((((a - a.mean()) ** 2).sum() + ((b - b.mean()) ** 2).sum()) / (len(a) + len(b) - 2))
+            size = abs(a.mean() - b.mean()) / sp if sp > 0 else math.inf
+        if not math.isfinite(size) and design.method == "gehan":
+            return None
+        for m in held:
+            n1, n2 = int((lab & ok & m).sum()), int((~lab & ok & m).sum())
+            if n1 < 2 or n2 < 2:
+                powers.append(0.0)
+            elif design.method == "gehan":
+                powers.append(float(stats.norm.sf(z - size * math.sqrt(12 * n1 * n2 / (n1 + n2 + 1)))))
+            else:
+                df = n1 + n2 - 2
+                powers.append(1.0 if math.isinf(size) else float(stats.nct.sf(stats.t.ppf(1 - alpha / 2, df), df, size * math.sqrt(n1 * n2 / (n1 + n2)))))
+    else:
+        r = float(rank_correlation(x[ok], partner[ok])[0][0])
+        if not math.isfinite(r):
+            return None
+        size = math.atanh(min(abs(r), 0.999999))
+        for m in held:
+            n = int((ok & m).sum())
+            powers.append(float(stats.norm.sf(z - size * math.sqrt(n - 3))) if n > 3 else 0.0)
+    return float(np.mean(powers)) if powers else None
 
 
 def _key_test(design, mask: np.ndarray | None = None) -> tuple[float, float]:
@@ -649,10 +705,10 @@ def validate_hypotheses(
     (see :data:`IN_RUN_METHOD`). Only the evidence features are re-tested (the family matrix is
     read once per tool call for the null).
 
-    Returns copies of ``hypotheses`` with ``validation`` = ``{"status": "validated" | "failed" |
-    "untestable", "replicated", "replication": {"k", "n", "frequency"}, "null": {"k", "n",
-    "frequency"}, "edges": {edge_id: ...}, "cross_omics", "cross_omics_edges", "reason", "method"}``,
-    ordered validated first, then untestable, then failed (each by replication frequency, then
+    Returns copies of ``hypotheses`` with ``validation`` = ``{"status": "validated" | "inconclusive" |
+    "failed" | "untestable", "replicated", "replication": {"k", "n", "frequency"}, "null": {"k", "n",
+    "frequency", "p"}, "held_out_power", "edges": {edge_id: ...}, "cross_omics", "cross_omics_edges", "reason", "method"}``,
+    ordered validated first, then inconclusive, then untestable, then failed (each by replication frequency, then
     null frequency); nothing is dropped.
     """
     cache: dict[str, Any] = {}
@@ -697,6 +753,7 @@ def validate_hypotheses(
             nulls[d.family_key] = permuted_min_p(d, n_perm, seed)
         k_null = int((nulls[d.family_key] <= p).sum()) if math.isfinite(p) else n_perm
         flags[eid] = np.array(reps)
+        power = held_out_power(d, ok, held, alpha)
         ci = effect_interval(d)
         cross = {}
         for layer, feat in _cross_layers(study, r, gene_maps).items():
@@ -714,6 +771,8 @@ def validate_hypotheses(
             "n_splits": n_splits,
             "null_k": k_null,
             "n_permutations": n_perm,
+            "null_p": (k_null + 1) / (n_perm + 1),
+            "held_out_power": None if power is None else round(power, 3),
             "p": _finite(p),
             **{k: (_finite(v) if k == "effect" else v) for k, v in ci.items()},
             "direction_agrees": bool(np.sign(effect) == sign) if effect is not None and math.isfinite(effect) else False,
@@ -743,14 +802,23 @@ def validate_hypotheses(
             k = int(split_ok.sum())
             key = per[tested[0]]
             freq, null_freq = k / n_splits, key["null_k"] / n_perm
-            ok = freq >= min_replication and null_freq < alpha
+            ok = freq >= min_replication and key["null_p"] < alpha
+            power = key["held_out_power"]
+            weak = not ok and key["null_p"] < alpha and power is not None and power < min_replication
+            status = "validated" if ok else "inconclusive" if weak else "failed"
             v.update(
-                status="validated" if ok else "failed",
-                replicated=ok,
+                status=status,
+                replicated=ok if not weak else None,
                 replication={"k": k, "n": n_splits, "frequency": round(freq, 3), "text": f"{k}/{n_splits}"},
-                null={"k": key["null_k"], "n": n_perm, "frequency": round(null_freq, 3), "text": f"{key['null_k']}/{n_perm}"},
-                reason=(f"replicated in {k}/{n_splits} held-out splits; permuted labels gave an edge as strong as the key edge in "
-                        f"{key['null_k']}/{n_perm} permutations"
+                null={"k": key["null_k"], "n": n_perm, "frequency": round(null_freq, 3), "p": round(key["null_p"], 4),
+                      "text": f"{key['null_k']}/{n_perm}"},
+                held_out_power=power,
+                reason=(f"replicated in {k}/{n_splits} held-out splits"
+                        + (f", where the held-out splits have power {power:.2f} for the key edge's observed effect: a true effect of "
+                           f"that size replicates as rarely, so the held-out test is inconclusive, not evidence against"
+                           if weak else "")
+                        + f"; permuted labels gave an edge as strong as the key edge in "
+                        f"{key['null_k']}/{n_perm} permutations (null p {key['null_p']:.3f})"
                         + (f"; cross-omics {'corroborated' if v['cross_omics'] else 'not corroborated'}" if v["cross_omics"] is not None else "")),
             )
         out.append({**h, "validation": _plain(v)})
@@ -774,9 +842,9 @@ def _plain(x: Any) -> Any:
 
 def order_by_validation(hypotheses: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Discoveries before positive controls (QC results that restate the design); within each,
-    validated first, then not testable, then failed; then higher replication frequency, then rarer
+    validated first, then inconclusive (held-out power too low), then not testable, then failed; then higher replication frequency, then rarer
     under the null, then original order (stable). Nothing is dropped."""
-    rank = {"validated": 0, "untestable": 1, "failed": 2}
+    rank = {"validated": 0, "inconclusive": 1, "untestable": 2, "failed": 3}
 
     def key(h: dict[str, Any]) -> tuple:
         v = h.get("validation") or {}

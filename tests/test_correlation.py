@@ -109,6 +109,26 @@ def test_clinical_correlation_agrees_with_scipy(ucec, ctx):
     assert adj.metrics["n_tested"] > 9000 and "Age" in adj.summary
 
 
+def test_partial_correlation_needs_residual_degrees_of_freedom(ucec, ctx):
+    """Adjusting for TMT plex and channel (one-hot, ~25 columns) leaves a feature observed in few samples
+    no residual df: its residuals line up exactly (rho = 1.00, p = 0 on 11 samples in a real run). Each
+    covariate column costs one sample: a feature is tested only when n - 1 - rank([1, Z]) >= min_samples - 2."""
+    covs = ["Proteomics_TMT_plex", "Proteomics_TMT_channel"]
+    res = get_tool("clinical_correlation")(ucec, {"modality": "proteomics", "variable": "ESTIMATE_ImmuneScore",
+                                                  "covariates": covs, "restrict": TUMOUR}, ctx)
+    tab = res.tables["correlations"]
+    assert len(tab) > 9000 and (tab["r"].abs() < 0.9999).all() and (tab["p"] > 0).all()
+    prot = ucec.modalities["proteomics"].to_df()
+    y = pd.to_numeric(ucec.clinical["ESTIMATE_ImmuneScore"], errors="coerce")
+    tum = [s for s in prot.index if ucec.clinical["Proteomics_Tumor_Normal"].get(s) == "Tumor" and np.isfinite(y.get(s, np.nan))]
+    Z = pd.get_dummies(ucec.clinical.loc[tum, covs].astype(str), drop_first=True).astype(float)
+    rank = lambda rows: np.linalg.matrix_rank(np.column_stack([np.ones(len(rows)), Z.loc[rows].to_numpy()]))  # noqa: E731
+    assert rank(tum) > 15, "a design of many covariate columns"
+    for f in tab.sort_values("n")["feature"].head(20):
+        rows = [s for s in tum if np.isfinite(prot.loc[s, f])]
+        assert len(rows) - 1 - rank(rows) >= 10 - 2, (f, len(rows), rank(rows))
+
+
 def test_clinical_correlation_bad_inputs(ucec, ctx):
     tool = get_tool("clinical_correlation")
     with pytest.raises(ToolInputError):

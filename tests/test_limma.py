@@ -295,10 +295,11 @@ def test_welch_and_mann_whitney_match_scipy(tumour_normal):
 
 
 def test_one_welch_for_one_and_many_labellings_and_for_edges(tumour_normal):
-    """proteus.stats.welch.welch_t (used by differential_abundance and the in-run edge re-tests) equals
-    scipy's Welch t-test; a matrix of labellings gives each labelling's own result."""
-    from proteus.edge_data import welch
-    from proteus.stats.welch import welch_t
+    """proteus.stats.welch.welch_t (used by differential_abundance) equals scipy's Welch t-test, and
+    student_t (the in-run edge re-tests) scipy's pooled t-test; a matrix of labellings gives each
+    labelling's own result."""
+    from proteus.edge_data import student
+    from proteus.stats.welch import student_t, welch_t
 
     clin, Y = tumour_normal
     g = (clin["Proteomics_Tumor_Normal"] == "Tumor").to_numpy()
@@ -315,9 +316,16 @@ def test_one_welch_for_one_and_many_labellings_and_for_edges(tumour_normal):
     many = welch_t(Y, W)
     for j in range(W.shape[1]):
         np.testing.assert_allclose(many.t[:, j], welch_t(Y, W[:, j]).t, rtol=1e-10, equal_nan=True)
-    t, diff, _, df = welch(Y.T, g)  # samples in rows, as the edge re-tests hold them
-    np.testing.assert_array_equal(t, w.t)
-    np.testing.assert_array_equal(df, w.df)
+    # the edge re-tests' Student t (pooled variance) equals scipy's equal-variance t-test
+    ref = stats.ttest_ind(Y[:, g], Y[:, ~g], axis=1, equal_var=True, nan_policy="omit")
+    t, diff, _, df = student(Y.T, g)  # samples in rows, as the edge re-tests hold them
+    ok = np.isfinite(t)
+    assert ok.sum() > 500
+    np.testing.assert_allclose(t[ok], np.asarray(ref.statistic)[ok], rtol=1e-10)
+    np.testing.assert_allclose(df[ok], np.asarray(ref.df)[ok], rtol=1e-10)
+    many = student_t(Y, W)
+    for j in range(W.shape[1]):
+        np.testing.assert_allclose(many.t[:, j], student_t(Y, W[:, j]).t, rtol=1e-10, equal_nan=True)
 
 
 def test_false_positives_on_permuted_tumour_labels(ucec):

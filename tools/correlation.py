@@ -180,7 +180,13 @@ def partial_correlation(
 
     ``y`` and ``Z`` must be complete; ``X`` may hold NaN. Features sharing a missingness pattern are
     solved together: within the observed samples, ranks (Spearman) of X, y and Z are taken, X and y
-    residualised on ``[1, Z]`` and the residuals correlated; df = n - 2 - rank(Z).
+    residualised on ``[1, Z]`` and the residuals correlated; df = n - 2 - rank(Z) (Fisher 1924;
+    Kim 2015, ppcor, doi:10.5351/CSAM.2015.22.6.665).
+
+    A feature is tested only when its residual df reach those of a plain correlation of ``min_n``
+    samples (``n - 1 - rank([1, Z]) >= min_n - 2``): each covariate column costs one sample. With
+    fewer, the residuals of a few samples after many covariates can line up exactly (r = 1, p = 0 on
+    11 samples after a 25-column design); such a feature gets NaN, never a relation.
     """
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -206,6 +212,8 @@ def partial_correlation(
             ys = stats.rankdata(ys)
             zs = stats.rankdata(zs, axis=0) if zs.shape[1] else zs
         Q = linalg.orth(np.column_stack([np.ones(ns), zs]))
+        if ns - 1 - Q.shape[1] < min_n - 2:
+            continue
         rx = xs - Q @ (Q.T @ xs)
         ry = ys - Q @ (Q.T @ ys)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -411,7 +419,7 @@ def clinical_correlation(study: Study, params: ClinicalCorrelationParams, ctx: T
         f"{p.method.capitalize()} {'partial ' if covs else ''}correlation of {len(tested)} {p.modality} features "
         f"with {p.variable} over {len(use)} samples"
         f"{' adjusted for ' + ', '.join(covs) if covs else ''}: {len(sig)} significant at BH q<{p.fdr} "
-        f"({npos} positive, {len(sig) - npos} negative); {n_skipped} features skipped (too few values or constant)."
+        f"({npos} positive, {len(sig) - npos} negative); {n_skipped} features skipped (too few values, constant, or too few residual df after the covariates)."
         + (f" Top: {top}." if top else "") + dropped_text(dropped)
     )
     return ToolResult(

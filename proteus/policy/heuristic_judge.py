@@ -110,7 +110,7 @@ def _reliability(h: Hypothesis, found: list[Relation]) -> MetricScore:
     parts, score = [], 1.0
     if v.get("status") in ("validated", "failed") and key is not None:
         rep, nul = v["replication"], v["null"]
-        score += (rep["frequency"] >= 0.5) + (rep["frequency"] >= 0.8) + (nul["frequency"] < 0.05)
+        score += (rep["frequency"] >= 0.5) + (rep["frequency"] >= 0.8) + (nul.get("p", nul["frequency"]) < 0.05)
         parts.append(f"replicated in {rep['text']} held-out splits, null {nul['text']}")
         ci, eff = key.get("ci"), key.get("effect")
         big = eff is not None and abs(eff) >= (0.3 if str(key.get("effect_type", "")).endswith("_r") else 0.5)
