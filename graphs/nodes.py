@@ -333,7 +333,7 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
         # confounders before the claim: a contrast that cannot be separated from another column, or whose groups
         # differ strongly in another factor, says so in the statement (proteus.confounding)
         design, clause, why = hypothesis_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None],
-                                                ctx.study.clinical, columns, design_cache)
+                                                ctx.study.clinical, columns, design_cache, study=ctx.study)
         statement = d.statement.rstrip().rstrip(".") + clause + "." if clause else d.statement
         hid = stable_id("H_", statement, sorted(d.evidence), length=8)
         hyps.append(Hypothesis(id=hid, statement=statement, rationale=f"{d.rationale} {why}".strip(), evidence=d.evidence, entities=d.entities,

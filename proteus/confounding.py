@@ -17,7 +17,19 @@ biological or covariate role on the contrast's samples and decides what a hypoth
   or leaves fewer than 3 effective samples, :math:`n_1 n_0/(n_1+n_0)\,(1-R^2)`, to estimate the
   adjusted contrast, so no model on these samples tells the two apart); ``associated`` (q < 0.05, separable:
   the hypothesis names it and its test adjusts for it); ``independent``; ``not testable`` (not
-  recorded in both groups, or one value).
+  recorded in both groups, or one value). A continuous column that a threshold separates the groups
+  by (the Mann-Whitney AUC of the column between the groups >= 0.95, and q < 0.05) is decided
+  ``measures the grouping``: the grouping is (nearly) a level set of it, as a phenotype and the
+  measurement that defines it, so it is said as a definition, never as a confounder caveat.
+
+A gene's mutation contrast (a ``mutation_association`` relation: mutated vs wild-type genotyped
+samples) is checked the same way by :func:`mutation_checks`; for each column the mutated samples
+differ in, the feature is refitted by least squares with that column added to the model, and when
+the mutation's effect is no longer significant (p >= 0.05) the hit is said to follow that column.
+
+Cluster hypotheses (``consensus_clustering`` relations) carry the clustering's stability: a PAC
+above 0.2 (Senbabaoglu et al. 2014, doi:10.1038/srep06207) means many sample pairs are clustered
+together in some resamples and apart in others, so the clusters are said to be unstable, not subtypes.
 
 Before planning, :func:`indication_confounder` finds the finer classification a contrast is nested in
 (a therapy given for some diagnoses: every treated sample sits in a diagnosis that also holds
@@ -42,16 +54,20 @@ from proteus.design import is_unknown_level
 from proteus.stats.design import covariate_block
 from proteus.stats.multitest import bh
 
-__all__ = ["DesignCheck", "association", "contrast_checks", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "COLLINEAR_R2"]
+__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "cluster_stability", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "COLLINEAR_R2"]
 
 COLLINEAR_R2 = 0.8
 """R^2 of the contrast on another column from which the two cannot be separated (variance inflation >= 5)."""
+SEPARATION_AUC = 0.95
+"""Mann-Whitney AUC of a continuous column between the groups from which it measures the grouping."""
+UNSTABLE_PAC = 0.2
+"""Proportion of ambiguous clustering above which clusters are not stable subtypes (Senbabaoglu et al. 2014)."""
 MIN_ADJUSTED_N = 3.0
 r"""Effective samples an adjusted contrast needs, :math:`n_1 n_0/(n_1+n_0)\,(1-R^2)` (its variance over sigma^2, inverted)."""
 _ALPHA = 0.05
 _N_PERM = 2000
 
-Decision = Literal["same grouping", "cannot be separated", "adjusted", "associated", "independent", "not testable"]
+Decision = Literal["same grouping", "measures the grouping", "cannot be separated", "adjusted", "associated", "independent", "not testable"]
 
 
 class DesignCheck(BaseModel):
@@ -65,6 +81,8 @@ class DesignCheck(BaseModel):
     p: float | None = None
     q: float | None = Field(None, description="BH over the columns checked for this contrast")
     r2: float | None = Field(None, description="R^2 of the contrast indicator on the column's design")
+    auc: float | None = Field(None, description="continuous columns: Mann-Whitney AUC between the groups (0.5-1, either direction)")
+    adjusted: str = Field("", description="mutation contrasts: the feature's effect with this column added to the model")
     n: int = 0
     decision: Decision
     reason: str = ""
@@ -163,7 +181,8 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
             continue
         test, name, eff, p = association(a, v, continuous, seed)
         r2 = _r2((a == "case").to_numpy(float), covariate_block(pd.DataFrame({col: v}), [col]))
-        out.append(DesignCheck(column=col, role=role, test=test, effect_name=name, effect=round(eff, 4), p=p, r2=round(r2, 4),
+        auc = _separation(v[a == "case"], v[a == "control"]) if continuous else None
+        out.append(DesignCheck(column=col, role=role, test=test, effect_name=name, effect=round(eff, 4), p=p, r2=round(r2, 4), auc=auc,
                                n=int(ok.sum()), decision="independent",
                                reason=("" if continuous else "nested") if not continuous and _nested(a, v) else ""))
     n1, n0 = int((arm == "case").sum()), int((arm == "control").sum())
@@ -173,14 +192,27 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
         c.q = float(q)
         if c.reason == "nested":
             c.decision, c.reason = "same grouping", "each level of one lies within one group of the other: the same split at another resolution"
+        elif q < _ALPHA and c.auc is not None and c.auc >= SEPARATION_AUC:
+            c.decision, c.reason = "measures the grouping", (
+                f"a threshold of {c.column} separates the groups (AUC {c.auc:.2f}): the grouping is defined by or measures it, "
+                "so it is not a confounder to adjust for")
         elif q < _ALPHA and (c.r2 >= COLLINEAR_R2 or eff_n * (1 - c.r2) < MIN_ADJUSTED_N):
             c.decision, c.reason = "cannot be separated", (
                 f"the contrast is collinear with {c.column} (R^2 {c.r2:.2f}; adjusted for it, {eff_n * (1 - c.r2):.1f} effective "
                 f"samples of {eff_n:.1f} remain): no model of these samples separates them")
         elif q < _ALPHA:
             c.decision, c.reason = "associated", f"the groups differ in {c.column}; adjust for it or test within its levels"
-    order = {"cannot be separated": 0, "adjusted": 1, "associated": 2, "same grouping": 3, "independent": 4, "not testable": 5}
-    return sorted(out, key=lambda c: (order[c.decision], c.q if c.q is not None else 1.0, c.column))
+    return sorted(out, key=lambda c: (_ORDER[c.decision], c.q if c.q is not None else 1.0, c.column))
+
+
+_ORDER = {"cannot be separated": 0, "adjusted": 1, "associated": 2, "measures the grouping": 3, "same grouping": 4, "independent": 5,
+          "not testable": 6}
+
+
+def _separation(x: pd.Series, y: pd.Series) -> float:
+    """Mann-Whitney AUC of ``x`` against ``y``, folded to 0.5-1 (1: a threshold separates them)."""
+    u = stats.mannwhitneyu(x, y).statistic / (len(x) * len(y))
+    return round(float(max(u, 1 - u)), 4)
 
 
 def classifications(clin: pd.DataFrame, columns: list[tuple[str, str, bool]]) -> dict[str, np.ndarray]:
@@ -251,32 +283,112 @@ def evidence_contrast(r) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
     return None
 
 
+def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict | None = None,
+                    *, seed: int = 0) -> tuple[str, list[DesignCheck], list[DesignCheck]] | None:
+    """Confounder checks of a ``mutation_association`` relation's contrast (the gene's mutated vs
+    wild-type genotyped samples, as the tool chose them) against ``columns``, and for each column
+    the mutated samples differ in (decision ``associated``) the feature refitted with it.
+
+    Returns ``(contrast, checks, refitted)``: ``refitted`` holds the associated columns with
+    ``adjusted`` set (the mutation's least-squares effect on the feature without and with the
+    column, on the samples with it recorded, the tool's covariates kept); ``None`` for another relation.
+    """
+    from proteus.tools.correlation import modality_frame, restricted_samples
+    from proteus.tools.mutation import mutation_matrix
+
+    params, extra = r.provenance.params or {}, r.stats.extra or {}
+    if r.provenance.tool != "mutation_association" or not str(extra.get("mutation", "")).startswith("mutation:"):
+        return None
+    cache = {} if cache is None else cache
+    gene, modality = str(extra["mutation"]).split(":", 1)[1], r.modality or params.get("modality")
+    restrict, classes = params.get("restrict") or {}, params.get("variant_classes") or "nonsilent"
+    key = ("mutation", gene, modality, repr(sorted(restrict.items())), classes)
+    name = f"{gene} mutation"
+    if key not in cache:
+        samples = restricted_samples(study, list(study.modalities[modality].obs_names.astype(str)), restrict)
+        mat, geno = mutation_matrix(study, samples, classes)
+        clin = study.clinical.reindex(geno).copy()
+        clin[name] = np.where(mat[gene], "mutated", "wild-type") if gene in mat else "wild-type"
+        cache[key] = clin, contrast_checks(clin, name, ["mutated"], ["wild-type"], [c for c in columns if c[0] not in restrict], seed=seed)
+    clin, checks = cache[key]
+    contrast = f"{name}: mutated vs wild-type"
+    feature = str(extra.get("feature_id", ""))
+    y = modality_frame(study, modality, list(clin.index))
+    if feature not in y:
+        return contrast, checks, []
+    covs = [c for c in params.get("covariates") or [] if c in clin]
+    refitted = []
+    for c in checks:
+        if c.decision != "associated":
+            continue
+        fits = [_mutation_fit(y[feature], clin, name, covs + extra_col, rows_of=covs + [c.column]) for extra_col in ([], [c.column])]
+        if None in fits:
+            continue
+        (b, pb, n), (a, pa, _) = fits
+        refitted.append(c.model_copy(update={"adjusted": f"{r.subject.label} {b:+.2f} (p={pb:.1g}) -> {a:+.2f} (p={pa:.1g}) "
+                                                          f"adjusted for {c.column}, n={n}",
+                                             "reason": f"the mutation's effect is {'gone' if pb < _ALPHA <= pa else 'held'} adjusted for it"}))
+    return contrast, checks, refitted
+
+
+def _mutation_fit(y: pd.Series, clin: pd.DataFrame, name: str, covariates: list[str], rows_of: list[str]) -> tuple[float, float, int] | None:
+    """Least-squares effect of mutated vs wild-type (column ``name``) on ``y`` with ``covariates``, and its
+    two-sided p, on the samples with ``y`` and every column of ``rows_of`` recorded."""
+    block = covariate_block(clin, covariates)
+    ok = y.notna() & block.notna().all(axis=1) & clin[rows_of].notna().all(axis=1)
+    X = np.column_stack([np.ones(int(ok.sum())), (clin.loc[ok, name] == "mutated").to_numpy(float), block.loc[ok].to_numpy(float)])
+    df = len(X) - np.linalg.matrix_rank(X)
+    if df < 2 or X[:, 1].std() == 0:
+        return None
+    beta, *_ = np.linalg.lstsq(X, y[ok].to_numpy(float), rcond=None)
+    resid = y[ok].to_numpy(float) - X @ beta
+    cov = np.linalg.pinv(X.T @ X) * (resid @ resid) / df
+    t = beta[1] / np.sqrt(cov[1, 1]) if cov[1, 1] > 0 else 0.0
+    return float(beta[1]), float(2 * stats.t.sf(abs(t), df)), int(ok.sum())
+
+
+def cluster_stability(relations) -> tuple[float, int] | None:
+    """(PAC, k) of the consensus clustering the cluster ``relations`` come from (the least stable, if several)."""
+    found = [((r.stats.extra or {})["pac"], (r.stats.extra or {}).get("k")) for r in relations
+             if r.provenance.tool == "consensus_clustering" and (r.stats.extra or {}).get("pac") is not None]
+    return max(found) if found else None
+
+
 def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, str, bool]],
-                      cache: dict | None = None) -> tuple[list[dict], str, str]:
+                      cache: dict | None = None, *, study=None) -> tuple[list[dict], str, str]:
     """Confounder checks of the contrasts a hypothesis's evidence ``relations`` compare.
 
     Returns ``(records, statement clause, rationale clause)``: one record per contrast (every column
     checked, by decision; the full test for those that matter), a clause the statement must carry
-    when a contrast cannot be separated from another column or differs strongly in another
-    biological factor (Cramér's V >= 0.5), and a rationale clause naming every associated column.
+    when a contrast cannot be separated from another column, differs strongly in another
+    biological factor (Cramér's V >= 0.5), or (a mutation contrast, with ``study``) loses its effect
+    once adjusted for a column, or when the clusters cited are unstable; and a rationale clause naming
+    every associated column and every column that measures the grouping.
     ``cache`` keeps checks between hypotheses that cite the same contrast.
     """
     cache = {} if cache is None else cache
-    records, inseparable, named, associated, adjusted, same, independent = [], [], [], [], [], [], []
+    records, inseparable, named, associated, adjusted, same, independent, measures, gone, holds = [], [], [], [], [], [], [], [], [], []
     covariates = {str(c) for r in relations for c in (r.provenance.params or {}).get("covariates") or []}
+    contrasts = {}
     for key in dict.fromkeys(k for r in relations if (k := evidence_contrast(r)) is not None):
         group, cases, controls = key
         if key not in cache:
             cache[key] = contrast_checks(clin, group, list(cases), list(controls), columns)
+        contrasts[f"{group}: {', '.join(cases)} vs {', '.join(controls)}"] = (cache[key], [])
+    for r in relations if study is not None else ():
+        if (m := mutation_checks(study, r, columns, cache)) is not None:
+            prior = contrasts.get(m[0], (m[1], []))[1]
+            contrasts[m[0]] = (m[1], prior + m[2])
+    for label, (found, refitted) in contrasts.items():
         checks = [c.model_copy(update={"decision": "adjusted", "reason": f"adjusted for in the model; {c.reason}"})
-                  if c.column in covariates and c.decision in ("associated", "cannot be separated") else c for c in cache[key]]
-        by = {d: [c for c in checks if c.decision == d]
-              for d in ("cannot be separated", "adjusted", "associated", "same grouping", "independent", "not testable")}
+                  if c.column in covariates and c.decision in ("associated", "cannot be separated") else c for c in found]
+        by = {d: [c for c in checks if c.decision == d] for d in _ORDER}
         records.append({
-            "contrast": f"{group}: {', '.join(cases)} vs {', '.join(controls)}", "n_columns": len(checks),
-            "checks": [c.model_dump(exclude_none=True) for c in by["cannot be separated"] + by["adjusted"] + by["associated"] + by["same grouping"]],
+            "contrast": label, "n_columns": len(checks),
+            "checks": [c.model_dump(exclude_none=True) for c in by["cannot be separated"] + by["adjusted"] + by["associated"]
+                       + by["measures the grouping"] + by["same grouping"]],
             "independent": [c.column for c in by["independent"]], "not_testable": [c.column for c in by["not testable"]],
-        })
+        } | ({"refitted": [c.model_dump(exclude_none=True) for c in refitted]} if refitted else {}))
         inseparable += [c for c in by["cannot be separated"] if c.column not in {x.column for x in inseparable}]
         strong = [c for c in by["associated"] if c.effect_name == "Cramér's V" and c.role == "biological" and (c.effect or 0) >= 0.5]
         named += [c for c in strong if c.column not in {x.column for x in named}]
@@ -284,6 +396,10 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         adjusted += [c for c in by["adjusted"] if c.column not in {x.column for x in adjusted}]
         same += [c for c in by["same grouping"] if c.column not in {x.column for x in same}]
         independent += [c for c in by["independent"] if c.column not in {x.column for x in independent}]
+        measures += [c for c in by["measures the grouping"] if c.column not in {x.column for x in measures}]
+        biological = sorted((c for c in refitted if c.role == "biological" and c.effect_name == "Cramér's V"), key=lambda c: -(c.effect or 0))
+        gone += [c for c in biological if c.reason.endswith("gone adjusted for it")]
+        holds += [c for c in biological[:1] if c.reason.endswith("held adjusted for it")]
     clause = f"; adjusted for {', '.join(c.column for c in adjusted[:2])}, in which the groups differ" if adjusted else ""
     linked = _linked_variables(relations, clin, columns)
     if linked:
@@ -291,8 +407,18 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
                         "independent": [], "not_testable": []})
         clause += "; " + "; ".join(f"{c.column} is itself associated with {c.reason} ({c.effect_name} {c.effect:.2f}, p={c.p:.1g}), "
                                    "so its association may follow from that" for c in linked[:2])
-    if inseparable:
+    stability = cluster_stability(relations)
+    if stability is not None and stability[0] > UNSTABLE_PAC:
+        clause += (f"; the clusters are unstable (PAC {stability[0]:.2f} at k={stability[1]}: that share of sample pairs falls together in some "
+                   "resamples and apart in others), so they are groupings of these samples, not distinct subtypes")
+    if gone:
+        clause += "; " + "; ".join(f"the mutated samples differ in {c.column} ({c.effect_name} {c.effect:.2f}), and adjusted for it the "
+                                   f"difference is gone ({c.adjusted.split(' adjusted for')[0]}), so it may follow {c.column}" for c in gone[:1])
+    elif inseparable:
         clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
+    elif holds:
+        clause += "; " + "; ".join(f"it holds adjusted for {c.column}, in which the mutated samples differ ({c.adjusted.split(' adjusted for')[0]})"
+                                   for c in holds)
     elif named:
         clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
     shown = inseparable[:3] + adjusted[:2] + associated[:4]
@@ -305,9 +431,17 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
            + ("; ".join(c.text() for c in shown) if shown else none_differ)
            + (f"; {', '.join(c.column for c in same)} split{'s' if len(same) == 1 else ''} the samples as the grouping does (the design "
               "itself, nothing to separate)" if same else "") + ".") if records_c else ""
+    if measures:
+        why += " " + "; ".join(f"{c.column} measures the grouping (a threshold of it separates the groups, AUC {c.auc:.2f}): "
+                               "it defines them, it does not confound them" for c in measures[:2]) + "."
+    if gone or holds:
+        why += " Refitted with the column the mutated samples differ in: " + "; ".join(c.adjusted for c in (gone + holds)[:3]) + "."
     if linked:
         why = (why + " The associated clinical variables are checked against each other: " + "; ".join(c.text() for c in linked) + ".").strip()
-    return records, clause, why
+    if stability is not None:
+        why = (why + f" Consensus clustering stability: PAC {stability[0]:.2f} at k={stability[1]}"
+               + (" (unstable)." if stability[0] > UNSTABLE_PAC else ".")).strip()
+    return records, clause, why.strip()
 
 
 def _linked_variables(relations, clin: pd.DataFrame, columns: list[tuple[str, str, bool]]) -> list[DesignCheck]:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from proteus.confounding import COLLINEAR_R2, MIN_ADJUSTED_N, contrast_checks
+from proteus.confounding import COLLINEAR_R2, MIN_ADJUSTED_N, SEPARATION_AUC, contrast_checks
 from proteus.io import load_study
 from proteus.profile import profile_study
 
@@ -93,7 +93,11 @@ def test_continuous_covariates_are_compared_by_welch_and_unrecorded_arms_are_not
     rows = clin[factor.name].astype(str).isin([lv, factor.references[0]])
     a, b = clin.loc[rows & ~ref, "shifted"], clin.loc[rows & ref, "shifted"]
     assert got["shifted"].test == "Welch t" and got["shifted"].p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    assert got["shifted"].decision in ("associated", "cannot be separated")
+    # a threshold of it separates the groups (Mann-Whitney AUC >= 0.95) or not: a measure of the grouping, else a confounder
+    auc = stats.mannwhitneyu(a, b).statistic / (len(a) * len(b))
+    assert got["shifted"].auc == pytest.approx(max(auc, 1 - auc), abs=1e-3)
+    expected = ("measures the grouping",) if max(auc, 1 - auc) >= SEPARATION_AUC else ("associated", "cannot be separated")
+    assert got["shifted"].decision in expected
     assert got["case_only"].decision == "not testable" and "only" in got["case_only"].reason
 
 

@@ -283,9 +283,12 @@ def consensus_clustering(study: Study, params: ConsensusParams, ctx: ToolContext
         fig.savefig(path, dpi=110)
         figures.append(path)
 
+    ch = sel.set_index("k").loc[k]
+    for r in rels:  # every cluster relation carries the clustering's stability (hypotheses about it say so)
+        r.stats.extra = {**(r.stats.extra or {}), "k": k, "pac": round(float(ch["pac"]), 4), "silhouette": round(float(ch["silhouette"]), 4)}
+
     sig = assoc[assoc["q"] < p.fdr]
     n_mark = {c: int(((markers["cluster"] == c) & (markers["q"] < p.fdr) & (markers["logFC"] > 0)).sum()) for c in order_names}
-    ch = sel.set_index("k").loc[k]
     summary = (
         f"Consensus clustering ({p.algorithm}, {p.n_resamples} x {p.subsample:.0%} resamples, seed {ctx.seed}) of {len(X)} samples "
         f"on the {top.shape[1]} most variable {p.modality} features: k={k} chosen by {p.select if p.k is None else 'request'} "
