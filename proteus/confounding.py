@@ -309,11 +309,11 @@ def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict 
         mat, geno = mutation_matrix(study, samples, classes)
         clin = study.clinical.reindex(geno).copy()
         clin[name] = np.where(mat[gene], "mutated", "wild-type") if gene in mat else "wild-type"
-        cache[key] = clin, contrast_checks(clin, name, ["mutated"], ["wild-type"], [c for c in columns if c[0] not in restrict], seed=seed)
-    clin, checks = cache[key]
+        cache[key] = (clin, contrast_checks(clin, name, ["mutated"], ["wild-type"], [c for c in columns if c[0] not in restrict], seed=seed),
+                      modality_frame(study, modality, geno))
+    clin, checks, y = cache[key]
     contrast = f"{name}: mutated vs wild-type"
     feature = str(extra.get("feature_id", ""))
-    y = modality_frame(study, modality, list(clin.index))
     if feature not in y:
         return contrast, checks, []
     covs = [c for c in params.get("covariates") or [] if c in clin]

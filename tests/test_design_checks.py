@@ -87,28 +87,28 @@ def test_a_mutation_hit_is_refitted_with_the_subtype_its_mutated_samples_differ_
     cache, said = {}, {"gone": [], "holds": []}
     continuous = {c: cont for c, _, cont in columns}
     X = study.modalities["proteomics"].to_df()
-    for r in rels:
+    m = study.mutations
+    samples = [s for s in X.index if s in set(m["sample"].astype(str))]
+    nonsilent = m["variant_class"].astype(str).str.strip().str.lower().str.replace(" ", "_").isin(VARIANT_CLASSES["nonsilent"])
+    by_gene = {}
+    for r in rels:  # the strongest hits of each gene tested
+        by_gene.setdefault(r.stats.extra["mutation"], []).append(r)
+    for r in [r for hits in by_gene.values() for r in sorted(hits, key=lambda r: r.stats.p)[:6]]:
         records, clause, why = hypothesis_checks([r], study.clinical, columns, cache, study=study)
         gene = r.stats.extra["mutation"].split(":", 1)[1]
         (rec,) = records  # the old code checked no mutation contrast at all
         assert rec["contrast"] == f"{gene} mutation: mutated vs wild-type" and rec["n_columns"] > 0
-        for c in rec.get("refitted", []):
+        mutated = set(m.loc[(m["gene"].astype(str) == gene) & nonsilent, "sample"].astype(str))
+        for c in rec.get("refitted", [])[:4]:
             col = c["column"]
             # the refit, redone with statsmodels on the samples with the column recorded
-            samples = [s for s in X.index if s in study.mutations["sample"].astype(str).values]
-            m = study.mutations
-            nonsilent = m["variant_class"].astype(str).str.strip().str.lower().str.replace(" ", "_").isin(VARIANT_CLASSES["nonsilent"])
-            mutated = set(m.loc[(m["gene"].astype(str) == gene) & nonsilent, "sample"].astype(str))
             d = pd.DataFrame({"y": X.loc[samples, r.stats.extra["feature_id"]], "m": [float(s in mutated) for s in samples],
                               "c": study.clinical.reindex(samples)[col]}, index=samples).dropna()
-            if d["c"].nunique() < 2 or "nonsilent" != r.stats.extra["variant_classes"]:
-                continue
             base = _ols(d["y"], sm.add_constant(d[["m"]]))
             z = d[["c"]].astype(float) if continuous[col] else pd.get_dummies(d["c"].astype(str), drop_first=True, dtype=float)
             adj = _ols(d["y"], sm.add_constant(pd.concat([d[["m"]], z], axis=1)))
             assert f"{base[0]:+.2f} (p={base[1]:.1g}) -> {adj[0]:+.2f} (p={adj[1]:.1g}) adjusted for {col}" in c["adjusted"]
-            gone = base[1] < 0.05 <= adj[1]
-            assert c["reason"].endswith("gone adjusted for it") == gone
+            assert c["reason"].endswith("gone adjusted for it") == (base[1] < 0.05 <= adj[1])
         if "the difference is gone" in clause:
             said["gone"].append(clause)
         elif "it holds adjusted for" in clause:
