@@ -658,15 +658,60 @@ def _key_test(design, mask: np.ndarray | None = None) -> tuple[float, float]:
     return float(effect[0]), float(p[0])
 
 
-def _cross_layers(study: Study, r: Relation, gene_maps: dict[str, pd.Series]) -> dict[str, str]:
-    """Other gene-level layers measuring the gene of ``r``'s feature: layer -> its feature of that gene."""
+def _unit_of(h: dict[str, Any]) -> frozenset[str] | None:
+    """The genes of the curated unit a unit hypothesis claims about (its ``unit:<library>:<set id>`` entity)."""
+    from proteus.policy.units import unit_genes_of
+
+    key = next((e.split(":", 2)[1:] for e in h.get("entities", []) if e.startswith("unit:")), None)
+    try:
+        return unit_genes_of(tuple(key)) if key and len(key) == 2 else None
+    except KeyError:
+        return None
+
+
+def _genes_of_layer(study: Study, layer: str | None, gene_maps: dict[str, pd.Series]) -> pd.Series:
+    """The gene of each canonical feature of ``layer`` (:mod:`proteus.stats.features`), cached in ``gene_maps``."""
     from proteus.stats.features import canonical_features, feature_genes
 
-    def genes_of(layer: str) -> pd.Series:  # the gene of each canonical feature (proteus.stats.features)
-        if layer not in gene_maps:
-            a = study.modalities[layer]
-            gene_maps[layer] = feature_genes(a)[canonical_features(a)]
-        return gene_maps[layer]
+    if layer not in gene_maps:
+        a = study.modalities[layer]
+        gene_maps[layer] = feature_genes(a)[canonical_features(a)]
+    return gene_maps[layer]
+
+
+def _unit_replicates(d, genes: pd.Series, unit: frozenset[str], sign: int, held: list[np.ndarray], alpha: float) -> np.ndarray:
+    """Per held-out split, whether a unit moves ``sign``-wards as a whole on those samples: every measured
+    member re-tested with the family (Welch / Gehan, as the edge), no member significant the other way
+    (BH q < ``alpha``), the members' median effect on that side and their signed statistics ranking beyond
+    the other features' (one-sided rank-sum, as :func:`proteus.policy.units.unit_change`)."""
+    from scipy.stats import mannwhitneyu
+
+    from proteus.edge_data import family_p
+    from proteus.stats.multitest import bh
+
+    if d.kind != "two_group" or d.columns is None or not sign:
+        return np.zeros(len(held), dtype=bool)
+    member = np.array([str(genes.get(c)) in unit for c in d.columns])
+    out = []
+    for m in held:
+        eff, p = family_p(d.kind, d.X[m], d.labels[m], d.method)
+        ok = np.isfinite(eff) & np.isfinite(p)
+        if (member & ok).sum() < 2 or (~member & ok).sum() < 1:
+            out.append(False)
+            continue
+        z = np.sign(eff[ok]) * stats.norm.isf(np.clip(p[ok], 1e-300, 1) / 2)
+        q = bh(p[ok])
+        mem = member[ok]
+        against = bool((mem & (q < alpha) & (np.sign(eff[ok]) == -sign)).any())
+        rank_p = mannwhitneyu(z[mem], z[~mem], alternative="greater" if sign > 0 else "less").pvalue
+        out.append(not against and float(np.median(eff[ok][mem])) * sign > 0 and rank_p < alpha)
+    return np.array(out, dtype=bool)
+
+
+def _cross_layers(study: Study, r: Relation, gene_maps: dict[str, pd.Series]) -> dict[str, str]:
+    """Other gene-level layers measuring the gene of ``r``'s feature: layer -> its feature of that gene."""
+    def genes_of(layer: str) -> pd.Series:
+        return _genes_of_layer(study, layer, gene_maps)
 
     if r.modality not in study.modalities or r.predicate not in ("higher_in", "lower_in", "correlates_with", "cis_effect_on"):
         return {}
@@ -716,6 +761,7 @@ def validate_hypotheses(
     nulls: dict[str, np.ndarray] = {}
     edges: dict[str, dict[str, Any]] = {}
     flags: dict[str, np.ndarray] = {}
+    designs: dict[str, Any] = {}
 
     def edge(eid: str) -> dict[str, Any]:
         if eid in edges:
@@ -736,6 +782,7 @@ def validate_hypotheses(
         if isinstance(d, str):
             edges[eid] = {"status": "untestable", "reason": d}
             return edges[eid]
+        designs[eid] = d
         effect, p = _key_test(d)
         sign = _sign(r.stats.direction) or int(np.sign(effect or 0))
         labels = d.labels if d.kind == "two_group" else None
@@ -799,6 +846,14 @@ def validate_hypotheses(
         else:
             F = np.array([flags[e] for e in tested])
             split_ok = F[0] & (F.sum(0) >= len(tested) / 2)
+            unit = _unit_of(h)
+            whole = None
+            if unit is not None:  # a unit claim replicates only where the unit as a whole does, not only its members
+                r0, d0 = kg.relation(tested[0]), designs[tested[0]]
+                whole = _unit_replicates(d0, _genes_of_layer(study, r0.modality, gene_maps), unit, _sign(r0.stats.direction),
+                                         _split_masks(d0.labels if d0.kind == "two_group" else None, len(d0.tested_samples()),
+                                                      n_splits, fraction, seed), alpha)
+                split_ok = split_ok & whole
             k = int(split_ok.sum())
             key = per[tested[0]]
             freq, null_freq = k / n_splits, key["null_k"] / n_perm
@@ -819,7 +874,9 @@ def validate_hypotheses(
                            if weak else "")
                         + f"; permuted labels gave an edge as strong as the key edge in "
                         f"{key['null_k']}/{n_perm} permutations (null p {key['null_p']:.3f})"
-                        + (f"; cross-omics {'corroborated' if v['cross_omics'] else 'not corroborated'}" if v["cross_omics"] is not None else "")),
+                        + (f"; cross-omics {'corroborated' if v['cross_omics'] else 'not corroborated'}" if v["cross_omics"] is not None else "")
+                        + (f"; the unit as a whole (every measured member's median and rank-sum against the other features, "
+                           f"held-out samples) moved in {int(whole.sum())}/{n_splits} splits" if whole is not None else "")),
             )
         out.append({**h, "validation": _plain(v)})
     return order_by_validation(out)

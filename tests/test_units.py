@@ -274,3 +274,27 @@ def test_a_pooled_change_says_which_levels_carry_it_on_their_own(nafld_run):
         if "on its own too" not in d.statement:
             assert "agree in direction only" in d.statement and "significant in" in d.statement
     assert checked
+
+
+def test_a_unit_claim_is_validated_as_a_unit_not_only_by_its_members(nafld_run, nafld_dir):
+    """Validation re-tests what a unit statement claims: in each held-out split the unit as a whole must move
+    (every measured member, median and rank-sum against the other features), not only the member edges.
+    Counter-example: the same member edges claimed for another unit of the contrast whose significant members
+    split both ways do not validate as that unit."""
+    from proteus.validation import validate_hypotheses
+
+    kg, rt, _ = nafld_run
+    study = load_study(nafld_dir)
+    unit = next(d for d in compose_hypotheses(kg, tables=rt, limit=200) if d.statement.startswith("Proteins of the unit"))
+    r = kg.relation(unit.evidence[0])
+    tab = rt.table("differential_abundance", "results", **{k: r.provenance.params[k] for k in ("modality", "group", "case", "control")})
+    sig = tab[tab["q"] < 0.05]
+    mixed = next(k for k in sorted({k for g in sig["gene"].dropna().astype(str) for k in gene_units(g)})
+                 if len(s := sig[sig["gene"].astype(str).isin(unit_genes_of(k))]) and (s["logFC"] > 0).any() and (s["logFC"] < 0).any())
+    h = {"id": "H", "statement": unit.statement, "evidence": unit.evidence, "entities": unit.entities}
+    as_mixed = {**h, "id": "M", "entities": [e for e in unit.entities if not e.startswith("unit:")] + [f"unit:{mixed[0]}:{mixed[1]}"]}
+    members_only = {**h, "id": "E", "entities": [e for e in unit.entities if not e.startswith("unit:")]}
+    got = {x["id"]: x["validation"] for x in validate_hypotheses(study, kg, [h, as_mixed, members_only], n_splits=10, n_perm=10)}
+    assert "the unit as a whole" in got["H"]["reason"] and "the unit as a whole" not in got["E"]["reason"]
+    assert got["H"]["replication"]["k"] <= got["E"]["replication"]["k"]
+    assert got["M"]["replication"]["k"] < got["E"]["replication"]["k"] and got["M"]["status"] != "validated"

@@ -232,7 +232,7 @@ def _units(changes, tables: ResultTables, taken: set[str]) -> list[HypothesisDra
                                    f"over-represented among the {len(by_gene)} strongest features {word} there (hypergeometric p={unit.p:.1e}, "
                                    "measured features as background): " + "; ".join(f"{m.subject.label} {_fmt(m)}" for m in members) + ".")[:1200],
                         evidence=[m.id for m in members],
-                        entities=[f"pathway:{unit.name}"] + [m.subject.id for m in members] + [members[0].object.id],
+                        entities=[f"pathway:{unit.name}", f"unit:{unit.library}:{unit.set_id}"] + [m.subject.id for m in members] + [members[0].object.id],
                         test=f"Measure the members of '{unit.name}' ({names}, ...) in independent {case} and {control} samples (targeted MS panel); "
                              f"predict that the unit's median log2FC is {word} in {case} and that no member moves the other way."[:600],
                     )
