@@ -27,8 +27,9 @@ samples) is checked the same way by :func:`mutation_checks`; for each column the
 differ in, the feature is refitted by least squares with that column added to the model, and when
 the mutation's effect is no longer significant (p >= 0.05) the hit is said to follow that column.
 
-Cluster hypotheses (``consensus_clustering`` relations) carry the clustering's stability: a PAC
-above 0.2 (Senbabaoglu et al. 2014, doi:10.1038/srep06207) means many sample pairs are clustered
+Cluster hypotheses (``consensus_clustering`` relations) carry the clustering's stability and its
+test against the sample table's technical columns (a cluster following a batch, plate or run order
+is said to be possibly technical): a PAC above 0.2 (Senbabaoglu et al. 2014, doi:10.1038/srep06207) means many sample pairs are clustered
 together in some resamples and apart in others, so the clusters are said to be unstable, not subtypes.
 
 Before planning, :func:`indication_confounder` finds the finer classification a contrast is nested in
@@ -347,11 +348,12 @@ def _mutation_fit(y: pd.Series, clin: pd.DataFrame, name: str, covariates: list[
     return float(beta[1]), float(2 * stats.t.sf(abs(t), df)), int(ok.sum())
 
 
-def cluster_stability(relations) -> tuple[float, int] | None:
-    """(PAC, k) of the consensus clustering the cluster ``relations`` come from (the least stable, if several)."""
-    found = [((r.stats.extra or {})["pac"], (r.stats.extra or {}).get("k")) for r in relations
+def cluster_stability(relations) -> tuple[float, int, dict] | None:
+    """(PAC, k, technical checks) of the consensus clustering the cluster ``relations`` come from (the
+    least stable, if several); the technical checks map each technical column to its test of the clusters."""
+    found = [((x := r.stats.extra or {})["pac"], x.get("k"), x.get("technical") or {}) for r in relations
              if r.provenance.tool == "consensus_clustering" and (r.stats.extra or {}).get("pac") is not None]
-    return max(found) if found else None
+    return max(found, key=lambda f: f[0]) if found else None
 
 
 def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, str, bool]],
@@ -408,6 +410,11 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         clause += "; " + "; ".join(f"{c.column} is itself associated with {c.reason} ({c.effect_name} {c.effect:.2f}, p={c.p:.1g}), "
                                    "so its association may follow from that" for c in linked[:2])
     stability = cluster_stability(relations)
+    batch = {c: t for c, t in (stability[2] if stability else {}).items() if t["p"] < _ALPHA}
+    if batch:
+        clause += ("; the clusters also follow the technical column" + ("s " if len(batch) > 1 else " ")
+                   + ", ".join(f"{c} ({t['effect_type'].replace('_', ' ')} {t['effect']:.2f}, p={t['p']:.1g})" for c, t in list(batch.items())[:2])
+                   + ", so they may be a batch or run-order effect")
     if stability is not None and stability[0] > UNSTABLE_PAC:
         clause += (f"; the clusters are unstable (PAC {stability[0]:.2f} at k={stability[1]}: that share of sample pairs falls together in some "
                    "resamples and apart in others), so they are groupings of these samples, not distinct subtypes")
@@ -440,7 +447,9 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         why = (why + " The associated clinical variables are checked against each other: " + "; ".join(c.text() for c in linked) + ".").strip()
     if stability is not None:
         why = (why + f" Consensus clustering stability: PAC {stability[0]:.2f} at k={stability[1]}"
-               + (" (unstable)." if stability[0] > UNSTABLE_PAC else ".")).strip()
+               + (" (unstable)." if stability[0] > UNSTABLE_PAC else ".")
+               + (" Technical columns against the clusters: " + "; ".join(f"{c} p={t['p']:.1g}" for c, t in stability[2].items()) + "."
+                  if stability[2] else " The sample table has no technical column (batch, plate, run order) to check them against.")).strip()
     return records, clause, why.strip()
 
 

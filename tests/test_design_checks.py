@@ -131,3 +131,26 @@ def test_cluster_hypotheses_carry_the_clustering_stability(nafld_dir, tmp_path):
     _, clause, why = hypothesis_checks(res.relations, study.clinical, columns)
     assert f"PAC {pac:.2f} at k={k}" in why
     assert ("clusters are unstable" in clause and "not distinct subtypes" in clause) == (pac > UNSTABLE_PAC)
+
+
+def test_clusters_are_checked_against_the_technical_columns_and_one_they_follow_is_named(nafld_dir, tmp_path):
+    """A plate column planted on the clusters' own samples (the largest cluster on one plate) is named as
+    a possible batch effect; a plate column shuffled over the same samples is not."""
+    from proteus.io import load_study
+
+    study = load_study(nafld_dir)
+    columns = _columns(profile_study(study))
+    params = {"modality": "proteomics", "n_resamples": 20, "variables": [c for c, role, cont in columns if role == "biological" and not cont]}
+    run = get_tool("consensus_clustering")
+    ctx = ToolContext(out_dir=tmp_path, seed=0, figures=False, provenance=Provenance(tool="consensus_clustering"))
+    labels = run(study, params, ctx).tables["labels"].set_index("sample")["cluster"]
+    plate = pd.Series(np.where(labels == labels.value_counts().index[0], "plate 1", "plate 2"), index=labels.index)
+    study.clinical["plate"] = plate.reindex(study.clinical.index)
+    study.clinical["shuffled plate"] = pd.Series(plate.sample(frac=1.0, random_state=0).to_numpy(), index=plate.index).reindex(study.clinical.index)
+    res = run(study, {**params, "technical": ["plate", "shuffled plate"]}, ctx)
+    tech = res.relations[0].stats.extra["technical"]
+    shuffled = pd.crosstab(labels, study.clinical["shuffled plate"].reindex(labels.index)).to_numpy()
+    assert tech["plate"]["p"] < 1e-6 and tech["shuffled plate"]["p"] == pytest.approx(stats.chi2_contingency(shuffled, correction=False)[1])
+    _, clause, why = hypothesis_checks(res.relations, study.clinical, columns)
+    assert "technical column plate (" in clause and "batch or run-order effect" in clause
+    assert ("shuffled plate" in clause) == (tech["shuffled plate"]["p"] < 0.05) and "shuffled plate p=" in why

@@ -154,6 +154,9 @@ class ConsensusParams(BaseModel):
     variables: list[str] | None = Field(
         None, description="clinical columns tested against the clusters; None tests every usable column"
     )
+    technical: list[str] = Field(default_factory=list, description=(
+        "technical columns (batch, plate, run order) the clusters are checked against: recorded on every cluster relation "
+        "(a cluster that follows one may be a batch effect), never relations of their own"))
     n_markers: int = Field(20, ge=0, le=200, description="marker features per cluster that become relations")
     fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold for markers and clinical associations")
 
@@ -284,8 +287,12 @@ def consensus_clustering(study: Study, params: ConsensusParams, ctx: ToolContext
         figures.append(path)
 
     ch = sel.set_index("k").loc[k]
-    for r in rels:  # every cluster relation carries the clustering's stability (hypotheses about it say so)
-        r.stats.extra = {**(r.stats.extra or {}), "k": k, "pac": round(float(ch["pac"]), 4), "silhouette": round(float(ch["silhouette"]), 4)}
+    tech, _ = associate_grouping(labels, study.clinical, [c for c in p.technical if c in study.clinical.columns], exclude=exclude)
+    technical = {r.variable: {"test": r.test, "effect_type": r.effect_type, "effect": round(float(r.effect), 4), "p": float(r.p)}
+                 for r in tech.itertuples()}
+    for r in rels:  # every cluster relation carries the clustering's stability and technical checks (hypotheses about it say so)
+        r.stats.extra = {**(r.stats.extra or {}), "k": k, "pac": round(float(ch["pac"]), 4), "silhouette": round(float(ch["silhouette"]), 4),
+                         **({"technical": technical} if technical else {})}
 
     sig = assoc[assoc["q"] < p.fdr]
     n_mark = {c: int(((markers["cluster"] == c) & (markers["q"] < p.fdr) & (markers["logFC"] > 0)).sum()) for c in order_names}
@@ -297,6 +304,7 @@ def consensus_clustering(study: Study, params: ConsensusParams, ctx: ToolContext
         + ". Markers up per cluster at q<" + f"{p.fdr}: " + ", ".join(f"{c} {n}" for c, n in n_mark.items())
         + f". Clinical association: {len(sig)} of {len(assoc)} columns at q<{p.fdr}"
         + (": " + ", ".join(f"{r.variable} (q={r.q:.2g})" for r in sig.head(6).itertuples()) if len(sig) else "")
+        + (". Technical columns: " + ", ".join(f"{c} (p={t['p']:.2g})" for c, t in technical.items()) if technical else "")
         + ". Labels are returned in the 'labels' table; the study is not modified."
     )
     return ToolResult(

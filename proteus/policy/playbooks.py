@@ -81,6 +81,12 @@ def _clinical_variables(profile: DataProfile) -> dict:
     return {"variables": keep} if len(keep) < len(profile.variables) else {}
 
 
+def _technical_variables(profile: DataProfile) -> dict:
+    """Technical columns (batch, plate, run order) clusters are checked against, so a batch is not called a subtype."""
+    keep = [v.name for v in profile.variables if v.role in ("technical", "block")]
+    return {"technical": keep} if keep else {}
+
+
 def _subtype_k_max(profile: DataProfile, primary: str) -> int:
     """Largest number of subtypes worth trying on the samples clustering sees: at least five samples
     a cluster (the tool's smallest eligible cluster) and at most six clusters; 0 below twenty
@@ -348,7 +354,7 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
                     rationale="consensus clustering finds structure no single contrast names",
                 ),
                 [_step("consensus_clustering", "consensus clustering on the most variable features; clusters compared with biological factors and covariates (technical factors are QC's)",
-                       modality=primary, **_tumour_params(profile), **_clinical_variables(profile), **({"k_max": k_max} if k_max < 6 else {}))],
+                       modality=primary, **_tumour_params(profile), **_clinical_variables(profile), **_technical_variables(profile), **({"k_max": k_max} if k_max < 6 else {}))],
             )
         )
     plays += designs[3:]
