@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 
 from proteus.graphs.state import ResearchState, RunContext
 from proteus.policy.base import ResearchView
-from proteus.confounding import hypothesis_checks
+from proteus.confounding import explained_by, hypothesis_checks
 from proteus.policy.claim_check import check_draft
 from proteus.policy.decisions import StepSpec
 from proteus.policy.result_tables import ResultTables
@@ -334,6 +334,12 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
         # differ strongly in another factor, says so in the statement (proteus.confounding)
         design, clause, why = hypothesis_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None],
                                                 ctx.study.clinical, columns, design_cache, study=ctx.study)
+        if (column := explained_by(design)) is not None:  # a mutation hit that follows a subtype is a claim about the subtype
+            reason = f"{clause.lstrip('; ')}. {why}"[:600]
+            rejected.append({"statement": d.statement[:300], "rule": "explained by another column", "reason": reason, **drafted})
+            ctx.rundir.append_trace({"kind": "hypothesis_rejected", "statement": d.statement[:200], "rule": "explained by another column",
+                                     "reason": reason, "column": column})
+            continue
         statement = d.statement.rstrip().rstrip(".") + clause + "." if clause else d.statement
         hid = stable_id("H_", statement, sorted(d.evidence), length=8)
         hyps.append(Hypothesis(id=hid, statement=statement, rationale=f"{d.rationale} {why}".strip(), evidence=d.evidence, entities=d.entities,

@@ -55,7 +55,7 @@ from proteus.design import is_unknown_level
 from proteus.stats.design import covariate_block
 from proteus.stats.multitest import bh
 
-__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "cluster_stability", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "COLLINEAR_R2"]
+__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "cluster_stability", "explained_by", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "COLLINEAR_R2"]
 
 COLLINEAR_R2 = 0.8
 """R^2 of the contrast on another column from which the two cannot be separated (variance inflation >= 5)."""
@@ -66,6 +66,7 @@ UNSTABLE_PAC = 0.2
 MIN_ADJUSTED_N = 3.0
 r"""Effective samples an adjusted contrast needs, :math:`n_1 n_0/(n_1+n_0)\,(1-R^2)` (its variance over sigma^2, inverted)."""
 _ALPHA = 0.05
+_EFFECT_NAMES = {"cramers_v": "Cramér's V", "epsilon_squared": "epsilon squared"}
 _N_PERM = 2000
 
 Decision = Literal["same grouping", "measures the grouping", "cannot be separated", "adjusted", "associated", "independent", "not testable"]
@@ -348,6 +349,15 @@ def _mutation_fit(y: pd.Series, clin: pd.DataFrame, name: str, covariates: list[
     return float(beta[1]), float(2 * stats.t.sf(abs(t), df)), int(ok.sum())
 
 
+def explained_by(records: list[dict]) -> str | None:
+    """The column that explains every contrast of a hypothesis's checks (``records`` of
+    :func:`hypothesis_checks`): each is a mutation contrast whose effect is gone once adjusted for a
+    biological column its mutated samples differ in. Such a hypothesis is about that column, not the mutation."""
+    contrasts = [r for r in records if r["contrast"] != "clinical variables of the association"]
+    cols = [r.get("explained_by") for r in contrasts]
+    return cols[0] if cols and all(cols) else None
+
+
 def cluster_stability(relations) -> tuple[float, int, dict] | None:
     """(PAC, k, technical checks) of the consensus clustering the cluster ``relations`` come from (the
     least stable, if several); the technical checks map each technical column to its test of the clusters."""
@@ -401,6 +411,8 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         measures += [c for c in by["measures the grouping"] if c.column not in {x.column for x in measures}]
         biological = sorted((c for c in refitted if c.role == "biological" and c.effect_name == "Cramér's V"), key=lambda c: -(c.effect or 0))
         gone += [c for c in biological if c.reason.endswith("gone adjusted for it")]
+        if any(c.reason.endswith("gone adjusted for it") for c in biological):
+            records[-1]["explained_by"] = next(c.column for c in biological if c.reason.endswith("gone adjusted for it"))
         holds += [c for c in biological[:1] if c.reason.endswith("held adjusted for it")]
     clause = f"; adjusted for {', '.join(c.column for c in adjusted[:2])}, in which the groups differ" if adjusted else ""
     linked = _linked_variables(relations, clin, columns)
@@ -413,7 +425,7 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     batch = {c: t for c, t in (stability[2] if stability else {}).items() if t["p"] < _ALPHA}
     if batch:
         clause += ("; the clusters also follow the technical column" + ("s " if len(batch) > 1 else " ")
-                   + ", ".join(f"{c} ({t['effect_type'].replace('_', ' ')} {t['effect']:.2f}, p={t['p']:.1g})" for c, t in list(batch.items())[:2])
+                   + ", ".join(f"{c} ({_EFFECT_NAMES.get(t['effect_type'], t['effect_type'])} {t['effect']:.2f}, p={t['p']:.1g})" for c, t in list(batch.items())[:2])
                    + ", so they may be a batch or run-order effect")
     if stability is not None and stability[0] > UNSTABLE_PAC:
         clause += (f"; the clusters are unstable (PAC {stability[0]:.2f} at k={stability[1]}: that share of sample pairs falls together in some "

@@ -13,7 +13,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from proteus.confounding import SEPARATION_AUC, UNSTABLE_PAC, contrast_checks, hypothesis_checks
+from proteus.confounding import SEPARATION_AUC, UNSTABLE_PAC, contrast_checks, explained_by, hypothesis_checks
 from proteus.profile import profile_study
 from proteus.records import Entity, Provenance, Relation, Stats, contrast_entity
 from proteus.tools.mutation import VARIANT_CLASSES
@@ -111,8 +111,10 @@ def test_a_mutation_hit_is_refitted_with_the_subtype_its_mutated_samples_differ_
             assert c["reason"].endswith("gone adjusted for it") == (base[1] < 0.05 <= adj[1])
         if "the difference is gone" in clause:
             said["gone"].append(clause)
+            assert explained_by(records) and f"so it may follow {explained_by(records)}" in clause  # the run drops it
         elif "it holds adjusted for" in clause:
             said["holds"].append(clause)
+            assert explained_by(records) is None
     # on this cohort some mutation hits follow a subtype the mutation tracks, others survive it
     assert said["gone"] and said["holds"], said
 
