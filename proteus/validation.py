@@ -660,7 +660,7 @@ def _key_test(design, mask: np.ndarray | None = None) -> tuple[float, float]:
 
 def _unit_of(h: dict[str, Any]) -> frozenset[str] | None:
     """The genes of the curated unit a unit hypothesis claims about (its ``unit:<library>:<set id>`` entity)."""
-    from proteus.policy.units import unit_genes_of
+    from proteus.stats.units import unit_genes_of
 
     key = next((e.split(":", 2)[1:] for e in h.get("entities", []) if e.startswith("unit:")), None)
     try:
@@ -683,7 +683,7 @@ def _unit_replicates(d, genes: pd.Series, unit: frozenset[str], sign: int, held:
     """Per held-out split, whether a unit moves ``sign``-wards as a whole on those samples: every measured
     member re-tested with the family (Welch / Gehan, as the edge), no member significant the other way
     (BH q < ``alpha``), the members' median effect on that side and their signed statistics ranking beyond
-    the other features' (one-sided rank-sum, as :func:`proteus.policy.units.unit_change`)."""
+    the other features' (one-sided rank-sum, as :func:`proteus.stats.units.unit_change`)."""
     from scipy.stats import mannwhitneyu
 
     from proteus.edge_data import family_p

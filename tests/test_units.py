@@ -12,7 +12,7 @@ from proteus.policy.claim_check import check_draft
 from proteus.policy.heuristic_judge import judge_heuristically
 from proteus.policy.patterns import compose_hypotheses
 from proteus.policy.result_tables import ResultTables
-from proteus.policy.units import covering_units, gene_units, unit_genes_of
+from proteus.stats.units import covering_units, gene_units, unit_genes_of
 from proteus.profile import profile_study
 from proteus.records import Hypothesis, Provenance, Relation, Step
 from proteus.tools.registry import ToolContext, get_tool
@@ -70,7 +70,7 @@ def test_a_unit_is_said_to_move_only_when_the_whole_unit_does(nafld_run):
     moves the other way, the members' median moves with them and their ranks do (rank-sum gene-set test);
     the statement gives k of K members and the median. Counter-example: a unit of the cohort whose
     significant members split both ways is no unit claim."""
-    from proteus.policy.units import unit_change
+    from proteus.stats.units import unit_change
 
     kg, rt, tables = nafld_run
     drafts = compose_hypotheses(kg, tables=rt, limit=200)
@@ -108,7 +108,7 @@ def test_a_unit_is_said_to_move_only_when_the_whole_unit_does(nafld_run):
 
 
 def _name(key):
-    from proteus.policy.units import set_name
+    from proteus.stats.units import set_name
 
     return set_name(key)
 
@@ -131,7 +131,7 @@ def test_units_need_co_annotation_beyond_chance(nafld_run):
     # and a unit's genes diluted in the whole measured background are not "more than chance"
     assert covering_units(sorted(measured), measured) == []
     # two genes stand for a small unit (a complex, one specific process), never alone for a large one
-    from proteus.policy.units import MAX_PAIR_UNIT
+    from proteus.stats.units import MAX_PAIR_UNIT
 
     def pair(small: bool):
         for a in sorted(measured):

@@ -13,7 +13,7 @@ Labelled ``heuristic`` in every artifact. Each score (1-5) keeps the reason of e
   unit" over edges that move in different directions, cited edges missing from the graph.
 - biological plausibility: independent prior knowledge (shipped gene sets, BioPlex interactions,
   a gene's own copy number / mutation acting on its own product) and support in a second layer. Genes
-  co-annotated in one curated unit (:mod:`proteus.policy.units`) that move one way are credited as a
+  co-annotated in one curated unit (:mod:`proteus.stats.units`) that move one way are credited as a
   unit; a single gene is credited when unit partners move its way in the same contrast. A positive
   control (the design puts the difference there) is plausible and not novel by construction.
 - novelty: how expected the relation is given that prior knowledge (a cis effect or a relation
@@ -34,7 +34,7 @@ from itertools import combinations
 from proteus.kg import KnowledgeGraph
 from proteus.policy.decisions import Judgement, MetricScore
 from proteus.records import Hypothesis, Relation
-from proteus.policy.units import gene_units, set_name, shared_unit, unit_genes_of
+from proteus.stats.units import gene_units, set_name, shared_unit, unit_genes_of
 from proteus.validation import CLUSTER_TOOLS
 
 __all__ = ["judge_heuristically", "entity_gene"]

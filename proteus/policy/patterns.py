@@ -9,7 +9,7 @@ with :mod:`proteus.policy.claims` against the run's full result tables
   grouping, one set-level QC statement with the background as negative control
 - a grouping named after a gene (a mutation, methylation or subtype call): that gene's own products,
   a positive control (the grouping names the gene)
-- curated units (:mod:`proteus.policy.units`): the strongest co-moving changes of a contrast that
+- curated units (:mod:`proteus.stats.units`): the strongest co-moving changes of a contrast that
   share a unit are one finding about the unit
 - mutation cis effect (worded by variant class and direction) and the downstream proteins
 - pathway programme: enriched pathways carried by the same changed members are one finding; a
@@ -33,7 +33,7 @@ from proteus.policy.controls import spike_in_controls
 from proteus.policy.claims import SiteVerdict, directions_agree, is_composition_score, mutation_phrase, site_against_protein
 from proteus.policy.decisions import HypothesisDraft
 from proteus.policy.result_tables import Change, ResultTables
-from proteus.policy.units import covering_units, unit_change, unit_genes
+from proteus.stats.units import covering_units, unit_change, unit_genes
 from proteus.records import Relation
 
 __all__ = ["compose_hypotheses"]
@@ -190,7 +190,7 @@ _UNIT_CANDIDATES = 12
 
 def _units(changes, tables: ResultTables, taken: set[str]) -> list[HypothesisDraft]:
     """The strongest changes of one contrast that move the same way and share a curated unit
-    (:func:`proteus.policy.units.covering_units`, the measured features as background): one hypothesis
+    (:func:`proteus.stats.units.covering_units`, the measured features as background): one hypothesis
     per unit, every member's edge cited, instead of one per protein. Edges in ``taken`` (already stated
     by a pathway programme or a gene's own grouping) are left out."""
     out = []

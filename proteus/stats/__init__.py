@@ -1,6 +1,7 @@
 """Statistics used by the tools: limma-style moderated tests, multiple testing, preprocessing, the
 contrast-table service, and the cytometry statistics (FlowSOM map, consensus metaclustering,
-sample-level summaries, NB GLM differential abundance, differential state).
+sample-level summaries, NB GLM differential abundance, differential state), and curated units (gene sets
+small enough to name one function) with their coherence test.
 
 The names below are imported from their modules when first used (PEP 562), so that importing one
 module of this package (``proteus.stats.limma``) does not import the others (and scipy.stats).
