@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 from llm_fixtures.server import free_port, llama_available, tiny_gguf  # noqa: F401  (fixture)
-from llm_fixtures.study import make_view
+from llm_fixtures.study import recorded_interpretations
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -21,31 +21,15 @@ pytest.importorskip("trl")
 pytest.importorskip("peft")
 pytest.importorskip("gguf")
 
-from proteus.policy.reference import ReferencePolicy  # noqa: E402
-from proteus.records import Objective, Step  # noqa: E402
-from proteus.rl_export import export_rl  # noqa: E402
-from proteus.rundir import RunDir  # noqa: E402
 from proteus.train.grpo import load_base, train  # noqa: E402
 from proteus.train.gguf_export import merge_adapter, write_gguf  # noqa: E402
-
-OBJ = Objective(id="obj_1", title="MSI", question="Which proteins separate MSI-H from MSS?", family="differential")
 
 
 @pytest.fixture(scope="module")
 def trajectories(tmp_path_factory):
     """export-rl of a run directory holding interpret decisions recorded for a small context."""
-    rd = RunDir(tmp_path_factory.mktemp("run") / "run")
-    view = make_view()
-    view.trace = rd.append_trace
-    view.objectives = [OBJ]
-    policy = ReferencePolicy(context_tokens=1024)
-    rels = list(view.kg.relations)
-    for i in range(6):
-        step = Step(id=f"s_{i}", tool="differential_abundance", params={"modality": "proteomics", "group": "MSI_status"}, status="done",
-                    summary=f"{i + 1} proteins differ", relation_ids=rels[i : i + 1])
-        policy.interpret(view, OBJ, step)
-    out = rd.path.parent / "rl.jsonl"
-    assert export_rl([rd.path], out) == 6
+    out, n = recorded_interpretations(tmp_path_factory.mktemp("run") / "run", 6)
+    assert n == 6
     return out
 
 

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from llm_fixtures.server import tiny_gguf  # noqa: F401  (fixture)
-from llm_fixtures.study import make_view
+from llm_fixtures.study import recorded_interpretations
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -25,32 +25,16 @@ jsonschema = pytest.importorskip("jsonschema")
 
 from proteus.llm.openai_backend import grammar_schema  # noqa: E402
 from proteus.policy.decision_schemas import cap_strings, judgement_schema  # noqa: E402
-from proteus.policy.reference import ReferencePolicy  # noqa: E402
-from proteus.records import Objective, Step  # noqa: E402
-from proteus.rl_export import export_rl  # noqa: E402
-from proteus.rundir import RunDir  # noqa: E402
 from proteus.train.base_model import load_base  # noqa: E402
 from proteus.train.data import load_prompts  # noqa: E402
 from proteus.train.evaluate import answers, generate  # noqa: E402
 from proteus.train.grammar import ServingGrammar, grammar_rollout, prompt_key  # noqa: E402
 
-OBJ = Objective(id="obj_1", title="MSI", question="Which proteins separate MSI-H from MSS?", family="differential")
-
 
 @pytest.fixture(scope="module")
 def interpret_rows(tmp_path_factory):
     """Prompt rows of interpret decisions the reference policy recorded on the small study."""
-    rd = RunDir(tmp_path_factory.mktemp("run") / "run")
-    view = make_view()
-    view.trace = rd.append_trace
-    view.objectives = [OBJ]
-    policy = ReferencePolicy(context_tokens=1024)
-    for i, rel in enumerate(list(view.kg.relations)[:3]):
-        step = Step(id=f"s_{i}", tool="differential_abundance", params={"modality": "proteomics", "group": "MSI_status"}, status="done",
-                    summary=f"{i + 1} proteins differ", relation_ids=[rel])
-        policy.interpret(view, OBJ, step)
-    out = rd.path.parent / "rl.jsonl"
-    export_rl([rd.path], out)
+    out, _ = recorded_interpretations(tmp_path_factory.mktemp("run") / "run", 3)
     return load_prompts(out)
 
 

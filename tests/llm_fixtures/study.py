@@ -81,3 +81,25 @@ def make_view(study: Study | None = None, kg: KnowledgeGraph | None = None, even
         trace=events.append,
         seed=0,
     )
+
+
+def recorded_interpretations(run: Path, n: int) -> tuple[Path, int]:
+    """export-rl of a run directory holding ``n`` interpret decisions the reference policy recorded
+    on the small study for a 1,024-token context: the JSONL path and the number of decisions exported."""
+    from proteus.policy.reference import ReferencePolicy
+    from proteus.records import Objective, Step
+    from proteus.rl_export import export_rl
+    from proteus.rundir import RunDir
+
+    objective = Objective(id="obj_1", title="MSI", question="Which proteins separate MSI-H from MSS?", family="differential")
+    rd = RunDir(run)
+    view = make_view()
+    view.trace = rd.append_trace
+    view.objectives = [objective]
+    policy = ReferencePolicy(context_tokens=1024)
+    for i, rel in enumerate(list(view.kg.relations)[:n]):
+        step = Step(id=f"s_{i}", tool="differential_abundance", params={"modality": "proteomics", "group": "MSI_status"},
+                    status="done", summary=f"{i + 1} proteins differ", relation_ids=[rel])
+        policy.interpret(view, objective, step)
+    out = rd.path.parent / "rl.jsonl"
+    return out, export_rl([rd.path], out)
