@@ -56,7 +56,10 @@ def test_ucec_run_writes_every_artifact(ucec_run: Path):
         assert "validation" in h
     # the offline wording already obeys the claim checks applied to every draft (proteus.policy.claim_check)
     assert all(h["wording_checks"] == [] for h in hyps)
-    assert run["wording"] == {"checked": len(hyps), "changed": 0, "rejected": 0, "by_rule": {}}
+    # ... and the only drafts dropped are mutation hits that adjusting for another column explains (proteus.confounding)
+    w = run["wording"]
+    assert w["changed"] == 0 and w["checked"] == len(hyps) + w["rejected"]
+    assert w["by_rule"] == ({"explained by another column_rejected": w["rejected"]} if w["rejected"] else {})
 
     state = json.loads((ucec_run / "state.json").read_text())
     done = [o for o in state["objectives"] if o["status"] == "done"]
