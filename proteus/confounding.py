@@ -72,6 +72,11 @@ _N_PERM = 2000
 Decision = Literal["same grouping", "measures the grouping", "cannot be separated", "adjusted", "associated", "independent", "not testable"]
 
 
+def _known(s: pd.Series) -> pd.Series:
+    """``s`` with values that mean "unknown" (:func:`proteus.design.is_unknown_level`) as missing."""
+    return s.where(s.notna() & ~s.astype(str).map(is_unknown_level))
+
+
 class DesignCheck(BaseModel):
     """One column checked against a contrast: the test, its numbers and the decision."""
 
@@ -167,7 +172,7 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
         if continuous:
             s = pd.to_numeric(s, errors="coerce")
         else:
-            s = s.where(s.notna() & ~s.astype(str).str.strip().map(is_unknown_level))
+            s = _known(s)
         ok = s.notna()
         a, v = arm[ok], s[ok]
         if a.nunique() < 2:
@@ -226,7 +231,7 @@ def classifications(clin: pd.DataFrame, columns: list[tuple[str, str, bool]]) ->
         if continuous or role != "biological" or col not in clin:
             continue
         s = clin[col]
-        known = (s.notna() & ~s.astype(str).str.strip().map(is_unknown_level)).to_numpy()
+        known = _known(s).notna().to_numpy()
         codes = np.where(known, pd.factorize(s.astype(str))[0], -1)
         if len(np.unique(codes[known])) >= 3:
             out[col] = codes
@@ -475,10 +480,10 @@ def _linked_variables(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     names = [n for n in names if n in kinds and n in clin]
     if len(names) < 2 or kinds[names[0]]:
         return []
-    first = clin[names[0]].where(~clin[names[0]].astype(str).str.strip().map(is_unknown_level))
+    first = _known(clin[names[0]])
     out = []
     for other in names[1:]:
-        v = pd.to_numeric(clin[other], errors="coerce") if kinds[other] else clin[other].where(~clin[other].astype(str).str.strip().map(is_unknown_level))
+        v = pd.to_numeric(clin[other], errors="coerce") if kinds[other] else _known(clin[other])
         ok = first.notna() & v.notna()
         if first[ok].nunique() < 2 or v[ok].nunique() < 2:
             continue
