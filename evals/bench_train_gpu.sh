@@ -5,7 +5,8 @@
 # The GPU machine has torch, transformers, peft, pyarrow and accelerate but no network, so what it
 # lacks travels in the git-ignored scratch folder .gpu/ (built by the caller, never committed):
 #   .gpu/whl/                    wheels: trl, datasets, dill, multiprocess, jsonschema (+ referencing,
-#                                jsonschema-specifications, rpds-py), gguf
+#                                jsonschema-specifications, rpds-py), gguf, pydantic (+ pydantic-core, annotated-types,
+#                                typing-inspection)
 #   .gpu/llama/llama_cpp.tar.gz  llama-cpp-python (the package + libllama/libggml built with GGML_NATIVE=OFF,
 #                                loaded through ctypes so any CPython 3 takes it) and diskcache: the serving
 #                                grammar that constrained training samples under (absent: pass --unconstrained)
@@ -29,7 +30,7 @@ SITE=$KEEP/site
 mkdir -p "$KEEP"
 
 install_wheels() {  # once per machine (stage does it; run again only if stage's machine was lost)
-    (cd / && PYTHONPATH=$SITE $PY -c "import trl, datasets, jsonschema, gguf" 2>/dev/null) || {
+    (cd / && PYTHONPATH=$SITE $PY -c "import trl, datasets, jsonschema, gguf, pydantic" 2>/dev/null) || {
         [ -n "$(ls .gpu/whl/*.whl 2>/dev/null)" ] || { echo "no wheels in .gpu/whl"; return 1; }
         $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .gpu/whl/*.whl || return 1
     }
