@@ -188,8 +188,7 @@ def tools_run(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the tool's figures (PNG under OUT/figures); --no-figures writes the tables only"),
 ) -> None:
     """Run one tool by hand and write its tables (TSV) and figures."""
-    _import_anndata_without_dask()
-    from proteus.study_cache import load_study_cached
+    from proteus.study_cache import import_anndata_without_dask, load_study_cached
     from proteus.tools import ToolContext, get_tool
 
     try:
@@ -198,9 +197,10 @@ def tools_run(
         _fail(f"--params is not valid JSON: {e}")
     try:
         tool = get_tool(name)
-        if cache:  # a hit imports no reader
+        if cache:  # a hit imports no reader, nor anndata (proteus.study_cache.CachedLayer)
             study = load_study_cached(data, layers=_layers_named(tool, p), mutations="mutations" in tool.requires)
         else:
+            import_anndata_without_dask()
             from proteus.io import load_study
 
             study = load_study(data)
@@ -212,27 +212,6 @@ def tools_run(
         table.to_csv(out / f"{name}_{tname}.tsv", sep="\t", index=False)
     typer.echo(result.summary)
     typer.echo(f"{len(result.tables)} table(s), {len(result.figures)} figure(s), {len(result.relations)} relation(s) -> {out}")
-
-
-def _import_anndata_without_dask() -> None:
-    """Import anndata with dask hidden, when neither is imported yet.
-
-    anndata treats dask as optional: ``anndata.compat`` checks ``importlib.util.find_spec("dask")``
-    and imports ``dask.array`` (a third of ``import anndata``) only where it is installed, else it
-    defines a stand-in class. A ``tools run`` process holds in-memory layers only, never a
-    dask-backed one, so it hides dask for that import (a ``None`` entry in ``sys.modules``, which
-    Python's import system reads as "not importable" and ``find_spec`` as absent) and removes the
-    entry afterwards: a later ``import dask`` in the process still works. A process that has
-    imported either already (tests, ``proteus run``, ``eval``) is left as it is.
-    """
-    if "anndata" in sys.modules or "dask" in sys.modules:
-        return
-    sys.modules["dask"] = None
-    try:
-        import anndata  # noqa: F401
-    finally:
-        if sys.modules.get("dask", 0) is None:
-            del sys.modules["dask"]
 
 
 def _layers_named(tool, params: dict) -> set[str] | None:

@@ -8,7 +8,9 @@ Conventions (every tool relies on them):
   ``adata.uns["modality"]`` is the modality kind, ``adata.uns["level"]`` is ``"sample"`` or ``"cell"``,
   ``adata.uns["source"]`` the file it came from. ``var["gene"]`` holds the gene symbol where one is
   known (also for sites: ``TP53-S15`` -> ``TP53``); ``uns["organism"]`` the species most features'
-  annotation names, and ``var["organism"]`` each feature's where it names two or more.
+  annotation names, and ``var["organism"]`` each feature's where it names two or more. A layer read
+  from the study cache (``proteus tools run``) is a :class:`proteus.study_cache.CachedLayer`: its
+  ``X``, ``obs``, ``var`` and ``uns`` without importing anndata, the AnnData itself on any other use.
 - ``Study.clinical`` is indexed by the harmonised sample id; each bulk ``obs_names`` uses the same ids.
 - ``Study.mutations`` is long format: columns ``sample``, ``gene``, ``variant_class``.
 """
@@ -17,9 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anndata as ad
 import pandas as pd
+
+if TYPE_CHECKING:  # a study read from the study cache runs its tools without importing anndata
+    import anndata as ad
 
 __all__ = ["FileReport", "SampleMatching", "Study", "NoUsableDataError", "LayoutError"]
 

@@ -19,6 +19,12 @@ the kind's files' whole contents. So a changed layer file is a miss for its kind
 shared part read a layer file whole (its head did not suffice), a change to it is a miss for
 everything.
 
+A layer is stored as its AnnData's parts (``X``, ``obs``, ``var``, ``uns``, and any non-empty
+``layers``, ``obsm``, ``varm``, ``obsp``, ``varp``, ``raw``: numpy, scipy.sparse and pandas objects),
+never as an AnnData, and read back as a :class:`CachedLayer`. So a hit imports pandas and numpy but
+not anndata (with zarr and h5py, more than half of a warm ``tools run``'s imports): a tool that uses
+a layer's ``X``, ``obs``, ``var`` and ``uns`` (the two-group differential test) runs without it.
+
 ``<cache>`` is ``$PROTEUS_CACHE``, else ``$XDG_CACHE_HOME/proteus``, else ``~/.cache/proteus``
 (then ``studies/``). The cache holds pickles written by this user; it is not for sharing.
 Files are written to a temporary name and renamed, so a killed writer leaves no partial entry.
@@ -31,6 +37,7 @@ import json
 import os
 import pickle
 import re
+import sys
 import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -42,7 +49,96 @@ from proteus.io.discover import HEAD_LINES, Candidate, discover, layer_files
 from proteus.rundir import fingerprint, input_files
 from proteus.study import Study
 
-__all__ = ["cache_dir", "study_key", "load_study_cached"]
+__all__ = ["cache_dir", "study_key", "load_study_cached", "CachedLayer", "import_anndata_without_dask"]
+
+_MAPPINGS = ("layers", "obsm", "varm", "obsp", "varp")
+
+
+def import_anndata_without_dask() -> None:
+    """Import anndata with dask hidden, when neither is imported yet.
+
+    anndata treats dask as optional: ``anndata.compat`` checks ``importlib.util.find_spec("dask")``
+    and imports ``dask.array`` (a third of ``import anndata``) only where it is installed, else it
+    defines a stand-in class. A ``tools run`` process holds in-memory layers only, never a
+    dask-backed one, so it hides dask for that import (a ``None`` entry in ``sys.modules``, which
+    Python's import system reads as "not importable" and ``find_spec`` as absent) and removes the
+    entry afterwards: a later ``import dask`` in the process still works. A process that has
+    imported either already (tests, ``proteus run``, ``eval``) is left as it is.
+    """
+    if "anndata" in sys.modules or "dask" in sys.modules:
+        return
+    sys.modules["dask"] = None
+    try:
+        import anndata  # noqa: F401
+    finally:
+        if sys.modules.get("dask", 0) is None:
+            del sys.modules["dask"]
+
+
+def _layer_parts(adata) -> dict:
+    """What the cache stores of a layer: the AnnData's non-empty parts (see the module docstring)."""
+    parts = {"X": adata.X, "obs": adata.obs, "var": adata.var, "uns": dict(adata.uns)}
+    parts |= {k: dict(getattr(adata, k)) for k in _MAPPINGS if len(getattr(adata, k))}
+    if adata.raw is not None:
+        parts["raw"] = {"X": adata.raw.X, "var": adata.raw.var, "varm": dict(adata.raw.varm)}
+    return parts
+
+
+class CachedLayer:
+    """A layer read from the cache: the AnnData's ``X``, ``obs``, ``var``, ``uns`` (and ``obs_names``,
+    ``var_names``, ``shape``, ``n_obs``, ``n_vars``) as stored, without importing anndata; any other
+    attribute, indexing or assignment builds the AnnData from the parts (once) and is its.
+
+    After that the parts are the AnnData's, so a change made through either is seen by both.
+    """
+
+    __slots__ = ("_parts", "_adata")
+
+    def __init__(self, parts: dict):
+        object.__setattr__(self, "_parts", parts)
+        object.__setattr__(self, "_adata", None)
+
+    def anndata(self):
+        """The AnnData of these parts (built on first call)."""
+        if self._adata is None:
+            import_anndata_without_dask()
+            import anndata as ad
+
+            object.__setattr__(self, "_adata", ad.AnnData(**self._parts))
+        return self._adata
+
+    def _part(self, name: str):
+        return self._parts[name] if self._adata is None else getattr(self._adata, name)
+
+    X = property(lambda self: self._part("X"))
+    obs = property(lambda self: self._part("obs"))
+    var = property(lambda self: self._part("var"))
+    uns = property(lambda self: self._part("uns"))
+    obs_names = property(lambda self: self.obs.index)
+    var_names = property(lambda self: self.var.index)
+    n_obs = property(lambda self: len(self.obs))
+    n_vars = property(lambda self: len(self.var))
+    shape = property(lambda self: (self.n_obs, self.n_vars))
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):  # copy / pickle protocols: not the AnnData's
+            raise AttributeError(name)
+        return getattr(self.anndata(), name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self.anndata(), name, value)
+
+    def __getitem__(self, index):
+        return self.anndata()[index]
+
+    def __len__(self) -> int:
+        return self.n_obs
+
+    def __reduce__(self):
+        return (CachedLayer, (self._parts,)) if self._adata is None else self._adata.__reduce__()
+
+    def __repr__(self) -> str:
+        return f"CachedLayer of {self.n_obs} x {self.n_vars}" if self._adata is None else repr(self._adata)
 
 
 def cache_dir() -> Path:
@@ -155,6 +251,7 @@ def _parse(data: Path, inp: _Inputs, folder: Path, kinds: Collection[str], heads
     """Parse the folder for the layer files of ``kinds`` (and the MAFs' mutations); store each kind
     read and, unless the stored shared part (with its layer files' ``heads``) holds, the shared
     part; return them."""
+    import_anndata_without_dask()
     from proteus.io.load import load_layers
 
     shared = heads is None
@@ -173,12 +270,13 @@ def _parse(data: Path, inp: _Inputs, folder: Path, kinds: Collection[str], heads
         parts[kind] = {"layers": {n: study.modalities[n] for n in names}, "rank": {n: rank[n] for n in names},
                        "reports": [r for r in study.reports if r.path in files],
                        "matching": [m for m in study.sample_matching if m.layer in names]}
-        _dump(parts[kind], folder / "kinds" / f"{inp.kind_key(kind, heads)}.pkl")
+        stored = {**parts[kind], "layers": {n: _layer_parts(a) for n, a in parts[kind]["layers"].items()}}
+        _dump(stored, folder / "kinds" / f"{inp.kind_key(kind, heads)}.pkl")
     if not shared:
         return {}, parts
     own = [n for n in study.modalities if source.get(n) not in inp.layer_files]
     for name in own:
-        _dump(study.modalities[name], folder / "layers" / f"{name}.pkl")
+        _dump(_layer_parts(study.modalities[name]), folder / "layers" / f"{name}.pkl")
     meta = Study(study.root, {}, study.clinical, study.mutations, [r for r in study.reports if r.path not in inp.layer_files],
                  [m for m in study.sample_matching if m.layer in own], study.sample_notes)
     entry = {"meta": meta, "layers": {n: study.modalities[n] for n in own}, "rank": {n: rank[n] for n in own},
@@ -220,12 +318,13 @@ def load_study_cached(data: str | Path, *, layers: Collection[str] | None = None
     if entry is None or not _valid(entry, inp) or (mutations and not entry["mutations"]):
         entry, parts = _parse(data, inp, folder, kinds, None, mutations)
     else:
-        entry["layers"] = {n: _load(folder / "layers" / f"{n}.pkl") for n in entry["layers"] if layers is None or n in layers}
+        entry["layers"] = {n: CachedLayer(_load(folder / "layers" / f"{n}.pkl")) for n in entry["layers"] if layers is None or n in layers}
         parts = {}
         for kind in kinds:
             path = folder / "kinds" / f"{inp.kind_key(kind, entry['heads'])}.pkl"
             if path.is_file():
-                parts[kind] = _load(path)
+                part = _load(path)
+                parts[kind] = {**part, "layers": {n: CachedLayer(a) for n, a in part["layers"].items()}}
         if kinds - set(parts):
             parts.update(_parse(data, inp, folder, kinds - set(parts), entry["heads"], False)[1])
     names = set(entry["rank"]) | {n for p in parts.values() for n in p["layers"]}

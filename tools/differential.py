@@ -569,13 +569,13 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
     raw[~np.isfinite(raw)] = np.nan
     counts = adata.var["n_peptides"].to_numpy(dtype=float) if "n_peptides" in adata.var else None
     choice = choose_defaults(p, raw, is_case, adata.uns, counts)
-    sub = adata[adata.obs_names[idx]]
+    Y, sub = raw.copy(), None  # the tested values; the normalised layer where there is one
     if choice.normalize != "none":
         from proteus.tools.qc import normalize_layer
 
-        sub = normalize_layer(sub, method=choice.normalize)
-    Y = np.asarray(sub.X, dtype=float).T
-    Y[~np.isfinite(Y)] = np.nan
+        sub = normalize_layer(adata[adata.obs_names[idx]], method=choice.normalize)
+        Y = np.asarray(sub.X, dtype=float).T
+        Y[~np.isfinite(Y)] = np.nan
     method = choice.method
     if method == "censored" and choice.normalize != "none":  # the curves must be on the scale that is tested
         choice.curves = fit_dropout_curves(Y, is_case)
@@ -590,7 +590,7 @@ def _two_group_table(study: Study, p: ContrastTest, seed: int) -> ContrastTable:
         from proteus.tools.qc import impute_layer
 
         reason[(nc < p.min_valid) & (nn < p.min_valid)] = f"fewer than {p.min_valid} values in both groups"
-        layer = impute_layer(sub, method="downshift", seed=seed)
+        layer = impute_layer(adata[adata.obs_names[idx]] if sub is None else sub, method="downshift", seed=seed)
         Y = np.asarray(layer.X, dtype=float).T
         imputed = ~obs & np.isfinite(Y)
         sd = _nansd(Y)
