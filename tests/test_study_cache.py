@@ -287,3 +287,38 @@ def test_head_bytes_is_the_first_lines_of_the_whole_file(ucec_dir, tmp_path):
             path.write_bytes(packed)
             for n in (0, 1, 336, 337, 338, 2337, 2338, 2339):
                 assert head_bytes(path, n) == first_lines(path, n), (name, suffix, n)
+
+
+def test_read_text_column_reads_the_column_as_the_whole_table_does(ucec_dir, tmp_path):
+    from proteus.io._text import read_text_column, read_text_table
+
+    maf = gzip.decompress((ucec_dir / "somatic.maf.gz").read_bytes()).decode()
+    lines = maf.split("\n")
+    col = "Tumor_Sample_Barcode"
+    header_at = next(i for i, ln in enumerate(lines) if not ln.startswith("#"))
+    at = lines[header_at].split("\t").index(col)
+    assert at > 0
+
+    def blank_to(i: int, upto: int) -> list[str]:  # line i with its fields before ``upto`` emptied
+        edited = list(lines)
+        fields = edited[i].split("\t")
+        edited[i] = "\t".join([""] * upto + fields[upto:])
+        return edited
+
+    variants = {
+        "as written": (lines, True),
+        "CRLF": ("\r\n".join(lines).split("\n"), True),
+        "CR": (["\r".join(lines)], True),
+        "a row blank up to the column": (blank_to(header_at + 3, at + 1), False),  # cut, it would be skipped as blank
+        "a row blank before the column": (blank_to(header_at + 3, at), True),
+        "a short row": (lines[: header_at + 5] + ["\t".join(lines[header_at + 5].split("\t")[: at - 2])] + lines[header_at + 6 :], True),
+        "a quote": (lines[:-2] + [lines[-2].replace("\t", '\t"x"\t', 1)] + lines[-1:], False),
+    }
+    for name, (content, partial) in variants.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.maf.gz"
+        path.write_bytes(gzip.compress("\n".join(content).encode()))
+        whole = read_text_table(path, path.name, 10**9, comment="#")
+        part, columns = read_text_column(path, path.name, 10**9, col, comment="#")
+        assert part.partial == partial, name
+        assert columns == list(whole.df.columns), name
+        pd.testing.assert_series_equal(part.df[col], whole.df[col], obj=name)

@@ -187,23 +187,28 @@ def read_text_head(path: Path, source: str, n_lines: int, rows: int) -> RawTable
 
 
 def read_text_column(path: Path, source: str, max_bytes: int, column: str, *, comment: str | None = None) -> tuple[RawTable, list[str]]:
-    """:func:`read_text_table` parsing one column only (``partial``), where that reads it as the
-    whole table would: the column is in the header, no row has more fields than the header (the
-    whole table would skip such ragged rows) and there is no quote (quoted fields may hold
-    delimiters or newlines). Else the whole table. Returns the table and every column name (as
-    ``read_text_table``'s ``df.columns``)."""
+    """:func:`read_text_table` parsing one column only (``partial``: each line cut after that column,
+    so the parser tokenizes no field past it), where that reads it as the whole table would: the
+    column is in the header, no row has more fields than the header (the whole table would skip
+    such ragged rows), there is no quote (quoted fields may hold delimiters or newlines) and no
+    line is blank up to the column but not after it (the parser would skip the cut line as blank).
+    Else the whole table. Returns the table and every column name (as ``read_text_table``'s
+    ``df.columns``)."""
     text, lines, skip, header, kw, notes = _layout(read_bytes(path, max_bytes), path, comment)
-    n_fields = lines[skip].count(kw["sep"])
-    if column not in header or '"' in text or any(ln.count(kw["sep"]) > n_fields for ln in lines[skip + 1 :]):
-        table = _frame(text, lines, skip, header, kw, notes, source)
-        return table, list(table.df.columns)
-    columns = [str(c).strip() for c in pd.read_csv(io.StringIO(text), nrows=0, **kw).columns]
-    at = header.index(column)
-    df = pd.read_csv(io.StringIO(text), **{**kw, "usecols": [at], "dtype": {at: str} if at == 0 else None})
-    if df.shape[0] == 0:
-        raise ReadProblem("header only, no data rows")
-    df.columns = [columns[at]]
-    return RawTable(source, df, header, notes, partial=True), columns
+    sep = kw["sep"]
+    n_fields = lines[skip].count(sep)
+    if column in header and '"' not in text and not any(ln.count(sep) > n_fields for ln in lines[skip + 1 :]):
+        at = header.index(column)
+        cut = [sep.join(ln.split(sep, at + 1)[: at + 1]) for ln in lines]
+        if not any(c != ln and not c.strip() for c, ln in zip(cut, lines)):
+            columns = [str(c).strip() for c in pd.read_csv(io.StringIO(text), nrows=0, **kw).columns]
+            df = pd.read_csv(io.StringIO("\n".join(cut)), **{**kw, "usecols": [at], "dtype": {at: str} if at == 0 else None})
+            if df.shape[0] == 0:
+                raise ReadProblem("header only, no data rows")
+            df.columns = [columns[at]]
+            return RawTable(source, df, header, notes, partial=True), columns
+    table = _frame(text, lines, skip, header, kw, notes, source)
+    return table, list(table.df.columns)
 
 
 def _parse_text(data: bytes, path: Path, source: str, comment: str | None) -> RawTable:
@@ -217,7 +222,10 @@ def _layout(data: bytes, path: Path, comment: str | None) -> tuple[str, list[str
     if not data.strip():
         raise ReadProblem("empty file")
     text = decode(data, notes)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:  # a scan is cheap, a replacement copies the text
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            text = text.replace("\r", "\n")
     lines = text.split("\n")
     skip = 0
     while skip < len(lines) and (not lines[skip].strip() or (comment and lines[skip].startswith(comment))):
