@@ -17,7 +17,7 @@ from proteus.graphs.state import ResearchState, RunContext
 from proteus.policy.base import ResearchView
 from proteus.confounding import explained_by, hypothesis_checks
 from proteus.policy.claim_check import check_draft
-from proteus.policy.decisions import StepSpec
+from proteus.policy.decisions import MAX_HYPOTHESES, StepSpec
 from proteus.policy.result_tables import ResultTables
 from proteus.policy.same_event import fold_same_events
 from proteus.records import Hypothesis, Objective, Provenance, Score, Step, stable_id
@@ -325,10 +325,13 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
         if checks:
             ctx.rundir.append_trace({"kind": "hypothesis_reworded", "statement": checked.draft.statement[:200], "checks": checks})
         kept.append((checked.draft, checks))
-    # one event, one hypothesis: drafts about the same feature, same way, same samples fold into the first
-    folded = fold_same_events([d for d, _ in kept], view.kg, ctx.study.clinical)
+    # one event, one hypothesis: drafts about the same feature, same way, same samples fold into one, before the
+    # limit, so the slots they free go to the next distinct drafts
+    folded = fold_same_events([d for d, _ in kept], view.kg, ctx.study, tables)
     by_statement = {d.statement: c for d, c in kept}
     for d in folded:
+        if len(hyps) == MAX_HYPOTHESES:
+            break
         checks = by_statement[d.statement]
         # confounders before the claim: a contrast that cannot be separated from another column, or whose groups
         # differ strongly in another factor, says so in the statement (proteus.confounding)

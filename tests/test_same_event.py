@@ -1,19 +1,30 @@
-"""One event, one hypothesis (:mod:`proteus.policy.same_event`) on the real NAFLD plasma cohort: the same
-proteins tested in the same samples under a second column that names the groups differently (as a subtype
-column refines a status column) are folded into the first hypothesis; the same proteins in other samples
-(the pooled contrast) or other proteins in the same samples stay separate."""
+"""One event, one hypothesis (:mod:`proteus.policy.same_event`) on real cohorts: the same proteins tested in the
+same samples under a second grouping (a column that names the groups differently, as a subtype column refines a
+status column; a gene's mutation status from the mutation table) are folded into one hypothesis, and so is a level
+inside a pooled contrast, stated by the richer draft; the same proteins in other samples or other proteins in the
+same samples stay separate. On the UCEC offline run, folded and rejected drafts free their slots for the next ones."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from proteus.io import load_study
 from proteus.kg import KnowledgeGraph
-from proteus.policy.decisions import HypothesisDraft
+from proteus.policy.decisions import MAX_HYPOTHESES, HypothesisDraft
 from proteus.policy.same_event import fold_same_events
 from proteus.profile import profile_study
 from proteus.records import Provenance
+from proteus.study import Study
 from proteus.tools.registry import ToolContext, get_tool
+
+
+def _hits(study, kg, out, name, tool, params):
+    ctx = ToolContext(out_dir=out, seed=0, provenance=Provenance(tool=tool, step=name))
+    res = get_tool(tool)(study, params, ctx)
+    kg.add_relations(res.relations)
+    return {(r.subject.label, r.predicate): r for r in res.relations if r.predicate in ("higher_in", "lower_in")}
 
 
 @pytest.fixture(scope="module")
@@ -21,44 +32,95 @@ def relabelled(nafld_dir, tmp_path_factory):
     study = load_study(nafld_dir)
     prof = profile_study(study)
     pooled = next(c for c in prof.contrasts if c.case_levels)
-    two = next(c for c in prof.contrasts if not c.case_levels and c.group == pooled.group)
+    one, other = [c for c in prof.contrasts if not c.case_levels and c.group == pooled.group and c.control == pooled.control
+                  and c.case in pooled.case_levels][:2]
     clin = study.clinical
-    clin["relabelled"] = clin[two.group].map(lambda v: None if v is None else f"group {sorted(clin[two.group].dropna().unique()).index(v)}")
-    relabel = dict(zip(clin[two.group], clin["relabelled"]))
+    clin["relabelled"] = clin[one.group].map(lambda v: None if v is None else f"group {sorted(clin[one.group].dropna().unique()).index(v)}")
+    relabel = dict(zip(clin[one.group], clin["relabelled"]))
     out = tmp_path_factory.mktemp("same_event")
     kg = KnowledgeGraph()
-    runs = {}
-    for name, params in {
-        "original": {"group": two.group, "case": two.case, "control": two.control},
-        "relabelled": {"group": "relabelled", "case": relabel[two.case], "control": relabel[two.control]},
+    runs = {name: _hits(study, kg, out, name, "differential_abundance", {"modality": "proteomics", **params}) for name, params in {
+        "original": {"group": one.group, "case": one.case, "control": one.control},
+        "relabelled": {"group": "relabelled", "case": relabel[one.case], "control": relabel[one.control]},
         "pooled": {"group": pooled.group, "case": pooled.case, "control": pooled.control, "case_levels": pooled.case_levels},
-    }.items():
-        ctx = ToolContext(out_dir=out, seed=0, provenance=Provenance(tool="differential_abundance", step=name))
-        res = get_tool("differential_abundance")(study, {"modality": "proteomics", **params}, ctx)
-        kg.add_relations(res.relations)
-        runs[name] = {(r.subject.label, r.predicate): r for r in res.relations if r.predicate in ("higher_in", "lower_in")}
-    return kg, clin, runs
+        # another level against the same control: every feature's edge, so the original's proteins are there too
+        "other level": {"group": other.group, "case": other.case, "control": other.control, "fdr": 0.99},
+    }.items()}
+    return kg, study, runs
 
 
-def _draft(r):
-    return HypothesisDraft(statement=f"{r.subject.label} {r.predicate} {r.object.label}.", rationale="x", evidence=[r.id],
-                           entities=[r.subject.id], test="t")
+def _draft(*rels):
+    return HypothesisDraft(statement=f"{', '.join(r.subject.label for r in rels)} {rels[0].predicate} {rels[0].object.label}.", rationale="x",
+                           evidence=[r.id for r in rels], entities=[r.subject.id for r in rels], test="t")
 
 
 def test_the_same_proteins_in_the_same_samples_are_one_hypothesis(relabelled):
-    kg, clin, runs = relabelled
+    kg, study, runs = relabelled
     shared = sorted(set(runs["original"]) & set(runs["relabelled"]))
     assert len(shared) >= 2
     first, second = shared[:2]
     drafts = [_draft(runs["original"][first]), _draft(runs["original"][second]), _draft(runs["relabelled"][first])]
-    out = fold_same_events(drafts, kg, clin)
+    out = fold_same_events(drafts, kg, study)
     assert [d.statement for d in out] == [drafts[0].statement, drafts[1].statement]  # other protein, same samples: kept
     assert drafts[2].statement.rstrip(".") in out[0].rationale and runs["relabelled"][first].id in out[0].rationale
     assert "same event" not in out[1].rationale
 
 
+def test_a_level_inside_a_pooled_contrast_is_one_event_stated_by_the_richer_draft(relabelled):
+    """A pooled change of a protein and a draft on one pooled level that holds the same protein among others
+    (as a unit does): one hypothesis, the richer draft at the pooled one's rank, citing the pooled contrast."""
+    kg, study, runs = relabelled
+    key = next(k for k in sorted(runs["pooled"]) if k in runs["original"])
+    others = [runs["original"][k] for k in sorted(runs["original"]) if k != key and k[1] == key[1]][:2]
+    assert others
+    pooled, unit = _draft(runs["pooled"][key]), _draft(*others, runs["original"][key])  # the shared protein is not the unit's lead
+    unrelated = _draft(runs["relabelled"][next(k for k in sorted(runs["relabelled"]) if k[1] != key[1])])
+    out = fold_same_events([pooled, unrelated, unit], kg, study)
+    assert [d.statement for d in out] == [unit.statement, unrelated.statement]
+    assert pooled.statement.rstrip(".") in out[0].rationale and runs["pooled"][key].id in out[0].rationale
+
+
 def test_the_same_protein_in_other_samples_stays_its_own_hypothesis(relabelled):
-    kg, clin, runs = relabelled
-    key = next(k for k in sorted(runs["original"]) if k in runs["pooled"])
-    drafts = [_draft(runs["original"][key]), _draft(runs["pooled"][key])]
-    assert fold_same_events(drafts, kg, clin) == drafts
+    kg, study, runs = relabelled
+    key = next(k for k in sorted(runs["original"]) if k in runs["other level"])  # another level's samples, the same control
+    drafts = [_draft(runs["original"][key]), _draft(runs["other level"][key])]
+    assert fold_same_events(drafts, kg, study) == drafts
+
+
+def test_a_mutation_and_a_column_marking_the_same_samples_are_one_event(ucec_study, tmp_path):
+    """The grouping need not be a sample-table column: a gene's mutation status (from the mutation table) and a
+    column that marks the same samples compare the same samples."""
+    from proteus.tools.correlation import restricted_samples
+    from proteus.tools.mutation import mutation_matrix
+
+    prof = profile_study(ucec_study)
+    c = next(c for c in prof.contrasts if c.group == prof.sample_type_column)
+    layer = next(m.name for m in prof.modalities if m.kind == "proteomics")
+    restrict = {c.group: c.case}
+    mat, _ = mutation_matrix(ucec_study, restricted_samples(ucec_study, list(ucec_study.modalities[layer].obs_names.astype(str)), restrict), "nonsilent")
+    gene = mat.sum().idxmax()  # the most often mutated gene
+    clin = ucec_study.clinical.copy()
+    clin["marker"] = mat[gene].map({True: "carrier", False: "non-carrier"}).reindex(clin.index)
+    study = Study(ucec_study.root, ucec_study.modalities, clin, ucec_study.mutations)
+    kg = KnowledgeGraph()
+    by_mutation = _hits(study, kg, tmp_path, "mutation", "mutation_association", {"modality": layer, "gene": gene, "restrict": restrict})
+    by_column = _hits(study, kg, tmp_path, "column", "differential_abundance",
+                      {"modality": layer, "group": "marker", "case": "carrier", "control": "non-carrier"})
+    shared = sorted(set(by_mutation) & set(by_column))
+    assert len(shared) >= 2
+    drafts = [_draft(by_column[shared[0]]), _draft(by_mutation[shared[1]]), _draft(by_mutation[shared[0]])]
+    out = fold_same_events(drafts, kg, study)
+    assert [d.statement for d in out] == [drafts[0].statement, drafts[1].statement]
+    assert by_mutation[shared[0]].id in out[0].rationale
+
+
+def test_folded_and_rejected_drafts_free_their_slots(ucec_run, ucec_study):
+    """The limit applies after folding and rejecting: the UCEC run folds and rejects drafts and still states
+    :data:`MAX_HYPOTHESES`, no two of them one event."""
+    hyps = [json.loads(line) for line in (ucec_run / "hypotheses.jsonl").read_text().splitlines()]
+    trace = [json.loads(line) for line in (ucec_run / "trace.jsonl").read_text().splitlines()]
+    assert any("The same event" in h["rationale"] for h in hyps) and any(t["kind"] == "hypothesis_rejected" for t in trace)
+    assert len(hyps) == MAX_HYPOTHESES
+    kg = KnowledgeGraph.from_node_link(json.loads((ucec_run / "kg.json").read_text()))
+    drafts = [HypothesisDraft(statement=h["statement"][:500], rationale="", evidence=h["evidence"], entities=h["entities"], test="t") for h in hyps]
+    assert len(fold_same_events(drafts, kg, ucec_study)) == len(drafts)

@@ -25,7 +25,15 @@ __all__ = [
     "HypothesisDrafts",
     "MetricScore",
     "Judgement",
+    "MAX_DRAFTS",
+    "MAX_HYPOTHESES",
 ]
+
+MAX_DRAFTS = 40
+"""Drafts one ``propose_hypotheses`` decision may return: a pool larger than :data:`MAX_HYPOTHESES`, so the
+slots that folding duplicate events and rejecting drafts free go to the next-ranked drafts."""
+MAX_HYPOTHESES = 30
+"""Hypotheses a run states: the first this many drafts left after the claim checks, folding and rejections."""
 
 
 class _Strict(BaseModel):
@@ -91,7 +99,7 @@ class HypothesisDraft(_Strict):
 
 
 class HypothesisDrafts(_Strict):
-    hypotheses: list[HypothesisDraft] = Field(max_length=40)
+    hypotheses: list[HypothesisDraft] = Field(max_length=MAX_DRAFTS)
 
 
 class MetricScore(_Strict):

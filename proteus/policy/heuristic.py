@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from proteus.policy.base import Policy, ResearchView
 from proteus.policy.decisions import (
+    MAX_DRAFTS,
     HypothesisDrafts,
     Interpretation,
     Judgement,
@@ -150,7 +151,7 @@ class HeuristicPolicy(Policy):
             from proteus.policy import cytometry
 
             drafts = cytometry.hypotheses(view.kg, tables=tables) + drafts
-        return HypothesisDrafts(hypotheses=drafts[:40])
+        return HypothesisDrafts(hypotheses=drafts[:MAX_DRAFTS])
 
     def judge(self, view: ResearchView, hypothesis: Hypothesis) -> Judgement:
         return judge_heuristically(view.kg, hypothesis)

@@ -31,7 +31,7 @@ from proteus import genesets
 from proteus.kg import KnowledgeGraph
 from proteus.policy.controls import spike_in_controls
 from proteus.policy.claims import SiteVerdict, directions_agree, is_composition_score, mutation_phrase, site_against_protein
-from proteus.policy.decisions import HypothesisDraft
+from proteus.policy.decisions import MAX_DRAFTS, HypothesisDraft
 from proteus.policy.result_tables import Change, ResultTables
 from proteus.stats.units import covering_units, unit_change, unit_genes
 from proteus.records import Relation
@@ -745,7 +745,7 @@ def _axis(kg: KnowledgeGraph, d: HypothesisDraft) -> str:
 
 
 def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None, sample_type: str | None = None,
-                       limit: int = 30) -> list[HypothesisDraft]:
+                       limit: int = MAX_DRAFTS) -> list[HypothesisDraft]:
     """Pattern-based hypotheses, each clause checked against the full result tables (``tables``; without
     them no site-specific or composition claim is made).
 

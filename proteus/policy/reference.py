@@ -18,13 +18,13 @@ from pydantic import BaseModel
 
 from proteus.llm.base import Budget, inline_refs
 from proteus.policy.base import Policy, ResearchView
+from proteus.policy.decisions import MAX_DRAFTS
 from proteus.policy.llm import DEFAULT_CONTEXT, LLMPolicy, PromptDoesNotFit, families, render_decision
 from proteus.rundir import redact
 
 __all__ = ["ReferencePolicy", "allowed_names"]
 
 _STEP_DECISIONS = ("plan_workflow", "update_workflow")
-_MAX_HYPOTHESES = 40  # the heuristic policy's own cap: recording must not change what it proposes
 _OBJECTIVE_DECISIONS = ("plan_objectives", "update_objectives")
 
 
@@ -62,7 +62,8 @@ class ReferencePolicy(LLMPolicy):
     """
 
     def __init__(self, fallback: Policy | None = None, *, context_tokens: int = DEFAULT_CONTEXT) -> None:
-        super().__init__(_NoModel(), fallback=fallback, context_tokens=context_tokens, max_hypotheses=_MAX_HYPOTHESES)  # type: ignore[arg-type]
+        # the heuristic policy's own cap: recording must not change what it proposes
+        super().__init__(_NoModel(), fallback=fallback, context_tokens=context_tokens, max_hypotheses=MAX_DRAFTS)  # type: ignore[arg-type]
         self.name = self.fallback.name
         self.judge_name = self.fallback.judge_name
 
