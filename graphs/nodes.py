@@ -16,6 +16,7 @@ from langgraph.runtime import Runtime
 from proteus.graphs.state import ResearchState, RunContext
 from proteus.policy.base import ResearchView
 from proteus.confounding import explained_by, hypothesis_checks
+from proteus.quality import quality_checks
 from proteus.policy.claim_check import check_draft
 from proteus.policy.decisions import MAX_HYPOTHESES, StepSpec
 from proteus.policy.result_tables import ResultTables
@@ -310,9 +311,9 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
     tables = ResultTables.of_view(view)
     drafted = {"drafted": drafts.decided_by} if drafts.decided_by else {}
     hyps, rejected = [], []
-    columns = [(v.name, v.role, v.kind == "continuous") for v in ctx.profile.variables
-               if v.role in ("biological", "covariate") and v.kind in ("binary", "categorical", "continuous")]
+    columns = ctx.profile.confounder_columns()
     design_cache: dict = {}
+    quality_cache: dict = {}
     kept = []
     for d in drafts.hypotheses:
         checked = check_draft(d, view.kg, tables)
@@ -343,6 +344,11 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
             ctx.rundir.append_trace({"kind": "hypothesis_rejected", "statement": d.statement[:200], "rule": "explained by another column",
                                      "reason": reason, "column": column})
             continue
+        # technical quality before the claim: a differential result whose contrast holds an outlier run is re-tested
+        # without it (proteus.quality)
+        qc, qc_clause, qc_why = quality_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None], ctx.quality,
+                                               ctx.study, quality_cache, seed=ctx.seed)
+        design, clause, why = design + qc, clause + qc_clause, f"{why} {qc_why}".strip()
         statement = d.statement.rstrip().rstrip(".") + clause + "." if clause else d.statement
         hid = stable_id("H_", statement, sorted(d.evidence), length=8)
         hyps.append(Hypothesis(id=hid, statement=statement, rationale=f"{d.rationale} {why}".strip(), evidence=d.evidence, entities=d.entities,

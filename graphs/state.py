@@ -56,6 +56,8 @@ class RunContext:
     seed: int = 0
     max_objectives: int = 8
     max_steps_per_workflow: int = 8
+    quality: dict[str, Any] | None = None
+    """The run's sample-quality record (:func:`proteus.quality.study_quality`; ``qc.json``)."""
     progress: Callable[[str], None] = lambda msg: None
     _kg_cache: dict[str, Any] = field(default_factory=dict)
     _relation_files: dict[str, list[Any]] = field(default_factory=dict)

@@ -199,6 +199,9 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
         c.q = float(q)
         if c.reason == "nested":
             c.decision, c.reason = "same grouping", "each level of one lies within one group of the other: the same split at another resolution"
+        elif q < _ALPHA and c.auc is not None and c.auc >= SEPARATION_AUC and c.role == "technical":
+            c.decision, c.reason = "cannot be separated", (
+                f"the groups lie in separate stretches of {c.column} (AUC {c.auc:.2f}): a drift along it cannot be told from the grouping")
         elif q < _ALPHA and c.auc is not None and c.auc >= SEPARATION_AUC:
             c.decision, c.reason = "measures the grouping", (
                 f"a threshold of {c.column} separates the groups (AUC {c.auc:.2f}): the grouping is defined by or measures it, "

@@ -174,6 +174,15 @@ class DataProfile(BaseModel):
     def variable(self, name: str) -> ClinicalVariable | None:
         return next((v for v in self.variables if v.name == name), None)
 
+    def confounder_columns(self) -> list[tuple[str, str, bool]]:
+        """``(name, role, continuous)`` of the columns a contrast is checked against before a claim
+        (:func:`proteus.confounding.contrast_checks`): biological factors and covariates, and continuous
+        technical columns (a run order: a grouping measured in its own stretch of the run cannot be told
+        from drift); technical groupings are adjusted for by the models instead."""
+        return [(v.name, v.role, v.kind == "continuous") for v in self.variables
+                if (v.role in ("biological", "covariate") and v.kind in ("binary", "categorical", "continuous"))
+                or (v.role == "technical" and v.kind == "continuous")]
+
     def summary(self, max_chars: int = 6000) -> str:
         """Bounded plain-text summary for prompts and logs; data names are quoted."""
         lines = [f"Samples: {self.n_samples}. Layers:"]

@@ -77,6 +77,7 @@ class RunData:
     path: Path
     run: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     hypotheses: list[dict[str, Any]] = field(default_factory=list)
     kg: dict[str, Any] | None = None
@@ -136,11 +137,12 @@ def load_run(run_dir: str | Path) -> RunData:
     d.run = _read_json(path / "run.json", d.problems) or {}
     d.profile = _read_json(path / "profile.json", d.problems) or {}
     d.state = _read_json(path / "state.json", d.problems) or {}
+    d.quality = _read_json(path / "qc.json", d.problems) or {}
     kg = _read_json(path / "kg.json", d.problems)
     d.kg = kg if isinstance(kg, dict) else None
     d.hypotheses = read_jsonl(path / "hypotheses.jsonl", d.problems)
     d.reviews = read_jsonl(path / "reviews.jsonl", d.problems)
-    for name in ("run", "profile", "state"):
+    for name in ("run", "profile", "state", "quality"):
         if not isinstance(getattr(d, name), dict):
             d.problems.append(f"{name}.json: not a JSON object")
             setattr(d, name, {})
@@ -521,6 +523,41 @@ def _section_data(rd: RunData) -> str:
     return "\n".join(out)
 
 
+def _section_quality(rd: RunData) -> str:
+    """Sample quality (qc.json, :func:`proteus.quality.study_quality`): the outlier runs of each layer with their numbers."""
+    layers = rd.quality.get("layers") if isinstance(rd.quality.get("layers"), dict) else {}
+    if not layers:
+        return ""
+    out = ["<h3 id='qc'>Sample quality</h3>", f"<p class='note'>{e(rd.quality.get('method', ''))}"
+           + (f"; groups: {e(rd.quality['grouping'])}" if rd.quality.get("grouping") else "") + ".</p>"]
+    for name, layer in layers.items():
+        if not isinstance(layer, dict):
+            continue
+        flagged = [o for o in _as_list(layer.get("outliers")) if isinstance(o, dict)]
+        if not flagged:
+            out.append(f"<p>{e(name)}: no outlier run among {len(_as_list(layer.get('samples')))} samples.</p>")
+            continue
+        by = {str(r.get("sample")): r for r in _as_list(layer.get("samples")) if isinstance(r, dict)}
+        rows = "".join(
+            f"<tr><td>{e(o.get('sample'))}</td>" + "".join(f"<td class='num'>{e(_fmt_num(by.get(str(o.get('sample')), {}).get(k)))}</td>"
+                                                         for k in ("missing_fraction", "median_value", "median_correlation"))
+            + f"<td>{e(o.get('reason'))}</td></tr>" for o in flagged)
+        out.append(f"<h4>{e(name)}: {len(flagged)} outlier run{'s' if len(flagged) > 1 else ''}</h4><table><thead><tr><th>sample</th>"
+                   f"<th>missing</th><th>median</th><th>correlation to group</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>")
+    cont = rd.quality.get("contamination") if isinstance(rd.quality.get("contamination"), dict) else {}
+    if cont:
+        members = cont.get("members") if isinstance(cont.get("members"), dict) else {}
+        out.append(f"<h4>Contamination of {e(cont.get('matrix'))} samples ({e(cont.get('source'))})</h4>"
+                   f"<p>{e(cont.get('method'))}; panels measured: " + "; ".join(f"{e(k)} ({e(', '.join(map(str, _as_list(v))))})" for k, v in members.items()) + ".</p>")
+        rows = "".join(f"<tr><td>{e(t.get('panel'))}</td><td>{e(t.get('grouping'))}</td><td class='num'>{e(_num(t.get('p')))}</td>"
+                       f"<td class='num'>{e(_num(t.get('q')))}</td><td>{e(', '.join(f'{k} {v:+.2f}' for k, v in (t.get('means') or {}).items()))}</td></tr>"
+                       for t in _as_list(cont.get("tests")) if isinstance(t, dict))
+        if rows:
+            out.append("<table><thead><tr><th>panel</th><th>grouping</th><th>p (Kruskal-Wallis)</th><th>q</th><th>mean index per group</th></tr></thead>"
+                       f"<tbody>{rows}</tbody></table>")
+    return "\n".join(out)
+
+
 def _organism(organism: object) -> str:
     """The layer's organism as the annotation or ids say, and whether the shipped gene sets apply."""
     if not organism:
@@ -792,6 +829,22 @@ def _design_checks_html(records: Any) -> str:
     matter with test, effect, p, q and decision, and how many others were checked and found independent."""
     parts = []
     for r in [x for x in _as_list(records) if isinstance(x, dict)]:
+        if r.get("kind") == "outlier runs":
+            rows = "".join(f"<tr><td>{e(f.get('feature'))}</td><td class='num'>{e(_num(f.get('effect')))}</td><td class='num'>{e(_num(f.get('q')))}</td>"
+                           f"<td class='num'>{e(_num(f.get('effect_without')))}</td><td class='num'>{e(_num(f.get('q_without')))}</td>"
+                           f"<td>{'holds' if f.get('holds') else e(f.get('why') or 'does not hold')}</td></tr>"
+                           for f in _as_list(r.get("features")) if isinstance(f, dict))
+            parts.append(f"<p><b>Leave-outlier-out check</b> of {e(r.get('contrast'))} without {e(', '.join(map(str, _as_list(r.get('outliers')))))}: "
+                         f"{e(r.get('n_hold'))} of {e(r.get('n_features'))} features still pass q &lt; {e(r.get('fdr'))} ({e(r.get('decision'))}).</p>"
+                         "<table class='scores'><thead><tr><th>feature</th><th>effect</th><th>q</th><th>effect without</th><th>q without</th>"
+                         f"<th>decision</th></tr></thead><tbody>{rows}</tbody></table>")
+            continue
+        if r.get("kind") == "sample contamination":
+            parts.append(f"<p><b>Contamination check</b> of {e(r.get('contrast'))}: {e(', '.join(map(str, _as_list(r.get('features')))))} "
+                         f"{'is a' if len(_as_list(r.get('features'))) == 1 else 'are'} {e(r.get('panel'))} marker"
+                         f"{'' if len(_as_list(r.get('features'))) == 1 else 's'}; the {e(r.get('panel'))} index "
+                         f"{e(r.get('decision'))} between the groups ({e(r.get('test'))} p={e(_num(r.get('p')))}, {e(r.get('effect_name'))} {e(_num(r.get('effect')))}).</p>")
+            continue
         rows = "".join(
             f"<tr><td>{e(c.get('column'))}</td><td>{e(c.get('test', ''))}</td><td class='num'>{e(_num(c.get('effect')))}</td>"
             f"<td class='num'>{e(_num(c.get('p')))}</td><td class='num'>{e(_num(c.get('q')))}</td><td class='num'>{e(_num(c.get('r2')))}</td>"
@@ -993,6 +1046,7 @@ def render_report(run_dir: str | Path) -> str:
     body += [
         "<h2 id='summary'>Summary</h2>",
         _section_data(rd),
+        _section_quality(rd),
         _section_objectives_list(rd),
         _section_top_hypotheses(rd, states),
         _section_workflows(rd),

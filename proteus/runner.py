@@ -21,6 +21,7 @@ from proteus.kg import KnowledgeGraph
 from proteus.policy.base import Policy
 from proteus.policy.claim_check import wording_counts
 from proteus.profile import profile_study
+from proteus.quality import study_quality
 from proteus.rundir import RunDir, fingerprint, input_files, package_versions
 
 __all__ = ["run_research", "InputsChangedError", "NoResultsError", "run_warnings", "judge_counts"]
@@ -114,6 +115,11 @@ def run_research(
             progress(note)
         profile = profile_study(study)
         rundir.write_json("profile.json", profile.model_dump(mode="json"))
+        quality = study_quality(study, profile)
+        rundir.write_json("qc.json", quality)
+        for name, layer in quality["layers"].items():
+            for o in layer["outliers"]:
+                progress(f"QC: {o['sample']} is an outlier run of {name}: {o['reason']}")
         run_info: dict[str, Any] = {
             "run_id": rundir.path.name,
             "data": str(data.resolve()),
@@ -148,7 +154,7 @@ def run_research(
             }
         )
 
-        ctx = RunContext(study=study, profile=profile, policy=policy, rundir=rundir, seed=seed, max_objectives=max_objectives, progress=progress)
+        ctx = RunContext(study=study, profile=profile, quality=quality, policy=policy, rundir=rundir, seed=seed, max_objectives=max_objectives, progress=progress)
         try:
             with rundir.checkpointer() as saver:
                 graph = build_research_graph().compile(checkpointer=saver)

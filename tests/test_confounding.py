@@ -20,8 +20,7 @@ from proteus.profile import profile_study
 def nafld(nafld_dir):
     study = load_study(nafld_dir)
     prof = profile_study(study)
-    columns = [(v.name, v.role, v.kind == "continuous") for v in prof.variables
-               if v.role in ("biological", "covariate") and v.kind in ("binary", "categorical", "continuous")]
+    columns = prof.confounder_columns()
     factor = next(f for f in prof.factors if len(f.levels) > 2 and f.references)
     binary = [f.name for f in prof.factors if len(f.levels) == 2]
     return study, prof, columns, factor, binary

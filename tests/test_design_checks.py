@@ -20,14 +20,9 @@ from proteus.tools.mutation import VARIANT_CLASSES
 from proteus.tools.registry import ToolContext, get_tool
 
 
-def _columns(prof):
-    return [(v.name, v.role, v.kind == "continuous") for v in prof.variables
-            if v.role in ("biological", "covariate") and v.kind in ("binary", "categorical", "continuous")]
-
-
 @pytest.fixture(scope="module")
 def ucec(ucec_study):
-    return ucec_study, _columns(profile_study(ucec_study))
+    return ucec_study, profile_study(ucec_study).confounder_columns()
 
 
 def _auc(x: pd.Series, y: pd.Series) -> float:
@@ -123,7 +118,7 @@ def test_cluster_hypotheses_carry_the_clustering_stability(nafld_dir, tmp_path):
     from proteus.io import load_study
 
     study = load_study(nafld_dir)
-    columns = _columns(profile_study(study))
+    columns = profile_study(study).confounder_columns()
     variables = [c for c, role, cont in columns if role == "biological" and not cont]
     res = get_tool("consensus_clustering")(study, {"modality": "proteomics", "n_resamples": 20, "variables": variables},
                                            ToolContext(out_dir=tmp_path, seed=0, figures=False,
@@ -141,7 +136,7 @@ def test_clusters_are_checked_against_the_technical_columns_and_one_they_follow_
     from proteus.io import load_study
 
     study = load_study(nafld_dir)
-    columns = _columns(profile_study(study))
+    columns = profile_study(study).confounder_columns()
     params = {"modality": "proteomics", "n_resamples": 20, "variables": [c for c, role, cont in columns if role == "biological" and not cont]}
     run = get_tool("consensus_clustering")
     ctx = ToolContext(out_dir=tmp_path, seed=0, figures=False, provenance=Provenance(tool="consensus_clustering"))

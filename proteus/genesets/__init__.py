@@ -11,6 +11,8 @@ Everything here is read from small gzip files next to this module (rebuilt by
   Ensembl gene / protein ids (with or without version), current and (unambiguous) alias symbols,
   and site ids such as ``TP53-S15``.
 - ``ppi_edges()`` -> BioPlex 3.0 HEK293T edges as a DataFrame ``a, b, pInt``.
+- ``plasma_quality_panels()`` -> ``{panel: [gene symbols]}``: erythrocyte, platelet and coagulation
+  quality markers of plasma / serum proteomes (Geyer et al. 2019, doi:10.15252/emmm.201910427).
 - ``organism_problem(organism)`` -> why the shipped (human) sets do not apply to a layer's
   organism, or ``None``.
 
@@ -27,7 +29,7 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["LIBRARIES", "ORGANISM", "load", "set_names", "set_sources", "to_symbols", "known_symbols", "is_human_gene", "ppi_edges", "sources",
+__all__ = ["LIBRARIES", "ORGANISM", "load", "set_names", "set_sources", "to_symbols", "known_symbols", "is_human_gene", "ppi_edges", "sources", "plasma_quality_panels",
            "organism_problem"]
 
 LIBRARIES = ("reactome", "wikipathways", "go_bp")
@@ -96,6 +98,14 @@ def sources() -> dict:
     """Provenance and licence of every shipped file (``SOURCES.json``)."""
     with _open("SOURCES.json") as fh:
         return json.load(fh)
+
+
+@lru_cache(maxsize=None)
+def plasma_quality_panels() -> dict[str, tuple[str, ...]]:
+    """Sample-quality marker panels of plasma / serum proteomes, ``{panel: gene symbols}``
+    (``plasma_quality_panels.json``; Geyer et al. 2019, doi:10.15252/emmm.201910427)."""
+    with _open("plasma_quality_panels.json") as fh:
+        return {k: tuple(v) for k, v in json.load(fh)["panels"].items()}
 
 
 # --- identifiers ------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from proteus.io.maf import SAMPLE_COLUMN, is_maf, read_maf
 from proteus.io.matrix import read_matrix
 from proteus.io.maxquant import is_maxquant, read_maxquant
 from proteus.io.runs import merge_runs
+from proteus.io.run_order import add_run_order
 from proteus.io.samples import build_mapping, composite_keys, file_key, groups_from_names, match_samples, run_name, run_stem
 from proteus.io.spectronaut import is_spectronaut_report, read_spectronaut_report
 from proteus.io.unsupported import unsupported_layout
@@ -481,6 +482,7 @@ def load_layers(
             levels = ", ".join(f"{k} ({v})" for k, v in groups.value_counts().items())
             reports.append(FileReport("(sample names)", kind="sample_groups", notes=[f"no sample table: groups read from sample names: {levels}"]))
     clinical = _annotate_from_layers(clinical, modalities, sample_notes)
+    clinical = add_run_order(clinical, [s for a in modalities.values() if a.uns.get("level", "sample") == "sample" for s in a.obs_names], sample_notes)
     clinical, tidied = tidy_levels(clinical)
     sample_notes += tidied
     clinical.index = clinical.index.astype(str)

@@ -1,0 +1,243 @@
+"""Sample quality of a study, found before biology is claimed, and what it means for each claim.
+
+:func:`study_quality` records, once per run (``qc.json``, the report's QC section), the outlier runs
+of every bulk layer (:func:`proteus.stats.sample_outliers.sample_outliers`: missing values, median,
+correlation to the sample's group, robust z), with the profile's leading biological factor as the
+groups. When the samples are blood plasma or serum (:func:`proteus.stats.contamination.blood_matrix`,
+read from the sample table), it also records each sample's erythrocyte, platelet and coagulation
+contamination index (Geyer et al. 2019, doi:10.15252/emmm.201910427) and tests it against every
+studied grouping (Kruskal-Wallis, BH over panels and groupings).
+
+:func:`quality_checks` takes a hypothesis's evidence: a differential result whose contrast holds an
+outlier run is recomputed without the outlier(s) by the same test (the contrast-table service,
+:func:`proteus.tools.differential.differential_table`, on the study less those samples) and says
+whether each feature still passes the test's FDR in the same direction (a leave-outlier-out check).
+A hypothesis none of whose features hold without the outlier says so in its statement. A claim about a
+contamination-panel protein whose contrast's groups differ in that panel's index (Mann-Whitney
+p < 0.05) says that the difference may come from sample handling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from proteus.confounding import evidence_contrast
+from proteus.stats.contamination import blood_matrix, contamination_index
+from proteus.stats.multitest import bh
+from proteus.stats.sample_outliers import OUTLIER_Z, sample_outliers
+
+__all__ = ["study_quality", "quality_checks", "outliers_of"]
+
+_MIN_SAMPLES = 4
+_ALPHA = 0.05
+_PANELS_CITED = "Geyer et al. 2019, doi:10.15252/emmm.201910427"
+
+
+def _grouping(profile) -> str | None:
+    """The profile's leading biological factor (the groups a sample's replicates are in), if any."""
+    return profile.factors[0].name if getattr(profile, "factors", None) else None
+
+
+def study_quality(study, profile=None) -> dict[str, Any]:
+    """The run's sample-quality record: per bulk layer, each sample's measures and the outliers."""
+    group = _grouping(profile) if profile is not None else None
+    layers = {}
+    for name, a in study.bulk().items():
+        if a.n_obs < _MIN_SAMPLES or a.n_vars < 10:
+            continue
+        groups = study.sample_table(name)[group] if group is not None and group in study.clinical else None
+        table = sample_outliers(a, groups)
+        layers[name] = {
+            "samples": [{"sample": s, **{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}}
+                        for s, row in table.round(4).to_dict("index").items()],
+            "outliers": [{"sample": s, "reason": r} for s, r in table.loc[table["outlier"], "reason"].items()],
+        }
+    out = {"grouping": group, "threshold": OUTLIER_Z,
+           "method": ("per sample: share of missing values, median value, median Pearson correlation to the other samples of "
+                      f"its group; modified z-score (median/MAD, Iglewicz & Hoaglin 1993) beyond {OUTLIER_Z} on the worse side"),
+           "layers": layers}
+    contamination = _contamination(study, profile)
+    return out | ({"contamination": contamination} if contamination else {})
+
+
+def _contamination(study, profile) -> dict[str, Any] | None:
+    """Per-sample contamination indices of the first protein layer of a plasma / serum study and
+    their test against each biological factor of the profile."""
+    from scipy import stats
+
+    from proteus.genesets import plasma_quality_panels
+
+    matrix = blood_matrix(study.clinical)
+    layer = next((n for n, a in study.bulk().items() if a.uns.get("modality", n) == "proteomics"), None)
+    if matrix is None or layer is None:
+        return None
+    index, members = contamination_index(study.modalities[layer], plasma_quality_panels())
+    if index.empty:
+        return None
+    tests = []
+    clin = study.sample_table(layer)
+    for f in getattr(profile, "factors", None) or []:
+        g = clin[f.name].astype(str).where(clin[f.name].notna())
+        for panel in index.columns:
+            parts = {lv: index.loc[(g == lv).to_numpy(), panel].dropna() for lv in f.levels}
+            parts = {lv: v for lv, v in parts.items() if len(v) >= 2}
+            if len(parts) < 2 or np.ptp(np.concatenate([v.to_numpy() for v in parts.values()])) == 0:
+                continue
+            tests.append({"panel": panel, "grouping": f.name, "test": "Kruskal-Wallis", "p": float(stats.kruskal(*parts.values()).pvalue),
+                          "means": {lv: round(float(v.mean()), 3) for lv, v in parts.items()}})
+    for t, q in zip(tests, bh(np.array([t["p"] for t in tests]))) if tests else ():
+        t["q"] = float(q)
+    return {"matrix": matrix, "modality": layer, "source": _PANELS_CITED,
+            "method": "per sample: mean z-score (over samples) of the panel members measured in at least half of the samples",
+            "members": members, "tests": tests,
+            "index": {s: {p: (None if not np.isfinite(v) else round(float(v), 4)) for p, v in row.items()} for s, row in index.to_dict("index").items()}}
+
+
+def outliers_of(quality: dict[str, Any] | None, modality: str | None) -> list[str]:
+    """The outlier samples ``quality`` (:func:`study_quality`) found in ``modality``."""
+    layer = ((quality or {}).get("layers") or {}).get(modality or "") or {}
+    return [o["sample"] for o in layer.get("outliers", [])]
+
+
+def _contrast_test(r):
+    """The two-group test (:class:`proteus.stats.contrasts.ContrastTest`) a differential relation came from, else None."""
+    from proteus.stats.contrasts import TEST_FIELDS, ContrastTest
+
+    p = r.provenance.params or {}
+    if r.object.type != "sample_group" or not p.get("group") or p.get("control") is None or not (r.stats.extra or {}).get("feature_id"):
+        return None
+    try:
+        return ContrastTest.model_validate({k: v for k, v in p.items() if k in TEST_FIELDS})
+    except ValueError:
+        return None
+
+
+def _without(study, test, outliers: list[str], seed: int, cache: dict):
+    """The contrast's table on the study less ``outliers`` (None when the test cannot run without them)."""
+    from proteus.stats.contrasts import test_key
+    from proteus.tools.differential import differential_table
+    from proteus.tools.registry import ToolFailed, ToolInputError
+
+    key = ("leave-outlier-out", test_key(test), tuple(outliers))
+    if key not in cache:
+        keep = [s for s in study.clinical.index.astype(str) if s not in set(outliers)]
+        try:
+            cache[key] = differential_table(study.subset_samples(keep), test, seed=seed).table.set_index("feature")
+        except (ToolFailed, ToolInputError, ValueError) as err:
+            cache[key] = str(err)
+    return cache[key]
+
+
+def quality_checks(relations, quality: dict[str, Any] | None, study, cache: dict | None = None,
+                   *, seed: int = 0) -> tuple[list[dict[str, Any]], str, str]:
+    """Leave-outlier-out checks of a hypothesis's differential evidence.
+
+    Returns ``(records, statement clause, rationale clause)``: one record per contrast that holds an
+    outlier run (kind ``"outlier runs"``: the outliers, and per feature its effect and q with and
+    without them, and whether it holds); the clause says the claim does not hold without the outlier
+    when none of its features does.
+    """
+    cache = {} if cache is None else cache
+    by_contrast: dict[str, tuple[Any, list[str], list]] = {}
+    for r in relations:
+        test = _contrast_test(r)
+        if test is None:
+            continue
+        bad = outliers_of(quality, test.modality)
+        if not bad:
+            continue
+        levels = {*(test.case_levels or [test.case]), test.control}
+        g = study.clinical[test.group].astype(str).where(study.clinical[test.group].notna())
+        inside = [s for s in bad if s in g.index and g[s] in levels]
+        if not inside:
+            continue
+        label = f"{test.group}: {', '.join(test.case_levels or [test.case])} vs {test.control}"
+        by_contrast.setdefault(label, (test, inside, []))[2].append(r)
+    records, failed, held = [], [], []
+    for label, (test, inside, rels) in by_contrast.items():
+        table = _without(study, test, inside, seed, cache)
+        fdr = float((rels[0].provenance.params or {}).get("fdr", 0.05))
+        rows = []
+        for r in rels:
+            fid = str(r.stats.extra["feature_id"])
+            row = {"feature": r.subject.label, "effect": r.stats.effect, "q": r.stats.q}
+            if isinstance(table, str) or fid not in table.index:
+                row |= {"holds": False, "why": table if isinstance(table, str) else "not tested without the outlier(s)"}
+            else:
+                t = table.loc[fid]
+                same = np.sign(float(t["logFC"])) == np.sign(r.stats.effect or 0.0)
+                row |= {"effect_without": round(float(t["logFC"]), 4), "q_without": float(t["q"]), "holds": bool(same and float(t["q"]) < fdr)}
+            rows.append(row)
+        n_hold = sum(x["holds"] for x in rows)
+        records.append({"kind": "outlier runs", "contrast": label, "outliers": inside, "fdr": fdr,
+                        "n_features": len(rows), "n_hold": n_hold, "features": rows[:20],
+                        "decision": "holds" if n_hold == len(rows) else "does not hold" if n_hold == 0 else "partly holds"})
+        (held if n_hold else failed).append(records[-1])
+    contamination, lead_flag = _contamination_checks(relations, quality, study)
+    records += contamination
+    clause = ""
+    if lead_flag is not None:
+        article = "an" if lead_flag["panel"][:1] in "aeiou" else "a"
+        clause += (f"; {lead_flag['lead']} is {article} {lead_flag['panel']}-contamination marker of {lead_flag['matrix']} ({_PANELS_CITED}) and the "
+                   f"{lead_flag['panel']} index differs between these groups (Mann-Whitney p={lead_flag['p']:.1g}), so the difference may come "
+                   "from sample handling")
+    if failed and not held:
+        r = failed[0]
+        clause += (f"; it does not hold without the outlier run{'s' if len(r['outliers']) > 1 else ''} {', '.join(r['outliers'])} "
+                  f"(QC: {_reasons(quality, r['outliers'])})")
+    why = " ".join(
+        f"Leave-outlier-out check of {r['contrast']}: without {', '.join(r['outliers'])} ({_reasons(quality, r['outliers'])}), "
+        f"{r['n_hold']} of {r['n_features']} features still pass q < {r['fdr']:g} in the same direction." for r in records
+        if r["kind"] == "outlier runs")
+    why += "".join(f" Contamination check ({_PANELS_CITED}): {', '.join(r['features'])} {'is' if len(r['features']) == 1 else 'are'} "
+                   f"{r['panel']} marker{'s' if len(r['features']) > 1 else ''}; the {r['panel']} index of {r['contrast']} "
+                   f"{'differs' if r['decision'] == 'differs' else 'does not differ'} between the groups (Mann-Whitney p={r['p']:.1g})."
+                   for r in contamination)
+    return records, clause, why.strip()
+
+
+def _contamination_checks(relations, quality: dict[str, Any] | None, study) -> tuple[list[dict[str, Any]], dict | None]:
+    """Per (panel, contrast) of the relations about panel members: the panel's index between the contrast's groups
+    (Mann-Whitney); and the record of the hypothesis's lead protein when its panel differs (else None)."""
+    from scipy import stats
+
+    cont = (quality or {}).get("contamination") or {}
+    index = pd.DataFrame.from_dict(cont.get("index") or {}, orient="index")
+    panel_of = {g: p for p, genes in (cont.get("members") or {}).items() for g in genes}
+    found: dict[tuple[str, tuple], dict[str, Any]] = {}
+    lead = None
+    proteins = [r for r in relations if r.subject.type in ("protein", "gene") and r.modality == cont.get("modality")]
+    for r in proteins:
+        gene = r.subject.label.split(";")[0].strip()
+        key = evidence_contrast(r)
+        if gene not in panel_of or key is None or key[0] not in study.clinical:
+            continue
+        group, cases, controls = key
+        panel = panel_of[gene]
+        if (panel, key) not in found:
+            g = study.clinical[group].astype(str).reindex(index.index)
+            a, b = index.loc[g.isin(cases).to_numpy(), panel].dropna(), index.loc[g.isin(controls).to_numpy(), panel].dropna()
+            if min(len(a), len(b)) < 2:
+                continue
+            p = float(stats.mannwhitneyu(a, b).pvalue)
+            found[(panel, key)] = {"kind": "sample contamination", "panel": panel, "matrix": cont.get("matrix"),
+                                   "contrast": f"{group}: {', '.join(cases)} vs {', '.join(controls)}", "features": [],
+                                   "test": "Mann-Whitney", "p": p, "effect": round(float(a.mean() - b.mean()), 4),
+                                   "effect_name": "difference in mean index (case - control)", "n": len(a) + len(b),
+                                   "decision": "differs" if p < _ALPHA else "does not differ"}
+        rec = found[(panel, key)]
+        rec["features"] = list(dict.fromkeys([*rec["features"], gene]))
+        if r is proteins[0] and rec["decision"] == "differs" and r is relations[0]:
+            lead = rec | {"lead": gene}
+    return list(found.values()), lead
+
+
+def _reasons(quality: dict[str, Any] | None, samples: list[str]) -> str:
+    out = []
+    for layer in ((quality or {}).get("layers") or {}).values():
+        out += [o["reason"] for o in layer.get("outliers", []) if o["sample"] in samples and o["reason"] not in out]
+    return "; ".join(out)[:300]
+

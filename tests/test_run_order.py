@@ -1,0 +1,61 @@
+"""Run order read from sample names (proteus.io.run_order) and checked against the groupings like any
+technical column (proteus.confounding), on the NAFLD plasma names and the UPS1 replicate names."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from proteus.confounding import contrast_checks
+from proteus.datasets import shared_dataset_dir
+from proteus.io import load_study
+from proteus.io.run_order import RUN_DATE, RUN_ORDER, run_order_from_names
+from proteus.profile import profile_study
+
+
+@pytest.fixture(scope="module")
+def nafld(nafld_dir):
+    return load_study(nafld_dir)
+
+
+def test_running_number_in_the_names_becomes_a_technical_run_order(nafld):
+    names = list(nafld.modalities["proteomics"].obs_names)
+    order = nafld.clinical[RUN_ORDER].reindex(names)
+    assert order.notna().all() and sorted(order) == list(range(1, len(names) + 1))
+    # the rank follows the number the names share a position for (the project prefix and the plate well do not qualify)
+    numbers = pd.Series([int(n.split("_")[1]) for n in names], index=names)
+    assert (order.rank() == numbers.rank()).all()
+    v = profile_study(nafld).variable(RUN_ORDER)
+    assert v is not None and v.role == "technical" and v.kind == "continuous"
+    assert any(RUN_ORDER in note for note in nafld.sample_notes)
+
+
+def test_a_grouping_measured_in_its_own_stretch_of_the_run_cannot_be_separated_from_it(nafld):
+    clin = nafld.clinical
+    levels = clin["disease"].value_counts()
+    checked = []
+    for case in levels.index:
+        for control in levels.index:
+            if case == control:
+                continue
+            a, b = clin.loc[clin["disease"] == case, RUN_ORDER], clin.loc[clin["disease"] == control, RUN_ORDER]
+            c = contrast_checks(clin, "disease", [case], [control], [(RUN_ORDER, "technical", True)])[0]
+            blocks = a.max() < b.min() or b.max() < a.min()
+            assert (c.decision == "cannot be separated") == blocks, (case, control, c)
+            checked.append(blocks)
+    assert any(checked)  # this cohort was measured in blocks of diagnosis
+
+
+def test_names_without_a_running_number_or_with_a_technical_column_add_nothing():
+    d = shared_dataset_dir("ramus2016-ups1-maxquant")
+    if d is None:
+        pytest.skip("shared dataset ramus2016-ups1-maxquant absent")
+    ups = load_study(d / "50vs5")  # replicate numbers restart in each group; a replicate column exists
+    assert RUN_ORDER not in ups.clinical.columns
+    assert run_order_from_names(list(ups.clinical.index)).shape[1] == 0
+    scattered = [f"P-{n:05d}" for n in range(3, 900, 41)]  # patient numbers, not a running count
+    assert run_order_from_names(scattered).shape[1] == 0
+    stamped = [f"2019031{d}_QE_S{i:03d}" for i, d in zip(range(1, 9), [2, 2, 2, 2, 3, 3, 3, 3])]
+    found = run_order_from_names(stamped)
+    assert list(found[RUN_ORDER]) == list(range(1, 9))
+    assert found[RUN_DATE].nunique() == 2 and found[RUN_DATE].iloc[0] == "2019-03-12"
