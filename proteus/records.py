@@ -260,4 +260,5 @@ class Hypothesis(BaseModel):
     validation: dict[str, Any] | None = None
     wording_checks: list[dict[str, str]] = Field(default_factory=list, description="what the claim checker changed before it entered the graph (rule, action, detail; proteus.policy.claim_check)")
     design_checks: list[dict[str, Any]] = Field(default_factory=list, description="confounder checks of each contrast its evidence compares: "
-                                                "every other biological / covariate column tested, the decision and why (proteus.confounding)")
+                                                "every other biological / covariate column tested, the decision and why (proteus.confounding); "
+                                                "records with a 'kind' are sample-quality checks (proteus.quality: 'outlier runs', 'sample contamination')")
