@@ -32,8 +32,12 @@ and the proteomics layer (~0.4 s); the warm call's CPU is imports (anndata with 
 the table (~0.06 s) and hashing the inputs (~0.03 s). zarr 2.18 (which anndata 0.12 accepts)
 imports ~50 ms faster but anndata then warns at import that zarr v2 support ends: the pin stays.
 Since the cache stores a layer's parts rather than the AnnData and the two-group test reads them
-without building one (machine at load 1.3-1.9): warm 0.73 s against Rscript 0.82 s, 0.89x wall
-(0.91x CPU); cold 3.2x, no cache 6.5x.
+without building one, ``lm_fit`` inverts each distinct X'X once and the MAF's sample column is
+parsed from lines cut after it: at load 1.3-1.9 warm 0.73 s against Rscript 0.82 s, 0.89x wall
+(0.91x CPU), cold 3.2x, no cache 6.5x; at load 13-14, three runs, warm 0.74 / 0.98 / 1.07x wall
+(median 0.98x), 0.86 / 0.95 / 1.00x CPU (median 0.95x), cold 2.86-3.31x wall, 2.94-3.04x CPU.
+A warm call's CPU (~0.66 s) is now pandas and numpy imports (~0.2 s), the tool's modules (~0.15 s),
+the test (~0.15 s), writing the table (~0.06 s), reading the cache (~0.04 s).
 
 Usage: ``python -m proteus.evals.bench_tools_run [--data DIR]`` (needs cptac==0.4.1; Rscript + limma).
 """

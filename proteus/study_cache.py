@@ -10,7 +10,8 @@ Layer files are the text tables whose name decides their layer's kind
   sample matching, added when a call first needs that kind (:func:`proteus.io.load.load_layers`).
 
 ``key`` hashes the contents of every input file but the layer files
-(:func:`proteus.rundir.fingerprint`), the layer files' names, the reader code and the versions of
+(:func:`proteus.rundir.fingerprint`), the layer files' names, the reader code, this module's (the
+stored format) and the versions of
 anndata, pandas and numpy. Of a layer file the shared part depends on its head only (its first
 :data:`~proteus.io.discover.HEAD_LINES` lines: all the loader's study-wide decisions read of a layer
 it leaves out); ``study.pkl`` keeps each layer file's hash and head hash, and a layer file whose
@@ -154,7 +155,8 @@ def _reader_digest() -> str:
     for f in sorted(resources.files("proteus.io").iterdir(), key=lambda f: f.name):
         if f.name.endswith(".py"):
             h.update(f.name.encode() + f.read_bytes())
-    h.update(resources.files("proteus").joinpath("study.py").read_bytes())
+    for name in ("study.py", "study_cache.py"):  # the stored objects' classes and format
+        h.update(resources.files("proteus").joinpath(name).read_bytes())
     return h.hexdigest()
 
 
