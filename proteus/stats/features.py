@@ -53,7 +53,11 @@ def canonical_features(adata) -> pd.Series:
     the feature id. Features without a gene, features alone with their gene, every site of a site
     layer (``uns["modality"]`` in :data:`SITE_KINDS`) and every feature of a cell-level layer are canonical.
     """
-    genes = feature_genes(adata)
+    return _canonical(adata, feature_genes(adata))
+
+
+def _canonical(adata, genes: pd.Series) -> pd.Series:
+    """:func:`canonical_features` given the layer's :func:`feature_genes`."""
     names = genes.index
     cells = adata.uns.get("level", "sample") == "cell"
     if cells or str(adata.uns.get("modality", "")) in SITE_KINDS or not genes.notna().any():
@@ -70,10 +74,15 @@ def canonical_features(adata) -> pd.Series:
 
 def feature_labels(adata) -> pd.Series:
     """Entity label of every feature (see the module docstring; index: feature ids)."""
-    names = pd.Index(adata.var_names.astype(str))
+    genes = feature_genes(adata)
+    return _labels(adata, genes, _canonical(adata, genes))
+
+
+def _labels(adata, genes: pd.Series, canonical: pd.Series) -> pd.Series:
+    """:func:`feature_labels` given the layer's genes and canonical features."""
+    names = genes.index
     if str(adata.uns.get("modality", "")) in SITE_KINDS:
         return pd.Series(names.to_numpy(), index=names)
-    genes, canonical = feature_genes(adata), canonical_features(adata)
     use_gene = genes.notna() & canonical
     return pd.Series(np.where(use_gene, genes.astype(str), names.to_numpy()), index=names)
 
@@ -81,10 +90,12 @@ def feature_labels(adata) -> pd.Series:
 def gene_annotation(adata, features) -> pd.DataFrame:
     """``gene``, ``label`` and ``canonical`` of ``features`` (ids of the layer), for result tables."""
     idx = pd.Index(pd.Series(features).astype(str))
+    genes = feature_genes(adata)
+    canonical = _canonical(adata, genes)
     return pd.DataFrame({
-        "gene": feature_genes(adata).reindex(idx).to_numpy(),
-        "label": feature_labels(adata).reindex(idx).to_numpy(),
-        "canonical": canonical_features(adata).reindex(idx).fillna(True).astype(bool).to_numpy(),
+        "gene": genes.reindex(idx).to_numpy(),
+        "label": _labels(adata, genes, canonical).reindex(idx).to_numpy(),
+        "canonical": canonical.reindex(idx).fillna(True).astype(bool).to_numpy(),
     })
 
 
