@@ -1033,7 +1033,7 @@ def render_report(run_dir: str | Path) -> str:
     body = [
         f"<h1>{e(title)}</h1>",
         f"<p class='sub'>{' · '.join(lead)} · generated {e(time.strftime('%Y-%m-%d %H:%M'))}</p>",
-        "<nav><a href='#summary'>Summary</a><a href='#workflows'>Objectives and workflows</a><a href='#hypotheses'>Hypotheses</a><a href='#methods'>Methods</a></nav>",
+        "<nav><a href='#summary'>Summary</a>" + ("<a href='#qc'>Sample quality</a>" if rd.quality.get("layers") else "") + "<a href='#workflows'>Objectives and workflows</a><a href='#hypotheses'>Hypotheses</a><a href='#methods'>Methods</a></nav>",
     ]
     if rd.problems:
         body.append("<p class='missing'>Some artifacts could not be read: " + "; ".join(e(p) for p in rd.problems) + "</p>")

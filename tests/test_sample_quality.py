@@ -102,7 +102,7 @@ def test_report_shows_the_outlier_runs(ups, tmp_path):
     (tmp_path / "qc.json").write_text(json.dumps(quality))
     html = render_report(tmp_path)
     bad = outliers_of(quality, "proteomics")[0]
-    assert "Sample quality" in html and bad in html and "robust z" in html
+    assert "href='#qc'" in html and "Sample quality" in html and bad in html and "robust z" in html
 
 
 def test_plasma_is_read_from_the_sample_table(nafld, ups):
