@@ -53,8 +53,11 @@ def test_names_without_a_running_number_or_with_a_technical_column_add_nothing()
     ups = load_study(d / "50vs5")  # replicate numbers restart in each group; a replicate column exists
     assert RUN_ORDER not in ups.clinical.columns
     assert run_order_from_names(list(ups.clinical.index)).shape[1] == 0
-    scattered = [f"P-{n:05d}" for n in range(3, 900, 41)]  # patient numbers, not a running count
+    scattered = [f"Run-{n:05d}" for n in range(3, 900, 41)]  # numbers too far apart for a running count
     assert run_order_from_names(scattered).shape[1] == 0
+    patients = [f"Patient_{n:02d}" for n in range(1, 30)]  # a numbered id, nothing says acquisition
+    assert run_order_from_names(patients).shape[1] == 0
+    assert list(run_order_from_names([f"Run{n:02d}_{p}" for n, p in zip(range(1, 30), patients)])[RUN_ORDER]) == list(range(1, 30))
     stamped = [f"2019031{d}_QE_S{i:03d}" for i, d in zip(range(1, 9), [2, 2, 2, 2, 3, 3, 3, 3])]
     found = run_order_from_names(stamped)
     assert list(found[RUN_ORDER]) == list(range(1, 9))

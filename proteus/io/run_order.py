@@ -9,7 +9,10 @@ reads the scheme:
 - a **run number** is a token position whose tokens are a constant letter prefix and a number, the
   numbers distinct across samples and dense (their span at most twice the number of samples, as a
   running acquisition count is; scattered patient numbers are not), with at least 6 samples; of
-  several, the last one;
+  several, the last one. It counts only when the names are acquisition names: another position holds
+  plate wells (``A1`` .. ``P24``) or date stamps, or a token names a technical factor (``run``,
+  ``injection``, ``plate``: :func:`proteus.design.technical_word`), so a numbered patient or sample id
+  (``Patient_07``) is never taken for a run order;
 - a **run date** is a token position of ``YYYYMMDD`` stamps with two or more distinct dates.
 
 The columns come back named ``run order (from sample names)`` and ``run date (from sample names)``:
@@ -30,6 +33,7 @@ RUN_DATE = "run date (from sample names)"
 _SPLIT = re.compile(r"[_\-.\s]+")
 _NUMBERED = re.compile(r"^([A-Za-z]*)(\d+)$")
 _DATE = re.compile(r"^(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$")
+_WELL = r"[A-Pa-p](0?[1-9]|1\d|2[0-4])"
 _MIN_SAMPLES = 6
 
 
@@ -41,6 +45,19 @@ def _run_number(column: pd.Series, n: int) -> pd.Series | None:
     if not num.is_unique or num.max() - num.min() + 1 > 2 * n:
         return None
     return num
+
+
+def _acquisition_names(table: pd.DataFrame, number: int) -> bool:
+    """Whether the name tokens (``table``, one column per position) carry a cue of acquisition besides the
+    running number at position ``number``: plate wells, date stamps, or a technical word."""
+    from proteus.design import technical_word
+
+    for pos in table.columns:
+        col = table[pos]
+        if pos != number and (col.str.fullmatch(_WELL).all() and col.nunique() > 1 or col.str.fullmatch(_DATE.pattern).all()):
+            return True
+    words = {w for col in table.columns for w in table[col].str.extract(r"^([A-Za-z]+)", expand=False).dropna().unique()}
+    return any(technical_word(w) for w in words)
 
 
 def run_order_from_names(samples: list[str]) -> pd.DataFrame:
@@ -55,7 +72,7 @@ def run_order_from_names(samples: list[str]) -> pd.DataFrame:
     table = pd.DataFrame(tokens, index=out.index)
     for pos in reversed(table.columns):
         num = _run_number(table[pos], len(samples))
-        if num is not None and not table[pos].str.fullmatch(_DATE.pattern).all():
+        if num is not None and not table[pos].str.fullmatch(_DATE.pattern).all() and _acquisition_names(table, pos):
             out[RUN_ORDER] = num.rank(method="first").astype(int)
             break
     for pos in table.columns:
