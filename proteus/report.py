@@ -17,7 +17,12 @@ Sections, in reading order:
 3. **Hypotheses**: statement, rationale, the five judge scores with reasons, the judge's label,
    validation, reviewer status (from ``reviews.jsonl``, see :mod:`proteus.reviews`) and a picture
    of the evidence subgraph drawn from ``kg.json``.
-4. **Methods and conventions**: the statistics each tool used, the policy/model label, package
+4. **Large effects without significance**: per two-group differential, the largest effects that missed
+   the FDR, each with the power the design had for it and the smallest effect it could have called
+   (:func:`proteus.stats.power.underpowered_effects`): suggestive, never findings.
+5. **QC notes**: what the run found about the data rather than its biology (sample clusterings that
+   are unstable or follow a technical column, :func:`proteus.policy.claims.clustering_qc`).
+6. **Methods and conventions**: the statistics each tool used, the policy/model label, package
    versions, seed, the number of fingerprinted input files.
 
 The report renders whatever exists: an empty, partial or failed run directory gives a shorter
@@ -824,6 +829,64 @@ def _section_hypotheses(rd: RunData, states: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _section_underpowered(rd: RunData, per_contrast: int = 3) -> str:
+    """Per two-group differential step, its large effects that missed the FDR with the power this sample size
+    had for them and the effect it could have called with 80% power (:mod:`proteus.stats.power`)."""
+    from proteus.stats.power import underpowered_effects
+
+    items = []
+    for sid, st in rd.steps().items():
+        prm, metrics = st.get("params") or {}, st.get("metrics") or {}
+        rel = next((t for t in _as_list(st.get("tables")) if str(t).endswith(("_results.tsv", "_results.tsv.gz"))), None)
+        if st.get("tool") != "differential_abundance" or rel is None or (p := rd.artifact_path(str(rel))) is None:
+            continue
+        try:
+            tab = pd.read_csv(p, sep="\t")
+        except Exception:  # an unreadable table is shown where its step is, not here
+            continue
+        fdr = float(metrics.get("fdr") or 0.05)
+        for r in underpowered_effects(tab, fdr=fdr).head(per_contrast).itertuples():
+            items.append(
+                f"<li><b>{e(r.label)}</b> {r.logFC:+.2f} log2 in {e(prm.get('case'))} vs {e(prm.get('control'))} ({e(prm.get('group'))}; "
+                f"q={r.q:.2g}, {r.n_case} vs {r.n_control} samples; step {e(sid)}): suggestive, underpowered. At the p this table's "
+                f"calls needed (p &le; {r.alpha:.1e}) the design had power {r.power:.2f} for an effect this size; 80% power needs "
+                f"|log2FC| &ge; {r.detectable:.2f} (within-group SD {r.sd:.2f}). Not a finding: the effect is neither shown nor excluded.</li>")
+    if not items:
+        return ""
+    return ("<h2 id='power'>Large effects without significance</h2><p class='sub'>Effects of at least a two-fold change, "
+            "observed in most samples of both groups, that missed the FDR; power by the noncentral t at this sample size "
+            "(computed for an observed effect it restates its p: it describes the design, not the effect).</p>"
+            "<ul class='compact'>" + "".join(items) + "</ul>")
+
+
+def _section_qc_notes(rd: RunData) -> str:
+    """Sample clusterings whose caveats remove a subtype claim (unstable, or following a technical column):
+    listed here, never as hypotheses (:func:`proteus.policy.claims.clustering_qc`)."""
+    from proteus.policy.claims import clustering_qc
+
+    found: dict[str, tuple[float, Any, dict, str, dict[str, float]]] = {}
+    for r in rd.relations().values():
+        prov, st = r.get("provenance") or {}, r.get("stats") or {}
+        x = st.get("extra") or {}
+        if prov.get("tool") != "consensus_clustering" or x.get("pac") is None:
+            continue
+        step = str(prov.get("step") or "")
+        variables = found[step][4] if step in found else {}
+        if r.get("predicate") == "associated_with":
+            variables[str((r.get("object") or {}).get("label"))] = float(st.get("q") if st.get("q") is not None else st.get("p") or 1.0)
+        found[step] = (float(x["pac"]), x.get("k"), x.get("technical") or {}, str(r.get("modality") or ""), variables)
+    notes = []
+    for step, (pac, k, technical, modality, variables) in sorted(found.items()):
+        why = clustering_qc(pac, k, technical)
+        if why is not None:
+            assoc = f"; associated with {', '.join(sorted(variables, key=variables.get)[:4])}" if variables else ""
+            notes.append(f"<li>Sample clusters of {e(modality or 'the data')} (step {e(step)}, k={e(k)}) are {e(why)}{e(assoc)}: a property of "
+                         "these samples, not a subtype, so no hypothesis states them.</li>")
+    if not notes:
+        return ""
+    return "<h2 id='qc-notes'>QC notes</h2><ul class='compact'>" + "".join(notes) + "</ul>"
+
+
 def _design_checks_html(records: Any) -> str:
     """The confounder checks of a hypothesis's contrasts (proteus.confounding): per contrast, the columns that
     matter with test, effect, p, q and decision, and how many others were checked and found independent."""
@@ -1030,10 +1093,12 @@ def render_report(run_dir: str | Path) -> str:
     if counts:
         lead.append(", ".join(f"{e(v)} {e(k)}" for k, v in counts.items()))
     lead.append(e(_policy_label(run)))
+    power, notes = _section_underpowered(rd), _section_qc_notes(rd)
     body = [
         f"<h1>{e(title)}</h1>",
         f"<p class='sub'>{' · '.join(lead)} · generated {e(time.strftime('%Y-%m-%d %H:%M'))}</p>",
-        "<nav><a href='#summary'>Summary</a>" + ("<a href='#qc'>Sample quality</a>" if rd.quality.get("layers") else "") + "<a href='#workflows'>Objectives and workflows</a><a href='#hypotheses'>Hypotheses</a><a href='#methods'>Methods</a></nav>",
+        "<nav><a href='#summary'>Summary</a>" + ("<a href='#qc'>Sample quality</a>" if rd.quality.get("layers") else "") + "<a href='#workflows'>Objectives and workflows</a><a href='#hypotheses'>Hypotheses</a>"
+        + ("<a href='#power'>Large effects</a>" if power else "") + ("<a href='#qc-notes'>QC notes</a>" if notes else "") + "<a href='#methods'>Methods</a></nav>",
     ]
     if rd.problems:
         body.append("<p class='missing'>Some artifacts could not be read: " + "; ".join(e(p) for p in rd.problems) + "</p>")
@@ -1051,6 +1116,8 @@ def render_report(run_dir: str | Path) -> str:
         _section_top_hypotheses(rd, states),
         _section_workflows(rd),
         _section_hypotheses(rd, states),
+        power,
+        notes,
         _section_methods(rd),
     ]
     return (

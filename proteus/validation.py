@@ -605,12 +605,13 @@ def held_out_power(design, ok: np.ndarray, held: list[np.ndarray], alpha: float)
     selected finding is inflated). ``None`` where the effect is undefined.
 
     - Student's t: noncentral t with :math:`\\delta = d\\sqrt{n_1 n_2/(n_1+n_2)}` on :math:`n_1+n_2-2`
-      df, :math:`d` the effect over the pooled SD (Cohen, Statistical power analysis, 2nd ed. 1988).
+      df, :math:`d` the effect over the pooled SD (:func:`proteus.stats.power.t_power`; Cohen 1988).
     - Gehan / Wilcoxon: :math:`\\Phi\\big(|A - \\tfrac12|\\sqrt{12 n_1 n_2/(N+1)} - z_{1-\\alpha/2}\\big)` for the
       concordance :math:`A` (Noether 1987, doi:10.1080/01621459.1987.10478478).
     - Correlation: :math:`\\Phi\\big(|\\operatorname{atanh} r|\\sqrt{n-3} - z_{1-\\alpha/2}\\big)` (Fisher z).
     """
     from proteus.edge_data import gehan, rank_correlation
+    from proteus.stats.power import t_power
 
     x, partner = design.key_data()
     z = stats.norm.ppf(1 - alpha / 2)
@@ -634,8 +635,7 @@ def held_out_power(design, ok: np.ndarray, held: list[np.ndarray], alpha: float)
             elif design.method == "gehan":
                 powers.append(float(stats.norm.sf(z - size * math.sqrt(12 * n1 * n2 / (n1 + n2 + 1)))))
             else:
-                df = n1 + n2 - 2
-                powers.append(1.0 if math.isinf(size) else float(stats.nct.sf(stats.t.ppf(1 - alpha / 2, df), df, size * math.sqrt(n1 * n2 / (n1 + n2)))))
+                powers.append(t_power(size, n1, n2, alpha))
     else:
         r = float(rank_correlation(x[ok], partner[ok])[0][0])
         if not math.isfinite(r):

@@ -5,6 +5,7 @@ real UCEC results and must change what is written."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -217,3 +218,113 @@ def test_the_correlation_objective_studies_a_composition_score_as_claims_defines
         assert pick in (immune or summary or composition or [pick]), (subset, pick)
         if not composition:
             assert pick in ([v for v in subset if re.search("score|index|stemness", v, re.I)] or [pick])
+
+
+def test_a_pathway_is_said_to_move_only_with_a_meaningful_share_of_its_members(site_run, ucec_study, tmp_path):
+    """Over-representation of a pathway among a contrast's hits says its changed members share it, not that it
+    moves: a programme statement needs at least MIN_UNIT_SHARE of the pathway's measured members changed its way;
+    otherwise the statement names the changed proteins, with the pathway as their context and its share stated.
+    Evidence: ORA of the tumour-vs-normal protein hits, all of them (pathways that move) and the strongest 30
+    (pathways enriched among few of their members)."""
+    from proteus.stats.units import MIN_UNIT_SHARE
+
+    kg0, tables, kinds, c = site_run
+    params = next(d for _, d in kg0.g.nodes(data=True) if d.get("type") == "step" and d.get("id", "S1") == "S1")["params"]
+    out = {}
+    for label, extra in (("all", {}), ("top", {"max_hits": 30})):
+        kg = KnowledgeGraph()
+        kg.add_relations(list(kg0.relations.values()))
+        ctx = ToolContext(out_dir=tmp_path, seed=0, provenance=Provenance(tool="enrichment_ora", step=f"E_{label}"))
+        res = get_tool("enrichment_ora")(ucec_study, dict(params) | {"library": "reactome", "direction": "both"} | extra, ctx)
+        kg.add_relations(res.relations)
+        share = {r.subject.label: r.stats.n / r.stats.extra["set_size"] for r in res.relations}
+        drafts = _compose(kg, tables, kinds)
+        out[label] = (share, [d for d in drafts if any(e.startswith("pathway:") for e in d.entities)
+                              and any(kg.relation(x) is not None and kg.relation(x).predicate == "enriched_in" for x in d.evidence)])
+    for share, drafts in out.values():
+        for d in drafts:
+            named = re.findall(r"'([^']+)'", d.statement.split(" programme")[0] if " programme" in d.statement else d.statement.split("; ")[0])
+            if " programme" in d.statement:
+                assert all(share[n] >= MIN_UNIT_SHARE for n in named), (d.statement, {n: share[n] for n in named})
+            else:
+                assert "as a whole" in d.statement and "not shown to move" in d.statement, d.statement
+                assert all(share[n] < MIN_UNIT_SHARE for n in named), d.statement
+                assert re.search(r"\d+ of its \d+ measured members", d.statement)
+    assert any(" programme" in d.statement for d in out["all"][1]), [d.statement for d in out["all"][1]]
+    assert any("not shown to move" in d.statement for d in out["top"][1]), [d.statement for d in out["top"][1]]
+
+
+def test_unstable_or_technical_clusters_are_qc_notes_not_hypotheses(nafld_dir, tmp_path):
+    """A subtype hypothesis whose caveats remove its content is no hypothesis: sample clusters that are unstable
+    (PAC above UNSTABLE_PAC) or follow a technical column go to the report's QC notes. Evidence: consensus
+    clustering of the NAFLD plasma cohort; the same clusters made stable, then planted on a plate column."""
+    from proteus.confounding import UNSTABLE_PAC
+    from proteus.io import load_study
+    from proteus.policy.claims import clustering_qc
+    from proteus.profile import profile_study
+    from proteus.report import render_report
+
+    study = load_study(nafld_dir)
+    prof = profile_study(study)
+    variables = [v.name for v in prof.variables if v.role == "biological" and v.kind in ("binary", "categorical")]
+    res = get_tool("consensus_clustering")(study, {"modality": "proteomics", "n_resamples": 20, "variables": variables},
+                                           ToolContext(out_dir=tmp_path, seed=0, figures=False, provenance=Provenance(tool="consensus_clustering", step="S1")))
+    pac, k = res.metrics["pac"], res.metrics["k"]
+    assert pac > UNSTABLE_PAC and any(r.predicate == "associated_with" for r in res.relations), "the cohort's clusters are unstable"
+
+    def with_extra(**extra):
+        kg = KnowledgeGraph()
+        kg.add_relations([r.model_copy(update={"stats": r.stats.model_copy(update={"extra": {**r.stats.extra, **extra}})}) for r in res.relations])
+        return kg, [d for d in compose_hypotheses(kg, limit=200) if d.statement.startswith("Clusters of")]
+
+    kg, drafts = with_extra()
+    assert clustering_qc(pac, k, res.relations[0].stats.extra.get("technical")) is not None and not drafts
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "kg.json").write_text(json.dumps(kg.to_node_link(), default=str))
+    text = render_report(run)
+    assert "id='qc-notes'>QC notes" in text and f"PAC {pac:.2f} at k={k}" in text and "not a subtype" in text
+    # counter-examples: the same clusters, stable and on no technical column, are a hypothesis (and no QC note);
+    # stable but following a plate, they are a QC note again
+    stable, drafts = with_extra(pac=UNSTABLE_PAC / 4, technical={})
+    assert len(drafts) == 1
+    (run / "kg.json").write_text(json.dumps(stable.to_node_link(), default=str))
+    assert "id='qc-notes'" not in render_report(run)
+    plate = {"plate": {"test": "chi_square", "effect_type": "cramers_v", "effect": 0.9, "p": 1e-8}}
+    kg, drafts = with_extra(pac=UNSTABLE_PAC / 4, technical=plate)
+    assert not drafts
+    (run / "kg.json").write_text(json.dumps(kg.to_node_link(), default=str))
+    assert "technical column plate" in render_report(run)
+
+
+def test_a_site_is_said_to_follow_its_protein_only_within_an_equivalence_bound(site_run):
+    """"In step with its protein ... not in phosphorylation" infers an absence: it needs the site-minus-protein
+    difference's 95% interval inside +/- half the site's change (an equivalence bound). A difference that is
+    merely not significant, with a wider interval, is said as not detected, interval given. Evidence: every
+    significant site of the tumour-vs-normal contrast set against its protein."""
+    from proteus.policy.claims import site_against_protein
+    from proteus.policy.result_tables import Change
+
+    kg, tables, kinds, c = site_run
+    rt = ResultTables(kg, lambda p: tables.get(p), kinds)
+    sites = tables["tables/S2_results.tsv"]
+    kinds_seen: dict[str, int] = {}
+    for row in sites[sites["q"] < 0.05].itertuples():
+        site = Change.from_row(pd.Series(row._asdict()))
+        protein = rt.protein_change(c.group, c.case, c.control, str(row.gene))
+        if site is None or protein is None:
+            continue
+        v = site_against_protein(site, protein, str(row.gene))
+        kinds_seen[v.kind] = kinds_seen.get(v.kind, 0) + 1
+        if v.kind in ("mirrors_protein", "not_beyond_protein"):
+            diff, se = site.effect - protein.effect, math.hypot(site.se, protein.se)
+            lo, hi = diff - 1.959964 * se, diff + 1.959964 * se
+            assert f"95% CI {lo:+.2f} to {hi:+.2f}" in v.clause
+            inside = -abs(site.effect) / 2 < lo and hi < abs(site.effect) / 2
+            assert (v.kind == "mirrors_protein") == inside, v.clause
+            assert ("not in phosphorylation" in v.clause) == inside and ("not detected" in v.clause) == (not inside)
+    assert kinds_seen.get("mirrors_protein") and kinds_seen.get("not_beyond_protein"), kinds_seen
+    for d in _compose(kg, tables, kinds):
+        assert "rather than in its phosphorylation" not in d.statement
+        if "in step with" in d.statement:
+            assert "inside +/-" in d.statement, d.statement

@@ -4,6 +4,8 @@ NAFLD plasma cohort (alphastats example data) computed by the tool in the test."
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from proteus.io import load_study
@@ -37,6 +39,15 @@ def nafld_run(nafld_dir, tmp_path_factory):
     return kg, ResultTables(kg, tables.get, {"proteomics": "proteomics"}), tables
 
 
+@pytest.fixture
+def any_share(monkeypatch):
+    """The cohort's co-moving units are carried by few of their members (below
+    :data:`proteus.stats.units.MIN_UNIT_SHARE`, so a run states their proteins instead,
+    :func:`test_a_unit_is_stated_only_with_a_meaningful_share_of_its_members`); the unit mechanics are
+    exercised on them with the share rule off."""
+    monkeypatch.setattr("proteus.stats.units.MIN_UNIT_SHARE", 0.0)
+
+
 def _changes(kg):
     out = {}
     for r in kg.relations.values():
@@ -45,7 +56,7 @@ def _changes(kg):
     return out
 
 
-def test_co_moving_members_of_a_curated_unit_are_one_hypothesis(nafld_run):
+def test_co_moving_members_of_a_curated_unit_are_one_hypothesis(nafld_run, any_share):
     kg, rt, _ = nafld_run
     drafts = compose_hypotheses(kg, tables=rt, limit=200)
     unit_drafts = [d for d in drafts if d.statement.startswith("Proteins of the unit")]
@@ -65,7 +76,7 @@ def test_co_moving_members_of_a_curated_unit_are_one_hypothesis(nafld_run):
         assert out.rejected is None and not out.checks, (out.rejected, out.checks)
 
 
-def test_a_unit_is_said_to_move_only_when_the_whole_unit_does(nafld_run):
+def test_a_unit_is_said_to_move_only_when_the_whole_unit_does(nafld_run, any_share):
     """Members picked by significance are not the unit: a unit claim holds only when no significant member
     moves the other way, the members' median moves with them and their ranks do (rank-sum gene-set test);
     the statement gives k of K members and the median. Counter-example: a unit of the cohort whose
@@ -105,6 +116,38 @@ def test_a_unit_is_said_to_move_only_when_the_whole_unit_does(nafld_run):
         contrast = f"{params['group']}: {params['case']} vs {params['control']}"
         assert not [d for d in units if f"'{_name(key)}'" in d.statement and contrast.split(": ")[1].split(" vs ")[0] in d.statement
                     and kg.relation(d.evidence[0]).object.label == contrast]
+
+
+def test_a_unit_is_stated_only_with_a_meaningful_share_of_its_members(nafld_run, monkeypatch):
+    """A competitive test passes when a few strong members shift the ranks of a large unit; "the unit moves"
+    is then a claim about members that did not change. A unit is stated only when at least MIN_UNIT_SHARE of
+    its measured members changed its way; otherwise its changed members are stated, each as itself.
+    Evidence: the cohort's own units that pass every other test of a unit claim."""
+    from proteus.stats import units
+
+    kg, rt, _ = nafld_run
+    monkeypatch.setattr(units, "MIN_UNIT_SHARE", 0.0)
+    loose = [d for d in compose_hypotheses(kg, tables=rt, limit=200) if d.statement.startswith("Proteins of the unit")]
+    assert loose, "the cohort has units that pass the competitive test"
+    monkeypatch.undo()
+    assert units.MIN_UNIT_SHARE == 0.2
+    drafts = compose_hypotheses(kg, tables=rt, limit=200)
+    stated = [d for d in drafts if d.statement.startswith("Proteins of the unit")]
+    for d in stated:
+        k, n = map(int, re.search(r"(\d+) of its (\d+) measured features", d.statement).groups())
+        assert k >= units.MIN_UNIT_SHARE * n, d.statement
+    for d in loose:
+        k, n = map(int, re.search(r"(\d+) of its (\d+) measured features", d.statement).groups())
+        if k < units.MIN_UNIT_SHARE * n:
+            unit = next(e for e in d.entities if e.startswith("unit:"))
+            assert not any(unit in x.entities for x in drafts), d.statement
+            # its changed members are the finding, the unit their context
+            about = [x for x in drafts if set(d.evidence) <= set(x.evidence)]
+            assert len(about) == 1 and "the unit as a whole is not shown to move" in about[0].statement, [x.statement for x in about]
+            assert f"{k} of its {n} measured features" in about[0].statement
+            assert all(kg.relation(e).subject.label in about[0].statement for e in d.evidence)
+    assert any(int(m.group(1)) < units.MIN_UNIT_SHARE * int(m.group(2))
+               for d in loose if (m := re.search(r"(\d+) of its (\d+) measured features", d.statement))), "no unit below the share to test"
 
 
 def _name(key):
@@ -196,7 +239,7 @@ def test_untestable_strong_statistics_keep_their_reliability_and_weak_ones_do_no
         assert judge_heuristically(kg2, _hyp([r], f"{r.subject.label} differs")).reliability.score < j.reliability.score
 
 
-def test_plausibility_credits_a_co_annotated_unit_moving_one_way(nafld_run):
+def test_plausibility_credits_a_co_annotated_unit_moving_one_way(nafld_run, any_share):
     kg, rt, _ = nafld_run
     d = next(d for d in compose_hypotheses(kg, tables=rt, limit=200) if d.statement.startswith("Proteins of the unit"))
     rels = [kg.relation(e) for e in d.evidence]
@@ -276,7 +319,7 @@ def test_a_pooled_change_says_which_levels_carry_it_on_their_own(nafld_run):
     assert checked
 
 
-def test_a_unit_claim_is_validated_as_a_unit_not_only_by_its_members(nafld_run, nafld_dir):
+def test_a_unit_claim_is_validated_as_a_unit_not_only_by_its_members(nafld_run, any_share, nafld_dir):
     """Validation re-tests what a unit statement claims: in each held-out split the unit as a whole must move
     (every measured member, median and rank-sum against the other features), not only the member edges.
     Counter-example: the same member edges claimed for another unit of the contrast whose significant members

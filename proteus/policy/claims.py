@@ -7,7 +7,8 @@ sentence is written:
   (the site-minus-protein difference, z-test on the two independent standard errors; the usual
   "site normalised to protein" comparison of phosphoproteomics, e.g. Wu et al. 2011,
   doi:10.1074/mcp.M111.009654); "no protein change" only when the protein was tested and is
-  :func:`negligible` against the site's effect.
+  :func:`negligible` against the site's effect, and "in step with its protein" only when the
+  site-minus-protein interval lies inside the same margin (otherwise: not detected, with the interval).
 - :func:`negligible` — "does not change" only when the 95% interval holds zero and lies within half
   the reference effect (an equivalence margin; a non-significant test alone is absence of evidence).
 - :func:`directions_agree` — "together" / "as a unit" only when every member moves the same way.
@@ -15,6 +16,9 @@ sentence is written:
   ``Variant_Classification``); otherwise the direction alone.
 - :func:`is_composition_score` — clinical columns that measure tissue composition (purity, stromal /
   immune content, deconvolution fractions): findings that track them may reflect composition.
+- :func:`clustering_qc` — sample clusters that are unstable (PAC above
+  :data:`proteus.confounding.UNSTABLE_PAC`) or follow a technical column are a QC observation, not a
+  hypothesis: the caveat would remove the claim's content.
 - :func:`overclaims` — causal or design-dependent words ("drives", "propagates", "independent of",
   "expanded") that an association study cannot support; :func:`reword_overclaims` replaces them
   with what an association supports.
@@ -27,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from proteus.policy.result_tables import Change
+from proteus.policy.result_tables import Z95, Change
 
 __all__ = [
     "SiteVerdict",
@@ -36,13 +40,14 @@ __all__ = [
     "directions_agree",
     "mutation_phrase",
     "is_composition_score",
+    "clustering_qc",
     "overclaims",
     "reword_overclaims",
 ]
 
 _Z_BEYOND = 2.576  # two-sided p < 0.01 for the site-minus-protein difference
 
-SiteKind = Literal["protein_not_tested", "protein_unchanged", "beyond_protein", "mirrors_protein"]
+SiteKind = Literal["protein_not_tested", "protein_unchanged", "beyond_protein", "mirrors_protein", "not_beyond_protein"]
 
 
 @dataclass(frozen=True)
@@ -62,19 +67,28 @@ def site_against_protein(site: Change, protein: Change | None, gene: str) -> Sit
 
     ``protein_unchanged``: protein tested and :func:`negligible` against the site's effect.
     ``beyond_protein``: the site-minus-protein difference has the site's sign and |z| > 2.576.
-    ``mirrors_protein``: neither (the site follows its protein's amount).
+    ``mirrors_protein``: neither, and the difference's 95% interval lies inside +/- half the site's
+    effect (an equivalence bound, as :func:`negligible`): the site follows its protein's amount.
+    ``not_beyond_protein``: neither, and the interval is wider than that bound: no site-specific change
+    was detected, and none is excluded either (a non-significant difference is absence of evidence).
     """
     if protein is None:
         return SiteVerdict("protein_not_tested", f"{gene} protein was not tested in this contrast")
     if negligible(protein, site.effect):
         return SiteVerdict("protein_unchanged", f"while {gene} protein does not change ({protein.text()})")
     diff = site.effect - protein.effect
-    z = diff / math.hypot(site.se, protein.se)
+    se = math.hypot(site.se, protein.se)
+    z, lo, hi, margin = diff / se, diff - Z95 * se, diff + Z95 * se, abs(site.effect) / 2
     if diff * site.effect > 0 and abs(z) > _Z_BEYOND:
         return SiteVerdict("beyond_protein", f"beyond the change of {gene} protein ({protein.text()}; "
                                              f"site minus protein {diff:+.2f} log2, z={z:+.1f})")
-    return SiteVerdict("mirrors_protein", f"in step with {gene} protein ({protein.text()}; site minus protein "
-                                          f"{diff:+.2f} log2, z={z:+.1f}): a change in protein amount, not in phosphorylation per molecule")
+    interval = f"site minus protein {diff:+.2f} log2, 95% CI {lo:+.2f} to {hi:+.2f}"
+    if -margin < lo and hi < margin:
+        return SiteVerdict("mirrors_protein", f"in step with {gene} protein ({protein.text()}; {interval}, inside +/-{margin:.2f}, half "
+                                              "the site's change): a change in protein amount, not in phosphorylation per molecule")
+    return SiteVerdict("not_beyond_protein", f"with a change beyond {gene} protein's not detected ({protein.text()}; {interval}, "
+                                             f"wider than +/-{margin:.2f}, half the site's change: neither a site-specific change nor its "
+                                             "absence is shown)")
 
 
 def negligible(change: Change, reference: float) -> bool:
@@ -120,6 +134,28 @@ _COMPOSITION = re.compile(
 def is_composition_score(name: str) -> bool:
     """A clinical column that measures tissue composition (purity, stromal / immune content, cell-type fractions)."""
     return bool(_COMPOSITION.search(name.replace("_", " ")))
+
+
+def clustering_qc(pac: float | None, k: int | None, technical: dict[str, dict] | None, *, alpha: float = 0.05) -> str | None:
+    """Why a sample clustering is a QC observation rather than a finding, or ``None`` when it may be one.
+
+    Unstable clusters (proportion of ambiguous clustering above :data:`~proteus.confounding.UNSTABLE_PAC`,
+    Senbabaoglu et al. 2014, doi:10.1038/srep06207) are groupings of these samples, not subtypes; clusters
+    that follow a technical column (batch, plate, run order; its test of the clusters at p < ``alpha``)
+    may be that column. Either caveat removes what a subtype hypothesis would claim. ``technical`` maps
+    each technical column to its test (``effect_type``, ``effect``, ``p``), as consensus clustering records it.
+    """
+    from proteus.confounding import UNSTABLE_PAC
+
+    why = []
+    if pac is not None and pac > UNSTABLE_PAC:
+        why.append(f"unstable (PAC {pac:.2f} at k={k}, above {UNSTABLE_PAC}: that share of sample pairs falls together in some "
+                   "resamples and apart in others)")
+    batch = {c: t for c, t in (technical or {}).items() if t.get("p") is not None and t["p"] < alpha}
+    if batch:
+        why.append("following the technical column" + ("s " if len(batch) > 1 else " ")
+                   + ", ".join(f"{c} ({t.get('effect_type', 'effect')} {t.get('effect', float('nan')):.2f}, p={t['p']:.1g})" for c, t in batch.items()))
+    return "; ".join(why) or None
 
 
 _ASSOCIATED = {"s": "is associated with", "p": "are associated with", "x": "associated with"}

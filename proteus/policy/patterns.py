@@ -18,7 +18,8 @@ with :mod:`proteus.policy.claims` against the run's full result tables
 - multi-layer change: a protein and its mRNA change the same way in one contrast
 - phospho-specific regulation: a site that changes beyond its protein (sites that mirror it are said to)
 - copy number reaching the protein; interaction modules (together only when directions agree)
-- clusters (one per clustering, over all its clinical associations), clinical correlates, outcome
+- clusters (one per clustering, over all its clinical associations; unstable or technical ones are QC
+  notes of the report), clinical correlates, outcome
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ import re
 from collections import defaultdict
 
 from proteus import genesets
+from proteus.confounding import cluster_stability
 from proteus.kg import KnowledgeGraph
 from proteus.policy.controls import spike_in_controls
-from proteus.policy.claims import SiteVerdict, directions_agree, is_composition_score, mutation_phrase, site_against_protein
+from proteus.policy.claims import SiteVerdict, clustering_qc, directions_agree, is_composition_score, mutation_phrase, site_against_protein
 from proteus.policy.decisions import MAX_DRAFTS, HypothesisDraft
 from proteus.policy.result_tables import Change, ResultTables
-from proteus.stats.units import covering_units, unit_change, unit_genes
+from proteus.stats.units import MIN_UNIT_SHARE, covering_units, unit_change, unit_genes, unit_share
 from proteus.records import Relation
 
 __all__ = ["compose_hypotheses"]
@@ -138,6 +140,14 @@ def _composition_note(tables: ResultTables, genes: list[str]) -> tuple[str, str 
     return best[0], best[1]
 
 
+def _share(pr: Relation) -> tuple[int, int] | None:
+    """(changed, measured) members of an over-representation relation's pathway: its overlap with the hits
+    and its size in the tested background; ``None`` for a rank-based test (GSEA scores the whole set)."""
+    x = pr.stats.extra or {}
+    k, m = pr.stats.n, x.get("set_size")
+    return (int(k), int(m)) if x.get("test") == "hypergeometric" and k is not None and m else None
+
+
 def _pathway_programs(kg: KnowledgeGraph, changes, pathway_genes, tables: ResultTables, sample_type: str | None) -> list[HypothesisDraft]:
     """Enriched pathways carried by >= 2 changed members; pathways carried by the same members are one finding."""
     out = []
@@ -154,25 +164,39 @@ def _pathway_programs(kg: KnowledgeGraph, changes, pathway_genes, tables: Result
             merged.setdefault(key, []).append((name, pr))
         for dnames, pws_ in list(merged.items())[:4]:
             drivers = [members[g] for g in dnames]
-            names = [n for n, _ in pws_][:3]
+            # a pathway "moves" only when a meaningful share of its measured members changed (proteus.stats.units.unit_share);
+            # otherwise its changed members are the finding and the pathway is their context
+            moving = [(n, p) for n, p in pws_ if (km := _share(p)) is None or unit_share(*km)]
+            pws_ = (moving or pws_)[:3]
+            names = [n for n, _ in pws_]
             pr = pws_[0][1]
             word = "higher" if pred == "higher_in" else "lower"
             label = " / ".join(f"'{n}'" for n in names)
+            shares = "; ".join(f"'{n}': {k} of its {m} measured members {word}" for n, p in pws_ if (km := _share(p)) for k, m in [km])
             note, var = _composition_note(tables, list(dnames))
             if not note and sample_type and group == sample_type:
                 note = (f"; {case} and {control} tissue differ in cell make-up and no composition score was set against "
                         "these members, so part of the difference may reflect composition")
+            if moving:
+                statement = (f"The {label} programme{'s are' if len(names) > 1 else ' is'} {word} in {case} than in {control} ({group}), "
+                             f"carried by {', '.join(dnames)}")
+                test = f"Score {label} (single-sample GSEA of the members) in held-out {case} and {control} samples and test the difference"
+            else:
+                first = _share(pws_[0][1])
+                statement = (f"{', '.join(dnames)}, members of '{names[0]}', {'are' if len(dnames) > 1 else 'is'} {word} in {case} than in {control} "
+                             f"({group}); the pathway as a whole is not shown to move ({first[0]} of its {first[1]} measured members {word}, "
+                             f"under the {MIN_UNIT_SHARE:.0%} a pathway claim needs)")
+                test = f"Measure {', '.join(dnames)} in held-out {case} and {control} samples (targeted assay) and test each difference"
             out.append(
                 HypothesisDraft(
-                    statement=f"The {label} programme{'s are' if len(names) > 1 else ' is'} {word} in {case} than in {control} ({group}), "
-                              f"carried by {', '.join(dnames)}" + (" (may reflect tissue composition)" if var else "") + ".",
+                    statement=statement + (" (may reflect tissue composition)" if var else "") + ".",
                     rationale=f"{label} enriched among features {word} in {case} ({_fmt(pr)}); changed members {', '.join(dnames)} "
                               f"({'; '.join(_fmt(d) for d in drivers[:2])})"
-                              + (f"; {len(names)} pathways share these members" if len(names) > 1 else "") + note + ".",
-                    evidence=[p.id for _, p in pws_[:3]] + [d.id for d in drivers],
-                    entities=[p.subject.id for _, p in pws_[:3]] + [pr.object.id] + [d.subject.id for d in drivers],
-                    test=f"Score {label} (single-sample GSEA of the members) in held-out {case} and {control} samples and test the difference"
-                         + (f", adjusting for {var}" if var else ", with a tissue-composition estimate as covariate") + ".",
+                              + (f"; {len(names)} pathways share these members" if len(names) > 1 else "")
+                              + (f"; {shares}" if shares else "") + note + ".",
+                    evidence=[p.id for _, p in pws_] + [d.id for d in drivers],
+                    entities=[p.subject.id for _, p in pws_] + [pr.object.id] + [d.subject.id for d in drivers],
+                    test=test + (f", adjusting for {var}" if var else ", with a tissue-composition estimate as covariate") + ".",
                 )
             )
     return out
@@ -214,13 +238,28 @@ def _units(changes, tables: ResultTables, taken: set[str]) -> list[HypothesisDra
             edge_of = {r.subject.label: r for r in rels if r.predicate == pred and r.id not in taken and r.provenance.tool not in _UNSUPERVISED}
             for unit in covering_units(list(by_gene), set(tab["gene"].dropna().astype(str))):
                 moved = unit_change(tab, unit_genes(unit), sign)
-                if moved is None or not moved.moves(sign):
+                if moved is None or not moved.shifts(sign):
                     continue  # members picked by significance, not the unit: they stay claims about themselves
                 members = sorted({id(r): r for r in [edge_of[lab] for lab, _, _ in moved.changed if lab in edge_of]
                                   + [by_gene[g] for g in unit.members]}.values(), key=_rank)[:10]
                 word = _direction_word(members[0])
                 names = ", ".join(m.subject.label for m in members)
                 k, n = len(moved.changed), moved.n_measured
+                if not moved.moves(sign):  # a few members lead the unit's ranks: they are the finding, the unit their context
+                    out.append(HypothesisDraft(
+                        statement=f"{', '.join(m.subject.label for m in members[:5])}, members of '{unit.name}' ({unit.source}), are {word} in {case} "
+                                  f"than in {control} ({group}); "
+                                  f"the unit as a whole is not shown to move ({k} of its {n} measured features {word}, median log2FC "
+                                  f"{moved.median:+.2f}).",
+                        rationale=(f"{k} of the {n} measured features of '{unit.name}' ({unit.source}, {unit.size} genes) are {word} in {case} "
+                                   f"(q < 0.05), fewer than the {MIN_UNIT_SHARE:.0%} a unit claim needs, though the unit's statistics rank "
+                                   f"{word} than the other features' (one-sided rank-sum gene-set test p={moved.p_rank:.1e}): "
+                                   + "; ".join(f"{m.subject.label} {_fmt(m)}" for m in members) + ".")[:1200],
+                        evidence=[m.id for m in members],
+                        entities=[f"pathway:{unit.name}"] + [m.subject.id for m in members] + [members[0].object.id],
+                        test=f"Measure {names} in independent {case} and {control} samples (targeted MS panel); predict each {word} in {case}."[:600],
+                    ))
+                    continue
                 out.append(
                     HypothesisDraft(
                         statement=f"{'mRNAs' if stype == 'gene' else 'Proteins'} of the unit '{unit.name}' ({unit.source}) are {word} together in {case} than in {control} "
@@ -608,7 +647,9 @@ def _modules(kg: KnowledgeGraph) -> list[HypothesisDraft]:
 
 def _clusters(kg: KnowledgeGraph) -> list[HypothesisDraft]:
     """One hypothesis per clustering: every clinical variable its clusters are associated with (correlated
-    variables are one finding), its markers, and a composition caveat when a composition score is among them."""
+    variables are one finding), its markers, and a composition caveat when a composition score is among them.
+    A clustering that is unstable or follows a technical column (:func:`~proteus.policy.claims.clustering_qc`)
+    is no hypothesis: the report lists it among its QC notes."""
     assoc: dict[str, list[Relation]] = defaultdict(list)
     for r in kg.by_predicate("associated_with"):
         if r.subject.type == "sample_group" and r.object.type == "clinical_variable":
@@ -620,6 +661,8 @@ def _clusters(kg: KnowledgeGraph) -> list[HypothesisDraft]:
         # cluster markers point at the cluster itself or at its one-vs-rest groups ("<grouping>: Ck vs rest")
         markers = [m for m in kg.relations.values() if m.predicate in ("higher_in", "marker_of")
                    and (m.object.id == r.subject.id or (m.object.type == r.subject.type and m.object.label.startswith(r.subject.label + ": ")))]
+        if (stability := cluster_stability(rels + markers)) is not None and clustering_qc(*stability) is not None:
+            continue  # unstable or technical clusters: a QC note of the report, not a hypothesis
         markers = sorted(markers, key=_rank)[:3]
         variables = [x.object.label for x in rels[:4]]
         composition = [v for v in variables if is_composition_score(v)]
@@ -670,9 +713,8 @@ def _single_changes(kg: KnowledgeGraph, changes, already: set[str], tables: Resu
         rationale = f"{r.modality or stype}: {_fmt(r)}."
         if stype == "phosphosite":
             verdict = _site_verdict(r, _gene(r), tables)
-            if verdict is not None and verdict.kind == "mirrors_protein":
-                statement = (f"{r.subject.label} is {_direction_word(r)} in {case} than in {control} ({group}) in step with "
-                             f"{_gene(r)} protein: a change in {_gene(r)} amount rather than in its phosphorylation.")
+            if verdict is not None and verdict.kind in ("mirrors_protein", "not_beyond_protein"):
+                statement = f"{r.subject.label} is {_direction_word(r)} in {case} than in {control} ({group}) {verdict.clause}."
             if verdict is not None:
                 rationale = f"{r.modality or stype}: {_fmt(r)}, {verdict.clause}."
         if also:

@@ -13,9 +13,13 @@ kept only when that tail is below ``alpha``, and a unit covering only two genes 
 
 Whether the unit moves (:func:`unit_change`): picking members by significance says nothing about the
 rest of the unit, so a unit is said to move one way only when no significant member moves the other
-way and the unit as a whole does: its measured members' median log2 fold change has that sign and
-their moderated t statistics rank beyond the other features' (a competitive rank-sum gene-set test,
-limma's ``wilcoxGST``; Michaud et al. 2008, doi:10.1186/1471-2164-9-S1-S14).
+way and the unit as a whole does: its measured members' median log2 fold change has that sign, their
+moderated t statistics rank beyond the other features' (a competitive rank-sum gene-set test,
+limma's ``wilcoxGST``; Michaud et al. 2008, doi:10.1186/1471-2164-9-S1-S14), and at least
+:data:`MIN_UNIT_SHARE` of its measured members changed that way. The competitive test alone passes
+when a few strong members shift the ranks of a large unit (3 of 56); "the unit moves" is then a claim
+about 53 proteins that did not change, so the changed proteins are stated instead (:func:`unit_share`
+says the same of an enrichment result).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from functools import lru_cache
 import pandas as pd
 from scipy.stats import hypergeom, mannwhitneyu
 
-__all__ = ["MAX_UNIT", "MAX_PAIR_UNIT", "Unit", "gene_units", "unit_genes", "unit_genes_of", "set_name", "shared_unit", "covering_units", "UnitChange", "unit_change"]
+__all__ = ["MAX_UNIT", "MAX_PAIR_UNIT", "MIN_UNIT_SHARE", "Unit", "gene_units", "unit_genes", "unit_genes_of", "set_name", "shared_unit", "covering_units", "UnitChange", "unit_change", "unit_share"]
 
 MAX_UNIT = 200
 """Largest gene set that still names one function (broader terms, e.g. 'Metabolism of proteins', do not)."""
@@ -34,6 +38,20 @@ MAX_UNIT = 200
 MAX_PAIR_UNIT = 50
 """Largest unit that two changed genes alone may stand for (a complex or one specific process); larger
 units need three, since among thousands of sets two strong changes share a large one often by chance."""
+
+MIN_UNIT_SHARE = 0.2
+"""Share of a unit's measured members that must change one way before the unit is said to move: one in
+five. Below it the unit's median and ranks are carried by a minority, and a sentence about the unit
+would mostly describe members that did not change. At a 5% FDR with moderate power (~50% per member,
+typical of cohorts of 10-20 per group) a unit whose members truly all shift shows about half of them
+significant, so a fifth leaves room for weaker members while refusing units led by a handful."""
+
+
+def unit_share(n_changed: int, n_measured: int) -> bool:
+    """Whether ``n_changed`` of a unit's ``n_measured`` measured members are enough to speak of the unit
+    (at least :data:`MIN_UNIT_SHARE`); otherwise the changed members are the finding, not the unit."""
+    return n_measured > 0 and n_changed >= MIN_UNIT_SHARE * n_measured
+
 
 _LIBRARY_NAMES = {"reactome": "Reactome", "wikipathways": "WikiPathways", "go_bp": "GO biological process"}
 
@@ -176,10 +194,15 @@ class UnitChange:
     against: tuple[tuple[str, float, float], ...]
     """(label, log2FC, q) of the members significant in the other direction."""
 
-    def moves(self, sign: int, alpha: float = 0.05) -> bool:
-        """The unit moves ``sign``-wards as a whole: no significant member the other way, the median on
-        that side and the rank test below ``alpha``."""
+    def shifts(self, sign: int, alpha: float = 0.05) -> bool:
+        """The unit's members lean ``sign``-wards: no significant member the other way, the median on that
+        side and the rank test below ``alpha`` (however few members changed)."""
         return not self.against and self.median * sign > 0 and self.p_rank < alpha
+
+    def moves(self, sign: int, alpha: float = 0.05) -> bool:
+        """The unit moves ``sign``-wards as a whole: it :meth:`shifts` that way and at least
+        :data:`MIN_UNIT_SHARE` of its measured members changed that way (:func:`unit_share`)."""
+        return self.shifts(sign, alpha) and unit_share(len(self.changed), self.n_measured)
 
 
 def unit_change(table: pd.DataFrame, genes: frozenset[str], sign: int, *, fdr: float = 0.05) -> UnitChange | None:
