@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from proteus.records import Entity, Stats, ToolResult, contrast_entity, feature_entity
-from proteus.stats.features import agrees_with_canonical, canonical_features, feature_genes, gene_annotation
+from proteus.stats.features import SITE_KINDS, agrees_with_canonical, canonical_features, feature_genes, gene_annotation
 from proteus.stats.limma import two_group_moderated
 from proteus.stats.design import dropped_text, usable_covariates
 from proteus.stats.multitest import bh
@@ -259,7 +259,7 @@ class MutationCisParams(BaseModel):
 
     modalities: list[str] | None = Field(
         None, description="layers in which each gene's own features are compared (default: every bulk layer of kind "
-        "proteomics, transcriptomics, phosphoproteomics)"
+        "proteomics, transcriptomics and the modification-site layers: phospho, acetyl)"
     )
     genes: list[str] | None = Field(None, description="genes to test; None: every gene mutated in at least min_mutated samples (top_n most recurrent)")
     top_n: int = Field(50, ge=1, le=1000, description="at most this many most recurrent genes when genes is None")
@@ -286,7 +286,7 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
     p = params
     mods = p.modalities
     if mods is None:
-        mods = [m for m in study.bulk() if modality_kind(study, m) in ("proteomics", "transcriptomics", "phosphoproteomics")]
+        mods = [m for m in study.bulk() if modality_kind(study, m) in ("proteomics", "transcriptomics", *SITE_KINDS)]
     if not mods:
         msg = f"no proteomics/transcriptomics layer to test; loaded modalities: {list(study.modalities)}"
         raise ToolInputError(msg)

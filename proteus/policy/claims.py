@@ -85,7 +85,7 @@ def site_against_protein(site: Change, protein: Change | None, gene: str) -> Sit
     interval = f"site minus protein {diff:+.2f} log2, 95% CI {lo:+.2f} to {hi:+.2f}"
     if -margin < lo and hi < margin:
         return SiteVerdict("mirrors_protein", f"in step with {gene} protein ({protein.text()}; {interval}, inside +/-{margin:.2f}, half "
-                                              "the site's change): a change in protein amount, not in phosphorylation per molecule")
+                                              "the site's change): a change in protein amount, not in modification per molecule")
     return SiteVerdict("not_beyond_protein", f"with a change beyond {gene} protein's not detected ({protein.text()}; {interval}, "
                                              f"wider than +/-{margin:.2f}, half the site's change: neither a site-specific change nor its "
                                              "absence is shown)")

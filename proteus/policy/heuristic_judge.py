@@ -46,6 +46,7 @@ _LAYERS = {
     "protein": ("protein",),
     "mRNA": ("gene",),
     "phosphorylation": ("phosphosite",),
+    "acetylation": ("acetylsite",),
     "transcript": ("gene",),
     "copy number": ("gene",),
     "mutation": ("mutation",),
@@ -279,9 +280,9 @@ def _novelty(h: Hypothesis, found: list[Relation], prior: dict) -> MetricScore:
         why.append("no prior link between its genes")
     by_contrast: dict[str, dict[str, int]] = {}
     for r in found:
-        if r.predicate in ("higher_in", "lower_in") and r.subject.type in ("phosphosite", "protein"):
-            by_contrast.setdefault(r.object.id, {})[r.subject.type] = _sign(r)
-    if any(d.get("phosphosite") and d.get("protein") is not None and d["protein"] != d["phosphosite"] for d in by_contrast.values()):
+        if r.predicate in ("higher_in", "lower_in") and r.subject.type in ("phosphosite", "acetylsite", "protein"):
+            by_contrast.setdefault(r.object.id, {})["protein" if r.subject.type == "protein" else "site"] = _sign(r)
+    if any(d.get("site") and d.get("protein") is not None and d["protein"] != d["site"] for d in by_contrast.values()):
         score += 1
         why.append("a site change against its protein's")
     if len(prior["genes"]) <= 1 and len(found) <= 1 and not prior["cis"]:

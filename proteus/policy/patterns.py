@@ -16,7 +16,8 @@ with :mod:`proteus.policy.claims` against the run's full result tables
   composition caveat where the members track a composition score or the contrast is tumour vs normal
 - shared change: every level of a factor moves one way against its reference (the pooled contrast)
 - multi-layer change: a protein and its mRNA change the same way in one contrast
-- phospho-specific regulation: a site that changes beyond its protein (sites that mirror it are said to)
+- modification-specific regulation (phospho, acetyl, ... sites): a site that changes beyond its protein
+  (sites that mirror it are said to)
 - copy number reaching the protein; interaction modules (together only when directions agree)
 - clusters (one per clustering, over all its clinical associations; unstable or technical ones are QC
   notes of the report), clinical correlates, outcome
@@ -35,10 +36,22 @@ from proteus.policy.controls import spike_in_controls
 from proteus.policy.claims import SiteVerdict, clustering_qc, directions_agree, is_composition_score, mutation_phrase, site_against_protein
 from proteus.policy.decisions import MAX_DRAFTS, HypothesisDraft
 from proteus.policy.result_tables import Change, ResultTables
+from proteus.stats.features import SITE_KINDS
 from proteus.stats.units import MIN_UNIT_SHARE, covering_units, unit_change, unit_genes, unit_share
-from proteus.records import Relation
+from proteus.records import MODALITY_ENTITY, Relation
 
 __all__ = ["compose_hypotheses"]
+
+
+_SITE_TYPES = tuple(MODALITY_ENTITY[k] for k in SITE_KINDS)
+"""Entity types of modification sites (phosphosite, acetylsite, ...): each is set against its protein."""
+_MODIFICATION = {"phosphosite": ("phosphorylation", "altered kinase or phosphatase activity"),
+                 "acetylsite": ("acetylation", "altered acetyltransferase or deacetylase activity")}
+"""The modification a site type carries and the enzymes that set it (other site types: 'modification')."""
+
+
+def _modification(site_type: str) -> tuple[str, str]:
+    return _MODIFICATION.get(site_type, ("modification", "altered activity of the enzymes that add or remove it"))
 
 
 def _rank(r: Relation) -> tuple:
@@ -296,25 +309,29 @@ def _site_verdict(s: Relation, gene: str, tables: ResultTables) -> SiteVerdict |
     return site_against_protein(site, tables.protein_change(group, case, control, gene), gene)
 
 
-def _phospho_specific(kg: KnowledgeGraph, changes, tables: ResultTables) -> list[HypothesisDraft]:
-    """Site changes set against the full protein table of the same contrast: only a site that changes
-    beyond its protein (or whose protein was measured flat) becomes a phospho-specific hypothesis."""
+def _site_specific(kg: KnowledgeGraph, changes, tables: ResultTables) -> list[HypothesisDraft]:
+    """Site changes (every modification-site layer) set against the full protein table of the same
+    contrast: only a site that changes beyond its protein (or whose protein was measured flat) becomes a
+    modification-specific hypothesis, at most four per contrast and site type."""
     out = []
     for (contrast, stype), sites in sorted(changes.items()):
-        if stype != "phosphosite":
+        if stype not in _SITE_TYPES:
             continue
         group, case, control = _contrast_words(contrast)
+        mod, enzymes = _modification(stype)
+        n_layer = 0
         for s in sorted(sites, key=_rank)[:40]:
             gene = _gene(s)
             verdict = _site_verdict(s, gene, tables)
             if verdict is None or not verdict.site_specific:
                 continue
             word = "increased" if s.predicate == "higher_in" else "decreased"
+            n_layer += 1
             out.append(
                 HypothesisDraft(
-                    statement=f"Phosphorylation of {s.subject.label} is {word} in {case} relative to {control} ({group}) "
+                    statement=f"{mod.capitalize()} of {s.subject.label} is {word} in {case} relative to {control} ({group}) "
                               + ("beyond the change in " if verdict.kind == "beyond_protein" else "without a change in ")
-                              + f"{gene} protein abundance, pointing to altered kinase or phosphatase activity on this site.",
+                              + f"{gene} protein abundance, pointing to {enzymes} on this site.",
                     rationale=f"Site {s.subject.label} is {_direction_word(s)} in {case} ({_fmt(s)}) {verdict.clause}.",
                     evidence=[s.id],
                     entities=[s.subject.id, f"protein:{gene}", s.object.id],
@@ -322,8 +339,8 @@ def _phospho_specific(kg: KnowledgeGraph, changes, tables: ResultTables) -> list
                          "the site-to-protein ratio should differ in the same direction.",
                 )
             )
-            if len(out) >= 4:
-                return out
+            if n_layer >= 4:
+                break
     return out
 
 
@@ -336,12 +353,12 @@ def _gene_events(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
         if group.endswith(" mutation"):  # mutated vs wild type: the cis-effect pattern states it
             continue
         tokens = set(re.split(r"[^A-Za-z0-9]+", group)) - {""}
-        own = [r for (c, stype), rels in changes.items() if c == contrast and stype in ("protein", "gene", "phosphosite")
+        own = [r for (c, stype), rels in changes.items() if c == contrast and stype in ("protein", "gene", *_SITE_TYPES)
                for r in rels if _gene(r) in tokens and r.provenance.tool not in _UNSUPERVISED]
         if not own:
             continue
         gene = _gene(sorted(own, key=_rank)[0])
-        own = sorted((r for r in own if _gene(r) == gene), key=lambda r: (["protein", "gene", "phosphosite"].index(r.subject.type), _rank(r)))[:4]
+        own = sorted((r for r in own if _gene(r) == gene), key=lambda r: (["protein", "gene", *_SITE_TYPES].index(r.subject.type), _rank(r)))[:4]
         layers = "; ".join(f"{'mRNA' if r.subject.type == 'gene' else r.subject.type} {r.subject.label} {_direction_word(r)} ({_fmt(r)})" for r in own)
         out.append(
             HypothesisDraft(
@@ -711,7 +728,7 @@ def _single_changes(kg: KnowledgeGraph, changes, already: set[str], tables: Resu
         group, case, control = _contrast_words(r.object.label)
         statement = f"{r.subject.label} ({r.subject.type}) is {_direction_word(r)} in {case} than in {control} ({group})."
         rationale = f"{r.modality or stype}: {_fmt(r)}."
-        if stype == "phosphosite":
+        if stype in _SITE_TYPES:
             verdict = _site_verdict(r, _gene(r), tables)
             if verdict is not None and verdict.kind in ("mirrors_protein", "not_beyond_protein"):
                 statement = f"{r.subject.label} is {_direction_word(r)} in {case} than in {control} ({group}) {verdict.clause}."
@@ -810,7 +827,7 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     families = [
         *leads,
         _multi_layer(kg, changes, pathway_genes),
-        _phospho_specific(kg, changes, tables),
+        _site_specific(kg, changes, tables),
         _cna(kg),
         _modules(kg),
         _clusters(kg),

@@ -21,6 +21,7 @@ from proteus.policy.claims import is_composition_score
 from proteus.policy.decisions import ObjectiveSpec, StepSpec
 from proteus.design import column_words
 from proteus.profile import Contrast, DataProfile, FactorDesign
+from proteus.stats.features import SITE_KINDS
 
 __all__ = ["Play", "bulk_plays", "primary_modality"]
 
@@ -52,6 +53,18 @@ def primary_modality(profile: DataProfile) -> str | None:
 def _layer(profile: DataProfile, kind: str) -> str | None:
     m = next((m for m in profile.modalities if m.kind == kind and m.level == "sample"), None)
     return m.name if m else None
+
+
+def _site_layers(profile: DataProfile) -> list[tuple[str, str]]:
+    """Every sample-level modification-site layer (phospho, acetyl, ...: :data:`~proteus.stats.features.SITE_KINDS`)
+    as (name, kind): each gets the same site-against-protein analysis."""
+    layers = [m for m in profile.modalities if m.kind in SITE_KINDS and m.level == "sample"]
+    return [(m.name, m.kind) for m in sorted(layers, key=lambda m: SITE_KINDS.index(m.kind))]
+
+
+def _site_words(kind: str) -> str:
+    """``phosphosite`` for ``phosphoproteomics``: how a step names the features of a site layer."""
+    return kind.removesuffix("proteomics") + "site"
 
 
 def _step(tool: str, rationale: str, **params) -> StepSpec:
@@ -144,6 +157,7 @@ def _contrast_params(c: Contrast) -> dict:
 _LAYER_WORDS = {
     "proteomics": {"proteomics", "proteome", "protein", "tmt", "plex", "itraq", "ms", "lcms"},
     "phosphoproteomics": {"phospho", "phosphoproteomics", "phosphosite", "phosphoproteome"},
+    "acetylproteomics": {"acetyl", "acetylproteomics", "acetylsite", "acetylome", "kac"},
     "transcriptomics": {"rna", "rnaseq", "mrna", "transcriptomics", "transcriptome", "expression", "array", "microarray"},
 }
 
@@ -182,9 +196,9 @@ def _contrast_steps(profile: DataProfile, c: Contrast, primary: str, deep: bool)
     if deep and genes:
         steps.append(_step("enrichment_gsea", "rank-based enrichment on the moderated t (no hit threshold)", modality=primary, library="reactome", **cp))
         steps.append(_step("ppi_network", "interaction modules among the hits (BioPlex)", modality=primary, **cp))
-    phospho = _layer(profile, "phosphoproteomics")
-    if deep and phospho:
-        steps.append(_step("differential_abundance", "phosphosite changes: signalling beyond abundance", modality=phospho, **_for_layer(cp, "phosphoproteomics")))
+    for layer, kind in _site_layers(profile) if deep else []:
+        steps.append(_step("differential_abundance", f"{_site_words(kind)} changes: modification beyond abundance",
+                           modality=layer, **_for_layer(cp, kind)))
     return steps
 
 
@@ -365,7 +379,8 @@ def followup_plays(profile: DataProfile, kg) -> list[Play]:
     """Objectives suggested by findings so far (derived from the knowledge graph, so deterministic).
 
     - a mutation that changes its own protein: follow its trans consequences;
-    - a contrast with many protein changes but no phosphosite analysis: look at signalling.
+    - a contrast with many protein changes but no analysis of a modification-site layer (phospho,
+      acetyl, ...): look at its sites.
     """
     primary = primary_modality(profile)
     plays: list[Play] = []
@@ -388,34 +403,36 @@ def followup_plays(profile: DataProfile, kg) -> list[Play]:
                 [_step("mutation_association", f"proteins that differ with {gene} mutation status", modality=primary, gene=gene, **_tumour_params(profile), **_technical(profile))],
             )
         )
-    phospho = _layer(profile, "phosphoproteomics")
-    if phospho:
-        by_contrast: dict[tuple, int] = {}
-        studied = set()
-        for r in kg.relations.values():
-            prov = r.provenance.params
-            key = (prov.get("group"), prov.get("case"), prov.get("control"))
-            if r.provenance.tool != "differential_abundance" or None in key:
-                continue
-            if prov.get("modality") == phospho:
-                studied.add(key)
-            elif prov.get("modality") == primary:
-                by_contrast[key] = by_contrast.get(key, 0) + 1
-        for (group, case, control), n in sorted(by_contrast.items(), key=lambda kv: -kv[1]):
-            if n < 20 or (group, case, control) in studied:
+    sites = _site_layers(profile)
+    by_contrast: dict[tuple, int] = {}
+    studied: dict[str, set] = {layer: set() for layer, _ in sites}
+    for r in kg.relations.values():
+        prov = r.provenance.params
+        key = (prov.get("group"), prov.get("case"), prov.get("control"))
+        if r.provenance.tool != "differential_abundance" or None in key:
+            continue
+        if prov.get("modality") in studied:
+            studied[prov["modality"]].add(key)
+        elif prov.get("modality") == primary:
+            by_contrast[key] = by_contrast.get(key, 0) + 1
+    for (group, case, control), n in sorted(by_contrast.items(), key=lambda kv: -kv[1]):
+        for layer, kind in sites:
+            words = _site_words(kind)
+            if n < 20 or (group, case, control) in studied[layer]:
                 continue
             cp = {"group": group, "case": case, "control": control}
             plays.append(
                 Play(
                     ObjectiveSpec(
-                        title=f"Phosphosignalling in {group}: {case} vs {control}",
-                        question=f"Which phosphosites change between {case} and {control} beyond protein abundance, and which pathways do their proteins belong to?",
+                        title=f"{words.capitalize()}s in {group}: {case} vs {control}",
+                        question=f"Which {words}s change between {case} and {control} beyond protein abundance, and which pathways do their proteins belong to?",
                         family="differential",
-                        rationale=f"{n} protein changes in this contrast; signalling is read from phosphosites",
+                        rationale=f"{n} protein changes in this contrast; modification-specific regulation is read from {layer} sites",
                     ),
                     [
-                        _step("differential_abundance", "phosphosite changes", modality=phospho, **cp),
-                        _step("enrichment_ora", "pathways of proteins with increased phosphorylation (each protein counted once)", modality=phospho, direction="up", library="reactome", **cp),
+                        _step("differential_abundance", f"{words} changes", modality=layer, **cp),
+                        _step("enrichment_ora", f"pathways of proteins with increased {words}s (each protein counted once)", modality=layer,
+                              direction="up", library="reactome", **cp),
                     ],
                 )
             )
