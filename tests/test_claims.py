@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from proteus.kg import KnowledgeGraph
-from proteus.policy.claims import directions_agree, is_composition_score, mutation_phrase, overclaims
+from proteus.policy.claims import directions_agree, is_composition_score, overclaims
 from proteus.policy.patterns import compose_hypotheses
 from proteus.policy.result_tables import ResultTables
 from proteus.records import Entity, Provenance, Relation, Stats
@@ -92,24 +92,6 @@ def test_a_module_with_a_member_moving_the_other_way_is_not_said_to_change_toget
     same = module({**fcs, "P3": -0.7})
     assert same and "together" in same[0].statement and "all lower" in same[0].statement
     assert not overclaims(mixed[0].statement + same[0].statement)
-
-
-def test_mutation_wording_follows_variant_class_and_direction():
-    mut = Entity(type="mutation", label="GENE1")
-
-    def statement(effect, n_trunc, n_mis, note=""):
-        kg = KnowledgeGraph()
-        kg.add_relation(_rel(mut, "cis_effect_on", Entity(type="protein", label="GENE1"), effect, tool="mutation_cis_effect",
-                             n_truncating=n_trunc, n_missense_only=n_mis, hypermutator_note=note))
-        return compose_hypotheses(kg)[0].statement
-
-    rise = statement(+0.9, 2, 20)
-    assert "loss" not in rise and "higher GENE1 protein" in rise and "missense" in rise
-    assert "loss of function" in statement(-0.9, 18, 3)
-    assert "loss" not in statement(-0.9, 2, 18)  # a missense-carried decrease is not called loss
-    confounded = statement(-0.5, 15, 2, "15 of 17 mutated samples are hypermutated; the effect cannot be separated from hypermutator status")
-    assert "hypermutator" in confounded
-    assert mutation_phrase("G", -1.0, None, None) == ("lower G protein", "")
 
 
 def test_a_grouping_named_after_a_gene_leads_with_that_genes_own_products():

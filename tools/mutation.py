@@ -14,12 +14,13 @@ Conventions (CPTAC practice, e.g. Dou et al. 2020 Cell, doi:10.1016/j.cell.2020.
 ``~ mutated (+ covariates)``; ``mutation_cis_effect`` uses the Wilcoxon rank-sum (Mann-Whitney U)
 test of the gene's own features, mutated vs wild type. BH across tests. Each cis effect also reports
 its mutated samples' variant classes (truncating vs only missense / in-frame, from the MAF's
-``Variant_Classification``) and the same comparison without hypermutated samples (tumour mutation
+``Variant_Classification``, and how many sit at recurrent codons, from ``HGVSp_Short``) and the same comparison without hypermutated samples (tumour mutation
 burden split by Otsu's threshold), since hypermutated tumours carry most passenger mutations.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import numpy as np
@@ -108,14 +109,33 @@ def hypermutated(study: Study, samples: list[str]) -> tuple[pd.Series, float | N
     return pd.Series(high, index=burden.index), float(10 ** cut - 1)
 
 
-def _variant_counts(study: Study, genotyped: list[str], gene: str) -> tuple[int, int]:
-    """Mutated samples of ``gene`` with at least one truncating variant, and those with only missense / in-frame ones."""
+_CODON = re.compile(r"^p\.([A-Z*])(\d+)")
+
+
+def carrier_variants(study: Study, carriers: list[str], gene: str) -> dict:
+    """What ``gene``'s carriers among ``carriers`` hold (MAF ``Variant_Classification`` and ``HGVSp_Short``).
+
+    ``n_truncating``: carriers with at least one truncating variant; ``n_missense_only``: the others with
+    a missense / in-frame one; ``n_recurrent_missense``: those of them whose variant sits at a recurrent
+    codon (a residue hit in at least two carriers of the cohort, a hotspot as recurrence-based callers
+    define it, e.g. Chang et al. 2016, doi:10.1038/nbt.3391); ``recurrent``: the recurrent codons with
+    their carrier counts (``"G12 x19, G13 x7"``), truncating ones included (an indel hotspot at a repeat).
+    """
     m = study.mutations
-    rows = m[(m["gene"].astype(str) == gene) & m["sample"].astype(str).isin(genotyped)]
+    rows = m[(m["gene"].astype(str) == gene) & m["sample"].astype(str).isin(set(carriers))]
     cls = rows["variant_class"].astype(str).str.strip().str.lower().str.replace(" ", "_")
     trunc = set(rows.loc[cls.isin(_TRUNC), "sample"].astype(str))
-    mis = set(rows.loc[cls.isin(_MISSENSE), "sample"].astype(str)) - trunc
-    return len(trunc), len(mis)
+    mis_rows = rows[cls.isin(_MISSENSE) & ~rows["sample"].astype(str).isin(trunc)]
+    changes = rows["protein_change"] if "protein_change" in rows else pd.Series(pd.NA, index=rows.index)
+    parts = changes.astype("string").str.extract(_CODON)
+    codon = parts[0] + parts[1]  # "G12"; <NA> where the MAF gives no protein change
+    known = codon.notna()
+    n_per = (rows.loc[known, "sample"].astype(str).groupby(codon[known].to_numpy()).nunique()
+             .sort_values(ascending=False, kind="stable"))
+    hot = set(n_per.index[n_per >= 2])
+    hot_mis = {str(s) for s, c in zip(mis_rows["sample"], codon[mis_rows.index]) if not pd.isna(c) and c in hot}
+    return {"n_truncating": len(trunc), "n_missense_only": int(mis_rows["sample"].nunique()), "n_recurrent_missense": len(hot_mis),
+            "recurrent": ", ".join(f"{c} x{n}" for c, n in n_per[n_per >= 2].head(4).items())}
 
 
 def _recurrent(mat: pd.DataFrame, min_mutated: int, max_fraction: float = 1.0) -> pd.Series:
@@ -316,7 +336,7 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
             if len(a) < p.min_mutated or len(b) < p.min_mutated or np.ptp(np.concatenate([a, b])) == 0:
                 continue
             u, pv = stats.mannwhitneyu(a, b, alternative="two-sided")
-            n_trunc, n_mis = _variant_counts(study, [s for s, x in zip(v.index[ok], mut[ok]) if x], g)
+            variants = carrier_variants(study, [s for s, x in zip(v.index[ok], mut[ok]) if x], g)
             # the same comparison without hypermutated samples (they carry most passenger mutations)
             low = ok & ~hyper.reindex(v.index, fill_value=False).to_numpy(bool)
             a0, b0 = v.to_numpy()[low & mut], v.to_numpy()[low & ~mut]
@@ -325,11 +345,11 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
                 d0, p0 = float(a0.mean() - b0.mean()), float(stats.mannwhitneyu(a0, b0, alternative="two-sided")[1])
             rows.append(dict(modality=mod, gene=g, feature=feat, n_mutated=len(a), n_wildtype=len(b),
                              mean_diff=float(a.mean() - b.mean()), median_diff=float(np.median(a) - np.median(b)),
-                             auc=float(u / (len(a) * len(b))), p=float(pv), n_truncating=n_trunc, n_missense_only=n_mis,
+                             auc=float(u / (len(a) * len(b))), p=float(pv), **variants,
                              n_mutated_hypermutated=int((mut & ok & ~low).sum()), hypermutator_burden=burden_cut,
                              mean_diff_not_hypermutated=d0, p_not_hypermutated=p0))
     table = pd.DataFrame(rows, columns=["modality", "gene", "feature", "n_mutated", "n_wildtype", "mean_diff",
-                                        "median_diff", "auc", "p", "n_truncating", "n_missense_only",
+                                        "median_diff", "auc", "p", "n_truncating", "n_missense_only", "n_recurrent_missense", "recurrent",
                                         "n_mutated_hypermutated", "hypermutator_burden", "mean_diff_not_hypermutated",
                                         "p_not_hypermutated"])
     if table.empty:
@@ -349,6 +369,7 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
                                extra={"test": "wilcoxon rank-sum", "n_mutated": int(r.n_mutated), "n_wildtype": int(r.n_wildtype),
                                       "auc": float(r.auc), "variant_classes": p.variant_classes,
                                       "n_truncating": int(r.n_truncating), "n_missense_only": int(r.n_missense_only),
+                                      "n_recurrent_missense": int(r.n_recurrent_missense), "recurrent": str(r.recurrent or ""),
                                       "hypermutator_note": _hypermutator_note(r)}),
                          r.modality))
     figures = []

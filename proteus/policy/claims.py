@@ -12,8 +12,6 @@ sentence is written:
 - :func:`negligible` — "does not change" only when the 95% interval holds zero and lies within half
   the reference effect (an equivalence margin; a non-significant test alone is absence of evidence).
 - :func:`directions_agree` — "together" / "as a unit" only when every member moves the same way.
-- :func:`mutation_phrase` — "loss" only for a decrease carried by truncating variants (MAF
-  ``Variant_Classification``); otherwise the direction alone.
 - :func:`is_composition_score` — clinical columns that measure tissue composition (purity, stromal /
   immune content, deconvolution fractions): findings that track them may reflect composition.
 - :func:`clustering_qc` — sample clusters that are unstable (PAC above
@@ -38,7 +36,6 @@ __all__ = [
     "site_against_protein",
     "negligible",
     "directions_agree",
-    "mutation_phrase",
     "is_composition_score",
     "clustering_qc",
     "overclaims",
@@ -103,25 +100,6 @@ def negligible(change: Change, reference: float) -> bool:
 def directions_agree(effects: list[float]) -> bool:
     """True when every effect is non-zero and all share one sign."""
     return bool(effects) and (all(e > 0 for e in effects) or all(e < 0 for e in effects))
-
-
-def mutation_phrase(gene: str, effect: float, n_truncating: int | None, n_missense: int | None) -> tuple[str, str]:
-    """(statement verb phrase, class note) for a mutation's effect on its own protein.
-
-    "loss of function" only when the protein is lower and most mutated samples carry a truncating
-    variant; a rise is never called a loss. Without class counts the direction alone is stated.
-    """
-    down = effect < 0
-    verb = f"{'lower' if down else 'higher'} {gene} protein"
-    if n_truncating is None or n_missense is None:
-        return verb, ""
-    total = n_truncating + n_missense
-    mix = f"{n_truncating} of {total} mutated samples carry a truncating variant, {n_missense} only missense/in-frame"
-    if down and total and n_truncating / total >= 0.5:
-        return verb + ", consistent with loss of function of truncated alleles", mix
-    if not down and total and n_missense / total >= 0.5:
-        return verb + ", as seen with stabilising or activating missense variants", mix
-    return verb, mix
 
 
 _COMPOSITION = re.compile(

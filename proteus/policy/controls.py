@@ -8,17 +8,25 @@ table states a dose for each group (``doses`` table of ``differential_abundance`
 against the expected log2 ratio (ratio accuracy, as in spike-in benchmarks: Ramus et al. 2016,
 doi:10.1016/j.jprot.2015.11.011). The background is the negative control: its calls among N and its
 median log2 fold change.
+
+A gene's own mutation changing its own protein in the direction its carriers' variant classes predict
+is a known mechanism, also a positive control (:func:`mutation_cis_claim`): truncating alleles lower
+their protein (nonsense-mediated decay, unstable truncated products; Lindeboom et al. 2016,
+doi:10.1038/ng.3664), missense alleles that keep the reading frame, above all at recurrent (hotspot)
+codons, raise or keep it (stabilised or retained products, Mertins et al. 2016, doi:10.1038/nature18003).
+A change against that prediction is a discovery. The wording names the carriers' variant classes.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from proteus.kg import KnowledgeGraph
 from proteus.policy.decisions import HypothesisDraft
 from proteus.policy.result_tables import ResultTables
 
-__all__ = ["spike_in_controls"]
+__all__ = ["spike_in_controls", "CisClaim", "mutation_cis_claim"]
 
 MIN_FOREIGN = 3
 """Fewest features of the other organism for a set-level statement."""
@@ -101,3 +109,44 @@ def _expected(tables: ResultTables, params: dict) -> tuple[float, str] | None:
     if not (case > 0 and control > 0):
         return None
     return math.log2(case / control), f"{row['column']} {case:g} vs {control:g}"
+
+
+@dataclass(frozen=True)
+class CisClaim:
+    """How a mutation's effect on its own protein is stated: the verb phrase ("have lower X protein"),
+    the carriers' variants as a clause, the mechanism the classes point to, and whether that mechanism
+    predicts the observed direction (``expected``: a positive control, not a discovery)."""
+
+    phrase: str
+    variants: str
+    mechanism: str
+    expected: bool
+
+
+def mutation_cis_claim(gene: str, effect: float, variants: dict) -> CisClaim:
+    """State a cis effect from its carriers' variants (``variants``: the counts of
+    :func:`proteus.tools.mutation.carrier_variants`, as a cis-effect relation carries them).
+
+    The majority class decides: truncating carriers predict lower protein, missense / in-frame carriers
+    higher or unchanged protein (most of them at recurrent codons: hotspot alleles). A direction the
+    majority predicts is ``expected``; the other direction is stated against the classes ("although
+    most carriers hold ..."). Without class counts the direction alone is stated, as a discovery.
+    """
+    down = effect < 0
+    phrase = f"{'lower' if down else 'higher'} {gene} protein"
+    n_trunc, n_mis = variants.get("n_truncating"), variants.get("n_missense_only")
+    if n_trunc is None or n_mis is None or n_trunc + n_mis == 0:
+        return CisClaim(phrase, "", "", False)
+    total, n_hot = n_trunc + n_mis, int(variants.get("n_recurrent_missense") or 0)
+    recurrent = str(variants.get("recurrent") or "")
+    if n_trunc * 2 >= total:
+        clause = f"{n_trunc} of {total} carriers hold a truncating variant" + (f"; recurrent codons {recurrent}" if recurrent else "")
+        if down:
+            return CisClaim(phrase, clause, "consistent with truncated alleles being removed (nonsense-mediated decay or unstable products)", True)
+        return CisClaim(phrase, clause, "although truncating alleles usually lower their product", False)
+    clause = (f"{n_mis} of {total} carriers hold only missense or in-frame variants"
+              + (f", {n_hot} of them at recurrent codons: {recurrent}" if n_hot else ", none at a recurrent codon"))
+    if down:
+        return CisClaim(phrase, clause, "although these variants keep the reading frame, so they may destabilise the product", False)
+    kind = "hotspot missense products" if n_hot * 2 >= n_mis else "missense products"
+    return CisClaim(phrase, clause, f"consistent with stabilised or retained {kind}", True)

@@ -11,7 +11,8 @@ with :mod:`proteus.policy.claims` against the run's full result tables
   a positive control (the grouping names the gene)
 - curated units (:mod:`proteus.stats.units`): the strongest co-moving changes of a contrast that
   share a unit are one finding about the unit
-- mutation cis effect (worded by variant class and direction) and the downstream proteins
+- mutation cis effect, worded by its carriers' variant classes: the direction they predict is a positive
+  control (a known mechanism), the other direction a discovery with the downstream proteins
 - pathway programme: enriched pathways carried by the same changed members are one finding; a
   composition caveat where the members track a composition score or the contrast is tumour vs normal
 - shared change: every level of a factor moves one way against its reference (the pooled contrast)
@@ -32,8 +33,8 @@ from collections import defaultdict
 from proteus import genesets
 from proteus.confounding import cluster_stability
 from proteus.kg import KnowledgeGraph
-from proteus.policy.controls import spike_in_controls
-from proteus.policy.claims import SiteVerdict, clustering_qc, directions_agree, is_composition_score, mutation_phrase, site_against_protein
+from proteus.policy.controls import mutation_cis_claim, spike_in_controls
+from proteus.policy.claims import SiteVerdict, clustering_qc, directions_agree, is_composition_score, site_against_protein
 from proteus.policy.decisions import MAX_DRAFTS, HypothesisDraft
 from proteus.policy.result_tables import Change, ResultTables
 from proteus.stats.features import SITE_KINDS
@@ -376,39 +377,49 @@ def _gene_events(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
 
 
 def _mutations(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
-    """A mutation's cis effect on its own protein, then the downstream proteins that differ with it."""
+    """A mutation's cis effect on its own protein, worded by its carriers' variant classes
+    (:func:`~proteus.policy.controls.mutation_cis_claim`): the direction those classes predict is a
+    positive control (a known mechanism); against them it is a discovery, with the downstream proteins
+    that differ with the mutation."""
     out = []
     cis = [r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "mutation" and r.object.type == "protein"]
     # effects that survive without the hypermutated samples first
     for r in sorted(cis, key=lambda r: ("cannot be separated" in str(r.stats.extra.get("hypermutator_note", "")), _rank(r)))[:5]:
         gene = r.subject.label
+        ex = r.stats.extra
+        claim = mutation_cis_claim(gene, r.stats.effect or 0.0, ex)
         trans = []
-        for (contrast, _), rels in changes.items():
-            if contrast.startswith(f"{gene} mutation"):
-                trans.extend(x for x in rels if x.subject.label != gene)
+        if not claim.expected:  # a control states the known mechanism only; the downstream changes are findings of their own
+            for (contrast, _), rels in changes.items():
+                if contrast.startswith(f"{gene} mutation"):
+                    trans.extend(x for x in rels if x.subject.label != gene)
         trans = sorted(trans, key=_rank)[:3]
         layers = sorted((x for x in kg.by_predicate("cis_effect_on") if x.subject.id == r.subject.id and x.object.type != "protein"), key=_rank)[:3]
-        ex = r.stats.extra
-        phrase, mix = mutation_phrase(gene, r.stats.effect or 0.0, ex.get("n_truncating"), ex.get("n_missense_only"))
         hyper = ex.get("hypermutator_note") or ""
         confounded = "cannot be separated from hypermutator status" in hyper
-        if confounded:
-            phrase += " (not separable from hypermutator status)"
         tail = "".join(f" Its {'mRNA' if x.object.type == 'gene' else x.object.label} is also {'lower' if (x.stats.effect or 0) < 0 else 'higher'} ({_fmt(x)})."
                        for x in layers)
         if trans:
             tail += " Mutated samples also differ in " + ", ".join(f"{t.subject.label} ({_direction_word(t)}, {_fmt(t)})" for t in trans) + "."
         downstream = ", ".join(f"{t.subject.label} is {_direction_word(t)}" for t in trans)
+        statement = (("Expected cis effect (positive control): samples" if claim.expected else "Samples")
+                     + f" with somatic {gene} mutations have {claim.phrase}" + (f" ({claim.variants})" if claim.variants else "")
+                     + (f", {claim.mechanism}" if claim.mechanism else "")
+                     + (" (not separable from hypermutator status)" if confounded else "")
+                     + (f"; downstream, {downstream}" if trans else "") + ".")
         out.append(
             HypothesisDraft(
-                statement=f"Samples with somatic {gene} mutations have {phrase}" + (f"; downstream, {downstream}" if trans else "") + ".",
-                rationale=f"{gene} protein is {'lower' if (r.stats.effect or 0) < 0 else 'higher'} in {gene}-mutated samples ({_fmt(r)})"
-                          + (f"; {mix}" if mix else "") + (f"; {hyper}" if hyper else "") + "." + tail,
+                statement=statement[:500],
+                rationale=(f"{gene} protein is {'lower' if (r.stats.effect or 0) < 0 else 'higher'} in {gene}-mutated samples ({_fmt(r)})"
+                           + (f"; {claim.variants}" if claim.variants else "") + (f"; {hyper}" if hyper else "") + "."
+                           + (" The carriers' variant classes predict this direction: a known mechanism, stated as a control." if claim.expected else "")
+                           + tail)[:1200],
                 evidence=[r.id] + [x.id for x in layers] + [t.id for t in trans],
                 entities=[r.subject.id, r.object.id] + [x.object.id for x in layers] + [t.subject.id for t in trans],
                 test=f"Compare {gene} protein by IHC or targeted MS in mutated vs wild-type tumours of an independent cohort, stratified by "
                      f"tumour mutation burden; introduce a patient-derived {gene} allele into a wild-type cell line and measure "
                      f"{', '.join(t.subject.label for t in trans) or gene + ' protein'}.",
+                kind="positive control" if claim.expected else "discovery",
             )
         )
     return out
