@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
+from scipy import stats
+
 import pytest
 
 from proteus.kg import KnowledgeGraph
@@ -79,3 +82,59 @@ def test_a_cis_effect_against_its_variants_is_a_discovery(cis):
     claim = mutation_cis_claim(r.subject.label, flipped.stats.effect, flipped.stats.extra)
     assert not claim.expected and claim.mechanism.startswith("although")
     assert mutation_cis_claim("G", -1.0, {}).variants == "" and not mutation_cis_claim("G", -1.0, {}).expected
+
+
+@pytest.fixture(scope="module")
+def groupings(ucec_study, tmp_path_factory):
+    """The offline plan's mutation-frequency steps (one per within-tumour grouping), run on UCEC."""
+    from proteus.policy.playbooks import bulk_plays
+    from proteus.profile import profile_study
+
+    out = []
+    for step in (s for p in bulk_plays(profile_study(ucec_study)) for s in p.steps if s.tool == "mutation_group_enrichment"):
+        res = get_tool("mutation_group_enrichment")(ucec_study, step.params, ToolContext(out_dir=tmp_path_factory.mktemp("mge"), seed=0, figures=False))
+        kg = KnowledgeGraph()
+        kg.add_relations(res.relations)
+        out.append((step.params, res, kg))
+    return out
+
+
+def _own(study, params, gene):
+    """The gene's own protein and mutation status over the grouping's two levels, read here from the raw layers."""
+    clin = study.clinical
+    lab = clin[params["group"]].astype(str)
+    for col, level in (params.get("restrict") or {}).items():
+        lab = lab[clin.loc[lab.index, col].astype(str) == level]
+    prot = study.modalities[params["own_modality"]]
+    col = list(prot.var.index[prot.var["gene"].astype(str) == gene])[0]
+    v = prot[:, col].to_df()[col]
+    genotyped = set(study.mutations["sample"])
+    carriers = set(_carriers(study, gene, genotyped)["sample"])
+    keep = [s for s in lab.index if s in genotyped and s in v.index and lab[s] in (params["case"], params["control"]) and v[s] == v[s]]
+    return v[keep], lab[keep] == params["case"], pd.Series([s in carriers for s in keep], index=keep)
+
+
+def test_a_protein_change_a_subtype_owes_to_its_mutation_carriers_is_stated_as_their_cis_effect(ucec_study, groupings):
+    stated = 0
+    for params, _, kg in groupings:
+        for d in (d for d in compose_hypotheses(kg, limit=200) if "through its mutation carriers" in d.statement):
+            stated += 1
+            gene = d.entities[0].split(":", 1)[1]
+            v, case, mut = _own(ucec_study, params, gene)
+            # recomputed from the raw layers: the difference between the levels is there over all samples ...
+            diff_all = v[case].mean() - v[~case].mean()
+            assert f"from {diff_all:+.2f}" in d.statement
+            assert stats.ttest_ind(v[case], v[~case], equal_var=False).pvalue < 0.05
+            # ... carriers have less (more) of it, the mutation is more frequent in the case level ...
+            assert (v[mut].mean() - v[~mut].mean()) * diff_all > 0 and mut[case].mean() > mut[~case].mean()
+            # ... and among non-carriers the difference is under half of it and not significant
+            wt = ~mut
+            assert abs(v[case & wt].mean() - v[~case & wt].mean()) < abs(diff_all) / 2
+            assert stats.ttest_ind(v[case & wt], v[~case & wt], equal_var=False).pvalue >= 0.05
+    assert stated, "a within-tumour grouping holds a mutation whose carriers carry its own protein's difference"
+
+
+def test_mutation_frequencies_are_not_restated_as_findings_alone(groupings):
+    assert any(res.relations for _, res, _ in groupings), "mutations differ in frequency between some grouping's levels"
+    for _, _, kg in groupings:
+        assert not any("(mutation)" in d.statement for d in compose_hypotheses(kg, limit=200))

@@ -38,7 +38,7 @@ def test_every_hypothesis_carries_a_validation_block_and_order_follows_it(ucec_r
     for h in hyps:
         v = h["validation"]
         assert v["status"] in STATUSES, v
-        ranks.append(STATUSES.index(v["status"]))
+        ranks.append((h.get("kind") == "positive control", STATUSES.index(v["status"])))
         if v["status"] != "untestable":
             assert v["replication"]["n"] == N_SPLITS and 0 <= v["replication"]["k"] <= N_SPLITS
             assert v["null"]["n"] == N_PERMUTATIONS
@@ -49,7 +49,8 @@ def test_every_hypothesis_carries_a_validation_block_and_order_follows_it(ucec_r
             assert lo <= key["effect"] <= hi
         else:
             assert v["replicated"] is None and v["reason"]
-    assert ranks == sorted(ranks), "hypotheses must be ordered validated, inconclusive, untestable, failed"
+    assert ranks == sorted(ranks), "discoveries before positive controls, each ordered validated, inconclusive, untestable, failed"
+    assert any(kind for kind, _ in ranks), "the run's expected cis effects are positive controls"
     statuses = {h["validation"]["status"] for h in hyps}
     assert "validated" in statuses and len(statuses) >= 2, "on UCEC some hypotheses validate and some do not"
     run = json.loads((ucec_run / "run.json").read_text())

@@ -44,7 +44,7 @@ from proteus.tools.correlation import (
 from proteus.tools._plots import draw_volcano
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
-__all__ = ["mutation_association", "mutation_cis_effect", "mutation_matrix", "VARIANT_CLASSES"]
+__all__ = ["mutation_association", "mutation_cis_effect", "mutation_group_enrichment", "mutation_matrix", "carrier_variants", "VARIANT_CLASSES"]
 
 _TRUNC = {
     "nonsense_mutation", "frame_shift_del", "frame_shift_ins", "splice_site", "nonstop_mutation",
@@ -399,3 +399,107 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
     return ToolResult(summary=summary, tables={"cis_effects": table}, figures=figures, relations=rels,
                       metrics={"n_tested": len(table), "n_significant": len(sig), "n_lower": n_down,
                                "n_genes": int(table["gene"].nunique()), "n_skipped": 0, "n_genotyped": n_geno})
+
+
+# --------------------------------------------------------------------------------------------
+# mutation_group_enrichment
+# --------------------------------------------------------------------------------------------
+
+
+class MutationGroupParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(description="clinical column whose two levels are compared, e.g. a molecular subtype")
+    case: str = Field(description="level of group tested for more frequent mutations")
+    control: str = Field(description="reference level of group")
+    own_modality: str | None = Field(None, description="layer in which each enriched gene's own feature is compared between the levels, "
+                                     "with and without its carriers (default: the first proteomics layer)")
+    variant_classes: Literal["nonsilent", "truncating", "missense", "all"] = Field("nonsilent", description="which variants count as 'mutated'")
+    min_mutated: int = Field(3, ge=2, description="minimum mutated genotyped samples (both levels together) for a gene to be tested")
+    top_n: int = Field(200, ge=1, le=2000, description="at most this many most recurrently mutated genes are tested")
+    restrict: dict[str, str | list[str]] | None = Field(None, description="keep only samples whose clinical column equals the value, as {column: level}")
+    fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold over the genes tested")
+    max_relations: int = Field(30, ge=0, le=200, description="at most this many enriched genes become relations")
+
+
+def _own_difference(v: pd.Series, case: pd.Series, mutated: pd.Series) -> dict:
+    """A gene's own feature (Welch's t each): case minus control level over all samples (``all``) and over
+    the non-carriers only (``wildtype``), so a difference the carriers carry shrinks without them; and
+    carriers minus non-carriers over both levels (``carriers``, the cis effect on these samples)."""
+    ok = v.notna()
+    out = {}
+    for key, keep, split in (("all", ok, case), ("wildtype", ok & ~mutated, case), ("carriers", ok, mutated)):
+        a, b = v[keep & split].to_numpy(), v[keep & ~split].to_numpy()
+        if len(a) >= 3 and len(b) >= 3:
+            out[f"own_diff_{key}"] = float(a.mean() - b.mean())
+            out[f"own_p_{key}"] = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return out
+
+
+@register("mutation_group_enrichment", family="mutation", params=MutationGroupParams, requires=("bulk", "mutations"))
+def mutation_group_enrichment(study: Study, params: MutationGroupParams, ctx: ToolContext) -> ToolResult:
+    """Find genes mutated more (or less) often in one level of a grouping than in another (Fisher's exact test, BH), with each enriched gene's own protein compared between the levels with and without its carriers.
+
+    A mutation enriched in a subtype whose carriers have lower (or higher) protein of that gene explains
+    the gene's change in the subtype: the difference shrinks once the carriers are left out.
+    Relations: ``mutation:<GENE> --higher_in/lower_in--> sample_group "<group>: <case> vs <control>"``
+    (effect: log2 odds ratio; extra: the carriers' variants, :func:`carrier_variants`, and the own-feature
+    differences ``own_diff_all`` / ``own_diff_wildtype`` / ``own_diff_carriers`` with Welch p).
+    """
+    name = "mutation_group_enrichment"
+    p = params
+    if p.group not in study.clinical.columns:
+        msg = f"{p.group!r} is not a clinical column; columns include: {list(map(str, study.clinical.columns))[:40]}"
+        raise ToolInputError(msg)
+    lab = pd.Series(study.clinical[p.group].astype(str).to_numpy(), index=study.clinical.index.astype(str))
+    levels = sorted(set(lab[study.clinical[p.group].notna().to_numpy()]))
+    if p.case not in levels or p.control not in levels:
+        msg = f"case {p.case!r} and control {p.control!r} must be levels of {p.group!r}; levels: {levels[:40]}"
+        raise ToolInputError(msg)
+    samples = restricted_samples(study, list(lab.index[lab.isin([p.case, p.control])]), p.restrict)
+    mat, geno = mutation_matrix(study, samples, p.variant_classes)
+    case = lab.reindex(geno) == p.case
+    if case.sum() < p.min_mutated or (~case).sum() < p.min_mutated:
+        msg = f"{int(case.sum())} {p.case} and {int((~case).sum())} {p.control} samples of {p.group} are genotyped; need {p.min_mutated} each"
+        raise ToolFailed(msg)
+    genes = list(_recurrent(mat, p.min_mutated).index[: p.top_n])
+    own_mod = p.own_modality or next((m for m in study.bulk() if modality_kind(study, m) == "proteomics"), None)
+    X = modality_frame(study, own_mod, geno) if own_mod else None
+    own = (feature_genes(study.modalities[own_mod])[canonical_features(study.modalities[own_mod])] if own_mod else pd.Series(dtype=object))
+    feat_of = {g: f for f, g in own.items() if g is not None}
+    rows = []
+    n_case, n_ctrl = int(case.sum()), int((~case).sum())
+    for g in genes:
+        mut = mat[g]
+        a, c = int((mut & case).sum()), int((mut & ~case).sum())
+        odds, pv = stats.fisher_exact([[a, n_case - a], [c, n_ctrl - c]])
+        lor = float(np.log2((a + 0.5) * (n_ctrl - c + 0.5) / ((n_case - a + 0.5) * (c + 0.5))))  # Haldane-Anscombe
+        row = dict(gene=g, mutated_case=a, n_case=n_case, mutated_control=c, n_control=n_ctrl, log2_odds_ratio=lor, p=float(pv))
+        if X is not None and g in feat_of:
+            v = X[feat_of[g]].reindex(geno)
+            row |= {"own_feature": feat_of[g]} | _own_difference(v, case, mut)
+        rows.append(row | carrier_variants(study, list(mut.index[mut & case]), g))
+    table = pd.DataFrame(rows)
+    if table.empty:
+        msg = f"no gene is mutated in {p.min_mutated} of the {len(geno)} genotyped samples of {p.case} and {p.control}"
+        raise ToolFailed(msg)
+    table["q"] = bh(table["p"].to_numpy())
+    table = table.sort_values("p", kind="stable").reset_index(drop=True)
+    sig = table[table["q"] < p.fdr]
+    obj = contrast_entity(p.group, p.case, p.control)
+    rels = []
+    for r in sig.head(p.max_relations).to_dict("records"):
+        up = r["log2_odds_ratio"] > 0
+        extra = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()
+                 if k.startswith(("own_", "n_truncating", "n_missense", "n_recurrent", "recurrent"))}
+        rels.append(_rel(ctx, name, p, Entity(type="mutation", label=r["gene"]), "higher_in" if up else "lower_in", obj,
+                         Stats(effect=r["log2_odds_ratio"], effect_type="log2_odds_ratio", p=r["p"], q=r["q"], n=len(geno),
+                               direction="up" if up else "down",
+                               observed={p.case: (r["mutated_case"], n_case), p.control: (r["mutated_control"], n_ctrl)},
+                               extra={"test": "Fisher exact", "own_modality": own_mod, "variant_classes": p.variant_classes} | extra),
+                         None))
+    top = ", ".join(f"{r.gene} ({r.mutated_case}/{r.n_case} vs {r.mutated_control}/{r.n_control})" for r in sig.head(6).itertuples())
+    summary = (f"Mutation ({p.variant_classes}) frequency, {p.case} vs {p.control} ({p.group}), Fisher's exact test over {len(table)} recurrently "
+               f"mutated genes in {len(geno)} genotyped samples: {len(sig)} differ at BH q<{p.fdr}" + (f": {top}." if top else "."))
+    return ToolResult(summary=summary, tables={"mutation_groups": table}, figures=[], relations=rels,
+                      metrics={"n_tested": len(table), "n_significant": len(sig), "n_genotyped": len(geno), "own_modality": own_mod})

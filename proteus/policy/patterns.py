@@ -11,12 +11,16 @@ with :mod:`proteus.policy.claims` against the run's full result tables
   a positive control (the grouping names the gene)
 - curated units (:mod:`proteus.stats.units`): the strongest co-moving changes of a contrast that
   share a unit are one finding about the unit
+- a mutation enriched in one level of a grouping whose carriers carry that gene's protein change there:
+  the cis effect is the mechanism of the grouping's change
 - mutation cis effect, worded by its carriers' variant classes: the direction they predict is a positive
   control (a known mechanism), the other direction a discovery with the downstream proteins
 - pathway programme: enriched pathways carried by the same changed members are one finding; a
   composition caveat where the members track a composition score or the contrast is tumour vs normal
 - shared change: every level of a factor moves one way against its reference (the pooled contrast)
 - multi-layer change: a protein and its mRNA change the same way in one contrast
+- protein-only change: a protein changes while its measured mRNA does not (interval), with the curated
+  partners that change with it
 - modification-specific regulation (phospho, acetyl, ... sites): a site that changes beyond its protein
   (sites that mirror it are said to)
 - copy number reaching the protein; interaction modules (together only when directions agree)
@@ -30,6 +34,8 @@ import math
 import re
 from collections import defaultdict
 
+from scipy.stats import hypergeom
+
 from proteus import genesets
 from proteus.confounding import cluster_stability
 from proteus.kg import KnowledgeGraph
@@ -38,7 +44,7 @@ from proteus.policy.claims import SiteVerdict, clustering_qc, directions_agree, 
 from proteus.policy.decisions import MAX_DRAFTS, HypothesisDraft
 from proteus.policy.result_tables import Change, ResultTables
 from proteus.stats.features import SITE_KINDS
-from proteus.stats.units import MIN_UNIT_SHARE, covering_units, unit_change, unit_genes, unit_share
+from proteus.stats.units import MIN_UNIT_SHARE, covering_units, partners, unit_change, unit_genes, unit_share
 from proteus.records import MODALITY_ENTITY, Relation
 
 __all__ = ["compose_hypotheses"]
@@ -122,6 +128,96 @@ def _multi_layer(kg: KnowledgeGraph, changes, pathway_genes) -> list[HypothesisD
                     test=f"Measure {gene} mRNA (RT-qPCR) and protein (targeted MS or immunoblot) in an independent {case} vs {control} cohort; predict a {'positive' if p.predicate == 'higher_in' else 'negative'} log2 fold change at both levels.",
                 )
             )
+    return out
+
+
+def _rna_layers(tables: ResultTables) -> list[str]:
+    return [m for m, k in tables.kinds.items() if k == "transcriptomics"]
+
+
+def _partners_lost(tab, gene: str, sign: int, fdr: float = 0.05) -> tuple[list[tuple[str, str, float]], str]:
+    """Curated partners of ``gene`` (:func:`proteus.stats.units.partners`) that change the same way in
+    one contrast's full protein ``tab``, when more of them do than the layer's share of such changes
+    predicts (hypergeometric tail < 0.05), its BioPlex interactors tested first, then the members of
+    its small curated units: their (gene, source, log2FC), strongest first, and the count as a clause;
+    else ``([], "")``."""
+    if tab is None or not {"gene", "logFC", "q"} <= set(tab.columns):
+        return [], ""
+    rows = tab.dropna(subset=["logFC", "q"])
+    if "canonical" in rows:
+        rows = rows[rows["canonical"].astype(str).eq("True")]
+    rows = rows[rows["gene"].astype(str) != gene].drop_duplicates("gene")
+    moved = (rows["q"] < fdr) & (rows["logFC"] * sign > 0)
+    mine = partners(gene)
+    K, N = int(moved.sum()), len(rows)
+    for tier, what in ((lambda src: src == "BioPlex interactor", "BioPlex interactors"), (lambda src: src != "BioPlex interactor", "small curated units' members")):
+        inside = rows["gene"].astype(str).map(lambda g: g in mine and tier(mine[g])).astype(bool)
+        k, n = int((moved & inside).sum()), int(inside.sum())
+        p = float(hypergeom.sf(k - 1, N, K, n)) if k else 1.0
+        if k and p < 0.05:
+            hit = rows[moved & inside].sort_values("q")
+            return ([(str(g), mine[str(g)], float(fc)) for g, fc in zip(hit["gene"], hit["logFC"])],
+                    f"{k} of its {n} measured {what} {'is' if k == 1 else 'are'} {'higher' if sign > 0 else 'lower'} too "
+                    f"(against {K} of {N} proteins overall, hypergeometric p={p:.1e})")
+    return [], ""
+
+
+def _protein_only(kg: KnowledgeGraph, changes, tables: ResultTables, per_contrast: int = 3) -> list[HypothesisDraft]:
+    """A protein that changes while its mRNA, measured in the same contrast, does not: the mRNA test is
+    not significant, its 95% interval holds zero and excludes the protein's effect. That is a change
+    after transcription (translation, degradation; e.g. a subunit degraded when its complex partner is
+    lost: Gonçalves et al. 2017, doi:10.1016/j.cels.2017.08.013); partners of it that change the same way
+    in the same samples, beyond chance (:func:`_partners_lost`), are named."""
+    rna_layers = _rna_layers(tables)
+    out = []
+    for (contrast, stype), prots in sorted(changes.items()):
+        if stype != "protein" or not rna_layers:
+            continue
+        group, case, control = _contrast_words(contrast)
+        n = 0
+        for p in sorted((r for r in prots if r.provenance.tool == "differential_abundance"), key=_rank)[:40]:
+            gene = _gene(p)
+            prot = tables.protein_change(group, case, control, gene)
+            rna = next((c for m in rna_layers if (c := tables.change(m, group, case, control, gene)) is not None), None)
+            if prot is None or rna is None or prot.effect * (1 if p.predicate == "higher_in" else -1) <= 0:
+                continue
+            lo, hi = rna.interval
+            if rna.q < 0.05 or not lo <= 0 <= hi or lo <= prot.effect <= hi:
+                continue
+            sign = 1 if prot.effect > 0 else -1
+            word = _direction_word(p)
+            lost, count = _partners_lost(_contrast_table(tables, p), gene, sign)
+            edges = {r.subject.label: r for r in prots if r.predicate == p.predicate}
+            cited = [edges[g] for g, _, _ in lost[:3] if g in edges]
+            named = "; ".join(f"{g} {fc:+.2f} ({src})" for g, src, fc in lost[:3])
+            names = ", ".join(g for g, _, _ in lost[:3])
+            are = "are" if len(lost) > 1 else "is"
+            if lost and lost[0][1] == "BioPlex interactor":
+                partner_clause = (f"; its interaction partner{'s' if len(lost) > 1 else ''} {names} (BioPlex) {are} {word} in the same "
+                                  "samples, as a subunit is when its partner is lost")
+            elif lost:
+                partner_clause = f"; {names}, which share a small curated unit with it, {are} {word} in the same samples"
+            else:
+                partner_clause = ""
+            statement = (f"{gene} protein is {word} in {case} than in {control} ({group}) while its mRNA is unchanged "
+                         f"({rna.text()}): a change after transcription{partner_clause}.")
+            out.append(
+                HypothesisDraft(
+                    statement=statement[:500],
+                    rationale=(f"Protein {gene}: {prot.text()}; mRNA {gene}: {rna.text()}, an interval that holds zero and excludes the "
+                               f"protein's {prot.effect:+.2f}, so the protein moves without its transcript"
+                               + (f"; {count}: {named}" if lost else "; no excess of its curated partners (BioPlex, small curated units) "
+                                  "moves the same way") + ".")[:1200],
+                    evidence=[p.id] + [r.id for r in cited],
+                    entities=[p.subject.id, f"gene:{gene}", p.object.id] + [r.subject.id for r in cited],
+                    test=f"Measure {gene} protein (targeted MS or immunoblot) and mRNA (RT-qPCR) in independent {case} and {control} samples: "
+                         f"predict protein {word} with mRNA unchanged; block the proteasome (or translation) in {case}-like cells and test "
+                         f"whether {gene} protein recovers" + (f" with {lost[0][0]}" if lost else "") + ".",
+                )
+            )
+            n += 1
+            if n >= per_contrast:
+                break
     return out
 
 
@@ -425,6 +521,47 @@ def _mutations(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
     return out
 
 
+def _cis_in_grouping(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
+    """A gene mutated more often in one level of a grouping (``mutation_group_enrichment``) whose carriers
+    have a lower (higher) protein of that gene, and whose protein differs between the levels only through
+    them (without the carriers the difference is under half and not significant): the mutation's cis
+    effect is the mechanism of that protein's change in the grouping, stated as such."""
+    out = []
+    enriched = [r for r in kg.relations.values() if r.provenance.tool == "mutation_group_enrichment" and r.predicate == "higher_in"]
+    for r in sorted(enriched, key=_rank):
+        ex, gene = r.stats.extra, r.subject.label
+        d_all, d_wt, d_car = ex.get("own_diff_all"), ex.get("own_diff_wildtype"), ex.get("own_diff_carriers")
+        p_all, p_wt, p_car = ex.get("own_p_all"), ex.get("own_p_wildtype"), ex.get("own_p_carriers")
+        if None in (d_all, d_wt, d_car, p_all, p_wt, p_car) or p_all >= 0.05 or p_car >= 0.05 or d_all * d_car <= 0:
+            continue
+        if p_wt < 0.05 or abs(d_wt) >= abs(d_all) / 2:
+            continue  # the difference stands without the carriers: the mutation is not its mechanism
+        group, case, control = _contrast_words(r.object.label)
+        word = "lower" if d_all < 0 else "higher"
+        (a, n_a), (c, n_c) = r.stats.observed[case], r.stats.observed[control]
+        claim = mutation_cis_claim(gene, d_car, ex)
+        own = next((x for x in changes.get((r.object.label, "protein"), []) if _gene(x) == gene and x.predicate == f"{word}_in"), None)
+        cis = next((x for x in kg.by_predicate("cis_effect_on") if x.subject.id == r.subject.id and x.object.type == "protein"
+                    and (x.stats.effect or 0) * d_car > 0), None)
+        out.append(
+            HypothesisDraft(
+                statement=(f"{gene} protein is {word} in {case} than in {control} ({group}) through its mutation carriers: {gene} is mutated in "
+                           f"{a} of {n_a} {case} vs {c} of {n_c} {control} samples" + (f" ({claim.variants})" if claim.variants else "")
+                           + f", carriers have {claim.phrase}, and without them the difference shrinks to {d_wt:+.2f} (p={p_wt:.2f}) from {d_all:+.2f}.")[:500],
+                rationale=(f"{gene} mutations are more frequent in {case} ({_fmt(r)}; Fisher's exact test); its own protein differs between "
+                           f"the levels by {d_all:+.2f} (Welch p={p_all:.1e}), carriers against non-carriers by {d_car:+.2f} (p={p_car:.1e}), "
+                           f"and among non-carriers only by {d_wt:+.2f} (p={p_wt:.2f})"
+                           + (f"; {claim.mechanism}" if claim.mechanism else "") + ". The grouping's difference in this protein is the "
+                           "mutation's cis effect, not a separate regulation of the protein in that group.")[:1200],
+                evidence=[x.id for x in (own, r, cis) if x is not None],
+                entities=[f"protein:{gene}", r.subject.id, r.object.id],
+                test=f"Measure {gene} protein in independent {case} and {control} samples with {gene} genotyped: predict the {word} level "
+                     f"in {case} among carriers only, and no difference between {case} and {control} non-carriers.",
+            )
+        )
+    return out[:3]
+
+
 def _cna(kg: KnowledgeGraph) -> list[HypothesisDraft]:
     """Copy number that correlates with both its mRNA and its protein (dosage reaches the protein)."""
     rels = [r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "gene"]
@@ -726,7 +863,7 @@ def _single_changes(kg: KnowledgeGraph, changes, already: set[str], tables: Resu
     strongest edge states it, the others are cited."""
     picked = []
     for (contrast, stype), rels in sorted(changes.items()):
-        if stype in _CELL_TYPES:
+        if stype in _CELL_TYPES or stype == "mutation":  # mutation frequencies state mechanisms (_cis_in_grouping), not findings alone
             continue
         rels = [r for r in rels if r.provenance.tool not in _UNSUPERVISED and r.id not in already]
         picked += sorted(rels, key=_rank)[:3]
@@ -833,11 +970,12 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     changes = _changes(kg)
     pathway_genes = _pathway_genes(kg)
     controls, controlled = spike_in_controls(kg, tables)
-    leads = [controls, _gene_events(kg, changes), _mutations(kg, changes), _shared_changes(changes, tables),
+    leads = [controls, _gene_events(kg, changes), _cis_in_grouping(kg, changes), _mutations(kg, changes), _shared_changes(changes, tables),
              _pathway_programs(kg, changes, pathway_genes, tables, sample_type)]
     families = [
         *leads,
         _multi_layer(kg, changes, pathway_genes),
+        _protein_only(kg, changes, tables),
         _site_specific(kg, changes, tables),
         _cna(kg),
         _modules(kg),

@@ -193,6 +193,10 @@ def _contrast_steps(profile: DataProfile, c: Contrast, primary: str, deep: bool)
     rna = _layer(profile, "transcriptomics")
     if rna and rna != primary:
         steps.append(_step("differential_abundance", "does the RNA layer corroborate the protein changes?", modality=rna, **_for_layer(cp, "transcriptomics")))
+    if profile.recurrent_mutations and c.group != profile.sample_type_column and not c.case_levels and _layer(profile, "proteomics"):
+        steps.append(_step("mutation_group_enrichment", f"mutations more frequent in {c.case}, and whether their carriers carry "
+                           "their own protein's change there (a cis effect as the mechanism)", group=c.group, case=c.case,
+                           control=c.control, own_modality=_layer(profile, "proteomics"), **_tumour_params(profile)))
     if deep and genes:
         steps.append(_step("enrichment_gsea", "rank-based enrichment on the moderated t (no hit threshold)", modality=primary, library="reactome", **cp))
         steps.append(_step("ppi_network", "interaction modules among the hits (BioPlex)", modality=primary, **cp))

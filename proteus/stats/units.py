@@ -30,7 +30,7 @@ from functools import lru_cache
 import pandas as pd
 from scipy.stats import hypergeom, mannwhitneyu
 
-__all__ = ["MAX_UNIT", "MAX_PAIR_UNIT", "MIN_UNIT_SHARE", "Unit", "gene_units", "unit_genes", "unit_genes_of", "set_name", "shared_unit", "covering_units", "UnitChange", "unit_change", "unit_share"]
+__all__ = ["MAX_UNIT", "MAX_PAIR_UNIT", "MIN_UNIT_SHARE", "MAX_COMPLEX", "Unit", "partners", "gene_units", "unit_genes", "unit_genes_of", "set_name", "shared_unit", "covering_units", "UnitChange", "unit_change", "unit_share"]
 
 MAX_UNIT = 200
 """Largest gene set that still names one function (broader terms, e.g. 'Metabolism of proteins', do not)."""
@@ -52,6 +52,9 @@ def unit_share(n_changed: int, n_measured: int) -> bool:
     (at least :data:`MIN_UNIT_SHARE`); otherwise the changed members are the finding, not the unit."""
     return n_measured > 0 and n_changed >= MIN_UNIT_SHARE * n_measured
 
+
+MAX_COMPLEX = 30
+"""Largest curated unit whose members are called a protein's partners (a complex or one small machine)."""
 
 _LIBRARY_NAMES = {"reactome": "Reactome", "wikipathways": "WikiPathways", "go_bp": "GO biological process"}
 
@@ -103,6 +106,32 @@ def _by_gene() -> dict[str, frozenset[tuple[str, str]]]:
 def gene_units(gene: str) -> frozenset[tuple[str, str]]:
     """The curated units (``(library, set id)``) that hold ``gene``."""
     return _by_gene().get(gene, frozenset())
+
+
+@lru_cache(maxsize=1)
+def _interactors() -> dict[str, frozenset[str]]:
+    from proteus import genesets
+
+    e = genesets.ppi_edges()
+    out: dict[str, set[str]] = {}
+    for a, b in zip(e["a"].astype(str), e["b"].astype(str)):
+        out.setdefault(a, set()).add(b)
+        out.setdefault(b, set()).add(a)
+    return {g: frozenset(v) for g, v in out.items()}
+
+
+def partners(gene: str) -> dict[str, str]:
+    """The curated partners of ``gene`` and where each comes from: its BioPlex 3.0 interactors
+    (co-purified with it, Huttlin et al. 2021, doi:10.1016/j.cell.2021.04.011) and the other members
+    of the small curated units that hold it (at most :data:`MAX_COMPLEX` genes: a complex or one
+    small machine), named by the smallest such unit."""
+    out = {g: "BioPlex interactor" for g in sorted(_interactors().get(gene, ())) if g != gene}
+    sets, names = _units()
+    for key in sorted(gene_units(gene), key=lambda k: (len(sets[k]), k)):
+        if len(sets[key]) <= MAX_COMPLEX:
+            for g in sorted(sets[key] - {gene}):
+                out.setdefault(g, f"'{names[key]}' ({_LIBRARY_NAMES.get(key[0], key[0])})")
+    return out
 
 
 def unit_genes(unit: Unit) -> frozenset[str]:
