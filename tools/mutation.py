@@ -444,7 +444,8 @@ def mutation_group_enrichment(study: Study, params: MutationGroupParams, ctx: To
     the gene's change in the subtype: the difference shrinks once the carriers are left out.
     Relations: ``mutation:<GENE> --higher_in/lower_in--> sample_group "<group>: <case> vs <control>"``
     (effect: log2 odds ratio; extra: the carriers' variants, :func:`carrier_variants`, and the own-feature
-    differences ``own_diff_all`` / ``own_diff_wildtype`` / ``own_diff_carriers`` with Welch p).
+    differences ``own_diff_all`` / ``own_diff_wildtype`` / ``own_diff_carriers`` with Welch p, and ``own_q_all``: BH of
+    ``own_p_all`` over the enriched genes, which mutation frequency alone selected).
     """
     name = "mutation_group_enrichment"
     p = params
@@ -486,6 +487,10 @@ def mutation_group_enrichment(study: Study, params: MutationGroupParams, ctx: To
     table["q"] = bh(table["p"].to_numpy())
     table = table.sort_values("p", kind="stable").reset_index(drop=True)
     sig = table[table["q"] < p.fdr]
+    if "own_p_all" in table:  # the own-feature tests of the enriched genes (chosen by mutation frequency alone), BH over them
+        mine = sig["own_p_all"].notna()
+        table.loc[sig.index[mine], "own_q_all"] = bh(sig.loc[mine, "own_p_all"].to_numpy()) if mine.any() else []
+        sig = table[table["q"] < p.fdr]
     obj = contrast_entity(p.group, p.case, p.control)
     rels = []
     for r in sig.head(p.max_relations).to_dict("records"):

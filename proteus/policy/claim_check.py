@@ -348,7 +348,8 @@ def check_draft(draft: HypothesisDraft, kg: KnowledgeGraph, tables: ResultTables
         return CheckedDraft(out, checks, "no cited evidence edge exists in the knowledge graph and is about what the statement names")
     by_feature: dict[str, list[Relation]] = {}
     for r in relevant:
-        if r.predicate in _DIRECTED and _subject_feature(r).type not in ("sample_group", "clinical_variable"):
+        # a mutation's own edge to a group states how often it occurs there, not a direction of the gene's product
+        if r.predicate in _DIRECTED and _subject_feature(r).type not in ("sample_group", "clinical_variable", "mutation"):
             by_feature.setdefault(_feature(_subject_feature(r))[0], []).append(r)
     populations = _populations(kg)
     entities = {r.subject.id: r.subject for r in relevant} | {r.object.id: r.object for r in relevant}

@@ -233,7 +233,7 @@ def _plausibility(kg: KnowledgeGraph, h: Hypothesis, found: list[Relation]) -> t
     layers = {r.modality for r in found if r.modality}
     prior = {"shared": shared, "inter": inter, "pairs": pairs, "cis": cis, "genes": genes}
     if h.kind == "positive control":
-        return MetricScore(score=5, reason="a positive control: the design puts this difference there (a spiked standard or the gene a grouping names)"), prior
+        return MetricScore(score=5, reason="a positive control: the design or a known mechanism puts this difference there (a spiked standard, the gene a grouping names, a cis effect its variants predict)"), prior
     score, why = 1.0, []
     changes = [r for r in found if r.predicate in ("higher_in", "lower_in")]
     unit = shared_unit(genes) if len(genes) >= 2 else None
@@ -267,7 +267,7 @@ def _plausibility(kg: KnowledgeGraph, h: Hypothesis, found: list[Relation]) -> t
 
 def _novelty(h: Hypothesis, found: list[Relation], prior: dict) -> MetricScore:
     if h.kind == "positive control":
-        return MetricScore(score=1, reason="a positive control restates the design: low novelty by construction")
+        return MetricScore(score=1, reason="a positive control restates the design or a known mechanism: low novelty by construction")
     score, why = 3.0, []
     if prior["cis"]:
         score -= 1

@@ -531,8 +531,8 @@ def _cis_in_grouping(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
     for r in sorted(enriched, key=_rank):
         ex, gene = r.stats.extra, r.subject.label
         d_all, d_wt, d_car = ex.get("own_diff_all"), ex.get("own_diff_wildtype"), ex.get("own_diff_carriers")
-        p_all, p_wt, p_car = ex.get("own_p_all"), ex.get("own_p_wildtype"), ex.get("own_p_carriers")
-        if None in (d_all, d_wt, d_car, p_all, p_wt, p_car) or p_all >= 0.05 or p_car >= 0.05 or d_all * d_car <= 0:
+        p_all, p_wt, p_car, q_all = ex.get("own_p_all"), ex.get("own_p_wildtype"), ex.get("own_p_carriers"), ex.get("own_q_all")
+        if None in (d_all, d_wt, d_car, p_all, p_wt, p_car, q_all) or q_all >= 0.05 or p_car >= 0.05 or d_all * d_car <= 0:
             continue
         if p_wt < 0.05 or abs(d_wt) >= abs(d_all) / 2:
             continue  # the difference stands without the carriers: the mutation is not its mechanism
@@ -549,7 +549,7 @@ def _cis_in_grouping(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
                            f"{a} of {n_a} {case} vs {c} of {n_c} {control} samples" + (f" ({claim.variants})" if claim.variants else "")
                            + f", carriers have {claim.phrase}, and without them the difference shrinks to {d_wt:+.2f} (p={p_wt:.2f}) from {d_all:+.2f}.")[:500],
                 rationale=(f"{gene} mutations are more frequent in {case} ({_fmt(r)}; Fisher's exact test); its own protein differs between "
-                           f"the levels by {d_all:+.2f} (Welch p={p_all:.1e}), carriers against non-carriers by {d_car:+.2f} (p={p_car:.1e}), "
+                           f"the levels by {d_all:+.2f} (Welch p={p_all:.1e}, BH q={q_all:.1e} over the enriched genes), carriers against non-carriers by {d_car:+.2f} (p={p_car:.1e}), "
                            f"and among non-carriers only by {d_wt:+.2f} (p={p_wt:.2f})"
                            + (f"; {claim.mechanism}" if claim.mechanism else "") + ". The grouping's difference in this protein is the "
                            "mutation's cis effect, not a separate regulation of the protein in that group.")[:1200],
