@@ -143,7 +143,8 @@ def _judged(kg, h: dict, **changes):
 def _change_hypothesis(kg, hyps) -> tuple[dict, object]:
     for h in hyps:
         r = kg.relation(h["evidence"][0])
-        if r.predicate in ("higher_in", "lower_in") and r.object.type == "sample_group" and h["validation"]["status"] == "validated":
+        if (r.predicate in ("higher_in", "lower_in") and r.object.type == "sample_group" and r.subject.type != "mutation"  # a feature, not a mutation frequency
+                and h["validation"]["status"] == "validated"):
             return h, r
     raise AssertionError("no validated group-difference hypothesis in the run")
 

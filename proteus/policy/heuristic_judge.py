@@ -167,6 +167,8 @@ def _coherence(h: Hypothesis, rels: list[Relation | None], found: list[Relation]
             continue
         for r in found:
             s = _sign(r)
+            if r.subject.type == "mutation" and r.predicate != "cis_effect_on":
+                continue  # how often a mutation occurs in a group, not a direction of the gene's product
             if s and r.predicate in ("higher_in", "lower_in", "cis_effect_on", "correlates_with") and re.search(rf"\b{re.escape(r.subject.label.lower())}\b", cl):
                 if (s > 0) != up:
                     contradictions.append(r.subject.label)
