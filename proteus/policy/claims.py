@@ -59,8 +59,9 @@ class SiteVerdict:
         return self.kind in ("protein_unchanged", "beyond_protein")
 
 
-def site_against_protein(site: Change, protein: Change | None, gene: str) -> SiteVerdict:
-    """Set a site's change against its protein's change in the same contrast.
+def site_against_protein(site: Change, protein: Change | None, gene: str, modification: str = "phosphorylation") -> SiteVerdict:
+    """Set a site's change against its protein's change in the same contrast (``modification``: what the
+    site carries, named in the clause).
 
     ``protein_unchanged``: protein tested and :func:`negligible` against the site's effect.
     ``beyond_protein``: the site-minus-protein difference has the site's sign and |z| > 2.576.
@@ -82,7 +83,7 @@ def site_against_protein(site: Change, protein: Change | None, gene: str) -> Sit
     interval = f"site minus protein {diff:+.2f} log2, 95% CI {lo:+.2f} to {hi:+.2f}"
     if -margin < lo and hi < margin:
         return SiteVerdict("mirrors_protein", f"in step with {gene} protein ({protein.text()}; {interval}, inside +/-{margin:.2f}, half "
-                                              "the site's change): a change in protein amount, not in modification per molecule")
+                                              f"the site's change): a change in protein amount, not in {modification} per molecule")
     return SiteVerdict("not_beyond_protein", f"with a change beyond {gene} protein's not detected ({protein.text()}; {interval}, "
                                              f"wider than +/-{margin:.2f}, half the site's change: neither a site-specific change nor its "
                                              "absence is shown)")

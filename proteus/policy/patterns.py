@@ -403,7 +403,7 @@ def _site_verdict(s: Relation, gene: str, tables: ResultTables) -> SiteVerdict |
     site = Change.from_row(rows.iloc[0]) if not rows.empty else None
     if site is None:
         return None
-    return site_against_protein(site, tables.protein_change(group, case, control, gene), gene)
+    return site_against_protein(site, tables.protein_change(group, case, control, gene), gene, _modification(s.subject.type)[0])
 
 
 def _site_specific(kg: KnowledgeGraph, changes, tables: ResultTables) -> list[HypothesisDraft]:
