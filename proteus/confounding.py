@@ -59,7 +59,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 from scipy import stats
 
-from proteus.design import is_unknown_level
+from proteus.design import is_composition_score, is_unknown_level
 from proteus.stats.design import covariate_block, usable_covariates
 from proteus.stats.multitest import bh
 
@@ -370,15 +370,13 @@ def composition_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[
                        continuous: dict[str, bool]) -> tuple[list[DesignCheck], list[str]]:
     """Tissue composition against a contrast ``key`` (group, case levels, control levels) of ``relations``.
 
-    Returns ``(refitted, unmeasured)``: for each composition score (:func:`proteus.policy.claims.is_composition_score`,
+    Returns ``(refitted, unmeasured)``: for each composition score (:func:`proteus.design.is_composition_score`,
     a continuous column) the groups differ in (decision ``associated``; the two with the smallest q), the contrast's
     first evidence feature refitted with the score added to the tool's covariates, as ``adjusted`` text (effect and p
     without -> with the score) and ``reason`` ending "gone adjusted for it" or "held adjusted for it"; and, when the
     table holds composition scores but none is measured in both groups, their names (the contrast is unadjusted
     for composition). The refit uses the layer's values as stored (no re-normalisation).
     """
-    from proteus.policy.claims import is_composition_score
-
     scores = [c for c in checks if continuous.get(c.column) and is_composition_score(c.column)]
     if not scores:
         return [], []

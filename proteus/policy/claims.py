@@ -14,7 +14,7 @@ sentence is written:
 - :func:`directions_agree` — "together" / "as a unit" only when every member moves the same way.
 - :func:`mutation_phrase` — "loss" only for a decrease carried by truncating variants (MAF
   ``Variant_Classification``); otherwise the direction alone.
-- :func:`is_composition_score` — clinical columns that measure tissue composition (purity, stromal /
+- :func:`is_composition_score` (defined in :mod:`proteus.design`, with the other column semantics) — clinical columns that measure tissue composition (purity, stromal /
   immune content, deconvolution fractions): findings that track them may reflect composition.
 - :func:`clustering_qc` — sample clusters that are unstable (PAC above
   :data:`proteus.confounding.UNSTABLE_PAC`) or follow a technical column are a QC observation, not a
@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from proteus.design import is_composition_score
 from proteus.policy.result_tables import Z95, Change
 
 __all__ = [
@@ -122,18 +123,6 @@ def mutation_phrase(gene: str, effect: float, n_truncating: int | None, n_missen
     if not down and total and n_missense / total >= 0.5:
         return verb + ", as seen with stabilising or activating missense variants", mix
     return verb, mix
-
-
-_COMPOSITION = re.compile(
-    r"(purity|strom|immune|estimate|cellularit|infiltrat|tumou?r.?(content|cell.?fraction)|fibroblast|endothel|"
-    r"cibersort|xcell|\bepic|mcp.?counter|deconvol|macrophage|lymphocyte|leukocyte)",
-    re.I,
-)
-
-
-def is_composition_score(name: str) -> bool:
-    """A clinical column that measures tissue composition (purity, stromal / immune content, cell-type fractions)."""
-    return bool(_COMPOSITION.search(name.replace("_", " ")))
 
 
 def clustering_qc(pac: float | None, k: int | None, technical: dict[str, dict] | None, *, alpha: float = 0.05) -> str | None:
