@@ -239,8 +239,9 @@ def permuted_min_p(design: EdgeDesign, n_perm: int, seed: int, chunk: int = 1638
     if Z is not None and not paired and design.method != "gehan":  # the adjusted model, refitted per permutation
         partner = design.labels if design.kind == "two_group" else design.Y[:, 0]
         G = np.asarray(partner, dtype=float)[perms].T  # samples x permutations
-        for lo in range(0, m, 512):
-            a = adjusted_t(design.X[:, lo:lo + 512], G, Z)
+        by_pattern = np.lexsort(np.isfinite(design.X))  # features sharing a missingness pattern share a projection
+        for lo in range(0, m, 8192):
+            a = adjusted_t(design.X[:, by_pattern[lo:lo + 8192]], G, Z)
             df = np.nan_to_num(a.df, nan=1.0).max(1)  # one df per feature (NaN where not estimable)
             out = np.minimum(out, _min_p_by_df(np.abs(a.t), df, _t_two_sided))
         return out
@@ -410,7 +411,8 @@ def _family(study: Study, r: Relation, mod: str, feat: str, own_layer: bool) -> 
 
     tool, p = r.provenance.tool, dict(r.provenance.params)
     pk = json.dumps(p, sort_keys=True, default=str)
-    covariates = list(p.get("covariates") or [])
+    # another layer's re-test (cross-omics) keeps no covariates: the edge's technical columns are its own layer's
+    covariates = list(p.get("covariates") or []) if own_layer else []
     if tool == "differential_abundance" and r.predicate in ("higher_in", "lower_in"):
         def build() -> EdgeDesign:
             group, control = p["group"], str(p["control"])

@@ -549,7 +549,7 @@ IN_RUN_METHOD = (
     "Validated: replication >= {min_rep:.0%} of splits and null p < {alpha}. Inconclusive: the null p is below {alpha} "
     "but replication falls short where the held-out splits' power for the key edge's observed effect is below "
     "{min_rep:.0%} too (a true effect of that size would fall short as often). Failed: otherwise. Cross-omics: the same test on another layer's "
-    "feature of the same gene, all samples. The splits divide the samples the run itself tested, so replication "
+    "feature of the same gene, all samples (unadjusted: the edge's technical columns belong to its own layer). The splits divide the samples the run itself tested, so replication "
     "measures stability across subsamples and the permutation null guards against selection; an unseen cohort "
     "is `proteus eval`'s discovery / held-out design. Two-group edges whose groups leave fewer than two samples per "
     "group in a held-out split, or allow too few labellings for a permutation null below the level, are untestable "

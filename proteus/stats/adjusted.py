@@ -46,7 +46,7 @@ class AdjustedStats:
     df: np.ndarray
 
 
-def adjusted_t(Y: np.ndarray, G: np.ndarray, Z: np.ndarray | None, chunk: int = 512) -> AdjustedStats:
+def adjusted_t(Y: np.ndarray, G: np.ndarray, Z: np.ndarray | None, chunk: int = 256) -> AdjustedStats:
     """Least-squares t of ``G`` in ``y ~ 1 + g + Z`` for every column ``y`` of ``Y`` (see the module docstring).
 
     Parameters
@@ -57,6 +57,9 @@ def adjusted_t(Y: np.ndarray, G: np.ndarray, Z: np.ndarray | None, chunk: int = 
         Samples (one labelling) or samples x labellings, finite.
     Z
         Samples x covariate columns (no intercept), finite; ``None`` for none.
+    chunk
+        Missingness patterns handled at once (features sharing a pattern share :math:`[1, Z]`'s projection:
+        TMT layers miss whole plexes, so a layer holds a few thousand patterns, not one per feature).
 
     Returns
     -------
@@ -66,34 +69,45 @@ def adjusted_t(Y: np.ndarray, G: np.ndarray, Z: np.ndarray | None, chunk: int = 
     Y = Y[:, None] if Y.ndim == 1 else Y
     G = np.asarray(G, dtype=float)
     G = G[:, None] if G.ndim == 1 else G
-    n = Y.shape[0]
+    n, b = Y.shape[0], G.shape[1]
     Z1 = np.ones((n, 1)) if Z is None or np.size(Z) == 0 else np.column_stack([np.ones(n), np.asarray(Z, dtype=float)])
     q = Z1.shape[1]
-    out = [np.full((Y.shape[1], G.shape[1]), np.nan) for _ in range(4)]
+    out = [np.full((Y.shape[1], b), np.nan) for _ in range(4)]
+    obs = np.isfinite(Y)
+    patterns, which = np.unique(obs.T, axis=0, return_inverse=True)  # patterns x samples; each feature's pattern
+    which = np.asarray(which).ravel()
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(len(patterns) + 1))
     ZZ = (Z1[:, :, None] * Z1[:, None, :]).reshape(n, q * q)
-    for lo in range(0, Y.shape[1], chunk):
-        Yc = Y[:, lo:lo + chunk]
-        M = np.isfinite(Yc).astype(float)
-        Y0 = np.where(M > 0, Yc, 0.0)
-        A = (M.T @ ZZ).reshape(-1, q, q)  # Z'Z over each feature's observed samples
-        Ainv = np.linalg.pinv(A, hermitian=True)
-        rank = np.linalg.matrix_rank(A, hermitian=True)
-        zy = Y0.T @ Z1  # features x q
-        zg = np.stack([(M * Z1[:, [k]]).T @ G for k in range(q)], axis=1)  # features x q x labellings
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rgg = M.T @ G**2 - np.einsum("jkb,jkb->jb", zg, Ainv @ zg)
-            rgy = Y0.T @ G - np.einsum("jkb,jk->jb", zg, np.einsum("jkl,jl->jk", Ainv, zy))
-            ryy = (Y0**2).sum(0) - np.einsum("jk,jk->j", zy, np.einsum("jkl,jl->jk", Ainv, zy))
-            df = M.sum(0) - rank - 1.0
-            ok = (rgg > 1e-10 * np.maximum(M.T @ G**2, 1e-300)) & (df[:, None] > 0)
-            coef = rgy / rgg
-            rss = np.maximum(ryy[:, None] - rgy**2 / rgg, 0.0)
-            se = np.sqrt(rss / df[:, None] / rgg)
-            t = coef / se
-        ok &= np.isfinite(t)
-        df_b = np.broadcast_to(df[:, None], coef.shape)
-        for o, v in zip(out, (coef, se, t, df_b)):
-            o[lo:lo + chunk] = np.where(ok, v, np.nan)
+    for lo in range(0, len(patterns), chunk):
+        P = patterns[lo:lo + chunk].astype(float)  # c patterns x samples
+        c = len(P)
+        w, V = np.linalg.eigh((P @ ZZ).reshape(c, q, q))  # Z'Z over each pattern's samples
+        keep = w > w[:, -1:] * q * np.finfo(float).eps * 10
+        W = V * np.where(keep, 1 / np.sqrt(np.where(keep, w, 1.0)), 0.0)[:, None, :]  # W W' = pinv(Z'Z)
+        U = np.matmul(W.transpose(0, 2, 1), ((P.T[:, :, None] * Z1[:, None, :]).reshape(n, c * q).T @ G).reshape(c, q, b))
+        gg = P @ G**2
+        rgg_p = gg - (U**2).sum(1)  # g'g - g'Z pinv(Z'Z) Z'g per pattern and labelling
+        df_p = P.sum(1) - keep.sum(1) - 1.0
+        members = order[bounds[lo]:bounds[min(lo + chunk, len(patterns))]]
+        for f0 in range(0, len(members), 512):  # features of these patterns, a bounded block at a time
+            feats = members[f0:f0 + 512]
+            pat = which[feats] - lo
+            Y0 = np.where(obs[:, feats], Y[:, feats], 0.0)
+            uy = np.einsum("jkl,jk->jl", W[pat], Y0.T @ Z1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rgg = rgg_p[pat]
+                rgy = Y0.T @ G - np.einsum("jkb,jk->jb", U[pat], uy)
+                ryy = (Y0**2).sum(0) - (uy**2).sum(1)
+                df = df_p[pat]
+                ok = (rgg > 1e-10 * np.maximum(gg[pat], 1e-300)) & (df[:, None] > 0)
+                coef = rgy / rgg
+                rss = np.maximum(ryy[:, None] - rgy**2 / rgg, 0.0)
+                se = np.sqrt(rss / df[:, None] / rgg)
+                t = coef / se
+            ok &= np.isfinite(t)
+            for o, v in zip(out, (coef, se, t, np.broadcast_to(df[:, None], coef.shape))):
+                o[feats] = np.where(ok, v, np.nan)
     return AdjustedStats(*out)
 
 
