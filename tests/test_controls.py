@@ -218,3 +218,31 @@ def test_benchmark_readout_matches_the_truth_of_the_spike_in(ups_block):
     fdp = r.calls[-1][2] / (r.calls[-1][1] + r.calls[-1][2])
     assert f"false-discovery proportion {fdp:.1%}" in text and "ratio compression at low abundance" in r.compression_text()
     assert np.isfinite(r.median_background_fc) and abs(r.median_background_fc) < 0.5
+
+
+def test_report_shows_the_benchmark_readout_of_the_run(ups_block):
+    """The report's spike-in section reads the step's own tables: detection with the removed spiked
+    proteins named, true / false positives per threshold and the fold-change error."""
+    from proteus.policy.controls import spike_in_readouts
+    from proteus.report import render_report
+
+    study, _, out = ups_block
+    _, tables, res = _run(study, out, sid="S5")
+    run = out / "run_s5"
+    (run / "tables").mkdir(parents=True)
+    for rel, tab in tables.items():
+        tab.to_csv(run / rel, sep="\t", index=False)
+    params = dict(res.relations[0].provenance.params)
+    step = {"id": "S5", "tool": "differential_abundance", "params": params, "status": "done", "tables": list(tables)}
+    (run / "state.json").write_text(json.dumps({"workflows": [{"id": "W1", "steps": [step]}]}))
+    html = render_report(run)
+    (r,) = spike_in_readouts(res.tables["results"], 0.05, res.tables["doses"], res.tables["excluded"], res.tables["skipped"])
+    assert "Spike-in benchmark" in html
+    for part in (r.detection_text(), r.calls_text(), r.error_text()):
+        assert part.replace("<", "&lt;") in html
+    assert all(name in html for name in res.tables["excluded"]["feature"])
+    # a single-organism run has no such section (counter-example)
+    for rel in tables:
+        if rel.endswith("_results.tsv"):
+            tables[rel].drop(columns="organism").to_csv(run / rel, sep="\t", index=False)
+    assert "Spike-in benchmark" not in render_report(run)

@@ -168,9 +168,9 @@ def spike_in_controls(kg: KnowledgeGraph, tables: ResultTables, fdr: float = 0.0
 def _draft(rd: SpikeReadout, edges: list, b_called: pd.DataFrame, case: str, control: str, group: str, q_run: float) -> HypothesisDraft:
     word = "higher" if rd.sign > 0 else "lower"
     b_calls = len(b_called)
-    strongest = "; ".join(f"{r.subject.label} {_fmt_fc(r.stats.effect or 0.0)} (q={r.stats.q_else_p():.0e})" for r in edges[:12])
+    strongest = "; ".join(f"{r.subject.label} {_fmt_fc(r.stats.effect or 0.0)} (q={r.stats.q_else_p():.0e})" for r in edges[:6])
     false_calls = ", ".join(f"{lab} {_fmt_fc(fc)}" for lab, fc in zip(b_called["label"].head(5), b_called["logFC"].head(5)))
-    readout = "; ".join(x for x in (rd.detection_text(), rd.calls_text(), rd.error_text(), rd.compression_text()) if x)
+    readout = "; ".join(x for x in (rd.calls_text(), rd.error_text(), rd.compression_text()) if x)
     exp = rd.expected
     return HypothesisDraft(
         statement=(f"Positive control: {rd.detection_text()} (a second organism in this {rd.background} layer, as a spiked standard), "
