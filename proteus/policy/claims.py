@@ -9,6 +9,7 @@ sentence is written:
   doi:10.1074/mcp.M111.009654); "no protein change" only when the protein was tested and is
   :func:`negligible` against the site's effect, and "in step with its protein" only when the
   site-minus-protein interval lies inside the same margin (otherwise: not detected, with the interval).
+- :func:`site_verdict` — the same, for a site relation read from the run's full tables.
 - :func:`negligible` — "does not change" only when the 95% interval holds zero and lies within half
   the reference effect (an equivalence margin; a non-significant test alone is absence of evidence).
 - :func:`directions_agree` — "together" / "as a unit" only when every member moves the same way.
@@ -32,11 +33,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from proteus.design import is_composition_score
-from proteus.policy.result_tables import Z95, Change
+from proteus.policy.result_tables import Z95, Change, ResultTables
+from proteus.records import Relation
 
 __all__ = [
     "SiteVerdict",
     "site_against_protein",
+    "site_verdict",
     "negligible",
     "directions_agree",
     "mutation_phrase",
@@ -90,6 +93,23 @@ def site_against_protein(site: Change, protein: Change | None, gene: str) -> Sit
     return SiteVerdict("not_beyond_protein", f"with a change beyond {gene} protein's not detected ({protein.text()}; {interval}, "
                                              f"wider than +/-{margin:.2f}, half the site's change: neither a site-specific change nor its "
                                              "absence is shown)")
+
+
+def site_verdict(site: Relation, tables: ResultTables, gene: str | None = None) -> SiteVerdict | None:
+    """:func:`site_against_protein` for a site relation, read from the run's full tables (the site's own
+    row in its differential, its protein's change in the same contrast); ``gene`` defaults to the site's
+    recorded gene. ``None`` when the site's row is in no table."""
+    prm = site.provenance.params
+    group, case, control = prm.get("group"), prm.get("case"), prm.get("control")
+    if not (group and case and control and site.modality):
+        return None
+    gene = gene or str(site.stats.extra.get("gene") or site.subject.label.split("-")[0])
+    tab = tables.table("differential_abundance", "results", modality=site.modality, group=group, case=case, control=control)
+    rows = tab[tab["label"].astype(str) == site.subject.label] if tab is not None else None
+    change = Change.from_row(rows.iloc[0]) if rows is not None and not rows.empty else None
+    if change is None:
+        return None
+    return site_against_protein(change, tables.protein_change(group, case, control, gene), gene)
 
 
 def negligible(change: Change, reference: float) -> bool:
