@@ -32,6 +32,14 @@ test against the sample table's technical columns (a cluster following a batch, 
 is said to be possibly technical): a PAC above 0.2 (Senbabaoglu et al. 2014, doi:10.1038/srep06207) means many sample pairs are clustered
 together in some resamples and apart in others, so the clusters are said to be unstable, not subtypes.
 
+Tissue composition (:func:`composition_refits`): a contrast whose groups differ in a composition score
+measured in both groups (purity, stromal / immune content, deconvolution fractions: decision
+``associated``) has each evidence feature refitted with that score added to its model, and the adjusted
+effect is reported (the statement says so where the difference is gone adjusted for it: it may reflect
+composition). Where the table has composition scores but none is measured in both groups (scores
+estimated for tumours only, set against normal tissue), the hypothesis says the contrast is unadjusted
+for tissue composition.
+
 Before planning, :func:`indication_confounder` finds the finer classification a contrast is nested in
 (a therapy given for some diagnoses: every treated sample sits in a diagnosis that also holds
 untreated ones, some diagnoses hold no treated sample); the profile adds it to the contrast's
@@ -51,11 +59,11 @@ import pandas as pd
 from pydantic import BaseModel, Field
 from scipy import stats
 
-from proteus.design import is_unknown_level
-from proteus.stats.design import covariate_block
+from proteus.design import is_composition_score, is_unknown_level
+from proteus.stats.design import covariate_block, usable_covariates
 from proteus.stats.multitest import bh
 
-__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "cluster_stability", "explained_by", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "COLLINEAR_R2"]
+__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "COLLINEAR_R2"]
 
 COLLINEAR_R2 = 0.8
 """R^2 of the contrast on another column from which the two cannot be separated (variance inflation >= 5)."""
@@ -331,7 +339,7 @@ def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict 
     for c in checks:
         if c.decision != "associated":
             continue
-        fits = [_mutation_fit(y[feature], clin, name, covs + extra_col, rows_of=covs + [c.column]) for extra_col in ([], [c.column])]
+        fits = [_adjusted_fit(y[feature], clin[name] == "mutated", clin, covs + extra_col, rows_of=covs + [c.column]) for extra_col in ([], [c.column])]
         if None in fits:
             continue
         (b, pb, n), (a, pa, _) = fits
@@ -341,20 +349,62 @@ def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict 
     return contrast, checks, refitted
 
 
-def _mutation_fit(y: pd.Series, clin: pd.DataFrame, name: str, covariates: list[str], rows_of: list[str]) -> tuple[float, float, int] | None:
-    """Least-squares effect of mutated vs wild-type (column ``name``) on ``y`` with ``covariates``, and its
-    two-sided p, on the samples with ``y`` and every column of ``rows_of`` recorded."""
+def _adjusted_fit(y: pd.Series, is_case: pd.Series, clin: pd.DataFrame, covariates: list[str], rows_of: list[str]) -> tuple[float, float, int] | None:
+    """Least-squares effect of case vs control (``is_case``, aligned with ``clin``) on ``y`` with ``covariates``
+    (:func:`proteus.stats.adjusted.adjusted_t`), and its two-sided p, on the samples with ``y`` and every column
+    of ``rows_of`` recorded; ``None`` with fewer than 2 residual df or one group."""
+    from proteus.stats.adjusted import adjusted_t
+
     block = covariate_block(clin, covariates)
-    ok = y.notna() & block.notna().all(axis=1) & clin[rows_of].notna().all(axis=1)
-    X = np.column_stack([np.ones(int(ok.sum())), (clin.loc[ok, name] == "mutated").to_numpy(float), block.loc[ok].to_numpy(float)])
-    df = len(X) - np.linalg.matrix_rank(X)
-    if df < 2 or X[:, 1].std() == 0:
+    ok = y.reindex(clin.index).notna() & block.notna().all(axis=1) & clin[rows_of].notna().all(axis=1)
+    g = is_case[ok].to_numpy(float)
+    if g.std() == 0:
         return None
-    beta, *_ = np.linalg.lstsq(X, y[ok].to_numpy(float), rcond=None)
-    resid = y[ok].to_numpy(float) - X @ beta
-    cov = np.linalg.pinv(X.T @ X) * (resid @ resid) / df
-    t = beta[1] / np.sqrt(cov[1, 1]) if cov[1, 1] > 0 else 0.0
-    return float(beta[1]), float(2 * stats.t.sf(abs(t), df)), int(ok.sum())
+    fit = adjusted_t(y.reindex(clin.index)[ok].to_numpy(float), g, block.loc[ok].to_numpy(float) if covariates else None)
+    if not fit.df[0, 0] >= 2:
+        return None
+    return float(fit.coef[0, 0]), float(2 * stats.t.sf(abs(fit.t[0, 0]), fit.df[0, 0])), int(ok.sum())
+
+
+def composition_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ...]], checks: list[DesignCheck],
+                       continuous: dict[str, bool]) -> tuple[list[DesignCheck], list[str]]:
+    """Tissue composition against a contrast ``key`` (group, case levels, control levels) of ``relations``.
+
+    Returns ``(refitted, unmeasured)``: for each composition score (:func:`proteus.design.is_composition_score`,
+    a continuous column) the groups differ in (decision ``associated``; the two with the smallest q), the contrast's
+    first evidence feature refitted with the score added to the tool's covariates, as ``adjusted`` text (effect and p
+    without -> with the score) and ``reason`` ending "gone adjusted for it" or "held adjusted for it"; and, when the
+    table holds composition scores but none is measured in both groups, their names (the contrast is unadjusted
+    for composition). The refit uses the layer's values as stored (no re-normalisation).
+    """
+    scores = [c for c in checks if continuous.get(c.column) and is_composition_score(c.column)]
+    if not scores:
+        return [], []
+    if all(c.decision == "not testable" for c in scores):
+        return [], [c.column for c in scores]
+    group, cases, controls = key
+    rel = next((r for r in relations if evidence_contrast(r) == key and r.predicate in ("higher_in", "lower_in")
+                and (r.stats.extra or {}).get("feature_id") and r.modality in study.modalities), None)
+    if rel is None:
+        return [], []
+    a = study.modalities[rel.modality]
+    feature = str(rel.stats.extra["feature_id"])
+    if feature not in set(map(str, a.var_names)):
+        return [], []
+    clin = study.sample_table(rel.modality)
+    clin = clin[clin[group].astype(str).isin([*cases, *controls]) & clin[group].notna()]
+    y = pd.Series(np.asarray(a[:, [feature]].X, dtype=float).ravel(), index=a.obs_names.astype(str)).reindex(clin.index)
+    is_case = clin[group].astype(str).isin(cases)
+    covs = usable_covariates(clin.loc[y.notna()], [c for c in (rel.provenance.params or {}).get("covariates") or [] if c in clin], 2)[0]
+    refitted = []
+    for c in sorted((c for c in scores if c.decision == "associated"), key=lambda c: c.q if c.q is not None else 1.0)[:2]:
+        fits = [_adjusted_fit(y, is_case, clin, covs + extra, rows_of=[c.column]) for extra in ([], [c.column])]
+        if None in fits:
+            continue
+        (b, pb, n), (aa, pa, _) = fits
+        refitted.append(c.model_copy(update={"adjusted": f"{rel.subject.label} {b:+.2f} (p={pb:.1g}) -> {aa:+.2f} (p={pa:.1g}) adjusted for {c.column}, n={n}",
+                                             "reason": f"tissue composition: the difference is {'gone' if pb < _ALPHA <= pa else 'held'} adjusted for it"}))
+    return refitted, []
 
 
 def explained_by(records: list[dict]) -> str | None:
@@ -388,13 +438,20 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     """
     cache = {} if cache is None else cache
     records, inseparable, named, associated, adjusted, same, independent, measures, gone, holds = [], [], [], [], [], [], [], [], [], []
+    composition_gone, composition_refitted, unmeasured = [], [], []
+    continuous = {name: cont for name, _, cont in columns}
     covariates = {str(c) for r in relations for c in (r.provenance.params or {}).get("covariates") or []}
     contrasts = {}
     for key in dict.fromkeys(k for r in relations if (k := evidence_contrast(r)) is not None):
         group, cases, controls = key
         if key not in cache:
             cache[key] = contrast_checks(clin, group, list(cases), list(controls), columns)
-        contrasts[f"{group}: {', '.join(cases)} vs {', '.join(controls)}"] = (cache[key], [])
+        label = f"{group}: {', '.join(cases)} vs {', '.join(controls)}"
+        refits, missing = composition_refits(study, relations, key, cache[key], continuous) if study is not None else ([], [])
+        contrasts[label] = (cache[key], refits)
+        composition_refitted += refits
+        composition_gone += [c for c in refits if c.reason.endswith("gone adjusted for it")]
+        unmeasured += [(label, missing)] if missing else []
     for r in relations if study is not None else ():
         if (m := mutation_checks(study, r, columns, cache)) is not None:
             prior = contrasts.get(m[0], (m[1], []))[1]
@@ -408,7 +465,8 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
             "checks": [c.model_dump(exclude_none=True) for c in by["cannot be separated"] + by["adjusted"] + by["associated"]
                        + by["measures the grouping"] + by["same grouping"]],
             "independent": [c.column for c in by["independent"]], "not_testable": [c.column for c in by["not testable"]],
-        } | ({"refitted": [c.model_dump(exclude_none=True) for c in refitted]} if refitted else {}))
+        } | ({"refitted": [c.model_dump(exclude_none=True) for c in refitted]} if refitted else {})
+          | ({"unadjusted_for_composition": missing} if (missing := dict(unmeasured).get(label)) else {}))
         inseparable += [c for c in by["cannot be separated"] if c.column not in {x.column for x in inseparable}]
         strong = [c for c in by["associated"] if c.effect_name == "Cramér's V" and c.role == "biological" and (c.effect or 0) >= 0.5]
         named += [c for c in strong if c.column not in {x.column for x in named}]
@@ -448,6 +506,12 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
                                    for c in holds)
     elif named:
         clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
+    if composition_gone:
+        c = composition_gone[0]
+        clause += (f"; the groups differ in {c.column} ({c.effect_name} {c.effect:.2f}), and adjusted for it the difference is gone "
+                   f"({c.adjusted.split(' adjusted for')[0]}), so it may reflect tissue composition")
+    elif unmeasured:
+        clause += "; unadjusted for tissue composition (no composition score is recorded for both groups)"
     shown = inseparable[:3] + adjusted[:2] + associated[:4]
     records_c = [r for r in records if r["contrast"] != "clinical variables of the association"]
     # a column that splits the samples as the grouping does is the design itself, no confounder; "no other column
@@ -463,6 +527,11 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
                                "it defines them, it does not confound them" for c in measures[:2]) + "."
     if gone or holds:
         why += " Refitted with the column the mutated samples differ in: " + "; ".join(c.adjusted for c in (gone + holds)[:3]) + "."
+    if composition_refitted:
+        why += " Refitted with the tissue-composition scores the groups differ in: " + "; ".join(c.adjusted for c in composition_refitted[:3]) + "."
+    for label, missing in unmeasured[:1]:
+        why += (f" {label} is not adjusted for tissue composition: {', '.join(missing[:3])}{' and others' if len(missing) > 3 else ''} "
+                "are recorded for one group only (or neither), so part of the difference may reflect the groups' cell make-up.")
     if linked:
         why = (why + " The associated clinical variables are checked against each other: " + "; ".join(c.text() for c in linked) + ".").strip()
     if stability is not None:

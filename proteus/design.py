@@ -37,6 +37,7 @@ from proteus.stats.design import covariate_block
 __all__ = [
     "Role",
     "is_unknown_level",
+    "is_composition_score",
     "column_words",
     "technical_word",
     "level_words",
@@ -430,3 +431,15 @@ _UNKNOWN = re.compile(
 def is_unknown_level(value: object) -> bool:
     """Whether a level means "not known" ('unknown', 'NA', 'not reported', 'cannot be determined', 'pNX', ...)."""
     return bool(_UNKNOWN.match(str(value).strip()))
+
+
+_COMPOSITION = re.compile(
+    r"(purity|strom|immune|estimate|cellularit|infiltrat|tumou?r.?(content|cell.?fraction)|fibroblast|endothel|"
+    r"cibersort|xcell|\bepic|mcp.?counter|deconvol|macrophage|lymphocyte|leukocyte)",
+    re.I,
+)
+
+
+def is_composition_score(name: str) -> bool:
+    """A clinical column that measures tissue composition (purity, stromal / immune content, cell-type fractions)."""
+    return bool(_COMPOSITION.search(name.replace("_", " ")))

@@ -22,8 +22,18 @@ computed without re-running the tool:
   tool used Pearson).
 
 Edges this module cannot rebuild (prior knowledge, cluster labels, pathway sets, survival,
-cell-level layers) give ``None`` with the reason. Covariates of an adjusted model are not re-fitted:
-the re-test is the unadjusted version of the same contrast, and says so.
+cell-level layers) give ``None`` with the reason.
+
+The claim's model is the model that is re-tested: where the tool adjusted for covariates (a batch,
+a plex, a nesting classification), the design keeps the covariate columns the tool kept
+(:func:`proteus.stats.design.usable_covariates` on the same samples, encoded by
+:func:`proteus.stats.design.covariate_block`) and every re-test refits them: the two-group statistic is
+the group's least-squares t in ``y ~ 1 + group + covariates`` (:func:`proteus.stats.adjusted.adjusted_t`;
+Student's pooled t is its special case without covariates), a correlation the partial correlation
+given the covariates; the permutation null shuffles the labels within the blocks of the finest factor
+covariate (:func:`proteus.stats.design.permutation_blocks`) and refits the covariates in every
+permutation. Gehan's test has no covariates: a censored edge of an adjusted model is re-tested
+unadjusted (its null still permuted within the blocks), and says so.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import pandas as pd
 from scipy import stats
 
 from proteus.records import Relation
+from proteus.stats.adjusted import adjusted_t, block_permutations
 from proteus.stats.distributions import t_sf
 from proteus.stats.gehan import gehan_wilcoxon
 from proteus.stats.welch import student_t
@@ -53,7 +64,9 @@ class EdgeDesign:
     Two-group: ``labels`` is True for case samples; ``method`` the re-test, ``student`` (pooled t on
     observed values) or ``gehan`` (missing = below detection). Correlation: ``Y`` is samples x 1 (a partner
     vector) or samples x family (gene-matched partner layer), already rank-transformed with ``X``
-    when ``method`` is spearman.
+    when ``method`` is spearman. ``cov`` (samples x the covariate columns the tool's model kept, or
+    ``None``) is the adjusted model's covariates, refitted by every re-test (``n_fixed`` design columns
+    besides them); ``blocks`` the block of each sample a label permutation stays within (``None``: free).
     """
 
     kind: str  # "two_group" | "correlation"
@@ -66,6 +79,24 @@ class EdgeDesign:
     family_key: str = ""
     columns: pd.Index | None = None
     notes: list[str] = field(default_factory=list)
+    cov: pd.DataFrame | None = None
+    n_fixed: int = 2
+    blocks: np.ndarray | None = None
+
+    def covariates(self, mask: np.ndarray | None = None) -> np.ndarray | None:
+        """Design columns of the covariates for the samples in ``mask`` (all when ``None``): those of the
+        tool's covariates these samples can afford, by the tool's own rule
+        (:func:`proteus.stats.design.usable_covariates`; a held-out split of a few dozen samples cannot
+        afford a 17-level plex and a 9-level channel, as the tool run on it would not), encoded by
+        :func:`proteus.stats.design.covariate_block`. ``None`` for an unadjusted design."""
+        from proteus.stats.design import covariate_block, is_factor, usable_covariates
+
+        if self.cov is None:
+            return None
+        factors = [c for c in self.cov.columns if is_factor(self.cov[c])]  # encoded as on all the design's samples
+        tab = self.cov if mask is None else self.cov.loc[np.asarray(mask, bool)]
+        kept = usable_covariates(tab, list(tab.columns), self.n_fixed, factors)[0]
+        return covariate_block(tab, kept, factors).to_numpy(float) if kept else None
 
     def key_data(self) -> tuple[np.ndarray, np.ndarray]:
         """(x, partner) of the edge's own feature: partner = labels (two-group) or y (correlation)."""
@@ -146,11 +177,24 @@ def gehan(X: np.ndarray, case: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return 2 * g.concordance - 1, g.p
 
 
-def family_p(kind: str, X: np.ndarray, partner: np.ndarray, method: str = "student") -> tuple[np.ndarray, np.ndarray]:
+def adjusted(X: np.ndarray, partner: np.ndarray, Z: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(effect, two-sided p, se, df) of every column in ``x ~ 1 + partner + Z`` (:func:`proteus.stats.adjusted.adjusted_t`):
+    two-group, the covariate-adjusted difference of means; correlation, the partial correlation
+    :math:`t / \\sqrt{t^2 + \\nu}` (on ranks for Spearman: ppcor's partial Spearman, Kim 2015, doi:10.5351/CSAM.2015.22.6.665)."""
+    a = adjusted_t(np.asarray(X, dtype=float), np.asarray(partner, dtype=float), Z)
+    coef, se, t, df = (v[:, 0] for v in (a.coef, a.se, a.t, a.df))
+    effect = coef if kind == "two_group" else t / np.sqrt(t**2 + df)
+    return effect, _t_two_sided(t, df), se, df
+
+
+def family_p(kind: str, X: np.ndarray, partner: np.ndarray, method: str = "student", Z: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(effect, two-sided p) of every column: two-group (partner = case labels) by Student's t, or by
-    Gehan's test when ``method`` is gehan; else rank correlation (partner = y or column-matched matrix)."""
+    Gehan's test when ``method`` is gehan; else rank correlation (partner = y or column-matched matrix).
+    With covariates ``Z`` (one partner vector), the covariate-adjusted test of :func:`adjusted`."""
     if kind == "two_group" and method == "gehan":
         return gehan(X, partner)
+    if Z is not None and np.asarray(partner).ndim == 1:
+        return adjusted(X, partner, Z, kind)[:2]
     if kind == "two_group":
         t, diff, _, df = student(X, partner)
         return diff, _t_two_sided(t, df)
@@ -188,9 +232,19 @@ def permuted_min_p(design: EdgeDesign, n_perm: int, seed: int, chunk: int = 1638
     Group sums and cross-products of all permutations are one matrix product per chunk.
     """
     n, m = design.X.shape
-    perms = np.array([np.random.default_rng([seed, 7919, b]).permutation(n) for b in range(n_perm)]).reshape(n_perm, n)
+    perms = block_permutations(design.blocks, n, n_perm, seed)
     out = np.ones(n_perm)
     paired = design.kind == "correlation" and design.Y.shape[1] > 1
+    Z = design.covariates()
+    if Z is not None and not paired and design.method != "gehan":  # the adjusted model, refitted per permutation
+        partner = design.labels if design.kind == "two_group" else design.Y[:, 0]
+        G = np.asarray(partner, dtype=float)[perms].T  # samples x permutations
+        by_pattern = np.lexsort(np.isfinite(design.X))  # features sharing a missingness pattern share a projection
+        for lo in range(0, m, 8192):
+            a = adjusted_t(design.X[:, by_pattern[lo:lo + 8192]], G, Z)
+            df = np.nan_to_num(a.df, nan=1.0).max(1)  # one df per feature (NaN where not estimable)
+            out = np.minimum(out, _min_p_by_df(np.abs(a.t), df, _t_two_sided))
+        return out
     for lo in range(0, m, chunk):
         X = design.X[:, lo:lo + chunk]
         if paired:
@@ -243,6 +297,16 @@ def effect_interval(design: EdgeDesign, level: float = 0.95) -> dict[str, Any]:
     """
     x, partner = design.key_data()
     z = stats.norm.ppf(0.5 + level / 2)
+    Z = design.covariates()
+    if Z is not None and design.method != "gehan":  # the adjusted model's coefficient
+        eff, _, se, df = (float(v[0]) for v in adjusted(x, partner, Z, design.kind))
+        if not np.isfinite(eff):
+            return {"effect": None, "ci": None, "effect_type": "adjusted_mean_difference" if design.kind == "two_group" else f"partial_{design.method}_r"}
+        if design.kind == "two_group":
+            q = stats.t.ppf(0.5 + level / 2, df)
+            return {"effect": eff, "ci": [eff - q * se, eff + q * se], "effect_type": "adjusted_mean_difference", "level": level}
+        zr, h = np.arctanh(np.clip(eff, -0.999999, 0.999999)), z / np.sqrt(max(df - 1, 1))  # Fisher z on n - 3 - k
+        return {"effect": eff, "ci": [float(np.tanh(zr - h)), float(np.tanh(zr + h))], "effect_type": f"partial_{design.method}_r", "level": level}
     if design.kind == "two_group" and design.method == "gehan":
         delta = float(gehan(x, partner)[0][0])
         n1, n2 = int(partner.sum()), int((~partner).sum())
@@ -275,19 +339,54 @@ def _ranks(df: pd.DataFrame) -> np.ndarray:
     return df.rank(axis=0).to_numpy(float)
 
 
-def _two_group(df: pd.DataFrame, case: pd.Series, notes: list[str] | None = None) -> EdgeDesign:
+@dataclass
+class _Adjustment:
+    """The covariates a tool's model kept for its samples, as design columns, blocks and notes."""
+
+    cov: pd.DataFrame | None = None
+    n_fixed: int = 2
+    blocks: pd.Series | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def at(self, index: pd.Index) -> dict[str, Any]:
+        """EdgeDesign fields for the samples ``index``."""
+        if self.cov is None:
+            return {"notes": list(self.notes)}
+        return {"cov": self.cov.reindex(index), "n_fixed": self.n_fixed, "notes": list(self.notes),
+                "blocks": None if self.blocks is None else self.blocks.reindex(index).to_numpy(str)}
+
+
+def _adjustment(table: pd.DataFrame, covariates: list[str], n_fixed: int) -> tuple[_Adjustment, pd.Index]:
+    """The tool's own choice of covariates for the samples of ``table`` (:func:`proteus.stats.design.usable_covariates`
+    with ``n_fixed`` non-covariate design columns, then complete cases), and the samples kept."""
+    from proteus.stats.design import permutation_blocks, usable_covariates
+
+    if not covariates:
+        return _Adjustment(), table.index
+    covs, dropped = usable_covariates(table, [c for c in covariates if c in table.columns], n_fixed)
+    notes = [f"not adjusted for {c} ({why}), as in the tool's model" for c, why in dropped.items()]
+    if not covs:
+        return _Adjustment(notes=notes), table.index
+    tab = table.loc[table[covs].notna().all(axis=1)]
+    return _Adjustment(tab[covs], n_fixed, permutation_blocks(tab, covs),
+                       [f"adjusted for {', '.join(covs)} (refitted in every re-test; a held-out split keeps those it can afford)", *notes]), tab.index
+
+
+def _two_group(df: pd.DataFrame, case: pd.Series, adj: _Adjustment | None = None) -> EdgeDesign:
     return EdgeDesign("two_group", df.to_numpy(float), -1, list(df.index), labels=case.reindex(df.index).fillna(False).to_numpy(bool),
-                      method="student", columns=df.columns.astype(str), notes=list(notes or []))
+                      method="student", columns=df.columns.astype(str), **(adj or _Adjustment()).at(df.index))
 
 
-def _correlation(X: pd.DataFrame, Y: pd.DataFrame | pd.Series, method: str, notes: list[str] | None = None) -> EdgeDesign:
+def _correlation(X: pd.DataFrame, Y: pd.DataFrame | pd.Series, method: str, adj: _Adjustment | None = None) -> EdgeDesign:
     Yf = Y.to_frame() if isinstance(Y, pd.Series) else Y
     xa, ya = (_ranks(X), _ranks(Yf)) if method == "spearman" else (X.to_numpy(float), Yf.to_numpy(float))
-    return EdgeDesign("correlation", xa, -1, list(X.index), Y=ya, method=method, columns=X.columns.astype(str), notes=list(notes or []))
+    return EdgeDesign("correlation", xa, -1, list(X.index), Y=ya, method=method, columns=X.columns.astype(str), **(adj or _Adjustment()).at(X.index))
 
 
-def _mutation_groups(study: Study, p: dict[str, Any], modality: str, gene: str, feature: str | None = None) -> tuple[pd.DataFrame, pd.Series]:
-    """Layer values (only ``feature`` when given) of the genotyped samples, and their mutation status."""
+def _mutation_groups(study: Study, p: dict[str, Any], modality: str, gene: str, feature: str | None = None
+                     ) -> tuple[pd.DataFrame, pd.Series, _Adjustment]:
+    """Layer values (only ``feature`` when given) of the genotyped samples, their mutation status and
+    the covariates the tool's model kept (complete cases, as the tool)."""
     from proteus.tools.correlation import modality_frame, restricted_samples
     from proteus.tools.mutation import mutation_matrix
 
@@ -296,10 +395,12 @@ def _mutation_groups(study: Study, p: dict[str, Any], modality: str, gene: str, 
     if gene not in mat.columns:
         msg = f"{gene} is not mutated in the genotyped samples"
         raise KeyError(msg)
+    adj, kept = _adjustment(study.clinical.reindex(geno), p.get("covariates") or [], 2)
+    geno = [s for s in geno if s in set(kept)]
     if feature is not None:
         a = study.modalities[modality]
         study = Study(study.root, {modality: a[:, [f for f in a.var_names if f == feature]]}, study.clinical, study.mutations)
-    return modality_frame(study, modality, geno), mat[gene]
+    return modality_frame(study, modality, geno), mat[gene], adj
 
 
 def _family(study: Study, r: Relation, mod: str, feat: str, own_layer: bool) -> tuple[str, Any] | str:
@@ -310,20 +411,23 @@ def _family(study: Study, r: Relation, mod: str, feat: str, own_layer: bool) -> 
 
     tool, p = r.provenance.tool, dict(r.provenance.params)
     pk = json.dumps(p, sort_keys=True, default=str)
-    adjusted = [f"unadjusted for {', '.join(p['covariates'])}"] if p.get("covariates") else []
+    # another layer's re-test (cross-omics) keeps no covariates: the edge's technical columns are its own layer's
+    covariates = list(p.get("covariates") or []) if own_layer else []
     if tool == "differential_abundance" and r.predicate in ("higher_in", "lower_in"):
         def build() -> EdgeDesign:
             group, control = p["group"], str(p["control"])
             cases = [str(v) for v in p.get("case_levels") or [p["case"]]]  # a pooled case: its levels as one group
-            lab = study.sample_table(mod)[group]
-            lab = lab[lab.notna() & lab.astype(str).isin([*cases, control])].astype(str)
+            tab = study.sample_table(mod)
+            tab = tab[tab[group].notna() & tab[group].astype(str).isin([*cases, control])]
+            adj, kept = _adjustment(tab, covariates, 1 + len(cases))
+            lab = tab.loc[kept, group].astype(str)
             frame = modality_frame(study, mod, list(lab.index))
             norm = resolve_normalize(p.get("normalize", "none"), _log_intensities(study.modalities[mod].uns, frame.to_numpy(float)))
             if norm != "none":  # the tool's own sample normalisation over the contrast's samples
                 a = study.modalities[mod]
                 sub = normalize_layer(a[a.obs_names.get_indexer(frame.index)], method=norm)
                 frame = pd.DataFrame(np.asarray(sub.X, dtype=float), index=frame.index, columns=frame.columns)
-            return _two_group(frame, lab.isin(cases), adjusted)
+            return _two_group(frame, lab.isin(cases), adj)
 
         return f"diff|{mod}|{pk}", build
     if tool == "differential_anova" and r.predicate == "differs_across":
@@ -331,25 +435,32 @@ def _family(study: Study, r: Relation, mod: str, feat: str, own_layer: bool) -> 
         level = str((r.stats.extra or {}).get("level") or (r.stats.extra or {}).get("top_level"))
 
         def build_level() -> EdgeDesign:
-            lab = study.sample_table(mod)[p["group"]]
-            lab = lab[lab.notna() & lab.astype(str).isin([str(v) for v in p.get("levels") or lab.dropna().astype(str).unique()])].astype(str)
-            return _two_group(modality_frame(study, mod, list(lab.index)), lab == level, adjusted)
+            tab = study.sample_table(mod)
+            lab = tab[p["group"]]
+            levels = [str(v) for v in p.get("levels") or lab.dropna().astype(str).unique()]
+            tab = tab[lab.notna() & lab.astype(str).isin(levels)]
+            adj, kept = _adjustment(tab, covariates, len(levels))
+            lab = tab.loc[kept, p["group"]].astype(str)
+            return _two_group(modality_frame(study, mod, list(lab.index)), lab == level, adj)
 
         return f"anova|{mod}|{level}|{pk}", build_level
     if tool == "mutation_association" and r.predicate in ("higher_in", "lower_in"):
         gene = r.object.label.split(": ")[0].removesuffix(" mutation")
-        return f"mut|{mod}|{gene}|{pk}", lambda: _two_group(*_mutation_groups(study, p, mod, gene), adjusted)
+        return f"mut|{mod}|{gene}|{pk}", lambda: _two_group(*_mutation_groups(study, p, mod, gene))
     if tool == "mutation_cis_effect" and r.predicate == "cis_effect_on":
         # the tool tested one feature per mutated gene: the family is that feature alone
         def build_cis() -> EdgeDesign:
-            return _two_group(*_mutation_groups(study, p, mod, r.subject.label, feature=feat))
+            frame, status, _ = _mutation_groups(study, {k: v for k, v in p.items() if k != "covariates"}, mod, r.subject.label, feature=feat)
+            return _two_group(frame, status)
 
         return f"mutcis|{mod}|{r.subject.label}|{feat}|{pk}", build_cis
     if tool == "clinical_correlation" and r.predicate == "correlates_with":
         def build_corr() -> EdgeDesign:
             samples = restricted_samples(study, list(study.modalities[mod].obs_names.astype(str)), p.get("restrict"))
             y = pd.to_numeric(study.clinical.reindex(samples)[p["variable"]], errors="coerce").dropna()
-            return _correlation(modality_frame(study, mod, list(y.index)), y, p.get("method", "spearman"), adjusted)
+            adj, kept = _adjustment(study.clinical.reindex(y.index), covariates, 2)
+            y = y.loc[kept]
+            return _correlation(modality_frame(study, mod, list(y.index)), y, p.get("method", "spearman"), adj)
 
         return f"corr|{mod}|{pk}", build_corr
     if tool == "mrna_protein_concordance" and r.predicate == "concordant_with" and own_layer:
@@ -409,5 +520,7 @@ def edge_design(
     if not len(hit):
         return f"feature {feat!r} is not in the tested layer"
     if base.kind == "two_group" and modality is None and (r.stats.extra or {}).get("method") == "censored":
-        return replace(base, column=int(hit[0]), family_key=f"{key}|gehan", method="gehan")
+        notes = base.notes if base.cov is None else [*base.notes[1:], "re-tested unadjusted by Gehan's test (it has no covariates); "
+                                                   "its null permuted within the covariate blocks"]
+        return replace(base, column=int(hit[0]), family_key=f"{key}|gehan", method="gehan", notes=notes)
     return replace(base, column=int(hit[0]), family_key=key)

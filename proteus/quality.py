@@ -102,30 +102,60 @@ def outliers_of(quality: dict[str, Any] | None, modality: str | None) -> list[st
     return [o["sample"] for o in layer.get("outliers", [])]
 
 
-def _contrast_test(r):
-    """The two-group test (:class:`proteus.stats.contrasts.ContrastTest`) a differential relation came from, else None."""
-    from proteus.stats.contrasts import TEST_FIELDS, ContrastTest
+def _retest(r, seed: int = 0):
+    """How to re-run the differential test a relation came from: ``(contrast label, modality, group, levels,
+    cache key, run)`` where ``run(study)`` gives that test's table on ``study`` indexed by feature with
+    ``effect`` and ``q``; ``None`` for a relation of no differential test. Two-group tests go through the
+    contrast-table service (:func:`proteus.tools.differential.differential_table`), F-tests re-run
+    ``differential_anova`` (effect: the most distinct level vs the others)."""
+    from proteus.stats.contrasts import TEST_FIELDS, ContrastTest, test_key
 
     p = r.provenance.params or {}
-    if r.object.type != "sample_group" or not p.get("group") or p.get("control") is None or not (r.stats.extra or {}).get("feature_id"):
+    if not p.get("group") or not (r.stats.extra or {}).get("feature_id"):
+        return None
+    if r.provenance.tool == "differential_anova" and r.predicate == "differs_across":
+        from proteus.tools.differential import AnovaParams
+
+        params = AnovaParams.model_validate({k: v for k, v in p.items() if k in AnovaParams.model_fields})
+        levels = [str(x) for x in (r.stats.extra or {}).get("levels") or params.levels]
+
+        def run_anova(study):
+            import tempfile
+            from pathlib import Path
+
+            from proteus.tools.registry import ToolContext, get_tool
+
+            res = get_tool("differential_anova")(study, params, ToolContext(out_dir=Path(tempfile.gettempdir()), figures=False))
+            return res.tables["results"].set_index("feature").rename(columns={"distinct_vs_rest": "effect"})
+
+        return (f"{params.group}: F-test across {', '.join(levels)}", params.modality, params.group, levels,
+                ("anova", params.model_dump_json()), run_anova)
+    if r.object.type != "sample_group" or p.get("control") is None:
         return None
     try:
-        return ContrastTest.model_validate({k: v for k, v in p.items() if k in TEST_FIELDS})
+        test = ContrastTest.model_validate({k: v for k, v in p.items() if k in TEST_FIELDS})
     except ValueError:
         return None
 
+    def run_two_group(study):
+        from proteus.tools.differential import differential_table
 
-def _without(study, test, outliers: list[str], seed: int, cache: dict):
-    """The contrast's table on the study less ``outliers`` (None when the test cannot run without them)."""
-    from proteus.stats.contrasts import test_key
-    from proteus.tools.differential import differential_table
+        return differential_table(study, test, seed=seed).table.set_index("feature").rename(columns={"logFC": "effect"})
+
+    cases = list(test.case_levels or [test.case])
+    return (f"{test.group}: {', '.join(cases)} vs {test.control}", test.modality, test.group, [*cases, str(test.control)],
+            ("two-group", test_key(test)), run_two_group)
+
+
+def _without(study, key, run, outliers: list[str], cache: dict):
+    """``run`` on the study less ``outliers`` (cached by test and outliers); the error text when the test cannot run."""
     from proteus.tools.registry import ToolFailed, ToolInputError
 
-    key = ("leave-outlier-out", test_key(test), tuple(outliers))
+    key = ("leave-outlier-out", key, tuple(outliers))
     if key not in cache:
         keep = [s for s in study.clinical.index.astype(str) if s not in set(outliers)]
         try:
-            cache[key] = differential_table(study.subset_samples(keep), test, seed=seed).table.set_index("feature")
+            cache[key] = run(study.subset_samples(keep))
         except (ToolFailed, ToolInputError, ValueError) as err:
             cache[key] = str(err)
     return cache[key]
@@ -135,30 +165,29 @@ def quality_checks(relations, quality: dict[str, Any] | None, study, cache: dict
                    *, seed: int = 0) -> tuple[list[dict[str, Any]], str, str]:
     """Leave-outlier-out checks of a hypothesis's differential evidence.
 
-    Returns ``(records, statement clause, rationale clause)``: one record per contrast that holds an
-    outlier run (kind ``"outlier runs"``: the outliers, and per feature its effect and q with and
+    Two-group and F-test results (:func:`_retest`) are re-run on the study less the outlier runs of
+    their layer that lie in their groups. Returns ``(records, statement clause, rationale clause)``: one
+    record per contrast that holds an outlier run (kind ``"outlier runs"``: the outliers, and per feature its effect and q with and
     without them, and whether it holds); the clause says the claim does not hold without the outlier
     when none of its features does.
     """
     cache = {} if cache is None else cache
-    by_contrast: dict[str, tuple[Any, list[str], list]] = {}
+    by_contrast: dict[str, tuple[Any, Any, list[str], list]] = {}
     for r in relations:
-        test = _contrast_test(r)
-        if test is None:
+        spec = _retest(r, seed)
+        if spec is None:
             continue
-        bad = outliers_of(quality, test.modality)
-        if not bad:
+        label, modality, group, levels, key, run = spec
+        bad = outliers_of(quality, modality)
+        if not bad or group not in study.clinical:
             continue
-        levels = {*(test.case_levels or [test.case]), test.control}
-        g = study.clinical[test.group].astype(str).where(study.clinical[test.group].notna())
-        inside = [s for s in bad if s in g.index and g[s] in levels]
-        if not inside:
-            continue
-        label = f"{test.group}: {', '.join(test.case_levels or [test.case])} vs {test.control}"
-        by_contrast.setdefault(label, (test, inside, []))[2].append(r)
+        g = study.clinical[group].astype(str).where(study.clinical[group].notna())
+        inside = [s for s in bad if s in g.index and g[s] in set(levels)]
+        if inside:
+            by_contrast.setdefault(label, (key, run, inside, []))[3].append(r)
     records, failed, held = [], [], []
-    for label, (test, inside, rels) in by_contrast.items():
-        table = _without(study, test, inside, seed, cache)
+    for label, (key, run, inside, rels) in by_contrast.items():
+        table = _without(study, key, run, inside, cache)
         fdr = float((rels[0].provenance.params or {}).get("fdr", 0.05))
         rows = []
         for r in rels:
@@ -168,8 +197,8 @@ def quality_checks(relations, quality: dict[str, Any] | None, study, cache: dict
                 row |= {"holds": False, "why": table if isinstance(table, str) else "not tested without the outlier(s)"}
             else:
                 t = table.loc[fid]
-                same = np.sign(float(t["logFC"])) == np.sign(r.stats.effect or 0.0)
-                row |= {"effect_without": round(float(t["logFC"]), 4), "q_without": float(t["q"]), "holds": bool(same and float(t["q"]) < fdr)}
+                same = np.sign(float(t["effect"])) == np.sign(r.stats.effect or 0.0)
+                row |= {"effect_without": round(float(t["effect"]), 4), "q_without": float(t["q"]), "holds": bool(same and float(t["q"]) < fdr)}
             rows.append(row)
         n_hold = sum(x["holds"] for x in rows)
         records.append({"kind": "outlier runs", "contrast": label, "outliers": inside, "fdr": fdr,

@@ -563,6 +563,43 @@ def _section_quality(rd: RunData) -> str:
     return "\n".join(out)
 
 
+_SPIKE_TABLES = ("results", "doses", "excluded", "skipped")
+
+
+def _section_benchmark(rd: RunData) -> str:
+    """Spike-in benchmark readout of each two-group differential whose layer mixes organisms
+    (:func:`proteus.policy.controls.spike_in_readouts`: detection, true / false positives with the
+    background as the negative set, fold-change error against the dose ratio, low-abundance compression)."""
+    from proteus.policy.controls import spike_in_readouts
+
+    rows = []
+    for s in rd.steps().values():
+        if s.get("tool") != "differential_abundance" or s.get("status", "done") != "done":
+            continue
+        tabs: dict[str, pd.DataFrame] = {}
+        for rel in map(str, _as_list(s.get("tables"))):
+            name = next((n for n in _SPIKE_TABLES if rel.endswith((f"_{n}.tsv", f"_{n}.tsv.gz"))), None)
+            p = rd.artifact_path(rel) if name else None
+            if p is not None:
+                try:
+                    tabs[name] = pd.read_csv(p, sep="\t")
+                except Exception:  # an unreadable table: no readout for this step
+                    continue
+        prm = s.get("params") if isinstance(s.get("params"), dict) else {}
+        if "results" not in tabs:
+            continue
+        for r in spike_in_readouts(tabs["results"], float(prm.get("fdr", 0.05)), *(tabs.get(n) for n in _SPIKE_TABLES[1:])):
+            contrast = f"{prm.get('group')}: {prm.get('case')} vs {prm.get('control')}"
+            rows.append(f"<tr><td>{e(contrast)}</td><td>{e(r.organism)} in {e(r.background)}</td><td>{e(r.detection_text())}</td>"
+                        f"<td>{e(r.calls_text())}</td><td>{e(r.error_text() or 'no dose ratio stated')}</td><td>{e(r.compression_text())}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h3 id='benchmark'>Spike-in benchmark</h3><p class='note'>Features of a second organism that move with the grouping, read as "
+            "a benchmark (Ramus et al. 2016): the most frequent organism is the negative set; its calls are false positives.</p>"
+            "<table><thead><tr><th>contrast</th><th>organism</th><th>detection</th><th>true / false positives</th>"
+            "<th>fold-change error</th><th>abundance</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
 def _organism(organism: object) -> str:
     """The layer's organism as the annotation or ids say, and whether the shipped gene sets apply."""
     if not organism:
@@ -1112,6 +1149,7 @@ def render_report(run_dir: str | Path) -> str:
         "<h2 id='summary'>Summary</h2>",
         _section_data(rd),
         _section_quality(rd),
+        _section_benchmark(rd),
         _section_objectives_list(rd),
         _section_top_hypotheses(rd, states),
         _section_workflows(rd),

@@ -538,15 +538,18 @@ IN_RUN_METHOD = (
     "split when its feature, re-tested on the held-out samples only (group differences: Student's pooled-variance t on observed values, "
     "or, for edges the tool found with its censored model (missing = below detection), Gehan's generalised Wilcoxon "
     "test with missing values tied below every observed value, in the splits and the null alike; rank correlation "
-    "otherwise; same contrast, samples and variables as its tool call, covariates not re-fitted), "
+    "otherwise; same contrast, samples and variables as its tool call; where the tool adjusted for covariates, the same "
+    "covariates refitted: the group's least-squares t in y ~ group + covariates, or the partial correlation), "
     "keeps its direction with p < {alpha}; the hypothesis replicates in a split when its key (first testable) edge "
     "and at least half of its testable edges do. Null: {n_perm} label permutations of the key edge's family "
-    "(every feature of the layer tested in the same call); its null p is (b + 1) / ({n_perm} + 1) for the b permutations in "
+    "(every feature of the layer tested in the same call; for an adjusted model the labels are permuted within the blocks of its "
+    "finest factor covariate (exchangeability blocks, Winkler et al. 2014) and the covariates refitted in every permutation); "
+    "its null p is (b + 1) / ({n_perm} + 1) for the b permutations in "
     "which any feature of the family reaches a p as small as the edge's (Westfall-Young minP; Phipson & Smyth 2010). "
     "Validated: replication >= {min_rep:.0%} of splits and null p < {alpha}. Inconclusive: the null p is below {alpha} "
     "but replication falls short where the held-out splits' power for the key edge's observed effect is below "
     "{min_rep:.0%} too (a true effect of that size would fall short as often). Failed: otherwise. Cross-omics: the same test on another layer's "
-    "feature of the same gene, all samples. The splits divide the samples the run itself tested, so replication "
+    "feature of the same gene, all samples (unadjusted: the edge's technical columns belong to its own layer). The splits divide the samples the run itself tested, so replication "
     "measures stability across subsamples and the permutation null guards against selection; an unseen cohort "
     "is `proteus eval`'s discovery / held-out design. Two-group edges whose groups leave fewer than two samples per "
     "group in a held-out split, or allow too few labellings for a permutation null below the level, are untestable "
@@ -574,14 +577,16 @@ def _split_masks(labels: np.ndarray | None, n: int, n_splits: int, fraction: flo
     return out
 
 
-def design_too_small(labels: np.ndarray | None, ok: np.ndarray, held: list[np.ndarray], alpha: float) -> str | None:
+def design_too_small(labels: np.ndarray | None, ok: np.ndarray, held: list[np.ndarray], alpha: float,
+                     blocks: np.ndarray | None = None) -> str | None:
     """Why a two-group edge cannot be validated in this run, or None when it can.
 
     A held-out two-group test needs at least two samples per group (:data:`MIN_HELD_PER_GROUP`; ``ok``
     marks the samples the edge's test uses), and a
     label-permutation null can only fall below ``alpha`` when the groups allow at least
     ``2 / alpha`` distinct labellings (a labelling and its mirror give the same two-sided p;
-    Phipson & Smyth 2010, doi:10.2202/1544-6115.1585). Below either, a true finding would be
+    Phipson & Smyth 2010, doi:10.2202/1544-6115.1585); labels permuted within ``blocks`` allow the
+    product over blocks of each block's labellings. Below either, a true finding would be
     marked failed for the design's size alone, so the edge is untestable instead.
     """
     if labels is None:
@@ -592,8 +597,13 @@ def design_too_small(labels: np.ndarray | None, ok: np.ndarray, held: list[np.nd
     if smallest < MIN_HELD_PER_GROUP:
         return (f"{n_case} vs {n_ctrl} samples leave {smallest} per group in a held-out split; "
                 f"a held-out test needs {MIN_HELD_PER_GROUP}")
-    if math.comb(n_case + n_ctrl, n_case) < 2 / alpha:
-        return (f"{n_case} vs {n_ctrl} samples allow {math.comb(n_case + n_ctrl, n_case)} labellings; "
+    if blocks is None:
+        n_lab = math.comb(n_case + n_ctrl, n_case)
+    else:
+        b = np.asarray(blocks).astype(str)
+        n_lab = math.prod(math.comb(int((b == v).sum()), int((lab & (b == v)).sum())) for v in np.unique(b))
+    if n_lab < 2 / alpha:
+        return (f"{n_case} vs {n_ctrl} samples allow {n_lab} labellings{' within the covariate blocks' if blocks is not None else ''}; "
                 f"a permutation null below {alpha} needs {math.ceil(2 / alpha)}")
     return None
 
@@ -609,17 +619,35 @@ def held_out_power(design, ok: np.ndarray, held: list[np.ndarray], alpha: float)
     - Gehan / Wilcoxon: :math:`\\Phi\\big(|A - \\tfrac12|\\sqrt{12 n_1 n_2/(N+1)} - z_{1-\\alpha/2}\\big)` for the
       concordance :math:`A` (Noether 1987, doi:10.1080/01621459.1987.10478478).
     - Correlation: :math:`\\Phi\\big(|\\operatorname{atanh} r|\\sqrt{n-3} - z_{1-\\alpha/2}\\big)` (Fisher z).
+
+    An adjusted design (covariates, ``k`` covariate df) uses its adjusted effect: the group's coefficient
+    over the adjusted model's residual SD on :math:`n_1+n_2-2-k` df, or the partial correlation on :math:`n-3-k`.
     """
-    from proteus.edge_data import gehan, rank_correlation
+    from proteus.edge_data import adjusted, gehan, rank_correlation
     from proteus.stats.power import t_power
 
     x, partner = design.key_data()
     z = stats.norm.ppf(1 - alpha / 2)
     powers = []
+    Z = design.covariates() if design.method != "gehan" else None
+
+    def k_of(m: np.ndarray) -> int:  # covariate df of the model a held-out split affords
+        Zm = design.covariates(m) if Z is not None else None
+        return 0 if Zm is None else int(np.linalg.matrix_rank(np.column_stack([np.ones(int(m.sum())), Zm[ok[m]]]))) - 1
+
+    k = k_of(np.ones(len(ok), dtype=bool))
     if design.kind == "two_group":
         lab = np.asarray(partner, bool)
         if design.method == "gehan":
             size = abs((float(gehan(x[ok], lab[ok])[0][0]) + 1) / 2 - 0.5)
+        elif Z is not None:  # the adjusted coefficient over the residual SD of the adjusted model
+            X = np.column_stack([np.ones(int(ok.sum())), lab[ok], Z[ok]])
+            beta, *_ = np.linalg.lstsq(X, x[ok], rcond=None)
+            resid_df = int(ok.sum()) - k - 2
+            if resid_df < 1:
+                return None
+            sd = math.sqrt(float(((x[ok] - X @ beta) ** 2).sum()) / resid_df)
+            size = abs(float(beta[1])) / sd if sd > 0 else math.inf
         else:
             a, b = x[ok & lab], x[ok & ~lab]
             if len(a) < 2 or len(b) < 2:
@@ -635,14 +663,14 @@ def held_out_power(design, ok: np.ndarray, held: list[np.ndarray], alpha: float)
             elif design.method == "gehan":
                 powers.append(float(stats.norm.sf(z - size * math.sqrt(12 * n1 * n2 / (n1 + n2 + 1)))))
             else:
-                powers.append(t_power(size, n1, n2, alpha))
+                powers.append(t_power(size, n1, n2, alpha, k_of(m)))
     else:
-        r = float(rank_correlation(x[ok], partner[ok])[0][0])
+        r = float(rank_correlation(x[ok], partner[ok])[0][0] if Z is None else adjusted(x[ok], partner[ok], Z[ok], "correlation")[0][0])
         if not math.isfinite(r):
             return None
         size = math.atanh(min(abs(r), 0.999999))
         for m in held:
-            n = int((ok & m).sum())
+            n = int((ok & m).sum()) - k_of(m)
             powers.append(float(stats.norm.sf(z - size * math.sqrt(n - 3))) if n > 3 else 0.0)
     return float(np.mean(powers)) if powers else None
 
@@ -654,7 +682,7 @@ def _key_test(design, mask: np.ndarray | None = None) -> tuple[float, float]:
     x, partner = design.key_data()
     if mask is not None:
         x, partner = x[mask], partner[mask]
-    effect, p = family_p(design.kind, x, partner, design.method)
+    effect, p = family_p(design.kind, x, partner, design.method, design.covariates(mask))
     return float(effect[0]), float(p[0])
 
 
@@ -694,7 +722,7 @@ def _unit_replicates(d, genes: pd.Series, unit: frozenset[str], sign: int, held:
     member = np.array([str(genes.get(c)) in unit for c in d.columns])
     out = []
     for m in held:
-        eff, p = family_p(d.kind, d.X[m], d.labels[m], d.method)
+        eff, p = family_p(d.kind, d.X[m], d.labels[m], d.method, d.covariates(m))
         ok = np.isfinite(eff) & np.isfinite(p)
         if (member & ok).sum() < 2 or (~member & ok).sum() < 1:
             out.append(False)
@@ -788,7 +816,7 @@ def validate_hypotheses(
         labels = d.labels if d.kind == "two_group" else None
         ok = d.tested_samples()
         held = _split_masks(labels, len(ok), n_splits, fraction, seed)
-        too_small = design_too_small(labels, ok, held, alpha)
+        too_small = design_too_small(labels, ok, held, alpha, d.blocks)
         if too_small:
             edges[eid] = {"status": "untestable", "reason": too_small}
             return edges[eid]
@@ -813,7 +841,7 @@ def validate_hypotheses(
                             "corroborated": bool(math.isfinite(px) and px < alpha and np.sign(ex) == sign)}
         edges[eid] = {
             "status": "tested",
-            "test": d.method if d.kind == "two_group" else f"{d.method} correlation",
+            "test": (d.method if d.kind == "two_group" else f"{d.method} correlation") + (" adjusted for covariates" if d.cov is not None and d.method != "gehan" else ""),
             "replicated_splits": int(sum(reps)),
             "n_splits": n_splits,
             "null_k": k_null,

@@ -310,3 +310,38 @@ def test_a_site_is_said_to_follow_its_protein_only_within_an_equivalence_bound(s
         assert "rather than in its phosphorylation" not in d.statement
         if "in step with" in d.statement:
             assert "inside +/-" in d.statement, d.statement
+
+
+def test_a_drafted_site_said_to_follow_its_protein_needs_the_equivalence_bound(site_run):
+    """Rule (e) of the claim checker, for whoever drafts (a model too): "rather than in its phosphorylation"
+    stays only for a site whose site-minus-protein interval lies inside the equivalence bound; for a site
+    whose interval is wider, and without the run's tables, it is reworded. Evidence: the tumour-vs-normal
+    sites of the knowledge graph set against their proteins."""
+    from proteus.policy.claim_check import check_draft
+    from proteus.policy.claims import site_verdict
+    from proteus.policy.decisions import HypothesisDraft
+
+    kg, tables, kinds, c = site_run
+    rt = ResultTables(kg, lambda p: tables.get(p), kinds)
+    by_kind = {}
+    for r in sorted((r for r in kg.relations.values() if r.subject.type == "phosphosite"), key=lambda r: r.stats.q_else_p()):
+        v = site_verdict(r, rt)
+        if v is not None:
+            by_kind.setdefault(v.kind, r)
+    assert {"mirrors_protein", "not_beyond_protein"} <= set(by_kind), set(by_kind)
+
+    def draft(r):
+        gene = str(r.stats.extra.get("gene") or r.subject.label.split("-")[0])
+        word = "higher" if r.predicate == "higher_in" else "lower"
+        return HypothesisDraft(statement=f"{r.subject.label} is {word} in {c.case} than in {c.control} in step with {gene} protein: "
+                                         f"a change in {gene} amount rather than in its phosphorylation.",
+                               rationale=f"{r.subject.label} log2FC {r.stats.effect:+.2f}.", evidence=[r.id],
+                               entities=[r.subject.id, r.object.id], test="Immunoblot normalised to total protein.")
+
+    kept = check_draft(draft(by_kind["mirrors_protein"]), kg, rt)
+    assert kept.rejected is None and not kept.checks and kept.draft.statement == draft(by_kind["mirrors_protein"]).statement
+    for r, tabs in ((by_kind["not_beyond_protein"], rt), (by_kind["mirrors_protein"], None)):
+        out = check_draft(draft(r), kg, tabs)
+        assert out.rejected is None and "rather than in its phosphorylation" not in out.draft.statement
+        assert "a change in phosphorylation per molecule is not excluded" in out.draft.statement
+        assert [c.rule for c in out.checks] == ["no_change"]

@@ -181,3 +181,62 @@ def test_a_hypothesis_on_an_adjusted_contrast_says_so_and_one_on_an_inseparable_
     # the same contrast unadjusted: the factor is named as what the comparison does not separate out
     _, clause, _ = hypothesis_checks([rel(adjusted, [])], study.clinical, columns)
     assert factor.name in clause and "adjusted" not in clause
+
+
+def _protein_contrast_relations(study, group: str, case: str, control: str, tmp_path):
+    """The differential tool's relations for one contrast of the protein layer (the profile's covariates)."""
+    from proteus.tools.registry import ToolContext, get_tool
+
+    prof = profile_study(study)
+    c = next(c for c in prof.contrasts if (c.group, c.case, c.control) == (group, case, control))
+    mod = next(k for k, a in study.bulk().items() if a.uns.get("modality") == "proteomics")
+    params = {"modality": mod, "group": group, "case": case, "control": control, "covariates": list(c.covariates)}
+    return prof, get_tool("differential_abundance")(study, params, ToolContext(out_dir=tmp_path, seed=0, figures=False)).relations
+
+
+def test_tissue_composition_is_refitted_where_measured_in_both_groups_and_named_as_missing_where_not(ucec_study, tmp_path):
+    """A contrast whose groups differ in a composition score measured in both is refitted with it (the adjusted
+    effect equals statsmodels' OLS with the score and the tool's covariates); a tissue-type contrast whose
+    composition scores exist for one group only says it is unadjusted for composition."""
+    sm = pytest.importorskip("statsmodels.api")
+    from proteus.confounding import hypothesis_checks
+    from proteus.policy.claims import is_composition_score
+    from proteus.stats.design import covariate_block, usable_covariates
+
+    prof = profile_study(ucec_study)
+    columns = [(v.name, v.role, v.kind == "continuous") for v in prof.variables
+               if v.role in ("biological", "covariate") and v.kind in ("binary", "categorical", "continuous")]
+    scores = [n for n, _, cont in columns if cont and is_composition_score(n)]
+    clin = ucec_study.clinical
+    recorded = {c.group: [(c.case, c.control)] for c in prof.contrasts}
+    # tissue type: the scores are recorded for one group only
+    st = prof.sample_type_column
+    case, control = recorded[st][0]
+    assert not any(clin.loc[clin[st] == control, s].notna().any() for s in scores), "scores of one tissue only"
+    _, rels = _protein_contrast_relations(ucec_study, st, case, control, tmp_path / "t")
+    records, clause, why = hypothesis_checks(rels[:1], clin, columns, {}, study=ucec_study)
+    assert "unadjusted for tissue composition" in clause and "not adjusted for tissue composition" in why
+    assert set(records[0]["unadjusted_for_composition"]) == set(scores)
+    # a contrast within one tissue, scores measured in both groups: refitted where the groups differ in one
+    refit = None
+    for c in prof.contrasts:
+        if c.group == st or not all(clin.loc[clin[c.group] == lv, scores].notna().any().any() for lv in (c.case, c.control)):
+            continue
+        _, rels = _protein_contrast_relations(ucec_study, c.group, c.case, c.control, tmp_path / c.group)
+        records, clause, why = hypothesis_checks(rels[:1], clin, columns, {}, study=ucec_study)
+        if records[0].get("refitted"):
+            refit, rel = records[0]["refitted"][0], rels[0]
+            break
+    assert refit is not None, "some within-tissue contrast differs in a composition score"
+    assert "unadjusted for tissue composition" not in clause and refit["column"] in scores and "Refitted with the tissue-composition" in why
+    p = rel.provenance.params
+    a = ucec_study.modalities[rel.modality]
+    tab = ucec_study.sample_table(rel.modality)
+    tab = tab[tab[p["group"]].astype(str).isin([p["case"], p["control"]])]
+    y = pd.Series(np.asarray(a[:, [rel.stats.extra["feature_id"]]].X, dtype=float).ravel(), index=a.obs_names.astype(str)).reindex(tab.index)
+    covs = usable_covariates(tab.loc[y.notna()], p["covariates"], 2)[0] + [refit["column"]]
+    Z = covariate_block(tab, covs)
+    ok = y.notna() & Z.notna().all(axis=1)
+    X = sm.add_constant(pd.concat([(tab.loc[ok, p["group"]] == p["case"]).astype(float).rename("g"), Z.loc[ok]], axis=1))
+    ref = sm.OLS(y[ok], X).fit()
+    assert refit["adjusted"].split("-> ")[1].startswith(f"{ref.params['g']:+.2f} (p={ref.pvalues['g']:.1g})"), (refit["adjusted"], ref.params["g"])

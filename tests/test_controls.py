@@ -137,3 +137,112 @@ def test_a_column_that_encodes_the_grouping_is_no_confounder_and_no_vacuous_all_
     assert c.decision in ("independent", "associated", "cannot be separated", "measures the grouping") and c.p is not None
     _, _, why = hypothesis_checks(res.relations[:3], clin, [(dose, "biological", False)])
     assert "no other column differs" not in why and "could be tested" in why and dose in why and "the design itself" in why
+
+
+@pytest.fixture(scope="module", params=["", "50vs5"])
+def ups_block(request, tmp_path_factory):
+    """The shipped UPS1 blocks (25 vs 12.5 fmol at the top, 50 vs 5 fmol below), each with its truth."""
+    d = shared_dataset_dir(UPS1)
+    if d is None or not (d / request.param / "truth.json").exists():
+        pytest.skip(f"shared dataset {UPS1}/{request.param} absent")
+    d = d / request.param
+    dest = tmp_path_factory.mktemp("ups1_block")
+    for f in ("proteinGroups.txt", "samples.tsv"):
+        (dest / f).write_bytes((d / f).read_bytes())
+    return load_study(dest), json.loads((d / "truth.json").read_text()), tmp_path_factory.mktemp("ups_block_out")
+
+
+def _n(x):
+    return len(x) if isinstance(x, list) else int(x)
+
+
+def _ids(study, tab):
+    """Each result row's protein group ids (the truth's id space)."""
+    return tab["feature"].astype(str).map(study.modalities["proteomics"].var["protein_ids"].astype(str))
+
+
+def test_spiked_proteins_removed_at_load_keep_their_organism_and_are_named(ups_block):
+    """The reader drops protein groups that also match the contaminant list; a spiked protein among
+    them still counts as spiked: k of K quantified, the removed ones named."""
+    study, truth, out = ups_block
+    layer = study.modalities["proteomics"]
+    ex = layer.uns["excluded_features"]
+    human_removed = [f for f, o in zip(ex["feature"], ex["organism"]) if o == "Homo sapiens"]
+    spiked = set(truth["true_positive_ids"])
+    kept = set(layer.var.loc[layer.var["organism"] == "Homo sapiens", "protein_ids"])
+    # every spiked group of the file is either kept with its organism or removed and recorded with it
+    assert len(kept) + len(human_removed) == len(spiked) and len(human_removed) == _n(truth["ups_groups_flagged_contaminant"])
+    assert set(ex["reason"]) == {"Potential contaminant"}
+    kg, tables, res = _run(study, out, sid="S3")
+    assert sorted(res.tables["excluded"]["feature"]) == sorted(ex["feature"])
+    rt = ResultTables(kg, tables.get, {"proteomics": "proteomics"})
+    (c,) = [d for d in compose_hypotheses(kg, tables=rt, limit=200) if d.kind == "positive control"]
+    assert f"{len(kept)} of {len(spiked)} Homo sapiens features in the file quantified" in c.statement
+    assert all(name in c.statement for name in human_removed)
+    # counter-example: without the reader's record, the same contrast counts only what it quantified
+    tables_without = {k: v for k, v in tables.items() if not k.endswith("_excluded.tsv")}
+    rt = ResultTables(kg, tables_without.get, {"proteomics": "proteomics"})
+    (c,) = [d for d in compose_hypotheses(kg, tables=rt, limit=200) if d.kind == "positive control"]
+    assert f"{len(kept)} of {len(kept)} Homo sapiens" in c.statement and "removed at load" not in c.statement
+
+
+def test_benchmark_readout_matches_the_truth_of_the_spike_in(ups_block):
+    """True / false positives at q < 0.01 and 0.05 (yeast as the negative set), the fold-change error
+    against the dose ratio and the low-abundance compression agree with the benchmark's truth."""
+    import numpy as np
+
+    from proteus.policy.controls import spike_in_readouts
+
+    study, truth, out = ups_block
+    _, _, res = _run(study, out, sid="S4")
+    tab = res.tables["results"]
+    (r,) = spike_in_readouts(tab, 0.05, res.tables["doses"], res.tables["excluded"], res.tables["skipped"])
+    ids = _ids(study, tab)
+    pos, neg = ids.isin(truth["true_positive_ids"]), ids.isin(truth["true_negative_ids"])
+    for q, tp, fp in r.calls:
+        assert tp == int(((tab["q"] < q) & pos).sum())
+        # the background's calls are the truth's false positives (the one yeast group the truth leaves out is not called)
+        assert fp == int(((tab["q"] < q) & neg).sum())
+    assert [q for q, _, _ in r.calls] == [0.01, 0.05]
+    prm = res.relations[0].provenance.params
+    amounts = truth["conditions"]  # spike amount per condition: the truth's ratio in this contrast's orientation
+    true_lfc = math.log2(amounts[prm["case"]] / amounts[prm["control"]])
+    err = tab.loc[pos, "logFC"] - true_lfc
+    assert r.expected[0] == pytest.approx(true_lfc, abs=1e-3)
+    assert r.error == pytest.approx((err.median(), err.quantile(0.25), err.quantile(0.75)), abs=1e-3)
+    a = tab.loc[pos]
+    low = a["AveExpr"] < a["AveExpr"].median()
+    assert r.low_high == pytest.approx((a.loc[low, "logFC"].median(), a.loc[~low, "logFC"].median()))
+    assert abs(r.low_high[0]) < abs(r.low_high[1])  # low-abundance UPS1 ratios are compressed towards 1 (Ramus et al. 2016)
+    text = r.calls_text()
+    fdp = r.calls[-1][2] / (r.calls[-1][1] + r.calls[-1][2])
+    assert f"false-discovery proportion {fdp:.1%}" in text and "ratio compression at low abundance" in r.compression_text()
+    assert np.isfinite(r.median_background_fc) and abs(r.median_background_fc) < 0.5
+
+
+def test_report_shows_the_benchmark_readout_of_the_run(ups_block):
+    """The report's spike-in section reads the step's own tables: detection with the removed spiked
+    proteins named, true / false positives per threshold and the fold-change error."""
+    from proteus.policy.controls import spike_in_readouts
+    from proteus.report import render_report
+
+    study, _, out = ups_block
+    _, tables, res = _run(study, out, sid="S5")
+    run = out / "run_s5"
+    (run / "tables").mkdir(parents=True)
+    for rel, tab in tables.items():
+        tab.to_csv(run / rel, sep="\t", index=False)
+    params = dict(res.relations[0].provenance.params)
+    step = {"id": "S5", "tool": "differential_abundance", "params": params, "status": "done", "tables": list(tables)}
+    (run / "state.json").write_text(json.dumps({"workflows": [{"id": "W1", "steps": [step]}]}))
+    html = render_report(run)
+    (r,) = spike_in_readouts(res.tables["results"], 0.05, res.tables["doses"], res.tables["excluded"], res.tables["skipped"])
+    assert "Spike-in benchmark" in html
+    for part in (r.detection_text(), r.calls_text(), r.error_text()):
+        assert part.replace("<", "&lt;") in html
+    assert all(name in html for name in res.tables["excluded"]["feature"])
+    # a single-organism run has no such section (counter-example)
+    for rel in tables:
+        if rel.endswith("_results.tsv"):
+            tables[rel].drop(columns="organism").to_csv(run / rel, sep="\t", index=False)
+    assert "Spike-in benchmark" not in render_report(run)

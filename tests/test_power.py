@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 
-import pandas as pd
 import pytest
 
 from proteus.stats.power import bh_threshold, detectable_effect, t_power, underpowered_effects

@@ -97,6 +97,27 @@ def test_claims_on_a_contrast_with_an_outlier_are_retested_without_it(ups, tmp_p
     assert quality_checks([], quality, ups) == ([], "", "")
 
 
+def test_an_f_test_across_groups_is_retested_without_the_outlier_run(nafld, tmp_path):
+    s = nafld.subset_samples(list(nafld.clinical.index))
+    a = s.modalities["proteomics"]
+    X = np.asarray(a.X, dtype=float).copy()
+    seen = np.flatnonzero(np.isfinite(X[0]))
+    X[0, np.random.default_rng(1).choice(seen, size=len(seen) // 2, replace=False)] = np.nan  # a short injection
+    a.X = X
+    quality = study_quality(s, profile_study(s))
+    assert outliers_of(quality, "proteomics") == [str(a.obs_names[0])]
+    res = get_tool("differential_anova")(s, {"modality": "proteomics", "group": "disease"}, ToolContext(out_dir=tmp_path, figures=False))
+    rels = [r for r in res.relations if r.predicate == "differs_across"][:5]
+    assert rels
+    records, _, why = quality_checks(rels, quality, s)
+    rec = records[0]
+    assert rec["kind"] == "outlier runs" and rec["contrast"].startswith("disease: F-test across") and rec["outliers"] == [str(a.obs_names[0])]
+    assert rec["n_features"] == len(rels) and "Leave-outlier-out check of disease: F-test" in why
+    for f in rec["features"]:
+        assert f["holds"] == (f["q_without"] < 0.05 and np.sign(f["effect_without"]) == np.sign(f["effect"]))
+    assert rec["n_hold"] >= 1  # losing values at random in one run leaves the strongest differences standing
+
+
 def test_report_shows_the_outlier_runs(ups, tmp_path):
     quality = study_quality(ups, profile_study(ups))
     (tmp_path / "qc.json").write_text(json.dumps(quality))

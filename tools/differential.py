@@ -368,6 +368,8 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
     layer = study.modalities[p.modality]
     if "organism" in layer.var:  # a layer that mixes organisms: each feature's, for positive / negative controls
         table["organism"] = table["feature"].astype(str).map(layer.var["organism"].astype(str)).replace("", None)
+        skipped["organism"] = skipped["feature"].astype(str).map(layer.var["organism"].astype(str)).replace("", None)
+    excluded = pd.DataFrame(dict(layer.uns.get("excluded_features") or {}), columns=["feature", "organism", "reason"])
     doses = _group_doses(study, p.modality, p.group, p.case, p.control)
     sig = table["q"] < p.fdr
     not_shared = 0
@@ -447,7 +449,8 @@ def differential_abundance(study: Study, params: DifferentialParams, ctx: ToolCo
            "does not agree (no relation)" if metrics["n_significant_minor_group"] else "")
         + (f". Choices: {'; '.join(choice.reasons)}" if choice.reasons else "") + "." + dropped_text(d["dropped"])
     )
-    return ToolResult(summary=summary, tables={"results": table, "skipped": skipped} | ({"doses": doses} if len(doses) else {}),
+    return ToolResult(summary=summary, tables={"results": table, "skipped": skipped} | ({"doses": doses} if len(doses) else {})
+                      | ({"excluded": excluded} if len(excluded) and "organism" in table else {}),
                       figures=figures, relations=relations, metrics=metrics)
 
 

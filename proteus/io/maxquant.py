@@ -5,7 +5,10 @@ samples (``<channel> <plex>``), with ``plex`` and ``channel`` as sample annotati
 technical factor); the per-plex ``Intensity <plex>`` sums are not samples. Label-free tables:
 LFQ intensity columns are preferred, else ``Intensity <sample>`` columns. Rows flagged ``+`` in
 ``Reverse``, ``Potential contaminant`` (older versions: ``Contaminant``) or ``Only identified by
-site`` are removed first (Perseus / AlphaPeptStats order), then zeros -> NaN and log2.
+site`` are removed first (Perseus / AlphaPeptStats order), then zeros -> NaN and log2. Of the
+removed non-decoy rows whose ``Fasta headers`` name an organism, ``uns["excluded_features"]`` keeps
+name, organism and reason (a spiked protein that also matches the contaminant list is still counted
+as spiked: :mod:`proteus.policy.controls`).
 Feature ids are the first gene of ``Gene names``, else the ``GN=`` gene of the first
 ``Fasta headers`` entry, else the first ``Majority protein IDs`` entry;
 ``Razor + unique peptides`` (else ``Peptides``) is kept as ``var["n_peptides"]``.
@@ -20,7 +23,7 @@ import pandas as pd
 
 from proteus.io._layer import build_layer, first_token, peptide_counts, unique_ids
 from proteus.io._text import RawTable, ReadProblem
-from proteus.io.organism import annotate_organisms
+from proteus.io.organism import annotate_organisms, named_entry
 
 __all__ = ["is_maxquant", "read_maxquant", "FILTER_COLUMNS"]
 
@@ -50,12 +53,15 @@ def read_maxquant(table: RawTable, notes: list[str], kind: str = "proteomics") -
     """Read a proteinGroups table (see module docstring); removed rows are counted in ``notes``."""
     df = table.df
     keep = pd.Series(True, index=df.index)
+    reason = pd.Series("", index=df.index)
     for col in FILTER_COLUMNS:
         if col in df:
             flagged = df[col].astype(str).str.strip() == "+"
             if flagged.any():
                 notes.append(f"{int((flagged & keep).sum())} '{col}' row(s) removed")
+            reason[flagged & keep] = col
             keep &= ~flagged
+    excluded = _excluded_organisms(df.loc[~keep & (reason != "Reverse")], reason)
     df = df.loc[keep]
     if df.empty:
         raise ReadProblem("no protein groups left after removing reverse/contaminant/site-only rows")
@@ -79,12 +85,29 @@ def read_maxquant(table: RawTable, notes: list[str], kind: str = "proteomics") -
         obs = _plex_annotation(samples, notes)
     organism = annotate_organisms(var, df["Fasta headers"], notes) if "Fasta headers" in df else None
     a = build_layer(values.T, var, kind=kind, source=table.source, notes=notes, intensities=True, obs=obs, organism=organism)
+    if excluded["feature"]:
+        a.uns["excluded_features"] = excluded
     if obs is not None:
         named_plex = all(len(s.split(None, 1)) > 1 for s in samples)
         a.uns["sample_id_parts"] = ["channel", "plex"] if named_plex else ["channel"]  # how a sample table may name them
         if obs["plex"].nunique() > 1:
             a.uns["sample_annotation"] = ["plex"]
     return a
+
+
+def _excluded_organisms(removed: pd.DataFrame, reason: pd.Series) -> dict[str, list[str]]:
+    """Name, organism and reason of each removed row whose ``Fasta headers`` name an organism."""
+    out: dict[str, list[str]] = {"feature": [], "organism": [], "reason": []}
+    if "Fasta headers" not in removed or removed.empty:
+        return out
+    id_col = "Majority protein IDs" if "Majority protein IDs" in removed else "Protein IDs"
+    for i, gene, header in zip(removed.index, _genes(removed), removed["Fasta headers"]):
+        org, entry = named_entry(header) if isinstance(header, str) else (None, None)
+        if org:
+            out["feature"].append(gene or entry or str(first_token(removed.at[i, id_col])))
+            out["organism"].append(org)
+            out["reason"].append(str(reason[i]))
+    return out
 
 
 def _genes(df: pd.DataFrame) -> list[str | None]:

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-__all__ = ["organism_of", "feature_organisms", "annotate_organisms", "organism_from_ids", "SPECIES_CODES", "NOT_HUMAN"]
+__all__ = ["organism_of", "feature_organisms", "named_entry", "annotate_organisms", "organism_from_ids", "SPECIES_CODES", "NOT_HUMAN"]
 
 SPECIES_CODES = {
     "HUMAN": "Homo sapiens", "MOUSE": "Mus musculus", "RAT": "Rattus norvegicus", "BOVIN": "Bos taurus",
@@ -33,17 +33,35 @@ _ENTRY = re.compile(r"^[A-Z0-9]{1,10}_([A-Z0-9]{3,5})(?:_[A-Z0-9]+)?$")
 """A UniProt entry name (``ATG8_YEAST``), also with a vendor's suffix (``HBA_HUMAN_UPS``)."""
 
 
-def _one(text: str) -> str | None:
-    first = text.split(";")[0].strip()
-    m = _OS.search(first)
+def _entry_organism(entry: str) -> str | None:
+    m = _OS.search(entry)
     if m:
         return m.group(1)
-    m = _ENTRY.match((first.split("|")[-1].split() or [""])[0])
+    m = _ENTRY.match((entry.split("|")[-1].split() or [""])[0])
     if m:
         return SPECIES_CODES.get(m.group(1))
-    if re.fullmatch(r"[A-Z][a-z]+ [a-z]+(?: .*)?", first):  # an Organism column: "Homo sapiens (Human)"
-        return " ".join(first.split()[:2])
+    if re.fullmatch(r"[A-Z][a-z]+ [a-z]+(?: .*)?", entry):  # an Organism column: "Homo sapiens (Human)"
+        return " ".join(entry.split()[:2])
     return None
+
+
+def named_entry(text: str) -> tuple[str | None, str | None]:
+    """The organism and name (UniProt entry name, else accession) of the first ``;``-separated entry
+    of ``text`` that names an organism: a protein group led by a contaminant-library entry that
+    names none (``>P01966 SWISS-PROT:P01966 (Bos taurus) ...``) takes its organism from the next."""
+    for entry in str(text).split(";"):
+        entry = entry.strip()
+        org = _entry_organism(entry)
+        if org:
+            head = entry.lstrip(">").split()[0] if entry.lstrip(">").split() else ""
+            parts = head.split("|")
+            name = parts[-1] if _ENTRY.match(parts[-1]) else parts[0] if entry.startswith(">") else None
+            return org, name or None
+    return None, None
+
+
+def _one(text: str) -> str | None:
+    return named_entry(text)[0]
 
 
 def organism_of(annotation: Iterable[object], notes: list[str] | None = None) -> str | None:

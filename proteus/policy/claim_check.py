@@ -17,7 +17,12 @@ enters the knowledge graph:
 (d) **"no change"** about a feature: rejected when a cited significant edge says it changes in that
     contrast; otherwise kept only when the run's full table shows the change
     :func:`~proteus.policy.claims.negligible` against the cited effect, else reworded to "not shown
-    to change" (a non-significant test is absence of evidence).
+    to change" (a non-significant test is absence of evidence);
+(e) **a site that only follows its protein** ("rather than in its phosphorylation", "not in
+    phosphorylation per molecule") is an absence too: kept only when every cited site's
+    site-minus-protein interval (its first cited edge's contrast) lies inside the equivalence bound of
+    :func:`~proteus.policy.claims.site_against_protein`, else reworded to "a change in phosphorylation per
+    molecule is not excluded".
 
 Every change is one :class:`WordingCheck`; :func:`wording_counts` totals them for ``run.json``.
 """
@@ -30,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from proteus.kg import KnowledgeGraph
-from proteus.policy.claims import directions_agree, negligible, reword_overclaims
+from proteus.policy.claims import directions_agree, negligible, reword_overclaims, site_verdict
 from proteus.policy.decisions import HypothesisDraft
 from proteus.policy.result_tables import ResultTables
 from proteus.records import Entity, Relation
@@ -304,6 +309,24 @@ def _no_change(statement: str, by_feature: dict[str, list[Relation]], entities: 
     return statement, checks, None
 
 
+_SITE_ABSENCE = re.compile(r",?\s*\b(?:rather than|not) (?:in )?(?:its |their )?phosphorylation(?: per molecule)?\b", re.I)
+
+
+def _site_absence(statement: str, cited: list[Relation], tables: ResultTables | None) -> tuple[str, list[WordingCheck]]:
+    """Rule (e): "rather than in its phosphorylation" stays only when every cited site mirrors its protein
+    within the equivalence bound (:func:`~proteus.policy.claims.site_verdict`) in the contrast of its first
+    cited edge (later edges of the same site are other groupings it is cited from); otherwise it is reworded."""
+    if not _SITE_ABSENCE.search(statement):
+        return statement, []
+    first = {r.subject.label: r for r in reversed(cited) if r.subject.type == "phosphosite"}  # each site's first cited edge states it
+    verdicts = [site_verdict(r, tables) for r in first.values()] if tables is not None else []
+    if verdicts and all(v is not None and v.kind == "mirrors_protein" for v in verdicts):
+        return statement, []
+    new = _SITE_ABSENCE.sub("; a change in phosphorylation per molecule is not excluded", statement)
+    why = next((v.clause for v in verdicts if v is not None and v.kind != "mirrors_protein"), "no site-minus-protein interval in the run's tables")
+    return new, [WordingCheck("no_change", "reworded", f"a site said to follow its protein without an equivalence bound ({why[:200]})")]
+
+
 def _negligible_in_tables(name: str, entities: dict[str, Entity], cited: list[Relation], tables: ResultTables | None) -> bool:
     if tables is None:
         return False
@@ -327,7 +350,7 @@ def _negligible_in_tables(name: str, entities: dict[str, Entity], cited: list[Re
 
 
 def check_draft(draft: HypothesisDraft, kg: KnowledgeGraph, tables: ResultTables | None = None) -> CheckedDraft:
-    """Apply the wording rules (a)-(d) of this module to ``draft`` against ``kg`` (and the run's full
+    """Apply the wording rules (a)-(e) of this module to ``draft`` against ``kg`` (and the run's full
     result ``tables`` for "no change"). Returns the reworded draft, what changed, and why it is
     rejected (``None`` when it may enter the graph)."""
     checks: list[WordingCheck] = []
@@ -366,6 +389,9 @@ def check_draft(draft: HypothesisDraft, kg: KnowledgeGraph, tables: ResultTables
         return CheckedDraft(out, checks, "; ".join(errors))
     statement, nc_checks, reason = _no_change(statement, by_feature, entities, relevant, populations, tables)
     checks.extend(nc_checks)
+    if reason is None:
+        statement, site_checks = _site_absence(statement, relevant, tables)
+        checks.extend(site_checks)
     if reason:
         checks.append(WordingCheck("no_change", "rejected", reason))
         return CheckedDraft(out, checks, reason)

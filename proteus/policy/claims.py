@@ -9,10 +9,11 @@ sentence is written:
   doi:10.1074/mcp.M111.009654); "no protein change" only when the protein was tested and is
   :func:`negligible` against the site's effect, and "in step with its protein" only when the
   site-minus-protein interval lies inside the same margin (otherwise: not detected, with the interval).
+- :func:`site_verdict` — the same, for a site relation read from the run's full tables.
 - :func:`negligible` — "does not change" only when the 95% interval holds zero and lies within half
   the reference effect (an equivalence margin; a non-significant test alone is absence of evidence).
 - :func:`directions_agree` — "together" / "as a unit" only when every member moves the same way.
-- :func:`is_composition_score` — clinical columns that measure tissue composition (purity, stromal /
+- :func:`is_composition_score` (defined in :mod:`proteus.design`, with the other column semantics) — clinical columns that measure tissue composition (purity, stromal /
   immune content, deconvolution fractions): findings that track them may reflect composition.
 - :func:`clustering_qc` — sample clusters that are unstable (PAC above
   :data:`proteus.confounding.UNSTABLE_PAC`) or follow a technical column are a QC observation, not a
@@ -29,11 +30,14 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from proteus.policy.result_tables import Z95, Change
+from proteus.design import is_composition_score
+from proteus.policy.result_tables import Z95, Change, ResultTables
+from proteus.records import Relation
 
 __all__ = [
     "SiteVerdict",
     "site_against_protein",
+    "site_verdict",
     "negligible",
     "directions_agree",
     "is_composition_score",
@@ -89,6 +93,23 @@ def site_against_protein(site: Change, protein: Change | None, gene: str, modifi
                                              "absence is shown)")
 
 
+def site_verdict(site: Relation, tables: ResultTables, gene: str | None = None, modification: str = "phosphorylation") -> SiteVerdict | None:
+    """:func:`site_against_protein` for a site relation, read from the run's full tables (the site's own
+    row in its differential, its protein's change in the same contrast); ``gene`` defaults to the site's
+    recorded gene. ``None`` when the site's row is in no table."""
+    prm = site.provenance.params
+    group, case, control = prm.get("group"), prm.get("case"), prm.get("control")
+    if not (group and case and control and site.modality):
+        return None
+    gene = gene or str(site.stats.extra.get("gene") or site.subject.label.split("-")[0])
+    tab = tables.table("differential_abundance", "results", modality=site.modality, group=group, case=case, control=control)
+    rows = tab[tab["label"].astype(str) == site.subject.label] if tab is not None else None
+    change = Change.from_row(rows.iloc[0]) if rows is not None and not rows.empty else None
+    if change is None:
+        return None
+    return site_against_protein(change, tables.protein_change(group, case, control, gene), gene, modification)
+
+
 def negligible(change: Change, reference: float) -> bool:
     """True when ``change`` is not significant (q >= 0.05) and its 95% interval holds zero and lies
     inside +/- half of ``reference`` (the effect it is contrasted with): evidence that it does not
@@ -103,16 +124,6 @@ def directions_agree(effects: list[float]) -> bool:
     return bool(effects) and (all(e > 0 for e in effects) or all(e < 0 for e in effects))
 
 
-_COMPOSITION = re.compile(
-    r"(purity|strom|immune|estimate|cellularit|infiltrat|tumou?r.?(content|cell.?fraction)|fibroblast|endothel|"
-    r"cibersort|xcell|\bepic|mcp.?counter|deconvol|macrophage|lymphocyte|leukocyte)",
-    re.I,
-)
-
-
-def is_composition_score(name: str) -> bool:
-    """A clinical column that measures tissue composition (purity, stromal / immune content, cell-type fractions)."""
-    return bool(_COMPOSITION.search(name.replace("_", " ")))
 
 
 def clustering_qc(pac: float | None, k: int | None, technical: dict[str, dict] | None, *, alpha: float = 0.05) -> str | None:

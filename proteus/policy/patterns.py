@@ -40,9 +40,9 @@ from proteus import genesets
 from proteus.confounding import cluster_stability
 from proteus.kg import KnowledgeGraph
 from proteus.policy.controls import mutation_cis_claim, spike_in_controls
-from proteus.policy.claims import SiteVerdict, clustering_qc, directions_agree, is_composition_score, site_against_protein
+from proteus.policy.claims import clustering_qc, directions_agree, is_composition_score, site_verdict
 from proteus.policy.decisions import MAX_DRAFTS, HypothesisDraft
-from proteus.policy.result_tables import Change, ResultTables
+from proteus.policy.result_tables import ResultTables
 from proteus.stats.features import SITE_KINDS
 from proteus.stats.units import MIN_UNIT_SHARE, covering_units, partners, unit_change, unit_genes, unit_share
 from proteus.records import MODALITY_ENTITY, Relation
@@ -389,23 +389,6 @@ def _units(changes, tables: ResultTables, taken: set[str]) -> list[HypothesisDra
     return out
 
 
-def _site_verdict(s: Relation, gene: str, tables: ResultTables) -> SiteVerdict | None:
-    """:func:`~proteus.policy.claims.site_against_protein` for a site relation, read from the full
-    tables; ``None`` when the site's own row is in no table."""
-    prm = s.provenance.params
-    group, case, control = prm.get("group"), prm.get("case"), prm.get("control")
-    if not (group and case and control and s.modality):
-        return None
-    site_tab = tables.table("differential_abundance", "results", modality=s.modality, group=group, case=case, control=control)
-    if site_tab is None:
-        return None
-    rows = site_tab[site_tab["label"].astype(str) == s.subject.label]
-    site = Change.from_row(rows.iloc[0]) if not rows.empty else None
-    if site is None:
-        return None
-    return site_against_protein(site, tables.protein_change(group, case, control, gene), gene, _modification(s.subject.type)[0])
-
-
 def _site_specific(kg: KnowledgeGraph, changes, tables: ResultTables) -> list[HypothesisDraft]:
     """Site changes (every modification-site layer) set against the full protein table of the same
     contrast: only a site that changes beyond its protein (or whose protein was measured flat) becomes a
@@ -419,7 +402,7 @@ def _site_specific(kg: KnowledgeGraph, changes, tables: ResultTables) -> list[Hy
         n_layer = 0
         for s in sorted(sites, key=_rank)[:40]:
             gene = _gene(s)
-            verdict = _site_verdict(s, gene, tables)
+            verdict = site_verdict(s, tables, gene, mod)
             if verdict is None or not verdict.site_specific:
                 continue
             word = "increased" if s.predicate == "higher_in" else "decreased"
@@ -877,7 +860,7 @@ def _single_changes(kg: KnowledgeGraph, changes, already: set[str], tables: Resu
         statement = f"{r.subject.label} ({r.subject.type}) is {_direction_word(r)} in {case} than in {control} ({group})."
         rationale = f"{r.modality or stype}: {_fmt(r)}."
         if stype in _SITE_TYPES:
-            verdict = _site_verdict(r, _gene(r), tables)
+            verdict = site_verdict(r, tables, _gene(r), _modification(stype)[0])
             if verdict is not None and verdict.kind in ("mirrors_protein", "not_beyond_protein"):
                 statement = f"{r.subject.label} is {_direction_word(r)} in {case} than in {control} ({group}) {verdict.clause}."
             if verdict is not None:

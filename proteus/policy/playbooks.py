@@ -164,8 +164,12 @@ _LAYER_WORDS = {
 
 def _for_layer(params: dict, kind: str) -> dict:
     """Contrast params for another layer: technical columns named after a different layer
-    (a proteomics TMT plex for RNA) are not that layer's batches and are left out."""
-    own = _LAYER_WORDS.get(kind, set())
+    (a proteomics TMT plex for RNA) are not that layer's batches and are left out. A modification-site
+    layer is enriched from the digest of the same labelled samples and measured in the same MS runs as
+    its protein layer (Mertins et al. 2018, doi:10.1038/s41596-018-0006-9), so the protein layer's
+    technical columns (plex, channel, run batch) are its own too and its model keeps them, as the
+    protein model does: a site-minus-protein comparison then sets two models of one design side by side."""
+    own = _LAYER_WORDS.get(kind, set()) | (_LAYER_WORDS["proteomics"] if kind in SITE_KINDS else set())
     others = set().union(*(w for k, w in _LAYER_WORDS.items() if k != kind)) - own
     covs = [c for c in params.get("covariates", []) if not (column_words(c) & others)]
     return {k: v for k, v in params.items() if k != "covariates"} | ({"covariates": covs} if covs else {})
@@ -409,6 +413,7 @@ def followup_plays(profile: DataProfile, kg) -> list[Play]:
         )
     sites = _site_layers(profile)
     by_contrast: dict[tuple, int] = {}
+    adjusted_for: dict[tuple, list[str]] = {}  # the protein model's covariates: the site model keeps them
     studied: dict[str, set] = {layer: set() for layer, _ in sites}
     for r in kg.relations.values():
         prov = r.provenance.params
@@ -419,12 +424,13 @@ def followup_plays(profile: DataProfile, kg) -> list[Play]:
             studied[prov["modality"]].add(key)
         elif prov.get("modality") == primary:
             by_contrast[key] = by_contrast.get(key, 0) + 1
+            adjusted_for.setdefault(key, list(prov.get("covariates") or []))
     for (group, case, control), n in sorted(by_contrast.items(), key=lambda kv: -kv[1]):
         for layer, kind in sites:
             words = _site_words(kind)
             if n < 20 or (group, case, control) in studied[layer]:
                 continue
-            cp = {"group": group, "case": case, "control": control}
+            cp = _for_layer({"group": group, "case": case, "control": control, "covariates": adjusted_for[(group, case, control)]}, kind)
             plays.append(
                 Play(
                     ObjectiveSpec(

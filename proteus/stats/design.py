@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import pandas as pd
 
-__all__ = ["is_factor", "covariate_block", "usable_covariates", "dropped_text"]
+__all__ = ["is_factor", "covariate_block", "usable_covariates", "dropped_text", "permutation_blocks"]
 
 
 def is_factor(col: pd.Series) -> bool:
@@ -24,16 +26,19 @@ def is_factor(col: pd.Series) -> bool:
     return integer and int(num.value_counts().min()) >= 2 and num.nunique() <= len(num) / 2
 
 
-def covariate_block(table: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
+def covariate_block(table: pd.DataFrame, covariates: list[str], factors: Collection[str] | None = None) -> pd.DataFrame:
     """Covariate columns of a design (no intercept): numbers as is, factors as treatment dummies.
 
     A factor with levels ``a < b < c`` gives columns ``<name>_b`` and ``<name>_c`` (first level
     dropped), as R's ``contr.treatment``; rows with a missing covariate are NaN in its columns.
+    ``factors`` names the factor columns when the encoding was decided on a larger table (a subset of
+    a design's samples keeps its factors: a plex seen once in a held-out split is still a plex);
+    default :func:`is_factor` on ``table``.
     """
     blocks = []
     for c in covariates:
         col = table[c]
-        if is_factor(col):
+        if (c in factors) if factors is not None else is_factor(col):
             d = pd.get_dummies(col.astype(str).where(col.notna()), prefix=str(c), drop_first=True, dtype=float)
             d = d.loc[:, d.sum() > 0]
             d[col.isna().to_numpy()] = float("nan")
@@ -45,7 +50,8 @@ def covariate_block(table: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
     return pd.concat(blocks, axis=1)
 
 
-def usable_covariates(table: pd.DataFrame, covariates: list[str], n_fixed: int) -> tuple[list[str], dict[str, str]]:
+def usable_covariates(table: pd.DataFrame, covariates: list[str], n_fixed: int,
+                      factors: Collection[str] | None = None) -> tuple[list[str], dict[str, str]]:
     """Covariates that a model of the samples in ``table`` can afford, and why each other one is dropped.
 
     ``table`` holds the samples actually tested; ``n_fixed`` counts the design columns that are not
@@ -59,6 +65,8 @@ def usable_covariates(table: pd.DataFrame, covariates: list[str], n_fixed: int) 
       least twice the covariate columns admitted (``n - n_fixed - p_cov >= 2 p_cov``, the
       events-per-parameter idea of Harrell, *Regression Modeling Strategies*, 4.4), counted on the
       samples complete for every covariate admitted.
+
+    ``factors``: as in :func:`covariate_block`.
     """
     kept: list[str] = []
     dropped: dict[str, str] = {}
@@ -67,11 +75,12 @@ def usable_covariates(table: pd.DataFrame, covariates: list[str], n_fixed: int) 
         if col.nunique() < 2:
             dropped[c] = f"constant over the {len(col)} samples with a value"
             continue
-        if is_factor(table[c]) and col.nunique() > len(col) / 2:
+        factor = (c in factors) if factors is not None else is_factor(table[c])
+        if factor and col.nunique() > len(col) / 2:
             dropped[c] = f"{col.nunique()} levels over {len(col)} samples (nearly one per sample)"
             continue
         trial = kept + [c]
-        block = covariate_block(table, trial).dropna()
+        block = covariate_block(table, trial, factors).dropna()
         n, p_cov = len(block), block.shape[1]
         resid = n - n_fixed - p_cov
         if resid < 2 * p_cov:
@@ -87,3 +96,18 @@ def dropped_text(dropped: dict[str, str]) -> str:
     if not dropped:
         return ""
     return " Not adjusted for " + "; ".join(f"{c} ({why})" for c, why in dropped.items()) + "."
+
+
+def permutation_blocks(table: pd.DataFrame, covariates: list[str]) -> pd.Series | None:
+    """The blocks a label permutation keeps to: the levels of the factor covariate with the most levels
+    (the finest technical block, a plex within a batch), ``None`` when no covariate is a factor.
+
+    Permuting labels only within these blocks keeps each block's share of cases, so a null does not
+    reward a difference that the block itself makes (Winkler et al. 2014, exchangeability blocks,
+    doi:10.1016/j.neuroimage.2014.01.060); the other covariates stay in the model of every permutation.
+    """
+    factors = [c for c in covariates if is_factor(table[c])]
+    if not factors:
+        return None
+    finest = max(factors, key=lambda c: table[c].nunique())
+    return table[finest].astype(str)

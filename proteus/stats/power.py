@@ -32,15 +32,16 @@ from scipy import optimize, stats
 __all__ = ["t_power", "detectable_effect", "bh_threshold", "underpowered_effects"]
 
 
-def t_power(d: float, n1: int, n2: int, alpha: float = 0.05) -> float:
+def t_power(d: float, n1: int, n2: int, alpha: float = 0.05, k: int = 0) -> float:
     """Power of the two-sided two-sample t-test at level ``alpha`` to find standardised effect ``d``
-    with ``n1`` and ``n2`` samples (noncentral t, the module's formula); 0 with fewer than 2 per group."""
+    with ``n1`` and ``n2`` samples (noncentral t, the module's formula); 0 with fewer than 2 per group.
+    ``k`` covariate columns in the model take their residual df (``n1 + n2 - 2 - k``, at least 1)."""
     if n1 < 2 or n2 < 2:
         return 0.0
     d = abs(d)
     if math.isinf(d):
         return 1.0
-    df = n1 + n2 - 2
+    df = max(n1 + n2 - 2 - k, 1)
     return float(stats.nct.sf(stats.t.ppf(1 - alpha / 2, df), df, d * math.sqrt(n1 * n2 / (n1 + n2))))
 
 
