@@ -328,7 +328,7 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
         kept.append((checked.draft, checks))
     # one event, one hypothesis: drafts about the same feature, same way, same samples fold into one, before the
     # limit, so the slots they free go to the next distinct drafts
-    folded = fold_same_events([d for d, _ in kept], view.kg, ctx.study, tables)
+    folded = fold_same_events([d for d, _ in kept], view.kg, ctx.study)
     by_statement = {d.statement: c for d, c in kept}
     for d in folded:
         if len(hyps) == MAX_HYPOTHESES:

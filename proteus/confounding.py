@@ -16,8 +16,11 @@ biological or covariate role on the contrast's samples and decides what a hypoth
   indicator regressed on the column's design has R^2 >= 0.8, a variance inflation of 5 or more,
   or leaves fewer than 3 effective samples, :math:`n_1 n_0/(n_1+n_0)\,(1-R^2)`, to estimate the
   adjusted contrast, so no model on these samples tells the two apart); ``associated`` (q < 0.05, separable:
-  the hypothesis names it and its test adjusts for it); ``independent``; ``not testable`` (not
-  recorded in both groups, or one value). A continuous column that a threshold separates the groups
+  the hypothesis names it and its test adjusts for it); ``occurs within a group`` (associated, two
+  levels, and its rarer level lies (almost, :data:`WITHIN_SHARE`) entirely inside one group: a subset or
+  consequence of the grouping, e.g. a lesion one subtype causes, said as "occurs only in <level>", never as
+  a confounder the comparison does not separate out); ``independent``; ``not testable`` (not recorded in
+  both groups, or one value). A continuous column that a threshold separates the groups
   by (the Mann-Whitney AUC of the column between the groups >= 0.95, and q < 0.05) is decided
   ``measures the grouping``: the grouping is (nearly) a level set of it, as a phenotype and the
   measurement that defines it, so it is said as a definition, never as a confounder caveat.
@@ -26,6 +29,12 @@ A gene's mutation contrast (a ``mutation_association`` relation: mutated vs wild
 samples) is checked the same way by :func:`mutation_checks`; for each column the mutated samples
 differ in, the feature is refitted by least squares with that column added to the model, and when
 the mutation's effect is no longer significant (p >= 0.05) the hit is said to follow that column.
+A sample-table contrast's lead feature is refitted the same way with each biological column its groups
+differ strongly in (:func:`lead_refits`), and the hypothesis reports the adjusted effect rather than
+only naming the column.
+
+A column that records a gene the hypothesis itself states (its feature's gene, or the mutated gene of
+its comparison, by the column name's words) is the design or its mechanism, never a confounder of it.
 
 Cluster hypotheses (``consensus_clustering`` relations) carry the clustering's stability and its
 test against the sample table's technical columns (a cluster following a batch, plate or run order
@@ -52,6 +61,7 @@ with their source, checked by the same record.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import numpy as np
@@ -63,7 +73,7 @@ from proteus.design import is_composition_score, is_unknown_level
 from proteus.stats.design import covariate_block, usable_covariates
 from proteus.stats.multitest import bh
 
-__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "COLLINEAR_R2"]
+__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "lead_refits", "COLLINEAR_R2"]
 
 COLLINEAR_R2 = 0.8
 """R^2 of the contrast on another column from which the two cannot be separated (variance inflation >= 5)."""
@@ -71,13 +81,16 @@ SEPARATION_AUC = 0.95
 """Mann-Whitney AUC of a continuous column between the groups from which it measures the grouping."""
 UNSTABLE_PAC = 0.2
 """Proportion of ambiguous clustering above which clusters are not stable subtypes (Senbabaoglu et al. 2014)."""
+WITHIN_SHARE = 0.9
+"""Share of a two-level column's rarer level inside one group above which it occurs within that group."""
 MIN_ADJUSTED_N = 3.0
 r"""Effective samples an adjusted contrast needs, :math:`n_1 n_0/(n_1+n_0)\,(1-R^2)` (its variance over sigma^2, inverted)."""
 _ALPHA = 0.05
 _EFFECT_NAMES = {"cramers_v": "Cramér's V", "epsilon_squared": "epsilon squared"}
 _N_PERM = 2000
 
-Decision = Literal["same grouping", "measures the grouping", "cannot be separated", "adjusted", "associated", "independent", "not testable"]
+Decision = Literal["same grouping", "own gene", "measures the grouping", "cannot be separated", "adjusted", "associated", "occurs within a group",
+                   "independent", "not testable"]
 
 
 def _known(s: pd.Series) -> pd.Series:
@@ -199,7 +212,7 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
         auc = _separation(v[a == "case"], v[a == "control"]) if continuous else None
         out.append(DesignCheck(column=col, role=role, test=test, effect_name=name, effect=round(eff, 4), p=p, r2=round(r2, 4), auc=auc,
                                n=int(ok.sum()), decision="independent",
-                               reason=("" if continuous else "nested") if not continuous and _nested(a, v) else ""))
+                               reason="nested" if not continuous and _nested(a, v) else "" if continuous else _within(a, v.astype(str), cases, controls)))
     n1, n0 = int((arm == "case").sum()), int((arm == "control").sum())
     eff_n = n1 * n0 / (n1 + n0) if n1 and n0 else 0.0
     tested = [c for c in out if c.p is not None]
@@ -218,13 +231,33 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
             c.decision, c.reason = "cannot be separated", (
                 f"the contrast is collinear with {c.column} (R^2 {c.r2:.2f}; adjusted for it, {eff_n * (1 - c.r2):.1f} effective "
                 f"samples of {eff_n:.1f} remain): no model of these samples separates them")
+        elif q < _ALPHA and c.reason.startswith("occurs only in"):
+            c.decision = "occurs within a group"
         elif q < _ALPHA:
             c.decision, c.reason = "associated", f"the groups differ in {c.column}; adjust for it or test within its levels"
+    for c in out:
+        if c.decision in ("independent", "not testable") and c.reason.startswith("occurs only in"):
+            c.reason = ""
     return sorted(out, key=lambda c: (_ORDER[c.decision], c.q if c.q is not None else 1.0, c.column))
 
 
-_ORDER = {"cannot be separated": 0, "adjusted": 1, "associated": 2, "measures the grouping": 3, "same grouping": 4, "independent": 5,
-          "not testable": 6}
+_ORDER = {"cannot be separated": 0, "adjusted": 1, "associated": 2, "occurs within a group": 3, "measures the grouping": 4, "same grouping": 5,
+          "own gene": 6, "independent": 7, "not testable": 8}
+
+
+def _within(arm: pd.Series, v: pd.Series, cases: list[str], controls: list[str]) -> str:
+    """``"occurs only in <levels> (k of its n samples)"`` when ``v`` has two levels and its rarer one lies
+    (:data:`WITHIN_SHARE`) inside one arm of the contrast without filling it; else ``""``."""
+    counts = v.value_counts()
+    if len(counts) != 2:
+        return ""
+    rare = counts.index[-1]
+    inside = arm[v == rare].value_counts()
+    side = inside.index[0]
+    if inside.iloc[0] < WITHIN_SHARE * inside.sum() or inside.iloc[0] >= (arm == side).sum():
+        return ""
+    return (f"occurs only in {', '.join(cases if side == 'case' else controls)} ({rare}: {inside.iloc[0]} of its {inside.sum()} samples): "
+            "a subset or consequence of the grouping, not a confounder of it")
 
 
 def _separation(x: pd.Series, y: pd.Series) -> float:
@@ -372,39 +405,67 @@ def composition_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[
 
     Returns ``(refitted, unmeasured)``: for each composition score (:func:`proteus.design.is_composition_score`,
     a continuous column) the groups differ in (decision ``associated``; the two with the smallest q), the contrast's
-    first evidence feature refitted with the score added to the tool's covariates, as ``adjusted`` text (effect and p
-    without -> with the score) and ``reason`` ending "gone adjusted for it" or "held adjusted for it"; and, when the
-    table holds composition scores but none is measured in both groups, their names (the contrast is unadjusted
-    for composition). The refit uses the layer's values as stored (no re-normalisation).
+    first evidence feature refitted with it (:func:`lead_refits`); and, when the table holds composition scores
+    but none is measured in both groups, their names (the contrast is unadjusted for composition).
     """
     scores = [c for c in checks if continuous.get(c.column) and is_composition_score(c.column)]
     if not scores:
         return [], []
     if all(c.decision == "not testable" for c in scores):
         return [], [c.column for c in scores]
+    ranked = sorted((c for c in scores if c.decision == "associated"), key=lambda c: c.q if c.q is not None else 1.0)[:2]
+    return lead_refits(study, relations, key, ranked, "tissue composition: the difference is"), []
+
+
+def lead_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ...]], checks: list[DesignCheck],
+                said: str = "the effect is") -> list[DesignCheck]:
+    """The first evidence feature of contrast ``key`` in ``relations`` refitted with each column of ``checks``
+    (columns the groups differ in) added to the tool's covariates, on the contrast's samples with it recorded:
+    copies of ``checks`` with ``adjusted`` (effect and p without -> with the column) and ``reason`` ("<said> gone
+    adjusted for it" or "... held ..."). The layer's values are used as stored (no re-normalisation)."""
     group, cases, controls = key
     rel = next((r for r in relations if evidence_contrast(r) == key and r.predicate in ("higher_in", "lower_in")
                 and (r.stats.extra or {}).get("feature_id") and r.modality in study.modalities), None)
-    if rel is None:
-        return [], []
+    if rel is None or not checks:
+        return []
     a = study.modalities[rel.modality]
     feature = str(rel.stats.extra["feature_id"])
     if feature not in set(map(str, a.var_names)):
-        return [], []
+        return []
     clin = study.sample_table(rel.modality)
     clin = clin[clin[group].astype(str).isin([*cases, *controls]) & clin[group].notna()]
+    clin = clin.assign(**{c.column: _known(clin[c.column]) for c in checks})  # values meaning "unknown" are not a level
     y = pd.Series(np.asarray(a[:, [feature]].X, dtype=float).ravel(), index=a.obs_names.astype(str)).reindex(clin.index)
     is_case = clin[group].astype(str).isin(cases)
     covs = usable_covariates(clin.loc[y.notna()], [c for c in (rel.provenance.params or {}).get("covariates") or [] if c in clin], 2)[0]
     refitted = []
-    for c in sorted((c for c in scores if c.decision == "associated"), key=lambda c: c.q if c.q is not None else 1.0)[:2]:
+    for c in checks:
         fits = [_adjusted_fit(y, is_case, clin, covs + extra, rows_of=[c.column]) for extra in ([], [c.column])]
         if None in fits:
             continue
         (b, pb, n), (aa, pa, _) = fits
         refitted.append(c.model_copy(update={"adjusted": f"{rel.subject.label} {b:+.2f} (p={pb:.1g}) -> {aa:+.2f} (p={pa:.1g}) adjusted for {c.column}, n={n}",
-                                             "reason": f"tissue composition: the difference is {'gone' if pb < _ALPHA <= pa else 'held'} adjusted for it"}))
-    return refitted, []
+                                             "reason": f"{said} {'gone' if pb < _ALPHA <= pa else 'held'} adjusted for it"}))
+    return refitted
+
+
+def _stated_genes(relations) -> set[str]:
+    """Genes a hypothesis's evidence states: the genes of its features and of the mutations it compares."""
+    out = set()
+    for r in relations:
+        extra = r.stats.extra or {}
+        if str(extra.get("mutation", "")).startswith("mutation:"):
+            out.add(str(extra["mutation"]).split(":", 1)[1])
+        for e in (r.subject, r.object):
+            if e.type in ("protein", "gene", "phosphosite", "acetylsite", "mutation"):
+                out.add(str(extra.get("gene") or e.label.split("-")[0]) if e is r.subject and e.type != "mutation" else e.label.split("-")[0])
+    return out
+
+
+def _own_gene(column: str, genes: set[str]) -> str | None:
+    """The stated gene among the words of a column's name (``PI3K_PTEN`` names PTEN), if any; case kept, as
+    gene symbols are (:func:`proteus.design.column_words` lower-cases, and would match ``SET`` to a training set)."""
+    return next((w for w in re.split(r"[^A-Za-z0-9]+", column) if w in genes), None)
 
 
 def explained_by(records: list[dict]) -> str | None:
@@ -431,16 +492,18 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     Returns ``(records, statement clause, rationale clause)``: one record per contrast (every column
     checked, by decision; the full test for those that matter), a clause the statement must carry
     when a contrast cannot be separated from another column, differs strongly in another
-    biological factor (Cramér's V >= 0.5), or (a mutation contrast, with ``study``) loses its effect
-    once adjusted for a column, or when the clusters cited are unstable; and a rationale clause naming
-    every associated column and every column that measures the grouping.
+    biological factor (Cramér's V >= 0.5: with ``study``, the lead feature refitted with it, and the
+    adjusted effect said), loses its effect once adjusted for a column, or when the clusters cited are
+    unstable; and a rationale clause naming every associated column, every column that measures the
+    grouping, occurs within one group, or records a gene the hypothesis states.
     ``cache`` keeps checks between hypotheses that cite the same contrast.
     """
     cache = {} if cache is None else cache
-    records, inseparable, named, associated, adjusted, same, independent, measures, gone, holds = [], [], [], [], [], [], [], [], [], []
+    records, inseparable, named, associated, adjusted, same, independent, measures, within, own, gone, holds = ([] for _ in range(12))
     composition_gone, composition_refitted, unmeasured = [], [], []
     continuous = {name: cont for name, _, cont in columns}
     covariates = {str(c) for r in relations for c in (r.provenance.params or {}).get("covariates") or []}
+    genes = _stated_genes(relations)
     contrasts = {}
     for key in dict.fromkeys(k for r in relations if (k := evidence_contrast(r)) is not None):
         group, cases, controls = key
@@ -448,38 +511,48 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
             cache[key] = contrast_checks(clin, group, list(cases), list(controls), columns)
         label = f"{group}: {', '.join(cases)} vs {', '.join(controls)}"
         refits, missing = composition_refits(study, relations, key, cache[key], continuous) if study is not None else ([], [])
-        contrasts[label] = (cache[key], refits)
+        contrasts[label] = (cache[key], refits, key)
         composition_refitted += refits
         composition_gone += [c for c in refits if c.reason.endswith("gone adjusted for it")]
         unmeasured += [(label, missing)] if missing else []
     for r in relations if study is not None else ():
         if (m := mutation_checks(study, r, columns, cache)) is not None:
-            prior = contrasts.get(m[0], (m[1], []))[1]
-            contrasts[m[0]] = (m[1], prior + m[2])
-    for label, (found, refitted) in contrasts.items():
+            prior = contrasts.get(m[0], (m[1], [], None))[1]
+            contrasts[m[0]] = (m[1], prior + m[2], None)
+    for label, (found, refitted, key) in contrasts.items():
         checks = [c.model_copy(update={"decision": "adjusted", "reason": f"adjusted for in the model; {c.reason}"})
                   if c.column in covariates and c.decision in ("associated", "cannot be separated") else c for c in found]
+        checks = [c.model_copy(update={"decision": "own gene", "reason": f"it records {g}, a gene the hypothesis states: the design or its "
+                                                                       "mechanism, not a confounder"})
+                  if c.decision not in ("independent", "not testable", "same grouping") and (g := _own_gene(c.column, genes)) else c
+                  for c in checks]
         by = {d: [c for c in checks if c.decision == d] for d in _ORDER}
+        strong = [c for c in by["associated"] if c.effect_name == "Cramér's V" and c.role == "biological" and (c.effect or 0) >= 0.5]
+        if key is not None and study is not None:  # a sample-table contrast: its lead feature refitted with what its groups differ in
+            refitted = refitted + lead_refits(study, relations, key, strong[:3])
         records.append({
             "contrast": label, "n_columns": len(checks),
             "checks": [c.model_dump(exclude_none=True) for c in by["cannot be separated"] + by["adjusted"] + by["associated"]
-                       + by["measures the grouping"] + by["same grouping"]],
+                       + by["occurs within a group"] + by["measures the grouping"] + by["same grouping"] + by["own gene"]],
             "independent": [c.column for c in by["independent"]], "not_testable": [c.column for c in by["not testable"]],
         } | ({"refitted": [c.model_dump(exclude_none=True) for c in refitted]} if refitted else {})
           | ({"unadjusted_for_composition": missing} if (missing := dict(unmeasured).get(label)) else {}))
         inseparable += [c for c in by["cannot be separated"] if c.column not in {x.column for x in inseparable}]
-        strong = [c for c in by["associated"] if c.effect_name == "Cramér's V" and c.role == "biological" and (c.effect or 0) >= 0.5]
-        named += [c for c in strong if c.column not in {x.column for x in named}]
+        done = {c.column for c in refitted}
+        named += [c for c in strong if c.column not in {x.column for x in named} | done]
         associated += [c for c in by["associated"] if c.column not in {x.column for x in associated}]
         adjusted += [c for c in by["adjusted"] if c.column not in {x.column for x in adjusted}]
         same += [c for c in by["same grouping"] if c.column not in {x.column for x in same}]
         independent += [c for c in by["independent"] if c.column not in {x.column for x in independent}]
         measures += [c for c in by["measures the grouping"] if c.column not in {x.column for x in measures}]
+        within += [c for c in by["occurs within a group"] if c.column not in {x.column for x in within}]
+        own += [c for c in by["own gene"] if c.column not in {x.column for x in own}]
+        who = "the mutated samples" if key is None else "the groups"
         biological = sorted((c for c in refitted if c.role == "biological" and c.effect_name == "Cramér's V"), key=lambda c: -(c.effect or 0))
-        gone += [c for c in biological if c.reason.endswith("gone adjusted for it")]
-        if any(c.reason.endswith("gone adjusted for it") for c in biological):
+        gone += [(c, who) for c in biological if c.reason.endswith("gone adjusted for it")]
+        if key is None and any(c.reason.endswith("gone adjusted for it") for c in biological):  # a mutation hit another column explains
             records[-1]["explained_by"] = next(c.column for c in biological if c.reason.endswith("gone adjusted for it"))
-        holds += [c for c in biological[:1] if c.reason.endswith("held adjusted for it")]
+        holds += [(c, who) for c in biological[:1] if c.reason.endswith("held adjusted for it")]
     clause = f"; adjusted for {', '.join(c.column for c in adjusted[:2])}, in which the groups differ" if adjusted else ""
     linked = _linked_variables(relations, clin, columns)
     if linked:
@@ -497,13 +570,13 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         clause += (f"; the clusters are unstable (PAC {stability[0]:.2f} at k={stability[1]}: that share of sample pairs falls together in some "
                    "resamples and apart in others), so they are groupings of these samples, not distinct subtypes")
     if gone:
-        clause += "; " + "; ".join(f"the mutated samples differ in {c.column} ({c.effect_name} {c.effect:.2f}), and adjusted for it the "
-                                   f"difference is gone ({c.adjusted.split(' adjusted for')[0]}), so it may follow {c.column}" for c in gone[:1])
+        clause += "; " + "; ".join(f"{who} differ in {c.column} ({c.effect_name} {c.effect:.2f}), and adjusted for it the difference is gone "
+                                   f"({c.adjusted.split(' adjusted for')[0]}), so it may follow {c.column}" for c, who in gone[:1])
     elif inseparable:
         clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
     elif holds:
-        clause += "; " + "; ".join(f"it holds adjusted for {c.column}, in which the mutated samples differ ({c.adjusted.split(' adjusted for')[0]})"
-                                   for c in holds)
+        clause += "; " + "; ".join(f"it holds adjusted for {c.column}, in which {who} differ ({c.adjusted.split(' adjusted for')[0]})"
+                                   for c, who in holds)
     elif named:
         clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
     if composition_gone:
@@ -522,11 +595,15 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
            + ("; ".join(c.text() for c in shown) if shown else none_differ)
            + (f"; {', '.join(c.column for c in same)} split{'s' if len(same) == 1 else ''} the samples as the grouping does (the design "
               "itself, nothing to separate)" if same else "") + ".") if records_c else ""
+    if within:
+        why += " " + "; ".join(f"{c.column} {c.reason}" for c in within[:3]) + "."
+    if own:
+        why += " " + "; ".join(f"{c.column}: {c.reason}" for c in own[:3]) + "."
     if measures:
         why += " " + "; ".join(f"{c.column} measures the grouping (a threshold of it separates the groups, AUC {c.auc:.2f}): "
                                "it defines them, it does not confound them" for c in measures[:2]) + "."
     if gone or holds:
-        why += " Refitted with the column the mutated samples differ in: " + "; ".join(c.adjusted for c in (gone + holds)[:3]) + "."
+        why += " Refitted with the column the groups differ in: " + "; ".join(c.adjusted for c, _ in (gone + holds)[:3]) + "."
     if composition_refitted:
         why += " Refitted with the tissue-composition scores the groups differ in: " + "; ".join(c.adjusted for c in composition_refitted[:3]) + "."
     for label, missing in unmeasured[:1]:

@@ -14,9 +14,9 @@ features, moving the same way, and either
   pooled control (Jaccard at least :data:`SAME_SAMPLES`); the pooled statement states each level's own
   effect, so the level's change is part of it.
 
-Sample sets come from whatever defines the grouping (:func:`comparison_samples`): a sample-table column,
-a gene's mutation status (the genotyped samples of the tool call) or the clusters found in the run (its
-labels table), so a subtype column and a mutation that marks the same samples match. The draft with the
+Sample sets come from whatever defines the grouping (:func:`comparison_samples`): a sample-table column or
+a gene's mutation status (the genotyped samples of the tool call), so a subtype column and a mutation that
+marks the same samples match. The draft with the
 most features states the event (the earlier one on a tie), at the best rank of the drafts it folds; its
 rationale cites the others' statements and edges.
 """
@@ -28,7 +28,6 @@ from typing import NamedTuple
 from proteus.confounding import evidence_contrast
 from proteus.kg import KnowledgeGraph
 from proteus.policy.decisions import HypothesisDraft
-from proteus.policy.result_tables import ResultTables
 from proteus.records import Relation
 from proteus.study import Study
 
@@ -68,22 +67,12 @@ def _mutation_samples(study: Study, r: Relation, gene: str, cache: dict) -> tupl
     return frozenset(map(str, mat.index[hit])), frozenset(map(str, mat.index[~hit]))
 
 
-def _cluster_samples(r: Relation, tables: ResultTables | None, cluster: str) -> tuple[frozenset[str], frozenset[str]] | None:
-    """(``cluster``, rest) samples of the clustering call of edge ``r``, from that call's labels table."""
-    for params, tab in tables.tables(r.provenance.tool, "labels") if tables is not None else ():
-        if params == (r.provenance.params or {}) and {"sample", "cluster"} <= set(tab.columns):
-            hit = tab["cluster"].astype(str) == cluster
-            return frozenset(tab.loc[hit, "sample"].astype(str)), frozenset(tab.loc[~hit, "sample"].astype(str))
-    return None
-
-
-def comparison_samples(r: Relation, study: Study, tables: ResultTables | None = None,
-                       cache: dict | None = None) -> tuple[frozenset[str], frozenset[str]] | None:
+def comparison_samples(r: Relation, study: Study, cache: dict | None = None) -> tuple[frozenset[str], frozenset[str]] | None:
     """(case, control) samples a group-comparison edge compares, whatever defines the grouping: a
     sample-table column (:func:`proteus.confounding.evidence_contrast`, on the samples of the edge's
-    layer), a gene's mutation status (mutated vs wild-type genotyped samples of the tool call) or
-    clusters found in the run (one cluster vs the rest, from the call's labels table); ``None`` for
-    any other edge."""
+    layer) or a gene's mutation status (mutated vs wild-type genotyped samples of the tool call);
+    ``None`` for any other edge. Markers of clusters found in the run are not: a cluster hypothesis
+    claims the clustering (what it is associated with), not its markers' change."""
     cache = {} if cache is None else cache
     key = evidence_contrast(r)
     if key is not None:
@@ -98,12 +87,10 @@ def comparison_samples(r: Relation, study: Study, tables: ResultTables | None = 
         return _mutation_samples(study, r, str(extra["mutation"]).split(":", 1)[1], cache)
     if r.predicate == "cis_effect_on" and r.subject.type == "mutation":
         return _mutation_samples(study, r, r.subject.label, cache)
-    if "cluster_size" in extra and r.object.label.endswith(" vs rest"):
-        return _cluster_samples(r, tables, r.object.label.partition(": ")[2].removesuffix(" vs rest"))
     return None
 
 
-def _signal(r: Relation, study: Study, tables: ResultTables | None, cache: dict) -> _Signal | None:
+def _signal(r: Relation, study: Study, cache: dict) -> _Signal | None:
     """The gene, direction and samples of a group-comparison edge; ``None`` for any other edge."""
     if r.predicate in ("higher_in", "lower_in"):
         sign = 1 if r.predicate == "higher_in" else -1
@@ -111,7 +98,7 @@ def _signal(r: Relation, study: Study, tables: ResultTables | None, cache: dict)
         sign = 1 if r.stats.effect > 0 else -1
     else:
         return None
-    samples = comparison_samples(r, study, tables, cache)
+    samples = comparison_samples(r, study, cache)
     if samples is None or not samples[0]:
         return None
     gene = r.object.label if r.predicate == "cis_effect_on" else str(r.stats.extra.get("gene") or r.subject.label.split("-")[0])
@@ -140,13 +127,11 @@ def _same_event(later: list[_Signal], earlier: list[_Signal]) -> bool:
                for a, b in [(lead, e) for e in earlier] + [(earlier[0], x) for x in later])
 
 
-def fold_same_events(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: Study,
-                     tables: ResultTables | None = None) -> list[HypothesisDraft]:
+def fold_same_events(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: Study) -> list[HypothesisDraft]:
     """``drafts`` (best first) with the drafts about one event folded into one (see the module
-    docstring), each event at the rank of its best draft. ``tables`` holds the run's result tables
-    (clusters' labels)."""
+    docstring), each event at the rank of its best draft."""
     cache: dict = {}
-    signals = [[s for e in d.evidence if (r := kg.relation(e)) is not None and (s := _signal(r, study, tables, cache)) is not None]
+    signals = [[s for e in d.evidence if (r := kg.relation(e)) is not None and (s := _signal(r, study, cache)) is not None]
                for d in drafts]
     events: list[list[int]] = []
     for i, sig in enumerate(signals):
