@@ -180,7 +180,9 @@ def test_model_contradictions_are_sent_back_once_then_dropped_by_the_graph(ucec_
     upd = nodes.propose_hypotheses(state, Runtime(context=ctx))
     assert len(seen) == 2
     (kept,) = upd["hypotheses"]
-    assert kept["statement"] == f"{down.subject.label} loss is associated with the {c.case} phenotype."
+    # the reworded claim, then the design checks' clause (a tissue contrast with no composition score in both groups)
+    assert kept["statement"].startswith(f"{down.subject.label} loss is associated with the {c.case} phenotype")
+    assert kept["statement"].endswith("; unadjusted for tissue composition (no composition score is recorded for both groups).")
     assert kept["evidence"] == [down.id] and kept["decided_by"] == {"drafted": "repaired"}
     assert {(x["rule"], x["action"]) for x in kept["wording_checks"]} == {("overclaim", "reworded"), ("evidence", "dropped")}
     (rej,) = upd["hypotheses_rejected"]
