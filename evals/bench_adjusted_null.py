@@ -14,25 +14,15 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from dataclasses import replace
 
-import numpy as np
 import pandas as pd
 
 from proteus.edge_data import edge_design, permuted_min_p
+from proteus.evals.timing import best_seconds
 from proteus.io import load_study
 from proteus.profile import profile_study
 from proteus.records import Provenance, Relation, Stats, contrast_entity, feature_entity
-
-
-def _best(fn, repeats: int) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bench(data: str, repeats: int = 2, n_perm: int = 199) -> pd.DataFrame:
@@ -49,8 +39,8 @@ def bench(data: str, repeats: int = 2, n_perm: int = 199) -> pd.DataFrame:
                        stats=Stats(effect=1.0, p=0.01, direction="up", extra={"feature_id": feat}))
         d = edge_design(study, rel)
         plain = replace(d, cov=None, blocks=None)
-        t_adj = _best(lambda: permuted_min_p(d, n_perm, 0), repeats)
-        t_ref = _best(lambda: permuted_min_p(plain, n_perm, 0), repeats)
+        t_adj = best_seconds(lambda: permuted_min_p(d, n_perm, 0), repeats)
+        t_ref = best_seconds(lambda: permuted_min_p(plain, n_perm, 0), repeats)
         rows.append({"layer": kind, "features": d.X.shape[1], "samples": d.X.shape[0], "covariate_columns": d.covariates().shape[1],
                      "unadjusted_s": round(t_ref, 2), "adjusted_s": round(t_adj, 2), "ratio": round(t_adj / t_ref, 1)})
     return pd.DataFrame(rows)

@@ -14,7 +14,6 @@ Usage: ``python -m proteus.evals.bench_differential_speed`` (needs cptac==0.4.1)
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import anndata as ad
@@ -22,19 +21,11 @@ import numpy as np
 import pandas as pd
 
 from proteus.evals.bench_limma import _data
+from proteus.evals.timing import best_seconds
 from proteus.stats.censored import DropoutCurves, censored_test
 from proteus.stats.limma import ebayes, lm_fit
 from proteus.study import Study
 from proteus.tools.registry import ToolContext, get_tool
-
-
-def _best(fn, repeats: int) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bench(repeats: int = 3) -> pd.DataFrame:
@@ -45,11 +36,11 @@ def bench(repeats: int = 3) -> pd.DataFrame:
     rows = []
     for name, table in (("proteomics", prot), ("phosphosites", phos)):
         Y = table.to_numpy(dtype=float)
-        t_limma = _best(lambda: ebayes(lm_fit(Y, X).subset([1])), repeats)
+        t_limma = best_seconds(lambda: ebayes(lm_fit(Y, X).subset([1])), repeats)
         eb = ebayes(lm_fit(Y, X).subset([1]))
         curves = DropoutCurves(np.full(len(case), np.nanpercentile(Y, 5)), np.ones(len(case)), -10.0)
         inc = ~np.isfinite(Y).all(1) & np.isfinite(eb.s2_post) & np.isfinite(eb.coefficients[:, 0])
-        t_cens = _best(lambda: censored_test(Y[inc], X, 1, eb.s2_post[inc], eb.df_total[inc], curves), repeats)
+        t_cens = best_seconds(lambda: censored_test(Y[inc], X, 1, eb.s2_post[inc], eb.df_total[inc], curves), repeats)
         a = ad.AnnData(pd.DataFrame(Y.T, index=table.columns, columns=table.index.astype(str)))
         a.uns.update(modality="proteomics", level="sample")
         params = {"modality": name, "group": "tn", "case": "Tumor", "control": "Normal"}
@@ -59,7 +50,7 @@ def bench(repeats: int = 3) -> pd.DataFrame:
             def run():  # a new Study each time: its contrast-table cache would answer a repeat
                 return tool(Study(root=Path("."), modalities={name: a}, clinical=clinical), params, ToolContext(out_dir=Path(out), seed=0))
 
-            t_tool = _best(run, repeats)
+            t_tool = best_seconds(run, repeats)
             method = run().metrics["method"]
         for what, t in (("limma engine (reference)", t_limma), (f"tool, auto -> {method}", t_tool),
                         (f"censored engine ({int(inc.sum())} features with missing values)", t_cens)):

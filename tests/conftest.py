@@ -44,24 +44,12 @@ def nafld_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def site_run(ucec_study, tmp_path_factory):
-    """Protein and phosphosite differentials of the study's tumour-vs-normal contrast: relations in a
-    knowledge graph, full tables in memory (what a run writes under tables/)."""
-    from proteus.kg import KnowledgeGraph
+    """Protein and phosphosite differentials of the study's tumour-vs-normal contrast (:func:`llm_fixtures.study.differential_graph`)."""
+    from llm_fixtures.study import differential_graph
+
     from proteus.profile import profile_study
-    from proteus.records import Provenance, Step
-    from proteus.tools.registry import ToolContext, get_tool
 
     prof = profile_study(ucec_study)
     c = next(c for c in prof.contrasts if c.group == prof.sample_type_column)
-    kinds = {m.name: m.kind for m in prof.modalities}
-    out = tmp_path_factory.mktemp("claims")
-    kg, tables = KnowledgeGraph(), {}
-    for sid, kind in (("S1", "proteomics"), ("S2", "phosphoproteomics")):
-        mod = next(m for m, k in kinds.items() if k == kind)
-        params = {"modality": mod, "group": c.group, "case": c.case, "control": c.control}
-        ctx = ToolContext(out_dir=out, seed=0, provenance=Provenance(tool="differential_abundance", step=sid))
-        res = get_tool("differential_abundance")(ucec_study, params, ctx)
-        kg.add_relations(res.relations)
-        tables[f"tables/{sid}_results.tsv"] = res.tables["results"]
-        kg.add_step(Step(id=sid, tool="differential_abundance", params=params, status="done", tables=[f"tables/{sid}_results.tsv"]), "W1")
+    kg, tables, kinds = differential_graph(ucec_study, c, ("proteomics", "phosphoproteomics"), tmp_path_factory.mktemp("claims"))
     return kg, tables, kinds, c

@@ -5,14 +5,12 @@ with it, and each clause is checked here against the full protein and RNA tables
 from __future__ import annotations
 
 import pytest
+from llm_fixtures.study import differential_graph
 
-from proteus.kg import KnowledgeGraph
 from proteus.policy.patterns import compose_hypotheses
-from proteus.policy.result_tables import ResultTables, Z95
+from proteus.policy.result_tables import Z95, ResultTables
 from proteus.profile import profile_study
-from proteus.records import Provenance, Step
 from proteus.stats.units import partners
-from proteus.tools.registry import ToolContext, get_tool
 
 ONLY = "while its mRNA is unchanged"
 
@@ -22,18 +20,7 @@ def layers(ucec_study, tmp_path_factory):
     """Protein and RNA differentials of the profile's first contrast that is not tumour vs normal."""
     prof = profile_study(ucec_study)
     c = next(c for c in prof.contrasts if c.group != prof.sample_type_column)
-    kinds = {m.name: m.kind for m in prof.modalities}
-    out = tmp_path_factory.mktemp("protein_only")
-    kg, tables = KnowledgeGraph(), {}
-    for sid, kind in (("S1", "proteomics"), ("S2", "transcriptomics")):
-        mod = next(m for m, k in kinds.items() if k == kind)
-        params = {"modality": mod, "group": c.group, "case": c.case, "control": c.control}
-        ctx = ToolContext(out_dir=out, seed=0, figures=False, provenance=Provenance(tool="differential_abundance", step=sid))
-        res = get_tool("differential_abundance")(ucec_study, params, ctx)
-        kg.add_relations(res.relations)
-        tables[f"tables/{sid}_results.tsv"] = res.tables["results"]
-        kg.add_step(Step(id=sid, tool="differential_abundance", params=params, status="done", tables=[f"tables/{sid}_results.tsv"]), "W1")
-    return kg, tables, kinds
+    return differential_graph(ucec_study, c, ("proteomics", "transcriptomics"), tmp_path_factory.mktemp("protein_only"), figures=False)
 
 
 def _drafts(kg, tables, kinds):

@@ -5,15 +5,15 @@ every site layer's changes against its protein (UCEC holds a phosphosite and an 
 from __future__ import annotations
 
 import pytest
+from llm_fixtures.study import differential_graph
 
 from proteus.kg import KnowledgeGraph
 from proteus.policy.patterns import compose_hypotheses
 from proteus.policy.playbooks import bulk_plays, followup_plays
 from proteus.policy.result_tables import ResultTables
 from proteus.profile import profile_study
-from proteus.records import Entity, Provenance, Relation, Stats, Step, contrast_entity
+from proteus.records import Entity, Provenance, Relation, Stats, contrast_entity
 from proteus.stats.features import SITE_KINDS
-from proteus.tools.registry import ToolContext, get_tool
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +43,7 @@ def test_every_site_layer_is_planned_in_the_first_contrast_and_followed_up(profi
 
 def test_acetylsites_are_set_against_their_protein_like_phosphosites(ucec_study, profile, tmp_path):
     c = next(c for c in profile.contrasts if c.group == profile.sample_type_column)
-    kinds = {m.name: m.kind for m in profile.modalities}
-    kg, tables = KnowledgeGraph(), {}
-    for sid, kind in (("S1", "proteomics"), ("S2", "acetylproteomics")):
-        mod = next(m for m, k in kinds.items() if k == kind)
-        params = {"modality": mod, "group": c.group, "case": c.case, "control": c.control}
-        ctx = ToolContext(out_dir=tmp_path, seed=0, figures=False, provenance=Provenance(tool="differential_abundance", step=sid))
-        res = get_tool("differential_abundance")(ucec_study, params, ctx)
-        kg.add_relations(res.relations)
-        tables[f"tables/{sid}_results.tsv"] = res.tables["results"]
-        kg.add_step(Step(id=sid, tool="differential_abundance", params=params, status="done", tables=[f"tables/{sid}_results.tsv"]), "W1")
+    kg, tables, kinds = differential_graph(ucec_study, c, ("proteomics", "acetylproteomics"), tmp_path, figures=False)
     drafts = compose_hypotheses(kg, tables=ResultTables(kg, lambda p: tables.get(p), kinds), limit=200)
     specific = [d for d in drafts if d.statement.startswith("Acetylation of")]
     assert specific, "tumour vs normal has acetylsites that change beyond their protein"
