@@ -86,6 +86,7 @@ WITHIN_SHARE = 0.9
 MIN_ADJUSTED_N = 3.0
 r"""Effective samples an adjusted contrast needs, :math:`n_1 n_0/(n_1+n_0)\,(1-R^2)` (its variance over sigma^2, inverted)."""
 _ALPHA = 0.05
+COLLINEAR_V = 0.7  # Cramér's V from which a column and the grouping are too collinear for adjustment to separate them
 _EFFECT_NAMES = {"cramers_v": "Cramér's V", "epsilon_squared": "epsilon squared"}
 _N_PERM = 2000
 
@@ -444,8 +445,11 @@ def lead_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ..
         if None in fits:
             continue
         (b, pb, n), (aa, pa, _) = fits
+        # on the samples with the column recorded the unadjusted effect must itself be significant for the refit to
+        # say anything: "held" needs p < alpha both ways, "gone" p < alpha without and >= alpha with the column
+        verdict = "gone" if pb < _ALPHA <= pa else "held" if max(pb, pa) < _ALPHA else "not significant on the samples with it recorded, so not"
         refitted.append(c.model_copy(update={"adjusted": f"{rel.subject.label} {b:+.2f} (p={pb:.1g}) -> {aa:+.2f} (p={pa:.1g}) adjusted for {c.column}, n={n}",
-                                             "reason": f"{said} {'gone' if pb < _ALPHA <= pa else 'held'} adjusted for it"}))
+                                             "reason": f"{said} {verdict} adjusted for it"}))
     return refitted
 
 
@@ -571,7 +575,10 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
                    "resamples and apart in others), so they are groupings of these samples, not distinct subtypes")
     if gone:
         clause += "; " + "; ".join(f"{who} differ in {c.column} ({c.effect_name} {c.effect:.2f}), and adjusted for it the difference is gone "
-                                   f"({c.adjusted.split(' adjusted for')[0]}), so it may follow {c.column}" for c, who in gone[:1])
+                                   f"({c.adjusted.split(' adjusted for')[0]}), "
+                                   + (f"so it may follow {c.column}" if (c.effect or 0) < COLLINEAR_V else
+                                      f"but {c.column} is so closely tied to the groups that the adjustment cannot tell which of the two it follows")
+                                   for c, who in gone[:1])
     elif inseparable:
         clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
     elif holds:

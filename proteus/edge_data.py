@@ -498,7 +498,9 @@ def edge_design(
     matrices between calls (edges of one tool call share one).
     """
     mod = modality or r.modality
-    if mod is None or mod not in study.modalities:
+    if mod is None:
+        return "the edge has no measured layer (a count from the mutation table or the sample table); it is not re-tested per split"
+    if mod not in study.modalities:
         return f"the edge's layer {mod!r} is not in this study"
     if study.modalities[mod].uns.get("level", "sample") == "cell":
         return "cell-level edge: its populations are clusters found in this run, not re-tested per split"

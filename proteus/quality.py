@@ -223,7 +223,7 @@ def quality_checks(relations, quality: dict[str, Any] | None, study, cache: dict
         if r["kind"] == "outlier runs")
     why += "".join(f" Contamination check ({_PANELS_CITED}): {', '.join(r['features'])} {'is' if len(r['features']) == 1 else 'are'} "
                    f"{r['panel']} marker{'s' if len(r['features']) > 1 else ''}; the {r['panel']} index of {r['contrast']} "
-                   f"{'differs' if r['decision'] == 'differs' else 'does not differ'} between the groups (Mann-Whitney p={r['p']:.1g})."
+                   f"{'differs between the groups' if r['decision'] == 'differs' else 'shows no difference between the groups at p < 0.05, which does not exclude one'} (Mann-Whitney p={r['p']:.1g}; the index includes the protein itself)."
                    for r in contamination)
     return records, clause, why.strip()
 

@@ -223,7 +223,7 @@ def pca_scores(adata: ad.AnnData, *, n_components: int = 5, max_missing: float =
     """
     X = _values(adata)
     keep = np.isnan(X).mean(0) <= max_missing
-    keep &= np.nanstd(X, axis=0) > 0
+    keep[keep] = np.nanstd(X[:, keep], axis=0) > 0  # only where values are left (no all-missing slice)
     if keep.sum() < 3:
         msg = f"only {int(keep.sum())} features have <= {max_missing:.0%} missing values; PCA needs more"
         raise ToolFailed(msg)
@@ -306,8 +306,9 @@ def missingness_report(study: Study, params: MissingnessParams, ctx: ToolContext
     per_sample = pd.DataFrame({"sample": a.obs_names.astype(str), "missing_fraction": miss.mean(1),
                                "n_valid": (~miss).sum(1)})
     frac = miss.mean(0)
-    with np.errstate(invalid="ignore"):
-        means = np.nanmean(np.where(miss, np.nan, X), 0)
+    observed = ~miss.all(0)  # a feature missing everywhere has no mean (NaN), without numpy's empty-slice warning
+    means = np.full(X.shape[1], np.nan)
+    means[observed] = np.nanmean(np.where(miss, np.nan, X)[:, observed], 0)
     per_feature = pd.DataFrame({"feature": a.var_names.astype(str), "missing_fraction": frac, "mean": means})
     ok = np.isfinite(means) & (frac > 0) & (frac < 1)
     rho, rho_p = (stats.spearmanr(means[ok], frac[ok]) if ok.sum() > 10 and np.ptp(frac[ok]) > 0 else (np.nan, np.nan))

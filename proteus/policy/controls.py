@@ -95,9 +95,11 @@ class SpikeReadout:
         if not self.low_high:
             return ""
         lo, hi = self.low_high
-        squeezed = abs(lo) < abs(hi)
+        # compression: the low half's ratio nearer 1 than the high half's AND than the dose ratio (an overshoot is not compression)
+        squeezed = abs(lo) < abs(hi) and (not self.expected or abs(lo) < abs(self.expected[0]))
+        over = bool(self.expected) and min(abs(lo), abs(hi)) > abs(self.expected[0]) and lo * self.expected[0] > 0
         return (f"low-abundance half median log2FC {_fmt_fc(lo)} against {_fmt_fc(hi)} in the high-abundance half"
-                + (" (ratio compression at low abundance)" if squeezed else ""))
+                + (" (ratio compression at low abundance)" if squeezed else " (both halves beyond the expected ratio)" if over else ""))
 
 
 def spike_in_readouts(tab: pd.DataFrame, fdr: float, doses: pd.DataFrame | None = None, excluded: pd.DataFrame | None = None,

@@ -121,8 +121,8 @@ def _multi_layer(kg: KnowledgeGraph, changes, pathway_genes) -> list[HypothesisD
                 HypothesisDraft(
                     statement=f"{gene} is {_direction_word(p)} in {case} than in {control} ({group}) at both the mRNA and the protein level, "
                               "consistent with a change in its transcription.",
-                    rationale=f"Protein {gene} is {_direction_word(p)} in {case} ({_fmt(p)}) and so is its mRNA ({_fmt(g)}): two layers measured "
-                              f"on the same samples agree in direction; the design is observational, so the order of events is not shown.{extra}",
+                    rationale=f"Protein {gene} is {_direction_word(p)} in {case} ({_fmt(p)}) and so is its mRNA ({_fmt(g)}): two layers, each tested "
+                              f"on the samples it measured (protein n={p.stats.n}, mRNA n={g.stats.n}), agree in direction; the design is observational, so the order of events is not shown.{extra}",
                     evidence=evidence,
                     entities=[p.subject.id, g.subject.id, p.object.id] + ([pw[0].subject.id] if pw else []),
                     test=f"Measure {gene} mRNA (RT-qPCR) and protein (targeted MS or immunoblot) in an independent {case} vs {control} cohort; predict a {'positive' if p.predicate == 'higher_in' else 'negative'} log2 fold change at both levels.",
@@ -272,13 +272,16 @@ def _pathway_programs(kg: KnowledgeGraph, changes, pathway_genes, tables: Result
             # pathways carried mostly by the same changed members state one finding
             key = next((k for k in merged if len(set(k) & set(drivers)) * 2 > min(len(k), len(drivers))), drivers)
             merged.setdefault(key, []).append((name, pr))
-        for dnames, pws_ in list(merged.items())[:4]:
-            drivers = [members[g] for g in dnames]
+        for _, pws_ in list(merged.items())[:4]:
             # a pathway "moves" only when a meaningful share of its measured members changed (proteus.stats.units.unit_share);
             # otherwise its changed members are the finding and the pathway is their context
             moving = [(n, p) for n, p in pws_ if (km := _share(p)) is None or unit_share(*km)]
             pws_ = (moving or pws_)[:3]
             names = [n for n, _ in pws_]
+            # the members named are those of the pathways stated (all of them when they move, else the first one's)
+            stated = set().union(*(pws[n][1] for n in (names if moving else names[:1])))
+            dnames = tuple(d.subject.label for d in sorted((members[g] for g in stated if g in members), key=_rank)[:4])
+            drivers = [members[g] for g in dnames]
             pr = pws_[0][1]
             word = "higher" if pred == "higher_in" else "lower"
             label = " / ".join(f"'{n}'" for n in names)
