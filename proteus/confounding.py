@@ -86,7 +86,7 @@ WITHIN_SHARE = 0.9
 MIN_ADJUSTED_N = 3.0
 r"""Effective samples an adjusted contrast needs, :math:`n_1 n_0/(n_1+n_0)\,(1-R^2)` (its variance over sigma^2, inverted)."""
 _ALPHA = 0.05
-COLLINEAR_V = 0.7  # Cramér's V from which a column and the grouping are too collinear for adjustment to separate them
+COLLINEAR_V = 0.7  # Cramér's V from which a column and a sample-table grouping are too collinear for adjustment to tell them apart (a mutation hit still follows the subtype its carriers sit in)
 _EFFECT_NAMES = {"cramers_v": "Cramér's V", "epsilon_squared": "epsilon squared"}
 _N_PERM = 2000
 
@@ -453,6 +453,14 @@ def lead_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ..
     return refitted
 
 
+def _refit_said(c: DesignCheck) -> str:
+    """A refit as a clause says: the effect without -> with the column, and on how many samples (those with the
+    column recorded, which can be fewer than the edge's own test used, so its unadjusted effect can differ)."""
+    effects, _, rest = (c.adjusted or "").partition(" adjusted for")
+    n = rest.rsplit(", n=", 1)[-1] if ", n=" in rest else ""
+    return f"{effects}, on the {n} samples with {c.column} recorded" if n.isdigit() else effects
+
+
 def _stated_genes(relations) -> set[str]:
     """Genes a hypothesis's evidence states: the genes of its features and of the mutations it compares."""
     out = set()
@@ -575,21 +583,21 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
                    "resamples and apart in others), so they are groupings of these samples, not distinct subtypes")
     if gone:
         clause += "; " + "; ".join(f"{who} differ in {c.column} ({c.effect_name} {c.effect:.2f}), and adjusted for it the difference is gone "
-                                   f"({c.adjusted.split(' adjusted for')[0]}), "
-                                   + (f"so it may follow {c.column}" if (c.effect or 0) < COLLINEAR_V else
+                                   f"({_refit_said(c)}), "
+                                   + (f"so it may follow {c.column}" if (c.effect or 0) < COLLINEAR_V or who != "the groups" else
                                       f"but {c.column} is so closely tied to the groups that the adjustment cannot tell which of the two it follows")
                                    for c, who in gone[:1])
     elif inseparable:
         clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
     elif holds:
-        clause += "; " + "; ".join(f"it holds adjusted for {c.column}, in which {who} differ ({c.adjusted.split(' adjusted for')[0]})"
+        clause += "; " + "; ".join(f"it holds adjusted for {c.column}, in which {who} differ ({_refit_said(c)})"
                                    for c, who in holds)
     elif named:
         clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
     if composition_gone:
         c = composition_gone[0]
         clause += (f"; the groups differ in {c.column} ({c.effect_name} {c.effect:.2f}), and adjusted for it the difference is gone "
-                   f"({c.adjusted.split(' adjusted for')[0]}), so it may reflect tissue composition")
+                   f"({_refit_said(c)}), so it may reflect tissue composition")
     elif unmeasured:
         clause += "; unadjusted for tissue composition (no composition score is recorded for both groups)"
     shown = inseparable[:3] + adjusted[:2] + associated[:4]

@@ -118,3 +118,8 @@ def test_a_strongly_associated_column_is_refitted_and_the_adjusted_effect_said(u
         # the adjusted effect is said, never only the column's name
         assert "which this comparison does not separate out" not in clause
         assert "the difference is gone" in clause or "it holds adjusted for" in clause or "cannot be separated" in clause, clause
+        # a refit said in the statement gives the samples it used (those with the column recorded)
+        for c in refits:
+            if c["column"] in clause and ("the difference is gone" in clause or "it holds adjusted for" in clause):
+                n = c["adjusted"].rsplit(", n=", 1)[1]
+                assert f"on the {n} samples with {c['column']} recorded" in clause, clause
