@@ -54,15 +54,11 @@ def blood_matrix(clinical: pd.DataFrame) -> str | None:
 
 
 def feature_symbols(adata: ad.AnnData) -> pd.Series:
-    """Gene symbol of each feature (index: feature): the layer's ``gene`` annotation, else the shipped id map."""
-    if "gene" in adata.var:
-        sym = adata.var["gene"].astype(object)
-    else:
-        from proteus.genesets import to_symbols
+    """Gene symbol of each feature (index: feature): the one feature-to-gene rule
+    (:func:`proteus.stats.features.feature_genes`), a protein group named by its first gene ("HBA1;HBA2" -> "HBA1")."""
+    from proteus.stats.features import feature_genes
 
-        sym = pd.Series(to_symbols(list(adata.var_names.astype(str))), index=adata.var_names, dtype=object)
-    # a protein group's first gene names it ("HBA1;HBA2" -> "HBA1")
-    return sym.where(sym.notna()).map(lambda v: v if not isinstance(v, str) else v.split(";")[0].strip() or None).set_axis(adata.var_names.astype(str))
+    return feature_genes(adata).map(lambda v: v if v is None else v.split(";")[0].strip() or None)
 
 
 def contamination_index(adata: ad.AnnData, panels: dict[str, tuple[str, ...] | list[str]]) -> tuple[pd.DataFrame, dict[str, list[str]]]:
