@@ -69,7 +69,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 from scipy import stats
 
-from proteus.design import is_composition_score, is_unknown_level
+from proteus.design import is_composition_score, is_unknown_level, power as effective_n
 from proteus.stats.design import covariate_block, usable_covariates
 from proteus.stats.multitest import bh
 
@@ -215,7 +215,7 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
                                n=int(ok.sum()), decision="independent",
                                reason="nested" if not continuous and _nested(a, v) else "" if continuous else _within(a, v.astype(str), cases, controls)))
     n1, n0 = int((arm == "case").sum()), int((arm == "control").sum())
-    eff_n = n1 * n0 / (n1 + n0) if n1 and n0 else 0.0
+    eff_n = effective_n(n1, n0)
     tested = [c for c in out if c.p is not None]
     for c, q in zip(tested, bh(np.array([c.p for c in tested]))) if tested else ():
         c.q = float(q)
@@ -577,7 +577,7 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     if batch:
         clause += ("; the clusters also follow the technical column" + ("s " if len(batch) > 1 else " ")
                    + ", ".join(f"{c} ({_EFFECT_NAMES.get(t['effect_type'], t['effect_type'])} {t['effect']:.2f}, p={t['p']:.1g})" for c, t in list(batch.items())[:2])
-                   + ", so they may be a batch or run-order effect")
+                   + ", so they may be a technical effect of how the samples were prepared or measured")
     if stability is not None and stability[0] > UNSTABLE_PAC:
         clause += (f"; the clusters are unstable (PAC {stability[0]:.2f} at k={stability[1]}: that share of sample pairs falls together in some "
                    "resamples and apart in others), so they are groupings of these samples, not distinct subtypes")

@@ -149,5 +149,5 @@ def test_clusters_are_checked_against_the_technical_columns_and_one_they_follow_
     shuffled = pd.crosstab(labels, study.clinical["shuffled plate"].reindex(labels.index)).to_numpy()
     assert tech["plate"]["p"] < 1e-6 and tech["shuffled plate"]["p"] == pytest.approx(stats.chi2_contingency(shuffled, correction=False)[1])
     _, clause, why = hypothesis_checks(res.relations, study.clinical, columns)
-    assert "technical column plate (" in clause and "batch or run-order effect" in clause
+    assert "technical column plate (" in clause and "technical effect of how the samples were prepared or measured" in clause
     assert ("shuffled plate" in clause) == (tech["shuffled plate"]["p"] < 0.05) and "shuffled plate p=" in why

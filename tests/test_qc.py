@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from proteus.study import Study
-from proteus.tools.qc import filter_valid, impute_layer, normalize_layer
+from proteus.tools.qc import MIN_DEPENDENCE_RHO, filter_valid, impute_layer, missingness_type, normalize_layer
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, get_tool
 
 
@@ -43,8 +43,33 @@ def test_missingness_report(study, ctx):
     assert len(res.tables["per_sample"]) == 153 and len(res.tables["per_feature"]) == X.shape[1]
     assert set(res.tables["per_group"]["group"]) == {"Tumor", "Adjacent_normal", "Enriched_normal",
                                                      "Myometrium_normal"}
-    assert m["missingness_type_hint"] in {"MNAR-like (abundance-dependent)", "MAR-like"}
+    assert m["missingness_type_hint"] == missingness_type(m["spearman_mean_vs_missing"], m["spearman_p"])
     assert Path(res.figures[0]).exists()
+
+
+def test_missingness_that_depends_on_intensity_is_not_called_mar(ctx):
+    """UPS1 spike-in (Ramus 2016, 50 vs 5 fmol): low-intensity features are missing more often (the spiked
+    standards drop out at 5 fmol), a weak but significant correlation (rho -0.25, p=0.001): MNAR-like, never "MAR-like"."""
+    from scipy import stats
+
+    from proteus.datasets import shared_dataset_dir
+    from proteus.io import load_study
+
+    d = shared_dataset_dir("ramus2016-ups1-maxquant")
+    if d is None or not (d / "50vs5").is_dir():
+        pytest.skip("shared dataset ramus2016-ups1-maxquant/50vs5 absent")
+    ups = load_study(d / "50vs5")
+    m = get_tool("missingness_report")(ups, {"modality": "proteomics"}, ctx).metrics
+    X = np.asarray(ups.modalities["proteomics"].X, dtype=float)
+    frac = np.isnan(X).mean(0)
+    ok = (frac > 0) & (frac < 1)
+    rho, p = stats.spearmanr(np.nanmean(X[:, ok], 0), frac[ok])
+    assert m["spearman_mean_vs_missing"] == pytest.approx(rho) and m["spearman_p"] == pytest.approx(p)
+    assert -0.3 < rho <= -MIN_DEPENDENCE_RHO and p < 0.01
+    assert m["missingness_type_hint"] == "MNAR-like (intensity-dependent)"
+    # the rule: significant and at least a small correlation (Cohen 1988); otherwise no dependence is claimed
+    assert missingness_type(-0.05, 1e-9) == missingness_type(-0.4, 0.2) == "MAR-like (no intensity dependence)"
+    assert missingness_type(0.2, 1e-4).startswith("intensity-dependent") and missingness_type(float("nan"), 1.0) == "undetermined"
 
 
 def test_filter_modes(study, ctx):

@@ -37,10 +37,19 @@ def nafld(nafld_dir):
 
 
 def test_robust_z_is_the_modified_z_score():
+    from scipy.stats import norm
+
     x = np.array([1.0, 2.0, 3.0, 4.0, 100.0])
-    # median 3, MAD 1 -> scale 1.4826 (Iglewicz & Hoaglin 1993)
-    np.testing.assert_allclose(robust_z(x), (x - 3) / 1.4826)
+    # median 3, MAD 1 -> scale 1/Phi^-1(3/4) = 1.4826 (Iglewicz & Hoaglin 1993)
+    np.testing.assert_allclose(robust_z(x), (x - 3) * norm.ppf(0.75))
     np.testing.assert_allclose(robust_z(x, floor=10.0), (x - 3) / 10.0)
+    # per column of a matrix (PCA scores), missing values left out and kept missing, a constant column z 0
+    M = np.column_stack([x, x * 2, np.full(5, 7.0)])
+    M[1, 1] = np.nan
+    z = robust_z(M, axis=0)
+    np.testing.assert_allclose(z[:, 0], robust_z(x))
+    np.testing.assert_allclose(z[[0, 2, 3, 4], 1], robust_z(M[[0, 2, 3, 4], 1]))
+    assert np.isnan(z[1, 1]) and (z[:, 2] == 0).all()
 
 
 def test_the_injection_that_lost_identifications_is_an_outlier(ups):

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from proteus.records import Entity, Relation, Stats, ToolResult
 from proteus.stats.multitest import bh
+from proteus.stats.sample_outliers import OUTLIER_Z, robust_z
 from proteus.study import Study
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
@@ -284,6 +285,29 @@ def _clinical_column(study: Study, column: str | None, what: str) -> None:
         raise ToolInputError(msg)
 
 
+MIN_DEPENDENCE_RHO = 0.1
+"""|Spearman rho| of feature mean vs missing fraction from which missingness is called intensity-dependent:
+the bound of a small correlation (Cohen, *Statistical power analysis for the behavioral sciences*, 2nd ed. 1988)."""
+
+
+def missingness_type(rho: float, p: float, alpha: float = 0.05) -> str:
+    """What the correlation of feature mean with missing fraction (Spearman ``rho``, its ``p``) says of the missingness.
+
+    Intensity-dependent when the correlation is significant (``p < alpha``) and at least
+    :data:`MIN_DEPENDENCE_RHO` in size: negative (low-intensity features missing more often, left censoring)
+    is ``"MNAR-like (intensity-dependent)"``, the pattern down-shift imputation or a censored model suits
+    (Lazar et al. 2016, doi:10.1021/acs.jproteome.5b00981); positive is said as such. Otherwise no intensity
+    dependence is seen (``"MAR-like"``); ``"undetermined"`` without a correlation.
+    """
+    if rho is None or p is None or not (np.isfinite(rho) and np.isfinite(p)):
+        return "undetermined"
+    if p < alpha and rho <= -MIN_DEPENDENCE_RHO:
+        return "MNAR-like (intensity-dependent)"
+    if p < alpha and rho >= MIN_DEPENDENCE_RHO:
+        return "intensity-dependent (high-intensity features missing more often)"
+    return "MAR-like (no intensity dependence)"
+
+
 class MissingnessParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -295,8 +319,8 @@ class MissingnessParams(BaseModel):
 def missingness_report(study: Study, params: MissingnessParams, ctx: ToolContext) -> ToolResult:
     """Describe missing values of a layer per sample and per feature, and whether they look missing-not-at-random (low-abundance features missing more often, a Spearman correlation of feature mean with missing fraction), optionally per group.
 
-    A strongly negative correlation (rho < -0.3) suggests left-censoring (MNAR): down-shift
-    imputation or per-feature testing without imputation suits it; otherwise values look MAR.
+    The call follows :func:`missingness_type`: a significant correlation of at least Cohen's small size
+    says the missingness depends on intensity.
     """
     from scipy import stats  # imported when used: scipy.stats alone takes ~0.4 s
 
@@ -312,7 +336,7 @@ def missingness_report(study: Study, params: MissingnessParams, ctx: ToolContext
     per_feature = pd.DataFrame({"feature": a.var_names.astype(str), "missing_fraction": frac, "mean": means})
     ok = np.isfinite(means) & (frac > 0) & (frac < 1)
     rho, rho_p = (stats.spearmanr(means[ok], frac[ok]) if ok.sum() > 10 and np.ptp(frac[ok]) > 0 else (np.nan, np.nan))
-    hint = "MNAR-like (abundance-dependent)" if rho < -0.3 else "MAR-like" if np.isfinite(rho) else "undetermined"
+    hint = missingness_type(rho, rho_p)
     complete = int((frac == 0).sum())
     tables = {"per_sample": per_sample, "per_feature": per_feature}
     metrics = {
@@ -345,7 +369,8 @@ def missingness_report(study: Study, params: MissingnessParams, ctx: ToolContext
     summary = (f"{params.modality}: {miss.mean():.1%} of values missing; {complete} of {a.n_vars} features complete, "
                f"{metrics['n_features_over_50pct']} over 50% missing; per-sample missingness "
                f"{per_sample['missing_fraction'].min():.1%}-{per_sample['missing_fraction'].max():.1%}; "
-               f"feature mean vs missing fraction rho = {rho:.2f} ({hint}).")
+               f"feature mean vs missing fraction Spearman rho = {rho:.2f}" + (f", p={rho_p:.1g}" if np.isfinite(rho_p) else "")
+               + f" ({hint}).")
     return ToolResult(summary=summary, tables=tables, figures=figures, metrics=metrics)
 
 
@@ -555,7 +580,7 @@ class PcaQcParams(BaseModel):
     group: str | None = Field(None, description="optional clinical column used to colour samples")
     n_components: int = Field(5, ge=2, le=20, description="principal components used for outlier detection")
     max_missing: float = Field(0.2, ge=0, le=1, description="features with more missing values are left out of PCA")
-    z_threshold: float = Field(3.5, gt=0, description="robust z (median/MAD) beyond which a sample is flagged")
+    z_threshold: float = Field(OUTLIER_Z, gt=0, description="robust z (median/MAD) beyond which a sample is flagged")
 
 
 @register("pca_qc", family="qc", params=PcaQcParams, requires=("bulk",))
@@ -566,9 +591,7 @@ def pca_qc(study: Study, params: PcaQcParams, ctx: ToolContext) -> ToolResult:
     a = _bulk(study, params.modality)
     _clinical_column(study, params.group, "group")
     scores, var, n_feat = pca_scores(a, n_components=params.n_components, max_missing=params.max_missing)
-    med = np.median(scores, 0)
-    mad = stats.median_abs_deviation(scores, axis=0, scale="normal")
-    rz = np.abs(scores - med) / np.where(mad > 0, mad, np.inf)
+    rz = np.abs(robust_z(scores, axis=0))
     C = np.cov(scores, rowvar=False)
     d2 = np.einsum("ij,jk,ik->i", scores - scores.mean(0), np.linalg.pinv(np.atleast_2d(C)), scores - scores.mean(0))
     cut = stats.chi2.ppf(0.999, scores.shape[1])

@@ -41,8 +41,10 @@ def t_power(d: float, n1: int, n2: int, alpha: float = 0.05, k: int = 0) -> floa
     d = abs(d)
     if math.isinf(d):
         return 1.0
+    from proteus.design import power as effective_n
+
     df = max(n1 + n2 - 2 - k, 1)
-    return float(stats.nct.sf(stats.t.ppf(1 - alpha / 2, df), df, d * math.sqrt(n1 * n2 / (n1 + n2))))
+    return float(stats.nct.sf(stats.t.ppf(1 - alpha / 2, df), df, d * math.sqrt(effective_n(n1, n2))))
 
 
 def detectable_effect(n1: int, n2: int, alpha: float = 0.05, power: float = 0.8) -> float:

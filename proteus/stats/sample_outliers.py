@@ -39,12 +39,18 @@ _WORSE = {"missing_fraction": 1, "median_value": 0, "median_correlation": -1}
 _WORDS = {"missing_fraction": "missing values", "median_value": "median value", "median_correlation": "correlation to its group"}
 
 
-def robust_z(x: np.ndarray, floor: float = 0.0) -> np.ndarray:
-    """Modified z-score :math:`(x - \\mathrm{median})/\\max(1.4826\\,\\mathrm{MAD}, \\mathrm{floor})` (NaN stays NaN)."""
+def robust_z(x: np.ndarray, floor: float = 0.0, axis: int = 0) -> np.ndarray:
+    """Modified z-score :math:`(x - \\mathrm{median})/\\max(1.4826\\,\\mathrm{MAD}, \\mathrm{floor})` along ``axis``
+    (scipy's ``median_abs_deviation(scale="normal")``, the MAD over :math:`\\Phi^{-1}(3/4)`; NaN stays NaN, a
+    scale of 0 gives z 0)."""
+    from scipy.stats import median_abs_deviation
+
     x = np.asarray(x, dtype=float)
-    med = np.nanmedian(x)
-    scale = max(1.4826 * float(np.nanmedian(np.abs(x - med))), floor)
-    return (x - med) / scale if scale > 0 else np.zeros_like(x)
+    med = np.nanmedian(x, axis=axis, keepdims=True)
+    scale = np.maximum(median_abs_deviation(x, axis=axis, scale="normal", nan_policy="omit"), floor)
+    scale = np.expand_dims(np.asarray(scale, dtype=float), axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(scale > 0, (x - med) / np.where(scale > 0, scale, 1.0), 0.0 * x)
 
 
 def _median_correlation(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
