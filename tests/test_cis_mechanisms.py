@@ -47,18 +47,42 @@ def test_carrier_variants_are_read_from_the_maf(ucec_study, cis):
             assert hit["sample"].nunique() >= int(n) >= 2, (row.gene, codon)
 
 
-def test_cis_effects_are_controls_when_the_variants_predict_them(cis):
+def _residues_in_region(study, gene, carriers, region) -> tuple[int, int]:
+    """(missense-only carriers with a residue in ``region``, those with a residue), read from the MAF here."""
+    m = study.mutations
+    rows = m[(m["gene"] == gene) & m["sample"].isin(carriers)]
+    cls = rows["variant_class"].astype(str).str.lower()
+    trunc = set(rows.loc[cls.isin(VARIANT_CLASSES["truncating"]), "sample"])
+    mis = rows[cls.isin(VARIANT_CLASSES["missense"]) & ~rows["sample"].isin(trunc)]
+    pos = mis["protein_change"].astype(str).str.extract(r"^p\.[A-Z*](\d+)")[0].astype(float)
+    first = pos.groupby(mis["sample"].to_numpy()).first().dropna()
+    return int(sum(region.start <= x <= region.end for x in first)), len(first)
+
+
+def test_cis_effects_are_controls_when_the_variants_predict_them(ucec_study, cis):
+    """Truncating carriers with lower protein are a control for any gene; missense carriers with higher
+    protein only where the curated stabilising list holds the gene and their residues sit in its region
+    (carriers recounted from the MAF); a missense hotspot outside it is an association."""
+    from proteus.genesets import stabilising_variants
+
     kg, tab = cis
+    regions = stabilising_variants()
     drafts = {d.evidence[0]: d for d in compose_hypotheses(kg, limit=200)}
     cis_rels = [r for r in kg.by_predicate("cis_effect_on") if r.object.type == "protein" and r.id in drafts]
     assert len(cis_rels) >= 3
     kinds = set()
+    genotyped = set(ucec_study.mutations["sample"])
     for r in cis_rels:
-        d, ex = drafts[r.id], r.stats.extra
+        d, ex, gene = drafts[r.id], r.stats.extra, r.subject.label
         total = ex["n_truncating"] + ex["n_missense_only"]
         truncating = ex["n_truncating"] * 2 >= total
-        predicted = (r.stats.effect < 0) == truncating
-        kinds.add((truncating, r.stats.effect < 0))
+        carriers = set(_carriers(ucec_study, gene, genotyped)["sample"])
+        curated = False
+        if not truncating and gene in regions:
+            n_in, n = _residues_in_region(ucec_study, gene, carriers, regions[gene])
+            curated = n > 0 and n_in * 2 >= n
+        predicted = (r.stats.effect < 0) if truncating else (curated and r.stats.effect > 0)
+        kinds.add((truncating, curated, r.stats.effect < 0, predicted))
         assert (d.kind == "positive control") == predicted, d.statement
         assert d.statement.startswith("Expected cis effect (positive control)") == predicted
         # the wording names the carriers' own classes, with the counts the tool found
@@ -66,11 +90,15 @@ def test_cis_effects_are_controls_when_the_variants_predict_them(cis):
             assert f"{ex['n_truncating']} of {total} carriers hold a truncating variant" in d.statement
         else:
             assert f"{ex['n_missense_only']} of {total} carriers hold only missense or in-frame variants" in d.statement
-            assert ("hotspot" in d.statement) == (predicted and ex["n_recurrent_missense"] * 2 >= ex["n_missense_only"])
-        if not predicted:
+            if curated:
+                assert regions[gene].name in d.statement and regions[gene].ref in d.statement
+            elif r.stats.effect > 0:
+                assert "an association" in d.statement and "no curated mechanism" in d.statement
+        if not predicted and (truncating or curated):
             assert "although" in d.statement
-    # UCEC holds both known mechanisms: truncated alleles with lower protein, missense alleles with higher
-    assert {(True, True), (False, False)} <= kinds
+    # UCEC holds truncated alleles with lower protein, curated degron / DNA-binding missense with higher
+    # protein, and a missense hotspot gene outside the list whose higher protein is only an association
+    assert {(True, False, True, True), (False, True, False, True), (False, False, False, False)} <= kinds, kinds
 
 
 def test_a_cis_effect_against_its_variants_is_a_discovery(cis):

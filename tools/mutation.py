@@ -119,7 +119,9 @@ def carrier_variants(study: Study, carriers: list[str], gene: str) -> dict:
     a missense / in-frame one; ``n_recurrent_missense``: those of them whose variant sits at a recurrent
     codon (a residue hit in at least two carriers of the cohort, a hotspot as recurrence-based callers
     define it, e.g. Chang et al. 2016, doi:10.1038/nbt.3391); ``recurrent``: the recurrent codons with
-    their carrier counts (``"G12 x19, G13 x7"``), truncating ones included (an indel hotspot at a repeat).
+    their carrier counts (``"G12 x19, G13 x7"``), truncating ones included (an indel hotspot at a repeat);
+    ``missense_residues``: each missense-only carrier's variant residue (1-based, comma-separated; the first
+    listed where a carrier holds several), so a claim can ask whether they sit in a known region.
     """
     m = study.mutations
     rows = m[(m["gene"].astype(str) == gene) & m["sample"].astype(str).isin(set(carriers))]
@@ -134,8 +136,11 @@ def carrier_variants(study: Study, carriers: list[str], gene: str) -> dict:
              .sort_values(ascending=False, kind="stable"))
     hot = set(n_per.index[n_per >= 2])
     hot_mis = {str(s) for s, c in zip(mis_rows["sample"], codon[mis_rows.index]) if not pd.isna(c) and c in hot}
+    residue = parts[1].reindex(mis_rows.index)
+    first = residue.groupby(mis_rows["sample"].astype(str).to_numpy()).first().dropna()  # one residue per carrier
     return {"n_truncating": len(trunc), "n_missense_only": int(mis_rows["sample"].nunique()), "n_recurrent_missense": len(hot_mis),
-            "recurrent": ", ".join(f"{c} x{n}" for c, n in n_per[n_per >= 2].head(4).items())}
+            "recurrent": ", ".join(f"{c} x{n}" for c, n in n_per[n_per >= 2].head(4).items()),
+            "missense_residues": ",".join(str(int(x)) for x in first)}
 
 
 def _recurrent(mat: pd.DataFrame, min_mutated: int, max_fraction: float = 1.0) -> pd.Series:
@@ -349,7 +354,7 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
                              n_mutated_hypermutated=int((mut & ok & ~low).sum()), hypermutator_burden=burden_cut,
                              mean_diff_not_hypermutated=d0, p_not_hypermutated=p0))
     table = pd.DataFrame(rows, columns=["modality", "gene", "feature", "n_mutated", "n_wildtype", "mean_diff",
-                                        "median_diff", "auc", "p", "n_truncating", "n_missense_only", "n_recurrent_missense", "recurrent",
+                                        "median_diff", "auc", "p", "n_truncating", "n_missense_only", "n_recurrent_missense", "recurrent", "missense_residues",
                                         "n_mutated_hypermutated", "hypermutator_burden", "mean_diff_not_hypermutated",
                                         "p_not_hypermutated"])
     if table.empty:
@@ -370,6 +375,7 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
                                       "auc": float(r.auc), "variant_classes": p.variant_classes,
                                       "n_truncating": int(r.n_truncating), "n_missense_only": int(r.n_missense_only),
                                       "n_recurrent_missense": int(r.n_recurrent_missense), "recurrent": str(r.recurrent or ""),
+                                      "missense_residues": str(r.missense_residues or ""),
                                       "hypermutator_note": _hypermutator_note(r)}),
                          r.modality))
     figures = []
@@ -496,7 +502,7 @@ def mutation_group_enrichment(study: Study, params: MutationGroupParams, ctx: To
     for r in sig.head(p.max_relations).to_dict("records"):
         up = r["log2_odds_ratio"] > 0
         extra = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()
-                 if k.startswith(("own_", "n_truncating", "n_missense", "n_recurrent", "recurrent"))}
+                 if k.startswith(("own_", "n_truncating", "n_missense", "n_recurrent", "recurrent", "missense_residues"))}
         rels.append(_rel(ctx, name, p, Entity(type="mutation", label=r["gene"]), "higher_in" if up else "lower_in", obj,
                          Stats(effect=r["log2_odds_ratio"], effect_type="log2_odds_ratio", p=r["p"], q=r["q"], n=len(geno),
                                direction="up" if up else "down",

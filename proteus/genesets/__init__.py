@@ -13,6 +13,8 @@ Everything here is read from small gzip files next to this module (rebuilt by
 - ``ppi_edges()`` -> BioPlex 3.0 HEK293T edges as a DataFrame ``a, b, pInt``.
 - ``plasma_quality_panels()`` -> ``{panel: [gene symbols]}``: erythrocyte, platelet and coagulation
   quality markers of plasma / serum proteomes (Geyer et al. 2019, doi:10.15252/emmm.201910427).
+- ``stabilising_variants()`` -> ``{gene: StabilisingRegion}``: genes whose missense variants in a named
+  region raise their own protein (each with its mechanism and citation; ``stabilising_variants.json``).
 - ``organism_problem(organism)`` -> why the shipped (human) sets do not apply to a layer's
   organism, or ``None``.
 
@@ -24,13 +26,14 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
 import pandas as pd
 
 __all__ = ["LIBRARIES", "ORGANISM", "load", "set_names", "set_sources", "to_symbols", "known_symbols", "is_human_gene", "ppi_edges", "sources", "plasma_quality_panels",
-           "organism_problem"]
+           "organism_problem", "StabilisingRegion", "stabilising_variants"]
 
 LIBRARIES = ("reactome", "wikipathways", "go_bp")
 """Names accepted by :func:`load`."""
@@ -98,6 +101,33 @@ def sources() -> dict:
     """Provenance and licence of every shipped file (``SOURCES.json``)."""
     with _open("SOURCES.json") as fh:
         return json.load(fh)
+
+
+@dataclass(frozen=True)
+class StabilisingRegion:
+    """A protein region whose missense variants raise the protein's own level: 1-based residues
+    ``start``-``end`` (inclusive), the region's name, the mechanism, its short reference and full citation."""
+
+    start: int
+    end: int
+    name: str
+    mechanism: str
+    ref: str
+    citation: str
+
+    def holds(self, residue: int) -> bool:
+        return self.start <= residue <= self.end
+
+
+@lru_cache(maxsize=None)
+def stabilising_variants() -> dict[str, StabilisingRegion]:
+    """Genes whose missense variants in a named region are known to raise their own protein (the
+    product escapes degradation), ``{gene symbol: region}`` (``stabilising_variants.json``; each entry
+    cites its primary reference, e.g. the CTNNB1 exon-3 degron, Liu et al. 2002, doi:10.1016/S0092-8674(02)00685-2)."""
+    with _open("stabilising_variants.json") as fh:
+        genes = json.load(fh)["genes"]
+    return {g: StabilisingRegion(int(v["region"][0]), int(v["region"][1]), v["region_name"], v["mechanism"], v["ref"], v["citation"])
+            for g, v in genes.items()}
 
 
 @lru_cache(maxsize=None)

@@ -19,9 +19,11 @@ doi:10.1016/j.jprot.2015.11.011), computed once by :func:`spike_in_readouts`:
 A gene's own mutation changing its own protein in the direction its carriers' variant classes predict
 is a known mechanism, also a positive control (:func:`mutation_cis_claim`): truncating alleles lower
 their protein (nonsense-mediated decay, unstable truncated products; Lindeboom et al. 2016,
-doi:10.1038/ng.3664), missense alleles that keep the reading frame, above all at recurrent (hotspot)
-codons, raise or keep it (stabilised or retained products, Mertins et al. 2016, doi:10.1038/nature18003).
-A change against that prediction is a discovery. The wording names the carriers' variant classes.
+doi:10.1038/ng.3664), a rule for every gene. Missense alleles predict a change only where a curated,
+cited region says so (:func:`proteus.genesets.stabilising_variants`: missense variants there let the
+product escape degradation, e.g. the CTNNB1 exon-3 degron); elsewhere a recurrent missense allele
+(an activating hotspot) says nothing about its product's level, so a change in its carriers is an
+association to test, not a control. A change against that prediction is a discovery. The wording names the carriers' variant classes.
 """
 
 from __future__ import annotations
@@ -226,11 +228,15 @@ def mutation_cis_claim(gene: str, effect: float, variants: dict) -> CisClaim:
     """State a cis effect from its carriers' variants (``variants``: the counts of
     :func:`proteus.tools.mutation.carrier_variants`, as a cis-effect relation carries them).
 
-    The majority class decides: truncating carriers predict lower protein, missense / in-frame carriers
-    higher or unchanged protein (most of them at recurrent codons: hotspot alleles). A direction the
-    majority predicts is ``expected``; the other direction is stated against the classes ("although
-    most carriers hold ..."). Without class counts the direction alone is stated, as a discovery.
+    The majority class decides. Truncating carriers predict lower protein (a rule for any gene).
+    Missense / in-frame carriers predict higher protein only for a gene of the curated stabilising list
+    (:func:`proteus.genesets.stabilising_variants`) when most of them carry a residue of its region;
+    otherwise they predict no direction, and the change is stated as an association. A direction the
+    variants predict is ``expected`` (a positive control); the other direction is stated against them
+    ("although ..."). Without class counts the direction alone is stated, as a discovery.
     """
+    from proteus.genesets import stabilising_variants
+
     down = effect < 0
     phrase = f"{'lower' if down else 'higher'} {gene} protein"
     n_trunc, n_mis = variants.get("n_truncating"), variants.get("n_missense_only")
@@ -245,7 +251,16 @@ def mutation_cis_claim(gene: str, effect: float, variants: dict) -> CisClaim:
         return CisClaim(phrase, clause, "although truncating alleles usually lower their product", False)
     clause = (f"{n_mis} of {total} carriers hold only missense or in-frame variants"
               + (f", {n_hot} of them at recurrent codons: {recurrent}" if n_hot else ", none at a recurrent codon"))
+    region = stabilising_variants().get(gene)
+    residues = [int(x) for x in str(variants.get("missense_residues") or "").split(",") if x.strip().isdigit()]
+    n_in = sum(region.holds(x) for x in residues) if region else 0
+    if region and residues and n_in * 2 >= len(residues):
+        clause += f"; {n_in} of {len(residues)} in the {region.name} (residues {region.start}-{region.end})"
+        if not down:
+            return CisClaim(phrase, clause, f"consistent with the known mechanism: {region.mechanism} ({region.ref})", True)
+        return CisClaim(phrase, clause, f"although missense variants of the {region.name} usually raise the protein ({region.mechanism})", False)
     if down:
-        return CisClaim(phrase, clause, "although these variants keep the reading frame, so they may destabilise the product", False)
-    kind = "hotspot missense products" if n_hot * 2 >= n_mis else "missense products"
-    return CisClaim(phrase, clause, f"consistent with stabilised or retained {kind}", True)
+        return CisClaim(phrase, clause, "an association: these variants keep the reading frame, so they may destabilise the product, "
+                        "which no curated mechanism predicts", False)
+    return CisClaim(phrase, clause, "an association: no curated mechanism predicts a higher level from these variants "
+                    "(activating hotspots need not change their product's abundance)", False)
