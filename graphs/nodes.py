@@ -313,7 +313,6 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
     hyps, rejected = [], []
     columns = ctx.profile.confounder_columns()
     design_cache: dict = {}
-    quality_cache: dict = {}
     kept = []
     for d in drafts.hypotheses:
         checked = check_draft(d, view.kg, tables)
@@ -347,7 +346,7 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
         # technical quality before the claim: a differential result whose contrast holds an outlier run is re-tested
         # without it (proteus.quality)
         qc, qc_clause, qc_why = quality_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None], ctx.quality,
-                                               ctx.study, quality_cache, seed=ctx.seed)
+                                               ctx.study, ctx.retests, seed=ctx.seed)
         design, clause, why = design + qc, clause + qc_clause, f"{why} {qc_why}".strip()
         statement = d.statement.rstrip().rstrip(".") + clause + "." if clause else d.statement
         hid = stable_id("H_", statement, sorted(d.evidence), length=8)

@@ -58,6 +58,8 @@ class RunContext:
     max_steps_per_workflow: int = 8
     quality: dict[str, Any] | None = None
     """The run's sample-quality record (:func:`proteus.quality.study_quality`; ``qc.json``)."""
+    retests: dict[Any, Any] = field(default_factory=dict)
+    """Leave-outlier-out tables of the run's contrasts (:mod:`proteus.quality`), kept between the hypotheses and ``qc.json``."""
     progress: Callable[[str], None] = lambda msg: None
     _kg_cache: dict[str, Any] = field(default_factory=dict)
     _relation_files: dict[str, list[Any]] = field(default_factory=dict)

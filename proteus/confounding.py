@@ -73,7 +73,7 @@ from proteus.design import is_composition_score, is_unknown_level, power as effe
 from proteus.stats.design import covariate_block, usable_covariates
 from proteus.stats.multitest import bh
 
-__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "lead_refits", "COLLINEAR_R2"]
+__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "lead_refits", "COLLINEAR_R2", "STRONG_V"]
 
 COLLINEAR_R2 = 0.8
 """R^2 of the contrast on another column from which the two cannot be separated (variance inflation >= 5)."""
@@ -86,7 +86,10 @@ WITHIN_SHARE = 0.9
 MIN_ADJUSTED_N = 3.0
 r"""Effective samples an adjusted contrast needs, :math:`n_1 n_0/(n_1+n_0)\,(1-R^2)` (its variance over sigma^2, inverted)."""
 _ALPHA = 0.05
+STRONG_V = 0.5
+"""Cramér's V from which a biological column is strongly tied to a studied grouping: the lead feature is refitted with it."""
 COLLINEAR_V = 0.7  # Cramér's V from which a column and a sample-table grouping are too collinear for adjustment to tell them apart (a mutation hit still follows the subtype its carriers sit in)
+_MAX_REFITS = 6
 _EFFECT_NAMES = {"cramers_v": "Cramér's V", "epsilon_squared": "epsilon squared"}
 _N_PERM = 2000
 
@@ -111,7 +114,9 @@ class DesignCheck(BaseModel):
     q: float | None = Field(None, description="BH over the columns checked for this contrast")
     r2: float | None = Field(None, description="R^2 of the contrast indicator on the column's design")
     auc: float | None = Field(None, description="continuous columns: Mann-Whitney AUC between the groups (0.5-1, either direction)")
-    adjusted: str = Field("", description="mutation contrasts: the feature's effect with this column added to the model")
+    adjusted: str = Field("", description="refits: the feature's effect without -> with this column added to the model")
+    refit: tuple[float, float, float, float, int] | None = Field(
+        None, description="refits: (effect, p) without and with the column, and the samples (those with it recorded)")
     n: int = 0
     decision: Decision
     reason: str = ""
@@ -378,7 +383,7 @@ def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict 
             continue
         (b, pb, n), (a, pa, _) = fits
         refitted.append(c.model_copy(update={"adjusted": f"{r.subject.label} {b:+.2f} (p={pb:.1g}) -> {a:+.2f} (p={pa:.1g}) "
-                                                          f"adjusted for {c.column}, n={n}",
+                                                          f"adjusted for {c.column}, n={n}", "refit": (round(b, 4), pb, round(a, 4), pa, n),
                                              "reason": f"the mutation's effect is {'gone' if pb < _ALPHA <= pa else 'held'} adjusted for it"}))
     return contrast, checks, refitted
 
@@ -449,7 +454,7 @@ def lead_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ..
         # say anything: "held" needs p < alpha both ways, "gone" p < alpha without and >= alpha with the column
         verdict = "gone" if pb < _ALPHA <= pa else "held" if max(pb, pa) < _ALPHA else "not significant on the samples with it recorded, so not"
         refitted.append(c.model_copy(update={"adjusted": f"{rel.subject.label} {b:+.2f} (p={pb:.1g}) -> {aa:+.2f} (p={pa:.1g}) adjusted for {c.column}, n={n}",
-                                             "reason": f"{said} {verdict} adjusted for it"}))
+                                             "refit": (round(b, 4), pb, round(aa, 4), pa, n), "reason": f"{said} {verdict} adjusted for it"}))
     return refitted
 
 
@@ -459,6 +464,28 @@ def _refit_said(c: DesignCheck) -> str:
     effects, _, rest = (c.adjusted or "").partition(" adjusted for")
     n = rest.rsplit(", n=", 1)[-1] if ", n=" in rest else ""
     return f"{effects}, on the {n} samples with {c.column} recorded" if n.isdigit() else effects
+
+
+def _holds_said(holds: list[tuple[DesignCheck, str]]) -> str:
+    """The clause of refits that held: one column with its numbers (:func:`_refit_said`); several, each adjusted for in
+    turn, as the effect without -> with each (columns that split these samples alike share one entry), grouped by the
+    samples used (those with the column recorded, so the unadjusted effect is given for each set)."""
+    (c, who), cols = holds[0], [x for x, _ in holds]
+    if len(cols) == 1 or any(x.refit is None for x in cols):
+        return f"it holds adjusted for {c.column}, in which {who} differ ({_refit_said(c)})"
+    lead = c.adjusted.split(" (p=")[0].rsplit(" ", 1)[0]
+    sets: dict[tuple, dict[tuple, list[str]]] = {}
+    for x in cols:
+        b, pb, a, pa, n = x.refit
+        sets.setdefault((b, pb, n), {}).setdefault((a, pa), []).append(x.column)
+    parts = []
+    for (b, pb, n), adjusted in sets.items():
+        names = [" / ".join(v) for v in adjusted.values()]
+        parts.append(f"{lead} {b:+.2f} (p={pb:.1g}) -> " + ", ".join(f"{a:+.2f} (p={pa:.1g}) adjusted for {v}" for (a, pa), v in zip(adjusted, names))
+                     + f", on the {n} samples with {names[0] if len(names) == 1 else 'each'} recorded")
+    v = [x.effect or 0.0 for x in cols]
+    return (f"it holds adjusted for each of the {len(cols)} columns {who} differ in most (Cramér's V {min(v):.2f}-{max(v):.2f}) in turn: "
+            + "; ".join(parts))
 
 
 def _stated_genes(relations) -> set[str]:
@@ -539,9 +566,12 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
                   if c.decision not in ("independent", "not testable", "same grouping") and (g := _own_gene(c.column, genes)) else c
                   for c in checks]
         by = {d: [c for c in checks if c.decision == d] for d in _ORDER}
-        strong = [c for c in by["associated"] if c.effect_name == "Cramér's V" and c.role == "biological" and (c.effect or 0) >= 0.5]
+        # a biological column strongly tied to the groups, a confounder or a level set inside one group (a histology only
+        # one group holds), is refitted: the claim says what is left of the effect adjusted for it
+        strong = sorted((c for c in by["associated"] + by["occurs within a group"] if c.effect_name == "Cramér's V" and c.role == "biological"
+                         and (c.effect or 0) >= STRONG_V), key=lambda c: (-(c.effect or 0), c.q if c.q is not None else 1.0))
         if key is not None and study is not None:  # a sample-table contrast: its lead feature refitted with what its groups differ in
-            refitted = refitted + lead_refits(study, relations, key, strong[:3])
+            refitted = refitted + lead_refits(study, relations, key, strong[:_MAX_REFITS])
         records.append({
             "contrast": label, "n_columns": len(checks),
             "checks": [c.model_dump(exclude_none=True) for c in by["cannot be separated"] + by["adjusted"] + by["associated"]
@@ -564,7 +594,7 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         gone += [(c, who) for c in biological if c.reason.endswith("gone adjusted for it")]
         if key is None and any(c.reason.endswith("gone adjusted for it") for c in biological):  # a mutation hit another column explains
             records[-1]["explained_by"] = next(c.column for c in biological if c.reason.endswith("gone adjusted for it"))
-        holds += [(c, who) for c in biological[:1] if c.reason.endswith("held adjusted for it")]
+        holds += [(c, who) for c in biological if c.reason.endswith("held adjusted for it")]
     clause = f"; adjusted for {', '.join(c.column for c in adjusted[:2])}, in which the groups differ" if adjusted else ""
     linked = _linked_variables(relations, clin, columns)
     if linked:
@@ -590,8 +620,7 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     elif inseparable:
         clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
     elif holds:
-        clause += "; " + "; ".join(f"it holds adjusted for {c.column}, in which {who} differ ({_refit_said(c)})"
-                                   for c, who in holds)
+        clause += "; " + _holds_said(holds)
     elif named:
         clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
     if composition_gone:
@@ -618,7 +647,7 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         why += " " + "; ".join(f"{c.column} measures the grouping (a threshold of it separates the groups, AUC {c.auc:.2f}): "
                                "it defines them, it does not confound them" for c in measures[:2]) + "."
     if gone or holds:
-        why += " Refitted with the column the groups differ in: " + "; ".join(c.adjusted for c, _ in (gone + holds)[:3]) + "."
+        why += " Refitted with each column the groups differ in: " + "; ".join(c.adjusted for c, _ in (gone + holds)[:_MAX_REFITS]) + "."
     if composition_refitted:
         why += " Refitted with the tissue-composition scores the groups differ in: " + "; ".join(c.adjusted for c in composition_refitted[:3]) + "."
     for label, missing in unmeasured[:1]:

@@ -11,8 +11,10 @@ studied grouping (Kruskal-Wallis, BH over panels and groupings).
 :func:`quality_checks` takes a hypothesis's evidence: a differential result whose contrast holds an
 outlier run is recomputed without the outlier(s) by the same test (the contrast-table service,
 :func:`proteus.tools.differential.differential_table`, on the study less those samples) and says
-whether each feature still passes the test's FDR in the same direction (a leave-outlier-out check).
-A hypothesis none of whose features hold without the outlier says so in its statement. A claim about a
+whether each feature still passes the test's FDR in the same direction (a leave-outlier-out check), and so is
+every feature the contrast calls (:func:`contrast_retests`: how many of its significant features hold; for every
+differential contrast of the run, in ``qc.json`` and the report). A hypothesis none of whose features hold without
+the outlier says so in its statement, and so does one whose comparison keeps fewer than half of its calls. A claim about a
 contamination-panel protein whose contrast's groups differ in that panel's index (Mann-Whitney
 p < 0.05) says that the difference may come from sample handling.
 """
@@ -29,7 +31,7 @@ from proteus.stats.contamination import blood_matrix, contamination_index
 from proteus.stats.multitest import bh
 from proteus.stats.sample_outliers import OUTLIER_Z, sample_outliers
 
-__all__ = ["study_quality", "quality_checks", "outliers_of"]
+__all__ = ["study_quality", "quality_checks", "contrast_retests", "outliers_of"]
 
 _MIN_SAMPLES = 4
 _ALPHA = 0.05
@@ -161,18 +163,10 @@ def _without(study, key, run, outliers: list[str], cache: dict):
     return cache[key]
 
 
-def quality_checks(relations, quality: dict[str, Any] | None, study, cache: dict | None = None,
-                   *, seed: int = 0) -> tuple[list[dict[str, Any]], str, str]:
-    """Leave-outlier-out checks of a hypothesis's differential evidence.
-
-    Two-group and F-test results (:func:`_retest`) are re-run on the study less the outlier runs of
-    their layer that lie in their groups. Returns ``(records, statement clause, rationale clause)``: one
-    record per contrast that holds an outlier run (kind ``"outlier runs"``: the outliers, and per feature its effect and q with and
-    without them, and whether it holds); the clause says the claim does not hold without the outlier
-    when none of its features does.
-    """
-    cache = {} if cache is None else cache
-    by_contrast: dict[str, tuple[Any, Any, list[str], list]] = {}
+def _outlier_contrasts(relations, quality: dict[str, Any] | None, study, seed: int) -> dict[str, tuple]:
+    """The differential contrasts of ``relations`` (:func:`_retest`) whose groups hold an outlier run of their layer:
+    label -> (modality, cache key, run, the outliers inside, the contrast's relations)."""
+    out: dict[str, tuple] = {}
     for r in relations:
         spec = _retest(r, seed)
         if spec is None:
@@ -184,9 +178,70 @@ def quality_checks(relations, quality: dict[str, Any] | None, study, cache: dict
         g = study.clinical[group].astype(str).where(study.clinical[group].notna())
         inside = [s for s in bad if s in g.index and g[s] in set(levels)]
         if inside:
-            by_contrast.setdefault(label, (key, run, inside, []))[3].append(r)
-    records, failed, held = [], [], []
-    for label, (key, run, inside, rels) in by_contrast.items():
+            out.setdefault(label, (modality, key, run, inside, []))[4].append(r)
+    return out
+
+
+def _full(study, key, run, cache: dict):
+    """``run`` on the whole study (cached by test); the error text when the test cannot run."""
+    from proteus.tools.registry import ToolFailed, ToolInputError
+
+    key = ("full", key)
+    if key not in cache:
+        try:
+            cache[key] = run(study)
+        except (ToolFailed, ToolInputError, ValueError) as err:
+            cache[key] = str(err)
+    return cache[key]
+
+
+def _significant_retest(label: str, modality: str, key, run, inside: list[str], fdr: float, study, cache: dict) -> dict[str, Any]:
+    """Every feature the contrast calls (q < ``fdr`` on all samples) re-tested without the outlier runs ``inside``: how
+    many still pass ``fdr`` in the same direction, and the labels of those that do not (the first 20)."""
+    full, without = _full(study, key, run, cache), _without(study, key, run, inside, cache)
+    rec: dict[str, Any] = {"contrast": label, "modality": modality, "outliers": inside, "fdr": fdr}
+    if isinstance(full, str) or isinstance(without, str):
+        return rec | {"n_significant": None, "n_hold": None, "why": full if isinstance(full, str) else without}
+    sig = full[(full["q"] < fdr) & np.isfinite(full["effect"].astype(float))]
+    w = without.reindex(sig.index)
+    hold = (np.sign(w["effect"].astype(float)) == np.sign(sig["effect"].astype(float))) & (w["q"].astype(float) < fdr)
+    names = sig["label"].astype(str) if "label" in sig else pd.Series(sig.index.astype(str), index=sig.index)
+    n, k = len(sig), int(hold.sum())
+    return rec | {"n_significant": n, "n_hold": k, "lost": names[~hold.to_numpy()].tolist()[:20],
+                  "decision": "no call" if n == 0 else "holds" if k == n else "does not hold" if k == 0 else "partly holds"}
+
+
+def contrast_retests(relations, quality: dict[str, Any] | None, study, cache: dict | None = None, *, seed: int = 0) -> list[dict[str, Any]]:
+    """Leave-outlier-out re-test of every differential contrast of ``relations`` whose groups hold an outlier run.
+
+    For each (:func:`_retest`: two-group tests through the contrast-table service, F-tests by ``differential_anova``),
+    the contrast's significant features (q below the test's FDR on all samples) are re-tested on the study less the
+    outlier runs in its groups. One record per contrast: ``contrast``, ``modality``, ``outliers``, ``fdr``,
+    ``n_significant``, ``n_hold`` (still below the FDR in the same direction), ``lost`` (labels that do not hold) and
+    ``decision``. Written to ``qc.json`` (``leave_outlier_out``) and shown in the report's QC section.
+    """
+    cache = {} if cache is None else cache
+    out = []
+    for label, (modality, key, run, inside, rels) in _outlier_contrasts(relations, quality, study, seed).items():
+        fdr = float((rels[0].provenance.params or {}).get("fdr", 0.05))
+        out.append(_significant_retest(label, modality, key, run, inside, fdr, study, cache))
+    return out
+
+
+def quality_checks(relations, quality: dict[str, Any] | None, study, cache: dict | None = None,
+                   *, seed: int = 0) -> tuple[list[dict[str, Any]], str, str]:
+    """Leave-outlier-out checks of a hypothesis's differential evidence.
+
+    Two-group and F-test results (:func:`_retest`) are re-run on the study less the outlier runs of
+    their layer that lie in their groups. Returns ``(records, statement clause, rationale clause)``: one
+    record per contrast that holds an outlier run (kind ``"outlier runs"``: the outliers, per cited feature its effect
+    and q with and without them and whether it holds, and how many of the contrast's significant features hold,
+    :func:`contrast_retests`); the clause says the claim does not hold without the outlier when none of its
+    features does, or that most of its contrast's calls do not when fewer than half of them hold.
+    """
+    cache = {} if cache is None else cache
+    records, failed, held, thinned = [], [], [], []
+    for label, (modality, key, run, inside, rels) in _outlier_contrasts(relations, quality, study, seed).items():
         table = _without(study, key, run, inside, cache)
         fdr = float((rels[0].provenance.params or {}).get("fdr", 0.05))
         rows = []
@@ -201,10 +256,14 @@ def quality_checks(relations, quality: dict[str, Any] | None, study, cache: dict
                 row |= {"effect_without": round(float(t["effect"]), 4), "q_without": float(t["q"]), "holds": bool(same and float(t["q"]) < fdr)}
             rows.append(row)
         n_hold = sum(x["holds"] for x in rows)
+        whole = _significant_retest(label, modality, key, run, inside, fdr, study, cache)
         records.append({"kind": "outlier runs", "contrast": label, "outliers": inside, "fdr": fdr,
                         "n_features": len(rows), "n_hold": n_hold, "features": rows[:20],
+                        "n_significant": whole.get("n_significant"), "n_significant_hold": whole.get("n_hold"),
                         "decision": "holds" if n_hold == len(rows) else "does not hold" if n_hold == 0 else "partly holds"})
         (held if n_hold else failed).append(records[-1])
+        if n_hold and whole.get("n_significant") and 2 * whole["n_hold"] < whole["n_significant"]:
+            thinned.append(records[-1])
     contamination, lead_flag = _contamination_checks(relations, quality, study)
     records += contamination
     clause = ""
@@ -217,10 +276,15 @@ def quality_checks(relations, quality: dict[str, Any] | None, study, cache: dict
         r = failed[0]
         clause += (f"; it does not hold without the outlier run{'s' if len(r['outliers']) > 1 else ''} {', '.join(r['outliers'])} "
                   f"(QC: {_reasons(quality, r['outliers'])})")
+    elif thinned:
+        r = thinned[0]
+        clause += (f"; without the outlier run{'s' if len(r['outliers']) > 1 else ''} {', '.join(r['outliers'])} only {r['n_significant_hold']} "
+                   f"of the {r['n_significant']} features its comparison calls still pass q < {r['fdr']:g} (QC: {_reasons(quality, r['outliers'])})")
     why = " ".join(
         f"Leave-outlier-out check of {r['contrast']}: without {', '.join(r['outliers'])} ({_reasons(quality, r['outliers'])}), "
-        f"{r['n_hold']} of {r['n_features']} features still pass q < {r['fdr']:g} in the same direction." for r in records
-        if r["kind"] == "outlier runs")
+        f"{r['n_hold']} of {r['n_features']} cited features still pass q < {r['fdr']:g} in the same direction"
+        + (f", and {r['n_significant_hold']} of the {r['n_significant']} features the comparison calls." if r.get("n_significant") else ".")
+        for r in records if r["kind"] == "outlier runs")
     why += "".join(f" Contamination check ({_PANELS_CITED}): {', '.join(r['features'])} {'is' if len(r['features']) == 1 else 'are'} "
                    f"{r['panel']} marker{'s' if len(r['features']) > 1 else ''}; the {r['panel']} index of {r['contrast']} "
                    f"{'differs between the groups' if r['decision'] == 'differs' else 'shows no difference between the groups at p < 0.05, which does not exclude one'} (Mann-Whitney p={r['p']:.1g}; the index includes the protein itself)."

@@ -549,6 +549,17 @@ def _section_quality(rd: RunData) -> str:
             + f"<td>{e(o.get('reason'))}</td></tr>" for o in flagged)
         out.append(f"<h4>{e(name)}: {len(flagged)} outlier run{'s' if len(flagged) > 1 else ''}</h4><table><thead><tr><th>sample</th>"
                    f"<th>missing</th><th>median</th><th>correlation to group</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>")
+    retests = [r for r in _as_list(rd.quality.get("leave_outlier_out")) if isinstance(r, dict)]
+    if retests:
+        rows = "".join(
+            f"<tr><td>{e(r.get('contrast'))}</td><td>{e(r.get('modality'))}</td><td>{e(', '.join(map(str, _as_list(r.get('outliers')))))}</td>"
+            + (f"<td class='num'>{e(r.get('n_hold'))} of {e(r.get('n_significant'))}</td><td>{e(r.get('decision'))}</td>"
+               f"<td>{e(', '.join(map(str, _as_list(r.get('lost'))[:8])))}</td></tr>" if r.get("n_significant") is not None else
+               f"<td></td><td>not re-tested</td><td>{e(str(r.get('why', ''))[:200])}</td></tr>") for r in retests)
+        out.append("<h4>Leave-outlier-out re-test of every differential contrast</h4><p class='note'>Each contrast whose groups hold an "
+                   "outlier run is re-tested without it: of the features it calls (q below its FDR), how many still pass in the same "
+                   "direction.</p><table><thead><tr><th>contrast</th><th>layer</th><th>left out</th><th>calls that hold</th><th>decision</th>"
+                   f"<th>calls lost (first 8)</th></tr></thead><tbody>{rows}</tbody></table>")
     cont = rd.quality.get("contamination") if isinstance(rd.quality.get("contamination"), dict) else {}
     if cont:
         members = cont.get("members") if isinstance(cont.get("members"), dict) else {}

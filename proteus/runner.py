@@ -21,7 +21,7 @@ from proteus.kg import KnowledgeGraph
 from proteus.policy.base import Policy
 from proteus.policy.claim_check import wording_counts
 from proteus.profile import profile_study
-from proteus.quality import study_quality
+from proteus.quality import contrast_retests, study_quality
 from proteus.rundir import RunDir, fingerprint, input_files, package_versions
 
 __all__ = ["run_research", "InputsChangedError", "NoResultsError", "run_warnings", "judge_counts"]
@@ -167,6 +167,9 @@ def run_research(
             raise NoResultsError(str(e)) from e
 
         kg = ctx.kg(final)
+        if any(layer["outliers"] for layer in quality["layers"].values()):  # every differential claim's contrast, re-tested without them
+            quality["leave_outlier_out"] = contrast_retests(ctx.relations(final), quality, study, ctx.retests, seed=seed)
+            rundir.write_json("qc.json", quality)
         write_artifacts(rundir, final, kg)
         usage = policy.usage()
         run_info.update(

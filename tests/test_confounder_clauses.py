@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from proteus.confounding import WITHIN_SHARE, contrast_checks, hypothesis_checks
+from proteus.confounding import STRONG_V, WITHIN_SHARE, contrast_checks, hypothesis_checks
 from proteus.design import is_unknown_level
 from proteus.profile import profile_study
 from proteus.records import Entity, Provenance, Relation, Stats, contrast_entity
@@ -121,5 +121,39 @@ def test_a_strongly_associated_column_is_refitted_and_the_adjusted_effect_said(u
         # a refit said in the statement gives the samples it used (those with the column recorded)
         for c in refits:
             if c["column"] in clause and ("the difference is gone" in clause or "it holds adjusted for" in clause):
-                n = c["adjusted"].rsplit(", n=", 1)[1]
-                assert f"on the {n} samples with {c['column']} recorded" in clause, clause
+                n, col = c["adjusted"].rsplit(", n=", 1)[1], c["column"]
+                assert (f"on the {n} samples with {col} recorded" in clause
+                        or re.search(rf"{re.escape(col)}[^;]*, on the {n} samples with each recorded", clause)), clause
+
+
+def test_a_column_strongly_tied_to_the_groups_inside_one_of_them_is_refitted_too(ucec, tmp_path):
+    """A biological column whose level lies inside one group (a histology only one genomic subtype holds) and is tied
+    to the grouping as strongly as Cramér's V >= 0.5 is adjusted for, not only listed: the lead feature is refitted
+    with it (the old code refitted 'associated' columns only) and the statement gives the adjusted effect."""
+    study, _, columns, checks = ucec
+    kinds = {c: cont for c, _, cont in columns}
+    tied = [(key, c) for key, found in checks.items() for c in found
+            if c.decision == "occurs within a group" and c.role == "biological" and not kinds[c.column] and c.effect >= STRONG_V]
+    assert tied  # on this cohort a histology one subtype alone holds
+    (group, case, control), col = tied[0][0], tied[0][1].column
+    res = get_tool("differential_abundance")(study, {"modality": "proteomics", "group": group, "case": case, "control": control},
+                                             ToolContext(out_dir=tmp_path, seed=0, figures=False, provenance=Provenance(tool="differential_abundance")))
+    lead = min((r for r in res.relations if r.predicate in ("higher_in", "lower_in")), key=lambda r: r.stats.p)
+    records, clause, why = hypothesis_checks([lead], study.clinical, columns, study=study)
+    refit = next(c for c in records[0]["refitted"] if c["column"] == col)
+    # redone with statsmodels: the lead feature on the contrast's samples with the column recorded, without and with it
+    X, clin = study.modalities["proteomics"].to_df(), study.sample_table("proteomics")
+    d = pd.DataFrame({"y": X[lead.stats.extra["feature_id"]], "m": (clin[group].astype(str) == case).astype(float),
+                      "c": clin[col].where(~clin[col].astype(str).map(is_unknown_level))})
+    d = d[clin[group].astype(str).isin([case, control])].dropna()
+    z = pd.get_dummies(d["c"].astype(str), drop_first=True, dtype=float)
+    base = sm.OLS(d["y"], sm.add_constant(d[["m"]])).fit()
+    adj = sm.OLS(d["y"], sm.add_constant(pd.concat([d[["m"]], z], axis=1))).fit()
+    assert refit["refit"][0] == pytest.approx(base.params["m"], abs=1e-4) and refit["refit"][2] == pytest.approx(adj.params["m"], abs=1e-4)
+    assert refit["refit"][3] == pytest.approx(adj.pvalues["m"], rel=1e-6) and refit["refit"][4] == len(d)
+    said = f"{adj.params['m']:+.2f} (p={adj.pvalues['m']:.1g}) adjusted for {col}"
+    if refit["reason"].endswith("held adjusted for it"):
+        assert "it holds adjusted for" in clause and col in clause and said.split(" adjusted for")[0] in clause, clause
+    elif refit["reason"].endswith("gone adjusted for it"):
+        assert "the difference is gone" in clause, clause
+    assert said in why

@@ -14,7 +14,7 @@ from proteus.datasets import shared_dataset_dir
 from proteus.genesets import plasma_quality_panels
 from proteus.io import load_study
 from proteus.profile import profile_study
-from proteus.quality import outliers_of, quality_checks, study_quality
+from proteus.quality import contrast_retests, outliers_of, quality_checks, study_quality
 from proteus.report import render_report
 from proteus.stats.contamination import blood_matrix, contamination_index, feature_symbols
 from proteus.stats.sample_outliers import robust_z, sample_outliers
@@ -106,6 +106,39 @@ def test_claims_on_a_contrast_with_an_outlier_are_retested_without_it(ups, tmp_p
     assert quality_checks([], quality, ups) == ([], "", "")
 
 
+def test_every_call_of_a_contrast_with_an_outlier_is_retested_not_only_the_cited_ones(ups, tmp_path):
+    """The UPS1 spike-in with its failed 5 fmol injection: the leave-outlier-out check covers all the features the
+    contrast calls (45 spiked standards and the background's false positive), in qc.json's record, the hypothesis's
+    rationale and the report, not only the 6 a hypothesis cites."""
+    from proteus.stats.contrasts import ContrastTest
+    from proteus.tools.differential import differential_table
+
+    quality = study_quality(ups, profile_study(ups))
+    bad = outliers_of(quality, "proteomics")
+    params = {"modality": "proteomics", "group": "condition", "case": "ups_50fmol", "control": "ups_5fmol"}
+    res = get_tool("differential_abundance")(ups, params, ToolContext(out_dir=tmp_path, seed=0, figures=False))
+    rels = sorted(res.relations, key=lambda r: r.stats.p)
+    (rec,) = contrast_retests(rels, quality, ups)
+    # derived here: the contrast's calls on all six runs, and the same test on the five left
+    test = ContrastTest.model_validate(params)
+    full = differential_table(ups, test).table.set_index("feature")
+    without = differential_table(ups.subset_samples([s for s in ups.clinical.index if s not in bad]), test).table.set_index("feature")
+    calls = full.index[full["q"] < 0.05]
+    kept = [f for f in calls if without.loc[f, "q"] < 0.05 and np.sign(without.loc[f, "logFC"]) == np.sign(full.loc[f, "logFC"])]
+    assert len(calls) > 40 and len(calls) > len(rels[:6])
+    assert rec["outliers"] == bad and rec["n_significant"] == len(calls) and rec["n_hold"] == len(kept)
+    assert rec["decision"] == ("holds" if len(kept) == len(calls) else "partly holds")
+    assert set(rec["lost"]) == set(full.loc[[f for f in calls if f not in kept], "label"].astype(str))
+    # a hypothesis citing six of them says how many of the comparison's calls hold
+    records, _, why = quality_checks(rels[:6], quality, ups)
+    assert records[0]["n_features"] == 6 and (records[0]["n_significant"], records[0]["n_significant_hold"]) == (len(calls), len(kept))
+    assert f"{len(kept)} of the {len(calls)} features the comparison calls" in why
+    # qc.json and the report carry the re-test of every contrast
+    (tmp_path / "qc.json").write_text(json.dumps(quality | {"leave_outlier_out": [rec]}))
+    html = render_report(tmp_path)
+    assert "Leave-outlier-out re-test of every differential contrast" in html and f"{len(kept)} of {len(calls)}" in html
+
+
 def test_an_f_test_across_groups_is_retested_without_the_outlier_run(nafld, tmp_path):
     s = nafld.subset_samples(list(nafld.clinical.index))
     a = s.modalities["proteomics"]
@@ -118,13 +151,26 @@ def test_an_f_test_across_groups_is_retested_without_the_outlier_run(nafld, tmp_
     res = get_tool("differential_anova")(s, {"modality": "proteomics", "group": "disease"}, ToolContext(out_dir=tmp_path, figures=False))
     rels = [r for r in res.relations if r.predicate == "differs_across"][:5]
     assert rels
-    records, _, why = quality_checks(rels, quality, s)
+    records, clause, why = quality_checks(rels, quality, s)
     rec = records[0]
     assert rec["kind"] == "outlier runs" and rec["contrast"].startswith("disease: F-test across") and rec["outliers"] == [str(a.obs_names[0])]
     assert rec["n_features"] == len(rels) and "Leave-outlier-out check of disease: F-test" in why
     for f in rec["features"]:
         assert f["holds"] == (f["q_without"] < 0.05 and np.sign(f["effect_without"]) == np.sign(f["effect"]))
     assert rec["n_hold"] >= 1  # losing values at random in one run leaves the strongest differences standing
+    # every F-test call, not only the cited ones: the same test on the samples left, derived here
+    full = res.tables["results"].set_index("feature")
+    left = s.subset_samples([x for x in s.clinical.index if x != str(a.obs_names[0])])
+    without = get_tool("differential_anova")(left, {"modality": "proteomics", "group": "disease"},
+                                             ToolContext(out_dir=tmp_path, figures=False)).tables["results"].set_index("feature")
+    calls = full.index[full["q"] < 0.05]
+    kept = [f for f in calls if f in without.index and without.loc[f, "q"] < 0.05
+            and np.sign(without.loc[f, "distinct_vs_rest"]) == np.sign(full.loc[f, "distinct_vs_rest"])]
+    assert (rec["n_significant"], rec["n_significant_hold"]) == (len(calls), len(kept))
+    one = quality_checks(rels[:1], quality, s)[0][0]
+    assert one["n_features"] == 1 and (one["n_significant"], one["n_significant_hold"]) == (len(calls), len(kept)) and len(calls) > 1
+    # the statement says so when fewer than half of the comparison's calls hold without the outlier run
+    assert (f"only {len(kept)} of the {len(calls)} features its comparison calls" in clause) == (2 * len(kept) < len(calls))
 
 
 def test_report_shows_the_outlier_runs(ups, tmp_path):
