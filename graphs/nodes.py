@@ -358,12 +358,15 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
 
 def validate(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Re-test every hypothesis on held-out splits, against a permutation null and in other layers
-    (:func:`proteus.validation.validate_hypotheses`), and order them by validated evidence."""
+    (:func:`proteus.validation.validate_hypotheses`), and rank them by their evidence (:func:`proteus.ranking.rank_hypotheses`)."""
+    from proteus.ranking import rank_hypotheses
     from proteus.validation import validate_hypotheses
 
     ctx = runtime.context
     t0 = time.perf_counter()
-    hyps = validate_hypotheses(ctx.study, ctx.kg(state), list(state.get("hypotheses", [])), seed=ctx.seed)
+    kg = ctx.kg(state)
+    hyps = rank_hypotheses(validate_hypotheses(ctx.study, kg, list(state.get("hypotheses", [])), seed=ctx.seed), kg,
+                           sample_type=ctx.profile.sample_type_column)
     counts = {s: sum((h["validation"] or {}).get("status") == s for h in hyps) for s in ("validated", "inconclusive", "failed", "untestable")}
     ctx.rundir.append_trace({"kind": "validation", "seconds": round(time.perf_counter() - t0, 3), "counts": counts})
     ctx.progress(f"validated {counts['validated']} of {len(hyps)} hypotheses ({counts['inconclusive']} inconclusive, {counts['failed']} failed, {counts['untestable']} not testable)")

@@ -46,8 +46,8 @@ measured in both groups (purity, stromal / immune content, deconvolution fractio
 ``associated``) has each evidence feature refitted with that score added to its model, and the adjusted
 effect is reported (the statement says so where the difference is gone adjusted for it: it may reflect
 composition). Where the table has composition scores but none is measured in both groups (scores
-estimated for tumours only, set against normal tissue), the hypothesis says the contrast is unadjusted
-for tissue composition.
+estimated for tumours only, set against normal tissue), or the groups differ in one and no evidence feature
+can be refitted with it, the hypothesis says the contrast is unadjusted for tissue composition, and why.
 
 Before planning, :func:`indication_confounder` finds the finer classification a contrast is nested in
 (a therapy given for some diagnoses: every treated sample sits in a diagnosis that also holds
@@ -409,28 +409,34 @@ def composition_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[
                        continuous: dict[str, bool]) -> tuple[list[DesignCheck], list[str]]:
     """Tissue composition against a contrast ``key`` (group, case levels, control levels) of ``relations``.
 
-    Returns ``(refitted, unmeasured)``: for each composition score (:func:`proteus.design.is_composition_score`,
+    Returns ``(refitted, unadjusted, why)``: for each composition score (:func:`proteus.design.is_composition_score`,
     a continuous column) the groups differ in (decision ``associated``; the two with the smallest q), the contrast's
     first evidence feature refitted with it (:func:`lead_refits`); and, when the table holds composition scores
-    but none is measured in both groups, their names (the contrast is unadjusted for composition).
+    but none is measured in both groups, or the groups differ in one and no evidence feature could be refitted
+    with it, their names and why (the contrast is unadjusted for composition).
     """
     scores = [c for c in checks if continuous.get(c.column) and is_composition_score(c.column)]
     if not scores:
-        return [], []
+        return [], [], ""
     if all(c.decision == "not testable" for c in scores):
-        return [], [c.column for c in scores]
+        return [], [c.column for c in scores], "no composition score is recorded for both groups"
     ranked = sorted((c for c in scores if c.decision == "associated"), key=lambda c: c.q if c.q is not None else 1.0)[:2]
-    return lead_refits(study, relations, key, ranked, "tissue composition: the difference is"), []
+    refits = lead_refits(study, relations, key, ranked, "tissue composition: the difference is")
+    if ranked and not refits:
+        names = [c.column for c in ranked]
+        return [], names, f"the groups differ in {' and '.join(names)}, and no evidence feature could be refitted with {'it' if len(names) == 1 else 'them'}"
+    return refits, [], ""
 
 
 def lead_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ...]], checks: list[DesignCheck],
                 said: str = "the effect is") -> list[DesignCheck]:
-    """The first evidence feature of contrast ``key`` in ``relations`` refitted with each column of ``checks``
+    """The first evidence feature of contrast ``key`` in ``relations`` (a two-group difference, or an F-test hit's
+    level against the factor's other levels) refitted with each column of ``checks``
     (columns the groups differ in) added to the tool's covariates, on the contrast's samples with it recorded:
     copies of ``checks`` with ``adjusted`` (effect and p without -> with the column) and ``reason`` ("<said> gone
     adjusted for it" or "... held ..."). The layer's values are used as stored (no re-normalisation)."""
     group, cases, controls = key
-    rel = next((r for r in relations if evidence_contrast(r) == key and r.predicate in ("higher_in", "lower_in")
+    rel = next((r for r in relations if evidence_contrast(r) == key and r.predicate in ("higher_in", "lower_in", "differs_across")
                 and (r.stats.extra or {}).get("feature_id") and r.modality in study.modalities), None)
     if rel is None or not checks:
         return []
@@ -549,11 +555,11 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         if key not in cache:
             cache[key] = contrast_checks(clin, group, list(cases), list(controls), columns)
         label = f"{group}: {', '.join(cases)} vs {', '.join(controls)}"
-        refits, missing = composition_refits(study, relations, key, cache[key], continuous) if study is not None else ([], [])
+        refits, missing, unadjusted_why = composition_refits(study, relations, key, cache[key], continuous) if study is not None else ([], [], "")
         contrasts[label] = (cache[key], refits, key)
         composition_refitted += refits
         composition_gone += [c for c in refits if c.reason.endswith("gone adjusted for it")]
-        unmeasured += [(label, missing)] if missing else []
+        unmeasured += [(label, missing, unadjusted_why)] if missing else []
     for r in relations if study is not None else ():
         if (m := mutation_checks(study, r, columns, cache)) is not None:
             prior = contrasts.get(m[0], (m[1], [], None))[1]
@@ -578,7 +584,7 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
                        + by["occurs within a group"] + by["measures the grouping"] + by["same grouping"] + by["own gene"]],
             "independent": [c.column for c in by["independent"]], "not_testable": [c.column for c in by["not testable"]],
         } | ({"refitted": [c.model_dump(exclude_none=True) for c in refitted]} if refitted else {})
-          | ({"unadjusted_for_composition": missing} if (missing := dict(unmeasured).get(label)) else {}))
+          | ({"unadjusted_for_composition": missing} if (missing := next((m for lb, m, _ in unmeasured if lb == label), None)) else {}))
         inseparable += [c for c in by["cannot be separated"] if c.column not in {x.column for x in inseparable}]
         done = {c.column for c in refitted}
         named += [c for c in strong if c.column not in {x.column for x in named} | done]
@@ -628,7 +634,7 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         clause += (f"; the groups differ in {c.column} ({c.effect_name} {c.effect:.2f}), and adjusted for it the difference is gone "
                    f"({_refit_said(c)}), so it may reflect tissue composition")
     elif unmeasured:
-        clause += "; unadjusted for tissue composition (no composition score is recorded for both groups)"
+        clause += f"; unadjusted for tissue composition ({unmeasured[0][2]})"
     shown = inseparable[:3] + adjusted[:2] + associated[:4]
     records_c = [r for r in records if r["contrast"] != "clinical variables of the association"]
     # a column that splits the samples as the grouping does is the design itself, no confounder; "no other column
@@ -650,9 +656,9 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         why += " Refitted with each column the groups differ in: " + "; ".join(c.adjusted for c, _ in (gone + holds)[:_MAX_REFITS]) + "."
     if composition_refitted:
         why += " Refitted with the tissue-composition scores the groups differ in: " + "; ".join(c.adjusted for c in composition_refitted[:3]) + "."
-    for label, missing in unmeasured[:1]:
-        why += (f" {label} is not adjusted for tissue composition: {', '.join(missing[:3])}{' and others' if len(missing) > 3 else ''} "
-                "are recorded for one group only (or neither), so part of the difference may reflect the groups' cell make-up.")
+    for label, missing, unadjusted_why in unmeasured[:1]:
+        why += (f" {label} is not adjusted for tissue composition ({unadjusted_why}: {', '.join(missing[:3])}"
+                f"{' and others' if len(missing) > 3 else ''}), so part of the difference may reflect the groups' cell make-up.")
     if linked:
         why = (why + " The associated clinical variables are checked against each other: " + "; ".join(c.text() for c in linked) + ".").strip()
     if stability is not None:

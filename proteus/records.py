@@ -258,6 +258,8 @@ class Hypothesis(BaseModel):
     judge: str = ""
     decided_by: dict[str, str] = Field(default_factory=dict, description="who drafted and who judged it (model, repaired or fallback); empty for an offline run")
     validation: dict[str, Any] | None = None
+    rank: dict[str, Any] | None = Field(None, description="its place in the evidence ranking: position (1 = strongest) and the reason "
+                                                       "(proteus.ranking.rank_hypotheses)")
     wording_checks: list[dict[str, str]] = Field(default_factory=list, description="what the claim checker changed before it entered the graph (rule, action, detail; proteus.policy.claim_check)")
     design_checks: list[dict[str, Any]] = Field(default_factory=list, description="confounder checks of each contrast its evidence compares: "
                                                 "every other biological / covariate column tested, the decision and why (proteus.confounding); "

@@ -9,12 +9,12 @@ HTML-escaped, so hostile text in the data cannot inject markup.
 
 Sections, in reading order:
 
-1. **Summary**: the data (inputs, modalities, samples), the objectives, the top hypotheses by
-   mean judge score.
+1. **Summary**: the data (inputs, modalities, samples), the objectives, the top hypotheses in the
+   run's evidence ranking (:func:`proteus.ranking.rank_hypotheses`), each with the reason for its place.
 2. **Objectives and workflows**: per objective, what each workflow did (each step's tool, key
    parameters, status, summary and interpretation, the workflow updater's notes) and found (the
    top rows of its result tables, its figures).
-3. **Hypotheses**: statement, rationale, the five judge scores with reasons, the judge's label,
+3. **Hypotheses**, in rank order, positive controls in their own part at the end: statement, rank and why, rationale, the five judge scores with reasons, the judge's label,
    validation, reviewer status (from ``reviews.jsonl``, see :mod:`proteus.reviews`) and a picture
    of the evidence subgraph drawn from ``kg.json``.
 4. **Large effects without significance**: per two-group differential, the largest effects that missed
@@ -680,20 +680,20 @@ def _section_objectives_list(rd: RunData) -> str:
     return f"<h3>Objectives</h3><table><thead><tr><th>id</th><th>objective</th><th>family</th><th>status</th></tr></thead><tbody>{rows}</tbody></table>"
 
 
-_VALIDATION_RANK = {"validated": 0, "inconclusive": 1, "untestable": 2, "failed": 3}
-
-
 def _ranked(rd: RunData) -> list[dict[str, Any]]:
-    """Discoveries before positive controls, then validated first, then inconclusive, then not testable, then failed (as the
-    run's validate node orders them), then by replication frequency and mean judge score; failed
-    hypotheses stay, marked."""
+    """The run's hypotheses in the order of their evidence (their ``rank`` position, set by
+    :func:`proteus.ranking.rank_hypotheses` in the validate node); a run without ranks keeps its file order."""
 
-    def key(h: dict[str, Any]) -> tuple:
-        v = h.get("validation") if isinstance(h.get("validation"), dict) else {}
-        rep = (v.get("replication") or {}).get("frequency", 0.0) if isinstance(v.get("replication"), dict) else 0.0
-        return h.get("kind") == "positive control", _VALIDATION_RANK.get(v.get("status"), 4), -rep, -(mean_score(h) or 0.0)
+    def position(h: dict[str, Any]) -> float:
+        pos = h.get("rank").get("position") if isinstance(h.get("rank"), dict) else None
+        return float(pos) if isinstance(pos, (int, float)) else math.inf
 
-    return sorted(rd.hypotheses, key=key)
+    return sorted(rd.hypotheses, key=position)
+
+
+def _rank_text(h: dict[str, Any]) -> str:
+    r = h.get("rank") if isinstance(h.get("rank"), dict) else {}
+    return f"{r.get('position')}. {r.get('reason', '')}" if r.get("position") is not None else ""
 
 
 def _validation_text(v: Any) -> str:
@@ -722,12 +722,14 @@ def _section_top_hypotheses(rd: RunData, states: dict[str, Any]) -> str:
         rev = states.get(str(h.get("id")))
         rows.append(
             f"<tr><td><a href='#hyp-{e(h.get('id'))}'>{e(h.get('id'))}</a></td><td>{e(_statement(h, rev))}</td>"
-            f"<td class='num'>{e(f'{m:.1f}' if m is not None else '')}</td><td>{e(_validation_text(h.get('validation')))}</td>"
+            f"<td class='num'>{e(f'{m:.1f}' if m is not None else '')}</td><td>{e(_rank_text(h))}</td>"
             f"<td>{_status_badge(rev.status) if rev is not None else ''}</td></tr>"
         )
     return (
-        f"<h3>Top hypotheses</h3><p class='sub'>Ranked by validated evidence (validated, then inconclusive, then not testable, then failed; then replication frequency and mean judge score, 1–5); {len(rd.hypotheses)} in all.</p>"
-        "<table><thead><tr><th>id</th><th>statement</th><th>mean score</th><th>validation</th><th>review</th></tr></thead>"
+        f"<h3>Top hypotheses</h3><p class='sub'>Ranked by evidence: discoveries before positive controls; validated, then inconclusive, "
+        "then not testable, then failed; restatements of a composition score and tissue contrasts without a composition term below the "
+        f"rest; then held-out replication, a second layer, a measured cause, the effect's interval; {len(rd.hypotheses)} in all.</p>"
+        "<table><thead><tr><th>id</th><th>statement</th><th>mean score</th><th>rank and why</th><th>review</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -823,12 +825,19 @@ def _section_hypotheses(rd: RunData, states: dict[str, Any]) -> str:
         out.append("<p>No hypotheses were proposed in this run.</p>")
         return "\n".join(out)
     rels = rd.relations()
+    controls_said = False
     for h in hyps:
         hid = str(h.get("id"))
         rev = states.get(hid)
         m = mean_score(h)
+        if h.get("kind") == "positive control" and not controls_said:
+            controls_said = True
+            out.append("<h3 id='positive-controls'>Positive controls</h3><p class='sub'>Expected effects that check the pipeline "
+                       "(a spiked standard, a gene's own mutation on its protein); QC results, not findings.</p>")
         out.append(f"<div class='hyp' id='hyp-{e(hid)}'>")
         out.append(f"<h3>{e(hid)}: {e(_statement(h, rev))}</h3>")
+        if _rank_text(h):
+            out.append(f"<p class='sub'><b>Rank</b> {e(_rank_text(h))}</p>")
         if rev is not None and rev.statement and rev.statement != h.get("statement"):
             out.append(f"<p class='sub'>Edited by a reviewer; original: {e(h.get('statement'))}</p>")
         if h.get("rationale"):

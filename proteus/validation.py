@@ -5,8 +5,8 @@ One implementation for both designs:
 - in every run, the graph's ``validate`` node calls :func:`validate_hypotheses`: each evidence
   edge's feature re-tested on the held-out part of repeated seeded stratified splits, against a
   selection-aware label-permutation null and in other layers of the same gene, with effect-size
-  intervals (data rebuilt from the edge's provenance by :mod:`proteus.edge_data`); hypotheses are
-  ordered by validated evidence (:func:`order_by_validation`), failures kept and marked.
+  intervals (data rebuilt from the edge's provenance by :mod:`proteus.edge_data`); failures kept and marked
+  (the node then ranks them by their evidence, :func:`proteus.ranking.rank_hypotheses`).
 - ``proteus eval`` runs on a discovery split and re-tests on the held-out samples it never saw
   (:func:`validate_run`, the full tool re-run), keeping the in-run block under ``in_run``.
 
@@ -67,7 +67,6 @@ from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, get_
 
 __all__ = [
     "validate_hypotheses",
-    "order_by_validation",
     "N_SPLITS",
     "N_PERMUTATIONS",
     "MIN_REPLICATION",
@@ -770,7 +769,7 @@ def validate_hypotheses(
     min_replication: float = MIN_REPLICATION,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Validate every hypothesis inside the run and order them by validated evidence.
+    """Validate every hypothesis inside the run.
 
     For each evidence edge its feature is re-tested on the held-out part of ``n_splits`` seeded
     stratified splits, against a selection-aware label-permutation null of its family and, where
@@ -781,8 +780,7 @@ def validate_hypotheses(
     Returns copies of ``hypotheses`` with ``validation`` = ``{"status": "validated" | "inconclusive" |
     "failed" | "untestable", "replicated", "replication": {"k", "n", "frequency"}, "null": {"k", "n",
     "frequency", "p"}, "held_out_power", "edges": {edge_id: ...}, "cross_omics", "cross_omics_edges", "reason", "method"}``,
-    ordered validated first, then inconclusive, then untestable, then failed (each by replication frequency, then
-    null frequency); nothing is dropped.
+    in the input order (:func:`proteus.ranking.rank_hypotheses` orders them); nothing is dropped.
     """
     cache: dict[str, Any] = {}
     gene_maps: dict[str, pd.Series] = {}
@@ -907,7 +905,7 @@ def validate_hypotheses(
                            f"held-out samples) moved in {int(whole.sum())}/{n_splits} splits" if whole is not None else "")),
             )
         out.append({**h, "validation": _plain(v)})
-    return order_by_validation(out)
+    return out
 
 
 def _plain(x: Any) -> Any:
@@ -923,18 +921,3 @@ def _plain(x: Any) -> Any:
     if isinstance(x, (float, np.floating)):
         return float(x) if math.isfinite(x) else None
     return x
-
-
-def order_by_validation(hypotheses: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Discoveries before positive controls (QC results that restate the design); within each,
-    validated first, then inconclusive (held-out power too low), then not testable, then failed; then higher replication frequency, then rarer
-    under the null, then original order (stable). Nothing is dropped."""
-    rank = {"validated": 0, "inconclusive": 1, "untestable": 2, "failed": 3}
-
-    def key(h: dict[str, Any]) -> tuple:
-        v = h.get("validation") or {}
-        rep = (v.get("replication") or {}).get("frequency", 0.0)
-        nul = (v.get("null") or {}).get("frequency", 1.0)
-        return h.get("kind") == "positive control", rank.get(v.get("status"), 3), -rep, nul
-
-    return sorted(hypotheses, key=key)

@@ -251,3 +251,50 @@ def test_tissue_composition_is_refitted_where_measured_in_both_groups_and_named_
     X = sm.add_constant(pd.concat([(tab.loc[ok, p["group"]] == p["case"]).astype(float).rename("g"), Z.loc[ok]], axis=1))
     ref = sm.OLS(y[ok], X).fit()
     assert refit["adjusted"].split("-> ")[1].startswith(f"{ref.params['g']:+.2f} (p={ref.pvalues['g']:.1g})"), (refit["adjusted"], ref.params["g"])
+
+
+def test_an_f_test_hit_is_refitted_with_the_composition_score_its_level_differs_in(ucec_study, tmp_path):
+    """A multi-level factor's F-test hit (its most distinct level against the others) whose samples differ in a
+    composition score measured in every level is refitted with it (the adjusted effect equals statsmodels' OLS of
+    the level indicator with the score and the tool's covariates), so the claim is never silently unadjusted."""
+    sm = pytest.importorskip("statsmodels.api")
+    from proteus.confounding import hypothesis_checks
+    from proteus.design import is_composition_score
+    from proteus.policy.playbooks import bulk_plays
+    from proteus.stats.design import covariate_block, usable_covariates
+    from proteus.tools.registry import ToolContext, get_tool
+
+    prof = profile_study(ucec_study)
+    columns = prof.confounder_columns()
+    scores = {n for n, _, cont in columns if cont and is_composition_score(n)}
+    clin = ucec_study.clinical
+    anovas = [s.params for p in bulk_plays(prof) for s in p.steps if s.tool == "differential_anova" and s.params["group"] != prof.sample_type_column
+              and all(clin.loc[clin[s.params["group"]].astype(str) == lv, sorted(scores)].notna().any().any() for lv in s.params["levels"])]
+    assert anovas, "a multi-level factor within one tissue, composition scores measured in all its levels"
+    mod = next(k for k, a in ucec_study.bulk().items() if a.uns.get("modality") == "proteomics")
+    checked = 0
+    for params in anovas:
+        res = get_tool("differential_anova")(ucec_study, params | {"modality": mod}, ToolContext(out_dir=tmp_path / params["group"], seed=0, figures=False))
+        for level in params["levels"]:
+            rel = next((r for r in res.relations if r.stats.extra.get("level") == level), None)
+            if rel is None:
+                continue
+            records, clause, _ = hypothesis_checks([rel], clin, columns, {}, study=ucec_study)
+            differ = [c["column"] for c in records[0]["checks"] if c["column"] in scores and c["decision"] == "associated"]
+            if not differ:
+                continue
+            refits = [c for c in records[0].get("refitted", []) if c["column"] in scores]
+            assert refits or "unadjusted for tissue composition" in clause, (level, differ, clause)
+            for refit in refits:
+                tab = ucec_study.sample_table(rel.modality)
+                tab = tab[tab[params["group"]].astype(str).isin(params["levels"])]
+                a = ucec_study.modalities[rel.modality]
+                y = pd.Series(np.asarray(a[:, [rel.stats.extra["feature_id"]]].X, dtype=float).ravel(), index=a.obs_names.astype(str)).reindex(tab.index)
+                covs = usable_covariates(tab.loc[y.notna()], params["covariates"], 2)[0] + [refit["column"]]
+                Z = covariate_block(tab, covs)
+                ok = y.notna() & Z.notna().all(axis=1)
+                X = sm.add_constant(pd.concat([(tab.loc[ok, params["group"]].astype(str) == level).astype(float).rename("g"), Z.loc[ok]], axis=1))
+                ref = sm.OLS(y[ok], X).fit()
+                assert refit["adjusted"].split("-> ")[1].startswith(f"{ref.params['g']:+.2f} (p={ref.pvalues['g']:.1g})"), (refit["adjusted"], ref.params["g"])
+                checked += 1
+    assert checked, "some level differs in a composition score and its hit is refitted with it"

@@ -16,9 +16,9 @@ from proteus.kg import KnowledgeGraph
 from proteus.policy.heuristic_judge import judge_heuristically
 from proteus.policy.patterns import compose_hypotheses
 from proteus.policy.result_tables import ResultTables
+from proteus.ranking import rank_hypotheses
 from proteus.records import Hypothesis, Provenance, Step
 from proteus.tools.registry import ToolContext, get_tool
-from proteus.validation import order_by_validation
 
 UPS1 = "ramus2016-ups1-maxquant"
 
@@ -98,8 +98,8 @@ def test_the_spike_in_is_one_positive_control_with_its_negative_control_and_dose
     h = Hypothesis(id="H1", statement=c.statement, rationale=c.rationale, evidence=c.evidence, entities=c.entities, test=c.test, kind=c.kind)
     j = judge_heuristically(kg, h)
     assert j.novelty.score == 1 and j.biological_plausibility.score == 5 and j.logical_coherence.score == 5, j
-    ranked = order_by_validation([{"id": "pc", "kind": "positive control", "validation": {"status": "validated"}},
-                                  {"id": "d", "kind": "discovery", "validation": {"status": "failed"}}])
+    ranked = rank_hypotheses([{"id": "pc", "kind": "positive control", "evidence": c.evidence, "validation": {"status": "validated"}},
+                              {"id": "d", "kind": "discovery", "validation": {"status": "failed"}}], kg)
     assert [h["id"] for h in ranked] == ["d", "pc"]
 
 
