@@ -13,6 +13,7 @@ import json
 import pytest
 from llm_fixtures.study import make_view
 
+from proteus.policy.decisions import call_key
 from proteus.policy.reference import ReferencePolicy
 from proteus.records import Hypothesis, Objective, Step
 from proteus.train.data import load_prompts, split_held_out
@@ -215,3 +216,20 @@ def test_train_command_without_the_extra_prints_the_install_hint(monkeypatch, tm
     lines = [x for x in res.output.splitlines() if x.strip()]
     assert len(lines) == 1 and INSTALL_HINT in lines[0] and "torch, trl" in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_workflow_update_that_repeats_a_step_already_run_earns_less(decisions):
+    """The agent drops a repeated step (same tool and parameters) from a model's update as adding
+    nothing; the reward's ``fresh`` term scores the same thing, from the run steps the record keeps."""
+    ev = decisions["update_workflow"]
+    task = _task(ev)
+    ran_step = decisions["plan_workflow"]["value"]["steps"][0]
+    assert ev["allowed"]["ran"] == [call_key(ran_step["tool"], ran_step["params"])]
+    assert decisions["plan_workflow"]["allowed"].get("ran") is None  # nothing has run before a plan
+    new = [{**ran_step, "params": {**ran_step["params"], "modality": "rna"}}]  # the same tool on another layer is new
+    fresh = json.dumps({**ev["value"], "steps": new})
+    repeat = json.dumps({**ev["value"], "steps": [{**ran_step, "params": {**ran_step["params"], "unset": None}}]})  # unset parameters do not make a step new
+    half = json.dumps({**ev["value"], "steps": [ran_step, new[0]]})
+    assert [reward_terms(t, task)["fresh"] for t in (fresh, repeat, half)] == [1.0, 0.0, 0.5]
+    assert reward(fresh, task) > reward(half, task) > reward(repeat, task)
+    assert reward_terms(json.dumps({**ev["value"], "steps": []}), task)["fresh"] is None  # planning nothing repeats nothing

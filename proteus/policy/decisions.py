@@ -7,6 +7,7 @@ graph. Every model forbids extra keys so a model's answer is validated strictly.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from proteus.records import HypothesisKind
 
 __all__ = [
+    "call_key",
     "ObjectiveSpec",
     "ObjectivePlan",
     "StepSpec",
@@ -62,6 +64,11 @@ class ObjectiveSpec(_Strict):
 
 class ObjectivePlan(_Strict):
     objectives: list[ObjectiveSpec] = Field(description="research objectives, most important first", min_length=1, max_length=12)
+
+
+def call_key(tool: str, params: dict[str, Any]) -> str:
+    """A step's tool and parameters as one string, unset parameters left out: equal keys run the same analysis."""
+    return tool + json.dumps({k: v for k, v in params.items() if v is not None}, sort_keys=True, default=str)
 
 
 class StepSpec(_Strict):

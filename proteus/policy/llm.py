@@ -63,6 +63,7 @@ from proteus.policy.decisions import (
     StepSpec,
     WorkflowPlan,
     WorkflowUpdate,
+    call_key,
 )
 from proteus.policy.result_tables import ResultTables
 from proteus.profile import quote
@@ -148,10 +149,6 @@ def _step_text(s: Step | StepSpec, *, with_result: bool = True) -> str:
     elif s.rationale:
         text += f" - {json.dumps(s.rationale)}"
     return text
-
-
-def _call_key(tool: str, params: dict[str, Any]) -> str:
-    return tool + json.dumps({k: v for k, v in params.items() if v is not None}, sort_keys=True, default=str)
 
 
 def families(view: ResearchView) -> list[str]:
@@ -589,11 +586,11 @@ class LLMPolicy(Policy):
         )
 
     def update_workflow(self, view: ResearchView, objective: Objective, done: list[Step], remaining: list[StepSpec]) -> WorkflowUpdate:
-        ran = {_call_key(s.tool, s.params) for s in done}
+        ran = {call_key(s.tool, s.params) for s in done}
 
         def drop_repeats(p: WorkflowUpdate) -> WorkflowUpdate | None:
             """A step already run with the same parameters adds nothing: drop it, keep the rest."""
-            fresh = [s for s in p.steps if _call_key(s.tool, s.params) not in ran]
+            fresh = [s for s in p.steps if call_key(s.tool, s.params) not in ran]
             return p.model_copy(update={"steps": fresh}) if len(fresh) < len(p.steps) else None
 
         def check(p: WorkflowUpdate) -> str | None:

@@ -12,14 +12,15 @@ prompts and reference answers for tuning a local model (:mod:`proteus.rl_export`
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel
 
 from proteus.llm.base import Budget, inline_refs
 from proteus.policy.base import Policy, ResearchView
-from proteus.policy.decisions import MAX_DRAFTS
+from proteus.policy.decisions import MAX_DRAFTS, call_key
 from proteus.policy.llm import DEFAULT_CONTEXT, LLMPolicy, PromptDoesNotFit, families, render_decision
+from proteus.records import Step
 from proteus.rundir import redact
 
 __all__ = ["ReferencePolicy", "allowed_names"]
@@ -38,11 +39,16 @@ class _NoModel:
         self.budget = Budget()
 
 
-def allowed_names(view: ResearchView, decision: str, families: list[str]) -> dict[str, Any]:
+def allowed_names(view: ResearchView, decision: str, families: list[str], done: Sequence[Step] = ()) -> dict[str, Any]:
     """The names a valid answer to ``decision`` may use, as seen in ``view`` (the per-call
-    schema enumerates them too; these give a reward partial credit name by name)."""
+    schema enumerates them too; these give a reward partial credit name by name); for a workflow
+    update also the steps already ``done`` (``ran``: their :func:`~proteus.policy.decisions.call_key`,
+    which the model path drops from an answer as repeats)."""
     if decision in _STEP_DECISIONS:
-        return {"tools": {t.name: inline_refs(t.schema()) for t in view.tools}, "max_steps": view.max_steps_per_workflow}
+        names = {"tools": {t.name: inline_refs(t.schema()) for t in view.tools}, "max_steps": view.max_steps_per_workflow}
+        if decision == "update_workflow":
+            names["ran"] = sorted({call_key(s.tool, s.params) for s in done})
+        return names
     if decision in _OBJECTIVE_DECISIONS:
         return {"families": families, "objectives": [o.id for o in view.objectives if o.status == "pending"]}
     if decision == "propose_hypotheses":
@@ -95,7 +101,7 @@ class ReferencePolicy(LLMPolicy):
                 "messages": [{"role": m["role"], "content": redact(m["content"])} for m in prompt.messages],
                 "schema": prompt.schema,
                 "max_tokens": prompt.max_tokens,
-                "allowed": allowed_names(view, decision, families(view)),
+                "allowed": allowed_names(view, decision, families(view), args[1] if decision == "update_workflow" else ()),
                 "value": value.model_dump(mode="json"),
                 "check": check(value),
             }

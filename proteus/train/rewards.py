@@ -19,6 +19,10 @@ Terms, each in [0, 1] (``None`` where it does not apply):
     JSON at all).
 ``params``
     fraction of planned steps whose parameters validate against their tool's parameter schema.
+``fresh``
+    workflow updates: the fraction of proposed steps that do not repeat a step already run with the
+    same parameters (the task's ``allowed["ran"]``; the agent drops such repeats from an answer, so
+    an answer of repeats plans nothing new). ``None`` when nothing is proposed.
 ``replication``
     hypothesis proposals: over hypotheses citing at least one tested edge, the mean fraction of
     cited tested edges that replicated on held-out samples (the run's in-run validation).
@@ -42,9 +46,11 @@ import difflib
 import json
 from typing import Any, Callable, Iterator
 
+from proteus.policy.decisions import call_key
+
 __all__ = ["WEIGHTS", "parse_answer", "reward_terms", "reward", "trl_reward_function"]
 
-WEIGHTS = {"json": 0.15, "schema": 0.3, "names": 0.25, "params": 0.15, "replication": 0.3, "substance": 0.5, "judge_agreement": 0.05}
+WEIGHTS = {"json": 0.15, "schema": 0.3, "names": 0.25, "params": 0.15, "fresh": 0.3, "replication": 0.3, "substance": 0.5, "judge_agreement": 0.05}
 """Weight of each term in ``total``."""
 
 _JUDGE_METRICS = ("reliability", "logical_coherence", "biological_plausibility", "novelty", "evaluability")
@@ -120,6 +126,14 @@ def _named(obj: dict[str, Any], decision: str, allowed: dict[str, Any]) -> tuple
     return names, params
 
 
+def _fresh(obj: dict[str, Any], ran: list[str]) -> float | None:
+    steps = [s for s in (obj.get("steps") if isinstance(obj.get("steps"), list) else []) if isinstance(s, dict) and isinstance(s.get("tool"), str) and isinstance(s.get("params"), dict)]
+    if not steps:
+        return None
+    done = set(ran)
+    return sum(call_key(s["tool"], s["params"]) not in done for s in steps) / len(steps)
+
+
 def _replication(obj: dict[str, Any], edges: dict[str, bool]) -> float | None:
     fractions = []
     for h in obj.get("hypotheses") if isinstance(obj.get("hypotheses"), list) else []:
@@ -178,7 +192,7 @@ def reward_terms(text: str, task: dict[str, Any]) -> dict[str, float | None]:
     decision = task.get("decision", "")
     allowed = task.get("allowed") or {}
     obj, json_term = parse_answer(text)
-    terms: dict[str, float | None] = {"json": json_term, "schema": None, "names": None, "params": None, "replication": None, "substance": None, "judge_agreement": None}
+    terms: dict[str, float | None] = {"json": json_term, "schema": None, "names": None, "params": None, "fresh": None, "replication": None, "substance": None, "judge_agreement": None}
     if obj is None:
         terms["schema"] = 0.0 if task.get("schema") else None
         if allowed:
@@ -192,6 +206,8 @@ def reward_terms(text: str, task: dict[str, Any]) -> dict[str, float | None]:
         terms["names"] = sum(names) / len(names)
     if params:
         terms["params"] = sum(params) / len(params)
+    if "ran" in allowed:
+        terms["fresh"] = _fresh(obj, allowed["ran"])
     if decision == "propose_hypotheses" and task.get("edge_replication"):
         terms["replication"] = _replication(obj, task["edge_replication"]) or 0.0
     terms["substance"] = _substance(obj, task.get("reference"), task.get("schema"))
