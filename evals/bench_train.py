@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--eval-batch-size", type=int, default=8)
     ap.add_argument("--sft-epochs", type=float, default=0, help="supervised warm start epochs on the training split's reference answers")
     ap.add_argument("--budget-s", type=float, help="seconds the whole process may take")
+    ap.add_argument("--train-s", type=float, help="seconds of training (warm start + GRPO; evaluations not counted)")
     ap.add_argument("--work-dir", type=Path, help="trainers' scratch folder (default OUT/checkpoints)")
     ap.add_argument("--no-gguf", action="store_true", help="do not write the merged GGUF")
     ap.add_argument("--unconstrained", action="store_true", help="sample training and held-out answers without the serving grammar")
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         traj, args.base, args.out, steps=args.steps, num_generations=args.num_generations, learning_rate=args.learning_rate,
         lora_rank=args.lora_rank, max_prompt_tokens=args.context_tokens - args.max_completion_tokens, max_completion_tokens=args.max_completion_tokens,
         held_out=args.held_out, max_eval_prompts=args.max_eval_prompts, eval_batch_size=args.eval_batch_size, sft_epochs=args.sft_epochs,
-        deadline=None if args.budget_s is None else T0 + args.budget_s, seed=args.seed, work_dir=args.work_dir, constrained=not args.unconstrained,
+        deadline=None if args.budget_s is None else T0 + args.budget_s, train_s=args.train_s, seed=args.seed, work_dir=args.work_dir, constrained=not args.unconstrained,
         gguf=not args.no_gguf and (args.served_run is not None or str(args.base).endswith(".gguf")),
     )
     result = {"trajectories": str(traj), "context_tokens": args.context_tokens, "budget_s": args.budget_s, "total_s": round(time.time() - T0, 1), **s}

@@ -89,6 +89,7 @@ def train(
     eval_batch_size: int = 8,
     sft_epochs: float = 0,
     deadline: float | None = None,
+    train_s: float | None = None,
     decisions: Iterable[str] | None = None,
     seed: int = 0,
     gguf: bool = True,
@@ -124,6 +125,9 @@ def train(
         A ``time.time()`` value: the warm start gets at most half the time left after the
         evaluations it needs, GRPO stops when one more step would leave too little time for the
         evaluation after it (timed as the slowest evaluation so far), and the GGUF export is skipped when late.
+    train_s
+        Most seconds of training (warm start and GRPO together; the evaluations are not counted):
+        the warm start gets at most half, GRPO stops at the end.
     constrained
         Sample GRPO's answers and the held-out answers under the grammar llama.cpp serves each
         decision with (:mod:`proteus.train.grammar`; needs the base's GGUF and llama-cpp-python),
@@ -154,6 +158,7 @@ def train(
     cuda = torch.cuda.is_available()
     summary: dict[str, Any] = {
         "base": str(base),
+        "train_s": train_s,
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "steps": steps,
         "num_generations": num_generations,
@@ -204,11 +209,17 @@ def train(
         """What one more evaluation needs (the slowest so far, with a margin) and saving the adapter."""
         return 1.5 * max(summary[k] for k in ("eval_before_s", "eval_after_sft_s") if k in summary) + 10
 
+    train_end = None if train_s is None else time.time() + train_s
+
+    def sooner(a: float | None, b: float | None) -> float | None:
+        return b if a is None else a if b is None else min(a, b)
+
     lora = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
     if sft_epochs > 0:
         pairs = _sft_rows(tok, train_rows, max_completion_tokens)
         stop_at = None if deadline is None else time.time() + (prog.left_s() - 2 * reserve()) / 2
+        stop_at = sooner(stop_at, None if train_s is None else time.time() + train_s / 2)
         if pairs and (stop_at is None or stop_at > time.time()):
             t = time.time()
             args = SFTConfig(
@@ -226,17 +237,21 @@ def train(
                 model.save_pretrained(str(out / "adapter"))
                 prog.phase("sft", time.time() - t, n_sft=len(pairs))
                 if eval_rows:
+                    t = time.time()
                     after_sft = score(model, "after_sft")
+                    train_end = None if train_end is None else train_end + time.time() - t  # not training time
                     summary["sft_change"] = paired_change(before, after_sft)
                     prog.write()
 
-    stop_at = None if deadline is None else deadline - reserve()
+    stop_at = sooner(None if deadline is None else deadline - reserve(), train_end)
     # a GRPO step samples about one evaluation batch and trains on it: start only if one fits
     one_step = 2 * max(summary[k] for k in ("eval_before_s", "eval_after_sft_s") if k in summary) / max(1, -(-len(eval_rows) // eval_batch_size))
     if steps > 0 and (stop_at is None or stop_at > time.time() + one_step):
         t = time.time()
         args = GRPOConfig(
-            **_common_args(cuda, seed, work), max_steps=steps, per_device_train_batch_size=num_generations, gradient_accumulation_steps=1,
+            **_common_args(cuda, seed, work), max_steps=steps,
+            # a group per step; on the CPU one answer per forward pass (memory), the group's gradients accumulated
+            per_device_train_batch_size=num_generations if cuda else 1, gradient_accumulation_steps=1 if cuda else num_generations,
             num_generations=num_generations, max_completion_length=max_completion_tokens, learning_rate=learning_rate, temperature=1.0, beta=0.0,
         )
         rollout = None
