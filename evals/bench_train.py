@@ -17,10 +17,15 @@ With ``--budget-s`` the whole process (imports included) ends within that many s
 warm start and GRPO stop early enough for the evaluation after them (see
 :func:`proteus.train.grpo.train`). ``--out`` receives, as each phase ends, ``train.json`` and
 ``progress.jsonl`` (phase wall times, every optimisation step), ``adapter/`` (the LoRA as
-safetensors), and at the end ``bench_train.json``. Example (CPU, SmolLM2-135M)::
+safetensors), and at the end ``bench_train.json``. Example (CPU, 2 cores, SmolLM2-135M: 30 minutes of GRPO under the serving grammar, ~25 steps)::
 
-    python evals/bench_train.py --data DIR1 DIR2 --base SmolLM2-135M-Instruct.Q4_1.gguf \\
-        --out /tmp/bench-train --steps 30 --context-tokens 2048 --sft-epochs 2 --budget-s 1800
+    python evals/bench_train.py --data UCEC NAFLD BCRXL UPS_50vs0.5 UPS_50vs5 --base SmolLM2-135M-Instruct.Q4_1.gguf \\
+        --out /tmp/bench-train --steps 10000 --num-generations 4 --lora-rank 8 --max-eval-prompts 64 --train-s 1800
+
+then the served comparison on a study the prompts did not come from::
+
+    python evals/bench_train.py --base SmolLM2-135M-Instruct.Q4_1.gguf --tuned /tmp/bench-train/model.gguf \\
+        --served-run UPS_25vs12.5 --out /tmp/bench-served
 """
 
 from __future__ import annotations

@@ -144,6 +144,8 @@ def test_batch_check_finds_tmt_batch(study, ctx):
         get_tool("batch_check")(study, {"modality": "proteomics", "batch": "plex"}, ctx)
     with pytest.raises(ToolFailed, match="fewer than 2 levels"):
         get_tool("batch_check")(study, {"modality": "proteomics", "batch": "Gender"}, ctx)
+    with pytest.raises(ToolFailed, match="holds one sample"):  # an identifier: no replicates within a level
+        get_tool("batch_check")(study, {"modality": "proteomics", "batch": "Proteomics_Aliquot_ID"}, ctx)
 
 
 def test_pca_qc_flags_a_planted_outlier(study, ctx):

@@ -529,6 +529,9 @@ def batch_check(study: Study, params: BatchParams, ctx: ToolContext) -> ToolResu
     if b[ok].nunique() < 2:
         msg = f"{params.batch!r} has fewer than 2 levels among samples of {params.modality!r}"
         raise ToolFailed(msg)
+    if b[ok].nunique() == int(ok.sum()):
+        msg = f"every level of {params.batch!r} holds one sample: a batch effect cannot be told from sample-to-sample variation"
+        raise ToolFailed(msg)
     scores, var, n_feat = pca_scores(a[ok], n_components=params.n_components, max_missing=params.max_missing)
     bb = b[ok].astype(str).to_numpy()
     levels = sorted(set(bb))

@@ -25,6 +25,7 @@ def train_cli(
     held_out: float = typer.Option(0.25, "--held-out", help="fraction of prompts kept for the before/after evaluation"),
     sft_epochs: float = typer.Option(0, "--sft-epochs", help="supervised warm start on the training prompts' reference answers (epochs; 0: none)"),
     budget_s: Optional[float] = typer.Option(None, "--budget-s", help="stop training early enough to evaluate and save within this many seconds"),
+    train_s: Optional[float] = typer.Option(None, "--train-s", help="seconds of training (warm start + GRPO), evaluations not counted"),
     decision: Optional[list[str]] = typer.Option(None, "--decision", help="train on these decisions only (repeatable)"),
     constrained: bool = typer.Option(True, "--constrained/--unconstrained", help="sample answers under the grammar llama.cpp serves each decision with (needs the base's GGUF)"),
     seed: int = typer.Option(0, "--seed"),
@@ -39,7 +40,7 @@ def train_cli(
         s = train(
             trajectories, base, out, steps=steps, num_generations=num_generations, learning_rate=learning_rate, lora_rank=lora_rank,
             max_prompt_tokens=max_prompt_tokens, max_completion_tokens=max_completion_tokens, held_out=held_out, decisions=decision, seed=seed,
-            sft_epochs=sft_epochs, deadline=None if budget_s is None else time.time() + budget_s, constrained=constrained,
+            sft_epochs=sft_epochs, deadline=None if budget_s is None else time.time() + budget_s, train_s=train_s, constrained=constrained,
         )
     except (ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
