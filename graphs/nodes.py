@@ -66,6 +66,11 @@ def _broken_promise(ctx: RunContext, params: dict) -> str | None:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+STUDIED_PARAMS = ("group", "time", "event")
+"""Tool parameters that name the sample-table column a step studies (a contrast, a survival time or
+event); a technical, block or identifier column is never one of them (DESIGN.md, Judgement)."""
+
+
 def check_step(ctx: RunContext, spec: StepSpec) -> str | None:
     """Why ``spec`` cannot run on this study (``None`` when it can)."""
     try:
@@ -78,11 +83,14 @@ def check_step(ctx: RunContext, spec: StepSpec) -> str | None:
         validate_call(tool, ctx.study, spec.params)
     except ToolInputError as e:
         return str(e)
-    group = spec.params.get("group")
-    v = ctx.profile.variable(group) if isinstance(group, str) and tool.family != "qc" else None
-    if v is not None and v.role in ("technical", "block", "identifier"):
-        return (f"{group!r} is a {v.role} column ({v.role_reason}): never a research contrast; "
-                f"{'adjust for it with covariates' if v.role != 'identifier' else 'choose a biological factor'}")
+    if tool.family == "qc":
+        return None
+    for param in STUDIED_PARAMS:
+        column = spec.params.get(param)
+        v = ctx.profile.variable(column) if isinstance(column, str) else None
+        if v is not None and v.role in ("technical", "block", "identifier"):
+            return (f"{column!r} is a {v.role} column ({v.role_reason}): never studied as biology ({param!r}); "
+                    f"{'adjust for it with covariates' if v.role != 'identifier' else 'choose a biological factor'}")
     return None
 
 

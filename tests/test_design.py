@@ -221,8 +221,8 @@ def test_a_model_cannot_study_a_technical_factor(ups_series, tmp_path):
     from proteus.graphs.nodes import check_step
     from proteus.policy.decisions import StepSpec
 
-    lfq, sheet = ups_series
-    sheet = sheet.assign(lab=[f"site{65 + 7 * r}" for r in sheet["replicate"]]).drop(columns="replicate")
+    lfq, sheet_with_replicate = ups_series
+    sheet = sheet_with_replicate.assign(lab=[f"site{65 + 7 * r}" for r in sheet_with_replicate["replicate"]]).drop(columns="replicate")
     study = load_study(_write(tmp_path / "d", lfq, sheet))
     ctx = SimpleNamespace(study=study, profile=profile_study(study))
     bad = StepSpec(tool="differential_abundance", params={"modality": "proteomics", "group": "lab", "case": "site72", "control": "site79"})
@@ -231,6 +231,11 @@ def test_a_model_cannot_study_a_technical_factor(ups_series, tmp_path):
                                                           "control": "ups_0.5fmol", "covariates": ["lab"]})
     assert check_step(ctx, ok) is None
     assert check_step(ctx, StepSpec(tool="missingness_report", params={"modality": "proteomics", "group": "lab"})) is None
+    # nor as a survival time: a replicate index is technical whatever its numbers (a served model proposed this)
+    study = load_study(_write(tmp_path / "r", lfq, sheet_with_replicate))
+    ctx = SimpleNamespace(study=study, profile=profile_study(study))
+    cox = StepSpec(tool="cox_per_feature", params={"modality": "proteomics", "time": "replicate", "event": "condition"})
+    assert "'replicate' is a technical column" in check_step(ctx, cox) and "('time')" in check_step(ctx, cox)
 
 
 def test_donor_column_pairs_conditions_as_a_block():
