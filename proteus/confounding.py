@@ -490,7 +490,7 @@ def _holds_said(holds: list[tuple[DesignCheck, str]]) -> str:
         parts.append(f"{lead} {b:+.2f} (p={pb:.1g}) -> " + ", ".join(f"{a:+.2f} (p={pa:.1g}) adjusted for {v}" for (a, pa), v in zip(adjusted, names))
                      + f", on the {n} samples with {names[0] if len(names) == 1 else 'each'} recorded")
     v = [x.effect or 0.0 for x in cols]
-    return (f"it holds adjusted for each of the {len(cols)} columns {who} differ in most (Cramér's V {min(v):.2f}-{max(v):.2f}) in turn: "
+    return (f"it holds adjusted for each of the {len(cols)} columns {who} differ in (Cramér's V {min(v):.2f}-{max(v):.2f}) in turn: "
             + "; ".join(parts))
 
 
@@ -587,7 +587,8 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
           | ({"unadjusted_for_composition": missing} if (missing := next((m for lb, m, _ in unmeasured if lb == label), None)) else {}))
         inseparable += [c for c in by["cannot be separated"] if c.column not in {x.column for x in inseparable}]
         done = {c.column for c in refitted}
-        named += [c for c in strong if c.column not in {x.column for x in named} | done]
+        # one not refitted is named as a confounder only when associated (a level inside one group is said as such)
+        named += [c for c in strong if c.decision == "associated" and c.column not in {x.column for x in named} | done]
         associated += [c for c in by["associated"] if c.column not in {x.column for x in associated}]
         adjusted += [c for c in by["adjusted"] if c.column not in {x.column for x in adjusted}]
         same += [c for c in by["same grouping"] if c.column not in {x.column for x in same}]
@@ -625,9 +626,9 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
                                    for c, who in gone[:1])
     elif inseparable:
         clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
-    elif holds:
+    if holds and (gone or not inseparable):  # what held is said beside what did not
         clause += "; " + _holds_said(holds)
-    elif named:
+    elif named and not gone and not inseparable:
         clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
     if composition_gone:
         c = composition_gone[0]
