@@ -309,6 +309,13 @@ def next_after_update_objectives(state: ResearchState) -> str:
 
 
 # --- hypotheses -----------------------------------------------------------------------------------
+def _rejection(ctx: RunContext, d, checked, drafted: dict) -> dict[str, Any]:
+    """The record of a draft the claim checks rejected (also traced)."""
+    rule = next((c.rule for c in checked.checks if c.action == "rejected"), "evidence")
+    ctx.rundir.append_trace({"kind": "hypothesis_rejected", "statement": d.statement[:200], "rule": rule, "reason": checked.rejected[:600]})
+    return {"statement": d.statement[:300], "rule": rule, "reason": checked.rejected[:600], **drafted}
+
+
 def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Draft hypotheses (the policy) and check each against its cited evidence, whoever drafted it
     (:func:`proteus.policy.claim_check.check_draft`): overclaims reworded, evidence about nothing it
@@ -326,21 +333,25 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
         checked = check_draft(d, view.kg, tables)
         checks = [c.as_dict() for c in checked.checks]
         if checked.rejected:
-            rule = next((c.rule for c in checked.checks if c.action == "rejected"), "evidence")
-            rejected.append({"statement": d.statement[:300], "rule": rule, "reason": checked.rejected[:600], **drafted})
-            ctx.rundir.append_trace({"kind": "hypothesis_rejected", "statement": d.statement[:200], "rule": rule, "reason": checked.rejected[:600]})
+            rejected.append(_rejection(ctx, d, checked, drafted))
             continue
         if checks:
             ctx.rundir.append_trace({"kind": "hypothesis_reworded", "statement": checked.draft.statement[:200], "checks": checks})
         kept.append((checked.draft, checks))
     # one event, one hypothesis: drafts about the same feature, same way, same samples fold into one, before the
     # limit, so the slots they free go to the next distinct drafts
-    folded = fold_same_events([d for d, _ in kept], view.kg, ctx.study)
+    folded = fold_same_events([d for d, _ in kept], view.kg, ctx.study, tables)
     by_statement = {d.statement: c for d, c in kept}
     for d in folded:
         if len(hyps) == MAX_HYPOTHESES:
             break
-        checks = by_statement[d.statement]
+        checks = by_statement.get(d.statement)
+        if checks is None:  # a segment or theme stated anew from the drafts it folds: checked like any draft
+            checked = check_draft(d, view.kg, tables)
+            if checked.rejected:
+                rejected.append(_rejection(ctx, d, checked, drafted))
+                continue
+            d, checks = checked.draft, [c.as_dict() for c in checked.checks]
         # confounders before the claim: a contrast that cannot be separated from another column, or whose groups
         # differ strongly in another factor, says so in the statement (proteus.confounding)
         design, clause, why = hypothesis_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None],

@@ -19,6 +19,14 @@ a gene's mutation status (the genotyped samples of the tool call), so a subtype 
 marks the same samples match. The draft with the
 most features states the event (the earlier one on a tie), at the best rank of the drafts it folds; its
 rationale cites the others' statements and edges.
+
+Two wider events are folded the same way and stated anew, at the best rank of their drafts:
+
+- one copy-number segment (:mod:`proteus.policy.segments`): copy-number cis effects of genes whose copy
+  number co-segregates across samples are one gain or loss; the segment's statement lists its genes with
+  cis effects;
+- one theme (:mod:`proteus.policy.themes`): drafts about single features of one contrast moving one way
+  whose cited features share a curated unit are one finding about the unit, naming it and its members.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ from typing import NamedTuple
 from proteus.confounding import evidence_contrast
 from proteus.kg import KnowledgeGraph
 from proteus.policy.decisions import HypothesisDraft
+from proteus.policy.result_tables import ResultTables
+from proteus.policy.segments import co_segregate, copy_number_lead, segment_draft, segment_of
+from proteus.policy.themes import themes_of, theme_draft
 from proteus.records import Relation
 from proteus.study import Study
 
@@ -38,13 +49,14 @@ SAME_SAMPLES = 0.8
 
 
 class _Signal(NamedTuple):
-    """One group-comparison edge: its gene, direction (+1/-1), case and control samples, and whether it pools levels."""
+    """One group-comparison edge: its gene, direction (+1/-1), case and control samples, whether it pools levels, and the edge."""
 
     gene: str
     sign: int
     cases: frozenset[str]
     controls: frozenset[str]
     pooled: bool
+    edge: Relation
 
 
 def _mutation_samples(study: Study, r: Relation, gene: str, cache: dict) -> tuple[frozenset[str], frozenset[str]] | None:
@@ -102,7 +114,7 @@ def _signal(r: Relation, study: Study, cache: dict) -> _Signal | None:
     if samples is None or not samples[0]:
         return None
     gene = r.object.label if r.predicate == "cis_effect_on" else str(r.stats.extra.get("gene") or r.subject.label.split("-")[0])
-    return _Signal(gene, sign, *samples, bool((r.provenance.params or {}).get("case_levels")))
+    return _Signal(gene, sign, *samples, bool((r.provenance.params or {}).get("case_levels")), r)
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -127,9 +139,45 @@ def _same_event(later: list[_Signal], earlier: list[_Signal]) -> bool:
                for a, b in [(lead, e) for e in earlier] + [(earlier[0], x) for x in later])
 
 
-def fold_same_events(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: Study) -> list[HypothesisDraft]:
+def _same_contrast(a: _Signal, b: _Signal) -> bool:
+    return a.sign == b.sign and _jaccard(a.cases, b.cases) >= SAME_SAMPLES and _jaccard(a.controls, b.controls) >= SAME_SAMPLES
+
+
+def _single_feature(d: HypothesisDraft, sig: list[_Signal]) -> bool:
+    """A discovery led by one group-comparison edge whose cited changes all move one way in the same samples
+    (a feature, with its other layers or partners): a candidate for a theme."""
+    return (d.kind == "discovery" and bool(sig) and d.evidence[0] == sig[0].edge.id and not sig[0].pooled
+            and all(_same_contrast(s, sig[0]) for s in sig))
+
+
+def _measured(study: Study, layer: str | None, cache: dict) -> frozenset[str]:
+    """Genes measured in ``layer`` (the background of a unit test)."""
+    from proteus.stats.features import feature_genes
+
+    if ("measured", layer) not in cache:
+        cache[("measured", layer)] = frozenset(feature_genes(study.modalities[layer]).dropna().astype(str)) if layer in study.modalities else frozenset()
+    return cache[("measured", layer)]
+
+
+def _merge(events: list[list[int]], groups: list[list[int]]) -> list[list[int]]:
+    """``events`` with the events holding the drafts of each of ``groups`` merged into one, at the first one's place."""
+    where = {i: k for k, ev in enumerate(events) for i in ev}
+    out = [list(ev) for ev in events]
+    for g in groups:
+        ks = sorted({where[i] for i in g})
+        for k in ks[1:]:
+            for i in out[k]:
+                where[i] = ks[0]
+            out[ks[0]] += out[k]
+            out[k] = []
+    return [sorted(ev) for ev in out if ev]
+
+
+def fold_same_events(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: Study,
+                     tables: ResultTables | None = None) -> list[HypothesisDraft]:
     """``drafts`` (best first) with the drafts about one event folded into one (see the module
-    docstring), each event at the rank of its best draft."""
+    docstring), each event at the rank of its best draft. ``tables`` (the run's full result tables)
+    give a segment every gene with a cis effect and a theme's unit its share of changed members."""
     cache: dict = {}
     signals = [[s for e in d.evidence if (r := kg.relation(e)) is not None and (s := _signal(r, study, cache)) is not None]
                for d in drafts]
@@ -140,8 +188,45 @@ def fold_same_events(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: S
             events.append([i])
         else:
             event.append(i)
+    # one segment: copy-number cis drafts whose genes' copy number co-segregates (compared with each segment's first draft)
+    cn_lead = {i: r for i, d in enumerate(drafts) if (r := copy_number_lead([x for e in d.evidence if (x := kg.relation(e)) is not None])) is not None}
+    segments: list[list[int]] = []
+    for i, r in cn_lead.items():
+        seg = next((g for g in segments if co_segregate(cn_lead[g[0]], r, study, cache)), None)
+        if seg is None:
+            segments.append([i])
+        else:
+            seg.append(i)
+    events = _merge(events, segments)
+    # one theme: single-feature drafts of one contrast and direction whose cited features share a curated unit
+    heads = [ev[0] for ev in events if _single_feature(drafts[ev[0]], signals[ev[0]])]
+    pools: list[list[int]] = []
+    for i in heads:
+        pool = next((p for p in pools if _same_contrast(signals[i][0], signals[p[0]][0])), None)
+        if pool is None:
+            pools.append([i])
+        else:
+            pool.append(i)
+    themes = []
+    for pool in pools:
+        features = {i: list({s.gene: (s.gene, s.edge) for s in signals[i]}.values()) for i in pool}
+        lead = signals[pool[0]][0]
+        themes += themes_of(features, _measured(study, lead.edge.modality, cache), lead.sign)
+    events = _merge(events, [list(t.drafts) for t in themes])
+    theme_of = {t.drafts[0]: t for t in themes}
+    segment_lead = {g[0]: cn_lead[g[0]] for g in segments}
     out = []
     for event in events:
+        theme = next((theme_of[i] for i in event if i in theme_of), None)
+        seg_head = next((i for i in event if i in segment_lead), None)
+        seg = segment_of(segment_lead[seg_head], kg, study, tables, cache) if seg_head is not None and theme is None else None
+        if theme is not None:
+            features = {i: list({s.gene: (s.gene, s.edge) for s in signals[i]}.values()) for i in event}
+            out.append(theme_draft(theme, drafts, features, tables))
+            continue
+        if seg is not None:
+            out.append(segment_draft(seg, [drafts[i] for i in event]))
+            continue
         head = max(event, key=lambda i: (len({s.gene for s in signals[i]}), -i))
         d = drafts[head]
         others = [i for i in event if i != head]

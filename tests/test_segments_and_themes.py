@@ -1,0 +1,120 @@
+"""One finding stated once (:mod:`proteus.policy.same_event`, :mod:`proteus.policy.segments`,
+:mod:`proteus.policy.themes`) on the CPTAC UCEC cohort: copy-number cis effects of genes whose copy number
+co-segregates across samples are one hypothesis about the segment, and single-protein findings of one contrast
+and direction whose features share a curated unit are one hypothesis naming the unit; genes of other segments and
+proteins outside the unit stay their own hypotheses. Everything is derived from the
+data in the test: which genes share a segment, which contrast and unit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from proteus.kg import KnowledgeGraph
+from proteus.policy.claim_check import check_draft
+from proteus.policy.decisions import HypothesisDraft
+from proteus.policy.result_tables import ResultTables
+from proteus.policy.same_event import fold_same_events
+from proteus.policy.segments import CO_SEGREGATION
+from proteus.profile import profile_study
+from proteus.records import Provenance, Step
+from proteus.stats.features import feature_genes
+from proteus.stats.units import covering_units
+from proteus.tools.registry import ToolContext, get_tool
+
+
+def _draft(*rels, statement: str | None = None) -> HypothesisDraft:
+    return HypothesisDraft(statement=statement or f"{', '.join(r.subject.label for r in rels)} {rels[0].predicate} {rels[0].object.label}.",
+                           rationale="x", evidence=[r.id for r in rels], entities=[r.subject.id for r in rels], test="t")
+
+
+@pytest.fixture(scope="module")
+def cis_run(ucec_study, tmp_path_factory):
+    """The copy-number cis step of an offline run: copy number against mRNA and protein in the tumours."""
+    prof = profile_study(ucec_study)
+    layer = {m.kind: m.name for m in prof.modalities}
+    params = {"modality": layer["cna"], "modalities": [layer["transcriptomics"], layer["proteomics"]],
+              "restrict": {prof.sample_type_column: next(c.case for c in prof.contrasts if c.group == prof.sample_type_column)}}
+    out = tmp_path_factory.mktemp("cis")
+    res = get_tool("cna_cis_effect")(ucec_study, params, ToolContext(out_dir=out, seed=0, provenance=Provenance(tool="cna_cis_effect", step="S1")))
+    kg = KnowledgeGraph()
+    kg.add_relations(res.relations)
+    kg.add_step(Step(id="S1", tool="cna_cis_effect", params=params, status="done", tables=["tables/S1_cis_effects.tsv"]), "W1")
+    tables = ResultTables(kg, {"tables/S1_cis_effects.tsv": res.tables["cis_effects"]}.get, {m.name: m.kind for m in prof.modalities})
+    a = ucec_study.modalities[layer["cna"]]
+    samples = [s for s in a.obs_names.astype(str) if ucec_study.clinical.loc[s, prof.sample_type_column] == params["restrict"][prof.sample_type_column]]
+    cn = pd.DataFrame(np.asarray(a[samples].X, dtype=float), index=samples, columns=feature_genes(a).to_numpy())
+    return kg, tables, cn.loc[:, ~cn.columns.duplicated()]
+
+
+def _both_layers(kg) -> dict[str, list]:
+    """Genes whose copy number reaches both the mRNA and the protein (two cis edges), strongest first."""
+    by: dict[str, list] = {}
+    for r in sorted(kg.by_predicate("cis_effect_on"), key=lambda r: r.stats.q_else_p()):
+        by.setdefault(r.subject.label, []).append(r)
+    return {g: rs for g, rs in by.items() if len({r.object.type for r in rs}) == 2}
+
+
+def test_cis_effects_of_co_segregating_genes_are_one_segment(cis_run, ucec_study):
+    kg, tables, cn = cis_run
+    genes = _both_layers(kg)
+    rho = cn[list(genes)].rank().corr()
+    lead = next(g for g in genes if (rho[g].drop(g) >= CO_SEGREGATION).any())
+    mate = next(g for g in genes if g != lead and rho.loc[lead, g] >= CO_SEGREGATION)
+    other = next(g for g in genes if abs(rho.loc[lead, g]) < 0.3 and abs(rho.loc[mate, g]) < 0.3)
+    drafts = [_draft(*genes[lead]), _draft(*genes[other]), _draft(*genes[mate])]
+    out = fold_same_events(drafts, kg, ucec_study, tables)
+    assert len(out) == 2  # the mate folds into the lead's segment; the gene of another segment stays its own
+    seg, alone = out
+    assert seg.statement.startswith("One copy-number segment") and lead in seg.statement
+    assert set(drafts[0].evidence) | set(drafts[2].evidence) <= set(seg.evidence)
+    assert not set(drafts[0].evidence) & set(alone.evidence) and set(drafts[1].evidence) <= set(alone.evidence)
+    # the genes it counts are the cis genes whose copy number co-segregates with the lead's, derived here from the data
+    cis = tables.table("cna_cis_effect", "cis_effects")
+    sig = cis.loc[cis.filter(like="sig_").astype(str).eq("True").any(axis=1), "gene"].astype(str)
+    sig = [g for g in sig if g in cn]
+    n_seg = int((cn[sig].rank().corrwith(cn[lead].rank()) >= CO_SEGREGATION).sum())
+    assert f"not {n_seg} separate genes" in seg.statement
+    assert not check_draft(seg, kg, tables).rejected
+
+
+@pytest.fixture(scope="module")
+def contrast_with_unit(ucec_study, tmp_path_factory):
+    """The first profiled two-group contrast (not tumour vs normal) whose strongest protein changes one way share a
+    curated unit, its differential graph, tables, the unit and the direction."""
+    from llm_fixtures.study import differential_graph
+
+    prof = profile_study(ucec_study)
+    layer = next(m.name for m in prof.modalities if m.kind == "proteomics")
+    measured = frozenset(feature_genes(ucec_study.modalities[layer]).dropna().astype(str))
+    for c in prof.contrasts:
+        if c.group == prof.sample_type_column or c.case_levels:
+            continue
+        kg, tabs, kinds = differential_graph(ucec_study, c, ("proteomics",), tmp_path_factory.mktemp("theme"), figures=False)
+        for pred in ("lower_in", "higher_in"):
+            top = sorted((r for r in kg.relations.values() if r.predicate == pred), key=lambda r: r.stats.q_else_p())[:12]
+            units = covering_units([r.subject.label for r in top], measured)
+            if units:
+                return kg, ResultTables(kg, tabs.get, kinds), units[0], top, measured
+    pytest.fail("no contrast's strongest changes share a curated unit")
+
+
+def test_single_protein_findings_sharing_a_unit_are_one_theme(contrast_with_unit, ucec_study):
+    kg, tables, unit, top, measured = contrast_with_unit
+    inside = [r for r in top if r.subject.label in unit.members][:2]
+    outside = next(r for r in top if all(r.subject.label not in u.members
+                                         for u in covering_units([r.subject.label] + [x.subject.label for x in inside], measured)))
+    drafts = [_draft(inside[0]), _draft(outside), _draft(inside[1])]
+    out = fold_same_events(drafts, kg, ucec_study, tables)
+    assert [d.statement for d in out][1:] == [drafts[1].statement]
+    theme = out[0]
+    named = covering_units([r.subject.label for r in (inside[0], outside, inside[1])], measured)[0]  # the unit the drafts' genes share
+    assert set(named.members) == {r.subject.label for r in inside}
+    assert f"'{named.name}'" in theme.statement and all(r.subject.label in theme.statement for r in inside)
+    assert {inside[0].id, inside[1].id} <= set(theme.evidence) and outside.id not in theme.evidence
+    assert f"pathway:{named.name}" in theme.entities
+    assert not check_draft(theme, kg, tables).rejected
+    # without the full tables the unit is named, and whether it moves as a whole is not claimed
+    bare = fold_same_events(drafts, kg, ucec_study)[0]
+    assert "not tested here" in bare.statement and not any(e.startswith("unit:") for e in bare.entities)
