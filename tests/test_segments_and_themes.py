@@ -118,3 +118,64 @@ def test_single_protein_findings_sharing_a_unit_are_one_theme(contrast_with_unit
     # without the full tables the unit is named, and whether it moves as a whole is not claimed
     bare = fold_same_events(drafts, kg, ucec_study)[0]
     assert "not tested here" in bare.statement and not any(e.startswith("unit:") for e in bare.entities)
+
+
+@pytest.fixture(scope="module")
+def programmes(site_run, ucec_study, tmp_path_factory):
+    """The tumour-vs-normal protein differential with its pathway over-representation (both directions), and
+    the hypotheses composed from them."""
+    from proteus.policy.patterns import compose_hypotheses
+
+    kg, tabs, kinds, c = site_run
+    kg = KnowledgeGraph.from_node_link(kg.to_node_link())  # this module's own copy of the shared graph
+    layer = next(m for m, k in kinds.items() if k == "proteomics")
+    params = {"modality": layer, "group": c.group, "case": c.case, "control": c.control}
+    res = get_tool("enrichment_ora")(ucec_study, params, ToolContext(out_dir=tmp_path_factory.mktemp("ora"), seed=0, figures=False,
+                                                                       provenance=Provenance(tool="enrichment_ora", step="S9")))
+    kg.add_relations(res.relations)
+    tables = ResultTables(kg, tabs.get, kinds)
+    return kg, tables, compose_hypotheses(kg, tables=tables), c
+
+
+def test_each_contrast_states_its_strongest_pathway_result(programmes):
+    """The strongest over-represented pathway that may be said to move (member share) is stated, even when none of
+    its members is among the graph's strongest single changes, and first among the contrast's pathway findings."""
+    from proteus.policy.claims import pathway_moves
+
+    kg, tables, drafts, c = programmes
+    enriched = sorted((r for r in kg.by_predicate("enriched_in") if pathway_moves(r)), key=lambda r: (r.stats.q_else_p(), r.id))
+    assert enriched
+    top = enriched[0]
+    stating = [d for d in drafts if top.id in d.evidence]
+    assert stating and f"'{top.subject.label}'" in stating[0].statement and "programme" in stating[0].statement
+    first = next(d for d in drafts if kg.relation(d.evidence[0]).predicate == "enriched_in")
+    assert first is stating[0]
+    # its members are named from the contrast's full table when the graph holds too few of them
+    changed = set(top.stats.extra["genes"])
+    named = stating[0].statement.split("carried by ")[1].split(";")[0].rstrip(".").split(", ")
+    assert len(named) >= 2 and set(named) <= changed
+    assert not check_draft(stating[0], kg, tables).rejected
+
+
+def _covered_member(kg, prog):
+    """A protein change the programme draft ``prog`` does not cite, of a gene among the changed members of the
+    pathways it states, and one of a gene outside them (same contrast and direction); ``None`` when either is missing."""
+    pathway = kg.relation(prog.evidence[0])
+    stated = {g for e in prog.evidence if (r := kg.relation(e)).predicate == "enriched_in" for g in r.stats.extra["genes"]}
+    pred = "higher_in" if pathway.stats.direction == "up" else "lower_in"
+    cited = {kg.relation(e).subject.label for e in prog.evidence}
+    changes = sorted((r for r in kg.by_predicate(pred) if r.subject.type == "protein" and r.object.label == pathway.object.label
+                      and r.subject.label not in cited), key=lambda r: (r.stats.q_else_p(), r.id))
+    member = next((r for r in changes if r.subject.label in stated), None)
+    outsider = next((r for r in changes if r.subject.label not in stated), None)
+    return (member, outsider) if member and outsider else None
+
+
+def test_a_stated_programme_covers_single_findings_about_its_members(programmes, ucec_study):
+    kg, tables, drafts, c = programmes
+    prog, (member, outsider) = next((d, pair) for d in drafts if kg.relation(d.evidence[0]).predicate == "enriched_in"
+                                    and "programme" in d.statement and (pair := _covered_member(kg, d)) is not None)
+    drafts = [prog, _draft(member), _draft(outsider)]
+    out = fold_same_events(drafts, kg, ucec_study, tables)
+    assert [d.statement for d in out] == [prog.statement, drafts[2].statement]
+    assert drafts[1].statement.rstrip(".") in out[0].rationale and member.id in out[0].rationale

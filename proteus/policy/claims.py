@@ -33,6 +33,7 @@ from typing import Literal
 from proteus.design import is_composition_score
 from proteus.policy.result_tables import Z95, Change, ResultTables
 from proteus.records import Relation
+from proteus.stats.units import unit_share
 
 __all__ = [
     "SiteVerdict",
@@ -44,6 +45,8 @@ __all__ = [
     "clustering_qc",
     "overclaims",
     "reword_overclaims",
+    "enrichment_share",
+    "pathway_moves",
 ]
 
 _Z_BEYOND = 2.576  # two-sided p < 0.01 for the site-minus-protein difference
@@ -202,3 +205,19 @@ def reword_overclaims(text: str, *, adjusted_for: set[str] | frozenset[str] = fr
 
         text = re.sub(pat, sub, text, flags=re.I)
     return text, notes
+
+
+def enrichment_share(r: Relation) -> tuple[int, int] | None:
+    """(changed, measured) members of an over-representation relation's pathway: its overlap with the hits
+    and its size in the tested background; ``None`` for a rank-based test (GSEA scores the whole set)."""
+    x = r.stats.extra or {}
+    k, m = r.stats.n, x.get("set_size")
+    return (int(k), int(m)) if x.get("test") == "hypergeometric" and k is not None and m else None
+
+
+def pathway_moves(r: Relation) -> bool:
+    """Whether enrichment relation ``r`` may be stated as its pathway moving: a rank-based test scores the
+    whole set; an over-representation needs :data:`~proteus.stats.units.MIN_UNIT_SHARE` of the measured
+    members changed (:func:`~proteus.stats.units.unit_share`), else its changed members are the finding."""
+    km = enrichment_share(r)
+    return km is None or unit_share(*km)

@@ -40,11 +40,11 @@ from proteus import genesets
 from proteus.confounding import cluster_stability
 from proteus.kg import KnowledgeGraph
 from proteus.policy.controls import mutation_cis_claim, spike_in_controls
-from proteus.policy.claims import clustering_qc, directions_agree, is_composition_score, site_verdict
+from proteus.policy.claims import clustering_qc, directions_agree, enrichment_share, is_composition_score, pathway_moves, site_verdict
 from proteus.policy.decisions import MAX_DRAFTS, HypothesisDraft
 from proteus.policy.result_tables import ResultTables
 from proteus.stats.features import SITE_KINDS
-from proteus.stats.units import MIN_UNIT_SHARE, covering_units, partners, unit_change, unit_genes, unit_share
+from proteus.stats.units import MIN_UNIT_SHARE, covering_units, partners, unit_change, unit_genes
 from proteus.records import MODALITY_ENTITY, Relation
 
 __all__ = ["compose_hypotheses"]
@@ -250,42 +250,62 @@ def _composition_note(tables: ResultTables, genes: list[str]) -> tuple[str, str 
     return best[0], best[1]
 
 
-def _share(pr: Relation) -> tuple[int, int] | None:
-    """(changed, measured) members of an over-representation relation's pathway: its overlap with the hits
-    and its size in the tested background; ``None`` for a rank-based test (GSEA scores the whole set)."""
-    x = pr.stats.extra or {}
-    k, m = pr.stats.n, x.get("set_size")
-    return (int(k), int(m)) if x.get("test") == "hypergeometric" and k is not None and m else None
+def _table_members(tables: ResultTables, pr: Relation, genes: set[str], pred: str) -> list[tuple[str, str]]:
+    """Changed members of enriched pathway ``pr`` read from its contrast's full differential table, strongest
+    first, as (gene, effect text): when too few of them are among the knowledge graph's strongest changes."""
+    prm = pr.provenance.params or {}
+    tab = tables.table("differential_abundance", "results", **{k: prm[k] for k in ("modality", "group", "case", "control") if k in prm})
+    if tab is None or not {"gene", "logFC", "q"} <= set(tab.columns):
+        return []
+    rows = tab[tab["gene"].astype(str).isin(genes) & (tab["q"] < 0.05) & (tab["logFC"] * (1 if pred == "higher_in" else -1) > 0)]
+    if "canonical" in rows:
+        rows = rows[rows["canonical"].astype(str).eq("True")]
+    rows = rows.sort_values(["q", "gene"]).drop_duplicates("gene")
+    return [(str(g), f"log2FC {fc:+.2f}, q={q:.1e}") for g, fc, q in zip(rows["gene"], rows["logFC"], rows["q"])]
 
 
 def _pathway_programs(kg: KnowledgeGraph, changes, pathway_genes, tables: ResultTables, sample_type: str | None) -> list[HypothesisDraft]:
-    """Enriched pathways carried by >= 2 changed members; pathways carried by the same members are one finding."""
-    out = []
+    """Enriched pathways carried by >= 2 changed members; pathways carried by the same members are one finding.
+
+    Each contrast's strongest pathway-level result (smallest q among the pathways that may be said to move,
+    :func:`~proteus.policy.claims.pathway_moves`) is stated first, whether or not its members are among the
+    knowledge graph's strongest changes (its members are then read from the contrast's full table)."""
+    out: list[tuple[str, Relation, HypothesisDraft]] = []
     for (contrast, pred), pws in sorted(pathway_genes.items()):
         group, case, control = _contrast_words(contrast)
         members = {r.subject.label: r for r in changes.get((contrast, "protein"), []) + changes.get((contrast, "gene"), []) if r.predicate == pred}
         merged: dict[tuple[str, ...], list[tuple[str, Relation]]] = {}
-        for name, (pr, genes) in sorted(pws.items(), key=lambda kv: _rank(kv[1][0])):
+        ranked = sorted(pws.items(), key=lambda kv: _rank(kv[1][0]))
+        for name, (pr, genes) in ranked:
             drivers = tuple(d.subject.label for d in sorted((members[g] for g in genes if g in members), key=_rank)[:4])
             if len(drivers) < 2:
                 continue
             # pathways carried mostly by the same changed members state one finding
             key = next((k for k in merged if len(set(k) & set(drivers)) * 2 > min(len(k), len(drivers))), drivers)
             merged.setdefault(key, []).append((name, pr))
-        for _, pws_ in list(merged.items())[:4]:
-            # a pathway "moves" only when a meaningful share of its measured members changed (proteus.stats.units.unit_share);
+        groups = list(merged.values())[:4]
+        top = next(((n, pr) for n, (pr, _) in ranked if pathway_moves(pr)), None)
+        if top is not None and not any(n == top[0] for g in groups for n, _ in g):
+            groups.insert(0, [top])
+        for pws_ in groups:
+            # a pathway "moves" only when a meaningful share of its measured members changed (claims.pathway_moves);
             # otherwise its changed members are the finding and the pathway is their context
-            moving = [(n, p) for n, p in pws_ if (km := _share(p)) is None or unit_share(*km)]
+            moving = [(n, p) for n, p in pws_ if pathway_moves(p)]
             pws_ = (moving or pws_)[:3]
             names = [n for n, _ in pws_]
             # the members named are those of the pathways stated (all of them when they move, else the first one's)
             stated = set().union(*(pws[n][1] for n in (names if moving else names[:1])))
-            dnames = tuple(d.subject.label for d in sorted((members[g] for g in stated if g in members), key=_rank)[:4])
-            drivers = [members[g] for g in dnames]
+            drivers = sorted((members[g] for g in stated if g in members), key=_rank)[:4]
+            named = [(d.subject.label, _fmt(d)) for d in drivers]
+            if len(named) < 2:
+                named = _table_members(tables, pws_[0][1], stated, pred)[:4]
+            if len(named) < 2:
+                continue
+            dnames = [g for g, _ in named]
             pr = pws_[0][1]
             word = "higher" if pred == "higher_in" else "lower"
             label = " / ".join(f"'{n}'" for n in names)
-            shares = "; ".join(f"'{n}': {k} of its {m} measured members {word}" for n, p in pws_ if (km := _share(p)) for k, m in [km])
+            shares = "; ".join(f"'{n}': {k} of its {m} measured members {word}" for n, p in pws_ if (km := enrichment_share(p)) for k, m in [km])
             note, var = _composition_note(tables, list(dnames))
             if not note and sample_type and group == sample_type:
                 note = (f"; {case} and {control} tissue differ in cell make-up and no composition score was set against "
@@ -295,24 +315,28 @@ def _pathway_programs(kg: KnowledgeGraph, changes, pathway_genes, tables: Result
                              f"carried by {', '.join(dnames)}")
                 test = f"Score {label} (single-sample GSEA of the members) in held-out {case} and {control} samples and test the difference"
             else:
-                first = _share(pws_[0][1])
+                first = enrichment_share(pws_[0][1])
                 statement = (f"{', '.join(dnames)}, members of '{names[0]}', {'are' if len(dnames) > 1 else 'is'} {word} in {case} than in {control} "
                              f"({group}); the pathway as a whole is not shown to move ({first[0]} of its {first[1]} measured members {word}, "
                              f"under the {MIN_UNIT_SHARE:.0%} a pathway claim needs)")
                 test = f"Measure {', '.join(dnames)} in held-out {case} and {control} samples (targeted assay) and test each difference"
-            out.append(
-                HypothesisDraft(
-                    statement=statement + (" (may reflect tissue composition)" if var else "") + ".",
-                    rationale=f"{label} enriched among features {word} in {case} ({_fmt(pr)}); changed members {', '.join(dnames)} "
-                              f"({'; '.join(_fmt(d) for d in drivers[:2])})"
-                              + (f"; {len(names)} pathways share these members" if len(names) > 1 else "")
-                              + (f"; {shares}" if shares else "") + note + ".",
-                    evidence=[p.id for _, p in pws_] + [d.id for d in drivers],
-                    entities=[p.subject.id for _, p in pws_] + [pr.object.id] + [d.subject.id for d in drivers],
-                    test=test + (f", adjusting for {var}" if var else ", with a tissue-composition estimate as covariate") + ".",
-                )
-            )
-    return out
+            out.append((contrast, pr, HypothesisDraft(
+                statement=statement + (" (may reflect tissue composition)" if var else "") + ".",
+                rationale=f"{label} enriched among features {word} in {case} ({_fmt(pr)}); changed members {', '.join(dnames)} "
+                          f"({'; '.join(t for _, t in named[:2])})"
+                          + (f"; {len(names)} pathways share these members" if len(names) > 1 else "")
+                          + (f"; {shares}" if shares else "") + note + ".",
+                evidence=[p.id for _, p in pws_] + [d.id for d in drivers],
+                entities=[p.subject.id for _, p in pws_] + [pr.object.id] + [d.subject.id for d in drivers],
+                test=test + (f", adjusting for {var}" if var else ", with a tissue-composition estimate as covariate") + ".",
+            )))
+    # each contrast's strongest moving pathway first (by q), then the rest in their order
+    lead: dict[str, int] = {}
+    for i, (contrast, pr, _) in sorted(enumerate(out), key=lambda t: _rank(t[1][1])):
+        if pathway_moves(pr) and contrast not in lead:
+            lead[contrast] = i
+    first = sorted(lead.values(), key=lambda i: _rank(out[i][1]))
+    return [out[i][2] for i in first] + [d for i, (_, _, d) in enumerate(out) if i not in lead.values()]
 
 
 def _contrast_table(tables: ResultTables, r: Relation):

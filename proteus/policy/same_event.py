@@ -20,7 +20,10 @@ marks the same samples match. The draft with the
 most features states the event (the earlier one on a tie), at the best rank of the drafts it folds; its
 rationale cites the others' statements and edges.
 
-Two wider events are folded the same way and stated anew, at the best rank of their drafts:
+A draft about a single feature is also part of a pathway programme's event when the feature is a changed
+member of a pathway another draft states as moving (:func:`~proteus.policy.claims.pathway_moves`) in the same
+contrast and direction: the programme states it. Two wider events are folded the same way and stated anew,
+at the best rank of their drafts:
 
 - one copy-number segment (:mod:`proteus.policy.segments`): copy-number cis effects of genes whose copy
   number co-segregates across samples are one gain or loss; the segment's statement lists its genes with
@@ -35,10 +38,11 @@ from typing import NamedTuple
 
 from proteus.confounding import evidence_contrast
 from proteus.kg import KnowledgeGraph
+from proteus.policy.claims import pathway_moves
 from proteus.policy.decisions import HypothesisDraft
 from proteus.policy.result_tables import ResultTables
 from proteus.policy.segments import co_segregate, copy_number_lead, segment_draft, segment_of
-from proteus.policy.themes import themes_of, theme_draft
+from proteus.policy.themes import Theme, themes_of, theme_draft
 from proteus.records import Relation
 from proteus.study import Study
 
@@ -159,6 +163,23 @@ def _measured(study: Study, layer: str | None, cache: dict) -> frozenset[str]:
     return cache[("measured", layer)]
 
 
+def _programme(d: HypothesisDraft, kg: KnowledgeGraph, study: Study, cache: dict) -> tuple[_Signal, frozenset[str]] | None:
+    """The contrast (as a signal) and the changed member genes of the pathways a draft states as moving
+    (:func:`~proteus.policy.claims.pathway_moves`, one contrast and direction); ``None`` for any other draft."""
+    rels = [r for e in d.evidence if (r := kg.relation(e)) is not None and r.predicate == "enriched_in" and r.object.type == "sample_group"
+            and pathway_moves(r)]
+    if not rels:
+        return None
+    r = rels[0]
+    samples = comparison_samples(r, study, cache)
+    if samples is None or not samples[0]:
+        return None
+    sign = 1 if r.stats.direction in ("up", "positive") else -1
+    same = [x for x in rels if x.object.id == r.object.id and x.stats.direction == r.stats.direction]
+    genes = frozenset(str(g) for x in same for g in (x.stats.extra or {}).get("genes", []) or [])
+    return _Signal("", sign, *samples, bool((r.provenance.params or {}).get("case_levels")), r), genes
+
+
 def _merge(events: list[list[int]], groups: list[list[int]]) -> list[list[int]]:
     """``events`` with the events holding the drafts of each of ``groups`` merged into one, at the first one's place."""
     where = {i: k for k, ev in enumerate(events) for i in ev}
@@ -171,6 +192,63 @@ def _merge(events: list[list[int]], groups: list[list[int]]) -> list[list[int]]:
             out[ks[0]] += out[k]
             out[k] = []
     return [sorted(ev) for ev in out if ev]
+
+
+def _segments(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: Study, cache: dict) -> list[tuple[list[int], Relation]]:
+    """Copy-number cis drafts whose genes' copy number co-segregates (each compared with a segment's first
+    draft), with the first draft's cis edge."""
+    out: list[tuple[list[int], Relation]] = []
+    for i, d in enumerate(drafts):
+        r = copy_number_lead([x for e in d.evidence if (x := kg.relation(e)) is not None])
+        if r is None:
+            continue
+        seg = next((g for g, first in out if co_segregate(first, r, study, cache)), None)
+        if seg is None:
+            out.append(([i], r))
+        else:
+            seg.append(i)
+    return out
+
+
+def _features(signals: list[_Signal]) -> list[tuple[str, Relation]]:
+    """A draft's cited features as (gene, edge), one per gene, its lead first."""
+    return list({s.gene: (s.gene, s.edge) for s in signals}.values())
+
+
+def _themes(events: list[list[int]], drafts: list[HypothesisDraft], signals: list[list[_Signal]], study: Study, cache: dict) -> list[Theme]:
+    """Themes (:func:`~proteus.policy.themes.themes_of`) among the single-feature events, pooled per contrast and direction."""
+    pools: list[list[int]] = []
+    for i in (ev[0] for ev in events if _single_feature(drafts[ev[0]], signals[ev[0]])):
+        pool = next((p for p in pools if _same_contrast(signals[i][0], signals[p[0]][0])), None)
+        if pool is None:
+            pools.append([i])
+        else:
+            pool.append(i)
+    out = []
+    for pool in pools:
+        lead = signals[pool[0]][0]
+        out += themes_of({i: _features(signals[i]) for i in pool}, _measured(study, lead.edge.modality, cache), lead.sign)
+    return out
+
+
+def _covered(events: list[list[int]], drafts: list[HypothesisDraft], signals: list[list[_Signal]], themes: list[Theme],
+             kg: KnowledgeGraph, study: Study, cache: dict) -> list[list[int]]:
+    """Events a stated programme covers, each as [the programme's draft, the event's drafts...]: a single-feature
+    event or theme of the programme's contrast and direction whose lead, or at least half of whose cited genes,
+    are changed members of the pathways the programme states as moving."""
+    programmes = {i: p for i, d in enumerate(drafts) if (p := _programme(d, kg, study, cache)) is not None}
+    in_theme = {i: t for t in themes for i in t.drafts}
+    out = []
+    for ev in events:
+        members = list(in_theme[ev[0]].drafts) if ev[0] in in_theme else [ev[0]] if _single_feature(drafts[ev[0]], signals[ev[0]]) else []
+        if not members or any(i in programmes for i in ev):
+            continue
+        lead, genes = signals[members[0]][0], {s.gene for i in members for s in signals[i]}
+        p = next((i for i, (sig, stated) in programmes.items()
+                  if _same_contrast(lead, sig) and (lead.gene in stated or 2 * len(genes & stated) >= len(genes))), None)
+        if p is not None:
+            out.append([p, *ev])
+    return out
 
 
 def fold_same_events(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: Study,
@@ -188,50 +266,34 @@ def fold_same_events(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: S
             events.append([i])
         else:
             event.append(i)
-    # one segment: copy-number cis drafts whose genes' copy number co-segregates (compared with each segment's first draft)
-    cn_lead = {i: r for i, d in enumerate(drafts) if (r := copy_number_lead([x for e in d.evidence if (x := kg.relation(e)) is not None])) is not None}
-    segments: list[list[int]] = []
-    for i, r in cn_lead.items():
-        seg = next((g for g in segments if co_segregate(cn_lead[g[0]], r, study, cache)), None)
-        if seg is None:
-            segments.append([i])
-        else:
-            seg.append(i)
-    events = _merge(events, segments)
-    # one theme: single-feature drafts of one contrast and direction whose cited features share a curated unit
-    heads = [ev[0] for ev in events if _single_feature(drafts[ev[0]], signals[ev[0]])]
-    pools: list[list[int]] = []
-    for i in heads:
-        pool = next((p for p in pools if _same_contrast(signals[i][0], signals[p[0]][0])), None)
-        if pool is None:
-            pools.append([i])
-        else:
-            pool.append(i)
-    themes = []
-    for pool in pools:
-        features = {i: list({s.gene: (s.gene, s.edge) for s in signals[i]}.values()) for i in pool}
-        lead = signals[pool[0]][0]
-        themes += themes_of(features, _measured(study, lead.edge.modality, cache), lead.sign)
+    segments = _segments(drafts, kg, study, cache)
+    events = _merge(events, [g for g, _ in segments])
+    themes = _themes(events, drafts, signals, study, cache)
     events = _merge(events, [list(t.drafts) for t in themes])
-    theme_of = {t.drafts[0]: t for t in themes}
-    segment_lead = {g[0]: cn_lead[g[0]] for g in segments}
+    covered = _covered(events, drafts, signals, themes, kg, study, cache)
+    events = _merge(events, covered)
+    stater = {g[0] for g in covered}
+    theme_of = {t.drafts[0]: t for t in themes if not any(i in g for g in covered for i in t.drafts)}
+    segment_lead = {g[0]: r for g, r in segments}
     out = []
     for event in events:
+        head = next((i for i in event if i in stater), None)
         theme = next((theme_of[i] for i in event if i in theme_of), None)
         seg_head = next((i for i in event if i in segment_lead), None)
         seg = segment_of(segment_lead[seg_head], kg, study, tables, cache) if seg_head is not None and theme is None else None
-        if theme is not None:
-            features = {i: list({s.gene: (s.gene, s.edge) for s in signals[i]}.values()) for i in event}
-            out.append(theme_draft(theme, drafts, features, tables))
+        if head is None and theme is not None:
+            out.append(theme_draft(theme, drafts, {i: _features(signals[i]) for i in event}, tables))
             continue
-        if seg is not None:
+        if head is None and seg is not None:
             out.append(segment_draft(seg, [drafts[i] for i in event]))
             continue
-        head = max(event, key=lambda i: (len({s.gene for s in signals[i]}), -i))
+        head = head if head is not None else max(event, key=lambda i: (len({s.gene for s in signals[i]}), -i))
         d = drafts[head]
         others = [i for i in event if i != head]
         if others:
-            also = (" The same event (the same feature moving the same way in the same samples) is also seen as: "
+            what = ("members of the pathways it states, changing the same way in the same samples" if head in stater
+                    else "the same feature moving the same way in the same samples")
+            also = (f" The same event ({what}) is also seen as: "
                     + "; ".join(f"{drafts[i].statement.rstrip('.')[:160]} ({', '.join(drafts[i].evidence[:2])})" for i in others))[:600] + "."
             d = d.model_copy(update={"rationale": d.rationale[:1200 - len(also)] + also})
         out.append(d)
