@@ -31,9 +31,10 @@ __all__ = [
     "MAX_HYPOTHESES",
 ]
 
-MAX_DRAFTS = 40
+MAX_DRAFTS = 50
 """Drafts one ``propose_hypotheses`` decision may return: a pool larger than :data:`MAX_HYPOTHESES`, so the
-slots that folding duplicate events and rejecting drafts free go to the next-ranked drafts."""
+slots that folding duplicate events (one feature, one copy-number segment, one theme or programme) and
+rejecting drafts free go to the next-ranked drafts."""
 MAX_HYPOTHESES = 30
 """Hypotheses a run states: the first this many drafts left after the claim checks, folding and rejections."""
 

@@ -1,10 +1,10 @@
 """One theme, one hypothesis: single-feature findings of one contrast that share a curated unit.
 
-Three proteins lower in the same samples, each stated alone ("WDR-like protein lower", "its partner
-lower", ...), are one observation when their features belong to one curated unit (a Reactome /
-WikiPathways / GO process or complex, :mod:`proteus.stats.units`). Drafts about single features of
-one contrast moving one way (their group-comparison edges all in the same samples and direction; no
-pathway or unit already named) are pooled per contrast and direction, and the units that cover their
+Three proteins lower in the same samples, each stated alone (one with its mRNA, one with the partners
+that fall with it, ...), are one observation when their features belong to one curated unit (a Reactome /
+WikiPathways / GO process or complex, :mod:`proteus.stats.units`). Drafts led by one group-comparison
+edge whose cited changes all move one way in the same samples (not an enrichment result, which names its
+pathway) are pooled per contrast and direction, and the units that cover their
 cited features are chosen by :func:`proteus.stats.units.covering_units` (hypergeometric tail over the
 measured genes of the layer, smallest first; a two-gene unit only when small). Drafts contributing a
 feature to one unit fold into one hypothesis naming the unit, its members among them, and whether the
