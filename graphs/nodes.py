@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 
 from proteus.graphs.state import ResearchState, RunContext
 from proteus.policy.base import ResearchView
-from proteus.confounding import explained_by, hypothesis_checks
+from proteus.confounding import adjusted_keys, explained_by, hypothesis_checks
 from proteus.quality import quality_checks
 from proteus.policy.claim_check import check_draft
 from proteus.policy.decisions import MAX_HYPOTHESES, StepSpec
@@ -369,8 +369,10 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
         design, clause, why = design + qc, clause + qc_clause, f"{why} {qc_why}".strip()
         statement = d.statement.rstrip().rstrip(".") + clause + "." if clause else d.statement
         hid = stable_id("H_", statement, sorted(d.evidence), length=8)
+        # what the claim rests on: the drafting pattern's key edges, and a refit the statement says it holds adjusted for
+        keys = [k for k in d.key_edges if k.edge in d.evidence] + [k for k in adjusted_keys(design) if k.edge in d.evidence]
         hyps.append(Hypothesis(id=hid, statement=statement, rationale=f"{d.rationale} {why}".strip(), evidence=d.evidence, entities=d.entities,
-                               test=d.test, kind=d.kind, decided_by=drafted, wording_checks=checks, design_checks=design).model_dump())
+                               test=d.test, kind=d.kind, decided_by=drafted, key_edges=keys, wording_checks=checks, design_checks=design).model_dump())
     ctx.progress(f"proposed {len(hyps)} hypotheses" + (f" ({len(rejected)} rejected by the claim checks)" if rejected else ""))
     return {"hypotheses": hyps, "hypotheses_rejected": rejected}
 

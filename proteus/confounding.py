@@ -70,10 +70,11 @@ from pydantic import BaseModel, Field
 from scipy import stats
 
 from proteus.design import is_composition_score, is_unknown_level, power as effective_n
-from proteus.stats.design import covariate_block, usable_covariates
+from proteus.records import KeyEdge
+from proteus.stats.design import covariate_block, is_factor, usable_covariates
 from proteus.stats.multitest import bh
 
-__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "lead_refits", "COLLINEAR_R2", "STRONG_V"]
+__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "adjusted_keys", "carrier_overlap", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "lead_refits", "COLLINEAR_R2", "STRONG_V"]
 
 COLLINEAR_R2 = 0.8
 """R^2 of the contrast on another column from which the two cannot be separated (variance inflation >= 5)."""
@@ -83,6 +84,9 @@ UNSTABLE_PAC = 0.2
 """Proportion of ambiguous clustering above which clusters are not stable subtypes (Senbabaoglu et al. 2014)."""
 WITHIN_SHARE = 0.9
 """Share of a two-level column's rarer level inside one group above which it occurs within that group."""
+CARRIER_SHARE = 0.8
+"""Share of a mutation's carriers inside one level of a grouping (or among the hypermutated samples) from which the
+statement says so: carrier status and that level can hardly be told apart."""
 MIN_ADJUSTED_N = 3.0
 r"""Effective samples an adjusted contrast needs, :math:`n_1 n_0/(n_1+n_0)\,(1-R^2)` (its variance over sigma^2, inverted)."""
 _ALPHA = 0.05
@@ -117,6 +121,7 @@ class DesignCheck(BaseModel):
     adjusted: str = Field("", description="refits: the feature's effect without -> with this column added to the model")
     refit: tuple[float, float, float, float, int] | None = Field(
         None, description="refits: (effect, p) without and with the column, and the samples (those with it recorded)")
+    edge: str | None = Field(None, description="refits: the evidence edge whose feature was refitted")
     n: int = 0
     decision: Decision
     reason: str = ""
@@ -384,6 +389,7 @@ def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict 
         (b, pb, n), (a, pa, _) = fits
         refitted.append(c.model_copy(update={"adjusted": f"{r.subject.label} {b:+.2f} (p={pb:.1g}) -> {a:+.2f} (p={pa:.1g}) "
                                                           f"adjusted for {c.column}, n={n}", "refit": (round(b, 4), pb, round(a, 4), pa, n),
+                                             "edge": r.id,
                                              "reason": f"the mutation's effect is {'gone' if pb < _ALPHA <= pa else 'held'} adjusted for it"}))
     return contrast, checks, refitted
 
@@ -432,7 +438,8 @@ def lead_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ..
                 said: str = "the effect is") -> list[DesignCheck]:
     """The first evidence feature of contrast ``key`` in ``relations`` (a two-group difference, or an F-test hit's
     level against the factor's other levels) refitted with each column of ``checks``
-    (columns the groups differ in) added to the tool's covariates, on the contrast's samples with it recorded:
+    (columns the groups differ in) added to the tool's covariates, on the contrast's samples with it recorded (the
+    covariates those samples afford, :func:`proteus.stats.design.usable_covariates`, the column first):
     copies of ``checks`` with ``adjusted`` (effect and p without -> with the column) and ``reason`` ("<said> gone
     adjusted for it" or "... held ..."). The layer's values are used as stored (no re-normalisation)."""
     group, cases, controls = key
@@ -452,7 +459,13 @@ def lead_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ..
     covs = usable_covariates(clin.loc[y.notna()], [c for c in (rel.provenance.params or {}).get("covariates") or [] if c in clin], 2)[0]
     refitted = []
     for c in checks:
-        fits = [_adjusted_fit(y, is_case, clin, covs + extra, rows_of=[c.column]) for extra in ([], [c.column])]
+        # the model the samples with the column recorded can afford (the column first, then the tool's covariates): the
+        # model validation re-tests (proteus.edge_data.with_covariates)
+        factors = [k for k in (c.column, *covs) if is_factor(clin[k])]  # as the refit encodes them (on the contrast's samples)
+        kept = usable_covariates(clin.loc[y.notna() & clin[c.column].notna()], [c.column, *covs], 2, factors)[0]
+        if c.column not in kept:
+            continue
+        fits = [_adjusted_fit(y, is_case, clin, [k for k in kept if k != c.column] + extra, rows_of=[c.column]) for extra in ([], [c.column])]
         if None in fits:
             continue
         (b, pb, n), (aa, pa, _) = fits
@@ -460,7 +473,8 @@ def lead_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ..
         # say anything: "held" needs p < alpha both ways, "gone" p < alpha without and >= alpha with the column
         verdict = "gone" if pb < _ALPHA <= pa else "held" if max(pb, pa) < _ALPHA else "not significant on the samples with it recorded, so not"
         refitted.append(c.model_copy(update={"adjusted": f"{rel.subject.label} {b:+.2f} (p={pb:.1g}) -> {aa:+.2f} (p={pa:.1g}) adjusted for {c.column}, n={n}",
-                                             "refit": (round(b, 4), pb, round(aa, 4), pa, n), "reason": f"{said} {verdict} adjusted for it"}))
+                                             "refit": (round(b, 4), pb, round(aa, 4), pa, n), "edge": rel.id,
+                                             "reason": f"{said} {verdict} adjusted for it"}))
     return refitted
 
 
@@ -513,11 +527,100 @@ def _own_gene(column: str, genes: set[str]) -> str | None:
     return next((w for w in re.split(r"[^A-Za-z0-9]+", column) if w in genes), None)
 
 
+def adjusted_keys(records: list[dict]) -> list[KeyEdge]:
+    """The key edges of the refits a hypothesis's statement says it holds adjusted for (``records`` of
+    :func:`hypothesis_checks`): each edge refitted with its column, the claim's model (:class:`~proteus.records.KeyEdge`)."""
+    return [KeyEdge(edge=a["edge"], role=f"adjusted for {a['column']}", model="adjusted", adjusted_for=[a["column"]])
+            for rec in records for a in rec.get("adjusted_claims", []) if a.get("edge")]
+
+
+def carrier_overlap(study, r, columns: list[tuple[str, str, bool]], cache: dict | None = None) -> dict | None:
+    """Where the carriers of a relation's mutation sit (a ``mutation_group_enrichment`` or ``mutation_cis_effect``
+    relation: a claim about a gene's carriers), on the genotyped samples its tool compared.
+
+    For each categorical biological column of ``columns`` (the study's groupings; a column that records the gene
+    itself is left out) and for hypermutator status (:func:`proteus.tools.mutation.hypermutated`), the level holding
+    the most carriers: it is said when it holds at least :data:`CARRIER_SHARE` of the carriers with a known level
+    (at least 3), more than its share of the non-carriers, with Fisher's exact p < 0.05 for carriers in that level
+    against the others, and holding at most half of the non-carriers (a level most samples share is no mark of the
+    carriers). Returns a record (``kind`` "carrier overlap", the gene, each level found with its counts and p)
+    and its ``clause`` (``"15 of 16 RBM27 carriers are hypermutated (> 131 non-silent mutations; 17 of 79 non-carriers), so
+    what the RBM27 carriers show may be what hypermutated samples show"``), or ``None``."""
+    from proteus.tools.correlation import restricted_samples
+    from proteus.tools.mutation import hypermutated, mutation_matrix
+
+    p, ex = r.provenance.params or {}, r.stats.extra or {}
+    if r.subject.type != "mutation" or r.provenance.tool not in ("mutation_group_enrichment", "mutation_cis_effect"):
+        return None
+    gene = r.subject.label
+    if r.provenance.tool == "mutation_group_enrichment":
+        lab = study.clinical[p["group"]]
+        samples = [str(x) for x in lab.index[lab.notna() & lab.astype(str).isin([str(p["case"]), str(p["control"])])]]
+    elif r.modality in study.modalities:
+        samples = list(study.modalities[r.modality].obs_names.astype(str))
+    else:
+        return None
+    samples = restricted_samples(study, samples, p.get("restrict"))
+    key = ("carriers", gene, ex.get("variant_classes") or p.get("variant_classes") or "nonsilent", hash(tuple(samples)))
+    cache = {} if cache is None else cache
+    if key in cache:
+        return cache[key]
+    mat, geno = mutation_matrix(study, samples, key[2])
+    found = []
+    if gene in mat.columns:
+        carriers = mat[gene]
+        clin = study.clinical.reindex(geno)
+        groupings = [(c, _known(clin[c]).astype(object)) for c, role, continuous in columns
+                     if not continuous and role == "biological" and c in clin and not _own_gene(c, {gene})]
+        status, cut = hypermutated(study, geno)
+        if cut is not None:
+            groupings.append(("hypermutator status", status.map({True: "hypermutated", False: "not hypermutated"}).astype(object)))
+        for col, v in groupings:
+            known = v.notna()
+            n = int((carriers & known).sum())
+            if n < 3:
+                continue
+            counts = v[carriers & known].astype(str).value_counts()
+            level, k = str(counts.index[0]), int(counts.iloc[0])
+            rest = known & ~carriers
+            inside = int((v[rest].astype(str) == level).sum())
+            m = int(rest.sum())
+            if k < CARRIER_SHARE * n or inside > m / 2:  # a level most non-carriers share too is no mark of the carriers
+                continue
+            fisher = float(stats.fisher_exact([[k, n - k], [inside, m - inside]]).pvalue)
+            if fisher < _ALPHA:
+                where = ("hypermutated" if col == "hypermutator status" else
+                         f"{col} = {float(level):g}" if _is_number(level) else f"{level} ({col})")
+                found.append({"column": col, "level": level, "k": k, "n": n, "non_carriers": [inside, m], "p": fisher, "where": where,
+                              "said": (f"{k} of {n} {gene} carriers are hypermutated (> {cut:.0f} non-silent mutations; {inside} of {m} non-carriers)"
+                                       if col == "hypermutator status" else f"{k} of {n} {gene} carriers are {'' if _is_number(level) else 'in '}"
+                                       f"{where} ({inside} of {m} non-carriers)")})
+    seen, said = set(), []
+    for f in sorted(found, key=lambda f: f["p"]):
+        split = (f["k"], f["n"], *f["non_carriers"])
+        if split not in seen:  # the same samples in a level two columns share (a subtype and the status it refines)
+            seen.add(split)
+            said.append(f)
+    cache[key] = ({"kind": "carrier overlap", "contrast": f"{gene} carriers", "gene": gene, "n_genotyped": len(geno), "levels": said[:3],
+                   "clause": ", ".join(f["said"] for f in said[:2]) + f", so what the {gene} carriers show may be what "
+                             + " or ".join("hypermutated" if f["column"] == "hypermutator status" else f["where"] for f in said[:2])
+                             + " samples show"} if said else None)
+    return cache[key]
+
+
+def _is_number(level: str) -> bool:
+    try:
+        float(level)
+    except ValueError:
+        return False
+    return True
+
+
 def explained_by(records: list[dict]) -> str | None:
     """The column that explains every contrast of a hypothesis's checks (``records`` of
     :func:`hypothesis_checks`): each is a mutation contrast whose effect is gone once adjusted for a
     biological column its mutated samples differ in. Such a hypothesis is about that column, not the mutation."""
-    contrasts = [r for r in records if r["contrast"] != "clinical variables of the association"]
+    contrasts = [r for r in records if r["contrast"] != "clinical variables of the association" and "kind" not in r]
     cols = [r.get("explained_by") for r in contrasts]
     return cols[0] if cols and all(cols) else None
 
@@ -546,6 +649,7 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     cache = {} if cache is None else cache
     records, inseparable, named, associated, adjusted, same, independent, measures, within, own, gone, holds = ([] for _ in range(12))
     composition_gone, composition_refitted, unmeasured = [], [], []
+    holds_in: dict[int, dict] = {}  # a refit that holds -> its contrast's record
     continuous = {name: cont for name, _, cont in columns}
     covariates = {str(c) for r in relations for c in (r.provenance.params or {}).get("covariates") or []}
     genes = _stated_genes(relations)
@@ -601,7 +705,9 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         gone += [(c, who) for c in biological if c.reason.endswith("gone adjusted for it")]
         if key is None and any(c.reason.endswith("gone adjusted for it") for c in biological):  # a mutation hit another column explains
             records[-1]["explained_by"] = next(c.column for c in biological if c.reason.endswith("gone adjusted for it"))
-        holds += [(c, who) for c in biological if c.reason.endswith("held adjusted for it")]
+        held = [c for c in biological if c.reason.endswith("held adjusted for it")]
+        holds += [(c, who) for c in held]
+        holds_in.update({id(c): records[-1] for c in held})
     clause = f"; adjusted for {', '.join(c.column for c in adjusted[:2])}, in which the groups differ" if adjusted else ""
     linked = _linked_variables(relations, clin, columns)
     if linked:
@@ -628,6 +734,8 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
     if holds and (gone or not inseparable):  # what held is said beside what did not
         clause += "; " + _holds_said(holds)
+        for c, _ in holds:  # the statement now claims the adjusted effects: validation re-tests those refits (adjusted_keys)
+            holds_in[id(c)].setdefault("adjusted_claims", []).append({"column": c.column, "edge": c.edge})
     elif named and not gone and not inseparable:
         clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
     if composition_gone:
@@ -667,6 +775,11 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
                + (" (unstable)." if stability[0] > UNSTABLE_PAC else ".")
                + (" Technical columns against the clusters: " + "; ".join(f"{c} p={t['p']:.1g}" for c, t in stability[2].items()) + "."
                   if stability[2] else " The sample table has no technical column (batch, plate, run order) to check them against.")).strip()
+    # where a claim's mutation carriers sit: a level holding nearly all of them cannot be told apart from carrier status
+    overlaps = list({o["gene"]: o for r in relations if study is not None and (o := carrier_overlap(study, r, columns, cache)) is not None}.values())
+    if overlaps:
+        clause += "; " + "; ".join(o["clause"] for o in overlaps[:2])
+        records += overlaps
     return records, clause, why.strip()
 
 

@@ -21,6 +21,12 @@ computed without re-running the tool:
   gene-matched matrix; statistic the correlation of per-layer ranks (Spearman; Pearson when the
   tool used Pearson).
 
+A hypothesis's claim can rest on a model other than its edge's own (:class:`proteus.records.KeyEdge`):
+:func:`carrier_design` rebuilds the carrier effect a ``mutation_group_enrichment`` edge states (its gene's own
+feature, carriers against non-carriers over the genotyped samples of the edge's contrast, as the tool compared
+them), and :func:`with_covariates` adds the sample-table columns a claim says it holds adjusted for to an edge's
+design (on the samples with them recorded; its family the edge's feature alone).
+
 Edges this module cannot rebuild (prior knowledge, cluster labels, pathway sets, survival,
 cell-level layers) give ``None`` with the reason.
 
@@ -53,7 +59,7 @@ from proteus.stats.gehan import gehan_wilcoxon
 from proteus.stats.welch import student_t
 from proteus.study import Study
 
-__all__ = ["EdgeDesign", "edge_design", "student", "gehan", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
+__all__ = ["EdgeDesign", "edge_design", "carrier_design", "with_covariates", "student", "gehan", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
 
 
 @dataclass
@@ -526,3 +532,72 @@ def edge_design(
                                                    "its null permuted within the covariate blocks"]
         return replace(base, column=int(hit[0]), family_key=f"{key}|gehan", method="gehan", notes=notes)
     return replace(base, column=int(hit[0]), family_key=key)
+
+
+def carrier_design(study: Study, r: Relation) -> EdgeDesign | str:
+    """The carrier effect a ``mutation_group_enrichment`` edge states, or why it cannot be rebuilt.
+
+    The gene's own feature (``stats.extra`` ``own_modality`` / ``own_feature``, as the tool recorded it) over the
+    genotyped samples of the edge's contrast (the tool's ``restrict`` and variant classes), carriers as cases: the
+    comparison behind the tool's ``own_diff_carriers``. Its family is that feature alone (the tool tested one
+    feature per enriched gene)."""
+    from proteus.tools.correlation import modality_frame, restricted_samples
+    from proteus.tools.mutation import mutation_matrix
+
+    p, ex = dict(r.provenance.params), r.stats.extra or {}
+    mod, feat, gene = ex.get("own_modality"), ex.get("own_feature"), r.subject.label
+    if r.provenance.tool != "mutation_group_enrichment" or r.subject.type != "mutation":
+        return f"{r.predicate} edges of {r.provenance.tool} state no carrier effect"
+    if mod not in study.modalities or feat is None:
+        return "the edge records no measured own feature of its gene"
+    lab = study.clinical[p["group"]]
+    samples = [str(s) for s in lab.index[lab.notna() & lab.astype(str).isin([str(p["case"]), str(p["control"])])]]
+    try:
+        mat, geno = mutation_matrix(study, restricted_samples(study, samples, p.get("restrict")), p.get("variant_classes", "nonsilent"))
+    except ValueError as e:  # ToolInputError: no mutation table
+        return f"its carriers could not be rebuilt: {e}"
+    if gene not in mat.columns:
+        return f"{gene} is not mutated in the genotyped samples"
+    a = study.modalities[mod]
+    one = Study(study.root, {mod: a[:, [f for f in a.var_names if f == feat]]}, study.clinical, study.mutations)
+    frame = modality_frame(one, mod, geno)
+    if frame.shape[1] != 1:
+        return f"feature {feat!r} is not in the layer {mod!r}"
+    d = _two_group(frame, mat[gene])
+    return replace(d, column=0, family_key=f"carriers|{mod}|{gene}|{feat}|{json.dumps(p, sort_keys=True, default=str)}")
+
+
+def with_covariates(design: EdgeDesign, study: Study, columns: list[str]) -> EdgeDesign | str:
+    """``design`` with the sample-table ``columns`` added to its covariates, on its samples with every one of them
+    recorded (values meaning unknown count as missing, as the refit a claim quotes); or why it cannot be.
+
+    The columns come first in the covariate order, so a held-out split keeps them before the tool's own
+    covariates when it cannot afford all (:func:`proteus.stats.design.usable_covariates`); on all the design's
+    samples every column must be affordable, else the claim's model cannot be rebuilt. The family is the edge's
+    feature alone: the refit re-tests the feature the edge selected, a pre-specified test (the selection is the
+    edge's own, set against its family's null)."""
+    from proteus.design import is_unknown_level
+    from proteus.stats.design import is_factor, usable_covariates
+
+    missing = [c for c in columns if c not in study.clinical.columns]
+    if missing:
+        return f"{', '.join(missing)} is not a sample-table column"
+    tab = study.clinical.reindex(design.samples)[columns]
+    tab = tab.apply(lambda s: s.where(s.notna() & ~s.astype(str).map(is_unknown_level)))
+    cov = tab if design.cov is None else pd.concat([tab, design.cov.set_axis(tab.index)], axis=1)
+    # a factor on all the design's samples stays one on those kept (a plex seen once among them is still a plex): as text
+    cov = cov.apply(lambda col: col.astype(str).where(col.notna()) if is_factor(col) else col)
+    keep = cov.notna().all(axis=1).to_numpy()
+    cov = cov.loc[keep]
+    kept, dropped = usable_covariates(cov, list(cov.columns), design.n_fixed)
+    if not set(columns) <= set(kept):
+        return "; ".join(f"{c}: {dropped.get(c, 'not affordable')}" for c in columns if c not in kept)
+    idx, col = np.flatnonzero(keep), design.column
+    paired = design.Y is not None and design.Y.shape[1] > 1
+    return replace(design, X=design.X[idx][:, [col]], column=0, columns=None if design.columns is None else design.columns[[col]],
+                   samples=[design.samples[i] for i in idx], labels=None if design.labels is None else design.labels[idx],
+                   Y=None if design.Y is None else design.Y[idx][:, [col]] if paired else design.Y[idx],
+                   cov=cov, blocks=None if design.blocks is None else design.blocks[idx],
+                   family_key=f"{design.family_key}|adjusted|{','.join(columns)}",
+                   notes=[f"adjusted for {', '.join(columns)} as the claim states, on the {len(idx)} samples with "
+                          f"{'it' if len(columns) == 1 else 'them'} recorded", *design.notes])

@@ -25,6 +25,7 @@ __all__ = [
     "Stats",
     "Provenance",
     "Relation",
+    "KeyEdge",
     "ToolResult",
     "Objective",
     "Step",
@@ -243,6 +244,23 @@ HypothesisKind = Literal["discovery", "positive control"]
 """What a hypothesis is for: a finding to pursue, or a check that the data show what the design put there."""
 
 
+class KeyEdge(BaseModel):
+    """An evidence edge a hypothesis's claim rests on, and the model that re-tests it (:mod:`proteus.validation`).
+
+    ``model``: ``edge`` re-tests the edge as its tool tested it; ``carriers`` compares the edge's gene's own
+    feature between its mutation carriers and non-carriers on the edge's samples (a ``mutation_group_enrichment``
+    edge: the claim that a grouping's difference runs through the carriers); ``adjusted`` refits the edge's
+    test with the ``adjusted_for`` sample-table columns added (the claim that it holds adjusted for them).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    edge: str
+    role: str = Field(description="what the claim says with it, e.g. 'carrier effect', 'adjusted for PMS2'")
+    model: Literal["edge", "carriers", "adjusted"] = "edge"
+    adjusted_for: list[str] = Field(default_factory=list)
+
+
 class Hypothesis(BaseModel):
     """A hypothesis grounded in knowledge-graph evidence (edge ids)."""
 
@@ -257,6 +275,8 @@ class Hypothesis(BaseModel):
     scores: dict[str, Score] = Field(default_factory=dict)
     judge: str = ""
     decided_by: dict[str, str] = Field(default_factory=dict, description="who drafted and who judged it (model, repaired or fallback); empty for an offline run")
+    key_edges: list[KeyEdge] = Field(default_factory=list, description="the evidence its claim rests on, chosen by the kind of claim "
+                                      "(a mediation's carrier effect, an adjusted refit); empty: the first testable edge")
     validation: dict[str, Any] | None = None
     rank: dict[str, Any] | None = Field(None, description="its place in the evidence ranking: position (1 = strongest) and the reason "
                                                        "(proteus.ranking.rank_hypotheses)")

@@ -959,6 +959,12 @@ def _design_checks_html(records: Any) -> str:
                          "<table class='scores'><thead><tr><th>feature</th><th>effect</th><th>q</th><th>effect without</th><th>q without</th>"
                          f"<th>decision</th></tr></thead><tbody>{rows}</tbody></table>")
             continue
+        if r.get("kind") == "carrier overlap":
+            levels = "; ".join(f"{x.get('k')} of {x.get('n')} carriers in {x.get('where')} against {(x.get('non_carriers') or ['?', '?'])[0]} "
+                               f"of {(x.get('non_carriers') or ['?', '?'])[1]} non-carriers (Fisher p={_num(x.get('p'))})"
+                               for x in _as_list(r.get("levels")) if isinstance(x, dict))
+            parts.append(f"<p><b>Where the carriers sit</b> ({e(r.get('gene'))}, {e(r.get('n_genotyped'))} genotyped samples): {e(levels)}.</p>")
+            continue
         if r.get("kind") == "sample contamination":
             parts.append(f"<p><b>Contamination check</b> of {e(r.get('contrast'))}: {e(', '.join(map(str, _as_list(r.get('features')))))} "
                          f"{'is a' if len(_as_list(r.get('features'))) == 1 else 'are'} {e(r.get('panel'))} marker"
@@ -1014,14 +1020,18 @@ def _evidence_table(rels: dict[str, dict[str, Any]], ev: list[str]) -> str:
 
 
 def _validation_table(rels: dict[str, dict[str, Any]], v: Any) -> str:
-    """Per evidence edge: held-out replication, permutation null, effect with its interval, other layers."""
+    """Per evidence edge: held-out replication, permutation null, effect with its interval, other layers; then each key
+    edge its claim re-tested with a model of its own (carriers against non-carriers, a refit adjusted for a column)."""
     edges = v.get("edges") if isinstance(v, dict) and isinstance(v.get("edges"), dict) else {}
     if not edges:
         return ""
+    keyed = [(k.get("edge"), k) for k in _as_list(v.get("key_edges")) if isinstance(k, dict) and k.get("model", "edge") != "edge"]
     rows = []
-    for eid, o in edges.items():
+    for eid, o in [*edges.items(), *keyed]:
         r = rels.get(eid, {})
         label = f"{(r.get('subject') or {}).get('label', eid)} {r.get('predicate', '')} {(r.get('object') or {}).get('label', '')}".strip()
+        if o.get("model", "edge") != "edge":
+            label = f"key, {o.get('role')}: {label}"
         if o.get("status") != "tested":
             rows.append(f"<tr><td>{e(label)}</td><td colspan='4' class='muted'>not re-tested: {e(o.get('reason', ''))}</td></tr>")
             continue

@@ -37,6 +37,10 @@ Replication rule (the one reported everywhere):
 - A **hypothesis replicates** when its key evidence (the first testable edge) replicates **and**
   at least half of its testable edges replicate. With no testable edge, ``replicated`` is ``None``
   (not evaluable) and the hypothesis is left out of the replication rate.
+- In the run (:func:`validate_hypotheses`) a hypothesis whose claim names the evidence it rests on
+  (``key_edges``, :class:`~proteus.records.KeyEdge`: a mediation's carrier effect, a refit it says it holds
+  adjusted for) is decided by those keys, each re-tested with the claim's own model; its other evidence is
+  reported, and a supporting edge that does not replicate does not fail it.
 
 Cross-omics corroboration: for protein-level evidence (differential, clinical correlation,
 survival) the same tool is re-run with the RNA layer in place of the protein layer, on the
@@ -539,14 +543,20 @@ IN_RUN_METHOD = (
     "test with missing values tied below every observed value, in the splits and the null alike; rank correlation "
     "otherwise; same contrast, samples and variables as its tool call; where the tool adjusted for covariates, the same "
     "covariates refitted: the group's least-squares t in y ~ group + covariates, or the partial correlation), "
-    "keeps its direction with p < {alpha}; the hypothesis replicates in a split when its key (first testable) edge "
-    "and at least half of its testable edges do. Null: {n_perm} label permutations of the key edge's family "
+    "keeps its direction with p < {alpha}; the hypothesis replicates in a split when every key edge its claim rests on does, "
+    "each re-tested with the model the claim used (a mediation through mutation carriers: the gene's own feature, carriers against "
+    "non-carriers on the contrast's samples; a claim that holds adjusted for a column: the edge's model refitted with that column, "
+    "on the samples with it recorded); a hypothesis without such a key rests on its first testable edge, and at least half of its "
+    "testable edges must replicate too. Evidence a claim-chosen key does not rest on is reported, and a supporting edge that does not "
+    "replicate does not fail the hypothesis. Null: {n_perm} label permutations of each key edge's family "
     "(every feature of the layer tested in the same call; for an adjusted model the labels are permuted within the blocks of its "
     "finest factor covariate (exchangeability blocks, Winkler et al. 2014) and the covariates refitted in every permutation); "
     "its null p is (b + 1) / ({n_perm} + 1) for the b permutations in "
-    "which any feature of the family reaches a p as small as the edge's (Westfall-Young minP; Phipson & Smyth 2010). "
-    "Validated: replication >= {min_rep:.0%} of splits and null p < {alpha}. Inconclusive: the null p is below {alpha} "
-    "but replication falls short where the held-out splits' power for the key edge's observed effect is below "
+    "which any feature of the family reaches a p as small as the edge's (Westfall-Young minP; Phipson & Smyth 2010); a carrier or "
+    "adjusted key's family is its one feature (a pre-specified re-test of the feature its edge selected, which is a key too or was "
+    "selected by mutation frequency alone). "
+    "Validated: replication >= {min_rep:.0%} of splits and every key's null p < {alpha}. Inconclusive: the null p is below {alpha} "
+    "but replication falls short where the held-out splits' power for a key edge's observed effect is below "
     "{min_rep:.0%} too (a true effect of that size would fall short as often). Failed: otherwise. Cross-omics: the same test on another layer's "
     "feature of the same gene, all samples (unadjusted: the edge's technical columns belong to its own layer). The splits divide the samples the run itself tested, so replication "
     "measures stability across subsamples and the permutation null guards against selection; an unseen cohort "
@@ -620,7 +630,9 @@ def held_out_power(design, ok: np.ndarray, held: list[np.ndarray], alpha: float)
     - Correlation: :math:`\\Phi\\big(|\\operatorname{atanh} r|\\sqrt{n-3} - z_{1-\\alpha/2}\\big)` (Fisher z).
 
     An adjusted design (covariates, ``k`` covariate df) uses its adjusted effect: the group's coefficient
-    over the adjusted model's residual SD on :math:`n_1+n_2-2-k` df, or the partial correlation on :math:`n-3-k`.
+    over the adjusted model's residual SD, times :math:`\\sqrt{1-R^2}` of the group on the covariates (its variance
+    inflation: the t of the adjusted coefficient is that effect times :math:`\\sqrt{n_1 n_2/(n_1+n_2)}`), on
+    :math:`n_1+n_2-2-k` df; or the partial correlation on :math:`n-3-k`.
     """
     from proteus.edge_data import adjusted, gehan, rank_correlation
     from proteus.stats.power import t_power
@@ -639,14 +651,19 @@ def held_out_power(design, ok: np.ndarray, held: list[np.ndarray], alpha: float)
         lab = np.asarray(partner, bool)
         if design.method == "gehan":
             size = abs((float(gehan(x[ok], lab[ok])[0][0]) + 1) / 2 - 0.5)
-        elif Z is not None:  # the adjusted coefficient over the residual SD of the adjusted model
+        elif Z is not None:  # the adjusted coefficient over the residual SD of the adjusted model, shrunk by the group's
+            # share of variance the covariates explain (a covariate tied to the groups leaves the group less to estimate it from)
             X = np.column_stack([np.ones(int(ok.sum())), lab[ok], Z[ok]])
             beta, *_ = np.linalg.lstsq(X, x[ok], rcond=None)
             resid_df = int(ok.sum()) - k - 2
             if resid_df < 1:
                 return None
             sd = math.sqrt(float(((x[ok] - X @ beta) ** 2).sum()) / resid_df)
-            size = abs(float(beta[1])) / sd if sd > 0 else math.inf
+            g = lab[ok].astype(float)
+            Z1 = np.column_stack([np.ones(len(g)), Z[ok]])
+            rg = g - Z1 @ np.linalg.lstsq(Z1, g, rcond=None)[0]
+            kept = float((rg**2).sum() / ((g - g.mean()) ** 2).sum())  # 1 - R^2 of the group on the covariates
+            size = abs(float(beta[1])) * math.sqrt(kept) / sd if sd > 0 else math.inf
         else:
             a, b = x[ok & lab], x[ok & ~lab]
             if len(a) < 2 or len(b) < 2:
@@ -788,11 +805,61 @@ def validate_hypotheses(
     edges: dict[str, dict[str, Any]] = {}
     flags: dict[str, np.ndarray] = {}
     designs: dict[str, Any] = {}
+    keyed: dict[str, tuple[dict[str, Any], np.ndarray | None]] = {}
+
+    def retest(d, sign: int, r: Relation | None) -> tuple[dict[str, Any], np.ndarray | None]:
+        """Design ``d`` re-tested on held-out splits, against the permutation null of its family, with its interval
+        and (for ``r``, an edge tested as its tool tested it) in the other layers of its gene."""
+        from proteus.edge_data import edge_design, effect_interval, permuted_min_p
+
+        effect, p = _key_test(d)
+        sign = sign or int(np.sign(effect or 0))
+        labels = d.labels if d.kind == "two_group" else None
+        ok = d.tested_samples()
+        held = _split_masks(labels, len(ok), n_splits, fraction, seed)
+        too_small = design_too_small(labels, ok, held, alpha, d.blocks)
+        if too_small:
+            return {"status": "untestable", "reason": too_small}, None
+        reps = []
+        for m in held:
+            e_, p_ = _key_test(d, m & ok)
+            reps.append(bool(math.isfinite(p_) and p_ < alpha and np.sign(e_) == sign))
+        if d.family_key not in nulls:
+            nulls[d.family_key] = permuted_min_p(d, n_perm, seed)
+        k_null = int((nulls[d.family_key] <= p).sum()) if math.isfinite(p) else n_perm
+        power = held_out_power(d, ok, held, alpha)
+        ci = effect_interval(d)
+        cross = {}
+        for layer, feat in (_cross_layers(study, r, gene_maps).items() if r is not None else ()):
+            one = Study(study.root, {**study.modalities, layer: study.modalities[layer][:, [feat]]}, study.clinical, study.mutations)
+            dx = edge_design(one, r, modality=layer, feature=feat)
+            if isinstance(dx, str):
+                continue
+            ex, px = _key_test(dx)
+            cross[layer] = {"feature": feat, "effect": _finite(ex), "p": _finite(px),
+                            "corroborated": bool(math.isfinite(px) and px < alpha and np.sign(ex) == sign)}
+        return {
+            "status": "tested",
+            "test": (d.method if d.kind == "two_group" else f"{d.method} correlation") + (" adjusted for covariates" if d.cov is not None and d.method != "gehan" else ""),
+            "replicated_splits": int(sum(reps)),
+            "n_splits": n_splits,
+            "null_k": k_null,
+            "n_permutations": n_perm,
+            "null_p": (k_null + 1) / (n_perm + 1),
+            "held_out_power": None if power is None else round(power, 3),
+            "p": _finite(p),
+            **{k: (_finite(v) if k == "effect" else v) for k, v in ci.items()},
+            "direction_agrees": bool(np.sign(effect) == sign) if effect is not None and math.isfinite(effect) else False,
+            "n": int(ok.sum()),
+            "family_size": int(d.X.shape[1]),
+            "cross_omics": cross,
+            "notes": d.notes,
+        }, np.array(reps)
 
     def edge(eid: str) -> dict[str, Any]:
         if eid in edges:
             return edges[eid]
-        from proteus.edge_data import edge_design, effect_interval, permuted_min_p
+        from proteus.edge_data import edge_design
 
         r = kg.relation(eid)
         if r is None:
@@ -809,52 +876,30 @@ def validate_hypotheses(
             edges[eid] = {"status": "untestable", "reason": d}
             return edges[eid]
         designs[eid] = d
-        effect, p = _key_test(d)
-        sign = _sign(r.stats.direction) or int(np.sign(effect or 0))
-        labels = d.labels if d.kind == "two_group" else None
-        ok = d.tested_samples()
-        held = _split_masks(labels, len(ok), n_splits, fraction, seed)
-        too_small = design_too_small(labels, ok, held, alpha, d.blocks)
-        if too_small:
-            edges[eid] = {"status": "untestable", "reason": too_small}
-            return edges[eid]
-        reps = []
-        for m in held:
-            e_, p_ = _key_test(d, m & ok)
-            reps.append(bool(math.isfinite(p_) and p_ < alpha and np.sign(e_) == sign))
-        if d.family_key not in nulls:
-            nulls[d.family_key] = permuted_min_p(d, n_perm, seed)
-        k_null = int((nulls[d.family_key] <= p).sum()) if math.isfinite(p) else n_perm
-        flags[eid] = np.array(reps)
-        power = held_out_power(d, ok, held, alpha)
-        ci = effect_interval(d)
-        cross = {}
-        for layer, feat in _cross_layers(study, r, gene_maps).items():
-            one = Study(study.root, {**study.modalities, layer: study.modalities[layer][:, [feat]]}, study.clinical, study.mutations)
-            dx = edge_design(one, r, modality=layer, feature=feat)
-            if isinstance(dx, str):
-                continue
-            ex, px = _key_test(dx)
-            cross[layer] = {"feature": feat, "effect": _finite(ex), "p": _finite(px),
-                            "corroborated": bool(math.isfinite(px) and px < alpha and np.sign(ex) == sign)}
-        edges[eid] = {
-            "status": "tested",
-            "test": (d.method if d.kind == "two_group" else f"{d.method} correlation") + (" adjusted for covariates" if d.cov is not None and d.method != "gehan" else ""),
-            "replicated_splits": int(sum(reps)),
-            "n_splits": n_splits,
-            "null_k": k_null,
-            "n_permutations": n_perm,
-            "null_p": (k_null + 1) / (n_perm + 1),
-            "held_out_power": None if power is None else round(power, 3),
-            "p": _finite(p),
-            **{k: (_finite(v) if k == "effect" else v) for k, v in ci.items()},
-            "direction_agrees": bool(np.sign(effect) == sign) if effect is not None and math.isfinite(effect) else False,
-            "n": int(ok.sum()),
-            "family_size": int(d.X.shape[1]),
-            "cross_omics": cross,
-            "notes": d.notes,
-        }
+        edges[eid], reps = retest(d, _sign(r.stats.direction), r)
+        if reps is not None:
+            flags[eid] = reps
         return edges[eid]
+
+    def key_test(k: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
+        """The re-test of one key edge with the model its claim used (:class:`proteus.records.KeyEdge`)."""
+        from proteus.edge_data import carrier_design, with_covariates
+
+        model, eid = k.get("model", "edge"), k["edge"]
+        if model == "edge":
+            return edge(eid), flags.get(eid)
+        name = json.dumps([eid, model, k.get("adjusted_for") or []])
+        if name not in keyed:
+            r = kg.relation(eid)
+            if model == "carriers":
+                d = carrier_design(study, r) if r is not None else "edge missing from the knowledge graph"
+                sign = int(np.sign((r.stats.extra or {}).get("own_diff_carriers") or 0)) if r is not None else 0
+            else:
+                base = edge(eid)
+                d = base.get("reason", "") if base["status"] != "tested" else with_covariates(designs[eid], study, list(k.get("adjusted_for") or []))
+                sign = _sign(r.stats.direction) if r is not None else 0
+            keyed[name] = ({"status": "untestable", "reason": d}, None) if isinstance(d, str) else retest(d, sign, None)
+        return keyed[name]
 
     out = []
     for h in hypotheses:
@@ -866,27 +911,42 @@ def validate_hypotheses(
         cross = [c for e in tested for c in per[e]["cross_omics"].values()]
         v["cross_omics"] = (sum(c["corroborated"] for c in cross) >= len(cross) / 2) if cross else None
         v["cross_omics_edges"] = {e: per[e]["cross_omics"] for e in tested if per[e]["cross_omics"]}
-        if not tested:
+        # the key edges the claim rests on, each re-tested with the claim's model; without a claim-chosen key, the first testable edge
+        specs = [k for k in h.get("key_edges") or [] if k.get("edge") in ev]
+        results = [(k, *key_test(k)) for k in specs]
+        keys = [(k, res, f) for k, res, f in results if res["status"] == "tested" and f is not None]
+        lost = [(k, res) for k, res, _ in results if res["status"] != "tested"]
+        claimed = any(k.get("model", "edge") != "adjusted" for k, _, _ in keys)
+        if not claimed and tested:
+            keys.insert(0, ({"edge": tested[0], "role": "first testable edge", "model": "edge", "adjusted_for": []}, per[tested[0]], flags[tested[0]]))
+        if not keys:
             v.update(status="untestable", replicated=None, replication=None, null=None,
-                     reason="no evidence edge can be re-tested on held-out samples: " + "; ".join(sorted({per[e]["reason"] for e in ev}))[:300])
+                     reason="no evidence edge can be re-tested on held-out samples: " + "; ".join(sorted({per[e]["reason"] for e in ev}
+                                                                                                        | {res["reason"] for _, res in lost}))[:300])
         else:
-            F = np.array([flags[e] for e in tested])
-            split_ok = F[0] & (F.sum(0) >= len(tested) / 2)
+            split_ok = np.logical_and.reduce([f for _, _, f in keys])
+            if not claimed:  # no key chosen by the claim: at least half of the testable edges must replicate too
+                split_ok = split_ok & (np.array([flags[e] for e in tested]).sum(0) >= len(tested) / 2)
             unit = _unit_of(h)
             whole = None
-            if unit is not None:  # a unit claim replicates only where the unit as a whole does, not only its members
+            if unit is not None and tested:  # a unit claim replicates only where the unit as a whole does, not only its members
                 r0, d0 = kg.relation(tested[0]), designs[tested[0]]
                 whole = _unit_replicates(d0, _genes_of_layer(study, r0.modality, gene_maps), unit, _sign(r0.stats.direction),
                                          _split_masks(d0.labels if d0.kind == "two_group" else None, len(d0.tested_samples()),
                                                       n_splits, fraction, seed), alpha)
                 split_ok = split_ok & whole
             k = int(split_ok.sum())
-            key = per[tested[0]]
+            key = max((res for _, res, _ in keys), key=lambda res: res["null_p"])  # the weakest key against the null
             freq, null_freq = k / n_splits, key["null_k"] / n_perm
-            ok = freq >= min_replication and key["null_p"] < alpha
-            power = key["held_out_power"]
-            weak = not ok and key["null_p"] < alpha and power is not None and power < min_replication
+            null_ok = all(res["null_p"] < alpha for _, res, _ in keys)
+            ok = freq >= min_replication and null_ok
+            powers = [(res["held_out_power"], kk["role"]) for kk, res, _ in keys if res["held_out_power"] is not None]
+            power, low = min(powers) if powers else (None, None)
+            weak = not ok and null_ok and power is not None and power < min_replication
             status = "validated" if ok else "inconclusive" if weak else "failed"
+            v["key_edges"] = [{**kk, **{x: res.get(x) for x in ("status", "test", "replicated_splits", "n_splits", "null_k", "n_permutations", "null_p", "held_out_power", "p",
+                                                                   "effect", "ci", "effect_type", "n", "notes")}} for kk, res, _ in keys]
+            v["key_edges"] += [{**kk, "status": "untestable", "reason": res["reason"]} for kk, res in lost]
             v.update(
                 status=status,
                 replicated=ok if not weak else None,
@@ -894,18 +954,61 @@ def validate_hypotheses(
                 null={"k": key["null_k"], "n": n_perm, "frequency": round(null_freq, 3), "p": round(key["null_p"], 4),
                       "text": f"{key['null_k']}/{n_perm}"},
                 held_out_power=power,
-                reason=(f"replicated in {k}/{n_splits} held-out splits"
-                        + (f", where the held-out splits have power {power:.2f} for the key edge's observed effect: a true effect of "
+                reason=(_rests_on(kg, keys, lost) if claimed or len(keys) > 1 or lost else "")
+                        + (f"replicated in {k}/{n_splits} held-out splits"
+                        + (f", where the held-out splits have power {power:.2f} for the "
+                           + (f"{low} key's" if len(keys) > 1 else "key edge's") + " observed effect: a true effect of "
                            f"that size replicates as rarely, so the held-out test is inconclusive, not evidence against"
                            if weak else "")
                         + f"; permuted labels gave an edge as strong as the key edge in "
                         f"{key['null_k']}/{n_perm} permutations (null p {key['null_p']:.3f})"
                         + (f"; cross-omics {'corroborated' if v['cross_omics'] else 'not corroborated'}" if v["cross_omics"] is not None else "")
                         + (f"; the unit as a whole (every measured member's median and rank-sum against the other features, "
-                           f"held-out samples) moved in {int(whole.sum())}/{n_splits} splits" if whole is not None else "")),
+                           f"held-out samples) moved in {int(whole.sum())}/{n_splits} splits" if whole is not None else ""))
+                        + (_supporting_said(kg, per, {kk["edge"] for kk, _, _ in keys if kk.get("model", "edge") == "edge"}, min_replication, alpha)
+                           if claimed else ""),
             )
         out.append({**h, "validation": _plain(v)})
     return out
+
+
+def _edge_words(r: Relation) -> str:
+    """An edge as a clause names it: ``"the MSI_status difference in RBM27"``, else subject, predicate and object."""
+    if r.predicate in ("higher_in", "lower_in") and r.object.type == "sample_group":
+        return f"the {r.object.label.split(': ')[0]} difference in {r.subject.label}"
+    return f"{r.subject.label} {r.predicate.replace('_', ' ')} {r.object.label}"
+
+
+def _rests_on(kg: KnowledgeGraph, keys: list[tuple[dict, dict, Any]], lost: list[tuple[dict, dict]]) -> str:
+    """``"rests on the carrier effect (RBM27 ..., student: 19/20 splits); "``: which edges and tests the verdict stands on."""
+    said = []
+    for k, res, _ in keys:
+        r = kg.relation(k["edge"])
+        what = (f"{r.subject.label} carriers against non-carriers in {r.object.label.split(': ')[0]}" if k.get("model") == "carriers"
+                else _edge_words(r)) if r is not None else k["edge"]
+        said.append(f"{k['role']} ({what}, {res['test']}: {res['replicated_splits']}/{res['n_splits']} "
+                    f"splits, null {res['null_k']}/{res['n_permutations']})")
+    gone = [f"{k['role']} could not be re-tested ({res['reason'][:120]})" for k, res in lost]
+    return "rests on " + " and ".join(said) + "; " + ("".join(f"{g}; " for g in gone))
+
+
+def _supporting_said(kg: KnowledgeGraph, per: dict[str, dict], keys: set[str], min_replication: float, alpha: float) -> str:
+    """The tested evidence the claim does not rest on that did not replicate, said so (a weak supporting edge does not
+    fail a hypothesis whose key edge replicates): ``"; the MSI_status difference in RBM27 itself did not replicate
+    (q = 0.0496 at discovery; 11/20 splits, null 138/199)"``."""
+    out = []
+    for eid, res in per.items():
+        if eid in keys or res["status"] != "tested":
+            continue
+        if res["replicated_splits"] / res["n_splits"] >= min_replication and res["null_p"] < alpha:
+            continue
+        r = kg.relation(eid)
+        if r is None:
+            continue
+        q = r.stats.q_else_p()
+        out.append(f"{_edge_words(r)} itself did not replicate ({'q' if r.stats.q is not None else 'p'} = {q:.2g} at discovery; "
+                   f"{res['replicated_splits']}/{res['n_splits']} splits, null {res['null_k']}/{res['n_permutations']}), and the claim does not rest on it")
+    return "".join(f"; {x}" for x in out)
 
 
 def _plain(x: Any) -> Any:

@@ -11,8 +11,9 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic.json_schema import SkipJsonSchema
 
-from proteus.records import HypothesisKind
+from proteus.records import HypothesisKind, KeyEdge
 
 __all__ = [
     "call_key",
@@ -104,6 +105,8 @@ class HypothesisDraft(_Strict):
     entities: list[str] = Field(description="entity ids involved (type:label)", max_length=20)
     test: str = Field(description="a concrete experiment or analysis that would test it", max_length=600)
     kind: HypothesisKind = Field("discovery", description="'positive control' when it restates the design (a spiked standard, the gene a grouping names)")
+    key_edges: SkipJsonSchema[list[KeyEdge]] = Field(default_factory=list, description="the evidence the claim rests on, set by the drafting "
+                                                     "pattern for the kind of claim it writes (not part of a model's schema)")
 
 
 class HypothesisDrafts(_Strict):

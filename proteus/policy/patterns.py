@@ -45,7 +45,7 @@ from proteus.policy.decisions import MAX_DRAFTS, HypothesisDraft
 from proteus.policy.result_tables import ResultTables
 from proteus.stats.features import SITE_KINDS
 from proteus.stats.units import MIN_UNIT_SHARE, covering_units, partners, unit_change, unit_genes
-from proteus.records import MODALITY_ENTITY, Relation
+from proteus.records import MODALITY_ENTITY, KeyEdge, Relation
 
 __all__ = ["compose_hypotheses"]
 
@@ -535,7 +535,8 @@ def _cis_in_grouping(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
     """A gene mutated more often in one level of a grouping (``mutation_group_enrichment``) whose carriers
     have a lower (higher) protein of that gene, and whose protein differs between the levels only through
     them (without the carriers the difference is under half and not significant): the mutation's cis
-    effect is the mechanism of that protein's change in the grouping, stated as such."""
+    effect is the mechanism of that protein's change in the grouping, stated as such. Its claim rests on the
+    carriers' own effect (its key edge, re-tested as carriers against non-carriers)."""
     out = []
     enriched = [r for r in kg.relations.values() if r.provenance.tool == "mutation_group_enrichment" and r.predicate == "higher_in"]
     for r in sorted(enriched, key=_rank):
@@ -567,6 +568,8 @@ def _cis_in_grouping(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
                 entities=[f"protein:{gene}", r.subject.id, r.object.id],
                 test=f"Measure {gene} protein in independent {case} and {control} samples with {gene} genotyped: predict the {word} level "
                      f"in {case} among carriers only, and no difference between {case} and {control} non-carriers.",
+                # the claim is the carriers' own effect; the grouping's difference is what it explains
+                key_edges=[KeyEdge(edge=r.id, role="carrier effect", model="carriers")],
             )
         )
     return out[:3]
