@@ -84,8 +84,9 @@ def _points(h: dict[str, Any], kg: KnowledgeGraph) -> tuple[int, list[str]]:
 
 
 def _interval_distance(v: dict[str, Any]) -> float:
-    """The key edge's 95% interval distance from zero in half-widths (0 when it spans zero or is missing)."""
-    key = next((o for o in (v.get("edges") or {}).values() if o.get("status") == "tested"), {})
+    """The key edge's 95% interval distance from zero in half-widths (0 when it spans zero or is missing): the first key
+    edge the claim rests on (validation's ``key_edges``), else the first tested evidence edge."""
+    key = next((o for o in [*(v.get("key_edges") or []), *(v.get("edges") or {}).values()] if o.get("status") == "tested"), {})
     ci = key.get("ci")
     if not ci or None in ci or ci[0] * ci[1] <= 0 or ci[1] == ci[0]:
         return 0.0
