@@ -546,9 +546,9 @@ IN_RUN_METHOD = (
     "keeps its direction with p < {alpha}; the hypothesis replicates in a split when every key edge its claim rests on does, "
     "each re-tested with the model the claim used (a mediation through mutation carriers: the gene's own feature, carriers against "
     "non-carriers on the contrast's samples; a claim that holds adjusted for a column: the edge's model refitted with that column, "
-    "on the samples with it recorded); a hypothesis without such a key rests on its first testable edge, and at least half of its "
-    "testable edges must replicate too. Evidence a claim-chosen key does not rest on is reported, and a supporting edge that does not "
-    "replicate does not fail the hypothesis. Null: {n_perm} label permutations of each key edge's family "
+    "on the samples with it recorded, a key where its edge is one); a hypothesis without a chosen key rests on its first testable edge, and at least half of its "
+    "testable edges must replicate too. Evidence a claim-chosen key does not rest on (and a refit of it) is reported, and a supporting "
+    "edge that does not replicate does not fail the hypothesis. Null: {n_perm} label permutations of each key edge's family "
     "(every feature of the layer tested in the same call; for an adjusted model the labels are permuted within the blocks of its "
     "finest factor covariate (exchangeability blocks, Winkler et al. 2014) and the covariates refitted in every permutation); "
     "its null p is (b + 1) / ({n_perm} + 1) for the b permutations in "
@@ -916,9 +916,14 @@ def validate_hypotheses(
         results = [(k, *key_test(k)) for k in specs]
         keys = [(k, res, f) for k, res, f in results if res["status"] == "tested" and f is not None]
         lost = [(k, res) for k, res, _ in results if res["status"] != "tested"]
-        claimed = any(k.get("model", "edge") != "adjusted" for k, _, _ in keys)
+        primary = [x for x in keys if x[0].get("model", "edge") != "adjusted"]
+        claimed = bool(primary)
         if not claimed and tested:
-            keys.insert(0, ({"edge": tested[0], "role": "first testable edge", "model": "edge", "adjusted_for": []}, per[tested[0]], flags[tested[0]]))
+            primary = [({"edge": tested[0], "role": "first testable edge", "model": "edge", "adjusted_for": []}, per[tested[0]], flags[tested[0]])]
+        # a refit the statement says holds is a key where its edge is one; a refit of a supporting edge is reported with it
+        anchors = {k["edge"] for k, _, _ in primary}
+        side = [x for x in keys if x[0].get("model") == "adjusted" and x[0]["edge"] not in anchors]
+        keys = primary + [x for x in keys if x[0].get("model") == "adjusted" and x[0]["edge"] in anchors]
         if not keys:
             v.update(status="untestable", replicated=None, replication=None, null=None,
                      reason="no evidence edge can be re-tested on held-out samples: " + "; ".join(sorted({per[e]["reason"] for e in ev}
@@ -947,6 +952,8 @@ def validate_hypotheses(
             v["key_edges"] = [{**kk, **{x: res.get(x) for x in ("status", "test", "replicated_splits", "n_splits", "null_k", "n_permutations", "null_p", "held_out_power", "p",
                                                                    "effect", "ci", "effect_type", "n", "notes")}} for kk, res, _ in keys]
             v["key_edges"] += [{**kk, "status": "untestable", "reason": res["reason"]} for kk, res in lost]
+            v["supporting_refits"] = [{**kk, **{x: res.get(x) for x in ("status", "test", "replicated_splits", "n_splits", "null_k", "n_permutations",
+                                                                           "null_p", "held_out_power", "p", "effect", "ci", "n")}} for kk, res, _ in side]
             v.update(
                 status=status,
                 replicated=ok if not weak else None,
@@ -965,8 +972,8 @@ def validate_hypotheses(
                         + (f"; cross-omics {'corroborated' if v['cross_omics'] else 'not corroborated'}" if v["cross_omics"] is not None else "")
                         + (f"; the unit as a whole (every measured member's median and rank-sum against the other features, "
                            f"held-out samples) moved in {int(whole.sum())}/{n_splits} splits" if whole is not None else ""))
-                        + (_supporting_said(kg, per, {kk["edge"] for kk, _, _ in keys if kk.get("model", "edge") == "edge"}, min_replication, alpha)
-                           if claimed else ""),
+                        + (_supporting_said(kg, per, {kk["edge"] for kk, _, _ in keys if kk.get("model", "edge") == "edge"},
+                                            [(kk, res) for kk, res, _ in side], min_replication, alpha) if claimed else ""),
             )
         out.append({**h, "validation": _plain(v)})
     return out
@@ -992,7 +999,8 @@ def _rests_on(kg: KnowledgeGraph, keys: list[tuple[dict, dict, Any]], lost: list
     return "rests on " + " and ".join(said) + "; " + ("".join(f"{g}; " for g in gone))
 
 
-def _supporting_said(kg: KnowledgeGraph, per: dict[str, dict], keys: set[str], min_replication: float, alpha: float) -> str:
+def _supporting_said(kg: KnowledgeGraph, per: dict[str, dict], keys: set[str], refits: list[tuple[dict, dict]],
+                     min_replication: float, alpha: float) -> str:
     """The tested evidence the claim does not rest on that did not replicate, said so (a weak supporting edge does not
     fail a hypothesis whose key edge replicates): ``"; the MSI_status difference in RBM27 itself did not replicate
     (q = 0.0496 at discovery; 11/20 splits, null 138/199)"``."""
@@ -1008,6 +1016,12 @@ def _supporting_said(kg: KnowledgeGraph, per: dict[str, dict], keys: set[str], m
         q = r.stats.q_else_p()
         out.append(f"{_edge_words(r)} itself did not replicate ({'q' if r.stats.q is not None else 'p'} = {q:.2g} at discovery; "
                    f"{res['replicated_splits']}/{res['n_splits']} splits, null {res['null_k']}/{res['n_permutations']}), and the claim does not rest on it")
+    for k, res in refits:  # a refit of a supporting edge (it holds adjusted for a column)
+        r = kg.relation(k["edge"])
+        if r is None or (res["replicated_splits"] / res["n_splits"] >= min_replication and res["null_p"] < alpha):
+            continue
+        out.append(f"{_edge_words(r)} {k['role']} did not replicate on its {res['n']} samples ({res['replicated_splits']}/{res['n_splits']} "
+                   f"splits, null {res['null_k']}/{res['n_permutations']}), and the claim does not rest on it")
     return "".join(f"; {x}" for x in out)
 
 
