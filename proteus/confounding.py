@@ -353,10 +353,10 @@ def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict 
 
     Returns ``(contrast, checks, refitted)``: ``refitted`` holds the associated columns with
     ``adjusted`` set (the mutation's least-squares effect on the feature without and with the
-    column, on the samples with it recorded, the tool's covariates kept); ``None`` for another relation.
+    column, on the samples with it recorded, the gene's model covariates kept, a column it holds refitted without and with it); ``None`` for another relation.
     """
+    from proteus.io.maf import carrier_matrix
     from proteus.tools.correlation import modality_frame, restricted_samples
-    from proteus.tools.mutation import mutation_matrix
 
     params, extra = r.provenance.params or {}, r.stats.extra or {}
     if r.provenance.tool != "mutation_association" or not str(extra.get("mutation", "")).startswith("mutation:"):
@@ -368,7 +368,7 @@ def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict 
     name = f"{gene} mutation"
     if key not in cache:
         samples = restricted_samples(study, list(study.modalities[modality].obs_names.astype(str)), restrict)
-        mat, geno = mutation_matrix(study, samples, classes)
+        mat, geno = carrier_matrix(study.mutations, samples, classes)
         clin = study.clinical.reindex(geno).copy()
         clin[name] = np.where(mat[gene], "mutated", "wild-type") if gene in mat else "wild-type"
         cache[key] = (clin, contrast_checks(clin, name, ["mutated"], ["wild-type"], [c for c in columns if c[0] not in restrict], seed=seed),
@@ -378,12 +378,13 @@ def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict 
     feature = str(extra.get("feature_id", ""))
     if feature not in y:
         return contrast, checks, []
-    covs = [c for c in params.get("covariates") or [] if c in clin]
+    covs = [c for c in extra.get("covariates", params.get("covariates")) or [] if c in clin]  # the gene's own model
     refitted = []
     for c in checks:
         if c.decision != "associated":
             continue
-        fits = [_adjusted_fit(y[feature], clin[name] == "mutated", clin, covs + extra_col, rows_of=covs + [c.column]) for extra_col in ([], [c.column])]
+        base = [x for x in covs if x != c.column]  # a column the model holds is refitted without and with it too
+        fits = [_adjusted_fit(y[feature], clin[name] == "mutated", clin, base + extra_col, rows_of=base + [c.column]) for extra_col in ([], [c.column])]
         if None in fits:
             continue
         (b, pb, n), (a, pa, _) = fits

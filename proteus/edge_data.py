@@ -452,7 +452,9 @@ def _family(study: Study, r: Relation, mod: str, feat: str, own_layer: bool) -> 
         return f"anova|{mod}|{level}|{pk}", build_level
     if tool == "mutation_association" and r.predicate in ("higher_in", "lower_in"):
         gene = r.object.label.split(": ")[0].removesuffix(" mutation")
-        return f"mut|{mod}|{gene}|{pk}", lambda: _two_group(*_mutation_groups(study, p, mod, gene))
+        if own_layer and "covariates" in (r.stats.extra or {}):  # the gene's own model (its enriched groupings added)
+            p["covariates"] = list(r.stats.extra["covariates"])
+        return f"mut|{mod}|{gene}|{json.dumps(p, sort_keys=True, default=str)}", lambda: _two_group(*_mutation_groups(study, p, mod, gene))
     if tool == "mutation_cis_effect" and r.predicate == "cis_effect_on":
         # the tool tested one feature per mutated gene: the family is that feature alone
         def build_cis() -> EdgeDesign:

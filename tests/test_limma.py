@@ -239,6 +239,31 @@ def test_lm_fit_inverts_each_distinct_normal_matrix_once_to_the_same_bits(tumour
     np.testing.assert_array_equal(_inverses(XtX[ok]), np.linalg.inv(XtX[ok]))
 
 
+def test_features_never_seen_in_a_batch_level_drop_that_column_as_r_does(ucec):
+    """Tumours, ``~ group + TMT plex``: a protein never quantified in one plex has an all-zero plex column on
+    its observed samples. R's ``lm.fit`` aliases that column (NA) and fits the rest; the batch fit of the
+    remaining columns must equal that fit, here checked feature by feature against least squares on the
+    observed samples (numpy lstsq) with the empty columns dropped."""
+    clin, prot = ucec
+    tum = [s for s in prot.columns if clin["Proteomics_Tumor_Normal"].get(s) == "Tumor"]
+    plex = clin.loc[tum, "Proteomics_TMT_plex"].astype(str)
+    X = np.column_stack([np.ones(len(tum)), (clin.loc[tum, "MSI_status"] == "MSI-H").to_numpy(float),
+                         *[(plex == lv).to_numpy(float) for lv in sorted(plex.unique())[1:]]])
+    Y = prot[tum].to_numpy(float)
+    obs = np.isfinite(Y)
+    empty = (obs.astype(float) @ X**2) == 0
+    full = np.array([o.sum() > 0 and np.linalg.matrix_rank(X[o][:, ~e]) == (~e).sum() for o, e in zip(obs, empty)])  # else R pivots further
+    rows = np.flatnonzero(empty.any(axis=1) & full & (obs.sum(1) > X.shape[1] + 2))[:150]
+    assert len(rows) >= 50  # the case is exercised
+    fit = lm_fit(Y[rows], X)
+    for i, g in enumerate(rows):
+        keep = ~empty[g]
+        ref, *_ = np.linalg.lstsq(X[obs[g]][:, keep], Y[g, obs[g]], rcond=None)
+        assert np.isnan(fit.coefficients[i, ~keep]).all()
+        np.testing.assert_allclose(fit.coefficients[i, keep], ref, rtol=1e-8, atol=1e-10)
+        assert fit.df_residual[i] == obs[g].sum() - keep.sum()
+
+
 def test_trigamma_inverse_inverts():
     x = np.array([1e-8, 0.01, 0.5, 3.0, 50.0, 1e8])
     np.testing.assert_allclose(stats.special.polygamma(1, trigamma_inverse(x))[1:5] if hasattr(stats, "special")

@@ -28,10 +28,11 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from proteus.records import Entity, Stats, ToolResult, contrast_entity, feature_entity
+from proteus.io.maf import MISSENSE, TRUNCATING, VARIANT_CLASSES, carrier_matrix
+from proteus.records import MODALITY_ENTITY, Entity, Stats, ToolResult, contrast_entity, feature_entity
 from proteus.stats.features import SITE_KINDS, agrees_with_canonical, canonical_features, feature_genes, gene_annotation
 from proteus.stats.limma import two_group_moderated
-from proteus.stats.design import dropped_text, usable_covariates
+from proteus.stats.design import covariate_block, dropped_text, usable_covariates
 from proteus.stats.multitest import bh
 from proteus.study import Study
 from proteus.tools.correlation import (
@@ -44,43 +45,21 @@ from proteus.tools.correlation import (
 from proteus.tools._plots import draw_volcano
 from proteus.tools.registry import ToolContext, ToolFailed, ToolInputError, register
 
-__all__ = ["mutation_association", "mutation_cis_effect", "mutation_group_enrichment", "mutation_matrix", "carrier_variants", "VARIANT_CLASSES"]
-
-_TRUNC = {
-    "nonsense_mutation", "frame_shift_del", "frame_shift_ins", "splice_site", "nonstop_mutation",
-    "translation_start_site", "stop_gained", "frameshift_variant", "splice_acceptor_variant",
-    "splice_donor_variant", "start_lost", "stop_lost", "truncating",
-}
-_MISSENSE = {"missense_mutation", "in_frame_del", "in_frame_ins", "missense_variant", "inframe_deletion",
-             "inframe_insertion", "missense", "protein_altering_variant"}
-VARIANT_CLASSES = {"truncating": _TRUNC, "missense": _MISSENSE, "nonsilent": _TRUNC | _MISSENSE}
-"""Variant classes (MAF ``Variant_Classification`` or VEP terms, lower case) of each selection."""
+__all__ = ["mutation_association", "mutation_cis_effect", "mutation_group_enrichment", "mutation_matrix", "carrier_variants", "driver_recurrence",
+           "enriched_groupings", "VARIANT_CLASSES"]
 
 
 def mutation_matrix(
     study: Study, samples: list[str], variant_classes: str = "nonsilent"
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Boolean samples x genes matrix of mutations of the chosen classes over the genotyped samples.
-
-    Genotyped = among ``samples`` and present in the mutation table with any variant.
-    Returns the matrix and the list of genotyped samples (its index).
-    """
+    """Boolean samples x genes matrix of mutations of the chosen classes over the genotyped samples
+    (:func:`proteus.io.maf.carrier_matrix`; genotyped = among ``samples`` and present in the mutation table
+    with any variant). Returns the matrix and the list of genotyped samples (its index)."""
     muts = study.mutations
     if muts is None or muts.empty:
         msg = "the study has no mutation table"
         raise ToolInputError(msg)
-    m = muts.assign(sample=muts["sample"].astype(str), gene=muts["gene"].astype(str))
-    wanted = set(samples)
-    geno = [s for s in dict.fromkeys(m["sample"]) if s in wanted]
-    m = m[m["sample"].isin(geno)]
-    if variant_classes != "all":
-        cls = m["variant_class"].astype(str).str.strip().str.lower().str.replace(" ", "_")
-        m = m[cls.isin(VARIANT_CLASSES[variant_classes])]
-    gcodes, gnames = pd.factorize(m["gene"], sort=True)
-    pos = {s: i for i, s in enumerate(geno)}
-    arr = np.zeros((len(geno), len(gnames)), dtype=bool)
-    arr[m["sample"].map(pos).to_numpy(int), gcodes] = True
-    return pd.DataFrame(arr, index=pd.Index(geno, name="sample"), columns=pd.Index(gnames, name="gene")), geno
+    return carrier_matrix(muts, samples, variant_classes)
 
 
 def hypermutated(study: Study, samples: list[str]) -> tuple[pd.Series, float | None]:
@@ -126,8 +105,8 @@ def carrier_variants(study: Study, carriers: list[str], gene: str) -> dict:
     m = study.mutations
     rows = m[(m["gene"].astype(str) == gene) & m["sample"].astype(str).isin(set(carriers))]
     cls = rows["variant_class"].astype(str).str.strip().str.lower().str.replace(" ", "_")
-    trunc = set(rows.loc[cls.isin(_TRUNC), "sample"].astype(str))
-    mis_rows = rows[cls.isin(_MISSENSE) & ~rows["sample"].astype(str).isin(trunc)]
+    trunc = set(rows.loc[cls.isin(TRUNCATING), "sample"].astype(str))
+    mis_rows = rows[cls.isin(MISSENSE) & ~rows["sample"].astype(str).isin(trunc)]
     changes = rows["protein_change"] if "protein_change" in rows else pd.Series(pd.NA, index=rows.index)
     parts = changes.astype("string").str.extract(_CODON)
     codon = parts[0] + parts[1]  # "G12"; <NA> where the MAF gives no protein change
@@ -159,26 +138,84 @@ class MutationAssociationParams(BaseModel):
 
     modality: str = Field(description="bulk modality whose features are compared, e.g. 'proteomics'")
     gene: str | None = Field(None, description="test this mutated gene only (a gene symbol of the mutation table); None: the top_n recurrent genes")
-    top_n: int = Field(5, ge=1, le=50, description="number of most recurrently mutated genes tested when gene is None")
+    top_n: int = Field(5, ge=1, le=50, description="number of recurrently mutated genes tested when gene is None, most recurrent beyond passenger load first")
     variant_classes: Literal["nonsilent", "truncating", "missense", "all"] = Field(
         "nonsilent", description="which variants count as 'mutated'"
     )
     min_mutated: int = Field(3, ge=2, description="minimum mutated (and wild-type) genotyped samples for a gene to be tested")
+    min_fraction: float = Field(0.0, ge=0, le=0.5, description="minimum share of the genotyped samples mutated for a gene to be tested (with min_mutated)")
     covariates: list[str] = Field(default_factory=list, description="clinical columns added to the linear model")
+    adjust_enriched: list[str] = Field(
+        default_factory=list, description="sample-table groupings checked, per gene, for enrichment of its carriers; those they are "
+        "enriched in (BH q<0.05) that can be separated from carrier status are added to that gene's model, so a trans effect is not the grouping's")
+    pathways: Literal["reactome", "wikipathways", "go_bp"] | None = Field(
+        None, description="also test each gene's hits (each direction, at q<fdr) for over-representation of this library's sets among the measured genes")
     restrict: dict[str, str | list[str]] | None = Field(
         None, description="keep only samples whose clinical column equals the value, as {column: level}"
     )
-    fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold (per gene, over features)")
+    fdr: float = Field(0.05, gt=0, lt=1, description="BH q-value threshold (per gene, over features; over sets for pathways)")
     max_relations: int = Field(120, ge=0, le=500, description="at most this many significant features become relations (split over genes)")
+
+
+def driver_recurrence(study: Study, mat: pd.DataFrame, genes: list[str]) -> pd.Series:
+    """How often each gene is mutated beyond passenger load: the larger of its carriers among samples that
+    are not hypermutated (:func:`hypermutated`) and its carriers at its most frequent codon (a hotspot, as
+    recurrence-based driver callers define it, Chang et al. 2016, doi:10.1038/nbt.3391). Hypermutated
+    tumours carry most passenger mutations, and a passenger seldom hits one codon repeatedly (except at a
+    repeat tract, where a frameshift hotspot is also how mismatch-repair-deficient drivers arise)."""
+    hyper, _ = hypermutated(study, list(mat.index))
+    low = ~hyper.reindex(mat.index, fill_value=False).to_numpy(bool)
+    out = {}
+    for g in genes:
+        carriers = list(mat.index[mat[g].to_numpy(bool)])
+        counts = [int(x.split(" x")[1]) for x in carrier_variants(study, carriers, g)["recurrent"].split(", ") if " x" in x]
+        out[g] = max(int((mat[g].to_numpy(bool) & low).sum()), max(counts, default=0))
+    return pd.Series(out, dtype=int)
+
+
+def enriched_groupings(clin: pd.DataFrame, mutated: pd.Series, columns: list[str], seed: int = 0) -> tuple[list[str], list]:
+    """Sample-table groupings ``columns`` a gene's carriers (``mutated``, over ``clin``'s samples) are enriched
+    in, to adjust its trans test for (:func:`proteus.confounding.contrast_checks`: Fisher / chi-square,
+    BH over the columns). Returns the columns to adjust for and every check. Taken: the most associated
+    separable column (decision ``associated``), then the next unless one's levels nest in the other's
+    (the same split at another resolution) or the two together leave carrier status collinear
+    (R^2 at least :data:`~proteus.confounding.COLLINEAR_R2`)."""
+    from proteus.confounding import COLLINEAR_R2, _nested, _r2, contrast_checks
+
+    if not columns:
+        return [], []
+    name = "__carrier__"
+    tab = clin.assign(**{name: np.where(mutated.reindex(clin.index).fillna(False).to_numpy(bool), "mutated", "wild-type")})
+    checks = contrast_checks(tab, name, ["mutated"], ["wild-type"], [(c, "biological", False) for c in columns if c in clin], seed=seed)
+    chosen: list[str] = []
+    y = (tab[name] == "mutated").to_numpy(float)
+    for c in (c for c in checks if c.decision == "associated"):
+        if len(chosen) == 2:
+            break
+        if chosen:
+            both = tab[chosen + [c.column]].notna().all(axis=1)
+            if _nested(tab.loc[both, chosen[0]], tab.loc[both, c.column]):
+                continue
+            block = covariate_block(tab.loc[both], chosen + [c.column])
+            if _r2(y[both.to_numpy()], block) >= COLLINEAR_R2:
+                continue
+        chosen.append(c.column)
+    return chosen, checks
 
 
 @register("mutation_association", family="mutation", params=MutationAssociationParams, requires=("bulk", "mutations"))
 def mutation_association(study: Study, params: MutationAssociationParams, ctx: ToolContext) -> ToolResult:
-    """Find features of a modality that differ between samples with and without a mutation in a gene (one chosen gene, or each of the top-N recurrently mutated genes), by limma moderated t, mutated vs wild type.
+    """Find features of a modality that differ between samples with and without a mutation in a gene (its trans effects: one chosen gene, or each of the top-N recurrently mutated genes), by limma moderated t, mutated vs wild type, adjusted per gene for the groupings its carriers are enriched in; optionally the pathways shifted with it (preranked GSEA).
 
     Only genotyped samples (present in the mutation table) are used, usually within tumours
-    (restrict). Relations: ``feature --higher_in/lower_in--> sample_group "<GENE> mutation: mutated vs wild-type"``
-    with the ``mutation:<GENE>`` entity in the statistics.
+    (restrict). With ``gene`` None the genes mutated in ``min_mutated`` samples and ``min_fraction`` of
+    them are taken most recurrent beyond passenger load first (:func:`driver_recurrence`). Each gene's
+    model adds the ``adjust_enriched`` columns its carriers are enriched in (:func:`enriched_groupings`),
+    so a hypermutator or subtype difference is not read as the mutation's. Relations:
+    ``feature --higher_in/lower_in--> sample_group "<GENE> mutation: mutated vs wild-type"`` with the
+    ``mutation:<GENE>`` entity and the gene's model covariates (``covariates``) in the statistics, and with
+    ``pathways``, ``pathway --enriched_in--> sample_group`` (effect: odds ratio) for sets over-represented among
+    its hits (:func:`_trans_pathways`).
     """
     name = "mutation_association"
     p = params
@@ -187,32 +224,45 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
     if len(geno) < 2 * p.min_mutated:
         msg = f"only {len(geno)} samples of {p.modality!r} are genotyped (in the mutation table); need {2 * p.min_mutated}"
         raise ToolFailed(msg)
-    covs, dropped = usable_covariates(study.clinical.reindex(geno), p.covariates, 2)
-    Zdf = covariate_matrix(study.clinical.reindex(geno), covs)
-    okz = Zdf.notna().all(axis=1)
-    geno = [s for s in geno if okz[s]]
-    mat = mat.loc[geno]
-    rec = _recurrent(mat, p.min_mutated)
+    clin = study.clinical.reindex(geno)
+    need = max(p.min_mutated, int(np.ceil(p.min_fraction * len(geno))))
+    rec = _recurrent(mat, need)
     rec = rec[(len(geno) - rec) >= p.min_mutated]
     if p.gene is not None:
         if p.gene not in rec.index:
             n = int(mat[p.gene].sum()) if p.gene in mat.columns else 0
-            msg = (f"{p.gene} is mutated ({p.variant_classes}) in {n} of {len(geno)} genotyped samples; need {p.min_mutated} "
+            msg = (f"{p.gene} is mutated ({p.variant_classes}) in {n} of {len(geno)} genotyped samples; need {need} "
                    f"mutated and {p.min_mutated} wild type. Most recurrent: {', '.join(f'{g} ({c})' for g, c in rec.head(10).items())}")
             raise ToolFailed(msg)
         genes = [p.gene]
     else:
-        genes = list(rec.index[: p.top_n])
+        ranked = driver_recurrence(study, mat, list(rec.index)) if len(rec) > p.top_n else pd.Series(0, index=rec.index)
+        genes = sorted(rec.index, key=lambda g: (-int(ranked[g]), -int(rec[g]), g))[: p.top_n]
     if not genes:
-        msg = f"no gene is mutated in at least {p.min_mutated} of {len(geno)} genotyped samples"
+        msg = f"no gene is mutated in at least {need} of {len(geno)} genotyped samples"
         raise ToolFailed(msg)
-    X = modality_frame(study, p.modality, geno).T  # features x samples
+    X_all = modality_frame(study, p.modality, geno).T  # features x samples
     kind = modality_kind(study, p.modality)
-    ann_all = gene_annotation(study.modalities[p.modality], X.index).set_index(X.index)
-    tables, rels, lines = [], [], []
+    ann_all = gene_annotation(study.modalities[p.modality], X_all.index).set_index(X_all.index)
+    hyper, burden_cut = hypermutated(study, geno)
+    tables, path_tables, rels, lines, models = [], [], [], [], {}
+    dropped: dict[str, str] = {}
     cap = max(1, p.max_relations // len(genes)) if p.max_relations else 0
     for g in genes:
-        tab = two_group_moderated(X, mat[g], Zdf.loc[geno] if covs else None)
+        enriched, checks = enriched_groupings(clin, mat[g], p.adjust_enriched, seed=ctx.seed)
+        covs, drop_g = usable_covariates(clin, enriched + [c for c in p.covariates if c not in enriched], 2)
+        dropped |= drop_g
+        Zdf = covariate_matrix(clin, covs)
+        rows = [s for s, ok in zip(geno, Zdf.notna().all(axis=1)) if ok]
+        X = X_all[rows]
+        is_mut = mat.loc[rows, g]
+        n_mut, n_rows = int(is_mut.sum()), len(rows)
+        n_hyper = int((is_mut & hyper.reindex(rows, fill_value=False)).sum())
+        enriched_said = [f"{c.column} ({c.effect_name} {c.effect:.2f}, q={c.q:.1g})" for c in checks if c.column in enriched]
+        inseparable = [c.column for c in checks if c.decision == "cannot be separated"]
+        models[g] = {"covariates": covs, "adjusted_for_enrichment": [c for c in enriched if c in covs], "not_separable_from": inseparable,
+                     "n_mutated": n_mut, "n_genotyped": n_rows, "n_mutated_hypermutated": n_hyper}
+        tab = two_group_moderated(X, is_mut, Zdf.loc[rows] if covs else None)
         tab = tab.rename(columns={"P.Value": "p", "adj.P.Val": "q"})
         tab.insert(0, "feature", tab.index.astype(str))
         ann = ann_all.loc[tab.index]
@@ -220,23 +270,35 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
             tab.insert(1 + i, c, ann[c].to_numpy())
         tab.insert(0, "mutated_gene", g)
         tab = tab.sort_values("p").reset_index(drop=True)
+        tab["covariates"] = ", ".join(covs)
         tables.append(tab)
         sig = tab[(tab["q"] < p.fdr) & agrees_with_canonical(tab, "logFC", p.fdr)]
         obj = contrast_entity(f"{g} mutation", "mutated", "wild-type")
-        n_mut = int(mat[g].sum())
-        for r in sig.head(cap).itertuples():
+        model_extra = {"mutation": f"mutation:{g}", "variant_classes": p.variant_classes, "covariates": covs,
+                       "adjusted_for_enrichment": models[g]["adjusted_for_enrichment"], "enriched_in": enriched_said,
+                       "not_separable_from": inseparable, "n_mutated_hypermutated": n_hyper,
+                       "hypermutator_burden": burden_cut}
+        paralog = _paralog_family(tab, g, p.fdr, set(sig["feature"].head(cap)))
+        for r in (*sig.head(cap).itertuples(), *paralog.itertuples()):
             up = r.logFC > 0
+            family = {} if r.q < p.fdr else {"family": f"named paralogs of {g} ({len(paralog.attrs['tested'])} features tested)",
+                                            "q_genome_wide": float(r.q)}
             rels.append(_rel(ctx, name, p, feature_entity(kind, r.label), "higher_in" if up else "lower_in", obj,
-                             Stats(effect=float(r.logFC), effect_type="log2FC", p=float(r.p), q=float(r.q),
-                                   n=len(geno), direction="up" if up else "down",
-                                   observed={"mutated": (int(r.n_case), n_mut), "wild-type": (int(r.n_control), len(geno) - n_mut)},
-                                   extra={"mutation": f"mutation:{g}", "feature_id": str(r.feature), "t": float(r.t), "n_mutated": int(r.n_case),
-                                          "n_wildtype": int(r.n_control), "variant_classes": p.variant_classes,
-                                          "test": "limma moderated t"}),
+                             Stats(effect=float(r.logFC), effect_type="log2FC", p=float(r.p), q=float(r.q if r.q < p.fdr else r.q_family),
+                                   n=n_rows, direction="up" if up else "down",
+                                   observed={"mutated": (int(r.n_case), n_mut), "wild-type": (int(r.n_control), n_rows - n_mut)},
+                                   extra=model_extra | family | {"feature_id": str(r.feature), "t": float(r.t), "n_mutated": int(r.n_case),
+                                                                 "n_wildtype": int(r.n_control), "test": "limma moderated t"}),
                              p.modality))
         top = ", ".join(f"{r.feature} ({r.logFC:+.2f})" for r in sig.head(4).itertuples())
-        lines.append(f"{g} ({int(mat[g].sum())} mutated): {len(sig)} features at q<{p.fdr}"
-                     + (f" [{top}]" if top else ""))
+        paths = ""
+        if p.pathways:
+            gs, prels = _trans_pathways(tab, g, p, obj, kind, model_extra, ctx)
+            path_tables.append(gs)
+            rels += prels
+            paths = f"; {len(prels)} {p.pathways} sets over-represented among them" + (f" [{', '.join(r.subject.label for r in prels[:2])}]" if prels else "")
+        lines.append(f"{g} ({n_mut} of {n_rows} mutated" + (f", adjusted for {', '.join(enriched_said)}" if enriched_said else "")
+                     + f"): {len(sig)} features at q<{p.fdr}" + (f" [{top}]" if top else "") + paths)
     table = pd.concat(tables, ignore_index=True)
     figures = []
     if ctx.figures:
@@ -253,12 +315,57 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
         fig.savefig(path, dpi=110)
         figures.append(path)
     n_sig = int((table["q"] < p.fdr).sum())
+    base = [c for c in p.covariates if any(c in m["covariates"] for m in models.values())]
     summary = (f"limma moderated t, mutated ({p.variant_classes}) vs wild type, on {p.modality} over {len(geno)} genotyped samples"
-               f"{', adjusted for ' + ', '.join(covs) if covs else ''}: " + "; ".join(lines) + "." + dropped_text(dropped))
-    return ToolResult(summary=summary, tables={"mutation_association": table}, figures=figures, relations=rels,
+               f"{', adjusted for ' + ', '.join(base) if base else ''}: " + "; ".join(lines) + "." + dropped_text(dropped))
+    out_tables = {"mutation_association": table} | ({"pathways": pd.concat(path_tables, ignore_index=True)} if any(len(t) for t in path_tables) else {})
+    return ToolResult(summary=summary, tables=out_tables, figures=figures, relations=rels,
                       metrics={"n_tested": len(table), "n_significant": n_sig, "n_genes": len(genes),
-                               "n_skipped": int(X.shape[0] * len(genes) - len(table)), "n_genotyped": len(geno),
-                               "genes": genes, "covariates": covs, "covariates_dropped": dropped})
+                               "n_skipped": int(X_all.shape[0] * len(genes) - len(table)), "n_genotyped": len(geno),
+                               "genes": genes, "covariates": base, "covariates_dropped": dropped, "models": models})
+
+
+def _paralog_family(tab: pd.DataFrame, gene: str, fdr: float, stated: set[str]) -> pd.DataFrame:
+    """Rows of one gene's trans table for its named paralogs (:func:`proteus.stats.units.named_paralogs`): a
+    family fixed before the test (a paralog may compensate for the mutated gene's loss), BH within it
+    (``q_family``), those at ``q_family < fdr`` not already stated genome-wide; ``attrs['tested']`` the family's features."""
+    from proteus.stats.units import named_paralogs
+
+    fam = tab[tab["gene"].isin(named_paralogs(gene)) & tab["canonical"].astype(bool)].copy()
+    fam["q_family"] = bh(fam["p"].to_numpy()) if len(fam) else []
+    out = fam[(fam["q_family"] < fdr) & ~fam["feature"].isin(stated)]
+    out.attrs["tested"] = list(fam["feature"])
+    return out
+
+
+def _trans_pathways(tab: pd.DataFrame, gene: str, p: MutationAssociationParams, obj: Entity, kind: str, model_extra: dict,
+                    ctx: ToolContext) -> tuple[pd.DataFrame, list]:
+    """Over-representation of ``p.pathways`` sets among one gene's trans hits, each direction on its own (hits at
+    q < ``p.fdr``, each gene once, sites collapsed to their protein; background: the measured genes annotated in
+    the library; :func:`proteus.tools.enrichment.enrich_hits`), and the ``pathway --enriched_in--> mutation contrast``
+    relations of sets at BH q < ``p.fdr`` (at most five a direction). Directions with fewer than three hit genes are not tested."""
+    from proteus.tools.enrichment import enrich_hits, gene_level, select_hits
+
+    genes = gene_level(tab)
+    background = list(genes["symbol"])
+    out, rels = [], []
+    for d in ("up", "down"):
+        hits = select_hits(genes, d, hit_fdr=p.fdr)
+        if len(hits) < 3:
+            continue
+        res = enrich_hits(hits, background, p.pathways)
+        res.insert(0, "direction", d)
+        res.insert(0, "mutated_gene", gene)
+        out.append(res)
+        for r in res[res["q"] < p.fdr].head(5).itertuples():
+            rels.append(_rel(ctx, "mutation_association", p, Entity(type="pathway", label=str(r.name)), "enriched_in", obj,
+                             Stats(effect=float(r.odds_ratio), effect_type="odds_ratio", p=float(r.p), q=float(r.q), n=int(r.overlap),
+                                   direction=d,
+                                   extra=model_extra | {"genes": list(r.genes), "set_id": r.set_id, "library": p.pathways,
+                                                        "set_size": int(r.set_size), "n_hits": int(r.n_hits), "n_background": int(r.n_background),
+                                                        "test": "hypergeometric", "entity_type_of_hits": MODALITY_ENTITY.get(kind, "feature")}),
+                             p.modality))
+    return (pd.concat(out, ignore_index=True) if out else pd.DataFrame()), rels
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ All rows are kept; tools choose whether to use silent ones.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from proteus.io._text import RawTable, ReadProblem
 
-__all__ = ["is_maf", "read_maf", "SILENT_CLASSES", "REQUIRED", "SAMPLE_COLUMN"]
+__all__ = ["is_maf", "read_maf", "carrier_matrix", "SILENT_CLASSES", "REQUIRED", "SAMPLE_COLUMN", "VARIANT_CLASSES", "TRUNCATING", "MISSENSE"]
 
 SAMPLE_COLUMN = "Tumor_Sample_Barcode"
 REQUIRED = ("Hugo_Symbol", "Variant_Classification", SAMPLE_COLUMN)
@@ -49,3 +50,32 @@ def read_maf(table: RawTable, notes: list[str]) -> pd.DataFrame:
         f"{len(out)} mutations in {out['sample'].nunique()} samples ({int(out['silent'].sum())} silent, marked)"
     )
     return out
+
+
+TRUNCATING = frozenset({
+    "nonsense_mutation", "frame_shift_del", "frame_shift_ins", "splice_site", "nonstop_mutation",
+    "translation_start_site", "stop_gained", "frameshift_variant", "splice_acceptor_variant",
+    "splice_donor_variant", "start_lost", "stop_lost", "truncating",
+})
+MISSENSE = frozenset({"missense_mutation", "in_frame_del", "in_frame_ins", "missense_variant", "inframe_deletion",
+                      "inframe_insertion", "missense", "protein_altering_variant"})
+VARIANT_CLASSES = {"truncating": TRUNCATING, "missense": MISSENSE, "nonsilent": TRUNCATING | MISSENSE}
+"""Variant classes (MAF ``Variant_Classification`` or VEP terms, lower case) of each selection."""
+
+
+def carrier_matrix(mutations: pd.DataFrame, samples: list[str], variant_classes: str = "nonsilent") -> tuple[pd.DataFrame, list[str]]:
+    """Boolean samples x genes matrix of mutations of the chosen classes (a key of :data:`VARIANT_CLASSES`,
+    or ``"all"``) over the genotyped samples: those among ``samples`` present in the long ``mutations``
+    table with any variant. Returns the matrix and the genotyped samples (its index)."""
+    m = mutations.assign(sample=mutations["sample"].astype(str), gene=mutations["gene"].astype(str))
+    wanted = set(samples)
+    geno = [s for s in dict.fromkeys(m["sample"]) if s in wanted]
+    m = m[m["sample"].isin(geno)]
+    if variant_classes != "all":
+        cls = m["variant_class"].astype(str).str.strip().str.lower().str.replace(" ", "_")
+        m = m[cls.isin(VARIANT_CLASSES[variant_classes])]
+    gcodes, gnames = pd.factorize(m["gene"], sort=True)
+    pos = {s: i for i, s in enumerate(geno)}
+    arr = np.zeros((len(geno), len(gnames)), dtype=bool)
+    arr[m["sample"].map(pos).to_numpy(int), gcodes] = True
+    return pd.DataFrame(arr, index=pd.Index(geno, name="sample"), columns=pd.Index(gnames, name="gene")), geno

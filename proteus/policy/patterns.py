@@ -14,7 +14,11 @@ with :mod:`proteus.policy.claims` against the run's full result tables
 - a mutation enriched in one level of a grouping whose carriers carry that gene's protein change there:
   the cis effect is the mechanism of the grouping's change
 - mutation cis effect, worded by its carriers' variant classes: the direction they predict is a positive
-  control (a known mechanism), the other direction a discovery with the downstream proteins
+  control (a known mechanism), the other direction a discovery
+- mutation trans effects: what carriers differ in beyond the gene itself (adjusted for the groupings they are
+  enriched in), with the pathways over-represented there, as an association; and a hypothesis about a protein
+  whose difference between groups a curated partner's or named paralog's recurrent mutation explains names it
+  as the candidate mechanism
 - pathway programme: enriched pathways carried by the same changed members are one finding; a
   composition caveat where the members track a composition score or the contrast is tumour vs normal
 - shared change: every level of a factor moves one way against its reference (the pooled contrast)
@@ -485,8 +489,8 @@ def _gene_events(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
 def _mutations(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
     """A mutation's cis effect on its own protein, worded by its carriers' variant classes
     (:func:`~proteus.policy.controls.mutation_cis_claim`): the direction those classes predict is a
-    positive control (a known mechanism); against them it is a discovery, with the downstream proteins
-    that differ with the mutation."""
+    positive control (a known mechanism); against them it is a discovery. What carriers differ in elsewhere is
+    stated by :func:`_trans_effects`."""
     out = []
     cis = [r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "mutation" and r.object.type == "protein"]
     # effects that survive without the hypermutated samples first
@@ -494,25 +498,16 @@ def _mutations(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
         gene = r.subject.label
         ex = r.stats.extra
         claim = mutation_cis_claim(gene, r.stats.effect or 0.0, ex)
-        trans = []
-        if not claim.expected:  # a control states the known mechanism only; the downstream changes are findings of their own
-            for (contrast, _), rels in changes.items():
-                if contrast.startswith(f"{gene} mutation"):
-                    trans.extend(x for x in rels if x.subject.label != gene)
-        trans = sorted(trans, key=_rank)[:3]
         layers = sorted((x for x in kg.by_predicate("cis_effect_on") if x.subject.id == r.subject.id and x.object.type != "protein"), key=_rank)[:3]
         hyper = ex.get("hypermutator_note") or ""
         confounded = "cannot be separated from hypermutator status" in hyper
         tail = "".join(f" Its {'mRNA' if x.object.type == 'gene' else x.object.label} is also {'lower' if (x.stats.effect or 0) < 0 else 'higher'} ({_fmt(x)})."
                        for x in layers)
-        if trans:
-            tail += " Mutated samples also differ in " + ", ".join(f"{t.subject.label} ({_direction_word(t)}, {_fmt(t)})" for t in trans) + "."
-        downstream = ", ".join(f"{t.subject.label} is {_direction_word(t)}" for t in trans)
         statement = (("Expected cis effect (positive control): samples" if claim.expected else "Samples")
                      + f" with somatic {gene} mutations have {claim.phrase}" + (f" ({claim.variants})" if claim.variants else "")
                      + (f", {claim.mechanism}" if claim.mechanism else "")
                      + (" (not separable from hypermutator status)" if confounded else "")
-                     + (f"; downstream, {downstream}" if trans else "") + ".")
+                     + ".")
         out.append(
             HypothesisDraft(
                 statement=statement[:500],
@@ -520,14 +515,103 @@ def _mutations(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
                            + (f"; {claim.variants}" if claim.variants else "") + (f"; {hyper}" if hyper else "") + "."
                            + (" The carriers' variant classes predict this direction: a known mechanism, stated as a control." if claim.expected else "")
                            + tail)[:1200],
-                evidence=[r.id] + [x.id for x in layers] + [t.id for t in trans],
-                entities=[r.subject.id, r.object.id] + [x.object.id for x in layers] + [t.subject.id for t in trans],
+                evidence=[r.id] + [x.id for x in layers],
+                entities=[r.subject.id, r.object.id] + [x.object.id for x in layers],
                 test=f"Compare {gene} protein by IHC or targeted MS in mutated vs wild-type tumours of an independent cohort, stratified by "
                      f"tumour mutation burden; introduce a patient-derived {gene} allele into a wild-type cell line and measure "
-                     f"{', '.join(t.subject.label for t in trans) or gene + ' protein'}.",
+                     f"{gene} protein.",
                 kind="positive control" if claim.expected else "discovery",
             )
         )
+    return out
+
+
+def _trans_effects(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
+    """What carriers of a recurrent mutation differ in beyond the gene's own products (``mutation_association``:
+    proteins and sites, adjusted for the groupings the carriers are enriched in), with the pathways over-represented
+    among those changes: one association per mutated gene, worded as such, naming what the model adjusted for and
+    how many carriers are hypermutated."""
+    out = []
+    for contrast in sorted({c for c, _ in changes if c.endswith(": mutated vs wild-type")}):
+        gene = contrast.split(" mutation: ")[0]
+        rels = sorted((r for (c, stype), rs in changes.items() if c == contrast and stype in ("protein", "gene", *_SITE_TYPES)
+                       for r in rs if r.provenance.tool == "mutation_association" and _gene(r) != gene), key=_rank)
+        if not rels:
+            continue
+        lead = rels[:4]
+        paths = sorted((r for r in kg.by_predicate("enriched_in") if r.object.label == contrast and r.provenance.tool == "mutation_association"),
+                       key=_rank)[:2]
+        ex = lead[0].stats.extra
+        carriers, n_all = (lead[0].stats.observed or {}).get("mutated", (None, ex.get("n_mutated")))[1], lead[0].stats.n
+        adjusted = ex.get("adjusted_for_enrichment") or []
+        changed = "; ".join(f"{'mRNA ' if r.subject.type == 'gene' else ''}{r.subject.label} {_direction_word(r)}"
+                            + (" (its named paralog, a compensation candidate)" if (r.stats.extra or {}).get("family") else "")
+                            for r in lead)
+        path_txt = "; ".join(f"{r.subject.label} over-represented among the {'higher' if r.stats.direction == 'up' else 'lower'} "
+                             f"features ({r.stats.n} genes, q={r.stats.q:.1e})" for r in paths)
+        hyper = ex.get("n_mutated_hypermutated")
+        statement = (f"Tumours carrying somatic {gene} mutations ({carriers} of {n_all} genotyped) differ from non-carriers beyond {gene} itself: "
+                     f"{changed}" + (f", with {', '.join(adjusted)} adjusted for (carriers are enriched in it)" if adjusted else "")
+                     + (f"; {path_txt}" if path_txt else "") + ". An association in tumours, not shown to be caused by the mutation.")
+        out.append(
+            HypothesisDraft(
+                statement=statement[:500],
+                rationale=("limma moderated t, carriers vs non-carriers, " + (f"adjusted for {', '.join(ex.get('covariates') or [])}" if ex.get("covariates") else "unadjusted")
+                           + ": " + "; ".join(f"{r.subject.label} {_fmt(r)}" + (f" ({r.stats.extra['family']}, BH within it)" if (r.stats.extra or {}).get("family") else "")
+                                              for r in lead)
+                           + (f". Carriers are enriched in {', '.join(ex.get('enriched_in') or [])}" if ex.get("enriched_in") else "")
+                           + (f". {hyper} of {carriers} carriers are hypermutated" if hyper is not None and ex.get("hypermutator_burden") is not None else "")
+                           + (f". Pathways (hypergeometric, measured genes as background): {path_txt}" if path_txt else "") + ".")[:1200],
+                evidence=[r.id for r in lead] + [r.id for r in paths],
+                entities=[r.subject.id for r in lead] + [f"mutation:{gene}"] + [r.subject.id for r in paths],
+                test=(f"In an independent genotyped cohort, compare {', '.join(r.subject.label for r in lead[:3])} between {gene}-mutant and wild-type "
+                      f"tumours within the same {' and '.join(adjusted) or 'subtype'}; in an isogenic {gene}-mutant vs wild-type cell line pair, "
+                      "measure them to tell a consequence of the mutation from a correlate.")[:600],
+            )
+        )
+    return out
+
+
+def _mechanism_clause(kg: KnowledgeGraph, d: HypothesisDraft) -> tuple[str, list[str]]:
+    """A recurrent mutation of a curated partner or named paralog of the draft's lead protein that explains its
+    difference between two groups: the mutation is more frequent in the case group (``mutation_group_enrichment``)
+    and its carriers have the protein changed the same way beyond the groupings adjusted for (a ``mutation_association``
+    edge). Returns the clause and its edges (empty when none)."""
+    from proteus.stats.units import named_paralogs, partners
+
+    key = kg.relation(d.evidence[0])
+    if key is None or key.predicate not in ("higher_in", "lower_in") or key.object.type != "sample_group" \
+            or key.subject.type not in ("protein", "gene", *_SITE_TYPES) or key.object.label.endswith(": mutated vs wild-type"):
+        return "", []
+    target, (_, case, control) = _gene(key), _contrast_words(key.object.label)
+    related = {g: "named paralog" for g in named_paralogs(target)} | {g: f"curated partner ({src})" for g, src in partners(target).items()}
+    enriched = {r.subject.label: r for r in kg.relations.values() if r.provenance.tool == "mutation_group_enrichment"
+                and r.object.label == key.object.label and r.predicate == "higher_in" and r.subject.label in related}
+    trans = sorted((r for r in kg.relations.values() if r.provenance.tool == "mutation_association" and _gene(r) == target
+                    and r.subject.type == key.subject.type and r.predicate == key.predicate
+                    and str((r.stats.extra or {}).get("mutation", "")).removeprefix("mutation:") in enriched), key=_rank)
+    if not trans:
+        return "", []
+    t = trans[0]
+    gene = str(t.stats.extra["mutation"]).removeprefix("mutation:")
+    e = enriched[gene]
+    (a, n_a), (c, n_c) = e.stats.observed[case], e.stats.observed[control]
+    adjusted = t.stats.extra.get("adjusted_for_enrichment") or []
+    return (f"; candidate mechanism: {gene}, its {related[gene]}, is mutated in {a} of {n_a} {case} vs {c} of {n_c} {control} samples, "
+            f"and its carriers have {_direction_word(t)} {t.subject.label}" + (f" with {', '.join(adjusted)} adjusted for" if adjusted else "")
+            + f" ({t.stats.effect:+.2f}, p={t.stats.p:.1g})"), [e.id, t.id]
+
+
+def _name_mechanisms(kg: KnowledgeGraph, drafts: list[HypothesisDraft]) -> list[HypothesisDraft]:
+    """Each draft whose lead protein a partner's or paralog's recurrent mutation explains (:func:`_mechanism_clause`)
+    says so in its statement and cites the two edges."""
+    out = []
+    for d in drafts:
+        clause, edges = _mechanism_clause(kg, d)
+        if clause:
+            d = d.model_copy(update={"statement": (d.statement.rstrip().rstrip(".") + clause + ".")[:500],
+                                     "evidence": (d.evidence + [e for e in edges if e not in d.evidence])[:12]})
+        out.append(d)
     return out
 
 
@@ -983,7 +1067,8 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     changes = _changes(kg)
     pathway_genes = _pathway_genes(kg)
     controls, controlled = spike_in_controls(kg, tables)
-    leads = [controls, _gene_events(kg, changes), _cis_in_grouping(kg, changes), _mutations(kg, changes), _shared_changes(changes, tables),
+    leads = [controls, _gene_events(kg, changes), _cis_in_grouping(kg, changes), _mutations(kg, changes), _trans_effects(kg, changes),
+             _shared_changes(changes, tables),
              _pathway_programs(kg, changes, pathway_genes, tables, sample_type)]
     families = [
         *leads,
@@ -1015,7 +1100,7 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
                 seen.add(key)
                 by_axis.setdefault(_axis(kg, d), [[] for _ in families])[f].append(d)
     queues = [_take_turns(fams) for fams in by_axis.values()]
-    return _take_turns(queues)[:limit]
+    return _name_mechanisms(kg, _take_turns(queues)[:limit])
 
 
 def _take_turns(lists: list[list[HypothesisDraft]]) -> list[HypothesisDraft]:

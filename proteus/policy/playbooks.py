@@ -88,6 +88,32 @@ def _technical(profile: DataProfile) -> dict:
     return {"covariates": list(profile.adjust_for)} if profile.adjust_for else {}
 
 
+TRANS_MIN_CARRIERS = 8
+"""Fewest carriers (and non-carriers) of a mutation whose trans effects are tested; with ten per cent of the
+genotyped samples (:data:`TRANS_MIN_FRACTION`), a gene's carriers are enough for a genome-wide test after the
+groupings they are enriched in are adjusted for."""
+TRANS_MIN_FRACTION = 0.1
+TRANS_GENES = 8
+"""Genes whose trans effects are tested, most recurrent beyond passenger load first."""
+
+
+def _adjustable_groupings(profile: DataProfile) -> list[str]:
+    """Groupings a mutation's carriers may be enriched in (a subtype, a hypermutator status), to adjust its
+    trans test for: the biological factors of 2-8 levels other than the sample type, most powerful first (six
+    at most), leaving out a column named after a gene (another gene's call: a co-mutation, not a grouping)."""
+    symbols = genesets.known_symbols()
+    keep = [f.name for f in profile.factors if f.name != profile.sample_type_column and 2 <= len(f.levels) <= 8
+            and not any(w in symbols for w in re.split(r"[^A-Za-z0-9]+", f.name))]
+    return keep[:6]
+
+
+def _trans_params(profile: DataProfile) -> dict:
+    """Parameters of a trans-effect step of the recurrent mutations (``mutation_association``)."""
+    adjust = _adjustable_groupings(profile)
+    return {"top_n": TRANS_GENES, "min_mutated": TRANS_MIN_CARRIERS, "min_fraction": TRANS_MIN_FRACTION, "pathways": "reactome"} | (
+        {"adjust_enriched": adjust} if adjust else {})
+
+
 def _clinical_variables(profile: DataProfile) -> dict:
     """Columns clusters are compared with: biological factors, covariates and outcomes (not technical ones)."""
     keep = [v.name for v in profile.variables if v.role in ("biological", "covariate", "outcome")]
@@ -320,19 +346,20 @@ def bulk_plays(profile: DataProfile) -> list[Play]:
     plays += _survival_plays(profile, primary)
     plays += designs[1:3]
     if profile.recurrent_mutations:
-        top = list(profile.recurrent_mutations)[:1]
+        trans = [_step("mutation_association", f"trans effects of the recurrent mutations on {layer}: carriers vs non-carriers, adjusted for "
+                       "the groupings their carriers are enriched in, and the pathways over-represented among the hits",
+                       modality=layer, **_trans_params(profile), **_tumour_params(profile), **_for_layer(_technical(profile), kind))
+                 for layer, kind in [(primary, next(m.kind for m in profile.modalities if m.name == primary)), *_site_layers(profile)[:1]]]
         plays.append(
             Play(
                 ObjectiveSpec(
                     title="Consequences of recurrent mutations",
-                    question="Do recurrent somatic mutations change their own protein (cis) and other proteins (trans)?",
+                    question="Do recurrent somatic mutations change their own protein (cis) and other proteins and modification sites (trans)?",
                     family="mutation",
                     rationale=f"{len(profile.recurrent_mutations)} genes mutated in >= 3 samples",
                 ),
-                [
-                    _step("mutation_cis_effect", "own-protein change in mutated vs wild-type samples", modalities=[primary], **_tumour_params(profile)),
-                    _step("mutation_association", f"trans effects of {top[0]} mutation", modality=primary, gene=top[0], **_tumour_params(profile), **_technical(profile)),
-                ],
+                [_step("mutation_cis_effect", "own-protein change in mutated vs wild-type samples", modalities=[primary], **_tumour_params(profile)),
+                 *trans],
             )
         )
     rna, cna = _layer(profile, "transcriptomics"), _layer(profile, "cna")
@@ -408,7 +435,8 @@ def followup_plays(profile: DataProfile, kg) -> list[Play]:
                     family="mutation",
                     rationale=f"{gene} mutation changes its own protein ({r.stats.effect_type} {r.stats.effect:+.2f}, q={r.stats.q:.1e}); follow the consequences",
                 ),
-                [_step("mutation_association", f"proteins that differ with {gene} mutation status", modality=primary, gene=gene, **_tumour_params(profile), **_technical(profile))],
+                [_step("mutation_association", f"proteins that differ with {gene} mutation status", modality=primary, gene=gene, pathways="reactome",
+                       **({"adjust_enriched": a} if (a := _adjustable_groupings(profile)) else {}), **_tumour_params(profile), **_technical(profile))],
             )
         )
     sites = _site_layers(profile)

@@ -199,6 +199,40 @@ def _inverses(A: np.ndarray) -> np.ndarray:
     return np.linalg.inv(A[first])[np.asarray(inverse).ravel()]
 
 
+def _fit_without_empty_columns(rows: np.ndarray, W: np.ndarray, Xs: np.ndarray, d: np.ndarray, XtX: np.ndarray, XtY: np.ndarray,
+                               beta: np.ndarray, stdev: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Fit the features ``rows`` whose observed design is singular only because some design columns are
+    zero on every observed sample (a batch level in which the feature was never seen): R's pivoting drops
+    exactly those columns (NaN coefficients) and fits the rest, which is what the normal equations of the
+    remaining columns give when they are of full rank (the same eigenvalue rule as the complete fit). Solved
+    in a batch per set of empty columns (few) instead of one QR per missingness pattern (thousands on a
+    TMT layer with plex covariates). Writes ``beta``, ``stdev``, ``rank`` in place; returns which of ``rows`` it fitted."""
+    empty = (W[rows] @ (Xs**2)) == 0  # rows x columns: a column with no observed nonzero entry
+    done = np.zeros(rows.size, dtype=bool)
+    masks, inverse = np.unique(empty, axis=0, return_inverse=True)
+    inverse = np.asarray(inverse).ravel()
+    for u, mask in enumerate(masks):
+        keep = np.flatnonzero(~mask)
+        if not mask.any() or keep.size == 0:
+            continue
+        sel = np.flatnonzero(inverse == u)
+        A = XtX[rows[sel]][:, keep][:, :, keep]
+        ev = np.linalg.eigvalsh(A)
+        full = ev[:, 0] > 1e-12 * ev[:, -1]
+        if not full.any():
+            continue
+        sel, A = sel[full], A[full]
+        inv = _inverses(A)
+        g = rows[sel]
+        b = np.full((sel.size, beta.shape[1]), np.nan)
+        sd = np.full((sel.size, beta.shape[1]), np.nan)
+        b[:, keep] = np.einsum("gij,gj->gi", inv, XtY[g][:, keep]) / d[keep]
+        sd[:, keep] = np.sqrt(np.einsum("gii->gi", inv)) / d[keep]
+        beta[g], stdev[g], rank[g] = b, sd, keep.size
+        done[sel] = True
+    return done
+
+
 def lm_fit(Y: np.ndarray, design: np.ndarray, coef_names: list[str] | None = None) -> LinearModelFit:
     """Least-squares fit of every feature (row of ``Y``) on ``design``, as limma's ``lmFit``.
 
@@ -274,6 +308,9 @@ def lm_fit(Y: np.ndarray, design: np.ndarray, coef_names: list[str] | None = Non
         rank[good] = p
 
     bad = np.flatnonzero(~good & (n_obs > 0))
+    if bad.size:
+        done = _fit_without_empty_columns(bad, W, Xs, d, XtX, XtY, beta, stdev, rank)
+        bad = bad[~done]
     if bad.size:
         packed = np.packbits(obs[bad], axis=1)
         _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)

@@ -24,13 +24,14 @@ says the same of an enrichment result).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import pandas as pd
 from scipy.stats import hypergeom, mannwhitneyu
 
-__all__ = ["MAX_UNIT", "MAX_PAIR_UNIT", "MIN_UNIT_SHARE", "MAX_COMPLEX", "Unit", "partners", "gene_units", "unit_genes", "unit_genes_of", "set_name", "shared_unit", "covering_units", "UnitChange", "unit_change", "unit_share"]
+__all__ = ["MAX_UNIT", "MAX_PAIR_UNIT", "MIN_UNIT_SHARE", "MAX_COMPLEX", "Unit", "partners", "named_paralogs", "gene_units", "unit_genes", "unit_genes_of", "set_name", "shared_unit", "covering_units", "UnitChange", "unit_change", "unit_share"]
 
 MAX_UNIT = 200
 """Largest gene set that still names one function (broader terms, e.g. 'Metabolism of proteins', do not)."""
@@ -132,6 +133,31 @@ def partners(gene: str) -> dict[str, str]:
             for g in sorted(sets[key] - {gene}):
                 out.setdefault(g, f"'{names[key]}' ({_LIBRARY_NAMES.get(key[0], key[0])})")
     return out
+
+
+_LIKE = re.compile(r"^(?P<stem>[A-Z0-9]+?)L\d+$")
+
+
+@lru_cache(maxsize=1)
+def _like_symbols() -> dict[str, frozenset[str]]:
+    from proteus import genesets
+
+    symbols = genesets.known_symbols()
+    out: dict[str, set[str]] = {}
+    for g in symbols:
+        if (m := _LIKE.match(g)) and m["stem"] in symbols:
+            out.setdefault(m["stem"], set()).add(g)
+            out.setdefault(g, set()).add(m["stem"])
+    return {g: frozenset(v) for g, v in out.items()}
+
+
+def named_paralogs(gene: str) -> frozenset[str]:
+    """Paralogs of ``gene`` named as such: a '-like' symbol of it (``RPL22L1`` of ``RPL22``: HGNC names a gene
+    related by sequence after its relative with the suffix L and a number; Bruford et al. 2020,
+    doi:10.1038/s41588-020-0669-3) that also shares a curated unit with it (a Reactome / WikiPathways / GO set of
+    at most :data:`MAX_UNIT` genes), so a symbol that only looks alike (MICA, MICAL3) is not taken."""
+    mine = gene_units(gene)
+    return frozenset(g for g in _like_symbols().get(gene, ()) if mine & gene_units(g))
 
 
 def unit_genes(unit: Unit) -> frozenset[str]:
