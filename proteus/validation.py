@@ -644,7 +644,7 @@ def held_out_power(design, ok: np.ndarray, held: list[np.ndarray], alpha: float)
 
     def k_of(m: np.ndarray) -> int:  # covariate df of the model a held-out split affords
         Zm = design.covariates(m) if Z is not None else None
-        return 0 if Zm is None else int(np.linalg.matrix_rank(np.column_stack([np.ones(int(m.sum())), Zm[ok[m]]]))) - 1
+        return 0 if Zm is None else int(np.linalg.matrix_rank(np.column_stack([np.ones(int(ok[m].sum())), Zm[ok[m]]]))) - 1
 
     k = k_of(np.ones(len(ok), dtype=bool))
     if design.kind == "two_group":

@@ -162,3 +162,22 @@ def test_site_layer_model_keeps_the_protein_models_technical_covariates(ucec_stu
     assert follow and all(s.params["covariates"] == protein_covs for s in follow)
     res = get_tool("differential_abundance")(ucec_study, follow[0].params, ToolContext(out_dir=tmp_path, seed=0, figures=False))
     assert [n.split(":")[0] for n in res.metrics["covariates"]] == protein_covs
+
+
+def test_held_out_power_of_an_adjusted_edge_with_missing_values(ucec_study, adjusted_call):
+    """An adjusted edge whose feature is missing in some samples: the power of its held-out re-test counts the
+    covariate df on the samples with a value (the old code stacked all samples' intercept against the observed
+    samples' covariates and raised)."""
+    from proteus.edge_data import edge_design
+    from proteus.validation import _split_masks, held_out_power
+
+    kg, *_ = adjusted_call
+    for r in sorted(kg.relations.values(), key=lambda r: r.stats.q_else_p()):
+        d = edge_design(ucec_study, r)
+        ok = d.tested_samples()
+        if not ok.all() and d.cov is not None:
+            break
+    else:
+        pytest.fail("no adjusted edge with a missing value")
+    power = held_out_power(d, ok, _split_masks(d.labels, len(ok), 20, 0.6, 0), 0.05)
+    assert power is not None and 0 < power <= 1
