@@ -552,7 +552,7 @@ def _trans_effects(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
         hyper = ex.get("n_mutated_hypermutated")
         statement = (f"Tumours carrying somatic {gene} mutations ({carriers} of {n_all} genotyped) differ from non-carriers beyond {gene} itself: "
                      f"{changed}" + (f", with {', '.join(adjusted)} adjusted for (carriers are enriched in it)" if adjusted else "")
-                     + (f"; {path_txt}" if path_txt else "") + ". An association in tumours, not shown to be caused by the mutation.")
+                     + (f"; {path_txt}" if path_txt else "") + ". An association across tumours, not an intervention.")
         out.append(
             HypothesisDraft(
                 statement=statement[:500],
@@ -961,6 +961,8 @@ def _single_changes(kg: KnowledgeGraph, changes, already: set[str], tables: Resu
     picked = []
     for (contrast, stype), rels in sorted(changes.items()):
         if stype in _CELL_TYPES or stype == "mutation":  # mutation frequencies state mechanisms (_cis_in_grouping), not findings alone
+            continue
+        if contrast.endswith(": mutated vs wild-type"):  # carriers' changes are one finding per gene (_trans_effects)
             continue
         rels = [r for r in rels if r.provenance.tool not in _UNSUPERVISED and r.id not in already]
         picked += sorted(rels, key=_rank)[:3]
