@@ -540,15 +540,15 @@ def carrier_overlap(study, r, columns: list[tuple[str, str, bool]], cache: dict 
     relation: a claim about a gene's carriers), on the genotyped samples its tool compared.
 
     For each categorical biological column of ``columns`` (the study's groupings; a column that records the gene
-    itself is left out) and for hypermutator status (:func:`proteus.tools.mutation.hypermutated`), the level holding
+    itself is left out) and for hypermutator status (:func:`proteus.io.maf.hypermutated`), the level holding
     the most carriers: it is said when it holds at least :data:`CARRIER_SHARE` of the carriers with a known level
     (at least 3), more than its share of the non-carriers, with Fisher's exact p < 0.05 for carriers in that level
     against the others, and holding at most half of the non-carriers (a level most samples share is no mark of the
     carriers). Returns a record (``kind`` "carrier overlap", the gene, each level found with its counts and p)
     and its ``clause`` (``"15 of 16 RBM27 carriers are hypermutated (> 131 non-silent mutations; 17 of 79 non-carriers), so
     what the RBM27 carriers show may be what hypermutated samples show"``), or ``None``."""
+    from proteus.io.maf import carrier_matrix, hypermutated
     from proteus.tools.correlation import restricted_samples
-    from proteus.tools.mutation import hypermutated, mutation_matrix
 
     p, ex = r.provenance.params or {}, r.stats.extra or {}
     if r.subject.type != "mutation" or r.provenance.tool not in ("mutation_group_enrichment", "mutation_cis_effect"):
@@ -566,14 +566,14 @@ def carrier_overlap(study, r, columns: list[tuple[str, str, bool]], cache: dict 
     cache = {} if cache is None else cache
     if key in cache:
         return cache[key]
-    mat, geno = mutation_matrix(study, samples, key[2])
+    mat, geno = carrier_matrix(study.mutations, samples, key[2])
     found = []
     if gene in mat.columns:
         carriers = mat[gene]
         clin = study.clinical.reindex(geno)
         groupings = [(c, _known(clin[c]).astype(object)) for c, role, continuous in columns
                      if not continuous and role == "biological" and c in clin and not _own_gene(c, {gene})]
-        status, cut = hypermutated(study, geno)
+        status, cut = hypermutated(study.mutations, geno)
         if cut is not None:
             groupings.append(("hypermutator status", status.map({True: "hypermutated", False: "not hypermutated"}).astype(object)))
         for col, v in groupings:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from proteus.io.maf import MISSENSE, TRUNCATING, VARIANT_CLASSES, carrier_matrix
+from proteus.io.maf import hypermutated as maf_hypermutated
 from proteus.records import MODALITY_ENTITY, Entity, Stats, ToolResult, contrast_entity, feature_entity
 from proteus.stats.features import SITE_KINDS, agrees_with_canonical, canonical_features, feature_genes, gene_annotation
 from proteus.stats.limma import two_group_moderated
@@ -63,29 +64,8 @@ def mutation_matrix(
 
 
 def hypermutated(study: Study, samples: list[str]) -> tuple[pd.Series, float | None]:
-    """Hypermutator status of genotyped samples from their tumour mutation burden (non-silent
-    mutations per sample in the mutation table).
-
-    The split is Otsu's threshold (Otsu 1979, doi:10.1109/TSMC.1979.4310076) on log10(1 + burden),
-    kept only when the upper group's mean burden is at least five times the lower group's and the upper
-    group holds at most half the samples; otherwise no sample is called hypermutated. Returns the boolean
-    status per sample and the burden threshold (``None`` when no split was kept).
-    """
-    mat, geno = mutation_matrix(study, samples, "nonsilent")
-    m = study.mutations
-    keep = m["sample"].astype(str).isin(geno) & ~m.get("silent", pd.Series(False, index=m.index)).astype(bool)
-    burden = m.loc[keep].groupby(m.loc[keep, "sample"].astype(str)).size().reindex(geno, fill_value=0)
-    x = np.log10(1 + burden.to_numpy(float))
-    none = pd.Series(False, index=burden.index)
-    if len(x) < 4 or np.ptp(x) == 0:
-        return none, None
-    cuts = np.unique(x)[:-1]
-    between = [((x <= c).mean() * (x > c).mean() * (x[x <= c].mean() - x[x > c].mean()) ** 2, c) for c in cuts]
-    _, cut = max(between)
-    high = x > cut
-    if high.mean() > 0.5 or x[high].mean() - x[~high].mean() < np.log10(5):
-        return none, None
-    return pd.Series(high, index=burden.index), float(10 ** cut - 1)
+    """Hypermutator status of the genotyped ``samples`` and the burden threshold (:func:`proteus.io.maf.hypermutated`)."""
+    return maf_hypermutated(study.mutations, samples)
 
 
 _CODON = re.compile(r"^p\.([A-Z*])(\d+)")

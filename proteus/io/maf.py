@@ -13,7 +13,7 @@ import pandas as pd
 
 from proteus.io._text import RawTable, ReadProblem
 
-__all__ = ["is_maf", "read_maf", "carrier_matrix", "SILENT_CLASSES", "REQUIRED", "SAMPLE_COLUMN", "VARIANT_CLASSES", "TRUNCATING", "MISSENSE"]
+__all__ = ["is_maf", "read_maf", "carrier_matrix", "hypermutated", "SILENT_CLASSES", "REQUIRED", "SAMPLE_COLUMN", "VARIANT_CLASSES", "TRUNCATING", "MISSENSE"]
 
 SAMPLE_COLUMN = "Tumor_Sample_Barcode"
 REQUIRED = ("Hugo_Symbol", "Variant_Classification", SAMPLE_COLUMN)
@@ -79,3 +79,29 @@ def carrier_matrix(mutations: pd.DataFrame, samples: list[str], variant_classes:
     arr = np.zeros((len(geno), len(gnames)), dtype=bool)
     arr[m["sample"].map(pos).to_numpy(int), gcodes] = True
     return pd.DataFrame(arr, index=pd.Index(geno, name="sample"), columns=pd.Index(gnames, name="gene")), geno
+
+
+def hypermutated(mutations: pd.DataFrame, samples: list[str]) -> tuple[pd.Series, float | None]:
+    """Hypermutator status of genotyped samples from their tumour mutation burden (non-silent
+    mutations per sample in the mutation table).
+
+    The split is Otsu's threshold (Otsu 1979, doi:10.1109/TSMC.1979.4310076) on log10(1 + burden),
+    kept only when the upper group's mean burden is at least five times the lower group's and the upper
+    group holds at most half the samples; otherwise no sample is called hypermutated. Returns the boolean
+    status per sample and the burden threshold (``None`` when no split was kept).
+    """
+    _, geno = carrier_matrix(mutations, samples, "nonsilent")
+    m = mutations
+    keep = m["sample"].astype(str).isin(geno) & ~m.get("silent", pd.Series(False, index=m.index)).astype(bool)
+    burden = m.loc[keep].groupby(m.loc[keep, "sample"].astype(str)).size().reindex(geno, fill_value=0)
+    x = np.log10(1 + burden.to_numpy(float))
+    none = pd.Series(False, index=burden.index)
+    if len(x) < 4 or np.ptp(x) == 0:
+        return none, None
+    cuts = np.unique(x)[:-1]
+    between = [((x <= c).mean() * (x > c).mean() * (x[x <= c].mean() - x[x > c].mean()) ** 2, c) for c in cuts]
+    _, cut = max(between)
+    high = x > cut
+    if high.mean() > 0.5 or x[high].mean() - x[~high].mean() < np.log10(5):
+        return none, None
+    return pd.Series(high, index=burden.index), float(10 ** cut - 1)
