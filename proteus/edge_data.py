@@ -584,9 +584,12 @@ def with_covariates(design: EdgeDesign, study: Study, columns: list[str]) -> Edg
     missing = [c for c in columns if c not in study.clinical.columns]
     if missing:
         return f"{', '.join(missing)} is not a sample-table column"
+    columns = list(dict.fromkeys(columns))
     tab = study.clinical.reindex(design.samples)[columns]
     tab = tab.apply(lambda s: s.where(s.notna() & ~s.astype(str).map(is_unknown_level)))
-    cov = tab if design.cov is None else pd.concat([tab, design.cov.set_axis(tab.index)], axis=1)
+    # a column the design already adjusts for is taken once, as the claim's
+    own = None if design.cov is None else design.cov.drop(columns=[c for c in columns if c in design.cov.columns])
+    cov = tab if own is None else pd.concat([tab, own.set_axis(tab.index)], axis=1)
     # a factor on all the design's samples stays one on those kept (a plex seen once among them is still a plex): as text
     cov = cov.apply(lambda col: col.astype(str).where(col.notna()) if is_factor(col) else col)
     keep = cov.notna().all(axis=1).to_numpy()
