@@ -494,18 +494,18 @@ def _holds_said(holds: list[tuple[DesignCheck, str]]) -> str:
     (c, who), cols = holds[0], [x for x, _ in holds]
     if len(cols) == 1 or any(x.refit is None for x in cols):
         return f"it holds adjusted for {c.column}, in which {who} differ ({_refit_said(c)})"
-    lead = c.adjusted.split(" (p=")[0].rsplit(" ", 1)[0]
     sets: dict[tuple, dict[tuple, list[str]]] = {}
-    for x in cols:
+    for x in cols:  # each refit names its own feature (a hypothesis may cite several)
         b, pb, a, pa, n = x.refit
-        sets.setdefault((b, pb, n), {}).setdefault((a, pa), []).append(x.column)
+        lead = x.adjusted.split(" (p=")[0].rsplit(" ", 1)[0]
+        sets.setdefault((lead, b, pb, n), {}).setdefault((a, pa), []).append(x.column)
     parts = []
-    for (b, pb, n), adjusted in sets.items():
+    for (lead, b, pb, n), adjusted in sets.items():
         names = [" / ".join(v) for v in adjusted.values()]
         parts.append(f"{lead} {b:+.2f} (p={pb:.1g}) -> " + ", ".join(f"{a:+.2f} (p={pa:.1g}) adjusted for {v}" for (a, pa), v in zip(adjusted, names))
                      + f", on the {n} samples with {names[0] if len(names) == 1 else 'each'} recorded")
     v = [x.effect or 0.0 for x in cols]
-    return (f"it holds adjusted for each of the {len(cols)} columns {who} differ in (Cramér's V {min(v):.2f}-{max(v):.2f}) in turn: "
+    return (f"it holds adjusted for each of the {len({x.column for x in cols})} columns {who} differ in (Cramér's V {min(v):.2f}-{max(v):.2f}) in turn: "
             + "; ".join(parts))
 
 

@@ -157,3 +157,19 @@ def test_a_column_strongly_tied_to_the_groups_inside_one_of_them_is_refitted_too
     elif refit["reason"].endswith("gone adjusted for it"):
         assert "the difference is gone" in clause, clause
     assert said in why
+
+
+def test_refits_of_several_features_each_name_their_own_feature():
+    """A hypothesis citing several features refitted for the same columns: each refit is said under its own
+    feature, and the columns are counted once (a blinded read found DKK4's numbers printed as NOTUM's)."""
+    from proteus.confounding import DesignCheck, _holds_said
+
+    def refit(feature: str, column: str, b: float, a: float, n: int) -> DesignCheck:
+        return DesignCheck(column=column, role="biological", effect=0.4, decision="adjusted", refit=(b, 1e-10, a, 1e-9, n),
+                           adjusted=f"{feature} {b:+.2f} (p=1e-10) -> {a:+.2f} (p=1e-09) adjusted for {column}, n={n}")
+
+    checks = [refit(f, c, b, a, n) for f, b, n in (("GENEA", 2.11, 77), ("GENEB", 2.78, 95)) for c, a in (("subtype", b - 0.01), ("grade", b + 0.1))]
+    said = _holds_said([(c, "the carriers") for c in checks])
+    assert "each of the 2 columns" in said
+    assert "GENEA +2.11 (p=1e-10) -> +2.10 (p=1e-09) adjusted for subtype" in said
+    assert "GENEB +2.78 (p=1e-10) -> +2.77 (p=1e-09) adjusted for subtype, +2.88 (p=1e-09) adjusted for grade, on the 95 samples" in said
