@@ -399,3 +399,28 @@ def test_false_positives_on_permuted_tumour_labels(ucec):
         assert abs(p.mean() - 0.5) < 0.02, (m, p.mean())
         assert stats.kstest(p[::97], "uniform").pvalue > 1e-3, m
         assert any_disc[m] / 200 <= 0.10, (m, any_disc[m])
+
+
+def test_sites_missing_from_whole_plexes_keep_the_columns_r_keeps_in_one_batch(tumour_normal):
+    """Phosphosites with TMT plex covariates: a site never seen in a plex has that plex's column empty, one seen in
+    few samples has fewer observations than coefficients. :func:`_kept_columns` (the pivoting rule on X'X for all
+    of them at once) keeps the columns :func:`_estimable` keeps on each site's observed design, and each such site's
+    coefficients equal a least-squares fit of its observed samples on those columns (R's ``lm.fit``)."""
+    from proteus.stats.limma import _estimable, _kept_columns
+
+    clin, Y = tumour_normal
+    phos = pd.read_csv(_cptac_dir() / "phosphoproteomics_site.cct.gz", sep="\t", index_col=0, nrows=3000)[Y.columns].to_numpy()
+    plex = pd.get_dummies(clin["Proteomics_TMT_plex"].astype(str), drop_first=True).to_numpy(float)
+    X = np.column_stack([np.ones(len(clin)), (clin["Proteomics_Tumor_Normal"] == "Tumor").to_numpy(float), plex])
+    obs = np.isfinite(phos)
+    aliased = [g for g in range(len(phos)) if 0 < obs[g].sum() and not _estimable(X[obs[g]]).all()]
+    assert len(aliased) > 100  # the hard case is common on this layer
+    XtX = np.einsum("gs,si,sj->gij", obs[aliased].astype(float), X, X)
+    keep, unsure = _kept_columns(XtX)
+    assert not unsure.any()
+    np.testing.assert_array_equal(keep, [_estimable(X[obs[g]]) for g in aliased])
+    fit = lm_fit(phos, X)
+    for g, k in zip(aliased[::10], keep[::10]):
+        beta, *_ = np.linalg.lstsq(X[obs[g]][:, k], phos[g, obs[g]], rcond=None)
+        np.testing.assert_allclose(fit.coefficients[g, k], beta, rtol=1e-8, atol=1e-10)
+        assert np.isnan(fit.coefficients[g, ~k]).all() and fit.df_residual[g] == obs[g].sum() - k.sum()
