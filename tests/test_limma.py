@@ -224,21 +224,6 @@ def test_no_missing_values_equals_ols(tumour_normal):
     np.testing.assert_allclose(t_ols, res.statistic, rtol=1e-10)
 
 
-def test_lm_fit_inverts_each_distinct_normal_matrix_once_to_the_same_bits(tumour_normal):
-    """The X'X of the features (complete ones share one; incomplete ones one per missingness pattern,
-    plus a batch covariate) are inverted once each, and equal ``np.linalg.inv`` of the whole stack bit for bit."""
-    from proteus.stats.limma import _inverses
-
-    clin, Y = tumour_normal
-    X = np.column_stack([np.ones(len(clin)), (clin["Proteomics_Tumor_Normal"] == "Tumor").to_numpy(float),
-                         pd.to_numeric(clin["Proteomics_TMT_batch"], errors="coerce").fillna(0).to_numpy(float)])
-    W = np.isfinite(Y.to_numpy()).astype(float)
-    XtX = (W @ (X[:, :, None] * X[:, None, :]).reshape(len(X), -1)).reshape(len(W), 3, 3)
-    ok = np.linalg.matrix_rank(XtX) == 3
-    assert len(np.unique(XtX[ok].reshape(ok.sum(), -1), axis=0)) < ok.sum() / 3  # many features share one
-    np.testing.assert_array_equal(_inverses(XtX[ok]), np.linalg.inv(XtX[ok]))
-
-
 def test_features_never_seen_in_a_batch_level_drop_that_column_as_r_does(ucec):
     """Tumours, ``~ group + TMT plex``: a protein never quantified in one plex has an all-zero plex column on
     its observed samples. R's ``lm.fit`` aliases that column (NA) and fits the rest; the batch fit of the

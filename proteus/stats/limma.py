@@ -188,17 +188,6 @@ def _estimable(X: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _inverses(A: np.ndarray) -> np.ndarray:
-    """``np.linalg.inv`` of a stack of matrices, each distinct one (bit for bit) inverted once: the
-    complete features share one X'X and the incomplete ones one per missingness pattern. LAPACK's
-    solve per matrix is the cost (multiplied on a loaded machine by a threaded BLAS's start-up per
-    call), and equal matrices have equal inverses, so the result is the same to the bit."""
-    flat = np.ascontiguousarray(A).reshape(len(A), -1)
-    keys = flat.view(np.dtype((np.void, flat.itemsize * flat.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return np.linalg.inv(A[first])[np.asarray(inverse).ravel()]
-
-
 def _kept_columns(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """R's ``lm.fit`` pivoting rule on a stack of Gram matrices ``A`` (n x p x p), in one pass over the
     columns vectorised across the stack: a right-looking Cholesky that keeps column j when its squared
@@ -222,27 +211,25 @@ def _kept_columns(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keep, unsure
 
 
-def _fit_aliased(rows: np.ndarray, obs: np.ndarray, XtX: np.ndarray, XtY: np.ndarray, d: np.ndarray,
+def _fit_aliased(rows: np.ndarray, pat: np.ndarray, XtX: np.ndarray, XtY: np.ndarray, d: np.ndarray,
                  beta: np.ndarray, stdev: np.ndarray, rank: np.ndarray) -> np.ndarray:
     """Fit the features ``rows`` whose observed design is rank deficient (a batch level the feature was never
     seen in, fewer observations than coefficients): the columns R's pivoting keeps (:func:`_kept_columns`,
-    once per missingness pattern ``obs``) are solved by their normal equations in one batched inverse, the others get
-    NaN, as R's ``lm.fit``. Replaces a QR per missingness pattern (~16,000 patterns a gene on a TMT phosphosite
-    layer with plex covariates). Writes ``beta``, ``stdev``, ``rank`` in place; returns which of ``rows`` it fitted."""
-    packed = np.ascontiguousarray(np.packbits(obs[rows], axis=1))
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    inverse = np.asarray(inverse).ravel()
-    A = XtX[rows[first]]
+    once per missingness pattern: ``pat`` a feature's pattern, ``XtX`` one per pattern) are solved by their
+    normal equations in one batched inverse, the others get NaN, as R's ``lm.fit``. Replaces a QR per missingness
+    pattern (~16,000 patterns a gene on a TMT phosphosite layer with plex covariates). Writes ``beta``,
+    ``stdev``, ``rank`` in place; returns which of ``rows`` it fitted."""
+    us, where = np.unique(pat[rows], return_inverse=True)
+    where = np.asarray(where).ravel()
+    A = XtX[us]
     keep, unsure = _kept_columns(A)
-    p = A.shape[1]
-    eye = np.eye(p, dtype=bool)
+    eye = np.eye(A.shape[1], dtype=bool)
     M = np.where(keep[:, :, None] & keep[:, None, :], A, 0.0) + np.where(eye & ~keep[:, :, None], 1.0, 0.0)
     ok = ~unsure & keep.any(axis=1)
     inv = np.full_like(M, np.nan)
     inv[ok] = np.linalg.inv(M[ok])
-    done = ok[inverse]
-    g, kk, iv = rows[done], keep[inverse[done]], inv[inverse[done]]
+    done = ok[where]
+    g, kk, iv = rows[done], keep[where[done]], inv[where[done]]
     b = np.einsum("gij,gj->gi", iv, np.where(kk, XtY[g], 0.0)) / d
     sd = np.sqrt(np.einsum("gii->gi", iv)) / d
     beta[g], stdev[g], rank[g] = np.where(kk, b, np.nan), np.where(kk, sd, np.nan), kk.sum(axis=1)
@@ -299,10 +286,11 @@ def lm_fit(Y: np.ndarray, design: np.ndarray, coef_names: list[str] | None = Non
     # Column equilibration keeps the normal equations well conditioned; it does not change the fit.
     d = np.linalg.norm(X, axis=0)
     Xs = X / d
-    XtX = np.broadcast_to(Xs.T @ Xs, (G, p, p)).copy()  # complete features share one X'X
-    inc = np.flatnonzero(n_obs < n)
-    if inc.size:
-        XtX[inc] = (W[inc] @ (Xs[:, :, None] * Xs[:, None, :]).reshape(n, p * p)).reshape(inc.size, p, p)
+    # One X'X per missingness pattern (complete features share one), each inverted once.
+    packed = np.ascontiguousarray(np.packbits(obs, axis=1))
+    _, first, pat = np.unique(packed.view(np.dtype((np.void, packed.shape[1]))).ravel(), return_index=True, return_inverse=True)
+    pat = np.asarray(pat).ravel()
+    XtX = (W[first] @ (Xs[:, :, None] * Xs[:, None, :]).reshape(n, p * p)).reshape(first.size, p, p)
     XtY = Y0 @ Xs
 
     beta = np.full((G, p), np.nan)
@@ -310,23 +298,22 @@ def lm_fit(Y: np.ndarray, design: np.ndarray, coef_names: list[str] | None = Non
     rank = np.zeros(G, dtype=int)
 
     # Full rank for sure when lambda_min / lambda_max > 1e-12 (R aliases at a ratio of ~1e-14).
-    ok = n_obs >= p
-    if ok.any():
-        ev = np.linalg.eigvalsh(XtX[ok])
-        good = np.zeros(G, dtype=bool)
-        good[np.flatnonzero(ok)] = ev[:, 0] > 1e-12 * ev[:, -1]
-    else:
-        good = ok
+    good_u = n_obs[first] >= p
+    if good_u.any():
+        ev = np.linalg.eigvalsh(XtX[good_u])
+        good_u[np.flatnonzero(good_u)] = ev[:, 0] > 1e-12 * ev[:, -1]
+    good = good_u[pat]
     if good.any():
-        inv = _inverses(XtX[good])
-        bs = np.einsum("gij,gj->gi", inv, XtY[good])
-        beta[good] = bs / d
+        inv_u = np.zeros_like(XtX)
+        inv_u[good_u] = np.linalg.inv(XtX[good_u])
+        inv = inv_u[pat[good]]
+        beta[good] = np.einsum("gij,gj->gi", inv, XtY[good]) / d
         stdev[good] = np.sqrt(np.einsum("gii->gi", inv)) / d
         rank[good] = p
 
     bad = np.flatnonzero(~good & (n_obs > 0))
     if bad.size:
-        done = _fit_aliased(bad, obs, XtX, XtY, d, beta, stdev, rank)
+        done = _fit_aliased(bad, pat, XtX, XtY, d, beta, stdev, rank)
         bad = bad[~done]
     if bad.size:
         packed = np.packbits(obs[bad], axis=1)
