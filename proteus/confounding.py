@@ -74,7 +74,7 @@ from proteus.records import KeyEdge
 from proteus.stats.design import covariate_block, is_factor, usable_covariates
 from proteus.stats.multitest import bh
 
-__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "adjusted_keys", "carrier_overlap", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "lead_refits", "COLLINEAR_R2", "STRONG_V"]
+__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "adjusted_keys", "carrier_overlap", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "lead_refits", "cramers_v", "COLLINEAR_R2", "COLLINEAR_V", "STRONG_V"]
 
 COLLINEAR_R2 = 0.8
 """R^2 of the contrast on another column from which the two cannot be separated (variance inflation >= 5)."""
@@ -92,7 +92,9 @@ r"""Effective samples an adjusted contrast needs, :math:`n_1 n_0/(n_1+n_0)\,(1-R
 _ALPHA = 0.05
 STRONG_V = 0.5
 """Cramér's V from which a biological column is strongly tied to a studied grouping: the lead feature is refitted with it."""
-COLLINEAR_V = 0.7  # Cramér's V from which a column and a sample-table grouping are too collinear for adjustment to tell them apart (a mutation hit still follows the subtype its carriers sit in)
+COLLINEAR_V = 0.7
+"""Cramér's V from which a column and a sample-table grouping are too collinear for adjustment to tell them apart (a
+mutation hit still follows the subtype its carriers sit in); validation does not re-test a refit for such a column."""
 _MAX_REFITS = 6
 _EFFECT_NAMES = {"cramers_v": "Cramér's V", "epsilon_squared": "epsilon squared"}
 _N_PERM = 2000
@@ -148,13 +150,25 @@ def association(groups: pd.Series, other: pd.Series, continuous: bool, seed: int
         return "one-way ANOVA", "eta squared", eta2, float(stats.f_oneway(*parts).pvalue)
     table = pd.crosstab(groups, other.astype(str)).to_numpy()
     chi2, p, _, expected = stats.chi2_contingency(table, correction=False)
-    n = table.sum()
-    v = float(np.sqrt(chi2 / (n * (min(table.shape) - 1))))
+    v = _cramers_v(chi2, table)
     if table.shape == (2, 2):
         return "Fisher exact", "Cramér's V", v, float(stats.fisher_exact(table).pvalue)
     if (expected < 5).any():
         return "chi-square (Monte Carlo)", "Cramér's V", v, _monte_carlo_chi2(groups, other.astype(str), chi2, seed)
     return "chi-square", "Cramér's V", v, float(p)
+
+
+def _cramers_v(chi2: float, table: np.ndarray) -> float:
+    """Cramér's V of a contingency table, :math:`\\sqrt{\\chi^2 / (n (\\min(r, c) - 1))}` (Cramér 1946)."""
+    return float(np.sqrt(chi2 / (table.sum() * (min(table.shape) - 1))))
+
+
+def cramers_v(groups: pd.Series, other: pd.Series) -> float:
+    """Cramér's V of two categorical series (same index, no missing; 0 where either has one level)."""
+    table = pd.crosstab(groups, other.astype(str)).to_numpy()
+    if min(table.shape) < 2:
+        return 0.0
+    return _cramers_v(stats.chi2_contingency(table, correction=False)[0], table)
 
 
 def _monte_carlo_chi2(groups: pd.Series, other: pd.Series, observed: float, seed: int) -> float:

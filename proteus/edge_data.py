@@ -3,7 +3,10 @@
 :func:`edge_design` turns an evidence edge into the per-sample data its tool tested, taken from
 the edge's own provenance (tool and params), restricted to the edge's feature plus the *family* of
 features tested alongside it (the whole layer), so that a selection-aware permutation null can be
-computed without re-running the tool:
+computed without re-running the tool (an edge that records a smaller family fixed before its test,
+``stats.extra["family_features"]``, e.g. a mutated gene's named paralogs, keeps that family: its q is that
+family's, so is its null; set against the whole layer's smallest p, a pre-specified test at p = 0.01 meets a
+null of 199 in 199):
 
 - two-group edges (``higher_in`` / ``lower_in`` of a contrast or of a mutation, ``differs_across`` a
   multi-level factor as its highest level against the other levels, a mutation's
@@ -88,21 +91,42 @@ class EdgeDesign:
     cov: pd.DataFrame | None = None
     n_fixed: int = 2
     blocks: np.ndarray | None = None
+    _encoded: list[tuple[bool, np.ndarray]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def covariates(self, mask: np.ndarray | None = None) -> np.ndarray | None:
         """Design columns of the covariates for the samples in ``mask`` (all when ``None``): those of the
         tool's covariates these samples can afford, by the tool's own rule
         (:func:`proteus.stats.design.usable_covariates`; a held-out split of a few dozen samples cannot
-        afford a 17-level plex and a 9-level channel, as the tool run on it would not), encoded by
-        :func:`proteus.stats.design.covariate_block`. ``None`` for an unadjusted design."""
-        from proteus.stats.design import covariate_block, is_factor, usable_covariates
+        afford a 17-level plex and a 9-level channel, as the tool run on it would not), encoded as
+        :func:`proteus.stats.design.covariate_block` encodes them. ``None`` for an unadjusted design.
 
+        Each column is encoded once per design (a factor as one indicator per level over all its samples, as
+        on all the design's samples), and a mask only indexes the encoding: a factor keeps the levels present
+        in the mask less the first (R's ``contr.treatment`` on those samples), and the rule is counted on those
+        columns (``cov`` holds complete cases, so every sample of the mask counts)."""
         if self.cov is None:
             return None
-        factors = [c for c in self.cov.columns if is_factor(self.cov[c])]  # encoded as on all the design's samples
-        tab = self.cov if mask is None else self.cov.loc[np.asarray(mask, bool)]
-        kept = usable_covariates(tab, list(tab.columns), self.n_fixed, factors)[0]
-        return covariate_block(tab, kept, factors).to_numpy(float) if kept else None
+        if self._encoded is None:
+            from proteus.stats.design import is_factor
+
+            self._encoded = [(True, pd.get_dummies(col.astype(str), dtype=float).to_numpy()) if is_factor(col)
+                             else (False, pd.to_numeric(col, errors="coerce").to_numpy(float)[:, None]) for _, col in self.cov.items()]
+        m = np.ones(len(self.cov), dtype=bool) if mask is None else np.asarray(mask, bool)
+        n, kept, width = int(m.sum()), [], 0
+        for factor, enc in self._encoded:
+            block = enc[m]
+            if factor:
+                levels = np.flatnonzero(block.sum(0) > 0)
+                if len(levels) < 2 or len(levels) > n / 2:  # constant, or nearly one level per sample
+                    continue
+                block = block[:, levels[1:]]
+            elif len(np.unique(block)) < 2:
+                continue
+            if n - self.n_fixed - (width + block.shape[1]) < 2 * (width + block.shape[1]):  # residual df >= 2 per covariate column
+                continue
+            kept.append(block)
+            width += block.shape[1]
+        return np.column_stack(kept) if kept else None
 
     def key_data(self) -> tuple[np.ndarray, np.ndarray]:
         """(x, partner) of the edge's own feature: partner = labels (two-group) or y (correlation)."""
@@ -526,6 +550,11 @@ def edge_design(
     base = cache[key]
     if isinstance(base, str):
         return base
+    fixed = (r.stats.extra or {}).get("family_features") if modality is None else None
+    if fixed:  # a family fixed before the test (a mutated gene's named paralogs): the null is that family's, not the layer's
+        keep = np.flatnonzero(base.columns.isin([str(f) for f in fixed]))
+        base = replace(base, X=base.X[:, keep], columns=base.columns[keep])
+        key = f"{key}|family|{json.dumps(sorted(map(str, fixed)))}"
     hit = np.flatnonzero(base.columns == str(feat))
     if not len(hit):
         return f"feature {feat!r} is not in the tested layer"

@@ -130,8 +130,9 @@ class Stats(BaseModel):
     comparison, how many of them had a value: ``{"Tumor": (95, 100), "Normal": (40, 49)}`` (k of n;
     JSON lists in ``kg.json``). ``extra`` holds the tool's own numbers, among them ``feature_id`` (the
     tested feature: the subject is labelled by its gene when it is the gene's canonical feature, else
-    by this id; :mod:`proteus.stats.features`), ``gene`` (where the label is not the gene) and
-    ``detection`` (a feature seen in one group only).
+    by this id; :mod:`proteus.stats.features`), ``gene`` (where the label is not the gene),
+    ``detection`` (a feature seen in one group only) and ``family_features`` (the features of a multiple-testing
+    family fixed before the test and smaller than the layer, e.g. a mutated gene's named paralogs).
     """
 
     effect: float | None = None

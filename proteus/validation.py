@@ -38,9 +38,21 @@ Replication rule (the one reported everywhere):
   at least half of its testable edges replicate. With no testable edge, ``replicated`` is ``None``
   (not evaluable) and the hypothesis is left out of the replication rate.
 - In the run (:func:`validate_hypotheses`) a hypothesis whose claim names the evidence it rests on
-  (``key_edges``, :class:`~proteus.records.KeyEdge`: a mediation's carrier effect, a refit it says it holds
-  adjusted for) is decided by those keys, each re-tested with the claim's own model; its other evidence is
-  reported, and a supporting edge that does not replicate does not fail it.
+  (``key_edges``, :class:`~proteus.records.KeyEdge`) is decided by those keys, each re-tested with the claim's own
+  model; its other evidence is reported, and a supporting edge that does not replicate does not fail it.
+  The keys are what the statement asserts: a mediation ("X is lower in MSI-H through its carriers") asserts the
+  grouping's difference (its headline) and the carriers' effect, so both are keys and a carrier effect that
+  replicates does not validate a headline difference that does not; a refit the statement says the effect holds
+  under is a key where its edge is one (a refit of a supporting edge is reported with it), except a refit for a
+  column tied to the grouping as strongly as Cramér's V >= :data:`proteus.confounding.COLLINEAR_V`: adjustment
+  cannot separate collinear columns, so that refit is not tested, and the reason says so.
+- **Each key is judged on its own** (:func:`_key_verdict`: its replication share, its null, its held-out
+  power) and the hypothesis takes the worst verdict of its keys (failed, then inconclusive, then validated);
+  the reason names each key's outcome. Keys are not required to replicate in the same split: each is a separate
+  assertion re-tested on the same held-out samples, and the standard is that each replicates as stated. A joint
+  count multiplies the keys' rates (five keys replicating in 90% of splits each meet in about 60%), so a claim
+  that states more checks would fail for their number, not for a check that fails, and its frequency would no
+  longer match the per-key power that tells a failure from an inconclusive result.
 
 Cross-omics corroboration: for protein-level evidence (differential, clinical correlation,
 survival) the same tool is re-run with the RNA layer in place of the protein layer, on the
@@ -532,9 +544,9 @@ so one chance hit cannot veto a finding (as 1 of 20 did)."""
 MIN_HELD_PER_GROUP = 2
 """Fewest samples per group a held-out split must keep for its two-group test to be computed."""
 MIN_REPLICATION = 0.8
-"""A hypothesis is validated when it replicates in at least this share of splits (and the null is rare).
-It is also the power the held-out splits need for the key edge's observed effect: below it, too few
-replications are what a true effect gives too, and the verdict is ``inconclusive``, not ``failed``."""
+"""A key edge is validated when it replicates in at least this share of splits (and its null is rare), and a
+hypothesis when every key of its claim is. It is also the power the held-out splits need for a key's observed effect:
+below it, too few replications are what a true effect gives too, and the verdict is ``inconclusive``, not ``failed``."""
 
 IN_RUN_METHOD = (
     "in-run validation: {n_splits} seeded stratified splits ({held:.0%} held out); an evidence edge replicates in a "
@@ -543,21 +555,24 @@ IN_RUN_METHOD = (
     "test with missing values tied below every observed value, in the splits and the null alike; rank correlation "
     "otherwise; same contrast, samples and variables as its tool call; where the tool adjusted for covariates, the same "
     "covariates refitted: the group's least-squares t in y ~ group + covariates, or the partial correlation), "
-    "keeps its direction with p < {alpha}; the hypothesis replicates in a split when every key edge its claim rests on does, "
-    "each re-tested with the model the claim used (a mediation through mutation carriers: the gene's own feature, carriers against "
+    "keeps its direction with p < {alpha}. A hypothesis rests on the key edges its claim states, each re-tested with the model the "
+    "claim used (a mediation through mutation carriers: the grouping's difference and the gene's own feature, carriers against "
     "non-carriers on the contrast's samples; a claim that holds adjusted for a column: the edge's model refitted with that column, "
-    "on the samples with it recorded, a key where its edge is one); a hypothesis without a chosen key rests on its first testable edge, and at least half of its "
-    "testable edges must replicate too. Evidence a claim-chosen key does not rest on (and a refit of it) is reported, and a supporting "
-    "edge that does not replicate does not fail the hypothesis. Null: {n_perm} label permutations of each key edge's family "
+    "on the samples with it recorded, a key where its edge is one, not tested where the column is collinear with the grouping, "
+    "Cramér's V >= 0.7); a hypothesis without a chosen key rests on its first testable edge, which counts as replicated in a split only where at least half of its "
+    "testable edges replicate too. Evidence a claim-chosen key does not rest on (and a refit of it) is reported, and a supporting "
+    "edge that does not replicate does not fail the hypothesis. Each key is judged on its own splits and the hypothesis takes the worst "
+    "verdict of its keys. Null: {n_perm} label permutations of each key edge's family "
     "(every feature of the layer tested in the same call; for an adjusted model the labels are permuted within the blocks of its "
     "finest factor covariate (exchangeability blocks, Winkler et al. 2014) and the covariates refitted in every permutation); "
     "its null p is (b + 1) / ({n_perm} + 1) for the b permutations in "
     "which any feature of the family reaches a p as small as the edge's (Westfall-Young minP; Phipson & Smyth 2010); a carrier or "
     "adjusted key's family is its one feature (a pre-specified re-test of the feature its edge selected, which is a key too or was "
-    "selected by mutation frequency alone). "
-    "Validated: replication >= {min_rep:.0%} of splits and every key's null p < {alpha}. Inconclusive: the null p is below {alpha} "
-    "but replication falls short where the held-out splits' power for a key edge's observed effect is below "
-    "{min_rep:.0%} too (a true effect of that size would fall short as often). Failed: otherwise. Cross-omics: the same test on another layer's "
+    "selected by mutation frequency alone; an edge its tool tested in a smaller family fixed before the test, a mutated gene's named "
+    "paralogs, keeps that family). "
+    "A key is validated at replication >= {min_rep:.0%} of splits and null p < {alpha}; inconclusive where its null p is below {alpha} "
+    "but replication falls short where the held-out splits' power for its observed effect is below "
+    "{min_rep:.0%} too (a true effect of that size would fall short as often); failed otherwise. Cross-omics: the same test on another layer's "
     "feature of the same gene, all samples (unadjusted: the edge's technical columns belong to its own layer). The splits divide the samples the run itself tested, so replication "
     "measures stability across subsamples and the permutation null guards against selection; an unseen cohort "
     "is `proteus eval`'s discovery / held-out design. Two-group edges whose groups leave fewer than two samples per "
@@ -792,7 +807,8 @@ def validate_hypotheses(
     stratified splits, against a selection-aware label-permutation null of its family and, where
     another layer measures the same gene, in that layer; its effect gets a 95% confidence interval
     (see :data:`IN_RUN_METHOD`). Only the evidence features are re-tested (the family matrix is
-    read once per tool call for the null).
+    read once per tool call for the null). The verdict is the worst of the verdicts of the key edges the
+    claim states, each judged on its own (module docstring); ``key_edges`` gives each key's ``verdict``.
 
     Returns copies of ``hypotheses`` with ``validation`` = ``{"status": "validated" | "inconclusive" |
     "failed" | "untestable", "replicated", "replication": {"k", "n", "frequency"}, "null": {"k", "n",
@@ -897,6 +913,7 @@ def validate_hypotheses(
             else:
                 base = edge(eid)
                 d = base.get("reason", "") if base["status"] != "tested" else with_covariates(designs[eid], study, list(k.get("adjusted_for") or []))
+                d = d if isinstance(d, str) else _collinear(d, list(k.get("adjusted_for") or [])) or d
                 sign = _sign(r.stats.direction) if r is not None else 0
             keyed[name] = ({"status": "untestable", "reason": d}, None) if isinstance(d, str) else retest(d, sign, None)
         return keyed[name]
@@ -924,14 +941,16 @@ def validate_hypotheses(
         anchors = {k["edge"] for k, _, _ in primary}
         side = [x for x in keys if x[0].get("model") == "adjusted" and x[0]["edge"] not in anchors]
         keys = primary + [x for x in keys if x[0].get("model") == "adjusted" and x[0]["edge"] in anchors]
+        side_lost = [(k, res) for k, res in lost if k.get("model") == "adjusted" and k["edge"] not in anchors]
+        lost = [x for x in lost if x not in side_lost]
         if not keys:
             v.update(status="untestable", replicated=None, replication=None, null=None,
                      reason="no evidence edge can be re-tested on held-out samples: " + "; ".join(sorted({per[e]["reason"] for e in ev}
                                                                                                         | {res["reason"] for _, res in lost}))[:300])
         else:
-            split_ok = np.logical_and.reduce([f for _, _, f in keys])
+            base = np.ones(n_splits, dtype=bool)
             if not claimed:  # no key chosen by the claim: at least half of the testable edges must replicate too
-                split_ok = split_ok & (np.array([flags[e] for e in tested]).sum(0) >= len(tested) / 2)
+                base &= np.array([flags[e] for e in tested]).sum(0) >= len(tested) / 2
             unit = _unit_of(h)
             whole = None
             if unit is not None and tested:  # a unit claim replicates only where the unit as a whole does, not only its members
@@ -939,36 +958,37 @@ def validate_hypotheses(
                 whole = _unit_replicates(d0, _genes_of_layer(study, r0.modality, gene_maps), unit, _sign(r0.stats.direction),
                                          _split_masks(d0.labels if d0.kind == "two_group" else None, len(d0.tested_samples()),
                                                       n_splits, fraction, seed), alpha)
-                split_ok = split_ok & whole
-            k = int(split_ok.sum())
+                base &= whole
+            outcomes = [_key_verdict(res, f if kk.get("model") == "adjusted" else f & base, min_replication, alpha) for kk, res, f in keys]
+            status, i = _decide(outcomes)
+            (low_k, _, _), low = keys[i], outcomes[i]
             key = max((res for _, res, _ in keys), key=lambda res: res["null_p"])  # the weakest key against the null
-            freq, null_freq = k / n_splits, key["null_k"] / n_perm
-            null_ok = all(res["null_p"] < alpha for _, res, _ in keys)
-            ok = freq >= min_replication and null_ok
-            powers = [(res["held_out_power"], kk["role"]) for kk, res, _ in keys if res["held_out_power"] is not None]
-            power, low = min(powers) if powers else (None, None)
-            weak = not ok and null_ok and power is not None and power < min_replication
-            status = "validated" if ok else "inconclusive" if weak else "failed"
+            k, power, weak = low["k"], low["power"], status == "inconclusive"
+            null_freq = key["null_k"] / n_perm
             v["key_edges"] = [{**kk, **{x: res.get(x) for x in ("status", "test", "replicated_splits", "n_splits", "null_k", "n_permutations", "null_p", "held_out_power", "p",
-                                                                   "effect", "ci", "effect_type", "n", "notes")}} for kk, res, _ in keys]
+                                                                   "effect", "ci", "effect_type", "n", "notes")}, "verdict": o["status"]}
+                              for (kk, res, _), o in zip(keys, outcomes)]
             v["key_edges"] += [{**kk, "status": "untestable", "reason": res["reason"]} for kk, res in lost]
             v["supporting_refits"] = [{**kk, **{x: res.get(x) for x in ("status", "test", "replicated_splits", "n_splits", "null_k", "n_permutations",
                                                                            "null_p", "held_out_power", "p", "effect", "ci", "n")}} for kk, res, _ in side]
+            v["supporting_refits"] += [{**kk, "status": "untestable", "reason": res["reason"]} for kk, res in side_lost]
+            which = "" if len(keys) == 1 else f"its {'weakest' if status == 'validated' else 'deciding'} key ({low_k['role']}) "
             v.update(
                 status=status,
-                replicated=ok if not weak else None,
-                replication={"k": k, "n": n_splits, "frequency": round(freq, 3), "text": f"{k}/{n_splits}"},
+                replicated=None if weak else status == "validated",
+                replication={"k": k, "n": n_splits, "frequency": round(k / n_splits, 3), "text": f"{k}/{n_splits}"},
                 null={"k": key["null_k"], "n": n_perm, "frequency": round(null_freq, 3), "p": round(key["null_p"], 4),
                       "text": f"{key['null_k']}/{n_perm}"},
                 held_out_power=power,
-                reason=(_rests_on(kg, keys, lost) if claimed or len(keys) > 1 or lost else "")
-                        + (f"replicated in {k}/{n_splits} held-out splits"
+                reason=(_rests_on(kg, keys, outcomes, lost) if claimed or len(keys) > 1 or lost else "")
+                        + (f"{which}replicated in {k}/{n_splits} held-out splits"
                         + (f", where the held-out splits have power {power:.2f} for the "
-                           + (f"{low} key's" if len(keys) > 1 else "key edge's") + " observed effect: a true effect of "
+                           + (f"{low_k['role']} key's" if len(keys) > 1 else "key edge's") + " observed effect: a true effect of "
                            f"that size replicates as rarely, so the held-out test is inconclusive, not evidence against"
                            if weak else "")
-                        + f"; permuted labels gave an edge as strong as the key edge in "
-                        f"{key['null_k']}/{n_perm} permutations (null p {key['null_p']:.3f})"
+                        + f"; permuted labels gave an edge as strong as the key edge"
+                        + (f" ({[kk for kk, res, _ in keys if res is key][0]['role']})" if len(keys) > 1 else "")
+                        + f" in {key['null_k']}/{n_perm} permutations (null p {key['null_p']:.3f})"
                         + (f"; cross-omics {'corroborated' if v['cross_omics'] else 'not corroborated'}" if v["cross_omics"] is not None else "")
                         + (f"; the unit as a whole (every measured member's median and rank-sum against the other features, "
                            f"held-out samples) moved in {int(whole.sum())}/{n_splits} splits" if whole is not None else ""))
@@ -979,6 +999,56 @@ def validate_hypotheses(
     return out
 
 
+def _collinear(design, columns: list[str]) -> str | None:
+    """Why a refit of a two-group ``design`` for ``columns`` is not re-tested, or ``None``: a factor column tied to the
+    grouping as strongly as Cramér's V >= :data:`proteus.confounding.COLLINEAR_V` on the refit's tested samples.
+    Adjustment cannot separate two collinear columns (the group's coefficient is estimated from the few samples where
+    they disagree), so the refit's failure to replicate says nothing about the claim, and its success little."""
+    from proteus.confounding import COLLINEAR_V, cramers_v
+    from proteus.stats.design import is_factor
+
+    if design.kind != "two_group" or design.cov is None:
+        return None
+    ok = design.tested_samples()
+    groups = pd.Series(design.labels[ok])
+    for c in columns:
+        col = design.cov[c]
+        if not is_factor(col):
+            continue
+        v = cramers_v(groups, pd.Series(col.to_numpy()[ok]))
+        if v >= COLLINEAR_V:
+            return (f"{c} is collinear with the grouping (Cramér's V {v:.2f} >= {COLLINEAR_V} on the {int(ok.sum())} samples of the refit): "
+                    f"adjustment cannot separate the two, so this refit is not tested and does not decide the verdict")
+    return None
+
+
+def _key_verdict(res: dict[str, Any], reps: np.ndarray, min_replication: float, alpha: float) -> dict[str, Any]:
+    """One key's verdict from its own held-out replications ``reps`` (one flag a split): validated when it replicates in
+    at least ``min_replication`` of the splits and its null p is below ``alpha``; inconclusive when the null holds but
+    replication falls short where the held-out splits' power for its observed effect is below ``min_replication`` too;
+    failed otherwise."""
+    k, power = int(reps.sum()), res["held_out_power"]
+    null_ok = res["null_p"] < alpha
+    if k / len(reps) >= min_replication and null_ok:
+        status = "validated"
+    elif null_ok and power is not None and power < min_replication:
+        status = "inconclusive"
+    else:
+        status = "failed"
+    return {"status": status, "k": k, "power": power}
+
+
+_WORST = {"failed": 0, "inconclusive": 1, "validated": 2}
+
+
+def _decide(outcomes: list[dict[str, Any]]) -> tuple[str, int]:
+    """The hypothesis's verdict, the worst of its keys' (failed, then inconclusive, then validated), and the key that
+    decides it (of those with that verdict, the fewest replications)."""
+    status = min((o["status"] for o in outcomes), key=_WORST.__getitem__)
+    i = min((i for i, o in enumerate(outcomes) if o["status"] == status), key=lambda i: (outcomes[i]["k"], outcomes[i]["power"] or 0.0))
+    return status, i
+
+
 def _edge_words(r: Relation) -> str:
     """An edge as a clause names it: ``"the MSI_status difference in RBM27"``, else subject, predicate and object."""
     if r.predicate in ("higher_in", "lower_in") and r.object.type == "sample_group":
@@ -986,16 +1056,21 @@ def _edge_words(r: Relation) -> str:
     return f"{r.subject.label} {r.predicate.replace('_', ' ')} {r.object.label}"
 
 
-def _rests_on(kg: KnowledgeGraph, keys: list[tuple[dict, dict, Any]], lost: list[tuple[dict, dict]]) -> str:
-    """``"rests on the carrier effect (RBM27 ..., student: 19/20 splits); "``: which edges and tests the verdict stands on."""
+_SAID = {"validated": "replicated", "inconclusive": "short of replication, with too little held-out power to tell", "failed": "did not replicate"}
+
+
+def _rests_on(kg: KnowledgeGraph, keys: list[tuple[dict, dict, Any]], outcomes: list[dict[str, Any]], lost: list[tuple[dict, dict]]) -> str:
+    """``"rests on the MSI_status difference (..., 11/20 splits, null 138/199: did not replicate) and the carrier effect
+    (RBM27 ..., student: 19/20 splits, null 0/199: replicated); "``: which edges and tests the verdict stands on, each
+    key's own outcome where there are several, and the keys not re-tested, with why."""
     said = []
-    for k, res, _ in keys:
+    for (k, res, _), o in zip(keys, outcomes):
         r = kg.relation(k["edge"])
         what = (f"{r.subject.label} carriers against non-carriers in {r.object.label.split(': ')[0]}" if k.get("model") == "carriers"
                 else _edge_words(r)) if r is not None else k["edge"]
-        said.append(f"{k['role']} ({what}, {res['test']}: {res['replicated_splits']}/{res['n_splits']} "
-                    f"splits, null {res['null_k']}/{res['n_permutations']})")
-    gone = [f"{k['role']} could not be re-tested ({res['reason'][:120]})" for k, res in lost]
+        said.append(f"{k['role']} ({what}, {res['test']}: {o['k']}/{res['n_splits']} "
+                    f"splits, null {res['null_k']}/{res['n_permutations']}" + (f": {_SAID[o['status']]})" if len(keys) > 1 else ")"))
+    gone = [f"{k['role']} was not re-tested ({res['reason'][:240]})" for k, res in lost]
     return "rests on " + " and ".join(said) + "; " + ("".join(f"{g}; " for g in gone))
 
 

@@ -181,3 +181,33 @@ def test_held_out_power_of_an_adjusted_edge_with_missing_values(ucec_study, adju
         pytest.fail("no adjusted edge with a missing value")
     power = held_out_power(d, ok, _split_masks(d.labels, len(ok), 20, 0.6, 0), 0.05)
     assert power is not None and 0 < power <= 1
+
+
+def test_a_splits_covariates_index_the_designs_encoding_by_the_tools_rule(ucec_study, adjusted_call):
+    """Each held-out split's covariate columns index one encoding per design (a 17-level plex encoded once, not per
+    split), and are the columns the tool's own rule and encoding give on that split's samples
+    (:func:`proteus.stats.design.usable_covariates`, :func:`proteus.stats.design.covariate_block`): for the tool's
+    covariates and for a claim's refit with a sample-table column added, on every split and all samples."""
+    from proteus.edge_data import edge_design, with_covariates
+    from proteus.stats.design import covariate_block, is_factor, usable_covariates
+    from proteus.validation import _split_masks
+
+    kg, _, rels, _ = adjusted_call
+    d = edge_design(ucec_study, rels[0])
+    other = next(c for c in ucec_study.clinical.columns if c not in d.cov.columns and is_factor(ucec_study.clinical[c])
+                 and 2 <= ucec_study.clinical[c].nunique() <= 4 and ucec_study.clinical[c].notna().mean() > 0.5)
+    refit = with_covariates(d, ucec_study, [other])
+    assert not isinstance(refit, str), refit
+    seen = set()
+    for design in (d, refit):
+        factors = [c for c in design.cov.columns if is_factor(design.cov[c])]
+        for m in [None, *_split_masks(design.labels, len(design.labels), 20, 0.6, 0)]:
+            tab = design.cov if m is None else design.cov.loc[m]
+            kept = usable_covariates(tab, list(tab.columns), design.n_fixed, factors)[0]
+            got = design.covariates(m)
+            seen.add(len(kept))
+            if not kept:
+                assert got is None
+                continue
+            np.testing.assert_array_equal(got, covariate_block(tab, kept, factors).to_numpy(float))
+    assert len(seen) > 1, "some split affords fewer covariates than all samples"

@@ -157,3 +157,41 @@ def test_a_paralogs_mutation_is_named_as_the_mechanism_of_a_subtype_difference(u
     kg2 = KnowledgeGraph()
     kg2.add_relations([*da.relations, *mge.relations])
     assert not any("candidate mechanism" in d.statement for d in compose_hypotheses(kg2, limit=200))
+
+
+def test_a_paralog_edge_is_validated_against_its_own_familys_null(ucec_study, trans):
+    """The RPL22L1 edge was selected within RPL22's named-paralog family, not among the layer's 11,000 proteins, so its
+    permutation null is that family's: set against the layer's smallest p, every permutation beat it (199 of 199 in the
+    blinded read's run). The count is recomputed here by least squares (numpy) over the same within-block permutations,
+    with the covariates the tool's rule affords (:func:`proteus.stats.design.usable_covariates`)."""
+    from proteus.edge_data import edge_design
+    from proteus.stats.adjusted import block_permutations
+    from proteus.stats.design import covariate_block, usable_covariates
+    from proteus.validation import N_PERMUTATIONS, validate_hypotheses
+
+    _, res = trans
+    e = next(e for e in res["RPL22"].relations if e.subject.label == "RPL22L1")
+    fam = e.stats.extra["family_features"]
+    assert e.stats.extra["feature_id"] in fam and len(fam) < 10
+    kg = KnowledgeGraph()
+    kg.add_relations(res["RPL22"].relations)
+    (h,) = validate_hypotheses(ucec_study, kg, [{"id": "H", "statement": "", "rationale": "", "evidence": [e.id], "entities": [], "test": ""}])
+    out = h["validation"]["edges"][e.id]
+    assert out["status"] == "tested" and out["family_size"] == len(fam)
+    d = edge_design(ucec_study, e)
+    x, lab = d.key_data()
+    ok = np.isfinite(x)
+    Z = covariate_block(d.cov, usable_covariates(d.cov, list(d.cov.columns), d.n_fixed)[0]).to_numpy(float)[ok]
+
+    def p_of(g: np.ndarray) -> float:
+        D = np.column_stack([np.ones(int(ok.sum())), g[ok], Z])
+        beta, *_ = np.linalg.lstsq(D, x[ok], rcond=None)
+        df = len(D) - np.linalg.matrix_rank(D)
+        s2 = ((x[ok] - D @ beta) ** 2).sum() / df
+        se = np.sqrt(s2 * np.linalg.pinv(D.T @ D)[1, 1])
+        return float(2 * stats.t.sf(abs(beta[1] / se), df))
+
+    p_obs = p_of(lab.astype(float))
+    assert out["p"] == pytest.approx(p_obs, rel=1e-6)
+    k = sum(p_of(lab[perm].astype(float)) <= p_obs for perm in block_permutations(d.blocks, len(lab), N_PERMUTATIONS, 0))
+    assert out["null_k"] == k and k < N_PERMUTATIONS / 4, (out["null_k"], k)

@@ -193,8 +193,9 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
     model adds the ``adjust_enriched`` columns its carriers are enriched in (:func:`enriched_groupings`),
     so a hypermutator or subtype difference is not read as the mutation's. Relations:
     ``feature --higher_in/lower_in--> sample_group "<GENE> mutation: mutated vs wild-type"`` with the
-    ``mutation:<GENE>`` entity and the gene's model covariates (``covariates``) in the statistics, and with
-    ``pathways``, ``pathway --enriched_in--> sample_group`` (effect: odds ratio) for sets over-represented among
+    ``mutation:<GENE>`` entity and the gene's model covariates (``covariates``) in the statistics (a named paralog
+    significant only within its pre-specified family, :func:`_paralog_family`, also ``family`` and the family's
+    features, ``family_features``: its q and its validation null are the family's), and with ``pathways``, ``pathway --enriched_in--> sample_group`` (effect: odds ratio) for sets over-represented among
     its hits (:func:`_trans_pathways`).
     """
     name = "mutation_association"
@@ -262,7 +263,7 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
         for r in (*sig.head(cap).itertuples(), *paralog.itertuples()):
             up = r.logFC > 0
             family = {} if r.q < p.fdr else {"family": f"named paralogs of {g} ({len(paralog.attrs['tested'])} features tested)",
-                                            "q_genome_wide": float(r.q)}
+                                            "family_features": list(paralog.attrs["tested"]), "q_genome_wide": float(r.q)}
             rels.append(_rel(ctx, name, p, feature_entity(kind, r.label), "higher_in" if up else "lower_in", obj,
                              Stats(effect=float(r.logFC), effect_type="log2FC", p=float(r.p), q=float(r.q if r.q < p.fdr else r.q_family),
                                    n=n_rows, direction="up" if up else "down",

@@ -619,8 +619,9 @@ def _cis_in_grouping(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
     """A gene mutated more often in one level of a grouping (``mutation_group_enrichment``) whose carriers
     have a lower (higher) protein of that gene, and whose protein differs between the levels only through
     them (without the carriers the difference is under half and not significant): the mutation's cis
-    effect is the mechanism of that protein's change in the grouping, stated as such. Its claim rests on the
-    carriers' own effect (its key edge, re-tested as carriers against non-carriers)."""
+    effect is the mechanism of that protein's change in the grouping, stated as such. Its claim rests on two key
+    edges: the grouping's difference in the protein, the headline it opens with (where the graph holds it), and the
+    carriers' own effect (re-tested as carriers against non-carriers); it validates only where both replicate."""
     out = []
     enriched = [r for r in kg.relations.values() if r.provenance.tool == "mutation_group_enrichment" and r.predicate == "higher_in"]
     for r in sorted(enriched, key=_rank):
@@ -652,8 +653,9 @@ def _cis_in_grouping(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
                 entities=[f"protein:{gene}", r.subject.id, r.object.id],
                 test=f"Measure {gene} protein in independent {case} and {control} samples with {gene} genotyped: predict the {word} level "
                      f"in {case} among carriers only, and no difference between {case} and {control} non-carriers.",
-                # the claim is the carriers' own effect; the grouping's difference is what it explains
-                key_edges=[KeyEdge(edge=r.id, role="carrier effect", model="carriers")],
+                # the claim states the grouping's difference and that the carriers' own effect carries it: both are keys
+                key_edges=[*([KeyEdge(edge=own.id, role=f"{group} difference")] if own is not None else []),
+                           KeyEdge(edge=r.id, role="carrier effect", model="carriers")],
             )
         )
     return out[:3]
