@@ -913,8 +913,14 @@ def validate_hypotheses(
             else:
                 base = edge(eid)
                 d = base.get("reason", "") if base["status"] != "tested" else with_covariates(designs[eid], study, list(k.get("adjusted_for") or []))
-                d = d if isinstance(d, str) else _collinear(d, list(k.get("adjusted_for") or [])) or d
+                tied = None if isinstance(d, str) else _collinear(d, list(k.get("adjusted_for") or []))
                 sign = _sign(r.stats.direction) if r is not None else 0
+                if tied is not None:
+                    keyed[name] = ({"status": "untestable", "collinear": tied,
+                                    "reason": f"{tied['column']} is collinear with the grouping (Cramér's V {tied['v']:.2f} >= {tied['threshold']} on the "
+                                              f"{tied['n']} samples of the refit): adjustment cannot separate the two, so the refit does not decide "
+                                              "the verdict"}, None)
+                    return keyed[name]
             keyed[name] = ({"status": "untestable", "reason": d}, None) if isinstance(d, str) else retest(d, sign, None)
         return keyed[name]
 
@@ -968,7 +974,8 @@ def validate_hypotheses(
             v["key_edges"] = [{**kk, **{x: res.get(x) for x in ("status", "test", "replicated_splits", "n_splits", "null_k", "n_permutations", "null_p", "held_out_power", "p",
                                                                    "effect", "ci", "effect_type", "n", "notes")}, "verdict": o["status"]}
                               for (kk, res, _), o in zip(keys, outcomes)]
-            v["key_edges"] += [{**kk, "status": "untestable", "reason": res["reason"]} for kk, res in lost]
+            v["key_edges"] += [{**kk, "status": "untestable", "reason": res["reason"], **({"collinear": res["collinear"]} if "collinear" in res else {})}
+                               for kk, res in lost]
             v["supporting_refits"] = [{**kk, **{x: res.get(x) for x in ("status", "test", "replicated_splits", "n_splits", "null_k", "n_permutations",
                                                                            "null_p", "held_out_power", "p", "effect", "ci", "n")}} for kk, res, _ in side]
             v["supporting_refits"] += [{**kk, "status": "untestable", "reason": res["reason"]} for kk, res in side_lost]
@@ -999,9 +1006,10 @@ def validate_hypotheses(
     return out
 
 
-def _collinear(design, columns: list[str]) -> str | None:
-    """Why a refit of a two-group ``design`` for ``columns`` is not re-tested, or ``None``: a factor column tied to the
-    grouping as strongly as Cramér's V >= :data:`proteus.confounding.COLLINEAR_V` on the refit's tested samples.
+def _collinear(design, columns: list[str]) -> dict[str, Any] | None:
+    """The first of ``columns`` a refit of a two-group ``design`` cannot separate from the grouping (``column``, ``v``,
+    ``n``, ``threshold``), or ``None``: a factor column tied to the grouping as strongly as Cramér's V >=
+    :data:`proteus.confounding.COLLINEAR_V` on the refit's tested samples.
     Adjustment cannot separate two collinear columns (the group's coefficient is estimated from the few samples where
     they disagree), so the refit's failure to replicate says nothing about the claim, and its success little."""
     from proteus.confounding import COLLINEAR_V, cramers_v
@@ -1017,8 +1025,7 @@ def _collinear(design, columns: list[str]) -> str | None:
             continue
         v = cramers_v(groups, pd.Series(col.to_numpy()[ok]))
         if v >= COLLINEAR_V:
-            return (f"{c} is collinear with the grouping (Cramér's V {v:.2f} >= {COLLINEAR_V} on the {int(ok.sum())} samples of the refit): "
-                    f"adjustment cannot separate the two, so this refit is not tested and does not decide the verdict")
+            return {"column": c, "v": v, "n": int(ok.sum()), "threshold": COLLINEAR_V}
     return None
 
 
@@ -1070,7 +1077,11 @@ def _rests_on(kg: KnowledgeGraph, keys: list[tuple[dict, dict, Any]], outcomes: 
                 else _edge_words(r)) if r is not None else k["edge"]
         said.append(f"{k['role']} ({what}, {res['test']}: {o['k']}/{res['n_splits']} "
                     f"splits, null {res['null_k']}/{res['n_permutations']}" + (f": {_SAID[o['status']]})" if len(keys) > 1 else ")"))
-    gone = [f"{k['role']} was not re-tested ({res['reason'][:240]})" for k, res in lost]
+    gone = [f"{k['role']} could not be re-tested ({res['reason'][:120]})" for k, res in lost if "collinear" not in res]
+    tied = [(k, res["collinear"]) for k, res in lost if "collinear" in res]
+    if tied:
+        gone.append("not re-tested, as adjustment cannot separate a column this collinear with the grouping (Cramér's V >= "
+                    f"{tied[0][1]['threshold']}): " + ", ".join(f"{k['role']} (V {c['v']:.2f} on {c['n']} samples)" for k, c in tied))
     return "rests on " + " and ".join(said) + "; " + ("".join(f"{g}; " for g in gone))
 
 
