@@ -316,6 +316,39 @@ def _rejection(ctx: RunContext, d, checked, drafted: dict) -> dict[str, Any]:
     return {"statement": d.statement[:300], "rule": rule, "reason": checked.rejected[:600], **drafted}
 
 
+def _hypothesis(ctx: RunContext, view, d, checks, tables, columns, design_cache: dict, drafted: dict, rejected: list) -> dict | None:
+    """The hypothesis a kept (or folded) draft states, after the claim checks (a segment or theme stated anew from
+    the drafts it folds is checked like any draft), confounders and technical quality; ``None`` when rejected
+    (recorded in ``rejected`` and traced)."""
+    if checks is None:
+        checked = check_draft(d, view.kg, tables)
+        if checked.rejected:
+            rejected.append(_rejection(ctx, d, checked, drafted))
+            return None
+        d, checks = checked.draft, [c.as_dict() for c in checked.checks]
+    # confounders before the claim: a contrast that cannot be separated from another column, or whose groups
+    # differ strongly in another factor, says so in the statement (proteus.confounding)
+    design, clause, why = hypothesis_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None],
+                                            ctx.study.clinical, columns, design_cache, study=ctx.study)
+    if (column := explained_by(design)) is not None:  # a mutation hit that follows a subtype is a claim about the subtype
+        reason = f"{clause.lstrip('; ')}. {why}"[:600]
+        rejected.append({"statement": d.statement[:300], "rule": "explained by another column", "reason": reason, **drafted})
+        ctx.rundir.append_trace({"kind": "hypothesis_rejected", "statement": d.statement[:200], "rule": "explained by another column",
+                                 "reason": reason, "column": column})
+        return None
+    # technical quality before the claim: a differential result whose contrast holds an outlier run is re-tested
+    # without it (proteus.quality)
+    qc, qc_clause, qc_why = quality_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None], ctx.quality,
+                                           ctx.study, ctx.retests, seed=ctx.seed)
+    design, clause, why = design + qc, clause + qc_clause, f"{why} {qc_why}".strip()
+    statement = d.statement.rstrip().rstrip(".") + clause + "." if clause else d.statement
+    hid = stable_id("H_", statement, sorted(d.evidence), length=8)
+    # what the claim rests on: the drafting pattern's key edges, and a refit the statement says it holds adjusted for
+    keys = [k for k in d.key_edges if k.edge in d.evidence] + [k for k in adjusted_keys(design) if k.edge in d.evidence]
+    return Hypothesis(id=hid, statement=statement, rationale=f"{d.rationale} {why}".strip(), evidence=d.evidence, entities=d.entities,
+                      test=d.test, kind=d.kind, decided_by=drafted, key_edges=keys, wording_checks=checks, design_checks=design).model_dump()
+
+
 def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Draft hypotheses (the policy) and check each against its cited evidence, whoever drafted it
     (:func:`proteus.policy.claim_check.check_draft`): overclaims reworded, evidence about nothing it
@@ -325,7 +358,7 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
     drafts = _decide(ctx, "propose_hypotheses", ctx.policy.propose_hypotheses, view)
     tables = ResultTables.of_view(view)
     drafted = {"drafted": drafts.decided_by} if drafts.decided_by else {}
-    hyps, rejected = [], []
+    rejected: list[dict] = []
     columns = ctx.profile.confounder_columns()
     design_cache: dict = {}
     kept = []
@@ -338,41 +371,30 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
         if checks:
             ctx.rundir.append_trace({"kind": "hypothesis_reworded", "statement": checked.draft.statement[:200], "checks": checks})
         kept.append((checked.draft, checks))
-    # one event, one hypothesis: drafts about the same feature, same way, same samples fold into one, before the
-    # limit, so the slots they free go to the next distinct drafts
-    folded = fold_same_events([d for d, _ in kept], view.kg, ctx.study, tables)
+    # one event, one hypothesis, folded last before the limit: the slots that folded and rejected drafts free go to the
+    # next distinct drafts, until the hypotheses stated hold no two drafts that fold
     by_statement = {d.statement: c for d, c in kept}
-    for d in folded:
-        if len(hyps) == MAX_HYPOTHESES:
+    pool, done, t0, rounds = [d for d, _ in kept], {}, time.perf_counter(), 0
+    while True:
+        rounds += 1
+        folded = fold_same_events(pool, view.kg, ctx.study, tables)
+        hyps, stated, walked = [], [], 0
+        for d in folded:
+            if len(hyps) == MAX_HYPOTHESES:
+                break
+            walked += 1
+            key = (d.statement, d.rationale, tuple(d.evidence))
+            if key not in done:
+                done[key] = _hypothesis(ctx, view, d, by_statement.get(d.statement), tables, columns, design_cache, drafted, rejected)
+            if done[key] is not None:
+                hyps.append(done[key])
+                stated.append(d.model_copy(update={"evidence": done[key]["evidence"]}))  # as the claim checks left it
+        refolded = fold_same_events(stated, view.kg, ctx.study, tables)  # fewer drafts can share a unit anew
+        if len(refolded) == len(stated) == walked:
             break
-        checks = by_statement.get(d.statement)
-        if checks is None:  # a segment or theme stated anew from the drafts it folds: checked like any draft
-            checked = check_draft(d, view.kg, tables)
-            if checked.rejected:
-                rejected.append(_rejection(ctx, d, checked, drafted))
-                continue
-            d, checks = checked.draft, [c.as_dict() for c in checked.checks]
-        # confounders before the claim: a contrast that cannot be separated from another column, or whose groups
-        # differ strongly in another factor, says so in the statement (proteus.confounding)
-        design, clause, why = hypothesis_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None],
-                                                ctx.study.clinical, columns, design_cache, study=ctx.study)
-        if (column := explained_by(design)) is not None:  # a mutation hit that follows a subtype is a claim about the subtype
-            reason = f"{clause.lstrip('; ')}. {why}"[:600]
-            rejected.append({"statement": d.statement[:300], "rule": "explained by another column", "reason": reason, **drafted})
-            ctx.rundir.append_trace({"kind": "hypothesis_rejected", "statement": d.statement[:200], "rule": "explained by another column",
-                                     "reason": reason, "column": column})
-            continue
-        # technical quality before the claim: a differential result whose contrast holds an outlier run is re-tested
-        # without it (proteus.quality)
-        qc, qc_clause, qc_why = quality_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None], ctx.quality,
-                                               ctx.study, ctx.retests, seed=ctx.seed)
-        design, clause, why = design + qc, clause + qc_clause, f"{why} {qc_why}".strip()
-        statement = d.statement.rstrip().rstrip(".") + clause + "." if clause else d.statement
-        hid = stable_id("H_", statement, sorted(d.evidence), length=8)
-        # what the claim rests on: the drafting pattern's key edges, and a refit the statement says it holds adjusted for
-        keys = [k for k in d.key_edges if k.edge in d.evidence] + [k for k in adjusted_keys(design) if k.edge in d.evidence]
-        hyps.append(Hypothesis(id=hid, statement=statement, rationale=f"{d.rationale} {why}".strip(), evidence=d.evidence, entities=d.entities,
-                               test=d.test, kind=d.kind, decided_by=drafted, key_edges=keys, wording_checks=checks, design_checks=design).model_dump())
+        pool = refolded + folded[walked:]
+    ctx.rundir.append_trace({"kind": "hypotheses_folded", "seconds": round(time.perf_counter() - t0, 3), "drafts": len(kept),
+                             "stated": len(hyps), "rounds": rounds})
     ctx.progress(f"proposed {len(hyps)} hypotheses" + (f" ({len(rejected)} rejected by the claim checks)" if rejected else ""))
     return {"hypotheses": hyps, "hypotheses_rejected": rejected}
 

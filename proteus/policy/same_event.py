@@ -8,7 +8,7 @@ a feature that leads one of them (the gene of its first group-comparison edge) i
 features, moving the same way, and either
 
 - the two comparisons' case samples are the same ones: Jaccard overlap of at least :data:`SAME_SAMPLES`
-  (only the later draft's lead is looked up in the earlier one); or
+  (each draft's lead is looked up in the other, so the order of the drafts does not decide); or
 - one is a pooled contrast (several levels against one reference) and the other compares samples inside
   it: at least :data:`SAME_SAMPLES` of its case samples are pooled cases and its control samples are the
   pooled control (Jaccard at least :data:`SAME_SAMPLES`); the pooled statement states each level's own
@@ -132,15 +132,14 @@ def _inside(part: _Signal, pooled: _Signal) -> bool:
             and _jaccard(part.controls, pooled.controls) >= SAME_SAMPLES)
 
 
-def _same_event(later: list[_Signal], earlier: list[_Signal]) -> bool:
-    """Whether a draft with signals ``later`` is about the event of an earlier one (see the module docstring)."""
-    if not later or not earlier:
+def _same_event(one: list[_Signal], other: list[_Signal]) -> bool:
+    """Whether drafts with signals ``one`` and ``other`` are about one event (see the module docstring): the lead
+    of either among the other's features, either way round."""
+    if not one or not other:
         return False
-    lead = later[0]
-    if any(e.gene == lead.gene and e.sign == lead.sign and _jaccard(lead.cases, e.cases) >= SAME_SAMPLES for e in earlier):
-        return True
-    return any(a.gene == b.gene and a.sign == b.sign and (_inside(a, b) or _inside(b, a))
-               for a, b in [(lead, e) for e in earlier] + [(earlier[0], x) for x in later])
+    pairs = [(one[0], x) for x in other] + [(other[0], x) for x in one]
+    return any(a.gene == b.gene and a.sign == b.sign and (_jaccard(a.cases, b.cases) >= SAME_SAMPLES or _inside(a, b) or _inside(b, a))
+               for a, b in pairs)
 
 
 def _same_contrast(a: _Signal, b: _Signal) -> bool:
@@ -254,9 +253,19 @@ def _covered(events: list[list[int]], drafts: list[HypothesisDraft], signals: li
 def fold_same_events(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: Study,
                      tables: ResultTables | None = None) -> list[HypothesisDraft]:
     """``drafts`` (best first) with the drafts about one event folded into one (see the module
-    docstring), each event at the rank of its best draft. ``tables`` (the run's full result tables)
-    give a segment every gene with a cis effect and a theme's unit its share of changed members."""
+    docstring), each event at the rank of its best draft, folded again until nothing folds (a segment or
+    theme stated anew can be one event with another draft), so no two of the drafts returned fold, in
+    any order. ``tables`` (the run's full result tables) give a segment every gene with a cis effect and
+    a theme's unit its share of changed members."""
     cache: dict = {}
+    out = _fold(drafts, kg, study, tables, cache)
+    while len(out) < len(drafts):
+        drafts, out = out, _fold(out, kg, study, tables, cache)
+    return out
+
+
+def _fold(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: Study, tables: ResultTables | None, cache: dict) -> list[HypothesisDraft]:
+    """One pass of :func:`fold_same_events`: each draft joins the first event whose first draft it is one event with."""
     signals = [[s for e in d.evidence if (r := kg.relation(e)) is not None and (s := _signal(r, study, cache)) is not None]
                for d in drafts]
     events: list[list[int]] = []
@@ -285,7 +294,8 @@ def fold_same_events(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: S
             out.append(theme_draft(theme, drafts, {i: _features(signals[i]) for i in event}, tables))
             continue
         if head is None and seg is not None:
-            out.append(segment_draft(seg, [drafts[i] for i in event]))
+            stated = segment_draft(seg, [drafts[i] for i in event])
+            out.append(drafts[event[0]] if event == [event[0]] and stated.statement == drafts[event[0]].statement else stated)
             continue
         head = head if head is not None else max(event, key=lambda i: (len({s.gene for s in signals[i]}), -i))
         d = drafts[head]

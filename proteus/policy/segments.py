@@ -112,7 +112,14 @@ def _cis_genes(r: Relation, kg: KnowledgeGraph, tables: ResultTables | None) -> 
 
 def segment_of(r: Relation, kg: KnowledgeGraph, study: Study, tables: ResultTables | None, cache: dict) -> Segment | None:
     """The segment of cis edge ``r``'s gene: every gene with a significant cis effect in the same tool call
-    whose copy number correlates with it at :data:`CO_SEGREGATION` or more; ``None`` when fewer than two."""
+    whose copy number correlates with it at :data:`CO_SEGREGATION` or more; ``None`` when fewer than two
+    (kept in ``cache``, so folding again does not recompute it)."""
+    if ("segment", r.id) not in cache:
+        cache[("segment", r.id)] = _segment_of(r, kg, study, tables, cache)
+    return cache[("segment", r.id)]
+
+
+def _segment_of(r: Relation, kg: KnowledgeGraph, study: Study, tables: ResultTables | None, cache: dict) -> Segment | None:
     from proteus.tools.correlation import modality_kind
 
     cn = _copy_number(study, r, cache)
