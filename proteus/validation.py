@@ -966,7 +966,7 @@ def validate_hypotheses(
                                                       n_splits, fraction, seed), alpha)
                 base &= whole
             outcomes = [_key_verdict(res, f if kk.get("model") == "adjusted" else f & base, min_replication, alpha) for kk, res, f in keys]
-            status, i = _decide(outcomes)
+            status, i = _worst_key(outcomes)
             (low_k, _, _), low = keys[i], outcomes[i]
             key = max((res for _, res, _ in keys), key=lambda res: res["null_p"])  # the weakest key against the null
             k, power, weak = low["k"], low["power"], status == "inconclusive"
@@ -1048,7 +1048,7 @@ def _key_verdict(res: dict[str, Any], reps: np.ndarray, min_replication: float, 
 _WORST = {"failed": 0, "inconclusive": 1, "validated": 2}
 
 
-def _decide(outcomes: list[dict[str, Any]]) -> tuple[str, int]:
+def _worst_key(outcomes: list[dict[str, Any]]) -> tuple[str, int]:
     """The hypothesis's verdict, the worst of its keys' (failed, then inconclusive, then validated), and the key that
     decides it (of those with that verdict, the fewest replications)."""
     status = min((o["status"] for o in outcomes), key=_WORST.__getitem__)
