@@ -12,6 +12,7 @@ from proteus.llm.base import stated_context_limit
 from proteus.policy import decision_schemas as ds
 from proteus.policy.heuristic import HeuristicPolicy
 from proteus.policy.llm import COMPACT_BELOW, PromptDoesNotFit, families, render_decision
+from proteus.policy.decisions import StepSpec
 from proteus.records import Hypothesis, Objective
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -138,6 +139,23 @@ def test_compact_step_schema_leaves_out_optional_parameters_a_grammar_cannot_bou
     short = ds.tool_step_schema(tool, names, required_only=True)["properties"]["params"]["properties"]
     assert {"max_relations", "fdr", "restrict"} <= set(full)
     assert set(short) == {"modality", "variable", "method", "covariates"}  # required, or enumerated
+
+
+def test_a_compact_workflow_update_can_keep_each_planned_step_as_planned():
+    """A small model's update must be able to keep the plan: optional levels of the grouping stay
+    in compact steps (enumerated per grouping column), and each planned step is a branch as is."""
+    view = make_view()
+    names = ds.RunNames.of(view.profile)
+    compact = ds.workflow_schema(view.tools, names, 6, update=True, required_only=True)
+    ora = {"tool": "enrichment_ora", "params": {"modality": "proteomics", "group": "MSI_status", "case": "MSI-H", "control": "MSS"}, "rationale": "r"}
+    assert _valid(compact, {"steps": [ora]})
+    assert not _valid(compact, {"steps": [{**ora, "params": {**ora["params"], "control": "yes"}}]})  # a level of another column
+    planned = StepSpec(tool="clinical_correlation", params={"modality": "proteomics", "variable": "BMI", "restrict": {"MSI_status": "MSS"}})
+    step = {"tool": planned.tool, "params": planned.params, "rationale": "kept"}
+    assert not _valid(compact, {"steps": [step]})  # restrict: an optional object no grammar can bound
+    kept = ds.workflow_schema(view.tools, names, 6, update=True, required_only=True, planned=[planned])
+    assert _valid(kept, {"steps": [step, ora]})
+    assert not _valid(kept, {"steps": [{**step, "params": {**planned.params, "restrict": {"MSI_status": "MSI-H"}}}]})
 
 
 def test_technical_and_block_columns_group_quality_control_only():

@@ -233,3 +233,38 @@ def test_a_workflow_update_that_repeats_a_step_already_run_earns_less(decisions)
     assert [reward_terms(t, task)["fresh"] for t in (fresh, repeat, half)] == [1.0, 0.0, 0.5]
     assert reward(fresh, task) > reward(half, task) > reward(repeat, task)
     assert reward_terms(json.dumps({**ev["value"], "steps": []}), task)["fresh"] is None  # planning nothing repeats nothing
+
+
+def test_warm_start_answers_are_what_the_grammar_allows_with_the_same_decision():
+    """A reference answer is taught as a grammar-constrained model could write it: prose cut to
+    the compact schema's lengths (a model taught longer prose is cut off where it is served), and
+    lists to their most items, and shortened further by leaving out optional prose only, never a
+    tool, parameter or family."""
+    import jsonschema
+
+    from proteus.train.grpo import as_the_grammar_allows
+
+    events: list[dict] = []
+    view = make_view(events=events)
+    view.objectives = [OBJ]
+    policy = ReferencePolicy(context_tokens=2048)  # compact prompts and schemas, as for the benchmark's small model
+    policy.plan_objectives(view)
+    wf = policy.plan_workflow(view, OBJ)
+    step = Step(id="s_1", tool=wf.steps[0].tool, params=wf.steps[0].params, status="done", summary="5 proteins differ", relation_ids=list(view.kg.relations)[:3])
+    policy.update_workflow(view, OBJ, [step], wf.steps[1:])
+    recorded = {e["decision"]: e for e in events if e["kind"] == "reference_decision"}
+    plan = recorded["plan_objectives"]
+    assert not jsonschema.Draft202012Validator(plan["schema"]).is_valid(plan["value"])  # the heuristic's prose is longer than the compact schema allows
+    for ev in recorded.values():
+        fitted = as_the_grammar_allows(ev["value"], ev["schema"])
+        short = as_the_grammar_allows(ev["value"], ev["schema"], drop_prose=True)
+        assert jsonschema.Draft202012Validator(ev["schema"]).is_valid(fitted), ev["decision"]
+        assert len(json.dumps(short)) <= len(json.dumps(fitted)) <= len(json.dumps(ev["value"]))
+        for answer in (fitted, short):
+            families, steps = [o["family"] for o in answer.get("objectives", [])], [(s["tool"], s["params"]) for s in answer.get("steps", [])]
+            assert families == [o["family"] for o in ev["value"].get("objectives", [])][: len(families)]  # the first, as planned
+            assert steps == [(s["tool"], s["params"]) for s in ev["value"].get("steps", [])][: len(steps)]
+            assert bool(families) == bool(ev["value"].get("objectives")) and bool(steps) == bool(ev["value"].get("steps"))
+    update = recorded["update_workflow"]
+    if update["value"].get("reason"):
+        assert "reason" not in as_the_grammar_allows(update["value"], update["schema"], drop_prose=True)

@@ -34,7 +34,7 @@ from proteus.policy.decisions import (
 
 __all__ = ["RunNames", "model_schema", "objective_plan_schema", "workflow_schema", "objective_update_schema", "hypotheses_schema", "judgement_schema", "interpretation_schema", "tool_step_schema", "answer_tokens", "cap_strings", "fit_answer"]
 
-_MODALITY_FIELDS = ("modality", "other_modality")
+_MODALITY_FIELDS = ("modality", "other_modality", "own_modality")
 _GROUP_FIELDS = ("group", "block", "batch")  # categorical clinical columns
 _COLUMN_FIELDS = ("variable", "time", "event")  # any clinical column
 _MAX_LEVELS = 30  # a column with more levels is an identifier, not a grouping
@@ -162,11 +162,11 @@ def tool_step_schema(tool: Any, names: RunNames, rationale_chars: int = 400, *, 
             else:
                 props[k] = p
     _small_int_ranges(props)
-    if required_only:
-        for k in [k for k, p in props.items() if k not in required and not _closed(p)]:
+    level_fields = [k for k in ("case", "control", "levels", "case_levels") if k in props]
+    if required_only:  # levels of ``group`` are closed below, one branch per grouping column
+        for k in [k for k, p in props.items() if k not in required and not _closed(p) and not ("group" in props and k in level_fields)]:
             props.pop(k)
     variants = [params]
-    level_fields = [k for k in ("case", "control", "levels", "case_levels") if k in props]
     if "group" in props and level_fields:
         variants = []
         for col, levels in names.groups(tool.family).items():
@@ -202,10 +202,25 @@ def objective_plan_schema(families: list[str], max_objectives: int) -> dict[str,
     return s
 
 
-def workflow_schema(tools: list[Any], names: RunNames, max_steps: int, *, update: bool = False, required_only: bool = False) -> dict[str, Any]:
+def _kept_step(step: Any, rationale_chars: int = 400) -> dict[str, Any]:
+    """The schema of keeping planned ``step`` as it is: its tool and parameters as constants."""
+    return {
+        "type": "object",
+        "properties": {"tool": {"const": step.tool}, "params": {"const": step.params}, "rationale": {"type": "string", "maxLength": rationale_chars}},
+        "required": ["tool", "params", "rationale"],
+        "additionalProperties": False,
+    }
+
+
+def workflow_schema(tools: list[Any], names: RunNames, max_steps: int, *, update: bool = False, required_only: bool = False, planned: list[Any] = ()) -> dict[str, Any]:
+    """The answer schema of a workflow plan or ``update``; an update may keep each ``planned``
+    step exactly as planned (its parameters may be more than a compact step schema allows)."""
     s = model_schema(WorkflowUpdate if update else WorkflowPlan)
     arr = s["properties"]["steps"]
     arr["items"] = _steps(tools, names, required_only)
+    if planned:
+        branches = arr["items"].get("anyOf", [arr["items"]])
+        arr["items"] = {"anyOf": [_kept_step(p) for p in planned] + branches}
     arr["maxItems"] = min(int(arr.get("maxItems", max_steps)), max_steps)
     return s
 

@@ -221,7 +221,7 @@ def _update_workflow(view: ResearchView, compact: bool, cat_chars: int, objectiv
         "remaining": "\n".join(_step_text(s) for s in remaining) or "(none)",
         "profile": view.profile.summary(max_chars=_BIG),
     }
-    schema = ds.workflow_schema(view.tools, ds.RunNames.of(view.profile), view.max_steps_per_workflow, update=True, required_only=compact)
+    schema = ds.workflow_schema(view.tools, ds.RunNames.of(view.profile), view.max_steps_per_workflow, update=True, required_only=compact, planned=remaining)
     return _Parts(WorkflowUpdate, fixed, shrink, _fixed_schema(WorkflowUpdate, schema))
 
 

@@ -42,18 +42,76 @@ def _prompt_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> int:
     return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
 
-def _reference_answer(row: dict[str, Any]) -> str | None:
-    ref = json.loads(row["task"]).get("reference")
-    return json.dumps(ref, ensure_ascii=False) if ref else None
+def _free_text(node: Any) -> bool:
+    """A schema node for prose: a bounded string with no enum or constant (a rationale, a reason)."""
+    return isinstance(node, dict) and node.get("type") == "string" and "maxLength" in node and "enum" not in node and "const" not in node
+
+
+def _branch(value: Any, schema: dict[str, Any]) -> dict[str, Any]:
+    """The ``anyOf`` / ``oneOf`` branch of ``schema`` that ``value`` breaks least (else ``schema``)."""
+    branches = schema.get("anyOf") or schema.get("oneOf")
+    if not branches:
+        return schema
+    import jsonschema
+
+    return min(branches, key=lambda b: sum(1 for _ in jsonschema.Draft202012Validator(b).iter_errors(value)))
+
+
+def _cut(text: str, max_chars: int) -> str:
+    """``text`` cut to ``max_chars``, at the last word boundary when there is one."""
+    if len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    return head.rsplit(" ", 1)[0] if " " in head else head
+
+
+def as_the_grammar_allows(value: Any, schema: dict[str, Any], *, drop_prose: bool = False) -> Any:
+    """``value`` as an answer under ``schema``'s grammar can be: every string cut to its
+    ``maxLength`` and every list to its ``maxItems``, the first kept (the served schema caps
+    prose and lists for small contexts, as :func:`proteus.policy.decision_schemas.fit_answer`
+    does; lists are ordered most important first); with ``drop_prose`` every
+    optional free-text field (:func:`_free_text`) left out, so the decision stays the same
+    (tools, parameters, scores, ids) and only the explanations go."""
+    schema = _branch(value, schema)
+    if isinstance(value, str):
+        return _cut(value, schema["maxLength"]) if isinstance(schema.get("maxLength"), int) else value
+    if isinstance(value, dict):
+        props, required = schema.get("properties") or {}, set(schema.get("required") or [])
+        return {
+            k: as_the_grammar_allows(v, props.get(k) or {}, drop_prose=drop_prose)
+            for k, v in value.items()
+            if not (drop_prose and k not in required and isinstance(v, str) and _free_text(props.get(k)))
+        }
+    if isinstance(value, list):
+        items = schema.get("items") or {}
+        return [as_the_grammar_allows(v, items, drop_prose=drop_prose) for v in value[: schema.get("maxItems")]]
+    return value
+
+
+def _reference_answers(row: dict[str, Any]) -> list[str]:
+    """The reference answer as the grammar allows it, then without its optional prose; none
+    when it breaks the schema otherwise (e.g. a parameter the served step schema leaves out):
+    a sampled answer could never be it."""
+    import jsonschema
+
+    task = json.loads(row["task"])
+    ref, schema = task.get("reference"), task.get("schema") or {}
+    if not ref or not jsonschema.Draft202012Validator(schema).is_valid(as_the_grammar_allows(ref, schema)):
+        return []
+    answers = [json.dumps(as_the_grammar_allows(ref, schema, drop_prose=d), ensure_ascii=False) for d in (False, True)]
+    return answers[:1] if answers[0] == answers[1] else answers
 
 
 def _sft_rows(tokenizer: Any, rows: list[dict[str, Any]], max_completion_tokens: int) -> list[dict[str, Any]]:
-    """Prompt / completion pairs of the rows whose reference answer fits ``max_completion_tokens``
-    (a model taught longer answers would be cut off where it is asked)."""
+    """Prompt / completion pairs: each row's reference answer as the grammar allows it, or when
+    that does not fit ``max_completion_tokens`` the same answer without its optional prose (a
+    model taught longer answers would be cut off where it is asked). Keeping only the answers
+    that fit as written taught mostly empty workflow updates (plans with steps carry a rationale
+    per step) and prose longer than the served schema lets a model write."""
     out = []
     for r in rows:
-        ref = _reference_answer(r)
-        if ref and len(tokenizer(ref, add_special_tokens=False)["input_ids"]) < max_completion_tokens:
+        ref = next((a for a in _reference_answers(r) if len(tokenizer(a, add_special_tokens=False)["input_ids"]) < max_completion_tokens), None)
+        if ref:
             out.append({"prompt": r["prompt"], "completion": [{"role": "assistant", "content": ref}]})
     return out
 
