@@ -237,3 +237,16 @@ def test_update_that_repeats_a_done_step_is_repaired_without_a_second_call():
     assert [s.params.get("method") for s in upd.steps] == ["pearson"] and upd.decided_by == "repaired"
     assert [e["outcome"] for e in _decisions(events)] == ["repaired"]
     assert policy.usage()["decided_by"] == {"update_workflow": {"model": 0, "repaired": 1, "fallback": 0}}
+
+
+def test_an_answer_that_copies_the_schemas_descriptions_is_asked_again():
+    """A small model's shape-only answer ("why this objective fits the data profile" as the
+    rationale) is rejected with the copied text named, and the corrected answer is used."""
+    placeholder = json.dumps({"objectives": [{"title": "Age", "question": "Which proteins track Age?", "family": "correlation", "rationale": "Why this objective fits the data profile."}]})
+    real = json.dumps({"objectives": [{"title": "Age", "question": "Which proteins track Age?", "family": "correlation", "rationale": "Age is the only continuous clinical column"}]})
+    events: list = []
+    policy, seen = _policy([placeholder, real])
+    plan = policy.plan_objectives(make_view(events=events))
+    assert plan.objectives[0].rationale == "Age is the only continuous clinical column"
+    assert [e["outcome"] for e in _decisions(events)] == ["rejected", "repaired"]
+    assert "copy the schema's field descriptions" in _decisions(events)[0]["reason"] and "Why this objective" in seen[1]["body"]["messages"][-1]["content"]

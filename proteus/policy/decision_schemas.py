@@ -16,9 +16,10 @@ sized from what the decision may say.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from pydantic import BaseModel
 
@@ -32,7 +33,7 @@ from proteus.policy.decisions import (
     WorkflowUpdate,
 )
 
-__all__ = ["RunNames", "model_schema", "objective_plan_schema", "workflow_schema", "objective_update_schema", "hypotheses_schema", "judgement_schema", "interpretation_schema", "tool_step_schema", "answer_tokens", "cap_strings", "fit_answer"]
+__all__ = ["RunNames", "model_schema", "objective_plan_schema", "workflow_schema", "objective_update_schema", "hypotheses_schema", "judgement_schema", "interpretation_schema", "tool_step_schema", "answer_tokens", "cap_strings", "fit_answer", "long_texts", "placeholder_texts"]
 
 _MODALITY_FIELDS = ("modality", "other_modality", "own_modality")
 _GROUP_FIELDS = ("group", "block", "batch")  # categorical clinical columns
@@ -97,6 +98,37 @@ def cap_strings(schema: dict[str, Any], max_chars: int) -> dict[str, Any]:
         return node
 
     return walk(schema)
+
+
+_PLACEHOLDER_RATIO = 0.8
+"""``difflib`` similarity at which an answer's text counts as a copy of a field description."""
+
+
+def _descriptions(schema: Any) -> Iterator[str]:
+    if isinstance(schema, dict):
+        if isinstance(schema.get("description"), str):
+            yield schema["description"].strip().lower()
+        for v in schema.values():
+            yield from _descriptions(v)
+    elif isinstance(schema, list):
+        for v in schema:
+            yield from _descriptions(v)
+
+
+def long_texts(value: Any, min_chars: int = 12) -> list[str]:
+    """Every string of ``value`` (nested dicts and lists) with at least ``min_chars`` characters."""
+    if isinstance(value, str):
+        return [value] if len(value.strip()) >= min_chars else []
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [t for v in items for t in long_texts(v, min_chars)]
+
+
+def placeholder_texts(answer: Any, schema: dict[str, Any] | None) -> list[str]:
+    """The texts of ``answer`` that copy a field description of ``schema`` (``difflib`` ratio
+    >= 0.8, ignoring case): "why this objective fits the data profile" written as the rationale is
+    a placeholder, not an answer."""
+    descriptions = [d for d in set(_descriptions(schema or {})) if len(d) >= 12]
+    return [t for t in long_texts(answer) if any(difflib.SequenceMatcher(None, t.strip().lower(), d).ratio() >= _PLACEHOLDER_RATIO for d in descriptions)]
 
 
 def _with_enum(prop: dict[str, Any], values: list[Any]) -> dict[str, Any] | None:

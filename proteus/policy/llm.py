@@ -151,6 +151,15 @@ def _step_text(s: Step | StepSpec, *, with_result: bool = True) -> str:
     return text
 
 
+def _placeholders(answer: BaseModel, schema: dict[str, Any]) -> str | None:
+    """An answer whose text copies the schema's field descriptions has the shape of an answer
+    and none of its content (small models do this): rejected, so the model is asked again."""
+    copied = ds.placeholder_texts(answer.model_dump(mode="json"), schema)
+    if not copied:
+        return None
+    return f"{len(copied)} text(s) copy the schema's field descriptions instead of answering ({'; '.join(repr(t[:60]) for t in copied[:3])}): write the actual content"
+
+
 def families(view: ResearchView) -> list[str]:
     """Objective families this run can pursue: the families of the applicable tools."""
     have = {t.family for t in view.tools}
@@ -475,7 +484,7 @@ class LLMPolicy(Policy):
                 repaired = repair(answer) if repair is not None else None
                 if repaired is not None:
                     answer, fixed = repaired, True
-                err = check(answer)
+                err = check(answer) or _placeholders(answer, prompt.schema)
             if err is None:
                 who = "model" if attempt == 0 and not fixed else "repaired"
                 self._emit(view, base, attempt, "accepted" if who == "model" else "repaired", "", msgs, comp.text, comp, value=answer, compact=prompt.compact)

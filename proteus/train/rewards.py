@@ -42,10 +42,10 @@ smallest weight, so a model cannot earn its reward by pleasing the judge.
 
 from __future__ import annotations
 
-import difflib
 import json
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
+from proteus.policy.decision_schemas import long_texts, placeholder_texts
 from proteus.policy.decisions import call_key
 
 __all__ = ["WEIGHTS", "parse_answer", "reward_terms", "reward", "trl_reward_function"]
@@ -143,35 +143,10 @@ def _replication(obj: dict[str, Any], edges: dict[str, bool]) -> float | None:
     return sum(fractions) / len(fractions) if fractions else None
 
 
-def _descriptions(schema: Any) -> Iterator[str]:
-    if isinstance(schema, dict):
-        if isinstance(schema.get("description"), str):
-            yield schema["description"].strip().lower()
-        for v in schema.values():
-            yield from _descriptions(v)
-    elif isinstance(schema, list):
-        for v in schema:
-            yield from _descriptions(v)
-
-
-def _texts(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _texts(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _texts(v)
-
-
 def _substance(obj: dict[str, Any], reference: dict[str, Any] | None, schema: dict[str, Any] | None) -> float | None:
     checks = [bool(obj.get(k)) == bool(v) for k, v in (reference or {}).items() if isinstance(v, list)]
-    descriptions = [d for d in set(_descriptions(schema)) if len(d) >= 12]
-    for t in _texts(obj):
-        t = t.strip().lower()
-        if len(t) >= 12:
-            checks.append(not any(difflib.SequenceMatcher(None, t, d).ratio() >= 0.8 for d in descriptions))
+    copied = placeholder_texts(obj, schema)
+    checks += [t not in copied for t in long_texts(obj)]
     return sum(checks) / len(checks) if checks else None
 
 
