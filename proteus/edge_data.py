@@ -30,8 +30,13 @@ feature, carriers against non-carriers over the genotyped samples of the edge's 
 them), and :func:`with_covariates` adds the sample-table columns a claim says it holds adjusted for to an edge's
 design (on the samples with them recorded; its family the edge's feature alone).
 
-Edges this module cannot rebuild (prior knowledge, cluster labels, pathway sets, survival,
-cell-level layers) give ``None`` with the reason.
+A claim that a pathway programme moves (``pathway --enriched_in--> contrast``) rests on the programme, not on any one
+gene: :func:`programme_design` scores it per sample (the mean of its measured members' standardised values on the
+enrichment's own layer and contrast) and tests the score between the contrast's levels, its family the scores of
+every set of the library the enrichment tested.
+
+Edges this module cannot rebuild (prior knowledge, cluster labels, survival, cell-level layers) give the reason
+instead of a design.
 
 The claim's model is the model that is re-tested: where the tool adjusted for covariates (a batch,
 a plex, a nesting classification), the design keeps the covariate columns the tool kept
@@ -62,7 +67,7 @@ from proteus.stats.gehan import gehan_wilcoxon
 from proteus.stats.welch import student_t
 from proteus.study import Study
 
-__all__ = ["EdgeDesign", "edge_design", "carrier_design", "with_covariates", "student", "gehan", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
+__all__ = ["EdgeDesign", "edge_design", "carrier_design", "programme_design", "with_covariates", "student", "gehan", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
 
 
 @dataclass
@@ -433,33 +438,39 @@ def _mutation_groups(study: Study, p: dict[str, Any], modality: str, gene: str, 
     return modality_frame(study, modality, geno), mat[gene], adj
 
 
+def _contrast_design(study: Study, p: dict[str, Any], mod: str, covariates: list[str]) -> EdgeDesign:
+    """The two-group design of a contrast as ``differential_abundance`` tested it (params ``p``): the layer over the
+    case (a pooled case: its levels as one group) and control samples, the tool's sample normalisation, the
+    covariates its model kept."""
+    from proteus.tools.correlation import modality_frame
+    from proteus.tools.differential import _log_intensities, resolve_normalize
+    from proteus.tools.qc import normalize_layer
+
+    group, control = p["group"], str(p["control"])
+    cases = [str(v) for v in p.get("case_levels") or [p["case"]]]
+    tab = study.sample_table(mod)
+    tab = tab[tab[group].notna() & tab[group].astype(str).isin([*cases, control])]
+    adj, kept = _adjustment(tab, covariates, 1 + len(cases))
+    lab = tab.loc[kept, group].astype(str)
+    frame = modality_frame(study, mod, list(lab.index))
+    norm = resolve_normalize(p.get("normalize", "none"), _log_intensities(study.modalities[mod].uns, frame.to_numpy(float)))
+    if norm != "none":  # the tool's own sample normalisation over the contrast's samples
+        a = study.modalities[mod]
+        sub = normalize_layer(a[a.obs_names.get_indexer(frame.index)], method=norm)
+        frame = pd.DataFrame(np.asarray(sub.X, dtype=float), index=frame.index, columns=frame.columns)
+    return _two_group(frame, lab.isin(cases), adj)
+
+
 def _family(study: Study, r: Relation, mod: str, feat: str, own_layer: bool) -> tuple[str, Any] | str:
     """(cache key, builder) of the family matrix the edge's feature was tested in."""
     from proteus.tools.correlation import _paired_by_gene, modality_frame, restricted_samples
-    from proteus.tools.differential import _log_intensities, resolve_normalize
-    from proteus.tools.qc import normalize_layer
 
     tool, p = r.provenance.tool, dict(r.provenance.params)
     pk = json.dumps(p, sort_keys=True, default=str)
     # another layer's re-test (cross-omics) keeps no covariates: the edge's technical columns are its own layer's
     covariates = list(p.get("covariates") or []) if own_layer else []
     if tool == "differential_abundance" and r.predicate in ("higher_in", "lower_in"):
-        def build() -> EdgeDesign:
-            group, control = p["group"], str(p["control"])
-            cases = [str(v) for v in p.get("case_levels") or [p["case"]]]  # a pooled case: its levels as one group
-            tab = study.sample_table(mod)
-            tab = tab[tab[group].notna() & tab[group].astype(str).isin([*cases, control])]
-            adj, kept = _adjustment(tab, covariates, 1 + len(cases))
-            lab = tab.loc[kept, group].astype(str)
-            frame = modality_frame(study, mod, list(lab.index))
-            norm = resolve_normalize(p.get("normalize", "none"), _log_intensities(study.modalities[mod].uns, frame.to_numpy(float)))
-            if norm != "none":  # the tool's own sample normalisation over the contrast's samples
-                a = study.modalities[mod]
-                sub = normalize_layer(a[a.obs_names.get_indexer(frame.index)], method=norm)
-                frame = pd.DataFrame(np.asarray(sub.X, dtype=float), index=frame.index, columns=frame.columns)
-            return _two_group(frame, lab.isin(cases), adj)
-
-        return f"diff|{mod}|{pk}", build
+        return f"diff|{mod}|{pk}", lambda: _contrast_design(study, p, mod, covariates)
     if tool == "differential_anova" and r.predicate == "differs_across":
         # the F-test's finding as it is stated: its most distinct level (else highest level), against the design's other levels
         level = str((r.stats.extra or {}).get("level") or (r.stats.extra or {}).get("top_level"))
@@ -596,6 +607,104 @@ def carrier_design(study: Study, r: Relation) -> EdgeDesign | str:
         return f"feature {feat!r} is not in the layer {mod!r}"
     d = _two_group(frame, mat[gene])
     return replace(d, column=0, family_key=f"carriers|{mod}|{gene}|{feat}|{json.dumps(p, sort_keys=True, default=str)}")
+
+
+PROGRAMME_TOOLS = ("enrichment_ora", "enrichment_gsea")
+"""Tools whose ``enriched_in`` edges state a set over a contrast of one layer, so its programme can be scored."""
+MIN_SCORED_MEMBERS = 3
+"""Fewest members observed in a sample for its programme score (a mean of fewer is one or two genes, not a programme)."""
+
+
+def programme_design(study: Study, r: Relation, *, cache: dict[str, Any] | None = None) -> EdgeDesign | str:
+    """The programme an ``enriched_in`` edge names, scored per sample and set between its contrast's levels; or why
+    it cannot be.
+
+    Score: the mean z-score of the set's members (Lee et al. 2008, doi:10.1371/journal.pcbi.1000217; the
+    single-sample score family of singscore, Foroutan et al. 2018, doi:10.1186/s12859-018-2435-4): every canonical
+    feature of the enrichment's layer (:mod:`proteus.stats.features`) is standardised over the contrast's samples
+    (labels unseen), a gene's sites are averaged (each protein counted once, as the enrichment counted it), and a
+    sample's score is the mean over the set's genes it has observed (``NaN`` below :data:`MIN_SCORED_MEMBERS`).
+    The score is tested between the contrast's levels as a ``differential_abundance`` edge of that contrast is (same
+    samples, normalisation and covariates; Student's or the adjusted t): a *self-contained* test (H0: no member
+    differs), the claim "the programme is higher", where the over-representation that found the set is a
+    *competitive* one (its members are hits more often than other genes; Goeman & Buhlmann 2007,
+    doi:10.1093/bioinformatics/btm051). Its family, for the selection-aware null, is the score of every set of the
+    library with ``min_size`` .. ``max_size`` members measured (the sets the enrichment tested), computed once per
+    contrast, layer and library in ``cache``."""
+    from proteus.stats.contrasts import TEST_FIELDS
+
+    ex, p = r.stats.extra or {}, dict(r.provenance.params)
+    if r.predicate != "enriched_in" or r.provenance.tool not in PROGRAMME_TOOLS or not ex.get("set_id") or not ex.get("library"):
+        return f"{r.predicate} edges of {r.provenance.tool} name no gene set scored over a contrast"
+    if r.modality not in study.modalities:
+        return f"the edge's layer {r.modality!r} is not in this study"
+    if p.get("control") is None:
+        return "the enrichment's contrast has no control level (one level against the rest); its programme is not re-tested per split"
+    contrast = {k: p[k] for k in sorted(TEST_FIELDS) if k in p}
+    sizes = (int(p.get("min_size", 10)), int(p.get("max_size", 500)))
+    key = f"programme|{r.modality}|{ex['library']}|{sizes}|{json.dumps(contrast, sort_keys=True, default=str)}"
+    cache = {} if cache is None else cache
+    if key not in cache:
+        try:
+            cache[key] = _programme_scores(study, contrast, r.modality, str(ex["library"]), sizes)
+        except (KeyError, ValueError) as e:
+            cache[key] = f"its data could not be rebuilt: {type(e).__name__}: {e}"
+    base, members = cache[key] if isinstance(cache[key], tuple) else (cache[key], None)
+    if isinstance(base, str):
+        return base
+    hit = np.flatnonzero(base.columns == str(ex["set_id"]))
+    if not len(hit):
+        return f"set {ex['set_id']} has fewer than {sizes[0]} or more than {sizes[1]} members measured in {r.modality}"
+    note = (f"programme score: per sample, the mean of the standardised values of the set's {members[int(hit[0])]} measured member genes "
+            f"({r.modality}); its null family the {len(base.columns)} {ex['library']} sets scored alike")
+    return replace(base, column=int(hit[0]), family_key=key, notes=[note, *base.notes])
+
+
+def _programme_scores(study: Study, contrast: dict[str, Any], mod: str, library: str, sizes: tuple[int, int]) -> tuple[EdgeDesign, np.ndarray]:
+    """(the contrast's design with one column per scored set of ``library``, each set's measured member genes):
+    see :func:`programme_design`."""
+    from scipy import sparse
+
+    from proteus import genesets
+    from proteus.stats.features import canonical_features, feature_genes
+
+    d = _contrast_design(study, contrast, mod, list(contrast.get("covariates") or []))
+    a = study.modalities[mod]
+    cols = pd.Index(d.columns)
+    canon = canonical_features(a).reindex(cols).fillna(False).to_numpy(bool)
+    sym = pd.Series(genesets.to_symbols([g if isinstance(g, str) and g else None for g in feature_genes(a).reindex(cols)]), index=cols)
+    X, obs = d.X, np.isfinite(d.X)
+    n = obs.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(obs, X, 0.0).sum(0) / n
+        sd = np.sqrt((np.where(obs, X - mean, 0.0) ** 2).sum(0) / (n - 1))
+        Z = (X - mean) / sd
+    use = canon & sym.notna().to_numpy() & (n >= 3) & np.isfinite(sd) & (sd > 0)
+    codes, genes = pd.factorize(sym[use])
+    Zu = Z[:, use]
+    obs = np.isfinite(Zu)
+    to_gene = sparse.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(genes)))
+    n_obs = np.asarray(to_gene.T @ obs.T.astype(float)).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        G = np.asarray(to_gene.T @ np.where(obs, Zu, 0.0).T).T / n_obs  # a gene's sites averaged (NaN where none observed)
+    pos = {g: i for i, g in enumerate(genes)}
+    kept, rows, cols_ = [], [], []
+    for set_id, mem in sorted(genesets.load(library).items()):
+        idx = sorted({pos[g] for g in mem if g in pos})
+        if sizes[0] <= len(idx) <= sizes[1]:
+            rows += idx
+            cols_ += [len(kept)] * len(idx)
+            kept.append((set_id, len(idx)))
+    if not kept:
+        msg = f"no {library} set has {sizes[0]}..{sizes[1]} members measured in {mod}"
+        raise ValueError(msg)
+    to_set = sparse.csr_matrix((np.ones(len(rows)), (rows, cols_)), shape=(len(genes), len(kept)))
+    g_obs = np.isfinite(G)
+    n_set = np.asarray(to_set.T @ g_obs.T.astype(float)).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        S = np.asarray(to_set.T @ np.where(g_obs, G, 0.0).T).T / n_set
+    S[n_set < MIN_SCORED_MEMBERS] = np.nan
+    return replace(d, X=np.asarray(S), columns=pd.Index([s for s, _ in kept]), column=-1), np.array([m for _, m in kept])
 
 
 def with_covariates(design: EdgeDesign, study: Study, columns: list[str]) -> EdgeDesign | str:

@@ -46,6 +46,15 @@ Replication rule (the one reported everywhere):
   under is a key where its edge is one (a refit of a supporting edge is reported with it), except a refit for a
   column tied to the grouping as strongly as Cramér's V >= :data:`proteus.confounding.COLLINEAR_V`: adjustment
   cannot separate collinear columns, so that refit is not tested, and the reason says so.
+- A **programme claim** ("pathway P is higher in G", a ``programme`` key on P's ``enriched_in`` edge) is validated as a
+  programme: P's per-sample score (the mean of its measured members' standardised values on the enrichment's own
+  layer) between the contrast's levels, on the same splits and against the same kind of null, its family the
+  library's sets scored alike (:func:`proteus.edge_data.programme_design`; a self-contained test of the set,
+  Goeman & Buhlmann 2007). The members' own edges it cites are supporting evidence: they never stand in for the
+  programme, so a programme claim whose score cannot be re-tested is untestable, not decided by a gene's edge (a
+  gene outside one of the stated sets once validated such a claim as its first testable edge). A refit the statement
+  says the claim holds under (a member's edge adjusted for a column) is re-tested on each programme's score as well,
+  as a key; the member's own refit is reported with it.
 - **Each key is judged on its own** (:func:`_key_verdict`: its replication share, its null, its held-out
   power) and the hypothesis takes the worst verdict of its keys (failed, then inconclusive, then validated);
   the reason names each key's outcome. Keys are not required to replicate in the same split: each is a separate
@@ -559,7 +568,9 @@ IN_RUN_METHOD = (
     "claim used (a mediation through mutation carriers: the grouping's difference and the gene's own feature, carriers against "
     "non-carriers on the contrast's samples; a claim that holds adjusted for a column: the edge's model refitted with that column, "
     "on the samples with it recorded, a key where its edge is one, not tested where the column is collinear with the grouping, "
-    "Cramér's V >= 0.7); a hypothesis without a chosen key rests on its first testable edge, which counts as replicated in a split only where at least half of its "
+    "Cramér's V >= 0.7; a claim that a pathway programme moves: the programme's per-sample score, the mean of its measured members' "
+    "standardised values on the enrichment's layer, between the contrast's levels, a self-contained test whose family is every "
+    "set of the library scored alike, refitted with each column the claim says it holds adjusted for, and never a single gene's edge); a hypothesis without a chosen key rests on its first testable edge, which counts as replicated in a split only where at least half of its "
     "testable edges replicate too. Evidence a claim-chosen key does not rest on (and a refit of it) is reported, and a supporting "
     "edge that does not replicate does not fail the hypothesis. Each key is judged on its own splits and the hypothesis takes the worst "
     "verdict of its keys. Null: {n_perm} label permutations of each key edge's family "
@@ -899,7 +910,7 @@ def validate_hypotheses(
 
     def key_test(k: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
         """The re-test of one key edge with the model its claim used (:class:`proteus.records.KeyEdge`)."""
-        from proteus.edge_data import carrier_design, with_covariates
+        from proteus.edge_data import carrier_design, programme_design, with_covariates
 
         model, eid = k.get("model", "edge"), k["edge"]
         if model == "edge":
@@ -910,11 +921,17 @@ def validate_hypotheses(
             if model == "carriers":
                 d = carrier_design(study, r) if r is not None else "edge missing from the knowledge graph"
                 sign = int(np.sign((r.stats.extra or {}).get("own_diff_carriers") or 0)) if r is not None else 0
+            elif model == "programme":  # the programme's score, never a member's edge (programme_design), refitted as the claim says
+                d = programme_design(study, r, cache=cache) if r is not None else "edge missing from the knowledge graph"
+                if k.get("adjusted_for") and not isinstance(d, str):
+                    d = with_covariates(d, study, list(k["adjusted_for"]))
+                sign = _sign(r.stats.direction) if r is not None else 0
             else:
                 base = edge(eid)
                 d = base.get("reason", "") if base["status"] != "tested" else with_covariates(designs[eid], study, list(k.get("adjusted_for") or []))
-                tied = None if isinstance(d, str) else _collinear(d, list(k.get("adjusted_for") or []))
                 sign = _sign(r.stats.direction) if r is not None else 0
+            if model != "carriers":
+                tied = None if isinstance(d, str) else _collinear(d, list(k.get("adjusted_for") or []))
                 if tied is not None:
                     keyed[name] = ({"status": "untestable", "collinear": tied,
                                     "reason": f"{tied['column']} is collinear with the grouping (Cramér's V {tied['v']:.2f} >= {tied['threshold']} on the "
@@ -936,12 +953,18 @@ def validate_hypotheses(
         v["cross_omics_edges"] = {e: per[e]["cross_omics"] for e in tested if per[e]["cross_omics"]}
         # the key edges the claim rests on, each re-tested with the claim's model; without a claim-chosen key, the first testable edge
         specs = [k for k in h.get("key_edges") or [] if k.get("edge") in ev]
+        programme = any(k.get("model") == "programme" for k in specs)
+        if programme:  # a refit the statement says the claim holds under is re-tested on each programme's score too
+            specs += list({json.dumps([p["edge"], a["adjusted_for"]]): {"edge": p["edge"], "role": f"{p['role']} {a['role']}", "model": "programme",
+                                                                         "adjusted_for": list(a["adjusted_for"])}
+                           for p in specs if p.get("model") == "programme" and not p.get("adjusted_for")
+                           for a in specs if a.get("model") == "adjusted" and a.get("adjusted_for")}.values())
         results = [(k, *key_test(k)) for k in specs]
         keys = [(k, res, f) for k, res, f in results if res["status"] == "tested" and f is not None]
         lost = [(k, res) for k, res, _ in results if res["status"] != "tested"]
         primary = [x for x in keys if x[0].get("model", "edge") != "adjusted"]
         claimed = bool(primary)
-        if not claimed and tested:
+        if not claimed and tested and not programme:  # a programme claim never falls back to a member's (or another gene's) edge
             primary = [({"edge": tested[0], "role": "first testable edge", "model": "edge", "adjusted_for": []}, per[tested[0]], flags[tested[0]])]
         # a refit the statement says holds is a key where its edge is one; a refit of a supporting edge is reported with it
         anchors = {k["edge"] for k, _, _ in primary}
@@ -1074,6 +1097,7 @@ def _rests_on(kg: KnowledgeGraph, keys: list[tuple[dict, dict, Any]], outcomes: 
     for (k, res, _), o in zip(keys, outcomes):
         r = kg.relation(k["edge"])
         what = (f"{r.subject.label} carriers against non-carriers in {r.object.label.split(': ')[0]}" if k.get("model") == "carriers"
+                else f"the {r.object.label.split(': ')[0]} difference in the '{r.subject.label}' programme score" if k.get("model") == "programme"
                 else _edge_words(r)) if r is not None else k["edge"]
         said.append(f"{k['role']} ({what}, {res['test']}: {o['k']}/{res['n_splits']} "
                     f"splits, null {res['null_k']}/{res['n_permutations']}" + (f": {_SAID[o['status']]})" if len(keys) > 1 else ")"))

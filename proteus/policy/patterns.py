@@ -273,7 +273,12 @@ def _pathway_programs(kg: KnowledgeGraph, changes, pathway_genes, tables: Result
 
     Each contrast's strongest pathway-level result (smallest q among the pathways that may be said to move,
     :func:`~proteus.policy.claims.pathway_moves`) is stated first, whether or not its members are among the
-    knowledge graph's strongest changes (its members are then read from the contrast's full table)."""
+    knowledge graph's strongest changes (its members are then read from the contrast's full table).
+
+    A statement that pathways move rests on each pathway as a programme (a ``programme`` key per stated pathway:
+    validation scores it per sample, :func:`proteus.edge_data.programme_design`); the members' edges it cites
+    support it and are never its keys (one member's mRNA, or a gene outside one of the stated sets, cannot stand
+    for the programme). A statement about changed members with the pathway as context rests on their edges."""
     out: list[tuple[str, Relation, HypothesisDraft]] = []
     for (contrast, pred), pws in sorted(pathway_genes.items()):
         group, case, control = _contrast_words(contrast)
@@ -333,6 +338,7 @@ def _pathway_programs(kg: KnowledgeGraph, changes, pathway_genes, tables: Result
                 evidence=[p.id for _, p in pws_] + [d.id for d in drivers],
                 entities=[p.subject.id for _, p in pws_] + [pr.object.id] + [d.subject.id for d in drivers],
                 test=test + (f", adjusting for {var}" if var else ", with a tissue-composition estimate as covariate") + ".",
+                key_edges=[KeyEdge(edge=p.id, role=f"programme '{n}'", model="programme") for n, p in pws_] if moving else [],
             )))
     # each contrast's strongest moving pathway first (by q), then the rest in their order
     lead: dict[str, int] = {}
