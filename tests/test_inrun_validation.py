@@ -44,7 +44,7 @@ def test_every_hypothesis_carries_a_validation_block_and_order_follows_it(ucec_r
             assert v["null"]["n"] == N_PERMUTATIONS
             assert v["replicated"] == (None if v["status"] == "inconclusive" else v["status"] == "validated")
             assert f"{v['replication']['k']}/{N_SPLITS}" in v["reason"]
-            key = next(o for o in v["edges"].values() if o["status"] == "tested")
+            key = next(o for o in [*v["key_edges"], *v["edges"].values()] if o["status"] == "tested")  # a programme key: its score
             lo, hi = key["ci"]
             assert lo <= key["effect"] <= hi
         else:
