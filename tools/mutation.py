@@ -14,8 +14,10 @@ Conventions (CPTAC practice, e.g. Dou et al. 2020 Cell, doi:10.1016/j.cell.2020.
 ``~ mutated (+ covariates)``; ``mutation_cis_effect`` uses the Wilcoxon rank-sum (Mann-Whitney U)
 test of the gene's own features, mutated vs wild type. BH across tests. Each cis effect also reports
 its mutated samples' variant classes (truncating vs only missense / in-frame, from the MAF's
-``Variant_Classification``, and how many sit at recurrent codons, from ``HGVSp_Short``) and the same comparison without hypermutated samples (tumour mutation
-burden split by Otsu's threshold), since hypermutated tumours carry most passenger mutations.
+``Variant_Classification``, and how many sit at recurrent codons, from ``HGVSp_Short``), the same comparison without hypermutated samples (tumour mutation
+burden split by Otsu's threshold) and adjusted for hypermutator status (a linear model with both), since hypermutated
+tumours carry most passenger mutations, and its carriers beyond passenger load (``n_beyond_passengers``, as
+:func:`driver_recurrence` counts them).
 """
 
 from __future__ import annotations
@@ -148,8 +150,7 @@ def driver_recurrence(study: Study, mat: pd.DataFrame, genes: list[str]) -> pd.S
     out = {}
     for g in genes:
         carriers = list(mat.index[mat[g].to_numpy(bool)])
-        counts = [int(x.split(" x")[1]) for x in carrier_variants(study, carriers, g)["recurrent"].split(", ") if " x" in x]
-        out[g] = max(int((mat[g].to_numpy(bool) & low).sum()), max(counts, default=0))
+        out[g] = max(int((mat[g].to_numpy(bool) & low).sum()), _top_codon(carrier_variants(study, carriers, g)["recurrent"]))
     return pd.Series(out, dtype=int)
 
 
@@ -355,16 +356,45 @@ def _trans_pathways(tab: pd.DataFrame, gene: str, p: MutationAssociationParams, 
 
 
 def _hypermutator_note(r) -> str:
-    """How a cis effect stands without the hypermutated samples (empty when none were called)."""
+    """How a cis effect stands against hypermutator status (empty when no sample was called hypermutated): without
+    the hypermutated samples, and adjusted for hypermutator status (:func:`_adjusted_for_hypermutator`). It is
+    separated from that status when either comparison keeps its direction at p < 0.05."""
     if r.hypermutator_burden is None or not np.isfinite(r.hypermutator_burden):
         return ""
     head = (f"{int(r.n_mutated_hypermutated)} of {int(r.n_mutated)} mutated samples are hypermutated "
             f"(> {r.hypermutator_burden:.0f} non-silent mutations)")
-    if not np.isfinite(r.mean_diff_not_hypermutated):
-        return head + "; too few of them are not hypermutated to test without, so the effect cannot be separated from hypermutator status"
-    same = np.sign(r.mean_diff_not_hypermutated) == np.sign(r.mean_diff)
-    return (head + f"; without them the difference is {r.mean_diff_not_hypermutated:+.2f} (p={r.p_not_hypermutated:.1e})"
-            + ("" if same and r.p_not_hypermutated < 0.05 else ", so the effect cannot be separated from hypermutator status"))
+    same = np.sign(r.mean_diff)
+    without = np.isfinite(r.mean_diff_not_hypermutated)
+    adjusted = np.isfinite(r.diff_adjusted_hypermutator)
+    parts = [f"without them the difference is {r.mean_diff_not_hypermutated:+.2f} (p={r.p_not_hypermutated:.1e})" if without
+             else "too few of them are not hypermutated to test without"]
+    if adjusted:
+        parts.append(f"adjusted for hypermutator status (carriers against non-carriers of the same status) it is "
+                     f"{r.diff_adjusted_hypermutator:+.2f} (p={r.p_adjusted_hypermutator:.1e})")
+    held = ((without and np.sign(r.mean_diff_not_hypermutated) == same and r.p_not_hypermutated < 0.05)
+            or (adjusted and np.sign(r.diff_adjusted_hypermutator) == same and r.p_adjusted_hypermutator < 0.05))
+    return head + "; " + "; ".join(parts) + ("" if held else ", so the effect cannot be separated from hypermutator status")
+
+
+def _adjusted_for_hypermutator(v: np.ndarray, mut: np.ndarray, hyper: np.ndarray) -> tuple[float, float]:
+    """Carriers' difference adjusted for hypermutator status: the least-squares coefficient of carrier status in
+    ``value ~ 1 + carrier + hypermutated`` (:func:`proteus.stats.adjusted.adjusted_t`) and its two-sided p. Where every
+    carrier is hypermutated it is carriers minus hypermutated non-carriers, a comparison within the status rather
+    than across it. NaN where not estimable (one status only, or carrier status aliased with it)."""
+    from proteus.stats.adjusted import adjusted_t
+
+    if hyper.all() or not hyper.any():
+        return np.nan, np.nan
+    res = adjusted_t(v[:, None], mut.astype(float), hyper.astype(float)[:, None])
+    t, df = float(res.t[0, 0]), float(res.df[0, 0])
+    if not np.isfinite(t):
+        return np.nan, np.nan
+    return float(res.coef[0, 0]), float(2 * stats.t.sf(abs(t), df))
+
+
+def _top_codon(recurrent: str) -> int:
+    """Carriers at a gene's most frequent codon, from :func:`carrier_variants`' ``recurrent`` (``"G12 x22, G13 x7"``)."""
+    return max((int(x.split(" x")[1]) for x in recurrent.split(", ") if " x" in x), default=0)
 
 
 class MutationCisParams(BaseModel):
@@ -436,15 +466,20 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
             d0 = p0 = np.nan
             if len(a0) >= p.min_mutated and len(b0) >= p.min_mutated and np.ptp(np.concatenate([a0, b0])) > 0:
                 d0, p0 = float(a0.mean() - b0.mean()), float(stats.mannwhitneyu(a0, b0, alternative="two-sided")[1])
+            da, pa = _adjusted_for_hypermutator(v.to_numpy()[ok], mut[ok], ~low[ok])
+            n_hyper = int((mut & ok & ~low).sum())
             rows.append(dict(modality=mod, gene=g, feature=feat, n_mutated=len(a), n_wildtype=len(b),
                              mean_diff=float(a.mean() - b.mean()), median_diff=float(np.median(a) - np.median(b)),
                              auc=float(u / (len(a) * len(b))), p=float(pv), **variants,
-                             n_mutated_hypermutated=int((mut & ok & ~low).sum()), hypermutator_burden=burden_cut,
-                             mean_diff_not_hypermutated=d0, p_not_hypermutated=p0))
+                             n_mutated_hypermutated=n_hyper, hypermutator_burden=burden_cut,
+                             mean_diff_not_hypermutated=d0, p_not_hypermutated=p0,
+                             diff_adjusted_hypermutator=da, p_adjusted_hypermutator=pa,
+                             n_beyond_passengers=max(len(a) - n_hyper, _top_codon(variants["recurrent"]))))
     table = pd.DataFrame(rows, columns=["modality", "gene", "feature", "n_mutated", "n_wildtype", "mean_diff",
                                         "median_diff", "auc", "p", "n_truncating", "n_missense_only", "n_recurrent_missense", "recurrent", "missense_residues",
                                         "n_mutated_hypermutated", "hypermutator_burden", "mean_diff_not_hypermutated",
-                                        "p_not_hypermutated"])
+                                        "p_not_hypermutated", "diff_adjusted_hypermutator", "p_adjusted_hypermutator",
+                                        "n_beyond_passengers"])
     if table.empty:
         msg = (f"no gene had {p.min_mutated} mutated and {p.min_mutated} wild-type samples with its own feature measured "
                f"(genotyped samples per layer: {n_geno})")
@@ -464,6 +499,8 @@ def mutation_cis_effect(study: Study, params: MutationCisParams, ctx: ToolContex
                                       "n_truncating": int(r.n_truncating), "n_missense_only": int(r.n_missense_only),
                                       "n_recurrent_missense": int(r.n_recurrent_missense), "recurrent": str(r.recurrent or ""),
                                       "missense_residues": str(r.missense_residues or ""),
+                                      "n_mutated_hypermutated": int(r.n_mutated_hypermutated),
+                                      "n_beyond_passengers": int(r.n_beyond_passengers),
                                       "hypermutator_note": _hypermutator_note(r)}),
                          r.modality))
     figures = []

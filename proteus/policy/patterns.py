@@ -492,15 +492,22 @@ def _gene_events(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
     return out
 
 
-def _mutations(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
+def _beyond_passengers(r: Relation) -> int:
+    """A cis effect's carriers beyond passenger load (the tool's ``n_beyond_passengers``: carriers that are not
+    hypermutated, or those at the gene's most frequent codon, whichever is more; 0 where not recorded)."""
+    return int(r.stats.extra.get("n_beyond_passengers") or 0)
+
+
+def _mutations(kg: KnowledgeGraph, changes, stated: set[str] | frozenset[str] = frozenset()) -> list[HypothesisDraft]:
     """A mutation's cis effect on its own protein, worded by its carriers' variant classes
     (:func:`~proteus.policy.controls.mutation_cis_claim`): the direction those classes predict is a
     positive control (a known mechanism); against them it is a discovery. What carriers differ in elsewhere is
-    stated by :func:`_trans_effects`."""
+    stated by :func:`_trans_effects`. The five genes mutated most beyond passenger load come first (drivers, as
+    an analyst reads them: a hypermutator caveat is said in the sentence, it does not push a driver out), then the
+    stronger effect; a cis effect already stated by another draft (an edge in ``stated``) is that draft's event."""
     out = []
-    cis = [r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "mutation" and r.object.type == "protein"]
-    # effects that survive without the hypermutated samples first
-    for r in sorted(cis, key=lambda r: ("cannot be separated" in str(r.stats.extra.get("hypermutator_note", "")), _rank(r)))[:5]:
+    cis = [r for r in kg.by_predicate("cis_effect_on") if r.subject.type == "mutation" and r.object.type == "protein" and r.id not in stated]
+    for r in sorted(cis, key=lambda r: (-_beyond_passengers(r), _rank(r)))[:5]:
         gene = r.subject.label
         ex = r.stats.extra
         claim = mutation_cis_claim(gene, r.stats.effect or 0.0, ex)
@@ -1077,7 +1084,9 @@ def compose_hypotheses(kg: KnowledgeGraph, *, tables: ResultTables | None = None
     changes = _changes(kg)
     pathway_genes = _pathway_genes(kg)
     controls, controlled = spike_in_controls(kg, tables)
-    leads = [controls, _gene_events(kg, changes), _cis_in_grouping(kg, changes), _mutations(kg, changes), _trans_effects(kg, changes),
+    in_grouping = _cis_in_grouping(kg, changes)
+    leads = [controls, _gene_events(kg, changes), in_grouping, _mutations(kg, changes, {e for d in in_grouping for e in d.evidence}),
+             _trans_effects(kg, changes),
              _shared_changes(changes, tables),
              _pathway_programs(kg, changes, pathway_genes, tables, sample_type)]
     families = [
