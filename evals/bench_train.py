@@ -39,6 +39,14 @@ Measured on that CPU (SmolLM2-135M Q4_1, LoRA r8, 4 generations, prompts rendere
   rejected answers 32 -> 3, heuristic fallbacks 9 -> 1; workflow plans 4/10 -> 10/10 first time (the
   base named technical columns as covariates). Workflow updates still repeat steps already run (17/18
   repaired by dropping them).
+- After compact step schemas let an update keep each planned step as planned (same five runs, 95 / 46
+  prompts): the base's held-out reward is 0.867 (workflow updates 0.953). ``--sft-epochs 2`` (67 reference
+  answers as the grammar allows them, 884 s) then 14 GRPO steps: 0.867 -> 0.863 -> 0.864, change -0.003
+  (95% CI -0.099 .. +0.092); greedy workflow updates collapse to an empty plan (0.953 -> 0.825), and 7 of 13
+  GRPO groups scored all answers alike (no advantage, no update). GRPO only, 26 steps in 1,683 s: 0.867 ->
+  0.867 (CI -0.046 .. +0.045). Served (UPS1 25 vs 12.5 fmol, placeholder answers rejected): decisions the
+  model made 40/50 (base) -> 45/49 (GRPO), first time 34 -> 36, rejected answers 31 -> 12, fallbacks 10 -> 4.
+  No one model yet meets both targets.
 """
 
 from __future__ import annotations
