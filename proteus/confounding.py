@@ -74,7 +74,7 @@ from proteus.records import KeyEdge
 from proteus.stats.design import covariate_block, is_factor, usable_covariates
 from proteus.stats.multitest import bh
 
-__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "adjusted_keys", "carrier_overlap", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "lead_refits", "cramers_v", "COLLINEAR_R2", "COLLINEAR_V", "STRONG_V"]
+__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "adjusted_keys", "carrier_overlap", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "lead_refits", "cramers_v", "collinear_v", "COLLINEAR_R2", "COLLINEAR_V", "STRONG_V"]
 
 COLLINEAR_R2 = 0.8
 """R^2 of the contrast on another column from which the two cannot be separated (variance inflation >= 5)."""
@@ -124,6 +124,8 @@ class DesignCheck(BaseModel):
     refit: tuple[float, float, float, float, int] | None = Field(
         None, description="refits: (effect, p) without and with the column, and the samples (those with it recorded)")
     edge: str | None = Field(None, description="refits: the evidence edge whose feature was refitted")
+    collinear_v: float | None = Field(None, description="refits: Cramér's V of the column with the groups on the refit's samples where it "
+                                      "reaches COLLINEAR_V (collinear_v): the refit cannot separate the two, and no claim says it holds adjusted")
     n: int = 0
     decision: Decision
     reason: str = ""
@@ -169,6 +171,20 @@ def cramers_v(groups: pd.Series, other: pd.Series) -> float:
     if min(table.shape) < 2:
         return 0.0
     return _cramers_v(stats.chi2_contingency(table, correction=False)[0], table)
+
+
+def collinear_v(groups: pd.Series, column: pd.Series) -> float | None:
+    """Cramér's V of a factor ``column`` with a two-group ``groups`` on the samples of a refit (same index, no missing),
+    where it reaches :data:`COLLINEAR_V`; else ``None`` (``None`` for a numeric column).
+
+    The one rule for a refit that adjustment cannot separate from the grouping (the group's coefficient rests on the
+    few samples where the two disagree): the statement says the claim "cannot be separated from" such a column
+    instead of "holds adjusted for" it (:func:`hypothesis_checks`), and validation does not re-test its refit
+    (:mod:`proteus.validation`)."""
+    if not is_factor(column):
+        return None
+    v = cramers_v(groups, column)
+    return v if v >= COLLINEAR_V else None
 
 
 def _monte_carlo_chi2(groups: pd.Series, other: pd.Series, observed: float, seed: int) -> float:
@@ -401,18 +417,19 @@ def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict 
         fits = [_adjusted_fit(y[feature], clin[name] == "mutated", clin, base + extra_col, rows_of=base + [c.column]) for extra_col in ([], [c.column])]
         if None in fits:
             continue
-        (b, pb, n), (a, pa, _) = fits
+        (b, pb, n, _), (a, pa, _, ok) = fits
         refitted.append(c.model_copy(update={"adjusted": f"{r.subject.label} {b:+.2f} (p={pb:.1g}) -> {a:+.2f} (p={pa:.1g}) "
                                                           f"adjusted for {c.column}, n={n}", "refit": (round(b, 4), pb, round(a, 4), pa, n),
-                                             "edge": r.id,
+                                             "edge": r.id, "collinear_v": collinear_v(clin.loc[ok, name][(v := _known(clin.loc[ok, c.column])).notna()], v.dropna()),
                                              "reason": f"the mutation's effect is {'gone' if pb < _ALPHA <= pa else 'held'} adjusted for it"}))
     return contrast, checks, refitted
 
 
-def _adjusted_fit(y: pd.Series, is_case: pd.Series, clin: pd.DataFrame, covariates: list[str], rows_of: list[str]) -> tuple[float, float, int] | None:
+def _adjusted_fit(y: pd.Series, is_case: pd.Series, clin: pd.DataFrame, covariates: list[str], rows_of: list[str]
+                  ) -> tuple[float, float, int, pd.Series] | None:
     """Least-squares effect of case vs control (``is_case``, aligned with ``clin``) on ``y`` with ``covariates``
-    (:func:`proteus.stats.adjusted.adjusted_t`), and its two-sided p, on the samples with ``y`` and every column
-    of ``rows_of`` recorded; ``None`` with fewer than 2 residual df or one group."""
+    (:func:`proteus.stats.adjusted.adjusted_t`), its two-sided p and the samples used (their number and mask): those with
+    ``y`` and every column of ``rows_of`` recorded; ``None`` with fewer than 2 residual df or one group."""
     from proteus.stats.adjusted import adjusted_t
 
     block = covariate_block(clin, covariates)
@@ -423,7 +440,7 @@ def _adjusted_fit(y: pd.Series, is_case: pd.Series, clin: pd.DataFrame, covariat
     fit = adjusted_t(y.reindex(clin.index)[ok].to_numpy(float), g, block.loc[ok].to_numpy(float) if covariates else None)
     if not fit.df[0, 0] >= 2:
         return None
-    return float(fit.coef[0, 0]), float(2 * stats.t.sf(abs(fit.t[0, 0]), fit.df[0, 0])), int(ok.sum())
+    return float(fit.coef[0, 0]), float(2 * stats.t.sf(abs(fit.t[0, 0]), fit.df[0, 0])), int(ok.sum()), ok
 
 
 def composition_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ...]], checks: list[DesignCheck],
@@ -483,12 +500,13 @@ def lead_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ..
         fits = [_adjusted_fit(y, is_case, clin, [k for k in kept if k != c.column] + extra, rows_of=[c.column]) for extra in ([], [c.column])]
         if None in fits:
             continue
-        (b, pb, n), (aa, pa, _) = fits
+        (b, pb, n, _), (aa, pa, _, ok) = fits
         # on the samples with the column recorded the unadjusted effect must itself be significant for the refit to
         # say anything: "held" needs p < alpha both ways, "gone" p < alpha without and >= alpha with the column
         verdict = "gone" if pb < _ALPHA <= pa else "held" if max(pb, pa) < _ALPHA else "not significant on the samples with it recorded, so not"
         refitted.append(c.model_copy(update={"adjusted": f"{rel.subject.label} {b:+.2f} (p={pb:.1g}) -> {aa:+.2f} (p={pa:.1g}) adjusted for {c.column}, n={n}",
                                              "refit": (round(b, 4), pb, round(aa, 4), pa, n), "edge": rel.id,
+                                             "collinear_v": collinear_v(is_case[ok], clin.loc[ok, c.column]),
                                              "reason": f"{said} {verdict} adjusted for it"}))
     return refitted
 
@@ -521,6 +539,28 @@ def _holds_said(holds: list[tuple[DesignCheck, str]]) -> str:
     v = [x.effect or 0.0 for x in cols]
     return (f"it holds adjusted for each of the {len({x.column for x in cols})} columns {who} differ in (Cramér's V {min(v):.2f}-{max(v):.2f}) in turn: "
             + "; ".join(parts))
+
+
+def _whose(label: str, key) -> str:
+    """Whose difference a contrast's refit adjusts: ``"the difference"``, or a mutation contrast's
+    ``"the RPL22 carriers' difference"`` (``label`` ``"RPL22 mutation: mutated vs wild-type"``, no sample-table ``key``)."""
+    return "the difference" if key is not None else f"the {label.split(' mutation: ')[0]} carriers' difference"
+
+
+def _tied_v(c: DesignCheck) -> str:
+    """``"Cramér's V 0.75 on the 36 samples with it recorded"``: a collinear refit's V (:func:`collinear_v`)."""
+    return f"Cramér's V {c.collinear_v:.2f} on the {c.refit[4]} samples with it recorded" if c.refit else f"Cramér's V {c.collinear_v:.2f}"
+
+
+def _tied_said(tied: list[tuple[DesignCheck, str]]) -> str:
+    """The refits a column collinear with the grouping makes (:func:`collinear_v`), said as what they are: ``"the
+    difference cannot be separated from PMS2 (Cramér's V 0.75 on the 36 samples with it recorded)"``; each column
+    once (several features refitted with one column share its entry), grouped by whose difference."""
+    by: dict[str, dict[str, DesignCheck]] = {}
+    for c, whose in tied:
+        by.setdefault(whose, {}).setdefault(c.column, c)
+    return "; ".join(f"{whose} cannot be separated from " + ", ".join(f"{col} ({_tied_v(c)})" for col, c in cols.items())
+                     for whose, cols in by.items())
 
 
 def _stated_genes(relations) -> set[str]:
@@ -657,12 +697,14 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     when a contrast cannot be separated from another column, differs strongly in another
     biological factor (Cramér's V >= 0.5: with ``study``, the lead feature refitted with it, and the
     adjusted effect said), loses its effect once adjusted for a column, or when the clusters cited are
-    unstable; and a rationale clause naming every associated column, every column that measures the
+    unstable (a refit that holds says "it holds adjusted for" its column, except for a column collinear with the
+    grouping on the refit's samples, :func:`collinear_v`: that claim "cannot be separated from" it, with its V, and
+    is not made); and a rationale clause naming every associated column, every column that measures the
     grouping, occurs within one group, or records a gene the hypothesis states.
     ``cache`` keeps checks between hypotheses that cite the same contrast.
     """
     cache = {} if cache is None else cache
-    records, inseparable, named, associated, adjusted, same, independent, measures, within, own, gone, holds = ([] for _ in range(12))
+    records, inseparable, named, associated, adjusted, same, independent, measures, within, own, gone, holds, tied = ([] for _ in range(13))
     composition_gone, composition_refitted, unmeasured = [], [], []
     holds_in: dict[int, dict] = {}  # a refit that holds -> its contrast's record
     continuous = {name: cont for name, _, cont in columns}
@@ -720,7 +762,10 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         gone += [(c, who) for c in biological if c.reason.endswith("gone adjusted for it")]
         if key is None and any(c.reason.endswith("gone adjusted for it") for c in biological):  # a mutation hit another column explains
             records[-1]["explained_by"] = next(c.column for c in biological if c.reason.endswith("gone adjusted for it"))
-        held = [c for c in biological if c.reason.endswith("held adjusted for it")]
+        # a refit the grouping is collinear with (collinear_v) separates nothing: said as such, never as "holds adjusted for"
+        held = [c for c in biological if c.reason.endswith("held adjusted for it") and c.collinear_v is None]
+        tied += [(c, _whose(label, key)) for c in biological
+                 if c.collinear_v is not None and c.reason.endswith("held adjusted for it")]
         holds += [(c, who) for c in held]
         holds_in.update({id(c): records[-1] for c in held})
     clause = f"; adjusted for {', '.join(c.column for c in adjusted[:2])}, in which the groups differ" if adjusted else ""
@@ -742,8 +787,9 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     if gone:
         clause += "; " + "; ".join(f"{who} differ in {c.column} ({c.effect_name} {c.effect:.2f}), and adjusted for it the difference is gone "
                                    f"({_refit_said(c)}), "
-                                   + (f"so it may follow {c.column}" if (c.effect or 0) < COLLINEAR_V or who != "the groups" else
-                                      f"but {c.column} is so closely tied to the groups that the adjustment cannot tell which of the two it follows")
+                                   + (f"so it may follow {c.column}" if c.collinear_v is None or who != "the groups" else
+                                      f"but it cannot be separated from {c.column} ({_tied_v(c)}): the adjustment cannot tell which of the two "
+                                      "it follows")
                                    for c, who in gone[:1])
     elif inseparable:
         clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
@@ -753,6 +799,8 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
             holds_in[id(c)].setdefault("adjusted_claims", []).append({"column": c.column, "edge": c.edge})
     elif named and not gone and not inseparable:
         clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
+    if tied and (gone or not inseparable):
+        clause += "; " + _tied_said(tied)
     if composition_gone:
         c = composition_gone[0]
         clause += (f"; the groups differ in {c.column} ({c.effect_name} {c.effect:.2f}), and adjusted for it the difference is gone "
@@ -776,8 +824,10 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     if measures:
         why += " " + "; ".join(f"{c.column} measures the grouping (a threshold of it separates the groups, AUC {c.auc:.2f}): "
                                "it defines them, it does not confound them" for c in measures[:2]) + "."
-    if gone or holds:
-        why += " Refitted with each column the groups differ in: " + "; ".join(c.adjusted for c, _ in (gone + holds)[:_MAX_REFITS]) + "."
+    if gone or holds or tied:
+        why += (" Refitted with each column the groups differ in: "
+                + "; ".join(c.adjusted + (f" (cannot be separated: {_tied_v(c)})" if c.collinear_v is not None else "")
+                            for c, _ in (gone + holds + tied)[:_MAX_REFITS]) + ".")
     if composition_refitted:
         why += " Refitted with the tissue-composition scores the groups differ in: " + "; ".join(c.adjusted for c in composition_refitted[:3]) + "."
     for label, missing, unadjusted_why in unmeasured[:1]:

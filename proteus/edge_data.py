@@ -67,7 +67,7 @@ from proteus.stats.gehan import gehan_wilcoxon
 from proteus.stats.welch import student_t
 from proteus.study import Study
 
-__all__ = ["EdgeDesign", "edge_design", "carrier_design", "programme_design", "with_covariates", "student", "gehan", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
+__all__ = ["EdgeDesign", "edge_design", "carrier_design", "programme_design", "levels_design", "with_covariates", "student", "gehan", "rank_correlation", "correlation_p", "family_p", "permuted_min_p", "effect_interval"]
 
 
 @dataclass
@@ -576,21 +576,18 @@ def edge_design(
     return replace(base, column=int(hit[0]), family_key=key)
 
 
-def carrier_design(study: Study, r: Relation) -> EdgeDesign | str:
-    """The carrier effect a ``mutation_group_enrichment`` edge states, or why it cannot be rebuilt.
-
-    The gene's own feature (``stats.extra`` ``own_modality`` / ``own_feature``, as the tool recorded it) over the
-    genotyped samples of the edge's contrast (the tool's ``restrict`` and variant classes), carriers as cases: the
-    comparison behind the tool's ``own_diff_carriers``. Its family is that feature alone (the tool tested one
-    feature per enriched gene)."""
+def _enrichment_frame(study: Study, r: Relation, features: list[str]) -> tuple[pd.DataFrame, pd.Series, pd.Series] | str:
+    """The layer ``features`` of a ``mutation_group_enrichment`` edge's genotyped samples (those of its contrast's two
+    levels, the tool's ``restrict`` and variant classes), whether each carries the edge's gene and whether it is in the
+    case level; or why they cannot be rebuilt."""
     from proteus.tools.correlation import modality_frame, restricted_samples
     from proteus.tools.mutation import mutation_matrix
 
-    p, ex = dict(r.provenance.params), r.stats.extra or {}
-    mod, feat, gene = ex.get("own_modality"), ex.get("own_feature"), r.subject.label
+    p, ex, gene = dict(r.provenance.params), r.stats.extra or {}, r.subject.label
+    mod = ex.get("own_modality")
     if r.provenance.tool != "mutation_group_enrichment" or r.subject.type != "mutation":
         return f"{r.predicate} edges of {r.provenance.tool} state no carrier effect"
-    if mod not in study.modalities or feat is None:
+    if mod not in study.modalities or ex.get("own_feature") is None:
         return "the edge records no measured own feature of its gene"
     lab = study.clinical[p["group"]]
     samples = [str(s) for s in lab.index[lab.notna() & lab.astype(str).isin([str(p["case"]), str(p["control"])])]]
@@ -601,12 +598,48 @@ def carrier_design(study: Study, r: Relation) -> EdgeDesign | str:
     if gene not in mat.columns:
         return f"{gene} is not mutated in the genotyped samples"
     a = study.modalities[mod]
-    one = Study(study.root, {mod: a[:, [f for f in a.var_names if f == feat]]}, study.clinical, study.mutations)
-    frame = modality_frame(one, mod, geno)
-    if frame.shape[1] != 1:
-        return f"feature {feat!r} is not in the layer {mod!r}"
-    d = _two_group(frame, mat[gene])
-    return replace(d, column=0, family_key=f"carriers|{mod}|{gene}|{feat}|{json.dumps(p, sort_keys=True, default=str)}")
+    keep = set(map(str, features))
+    frame = modality_frame(Study(study.root, {mod: a[:, [f for f in a.var_names if str(f) in keep]]}, study.clinical, study.mutations), mod, geno)
+    if str(ex["own_feature"]) not in frame.columns:
+        return f"feature {ex['own_feature']!r} is not in the layer {mod!r}"
+    level = pd.Series(lab.astype(str).to_numpy(), index=lab.index.astype(str)).reindex(frame.index)
+    return frame, mat[gene], level == str(p["case"])
+
+
+def carrier_design(study: Study, r: Relation) -> EdgeDesign | str:
+    """The carrier effect a ``mutation_group_enrichment`` edge states, or why it cannot be rebuilt.
+
+    The gene's own feature (``stats.extra`` ``own_modality`` / ``own_feature``, as the tool recorded it) over the
+    genotyped samples of the edge's contrast (the tool's ``restrict`` and variant classes), carriers as cases: the
+    comparison behind the tool's ``own_diff_carriers``. Its family is that feature alone (the tool tested one
+    feature per enriched gene)."""
+    got = _enrichment_frame(study, r, [(r.stats.extra or {}).get("own_feature")])
+    if isinstance(got, str):
+        return got
+    frame, carriers, _ = got
+    d = _two_group(frame, carriers)
+    p, ex = r.provenance.params, r.stats.extra
+    return replace(d, column=0, family_key=f"carriers|{ex['own_modality']}|{r.subject.label}|{ex['own_feature']}|{json.dumps(p, sort_keys=True, default=str)}")
+
+
+def levels_design(study: Study, r: Relation) -> EdgeDesign | str:
+    """The grouping's difference in the gene's own feature that a ``mutation_group_enrichment`` edge records (the
+    headline of a claim that the difference runs through the carriers), or why it cannot be rebuilt.
+
+    The gene's own feature, the contrast's case level against its control level over the same genotyped samples as
+    :func:`carrier_design`, carriers and non-carriers together: the comparison behind the tool's ``own_diff_all``.
+    Its family is the own features of the genes the call found enriched (``own_family``: the features its
+    ``own_q_all`` is a BH q over), so the permutation null is as selection-aware as that q; the feature alone where
+    the edge records no family."""
+    ex = r.stats.extra or {}
+    family = [str(f) for f in ex.get("own_family") or [ex.get("own_feature")]]
+    got = _enrichment_frame(study, r, family)
+    if isinstance(got, str):
+        return got
+    frame, _, case = got
+    d = _two_group(frame, case)
+    return replace(d, column=int(np.flatnonzero(d.columns == str(ex["own_feature"]))[0]),
+                   family_key=f"levels|{ex['own_modality']}|{json.dumps(sorted(family))}|{json.dumps(r.provenance.params, sort_keys=True, default=str)}")
 
 
 PROGRAMME_TOOLS = ("enrichment_ora", "enrichment_gsea")

@@ -78,6 +78,7 @@ def _points(h: dict[str, Any], kg: KnowledgeGraph) -> tuple[int, list[str]]:
     lost = [c["column"] for r in records for c in r.get("refitted") or []
             if "gone adjusted" in str(c.get("reason")) and not str(c.get("reason")).startswith(_COMPOSITION_SAID)]
     lost += [c["column"] for r in records for c in r.get("checks") or [] if c.get("decision") == "cannot be separated"]
+    lost += [c["column"] for r in records for c in r.get("refitted") or [] if c.get("collinear_v") is not None]
     if lost:
         points, said = points - 1, said + [f"not separated from {lost[0]}"]
     return points, said
@@ -108,7 +109,7 @@ def rank_hypotheses(hypotheses: list[dict[str, Any]], kg: KnowledgeGraph, *, sam
     5. evidence points, more first: +1 a second omics layer corroborates, +1 a genetic cause is measured in the
        run (a cis effect of the gene's own copy number or mutation, or the carriers that carry a group
        difference), -1 the effect is gone once adjusted for another column the groups differ in (or cannot be
-       separated from it);
+       separated from it: the contrast, or a refit's samples, collinear with it);
     6. the key edge's 95% interval: its distance from zero in half-widths, larger first;
     7. rarer under the permuted-label null; then the input order.
 

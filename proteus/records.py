@@ -250,7 +250,9 @@ class KeyEdge(BaseModel):
 
     ``model``: ``edge`` re-tests the edge as its tool tested it; ``carriers`` compares the edge's gene's own
     feature between its mutation carriers and non-carriers on the edge's samples (a ``mutation_group_enrichment``
-    edge: the claim that a grouping's difference runs through the carriers); ``adjusted`` refits the edge's
+    edge: the claim that a grouping's difference runs through the carriers); ``levels`` compares that feature between
+    the edge's grouping levels on the same samples (the grouping's difference such a claim opens with, where the
+    graph holds no difference edge of it: :func:`proteus.edge_data.levels_design`); ``adjusted`` refits the edge's
     test with the ``adjusted_for`` sample-table columns added (the claim that it holds adjusted for them);
     ``programme`` scores the gene set an ``enriched_in`` edge names per sample and tests the score between its
     contrast's levels (the claim that the programme moves: :func:`proteus.edge_data.programme_design`).
@@ -260,7 +262,7 @@ class KeyEdge(BaseModel):
 
     edge: str
     role: str = Field(description="what the claim says with it, e.g. 'carrier effect', 'adjusted for PMS2'")
-    model: Literal["edge", "carriers", "adjusted", "programme"] = "edge"
+    model: Literal["edge", "carriers", "levels", "adjusted", "programme"] = "edge"
     adjusted_for: list[str] = Field(default_factory=list)
 
 

@@ -1030,8 +1030,11 @@ def _validation_table(rels: dict[str, dict[str, Any]], v: Any) -> str:
     for eid, o in [*edges.items(), *keyed]:
         r = rels.get(eid, {})
         label = f"{(r.get('subject') or {}).get('label', eid)} {r.get('predicate', '')} {(r.get('object') or {}).get('label', '')}".strip()
-        if o.get("model", "edge") != "edge":
-            label = f"key, {o.get('role')}: {label}"
+        if o.get("model", "edge") != "edge":  # what the key's own model compared
+            subject, obj = (r.get("subject") or {}).get("label", eid), (r.get("object") or {}).get("label", "")
+            label = f"key, {o.get('role')}: " + ({"carriers": f"{subject} carriers against non-carriers ({obj})",
+                                                  "levels": f"{subject} own feature between the levels ({obj}), genotyped samples"}
+                                                 .get(o.get("model"), label))
         if o.get("status") != "tested":
             rows.append(f"<tr><td>{e(label)}</td><td colspan='4' class='muted'>not re-tested: {e(o.get('reason', ''))}</td></tr>")
             continue

@@ -42,7 +42,9 @@ Replication rule (the one reported everywhere):
   model; its other evidence is reported, and a supporting edge that does not replicate does not fail it.
   The keys are what the statement asserts: a mediation ("X is lower in MSI-H through its carriers") asserts the
   grouping's difference (its headline) and the carriers' effect, so both are keys and a carrier effect that
-  replicates does not validate a headline difference that does not; a refit the statement says the effect holds
+  replicates does not validate a headline difference that does not (the headline is the graph's difference edge where it
+  holds one, else the levels compared over the enrichment's genotyped samples, :func:`proteus.edge_data.levels_design`; a
+  key the claim states that cannot be re-tested caps the verdict at inconclusive, and the reason says so); a refit the statement says the effect holds
   under is a key where its edge is one (a refit of a supporting edge is reported with it), except a refit for a
   column tied to the grouping as strongly as Cramér's V >= :data:`proteus.confounding.COLLINEAR_V`: adjustment
   cannot separate collinear columns, so that refit is not tested, and the reason says so.
@@ -565,8 +567,9 @@ IN_RUN_METHOD = (
     "otherwise; same contrast, samples and variables as its tool call; where the tool adjusted for covariates, the same "
     "covariates refitted: the group's least-squares t in y ~ group + covariates, or the partial correlation), "
     "keeps its direction with p < {alpha}. A hypothesis rests on the key edges its claim states, each re-tested with the model the "
-    "claim used (a mediation through mutation carriers: the grouping's difference and the gene's own feature, carriers against "
-    "non-carriers on the contrast's samples; a claim that holds adjusted for a column: the edge's model refitted with that column, "
+    "claim used (a mediation through mutation carriers: the grouping's difference, its difference edge or else the gene's own feature "
+    "between the levels on the genotyped samples, and the gene's own feature, carriers against non-carriers on those samples; "
+    "a stated key that cannot be re-tested leaves the claim inconclusive; a claim that holds adjusted for a column: the edge's model refitted with that column, "
     "on the samples with it recorded, a key where its edge is one, not tested where the column is collinear with the grouping, "
     "Cramér's V >= 0.7; a claim that a pathway programme moves: the programme's per-sample score, the mean of its measured members' "
     "standardised values on the enrichment's layer, between the contrast's levels, a self-contained test whose family is every "
@@ -579,7 +582,8 @@ IN_RUN_METHOD = (
     "its null p is (b + 1) / ({n_perm} + 1) for the b permutations in "
     "which any feature of the family reaches a p as small as the edge's (Westfall-Young minP; Phipson & Smyth 2010); a carrier or "
     "adjusted key's family is its one feature (a pre-specified re-test of the feature its edge selected, which is a key too or was "
-    "selected by mutation frequency alone; an edge its tool tested in a smaller family fixed before the test, a mutated gene's named "
+    "selected by mutation frequency alone), a levels key's the own features of the genes its call found enriched (the family of "
+    "the tool's q); an edge its tool tested in a smaller family fixed before the test, a mutated gene's named "
     "paralogs, keeps that family). "
     "A key is validated at replication >= {min_rep:.0%} of splits and null p < {alpha}; inconclusive where its null p is below {alpha} "
     "but replication falls short where the held-out splits' power for its observed effect is below "
@@ -910,7 +914,7 @@ def validate_hypotheses(
 
     def key_test(k: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
         """The re-test of one key edge with the model its claim used (:class:`proteus.records.KeyEdge`)."""
-        from proteus.edge_data import carrier_design, programme_design, with_covariates
+        from proteus.edge_data import carrier_design, levels_design, programme_design, with_covariates
 
         model, eid = k.get("model", "edge"), k["edge"]
         if model == "edge":
@@ -926,6 +930,9 @@ def validate_hypotheses(
                 if k.get("adjusted_for") and not isinstance(d, str):
                     d = with_covariates(d, study, list(k["adjusted_for"]))
                 sign = _sign(r.stats.direction) if r is not None else 0
+            elif model == "levels":
+                d = levels_design(study, r) if r is not None else "edge missing from the knowledge graph"
+                sign = int(np.sign((r.stats.extra or {}).get("own_diff_all") or 0)) if r is not None else 0
             else:
                 base = edge(eid)
                 d = base.get("reason", "") if base["status"] != "tested" else with_covariates(designs[eid], study, list(k.get("adjusted_for") or []))
@@ -989,10 +996,13 @@ def validate_hypotheses(
                                                       n_splits, fraction, seed), alpha)
                 base &= whole
             outcomes = [_key_verdict(res, f if kk.get("model") == "adjusted" else f & base, min_replication, alpha) for kk, res, f in keys]
-            status, i = _worst_key(outcomes)
+            judged, i = _worst_key(outcomes)
             (low_k, _, _), low = keys[i], outcomes[i]
+            # a key the claim states (not a refit) that could not be re-tested leaves the claim unvalidated: capped
+            untested = [kk["role"] for kk, _ in lost if kk.get("model", "edge") != "adjusted"]
+            status = "inconclusive" if judged == "validated" and untested else judged
             key = max((res for _, res, _ in keys), key=lambda res: res["null_p"])  # the weakest key against the null
-            k, power, weak = low["k"], low["power"], status == "inconclusive"
+            k, power, weak = low["k"], low["power"], judged == "inconclusive"
             null_freq = key["null_k"] / n_perm
             v["key_edges"] = [{**kk, **{x: res.get(x) for x in ("status", "test", "replicated_splits", "n_splits", "null_k", "n_permutations", "null_p", "held_out_power", "p",
                                                                    "effect", "ci", "effect_type", "n", "notes")}, "verdict": o["status"]}
@@ -1002,10 +1012,10 @@ def validate_hypotheses(
             v["supporting_refits"] = [{**kk, **{x: res.get(x) for x in ("status", "test", "replicated_splits", "n_splits", "null_k", "n_permutations",
                                                                            "null_p", "held_out_power", "p", "effect", "ci", "n")}} for kk, res, _ in side]
             v["supporting_refits"] += [{**kk, "status": "untestable", "reason": res["reason"]} for kk, res in side_lost]
-            which = "" if len(keys) == 1 else f"its {'weakest' if status == 'validated' else 'deciding'} key ({low_k['role']}) "
+            which = "" if len(keys) == 1 else f"its {'weakest' if judged == 'validated' else 'deciding'} key ({low_k['role']}) "
             v.update(
                 status=status,
-                replicated=None if weak else status == "validated",
+                replicated=None if status == "inconclusive" else status == "validated",
                 replication={"k": k, "n": n_splits, "frequency": round(k / n_splits, 3), "text": f"{k}/{n_splits}"},
                 null={"k": key["null_k"], "n": n_perm, "frequency": round(null_freq, 3), "p": round(key["null_p"], 4),
                       "text": f"{key['null_k']}/{n_perm}"},
@@ -1023,7 +1033,9 @@ def validate_hypotheses(
                         + (f"; the unit as a whole (every measured member's median and rank-sum against the other features, "
                            f"held-out samples) moved in {int(whole.sum())}/{n_splits} splits" if whole is not None else ""))
                         + (_supporting_said(kg, per, {kk["edge"] for kk, _, _ in keys if kk.get("model", "edge") == "edge"},
-                                            [(kk, res) for kk, res, _ in side], min_replication, alpha) if claimed else ""),
+                                            [(kk, res) for kk, res, _ in side], min_replication, alpha) if claimed else "")
+                        + (f"; not validated, as the claim states {' and '.join(untested)}, which could not be re-tested"
+                           if status != judged else ""),
             )
         out.append({**h, "validation": _plain(v)})
     return out
@@ -1032,22 +1044,19 @@ def validate_hypotheses(
 def _collinear(design, columns: list[str]) -> dict[str, Any] | None:
     """The first of ``columns`` a refit of a two-group ``design`` cannot separate from the grouping (``column``, ``v``,
     ``n``, ``threshold``), or ``None``: a factor column tied to the grouping as strongly as Cramér's V >=
-    :data:`proteus.confounding.COLLINEAR_V` on the refit's tested samples.
+    :data:`proteus.confounding.COLLINEAR_V` on the refit's tested samples (:func:`proteus.confounding.collinear_v`, the
+    rule the statement's wording follows too).
     Adjustment cannot separate two collinear columns (the group's coefficient is estimated from the few samples where
     they disagree), so the refit's failure to replicate says nothing about the claim, and its success little."""
-    from proteus.confounding import COLLINEAR_V, cramers_v
-    from proteus.stats.design import is_factor
+    from proteus.confounding import COLLINEAR_V, collinear_v
 
     if design.kind != "two_group" or design.cov is None:
         return None
     ok = design.tested_samples()
     groups = pd.Series(design.labels[ok])
     for c in columns:
-        col = design.cov[c]
-        if not is_factor(col):
-            continue
-        v = cramers_v(groups, pd.Series(col.to_numpy()[ok]))
-        if v >= COLLINEAR_V:
+        v = collinear_v(groups, pd.Series(design.cov[c].to_numpy()[ok]))
+        if v is not None:
             return {"column": c, "v": v, "n": int(ok.sum()), "threshold": COLLINEAR_V}
     return None
 
@@ -1098,6 +1107,8 @@ def _rests_on(kg: KnowledgeGraph, keys: list[tuple[dict, dict, Any]], outcomes: 
         r = kg.relation(k["edge"])
         what = (f"{r.subject.label} carriers against non-carriers in {r.object.label.split(': ')[0]}" if k.get("model") == "carriers"
                 else f"the {r.object.label.split(': ')[0]} difference in the '{r.subject.label}' programme score" if k.get("model") == "programme"
+                else f"{r.subject.label} in {r.object.label.split(': ', 1)[-1].replace(' vs ', ' against ')}, on the samples genotyped for "
+                     "the mutation enrichment" if k.get("model") == "levels"
                 else _edge_words(r)) if r is not None else k["edge"]
         said.append(f"{k['role']} ({what}, {res['test']}: {o['k']}/{res['n_splits']} "
                     f"splits, null {res['null_k']}/{res['n_permutations']}" + (f": {_SAID[o['status']]})" if len(keys) > 1 else ")"))

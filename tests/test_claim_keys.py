@@ -102,6 +102,49 @@ def test_a_mediation_validates_only_where_its_headline_difference_replicates_too
     assert split, "a mediation whose carriers replicate while its grouping difference does not"
 
 
+def test_every_mediation_retests_its_headline_difference(ucec_study, mediation):
+    """A mediation opens with the grouping's difference in the protein; where that difference is no edge of the graph
+    (significant only over the enriched genes, as ARID1A in MSI-H on UCEC) the headline is still a key: the enrichment
+    edge's own comparison of the levels (the tool's own_diff_all), re-tested as case against control over the contrast's
+    genotyped samples, its held-out count scipy's pooled t on the same splits. The old code keyed such a claim on its
+    carrier effect alone, and validated half of it."""
+    from proteus.tools.mutation import mutation_matrix
+
+    kg, hyps, validated = mediation
+    levels = 0
+    for h in hyps:
+        headline = [k for k in h["key_edges"] if k["model"] in ("edge", "levels")]
+        carrier = next(k for k in h["key_edges"] if k["model"] == "carriers")
+        r = kg.relation(carrier["edge"])
+        assert len(headline) == 1 and headline[0]["role"] == f"{r.object.label.split(': ')[0]} difference", h["key_edges"]
+        if headline[0]["model"] != "levels":
+            continue
+        levels += 1
+        v = validated[h["id"]]["validation"]
+        (key,) = [k for k in v["key_edges"] if k["model"] == "levels"]
+        assert key["edge"] == r.id and key["status"] == "tested"
+        assert key["effect"] == pytest.approx(r.stats.extra["own_diff_all"], rel=1e-9), "the statement's own difference"
+        p = r.provenance.params
+        lab = ucec_study.clinical[p["group"]].astype(str)
+        mat, geno = mutation_matrix(ucec_study, [str(s) for s in lab.index[lab.isin([p["case"], p["control"]])]], "nonsilent")
+        a = ucec_study.modalities[r.stats.extra["own_modality"]]
+        x = pd.Series(np.asarray(a[:, r.stats.extra["own_feature"]].X, dtype=float).ravel(), index=a.obs_names.astype(str))
+        geno = [s for s in geno if s in x.index]
+        x, case = x.reindex(geno).to_numpy(), (lab.reindex(geno) == p["case"]).to_numpy()
+        sign, k = np.sign(r.stats.extra["own_diff_all"]), 0
+        for held in _split_masks(case, len(case), N_SPLITS, 0.6, 0):
+            a_, b_ = x[held & case], x[held & ~case]
+            a_, b_ = a_[np.isfinite(a_)], b_[np.isfinite(b_)]
+            t = stats.ttest_ind(a_, b_, equal_var=True)
+            k += bool(t.pvalue < ALPHA and np.sign(a_.mean() - b_.mean()) == sign)
+        assert key["replicated_splits"] == k and key["n"] == int(np.isfinite(x).sum())
+        assert f"{headline[0]['role']} ({r.subject.label} in {p['case']} against {p['control']}" in v["reason"]
+        ok = all(kk["replicated_splits"] / N_SPLITS >= MIN_REPLICATION and kk["null_p"] < ALPHA
+                 for kk in v["key_edges"] if kk["model"] in ("levels", "carriers"))
+        assert (v["status"] == "validated") == ok, v["reason"]
+    assert levels, "a mediation whose grouping difference is no edge of the graph"
+
+
 def test_carriers_sitting_in_one_level_are_said(ucec_study, mediation):
     """Where >= 80% of a claim's carriers sit in one level of a grouping (or are hypermutated) that holds at most half of
     the non-carriers, the statement says so with the counts; every such level, recomputed here from the sample table, is
@@ -200,22 +243,61 @@ def test_adjusted_claim_is_retested_as_the_refit_it_states(ucec_study, mediation
         assert adj["n"] <= ucec_study.clinical[key.adjusted_for[0]].notna().sum()
 
 
-def test_a_refit_for_a_column_collinear_with_the_grouping_is_not_tested(ucec_study, mediation):
-    """Adjustment cannot separate two columns tied as strongly as Cramér's V >= 0.7 (on UCEC the MSI grouping and a
-    mismatch-repair gene's status): such a refit is not re-tested, the reason gives the V and why, and the verdict is
-    the worst of the other keys' own verdicts."""
-    from proteus.confounding import COLLINEAR_V
+def _held_refits(ucec_study, kg, n: int = 30):
+    """(relation, records, clause, [(column, V, samples)]) of the strongest protein differences with refits that held,
+    each column's Cramér's V with the grouping on the refit's samples (scipy, :func:`_refit_v`)."""
+    from proteus.confounding import hypothesis_checks
+    from proteus.profile import profile_study
+
+    columns = profile_study(ucec_study).confounder_columns()
+    diffs = sorted((r for r in kg.relations.values() if r.provenance.tool == "differential_abundance"), key=lambda r: r.stats.p)
+    for r in diffs[:n]:
+        records, clause, _ = hypothesis_checks([r], ucec_study.clinical, columns, {}, study=ucec_study)
+        held = [c["column"] for rec in records for c in rec.get("refitted", [])
+                if c["reason"].endswith("held adjusted for it") and c.get("effect_name") == "Cramér's V"]  # factors (not composition scores)
+        if held:
+            yield r, records, clause, [(col, *_refit_v(ucec_study, r, col)) for col in held]
+
+
+def test_a_statement_says_a_collinear_column_cannot_be_separated_not_that_it_holds_adjusted(ucec_study, mediation):
+    """A refit for a column tied to the grouping as strongly as Cramér's V >= 0.7 on the refit's samples (on UCEC the MSI
+    grouping and a mismatch-repair gene's status) separates nothing: the statement says the difference "cannot be
+    separated from" the column with that V, never that it "holds adjusted for" it, and no key claims the refit; a column
+    below the threshold is still said to hold and keyed. The old code said every refit that held "holds adjusted for"."""
+    from proteus.confounding import COLLINEAR_V, adjusted_keys
 
     kg, _, _ = mediation
-    r, _, clause, keys = next(x for x in _refit_claims(ucec_study, kg, 30) if any(_refit_v(ucec_study, x[0], k.adjusted_for[0])[0] >= COLLINEAR_V
-                                                                                 for k in x[3]))
+    seen = {"collinear": 0, "separable": 0}
+    for r, records, clause, held in _held_refits(ucec_study, kg):
+        keyed = {k.adjusted_for[0] for k in adjusted_keys(records)}
+        for col, cv, n in held:
+            if cv >= COLLINEAR_V:
+                seen["collinear"] += 1
+                assert f"adjusted for {col}" not in clause and col not in keyed, clause
+                assert f"the difference cannot be separated from " in clause and f"{col} (Cramér's V {cv:.2f} on the {n} samples with it recorded)" in clause, clause
+            else:
+                seen["separable"] += 1
+                assert col in clause and "it holds adjusted for" in clause and col in keyed, clause
+    assert seen["collinear"] and seen["separable"], seen
+
+
+def test_a_refit_for_a_column_collinear_with_the_grouping_is_not_tested(ucec_study, mediation):
+    """Validation follows the same rule where a claim does key such a refit (a drafted key, not the statement's wording):
+    the refit is not re-tested, the reason gives the V and why, and the verdict is the worst of the other keys' own
+    verdicts."""
+    from proteus.confounding import COLLINEAR_V
+    from proteus.records import KeyEdge
+
+    kg, _, _ = mediation
+    r, _, clause, held = next(x for x in _held_refits(ucec_study, kg) if any(cv >= COLLINEAR_V for _, cv, _ in x[3]))
+    keys = [KeyEdge(edge=r.id, role=f"adjusted for {col}", model="adjusted", adjusted_for=[col]) for col, _, _ in held]
     h = {"id": "H", "statement": clause, "evidence": [r.id], "key_edges": [k.model_dump() for k in keys]}
     (out,) = validate_hypotheses(ucec_study, kg, [h])
     v = out["validation"]
     by_role = {k["role"]: k for k in v["key_edges"]}
     collinear = 0
-    for k in keys:
-        got, (cv, n) = by_role[k.role], _refit_v(ucec_study, r, k.adjusted_for[0])
+    for k, (_, cv, n) in zip(keys, held):
+        got = by_role[k.role]
         if cv >= COLLINEAR_V:
             collinear += 1
             assert got["status"] == "untestable" and "verdict" not in got

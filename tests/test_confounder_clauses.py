@@ -10,8 +10,9 @@ import re
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from scipy.stats.contingency import association
 
-from proteus.confounding import STRONG_V, WITHIN_SHARE, contrast_checks, hypothesis_checks
+from proteus.confounding import COLLINEAR_V, STRONG_V, WITHIN_SHARE, contrast_checks, hypothesis_checks
 from proteus.design import is_unknown_level
 from proteus.profile import profile_study
 from proteus.records import Entity, Provenance, Relation, Stats, contrast_entity
@@ -152,7 +153,11 @@ def test_a_column_strongly_tied_to_the_groups_inside_one_of_them_is_refitted_too
     assert refit["refit"][0] == pytest.approx(base.params["m"], abs=1e-4) and refit["refit"][2] == pytest.approx(adj.params["m"], abs=1e-4)
     assert refit["refit"][3] == pytest.approx(adj.pvalues["m"], rel=1e-6) and refit["refit"][4] == len(d)
     said = f"{adj.params['m']:+.2f} (p={adj.pvalues['m']:.1g}) adjusted for {col}"
-    if refit["reason"].endswith("held adjusted for it"):
+    v = association(pd.crosstab(d["m"], d["c"].astype(str)).to_numpy(), method="cramer")  # on the refit's samples
+    if refit["reason"].endswith("held adjusted for it") and v >= COLLINEAR_V:  # adjustment cannot separate the two
+        assert f"cannot be separated from {col} (Cramér's V {v:.2f} on the {len(d)} samples with it recorded)" in clause, clause
+        assert f"adjusted for {col}" not in clause and f"(cannot be separated: Cramér's V {v:.2f}" in why
+    elif refit["reason"].endswith("held adjusted for it"):
         assert "it holds adjusted for" in clause and col in clause and said.split(" adjusted for")[0] in clause, clause
     elif refit["reason"].endswith("gone adjusted for it"):
         assert "the difference is gone" in clause, clause

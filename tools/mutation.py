@@ -576,7 +576,8 @@ def mutation_group_enrichment(study: Study, params: MutationGroupParams, ctx: To
     Relations: ``mutation:<GENE> --higher_in/lower_in--> sample_group "<group>: <case> vs <control>"``
     (effect: log2 odds ratio; extra: the carriers' variants, :func:`carrier_variants`, and the own-feature
     differences ``own_diff_all`` / ``own_diff_wildtype`` / ``own_diff_carriers`` with Welch p, and ``own_q_all``: BH of
-    ``own_p_all`` over the enriched genes, which mutation frequency alone selected).
+    ``own_p_all`` over the enriched genes, which mutation frequency alone selected; ``own_family``: those genes' own
+    features, the family of that q).
     """
     name = "mutation_group_enrichment"
     p = params
@@ -618,9 +619,11 @@ def mutation_group_enrichment(study: Study, params: MutationGroupParams, ctx: To
     table["q"] = bh(table["p"].to_numpy())
     table = table.sort_values("p", kind="stable").reset_index(drop=True)
     sig = table[table["q"] < p.fdr]
+    family: list[str] = []
     if "own_p_all" in table:  # the own-feature tests of the enriched genes (chosen by mutation frequency alone), BH over them
         mine = sig["own_p_all"].notna()
         table.loc[sig.index[mine], "own_q_all"] = bh(sig.loc[mine, "own_p_all"].to_numpy()) if mine.any() else []
+        family = [str(f) for f in sig.loc[mine, "own_feature"]]
         sig = table[table["q"] < p.fdr]
     obj = contrast_entity(p.group, p.case, p.control)
     rels = []
@@ -632,7 +635,8 @@ def mutation_group_enrichment(study: Study, params: MutationGroupParams, ctx: To
                          Stats(effect=r["log2_odds_ratio"], effect_type="log2_odds_ratio", p=r["p"], q=r["q"], n=len(geno),
                                direction="up" if up else "down",
                                observed={p.case: (r["mutated_case"], n_case), p.control: (r["mutated_control"], n_ctrl)},
-                               extra={"test": "Fisher exact", "own_modality": own_mod, "variant_classes": p.variant_classes} | extra),
+                               extra={"test": "Fisher exact", "own_modality": own_mod, "variant_classes": p.variant_classes} | extra
+                               | ({"own_family": family} if extra.get("own_q_all") is not None else {})),
                          None))
     top = ", ".join(f"{r.gene} ({r.mutated_case}/{r.n_case} vs {r.mutated_control}/{r.n_control})" for r in sig.head(6).itertuples())
     summary = (f"Mutation ({p.variant_classes}) frequency, {p.case} vs {p.control} ({p.group}), Fisher's exact test over {len(table)} recurrently "

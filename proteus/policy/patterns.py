@@ -632,9 +632,11 @@ def _cis_in_grouping(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
     """A gene mutated more often in one level of a grouping (``mutation_group_enrichment``) whose carriers
     have a lower (higher) protein of that gene, and whose protein differs between the levels only through
     them (without the carriers the difference is under half and not significant): the mutation's cis
-    effect is the mechanism of that protein's change in the grouping, stated as such. Its claim rests on two key
-    edges: the grouping's difference in the protein, the headline it opens with (where the graph holds it), and the
-    carriers' own effect (re-tested as carriers against non-carriers); it validates only where both replicate."""
+    effect is the mechanism of that protein's change in the grouping, stated as such. Its claim rests on two keys,
+    always both re-tested: the grouping's difference in the protein, the headline it opens with (the graph's
+    difference edge where it holds one; else, as where that difference was significant only over the enriched genes,
+    the enrichment edge's own comparison of the levels, ``levels``), and the carriers' own effect (carriers against
+    non-carriers, ``carriers``); it validates only where both replicate."""
     out = []
     enriched = [r for r in kg.relations.values() if r.provenance.tool == "mutation_group_enrichment" and r.predicate == "higher_in"]
     for r in sorted(enriched, key=_rank):
@@ -667,7 +669,8 @@ def _cis_in_grouping(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
                 test=f"Measure {gene} protein in independent {case} and {control} samples with {gene} genotyped: predict the {word} level "
                      f"in {case} among carriers only, and no difference between {case} and {control} non-carriers.",
                 # the claim states the grouping's difference and that the carriers' own effect carries it: both are keys
-                key_edges=[*([KeyEdge(edge=own.id, role=f"{group} difference")] if own is not None else []),
+                key_edges=[KeyEdge(edge=own.id, role=f"{group} difference") if own is not None
+                           else KeyEdge(edge=r.id, role=f"{group} difference", model="levels"),
                            KeyEdge(edge=r.id, role="carrier effect", model="carriers")],
             )
         )
