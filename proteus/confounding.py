@@ -548,13 +548,13 @@ def _whose(label: str, key) -> str:
 
 
 def _tied_v(c: DesignCheck) -> str:
-    """``"Cramér's V 0.75 on the 36 samples with it recorded"``: a collinear refit's V (:func:`collinear_v`)."""
-    return f"Cramér's V {c.collinear_v:.2f} on the {c.refit[4]} samples with it recorded" if c.refit else f"Cramér's V {c.collinear_v:.2f}"
+    """``"Cramér's V 0.75 on the 36 samples with PMS2 recorded"``: a collinear refit's V (:func:`collinear_v`)."""
+    return f"Cramér's V {c.collinear_v:.2f} on the {c.refit[4]} samples with {c.column} recorded" if c.refit else f"Cramér's V {c.collinear_v:.2f}"
 
 
 def _tied_said(tied: list[tuple[DesignCheck, str]]) -> str:
     """The refits a column collinear with the grouping makes (:func:`collinear_v`), said as what they are: ``"the
-    difference cannot be separated from PMS2 (Cramér's V 0.75 on the 36 samples with it recorded)"``; each column
+    difference cannot be separated from PMS2 (Cramér's V 0.75 on the 36 samples with PMS2 recorded)"``; each column
     once (several features refitted with one column share its entry), grouped by whose difference."""
     by: dict[str, dict[str, DesignCheck]] = {}
     for c, whose in tied:

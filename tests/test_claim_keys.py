@@ -274,7 +274,7 @@ def test_a_statement_says_a_collinear_column_cannot_be_separated_not_that_it_hol
             if cv >= COLLINEAR_V:
                 seen["collinear"] += 1
                 assert f"adjusted for {col}" not in clause and col not in keyed, clause
-                assert f"the difference cannot be separated from " in clause and f"{col} (Cramér's V {cv:.2f} on the {n} samples with it recorded)" in clause, clause
+                assert f"the difference cannot be separated from " in clause and f"{col} (Cramér's V {cv:.2f} on the {n} samples with {col} recorded)" in clause, clause
             else:
                 seen["separable"] += 1
                 assert col in clause and "it holds adjusted for" in clause and col in keyed, clause

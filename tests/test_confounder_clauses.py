@@ -155,7 +155,7 @@ def test_a_column_strongly_tied_to_the_groups_inside_one_of_them_is_refitted_too
     said = f"{adj.params['m']:+.2f} (p={adj.pvalues['m']:.1g}) adjusted for {col}"
     v = association(pd.crosstab(d["m"], d["c"].astype(str)).to_numpy(), method="cramer")  # on the refit's samples
     if refit["reason"].endswith("held adjusted for it") and v >= COLLINEAR_V:  # adjustment cannot separate the two
-        assert f"cannot be separated from {col} (Cramér's V {v:.2f} on the {len(d)} samples with it recorded)" in clause, clause
+        assert f"cannot be separated from {col} (Cramér's V {v:.2f} on the {len(d)} samples with {col} recorded)" in clause, clause
         assert f"adjusted for {col}" not in clause and f"(cannot be separated: Cramér's V {v:.2f}" in why
     elif refit["reason"].endswith("held adjusted for it"):
         assert "it holds adjusted for" in clause and col in clause and said.split(" adjusted for")[0] in clause, clause
