@@ -42,6 +42,23 @@ def mediation(ucec_study, tmp_path_factory):
     pytest.fail("no profiled contrast gives a mutation enriched in one level whose carriers carry its protein's difference")
 
 
+
+def _own_values(study, r) -> pd.Series:
+    """The gene's own feature that the enrichment edge compared, by sample."""
+    a = study.modalities[r.stats.extra["own_modality"]]
+    return pd.Series(np.asarray(a[:, r.stats.extra["own_feature"]].X, dtype=float).ravel(), index=a.obs_names.astype(str))
+
+
+def _replicated_splits(x: np.ndarray, in_case: np.ndarray, sign: float) -> int:
+    """The oracle for a key: held-out splits where Student's t (p < ALPHA) finds the stated sign."""
+    k = 0
+    for held in _split_masks(in_case, len(in_case), N_SPLITS, 0.6, 0):
+        a_, b_ = x[held & in_case], x[held & ~in_case]
+        a_, b_ = a_[np.isfinite(a_)], b_[np.isfinite(b_)]
+        t = stats.ttest_ind(a_, b_, equal_var=True)
+        k += bool(t.pvalue < ALPHA and np.sign(a_.mean() - b_.mean()) == sign)
+    return k
+
 def test_mediation_claim_is_keyed_and_retested_on_its_carrier_effect(ucec_study, mediation):
     """The key is the enrichment edge re-tested as carriers against non-carriers over the contrast's genotyped samples:
     the comparison the statement quotes (the tool's own_diff_carriers), and its held-out count is scipy's pooled t on the
@@ -62,16 +79,10 @@ def test_mediation_claim_is_keyed_and_retested_on_its_carrier_effect(ucec_study,
         lab = ucec_study.clinical[p["group"]]
         samples = [str(s) for s in lab.index[lab.astype(str).isin([p["case"], p["control"]])]]
         mat, geno = mutation_matrix(ucec_study, samples, "nonsilent")
-        a = ucec_study.modalities[r.stats.extra["own_modality"]]
-        x = pd.Series(np.asarray(a[:, r.stats.extra["own_feature"]].X, dtype=float).ravel(), index=a.obs_names.astype(str))
+        x = _own_values(ucec_study, r)
         geno = [s for s in geno if s in x.index]
         x, carrier = x.reindex(geno).to_numpy(), mat[r.subject.label].reindex(geno).to_numpy(bool)
-        sign, k = np.sign(r.stats.extra["own_diff_carriers"]), 0
-        for held in _split_masks(carrier, len(carrier), N_SPLITS, 0.6, 0):
-            a_, b_ = x[held & carrier], x[held & ~carrier]
-            a_, b_ = a_[np.isfinite(a_)], b_[np.isfinite(b_)]
-            t = stats.ttest_ind(a_, b_, equal_var=True)
-            k += bool(t.pvalue < ALPHA and np.sign(a_.mean() - b_.mean()) == sign)
+        k = _replicated_splits(x, carrier, np.sign(r.stats.extra["own_diff_carriers"]))
         assert key["replicated_splits"] == k and key["n"] == int(np.isfinite(x).sum())
 
 
@@ -127,16 +138,10 @@ def test_every_mediation_retests_its_headline_difference(ucec_study, mediation):
         p = r.provenance.params
         lab = ucec_study.clinical[p["group"]].astype(str)
         mat, geno = mutation_matrix(ucec_study, [str(s) for s in lab.index[lab.isin([p["case"], p["control"]])]], "nonsilent")
-        a = ucec_study.modalities[r.stats.extra["own_modality"]]
-        x = pd.Series(np.asarray(a[:, r.stats.extra["own_feature"]].X, dtype=float).ravel(), index=a.obs_names.astype(str))
+        x = _own_values(ucec_study, r)
         geno = [s for s in geno if s in x.index]
         x, case = x.reindex(geno).to_numpy(), (lab.reindex(geno) == p["case"]).to_numpy()
-        sign, k = np.sign(r.stats.extra["own_diff_all"]), 0
-        for held in _split_masks(case, len(case), N_SPLITS, 0.6, 0):
-            a_, b_ = x[held & case], x[held & ~case]
-            a_, b_ = a_[np.isfinite(a_)], b_[np.isfinite(b_)]
-            t = stats.ttest_ind(a_, b_, equal_var=True)
-            k += bool(t.pvalue < ALPHA and np.sign(a_.mean() - b_.mean()) == sign)
+        k = _replicated_splits(x, case, np.sign(r.stats.extra["own_diff_all"]))
         assert key["replicated_splits"] == k and key["n"] == int(np.isfinite(x).sum())
         assert f"{headline[0]['role']} ({r.subject.label} in {p['case']} against {p['control']}" in v["reason"]
         ok = all(kk["replicated_splits"] / N_SPLITS >= MIN_REPLICATION and kk["null_p"] < ALPHA
@@ -274,7 +279,7 @@ def test_a_statement_says_a_collinear_column_cannot_be_separated_not_that_it_hol
             if cv >= COLLINEAR_V:
                 seen["collinear"] += 1
                 assert f"adjusted for {col}" not in clause and col not in keyed, clause
-                assert f"the difference cannot be separated from " in clause and f"{col} (Cramér's V {cv:.2f} on the {n} samples with {col} recorded)" in clause, clause
+                assert "the difference cannot be separated from " in clause and f"{col} (Cramér's V {cv:.2f} on the {n} samples with {col} recorded)" in clause, clause
             else:
                 seen["separable"] += 1
                 assert col in clause and "it holds adjusted for" in clause and col in keyed, clause
