@@ -516,7 +516,18 @@ def _refit_said(c: DesignCheck) -> str:
     column recorded, which can be fewer than the edge's own test used, so its unadjusted effect can differ)."""
     effects, _, rest = (c.adjusted or "").partition(" adjusted for")
     n = rest.rsplit(", n=", 1)[-1] if ", n=" in rest else ""
-    return f"{effects}, on the {n} samples with {c.column} recorded" if n.isdigit() else effects
+    return f"{effects}, {_samples_said(n, _measured(c), c.column)}" if n.isdigit() else effects
+
+
+def _measured(c: DesignCheck) -> str:
+    """The feature a refit models (``"NOTUM"`` from ``"NOTUM +2.11 (p=3e-12) -> ..."``)."""
+    return (c.adjusted or "").split(" (p=")[0].rsplit(" ", 1)[0]
+
+
+def _samples_said(n: int | str, feature: str, column: str) -> str:
+    """``"on the 77 samples with NOTUM measured and Genomics_subtype recorded"``: a refit uses the samples with both,
+    which can be fewer than those with the column recorded."""
+    return f"on the {n} samples with {feature} measured and {column} recorded" if feature else f"on the {n} samples with {column} recorded"
 
 
 def _holds_said(holds: list[tuple[DesignCheck, str]]) -> str:
@@ -535,7 +546,7 @@ def _holds_said(holds: list[tuple[DesignCheck, str]]) -> str:
     for (lead, b, pb, n), adjusted in sets.items():
         names = [" / ".join(v) for v in adjusted.values()]
         parts.append(f"{lead} {b:+.2f} (p={pb:.1g}) -> " + ", ".join(f"{a:+.2f} (p={pa:.1g}) adjusted for {v}" for (a, pa), v in zip(adjusted, names))
-                     + f", on the {n} samples with {names[0] if len(names) == 1 else 'each'} recorded")
+                     + f", {_samples_said(n, lead, names[0] if len(names) == 1 else 'each column')}")
     v = [x.effect or 0.0 for x in cols]
     return (f"it holds adjusted for each of the {len({x.column for x in cols})} columns {who} differ in (Cramér's V {min(v):.2f}-{max(v):.2f}) in turn: "
             + "; ".join(parts))
@@ -548,13 +559,13 @@ def _whose(label: str, key) -> str:
 
 
 def _tied_v(c: DesignCheck) -> str:
-    """``"Cramér's V 0.75 on the 36 samples with PMS2 recorded"``: a collinear refit's V (:func:`collinear_v`)."""
-    return f"Cramér's V {c.collinear_v:.2f} on the {c.refit[4]} samples with {c.column} recorded" if c.refit else f"Cramér's V {c.collinear_v:.2f}"
+    """``"Cramér's V 0.75 on the 36 samples with RPL22L1 measured and PMS2 recorded"``: a collinear refit's V (:func:`collinear_v`)."""
+    return f"Cramér's V {c.collinear_v:.2f} {_samples_said(c.refit[4], _measured(c), c.column)}" if c.refit else f"Cramér's V {c.collinear_v:.2f}"
 
 
 def _tied_said(tied: list[tuple[DesignCheck, str]]) -> str:
     """The refits a column collinear with the grouping makes (:func:`collinear_v`), said as what they are: ``"the
-    difference cannot be separated from PMS2 (Cramér's V 0.75 on the 36 samples with PMS2 recorded)"``; each column
+    difference cannot be separated from PMS2 (Cramér's V 0.75 on the 36 samples with RPL22L1 measured and PMS2 recorded)"``; each column
     once (several features refitted with one column share its entry), grouped by whose difference."""
     by: dict[str, dict[str, DesignCheck]] = {}
     for c, whose in tied:
