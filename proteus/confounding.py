@@ -540,7 +540,7 @@ def _holds_said(holds: list[tuple[DesignCheck, str]]) -> str:
     sets: dict[tuple, dict[tuple, list[str]]] = {}
     for x in cols:  # each refit names its own feature (a hypothesis may cite several)
         b, pb, a, pa, n = x.refit
-        lead = x.adjusted.split(" (p=")[0].rsplit(" ", 1)[0]
+        lead = _measured(x)
         sets.setdefault((lead, b, pb, n), {}).setdefault((a, pa), []).append(x.column)
     parts = []
     for (lead, b, pb, n), adjusted in sets.items():

@@ -39,6 +39,7 @@ _MODALITY_FIELDS = ("modality", "other_modality", "own_modality")
 _GROUP_FIELDS = ("group", "block", "batch")  # categorical clinical columns
 _COLUMN_FIELDS = ("variable", "time", "event")  # any clinical column
 _MAX_LEVELS = 30  # a column with more levels is an identifier, not a grouping
+_RATIONALE_CHARS = 400  # a step's rationale, as StepSpec bounds it
 
 
 @dataclass
@@ -167,7 +168,7 @@ def _closed(p: dict[str, Any]) -> bool:
     )
 
 
-def tool_step_schema(tool: Any, names: RunNames, rationale_chars: int = 400, *, required_only: bool = False) -> dict[str, Any] | None:
+def tool_step_schema(tool: Any, names: RunNames, rationale_chars: int = _RATIONALE_CHARS, *, required_only: bool = False) -> dict[str, Any] | None:
     """The schema of one step calling ``tool`` with parameters restricted to ``names`` (one
     branch per grouping column when the tool takes levels of ``group``); ``None`` when the data
     offers no valid value for a required parameter. With ``required_only`` (compact prompts for
@@ -209,14 +210,14 @@ def tool_step_schema(tool: Any, names: RunNames, rationale_chars: int = 400, *, 
             variants.append(v)
         if not variants:
             return None
-    p_schema = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    return _step(tool.name, variants[0] if len(variants) == 1 else {"anyOf": variants}, rationale_chars)
+
+
+def _step(tool: str, params: dict[str, Any], rationale_chars: int) -> dict[str, Any]:
+    """The schema of one step: ``tool``, its ``params`` schema and a bounded rationale."""
     return {
         "type": "object",
-        "properties": {
-            "tool": {"const": tool.name},
-            "params": p_schema,
-            "rationale": {"type": "string", "maxLength": rationale_chars},
-        },
+        "properties": {"tool": {"const": tool}, "params": params, "rationale": {"type": "string", "maxLength": rationale_chars}},
         "required": ["tool", "params", "rationale"],
         "additionalProperties": False,
     }
@@ -234,16 +235,6 @@ def objective_plan_schema(families: list[str], max_objectives: int) -> dict[str,
     return s
 
 
-def _kept_step(step: Any, rationale_chars: int = 400) -> dict[str, Any]:
-    """The schema of keeping planned ``step`` as it is: its tool and parameters as constants."""
-    return {
-        "type": "object",
-        "properties": {"tool": {"const": step.tool}, "params": {"const": step.params}, "rationale": {"type": "string", "maxLength": rationale_chars}},
-        "required": ["tool", "params", "rationale"],
-        "additionalProperties": False,
-    }
-
-
 def workflow_schema(tools: list[Any], names: RunNames, max_steps: int, *, update: bool = False, required_only: bool = False, planned: list[Any] = ()) -> dict[str, Any]:
     """The answer schema of a workflow plan or ``update``; an update may keep each ``planned``
     step exactly as planned (its parameters may be more than a compact step schema allows)."""
@@ -252,7 +243,7 @@ def workflow_schema(tools: list[Any], names: RunNames, max_steps: int, *, update
     arr["items"] = _steps(tools, names, required_only)
     if planned:
         branches = arr["items"].get("anyOf", [arr["items"]])
-        arr["items"] = {"anyOf": [_kept_step(p) for p in planned] + branches}
+        arr["items"] = {"anyOf": [_step(p.tool, {"const": p.params}, _RATIONALE_CHARS) for p in planned] + branches}  # kept as planned
     arr["maxItems"] = min(int(arr.get("maxItems", max_steps)), max_steps)
     return s
 

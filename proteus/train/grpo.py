@@ -96,9 +96,10 @@ def _reference_answers(row: dict[str, Any]) -> list[str]:
 
     task = json.loads(row["task"])
     ref, schema = task.get("reference"), task.get("schema") or {}
-    if not ref or not jsonschema.Draft202012Validator(schema).is_valid(as_the_grammar_allows(ref, schema)):
+    fitted = as_the_grammar_allows(ref, schema) if ref else None
+    if not fitted or not jsonschema.Draft202012Validator(schema).is_valid(fitted):
         return []
-    answers = [json.dumps(as_the_grammar_allows(ref, schema, drop_prose=d), ensure_ascii=False) for d in (False, True)]
+    answers = [json.dumps(a, ensure_ascii=False) for a in (fitted, as_the_grammar_allows(ref, schema, drop_prose=True))]
     return answers[:1] if answers[0] == answers[1] else answers
 
 
