@@ -520,12 +520,12 @@ def _refit_said(c: DesignCheck) -> str:
 
 
 def _measured(c: DesignCheck) -> str:
-    """The feature a refit models (``"NOTUM"`` from ``"NOTUM +2.11 (p=3e-12) -> ..."``)."""
+    """The feature a refit models (``"GENE1"`` from ``"GENE1 +2.11 (p=3e-12) -> ..."``)."""
     return (c.adjusted or "").split(" (p=")[0].rsplit(" ", 1)[0]
 
 
 def _samples_said(n: int | str, feature: str, column: str) -> str:
-    """``"on the 77 samples with NOTUM measured and Genomics_subtype recorded"``: a refit uses the samples with both,
+    """``"on the 77 samples with GENE1 measured and subtype recorded"``: a refit uses the samples with both,
     which can be fewer than those with the column recorded."""
     return f"on the {n} samples with {feature} measured and {column} recorded" if feature else f"on the {n} samples with {column} recorded"
 
@@ -554,18 +554,18 @@ def _holds_said(holds: list[tuple[DesignCheck, str]]) -> str:
 
 def _whose(label: str, key) -> str:
     """Whose difference a contrast's refit adjusts: ``"the difference"``, or a mutation contrast's
-    ``"the RPL22 carriers' difference"`` (``label`` ``"RPL22 mutation: mutated vs wild-type"``, no sample-table ``key``)."""
+    ``"the GENE2 carriers' difference"`` (``label`` ``"GENE2 mutation: mutated vs wild-type"``, no sample-table ``key``)."""
     return "the difference" if key is not None else f"the {label.split(' mutation: ')[0]} carriers' difference"
 
 
 def _tied_v(c: DesignCheck) -> str:
-    """``"Cramér's V 0.75 on the 36 samples with RPL22L1 measured and PMS2 recorded"``: a collinear refit's V (:func:`collinear_v`)."""
+    """``"Cramér's V 0.75 on the 36 samples with GENE1 measured and GENE3 recorded"``: a collinear refit's V (:func:`collinear_v`)."""
     return f"Cramér's V {c.collinear_v:.2f} {_samples_said(c.refit[4], _measured(c), c.column)}" if c.refit else f"Cramér's V {c.collinear_v:.2f}"
 
 
 def _tied_said(tied: list[tuple[DesignCheck, str]]) -> str:
     """The refits a column collinear with the grouping makes (:func:`collinear_v`), said as what they are: ``"the
-    difference cannot be separated from PMS2 (Cramér's V 0.75 on the 36 samples with RPL22L1 measured and PMS2 recorded)"``; each column
+    difference cannot be separated from GENE3 (Cramér's V 0.75 on the 36 samples with GENE1 measured and GENE3 recorded)"``; each column
     once (several features refitted with one column share its entry), grouped by whose difference."""
     by: dict[str, dict[str, DesignCheck]] = {}
     for c, whose in tied:
