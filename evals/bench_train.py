@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--learning-rate", type=float, default=2e-4)
     ap.add_argument("--lora-rank", type=int, default=16)
     ap.add_argument("--context-tokens", type=int, default=2048, help="context the decisions are rendered for")
-    ap.add_argument("--max-completion-tokens", type=int, default=192)
+    ap.add_argument("--max-completion-tokens", type=int, default=192, help="longest answer (each is also cut at the budget it was served with)")
+    ap.add_argument("--max-prompt-tokens", type=int, help="leave out longer prompts (default: context tokens less --max-completion-tokens)")
     ap.add_argument("--held-out", type=float, default=0.3)
     ap.add_argument("--max-eval-prompts", type=int, default=24)
     ap.add_argument("--eval-batch-size", type=int, default=8)
@@ -168,9 +169,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--train-s", type=float, help="seconds of training (warm start + GRPO; evaluations not counted)")
     ap.add_argument("--work-dir", type=Path, help="trainers' scratch folder (default OUT/checkpoints)")
     ap.add_argument("--no-gguf", action="store_true", help="do not write the merged GGUF")
+    ap.add_argument("--dynamic-sampling", type=int, default=3, help="most groups sampled per GRPO step until one scores unevenly (0: off)")
     ap.add_argument("--unconstrained", action="store_true", help="sample training and held-out answers without the serving grammar")
     ap.add_argument("--keep-precision", action="store_true", help="serve the tuned GGUF as written (F16) instead of quantised to the base's type")
     ap.add_argument("--served-run", type=Path, help="data folder for the base vs tuned proteus run through llama.cpp")
+    ap.add_argument("--adapter", type=Path, help="start from this trained LoRA adapter (with --steps 0: evaluate it on the held-out prompts)")
     ap.add_argument("--tuned", help="a tuned GGUF (e.g. from `proteus export gguf`): no training, only the --served-run comparison")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -190,10 +193,10 @@ def main(argv: list[str] | None = None) -> dict:
     traj = args.trajectories or export_decisions(args.data, args.out, args.context_tokens)
     s = train(
         traj, args.base, args.out, steps=args.steps, num_generations=args.num_generations, learning_rate=args.learning_rate,
-        lora_rank=args.lora_rank, max_prompt_tokens=args.context_tokens - args.max_completion_tokens, max_completion_tokens=args.max_completion_tokens,
+        lora_rank=args.lora_rank, max_prompt_tokens=args.max_prompt_tokens or args.context_tokens - args.max_completion_tokens, max_completion_tokens=args.max_completion_tokens,
         held_out=args.held_out, max_eval_prompts=args.max_eval_prompts, eval_batch_size=args.eval_batch_size, sft_epochs=args.sft_epochs,
         deadline=None if args.budget_s is None else T0 + args.budget_s, train_s=args.train_s, seed=args.seed, work_dir=args.work_dir, constrained=not args.unconstrained,
-        gguf=not args.no_gguf and (args.served_run is not None or str(args.base).endswith(".gguf")),
+        dynamic_sampling=args.dynamic_sampling, adapter=args.adapter, gguf=not args.no_gguf and (args.served_run is not None or str(args.base).endswith(".gguf")),
     )
     result = {"trajectories": str(traj), "context_tokens": args.context_tokens, "budget_s": args.budget_s, "total_s": round(time.time() - T0, 1), **s}
     if args.served_run is not None and s.get("gguf"):

@@ -22,7 +22,7 @@ JSON line::
       "data_source": "proteus/plan_workflow",
       "reward_model": {"style": "rule", "ground_truth": "<rewards as JSON>"},
       "extra_info": {"decision_id": ..., "run": ...},
-      "task": {"decision": ..., "schema": {...}, "allowed": {...}, "reference": {...},
+      "task": {"decision": ..., "schema": {...}, "max_tokens": 576, "allowed": {...}, "reference": {...},
                "edge_replication": {"e_...": true, ...}}   # what proteus.train.rewards checks
     }
 
@@ -205,7 +205,7 @@ def trajectories(run_dir: str | Path) -> Iterable[dict[str, Any]]:
             "latency_s": ev.get("latency_s"),
             **{k: ev[k] for k in ("objective", "step", "hypothesis") if k in ev},
         }
-        task = {"decision": decision, "schema": ev.get("schema"), "allowed": ev.get("allowed"), "reference": value if accepted else None}
+        task = {"decision": decision, "schema": ev.get("schema"), "max_tokens": ev.get("max_tokens"), "allowed": ev.get("allowed"), "reference": value if accepted else None}
         if decision == "propose_hypotheses":
             task["edge_replication"] = run.edge_replication()
         yield {

@@ -109,6 +109,8 @@ def test_offline_run_exports_every_decision_with_prompt_schema_and_reference(tmp
         assert r["prompt"][0]["role"] == "system" and r["prompt"][-1]["role"] == "user"
         assert json.loads(r["completion"]) == r["task"]["reference"]
         assert r["task"]["schema"]["type"] == "object"
+        # the answer budget the decision was served with, where a served answer is cut
+        assert isinstance(r["task"]["max_tokens"], int) and r["task"]["max_tokens"] >= 64
     wf = next(r for r in recs if r["meta"]["decision"] == "plan_workflow")
     assert wf["rewards"]["accepted"] and wf["rewards"]["tool_success"] is not None
     assert all(s["tool"] in wf["task"]["allowed"]["tools"] for s in wf["task"]["reference"]["steps"])

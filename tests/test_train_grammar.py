@@ -97,3 +97,8 @@ def test_grpo_rollout_answers_every_prompt_under_its_schema(interpret_rows, tiny
     # a short limit cuts answers off: no end token, and the reward's JSON check fails them, as when served
     short = grammar_rollout(grammar, tok, schemas)(prompts[:2], SimpleNamespace(model=model, max_completion_length=5, temperature=1.0))
     assert all(len(c) == 5 and c[-1] != tok.eos_token_id for c in short["completion_ids"])
+    # so does a prompt's own served budget, in the same batch as a prompt answered in full
+    budgeted = grammar_rollout(grammar, tok, schemas, {prompt_key(asked[1]): 5})(prompts, trainer)
+    cut = [len(c) == 5 and c[-1] != tok.eos_token_id for c in budgeted["completion_ids"]]
+    assert cut == [False, False, True, True]
+    assert all(_valid(grammar.served_text(c), schemas[prompt_key(p)]) for p, c in zip(prompts[:2], budgeted["completion_ids"][:2]))

@@ -454,6 +454,7 @@ class LLMPolicy(Policy):
         base = {"kind": "llm_decision", "decision": decision, "decision_id": decision_id, "policy": self.name, "backend": backend.spec, **(context or {})}
         prompt = self.prompt(decision, view, *args, backend=backend)
         base["schema"] = prompt.schema  # what the answer was constrained by (RL export rewards check it)
+        base["max_tokens"] = prompt.max_tokens  # and the answer budget it was given
         msgs = list(prompt.messages)
         reason = ""
         attempt, refitted = 0, False
@@ -470,7 +471,7 @@ class LLMPolicy(Policy):
                     break
                 refitted = True  # the server stated its context (now remembered): fit again, once
                 prompt = self.prompt(decision, view, *args, backend=backend)
-                base["schema"] = prompt.schema
+                base["schema"], base["max_tokens"] = prompt.schema, prompt.max_tokens
                 msgs = list(prompt.messages)
                 continue
             except BackendError as e:

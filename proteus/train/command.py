@@ -28,6 +28,7 @@ def train_cli(
     train_s: Optional[float] = typer.Option(None, "--train-s", help="seconds of training (warm start + GRPO), evaluations not counted"),
     decision: Optional[list[str]] = typer.Option(None, "--decision", help="train on these decisions only (repeatable)"),
     constrained: bool = typer.Option(True, "--constrained/--unconstrained", help="sample answers under the grammar llama.cpp serves each decision with (needs the base's GGUF)"),
+    dynamic_sampling: int = typer.Option(3, "--dynamic-sampling", help="most groups sampled per step until one scores unevenly (0: off)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Tune a local model (GRPO + LoRA) on exported decisions with rewards the data verifies."""
@@ -41,6 +42,7 @@ def train_cli(
             trajectories, base, out, steps=steps, num_generations=num_generations, learning_rate=learning_rate, lora_rank=lora_rank,
             max_prompt_tokens=max_prompt_tokens, max_completion_tokens=max_completion_tokens, held_out=held_out, decisions=decision, seed=seed,
             sft_epochs=sft_epochs, deadline=None if budget_s is None else time.time() + budget_s, train_s=train_s, constrained=constrained,
+            dynamic_sampling=dynamic_sampling,
         )
     except (ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)

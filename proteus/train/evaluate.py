@@ -19,13 +19,19 @@ from scipy import stats
 
 from proteus.train.rewards import reward
 
-__all__ = ["generate", "answers", "held_out_rewards", "mean_ci", "paired_change", "by_decision"]
+__all__ = ["generate", "answer_budget", "answers", "held_out_rewards", "mean_ci", "paired_change", "by_decision"]
 
 
-def generate(model: Any, tokenizer: Any, texts: list[str], *, max_new_tokens: int, do_sample: bool = False, temperature: float = 1.0, logits_processor: Any = None) -> list[list[int]]:
+def generate(
+    model: Any, tokenizer: Any, texts: list[str], *, max_new_tokens: int | list[int], do_sample: bool = False, temperature: float = 1.0,
+    logits_processor: Any = None,
+) -> list[list[int]]:
     """Token ids of the model's answer to each chat-rendered prompt of ``texts``, generated as one
     left-padded batch (so every answer starts where its prompt ends), each cut after its first
-    end-of-sequence token (kept). ``logits_processor``: e.g. :meth:`proteus.train.grammar.ServingGrammar.processor`."""
+    end-of-sequence token (kept). ``max_new_tokens``: one limit, or one per prompt (an answer
+    longer than its own limit is cut there, as a server cuts it). ``logits_processor``: e.g.
+    :meth:`proteus.train.grammar.ServingGrammar.processor`."""
+    limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(texts)
     import torch
     from transformers import LogitsProcessorList
 
@@ -41,39 +47,50 @@ def generate(model: Any, tokenizer: Any, texts: list[str], *, max_new_tokens: in
     if logits_processor is not None:
         kw["logits_processor"] = LogitsProcessorList([logits_processor])
     with torch.no_grad():
-        gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **kw)
+        gen = model.generate(**enc, max_new_tokens=max(limits), pad_token_id=tokenizer.pad_token_id, **kw)
     stops = model.generation_config.eos_token_id
     stops = {tokenizer.eos_token_id, *(stops if isinstance(stops, list) else [stops])} - {None}
     out = []
-    for row in gen[:, enc["input_ids"].shape[1] :].tolist():
+    for row, limit in zip(gen[:, enc["input_ids"].shape[1] :].tolist(), limits):
+        row = row[:limit]
         end = next((j for j, t in enumerate(row) if t in stops), len(row) - 1)
         out.append(row[: end + 1])
     return out
 
 
+def answer_budget(task: dict[str, Any], cap: int) -> int:
+    """Tokens an answer to ``task`` may take: the budget it was served with (``max_tokens``,
+    recorded by export-rl), at most ``cap``; ``cap`` when none was recorded."""
+    served = task.get("max_tokens")
+    return min(int(served), cap) if isinstance(served, int) and served > 0 else cap
+
+
 def answers(
-    model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 256, batch_size: int = 8,
+    model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], *, max_new_tokens: int | list[int] = 256, batch_size: int = 8,
     grammar: Any = None, schemas: list[dict[str, Any]] | None = None,
 ) -> list[str]:
-    """The model's greedy answers to chat ``prompts``, generated ``batch_size`` at a time; with a
+    """The model's greedy answers to chat ``prompts``, generated ``batch_size`` at a time, each at
+    most ``max_new_tokens`` long (one limit, or one per prompt); with a
     :class:`~proteus.train.grammar.ServingGrammar`, each under the grammar of its schema in ``schemas``."""
+    limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts)
     out: list[str] = []
     for i in range(0, len(prompts), batch_size):
         texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts[i : i + batch_size]]
         processor = grammar.processor(schemas[i : i + batch_size]) if grammar is not None else None
-        ids = generate(model, tokenizer, texts, max_new_tokens=max_new_tokens, logits_processor=processor)
+        ids = generate(model, tokenizer, texts, max_new_tokens=limits[i : i + batch_size], logits_processor=processor)
         out += tokenizer.batch_decode(ids, skip_special_tokens=True)
     return out
 
 
 def held_out_rewards(model: Any, tokenizer: Any, rows: list[dict[str, Any]], *, max_new_tokens: int = 256, batch_size: int = 8, grammar: Any = None) -> list[float]:
-    """The reward of the model's greedy answer to every prompt row (under the serving grammar when given)."""
+    """The reward of the model's greedy answer to every prompt row (under the serving grammar when
+    given), each answer at most as long as it was served (:func:`answer_budget`, at most ``max_new_tokens``)."""
     was_training = model.training
     model.eval()
     tasks = [json.loads(r["task"]) for r in rows]
     try:
         texts = answers(
-            model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, batch_size=batch_size,
+            model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=[answer_budget(t, max_new_tokens) for t in tasks], batch_size=batch_size,
             grammar=grammar, schemas=[t["schema"] for t in tasks],
         )
     finally:

@@ -179,18 +179,24 @@ class _Sampler:
         self._C.llama_sampler_accept(self._smpl, token)
 
 
-def grammar_rollout(grammar: ServingGrammar, tokenizer: Any, schemas: dict[str, dict[str, Any]]) -> Callable[[list, Any], dict[str, Any]]:
+def grammar_rollout(
+    grammar: ServingGrammar | None, tokenizer: Any, schemas: dict[str, dict[str, Any]], budgets: dict[str, int] | None = None,
+) -> Callable[[list, Any], dict[str, Any]]:
     """TRL ``GRPOTrainer`` ``rollout_func``: each prompt (one entry per answer wanted, as the trainer
     passes them) is answered once by the trainer's model, sampled at the trainer's temperature under
-    the grammar of its schema (``schemas``: :func:`prompt_key` -> decision schema)."""
+    the grammar of its schema (``schemas``: :func:`prompt_key` -> decision schema); with no
+    ``grammar``, unconstrained. An answer is at most the trainer's ``max_completion_length`` long,
+    or its prompt's own budget in ``budgets`` (:func:`proteus.train.evaluate.answer_budget`) when shorter."""
     from proteus.train.evaluate import generate
 
     def rollout(prompts: list[list[dict[str, str]]], trainer: Any) -> dict[str, Any]:
         texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
         prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        processor = grammar.processor([schemas[prompt_key(p)] for p in prompts], sample=True)
+        processor = grammar.processor([schemas[prompt_key(p)] for p in prompts], sample=True) if grammar is not None else None
+        cap = trainer.max_completion_length
+        limits = [min(cap, (budgets or {}).get(prompt_key(p), cap)) for p in prompts]
         completion_ids = generate(
-            trainer.model, tokenizer, texts, max_new_tokens=trainer.max_completion_length, do_sample=True,
+            trainer.model, tokenizer, texts, max_new_tokens=limits, do_sample=True,
             temperature=trainer.temperature, logits_processor=processor,
         )
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}

@@ -6,7 +6,9 @@ Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath, arXiv:2402.0
 group's mean. Only a LoRA adapter (Hu et al. 2021, arXiv:2106.09685; PEFT) is trained.
 By default the answers are sampled (TRL's ``rollout_func``) and the held-out answers decoded under
 the grammar llama.cpp serves each decision with (:mod:`proteus.train.grammar`): the JSON format is
-then given, as when served, and the reward measures what the grammar leaves free.
+then given, as when served, and the reward measures what the grammar leaves free. A group whose
+answers all score alike teaches nothing, so by default another training prompt is sampled in
+its place (:class:`~proteus.train.dynamic.DynamicSampling`, DAPO's dynamic sampling).
 
 An optional supervised warm start (TRL ``SFTTrainer``, loss on the answer tokens only) first
 fits the same adapter to the reference answers of the *training* prompts, so that GRPO starts
@@ -105,13 +107,16 @@ def _reference_answers(row: dict[str, Any]) -> list[str]:
 
 def _sft_rows(tokenizer: Any, rows: list[dict[str, Any]], max_completion_tokens: int) -> list[dict[str, Any]]:
     """Prompt / completion pairs: each row's reference answer as the grammar allows it, or when
-    that does not fit ``max_completion_tokens`` the same answer without its optional prose (a
+    that does not fit its answer budget (:func:`~proteus.train.evaluate.answer_budget`) the same answer without its optional prose (a
     model taught longer answers would be cut off where it is asked). Keeping only the answers
     that fit as written taught mostly empty workflow updates (plans with steps carry a rationale
     per step) and prose longer than the served schema lets a model write."""
+    from proteus.train.evaluate import answer_budget
+
     out = []
     for r in rows:
-        ref = next((a for a in _reference_answers(r) if len(tokenizer(a, add_special_tokens=False)["input_ids"]) < max_completion_tokens), None)
+        limit = answer_budget(json.loads(r["task"]), max_completion_tokens)
+        ref = next((a for a in _reference_answers(r) if len(tokenizer(a, add_special_tokens=False)["input_ids"]) < limit), None)
         if ref:
             out.append({"prompt": r["prompt"], "completion": [{"role": "assistant", "content": ref}]})
     return out
@@ -154,6 +159,8 @@ def train(
     gguf: bool = True,
     evaluate: bool = True,
     constrained: bool = True,
+    dynamic_sampling: int = 3,
+    adapter: str | Path | None = None,
     work_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Tune ``base`` on the decision prompts of ``trajectories``; write results to ``out``.
@@ -172,7 +179,8 @@ def train(
     max_prompt_tokens
         Prompts longer than this (in the base model's tokens) are left out, never cut.
     max_completion_tokens
-        Longest sampled answer.
+        Longest answer, sampled or greedy; an answer is also cut where it was cut when served
+        (the decision's recorded ``max_tokens``, :func:`proteus.train.evaluate.answer_budget`).
     held_out
         Fraction of prompts set aside for the before / after evaluation
         (:func:`proteus.train.data.split_held_out`); at most ``max_eval_prompts`` are scored,
@@ -191,6 +199,12 @@ def train(
         Sample GRPO's answers and the held-out answers under the grammar llama.cpp serves each
         decision with (:mod:`proteus.train.grammar`; needs the base's GGUF and llama-cpp-python),
         so that the reward measures what the grammar leaves free, not the JSON format.
+    dynamic_sampling
+        Most groups sampled per GRPO step until one scores unevenly (:class:`~proteus.train.dynamic.DynamicSampling`;
+        0: off, every group the trainer draws is trained on, even when all its answers score alike).
+    adapter
+        A LoRA adapter folder (``out/adapter`` of an earlier run) to start from instead of a fresh
+        adapter of ``lora_rank``; with ``steps=0`` and no warm start the run evaluates it.
     work_dir
         Scratch folder of the trainers (default ``out/checkpoints``); nothing is saved there.
 
@@ -273,8 +287,13 @@ def train(
     def sooner(a: float | None, b: float | None) -> float | None:
         return b if a is None else a if b is None else min(a, b)
 
-    lora = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
+    if adapter is not None:  # go on from a trained adapter (with no steps: evaluate it)
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        summary["from_adapter"] = str(adapter)
+    else:
+        model = get_peft_model(model, LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"))
     if sft_epochs > 0:
         pairs = _sft_rows(tok, train_rows, max_completion_tokens)
         stop_at = None if deadline is None else time.time() + (prog.left_s() - 2 * reserve()) / 2
@@ -313,11 +332,22 @@ def train(
             per_device_train_batch_size=num_generations if cuda else 1, gradient_accumulation_steps=1 if cuda else num_generations,
             num_generations=num_generations, max_completion_length=max_completion_tokens, learning_rate=learning_rate, temperature=1.0, beta=0.0,
         )
-        rollout = None
-        if grammar is not None:
-            from proteus.train.grammar import grammar_rollout, prompt_key
+        from proteus.train.grammar import grammar_rollout, prompt_key
 
-            rollout = grammar_rollout(grammar, tok, {prompt_key(r["prompt"]): json.loads(r["task"])["schema"] for r in train_rows})
+        from proteus.train.evaluate import answer_budget
+
+        tasks = {prompt_key(r["prompt"]): json.loads(r["task"]) for r in train_rows}
+        rollout: Any = grammar_rollout(
+            grammar, tok, {k: t["schema"] for k, t in tasks.items()}, {k: answer_budget(t, max_completion_tokens) for k, t in tasks.items()},
+        )
+        if dynamic_sampling:
+            from proteus.train.dynamic import DynamicSampling
+            from proteus.train.rewards import reward
+
+            rollout = DynamicSampling(
+                rollout, train_rows, reward, lambda ids: tok.decode(ids, skip_special_tokens=True), num_generations=num_generations,  # as TRL decodes answers
+                max_tries=dynamic_sampling, seed=seed,
+            )
         trainer = GRPOTrainer(
             model=model, processing_class=tok, reward_funcs=[trl_reward_function()], args=args, callbacks=[prog.callback("grpo", stop_at=stop_at)],
             rollout_func=rollout,
@@ -325,7 +355,7 @@ def train(
         )
         trainer.train()
         model = trainer.model
-        prog.phase("grpo", time.time() - t, grpo_steps=trainer.state.global_step)
+        prog.phase("grpo", time.time() - t, grpo_steps=trainer.state.global_step, **({"dynamic_sampling": rollout.stats()} if dynamic_sampling else {}))
     model.save_pretrained(str(out / "adapter"))
     summary["adapter"] = str(out / "adapter")
     prog.write()
