@@ -116,6 +116,11 @@ def test_one_grpo_step_writes_adapter_gguf_and_held_out_rewards(trajectories, ti
     reader = gguf.GGUFReader(str(out / "model.gguf"))
     assert reader.fields["general.architecture"].contents() == "llama"
     assert reader.fields["tokenizer.ggml.tokens"].contents() == gguf.GGUFReader(str(tiny_gguf)).fields["tokenizer.ggml.tokens"].contents()
+    # the saved adapter, evaluated again without training, answers the held-out prompts as it did
+    again = train(trajectories, tiny_gguf, tmp_path / "again", steps=0, adapter=out / "adapter", max_completion_tokens=8, max_prompt_tokens=4096,
+                  held_out=0.5, max_eval_prompts=2, gguf=False)
+    assert again["from_adapter"] == str(out / "adapter") and "grpo" not in again["phases"]
+    assert again["held_out"]["rewards_before"] == ho["rewards_before"] and again["held_out"]["rewards_after"] == ho["rewards_after"]
 
 
 def test_warm_start_then_grpo_until_the_deadline_writes_every_phase(trajectories, tiny_gguf, tmp_path):  # noqa: F811
