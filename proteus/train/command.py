@@ -29,6 +29,7 @@ def train_cli(
     decision: Optional[list[str]] = typer.Option(None, "--decision", help="train on these decisions only (repeatable)"),
     constrained: bool = typer.Option(True, "--constrained/--unconstrained", help="sample answers under the grammar llama.cpp serves each decision with (needs the base's GGUF)"),
     dynamic_sampling: int = typer.Option(3, "--dynamic-sampling", help="most groups sampled per step until one scores unevenly (0: off)"),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help="start from this trained LoRA adapter (OUT/adapter of an earlier run; --steps 0 evaluates it)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Tune a local model (GRPO + LoRA) on exported decisions with rewards the data verifies."""
@@ -42,7 +43,7 @@ def train_cli(
             trajectories, base, out, steps=steps, num_generations=num_generations, learning_rate=learning_rate, lora_rank=lora_rank,
             max_prompt_tokens=max_prompt_tokens, max_completion_tokens=max_completion_tokens, held_out=held_out, decisions=decision, seed=seed,
             sft_epochs=sft_epochs, deadline=None if budget_s is None else time.time() + budget_s, train_s=train_s, constrained=constrained,
-            dynamic_sampling=dynamic_sampling,
+            dynamic_sampling=dynamic_sampling, adapter=adapter,
         )
     except (ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
