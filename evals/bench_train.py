@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--train-s", type=float, help="seconds of training (warm start + GRPO; evaluations not counted)")
     ap.add_argument("--work-dir", type=Path, help="trainers' scratch folder (default OUT/checkpoints)")
     ap.add_argument("--no-gguf", action="store_true", help="do not write the merged GGUF")
-    ap.add_argument("--dynamic-sampling", type=int, default=3, help="most groups sampled per GRPO step until one scores unevenly (0: off)")
+    ap.add_argument("--dynamic-sampling", type=int, default=0, help="most groups sampled per GRPO step until one scores unevenly (0: off)")
     ap.add_argument("--unconstrained", action="store_true", help="sample training and held-out answers without the serving grammar")
     ap.add_argument("--keep-precision", action="store_true", help="serve the tuned GGUF as written (F16) instead of quantised to the base's type")
     ap.add_argument("--served-run", type=Path, help="data folder for the base vs tuned proteus run through llama.cpp")

@@ -129,7 +129,7 @@ def test_warm_start_then_grpo_until_the_deadline_writes_every_phase(trajectories
     out = tmp_path / "tuned"
     # the reference answers are 41 tokens of this vocabulary: all fit 48, so the warm start has rows
     s = train(trajectories, tiny_gguf, out, steps=10_000, num_generations=2, max_completion_tokens=48, max_prompt_tokens=4096, held_out=0.5,
-              max_eval_prompts=1, lora_rank=4, sft_epochs=10_000, deadline=time.time() + 60, gguf=False, constrained=False)
+              max_eval_prompts=1, lora_rank=4, sft_epochs=10_000, deadline=time.time() + 60, gguf=False, constrained=False, dynamic_sampling=2)
     assert s["phases"] == ["load", "prompts", "eval_before", "sft", "eval_after_sft", "grpo", "eval_after"]
     assert json.loads((out / "train.json").read_text()) == json.loads(json.dumps(s, default=str))
     # the warm start learns from the training split's reference answers only
@@ -138,6 +138,9 @@ def test_warm_start_then_grpo_until_the_deadline_writes_every_phase(trajectories
     assert s["sft_stopped_by_deadline"]  # 10,000 epochs do not fit: it stopped at its share of the time
     # GRPO ran until one more step would not leave time for the evaluation after it
     assert s["grpo_stopped_by_deadline"] and 1 <= s["grpo_steps"] < 10_000
+    # every step's group came through dynamic sampling (a flat group was sampled again, at most twice)
+    ds = s["dynamic_sampling"]
+    assert ds["groups"] >= s["grpo_steps"] and ds["groups"] <= ds["sampled"] <= 2 * ds["groups"]
     progress = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
     assert [p["phase"] for p in progress if "seconds" in p] == s["phases"]
     grpo = [p for p in progress if p["phase"] == "grpo" and "step" in p]

@@ -28,7 +28,7 @@ def train_cli(
     train_s: Optional[float] = typer.Option(None, "--train-s", help="seconds of training (warm start + GRPO), evaluations not counted"),
     decision: Optional[list[str]] = typer.Option(None, "--decision", help="train on these decisions only (repeatable)"),
     constrained: bool = typer.Option(True, "--constrained/--unconstrained", help="sample answers under the grammar llama.cpp serves each decision with (needs the base's GGUF)"),
-    dynamic_sampling: int = typer.Option(3, "--dynamic-sampling", help="most groups sampled per step until one scores unevenly (0: off)"),
+    dynamic_sampling: int = typer.Option(0, "--dynamic-sampling", help="most groups sampled per step until one scores unevenly (0: off, the default)"),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="start from this trained LoRA adapter (OUT/adapter of an earlier run; --steps 0 evaluates it)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
