@@ -69,7 +69,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 from scipy import stats
 
-from proteus.design import is_composition_score, is_unknown_level, power as effective_n
+from proteus.design import is_composition_score, power as effective_n, recorded
 from proteus.records import KeyEdge
 from proteus.stats.design import covariate_block, is_factor, usable_covariates
 from proteus.stats.multitest import bh
@@ -103,11 +103,6 @@ Decision = Literal["same grouping", "own gene", "measures the grouping", "cannot
                    "independent", "not testable"]
 
 
-def _known(s: pd.Series) -> pd.Series:
-    """``s`` with values that mean "unknown" (:func:`proteus.design.is_unknown_level`) as missing."""
-    return s.where(s.notna() & ~s.astype(str).map(is_unknown_level))
-
-
 class DesignCheck(BaseModel):
     """One column checked against a contrast: the test, its numbers and the decision."""
 
@@ -125,7 +120,8 @@ class DesignCheck(BaseModel):
         None, description="refits: (effect, p) without and with the column, and the samples (those with it recorded)")
     edge: str | None = Field(None, description="refits: the evidence edge whose feature was refitted")
     collinear_v: float | None = Field(None, description="refits: Cramér's V of the column with the groups on the refit's samples where it "
-                                      "reaches COLLINEAR_V (collinear_v): the refit cannot separate the two, and no claim says it holds adjusted")
+                                      "reaches COLLINEAR_V (collinear_v): the refit cannot separate the two, and the statement claims neither "
+                                      "that the effect holds nor (but for a mutation hit) that it is gone adjusted for it")
     n: int = 0
     decision: Decision
     reason: str = ""
@@ -179,7 +175,7 @@ def collinear_v(groups: pd.Series, column: pd.Series) -> float | None:
 
     The one rule for a refit that adjustment cannot separate from the grouping (the group's coefficient rests on the
     few samples where the two disagree): the statement says the claim "cannot be separated from" such a column
-    instead of "holds adjusted for" it (:func:`hypothesis_checks`), and validation does not re-test its refit
+    instead of "holds adjusted for" it or "is gone adjusted for" it (:func:`_said_as`), and validation does not re-test its refit
     (:mod:`proteus.validation`)."""
     if not is_factor(column):
         return None
@@ -234,7 +230,7 @@ def contrast_checks(clin: pd.DataFrame, group: str, cases: list[str], controls: 
         if continuous:
             s = pd.to_numeric(s, errors="coerce")
         else:
-            s = _known(s)
+            s = recorded(s)
         ok = s.notna()
         a, v = arm[ok], s[ok]
         if a.nunique() < 2:
@@ -316,7 +312,7 @@ def classifications(clin: pd.DataFrame, columns: list[tuple[str, str, bool]]) ->
         if continuous or role != "biological" or col not in clin:
             continue
         s = clin[col]
-        known = _known(s).notna().to_numpy()
+        known = recorded(s).notna().to_numpy()
         codes = np.where(known, pd.factorize(s.astype(str))[0], -1)
         if len(np.unique(codes[known])) >= 3:
             out[col] = codes
@@ -381,9 +377,10 @@ def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict 
     wild-type genotyped samples, as the tool chose them) against ``columns``, and for each column
     the mutated samples differ in (decision ``associated``) the feature refitted with it.
 
-    Returns ``(contrast, checks, refitted)``: ``refitted`` holds the associated columns with
-    ``adjusted`` set (the mutation's least-squares effect on the feature without and with the
-    column, on the samples with it recorded, the gene's model covariates kept, a column it holds refitted without and with it); ``None`` for another relation.
+    Returns ``(contrast, checks, refitted)``: ``refitted`` holds the associated columns refitted by
+    :func:`_refitted` (the mutation's least-squares effect on the feature without and with the column, on the
+    samples with it recorded, :func:`proteus.design.recorded`, the gene's model covariates kept, a column it holds
+    refitted without and with it); ``None`` for another relation.
     """
     from proteus.io.maf import carrier_matrix
     from proteus.tools.correlation import modality_frame, restricted_samples
@@ -409,20 +406,34 @@ def mutation_checks(study, r, columns: list[tuple[str, str, bool]], cache: dict 
     if feature not in y:
         return contrast, checks, []
     covs = [c for c in extra.get("covariates", params.get("covariates")) or [] if c in clin]  # the gene's own model
-    refitted = []
-    for c in checks:
-        if c.decision != "associated":
-            continue
-        base = [x for x in covs if x != c.column]  # a column the model holds is refitted without and with it too
-        fits = [_adjusted_fit(y[feature], clin[name] == "mutated", clin, base + extra_col, rows_of=base + [c.column]) for extra_col in ([], [c.column])]
-        if None in fits:
-            continue
-        (b, pb, n, _), (a, pa, _, ok) = fits
-        refitted.append(c.model_copy(update={"adjusted": f"{r.subject.label} {b:+.2f} (p={pb:.1g}) -> {a:+.2f} (p={pa:.1g}) "
-                                                          f"adjusted for {c.column}, n={n}", "refit": (round(b, 4), pb, round(a, 4), pa, n),
-                                             "edge": r.id, "collinear_v": collinear_v(clin.loc[ok, name][(v := _known(clin.loc[ok, c.column])).notna()], v.dropna()),
-                                             "reason": f"the mutation's effect is {'gone' if pb < _ALPHA <= pa else 'held'} adjusted for it"}))
+    # a column the model holds is refitted without and with it too
+    refitted = [x for c in checks if c.decision == "associated"
+                and (x := _refitted(c, r.subject.label, r.id, y[feature], clin[name] == "mutated", clin,
+                                    [k for k in covs if k != c.column], "the mutation's effect is")) is not None]
     return contrast, checks, refitted
+
+
+def _refitted(c: DesignCheck, label: str, edge: str, y: pd.Series, is_case: pd.Series, clin: pd.DataFrame,
+              covariates: list[str], said: str) -> DesignCheck | None:
+    """``c`` with its feature ``y`` refitted: the least-squares effect of ``is_case`` without -> with ``c.column``
+    added to ``covariates`` (:func:`_adjusted_fit`), both on the samples with ``y`` and every one of them recorded
+    (:func:`proteus.design.recorded`: a value meaning unknown is no level and no recorded sample), and the column's
+    collinearity with the groups on those same samples (:func:`collinear_v`). The one refit of a mutation hit
+    (:func:`mutation_checks`) and of a contrast's lead feature (:func:`lead_refits`); ``None`` where not estimable.
+
+    ``reason``: "<said> gone adjusted for it" (p < 0.05 without, >= 0.05 with the column), "... held ..." (p < 0.05
+    both ways: on the samples with the column recorded the unadjusted effect must itself be significant for the
+    refit to say anything), else not significant on those samples."""
+    clin = clin.assign(**{c.column: recorded(clin[c.column])})  # the model's own covariates stay as its tool read them
+    fits = [_adjusted_fit(y, is_case, clin, covariates + extra, rows_of=[c.column]) for extra in ([], [c.column])]
+    if None in fits:
+        return None
+    (b, pb, n, _), (a, pa, _, ok) = fits
+    verdict = "gone" if pb < _ALPHA <= pa else "held" if max(pb, pa) < _ALPHA else "not significant on the samples with it recorded, so not"
+    return c.model_copy(update={"adjusted": f"{label} {b:+.2f} (p={pb:.1g}) -> {a:+.2f} (p={pa:.1g}) adjusted for {c.column}, n={n}",
+                                "refit": (round(b, 4), pb, round(a, 4), pa, n), "edge": edge,
+                                "collinear_v": collinear_v(is_case[ok], clin.loc[ok, c.column]),
+                                "reason": f"{said} {verdict} adjusted for it"})
 
 
 def _adjusted_fit(y: pd.Series, is_case: pd.Series, clin: pd.DataFrame, covariates: list[str], rows_of: list[str]
@@ -485,7 +496,7 @@ def lead_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ..
         return []
     clin = study.sample_table(rel.modality)
     clin = clin[clin[group].astype(str).isin([*cases, *controls]) & clin[group].notna()]
-    clin = clin.assign(**{c.column: _known(clin[c.column]) for c in checks})  # values meaning "unknown" are not a level
+    clin = clin.assign(**{c.column: recorded(clin[c.column]) for c in checks})  # as the refit reads them (_refitted)
     y = pd.Series(np.asarray(a[:, [feature]].X, dtype=float).ravel(), index=a.obs_names.astype(str)).reindex(clin.index)
     is_case = clin[group].astype(str).isin(cases)
     covs = usable_covariates(clin.loc[y.notna()], [c for c in (rel.provenance.params or {}).get("covariates") or [] if c in clin], 2)[0]
@@ -497,18 +508,23 @@ def lead_refits(study, relations, key: tuple[str, tuple[str, ...], tuple[str, ..
         kept = usable_covariates(clin.loc[y.notna() & clin[c.column].notna()], [c.column, *covs], 2, factors)[0]
         if c.column not in kept:
             continue
-        fits = [_adjusted_fit(y, is_case, clin, [k for k in kept if k != c.column] + extra, rows_of=[c.column]) for extra in ([], [c.column])]
-        if None in fits:
-            continue
-        (b, pb, n, _), (aa, pa, _, ok) = fits
-        # on the samples with the column recorded the unadjusted effect must itself be significant for the refit to
-        # say anything: "held" needs p < alpha both ways, "gone" p < alpha without and >= alpha with the column
-        verdict = "gone" if pb < _ALPHA <= pa else "held" if max(pb, pa) < _ALPHA else "not significant on the samples with it recorded, so not"
-        refitted.append(c.model_copy(update={"adjusted": f"{rel.subject.label} {b:+.2f} (p={pb:.1g}) -> {aa:+.2f} (p={pa:.1g}) adjusted for {c.column}, n={n}",
-                                             "refit": (round(b, 4), pb, round(aa, 4), pa, n), "edge": rel.id,
-                                             "collinear_v": collinear_v(is_case[ok], clin.loc[ok, c.column]),
-                                             "reason": f"{said} {verdict} adjusted for it"}))
+        if (x := _refitted(c, rel.subject.label, rel.id, y, is_case, clin, [k for k in kept if k != c.column], said)) is not None:
+            refitted.append(x)
     return refitted
+
+
+def _said_as(c: DesignCheck, mutation: bool) -> str:
+    """The one verdict a statement gives a refit (:func:`_refitted`): ``"cannot be separated"`` where the column is
+    collinear with the groups on the refit's samples (:func:`collinear_v`: the adjusted coefficient rests on the few
+    samples where the two disagree, so neither its loss nor its survival says which of the two the effect follows),
+    else ``"gone"`` or ``"held"`` as its p-values say (``""`` where not significant on its samples). A mutation hit
+    whose effect is gone adjusted for a column follows that column, collinear or not (:func:`explained_by`)."""
+    gone, held = c.reason.endswith("gone adjusted for it"), c.reason.endswith("held adjusted for it")
+    if gone and mutation:
+        return "gone"
+    if c.collinear_v is not None and (gone or held):
+        return "cannot be separated"
+    return "gone" if gone else "held" if held else ""
 
 
 def _refit_said(c: DesignCheck) -> str:
@@ -636,7 +652,7 @@ def carrier_overlap(study, r, columns: list[tuple[str, str, bool]], cache: dict 
     if gene in mat.columns:
         carriers = mat[gene]
         clin = study.clinical.reindex(geno)
-        groupings = [(c, _known(clin[c]).astype(object)) for c, role, continuous in columns
+        groupings = [(c, recorded(clin[c]).astype(object)) for c, role, continuous in columns
                      if not continuous and role == "biological" and c in clin and not _own_gene(c, {gene})]
         status, cut = hypermutated(study.mutations, geno)
         if cut is not None:
@@ -708,10 +724,13 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     when a contrast cannot be separated from another column, differs strongly in another
     biological factor (Cramér's V >= 0.5: with ``study``, the lead feature refitted with it, and the
     adjusted effect said), loses its effect once adjusted for a column, or when the clusters cited are
-    unstable (a refit that holds says "it holds adjusted for" its column, except for a column collinear with the
-    grouping on the refit's samples, :func:`collinear_v`: that claim "cannot be separated from" it, with its V, and
-    is not made); and a rationale clause naming every associated column, every column that measures the
-    grouping, occurs within one group, or records a gene the hypothesis states.
+    unstable. Each refit is said with one verdict (:func:`_said_as`): "it holds adjusted for" its column, the
+    difference "is gone" adjusted for it, or, for a column collinear with the grouping on the refit's samples
+    (:func:`collinear_v`), "cannot be separated from" it with its V (neither gone nor held is claimed); and each
+    column with one verdict: a column one refit loses the effect to, or cannot separate, is never said to hold by
+    another (each refit's samples are said, and every refit is in the rationale). Also a rationale clause naming
+    every associated column, every column that measures the grouping, occurs within one group, or records a gene
+    the hypothesis states.
     ``cache`` keeps checks between hypotheses that cite the same contrast.
     """
     cache = {} if cache is None else cache
@@ -770,15 +789,18 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
         own += [c for c in by["own gene"] if c.column not in {x.column for x in own}]
         who = "the mutated samples" if key is None else "the groups"
         biological = sorted((c for c in refitted if c.role == "biological" and c.effect_name == "Cramér's V"), key=lambda c: -(c.effect or 0))
-        gone += [(c, who) for c in biological if c.reason.endswith("gone adjusted for it")]
-        if key is None and any(c.reason.endswith("gone adjusted for it") for c in biological):  # a mutation hit another column explains
-            records[-1]["explained_by"] = next(c.column for c in biological if c.reason.endswith("gone adjusted for it"))
-        # a refit the grouping is collinear with (collinear_v) separates nothing: said as such, never as "holds adjusted for"
-        held = [c for c in biological if c.reason.endswith("held adjusted for it") and c.collinear_v is None]
-        tied += [(c, _whose(label, key)) for c in biological
-                 if c.collinear_v is not None and c.reason.endswith("held adjusted for it")]
+        said = [(c, _said_as(c, key is None)) for c in biological]
+        gone += [(c, who) for c, v in said if v == "gone"]
+        if key is None and any(v == "gone" for _, v in said):  # a mutation hit another column explains
+            records[-1]["explained_by"] = next(c.column for c, v in said if v == "gone")
+        tied += [(c, _whose(label, key)) for c, v in said if v == "cannot be separated"]
+        held = [c for c, v in said if v == "held"]
         holds += [(c, who) for c in held]
         holds_in.update({id(c): records[-1] for c in held})
+    # one verdict a column: one whose refit is gone, or cannot be separated, is never also said to hold (another
+    # feature's or contrast's refit with it, on other samples, is given in the rationale)
+    settled = {c.column for c, _ in gone + tied}
+    disputed, holds = [x for x in holds if x[0].column in settled], [x for x in holds if x[0].column not in settled]
     clause = f"; adjusted for {', '.join(c.column for c in adjusted[:2])}, in which the groups differ" if adjusted else ""
     linked = _linked_variables(relations, clin, columns)
     if linked:
@@ -797,11 +819,7 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
                    "resamples and apart in others), so they are groupings of these samples, not distinct subtypes")
     if gone:
         clause += "; " + "; ".join(f"{who} differ in {c.column} ({c.effect_name} {c.effect:.2f}), and adjusted for it the difference is gone "
-                                   f"({_refit_said(c)}), "
-                                   + (f"so it may follow {c.column}" if c.collinear_v is None or who != "the groups" else
-                                      f"but it cannot be separated from {c.column} ({_tied_v(c)}): the adjustment cannot tell which of the two "
-                                      "it follows")
-                                   for c, who in gone[:1])
+                                   f"({_refit_said(c)}), so it may follow {c.column}" for c, who in gone[:1])
     elif inseparable:
         clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
     if holds and (gone or not inseparable):  # what held is said beside what did not
@@ -835,10 +853,10 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     if measures:
         why += " " + "; ".join(f"{c.column} measures the grouping (a threshold of it separates the groups, AUC {c.auc:.2f}): "
                                "it defines them, it does not confound them" for c in measures[:2]) + "."
-    if gone or holds or tied:
+    if gone or holds or tied or disputed:
         why += (" Refitted with each column the groups differ in: "
                 + "; ".join(c.adjusted + (f" (cannot be separated: {_tied_v(c)})" if c.collinear_v is not None else "")
-                            for c, _ in (gone + holds + tied)[:_MAX_REFITS]) + ".")
+                            for c, _ in (gone + holds + tied + disputed)[:_MAX_REFITS]) + ".")
     if composition_refitted:
         why += " Refitted with the tissue-composition scores the groups differ in: " + "; ".join(c.adjusted for c in composition_refitted[:3]) + "."
     for label, missing, unadjusted_why in unmeasured[:1]:
@@ -869,10 +887,10 @@ def _linked_variables(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     names = [n for n in names if n in kinds and n in clin]
     if len(names) < 2 or kinds[names[0]]:
         return []
-    first = _known(clin[names[0]])
+    first = recorded(clin[names[0]])
     out = []
     for other in names[1:]:
-        v = pd.to_numeric(clin[other], errors="coerce") if kinds[other] else _known(clin[other])
+        v = pd.to_numeric(clin[other], errors="coerce") if kinds[other] else recorded(clin[other])
         ok = first.notna() & v.notna()
         if first[ok].nunique() < 2 or v[ok].nunique() < 2:
             continue

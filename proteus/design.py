@@ -37,6 +37,7 @@ from proteus.stats.design import covariate_block
 __all__ = [
     "Role",
     "is_unknown_level",
+    "recorded",
     "is_composition_score",
     "column_words",
     "technical_word",
@@ -431,6 +432,13 @@ _UNKNOWN = re.compile(
 def is_unknown_level(value: object) -> bool:
     """Whether a level means "not known" ('unknown', 'NA', 'not reported', 'cannot be determined', 'pNX', ...)."""
     return bool(_UNKNOWN.match(str(value).strip()))
+
+
+def recorded(s: pd.Series) -> pd.Series:
+    """A sample-table column with the values that mean "not known" (:func:`is_unknown_level`) as missing: the one
+    reading of which samples have it recorded, shared by the confounder checks, the refits they quote (and the
+    collinearity of each refit, :func:`proteus.confounding.collinear_v`) and validation's re-tests of them."""
+    return s.where(s.notna() & ~s.astype(str).map(is_unknown_level))
 
 
 _COMPOSITION = re.compile(

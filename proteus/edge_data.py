@@ -749,7 +749,7 @@ def with_covariates(design: EdgeDesign, study: Study, columns: list[str]) -> Edg
     samples every column must be affordable, else the claim's model cannot be rebuilt. The family is the edge's
     feature alone: the refit re-tests the feature the edge selected, a pre-specified test (the selection is the
     edge's own, set against its family's null)."""
-    from proteus.design import is_unknown_level
+    from proteus.design import recorded
     from proteus.stats.design import is_factor, usable_covariates
 
     missing = [c for c in columns if c not in study.clinical.columns]
@@ -757,7 +757,7 @@ def with_covariates(design: EdgeDesign, study: Study, columns: list[str]) -> Edg
         return f"{', '.join(missing)} is not a sample-table column"
     columns = list(dict.fromkeys(columns))
     tab = study.clinical.reindex(design.samples)[columns]
-    tab = tab.apply(lambda s: s.where(s.notna() & ~s.astype(str).map(is_unknown_level)))
+    tab = tab.apply(recorded)
     # a column the design already adjusts for is taken once, as the claim's
     own = None if design.cov is None else design.cov.drop(columns=[c for c in columns if c in design.cov.columns])
     cov = tab if own is None else pd.concat([tab, own.set_axis(tab.index)], axis=1)

@@ -178,3 +178,79 @@ def test_refits_of_several_features_each_name_their_own_feature():
     assert "each of the 2 columns" in said
     assert "GENEA +2.11 (p=1e-10) -> +2.10 (p=1e-09) adjusted for subtype" in said
     assert "GENEB +2.78 (p=1e-10) -> +2.77 (p=1e-09) adjusted for subtype, +2.88 (p=1e-09) adjusted for grade, on the 95 samples" in said
+
+
+def test_a_refit_collinear_with_the_groups_gets_one_verdict_and_no_column_is_said_gone_and_held(ucec, tmp_path):
+    """A refit whose column is collinear with the grouping on its samples (Cramér's V >= COLLINEAR_V) is said as
+    "cannot be separated from" it, never as "gone" adjusted for it (a blinded read found "adjusted for it the
+    difference is gone ..., but it cannot be separated from" one immunohistochemistry column beside "it holds adjusted
+    for" another on the same samples); and no column is said both gone and held. The old code said such a refit gone
+    whenever its p-values did. Each V is recomputed with scipy on the refit's samples (the feature measured, the
+    column recorded)."""
+    study, _, columns, checks = ucec
+    kinds = {c: cont for c, _, cont in columns}
+    tied = [key for key, found in checks.items() for c in found if c.role == "biological" and not kinds[c.column]
+            and c.decision in ("associated", "occurs within a group") and c.effect >= COLLINEAR_V]
+    assert tied  # on this cohort a mismatch-repair stain nearly splits the samples as the MSI status does
+    X, clin = study.modalities["transcriptomics"].to_df(), study.sample_table("transcriptomics")
+    cache, gone_tied = {}, 0
+    for group, case, control in dict.fromkeys(tied):
+        res = get_tool("differential_abundance")(study, {"modality": "transcriptomics", "group": group, "case": case, "control": control},
+                                                 ToolContext(out_dir=tmp_path, seed=0, figures=False, provenance=Provenance(tool="differential_abundance")))
+        for r in sorted((r for r in res.relations if r.predicate in ("higher_in", "lower_in")), key=lambda r: r.stats.p)[:40]:
+            records, clause, why = hypothesis_checks([r], study.clinical, columns, cache, study=study)
+            refits = [c for c in records[0].get("refitted", []) if c["role"] == "biological" and not kinds[c["column"]]]
+            said = {c["column"]: ("gone" if f"differ in {c['column']} (" in clause else "")
+                    + ("held" if re.search(rf"adjusted for {re.escape(c['column'])}(?![\w-])", clause) else "") for c in refits}
+            assert all(v != "goneheld" for v in said.values()), clause
+            for c in refits:
+                col = c["column"]
+                d = pd.DataFrame({"y": X[r.stats.extra["feature_id"]], "m": clin[group].astype(str) == case,
+                                  "c": clin[col].where(~clin[col].astype(str).map(is_unknown_level))})
+                d = d[clin[group].astype(str).isin([case, control])].dropna()
+                v = association(pd.crosstab(d["m"], d["c"].astype(str)).to_numpy(), method="cramer")
+                if v < COLLINEAR_V or not c["reason"].endswith(("gone adjusted for it", "held adjusted for it")):
+                    continue
+                gone_tied += c["reason"].endswith("gone adjusted for it")
+                assert said[col] == "", clause  # neither gone nor held
+                assert re.search(rf"cannot be separated from [^;]*\b{re.escape(col)} \(Cramér's V {v:.2f} on the {len(d)} samples with", clause), clause
+                assert f"(cannot be separated: Cramér's V {v:.2f}" in why
+    assert gone_tied  # a collinear refit whose p-values say gone was met (the old code's contradiction)
+
+
+def test_a_mutation_refit_reads_a_column_as_recorded_where_its_value_is_known_as_the_checks_do(ucec):
+    """A mutation hit refitted with a column its carriers differ in uses the samples with that column recorded, values
+    meaning unknown counting as missing (proteus.design.recorded), as the check that chose the column and the lead
+    refits do: the old code refitted on every genotyped sample with any value, "cannot be determined" a level of the
+    model, while it measured the column's collinearity on the known samples only. Redone with statsmodels."""
+    from proteus.confounding import mutation_checks
+    from proteus.io.maf import carrier_matrix
+
+    study, _, columns, _ = ucec
+    a = study.modalities["proteomics"]
+    X = a.to_df()
+    mat, geno = carrier_matrix(study.mutations, list(a.obs_names.astype(str)), "nonsilent")
+    clin = study.clinical.reindex(geno)
+    unknown = {c for c, _, cont in columns if not cont and clin[c].dropna().astype(str).map(is_unknown_level).any()}
+    feature = X.columns[X.notna().all()][0]  # a feature every sample measures: the samples a refit uses are the column's
+    met = 0
+    for gene in mat.sum().sort_values(ascending=False).index[:30]:
+        if not 8 <= mat[gene].sum() <= len(geno) - 8:
+            continue
+        r = Relation(subject=Entity(type="protein", label=feature), predicate="higher_in",
+                     object=contrast_entity(f"{gene} mutation", "mutated", "wild-type"),
+                     stats=Stats(effect=1.0, p=1e-4, q=1e-3, direction="up", extra={"mutation": f"mutation:{gene}", "feature_id": feature}),
+                     provenance=Provenance(tool="mutation_association", params={"modality": "proteomics"}), modality="proteomics")
+        _, _, refits = mutation_checks(study, r, columns, {})
+        for c in (c for c in refits if c.column in unknown):
+            d = pd.DataFrame({"y": X.loc[geno, feature], "m": mat[gene].astype(float),
+                              "c": clin[c.column].where(~clin[c.column].astype(str).map(is_unknown_level))}).dropna()
+            z = pd.get_dummies(d["c"].astype(str), drop_first=True, dtype=float)
+            base = sm.OLS(d["y"], sm.add_constant(d[["m"]])).fit()
+            adj = sm.OLS(d["y"], sm.add_constant(pd.concat([d[["m"]], z], axis=1))).fit()
+            assert c.refit[4] == len(d) < len(geno), (c.column, c.refit)
+            assert c.refit[0] == pytest.approx(base.params["m"], abs=1e-4) and c.refit[2] == pytest.approx(adj.params["m"], abs=1e-4)
+            v = association(pd.crosstab(d["m"], d["c"].astype(str)).to_numpy(), method="cramer")
+            assert c.collinear_v == (pytest.approx(v) if v >= COLLINEAR_V else None)
+            met += 1
+    assert met  # on this cohort a recurrent mutation's carriers differ in an immunohistochemistry column mostly not determined
