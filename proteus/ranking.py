@@ -16,11 +16,18 @@ from typing import Any
 from proteus.design import is_composition_score
 from proteus.kg import KnowledgeGraph
 
-__all__ = ["rank_hypotheses"]
+__all__ = ["rank_hypotheses", "verdict_words"]
 
 _STATUS = {"validated": 0, "inconclusive": 1, "untestable": 2, "failed": 3}
 _FEATURES = {"protein", "gene", "phosphosite", "acetylsite", "mirna", "feature", "marker"}
 _COMPOSITION_SAID = "tissue composition"  # the start of a composition refit's reason (proteus.confounding.composition_refits)
+
+
+def verdict_words(v: dict[str, Any]) -> str:
+    """A validation block's verdict as said in the ranking and the report: ``"inconclusive (not specific)"``, the
+    grounds shown where one status covers several (:func:`proteus.validation._key_verdict`)."""
+    status = v.get("status") or "untestable"
+    return status + (f" ({v['grounds']})" if status == "inconclusive" and v.get("grounds") else "")
 
 
 def _contrasts(h: dict[str, Any]) -> list[dict[str, Any]]:
@@ -100,7 +107,8 @@ def rank_hypotheses(hypotheses: list[dict[str, Any]], kg: KnowledgeGraph, *, sam
     Order (each criterion breaks the ties of the one before):
 
     1. discoveries before positive controls (a control checks the pipeline; it is no finding);
-    2. in-run validation: validated, inconclusive (held-out power too low), untestable, failed;
+    2. in-run validation: validated, inconclusive (replicated but not specific, or held-out power too low), untestable,
+       failed (fell short of replication with the power to find it);
     3. demotions: none first; then composition-driven claims, whose every contrast is the ``sample_type``
        (tissue) grouping with no composition score in the model, or whose difference is gone once a composition
        score is added; last trivial restatements, whose every feature is a marker of a composition score it
@@ -131,7 +139,7 @@ def rank_hypotheses(hypotheses: list[dict[str, Any]], kg: KnowledgeGraph, *, sam
         rep = (v.get("replication") or {}).get("frequency") or 0.0
         points, said = _points(h, kg)
         nul = (v.get("null") or {}).get("frequency")
-        reason = ("positive control (checks the pipeline); " if control else "") + status
+        reason = ("positive control (checks the pipeline); " if control else "") + verdict_words(v)
         reason += f", {(v.get('replication') or {}).get('text')} held-out splits" if v.get("replication") else ""
         reason += "".join(f"; {s}" for s in said) + (f"; ranked down: {why}" if why else "")
         keyed.append(((control, _STATUS.get(status, 3), demotion, -rep, -points, -_interval_distance(v), 1.0 if nul is None else nul, i), h, reason))

@@ -52,6 +52,7 @@ import pandas as pd
 import typer
 
 from proteus import genesets
+from proteus.ranking import verdict_words
 from proteus.records import METRICS
 from proteus.reviews import replay
 from proteus.rundir import read_jsonl
@@ -700,7 +701,7 @@ def _validation_text(v: Any) -> str:
     if not v:
         return "not validated"
     if isinstance(v, dict) and v.get("status") and v.get("reason"):
-        return f"{v['status']}: {v['reason']}"
+        return f"{verdict_words(v)}: {v['reason']}"
     if isinstance(v, dict):
         outcome = v.get("outcome") or v.get("status") or v.get("result")
         if outcome is None and "passed" in v:

@@ -40,7 +40,7 @@ Replication rule (the one reported everywhere):
 - In the run (:func:`validate_hypotheses`) a hypothesis whose claim names the evidence it rests on
   (``key_edges``, :class:`~proteus.records.KeyEdge`) is decided by those keys, each re-tested with the claim's own
   model; its other evidence is reported, and a supporting edge that does not replicate does not fail it.
-  The keys are what the statement asserts: a mediation ("X is lower in MSI-H through its carriers") asserts the
+  The keys are what the statement asserts: a mediation ("GENE1 is lower in LEVEL1 through its carriers") asserts the
   grouping's difference (its headline) and the carriers' effect, so both are keys and a carrier effect that
   replicates does not validate a headline difference that does not (the headline is the graph's difference edge where it
   holds one, else the levels compared over the enrichment's genotyped samples, :func:`proteus.edge_data.levels_design`; a
@@ -58,7 +58,11 @@ Replication rule (the one reported everywhere):
   says the claim holds under (a member's edge adjusted for a column) is re-tested on each programme's score as well,
   as a key; the member's own refit is reported with it.
 - **Each key is judged on its own** (:func:`_key_verdict`: its replication share, its null, its held-out
-  power) and the hypothesis takes the worst verdict of its keys (failed, then inconclusive, then validated);
+  power). ``failed`` is evidence against: the key fell short of replication where the held-out splits had the power to
+  find its effect. A key that replicates but is no stronger than permuted labels make the best of its family (a
+  programme no more often moved than the library's sets by chance) is ``inconclusive``, not specific; one that falls
+  short with too little power is ``inconclusive`` too. The hypothesis takes the worst verdict of its keys (failed, then
+  inconclusive, then validated);
   the reason names each key's outcome. Keys are not required to replicate in the same split: each is a separate
   assertion re-tested on the same held-out samples, and the standard is that each replicates as stated. A joint
   count multiplies the keys' rates (five keys replicating in 90% of splits each meet in about 60%), so a claim
@@ -557,7 +561,8 @@ MIN_HELD_PER_GROUP = 2
 MIN_REPLICATION = 0.8
 """A key edge is validated when it replicates in at least this share of splits (and its null is rare), and a
 hypothesis when every key of its claim is. It is also the power the held-out splits need for a key's observed effect:
-below it, too few replications are what a true effect gives too, and the verdict is ``inconclusive``, not ``failed``."""
+below it, too few replications are what a true effect gives too, and the verdict is ``inconclusive``, not ``failed``
+(:func:`_key_verdict`)."""
 
 IN_RUN_METHOD = (
     "in-run validation: {n_splits} seeded stratified splits ({held:.0%} held out); an evidence edge replicates in a "
@@ -585,9 +590,11 @@ IN_RUN_METHOD = (
     "selected by mutation frequency alone), a levels key's the own features of the genes its call found enriched (the family of "
     "the tool's q); an edge its tool tested in a smaller family fixed before the test, a mutated gene's named "
     "paralogs, keeps that family). "
-    "A key is validated at replication >= {min_rep:.0%} of splits and null p < {alpha}; inconclusive where its null p is below {alpha} "
-    "but replication falls short where the held-out splits' power for its observed effect is below "
-    "{min_rep:.0%} too (a true effect of that size would fall short as often); failed otherwise. Cross-omics: the same test on another layer's "
+    "A key is validated at replication >= {min_rep:.0%} of splits and null p < {alpha}; inconclusive where it replicates as often but "
+    "its null p is not below {alpha} (stable, but not specific: permuted labels make a member of its family as strong), or where "
+    "replication falls short and the held-out splits' power for its observed effect is below "
+    "{min_rep:.0%} too (a true effect of that size would fall short as often); failed where replication falls short with adequate "
+    "held-out power (evidence against). Cross-omics: the same test on another layer's "
     "feature of the same gene, all samples (unadjusted: the edge's technical columns belong to its own layer). The splits divide the samples the run itself tested, so replication "
     "measures stability across subsamples and the permutation null guards against selection; an unseen cohort "
     "is `proteus eval`'s discovery / held-out design. Two-group edges whose groups leave fewer than two samples per "
@@ -826,7 +833,9 @@ def validate_hypotheses(
     claim states, each judged on its own (module docstring); ``key_edges`` gives each key's ``verdict``.
 
     Returns copies of ``hypotheses`` with ``validation`` = ``{"status": "validated" | "inconclusive" |
-    "failed" | "untestable", "replicated", "replication": {"k", "n", "frequency"}, "null": {"k", "n",
+    "failed" | "untestable", "grounds" (the deciding key's, :func:`_key_verdict`: "replicated" | "not specific" | "low power" |
+    "did not replicate", or "stated key not re-tested"; absent when untestable), "replicated",
+    "replication": {"k", "n", "frequency"}, "null": {"k", "n",
     "frequency", "p"}, "held_out_power", "edges": {edge_id: ...}, "cross_omics", "cross_omics_edges", "reason", "method"}``,
     in the input order (:func:`proteus.ranking.rank_hypotheses` orders them); nothing is dropped.
     """
@@ -995,17 +1004,18 @@ def validate_hypotheses(
                                          _split_masks(d0.labels if d0.kind == "two_group" else None, len(d0.tested_samples()),
                                                       n_splits, fraction, seed), alpha)
                 base &= whole
-            outcomes = [_key_verdict(res, f if kk.get("model") == "adjusted" else f & base, min_replication, alpha) for kk, res, f in keys]
+            outcomes = [_key_verdict(res, int((f if kk.get("model") == "adjusted" else f & base).sum()), n_splits, min_replication, alpha)
+                        for kk, res, f in keys]
             judged, i = _worst_key(outcomes)
-            (low_k, _, _), low = keys[i], outcomes[i]
+            (low_k, low_res, _), low = keys[i], outcomes[i]
             # a key the claim states (not a refit) that could not be re-tested leaves the claim unvalidated: capped
             untested = [kk["role"] for kk, _ in lost if kk.get("model", "edge") != "adjusted"]
             status = "inconclusive" if judged == "validated" and untested else judged
             key = max((res for _, res, _ in keys), key=lambda res: res["null_p"])  # the weakest key against the null
-            k, power, weak = low["k"], low["power"], judged == "inconclusive"
+            k, power, grounds = low["k"], low["power"], low["grounds"]
             null_freq = key["null_k"] / n_perm
             v["key_edges"] = [{**kk, **{x: res.get(x) for x in ("status", "test", "replicated_splits", "n_splits", "null_k", "n_permutations", "null_p", "held_out_power", "p",
-                                                                   "effect", "ci", "effect_type", "n", "notes")}, "verdict": o["status"]}
+                                                                   "effect", "ci", "effect_type", "n", "notes")}, "verdict": o["status"], "grounds": o["grounds"]}
                               for (kk, res, _), o in zip(keys, outcomes)]
             v["key_edges"] += [{**kk, "status": "untestable", "reason": res["reason"], **({"collinear": res["collinear"]} if "collinear" in res else {})}
                                for kk, res in lost]
@@ -1015,6 +1025,7 @@ def validate_hypotheses(
             which = "" if len(keys) == 1 else f"its {'weakest' if judged == 'validated' else 'deciding'} key ({low_k['role']}) "
             v.update(
                 status=status,
+                grounds=grounds if status == judged else "stated key not re-tested",
                 replicated=None if status == "inconclusive" else status == "validated",
                 replication={"k": k, "n": n_splits, "frequency": round(k / n_splits, 3), "text": f"{k}/{n_splits}"},
                 null={"k": key["null_k"], "n": n_perm, "frequency": round(null_freq, 3), "p": round(key["null_p"], 4),
@@ -1025,10 +1036,12 @@ def validate_hypotheses(
                         + (f", where the held-out splits have power {power:.2f} for the "
                            + (f"{low_k['role']} key's" if len(keys) > 1 else "key edge's") + " observed effect: a true effect of "
                            f"that size replicates as rarely, so the held-out test is inconclusive, not evidence against"
-                           if weak else "")
-                        + f"; permuted labels gave an edge as strong as the key edge"
-                        + (f" ({[kk for kk, res, _ in keys if res is key][0]['role']})" if len(keys) > 1 else "")
-                        + f" in {key['null_k']}/{n_perm} permutations (null p {key['null_p']:.3f})"
+                           if grounds == "low power" and judged == "inconclusive" else "")
+                        + (_unspecific_said(low_k, low_res) if grounds == "not specific" and judged == "inconclusive" else "")
+                        + (f"; permuted labels gave an edge as strong as the key edge"
+                           + (f" ({[kk for kk, res, _ in keys if res is key][0]['role']})" if len(keys) > 1 else "")
+                           + f" in {key['null_k']}/{n_perm} permutations (null p {key['null_p']:.3f})"
+                           if not (grounds == "not specific" and key is low_res) else "")
                         + (f"; cross-omics {'corroborated' if v['cross_omics'] else 'not corroborated'}" if v["cross_omics"] is not None else "")
                         + (f"; the unit as a whole (every measured member's median and rank-sum against the other features, "
                            f"held-out samples) moved in {int(whole.sum())}/{n_splits} splits" if whole is not None else ""))
@@ -1061,20 +1074,26 @@ def _collinear(design, columns: list[str]) -> dict[str, Any] | None:
     return None
 
 
-def _key_verdict(res: dict[str, Any], reps: np.ndarray, min_replication: float, alpha: float) -> dict[str, Any]:
-    """One key's verdict from its own held-out replications ``reps`` (one flag a split): validated when it replicates in
-    at least ``min_replication`` of the splits and its null p is below ``alpha``; inconclusive when the null holds but
-    replication falls short where the held-out splits' power for its observed effect is below ``min_replication`` too;
-    failed otherwise."""
-    k, power = int(reps.sum()), res["held_out_power"]
-    null_ok = res["null_p"] < alpha
-    if k / len(reps) >= min_replication and null_ok:
-        status = "validated"
-    elif null_ok and power is not None and power < min_replication:
-        status = "inconclusive"
+def _key_verdict(res: dict[str, Any], k: int, n: int, min_replication: float, alpha: float) -> dict[str, Any]:
+    """One key's verdict from its ``k`` held-out replications in ``n`` splits, its null p and its held-out power, with its
+    ``grounds``:
+
+    - validated (``replicated``): it replicates in at least ``min_replication`` of the splits and its null p is below
+      ``alpha``;
+    - inconclusive (``not specific``): it replicates as often, but permuted labels make a member of its family (a
+      feature of the layer, a set of the library) as strong (null p >= ``alpha``): stable, yet no more than the family's
+      chance best, which is no evidence against the claim either;
+    - inconclusive (``low power``): it falls short where the held-out splits' power for its observed effect is below
+      ``min_replication`` too (a true effect of that size falls short as often);
+    - failed (``did not replicate``): it falls short with adequate (or unknown) held-out power: evidence against."""
+    power = res["held_out_power"]
+    if k / n >= min_replication:
+        status, grounds = ("validated", "replicated") if res["null_p"] < alpha else ("inconclusive", "not specific")
+    elif power is not None and power < min_replication:
+        status, grounds = "inconclusive", "low power"
     else:
-        status = "failed"
-    return {"status": status, "k": k, "power": power}
+        status, grounds = "failed", "did not replicate"
+    return {"status": status, "grounds": grounds, "k": k, "power": power}
 
 
 _WORST = {"failed": 0, "inconclusive": 1, "validated": 2}
@@ -1088,19 +1107,34 @@ def _worst_key(outcomes: list[dict[str, Any]]) -> tuple[str, int]:
     return status, i
 
 
+def _unspecific_said(k: dict[str, Any], res: dict[str, Any]) -> str:
+    """``", but no more strongly than the best of its family by chance: with the labels permuted, one of the 1,234
+    reactome sets scored alike was as strong in 150/199 permutations (null p 0.755), so it is stable but not specific:
+    inconclusive, not evidence against"``: the words of a key that replicates without beating its family's null."""
+    family = next((n.split("its null family the ", 1)[1] for n in res.get("notes") or [] if "its null family the " in n), None)
+    m = int(res.get("family_size") or 1)
+    who = (f"one of the {family}" if family else f"one of the {m:,} features tested with it" if m > 1 else "its feature")
+    than = "the best of its family by chance" if m > 1 else "chance"
+    return (f", but no more strongly than {than}: with the labels permuted, {who} was as strong in {res['null_k']}/"
+            f"{res['n_permutations']} permutations (null p {res['null_p']:.3f}), so it is stable but not specific: inconclusive, "
+            "not evidence against")
+
+
 def _edge_words(r: Relation) -> str:
-    """An edge as a clause names it: ``"the MSI_status difference in RBM27"``, else subject, predicate and object."""
+    """An edge as a clause names it: ``"the COLUMN difference in GENE1"``, else subject, predicate and object."""
     if r.predicate in ("higher_in", "lower_in") and r.object.type == "sample_group":
         return f"the {r.object.label.split(': ')[0]} difference in {r.subject.label}"
     return f"{r.subject.label} {r.predicate.replace('_', ' ')} {r.object.label}"
 
 
-_SAID = {"validated": "replicated", "inconclusive": "short of replication, with too little held-out power to tell", "failed": "did not replicate"}
+_SAID = {"replicated": "replicated", "not specific": "replicated, but permuted labels make one of its family as strong: not specific",
+         "low power": "fell short of replication, with too little held-out power to tell", "did not replicate": "did not replicate"}
+"""A key's outcome in words, by its grounds (:func:`_key_verdict`)."""
 
 
 def _rests_on(kg: KnowledgeGraph, keys: list[tuple[dict, dict, Any]], outcomes: list[dict[str, Any]], lost: list[tuple[dict, dict]]) -> str:
-    """``"rests on the MSI_status difference (..., 11/20 splits, null 138/199: did not replicate) and the carrier effect
-    (RBM27 ..., student: 19/20 splits, null 0/199: replicated); "``: which edges and tests the verdict stands on, each
+    """``"rests on the COLUMN difference (..., 11/20 splits, null 138/199: did not replicate) and the carrier effect
+    (GENE1 ..., student: 19/20 splits, null 0/199: replicated); "``: which edges and tests the verdict stands on, each
     key's own outcome where there are several, and the keys not re-tested, with why."""
     said = []
     for (k, res, _), o in zip(keys, outcomes):
@@ -1111,7 +1145,7 @@ def _rests_on(kg: KnowledgeGraph, keys: list[tuple[dict, dict, Any]], outcomes: 
                      "the mutation enrichment" if k.get("model") == "levels"
                 else _edge_words(r)) if r is not None else k["edge"]
         said.append(f"{k['role']} ({what}, {res['test']}: {o['k']}/{res['n_splits']} "
-                    f"splits, null {res['null_k']}/{res['n_permutations']}" + (f": {_SAID[o['status']]})" if len(keys) > 1 else ")"))
+                    f"splits, null {res['null_k']}/{res['n_permutations']}" + (f": {_SAID[o['grounds']]})" if len(keys) > 1 else ")"))
     gone = [f"{k['role']} could not be re-tested ({res['reason'][:120]})" for k, res in lost if "collinear" not in res]
     tied = [(k, res["collinear"]) for k, res in lost if "collinear" in res]
     if tied:
@@ -1122,26 +1156,28 @@ def _rests_on(kg: KnowledgeGraph, keys: list[tuple[dict, dict, Any]], outcomes: 
 
 def _supporting_said(kg: KnowledgeGraph, per: dict[str, dict], keys: set[str], refits: list[tuple[dict, dict]],
                      min_replication: float, alpha: float) -> str:
-    """The tested evidence the claim does not rest on that did not replicate, said so (a weak supporting edge does not
-    fail a hypothesis whose key edge replicates): ``"; the MSI_status difference in RBM27 itself did not replicate
-    (q = 0.0496 at discovery; 11/20 splits, null 138/199)"``."""
+    """The tested evidence the claim does not rest on that did not validate, said as its outcome (:data:`_SAID`; a weak
+    supporting edge does not fail a hypothesis whose key edge replicates): ``"; the COLUMN difference in GENE1 itself
+    did not replicate (q = 0.0496 at discovery; 11/20 splits, null 138/199)"``."""
+    def said(res: dict[str, Any]) -> str | None:  # its outcome in words, None where it replicated
+        grounds = _key_verdict(res, res["replicated_splits"], res["n_splits"], min_replication, alpha)["grounds"]
+        return None if grounds == "replicated" else _SAID[grounds]
+
     out = []
     for eid, res in per.items():
-        if eid in keys or res["status"] != "tested":
-            continue
-        if res["replicated_splits"] / res["n_splits"] >= min_replication and res["null_p"] < alpha:
+        if eid in keys or res["status"] != "tested" or (words := said(res)) is None:
             continue
         r = kg.relation(eid)
         if r is None:
             continue
         q = r.stats.q_else_p()
-        out.append(f"{_edge_words(r)} itself did not replicate ({'q' if r.stats.q is not None else 'p'} = {q:.2g} at discovery; "
+        out.append(f"{_edge_words(r)} itself {words} ({'q' if r.stats.q is not None else 'p'} = {q:.2g} at discovery; "
                    f"{res['replicated_splits']}/{res['n_splits']} splits, null {res['null_k']}/{res['n_permutations']}), and the claim does not rest on it")
     for k, res in refits:  # a refit of a supporting edge (it holds adjusted for a column)
         r = kg.relation(k["edge"])
-        if r is None or (res["replicated_splits"] / res["n_splits"] >= min_replication and res["null_p"] < alpha):
+        if r is None or (words := said(res)) is None:
             continue
-        out.append(f"{_edge_words(r)} {k['role']} did not replicate on its {res['n']} samples ({res['replicated_splits']}/{res['n_splits']} "
+        out.append(f"{_edge_words(r)} {k['role']} {words} on its {res['n']} samples ({res['replicated_splits']}/{res['n_splits']} "
                    f"splits, null {res['null_k']}/{res['n_permutations']}), and the claim does not rest on it")
     return "".join(f"; {x}" for x in out)
 

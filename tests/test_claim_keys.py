@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from proteus.validation import ALPHA, MIN_REPLICATION, N_SPLITS, _split_masks, validate_hypotheses
+from proteus.validation import _SAID, ALPHA, MIN_REPLICATION, N_SPLITS, _split_masks, validate_hypotheses
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_a_mediation_validates_only_where_its_headline_difference_replicates_too
             assert v["status"] != "validated" and v["replicated"] is not True
             assert f"carrier effect ({kg.relation(keys['carriers']['edge']).subject.label} carriers" in v["reason"]
             assert "splits, null " + f"{keys['carriers']['null_k']}/199: replicated)" in v["reason"]
-            assert f"{headline['role']} (the " in v["reason"] and "did not replicate)" in v["reason"]
+            assert f"{headline['role']} (the " in v["reason"] and f"{_SAID[keys['edge']['grounds']]})" in v["reason"]
             assert v["replication"]["k"] == keys["edge"]["replicated_splits"], "the count given is the key that decided"
     assert split, "a mediation whose carriers replicate while its grouping difference does not"
 

@@ -4,8 +4,9 @@ Labelled ``heuristic`` in every artifact. Each score (1-5) keeps the reason of e
 
 - reliability: the in-run validation (replication frequency over held-out splits, the
   permutation null), the key edge's effect size and its interval, and the number of samples. When no
-  edge could be re-tested (a design too small to hold samples out), the score is left to the
-  statistics (q, effect, values seen in both groups) and the reason says so; circular statistics
+  edge could be re-tested (a design too small to hold samples out) or the re-test could not tell (too little
+  held-out power), the score is left to the statistics (q, effect, values seen in both groups) and the reason
+  says so; a key that replicates but is not specific keeps its counts; circular statistics
   (clusters found in the same samples) and effects of features seen in one group only earn no credit.
 - logical coherence: whether the statement's claims match the cited edges: direction words
   next to each entity against that entity's edge, entities and layers named without a cited edge,
@@ -109,7 +110,8 @@ def _reliability(h: Hypothesis, found: list[Relation]) -> MetricScore:
     edges = v.get("edges") or {}
     key = next((edges[e] for e in h.evidence if (edges.get(e) or {}).get("status") == "tested"), None)
     parts, score = [], 1.0
-    if v.get("status") in ("validated", "failed") and key is not None:
+    # the held-out counts decide where they speak: validated, failed, and a key that replicates without beating its null
+    if (v.get("status") in ("validated", "failed") or v.get("grounds") == "not specific") and key is not None:
         rep, nul = v["replication"], v["null"]
         score += (rep["frequency"] >= 0.5) + (rep["frequency"] >= 0.8) + (nul.get("p", nul["frequency"]) < 0.05)
         parts.append(f"replicated in {rep['text']} held-out splits, null {nul['text']}")
@@ -129,20 +131,23 @@ def _reliability(h: Hypothesis, found: list[Relation]) -> MetricScore:
 
 
 def _statistics_only(h: Hypothesis, found: list[Relation]) -> tuple[float, str]:
-    """Reliability when no edge could be re-tested on held-out samples: the evidence score is left to
-    the statistics (q, effect size, values observed in both groups), since a design too small to hold
-    samples out says nothing against the finding. Circular statistics (clusters found in the same
-    samples) and effects extrapolated for features seen in one group only earn no credit."""
-    why = ((h.validation or {}).get("reason") or "no held-out re-test").removeprefix("no evidence edge can be re-tested on held-out samples: ")
+    """Reliability when no edge could be re-tested on held-out samples, or the re-test could not tell (too little
+    held-out power, a stated key not re-tested): the evidence score is left to the statistics (q, effect size, values
+    observed in both groups), since a design too small to hold samples out says nothing against the finding. Circular
+    statistics (clusters found in the same samples) and effects extrapolated for features seen in one group only earn
+    no credit."""
+    v = h.validation or {}
+    why = (v.get("reason") or "no held-out re-test").removeprefix("no evidence edge can be re-tested on held-out samples: ")
+    lead = "held-out re-test inconclusive" if v.get("status") == "inconclusive" else "not re-testable on held-out samples"
     stats = [r for r in found if r.provenance.tool not in CLUSTER_TOOLS and r.stats.q_else_p() is not None]
     if not stats:
-        return 1.0 + any(r.stats.q_else_p() < 0.05 for r in found), f"not re-testable ({why[:160]}); its statistics are circular (clusters found in these samples)"
+        return 1.0 + any(r.stats.q_else_p() < 0.05 for r in found), f"{lead} ({why[:160]}); its statistics are circular (clusters found in these samples)"
     key = min(stats, key=lambda r: r.stats.q_else_p())
     q, eff = key.stats.q_else_p(), key.stats.effect
     one_group = bool((key.stats.extra or {}).get("detection"))
     big = eff is not None and abs(eff) >= (0.3 if str(key.stats.effect_type or "").endswith("_r") or key.stats.effect_type in ("spearman_r", "pearson_r", "rho") else 1.0)
     score = 2.0 + (q < 0.05) + (q < 1e-3) + (big and not one_group)
-    said = (f"not re-testable on held-out samples ({why[:160]}), so scored from the statistics: best q={q:.1e}"
+    said = (f"{lead} ({why[:160]}), so scored from the statistics: best q={q:.1e}"
             + (f", effect {eff:+.2f}" if eff is not None else "") + (" measured in both groups" if big and not one_group else ""))
     if one_group:
         score = min(score, 2.0)
