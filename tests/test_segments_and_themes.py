@@ -79,6 +79,40 @@ def test_cis_effects_of_co_segregating_genes_are_one_segment(cis_run, ucec_study
     assert not check_draft(seg, kg, tables).rejected
 
 
+def test_a_segment_claim_rests_on_its_mrna_and_its_protein(cis_run, ucec_study):
+    """A segment's statement says the dosage reaches the mRNA and the protein: both are keys, the cis edges of the first
+    gene it names with both, each re-tested on held-out samples. Without the protein layer the protein key cannot be
+    re-tested and the claim is inconclusive, saying so. Old code: no keys, so the first testable edge (the mRNA one)
+    validated the whole claim and the protein part was never re-tested."""
+    from proteus.study import Study
+    from proteus.validation import validate_hypotheses
+
+    kg, tables, cn = cis_run
+    genes = _both_layers(kg)
+    rho = cn[list(genes)].rank().corr()
+    lead = next(g for g in genes if (rho[g].drop(g) >= CO_SEGREGATION).any())
+    mate = next(g for g in genes if g != lead and rho.loc[lead, g] >= CO_SEGREGATION)
+    seg = fold_same_events([_draft(*genes[lead]), _draft(*genes[mate])], kg, ucec_study, tables)[0]
+    keys = [kg.relation(k.edge) for k in seg.key_edges]
+    assert [r.object.type for r in keys] == ["gene", "protein"], seg.key_edges  # mRNA (a gene's transcript), then protein
+    named = seg.statement.split("follow it (")[1].split(";")[0].split(")")[0].split(", ")
+    assert keys[0].subject.label == keys[1].subject.label == next(g for g in named if g in genes)
+    assert all(k.edge in seg.evidence for k in seg.key_edges)
+    h = {"id": "H", **seg.model_dump()}
+    (out,) = validate_hypotheses(ucec_study, kg, [h])
+    v = out["validation"]
+    assert [k["status"] for k in v["key_edges"]] == ["tested", "tested"], v["reason"]
+    assert "protein" in v["key_edges"][1]["role"] and v["key_edges"][1]["role"] in v["reason"]
+    worst = min((k["verdict"] for k in v["key_edges"]), key=["failed", "inconclusive", "validated"].index)
+    assert v["status"] == worst
+    protein = keys[1].modality
+    bare = Study(ucec_study.root, {k: a for k, a in ucec_study.modalities.items() if k != protein}, ucec_study.clinical, ucec_study.mutations)
+    (out,) = validate_hypotheses(bare, kg, [h])
+    v = out["validation"]
+    assert v["status"] == "inconclusive" and v["grounds"] == "stated key not re-tested", v["reason"]
+    assert f"{seg.key_edges[1].role} could not be re-tested" in v["reason"]
+
+
 @pytest.fixture(scope="module")
 def contrast_with_unit(ucec_study, tmp_path_factory):
     """The first profiled two-group contrast (not tumour vs normal) whose strongest protein changes one way share a

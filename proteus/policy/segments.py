@@ -8,7 +8,10 @@ correlate at Spearman rho >= :data:`CO_SEGREGATION` over the samples the cis tes
 the data alone: no gene positions are needed). The segment's statement lists its genes with cis
 effects, those reaching both the mRNA and the protein first (Mertins et al. 2016,
 doi:10.1038/nature18003, and Zhang et al. 2016, doi:10.1016/j.cell.2016.07.054: most copy-number
-effects on mRNA are buffered at the protein level, so the genes that escape are the finding).
+effects on mRNA are buffered at the protein level, so the genes that escape are the finding). The statement asserts
+both layers, so its claim rests on two keys (:class:`~proteus.records.KeyEdge`, each re-tested on held-out samples by
+:mod:`proteus.validation`): the copy-number cis edge on the mRNA and the one on the protein of the first gene it names
+that reaches both.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import pandas as pd
 from proteus.kg import KnowledgeGraph
 from proteus.policy.decisions import HypothesisDraft
 from proteus.policy.result_tables import ResultTables
-from proteus.records import Relation
+from proteus.records import KeyEdge, Relation
 from proteus.study import Study
 
-__all__ = ["CO_SEGREGATION", "Segment", "copy_number_lead", "co_segregate", "segment_of", "segment_draft"]
+__all__ = ["CO_SEGREGATION", "Segment", "copy_number_lead", "co_segregate", "segment_of", "segment_keys", "segment_draft"]
 
 CO_SEGREGATION = 0.8
 """Spearman rho of two genes' copy-number values across samples above which they sit on one segment:
@@ -86,6 +89,8 @@ class Segment:
     above: int
     below: int
     """Samples whose lead copy number is above / below 0 (only on a centred scale; else both 0)."""
+    words: tuple[tuple[str, str], ...] = ()
+    """(target layer, its word: "mRNA", "protein", else the layer's name) of the segment's cis effects."""
 
     @property
     def genes(self) -> tuple[str, ...]:
@@ -144,13 +149,32 @@ def _segment_of(r: Relation, kg: KnowledgeGraph, study: Study, tables: ResultTab
     one = tuple((g, word[next(iter(cis[g]))]) for g in order if g not in both and len(cis[g]) == 1)
     centred = study.modalities[str((r.stats.extra or {}).get("source_modality"))].uns.get("scale") == "centred"
     v = X[lead].dropna()
-    return Segment(lead, int(len(v)), both, one, tuple(edges), int((v > 0).sum()) if centred else 0, int((v < 0).sum()) if centred else 0)
+    return Segment(lead, int(len(v)), both, one, tuple(edges), int((v > 0).sum()) if centred else 0, int((v < 0).sum()) if centred else 0,
+                   tuple(sorted(word.items())))
 
 
 def _names(genes: tuple[str, ...] | list[str]) -> str:
     genes = list(genes)
     shown = ", ".join(genes[:_NAMED])
     return shown + (f" and {len(genes) - _NAMED} more" if len(genes) > _NAMED else "")
+
+
+def segment_keys(seg: Segment) -> list[KeyEdge]:
+    """The edges a segment's claim rests on: copy number on the mRNA and on the protein of the first gene of
+    ``seg.both`` with both cis edges in the graph (the statement's first named), else the strongest edge of each
+    layer; a layer without an edge gives no key."""
+    word = dict(seg.words)
+
+    def layer(e: Relation) -> str | None:
+        return word.get(str((e.stats.extra or {}).get("target_modality") or e.modality))
+
+    pairs = [{layer(e): e for e in reversed(seg.edges) if e.subject.label == g} for g in seg.both]  # strongest edge per layer wins
+    pair = next((x for x in pairs if {"mRNA", "protein"} <= x.keys()), None)
+    if pair is None:
+        pair = {}
+        for e in seg.edges:
+            pair.setdefault(layer(e), e)
+    return [KeyEdge(edge=pair[w].id, role=f"copy number on {pair[w].subject.label} {w}") for w in ("mRNA", "protein") if w in pair]
 
 
 def segment_draft(seg: Segment, folded: list[HypothesisDraft]) -> HypothesisDraft:
@@ -164,7 +188,8 @@ def segment_draft(seg: Segment, folded: list[HypothesisDraft]) -> HypothesisDraf
                  f"genes with cis effects (Spearman rho >= {CO_SEGREGATION} over {seg.n_samples} samples{where}), and {reach}: "
                  "the dosage of the segment reaches the protein level rather than being buffered.")
     cited = [e for e in seg.edges if e.subject.label in seg.both[:4]] or list(seg.edges[:4])
-    evidence = list(dict.fromkeys([e.id for e in cited] + [e for d in folded for e in d.evidence]))[:12]
+    keys = segment_keys(seg)
+    evidence = list(dict.fromkeys([k.edge for k in keys] + [e.id for e in cited] + [e for d in folded for e in d.evidence]))[:12]
     also = "; ".join(f"{d.statement.rstrip('.')[:140]} ({', '.join(d.evidence[:2])})" for d in folded)
     rationale = (f"Copy-number cis effects (copy number against the gene's own mRNA and protein): "
                  + "; ".join(f"{e.subject.label} -> {e.object.type} rho {e.stats.effect:+.2f}, q={e.stats.q_else_p():.1e}" for e in cited[:6])
@@ -179,4 +204,5 @@ def segment_draft(seg: Segment, folded: list[HypothesisDraft]) -> HypothesisDraf
         test=(f"Map the segment's boundaries in the copy-number profiles (segmentation of the {n} genes' positions) and, in cell lines or "
               f"tumours with and without its gain or loss, test whether {', '.join(genes[:3])} protein scales with its dosage; knock down "
               f"{genes[0]} in gained lines to test dependence on it.")[:600],
+        key_edges=keys,
     )
