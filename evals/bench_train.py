@@ -47,6 +47,15 @@ Measured on that CPU (SmolLM2-135M Q4_1, LoRA r8, 4 generations, prompts rendere
   0.867 (CI -0.046 .. +0.045). Served (UPS1 25 vs 12.5 fmol, placeholder answers rejected): decisions the
   model made 40/50 (base) -> 45/49 (GRPO), first time 34 -> 36, rejected answers 31 -> 12, fallbacks 10 -> 4.
   No one model yet meets both targets.
+- Answers cut at the budget each decision was served with (``--max-completion-tokens 704`` covers every
+  served budget, 74-682; five runs, 96 / 51 prompts): one GRPO-only model, 23 steps in 1,729 s (trained with
+  the older single 192-token cap), then evaluated with ``--adapter DIR --steps 0``: held-out reward 0.931 ->
+  0.964, +0.034 (95% t CI -0.004 .. +0.072; bootstrap +0.006 .. +0.077); 18 prompts up, 5 down, 28 unchanged;
+  update_objectives 0.79 -> 0.97. Under the single 192-token cap the same model read 0.875 -> 0.851: two
+  workflow updates of 338 and 470 tokens (served with ~576) were cut off and scored 0. Served (UPS1 25 vs
+  12.5 fmol): decisions the model made 40/50 (base) -> 47/51 (tuned), first time 34 -> 37, rejected answers
+  31 -> 13, fallbacks 10 -> 4. Evaluating with served budgets costs time: 1,203 s for the 51 prompts (two
+  processes sharing the 2 cores) against 379 s under the 192-token cap.
 """
 
 from __future__ import annotations
