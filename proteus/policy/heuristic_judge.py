@@ -36,7 +36,7 @@ from proteus.kg import KnowledgeGraph
 from proteus.policy.decisions import Judgement, MetricScore
 from proteus.records import Hypothesis, Relation
 from proteus.stats.units import gene_units, set_name, shared_unit, unit_genes_of
-from proteus.validation import CLUSTER_TOOLS
+from proteus.validation import ALPHA, CLUSTER_TOOLS
 
 __all__ = ["judge_heuristically", "entity_gene"]
 
@@ -124,6 +124,12 @@ def _reliability(h: Hypothesis, found: list[Relation]) -> MetricScore:
     else:
         score, said = _statistics_only(h, found)
         parts.append(said)
+        nul = v.get("null") or {}
+        p = nul.get("p", nul.get("frequency"))
+        if v.get("status") == "inconclusive" and p is not None and p >= ALPHA and score > 3:
+            # re-tested, could not tell, and permuted labels match it often: the discovery statistics alone do not earn more
+            score = 3.0
+            parts.append(f"at most 3: the re-test could not tell and permuted labels were as strong in {nul.get('text', p)} (null p {p:.2f})")
     if n and n < 20:
         score -= 1
     parts.append(f"n={n}")
