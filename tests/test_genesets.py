@@ -75,3 +75,19 @@ def test_bioplex_edges_and_shipped_files_are_small_and_licensed():
             assert src[f.name]["licence"] and src[f.name]["citation"], f.name
     assert "CC0" in src["reactome.json.gz"]["licence"] and "CC BY 4.0" in src["go_bp.json.gz"]["licence"]
     assert not any("msigdb" in f.name.lower() or "kegg" in f.name.lower() for f in files)
+
+
+def test_phenotype_determinants_read_a_grouping_by_its_column_and_levels():
+    """Each curated phenotype names genes the identifier map knows and cites its definition; a grouping
+    is read by its column name, and by its levels only where the phenotype is named there (an instability
+    call is a level of a subtype column; a receptor acronym among treatment-response levels is not a receptor)."""
+    phenotypes = genesets.phenotype_determinants()
+    assert phenotypes and all(ph.genes and "doi:" in ph.ref and "doi:" in ph.citation for ph in phenotypes)
+    assert all(genesets.to_symbols(list(ph.genes)) == list(ph.genes) for ph in phenotypes)
+    called = {(column, levels): [ph.genes for ph in phenotypes if ph.matches(column, levels)] for column, levels in [
+        ("MSI_status", ("MSI-H", "MSS")), ("Subtype", ("MSI", "CNV_high")), ("msi.status", ("unstable", "stable")),
+        ("Best_response", ("PR", "SD")), ("PR_status", ("Positive", "Negative")), ("her2.ihc", ("3+", "0")), ("Cohort", ("A", "B"))]}
+    mmr = ("MLH1", "MSH2", "MSH6", "PMS2")
+    assert called[("MSI_status", ("MSI-H", "MSS"))] == [mmr] == called[("Subtype", ("MSI", "CNV_high"))]
+    assert called[("PR_status", ("Positive", "Negative"))] == [("PGR",)] and called[("her2.ihc", ("3+", "0"))] == [("ERBB2",)]
+    assert called[("Best_response", ("PR", "SD"))] == [] == called[("Cohort", ("A", "B"))]

@@ -4,6 +4,7 @@ NAFLD plasma cohort (alphastats example data) computed by the tool in the test."
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -341,3 +342,35 @@ def test_a_unit_claim_is_validated_as_a_unit_not_only_by_its_members(nafld_run, 
     assert "the unit as a whole" in got["H"]["reason"] and "the unit as a whole" not in got["E"]["reason"]
     assert got["H"]["replication"]["k"] <= got["E"]["replication"]["k"]
     assert got["M"]["replication"]["k"] < got["E"]["replication"]["k"] and got["M"]["status"] != "validated"
+
+
+def test_a_grouping_its_genes_define_is_a_positive_control(ucec_run):
+    """UCEC's microsatellite-instability grouping is defined by the loss of mismatch-repair proteins: their
+    lower products in the unstable tumours restate the definition (a cited positive control), while the same
+    changes under a grouping that names no phenotype stay discoveries."""
+    from proteus.genesets import phenotype_determinants
+    from proteus.records import contrast_entity
+
+    kg = KnowledgeGraph.from_node_link(json.loads((ucec_run / "kg.json").read_text()))
+    mmr = next(ph for ph in phenotype_determinants() if "MLH1" in ph.genes)
+    contrasts = {r.object.label for r in kg.relations.values() if r.predicate in ("higher_in", "lower_in") and r.object.type == "sample_group"}
+    msi = next(c for c in sorted(contrasts) if mmr.matches(c.partition(": ")[0], c.partition(": ")[2].split(" vs ")))
+
+    group, _, rest = msi.partition(": ")
+    case, _, control = rest.partition(" vs ")
+
+    def drafts(grouping: str, a: str, b: str):
+        """The contrast's relations re-filed under ``grouping``, its levels renamed ``a`` and ``b``."""
+        kg2, names = KnowledgeGraph(), {case: a, control: b}
+        kg2.add_relations([x.model_copy(update={
+            "object": contrast_entity(grouping, a, b),
+            "stats": x.stats.model_copy(update={"observed": {names.get(k, k): v for k, v in (x.stats.observed or {}).items()}})})
+            for x in kg.relations.values() if x.object.label == msi])
+        return compose_hypotheses(kg2, limit=200)
+
+    controls = [d for d in drafts(group, case, control) if d.kind == "positive control"]
+    assert len(controls) == 1 and mmr.ref in controls[0].statement
+    said = [g for g in mmr.genes if re.search(rf"\b{g} (protein|mRNA) lower", controls[0].statement)]
+    assert said and all(kg.relation(e).predicate == "lower_in" for e in controls[0].evidence)
+    # the same changes under a grouping named after no phenotype and no gene are discoveries
+    assert all(d.kind == "discovery" for d in drafts("Cohort", "A", "B"))

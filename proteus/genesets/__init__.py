@@ -15,6 +15,9 @@ Everything here is read from small gzip files next to this module (rebuilt by
   quality markers of plasma / serum proteomes (Geyer et al. 2019, doi:10.15252/emmm.201910427).
 - ``stabilising_variants()`` -> ``{gene: StabilisingRegion}``: genes whose missense variants in a named
   region raise their own protein (each with its mechanism and citation; ``stabilising_variants.json``).
+- ``phenotype_determinants()`` -> ``[Phenotype]``: groupings defined by named genes' products (mismatch-repair
+  deficiency by MLH1/MSH2/MSH6/PMS2, receptor status by its receptor), each with its definition and citation
+  (``phenotype_determinants.json``); ``Phenotype.matches(column, levels)`` reads a grouping.
 - ``organism_problem(organism)`` -> why the shipped (human) sets do not apply to a layer's
   organism, or ``None``.
 
@@ -33,7 +36,7 @@ from importlib import resources
 import pandas as pd
 
 __all__ = ["LIBRARIES", "ORGANISM", "load", "set_names", "set_sources", "to_symbols", "known_symbols", "is_human_gene", "ppi_edges", "sources", "plasma_quality_panels",
-           "organism_problem", "StabilisingRegion", "stabilising_variants"]
+           "organism_problem", "StabilisingRegion", "stabilising_variants", "Phenotype", "phenotype_determinants"]
 
 LIBRARIES = ("reactome", "wikipathways", "go_bp")
 """Names accepted by :func:`load`."""
@@ -254,3 +257,43 @@ def ppi_edges() -> pd.DataFrame:
     df = pd.DataFrame(rows[1:], columns=rows[0])
     df["pInt"] = df["pInt"].astype(float)
     return df
+
+
+def _tokens(text: str) -> set[str]:
+    return set(re.split(r"[^A-Za-z0-9]+", str(text))) - {""}
+
+
+@dataclass(frozen=True)
+class Phenotype:
+    """A sample grouping whose definition is the loss or presence of ``genes``' products: how a
+    grouping's column name (``column_tokens``) or its column name and levels (``level_tokens``) name
+    it; two-letter acronyms (ER, PR) match as written, longer tokens in any case."""
+
+    name: str
+    genes: tuple[str, ...]
+    column_tokens: tuple[str, ...]
+    level_tokens: tuple[str, ...]
+    definition: str
+    ref: str
+    citation: str
+
+    @staticmethod
+    def _hit(words: set[str], wanted: tuple[str, ...]) -> bool:
+        lower = {w.lower() for w in words}
+        return any(t in words if len(t) <= 2 else t.lower() in lower for t in wanted)
+
+    def matches(self, column: str, levels: list[str] | tuple[str, ...] = ()) -> bool:
+        """True when the grouping ``column`` (with its compared ``levels``) is this phenotype."""
+        col = _tokens(column)
+        lev = set().union(*(_tokens(v) for v in levels)) if levels else set()
+        return self._hit(col, self.column_tokens) or self._hit(col | lev, self.level_tokens)
+
+
+@lru_cache(maxsize=None)
+def phenotype_determinants() -> tuple[Phenotype, ...]:
+    """Groupings defined by named genes' products (``phenotype_determinants.json``; each cites its
+    definition, e.g. mismatch-repair deficiency, Boland and Goel 2010, doi:10.1053/j.gastro.2009.12.064)."""
+    with _open("phenotype_determinants.json") as fh:
+        entries = json.load(fh)["phenotypes"]
+    return tuple(Phenotype(name, tuple(v["genes"]), tuple(v["column_tokens"]), tuple(v["level_tokens"]), v["definition"], v["ref"], v["citation"])
+                 for name, v in entries.items())

@@ -462,30 +462,47 @@ def _site_specific(kg: KnowledgeGraph, changes, tables: ResultTables) -> list[Hy
 
 
 def _gene_events(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
-    """A sample grouping named after a gene (a mutation, methylation or subtype call of that gene): the
-    first thing to state is what happens to that gene's own products in the comparison."""
+    """A sample grouping named after a gene (a mutation, methylation or subtype call of that gene), or
+    one whose definition is named genes' products (:func:`proteus.genesets.phenotype_determinants`:
+    mismatch-repair deficiency by MLH1/MSH2/MSH6/PMS2, receptor status by its receptor): the first thing
+    to state is what happens to those genes' own products in the comparison, a positive control."""
     out = []
     for contrast, _ in sorted({(c, None) for c, _ in changes}):
         group, case, control = _contrast_words(contrast)
         if group.endswith(" mutation"):  # mutated vs wild type: the cis-effect pattern states it
             continue
         tokens = set(re.split(r"[^A-Za-z0-9]+", group)) - {""}
+        phenotypes = [ph for ph in genesets.phenotype_determinants() if ph.matches(group, (case, control))]
+        defining = {g for ph in phenotypes for g in ph.genes}
         own = [r for (c, stype), rels in changes.items() if c == contrast and stype in ("protein", "gene", *_SITE_TYPES)
-               for r in rels if _gene(r) in tokens and r.provenance.tool not in _UNSUPERVISED]
+               for r in rels if _gene(r) in tokens | defining and r.provenance.tool not in _UNSUPERVISED]
         if not own:
             continue
-        gene = _gene(sorted(own, key=_rank)[0])
-        own = sorted((r for r in own if _gene(r) == gene), key=lambda r: (["protein", "gene", *_SITE_TYPES].index(r.subject.type), _rank(r)))[:4]
+        layer = ["protein", "gene", *_SITE_TYPES]
+        named = sorted((r for r in own if _gene(r) in tokens), key=_rank)
+        if named:
+            gene = _gene(named[0])
+            own = sorted((r for r in own if _gene(r) == gene), key=lambda r: (layer.index(r.subject.type), _rank(r)))[:4]
+            what, why = f"{case} samples of {group}, a grouping named after {gene}, differ from {control} in {gene}'s own products", f"The grouping names {gene}"
+        else:  # the genes whose products define the phenotype: each one's most direct layer
+            ph = phenotypes[0]
+            best = {}
+            for r in sorted(own, key=lambda r: (layer.index(r.subject.type), _rank(r))):
+                best.setdefault(_gene(r), r)
+            own = sorted(best.values(), key=_rank)[:4]
+            gene = _gene(own[0])
+            what = f"Expected (positive control): {case} samples of {group} differ from {control} in the genes whose products define {ph.name} ({ph.ref})"
+            why = f"{group} ({case} vs {control}) reads as {ph.name}: {ph.definition} ({ph.citation})"
         layers = "; ".join(f"{'mRNA' if r.subject.type == 'gene' else r.subject.type} {r.subject.label} {_direction_word(r)} ({_fmt(r)})" for r in own)
+        said = ", ".join(f"{'' if named else r.subject.label + ' '}{'mRNA' if r.subject.type == 'gene' else r.subject.type} {_direction_word(r)}" for r in own)
         out.append(
             HypothesisDraft(
-                statement=f"{case} samples of {group}, a grouping named after {gene}, differ from {control} in {gene}'s own products: "
-                          + ", ".join(f"{'mRNA' if r.subject.type == 'gene' else r.subject.type} {_direction_word(r)}" for r in own) + ".",
-                rationale=f"The grouping names {gene}; its own layers in {case} vs {control}: {layers}.",
+                statement=f"{what}: {said}.",
+                rationale=f"{why}; its own layers in {case} vs {control}: {layers}.",
                 evidence=[r.id for r in own],
                 entities=[f"protein:{gene}"] + [r.subject.id for r in own if r.subject.id != f"protein:{gene}"] + [own[0].object.id],
-                test=f"Measure {gene} protein (and mRNA) in independent {case} and {control} samples; the same direction should hold, "
-                     f"and the downstream differences of {group} should follow {gene}'s level within each group.",
+                test=f"Measure {', '.join(dict.fromkeys(_gene(r) for r in own))} protein (and mRNA) in independent {case} and {control} samples; the same "
+                     f"direction should hold, and the downstream differences of {group} should follow their level within each group.",
                 kind="positive control",
             )
         )
