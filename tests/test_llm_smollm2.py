@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from llm_fixtures.server import needs_llama, needs_smollm2, smollm2_server  # noqa: F401  (fixtures)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 
 # imported now: the function shares its module's name, so a lazy attribute would return the module
-from proteus.stats.differential_state import differential_state
+from proteus.stats.differential_state import differential_state  # noqa: F401 (re-exported: __all__)
 
 _HOME = {
     "arcsinh_transform": "cell_summaries", "population_counts": "cell_summaries", "population_medians": "cell_summaries",

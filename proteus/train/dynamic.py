@@ -55,6 +55,7 @@ class DynamicSampling:
         self.rollout, self.reward, self.decode = rollout, reward, decode
         self.num_generations, self.max_tries = num_generations, max_tries
         self.rows = {prompt_key(r["prompt"]): r for r in rows}
+        self.tasks = {k: json.loads(r["task"]) for k, r in self.rows.items()}
         self.flat: set[str] = set()
         self.drawn: set[str] = set()
         self.groups = self.sampled = self.skipped = 0
@@ -82,8 +83,7 @@ class DynamicSampling:
             out = self.rollout([row["prompt"]] * self.num_generations, trainer)
             self.sampled += 1
             tries += 1
-            task = json.loads(row["task"])
-            scores = [self.reward(self.decode(ids), task) for ids in out["completion_ids"]]
+            scores = [self.reward(self.decode(ids), self.tasks[key]) for ids in out["completion_ids"]]
             if max(scores) - min(scores) > 1e-9:
                 break
             self.flat.add(key)

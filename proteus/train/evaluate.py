@@ -22,6 +22,11 @@ from proteus.train.rewards import reward
 __all__ = ["generate", "answer_budget", "answers", "held_out_rewards", "mean_ci", "paired_change", "by_decision"]
 
 
+def _per_row(limit: int | list[int], n: int) -> list[int]:
+    """One answer limit per prompt: ``limit`` as given when a list, else repeated ``n`` times."""
+    return limit if isinstance(limit, list) else [limit] * n
+
+
 def generate(
     model: Any, tokenizer: Any, texts: list[str], *, max_new_tokens: int | list[int], do_sample: bool = False, temperature: float = 1.0,
     logits_processor: Any = None,
@@ -31,7 +36,7 @@ def generate(
     end-of-sequence token (kept). ``max_new_tokens``: one limit, or one per prompt (an answer
     longer than its own limit is cut there, as a server cuts it). ``logits_processor``: e.g.
     :meth:`proteus.train.grammar.ServingGrammar.processor`."""
-    limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(texts)
+    limits = _per_row(max_new_tokens, len(texts))
     import torch
     from transformers import LogitsProcessorList
 
@@ -72,7 +77,7 @@ def answers(
     """The model's greedy answers to chat ``prompts``, generated ``batch_size`` at a time, each at
     most ``max_new_tokens`` long (one limit, or one per prompt); with a
     :class:`~proteus.train.grammar.ServingGrammar`, each under the grammar of its schema in ``schemas``."""
-    limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts)
+    limits = _per_row(max_new_tokens, len(prompts))
     out: list[str] = []
     for i in range(0, len(prompts), batch_size):
         texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts[i : i + batch_size]]
