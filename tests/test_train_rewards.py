@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
+import subprocess
 
 import pytest
 from llm_fixtures.study import make_view
@@ -268,3 +270,20 @@ def test_warm_start_answers_are_what_the_grammar_allows_with_the_same_decision()
     update = recorded["update_workflow"]
     if update["value"].get("reason"):
         assert "reason" not in as_the_grammar_allows(update["value"], update["schema"], drop_prose=True)
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="R is not installed")
+def test_paired_change_counts_moves_and_matches_r_signed_rank_test():
+    """Held-out rewards change in a few prompts and stay in most (ties at 0 and 1): the benchmark's
+    signed-rank p equals R's wilcox.test (paired, normal approximation, no continuity correction), and
+    the up / down / same counts add up to the prompts."""
+    from proteus.train.evaluate import paired_change
+
+    before = [0.9, 1.0, 0.83, 0.9, 0.0, 0.79, 1.0, 0.95, 0.9, 0.97, 1.0, 0.0, 0.5, 0.83, 1.0]
+    after = [0.97, 1.0, 1.0, 0.9, 0.96, 0.97, 1.0, 0.93, 0.9, 0.97, 0.0, 0.9, 0.5, 0.9, 1.0]
+    change = paired_change(before, after)["change"]
+    assert (change["up"], change["down"], change["same"]) == (6, 2, 7)
+    r = subprocess.run(["Rscript", "-e", f"cat(format(wilcox.test(c({','.join(map(str, after))}), c({','.join(map(str, before))}), paired=TRUE, "
+                                          "exact=FALSE, correct=FALSE)$p.value, digits=15))"], capture_output=True, text=True, check=True)
+    assert change["wilcoxon_p"] == pytest.approx(float(r.stdout), rel=1e-9)
+    assert paired_change([0.5, 1.0], [0.5, 1.0])["change"]["wilcoxon_p"] is None

@@ -117,9 +117,15 @@ def mean_ci(values: list[float], level: float = 0.95) -> dict[str, float | int |
 
 
 def paired_change(before: list[float], after: list[float], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Mean paired difference ``after - before`` with its t interval and a bootstrap interval."""
+    """Mean paired difference ``after - before`` with its t interval and a bootstrap interval; the
+    prompts that went up, down and stayed; and the Wilcoxon signed-rank p (two-sided, unchanged pairs
+    dropped, normal approximation with tie correction: Wilcoxon 1945, doi:10.2307/3001968), which
+    suits rewards bounded in [0, 1] whose changes are mostly zero and a few large ones."""
     d = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
     out: dict[str, Any] = {"before": mean_ci(before, level), "after": mean_ci(after, level), "change": mean_ci(list(d), level)}
+    moved = d[np.abs(d) > 1e-9]
+    out["change"] |= {"up": int((moved > 0).sum()), "down": int((moved < 0).sum()), "same": int(len(d) - len(moved)),
+                      "wilcoxon_p": float(stats.wilcoxon(moved, method="approx", correction=False).pvalue) if len(moved) else None}
     if len(d) >= 2:
         rng = np.random.default_rng(seed)
         boots = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
