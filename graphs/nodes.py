@@ -17,8 +17,10 @@ from proteus.graphs.state import ResearchState, RunContext
 from proteus.policy.base import ResearchView
 from proteus.confounding import adjusted_keys, explained_by, hypothesis_checks
 from proteus.quality import quality_checks
+from proteus.ranking import composition_confounded
 from proteus.policy.claim_check import check_draft
-from proteus.policy.decisions import MAX_HYPOTHESES, StepSpec
+from proteus.policy.claims import stated_with_design
+from proteus.policy.decisions import MAX_COMPOSITION_CONFOUNDED, MAX_HYPOTHESES, StepSpec
 from proteus.policy.result_tables import ResultTables
 from proteus.policy.same_event import fold_same_events
 from proteus.records import Hypothesis, Objective, Provenance, Score, Step, stable_id
@@ -341,7 +343,9 @@ def _hypothesis(ctx: RunContext, view, d, checks, tables, columns, design_cache:
     qc, qc_clause, qc_why = quality_checks([r for e in d.evidence if (r := view.kg.relation(e)) is not None], ctx.quality,
                                            ctx.study, ctx.retests, seed=ctx.seed)
     design, clause, why = design + qc, clause + qc_clause, f"{why} {qc_why}".strip()
-    statement = d.statement.rstrip().rstrip(".") + clause + "." if clause else d.statement
+    # a composition-confounded claim says what was observed, not a mechanism within cells (proteus.policy.claims)
+    confounded = composition_confounded(design, ctx.profile.sample_type_column) is not None
+    statement = stated_with_design(d.statement, d.mechanism, clause, confounded=confounded)
     hid = stable_id("H_", statement, sorted(d.evidence), length=8)
     # what the claim rests on: the drafting pattern's key edges, and a refit the statement says it holds adjusted for
     keys = [k for k in d.key_edges if k.edge in d.evidence] + [k for k in adjusted_keys(design) if k.edge in d.evidence]
@@ -375,10 +379,11 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
     # next distinct drafts, until the hypotheses stated hold no two drafts that fold
     by_statement = {d.statement: c for d, c in kept}
     pool, done, t0, rounds = [d for d, _ in kept], {}, time.perf_counter(), 0
+    sample_type = ctx.profile.sample_type_column
     while True:
         rounds += 1
         folded = fold_same_events(pool, view.kg, ctx.study, tables)
-        hyps, stated, walked = [], [], 0
+        hyps, stated, walked, waiting = [], [], 0, []  # waiting: composition-confounded drafts beyond the first few
         for d in folded:
             if len(hyps) == MAX_HYPOTHESES:
                 break
@@ -386,15 +391,25 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
             key = (d.statement, d.rationale, tuple(d.evidence))
             if key not in done:
                 done[key] = _hypothesis(ctx, view, d, by_statement.get(d.statement), tables, columns, design_cache, drafted, rejected)
-            if done[key] is not None:
-                hyps.append(done[key])
-                stated.append(d.model_copy(update={"evidence": done[key]["evidence"]}))  # as the claim checks left it
+            if done[key] is None:
+                continue
+            if (composition_confounded(done[key]["design_checks"], sample_type) is not None
+                    and sum(composition_confounded(h["design_checks"], sample_type) is not None for h in hyps) >= MAX_COMPOSITION_CONFOUNDED):
+                waiting.append(d)  # a composition-confounded claim beyond the first few waits for the slots no other draft fills
+                continue
+            hyps.append(done[key])
+            stated.append(d.model_copy(update={"evidence": done[key]["evidence"]}))  # as the claim checks left it
+        for d in waiting[:MAX_HYPOTHESES - len(hyps)]:  # those left over leave the pool, as rejected drafts do
+            hyps.append(done[(d.statement, d.rationale, tuple(d.evidence))])
+            stated.append(d.model_copy(update={"evidence": hyps[-1]["evidence"]}))
         refolded = fold_same_events(stated, view.kg, ctx.study, tables)  # fewer drafts can share a unit anew
         if len(refolded) == len(stated) == walked:
             break
         pool = refolded + folded[walked:]
+    ids = {h["id"] for h in hyps}
+    held = sum(h is not None and h["id"] not in ids and composition_confounded(h["design_checks"], sample_type) is not None for h in done.values())
     ctx.rundir.append_trace({"kind": "hypotheses_folded", "seconds": round(time.perf_counter() - t0, 3), "drafts": len(kept),
-                             "stated": len(hyps), "rounds": rounds})
+                             "stated": len(hyps), "rounds": rounds, "composition_confounded_held_back": held})
     ctx.progress(f"proposed {len(hyps)} hypotheses" + (f" ({len(rejected)} rejected by the claim checks)" if rejected else ""))
     return {"hypotheses": hyps, "hypotheses_rejected": rejected}
 

@@ -16,7 +16,7 @@ from typing import Any
 from proteus.design import is_composition_score
 from proteus.kg import KnowledgeGraph
 
-__all__ = ["rank_hypotheses", "verdict_words"]
+__all__ = ["rank_hypotheses", "verdict_words", "composition_confounded"]
 
 _STATUS = {"validated": 0, "inconclusive": 1, "untestable": 2, "failed": 3}
 _FEATURES = {"protein", "gene", "phosphosite", "acetylsite", "mirna", "feature", "marker"}
@@ -48,11 +48,23 @@ def _composition_gone(h: dict[str, Any]) -> str | None:
                  if str(c.get("reason", "")).startswith(_COMPOSITION_SAID) and "gone" in str(c.get("reason"))), None)
 
 
-def _tissue_only(h: dict[str, Any], sample_type: str | None) -> bool:
-    """Every contrast the claim compares is the sample-type (tissue) grouping, none adjusted for composition."""
+def composition_confounded(design_checks: list[dict[str, Any]], sample_type: str | None) -> str | None:
+    """Why a claim may show the groups' cell-type make-up rather than regulation within a cell type, from its
+    confounder records (:func:`proteus.confounding.hypothesis_checks`); ``None`` when it need not.
+
+    The one reading of a composition-confounded claim: the difference is gone once a composition score is added
+    to its model; or every contrast it compares is the ``sample_type`` (tissue) grouping, whose levels differ in
+    cell make-up by construction, with no composition score in the model (no such covariate, no composition refit
+    it holds in; scores estimated for one tissue only are :func:`~proteus.confounding.composition_refits`'
+    "unadjusted for tissue composition"). The ranking ranks such claims down; the statement says the observation
+    without a mechanism within cells, and a run states only a few of them (``graphs.nodes.propose_hypotheses``)."""
+    h = {"design_checks": design_checks}
+    if gone := _composition_gone(h):
+        return f"the difference is gone adjusted for {gone}: composition-driven"
     records = _contrasts(h)
-    return bool(sample_type and records) and all(
-        r["contrast"].partition(": ")[0] == sample_type and not _composition_adjusted(r) for r in records)
+    if sample_type and records and all(r["contrast"].partition(": ")[0] == sample_type and not _composition_adjusted(r) for r in records):
+        return f"a {sample_type} (tissue) contrast without a composition score in the model"
+    return None
 
 
 def _composition_markers(kg: KnowledgeGraph) -> dict[str, set[str]]:
@@ -109,10 +121,9 @@ def rank_hypotheses(hypotheses: list[dict[str, Any]], kg: KnowledgeGraph, *, sam
     1. discoveries before positive controls (a control checks the pipeline; it is no finding);
     2. in-run validation: validated, inconclusive (replicated but not specific, or held-out power too low), untestable,
        failed (fell short of replication with the power to find it);
-    3. demotions: none first; then composition-driven claims, whose every contrast is the ``sample_type``
-       (tissue) grouping with no composition score in the model, or whose difference is gone once a composition
-       score is added; last trivial restatements, whose every feature is a marker of a composition score it
-       tracks in this run (a ``correlates_with`` edge to the score);
+    3. demotions: none first; then composition-confounded claims (:func:`composition_confounded`); last trivial
+       restatements, whose every feature is a marker of a composition score it tracks in this run (a
+       ``correlates_with`` edge to the score);
     4. held-out replication frequency, higher first;
     5. evidence points, more first: +1 a second omics layer corroborates, +1 a genetic cause is measured in the
        run (a cis effect of the gene's own copy number or mutation, or the carriers that carry a group
@@ -128,14 +139,12 @@ def rank_hypotheses(hypotheses: list[dict[str, Any]], kg: KnowledgeGraph, *, sam
         v = h.get("validation") or {}
         status = v.get("status") or "untestable"
         control = h.get("kind") == "positive control"
-        gone, marked = _composition_gone(h), _marked_score(h, kg, markers)
+        marked = _marked_score(h, kg, markers)
         demotion, why = 0, ""
         if marked:
             demotion, why = 2, f"its features are markers of {marked}, which they track: a restatement of that score"
-        elif gone:
-            demotion, why = 1, f"the difference is gone adjusted for {gone}: composition-driven"
-        elif _tissue_only(h, sample_type):
-            demotion, why = 1, f"a {sample_type} (tissue) contrast without a composition score in the model"
+        elif confounded := composition_confounded(h.get("design_checks") or [], sample_type):
+            demotion, why = 1, confounded
         rep = (v.get("replication") or {}).get("frequency") or 0.0
         points, said = _points(h, kg)
         nul = (v.get("null") or {}).get("frequency")

@@ -12,6 +12,7 @@ import pytest
 
 from proteus.design import is_composition_score
 from proteus.kg import KnowledgeGraph
+from proteus.policy.decisions import MAX_COMPOSITION_CONFOUNDED, MAX_HYPOTHESES
 from proteus.ranking import rank_hypotheses
 
 STATUSES = ("validated", "inconclusive", "untestable", "failed")
@@ -77,6 +78,22 @@ def test_the_run_ranks_by_evidence_with_composition_restatements_and_unadjusted_
     html = (ucec_run / "report.html").read_text()
     assert "Positive controls</h3>" in html and html.index("Positive controls</h3>") > html.index(f"hyp-{validated[-1]['id']}")
     assert all(h["rank"]["reason"].split(";")[0] in html for h in hyps)
+
+
+def test_tissue_contrasts_without_a_composition_score_state_no_mechanism_within_cells_and_hold_a_few_slots(run):
+    """A tissue comparison with no composition score in its model cannot tell regulation within a cell type from a
+    change in cell-type make-up: its claims say what was observed and that it may reflect the make-up (never "a change
+    in its transcription", "after transcription", an enzyme's activity on a site), and hold the first
+    MAX_COMPOSITION_CONFOUNDED slots only: UCEC has more drafts from other contrasts than slots."""
+    kg, hyps, profile = run
+    st = profile["sample_type_column"]
+    tissue = [h for h in hyps if _tissue_only(h, st) and not any(c["reason"].startswith("tissue composition") for c in _refits(h))]
+    assert tissue, "UCEC states tumour-vs-normal differences"
+    for h in tissue:
+        assert not any(w in h["statement"] for w in ("transcription", "pointing to altered", "activity on this site")), h["statement"]
+        assert "cell-type make-up" in h["statement"], h["statement"]
+    assert len(tissue) <= MAX_COMPOSITION_CONFOUNDED, [h["statement"][:80] for h in tissue]
+    assert len(hyps) == MAX_HYPOTHESES, "the slots they leave go to other contrasts' findings"
 
 
 def test_without_a_sample_type_column_no_contrast_is_demoted_as_a_tissue_comparison(run):

@@ -18,6 +18,11 @@ sentence is written:
 - :func:`clustering_qc` — sample clusters that are unstable (PAC above
   :data:`proteus.confounding.UNSTABLE_PAC`) or follow a technical column are a QC observation, not a
   hypothesis: the caveat would remove the claim's content.
+- :func:`stated_with_design` — a composition-confounded claim (:func:`proteus.ranking.composition_confounded`: tissue
+  types compared with no composition score in the model) says what was observed and that it may reflect the groups'
+  cell-type make-up, never a mechanism within cells (transcription, a change after transcription, an enzyme's
+  activity on a site): a difference between tissues cannot tell regulation within a cell type from a change in
+  which cells make up the sample.
 - :func:`overclaims` — causal or design-dependent words ("drives", "propagates", "independent of",
   "expanded") that an association study cannot support; :func:`reword_overclaims` replaces them
   with what an association supports.
@@ -47,6 +52,8 @@ __all__ = [
     "reword_overclaims",
     "enrichment_share",
     "pathway_moves",
+    "stated_with_design",
+    "COMPOSITION_READING",
 ]
 
 _Z_BEYOND = 2.576  # two-sided p < 0.01 for the site-minus-protein difference
@@ -221,3 +228,21 @@ def pathway_moves(r: Relation) -> bool:
     members changed (:func:`~proteus.stats.units.unit_share`), else its changed members are the finding."""
     km = enrichment_share(r)
     return km is None or unit_share(*km)
+
+
+COMPOSITION_READING = ", which may reflect the groups' different cell-type make-up rather than regulation within a cell type"
+"""What a composition-confounded difference may be, said in place of a mechanism within cells."""
+
+
+def stated_with_design(statement: str, mechanism: str, clause: str, *, confounded: bool) -> str:
+    """The statement a hypothesis makes: the draft's ``statement`` with the confounder ``clause``
+    (:func:`proteus.confounding.hypothesis_checks`) before its full stop. Where the claim is ``confounded`` by
+    composition (:func:`proteus.ranking.composition_confounded`) its ``mechanism`` (the clause of the statement reading
+    the change as regulation within cells, :attr:`~proteus.policy.decisions.HypothesisDraft.mechanism`) is replaced by
+    :data:`COMPOSITION_READING`, which is added too where the statement has no mechanism and nothing yet says that
+    the difference may reflect tissue composition."""
+    if confounded and mechanism and mechanism in statement:
+        statement = statement.replace(mechanism, COMPOSITION_READING, 1)
+    elif confounded and "may reflect tissue composition" not in statement + clause:
+        statement = statement.rstrip().rstrip(".") + COMPOSITION_READING + "."
+    return statement.rstrip().rstrip(".") + clause + "." if clause else statement

@@ -30,6 +30,7 @@ __all__ = [
     "Judgement",
     "MAX_DRAFTS",
     "MAX_HYPOTHESES",
+    "MAX_COMPOSITION_CONFOUNDED",
 ]
 
 MAX_DRAFTS = 50
@@ -38,6 +39,11 @@ slots that folding duplicate events (one feature, one copy-number segment, one t
 rejecting drafts free go to the next-ranked drafts."""
 MAX_HYPOTHESES = 30
 """Hypotheses a run states: the first this many drafts left after the claim checks, folding and rejections."""
+MAX_COMPOSITION_CONFOUNDED = 3
+"""Composition-confounded hypotheses (:func:`proteus.ranking.composition_confounded`) a run states in their drafts'
+turn; further ones fill only the slots no other draft is left for. A tissue comparison without a composition score
+yields many true differences that say little beyond the tissues' cell make-up (UCEC: 8 of 30 hypotheses from
+tumour vs adjacent normal, read at 2-3 of 5 for logical coherence), which would otherwise crowd out other contrasts."""
 
 
 class _Strict(BaseModel):
@@ -107,6 +113,9 @@ class HypothesisDraft(_Strict):
     kind: HypothesisKind = Field("discovery", description="'positive control' when it restates the design (a spiked standard, the gene a grouping names)")
     key_edges: SkipJsonSchema[list[KeyEdge]] = Field(default_factory=list, description="the evidence the claim rests on, set by the drafting "
                                                      "pattern for the kind of claim it writes (not part of a model's schema)")
+    mechanism: SkipJsonSchema[str] = Field("", description="the clause of ``statement`` (verbatim) that reads the observation as regulation within cells (', consistent "
+                                           "with a change in its transcription'), set by the drafting pattern: where the claim is composition-confounded "
+                                           "it is replaced by what the design allows (proteus.policy.claims.stated_with_design)")
 
 
 class HypothesisDrafts(_Strict):

@@ -23,8 +23,8 @@ with :mod:`proteus.policy.claims` against the run's full result tables
   composition caveat where the members track a composition score or the contrast is tumour vs normal
 - shared change: every level of a factor moves one way against its reference (the pooled contrast)
 - multi-layer change: a protein and its mRNA change the same way in one contrast
-- protein-only change: a protein changes while its measured mRNA does not (interval), with the curated
-  partners that change with it
+- protein-only change: a protein changes while its measured mRNA does not (an equivalence bound), with the
+  curated partners that change with it
 - modification-specific regulation (phospho, acetyl, ... sites): a site that changes beyond its protein
   (sites that mirror it are said to)
 - copy number reaching the protein; interaction modules (together only when directions agree)
@@ -44,7 +44,7 @@ from proteus import genesets
 from proteus.confounding import cluster_stability
 from proteus.kg import KnowledgeGraph
 from proteus.policy.controls import mutation_cis_claim, spike_in_controls
-from proteus.policy.claims import clustering_qc, directions_agree, enrichment_share, is_composition_score, pathway_moves, site_verdict
+from proteus.policy.claims import clustering_qc, directions_agree, enrichment_share, is_composition_score, negligible, pathway_moves, site_verdict
 from proteus.policy.decisions import MAX_DRAFTS, HypothesisDraft
 from proteus.policy.result_tables import ResultTables
 from proteus.stats.features import SITE_KINDS
@@ -104,6 +104,10 @@ def _changes(kg: KnowledgeGraph) -> dict[tuple[str, str], list[Relation]]:
     return out
 
 
+_TRANSCRIPTION = ", consistent with a change in its transcription"
+"""The reading of a gene's mRNA and protein moving together within cells (a draft's ``mechanism``)."""
+
+
 def _multi_layer(kg: KnowledgeGraph, changes, pathway_genes) -> list[HypothesisDraft]:
     """Protein and mRNA of one gene change the same way in one contrast (two layers agree)."""
     out = []
@@ -123,8 +127,9 @@ def _multi_layer(kg: KnowledgeGraph, changes, pathway_genes) -> list[HypothesisD
                 extra = f" {gene} is a member of '{pw[1]}', enriched among the features {_direction_word(p)} in {case}."
             out.append(
                 HypothesisDraft(
-                    statement=f"{gene} is {_direction_word(p)} in {case} than in {control} ({group}) at both the mRNA and the protein level, "
-                              "consistent with a change in its transcription.",
+                    statement=f"{gene} is {_direction_word(p)} in {case} than in {control} ({group}) at both the mRNA and the protein level"
+                              f"{_TRANSCRIPTION}.",
+                    mechanism=_TRANSCRIPTION,
                     rationale=f"Protein {gene} is {_direction_word(p)} in {case} ({_fmt(p)}) and so is its mRNA ({_fmt(g)}): two layers, each tested "
                               f"on the samples it measured (protein n={p.stats.n}, mRNA n={g.stats.n}), agree in direction; the design is observational, so the order of events is not shown.{extra}",
                     evidence=evidence,
@@ -167,11 +172,13 @@ def _partners_lost(tab, gene: str, sign: int, fdr: float = 0.05) -> tuple[list[t
 
 
 def _protein_only(kg: KnowledgeGraph, changes, tables: ResultTables, per_contrast: int = 3) -> list[HypothesisDraft]:
-    """A protein that changes while its mRNA, measured in the same contrast, does not: the mRNA test is
-    not significant, its 95% interval holds zero and excludes the protein's effect. That is a change
-    after transcription (translation, degradation; e.g. a subunit degraded when its complex partner is
-    lost: Gonçalves et al. 2017, doi:10.1016/j.cels.2017.08.013); partners of it that change the same way
-    in the same samples, beyond chance (:func:`_partners_lost`), are named."""
+    """A protein that changes while its mRNA, measured in the same contrast, does not: the mRNA change is
+    :func:`~proteus.policy.claims.negligible` against the protein's (not significant, its 95% interval inside
+    +/- half the protein's effect: an equivalence bound, not only a change not detected). Read within cells that
+    is a change after transcription (translation, degradation; e.g. a subunit degraded when its complex partner is
+    lost: Gonçalves et al. 2017, doi:10.1016/j.cels.2017.08.013), the draft's ``mechanism``; partners of it that
+    change the same way in the same samples, beyond chance (:func:`_partners_lost`), are named. Where the two
+    layers were tested on different samples, both counts are said."""
     rna_layers = _rna_layers(tables)
     out = []
     for (contrast, stype), prots in sorted(changes.items()):
@@ -183,10 +190,7 @@ def _protein_only(kg: KnowledgeGraph, changes, tables: ResultTables, per_contras
             gene = _gene(p)
             prot = tables.protein_change(group, case, control, gene)
             rna = next((c for m in rna_layers if (c := tables.change(m, group, case, control, gene)) is not None), None)
-            if prot is None or rna is None or prot.effect * (1 if p.predicate == "higher_in" else -1) <= 0:
-                continue
-            lo, hi = rna.interval
-            if rna.q < 0.05 or not lo <= 0 <= hi or lo <= prot.effect <= hi:
+            if prot is None or rna is None or prot.effect * (1 if p.predicate == "higher_in" else -1) <= 0 or not negligible(rna, prot.effect):
                 continue
             sign = 1 if prot.effect > 0 else -1
             word = _direction_word(p)
@@ -196,20 +200,26 @@ def _protein_only(kg: KnowledgeGraph, changes, tables: ResultTables, per_contras
             named = "; ".join(f"{g} {fc:+.2f} ({src})" for g, src, fc in lost[:3])
             names = ", ".join(g for g, _, _ in lost[:3])
             are = "are" if len(lost) > 1 else "is"
-            if lost and lost[0][1] == "BioPlex interactor":
-                partner_clause = (f"; its interaction partner{'s' if len(lost) > 1 else ''} {names} (BioPlex) {are} {word} in the same "
-                                  "samples, as a subunit is when its partner is lost")
+            bioplex = bool(lost) and lost[0][1] == "BioPlex interactor"
+            if bioplex:
+                partner_clause = f"; its interaction partner{'s' if len(lost) > 1 else ''} {names} (BioPlex) {are} {word} in the same samples"
             elif lost:
                 partner_clause = f"; {names}, which share a small curated unit with it, {are} {word} in the same samples"
             else:
                 partner_clause = ""
+            mechanism = ": a change after transcription" + (", as when a subunit is degraded once its partner is lost" if bioplex else "")
+            lo, hi = rna.interval
+            counts = (f"; the mRNA tested on {rna.n[0]} {case} and {rna.n[1]} {control} samples, the protein on {prot.n[0]} and {prot.n[1]}"
+                      if rna.n and prot.n and rna.n != prot.n else "")
             statement = (f"{gene} protein is {word} in {case} than in {control} ({group}) while its mRNA is unchanged "
-                         f"({rna.text()}): a change after transcription{partner_clause}.")
+                         f"(log2FC {rna.effect:+.2f}, 95% CI {lo:+.2f} to {hi:+.2f}, inside +/-{abs(prot.effect) / 2:.2f}, half the "
+                         f"protein's change{counts}){mechanism}{partner_clause}.")
             out.append(
                 HypothesisDraft(
                     statement=statement[:500],
-                    rationale=(f"Protein {gene}: {prot.text()}; mRNA {gene}: {rna.text()}, an interval that holds zero and excludes the "
-                               f"protein's {prot.effect:+.2f}, so the protein moves without its transcript"
+                    mechanism=mechanism,
+                    rationale=(f"Protein {gene}: {prot.text()}; mRNA {gene}: {rna.text()}, an interval that holds zero and lies inside +/- half "
+                               f"the protein's {prot.effect:+.2f} (an equivalence bound), so the protein moves without its transcript"
                                + (f"; {count}: {named}" if lost else "; no excess of its curated partners (BioPlex, small curated units) "
                                   "moves the same way") + ".")[:1200],
                     evidence=[p.id] + [r.id for r in cited],
@@ -449,6 +459,7 @@ def _site_specific(kg: KnowledgeGraph, changes, tables: ResultTables) -> list[Hy
                     statement=f"{mod.capitalize()} of {s.subject.label} is {word} in {case} relative to {control} ({group}) "
                               + ("beyond the change in " if verdict.kind == "beyond_protein" else "without a change in ")
                               + f"{gene} protein abundance, pointing to {enzymes} on this site.",
+                    mechanism=f", pointing to {enzymes} on this site",
                     rationale=f"Site {s.subject.label} is {_direction_word(s)} in {case} ({_fmt(s)}) {verdict.clause}.",
                     evidence=[s.id],
                     entities=[s.subject.id, f"protein:{gene}", s.object.id],

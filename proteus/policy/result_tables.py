@@ -38,6 +38,8 @@ class Change:
     q: float
     df: float = math.inf
     """Degrees of freedom of the test (limma ``df_total``); the 95% interval uses Student's t with them."""
+    n: tuple[int, int] | None = None
+    """Samples tested in the case and control groups, where the table records them."""
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -54,8 +56,9 @@ class Change:
         if not (math.isfinite(effect) and math.isfinite(t)) or t == 0:
             return None
         q = float(row.get("q", math.nan))
+        n = (float(row.get("n_case", math.nan)), float(row.get("n_control", math.nan)))
         return cls(label=str(row.get("label", row.get("feature", ""))), effect=effect, se=abs(effect / t),
-                   q=q if math.isfinite(q) else 1.0)
+                   q=q if math.isfinite(q) else 1.0, n=(int(n[0]), int(n[1])) if all(map(math.isfinite, n)) else None)
 
 
 def _is_table(path: str, name: str) -> bool:
