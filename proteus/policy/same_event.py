@@ -30,6 +30,11 @@ at the best rank of their drafts:
   cis effects;
 - one theme (:mod:`proteus.policy.themes`): drafts about single features of one contrast moving one way
   whose cited features share a curated unit are one finding about the unit, naming it and its members.
+
+Last, one promoter (:mod:`proteus.policy.promoters`): a gene that leads a draft and its head-to-head partner (a
+shared bidirectional promoter), changing the same way in the same samples (an edge of the graph), are one event: the
+statement says so and cites the partner's change, and a single-feature draft led by the partner folds into it (into
+the draft about several features, else the earlier one). Human layers only.
 """
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from proteus.confounding import evidence_contrast
+from proteus.genesets import organism_problem
 from proteus.kg import KnowledgeGraph
 from proteus.policy.claims import pathway_moves
 from proteus.policy.decisions import HypothesisDraft
+from proteus.policy.promoters import bidirectional_partners, promoter_clause
 from proteus.policy.result_tables import ResultTables
 from proteus.policy.segments import co_segregate, copy_number_lead, segment_draft, segment_of
 from proteus.policy.themes import Theme, themes_of, theme_draft
@@ -106,6 +113,11 @@ def comparison_samples(r: Relation, study: Study, cache: dict | None = None) -> 
     return None
 
 
+def _gene(r: Relation) -> str:
+    """The gene an edge's change is about (the object of a mutation's cis effect, else the subject's gene)."""
+    return r.object.label if r.predicate == "cis_effect_on" else str(r.stats.extra.get("gene") or r.subject.label.split("-")[0])
+
+
 def _signal(r: Relation, study: Study, cache: dict) -> _Signal | None:
     """The gene, direction and samples of a group-comparison edge; ``None`` for any other edge."""
     if r.predicate in ("higher_in", "lower_in"):
@@ -117,8 +129,7 @@ def _signal(r: Relation, study: Study, cache: dict) -> _Signal | None:
     samples = comparison_samples(r, study, cache)
     if samples is None or not samples[0]:
         return None
-    gene = r.object.label if r.predicate == "cis_effect_on" else str(r.stats.extra.get("gene") or r.subject.label.split("-")[0])
-    return _Signal(gene, sign, *samples, bool((r.provenance.params or {}).get("case_levels")), r)
+    return _Signal(_gene(r), sign, *samples, bool((r.provenance.params or {}).get("case_levels")), r)
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -250,6 +261,86 @@ def _covered(events: list[list[int]], drafts: list[HypothesisDraft], signals: li
     return out
 
 
+class _Pair(NamedTuple):
+    """A lead gene and its head-to-head partner changing the same way in the same samples (its strongest such edge)."""
+
+    gene: str
+    partner: str
+    distance: int
+    edge: Relation
+
+
+def _by_gene(kg: KnowledgeGraph, cache: dict) -> dict[str, list[Relation]]:
+    """The graph's group-comparison edges by the gene they are about."""
+    if "by gene" not in cache:
+        out: dict[str, list[Relation]] = {}
+        for r in kg.relations.values():
+            if r.predicate in ("higher_in", "lower_in", "differs_across") or (r.predicate == "cis_effect_on" and r.subject.type == "mutation"):
+                out.setdefault(_gene(r), []).append(r)
+        cache["by gene"] = out
+    return cache["by gene"]
+
+
+def _promoter_pairs(leads: list[_Signal], kg: KnowledgeGraph, study: Study, cache: dict) -> list[_Pair]:
+    """Head-to-head partners (:func:`~proteus.policy.promoters.bidirectional_partners`) of the genes of ``leads`` with
+    an edge in the graph changing the same way in the same samples; genes of human layers only."""
+    out: dict[tuple[str, str], _Pair] = {}
+    for lead in leads:
+        layer = study.modalities.get(lead.edge.modality) if lead.edge.modality else None
+        if layer is None or organism_problem(layer.uns.get("organism")) is not None:
+            continue
+        for partner, distance in bidirectional_partners(lead.gene).items():
+            same = [r for r in _by_gene(kg, cache).get(partner, []) if (x := _signal(r, study, cache)) is not None and _same_contrast(lead, x)]
+            if same and (lead.gene, partner) not in out and (partner, lead.gene) not in out:
+                out[(lead.gene, partner)] = _Pair(lead.gene, partner, distance, min(same, key=lambda r: (r.stats.q_else_p(), r.id)))
+    return list(out.values())
+
+
+def _leads(event: list[int], signals: list[list[_Signal]]) -> list[_Signal]:
+    """The lead change of each draft of ``event``."""
+    return [signals[i][0] for i in event if signals[i]]
+
+
+def _promoter_folds(events: list[list[int]], drafts: list[HypothesisDraft], signals: list[list[_Signal]], kg: KnowledgeGraph,
+                    study: Study, cache: dict) -> list[list[int]]:
+    """Events about one gene (single-feature drafts) that is the head-to-head partner of a lead of another event,
+    changing the same way in the same samples, each as [the stating event's first draft, the folded event's drafts...]:
+    events about several features state first, then the others in rank order; an event that states folds no further."""
+    single = [all(_single_feature(drafts[i], signals[i]) for i in ev) and len({s.gene for i in ev for s in signals[i]}) == 1 for ev in events]
+    folded: set[int] = set()
+    stating: set[int] = set()
+    out = []
+    for k in sorted(range(len(events)), key=lambda k: (single[k], k)):
+        if k in folded:
+            continue
+        partners = {p.partner for p in _promoter_pairs(_leads(events[k], signals), kg, study, cache)}
+        mine = [k2 for k2, ev in enumerate(events) if k2 != k and single[k2] and k2 not in folded | stating and signals[ev[0]][0].gene in partners]
+        if mine:
+            folded.update(mine)
+            stating.add(k)
+            out.append([events[k][0]] + [i for k2 in mine for i in events[k2]])
+    return out
+
+
+def _with_promoter(d: HypothesisDraft, pairs: list[_Pair], folded: list[HypothesisDraft]) -> HypothesisDraft:
+    """Draft ``d`` saying that its lead genes and their head-to-head partners in ``pairs`` are one promoter event,
+    citing the partners' edges and the drafts ``folded`` into it."""
+    pairs = [p for p in pairs if f"bidirectional promoter with {p.partner}" not in d.statement][:2]
+    if not pairs and not folded:
+        return d
+    words = {"higher_in": "higher", "lower_in": "lower"}
+    clause = "; ".join(promoter_clause(p.gene, p.partner, p.distance, words.get(p.edge.predicate, "changed the same way")) for p in pairs)
+    base = d.statement.rstrip().rstrip(".")
+    statement = f"{base[:500 - len(clause) - 3]}; {clause}." if clause else d.statement
+    new = [p.edge.id for p in pairs if p.edge.id not in d.evidence]
+    keys = {k.edge for k in d.key_edges}
+    rest = [e for e in d.evidence if e not in keys][:max(0, 12 - len(new) - len(keys))]  # the key edges stay cited
+    evidence = [e for e in d.evidence if e in keys or e in rest] + new
+    also = (" One promoter event, folded here: " + "; ".join(f"{x.statement.rstrip('.')[:160]} ({', '.join(x.evidence[:2])})" for x in folded) + "."
+            if folded else "")
+    return d.model_copy(update={"statement": statement, "evidence": evidence, "rationale": d.rationale[:1200 - len(also)] + also})
+
+
 def fold_same_events(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: Study,
                      tables: ResultTables | None = None) -> list[HypothesisDraft]:
     """``drafts`` (best first) with the drafts about one event folded into one (see the module
@@ -281,30 +372,40 @@ def _fold(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: Study, table
     events = _merge(events, [list(t.drafts) for t in themes])
     covered = _covered(events, drafts, signals, themes, kg, study, cache)
     events = _merge(events, covered)
+    promoted = _promoter_folds(events, drafts, signals, kg, study, cache)
+    events = _merge(events, promoted)
+    promoted_drafts = {i for g in promoted for i in g[1:]}
     stater = {g[0] for g in covered}
     theme_of = {t.drafts[0]: t for t in themes if not any(i in g for g in covered for i in t.drafts)}
     segment_lead = {g[0]: r for g, r in segments}
     out = []
-    for event in events:
-        head = next((i for i in event if i in stater), None)
-        theme = next((theme_of[i] for i in event if i in theme_of), None)
-        seg_head = next((i for i in event if i in segment_lead), None)
-        seg = segment_of(segment_lead[seg_head], kg, study, tables, cache) if seg_head is not None and theme is None else None
-        if head is None and theme is not None:
-            out.append(theme_draft(theme, drafts, {i: _features(signals[i]) for i in event}, tables))
-            continue
-        if head is None and seg is not None:
-            stated = segment_draft(seg, [drafts[i] for i in event])
-            out.append(drafts[event[0]] if event == [event[0]] and stated.statement == drafts[event[0]].statement else stated)
-            continue
-        head = head if head is not None else max(event, key=lambda i: (len({s.gene for s in signals[i]}), -i))
-        d = drafts[head]
-        others = [i for i in event if i != head]
-        if others:
-            what = ("members of the pathways it states, changing the same way in the same samples" if head in stater
-                    else "the same feature moving the same way in the same samples")
-            also = (f" The same event ({what}) is also seen as: "
-                    + "; ".join(f"{drafts[i].statement.rstrip('.')[:160]} ({', '.join(drafts[i].evidence[:2])})" for i in others))[:600] + "."
-            d = d.model_copy(update={"rationale": d.rationale[:1200 - len(also)] + also})
-        out.append(d)
+    for whole in events:
+        event = [i for i in whole if i not in promoted_drafts]
+        out.append(_with_promoter(_stated(event, drafts, signals, stater, theme_of, segment_lead, kg, study, tables, cache),
+                                  _promoter_pairs(_leads(event, signals), kg, study, cache), [drafts[i] for i in whole if i in promoted_drafts]))
     return out
+
+
+def _stated(event: list[int], drafts: list[HypothesisDraft], signals: list[list[_Signal]], stater: set[int], theme_of: dict[int, Theme],
+            segment_lead: dict[int, Relation], kg: KnowledgeGraph, study: Study, tables: ResultTables | None, cache: dict) -> HypothesisDraft:
+    """The one draft stating ``event``: a programme that covers it, its theme or segment stated anew, else its richest draft
+    citing the others."""
+    head = next((i for i in event if i in stater), None)
+    theme = next((theme_of[i] for i in event if i in theme_of), None)
+    seg_head = next((i for i in event if i in segment_lead), None)
+    seg = segment_of(segment_lead[seg_head], kg, study, tables, cache) if seg_head is not None and theme is None else None
+    if head is None and theme is not None:
+        return theme_draft(theme, drafts, {i: _features(signals[i]) for i in event}, tables)
+    if head is None and seg is not None:
+        stated = segment_draft(seg, [drafts[i] for i in event])
+        return drafts[event[0]] if event == [event[0]] and stated.statement == drafts[event[0]].statement else stated
+    head = head if head is not None else max(event, key=lambda i: (len({s.gene for s in signals[i]}), -i))
+    d = drafts[head]
+    others = [i for i in event if i != head]
+    if others:
+        what = ("members of the pathways it states, changing the same way in the same samples" if head in stater
+                else "the same feature moving the same way in the same samples")
+        also = (f" The same event ({what}) is also seen as: "
+                + "; ".join(f"{drafts[i].statement.rstrip('.')[:160]} ({', '.join(drafts[i].evidence[:2])})" for i in others))[:600] + "."
+        d = d.model_copy(update={"rationale": d.rationale[:1200 - len(also)] + also})
+    return d

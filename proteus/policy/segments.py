@@ -11,7 +11,12 @@ doi:10.1038/nature18003, and Zhang et al. 2016, doi:10.1016/j.cell.2016.07.054: 
 effects on mRNA are buffered at the protein level, so the genes that escape are the finding). The statement asserts
 both layers, so its claim rests on two keys (:class:`~proteus.records.KeyEdge`, each re-tested on held-out samples by
 :mod:`proteus.validation`): the copy-number cis edge on the mRNA and the one on the protein of the first gene it names
-that reaches both.
+that reaches both. It says the dosage reaches the protein level only when a gene of the segment has a copy-number cis
+edge on the protein, else that the protein was not shown to follow.
+
+Where a segment lies is named from the genes' positions (:func:`proteus.genesets.gene_loci`, human layers only): the
+chromosome arm and the span of cytogenetic bands its genes cover ("on 1q (1q21.1-1q44)"), and, when they lie on
+several arms, each arm with its genes: co-segregating regions, not one segment.
 """
 
 from __future__ import annotations
@@ -21,17 +26,22 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from proteus.genesets import organism_problem
 from proteus.kg import KnowledgeGraph
 from proteus.policy.decisions import HypothesisDraft
 from proteus.policy.result_tables import ResultTables
 from proteus.records import KeyEdge, Relation
 from proteus.study import Study
 
-__all__ = ["CO_SEGREGATION", "Segment", "copy_number_lead", "co_segregate", "segment_of", "segment_keys", "segment_draft"]
+__all__ = ["CO_SEGREGATION", "MIN_ARM_SHARE", "Arm", "Segment", "arms_of", "copy_number_lead", "co_segregate", "segment_of", "segment_keys",
+           "segment_draft"]
 
 CO_SEGREGATION = 0.8
 """Spearman rho of two genes' copy-number values across samples above which they sit on one segment:
 genes of one gained arm or amplicon correlate near 1, neighbouring independent events far below."""
+
+MIN_ARM_SHARE = 0.1
+"""Share of a segment's placed genes an arm must hold to be named (genes on other arms are counted as elsewhere)."""
 
 _NAMED = 5
 """Genes a segment's statement names (the rest are counted)."""
@@ -75,6 +85,40 @@ def co_segregate(a: Relation, b: Relation, study: Study, cache: dict) -> bool:
 
 
 @dataclass(frozen=True)
+class Arm:
+    """A chromosome arm holding genes of a segment: the arm (``"1q"``), how many of the genes lie on it and the span
+    of cytogenetic bands they cover, in genome order (``"1q21.1-1q44"``)."""
+
+    arm: str
+    n: int
+    span: str
+
+
+def _band_span(bands: list[str], chromosome: str) -> str:
+    """``"1q21.1-1q44"`` from the bands of genes in genome order (a gene's band may itself be a range, ``"1q21.1-q21.2"``)."""
+    first = bands[0].split("-")[0]
+    last = bands[-1].split("-")[-1]
+    last = last if last.startswith(chromosome) else chromosome + last
+    return first if first == last else f"{first}-{last}"
+
+
+def arms_of(genes: tuple[str, ...] | list[str]) -> tuple[tuple[Arm, ...], int]:
+    """The arms holding at least :data:`MIN_ARM_SHARE` of ``genes`` placed on an arm (NCBI Gene map locations,
+    :func:`proteus.genesets.gene_loci`), most genes first, and how many placed genes lie elsewhere; ``((), 0)``
+    when none is placed."""
+    from proteus.genesets import gene_loci
+
+    loci = gene_loci()
+    placed = sorted((loci[g] for g in genes if g in loci and loci[g].arm), key=lambda x: (x.chromosome, x.start))
+    by_arm: dict[str, list] = {}
+    for x in placed:
+        by_arm.setdefault(x.arm, []).append(x)
+    kept = sorted((a for a, xs in by_arm.items() if len(xs) >= MIN_ARM_SHARE * len(placed)), key=lambda a: (-len(by_arm[a]), a))
+    arms = tuple(Arm(a, len(by_arm[a]), _band_span([x.cytoband for x in by_arm[a]], by_arm[a][0].chromosome)) for a in kept)
+    return arms, len(placed) - sum(a.n for a in arms)
+
+
+@dataclass(frozen=True)
 class Segment:
     """The genes with copy-number cis effects whose copy number co-segregates with a lead gene's."""
 
@@ -91,6 +135,10 @@ class Segment:
     """Samples whose lead copy number is above / below 0 (only on a centred scale; else both 0)."""
     words: tuple[tuple[str, str], ...] = ()
     """(target layer, its word: "mRNA", "protein", else the layer's name) of the segment's cis effects."""
+    arms: tuple[Arm, ...] = ()
+    """The chromosome arms its genes lie on (:func:`arms_of`; empty when the genes' positions are not known)."""
+    elsewhere: int = 0
+    """Genes placed on other arms than :attr:`arms`."""
 
     @property
     def genes(self) -> tuple[str, ...]:
@@ -147,10 +195,12 @@ def _segment_of(r: Relation, kg: KnowledgeGraph, study: Study, tables: ResultTab
     word = {layer: {"transcriptomics": "mRNA", "proteomics": "protein"}.get(kind, layer) for layer, kind in kinds.items()}
     both = tuple(g for g in order if len({word[x] for x in cis[g]} & {"mRNA", "protein"}) == 2)
     one = tuple((g, word[next(iter(cis[g]))]) for g in order if g not in both and len(cis[g]) == 1)
-    centred = study.modalities[str((r.stats.extra or {}).get("source_modality"))].uns.get("scale") == "centred"
+    source = study.modalities[str((r.stats.extra or {}).get("source_modality"))]
+    centred = source.uns.get("scale") == "centred"
     v = X[lead].dropna()
+    arms, elsewhere = arms_of(order) if organism_problem(source.uns.get("organism")) is None else ((), 0)
     return Segment(lead, int(len(v)), both, one, tuple(edges), int((v > 0).sum()) if centred else 0, int((v < 0).sum()) if centred else 0,
-                   tuple(sorted(word.items())))
+                   tuple(sorted(word.items())), arms, elsewhere)
 
 
 def _names(genes: tuple[str, ...] | list[str]) -> str:
@@ -159,34 +209,53 @@ def _names(genes: tuple[str, ...] | list[str]) -> str:
     return shown + (f" and {len(genes) - _NAMED} more" if len(genes) > _NAMED else "")
 
 
+def _word(seg: Segment, e: Relation) -> str | None:
+    """The word ("mRNA", "protein", else the layer's name) of the layer cis edge ``e`` of ``seg`` targets."""
+    return dict(seg.words).get(str((e.stats.extra or {}).get("target_modality") or e.modality))
+
+
 def segment_keys(seg: Segment) -> list[KeyEdge]:
     """The edges a segment's claim rests on: copy number on the mRNA and on the protein of the first gene of
     ``seg.both`` with both cis edges in the graph (the statement's first named), else the strongest edge of each
     layer; a layer without an edge gives no key."""
-    word = dict(seg.words)
-
-    def layer(e: Relation) -> str | None:
-        return word.get(str((e.stats.extra or {}).get("target_modality") or e.modality))
-
-    pairs = [{layer(e): e for e in reversed(seg.edges) if e.subject.label == g} for g in seg.both]  # strongest edge per layer wins
+    pairs = [{_word(seg, e): e for e in reversed(seg.edges) if e.subject.label == g} for g in seg.both]  # strongest edge per layer wins
     pair = next((x for x in pairs if {"mRNA", "protein"} <= x.keys()), None)
     if pair is None:
         pair = {}
         for e in seg.edges:
-            pair.setdefault(layer(e), e)
+            pair.setdefault(_word(seg, e), e)
     return [KeyEdge(edge=pair[w].id, role=f"copy number on {pair[w].subject.label} {w}") for w in ("mRNA", "protein") if w in pair]
+
+
+def _place(seg: Segment) -> str:
+    """Where the segment lies, as the statement's subject: one arm and its bands, else each arm with its genes."""
+    if not seg.arms:
+        return "One copy-number segment"
+    if len(seg.arms) == 1:
+        stray = f"; {seg.elsewhere} co-segregating genes elsewhere" if seg.elsewhere else ""
+        return f"One copy-number segment on {seg.arms[0].arm} ({seg.arms[0].span}{stray})"
+    arms = [f"{a.arm} ({a.span}; {a.n} genes)" for a in seg.arms] + ([f"{seg.elsewhere} genes elsewhere"] if seg.elsewhere else [])
+    return "Co-segregating copy-number regions on " + ", ".join(arms[:-1]) + " and " + arms[-1]
+
+
+def _reach(seg: Segment) -> str:
+    """Which layers follow the segment's dosage: the protein only where a gene has a copy-number cis edge on it."""
+    one = len(seg.one_layer)
+    if any(_word(seg, e) == "protein" for e in seg.edges):
+        reach = (f"the mRNA and the protein of {len(seg.both)} of them follow it ({_names(seg.both)}" + (f"; {one} more in one layer only)" if one else ")")
+                 if seg.both else "their mRNA or protein follows it")
+        return f"{reach}: the dosage of the segment reaches the protein level rather than being buffered"
+    mrna = [g for g in seg.genes if g in seg.both or (g, "mRNA") in seg.one_layer]
+    return (f"the mRNA of {len(mrna)} of them follows it ({_names(mrna)})" if mrna else "a layer of theirs follows it") + \
+        ": the protein was not shown to follow (no copy-number cis edge on the protein)"
 
 
 def segment_draft(seg: Segment, folded: list[HypothesisDraft]) -> HypothesisDraft:
     """One hypothesis about segment ``seg``, in place of the cis-effect drafts ``folded`` (best first)."""
     n = len(seg.genes)
     where = f"; above 0 in {seg.above}, below 0 in {seg.below}" if seg.above or seg.below else ""
-    one = len(seg.one_layer)
-    reach = (f"the mRNA and the protein of {len(seg.both)} of them follow it ({_names(seg.both)}" + (f"; {one} more in one layer only)" if one else ")")
-             if seg.both else "their mRNA or protein follows it")
-    statement = (f"One copy-number segment, not {n} separate genes: the copy number of {seg.lead} co-segregates with that of {n - 1} other "
-                 f"genes with cis effects (Spearman rho >= {CO_SEGREGATION} over {seg.n_samples} samples{where}), and {reach}: "
-                 "the dosage of the segment reaches the protein level rather than being buffered.")
+    statement = (f"{_place(seg)}, not {n} separate genes: the copy number of {seg.lead} co-segregates with that of {n - 1} other "
+                 f"genes with cis effects (Spearman rho >= {CO_SEGREGATION} over {seg.n_samples} samples{where}), and {_reach(seg)}.")
     cited = [e for e in seg.edges if e.subject.label in seg.both[:4]] or list(seg.edges[:4])
     keys = segment_keys(seg)
     evidence = list(dict.fromkeys([k.edge for k in keys] + [e.id for e in cited] + [e for d in folded for e in d.evidence]))[:12]
