@@ -186,3 +186,19 @@ def test_head_to_head_genes_changing_together_are_one_promoter_event(msi_graph, 
     assert f"{partner} shares a bidirectional promoter with {gene}" in single.statement
     # a gene none of whose head-to-head partners changes has no such clause
     assert "bidirectional" not in fold_same_events([_draft(alone)], kg, ucec_study, tables)[0].statement
+
+
+def test_a_shared_promoter_is_one_finding_on_the_run(ucec_run):
+    """On the UCEC offline run, EPM2AIP1, lower in MSI-H as MLH1 is (one bidirectional promoter, silenced by its
+    methylation in MSI tumours), is not a finding of its own: the hypotheses citing it name the shared promoter, and
+    none is led by it. Old code: "EPM2AIP1 is lower in MSI-H than in MSS ..." stated alone, the promoter never named."""
+    hyps = [json.loads(line) for line in (ucec_run / "hypotheses.jsonl").read_text().splitlines()]
+    kg = KnowledgeGraph.from_node_link(json.loads((ucec_run / "kg.json").read_text()))
+
+    def genes(h):
+        return [r.subject.label for e in h["evidence"] if (r := kg.relation(e)) is not None]
+
+    citing = [h for h in hyps if "EPM2AIP1" in genes(h)]
+    assert citing and all("MLH1 shares a bidirectional promoter with EPM2AIP1" in h["statement"]
+                          or "EPM2AIP1 shares a bidirectional promoter with MLH1" in h["statement"] for h in citing)
+    assert not any(genes(h)[:1] == ["EPM2AIP1"] for h in hyps)
