@@ -14,6 +14,7 @@ import pytest
 from proteus.kg import KnowledgeGraph
 from proteus.policy.claim_check import check_draft
 from proteus.policy.decisions import HypothesisDraft
+from proteus.policy.promoters import bidirectional_partners
 from proteus.policy.result_tables import ResultTables
 from proteus.policy.same_event import fold_same_events
 from proteus.policy.segments import CO_SEGREGATION
@@ -181,8 +182,9 @@ def contrast_with_unit(ucec_study, tmp_path_factory):
 def test_single_protein_findings_sharing_a_unit_are_one_theme(contrast_with_unit, ucec_study):
     kg, tables, unit, top, measured = contrast_with_unit
     inside = [r for r in top if r.subject.label in unit.members][:2]
-    outside = next(r for r in top if all(r.subject.label not in u.members
-                                         for u in covering_units([r.subject.label] + [x.subject.label for x in inside], measured)))
+    partners = {p for r in inside for p in bidirectional_partners(r.subject.label)}  # one promoter event with them (test_same_event)
+    outside = next(r for r in top if r.subject.label not in partners and all(
+        r.subject.label not in u.members for u in covering_units([r.subject.label] + [x.subject.label for x in inside], measured)))
     drafts = [_draft(inside[0]), _draft(outside), _draft(inside[1])]
     out = fold_same_events(drafts, kg, ucec_study, tables)
     assert [d.statement for d in out][1:] == [drafts[1].statement]
