@@ -55,7 +55,15 @@ Measured on that CPU (SmolLM2-135M Q4_1, LoRA r8, 4 generations, prompts rendere
   workflow updates of 338 and 470 tokens (served with ~576) were cut off and scored 0. Served (UPS1 25 vs
   12.5 fmol): decisions the model made 40/50 (base) -> 47/51 (tuned), first time 34 -> 37, rejected answers
   31 -> 13, fallbacks 10 -> 4. Evaluating with served budgets costs time: 1,203 s for the 51 prompts (two
-  processes sharing the 2 cores) against 379 s under the 192-token cap.
+  processes sharing the 2 cores) against 379 s under the 192-token cap. Paired change by prompt (signed-rank
+  test, :func:`proteus.train.evaluate.paired_change`): 18 up, 5 down, p=0.015.
+- A replicate with served budgets in the GRPO rollouts too and ``--dynamic-sampling 3`` (same 96 / 51 prompts,
+  ``--max-completion-tokens 704 --max-prompt-tokens 1856``): the longer answers make a step cost 55-190 s, so
+  14 steps in 1,708 s (17 groups sampled, 3 flat ones replaced): held-out 0.931 -> 0.954, +0.023 (t CI -0.015 ..
+  +0.061; bootstrap -0.005 .. +0.067); 10 up, 7 down, signed-rank p=0.54; update_objectives 0.79 -> 0.97,
+  update_workflow 0.953 -> 0.928. Served (UPS1 25 vs 12.5 fmol): decisions the model made 40/50 -> 42/48, first
+  time 34 -> 35, rejected answers 31 -> 18, fallbacks 10 -> 6, workflow plans 7/10 -> 10/10 first time. Both
+  models serve better than the base; the held-out gain is significant for the first only.
 """
 
 from __future__ import annotations
