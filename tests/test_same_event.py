@@ -202,3 +202,24 @@ def test_a_shared_promoter_is_one_finding_on_the_run(ucec_run):
     assert citing and all("MLH1 shares a bidirectional promoter with EPM2AIP1" in h["statement"]
                           or "EPM2AIP1 shares a bidirectional promoter with MLH1" in h["statement"] for h in citing)
     assert not any(genes(h)[:1] == ["EPM2AIP1"] for h in hyps)
+
+
+def test_a_discovery_about_what_a_control_restates_is_that_control(msi_graph, ucec_study):
+    """MSI-H tumours have less MLH1 and PMS2 protein: the mismatch-repair loss that defines the grouping, drafted as a
+    cited positive control. A richer discovery led by MLH1 in the same samples (MLH1 with three more features lower in
+    MSI-H) is the same event, and the control states it: the discovery restates what the control checks. Old code: the
+    draft with more features stated the event, so a restatement of the grouping's definition read as a finding."""
+    from proteus.policy.patterns import compose_hypotheses
+
+    kg, tables = msi_graph
+    (control,) = [d for d in compose_hypotheses(kg, tables=tables, limit=200) if d.kind == "positive control"]
+    lead = kg.relation(control.evidence[0])
+    others = sorted((r for r in kg.relations.values() if r.predicate == lead.predicate and r.object.id == lead.object.id
+                     and r.id not in control.evidence), key=lambda r: r.stats.q_else_p())[:3]
+    richer = _draft(lead, *others)
+    for drafts in ([richer, control], [control, richer]):
+        (stated,) = fold_same_events(drafts, kg, ucec_study, tables)
+        assert stated.kind == "positive control" and stated.statement.startswith(control.statement.rstrip("."))
+        assert richer.statement.rstrip(".")[:100] in stated.rationale
+    # without the control, the discovery states itself
+    assert fold_same_events([richer], kg, ucec_study, tables)[0].kind == "discovery"

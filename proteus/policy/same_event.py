@@ -18,7 +18,8 @@ Sample sets come from whatever defines the grouping (:func:`comparison_samples`)
 a gene's mutation status (the genotyped samples of the tool call), so a subtype column and a mutation that
 marks the same samples match. The draft with the
 most features states the event (the earlier one on a tie), at the best rank of the drafts it folds; its
-rationale cites the others' statements and edges.
+rationale cites the others' statements and edges. An event holding a positive control (:mod:`proteus.policy.controls`,
+the genes whose products define a grouping) is that control: the discoveries in it restate what the control checks.
 
 A draft about a single feature is also part of a pathway programme's event when the feature is a changed
 member of a pathway another draft states as moving (:func:`~proteus.policy.claims.pathway_moves`) in the same
@@ -388,9 +389,10 @@ def _fold(drafts: list[HypothesisDraft], kg: KnowledgeGraph, study: Study, table
 
 def _stated(event: list[int], drafts: list[HypothesisDraft], signals: list[list[_Signal]], stater: set[int], theme_of: dict[int, Theme],
             segment_lead: dict[int, Relation], kg: KnowledgeGraph, study: Study, tables: ResultTables | None, cache: dict) -> HypothesisDraft:
-    """The one draft stating ``event``: a programme that covers it, its theme or segment stated anew, else its richest draft
-    citing the others."""
+    """The one draft stating ``event``: a programme that covers it, a positive control in it (a discovery about the feature a
+    control restates is that control, not a finding), its theme or segment stated anew, else its richest draft citing the others."""
     head = next((i for i in event if i in stater), None)
+    head = head if head is not None or len(event) == 1 else next((i for i in event if drafts[i].kind == "positive control"), None)
     theme = next((theme_of[i] for i in event if i in theme_of), None)
     seg_head = next((i for i in event if i in segment_lead), None)
     seg = segment_of(segment_lead[seg_head], kg, study, tables, cache) if seg_head is not None and theme is None else None
