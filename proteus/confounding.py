@@ -74,7 +74,7 @@ from proteus.records import KeyEdge
 from proteus.stats.design import covariate_block, is_factor, usable_covariates
 from proteus.stats.multitest import bh
 
-__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "adjusted_keys", "carrier_overlap", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "lead_refits", "cramers_v", "collinear_v", "COLLINEAR_R2", "COLLINEAR_V", "STRONG_V"]
+__all__ = ["DesignCheck", "association", "contrast_checks", "mutation_checks", "composition_refits", "cluster_stability", "explained_by", "adjusted_keys", "carrier_overlap", "classifications", "indication_confounder", "evidence_contrast", "hypothesis_checks", "held_out_said", "lead_refits", "cramers_v", "collinear_v", "COLLINEAR_R2", "COLLINEAR_V", "STRONG_V"]
 
 COLLINEAR_R2 = 0.8
 """R^2 of the contrast on another column from which the two cannot be separated (variance inflation >= 5)."""
@@ -568,6 +568,41 @@ def _holds_said(holds: list[tuple[DesignCheck, str]]) -> str:
             + "; ".join(parts))
 
 
+_HELD_OUT = {"not specific": "not specific", "no stronger than chance": "no stronger than chance", "power unknown": "its power unknown",
+             "low power": "too little power to tell", "borderline": "short by no more than chance", "did not replicate": "did not replicate"}
+"""A held-out re-test's grounds (:func:`proteus.validation._key_verdict`) in the few words a statement gives them."""
+
+
+def held_out_said(statement: str, records: list[dict], validation: dict | None) -> str:
+    """``statement`` with its clause of refits that hold (:func:`_holds_said`) said no more strongly than their held-out
+    re-tests found (``validation``'s keys and supporting refits adjusted for one column, :mod:`proteus.validation`).
+
+    Where every column's re-test replicated, the clause stands. Otherwise it is said as the discovery samples' and the
+    held-out counts follow, the weakest re-test of each column with its grounds: ``"in the discovery samples it holds
+    adjusted for GENE3, in which the groups differ (...); held out, adjusted for GENE3 it replicated in 3/20 splits (too
+    little power to tell)"``. ``records`` are the hypothesis's design checks (:func:`hypothesis_checks`); a statement
+    without the clause is returned as it is."""
+    said = next((r["holds_said"] for r in records if r.get("holds_said")), None)
+    if not said or not validation or said not in statement or f"in the discovery samples {said}" in statement:  # said once
+        return statement
+    retests = [k for k in (validation.get("key_edges") or []) + (validation.get("supporting_refits") or []) if len(k.get("adjusted_for") or []) == 1]
+    per = {}
+    for col in dict.fromkeys(a["column"] for r in records for a in r.get("adjusted_claims", [])):
+        tested = [k for k in retests if k["adjusted_for"][0] == col and k.get("status") == "tested" and k.get("grounds")]
+        per[col] = min(tested, key=lambda k: (k["verdict"] == "validated", k["replicated_splits"])) if tested else None
+    if all(k is not None and k["verdict"] == "validated" for k in per.values()):
+        return statement
+    parts, first = [], True
+    for col, k in per.items():
+        if k is None:
+            parts.append(f"for {col} it was not re-tested")
+            continue
+        why = f" ({_HELD_OUT[k['grounds']]})" if k["grounds"] in _HELD_OUT else ""
+        parts.append(f"for {col} {'it replicated in ' if first else 'in '}{k['replicated_splits']}/{k['n_splits']}{' splits' if first else ''}{why}")
+        first = False
+    return statement.replace(said, f"in the discovery samples {said}; held out, adjusted " + ", ".join(parts), 1)
+
+
 def _whose(label: str, key) -> str:
     """Whose difference a contrast's refit adjusts: ``"the difference"``, or a mutation contrast's
     ``"the GENE2 carriers' difference"`` (``label`` ``"GENE2 mutation: mutated vs wild-type"``, no sample-table ``key``)."""
@@ -823,9 +858,10 @@ def hypothesis_checks(relations, clin: pd.DataFrame, columns: list[tuple[str, st
     elif inseparable:
         clause += f"; in these samples this cannot be separated from {', '.join(c.column for c in inseparable[:2])}"
     if holds and (gone or not inseparable):  # what held is said beside what did not
-        clause += "; " + _holds_said(holds)
+        clause += "; " + (said := _holds_said(holds))
         for c, _ in holds:  # the statement now claims the adjusted effects: validation re-tests those refits (adjusted_keys)
             holds_in[id(c)].setdefault("adjusted_claims", []).append({"column": c.column, "edge": c.edge})
+            holds_in[id(c)]["holds_said"] = said  # qualified by their held-out re-tests once validated (held_out_said)
     elif named and not gone and not inseparable:
         clause += f"; the groups also differ in {', '.join(c.column for c in named[:2])}, which this comparison does not separate out"
     if tied and (gone or not inseparable):

@@ -774,6 +774,7 @@ def with_covariates(design: EdgeDesign, study: Study, columns: list[str]) -> Edg
                    samples=[design.samples[i] for i in idx], labels=None if design.labels is None else design.labels[idx],
                    Y=None if design.Y is None else design.Y[idx][:, [col]] if paired else design.Y[idx],
                    cov=cov, blocks=None if design.blocks is None else design.blocks[idx],
-                   family_key=f"{design.family_key}|adjusted|{','.join(columns)}",
+                   # the refit's family is its one feature: keyed by it, so features of one call never share a null
+                   family_key=f"{design.family_key}|{design.columns[col] if design.columns is not None else col}|adjusted|{','.join(columns)}",
                    notes=[f"adjusted for {', '.join(columns)} as the claim states, on the {len(idx)} samples with "
                           f"{'it' if len(columns) == 1 else 'them'} recorded", *design.notes])

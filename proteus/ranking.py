@@ -24,10 +24,10 @@ _COMPOSITION_SAID = "tissue composition"  # the start of a composition refit's r
 
 
 def verdict_words(v: dict[str, Any]) -> str:
-    """A validation block's verdict as said in the ranking and the report: ``"inconclusive (not specific)"``, the
-    grounds shown where one status covers several (:func:`proteus.validation._key_verdict`)."""
+    """A validation block's verdict as said in the ranking and the report: ``"inconclusive (not specific)"``, ``"failed
+    (no stronger than chance)"``, the grounds shown where one status covers several (:func:`proteus.validation._key_verdict`)."""
     status = v.get("status") or "untestable"
-    return status + (f" ({v['grounds']})" if status == "inconclusive" and v.get("grounds") else "")
+    return status + (f" ({v['grounds']})" if status in ("inconclusive", "failed") and v.get("grounds") else "")
 
 
 def _contrasts(h: dict[str, Any]) -> list[dict[str, Any]]:
@@ -119,8 +119,8 @@ def rank_hypotheses(hypotheses: list[dict[str, Any]], kg: KnowledgeGraph, *, sam
     Order (each criterion breaks the ties of the one before):
 
     1. discoveries before positive controls (a control checks the pipeline; it is no finding);
-    2. in-run validation: validated, inconclusive (replicated but not specific, or held-out power too low), untestable,
-       failed (fell short of replication with the power to find it);
+    2. in-run validation: validated, inconclusive (replicated but not specific, or fell short where the held-out test
+       cannot tell), untestable, failed (fell short with the power to find it, or no stronger than chance);
     3. demotions: none first; then composition-confounded claims (:func:`composition_confounded`); last trivial
        restatements, whose every feature is a marker of a composition score it tracks in this run (a
        ``correlates_with`` edge to the score);

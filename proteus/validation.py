@@ -47,7 +47,10 @@ Replication rule (the one reported everywhere):
   key the claim states that cannot be re-tested caps the verdict at inconclusive, and the reason says so); a refit the statement says the effect holds
   under is a key where its edge is one (a refit of a supporting edge is reported with it), except a refit for a
   column tied to the grouping as strongly as Cramér's V >= :data:`proteus.confounding.COLLINEAR_V`: adjustment
-  cannot separate collinear columns, so that refit is not tested, and the reason says so.
+  cannot separate collinear columns, so that refit is not tested, and the reason says so. A statement's clause that the
+  difference holds adjusted for a column (a discovery refit) is then said no more strongly than its re-tests found: where
+  one did not replicate, as the discovery samples' finding with the held-out counts
+  (:func:`proteus.confounding.held_out_said`).
 - A **programme claim** ("pathway P is higher in G", a ``programme`` key on P's ``enriched_in`` edge) is validated as a
   programme: P's per-sample score (the mean of its measured members' standardised values on the enrichment's own
   layer) between the contrast's levels, on the same splits and against the same kind of null, its family the
@@ -59,9 +62,10 @@ Replication rule (the one reported everywhere):
   as a key; the member's own refit is reported with it.
 - **Each key is judged on its own** (:func:`_key_verdict`: its replication share, its null, its held-out
   power). ``failed`` is evidence against: the key fell short of replication where the held-out splits had the power to
-  find its effect. A key that replicates but is no stronger than permuted labels make the best of its family (a
+  find its effect (beyond the splits' chance variation), or fell short with a discovery effect no stronger than permuted
+  labels make the best of its family more often than not (null p >= :data:`NULL_TYPICAL`). A key that replicates but is no stronger than permuted labels make the best of its family (a
   programme no more often moved than the library's sets by chance) is ``inconclusive``, not specific; one that falls
-  short with too little power is ``inconclusive`` too. The hypothesis takes the worst verdict of its keys (failed, then
+  short with too little (or unknown) power, or by no more than chance, is ``inconclusive`` too. The hypothesis takes the worst verdict of its keys (failed, then
   inconclusive, then validated);
   the reason names each key's outcome. Keys are not required to replicate in the same split: each is a separate
   assertion re-tested on the same held-out samples, and the standard is that each replicates as stated. A joint
@@ -563,6 +567,9 @@ MIN_REPLICATION = 0.8
 hypothesis when every key of its claim is. It is also the power the held-out splits need for a key's observed effect:
 below it, too few replications are what a true effect gives too, and the verdict is ``inconclusive``, not ``failed``
 (:func:`_key_verdict`)."""
+NULL_TYPICAL = 0.5
+"""Null p from which a key that falls short of replication is failed whatever its held-out power: permuted labels make a
+member of its family as strong more often than not, so its discovery effect is no stronger than selection gives by chance."""
 
 IN_RUN_METHOD = (
     "in-run validation: {n_splits} seeded stratified splits ({held:.0%} held out); an evidence edge replicates in a "
@@ -593,8 +600,10 @@ IN_RUN_METHOD = (
     "A key is validated at replication >= {min_rep:.0%} of splits and null p < {alpha}; inconclusive where it replicates as often but "
     "its null p is not below {alpha} (stable, but not specific: permuted labels make a member of its family as strong), or where "
     "replication falls short and the held-out splits' power for its observed effect is below "
-    "{min_rep:.0%} too (a true effect of that size would fall short as often); failed where replication falls short with adequate "
-    "held-out power (evidence against). Cross-omics: the same test on another layer's "
+    "{min_rep:.0%} too (a true effect of that size would fall short as often), or could not be computed, or where it falls short with "
+    "adequate power by no more than the splits vary by chance (the Wilson 95% interval of its share reaches {min_rep:.0%}); failed "
+    "(evidence against) where replication falls short with adequate held-out power and its interval below {min_rep:.0%}, or falls short "
+    "where permuted labels make a member of its family as strong more often than not (null p >= 0.5: no stronger than chance). Cross-omics: the same test on another layer's "
     "feature of the same gene, all samples (unadjusted: the edge's technical columns belong to its own layer). The splits divide the samples the run itself tested, so replication "
     "measures stability across subsamples and the permutation null guards against selection; an unseen cohort "
     "is `proteus eval`'s discovery / held-out design. Two-group edges whose groups leave fewer than two samples per "
@@ -833,12 +842,14 @@ def validate_hypotheses(
     claim states, each judged on its own (module docstring); ``key_edges`` gives each key's ``verdict``.
 
     Returns copies of ``hypotheses`` with ``validation`` = ``{"status": "validated" | "inconclusive" |
-    "failed" | "untestable", "grounds" (the deciding key's, :func:`_key_verdict`: "replicated" | "not specific" | "low power" |
-    "did not replicate", or "stated key not re-tested"; absent when untestable), "replicated",
+    "failed" | "untestable", "grounds" (the deciding key's, :func:`_key_verdict`: "replicated" | "not specific" | "no stronger than chance" |
+    "power unknown" | "low power" | "borderline" | "did not replicate", or "stated key not re-tested"; absent when untestable), "replicated",
     "replication": {"k", "n", "frequency"}, "null": {"k", "n",
     "frequency", "p"}, "held_out_power", "edges": {edge_id: ...}, "cross_omics", "cross_omics_edges", "reason", "method"}``,
     in the input order (:func:`proteus.ranking.rank_hypotheses` orders them); nothing is dropped.
     """
+    from proteus.confounding import held_out_said
+
     cache: dict[str, Any] = {}
     gene_maps: dict[str, pd.Series] = {}
     nulls: dict[str, np.ndarray] = {}
@@ -1020,7 +1031,9 @@ def validate_hypotheses(
             v["key_edges"] += [{**kk, "status": "untestable", "reason": res["reason"], **({"collinear": res["collinear"]} if "collinear" in res else {})}
                                for kk, res in lost]
             v["supporting_refits"] = [{**kk, **{x: res.get(x) for x in ("status", "test", "replicated_splits", "n_splits", "null_k", "n_permutations",
-                                                                           "null_p", "held_out_power", "p", "effect", "ci", "n")}} for kk, res, _ in side]
+                                                                           "null_p", "held_out_power", "p", "effect", "ci", "n")},
+                                       "verdict": o["status"], "grounds": o["grounds"]}
+                                      for kk, res, f in side for o in [_key_verdict(res, int(f.sum()), n_splits, min_replication, alpha)]]
             v["supporting_refits"] += [{**kk, "status": "untestable", "reason": res["reason"]} for kk, res in side_lost]
             which = "" if len(keys) == 1 else f"its {'weakest' if judged == 'validated' else 'deciding'} key ({low_k['role']}) "
             v.update(
@@ -1038,10 +1051,11 @@ def validate_hypotheses(
                            f"that size replicates as rarely, so the held-out test is inconclusive, not evidence against"
                            if grounds == "low power" and judged == "inconclusive" else "")
                         + (_unspecific_said(low_k, low_res) if grounds == "not specific" and judged == "inconclusive" else "")
+                        + (_short_said(grounds, k, n_splits, power, low_res) if grounds in _SHORT and status == judged else "")
                         + (f"; permuted labels gave an edge as strong as the key edge"
                            + (f" ({[kk for kk, res, _ in keys if res is key][0]['role']})" if len(keys) > 1 else "")
                            + f" in {key['null_k']}/{n_perm} permutations (null p {key['null_p']:.3f})"
-                           if not (grounds == "not specific" and key is low_res) else "")
+                           if not (grounds in ("not specific", "no stronger than chance") and key is low_res) else "")
                         + (f"; cross-omics {'corroborated' if v['cross_omics'] else 'not corroborated'}" if v["cross_omics"] is not None else "")
                         + (f"; the unit as a whole (every measured member's median and rank-sum against the other features, "
                            f"held-out samples) moved in {int(whole.sum())}/{n_splits} splits" if whole is not None else ""))
@@ -1050,7 +1064,8 @@ def validate_hypotheses(
                         + (f"; not validated, as the claim states {' and '.join(untested)}, which could not be re-tested"
                            if status != judged else ""),
             )
-        out.append({**h, "validation": _plain(v)})
+        # a refit the statement says holds is said no more strongly than its held-out re-test found
+        out.append({**h, "statement": held_out_said(h.get("statement", ""), h.get("design_checks") or [], v), "validation": _plain(v)})
     return out
 
 
@@ -1076,21 +1091,33 @@ def _collinear(design, columns: list[str]) -> dict[str, Any] | None:
 
 def _key_verdict(res: dict[str, Any], k: int, n: int, min_replication: float, alpha: float) -> dict[str, Any]:
     """One key's verdict from its ``k`` held-out replications in ``n`` splits, its null p and its held-out power, with its
-    ``grounds``:
+    ``grounds``. ``failed`` is evidence against; where the held-out test cannot tell, the key is ``inconclusive``:
 
     - validated (``replicated``): it replicates in at least ``min_replication`` of the splits and its null p is below
       ``alpha``;
     - inconclusive (``not specific``): it replicates as often, but permuted labels make a member of its family (a
       feature of the layer, a set of the library) as strong (null p >= ``alpha``): stable, yet no more than the family's
       chance best, which is no evidence against the claim either;
+    - failed (``no stronger than chance``): it falls short, and permuted labels make a member of its family as strong
+      more often than not (null p >= :data:`NULL_TYPICAL`): its discovery effect is what selection from the family gives
+      by chance, whatever the held-out power;
+    - inconclusive (``power unknown``): it falls short where its held-out power could not be computed;
     - inconclusive (``low power``): it falls short where the held-out splits' power for its observed effect is below
       ``min_replication`` too (a true effect of that size falls short as often);
-    - failed (``did not replicate``): it falls short with adequate (or unknown) held-out power: evidence against."""
+    - inconclusive (``borderline``): it falls short with adequate power, but by no more than the splits vary by chance: the
+      Wilson 95% interval of its replication share (:func:`wilson_ci`) reaches ``min_replication``;
+    - failed (``did not replicate``): it falls short with adequate held-out power, its interval below ``min_replication``."""
     power = res["held_out_power"]
     if k / n >= min_replication:
         status, grounds = ("validated", "replicated") if res["null_p"] < alpha else ("inconclusive", "not specific")
-    elif power is not None and power < min_replication:
+    elif res["null_p"] >= NULL_TYPICAL:
+        status, grounds = "failed", "no stronger than chance"
+    elif power is None:
+        status, grounds = "inconclusive", "power unknown"
+    elif power < min_replication:
         status, grounds = "inconclusive", "low power"
+    elif wilson_ci(k, n)[1] >= min_replication:
+        status, grounds = "inconclusive", "borderline"
     else:
         status, grounds = "failed", "did not replicate"
     return {"status": status, "grounds": grounds, "k": k, "power": power}
@@ -1128,8 +1155,32 @@ def _edge_words(r: Relation) -> str:
 
 
 _SAID = {"replicated": "replicated", "not specific": "replicated, but permuted labels make one of its family as strong: not specific",
-         "low power": "fell short of replication, with too little held-out power to tell", "did not replicate": "did not replicate"}
+         "no stronger than chance": "did not replicate, and permuted labels make one of its family as strong more often than not: "
+                                    "no stronger than chance",
+         "power unknown": "fell short of replication, its held-out power unknown",
+         "low power": "fell short of replication, with too little held-out power to tell",
+         "borderline": "fell short of replication by no more than the splits vary by chance",
+         "did not replicate": "did not replicate"}
 """A key's outcome in words, by its grounds (:func:`_key_verdict`)."""
+
+_SHORT = ("no stronger than chance", "power unknown", "borderline")
+"""Grounds of a key that fell short whose reason :func:`_short_said` gives."""
+
+
+def _short_said(grounds: str, k: int, n: int, power: float | None, res: dict[str, Any]) -> str:
+    """Why a key that fell short of replication is failed or inconclusive (:func:`_key_verdict`), said after its count:
+    ``", and permuted labels made a feature of its family as strong in 138/199 permutations (null p 0.695): its
+    discovery effect is no stronger than chance, evidence against"``; ``", where its held-out power could not be
+    computed: inconclusive, not evidence against"``; ``", short of replication by no more than the splits vary by chance
+    (Wilson 95% interval 0.53-0.89 of the share), at held-out power 0.91: inconclusive, not evidence against"``."""
+    if grounds == "no stronger than chance":
+        return (f", and permuted labels made a feature of its family as strong in {res['null_k']}/{res['n_permutations']} permutations "
+                f"(null p {res['null_p']:.3f}): its discovery effect is no stronger than chance, evidence against")
+    if grounds == "power unknown":
+        return ", where its held-out power could not be computed: inconclusive, not evidence against"
+    lo, hi = wilson_ci(k, n)
+    return (f", short of replication by no more than the splits vary by chance (Wilson 95% interval {lo:.2f}-{hi:.2f} of the share), "
+            f"at held-out power {power:.2f}: inconclusive, not evidence against")
 
 
 def _rests_on(kg: KnowledgeGraph, keys: list[tuple[dict, dict, Any]], outcomes: list[dict[str, Any]], lost: list[tuple[dict, dict]]) -> str:
