@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from proteus.confounding import COLLINEAR_V
 from proteus.kg import KnowledgeGraph
 from proteus.policy.patterns import compose_hypotheses
 from proteus.stats.units import named_paralogs
@@ -153,6 +154,22 @@ def test_a_paralogs_mutation_is_named_as_the_mechanism_of_a_subtype_difference(u
     enriched = next(kg.relation(e) for e in d.evidence if kg.relation(e).provenance.tool == "mutation_group_enrichment")
     (a, n_a), (c, n_c) = enriched.stats.observed["MSI-H"], enriched.stats.observed["MSS"]
     assert a / n_a > c / n_c and f"mutated in {a} of {n_a} MSI-H vs {c} of {n_c} MSS" in d.statement
+    # the carriers' effect is said with the one reading of "cannot be separated" the confounder clause follows
+    # (confounding.collinear_v): Cramér's V of carrier status with each adjusted column on the model's samples,
+    # recomputed here; a column it reaches COLLINEAR_V with is never said "adjusted for"
+    t = next(kg.relation(e) for e in d.evidence if kg.relation(e).provenance.tool == "mutation_association")
+    clin = ucec_study.clinical
+    geno = sorted(set(ucec_study.mutations["sample"].astype(str)) & set(ucec_study.modalities["proteomics"].obs_names))
+    geno = [x for x in geno if clin.loc[x, "Proteomics_Tumor_Normal"] == "Tumor" and clin.loc[x, t.stats.extra["covariates"]].notna().all()]
+    mut = _carriers(ucec_study, "RPL22", geno)
+    tied = t.stats.extra["collinear_with_carriers"]
+    for col in t.stats.extra["adjusted_for_enrichment"]:
+        v = stats.contingency.association(pd.crosstab(mut, clin.loc[geno, col].astype(str)).to_numpy(), method="cramer")
+        assert (col in tied) == (v >= COLLINEAR_V), (col, v, tied)
+        if col in tied:
+            assert tied[col] == pytest.approx(v, abs=0.005)
+            assert f"with {col} adjusted for" not in d.statement and f"cannot be separated from {col} (Cramér's V {v:.2f})" in d.statement
+    assert tied, "RPL22 carriers all sit in one MSI level, which adjustment cannot separate from carrier status"
     # without the paralog's trans edge the same draft names nothing
     kg2 = KnowledgeGraph()
     kg2.add_relations([*da.relations, *mge.relations])

@@ -184,6 +184,22 @@ def enriched_groupings(clin: pd.DataFrame, mutated: pd.Series, columns: list[str
     return chosen, checks
 
 
+def _collinear_with(is_mut: pd.Series, clin: pd.DataFrame, columns: list[str]) -> dict[str, float]:
+    """The adjusted ``columns`` carrier status ``is_mut`` is collinear with on the model's samples (``clin``), each with its
+    Cramér's V (:func:`proteus.confounding.collinear_v`, the one reading of "cannot be separated"): adjusting for such a
+    column cannot tell the carriers' effect from its own, so a claim says so rather than "with it adjusted for"."""
+    from proteus.confounding import collinear_v
+    from proteus.design import recorded
+
+    out = {}
+    for c in columns:
+        col = recorded(clin[c])
+        ok = col.notna()
+        if (v := collinear_v(is_mut[ok], col[ok])) is not None:
+            out[c] = round(v, 2)
+    return out
+
+
 @register("mutation_association", family="mutation", params=MutationAssociationParams, requires=("bulk", "mutations"))
 def mutation_association(study: Study, params: MutationAssociationParams, ctx: ToolContext) -> ToolResult:
     """Find features of a modality that differ between samples with and without a mutation in a gene (its trans effects: one chosen gene, or each of the top-N recurrently mutated genes), by limma moderated t, mutated vs wild type, adjusted per gene for the groupings its carriers are enriched in; optionally the pathways shifted with it (preranked GSEA).
@@ -242,7 +258,9 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
         n_hyper = int((is_mut & hyper.reindex(rows, fill_value=False)).sum())
         enriched_said = [f"{c.column} ({c.effect_name} {c.effect:.2f}, q={c.q:.1g})" for c in checks if c.column in enriched]
         inseparable = [c.column for c in checks if c.decision == "cannot be separated"]
+        tied = _collinear_with(is_mut, clin.loc[rows], [c for c in enriched if c in covs])
         models[g] = {"covariates": covs, "adjusted_for_enrichment": [c for c in enriched if c in covs], "not_separable_from": inseparable,
+                     "collinear_with_carriers": tied,
                      "n_mutated": n_mut, "n_genotyped": n_rows, "n_mutated_hypermutated": n_hyper}
         tab = two_group_moderated(X, is_mut, Zdf.loc[rows] if covs else None)
         tab = tab.rename(columns={"P.Value": "p", "adj.P.Val": "q"})
@@ -258,6 +276,7 @@ def mutation_association(study: Study, params: MutationAssociationParams, ctx: T
         obj = contrast_entity(f"{g} mutation", "mutated", "wild-type")
         model_extra = {"mutation": f"mutation:{g}", "variant_classes": p.variant_classes, "covariates": covs,
                        "adjusted_for_enrichment": models[g]["adjusted_for_enrichment"], "enriched_in": enriched_said,
+                       "collinear_with_carriers": tied,
                        "not_separable_from": inseparable, "n_mutated_hypermutated": n_hyper,
                        "hypermutator_burden": burden_cut}
         paralog = _paralog_family(tab, g, p.fdr, set(sig["feature"].head(cap)))

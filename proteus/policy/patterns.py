@@ -584,7 +584,8 @@ def _trans_effects(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
                        key=_rank)[:2]
         ex = lead[0].stats.extra
         carriers, n_all = (lead[0].stats.observed or {}).get("mutated", (None, ex.get("n_mutated")))[1], lead[0].stats.n
-        adjusted = ex.get("adjusted_for_enrichment") or []
+        tied = ex.get("collinear_with_carriers") or {}  # adjusted for, but not separable from carrier status (confounding.collinear_v)
+        adjusted = [c for c in ex.get("adjusted_for_enrichment") or [] if c not in tied]
         changed = "; ".join(f"{'mRNA ' if r.subject.type == 'gene' else ''}{r.subject.label} {_direction_word(r)}"
                             + (" (its named paralog, a compensation candidate)" if (r.stats.extra or {}).get("family") else "")
                             for r in lead)
@@ -593,6 +594,8 @@ def _trans_effects(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
         hyper = ex.get("n_mutated_hypermutated")
         statement = (f"Tumours carrying somatic {gene} mutations ({carriers} of {n_all} genotyped) differ from non-carriers beyond {gene} itself: "
                      f"{changed}" + (f", with {', '.join(adjusted)} adjusted for (carriers are enriched in it)" if adjusted else "")
+                     + (", though carrier status cannot be separated from " + ", ".join(f"{col} (Cramér's V {v:.2f})" for col, v in tied.items())
+                        if tied else "")
                      + (f"; {path_txt}" if path_txt else "") + ". An association across tumours, not an intervention.")
         out.append(
             HypothesisDraft(
@@ -606,7 +609,7 @@ def _trans_effects(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
                 evidence=[r.id for r in lead] + [r.id for r in paths],
                 entities=[r.subject.id for r in lead] + [f"mutation:{gene}"] + [r.subject.id for r in paths],
                 test=(f"In an independent genotyped cohort, compare {', '.join(r.subject.label for r in lead[:3])} between {gene}-mutant and wild-type "
-                      f"tumours within the same {' and '.join(adjusted) or 'subtype'}; in an isogenic {gene}-mutant vs wild-type cell line pair, "
+                      f"tumours within the same {' and '.join(ex.get('adjusted_for_enrichment') or []) or 'subtype'}; in an isogenic {gene}-mutant vs wild-type cell line pair, "
                       "measure them to tell a consequence of the mutation from a correlate.")[:600],
             )
         )
@@ -637,10 +640,15 @@ def _mechanism_clause(kg: KnowledgeGraph, d: HypothesisDraft) -> tuple[str, list
     gene = str(t.stats.extra["mutation"]).removeprefix("mutation:")
     e = enriched[gene]
     (a, n_a), (c, n_c) = e.stats.observed[case], e.stats.observed[control]
-    adjusted = t.stats.extra.get("adjusted_for_enrichment") or []
+    # a column the carriers are collinear with is never said adjusted for: adjustment cannot separate the two (the reading
+    # of proteus.confounding.collinear_v, which the confounder clause of the same statement follows)
+    tied = t.stats.extra.get("collinear_with_carriers") or {}
+    adjusted = [c for c in t.stats.extra.get("adjusted_for_enrichment") or [] if c not in tied]
     return (f"; candidate mechanism: {gene}, its {related[gene]}, is mutated in {a} of {n_a} {case} vs {c} of {n_c} {control} samples, "
             f"and its carriers have {_direction_word(t)} {t.subject.label}" + (f" with {', '.join(adjusted)} adjusted for" if adjusted else "")
-            + f" ({t.stats.effect:+.2f}, p={t.stats.p:.1g})"), [e.id, t.id]
+            + f" ({t.stats.effect:+.2f}, p={t.stats.p:.1g})"
+            + (", though carrier status cannot be separated from " + ", ".join(f"{col} (Cramér's V {v:.2f})" for col, v in tied.items())
+               if tied else "")), [e.id, t.id]
 
 
 def _name_mechanisms(kg: KnowledgeGraph, drafts: list[HypothesisDraft]) -> list[HypothesisDraft]:
