@@ -575,7 +575,8 @@ _HELD_OUT = {"not specific": "not specific", "no stronger than chance": "no stro
 
 def held_out_said(statement: str, records: list[dict], validation: dict | None) -> str:
     """``statement`` with its clause of refits that hold (:func:`_holds_said`) said no more strongly than their held-out
-    re-tests found (``validation``'s keys and supporting refits adjusted for one column, :mod:`proteus.validation`).
+    re-tests found (``validation``'s keys and supporting refits adjusted for one column, :mod:`proteus.validation`), each
+    column's refit of each evidence edge on its own (a hypothesis can refit several differences with one column).
 
     Where every column's re-test replicated, the clause stands. Otherwise it is said as the discovery samples' and the
     held-out counts follow, the weakest re-test of each column with its grounds: ``"in the discovery samples it holds
@@ -587,18 +588,21 @@ def held_out_said(statement: str, records: list[dict], validation: dict | None) 
         return statement
     retests = [k for k in (validation.get("key_edges") or []) + (validation.get("supporting_refits") or []) if len(k.get("adjusted_for") or []) == 1]
     per = {}
-    for col in dict.fromkeys(a["column"] for r in records for a in r.get("adjusted_claims", [])):
-        tested = [k for k in retests if k["adjusted_for"][0] == col and k.get("status") == "tested" and k.get("grounds")]
-        per[col] = min(tested, key=lambda k: (k["verdict"] == "validated", k["replicated_splits"])) if tested else None
+    for col, edge in dict.fromkeys((a["column"], a.get("edge")) for r in records for a in r.get("adjusted_claims", [])):
+        tested = [k for k in retests if k["adjusted_for"][0] == col and k.get("status") == "tested" and k.get("grounds")
+                  and (edge is None or k.get("edge") == edge)]
+        per[col, edge] = min(tested, key=lambda k: (k["verdict"] == "validated", k["replicated_splits"])) if tested else None
     if all(k is not None and k["verdict"] == "validated" for k in per.values()):
         return statement
+    several = len({edge for _, edge in per}) > 1  # refits of several differences: each count names its refit's effect, as the clause gave it
     parts, first = [], True
-    for col, k in per.items():
+    for (col, _), k in per.items():
         if k is None:
             parts.append(f"for {col} it was not re-tested")
             continue
         why = f" ({_HELD_OUT[k['grounds']]})" if k["grounds"] in _HELD_OUT else ""
-        parts.append(f"for {col} {'it replicated in ' if first else 'in '}{k['replicated_splits']}/{k['n_splits']}{' splits' if first else ''}{why}")
+        which = f" ({k['effect']:+.2f})" if several and k.get("effect") is not None else ""
+        parts.append(f"for {col}{which} {'it replicated in ' if first else 'in '}{k['replicated_splits']}/{k['n_splits']}{' splits' if first else ''}{why}")
         first = False
     return statement.replace(said, f"in the discovery samples {said}; held out, adjusted " + ", ".join(parts), 1)
 
