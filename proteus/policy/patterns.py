@@ -567,6 +567,17 @@ def _mutations(kg: KnowledgeGraph, changes, stated: set[str] | frozenset[str] = 
     return out
 
 
+def _carrier_adjustment(extra: dict) -> tuple[list[str], str]:
+    """What a ``mutation_association`` edge (its ``extra``) may say about the columns its model adjusted for: those the
+    carriers are separable from, and a clause for those they are collinear with (``collinear_with_carriers``, the
+    reading of :func:`proteus.confounding.collinear_v` that the confounder clause follows), never said adjusted for."""
+    tied = extra.get("collinear_with_carriers") or {}
+    adjusted = [c for c in extra.get("adjusted_for_enrichment") or [] if c not in tied]
+    clause = (", though carrier status cannot be separated from " + ", ".join(f"{col} (Cramér's V {v:.2f})" for col, v in tied.items())
+              if tied else "")
+    return adjusted, clause
+
+
 def _trans_effects(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
     """What carriers of a recurrent mutation differ in beyond the gene's own products (``mutation_association``:
     proteins and sites, adjusted for the groupings the carriers are enriched in), with the pathways over-represented
@@ -584,8 +595,7 @@ def _trans_effects(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
                        key=_rank)[:2]
         ex = lead[0].stats.extra
         carriers, n_all = (lead[0].stats.observed or {}).get("mutated", (None, ex.get("n_mutated")))[1], lead[0].stats.n
-        tied = ex.get("collinear_with_carriers") or {}  # adjusted for, but not separable from carrier status (confounding.collinear_v)
-        adjusted = [c for c in ex.get("adjusted_for_enrichment") or [] if c not in tied]
+        adjusted, tied = _carrier_adjustment(ex)
         changed = "; ".join(f"{'mRNA ' if r.subject.type == 'gene' else ''}{r.subject.label} {_direction_word(r)}"
                             + (" (its named paralog, a compensation candidate)" if (r.stats.extra or {}).get("family") else "")
                             for r in lead)
@@ -593,9 +603,7 @@ def _trans_effects(kg: KnowledgeGraph, changes) -> list[HypothesisDraft]:
                              f"features ({r.stats.n} genes, q={r.stats.q:.1e})" for r in paths)
         hyper = ex.get("n_mutated_hypermutated")
         statement = (f"Tumours carrying somatic {gene} mutations ({carriers} of {n_all} genotyped) differ from non-carriers beyond {gene} itself: "
-                     f"{changed}" + (f", with {', '.join(adjusted)} adjusted for (carriers are enriched in it)" if adjusted else "")
-                     + (", though carrier status cannot be separated from " + ", ".join(f"{col} (Cramér's V {v:.2f})" for col, v in tied.items())
-                        if tied else "")
+                     f"{changed}" + (f", with {', '.join(adjusted)} adjusted for (carriers are enriched in it)" if adjusted else "") + tied
                      + (f"; {path_txt}" if path_txt else "") + ". An association across tumours, not an intervention.")
         out.append(
             HypothesisDraft(
@@ -640,15 +648,10 @@ def _mechanism_clause(kg: KnowledgeGraph, d: HypothesisDraft) -> tuple[str, list
     gene = str(t.stats.extra["mutation"]).removeprefix("mutation:")
     e = enriched[gene]
     (a, n_a), (c, n_c) = e.stats.observed[case], e.stats.observed[control]
-    # a column the carriers are collinear with is never said adjusted for: adjustment cannot separate the two (the reading
-    # of proteus.confounding.collinear_v, which the confounder clause of the same statement follows)
-    tied = t.stats.extra.get("collinear_with_carriers") or {}
-    adjusted = [c for c in t.stats.extra.get("adjusted_for_enrichment") or [] if c not in tied]
+    adjusted, tied = _carrier_adjustment(t.stats.extra)
     return (f"; candidate mechanism: {gene}, its {related[gene]}, is mutated in {a} of {n_a} {case} vs {c} of {n_c} {control} samples, "
             f"and its carriers have {_direction_word(t)} {t.subject.label}" + (f" with {', '.join(adjusted)} adjusted for" if adjusted else "")
-            + f" ({t.stats.effect:+.2f}, p={t.stats.p:.1g})"
-            + (", though carrier status cannot be separated from " + ", ".join(f"{col} (Cramér's V {v:.2f})" for col, v in tied.items())
-               if tied else "")), [e.id, t.id]
+            + f" ({t.stats.effect:+.2f}, p={t.stats.p:.1g})" + tied), [e.id, t.id]
 
 
 def _name_mechanisms(kg: KnowledgeGraph, drafts: list[HypothesisDraft]) -> list[HypothesisDraft]:
