@@ -383,7 +383,7 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
     while True:
         rounds += 1
         folded = fold_same_events(pool, view.kg, ctx.study, tables)
-        hyps, stated, walked, waiting = [], [], 0, []  # waiting: composition-confounded drafts beyond the first few
+        hyps, stated, walked, waiting, n_confounded = [], [], 0, [], 0  # waiting: composition-confounded drafts beyond the first few
         for d in folded:
             if len(hyps) == MAX_HYPOTHESES:
                 break
@@ -393,10 +393,11 @@ def propose_hypotheses(state: ResearchState, runtime: Runtime[RunContext]) -> di
                 done[key] = _hypothesis(ctx, view, d, by_statement.get(d.statement), tables, columns, design_cache, drafted, rejected)
             if done[key] is None:
                 continue
-            if (composition_confounded(done[key]["design_checks"], sample_type) is not None
-                    and sum(composition_confounded(h["design_checks"], sample_type) is not None for h in hyps) >= MAX_COMPOSITION_CONFOUNDED):
+            confounded = composition_confounded(done[key]["design_checks"], sample_type) is not None
+            if confounded and n_confounded >= MAX_COMPOSITION_CONFOUNDED:
                 waiting.append(d)  # a composition-confounded claim beyond the first few waits for the slots no other draft fills
                 continue
+            n_confounded += confounded
             hyps.append(done[key])
             stated.append(d.model_copy(update={"evidence": done[key]["evidence"]}))  # as the claim checks left it
         for d in waiting[:MAX_HYPOTHESES - len(hyps)]:  # those left over leave the pool, as rejected drafts do

@@ -603,7 +603,7 @@ IN_RUN_METHOD = (
     "{min_rep:.0%} too (a true effect of that size would fall short as often), or could not be computed, or where it falls short with "
     "adequate power by no more than the splits vary by chance (the Wilson 95% interval of its share reaches {min_rep:.0%}); failed "
     "(evidence against) where replication falls short with adequate held-out power and its interval below {min_rep:.0%}, or falls short "
-    "where permuted labels make a member of its family as strong more often than not (null p >= 0.5: no stronger than chance). Cross-omics: the same test on another layer's "
+    "where permuted labels make a member of its family as strong more often than not (null p >= {null_typical}: no stronger than chance). Cross-omics: the same test on another layer's "
     "feature of the same gene, all samples (unadjusted: the edge's technical columns belong to its own layer). The splits divide the samples the run itself tested, so replication "
     "measures stability across subsamples and the permutation null guards against selection; an unseen cohort "
     "is `proteus eval`'s discovery / held-out design. Two-group edges whose groups leave fewer than two samples per "
@@ -974,7 +974,8 @@ def validate_hypotheses(
         per = {e: edge(e) for e in ev}
         tested = [e for e in ev if per[e]["status"] == "tested"]
         v: dict[str, Any] = {"edges": per, "n_tested": len(tested), "alpha": alpha,
-                             "method": IN_RUN_METHOD.format(n_splits=n_splits, held=1 - fraction, alpha=alpha, n_perm=n_perm, min_rep=min_replication)}
+                             "method": IN_RUN_METHOD.format(n_splits=n_splits, held=1 - fraction, alpha=alpha, n_perm=n_perm, min_rep=min_replication,
+                                                                  null_typical=NULL_TYPICAL)}
         cross = [c for e in tested for c in per[e]["cross_omics"].values()]
         v["cross_omics"] = (sum(c["corroborated"] for c in cross) >= len(cross) / 2) if cross else None
         v["cross_omics_edges"] = {e: per[e]["cross_omics"] for e in tested if per[e]["cross_omics"]}
